@@ -1,0 +1,99 @@
+# sluice - build, run and test.
+#
+#   make            build bin/sluiced and bin/sluicectl
+#   make run        install what is missing, build, run sluiced in the
+#                   foreground on its embedded default configuration
+#   make test       install, build, run every test; ends "N passed, N failed"
+#   make asan       the same tests against an ASan+UBSan build (build/asan)
+#   make fuzz       build the libFuzzer targets (clang)
+#
+# O= puts binaries and objects under another directory (make asan uses it).
+
+O        ?= .
+CC       ?= cc
+OPT      ?= -O2
+CFLAGS   ?=
+SAN      ?=
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror \
+	-Wshadow -Wstrict-prototypes -Wno-missing-field-initializers \
+	-pthread $(SAN) $(CFLAGS)
+LDLIBS   = -luring -llmdb -lxxhash -lyaml -ljansson -pthread
+LDFLAGS  ?=
+
+BIN      = $(O)/bin
+OBJ      = $(O)/build/obj
+UNIT     = $(O)/tests/unit
+
+LIB_SRC  = $(filter-out engine/main.c,$(wildcard engine/*.c)) \
+	$(wildcard proto/*.c) $(wildcard queue/*.c) $(wildcard dkim/*.c)
+LIB_OBJ  = $(LIB_SRC:%.c=$(OBJ)/%.o)
+LIB      = $(OBJ)/libsluice.a
+UNIT_SRC = $(wildcard tests/unit/t_*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(UNIT)/%.t)
+
+# Debian packages: to build, and to run the tests against real peers.
+BUILD_PKGS = gcc make pkg-config liburing-dev libwolfssl-dev libldns-dev \
+	liblmdb-dev libxxhash-dev libyaml-dev libjansson-dev libcrypt-dev
+TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2
+DEPS_STAMP = build/.deps-ok
+
+.PHONY: all run test unit asan fuzz deps clean
+all: $(BIN)/sluiced $(BIN)/sluicectl
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/sluiced: $(OBJ)/engine/main.o $(LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(UNIT)/%.t: $(OBJ)/tests/unit/%.o $(LIB)
+	@mkdir -p $(UNIT)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+unit: $(UNIT_BIN)
+
+# Install only what is missing, so `make run` works offline once set up.
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): Makefile
+	@missing=""; for p in $(BUILD_PKGS) $(TEST_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+		grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		echo "postfix postfix/main_mailer_type select No configuration" | \
+			debconf-set-selections; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@mkdir -p build && touch $@
+
+run: deps all
+	$(BIN)/sluiced
+
+test: deps all unit
+	SLUICE_BIN=$(abspath $(BIN)) SLUICE_UNIT=$(abspath $(UNIT)) tests/run.sh
+
+asan: deps
+	$(MAKE) O=build/asan OPT=-O1 \
+		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+		all unit
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		SLUICE_BIN=$(abspath build/asan/bin) \
+		SLUICE_UNIT=$(abspath build/asan/tests/unit) tests/run.sh
+
+clean:
+	rm -rf build bin tests/unit/*.t tests/out
+
+-include $(shell find $(O)/build/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,102 @@
+/*
+ * buf.c - growable byte buffer; see buf.h.
+ */
+#include "buf.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int
+buf_reserve(struct buf *b, size_t extra)
+{
+	size_t need, cap;
+	char *p;
+
+	assert(b->len <= b->cap);
+	if (b->cap - b->len >= extra)
+		return 0;
+	need = b->len + extra;
+	if (need < b->len)
+		return -ENOMEM;
+	cap = b->cap ? b->cap : 256;
+	while (cap < need)
+		cap = cap * 2 > cap ? cap * 2 : need;
+	p = realloc(b->data, cap);
+	if (p == NULL)
+		return -ENOMEM;
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+int
+buf_append(struct buf *b, const void *p, size_t n)
+{
+	int rc;
+
+	if (n == 0)
+		return 0;
+	if ((rc = buf_reserve(b, n)) < 0)
+		return rc;
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+int
+buf_vprintf(struct buf *b, const char *fmt, va_list ap)
+{
+	va_list ap2;
+	int n, rc;
+
+	va_copy(ap2, ap);
+	n = vsnprintf(b->data ? b->data + b->len : NULL,
+	    b->data ? b->cap - b->len : 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		return -EINVAL;
+	if ((size_t)n >= b->cap - b->len || b->data == NULL) {
+		if ((rc = buf_reserve(b, (size_t)n + 1)) < 0)
+			return rc;
+		n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+		assert(n >= 0 && (size_t)n < b->cap - b->len);
+	}
+	b->len += (size_t)n;
+	return 0;
+}
+
+int
+buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = buf_vprintf(b, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+void
+buf_consume(struct buf *b, size_t n)
+{
+	assert(n <= b->len);
+	if (n == b->len) {
+		b->len = 0;
+		return;
+	}
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+}
+
+void
+buf_free(struct buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}

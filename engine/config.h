@@ -1,0 +1,96 @@
+/*
+ * config.h - sluice configuration: one YAML file, overrides, typed schema.
+ *
+ * The configuration is read in three layers, later ones winning:
+ *   1. the YAML file given with -c (or the embedded default when none),
+ *   2. SLUICE_* environment variables (SLUICE_LIMITS_MESSAGE_SIZE=...,
+ *      SLUICE_LISTEN_0_ADDRESS=...), matched against the schema,
+ *   3. -o dotted.path=value options, in command-line order.
+ * Every value is checked against a typed schema table; unknown keys, bad
+ * types and out-of-range values are errors. All errors are collected, each
+ * with the file and line it came from (or "-o" / "environment"), so that
+ * `sluiced -n` can print every one of them at once.
+ *
+ * Contract: config_load() either fills *cfg completely and returns 0, or
+ * returns the number of errors (> 0) and leaves *cfg freed. config_free()
+ * releases everything config_load() allocated.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* An address family plus prefix: 10.0.0.0/8, ::1/128. */
+struct cidr {
+	int family;		/* AF_INET or AF_INET6 */
+	uint8_t addr[16];	/* network byte order; first 4 bytes for v4 */
+	unsigned prefix;	/* 0..32 or 0..128 */
+};
+
+struct listen_cfg {
+	char *address;		/* as written: "127.0.0.1:2525", "[::1]:25" */
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	/* TLS, PROXY protocol and AUTH modes will be added here. */
+};
+
+struct limits_cfg {
+	uint64_t message_size;		/* bytes, message after DATA/BDAT */
+	uint32_t recipients;		/* RCPT per transaction */
+	uint32_t line_length;		/* command line bytes incl. CRLF */
+	uint32_t errors;		/* error replies before 421 */
+	uint32_t idle_timeout_ms;	/* no input for this long: 421 */
+	uint32_t connections;		/* inbound connections in total */
+	uint32_t connections_per_client; /* per client IP address */
+};
+
+struct queue_cfg {
+	uint64_t segment_size;		/* bytes before a spool segment rolls */
+	uint64_t index_size;		/* LMDB map size, bytes */
+};
+
+struct config {
+	char *source;			/* file name, or "(embedded default)" */
+	char *hostname;
+	char *spool;
+	uint32_t shards;		/* resolved: never 0 after load */
+	struct listen_cfg *listen;
+	size_t nlisten;
+	struct cidr *allowed_networks;
+	size_t nallowed_networks;
+	struct limits_cfg limits;
+	struct queue_cfg queue;
+	uint32_t shutdown_timeout_ms;
+};
+
+/* Errors collected while loading; each line is "FILE:LINE: message". */
+struct config_errors {
+	char **msg;
+	size_t n;
+};
+
+/*
+ * Load the configuration. path == NULL selects the embedded default.
+ * overrides: "dotted.path=value" strings (values are parsed as YAML, so
+ * "[10.0.0.0/8, 127.0.0.1/32]" is a list). envp: the environment (may be
+ * NULL); only SLUICE_* names are considered.
+ * Returns 0 on success, else the number of errors appended to *errs.
+ */
+int config_load(struct config *cfg, const char *path, char *const *overrides,
+    size_t noverrides, char *const *envp, struct config_errors *errs);
+void config_free(struct config *cfg);
+void config_errors_free(struct config_errors *errs);
+
+/* Does the address match any network in the list? */
+int cidr_match(const struct cidr *nets, size_t n, const struct sockaddr *sa);
+/* Parse "10.0.0.0/8" or "::1" (full-length prefix). 0 ok, -1 bad. */
+int cidr_parse(const char *s, struct cidr *out);
+/* Parse "host:port" / "[v6]:port" into a socket address. 0 ok, -1 bad. */
+int address_parse(const char *s, struct sockaddr_storage *sa, socklen_t *len);
+
+/* The embedded default configuration, YAML text. */
+extern const char config_default_yaml[];
+
+#endif

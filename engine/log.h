@@ -1,0 +1,30 @@
+/*
+ * log.h - one-line diagnostics on standard error.
+ *
+ * Each call writes one whole line with a single write(2), so lines from
+ * different shard threads never interleave. Levels follow Postfix: info for
+ * events an operator reads, warn for handled trouble, fatal exits(1), and
+ * panic is for "cannot happen" (it aborts, for a core file).
+ */
+#ifndef SLUICE_LOG_H
+#define SLUICE_LOG_H
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN };
+
+extern int log_min_level;
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+void log_fatal(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+void log_panic_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
+#define log_panic(...) log_panic_at(__FILE__, __LINE__, __VA_ARGS__)
+
+/* Name of this program, prefixed to every line. */
+extern const char *log_progname;
+
+#endif

@@ -1,0 +1,204 @@
+/*
+ * main.c - sluiced: load the configuration, recover the queue, run the
+ * shards and the committer, stop gracefully on SIGTERM or SIGINT.
+ *
+ * Threads: the main thread only waits for signals; one thread per shard
+ * runs an io_uring event loop; one committer thread indexes durable
+ * records in LMDB. See docs/architecture.md.
+ *
+ * Exit status: 0 after a graceful stop or a good `-n` check, 1 on a
+ * fatal error at start-up, 2 on a usage or configuration error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../proto/smtp_server.h"
+#include "../queue/queue.h"
+#include "../queue/queue_commit.h"
+#include "config.h"
+#include "log.h"
+#include "shard.h"
+
+/* Queue ids carry 6 bits of shard number. */
+#define SHARDS_MAX 64
+
+extern char **environ;
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: sluiced [-c FILE] [-o key=value]... [-n]\n"
+	    "  -c FILE        read the YAML configuration FILE (default: the\n"
+	    "                 embedded configuration)\n"
+	    "  -o key=value   override a configuration key by its dotted path,\n"
+	    "                 e.g. -o spool=/tmp/q -o listen.0.address=127.0.0.1:2600\n"
+	    "  -n             check the configuration, print \"configuration OK\"\n"
+	    "                 or every error, and exit\n"
+	    "  -h             this help\n"
+	    "SLUICE_* environment variables override keys too, e.g.\n"
+	    "SLUICE_LIMITS_MESSAGE_SIZE=20M. See docs/configuration.md.\n");
+}
+
+/* Load the configuration and print every error; exits 2 on errors. */
+static void
+load_config(struct config *cfg, const char *path, char **ov, size_t nov)
+{
+	struct config_errors errs = { 0 };
+	size_t i;
+
+	if (config_load(cfg, path, ov, nov, environ, &errs) != 0) {
+		for (i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msg[i]);
+		config_errors_free(&errs);
+		exit(2);
+	}
+	config_errors_free(&errs);
+	if (cfg->shards > SHARDS_MAX) {
+		fprintf(stderr, "%s: shards: at most %d\n", cfg->source,
+		    SHARDS_MAX);
+		exit(2);
+	}
+}
+
+static void
+listen_summary(const struct config *cfg, char *out, size_t n)
+{
+	size_t i, off = 0;
+
+	out[0] = '\0';
+	for (i = 0; i < cfg->nlisten && off < n; i++)
+		off += (size_t)snprintf(out + off, n - off, "%s%s",
+		    i ? ", " : "", cfg->listen[i].address);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct queue_recovery_report rep;
+	struct smtp_server_cfg scfg;
+	struct queue_index *qi = NULL;
+	struct committer *committer;
+	struct shard **shards;
+	struct config cfg;
+	const char *path = NULL;
+	char **ov = NULL, lsum[512];
+	size_t nov = 0;
+	uint64_t last_qid = 0, total = 0;
+	int *efds, opt, check = 0, rc, sig;
+	unsigned i;
+	sigset_t set;
+
+	log_progname = "sluiced";
+	ov = calloc((size_t)argc, sizeof(*ov));
+	if (ov == NULL)
+		log_fatal("out of memory");
+	while ((opt = getopt(argc, argv, "c:o:nh")) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'o':
+			ov[nov++] = optarg;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	load_config(&cfg, path, ov, nov);
+	if (check) {
+		printf("configuration OK\n");
+		config_free(&cfg);
+		free(ov);
+		return 0;
+	}
+
+	/* Signals are taken by sigwait() here; every thread inherits this. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((rc = queue_index_open(&qi, cfg.spool, cfg.queue.index_size, 0)) < 0)
+		log_fatal("cannot open the queue in %s: %s", cfg.spool,
+		    rc < -30000 ? queue_strerror(rc) : strerror(-rc));
+	memset(&rep, 0, sizeof(rep));
+	if ((rc = queue_recover(qi, cfg.spool, &rep)) < 0)
+		log_fatal("queue recovery failed: %s",
+		    rc < -30000 ? queue_strerror(rc) : strerror(-rc));
+	if ((rc = queue_index_max_id(qi, &last_qid)) < 0)
+		log_fatal("queue: %s", queue_strerror(rc));
+	log_info("queue: %llu message(s), %llu segment(s) kept, "
+	    "%llu removed, %llu byte(s) reclaimed, %llu quarantined",
+	    (unsigned long long)rep.messages, (unsigned long long)rep.segments,
+	    (unsigned long long)rep.segments_removed,
+	    (unsigned long long)rep.bytes_reclaimed,
+	    (unsigned long long)rep.quarantined);
+
+	smtp_server_cfg_init(&scfg, cfg.hostname, cfg.limits.message_size,
+	    cfg.limits.recipients, cfg.limits.line_length, cfg.limits.errors);
+	shards = calloc(cfg.shards, sizeof(*shards));
+	efds = calloc(cfg.shards, sizeof(*efds));
+	if (shards == NULL || efds == NULL)
+		log_fatal("out of memory");
+	for (i = 0; i < cfg.shards; i++) {
+		shards[i] = shard_create(i, &cfg, &scfg, rep.max_seq[i],
+		    last_qid);
+		efds[i] = shard_eventfd(shards[i]);
+	}
+	if ((rc = committer_start(&committer, qi, cfg.shards, efds)) < 0)
+		log_fatal("cannot start the committer: %s", strerror(-rc));
+	for (i = 0; i < cfg.shards; i++)
+		if ((rc = shard_start(shards[i], committer)) < 0)
+			log_fatal("cannot start shard %u: %s", i,
+			    strerror(-rc));
+	listen_summary(&cfg, lsum, sizeof(lsum));
+	log_info("ready: listening on %s, %u shard(s), spool %s, "
+	    "hostname %s", lsum, cfg.shards, cfg.spool, cfg.hostname);
+
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_info("SIGHUP: configuration reload is not "
+			    "supported yet; nothing changed");
+			continue;
+		}
+		break;
+	}
+	log_info("stopping (signal %d): no new connections, up to %u ms "
+	    "for sessions to finish", sig, cfg.shutdown_timeout_ms);
+	for (i = 0; i < cfg.shards; i++)
+		shard_request_stop(shards[i]);
+	for (i = 0; i < cfg.shards; i++) {
+		total += shard_messages(shards[i]);
+		shard_join(shards[i]);
+	}
+	committer_stop(committer);
+	queue_index_close(qi);
+	log_info("stopped: %llu message(s) queued in this run",
+	    (unsigned long long)total);
+	free(shards);
+	free(efds);
+	config_free(&cfg);
+	free(ov);
+	return 0;
+}

@@ -1,0 +1,1258 @@
+/*
+ * shard.c - the per-core event loop; see shard.h.
+ *
+ * Every operation on the ring carries its kind, a slot index and the slot's
+ * generation in user_data (op << 56 | idx << 32 | gen), and completions are
+ * dispatched by one switch on the kind. Completions are reaped in batches
+ * first and handled afterwards, so a handler never recurses into the ring.
+ *
+ * Connections live in a fixed array of slots allocated at start-up. Input
+ * arrives through recv with a provided buffer ring: idle connections hold
+ * no receive buffer, and a buffer goes back to the ring as soon as the
+ * SMTP session has consumed (or stashed) its bytes. Only one recv and one
+ * send are ever in flight per connection; a session waiting for the queue
+ * gets no recv armed, which bounds what a pipelining client can push.
+ *
+ * The seam for TLS is conn_input() and conn_flush(): a TLS layer decrypts
+ * between the recv completion and smtp_session_input(), and encrypts what
+ * conn_flush() takes from the session's output.
+ *
+ * Spool segments: the shard appends each message's record to its current
+ * segment with one writev, then makes it durable with IORING_OP_FSYNC
+ * (datasync). Records that finish writing while an fsync is in flight wait
+ * for the next one, so one fsync covers many messages. Durable records go
+ * to the committer; its verdict comes back through the eventfd.
+ */
+#include "shard.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "../proto/smtp_server.h"
+#include "../queue/queue.h"
+#include "../queue/queue_commit.h"
+#include "log.h"
+
+/* Ring and buffer sizes: fixed at start-up, see docs/architecture.md. */
+#define SHARD_RING_ENTRIES 4096
+#define SHARD_CQE_BATCH 256
+#define SHARD_RECV_BUFS 256		/* power of two */
+#define SHARD_RECV_BUF_SIZE 16384
+#define SHARD_BGID 1
+#define SHARD_SEGS 16			/* live segments per shard */
+#define SHARD_OUT_HIGH 65536		/* stop reading above this backlog */
+#define SHARD_TICK_MS 250
+#define SHARD_LISTEN_MAX 16
+
+enum op {
+	OP_ACCEPT = 1,
+	OP_RECV,
+	OP_SEND,
+	OP_WRITE,
+	OP_FSYNC,
+	OP_WAKE,
+	OP_SEG_OPEN,
+	OP_SEG_DIRSYNC,
+	OP_CANCEL,
+};
+
+static inline uint64_t
+ud_make(enum op op, uint32_t idx, uint32_t gen)
+{
+	assert(idx < (1u << 24));
+	return (uint64_t)op << 56 | (uint64_t)idx << 32 | gen;
+}
+#define UD_OP(u) ((enum op)((u) >> 56))
+#define UD_IDX(u) ((uint32_t)((u) >> 32) & 0xffffffu)
+#define UD_GEN(u) ((uint32_t)(u))
+
+struct seg {
+	uint64_t id;
+	int fd;
+	bool in_use;
+	bool sealed;		/* no more appends; close when refs == 0 */
+	bool broken;		/* a write or fsync failed: roll over */
+	bool syncing;		/* an fsync is in flight */
+	uint64_t end;		/* next append offset */
+	uint32_t refs;		/* jobs not yet past fsync */
+	struct commit_job *wait_head, *wait_tail;	/* written, await fsync */
+	struct commit_job *sync_head;			/* covered by the fsync */
+};
+
+struct conn {
+	uint32_t gen;
+	uint32_t next_free;
+	int fd;
+	bool in_use;
+	bool closing;		/* shut down; freed when inflight == 0 */
+	bool close_after_flush;
+	bool recv_armed;
+	bool send_armed;
+	uint8_t inflight;
+	uint16_t client_bucket;
+	uint64_t deadline_ms;
+	struct buf tx;		/* bytes being sent (swapped from smtp.out) */
+	size_t tx_off;
+	struct commit_job *job;	/* record write in flight */
+	struct smtp_session smtp;
+};
+
+struct shard {
+	unsigned id;
+	const struct config *cfg;
+	const struct smtp_server_cfg *scfg;
+	struct committer *committer;
+	struct io_uring ring;
+	pthread_t thread;
+
+	int lfd[SHARD_LISTEN_MAX];
+	unsigned nlisten;
+	bool accepting;
+
+	struct conn *conns;
+	uint32_t nconns;
+	uint32_t free_head;
+	uint32_t nactive;
+
+	struct io_uring_buf_ring *br;
+	char *bufs;
+	size_t br_size;
+
+	int efd;
+	uint64_t efd_val;
+	atomic_bool stop_requested;
+	bool stopping;
+	uint64_t stop_deadline_ms;
+
+	int segdir_fd;
+	uint64_t seg_seq;
+	struct seg segs[SHARD_SEGS];
+	int cur;		/* index in segs, -1 when none */
+	int next;		/* pre-opened, or -1 */
+	bool next_opening;
+	char next_name[64];
+
+	struct queue_id_gen idgen;
+	struct commit_job *pending_head, *pending_tail;	/* for committer */
+	uint32_t jobs_out;	/* jobs not yet back from the committer */
+	uint32_t seg_ops;	/* open/dirsync in flight */
+
+	uint64_t now_ms;
+	uint64_t next_tick_ms;
+	_Atomic uint64_t n_messages;
+};
+
+/* Connections per client address, all shards together. Collisions of the
+ * 16-bit hash only make the limit a little stricter for the unlucky pair. */
+static _Atomic uint16_t client_conns[1u << 16];
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct io_uring_sqe *
+get_sqe(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
+
+	if (sqe == NULL) {
+		/* SQ full: hand what we have to the kernel, then retry. */
+		io_uring_submit(&sh->ring);
+		sqe = io_uring_get_sqe(&sh->ring);
+	}
+	if (sqe == NULL)
+		log_panic("shard %u: no submission queue entry", sh->id);
+	return sqe;
+}
+
+/* ---- listeners ------------------------------------------------------- */
+
+static int
+listen_socket(const struct listen_cfg *l)
+{
+	int fd, one = 1;
+
+	fd = socket(l->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	if (l->sa.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 ||
+	    listen(fd, 4096) < 0)
+		goto fail;
+	return fd;
+fail:
+	one = -errno;
+	close(fd);
+	return one;
+}
+
+static void
+arm_accept(struct shard *sh, unsigned i)
+{
+	struct io_uring_sqe *sqe = get_sqe(sh);
+
+	io_uring_prep_multishot_accept(sqe, sh->lfd[i], NULL, NULL,
+	    SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, i, 0));
+}
+
+/* ---- connections ----------------------------------------------------- */
+
+static void conn_flush(struct shard *sh, struct conn *c);
+static void handle_event(struct shard *sh, struct conn *c,
+    enum smtp_event ev);
+
+static uint16_t
+client_bucket(const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in6 *a6 = (const void *)ss;
+	const struct sockaddr_in *a4 = (const void *)ss;
+
+	if (ss->ss_family == AF_INET6) {
+		if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+			return (uint16_t)XXH3_64bits(
+			    &a6->sin6_addr.s6_addr[12], 4);
+		return (uint16_t)XXH3_64bits(&a6->sin6_addr, 16);
+	}
+	return (uint16_t)XXH3_64bits(&a4->sin_addr, 4);
+}
+
+static void
+arm_recv(struct shard *sh, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+	uint32_t idx = (uint32_t)(c - sh->conns);
+
+	assert(!c->recv_armed);
+	assert(!c->closing);
+	sqe = get_sqe(sh);
+	io_uring_prep_recv(sqe, c->fd, NULL, SHARD_RECV_BUF_SIZE, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = SHARD_BGID;
+	io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, idx, c->gen));
+	c->recv_armed = true;
+	c->inflight++;
+}
+
+static void
+conn_free(struct shard *sh, struct conn *c)
+{
+	uint32_t idx = (uint32_t)(c - sh->conns);
+
+	assert(c->in_use);
+	assert(c->inflight == 0);
+	assert(c->job == NULL);
+	close(c->fd);
+	atomic_fetch_sub(&client_conns[c->client_bucket], 1);
+	c->fd = -1;
+	c->in_use = false;
+	c->gen++;
+	/* Keep modest buffers for the next session; drop big ones. */
+	if (c->smtp.msg.cap > (1u << 20))
+		buf_free(&c->smtp.msg);
+	if (c->smtp.in.cap > (1u << 18))
+		buf_free(&c->smtp.in);
+	buf_reset(&c->tx);
+	c->next_free = sh->free_head;
+	sh->free_head = idx;
+	sh->nactive--;
+}
+
+/* Stop all I/O on the connection; it is freed once nothing is in flight. */
+static void
+conn_close(struct shard *sh, struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	/* Completes any recv or send in flight with an error or EOF. */
+	shutdown(c->fd, SHUT_RDWR);
+	if (c->inflight == 0)
+		conn_free(sh, c);
+}
+
+/* An operation on c finished; free it if it was the last one. */
+static void
+conn_op_done(struct shard *sh, struct conn *c)
+{
+	assert(c->inflight > 0);
+	c->inflight--;
+	if (c->closing && c->inflight == 0)
+		conn_free(sh, c);
+}
+
+static void
+refuse_connection(int fd, const char *host, const char *why)
+{
+	char line[512];
+	int n;
+
+	/* A best-effort one-line reply on a fresh socket; never blocks. */
+	n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: %s\r\n", host,
+	    why);
+	if (n > 0 && send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("refused connection: send: %s", strerror(errno));
+	close(fd);
+}
+
+static void
+handle_accept(struct shard *sh, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct conn *c;
+	uint16_t bucket;
+	bool relay_ok;
+	int one = 1;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		close(fd);
+		return;
+	}
+	if (sh->stopping) {
+		refuse_connection(fd, sh->cfg->hostname,
+		    "service shutting down");
+		return;
+	}
+	if (sh->free_head == UINT32_MAX) {
+		refuse_connection(fd, sh->cfg->hostname,
+		    "too many connections");
+		return;
+	}
+	bucket = client_bucket(&ss);
+	if (atomic_fetch_add(&client_conns[bucket], 1) >=
+	    sh->cfg->limits.connections_per_client) {
+		atomic_fetch_sub(&client_conns[bucket], 1);
+		refuse_connection(fd, sh->cfg->hostname,
+		    "too many connections");
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c = &sh->conns[sh->free_head];
+	assert(!c->in_use);
+	sh->free_head = c->next_free;
+	sh->nactive++;
+	c->in_use = true;
+	c->fd = fd;
+	c->closing = false;
+	c->close_after_flush = false;
+	c->recv_armed = false;
+	c->send_armed = false;
+	c->inflight = 0;
+	c->client_bucket = bucket;
+	c->tx_off = 0;
+	c->job = NULL;
+	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
+	relay_ok = cidr_match(sh->cfg->allowed_networks,
+	    sh->cfg->nallowed_networks, (struct sockaddr *)&ss);
+	smtp_session_init(&c->smtp, sh->scfg, (struct sockaddr *)&ss, relay_ok,
+	    &sh->idgen);
+	smtp_session_greet(&c->smtp);
+	handle_event(sh, c, SMTP_EV_NONE);
+}
+
+/*
+ * Send what the session has written, if no send is in flight. The session
+ * may go on appending to smtp.out while c->tx is on the wire.
+ */
+static void
+conn_flush(struct shard *sh, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+	struct buf t;
+
+	if (c->send_armed || c->closing)
+		return;
+	if (c->tx_off == c->tx.len) {
+		if (c->smtp.out.len == 0)
+			return;
+		t = c->tx;
+		c->tx = c->smtp.out;
+		c->smtp.out = t;
+		buf_reset(&c->smtp.out);
+		c->tx_off = 0;
+	}
+	sqe = get_sqe(sh);
+	io_uring_prep_send(sqe, c->fd, c->tx.data + c->tx_off,
+	    c->tx.len - c->tx_off, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_SEND,
+	    (uint32_t)(c - sh->conns), c->gen));
+	c->send_armed = true;
+	c->inflight++;
+}
+
+static void start_commit(struct shard *sh, struct conn *c);
+
+/* React to what the session asked for, then keep I/O going. */
+static void
+handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
+{
+	switch (ev) {
+	case SMTP_EV_NONE:
+		break;
+	case SMTP_EV_COMMIT:
+		start_commit(sh, c);
+		break;
+	case SMTP_EV_CLOSE:
+		c->close_after_flush = true;
+		break;
+	default:
+		log_panic("bad smtp event %d", (int)ev);
+	}
+	if (c->closing)
+		return;
+	if (sh->stopping && !c->close_after_flush &&
+	    !smtp_session_in_transaction(&c->smtp) &&
+	    smtp_session_shutdown(&c->smtp) == SMTP_EV_CLOSE)
+		c->close_after_flush = true;
+	conn_flush(sh, c);
+	if (c->close_after_flush) {
+		if (!c->send_armed)
+			conn_close(sh, c);
+		return;
+	}
+	if (!c->recv_armed && !smtp_session_blocked(&c->smtp) &&
+	    c->smtp.out.len < SHARD_OUT_HIGH)
+		arm_recv(sh, c);
+}
+
+/* ---- the record write and its fsync ---------------------------------- */
+
+static int
+seg_open_sync(struct shard *sh)
+{
+	char name[64];
+	struct seg *s;
+	int i, fd;
+	uint64_t id;
+
+	for (i = 0; i < SHARD_SEGS; i++)
+		if (!sh->segs[i].in_use)
+			break;
+	if (i == SHARD_SEGS)
+		return -ENOSPC;
+	id = SEG_ID(sh->id, ++sh->seg_seq);
+	seg_path(id, name, sizeof(name));
+	fd = openat(sh->segdir_fd, strchr(name, '/') + 1,
+	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	/* The new name must be durable before any record in it is. */
+	if (fsync(sh->segdir_fd) < 0) {
+		close(fd);
+		return -errno;
+	}
+	s = &sh->segs[i];
+	memset(s, 0, sizeof(*s));
+	s->in_use = true;
+	s->id = id;
+	s->fd = fd;
+	return i;
+}
+
+/* Open the next segment in the background, before the current fills. */
+static void
+seg_preopen(struct shard *sh)
+{
+	struct io_uring_sqe *sqe;
+	char name[64];
+
+	if (sh->next >= 0 || sh->next_opening || sh->stopping)
+		return;
+	seg_path(SEG_ID(sh->id, sh->seg_seq + 1), name, sizeof(name));
+	snprintf(sh->next_name, sizeof(sh->next_name), "%s",
+	    strchr(name, '/') + 1);
+	sqe = get_sqe(sh);
+	io_uring_prep_openat(sqe, sh->segdir_fd, sh->next_name,
+	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_SEG_OPEN, 0, 0));
+	sh->next_opening = true;
+	sh->seg_ops++;
+}
+
+static void
+handle_seg_open(struct shard *sh, int res)
+{
+	struct io_uring_sqe *sqe;
+	int i;
+
+	sh->seg_ops--;
+	if (res < 0) {
+		log_warn("shard %u: cannot create segment %s: %s", sh->id,
+		    sh->next_name, strerror(-res));
+		sh->next_opening = false;
+		return;
+	}
+	for (i = 0; i < SHARD_SEGS; i++)
+		if (!sh->segs[i].in_use)
+			break;
+	if (i == SHARD_SEGS) {
+		close(res);
+		sh->next_opening = false;
+		return;
+	}
+	sh->seg_seq++;
+	memset(&sh->segs[i], 0, sizeof(sh->segs[i]));
+	sh->segs[i].in_use = true;
+	sh->segs[i].id = SEG_ID(sh->id, sh->seg_seq);
+	sh->segs[i].fd = res;
+	sqe = get_sqe(sh);
+	io_uring_prep_fsync(sqe, sh->segdir_fd, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_SEG_DIRSYNC, (uint32_t)i, 0));
+	sh->seg_ops++;
+}
+
+static void
+handle_seg_dirsync(struct shard *sh, uint32_t i, int res)
+{
+	sh->seg_ops--;
+	sh->next_opening = false;
+	if (res < 0) {
+		log_warn("shard %u: fsync of the segment directory: %s",
+		    sh->id, strerror(-res));
+		close(sh->segs[i].fd);
+		sh->segs[i].in_use = false;
+		return;
+	}
+	sh->next = (int)i;
+}
+
+static void
+seg_release(struct seg *s)
+{
+	if (s->sealed && s->refs == 0 && !s->syncing) {
+		close(s->fd);
+		s->in_use = false;
+	}
+}
+
+/* The segment the next record of rec_len bytes goes to, or NULL. */
+static struct seg *
+seg_for_append(struct shard *sh, uint64_t rec_len)
+{
+	struct seg *cur = sh->cur >= 0 ? &sh->segs[sh->cur] : NULL;
+	int i;
+
+	if (cur != NULL && !cur->broken &&
+	    (cur->end == 0 || cur->end + rec_len <= sh->cfg->queue.segment_size
+	    || (sh->next < 0 && sh->next_opening)))
+		goto ok;
+	if (sh->next >= 0) {
+		i = sh->next;
+		sh->next = -1;
+	} else if ((i = seg_open_sync(sh)) < 0) {
+		log_warn("shard %u: cannot create a segment: %s", sh->id,
+		    strerror(-i));
+		return cur != NULL && !cur->broken ? cur : NULL;
+	}
+	if (cur != NULL) {
+		cur->sealed = true;
+		seg_release(cur);
+	}
+	sh->cur = i;
+	cur = &sh->segs[i];
+ok:
+	if (cur->end + rec_len > sh->cfg->queue.segment_size / 2)
+		seg_preopen(sh);
+	return cur;
+}
+
+/* Deliver a job's verdict to its connection (if it is still there). */
+static void
+job_finish(struct shard *sh, struct commit_job *job)
+{
+	struct conn *c = &sh->conns[job->conn_idx];
+	enum smtp_commit_result res;
+	char qid[QUEUE_ID_LEN + 1];
+	enum smtp_event ev;
+
+	assert(sh->jobs_out > 0);
+	sh->jobs_out--;
+	if (job->put.result == 0)
+		res = SMTP_COMMIT_OK;
+	else if (job->put.result == QUEUE_EFULL ||
+	    job->put.result == -ENOSPC || job->put.result == -EDQUOT)
+		res = SMTP_COMMIT_NOSPACE;
+	else
+		res = SMTP_COMMIT_IOERR;
+	queue_id_format(job->put.qid, qid);
+	if (res == SMTP_COMMIT_OK) {
+		atomic_fetch_add(&sh->n_messages, 1);
+		log_info("%s: client=[%s], size=%u, nrcpt=%u", qid,
+		    c->smtp.client_addr, job->put.msg_len, job->put.nrcpt);
+	} else {
+		log_warn("%s: not queued: %s", qid,
+		    job->put.result < -30000 ? queue_strerror(job->put.result) :
+		    strerror(-job->put.result));
+	}
+	if (c->in_use && c->gen == job->conn_gen && !c->closing &&
+	    c->smtp.state == SMTP_S_COMMIT) {
+		c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
+		ev = smtp_session_commit_done(&c->smtp, res);
+		handle_event(sh, c, ev);
+	}
+	free(job);
+}
+
+static void
+seg_kick(struct shard *sh, struct seg *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->syncing || s->wait_head == NULL)
+		return;
+	s->sync_head = s->wait_head;
+	s->wait_head = s->wait_tail = NULL;
+	s->syncing = true;
+	sqe = get_sqe(sh);
+	io_uring_prep_fsync(sqe, s->fd, IORING_FSYNC_DATASYNC);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_FSYNC,
+	    (uint32_t)(s - sh->segs), 0));
+}
+
+static void
+start_commit(struct shard *sh, struct conn *c)
+{
+	struct smtp_session *ss = &c->smtp;
+	struct io_uring_sqe *sqe;
+	struct commit_job *job;
+	struct envelope env;
+	const char **rcpt;
+	size_t env_len;
+	uint64_t rec_len;
+	struct seg *s;
+
+	rcpt = malloc(ss->nrcpt * sizeof(*rcpt));
+	if (rcpt == NULL)
+		goto nomem;
+	smtp_session_envelope(ss, &env, rcpt);
+	env_len = envelope_encoded_len(&env);
+	job = malloc(sizeof(*job) + sizeof(struct seg_hdr) + env_len);
+	if (job == NULL) {
+		free(rcpt);
+		goto nomem;
+	}
+	memset(job, 0, sizeof(*job));
+	envelope_encode(&env, job->head + sizeof(struct seg_hdr));
+	free(rcpt);
+	job->head_len = (uint32_t)(sizeof(struct seg_hdr) + env_len);
+	rec_len = job->head_len + ss->msg.len;
+	job->put.qid = ss->qid;
+	job->put.msg_len = (uint32_t)ss->msg.len;
+	job->put.rec_len = (uint32_t)rec_len;
+	job->put.env = job->head + sizeof(struct seg_hdr);
+	job->put.env_len = (uint32_t)env_len;
+	job->put.nrcpt = ss->nrcpt;
+	job->put.checksum = seg_hdr_fill((struct seg_hdr *)job->head, ss->qid,
+	    job->put.env, (uint32_t)env_len, ss->msg.data,
+	    (uint32_t)ss->msg.len);
+	job->conn_idx = (uint32_t)(c - sh->conns);
+	job->conn_gen = c->gen;
+	job->shard = sh->id;
+	sh->jobs_out++;
+	s = seg_for_append(sh, rec_len);
+	if (s == NULL) {
+		job->put.result = -EIO;
+		job_finish(sh, job);
+		return;
+	}
+	job->seg = s;
+	job->put.seg = s->id;
+	job->put.offset = s->end;
+	s->end += rec_len;
+	s->refs++;
+	job->iov[0].iov_base = job->head;
+	job->iov[0].iov_len = job->head_len;
+	job->msg = (const uint8_t *)ss->msg.data;
+	job->iov[1].iov_base = ss->msg.data;
+	job->iov[1].iov_len = ss->msg.len;
+	c->job = job;
+	sqe = get_sqe(sh);
+	io_uring_prep_writev(sqe, s->fd, job->iov, 2, job->put.offset);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_WRITE, job->conn_idx, c->gen));
+	c->inflight++;
+	return;
+nomem:
+	handle_event(sh, c, smtp_session_commit_done(ss, SMTP_COMMIT_IOERR));
+}
+
+/* A job leaves its segment: failed, or durable and off to the committer. */
+static void
+job_leave_seg(struct commit_job *job)
+{
+	struct seg *s = job->seg;
+
+	assert(s->refs > 0);
+	s->refs--;
+	job->seg = NULL;
+	seg_release(s);
+}
+
+static void
+handle_write(struct shard *sh, struct conn *c, int res)
+{
+	struct commit_job *job = c->job;
+	struct io_uring_sqe *sqe;
+	struct seg *s = job->seg;
+	uint32_t total = job->head_len + job->put.msg_len;
+
+	if (res < 0) {
+		/* The bytes may be partly there: unindexed, so garbage. */
+		s->broken = true;
+		job->put.result = res;
+		c->job = NULL;
+		job_leave_seg(job);
+		conn_op_done(sh, c);
+		job_finish(sh, job);
+		return;
+	}
+	job->written += (uint32_t)res;
+	if (job->written < total && res > 0) {
+		/* Short write: send the rest from where it stopped. */
+		uint32_t w = job->written;
+		struct iovec *iov = job->iov;
+		unsigned n = 2;
+
+		if (w < job->head_len) {
+			iov[0].iov_base = job->head + w;
+			iov[0].iov_len = job->head_len - w;
+		} else {
+			iov[1].iov_base = (char *)job->msg + (w - job->head_len);
+			iov[1].iov_len = total - w;
+			iov++;
+			n = 1;
+		}
+		sqe = get_sqe(sh);
+		io_uring_prep_writev(sqe, s->fd, iov, n, job->put.offset + w);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_WRITE,
+		    (uint32_t)(c - sh->conns), c->gen));
+		return;
+	}
+	c->job = NULL;
+	if (job->written < total) {
+		s->broken = true;
+		job->put.result = -EIO;
+		job_leave_seg(job);
+		conn_op_done(sh, c);
+		job_finish(sh, job);
+		return;
+	}
+	/* The message buffer is no longer needed; the job goes on alone. */
+	job->msg = NULL;
+	job->iov[1].iov_base = NULL;
+	job->next = NULL;
+	if (s->wait_tail)
+		s->wait_tail->next = job;
+	else
+		s->wait_head = job;
+	s->wait_tail = job;
+	seg_kick(sh, s);
+	conn_op_done(sh, c);
+}
+
+static void
+pending_push(struct shard *sh, struct commit_job *job)
+{
+	job->next = NULL;
+	if (sh->pending_tail)
+		sh->pending_tail->next = job;
+	else
+		sh->pending_head = job;
+	sh->pending_tail = job;
+}
+
+static void
+handle_fsync(struct shard *sh, uint32_t i, int res)
+{
+	struct seg *s = &sh->segs[i];
+	struct commit_job *job, *next;
+
+	assert(s->in_use);
+	assert(s->syncing);
+	s->syncing = false;
+	job = s->sync_head;
+	s->sync_head = NULL;
+	if (res < 0) {
+		log_warn("shard %u: fdatasync of segment: %s", sh->id,
+		    strerror(-res));
+		s->broken = true;
+	}
+	for (; job != NULL; job = next) {
+		next = job->next;
+		job_leave_seg(job);
+		if (res < 0) {
+			job->put.result = res;
+			job_finish(sh, job);
+		} else {
+			pending_push(sh, job);
+		}
+	}
+	if (s->in_use) {
+		seg_kick(sh, s);
+		seg_release(s);
+	}
+}
+
+/* Hand durable jobs to the committer; what does not fit waits. */
+static void
+pending_flush(struct shard *sh)
+{
+	struct commit_job *job;
+	bool any = false;
+
+	while ((job = sh->pending_head) != NULL) {
+		struct commit_job *next = job->next;
+
+		if (!committer_submit(sh->committer, sh->id, job))
+			break;
+		sh->pending_head = next;
+		if (next == NULL)
+			sh->pending_tail = NULL;
+		any = true;
+	}
+	if (any)
+		committer_wake(sh->committer);
+}
+
+/* ---- completions ----------------------------------------------------- */
+
+static void
+arm_wake(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = get_sqe(sh);
+
+	io_uring_prep_read(sqe, sh->efd, &sh->efd_val, sizeof(sh->efd_val), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_WAKE, 0, 0));
+}
+
+static void
+begin_stop(struct shard *sh)
+{
+	struct io_uring_sqe *sqe;
+	uint32_t i;
+
+	sh->stopping = true;
+	sh->stop_deadline_ms = sh->now_ms + sh->cfg->shutdown_timeout_ms;
+	for (i = 0; i < sh->nlisten; i++) {
+		sqe = get_sqe(sh);
+		io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, i, 0), 0);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, 0, 0));
+	}
+	sh->accepting = false;
+	for (i = 0; i < sh->nconns; i++) {
+		struct conn *c = &sh->conns[i];
+
+		if (c->in_use && !c->closing)
+			handle_event(sh, c, SMTP_EV_NONE);
+	}
+}
+
+static void
+handle_wake(struct shard *sh)
+{
+	struct commit_job *job;
+
+	while ((job = committer_reap(sh->committer, sh->id)) != NULL)
+		job_finish(sh, job);
+	if (atomic_load(&sh->stop_requested) && !sh->stopping)
+		begin_stop(sh);
+	arm_wake(sh);
+}
+
+static void
+handle_recv(struct shard *sh, struct conn *c, int res, uint32_t flags)
+{
+	enum smtp_event ev;
+	unsigned bid;
+	char *data;
+
+	c->recv_armed = false;
+	if (res == -ENOBUFS) {
+		/* Every buffer is busy for the moment; try again. */
+		conn_op_done(sh, c);
+		if (c->in_use && !c->closing)
+			handle_event(sh, c, SMTP_EV_NONE);
+		return;
+	}
+	if (res <= 0) {
+		conn_close(sh, c);
+		conn_op_done(sh, c);
+		return;
+	}
+	assert(flags & IORING_CQE_F_BUFFER);
+	bid = flags >> IORING_CQE_BUFFER_SHIFT;
+	data = sh->bufs + (size_t)bid * SHARD_RECV_BUF_SIZE;
+	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
+	if (!c->closing) {
+		ev = smtp_session_input(&c->smtp, data, (size_t)res);
+	} else {
+		ev = SMTP_EV_NONE;
+	}
+	/* The session copied what it keeps: the buffer goes back now. */
+	io_uring_buf_ring_add(sh->br, data, SHARD_RECV_BUF_SIZE, (uint16_t)bid,
+	    io_uring_buf_ring_mask(SHARD_RECV_BUFS), 0);
+	io_uring_buf_ring_advance(sh->br, 1);
+	c->inflight--;
+	if (c->closing) {
+		if (c->inflight == 0)
+			conn_free(sh, c);
+		return;
+	}
+	handle_event(sh, c, ev);
+}
+
+static void
+handle_send(struct shard *sh, struct conn *c, int res)
+{
+	c->send_armed = false;
+	if (res < 0) {
+		conn_close(sh, c);
+		conn_op_done(sh, c);
+		return;
+	}
+	c->tx_off += (size_t)res;
+	c->inflight--;
+	if (c->closing) {
+		if (c->inflight == 0)
+			conn_free(sh, c);
+		return;
+	}
+	if (c->tx_off == c->tx.len) {
+		buf_reset(&c->tx);
+		c->tx_off = 0;
+	}
+	handle_event(sh, c, SMTP_EV_NONE);
+}
+
+static void
+dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
+{
+	uint32_t idx = UD_IDX(ud);
+	struct conn *c = NULL;
+
+	switch (UD_OP(ud)) {
+	case OP_RECV:
+	case OP_SEND:
+	case OP_WRITE:
+		c = &sh->conns[idx];
+		/* A slot is only reused once nothing of it is in flight. */
+		assert(c->in_use);
+		assert(c->gen == UD_GEN(ud));
+		break;
+	default:
+		break;
+	}
+	switch (UD_OP(ud)) {
+	case OP_ACCEPT:
+		if (res >= 0)
+			handle_accept(sh, res);
+		else if (res != -ECANCELED)
+			log_warn("shard %u: accept: %s", sh->id,
+			    strerror(-res));
+		if (!(flags & IORING_CQE_F_MORE) && sh->accepting)
+			arm_accept(sh, idx);
+		break;
+	case OP_RECV:
+		handle_recv(sh, c, res, flags);
+		break;
+	case OP_SEND:
+		handle_send(sh, c, res);
+		break;
+	case OP_WRITE:
+		handle_write(sh, c, res);
+		break;
+	case OP_FSYNC:
+		handle_fsync(sh, idx, res);
+		break;
+	case OP_WAKE:
+		handle_wake(sh);
+		break;
+	case OP_SEG_OPEN:
+		handle_seg_open(sh, res);
+		break;
+	case OP_SEG_DIRSYNC:
+		handle_seg_dirsync(sh, idx, res);
+		break;
+	case OP_CANCEL:
+		break;
+	default:
+		log_panic("shard %u: bad operation %llu", sh->id,
+		    (unsigned long long)UD_OP(ud));
+	}
+}
+
+/* Idle timeouts, and the shutdown deadline. */
+static void
+tick(struct shard *sh)
+{
+	uint32_t i;
+
+	for (i = 0; i < sh->nconns; i++) {
+		struct conn *c = &sh->conns[i];
+
+		if (!c->in_use || c->closing)
+			continue;
+		if (sh->stopping && sh->now_ms >= sh->stop_deadline_ms) {
+			conn_close(sh, c);
+			continue;
+		}
+		/* Waiting on our own queue is not the client's idleness. */
+		if (smtp_session_blocked(&c->smtp) || c->close_after_flush)
+			continue;
+		if (sh->now_ms >= c->deadline_ms) {
+			smtp_session_timeout(&c->smtp);
+			handle_event(sh, c, SMTP_EV_CLOSE);
+		}
+	}
+}
+
+static int
+setup_buffers(struct shard *sh)
+{
+	struct io_uring_buf_reg reg;
+	unsigned i;
+	int rc;
+
+	sh->br_size = SHARD_RECV_BUFS * sizeof(struct io_uring_buf);
+	sh->br = mmap(NULL, sh->br_size, PROT_READ | PROT_WRITE,
+	    MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (sh->br == MAP_FAILED)
+		return -errno;
+	sh->bufs = malloc((size_t)SHARD_RECV_BUFS * SHARD_RECV_BUF_SIZE);
+	if (sh->bufs == NULL)
+		return -ENOMEM;
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (uint64_t)(uintptr_t)sh->br;
+	reg.ring_entries = SHARD_RECV_BUFS;
+	reg.bgid = SHARD_BGID;
+	if ((rc = io_uring_register_buf_ring(&sh->ring, &reg, 0)) < 0)
+		return rc;
+	io_uring_buf_ring_init(sh->br);
+	for (i = 0; i < SHARD_RECV_BUFS; i++)
+		io_uring_buf_ring_add(sh->br,
+		    sh->bufs + (size_t)i * SHARD_RECV_BUF_SIZE,
+		    SHARD_RECV_BUF_SIZE, (uint16_t)i,
+		    io_uring_buf_ring_mask(SHARD_RECV_BUFS), (int)i);
+	io_uring_buf_ring_advance(sh->br, SHARD_RECV_BUFS);
+	return 0;
+}
+
+/*
+ * The ring is created by the thread that uses it: with SINGLE_ISSUER the
+ * creating task is the only one allowed to submit.
+ */
+static void
+setup_ring(struct shard *sh)
+{
+	struct io_uring_params p;
+	unsigned i;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	rc = io_uring_queue_init_params(SHARD_RING_ENTRIES, &sh->ring, &p);
+	if (rc == -EINVAL) {
+		/* Older kernels lack the flags; they are only hints. */
+		memset(&p, 0, sizeof(p));
+		rc = io_uring_queue_init_params(SHARD_RING_ENTRIES, &sh->ring,
+		    &p);
+	}
+	if (rc < 0)
+		log_fatal("shard %u: io_uring_queue_init: %s", sh->id,
+		    strerror(-rc));
+	if ((rc = setup_buffers(sh)) < 0)
+		log_fatal("shard %u: provided buffers: %s", sh->id,
+		    strerror(-rc));
+	for (i = 0; i < sh->nlisten; i++)
+		arm_accept(sh, i);
+	arm_wake(sh);
+}
+
+static void *
+shard_main(void *arg)
+{
+	struct shard *sh = arg;
+	struct io_uring_cqe *cqe;
+	struct {
+		uint64_t ud;
+		int res;
+		uint32_t flags;
+	} done[SHARD_CQE_BATCH];
+	struct __kernel_timespec ts;
+	unsigned head, n, i;
+	int rc;
+
+	setup_ring(sh);
+	sh->now_ms = mono_ms();
+	sh->next_tick_ms = sh->now_ms + SHARD_TICK_MS;
+	for (;;) {
+		pending_flush(sh);
+		if (sh->stopping && sh->nactive == 0 && sh->jobs_out == 0 &&
+		    sh->seg_ops == 0)
+			break;
+		ts.tv_sec = 0;
+		ts.tv_nsec = SHARD_TICK_MS * 1000000LL;
+		rc = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts,
+		    NULL);
+		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
+			log_fatal("shard %u: io_uring wait: %s", sh->id,
+			    strerror(-rc));
+		/* Reap everything first, then run the handlers. */
+		n = 0;
+		io_uring_for_each_cqe(&sh->ring, head, cqe) {
+			done[n].ud = cqe->user_data;
+			done[n].res = cqe->res;
+			done[n].flags = cqe->flags;
+			if (++n == SHARD_CQE_BATCH)
+				break;
+		}
+		io_uring_cq_advance(&sh->ring, n);
+		sh->now_ms = mono_ms();
+		for (i = 0; i < n; i++)
+			dispatch(sh, done[i].ud, done[i].res, done[i].flags);
+		if (sh->now_ms >= sh->next_tick_ms) {
+			tick(sh);
+			sh->next_tick_ms = sh->now_ms + (sh->stopping ? 50 :
+			    SHARD_TICK_MS);
+		}
+	}
+	return NULL;
+}
+
+/* ---- set-up ---------------------------------------------------------- */
+
+struct shard *
+shard_create(unsigned id, const struct config *cfg,
+    const struct smtp_server_cfg *scfg, uint64_t seg_seq, uint64_t last_qid)
+{
+	struct shard *sh;
+	char path[4096];
+	uint32_t i, per;
+	int rc;
+
+	sh = calloc(1, sizeof(*sh));
+	if (sh == NULL)
+		log_fatal("out of memory");
+	sh->id = id;
+	sh->cfg = cfg;
+	sh->scfg = scfg;
+	sh->cur = sh->next = -1;
+	sh->efd = -1;
+	sh->segdir_fd = -1;
+	sh->seg_seq = seg_seq;
+	sh->idgen.shard = id;
+	sh->idgen.last = last_qid;
+	atomic_init(&sh->stop_requested, false);
+	sh->efd = eventfd(0, EFD_CLOEXEC);
+	if (sh->efd < 0)
+		log_fatal("eventfd: %s", strerror(errno));
+	per = (cfg->limits.connections + cfg->shards - 1) / cfg->shards;
+	sh->nconns = per;
+	sh->conns = calloc(per, sizeof(*sh->conns));
+	if (sh->conns == NULL)
+		log_fatal("out of memory for %u connection slots", per);
+	for (i = 0; i < per; i++) {
+		sh->conns[i].fd = -1;
+		sh->conns[i].next_free = i + 1 < per ? i + 1 : UINT32_MAX;
+	}
+	sh->free_head = 0;
+	if (cfg->nlisten > SHARD_LISTEN_MAX)
+		log_fatal("at most %d listeners", SHARD_LISTEN_MAX);
+	for (i = 0; i < cfg->nlisten; i++) {
+		rc = listen_socket(&cfg->listen[i]);
+		if (rc < 0)
+			log_fatal("cannot listen on %s: %s",
+			    cfg->listen[i].address, strerror(-rc));
+		sh->lfd[i] = rc;
+	}
+	sh->nlisten = (unsigned)cfg->nlisten;
+	snprintf(path, sizeof(path), "%s/seg", cfg->spool);
+	sh->segdir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sh->segdir_fd < 0)
+		log_fatal("%s: %s", path, strerror(errno));
+	if ((rc = seg_open_sync(sh)) < 0)
+		log_fatal("shard %u: cannot create a spool segment: %s", id,
+		    strerror(-rc));
+	sh->cur = rc;
+	return sh;
+}
+
+int
+shard_eventfd(const struct shard *sh)
+{
+	return sh->efd;
+}
+
+int
+shard_start(struct shard *sh, struct committer *c)
+{
+	sh->committer = c;
+	sh->accepting = true;
+	return -pthread_create(&sh->thread, NULL, shard_main, sh);
+}
+
+void
+shard_request_stop(struct shard *sh)
+{
+	uint64_t one = 1;
+
+	atomic_store(&sh->stop_requested, true);
+	if (write(sh->efd, &one, sizeof(one)) < 0)
+		log_warn("shard %u: wake: %s", sh->id, strerror(errno));
+}
+
+void
+shard_join(struct shard *sh)
+{
+	uint32_t i;
+
+	pthread_join(sh->thread, NULL);
+	for (i = 0; i < sh->nlisten; i++)
+		close(sh->lfd[i]);
+	for (i = 0; i < SHARD_SEGS; i++)
+		if (sh->segs[i].in_use)
+			close(sh->segs[i].fd);
+	for (i = 0; i < sh->nconns; i++) {
+		smtp_session_free(&sh->conns[i].smtp);
+		buf_free(&sh->conns[i].tx);
+	}
+	io_uring_queue_exit(&sh->ring);
+	munmap(sh->br, sh->br_size);
+	free(sh->bufs);
+	free(sh->conns);
+	close(sh->efd);
+	close(sh->segdir_fd);
+	free(sh);
+}
+
+uint64_t
+shard_messages(const struct shard *sh)
+{
+	return atomic_load(&sh->n_messages);
+}

@@ -1,0 +1,46 @@
+/*
+ * shard.h - one event loop per core: an io_uring ring, its own listening
+ * sockets (SO_REUSEPORT), its SMTP sessions and its spool segment.
+ *
+ * A shard shares nothing mutable with other shards. It talks to the
+ * committer thread through queue_commit.h, and is told to stop through its
+ * eventfd. Outbound connections (delivery) and the DNS socket will live on
+ * the same ring, as further operation kinds in shard.c's dispatch.
+ */
+#ifndef SLUICE_SHARD_H
+#define SLUICE_SHARD_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct shard;
+struct committer;
+struct smtp_server_cfg;
+
+/*
+ * Create shard `id`: its ring, its listening sockets, and its first spool
+ * segment (sequence numbers continue after seg_seq). Fatal errors (cannot
+ * bind, cannot create the ring) are reported and return NULL.
+ */
+struct shard *shard_create(unsigned id, const struct config *cfg,
+    const struct smtp_server_cfg *scfg, uint64_t seg_seq, uint64_t last_qid);
+
+/* The eventfd that wakes this shard (committer results, stop). */
+int shard_eventfd(const struct shard *sh);
+
+/* Start the shard's thread; the committer must exist by then. */
+int shard_start(struct shard *sh, struct committer *c);
+
+/* Ask the shard to stop (graceful, bounded by shutdown_timeout). */
+void shard_request_stop(struct shard *sh);
+
+/* Wait for the thread and free everything. */
+void shard_join(struct shard *sh);
+
+/* Messages this shard acknowledged with 250. */
+uint64_t shard_messages(const struct shard *sh);
+
+#endif

@@ -1,0 +1,855 @@
+/*
+ * smtp_server.c - the inbound SMTP session; see smtp_server.h.
+ *
+ * Commands are dispatched through smtp_cmds[], one entry per verb with the
+ * function that checks and performs it. Each function appends exactly one
+ * reply to s->out (DATA's 354 included), so pipelined groups (RFC 2920) are
+ * answered in order and leave in as few writes as the engine can manage:
+ * it sends whatever s->out holds once the input at hand is consumed.
+ *
+ * Every state change goes through enter_state(), the one place to log or
+ * assert transitions. Error replies go through reply_error(), which counts
+ * them and ends the session with 421 4.7.0 at the configured limit.
+ */
+#include "smtp_server.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "../engine/log.h"
+#include "smtp_parse.h"
+
+/* Longest HELO name kept; longer ones are truncated (they are only logged). */
+#define SMTP_HELO_MAX 255
+
+static const char *const state_names[] = {
+	[SMTP_S_INIT] = "INIT",
+	[SMTP_S_READY] = "READY",
+	[SMTP_S_MAIL] = "MAIL",
+	[SMTP_S_RCPT] = "RCPT",
+	[SMTP_S_DATA] = "DATA",
+	[SMTP_S_BDAT] = "BDAT",
+	[SMTP_S_BDAT_WAIT] = "BDAT_WAIT",
+	[SMTP_S_COMMIT] = "COMMIT",
+	[SMTP_S_QUIT] = "QUIT",
+};
+
+const char *
+smtp_strstate(enum smtp_state st)
+{
+	if ((unsigned)st < sizeof(state_names) / sizeof(state_names[0]))
+		return state_names[st];
+	return "?";
+}
+
+static void
+enter_state(struct smtp_session *s, enum smtp_state st)
+{
+	assert((unsigned)st <= SMTP_S_QUIT);
+	/* Nothing leaves QUIT: the engine closes the connection. */
+	assert(s->state != SMTP_S_QUIT || st == SMTP_S_QUIT);
+	s->state = st;
+}
+
+void
+smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
+    uint64_t message_size, uint32_t recipients, uint32_t line_length,
+    uint32_t errors)
+{
+	int n;
+
+	c->hostname = hostname;
+	c->message_size = message_size;
+	c->recipients = recipients;
+	c->line_length = line_length;
+	c->errors = errors;
+	n = snprintf(c->ehlo_reply, sizeof(c->ehlo_reply),
+	    "250-%s\r\n"
+	    "250-PIPELINING\r\n"
+	    "250-SIZE %llu\r\n"
+	    "250-ENHANCEDSTATUSCODES\r\n"
+	    "250-8BITMIME\r\n"
+	    "250-SMTPUTF8\r\n"
+	    "250 CHUNKING\r\n",
+	    hostname, (unsigned long long)message_size);
+	assert(n > 0 && (size_t)n < sizeof(c->ehlo_reply));
+}
+
+static void
+reply(struct smtp_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+reply(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (buf_vprintf(&s->out, fmt, ap) < 0 || buf_puts(&s->out, "\r\n") < 0)
+		log_warn("out of memory for a reply; closing");
+	va_end(ap);
+}
+
+/* An error reply: counted, and the session ends at the limit. */
+static void
+reply_error(struct smtp_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+reply_error(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (buf_vprintf(&s->out, fmt, ap) < 0 || buf_puts(&s->out, "\r\n") < 0)
+		log_warn("out of memory for a reply; closing");
+	va_end(ap);
+	if (++s->errors >= s->cfg->errors && s->state != SMTP_S_QUIT) {
+		reply(s, "421 4.7.0 %s Error: too many errors",
+		    s->cfg->hostname);
+		enter_state(s, SMTP_S_QUIT);
+	}
+}
+
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void
+smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
+    const struct sockaddr *peer, bool relay_ok, struct queue_id_gen *idgen)
+{
+	struct buf in = s->in, out = s->out, msg = s->msg, env = s->env;
+
+	/* Keep the buffers' allocations across sessions in the same slot. */
+	memset(s, 0, sizeof(*s));
+	s->in = in;
+	s->out = out;
+	s->msg = msg;
+	s->env = env;
+	buf_reset(&s->in);
+	buf_reset(&s->out);
+	buf_reset(&s->msg);
+	buf_reset(&s->env);
+	s->cfg = cfg;
+	s->idgen = idgen;
+	s->relay_ok = relay_ok;
+	s->state = SMTP_S_INIT;
+	if (peer->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)peer;
+		inet_ntop(AF_INET, &a->sin_addr, s->client_addr,
+		    sizeof(s->client_addr));
+	} else if (peer->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)peer;
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12],
+			    s->client_addr, sizeof(s->client_addr));
+		else
+			inet_ntop(AF_INET6, &a->sin6_addr, s->client_addr,
+			    sizeof(s->client_addr));
+	} else {
+		snprintf(s->client_addr, sizeof(s->client_addr), "unknown");
+	}
+	/* env always starts with the HELO name, empty until given. */
+	buf_append(&s->env, "", 1);
+	s->sender_off = 1;
+}
+
+void
+smtp_session_free(struct smtp_session *s)
+{
+	buf_free(&s->in);
+	buf_free(&s->out);
+	buf_free(&s->msg);
+	buf_free(&s->env);
+}
+
+void
+smtp_session_greet(struct smtp_session *s)
+{
+	reply(s, "220 %s ESMTP sluice", s->cfg->hostname);
+}
+
+/* Drop the transaction, keep the HELO name. */
+static void
+reset_transaction(struct smtp_session *s)
+{
+	s->env.len = s->sender_off;
+	s->nrcpt = 0;
+	s->nrcpt_tried = 0;
+	s->declared_size = 0;
+	s->body = QUEUE_BODY_7BIT;
+	s->smtputf8 = false;
+	s->qid = 0;
+	s->bdat_left = 0;
+	s->bdat_last = false;
+	s->bdat_bad = false;
+	buf_reset(&s->msg);
+	if (s->state != SMTP_S_QUIT)
+		enter_state(s, s->helo_seen ? SMTP_S_READY : SMTP_S_INIT);
+}
+
+/* ---- commands -------------------------------------------------------- */
+
+static void
+set_helo(struct smtp_session *s, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n > SMTP_HELO_MAX)
+		n = SMTP_HELO_MAX;
+	buf_reset(&s->env);
+	buf_append(&s->env, name, n);
+	buf_append(&s->env, "", 1);
+	s->sender_off = (uint32_t)s->env.len;
+	s->helo_seen = true;
+}
+
+static void
+cmd_helo_common(struct smtp_session *s, char *arg, bool esmtp)
+{
+	if (*arg == '\0') {
+		reply_error(s, "501 5.5.4 Syntax: %s hostname",
+		    esmtp ? "EHLO" : "HELO");
+		return;
+	}
+	/* RFC 5321 4.1.4: EHLO/HELO resets any transaction. */
+	set_helo(s, arg);
+	s->esmtp = esmtp;
+	reset_transaction(s);
+	enter_state(s, SMTP_S_READY);
+	if (esmtp)
+		buf_puts(&s->out, s->cfg->ehlo_reply);
+	else
+		reply(s, "250 %s", s->cfg->hostname);
+}
+
+static void
+cmd_ehlo(struct smtp_session *s, char *arg)
+{
+	cmd_helo_common(s, arg, true);
+}
+
+static void
+cmd_helo(struct smtp_session *s, char *arg)
+{
+	cmd_helo_common(s, arg, false);
+}
+
+static void
+cmd_mail(struct smtp_session *s, char *arg)
+{
+	char *addr, *params, *key, *val;
+	unsigned long long size = 0;
+	uint8_t body = QUEUE_BODY_7BIT;
+	bool utf8 = false;
+	enum smtp_path_result pr;
+
+	if (s->state == SMTP_S_INIT) {
+		reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->state != SMTP_S_READY) {
+		reply_error(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	/* SMTPUTF8 must be known before the address is judged. */
+	utf8 = s->esmtp && strcasestr(arg, " SMTPUTF8") != NULL;
+	pr = smtp_parse_path(arg, "FROM:", true, utf8, &addr, &params);
+	switch (pr) {
+	case SMTP_PATH_OK:
+		break;
+	case SMTP_PATH_SYNTAX:
+		reply_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	case SMTP_PATH_BAD_ADDR:
+		reply_error(s, "501 5.1.7 Bad sender address syntax");
+		return;
+	case SMTP_PATH_NEEDS_UTF8:
+		reply_error(s, "553 5.6.7 Sender address needs SMTPUTF8");
+		return;
+	default:
+		log_panic("bad path result %d", (int)pr);
+	}
+	utf8 = false;
+	while (smtp_next_param(&params, &key, &val)) {
+		if (!s->esmtp) {
+			reply_error(s, "555 5.5.4 Unsupported option: %s", key);
+			return;
+		}
+		if (strcasecmp(key, "SIZE") == 0 && val != NULL) {
+			if (!smtp_parse_u64(val, &size)) {
+				reply_error(s, "501 5.5.4 Bad SIZE value");
+				return;
+			}
+		} else if (strcasecmp(key, "BODY") == 0 && val != NULL) {
+			if (strcasecmp(val, "7BIT") == 0) {
+				body = QUEUE_BODY_7BIT;
+			} else if (strcasecmp(val, "8BITMIME") == 0) {
+				body = QUEUE_BODY_8BITMIME;
+			} else {
+				reply_error(s, "501 5.5.4 Unsupported BODY "
+				    "type: %s", val);
+				return;
+			}
+		} else if (strcasecmp(key, "SMTPUTF8") == 0 && val == NULL) {
+			utf8 = true;
+		} else {
+			reply_error(s, "555 5.5.4 Unsupported option: %s", key);
+			return;
+		}
+	}
+	if (size > s->cfg->message_size) {
+		reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
+		return;
+	}
+	s->env.len = s->sender_off;
+	buf_append(&s->env, addr, strlen(addr) + 1);
+	s->rcpt_off0 = (uint32_t)s->env.len;
+	s->declared_size = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
+	s->body = body;
+	s->smtputf8 = utf8;
+	enter_state(s, SMTP_S_MAIL);
+	reply(s, "250 2.1.0 Ok");
+}
+
+static void
+cmd_rcpt(struct smtp_session *s, char *arg)
+{
+	char *addr, *params, *key, *val;
+	enum smtp_path_result pr;
+
+	if (s->state != SMTP_S_MAIL && s->state != SMTP_S_RCPT) {
+		if (s->state == SMTP_S_INIT)
+			reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
+		else
+			reply_error(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	s->nrcpt_tried++;
+	pr = smtp_parse_path(arg, "TO:", false, s->smtputf8, &addr, &params);
+	switch (pr) {
+	case SMTP_PATH_OK:
+		break;
+	case SMTP_PATH_SYNTAX:
+		reply_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	case SMTP_PATH_BAD_ADDR:
+		reply_error(s, "501 5.1.3 Bad recipient address syntax");
+		return;
+	case SMTP_PATH_NEEDS_UTF8:
+		reply_error(s, "553 5.6.7 Recipient address needs SMTPUTF8");
+		return;
+	default:
+		log_panic("bad path result %d", (int)pr);
+	}
+	if (smtp_next_param(&params, &key, &val)) {
+		reply_error(s, "555 5.5.4 Unsupported option: %s", key);
+		return;
+	}
+	if (s->nrcpt >= s->cfg->recipients) {
+		/* RFC 5321 4.5.3.1.10: 452 lets the client send the rest later. */
+		reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	if (!s->relay_ok) {
+		reply_error(s, "554 5.7.1 <%s>: Relay access denied", addr);
+		return;
+	}
+	buf_append(&s->env, addr, strlen(addr) + 1);
+	s->nrcpt++;
+	enter_state(s, SMTP_S_RCPT);
+	reply(s, "250 2.1.5 Ok");
+}
+
+static void
+format_date(uint64_t us, char *out, size_t n)
+{
+	time_t t = (time_t)(us / 1000000u);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, n, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+/* Start the message: pick its id and write our Received: header. */
+static void
+begin_message(struct smtp_session *s)
+{
+	char qid[QUEUE_ID_LEN + 1], date[64];
+	const char *proto = s->esmtp ? "ESMTP" : "SMTP";
+
+	s->arrival_us = now_us();
+	s->qid = queue_id_next(s->idgen, s->arrival_us / 1000u);
+	queue_id_format(s->qid, qid);
+	format_date(s->arrival_us, date, sizeof(date));
+	buf_reset(&s->msg);
+	/* RFC 5321 4.4: "from" the HELO name and address, "by" us, "id". */
+	buf_printf(&s->msg, "Received: from %s ([%s])\r\n"
+	    "\tby %s (sluice) with %s id %s",
+	    s->env.data, s->client_addr, s->cfg->hostname, proto, qid);
+	if (s->nrcpt == 1)
+		buf_printf(&s->msg, "\r\n\tfor <%s>; %s\r\n",
+		    s->env.data + s->rcpt_off0, date);
+	else
+		buf_printf(&s->msg, ";\r\n\t%s\r\n", date);
+	data_scan_init(&s->ds, s->cfg->message_size);
+}
+
+static bool
+need_recipients(struct smtp_session *s)
+{
+	if (s->state == SMTP_S_RCPT)
+		return true;
+	if (s->state == SMTP_S_INIT)
+		reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
+	else if (s->state == SMTP_S_READY)
+		reply_error(s, "503 5.5.1 Error: need MAIL command");
+	else if (s->state == SMTP_S_BDAT_WAIT)
+		reply_error(s, "503 5.5.1 Error: DATA after BDAT");
+	else if (s->nrcpt_tried > 0)
+		reply_error(s, "554 5.5.1 Error: no valid recipients");
+	else
+		reply_error(s, "503 5.5.1 Error: need RCPT command");
+	return false;
+}
+
+static void
+cmd_data(struct smtp_session *s, char *arg)
+{
+	if (*arg != '\0') {
+		reply_error(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	if (!need_recipients(s))
+		return;
+	begin_message(s);
+	enter_state(s, SMTP_S_DATA);
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void
+cmd_bdat(struct smtp_session *s, char *arg)
+{
+	unsigned long long size;
+	char *sp = strchr(arg, ' ');
+	bool last = false;
+
+	if (sp != NULL) {
+		*sp++ = '\0';
+		while (*sp == ' ')
+			sp++;
+		if (strcasecmp(sp, "LAST") != 0) {
+			reply_error(s, "501 5.5.4 Syntax: BDAT count [LAST]");
+			return;
+		}
+		last = true;
+	}
+	if (!smtp_parse_u64(arg, &size)) {
+		/* Without a count we cannot find the chunk's end. */
+		reply_error(s, "501 5.5.4 Syntax: BDAT count [LAST]");
+		return;
+	}
+	s->bdat_left = size;
+	s->bdat_last = last;
+	/*
+	 * RFC 3030 section 3: the chunk is read whatever the verdict, so
+	 * the session stays in step; the error is sent after it.
+	 */
+	if (s->state == SMTP_S_BDAT_WAIT) {
+		s->bdat_bad = false;
+	} else if (s->state == SMTP_S_RCPT) {
+		begin_message(s);
+		s->bdat_bad = false;
+	} else {
+		s->bdat_bad = true;
+		s->bdat_prev = s->state;
+	}
+	enter_state(s, SMTP_S_BDAT);
+}
+
+static void
+cmd_rset(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	reset_transaction(s);
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_noop(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_quit(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	reply(s, "221 2.0.0 Bye");
+	enter_state(s, SMTP_S_QUIT);
+}
+
+static void
+cmd_vrfy(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and "
+	    "attempt delivery");
+}
+
+static void
+cmd_help(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET "
+	    "NOOP QUIT VRFY HELP");
+}
+
+static void
+cmd_not_implemented(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	reply_error(s, "502 5.5.1 Error: command not implemented");
+}
+
+static const struct smtp_cmd {
+	const char *verb;
+	void (*fn)(struct smtp_session *, char *);
+} smtp_cmds[] = {
+	{ "MAIL", cmd_mail },
+	{ "RCPT", cmd_rcpt },
+	{ "DATA", cmd_data },
+	{ "BDAT", cmd_bdat },
+	{ "EHLO", cmd_ehlo },
+	{ "HELO", cmd_helo },
+	{ "RSET", cmd_rset },
+	{ "NOOP", cmd_noop },
+	{ "QUIT", cmd_quit },
+	{ "VRFY", cmd_vrfy },
+	{ "HELP", cmd_help },
+	{ "STARTTLS", cmd_not_implemented },
+	{ "AUTH", cmd_not_implemented },
+	{ "EXPN", cmd_not_implemented },
+	{ "ETRN", cmd_not_implemented },
+	{ "TURN", cmd_not_implemented },
+};
+
+/* Run one command line (without CRLF, NUL-terminated, writable). */
+static void
+do_command(struct smtp_session *s, char *line)
+{
+	size_t i, vl;
+	char *arg;
+
+	if (s->shutting_down && !smtp_session_in_transaction(s)) {
+		reply(s, "421 4.3.2 %s Service shutting down",
+		    s->cfg->hostname);
+		enter_state(s, SMTP_S_QUIT);
+		return;
+	}
+	vl = strcspn(line, " ");
+	arg = line + vl;
+	while (*arg == ' ')
+		arg++;
+	for (i = 0; i < sizeof(smtp_cmds) / sizeof(smtp_cmds[0]); i++) {
+		if (strlen(smtp_cmds[i].verb) == vl &&
+		    strncasecmp(line, smtp_cmds[i].verb, vl) == 0) {
+			/* Between BDAT chunks only a few commands make sense. */
+			if (s->state == SMTP_S_BDAT_WAIT &&
+			    smtp_cmds[i].fn != cmd_bdat &&
+			    smtp_cmds[i].fn != cmd_rset &&
+			    smtp_cmds[i].fn != cmd_quit &&
+			    smtp_cmds[i].fn != cmd_noop &&
+			    smtp_cmds[i].fn != cmd_data) {
+				reply_error(s, "503 5.5.1 Error: BDAT "
+				    "transaction in progress");
+				return;
+			}
+			smtp_cmds[i].fn(s, arg);
+			return;
+		}
+	}
+	reply_error(s, "500 5.5.2 Error: command not recognized");
+}
+
+/* ---- message end ----------------------------------------------------- */
+
+/* Judge a complete message; COMMIT when it should be queued. */
+static enum smtp_event
+finish_message(struct smtp_session *s)
+{
+	if (s->ds.bare_cr || s->ds.bare_lf) {
+		reset_transaction(s);
+		reply_error(s, "554 5.6.0 Error: bare CR or LF in message data");
+		return SMTP_EV_NONE;
+	}
+	if (s->ds.too_big) {
+		reset_transaction(s);
+		reply_error(s, "552 5.3.4 Error: message file too big");
+		return SMTP_EV_NONE;
+	}
+	if (s->ds.nomem) {
+		reset_transaction(s);
+		reply(s, "451 4.3.0 Error: out of memory");
+		return SMTP_EV_NONE;
+	}
+	enter_state(s, SMTP_S_COMMIT);
+	return SMTP_EV_COMMIT;
+}
+
+enum smtp_event
+smtp_session_commit_done(struct smtp_session *s, enum smtp_commit_result res)
+{
+	char qid[QUEUE_ID_LEN + 1];
+
+	assert(s->state == SMTP_S_COMMIT);
+	switch (res) {
+	case SMTP_COMMIT_OK:
+		queue_id_format(s->qid, qid);
+		reply(s, "250 2.0.0 Ok: queued as %s", qid);
+		s->messages++;
+		break;
+	case SMTP_COMMIT_NOSPACE:
+		reply(s, "452 4.3.1 Insufficient system storage");
+		break;
+	case SMTP_COMMIT_IOERR:
+		reply(s, "451 4.3.0 Error: queue file write error");
+		break;
+	default:
+		log_panic("bad commit result %d", (int)res);
+	}
+	enter_state(s, SMTP_S_READY);
+	reset_transaction(s);
+	/* Carry on with whatever the client pipelined meanwhile. */
+	return smtp_session_input(s, NULL, 0);
+}
+
+/*
+ * Scan a BDAT chunk's bytes for bare CR and LF (the message is kept in
+ * CRLF form whichever command carried it) and store them.
+ */
+static void
+bdat_take(struct smtp_session *s, const char *p, size_t n)
+{
+	struct data_scan *ds = &s->ds;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] == '\n' && ds->state != DS_CR)
+			ds->bare_lf = true;
+		else if (ds->state == DS_CR && p[i] != '\n')
+			ds->bare_cr = true;
+		ds->state = p[i] == '\r' ? DS_CR : DS_MID;
+	}
+	ds->size += n;
+	if (ds->too_big || ds->size > ds->max) {
+		ds->too_big = true;
+		return;
+	}
+	if (buf_append(&s->msg, p, n) < 0)
+		ds->nomem = true;
+}
+
+static enum smtp_event
+bdat_chunk_done(struct smtp_session *s)
+{
+	unsigned long long got = s->ds.size;
+
+	if (s->bdat_bad) {
+		s->bdat_bad = false;
+		/* Back to where the chunk found us, then say why. */
+		enter_state(s, s->bdat_prev);
+		(void)need_recipients(s);
+		return SMTP_EV_NONE;
+	}
+	if (s->ds.too_big) {
+		reset_transaction(s);
+		reply_error(s, "552 5.3.4 Error: message file too big");
+		return SMTP_EV_NONE;
+	}
+	if (!s->bdat_last) {
+		enter_state(s, SMTP_S_BDAT_WAIT);
+		reply(s, "250 2.0.0 Ok: %llu octets received", got);
+		return SMTP_EV_NONE;
+	}
+	if (s->ds.state == DS_CR)
+		s->ds.bare_cr = true;
+	return finish_message(s);
+}
+
+/* ---- input ----------------------------------------------------------- */
+
+/* Scratch for one command line, NUL-terminated (lines are bounded). */
+static _Thread_local char line_buf[65536 + 1];
+
+/*
+ * Consume what we can of cur[0..len). Returns the bytes used and the event
+ * that stopped us (COMMIT and CLOSE stop; NONE means "need more input").
+ */
+static size_t
+consume(struct smtp_session *s, const char *cur, size_t len,
+    enum smtp_event *ev)
+{
+	size_t off = 0, take, ll, max = s->cfg->line_length;
+	const char *lf;
+
+	*ev = SMTP_EV_NONE;
+	while (off < len) {
+		switch (s->state) {
+		case SMTP_S_DATA:
+			off += data_scan(&s->ds, cur + off, len - off, &s->msg);
+			if (s->ds.state == DS_DONE)
+				*ev = finish_message(s);
+			break;
+		case SMTP_S_BDAT:
+			take = len - off;
+			if (take > s->bdat_left)
+				take = (size_t)s->bdat_left;
+			if (!s->bdat_bad)
+				bdat_take(s, cur + off, take);
+			off += take;
+			s->bdat_left -= take;
+			break;
+		case SMTP_S_COMMIT:
+			return off;
+		case SMTP_S_QUIT:
+			/* Nothing after QUIT (or a fatal error) is read. */
+			*ev = SMTP_EV_CLOSE;
+			return len;
+		default:
+			lf = memchr(cur + off, '\n', len - off);
+			if (s->skip_line) {
+				/* Rest of an overlong line: drop it. */
+				if (lf == NULL)
+					return len;
+				off = (size_t)(lf - cur) + 1;
+				s->skip_line = false;
+				break;
+			}
+			if (lf == NULL) {
+				if (len - off < max)
+					return off;	/* wait for the rest */
+				reply_error(s, "500 5.5.2 Error: line too long");
+				s->skip_line = true;
+				return len;
+			}
+			ll = (size_t)(lf - (cur + off)) + 1;
+			if (ll > max) {
+				reply_error(s, "500 5.5.2 Error: line too long");
+				off += ll;
+				break;
+			}
+			/* The line without CRLF (a bare LF ends it too). */
+			take = ll - 1;
+			if (take > 0 && cur[off + take - 1] == '\r')
+				take--;
+			off += ll;
+			if (memchr(cur + off - ll, '\0', take) != NULL) {
+				/* NUL cannot be part of any command. */
+				reply_error(s, "500 5.5.2 Error: command not "
+				    "recognized");
+				break;
+			}
+			memcpy(line_buf, cur + off - ll, take);
+			line_buf[take] = '\0';
+			do_command(s, line_buf);
+			break;
+		}
+		/* A zero-length BDAT chunk ends without any input. */
+		if (s->state == SMTP_S_BDAT && s->bdat_left == 0)
+			*ev = bdat_chunk_done(s);
+		if (*ev != SMTP_EV_NONE)
+			return off;
+		if (s->state == SMTP_S_QUIT) {
+			*ev = SMTP_EV_CLOSE;
+			return len;
+		}
+	}
+	return off;
+}
+
+enum smtp_event
+smtp_session_input(struct smtp_session *s, const char *p, size_t n)
+{
+	enum smtp_event ev;
+	size_t used;
+
+	if (s->state == SMTP_S_QUIT)
+		return SMTP_EV_CLOSE;
+	if (s->in.len > 0 || s->state == SMTP_S_COMMIT) {
+		/* Earlier input waits, so the new bytes queue behind it. */
+		if (n > 0 && buf_append(&s->in, p, n) < 0)
+			return SMTP_EV_CLOSE;
+		if (s->state == SMTP_S_COMMIT)
+			return SMTP_EV_NONE;
+		used = consume(s, s->in.data, s->in.len, &ev);
+		buf_consume(&s->in, used);
+	} else {
+		used = consume(s, p, n, &ev);
+		if (used < n && ev != SMTP_EV_CLOSE &&
+		    buf_append(&s->in, p + used, n - used) < 0)
+			return SMTP_EV_CLOSE;
+	}
+	if (ev == SMTP_EV_NONE && s->state == SMTP_S_QUIT)
+		ev = SMTP_EV_CLOSE;
+	return ev;
+}
+
+void
+smtp_session_envelope(const struct smtp_session *s, struct envelope *e,
+    const char **rcpt_array)
+{
+	const char *p = s->env.data + s->rcpt_off0;
+	uint32_t i;
+
+	assert(s->state == SMTP_S_COMMIT);
+	assert(s->nrcpt > 0);
+	memset(e, 0, sizeof(*e));
+	e->qid = s->qid;
+	e->arrival_us = s->arrival_us;
+	e->body = s->body;
+	e->smtputf8 = s->smtputf8;
+	e->nrcpt = (uint16_t)s->nrcpt;
+	e->declared_size = s->declared_size;
+	e->sender = s->env.data + s->sender_off;
+	e->client_addr = s->client_addr;
+	e->helo = s->env.data;
+	e->protocol = s->esmtp ? "ESMTP" : "SMTP";
+	for (i = 0; i < s->nrcpt; i++) {
+		rcpt_array[i] = p;
+		p += strlen(p) + 1;
+	}
+	e->rcpt = rcpt_array;
+}
+
+void
+smtp_session_timeout(struct smtp_session *s)
+{
+	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+	enter_state(s, SMTP_S_QUIT);
+}
+
+enum smtp_event
+smtp_session_shutdown(struct smtp_session *s)
+{
+	s->shutting_down = true;
+	if (smtp_session_in_transaction(s) || s->state == SMTP_S_QUIT)
+		return SMTP_EV_NONE;
+	reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+	enter_state(s, SMTP_S_QUIT);
+	return SMTP_EV_CLOSE;
+}

@@ -1,0 +1,143 @@
+/*
+ * smtp_server.h - the inbound SMTP session (RFC 5321), as a pure state
+ * machine: bytes in, replies out, no I/O of its own.
+ *
+ * The engine feeds received bytes with smtp_session_input() and sends
+ * whatever lands in s->out. When a message is complete the session returns
+ * SMTP_EV_COMMIT and stops consuming input (it is "blocked") until the
+ * engine reports the queue's verdict with smtp_session_commit_done(); that
+ * is how a 250 is only ever sent after the message is durable. Input that
+ * arrives while blocked is kept (bounded by the engine not reading more)
+ * and processed afterwards, so pipelined commands keep their order.
+ *
+ * This seam is also where TLS will sit: the engine decrypts before
+ * smtp_session_input() and encrypts what it takes from s->out.
+ */
+#ifndef SLUICE_SMTP_SERVER_H
+#define SLUICE_SMTP_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "../engine/buf.h"
+#include "../queue/queue.h"
+#include "data_scan.h"
+
+/* What the session needs to know of the server; shared, read-only. */
+struct smtp_server_cfg {
+	const char *hostname;
+	uint64_t message_size;
+	uint32_t recipients;
+	uint32_t line_length;
+	uint32_t errors;
+	char ehlo_reply[512];	/* precomputed multi-line EHLO reply */
+};
+
+void smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
+    uint64_t message_size, uint32_t recipients, uint32_t line_length,
+    uint32_t errors);
+
+enum smtp_state {
+	SMTP_S_INIT = 0,	/* greeted, no HELO/EHLO yet */
+	SMTP_S_READY,		/* HELO/EHLO done, no transaction */
+	SMTP_S_MAIL,		/* MAIL accepted, no recipient yet */
+	SMTP_S_RCPT,		/* at least one recipient */
+	SMTP_S_DATA,		/* receiving DATA */
+	SMTP_S_BDAT,		/* receiving a BDAT chunk */
+	SMTP_S_BDAT_WAIT,	/* between BDAT chunks */
+	SMTP_S_COMMIT,		/* message complete, awaiting the queue */
+	SMTP_S_QUIT,		/* closing after the output drains */
+};
+
+const char *smtp_strstate(enum smtp_state st);
+
+enum smtp_event {
+	SMTP_EV_NONE = 0,	/* nothing for the engine but sending s->out */
+	SMTP_EV_COMMIT,		/* a message is ready: queue it */
+	SMTP_EV_CLOSE,		/* send s->out, then close */
+};
+
+/* Results for smtp_session_commit_done(). */
+enum smtp_commit_result {
+	SMTP_COMMIT_OK = 0,
+	SMTP_COMMIT_NOSPACE,	/* 452 4.3.1 */
+	SMTP_COMMIT_IOERR,	/* 451 4.3.0 */
+};
+
+struct smtp_session {
+	const struct smtp_server_cfg *cfg;
+	enum smtp_state state;
+	struct buf in;		/* unconsumed input */
+	struct buf out;		/* replies not yet sent */
+	struct buf msg;		/* the message: Received: + data */
+	struct buf env;		/* sender, helo and recipients, NUL-separated */
+	struct data_scan ds;
+	struct queue_id_gen *idgen;
+	uint64_t qid;		/* id of the message being received */
+	uint64_t arrival_us;
+	uint64_t bdat_left;	/* bytes left in the current chunk */
+	bool bdat_last;		/* current chunk is the last */
+	bool bdat_bad;		/* chunk is consumed, then refused */
+	bool skip_line;		/* discarding the rest of a long line */
+	bool relay_ok;		/* client may relay (allowed network) */
+	bool esmtp;		/* EHLO rather than HELO */
+	bool smtputf8;
+	bool shutting_down;
+	uint8_t body;		/* enum queue_body */
+	uint32_t declared_size;
+	uint32_t errors;
+	uint32_t nrcpt;		/* accepted recipients */
+	uint32_t nrcpt_tried;
+	bool helo_seen;		/* HELO or EHLO given */
+	enum smtp_state bdat_prev; /* state a refused BDAT chunk returns to */
+	uint32_t sender_off;	/* offsets into env; HELO name at 0 */
+	uint32_t rcpt_off0;	/* first recipient; they follow NUL-separated */
+	uint64_t messages;	/* queued in this session */
+	char client_addr[64];	/* "127.0.0.1", "::1" */
+};
+
+void smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
+    const struct sockaddr *peer, bool relay_ok, struct queue_id_gen *idgen);
+void smtp_session_free(struct smtp_session *s);
+
+/* Queue the 220 greeting. */
+void smtp_session_greet(struct smtp_session *s);
+
+/* Feed received bytes (n may be 0 to resume after a commit). */
+enum smtp_event smtp_session_input(struct smtp_session *s, const char *p,
+    size_t n);
+
+/* The queue's verdict on the message returned with SMTP_EV_COMMIT. */
+enum smtp_event smtp_session_commit_done(struct smtp_session *s,
+    enum smtp_commit_result res);
+
+/* Fill e from the complete message's envelope (points into s). */
+void smtp_session_envelope(const struct smtp_session *s, struct envelope *e,
+    const char **rcpt_array);
+
+/* The idle timer fired: queue 421 4.4.2. The engine closes after. */
+void smtp_session_timeout(struct smtp_session *s);
+
+/*
+ * The server is stopping. A session with no transaction under way gets
+ * 421 4.3.2 and SMTP_EV_CLOSE; others finish their transaction first and
+ * get the 421 at their next command.
+ */
+enum smtp_event smtp_session_shutdown(struct smtp_session *s);
+
+/* True while the session waits for the queue and reads nothing. */
+static inline bool
+smtp_session_blocked(const struct smtp_session *s)
+{
+	return s->state == SMTP_S_COMMIT;
+}
+
+/* True when a transaction (MAIL..end of data) is under way. */
+static inline bool
+smtp_session_in_transaction(const struct smtp_session *s)
+{
+	return s->state >= SMTP_S_MAIL && s->state <= SMTP_S_COMMIT;
+}
+
+#endif

@@ -1,0 +1,385 @@
+/*
+ * queue.h - the durable queue: spool segments plus an LMDB index.
+ *
+ * On disk, under the spool directory:
+ *   seg/SSS-NNNNNNNNNN.seg  append-only segment files, one writer (a shard)
+ *                           each; a record is a seg_hdr, the encoded
+ *                           envelope, then the message bytes exactly as
+ *                           received (with sluice's Received: header).
+ *   index/                  the LMDB environment (data.mdb, lock.mdb) with
+ *                           the databases "msg", "rcpt", "quarantine", "meta".
+ *
+ * What LMDB indexes is the truth: a record in a segment that no "msg" entry
+ * points at is garbage (a write that was never acknowledged) and is
+ * reclaimed. A record is made durable in this order: segment write, segment
+ * fdatasync, LMDB commit (which syncs); only then is the client told 250.
+ *
+ * Every record carries an XXH3-64 checksum of its envelope and message,
+ * seeded with the queue id, and it is verified on every read. A record that
+ * fails is moved to "quarantine" with the reason, never delivered, never
+ * silently dropped.
+ *
+ * Error returns: 0 on success, or a negative QUEUE_E* code below, or -errno.
+ *
+ * All fixed-layout structs below (seg_hdr, msg_meta, rcpt_meta) are stored
+ * as they are in memory: little-endian, no padding (checked below). The
+ * byte-level format is described in docs/queue-format.md.
+ */
+#ifndef SLUICE_QUEUE_H
+#define SLUICE_QUEUE_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "queue records are stored in host order, which must be little-endian"
+#endif
+
+#define QUEUE_ENOTFOUND	(-30001)	/* no such queue id */
+#define QUEUE_ECORRUPT	(-30002)	/* checksum or framing mismatch */
+#define QUEUE_EFULL	(-30003)	/* index map or disk full */
+#define QUEUE_EINDEX	(-30004)	/* other LMDB error */
+#define QUEUE_EFORMAT	(-30005)	/* unknown on-disk version */
+
+/* Text for 0, a QUEUE_E* code or -errno; never NULL. */
+const char *queue_strerror(int err);
+
+/* ---- queue ids ------------------------------------------------------- */
+/*
+ * A queue id is 64 bits: 42 bits of milliseconds since 2024-01-01 UTC, 6 bits
+ * of shard, 16 bits of per-shard sequence. Printed as 16 upper-case hex
+ * digits, so the text sorts like the number, and both sort by arrival.
+ */
+#define QUEUE_ID_LEN 16
+#define QUEUE_ID_EPOCH_MS 1704067200000ULL
+
+struct queue_id_gen {
+	uint64_t last;		/* last id issued; ids only grow */
+	unsigned shard;		/* 0..63 */
+};
+
+#define QUEUE_ID_SHARD_MAX 63
+
+/*
+ * The next id: the smallest id of g->shard that is above g->last and not
+ * earlier than now_ms (Unix milliseconds, CLOCK_REALTIME). When the clock
+ * stepped back or 65536 ids were taken in one millisecond, the id borrows
+ * the following millisecond. g->last may be preset (to queue_index_max_id(),
+ * which can be another shard's id) so that ids stay above it. Never 0.
+ */
+uint64_t queue_id_next(struct queue_id_gen *g, uint64_t now_ms);
+void queue_id_format(uint64_t id, char out[QUEUE_ID_LEN + 1]);
+/* Exactly 16 hex digits (either case). 0 or -EINVAL. */
+int queue_id_parse(const char *s, uint64_t *id);
+
+/* ---- envelope -------------------------------------------------------- */
+enum queue_body {
+	QUEUE_BODY_7BIT = 0,	/* none given, or BODY=7BIT */
+	QUEUE_BODY_8BITMIME = 1,
+	QUEUE_BODY_BINARYMIME = 2,
+};
+
+/*
+ * The envelope of one message. In a decoded envelope every string points
+ * into the buffer given to envelope_decode() (which must outlive it) and
+ * rcpt is allocated: free it with envelope_release(). No string may be NULL
+ * when encoding; strings cannot hold NUL bytes.
+ */
+#define ENVELOPE_VERSION 1
+#define ENVELOPE_FIXED_LEN 28	/* bytes before the first string */
+struct envelope {
+	uint64_t qid;
+	uint64_t arrival_us;		/* CLOCK_REALTIME, microseconds */
+	uint8_t body;			/* enum queue_body */
+	uint8_t smtputf8;
+	uint16_t nrcpt;
+	uint32_t declared_size;		/* MAIL FROM SIZE=, 0 if none */
+	const char *sender;		/* "" for the null sender <> */
+	const char *client_addr;	/* "127.0.0.1" */
+	const char *helo;		/* as the client said it */
+	const char *protocol;		/* "SMTP", "ESMTP", ... */
+	const char **rcpt;		/* nrcpt addresses */
+};
+
+/* Encoded size, for sizing a buffer. */
+size_t envelope_encoded_len(const struct envelope *e);
+/* Encode into buf (at least envelope_encoded_len bytes). Returns length. */
+size_t envelope_encode(const struct envelope *e, uint8_t *buf);
+/*
+ * Decode; returns 0, QUEUE_ECORRUPT (on any framing error, unknown version,
+ * out-of-range field or trailing byte: *e is then zeroed) or -ENOMEM.
+ */
+int envelope_decode(const uint8_t *buf, size_t len, struct envelope *e);
+/* Frees rcpt; safe on a zeroed or already released envelope. */
+void envelope_release(struct envelope *e);
+/* nrcpt of an encoded envelope without decoding it; -1 if not version 1. */
+int envelope_peek_nrcpt(const uint8_t *buf, size_t len);
+
+/* ---- segment records ------------------------------------------------- */
+#define SEG_MAGIC 0x31434c53u	/* "SLC1" little-endian */
+#define SEG_VERSION 1
+
+struct seg_hdr {
+	uint32_t magic;
+	uint16_t version;	/* 1 */
+	uint16_t hdr_len;	/* sizeof(struct seg_hdr) */
+	uint64_t qid;
+	uint32_t env_len;
+	uint32_t msg_len;
+	uint64_t checksum;	/* XXH3-64(envelope || message, seed = qid) */
+};
+static_assert(sizeof(struct seg_hdr) == 32, "seg_hdr is an on-disk layout");
+
+/* A segment id: shard in the top 16 bits, per-shard sequence below. */
+#define SEG_ID(shard, seq) (((uint64_t)(shard) << 48) | (seq))
+#define SEG_SHARD(id) ((unsigned)((id) >> 48))
+#define SEG_SEQ(id) ((id) & 0xffffffffffffULL)
+
+/* "seg/SSS-NNNNNNNNNN.seg", relative to the spool; outlen >= SEG_PATH_MAX. */
+#define SEG_PATH_MAX 32
+void seg_path(uint64_t seg, char *out, size_t outlen);
+
+/* Fill in a header for (env, msg) and return its checksum. */
+uint64_t seg_hdr_fill(struct seg_hdr *h, uint64_t qid, const uint8_t *env,
+    uint32_t env_len, const void *msg, uint32_t msg_len);
+
+/* ---- index records --------------------------------------------------- */
+enum msg_state {
+	MSG_QUEUED = 0,		/* waiting for delivery */
+	MSG_HOLD = 1,		/* held by the operator */
+};
+
+enum rcpt_state {
+	RCPT_PENDING = 0,
+	RCPT_DELIVERED = 1,
+	RCPT_BOUNCED = 2,
+};
+
+/* Value of "msg" (key: qid, 8 bytes big-endian); the envelope follows. */
+#define MSG_META_VERSION 1
+struct msg_meta {
+	uint32_t version;	/* 1 */
+	uint32_t state;		/* enum msg_state */
+	uint64_t seg;		/* segment id */
+	uint64_t offset;	/* of the seg_hdr in the segment */
+	uint32_t rec_len;	/* header + envelope + message */
+	uint32_t msg_len;
+	uint64_t checksum;	/* same as the segment record's */
+	uint32_t env_len;
+	uint32_t nrcpt;
+};
+static_assert(sizeof(struct msg_meta) == 48, "msg_meta is an on-disk layout");
+
+/* Value of "rcpt" (key: qid big-endian, then index as 2 bytes big-endian). */
+struct rcpt_meta {
+	uint8_t state;		/* enum rcpt_state */
+	uint8_t pad;
+	uint16_t attempts;
+	uint32_t last_code;	/* last SMTP reply code, 0 if none */
+	uint64_t next_try_us;
+};
+static_assert(sizeof(struct rcpt_meta) == 16, "rcpt_meta is an on-disk layout");
+
+/*
+ * Value of "quarantine" (key: qid, 8 bytes big-endian): a struct msg_meta
+ * whose env_len and nrcpt describe what follows, env_len bytes of envelope,
+ * nrcpt struct rcpt_meta, then u32 reason length + reason text, then u32 raw
+ * length + the raw segment record bytes (as much of it as could be read).
+ */
+
+/* ---- the index ------------------------------------------------------- */
+#define QUEUE_INDEX_VERSION 1	/* "meta" key "version" */
+struct queue_index;
+
+/*
+ * Open spool/index (creating spool, spool/index and spool/seg unless
+ * readonly). map_size is the LMDB map size in bytes (0: LMDB's default, or
+ * the existing file's size). Readers (sluicectl) may open it while the
+ * daemon writes. Returns 0, QUEUE_EFORMAT (another index version, or not a
+ * sluice index), QUEUE_EINDEX, -ENOMEM or -errno (-ENOENT: no index yet).
+ * The handle may be used from several threads; each call is one txn.
+ */
+int queue_index_open(struct queue_index **qi, const char *spool,
+    uint64_t map_size, int readonly);
+void queue_index_close(struct queue_index *qi);
+
+/* Number of messages in the queue (quarantined ones not counted). */
+int queue_index_count(struct queue_index *qi, uint64_t *n);
+/* Number of quarantined messages. */
+int queue_index_count_quarantine(struct queue_index *qi, uint64_t *n);
+
+/*
+ * One message as read from the index. env's strings point into storage
+ * owned by the queue_msg; release with queue_msg_release().
+ */
+struct queue_msg {
+	uint64_t qid;
+	struct msg_meta meta;
+	struct envelope env;
+	struct rcpt_meta *rcpt;		/* meta.nrcpt entries */
+	uint8_t *storage;
+};
+void queue_msg_release(struct queue_msg *m);
+
+/*
+ * Look up one message. 0, QUEUE_ENOTFOUND, QUEUE_ECORRUPT (the index entry
+ * is malformed), -ENOMEM or another error. m is zeroed on error.
+ */
+int queue_index_get(struct queue_index *qi, uint64_t qid, struct queue_msg *m);
+
+/*
+ * Call fn for every message in queue-id order; fn returns non-zero to stop,
+ * and that value is returned. The queue_msg is valid only during the call.
+ * Messages are read in batches of short read transactions and fn runs with
+ * no transaction open, so a slow fn (a pager) never pins an old snapshot
+ * and fn may call into the index. A message added or removed meanwhile may
+ * or may not be seen; none is seen twice. Errors as queue_index_get().
+ */
+typedef int (*queue_msg_fn)(void *arg, const struct queue_msg *m);
+int queue_index_foreach(struct queue_index *qi, queue_msg_fn fn, void *arg);
+
+/*
+ * Read a message's record from its segment and verify it. On success *msg
+ * (malloc'd, caller frees) holds the message bytes and *len their count.
+ * QUEUE_ECORRUPT when the checksum or framing does not match (or the record
+ * is cut short), -ENOENT when the segment is missing, other -errno.
+ * Only m->qid and m->meta are used.
+ */
+int queue_read_message(const char *spool, const struct queue_msg *m,
+    uint8_t **msg, size_t *len);
+/*
+ * The same, also giving a static one-phrase reason on failure ("checksum
+ * mismatch", "segment missing", ...). With msg == NULL the record is only
+ * verified, streamed through a small buffer.
+ */
+int queue_read_verify(const char *spool, const struct queue_msg *m,
+    uint8_t **msg, size_t *len, const char **reason);
+
+/*
+ * One message to index, as handed from a shard to the committer. rec_len
+ * must be sizeof(struct seg_hdr) + env_len + msg_len, nrcpt 1..65535 and
+ * equal to the envelope's (assertions check this).
+ */
+struct queue_put {
+	uint64_t qid;
+	uint64_t seg;
+	uint64_t offset;
+	uint32_t rec_len;
+	uint32_t msg_len;
+	uint64_t checksum;
+	const uint8_t *env;	/* encoded envelope */
+	uint32_t env_len;
+	uint32_t nrcpt;
+	int result;		/* set by queue_index_put_batch */
+};
+
+/*
+ * Index a batch in one LMDB write transaction and commit it (synchronously:
+ * the caller is the committer thread, never a shard). Either every put in
+ * the batch is durable (return 0) or none is (return an error, also stored
+ * in each put's result): QUEUE_EFULL (map or disk full) or QUEUE_EINDEX
+ * (anything else, including a qid that is already indexed).
+ */
+int queue_index_put_batch(struct queue_index *qi, struct queue_put *puts,
+    size_t n);
+
+/*
+ * Highest queue id in the index ("msg" and "quarantine"), or 0. Ids issued
+ * later must be above it.
+ */
+int queue_index_max_id(struct queue_index *qi, uint64_t *qid);
+
+/* ---- recovery -------------------------------------------------------- */
+struct queue_recovery_report {
+	uint64_t messages;		/* live messages indexed */
+	uint64_t quarantined;		/* records that failed verification now */
+	uint64_t segments;		/* live segments kept */
+	uint64_t segments_removed;	/* segments with nothing indexed */
+	uint64_t bytes_reclaimed;	/* garbage tails truncated away */
+	uint64_t max_seq[64];		/* highest segment sequence per shard,
+					   over every file seen (also removed
+					   ones): start new ones at max + 1 */
+};
+
+/*
+ * Start-up recovery, before any shard runs: verify every indexed record,
+ * quarantine the damaged (one line each on stderr), delete segments nothing
+ * points at and truncate unindexed tails. Time is proportional to the live
+ * queue. 0, or an error from the index or the file system (then the spool
+ * may be partly recovered; running it again is safe).
+ */
+int queue_recover(struct queue_index *qi, const char *spool,
+    struct queue_recovery_report *rep);
+
+/*
+ * Move one message (its "msg" and "rcpt" entries, plus a copy of its
+ * segment record) to "quarantine" with the reason, in one write txn: for a
+ * record that fails verification at delivery time. 0, QUEUE_ENOTFOUND,
+ * QUEUE_EFULL, QUEUE_EINDEX.
+ */
+int queue_index_quarantine(struct queue_index *qi, const char *spool,
+    uint64_t qid, const char *reason);
+
+#ifdef QUEUE_INTERNAL
+/*
+ * Shared by the queue_*.c files only: index internals recovery needs. Keeps
+ * <lmdb.h> out of the public header.
+ */
+#include <lmdb.h>
+
+struct queue_index {
+	MDB_env *env;
+	MDB_dbi msg;
+	MDB_dbi rcpt;
+	MDB_dbi quarantine;
+	MDB_dbi meta;
+	int readonly;
+};
+
+/* LMDB return code to 0 / QUEUE_E* / -errno. */
+int queue_lmdb_err(int rc);
+/* mdb_txn_begin that adopts a map grown by another process. */
+int queue_txn_begin(struct queue_index *qi, unsigned flags, MDB_txn **txn);
+/* Check a "msg" value's shape; NULL if sound, else the reason. */
+const char *queue_msg_value_check(const void *val, size_t len);
+/*
+ * Load the message (key, val) read in txn into m, copying everything out of
+ * the map. 0, QUEUE_ECORRUPT (*why set), -ENOMEM or another error.
+ */
+int queue_msg_load(struct queue_index *qi, MDB_txn *txn, const MDB_val *key,
+    const MDB_val *val, struct queue_msg *m, const char **why);
+/* queue_read_verify() on an open segment file descriptor. */
+int queue_seg_verify_fd(int fd, const struct queue_msg *m, uint8_t **msg,
+    size_t *len, const char **reason);
+
+static inline void
+queue_key_put(uint8_t k[8], uint64_t qid)
+{
+	for (int i = 7; i >= 0; i--) {
+		k[i] = (uint8_t)qid;
+		qid >>= 8;
+	}
+}
+
+static inline uint64_t
+queue_key_get(const uint8_t k[8])
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | k[i];
+	return v;
+}
+
+/* "rcpt" key: qid big-endian, then the recipient index big-endian. */
+static inline void
+queue_rcpt_key_put(uint8_t k[10], uint64_t qid, unsigned idx)
+{
+	queue_key_put(k, qid);
+	k[8] = (uint8_t)(idx >> 8);
+	k[9] = (uint8_t)idx;
+}
+#endif
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * queue_commit.h - group commit: one thread indexes what shards wrote.
+ *
+ * A shard writes a message's record to its segment and fdatasyncs it
+ * through its own ring, then hands a commit_job to the committer. The
+ * committer takes every job waiting from every shard, indexes them all in
+ * one LMDB write transaction, commits (LMDB syncs), and hands each job back
+ * to its shard with the result. Only then does the shard answer 250. The
+ * committer is the only thread that ever waits on an LMDB commit, so no
+ * shard's event loop does; while it commits, the next batch gathers.
+ *
+ * Shard -> committer and committer -> shard are single-producer
+ * single-consumer rings, one pair per shard; each side wakes the other with
+ * an eventfd write.
+ */
+#ifndef SLUICE_QUEUE_COMMIT_H
+#define SLUICE_QUEUE_COMMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "queue.h"
+
+struct seg;
+
+/* One message on its way to durability; owned by one side at a time. */
+struct commit_job {
+	struct queue_put put;		/* what the index gets; put.result */
+	uint32_t conn_idx;		/* shard connection that waits */
+	uint32_t conn_gen;
+	unsigned shard;
+	struct seg *seg;		/* the shard's segment holding it */
+	struct commit_job *next;	/* shard-private lists */
+	struct iovec iov[2];		/* record head, message bytes */
+	const uint8_t *msg;		/* message bytes until written */
+	uint32_t written;		/* bytes of the record written */
+	uint32_t head_len;		/* seg_hdr + envelope */
+	uint8_t head[];			/* struct seg_hdr, then envelope */
+};
+
+struct committer;
+
+/*
+ * Start the committer thread for nshards shards; shard_efd[i] is written
+ * to wake shard i when results wait for it. 0 or -errno.
+ */
+int committer_start(struct committer **c, struct queue_index *qi,
+    unsigned nshards, const int *shard_efd);
+
+/* Shard side: hand a job over. false when the ring is full (keep it). */
+bool committer_submit(struct committer *c, unsigned shard,
+    struct commit_job *job);
+/* Shard side: wake the committer after one or more submits. */
+void committer_wake(struct committer *c);
+/* Shard side: take back a finished job, NULL when none. */
+struct commit_job *committer_reap(struct committer *c, unsigned shard);
+
+/* After every shard has stopped: finish what is queued, join, free. */
+void committer_stop(struct committer *c);
+
+/* Counters for status reports. */
+struct committer_stats {
+	uint64_t batches;
+	uint64_t messages;
+	uint64_t failures;
+};
+void committer_stats(struct committer *c, struct committer_stats *st);
+
+#endif

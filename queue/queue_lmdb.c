@@ -1,0 +1,640 @@
+/*
+ * queue_lmdb.c - the queue index: an LMDB environment under spool/index.
+ *
+ * Purpose: LMDB is the truth about what is queued. "msg" maps a queue id to
+ * its struct msg_meta and encoded envelope, "rcpt" maps (id, index) to a
+ * struct rcpt_meta, "quarantine" keeps damaged messages, "meta" holds the
+ * format version. Ids are stored big-endian so cursor order is id order,
+ * which is arrival order.
+ *
+ * Contract: every call is one short transaction; no read transaction is
+ * held across calls (a pinned snapshot would keep the daemon from reusing
+ * pages and grow the file). Commits use LMDB's default synchronous mode:
+ * once queue_index_put_batch() returns 0 the batch survives power loss.
+ * Values are copied out of the map before their transaction ends. Readers
+ * in another process (sluicectl) open the same environment read-only.
+ *
+ * Diagnostics: nothing is printed; LMDB codes map to QUEUE_E* codes or
+ * -errno through queue_lmdb_err(). An index entry whose shape is wrong is
+ * reported as QUEUE_ECORRUPT (recovery quarantines it) rather than by an
+ * assertion: the index is data read from disk, and one bad entry must not
+ * stop a daemon from starting. Assertions guard what this code writes.
+ */
+#define QUEUE_INTERNAL
+#include "queue.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define INDEX_MAXDBS 8
+/* Messages loaded per read transaction in queue_index_foreach(). */
+#define FOREACH_BATCH 64
+
+static const char version_key[] = "version";
+
+const char *
+queue_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "success";
+	case QUEUE_ENOTFOUND:
+		return "no such queue id";
+	case QUEUE_ECORRUPT:
+		return "queue record damaged";
+	case QUEUE_EFULL:
+		return "queue index or disk full";
+	case QUEUE_EINDEX:
+		return "queue index error";
+	case QUEUE_EFORMAT:
+		return "queue index has an unknown format version";
+	default:
+		if (err < 0 && err > -4096)
+			return strerror(-err);
+		return "unknown queue error";
+	}
+}
+
+int
+queue_lmdb_err(int rc)
+{
+	switch (rc) {
+	case MDB_SUCCESS:
+		return 0;
+	case MDB_NOTFOUND:
+		return QUEUE_ENOTFOUND;
+	case MDB_MAP_FULL:
+	case ENOSPC:
+		return QUEUE_EFULL;
+	case MDB_INVALID:
+	case MDB_VERSION_MISMATCH:
+		return QUEUE_EFORMAT;
+	case ENOMEM:
+		return -ENOMEM;
+	default:
+		/* LMDB passes system errors through as positive errno. */
+		if (rc > 0 && rc < 4096)
+			return -rc;
+		return QUEUE_EINDEX;
+	}
+}
+
+int
+queue_txn_begin(struct queue_index *qi, unsigned flags, MDB_txn **txn)
+{
+	int rc;
+
+	assert(qi != NULL && qi->env != NULL);
+	rc = mdb_txn_begin(qi->env, NULL, flags, txn);
+	if (rc == MDB_MAP_RESIZED) {
+		/* The daemon grew the map: adopt its size and try once more. */
+		rc = mdb_env_set_mapsize(qi->env, 0);
+		if (rc == 0)
+			rc = mdb_txn_begin(qi->env, NULL, flags, txn);
+	}
+	return queue_lmdb_err(rc);
+}
+
+/* mkdir -p, mode 0700: the spool holds other people's mail. */
+static int
+mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf))
+		return n == 0 ? -EINVAL : -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = i < n ? '/' : '\0';
+	}
+	return 0;
+}
+
+static int
+dir_under(char *out, size_t outlen, const char *spool, const char *sub)
+{
+	int n = snprintf(out, outlen, "%s/%s", spool, sub);
+
+	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+/* Open the four databases and check (or, when writable, set) the version. */
+static int
+index_open_dbs(struct queue_index *qi)
+{
+	unsigned dbflags = qi->readonly ? 0 : MDB_CREATE;
+	MDB_txn *txn = NULL;
+	MDB_val k = { sizeof(version_key) - 1, (void *)version_key };
+	MDB_val v;
+	uint32_t version;
+	int rc, err;
+
+	err = queue_txn_begin(qi, qi->readonly ? MDB_RDONLY : 0, &txn);
+	if (err != 0)
+		goto fail;
+	rc = mdb_dbi_open(txn, "msg", dbflags, &qi->msg);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "rcpt", dbflags, &qi->rcpt);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "quarantine", dbflags, &qi->quarantine);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "meta", dbflags, &qi->meta);
+	if (rc == 0)
+		rc = mdb_get(txn, qi->meta, &k, &v);
+	if (rc == MDB_NOTFOUND && !qi->readonly) {
+		/* A new index: stamp it in the same txn as the databases. */
+		version = QUEUE_INDEX_VERSION;
+		v.mv_size = sizeof(version);
+		v.mv_data = &version;
+		rc = mdb_put(txn, qi->meta, &k, &v, MDB_NOOVERWRITE);
+	} else if (rc == 0) {
+		assert(v.mv_data != NULL);
+		if (v.mv_size != sizeof(version)) {
+			err = QUEUE_EFORMAT;
+			goto fail;
+		}
+		memcpy(&version, v.mv_data, sizeof(version));
+		if (version != QUEUE_INDEX_VERSION) {
+			err = QUEUE_EFORMAT;
+			goto fail;
+		}
+	}
+	if (rc != 0) {
+		/* Read-only and no databases: not a sluice index (yet). */
+		err = rc == MDB_NOTFOUND ? QUEUE_EFORMAT : queue_lmdb_err(rc);
+		goto fail;
+	}
+	/* Also for a read txn: commit keeps the dbi handles open. */
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc != 0) {
+		err = queue_lmdb_err(rc);
+		goto fail;
+	}
+	return 0;
+fail:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	return err;
+}
+
+int
+queue_index_open(struct queue_index **qip, const char *spool,
+    uint64_t map_size, int readonly)
+{
+	struct queue_index *qi;
+	char path[PATH_MAX];
+	int rc, err;
+
+	assert(qip != NULL);
+	assert(spool != NULL);
+	*qip = NULL;
+	qi = calloc(1, sizeof(*qi));
+	if (qi == NULL)
+		return -ENOMEM;
+	qi->readonly = readonly != 0;
+	if (!qi->readonly) {
+		err = mkdir_p(spool);
+		if (err == 0)
+			err = dir_under(path, sizeof(path), spool, "seg");
+		if (err == 0 && mkdir(path, 0700) < 0 && errno != EEXIST)
+			err = -errno;
+		if (err != 0)
+			goto fail;
+	}
+	err = dir_under(path, sizeof(path), spool, "index");
+	if (err != 0)
+		goto fail;
+	if (!qi->readonly && mkdir(path, 0700) < 0 && errno != EEXIST) {
+		err = -errno;
+		goto fail;
+	}
+	rc = mdb_env_create(&qi->env);
+	if (rc == 0)
+		rc = mdb_env_set_maxdbs(qi->env, INDEX_MAXDBS);
+	if (rc == 0 && map_size > 0)
+		rc = mdb_env_set_mapsize(qi->env, (size_t)map_size);
+	/* Default flags: synchronous commits are the durability contract. */
+	if (rc == 0)
+		rc = mdb_env_open(qi->env, path, qi->readonly ? MDB_RDONLY : 0,
+		    0600);
+	if (rc != 0) {
+		err = queue_lmdb_err(rc);
+		goto fail;
+	}
+	err = index_open_dbs(qi);
+	if (err != 0)
+		goto fail;
+	*qip = qi;
+	return 0;
+fail:
+	if (qi->env != NULL)
+		mdb_env_close(qi->env);
+	free(qi);
+	return err;
+}
+
+void
+queue_index_close(struct queue_index *qi)
+{
+	if (qi == NULL)
+		return;
+	assert(qi->env != NULL);
+	mdb_env_close(qi->env);
+	qi->env = NULL;
+	free(qi);
+}
+
+static int
+index_entries(struct queue_index *qi, MDB_dbi dbi, uint64_t *n)
+{
+	MDB_txn *txn;
+	MDB_stat st;
+	int rc, err;
+
+	assert(n != NULL);
+	err = queue_txn_begin(qi, MDB_RDONLY, &txn);
+	if (err != 0)
+		return err;
+	rc = mdb_stat(txn, dbi, &st);
+	mdb_txn_abort(txn);
+	if (rc != 0)
+		return queue_lmdb_err(rc);
+	*n = st.ms_entries;
+	return 0;
+}
+
+int
+queue_index_count(struct queue_index *qi, uint64_t *n)
+{
+	return index_entries(qi, qi->msg, n);
+}
+
+int
+queue_index_count_quarantine(struct queue_index *qi, uint64_t *n)
+{
+	return index_entries(qi, qi->quarantine, n);
+}
+
+/* What a msg_meta written by this code always satisfies. */
+static const char *
+msg_meta_check(const struct msg_meta *mm)
+{
+	if (mm->version != MSG_META_VERSION)
+		return "unknown index entry version";
+	if (mm->state != MSG_QUEUED && mm->state != MSG_HOLD)
+		return "bad message state";
+	if (mm->nrcpt == 0 || mm->nrcpt > UINT16_MAX)
+		return "bad recipient count";
+	if (mm->env_len < ENVELOPE_FIXED_LEN)
+		return "envelope too short";
+	if (mm->rec_len != (uint64_t)sizeof(struct seg_hdr) + mm->env_len +
+	    mm->msg_len)
+		return "record length mismatch";
+	return NULL;
+}
+
+const char *
+queue_msg_value_check(const void *val, size_t len)
+{
+	struct msg_meta mm;
+
+	if (val == NULL || len < sizeof(mm))
+		return "index entry too short";
+	memcpy(&mm, val, sizeof(mm));	/* LMDB values are not aligned */
+	if (len != sizeof(mm) + (size_t)mm.env_len)
+		return "index entry length mismatch";
+	return msg_meta_check(&mm);
+}
+
+void
+queue_msg_release(struct queue_msg *m)
+{
+	if (m == NULL)
+		return;
+	envelope_release(&m->env);
+	free(m->rcpt);
+	free(m->storage);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Copy the message's recipients, which must be exactly (qid, 0..n-1). */
+static int
+rcpt_load(struct queue_index *qi, MDB_txn *txn, struct queue_msg *m)
+{
+	uint8_t kb[10];
+	MDB_cursor *cur = NULL;
+	MDB_val k = { sizeof(kb), kb }, v;
+	int rc, err = 0;
+
+	assert(m->meta.nrcpt > 0);
+	m->rcpt = malloc(m->meta.nrcpt * sizeof(*m->rcpt));
+	if (m->rcpt == NULL)
+		return -ENOMEM;
+	rc = mdb_cursor_open(txn, qi->rcpt, &cur);
+	if (rc != 0)
+		return queue_lmdb_err(rc);
+	queue_rcpt_key_put(kb, m->qid, 0);
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (uint32_t i = 0; i < m->meta.nrcpt; i++) {
+		if (rc != 0 && rc != MDB_NOTFOUND) {
+			err = queue_lmdb_err(rc);
+			break;
+		}
+		queue_rcpt_key_put(kb, m->qid, i);
+		if (rc == MDB_NOTFOUND || k.mv_size != sizeof(kb) ||
+		    memcmp(k.mv_data, kb, sizeof(kb)) != 0 ||
+		    v.mv_size != sizeof(struct rcpt_meta)) {
+			err = QUEUE_ECORRUPT;
+			break;
+		}
+		assert(v.mv_data != NULL);
+		memcpy(&m->rcpt[i], v.mv_data, sizeof(struct rcpt_meta));
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	return err;
+}
+
+int
+queue_msg_load(struct queue_index *qi, MDB_txn *txn, const MDB_val *key,
+    const MDB_val *val, struct queue_msg *m, const char **why)
+{
+	const char *reason = NULL;
+	int err;
+
+	assert(key != NULL && val != NULL);
+	memset(m, 0, sizeof(*m));
+	if (key->mv_size != sizeof(uint64_t)) {
+		reason = "malformed key";
+		err = QUEUE_ECORRUPT;
+		goto fail;
+	}
+	m->qid = queue_key_get(key->mv_data);
+	reason = queue_msg_value_check(val->mv_data, val->mv_size);
+	if (reason != NULL) {
+		err = QUEUE_ECORRUPT;
+		goto fail;
+	}
+	m->storage = malloc(val->mv_size);
+	if (m->storage == NULL) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	memcpy(m->storage, val->mv_data, val->mv_size);
+	memcpy(&m->meta, m->storage, sizeof(m->meta));
+	err = rcpt_load(qi, txn, m);
+	if (err != 0) {
+		reason = "recipient entries missing";
+		goto fail;
+	}
+	err = envelope_decode(m->storage + sizeof(m->meta), m->meta.env_len,
+	    &m->env);
+	if (err != 0) {
+		reason = "envelope malformed";
+		goto fail;
+	}
+	if (m->env.qid != m->qid || m->env.nrcpt != m->meta.nrcpt) {
+		reason = "envelope does not match index entry";
+		err = QUEUE_ECORRUPT;
+		goto fail;
+	}
+	return 0;
+fail:
+	if (why != NULL)
+		*why = reason != NULL ? reason : queue_strerror(err);
+	queue_msg_release(m);
+	return err;
+}
+
+int
+queue_index_get(struct queue_index *qi, uint64_t qid, struct queue_msg *m)
+{
+	uint8_t kb[8];
+	MDB_val k = { sizeof(kb), kb }, v;
+	MDB_txn *txn;
+	int rc, err;
+
+	assert(qi != NULL);
+	assert(m != NULL);
+	memset(m, 0, sizeof(*m));
+	err = queue_txn_begin(qi, MDB_RDONLY, &txn);
+	if (err != 0)
+		return err;
+	queue_key_put(kb, qid);
+	rc = mdb_get(txn, qi->msg, &k, &v);
+	if (rc != 0) {
+		err = queue_lmdb_err(rc);
+		goto done;
+	}
+	assert(v.mv_data != NULL);
+	/* Checks the record's shape (as an error, see the header). */
+	err = queue_msg_load(qi, txn, &k, &v, m, NULL);
+	assert(err != 0 || m->qid == qid);
+done:
+	mdb_txn_abort(txn);
+	return err;
+}
+
+/*
+ * Load up to FOREACH_BATCH messages from *after (inclusive) on, in one read
+ * txn. *n is how many were loaded; *end is set when the database ran out.
+ */
+static int
+foreach_batch(struct queue_index *qi, uint64_t after, int first,
+    struct queue_msg *batch, size_t *n, int *end)
+{
+	uint8_t kb[8];
+	MDB_val k = { sizeof(kb), kb }, v;
+	MDB_txn *txn;
+	MDB_cursor *cur = NULL;
+	int rc, err;
+
+	*n = 0;
+	*end = 0;
+	err = queue_txn_begin(qi, MDB_RDONLY, &txn);
+	if (err != 0)
+		return err;
+	rc = mdb_cursor_open(txn, qi->msg, &cur);
+	if (rc != 0) {
+		err = queue_lmdb_err(rc);
+		goto done;
+	}
+	queue_key_put(kb, after);
+	rc = mdb_cursor_get(cur, &k, &v, first ? MDB_FIRST : MDB_SET_RANGE);
+	while (rc == 0 && *n < FOREACH_BATCH) {
+		assert(v.mv_data != NULL);
+		err = queue_msg_load(qi, txn, &k, &v, &batch[*n], NULL);
+		if (err != 0)
+			goto done;
+		++*n;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	if (rc == MDB_NOTFOUND)
+		*end = 1;
+	else if (rc != 0)
+		err = queue_lmdb_err(rc);
+done:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return err;
+}
+
+int
+queue_index_foreach(struct queue_index *qi, queue_msg_fn fn, void *arg)
+{
+	struct queue_msg batch[FOREACH_BATCH];
+	uint64_t next = 0;
+	size_t n = 0, i = 0;
+	int end = 0, first = 1, ret = 0;
+
+	assert(qi != NULL);
+	assert(fn != NULL);
+	while (!end) {
+		ret = foreach_batch(qi, next, first, batch, &n, &end);
+		first = 0;
+		for (i = 0; ret == 0 && i < n; i++)
+			ret = fn(arg, &batch[i]);
+		if (n > 0)
+			next = batch[n - 1].qid + 1;
+		for (i = 0; i < n; i++)
+			queue_msg_release(&batch[i]);
+		if (ret != 0)
+			return ret;
+		/* The highest possible id was the last one: nothing follows. */
+		if (n > 0 && next == 0)
+			break;
+	}
+	return 0;
+}
+
+int
+queue_index_put_batch(struct queue_index *qi, struct queue_put *puts,
+    size_t n)
+{
+	MDB_txn *txn = NULL;
+	int rc = 0, err;
+
+	assert(qi != NULL && !qi->readonly);
+	assert(puts != NULL || n == 0);
+	err = queue_txn_begin(qi, 0, &txn);
+	if (err != 0)
+		goto fail;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct queue_put *p = &puts[i];
+		struct msg_meta mm = {
+			.version = MSG_META_VERSION,
+			.state = MSG_QUEUED,
+			.seg = p->seg,
+			.offset = p->offset,
+			.rec_len = p->rec_len,
+			.msg_len = p->msg_len,
+			.checksum = p->checksum,
+			.env_len = p->env_len,
+			.nrcpt = p->nrcpt,
+		};
+		struct rcpt_meta rm = { .state = RCPT_PENDING };
+		uint8_t kb[8], rkb[10];
+		MDB_val k = { sizeof(kb), kb };
+		MDB_val v = { sizeof(mm) + p->env_len, NULL };
+		MDB_val rk = { sizeof(rkb), rkb };
+		MDB_val rv = { sizeof(rm), &rm };
+
+		/* The record about to be written must read back as sound. */
+		assert(msg_meta_check(&mm) == NULL);
+		assert(envelope_peek_nrcpt(p->env, p->env_len) ==
+		    (int)p->nrcpt);
+		queue_key_put(kb, p->qid);
+		/* Reserve and fill in place: no staging copy per message. */
+		rc = mdb_put(txn, qi->msg, &k, &v, MDB_NOOVERWRITE |
+		    MDB_RESERVE);
+		if (rc != 0)
+			break;
+		memcpy(v.mv_data, &mm, sizeof(mm));
+		memcpy((uint8_t *)v.mv_data + sizeof(mm), p->env, p->env_len);
+		for (uint32_t r = 0; r < p->nrcpt && rc == 0; r++) {
+			queue_rcpt_key_put(rkb, p->qid, r);
+			rc = mdb_put(txn, qi->rcpt, &rk, &rv, MDB_NOOVERWRITE);
+		}
+	}
+	if (rc == 0) {
+		rc = mdb_txn_commit(txn);
+		txn = NULL;	/* freed by commit, even when it fails */
+	}
+	if (rc != 0) {
+		/* The committer only tells "full" from "anything else". */
+		err = queue_lmdb_err(rc) == QUEUE_EFULL ? QUEUE_EFULL :
+		    QUEUE_EINDEX;
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++)
+		puts[i].result = 0;
+	return 0;
+fail:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	if (err != QUEUE_EFULL)
+		err = QUEUE_EINDEX;
+	for (size_t i = 0; i < n; i++)
+		puts[i].result = err;
+	return err;
+}
+
+/* Highest 8-byte key in dbi, or 0 if empty. */
+static int
+last_key(MDB_txn *txn, MDB_dbi dbi, uint64_t *id)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	*id = 0;
+	rc = mdb_cursor_open(txn, dbi, &cur);
+	if (rc != 0)
+		return queue_lmdb_err(rc);
+	rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return queue_lmdb_err(rc);
+	if (k.mv_size != sizeof(uint64_t))
+		return QUEUE_ECORRUPT;
+	*id = queue_key_get(k.mv_data);
+	return 0;
+}
+
+int
+queue_index_max_id(struct queue_index *qi, uint64_t *qid)
+{
+	MDB_txn *txn;
+	uint64_t a = 0, b = 0;
+	int err;
+
+	assert(qi != NULL);
+	assert(qid != NULL);
+	err = queue_txn_begin(qi, MDB_RDONLY, &txn);
+	if (err != 0)
+		return err;
+	/* Quarantined ids count too: a new message must not reuse one. */
+	err = last_key(txn, qi->msg, &a);
+	if (err == 0)
+		err = last_key(txn, qi->quarantine, &b);
+	mdb_txn_abort(txn);
+	if (err != 0)
+		return err;
+	*qid = a > b ? a : b;
+	return 0;
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# run.sh - run sluice's unit and integration tests.
+#
+# Description: runs every tests/unit/*.t binary (built by make) and every
+# tests/integration/test_*.py (as /usr/bin/python3 FILE) from the repository
+# root with SLUICE_BIN=$PWD/bin, at most $JOBS (default 2) at a time, each
+# under timeout(1): 60 s for unit tests, 300 s for integration tests, or N
+# seconds if a `timeout: N` comment is on one of the test's first 5 lines
+# (for a .t binary, on its .c source's first 5 lines).
+#
+# Usage: tests/run.sh [PATTERN]   PATTERN: substring or glob of test names.
+# Exit status of a test: 0 pass, 77 skip, anything else (124: timeout) fail.
+# Prints `PASS name (1.2s)`, `FAIL name` (then the last 40 lines of its
+# output) or `SKIP name` per test; the full output is in tests/out/NAME.log.
+# Ends with one line `N passed, N failed[, N skipped]`; exits 1 if any failed.
+
+set -u
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$PWD
+OUT=$ROOT/tests/out
+PATTERN=${1:-}
+JOBS=${JOBS:-2}
+PY=/usr/bin/python3
+export SLUICE_BIN=$ROOT/bin
+
+mkdir -p "$OUT" || exit 2
+
+# Prints "kind<TAB>path" for every selected test.
+list_tests() {
+	local f name
+	for f in tests/unit/*.t tests/integration/test_*.py; do
+		[ -e "$f" ] || continue
+		name=$(basename "$f"); name=${name%.t}; name=${name%.py}
+		if [ -n "$PATTERN" ]; then
+			# shellcheck disable=SC2053
+			[[ $name == *$PATTERN* || $name == $PATTERN ]] || continue
+		fi
+		case $f in
+		*.t) printf 'unit\t%s\n' "$f" ;;
+		*) printf 'integration\t%s\n' "$f" ;;
+		esac
+	done
+}
+
+# timeout_for KIND FILE: the `timeout: N` override or the default.
+timeout_for() {
+	local src=$2 t
+	case $1 in unit) t=60; [ -f "${2%.t}.c" ] && src=${2%.t}.c ;; *) t=300 ;; esac
+	if [ -f "$src" ] && grep -Iq . "$src" 2>/dev/null; then
+		local n
+		n=$(head -n 5 "$src" | sed -n -E 's,^[[:space:]]*(#|//|/?\*+)[[:space:]]*timeout:[[:space:]]*([0-9]+).*,\2,p' | head -n 1)
+		[ -n "$n" ] && t=$n
+	fi
+	echo "$t"
+}
+
+# run_one KIND FILE: runs one test, records NAME.status, prints its result
+# while holding a lock so that parallel results do not interleave.
+run_one() {
+	local kind=$1 f=$2 name t start end secs rc status
+	name=$(basename "$f"); name=${name%.t}; name=${name%.py}
+	t=$(timeout_for "$kind" "$f")
+	start=$(date +%s.%N)
+	if [ "$kind" = unit ]; then
+		timeout -k 10 "$t" "./$f" >"$OUT/$name.log" 2>&1 </dev/null
+	else
+		timeout -k 10 "$t" "$PY" "$f" >"$OUT/$name.log" 2>&1 </dev/null
+	fi
+	rc=$?
+	end=$(date +%s.%N)
+	secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
+	case $rc in 0) status=PASS ;; 77) status=SKIP ;; *) status=FAIL ;; esac
+	echo "$status" >"$OUT/$name.status"
+	{
+		flock 9
+		case $status in
+		PASS) echo "PASS $name (${secs}s)" ;;
+		SKIP) echo "SKIP $name" ;;
+		FAIL)
+			echo "FAIL $name"
+			if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+				echo "    (timed out after ${t}s)"
+			fi
+			echo "    --- last 40 lines of tests/out/$name.log (exit $rc after ${secs}s)"
+			tail -n 40 "$OUT/$name.log" | sed 's/^/    /'
+			;;
+		esac
+	} 9>>"$OUT/.lock"
+}
+
+if [ "${1:-}" = "--one" ]; then
+	# internal: xargs worker
+	run_one "$2" "$3"
+	exit 0
+fi
+
+TESTS=$(list_tests)
+rm -f "$OUT"/*.status
+if [ -n "$TESTS" ]; then
+	trap 'kill 0; exit 130' INT TERM
+	printf '%s\n' "$TESTS" | tr '\t' ' ' |
+		xargs -P "$JOBS" -L 1 "$ROOT/tests/run.sh" --one
+fi
+
+pass=0 fail=0 skip=0
+for s in "$OUT"/*.status; do
+	[ -e "$s" ] || continue
+	case $(cat "$s") in
+	PASS) pass=$((pass + 1)) ;;
+	SKIP) skip=$((skip + 1)) ;;
+	*) fail=$((fail + 1)) ;;
+	esac
+done
+# A test that produced no status (runner killed) counts as failed.
+want=$(printf '%s' "$TESTS" | grep -c . || true)
+got=$((pass + fail + skip))
+[ "$got" -lt "$want" ] && fail=$((fail + want - got))
+
+if [ "$skip" -gt 0 ]; then
+	echo "$pass passed, $fail failed, $skip skipped"
+else
+	echo "$pass passed, $fail failed"
+fi
+[ "$fail" -eq 0 ]

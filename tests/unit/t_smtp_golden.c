@@ -1,0 +1,273 @@
+/*
+ * Description: SMTP dialogues against the session state machine, checked
+ * against golden transcripts. Each tests/golden/smtp/NAME.in is fed whole
+ * and then one byte at a time; both runs must give the transcript in
+ * NAME.ref (server replies, and each message the session hands to the
+ * queue, between [message] and [end]).
+ *
+ * .in format: one client line per line, sent with CRLF appended unless it
+ * ends in \c; escapes \r \n \0 \\ \xHH; lines starting "# " are comments;
+ * "%key=value" lines set the session up: relay, recipients, size, errors,
+ * line, commit (ok, nospace, ioerr).
+ * SLUICE_GOLDEN_UPDATE=1 rewrites the .ref files from the current output.
+ */
+#include <dirent.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../proto/smtp_server.h"
+#include "check.h"
+
+#define GOLDEN_DIR "tests/golden/smtp"
+
+struct setup {
+	int relay;
+	unsigned recipients, errors, line;
+	unsigned long long size;
+	enum smtp_commit_result commit;
+};
+
+static int
+unhex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Turn the .in text into the bytes a client sends, and read directives. */
+static void
+parse_input(const char *text, struct buf *wire, struct setup *su)
+{
+	const char *p = text, *eol;
+
+	while (*p) {
+		eol = strchr(p, '\n');
+		if (eol == NULL)
+			eol = p + strlen(p);
+		if (strncmp(p, "# ", 2) == 0) {
+			/* comment */
+		} else if (*p == '%') {
+			char key[32], val[32];
+			if (sscanf(p, "%%%31[a-z]=%31s", key, val) == 2) {
+				if (!strcmp(key, "relay"))
+					su->relay = atoi(val);
+				else if (!strcmp(key, "recipients"))
+					su->recipients = (unsigned)atoi(val);
+				else if (!strcmp(key, "errors"))
+					su->errors = (unsigned)atoi(val);
+				else if (!strcmp(key, "line"))
+					su->line = (unsigned)atoi(val);
+				else if (!strcmp(key, "size"))
+					su->size = strtoull(val, NULL, 10);
+				else if (!strcmp(key, "commit"))
+					su->commit = !strcmp(val, "nospace") ?
+					    SMTP_COMMIT_NOSPACE :
+					    !strcmp(val, "ioerr") ?
+					    SMTP_COMMIT_IOERR : SMTP_COMMIT_OK;
+			}
+		} else {
+			const char *q = p;
+			int crlf = 1;
+
+			while (q < eol) {
+				char c = *q++;
+				if (c == '\\' && q < eol) {
+					char e = *q++;
+					if (e == 'r')
+						c = '\r';
+					else if (e == 'n')
+						c = '\n';
+					else if (e == '0')
+						c = '\0';
+					else if (e == 'c' && q == eol) {
+						crlf = 0;
+						continue;
+					} else if (e == 'x' && eol - q >= 2) {
+						c = (char)(unhex(q[0]) * 16 +
+						    unhex(q[1]));
+						q += 2;
+					} else
+						c = e;
+				}
+				buf_append(wire, &c, 1);
+			}
+			if (crlf)
+				buf_append(wire, "\r\n", 2);
+		}
+		p = *eol ? eol + 1 : eol;
+	}
+}
+
+/* Server output to transcript form: CRLF to LF, queue ids to QID. */
+static void
+add_output(struct buf *tr, struct buf *out)
+{
+	size_t i;
+
+	for (i = 0; i < out->len; i++) {
+		if (out->data[i] == '\r' && i + 1 < out->len &&
+		    out->data[i + 1] == '\n')
+			continue;
+		if (i + 10 + 16 <= out->len &&
+		    memcmp(out->data + i, "queued as ", 10) == 0) {
+			buf_puts(tr, "queued as QID");
+			i += 10 + 16 - 1;
+			continue;
+		}
+		buf_append(tr, out->data + i, 1);
+	}
+	buf_reset(out);
+}
+
+/* The message minus our Received: header, CRLF as LF, bare CR as \r. */
+static void
+add_message(struct buf *tr, const struct buf *msg)
+{
+	const char *p = msg->data, *end = msg->data + msg->len;
+
+	/* Skip "Received:" and its continuation lines. */
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+		if (p < end && *p != '\t' && *p != ' ')
+			break;
+	}
+	buf_puts(tr, "[message]\n");
+	for (; p < end; p++) {
+		if (*p == '\r' && p + 1 < end && p[1] == '\n')
+			continue;
+		if (*p == '\r')
+			buf_puts(tr, "\\r");
+		else
+			buf_append(tr, p, 1);
+	}
+	buf_puts(tr, "[end]\n");
+}
+
+static void
+run(const struct buf *wire, const struct setup *su, size_t step,
+    struct buf *tr)
+{
+	struct smtp_server_cfg cfg;
+	struct smtp_session s;
+	struct queue_id_gen gen = { 0, 0 };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	enum smtp_event ev;
+	size_t off = 0, n;
+	int closed = 0;
+
+	sin.sin_addr.s_addr = htonl(0x7f000001);
+	smtp_server_cfg_init(&cfg, "mx.test", su->size, su->recipients,
+	    su->line, su->errors);
+	memset(&s, 0, sizeof(s));
+	smtp_session_init(&s, &cfg, (struct sockaddr *)&sin, su->relay != 0,
+	    &gen);
+	smtp_session_greet(&s);
+	add_output(tr, &s.out);
+	while (off < wire->len && !closed) {
+		n = wire->len - off < step ? wire->len - off : step;
+		ev = smtp_session_input(&s, wire->data + off, n);
+		off += n;
+		for (;;) {
+			add_output(tr, &s.out);
+			if (ev == SMTP_EV_CLOSE) {
+				buf_puts(tr, "[closed]\n");
+				closed = 1;
+				break;
+			}
+			if (ev != SMTP_EV_COMMIT)
+				break;
+			if (su->commit == SMTP_COMMIT_OK)
+				add_message(tr, &s.msg);
+			ev = smtp_session_commit_done(&s, su->commit);
+		}
+	}
+	smtp_session_free(&s);
+}
+
+static char *
+slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	struct buf b = { 0 };
+	char tmp[4096];
+	size_t n;
+
+	if (f == NULL)
+		return NULL;
+	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+		buf_append(&b, tmp, n);
+	fclose(f);
+	buf_append(&b, "", 1);
+	return b.data;
+}
+
+int
+main(void)
+{
+	const char *update = getenv("SLUICE_GOLDEN_UPDATE");
+	struct dirent *de;
+	int ncases = 0;
+	DIR *d;
+
+	d = opendir(GOLDEN_DIR);
+	CHECK_FATAL(d != NULL);
+	while ((de = readdir(d)) != NULL) {
+		char path[512], refpath[512], name[256];
+		struct setup su = { 1, 100, 10, 512, 1000, SMTP_COMMIT_OK };
+		struct buf wire = { 0 }, whole = { 0 }, bytewise = { 0 };
+		char *text, *ref;
+		size_t l = strlen(de->d_name);
+		int ok;
+
+		if (l < 4 || strcmp(de->d_name + l - 3, ".in") != 0)
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(l - 3), de->d_name);
+		snprintf(path, sizeof(path), "%s/%s", GOLDEN_DIR, de->d_name);
+		snprintf(refpath, sizeof(refpath), "%s/%s.ref", GOLDEN_DIR,
+		    name);
+		printf("RUN %s\n", name);
+		ncases++;
+		text = slurp(path);
+		CHECK_FATAL(text != NULL);
+		parse_input(text, &wire, &su);
+		run(&wire, &su, wire.len ? wire.len : 1, &whole);
+		run(&wire, &su, 1, &bytewise);
+		buf_append(&whole, "", 1);
+		buf_append(&bytewise, "", 1);
+		if (update) {
+			FILE *f = fopen(refpath, "wb");
+			CHECK_FATAL(f != NULL);
+			fputs(whole.data, f);
+			fclose(f);
+		}
+		ref = slurp(refpath);
+		ok = ref != NULL && strcmp(ref, whole.data) == 0 &&
+		    strcmp(whole.data, bytewise.data) == 0;
+		if (!ok) {
+			fprintf(stderr, "--- %s expected:\n%s--- got (whole):\n"
+			    "%s--- got (byte by byte):\n%s", name,
+			    ref ? ref : "(no .ref)\n", whole.data,
+			    bytewise.data);
+			check_failures++;
+		}
+		printf("%s %s\n", ok ? "PASS" : "FAIL", name);
+		free(text);
+		free(ref);
+		buf_free(&wire);
+		buf_free(&whole);
+		buf_free(&bytewise);
+	}
+	closedir(d);
+	CHECK(ncases >= 5);
+	return check_done();
+}

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../proto/smtp_server.h"
@@ -66,6 +67,32 @@ load_config(struct config *cfg, const char *path, char **ov, size_t nov)
 	}
 }
 
+/*
+ * Shards bind with SO_REUSEPORT, which would let a second sluiced (or any
+ * process of ours) share a port silently and take half the connections.
+ * Binding once without it first turns that into a clear error.
+ */
+static void
+probe_listeners(const struct config *cfg)
+{
+	size_t i;
+	int fd, one = 1;
+
+	for (i = 0; i < cfg->nlisten; i++) {
+		const struct listen_cfg *l = &cfg->listen[i];
+
+		fd = socket(l->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			log_fatal("socket: %s", strerror(errno));
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0)
+			log_fatal("cannot listen on %s: %s%s", l->address,
+			    strerror(errno), errno == EADDRINUSE ?
+			    " (is another sluiced running?)" : "");
+		close(fd);
+	}
+}
+
 static void
 listen_summary(const struct config *cfg, char *out, size_t n)
 {
@@ -81,6 +108,7 @@ int
 main(int argc, char **argv)
 {
 	struct queue_recovery_report rep;
+	struct committer_stats cst;
 	struct smtp_server_cfg scfg;
 	struct queue_index *qi = NULL;
 	struct committer *committer;
@@ -137,6 +165,7 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	probe_listeners(&cfg);
 	if ((rc = queue_index_open(&qi, cfg.spool, cfg.queue.index_size, 0)) < 0)
 		log_fatal("cannot open the queue in %s: %s", cfg.spool,
 		    rc < -30000 ? queue_strerror(rc) : strerror(-rc));
@@ -192,10 +221,13 @@ main(int argc, char **argv)
 		total += shard_messages(shards[i]);
 		shard_join(shards[i]);
 	}
+	committer_stats(committer, &cst);
 	committer_stop(committer);
 	queue_index_close(qi);
-	log_info("stopped: %llu message(s) queued in this run",
-	    (unsigned long long)total);
+	log_info("stopped: %llu message(s) queued in this run, "
+	    "%llu index commit(s), %llu failed message(s)",
+	    (unsigned long long)total, (unsigned long long)cst.batches,
+	    (unsigned long long)cst.failures);
 	free(shards);
 	free(efds);
 	config_free(&cfg);

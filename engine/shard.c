@@ -863,6 +863,10 @@ begin_stop(struct shard *sh)
 		sqe = get_sqe(sh);
 		io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, i, 0), 0);
 		io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, 0, 0));
+		/* The pending accept holds the socket until it is cancelled;
+		 * after that the kernel refuses new connections. */
+		close(sh->lfd[i]);
+		sh->lfd[i] = -1;
 	}
 	sh->accepting = false;
 	for (i = 0; i < sh->nconns; i++) {
@@ -1234,7 +1238,8 @@ shard_join(struct shard *sh)
 
 	pthread_join(sh->thread, NULL);
 	for (i = 0; i < sh->nlisten; i++)
-		close(sh->lfd[i]);
+		if (sh->lfd[i] >= 0)
+			close(sh->lfd[i]);
 	for (i = 0; i < SHARD_SEGS; i++)
 		if (sh->segs[i].in_use)
 			close(sh->segs[i].fd);

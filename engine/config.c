@@ -76,6 +76,9 @@
  * an error.
  */
 static const char *const env_ignore[] = {
+	"SLUICE_BIN",		/* the test harness: where the binaries are */
+	"SLUICE_UNIT",		/* the test harness: unit test binaries */
+	"SLUICE_GOLDEN_UPDATE",	/* t_smtp_golden: rewrite .ref files */
 	NULL
 };
 

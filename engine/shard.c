@@ -552,9 +552,12 @@ seg_release(struct seg *s)
 	}
 }
 
-/* The segment the next record of rec_len bytes goes to, or NULL. */
+/*
+ * The segment the next record of rec_len bytes goes to, or NULL with *err
+ * set to why no segment could be had.
+ */
 static struct seg *
-seg_for_append(struct shard *sh, uint64_t rec_len)
+seg_for_append(struct shard *sh, uint64_t rec_len, int *err)
 {
 	struct seg *cur = sh->cur >= 0 ? &sh->segs[sh->cur] : NULL;
 	int i;
@@ -569,6 +572,7 @@ seg_for_append(struct shard *sh, uint64_t rec_len)
 	} else if ((i = seg_open_sync(sh)) < 0) {
 		log_warn("shard %u: cannot create a segment: %s", sh->id,
 		    strerror(-i));
+		*err = i;
 		return cur != NULL && !cur->broken ? cur : NULL;
 	}
 	if (cur != NULL) {
@@ -647,6 +651,7 @@ start_commit(struct shard *sh, struct conn *c)
 	size_t env_len;
 	uint64_t rec_len;
 	struct seg *s;
+	int err = -EIO;
 
 	rcpt = malloc(ss->nrcpt * sizeof(*rcpt));
 	if (rcpt == NULL)
@@ -676,9 +681,9 @@ start_commit(struct shard *sh, struct conn *c)
 	job->conn_gen = c->gen;
 	job->shard = sh->id;
 	sh->jobs_out++;
-	s = seg_for_append(sh, rec_len);
+	s = seg_for_append(sh, rec_len, &err);
 	if (s == NULL) {
-		job->put.result = -EIO;
+		job->put.result = err;
 		job_finish(sh, job);
 		return;
 	}
@@ -723,8 +728,13 @@ handle_write(struct shard *sh, struct conn *c, int res)
 	uint32_t total = job->head_len + job->put.msg_len;
 
 	if (res < 0) {
-		/* The bytes may be partly there: unindexed, so garbage. */
-		s->broken = true;
+		/*
+		 * The bytes may be partly there: unindexed, so garbage. A
+		 * full disk leaves the segment usable (the next record just
+		 * starts past the hole); any other error retires it.
+		 */
+		if (res != -ENOSPC && res != -EDQUOT)
+			s->broken = true;
 		job->put.result = res;
 		c->job = NULL;
 		job_leave_seg(job);

@@ -37,7 +37,7 @@ BUILD_PKGS = gcc make pkg-config liburing-dev libwolfssl-dev libldns-dev \
 TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2
 DEPS_STAMP = build/.deps-ok
 
-.PHONY: all run test unit asan fuzz deps clean
+.PHONY: all run test unit asan fuzz fuzz-run deps clean
 all: $(BIN)/sluiced $(BIN)/sluicectl
 
 $(OBJ)/%.o: %.c
@@ -92,6 +92,31 @@ asan: deps
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		SLUICE_BIN=$(abspath build/asan/bin) \
 		SLUICE_UNIT=$(abspath build/asan/tests/unit) tests/run.sh
+
+# libFuzzer targets (tests/fuzz/fuzz_*.c), built with clang and sanitizers.
+FUZZ_SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer
+FUZZ_DIR  = build/fuzz
+FUZZ_SRC  = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
+FUZZ_SECONDS ?= 60
+
+fuzz: deps
+	$(MAKE) O=$(FUZZ_DIR) CC=clang OPT=-O1 \
+		SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_DIR)/build/obj/libsluice.a
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+		echo "clang $$f -> $(FUZZ_DIR)/$$n"; \
+		clang -std=c11 -D_GNU_SOURCE -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer \
+			$$f $(FUZZ_DIR)/build/obj/libsluice.a $(LDLIBS) \
+			-o $(FUZZ_DIR)/$$n || exit 1; done
+
+# Run every target for FUZZ_SECONDS, seeded from the golden dialogues.
+fuzz-run: fuzz
+	@mkdir -p $(FUZZ_DIR)/corpus/fuzz_smtp_session
+	@cp -n tests/golden/smtp/*.in $(FUZZ_DIR)/corpus/fuzz_smtp_session/ 2>/dev/null || true
+	@for b in $(FUZZ_BIN); do n=$$(basename $$b); mkdir -p $(FUZZ_DIR)/corpus/$$n; \
+		echo "== $$n ($(FUZZ_SECONDS) s)"; \
+		$$b -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+			$(FUZZ_DIR)/corpus/$$n || exit 1; done
 
 clean:
 	rm -rf build bin tests/unit/*.t tests/out

@@ -64,7 +64,7 @@
 #define CONFIG_INDEX_DIGITS	6		/* list index in a path */
 #define CONFIG_WHY_MAX		256		/* reason text from a check */
 #define CONFIG_QUOTE_MAX	64		/* user text quoted in messages */
-#define CONFIG_SHARDS_MAX	256
+#define CONFIG_SHARDS_MAX	64		/* queue ids carry 6 bits of shard */
 
 #define ENV_PREFIX		"SLUICE_"
 #define DEFAULT_SOURCE		"(embedded default)"

@@ -60,11 +60,9 @@ load_config(struct config *cfg, const char *path, char **ov, size_t nov)
 		exit(2);
 	}
 	config_errors_free(&errs);
-	if (cfg->shards > SHARDS_MAX) {
-		fprintf(stderr, "%s: shards: at most %d\n", cfg->source,
-		    SHARDS_MAX);
-		exit(2);
-	}
+	/* The configuration's own range check keeps this true. */
+	if (cfg->shards == 0 || cfg->shards > SHARDS_MAX)
+		log_panic("shards = %u after config_load", cfg->shards);
 }
 
 /*

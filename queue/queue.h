@@ -199,6 +199,9 @@ struct queue_index;
  * daemon writes. Returns 0, QUEUE_EFORMAT (another index version, or not a
  * sluice index), QUEUE_EINDEX, -ENOMEM or -errno (-ENOENT: no index yet).
  * The handle may be used from several threads; each call is one txn.
+ * Open an index once per process and share the handle: LMDB must not have
+ * one environment open twice in a process (closing either breaks the
+ * other's locks).
  */
 int queue_index_open(struct queue_index **qi, const char *spool,
     uint64_t map_size, int readonly);

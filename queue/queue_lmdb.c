@@ -529,6 +529,8 @@ queue_index_put_batch(struct queue_index *qi, struct queue_put *puts,
 
 	assert(qi != NULL && !qi->readonly);
 	assert(puts != NULL || n == 0);
+	if (n == 0)
+		return 0;	/* no empty (yet synced) commit */
 	err = queue_txn_begin(qi, 0, &txn);
 	if (err != 0)
 		goto fail;

@@ -68,7 +68,12 @@ struct scratch {
 	size_t cap;
 };
 
-/* The segment file open for verification; consecutive ids share it. */
+/*
+ * The segment file open for verification, one per shard: ids are in arrival
+ * order, so consecutive messages of a shard share a segment while shards
+ * interleave.
+ */
+#define SEG_CACHE_SLOTS 64
 struct seg_cache {
 	uint64_t seg;
 	int fd;
@@ -389,11 +394,12 @@ fail:
 	return err;
 }
 
-/* Verify m's record through the one-entry descriptor cache. */
+/* Verify m's record through the per-shard descriptor cache. */
 static int
-verify_cached(int segdir, struct seg_cache *c, const struct queue_msg *m,
+verify_cached(int segdir, struct seg_cache *cache, const struct queue_msg *m,
     const char **reason)
 {
+	struct seg_cache *c = &cache[SEG_SHARD(m->meta.seg) % SEG_CACHE_SLOTS];
 	char rel[SEG_PATH_MAX];
 
 	if (!c->valid || c->seg != m->meta.seg) {
@@ -422,7 +428,7 @@ static int
 scan_index(struct queue_index *qi, int segdir, struct seg_table *t,
     struct bad_msg **bad, size_t *nbad, uint64_t *live)
 {
-	struct seg_cache cache = { .fd = -1 };
+	struct seg_cache cache[SEG_CACHE_SLOTS];
 	struct queue_msg m;
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
@@ -430,6 +436,7 @@ scan_index(struct queue_index *qi, int segdir, struct seg_table *t,
 	size_t cap = 0;
 	int rc, err;
 
+	memset(cache, 0, sizeof(cache));
 	err = queue_txn_begin(qi, MDB_RDONLY, &txn);
 	if (err != 0)
 		return err;
@@ -447,7 +454,7 @@ scan_index(struct queue_index *qi, int segdir, struct seg_table *t,
 		}
 		err = queue_msg_load(qi, txn, &k, &v, &m, &reason);
 		if (err == 0) {
-			err = verify_cached(segdir, &cache, &m, &reason);
+			err = verify_cached(segdir, cache, &m, &reason);
 			if (err == 0)
 				err = seg_table_note(t, m.meta.seg,
 				    m.meta.offset + m.meta.rec_len);
@@ -478,8 +485,9 @@ scan_index(struct queue_index *qi, int segdir, struct seg_table *t,
 	}
 	err = rc == MDB_NOTFOUND ? 0 : queue_lmdb_err(rc);
 fail:
-	if (cache.valid && cache.fd >= 0)
-		close(cache.fd);
+	for (size_t i = 0; i < SEG_CACHE_SLOTS; i++)
+		if (cache[i].valid && cache[i].fd >= 0)
+			close(cache[i].fd);
 	if (cur != NULL)
 		mdb_cursor_close(cur);
 	mdb_txn_abort(txn);

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
+#include "../../engine/config.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 #define MAX_ERRS	24
@@ -151,8 +151,8 @@ check_defaults(const struct config *cfg)
 	CHECK(strcmp(cfg->spool, "./var/spool") == 0);
 	if (ncpu < 1)
 		ncpu = 1;
-	if (ncpu > 256)
-		ncpu = 256;
+	if (ncpu > 64)
+		ncpu = 64;
 	CHECK(cfg->shards == (uint32_t)ncpu);
 	CHECK_FATAL(cfg->nlisten == 1);
 	CHECK(strcmp(cfg->listen[0].address, "127.0.0.1:2525") == 0);
@@ -314,8 +314,8 @@ static const struct error_case error_cases[] = {
 	  { "@:2: listen.0: expected a map, got a scalar" } },
 	{ "out_of_range", "limits:\n  errors: 0\n", {0}, {0},
 	  { "@:2: limits.errors: value must be between 1 and 1000" } },
-	{ "shards_range", "shards: 257\n", {0}, {0},
-	  { "@:1: shards: value must be between 0 and 256" } },
+	{ "shards_range", "shards: 65\n", {0}, {0},
+	  { "@:1: shards: value must be between 0 and 64" } },
 	{ "bad_integer", "limits:\n  recipients: 10k\n", {0}, {0},
 	  { "@:2: limits.recipients: invalid integer '10k' (expected decimal digits)" } },
 	{ "bad_size", "limits:\n  message_size: 10MB\n", {0}, {0},
@@ -449,7 +449,7 @@ static const struct error_case error_cases[] = {
 	    "@:13: limits: duplicate key (first defined at line 1)",
 	    "environment SLUICE_LIMITS_RECIPIENTS: value must be between 1 and "
 	    "100000",
-	    "-o shards: value must be between 0 and 256" } },
+	    "-o shards: value must be between 0 and 64" } },
 };
 
 static void

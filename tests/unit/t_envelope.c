@@ -5,7 +5,7 @@
  * or extended buffer is always QUEUE_ECORRUPT.
  */
 #include "check.h"
-#include "queue.h"
+#include "../../queue/queue.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * another shard's id), carry their shard, and format/parse round trip.
  */
 #include "check.h"
-#include "queue.h"
+#include "../../queue/queue.h"
 
 #include <string.h>
 
@@ -100,7 +100,7 @@ test_format_parse(void)
 	    "0123456789ABCDEF0", "0123456789ABCDEG", "0123456789ABCDE ",
 	    " 123456789ABCDEF", "0x23456789ABCDEF", "-123456789ABCDEF" };
 	char buf[QUEUE_ID_LEN + 1];
-	uint64_t v;
+	uint64_t v = 0;
 
 	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
 		queue_id_format(ids[i], buf);

@@ -6,7 +6,7 @@
  * writer's data; an index of another version is refused.
  */
 #include "check.h"
-#include "queue.h"
+#include "../../queue/queue.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAP_SIZE (64u << 20)
@@ -121,7 +122,8 @@ main(void)
 	uint64_t seg = SEG_ID(2, 9), off = 0, n, max;
 	uint8_t *msg;
 	size_t len;
-	int fd, stops = 0;
+	int fd, stops = 0, status;
+	pid_t pid;
 
 	strcpy(spool, "/tmp/t_queue_index.XXXXXX");
 	CHECK_FATAL(mkdtemp(spool) != NULL);
@@ -193,12 +195,25 @@ main(void)
 		CHECK(queue_index_count(qi, &n) == 0 && n == NMSG);
 	}
 
-	/* A reader alongside the writer. */
-	CHECK_FATAL(queue_index_open(&ro, spool, MAP_SIZE, 1) == 0);
-	CHECK(queue_index_count(ro, &n) == 0 && n == NMSG);
-	CHECK(queue_index_get(ro, 1000, &m) == 0);
-	queue_msg_release(&m);
-	queue_index_close(ro);
+	/*
+	 * A reader alongside the writer, as sluicectl next to sluiced: in
+	 * another process, since LMDB allows one open per process.
+	 */
+	pid = fork();
+	CHECK_FATAL(pid >= 0);
+	if (pid == 0) {
+		if (queue_index_open(&ro, spool, 0, 1) != 0)
+			_exit(2);
+		if (queue_index_count(ro, &n) != 0 || n != NMSG)
+			_exit(3);
+		if (queue_index_get(ro, 1000, &m) != 0)
+			_exit(4);
+		queue_msg_release(&m);
+		queue_index_close(ro);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	queue_index_close(qi);
 	close(fd);
 

@@ -7,7 +7,7 @@
  * segment sequence per shard, and changes nothing when run again.
  */
 #include "check.h"
-#include "queue.h"
+#include "../../queue/queue.h"
 
 #include <fcntl.h>
 #include <lmdb.h>
@@ -257,11 +257,14 @@ main(void)
 	CHECK(queue_index_count_quarantine(qi, &n) == 0 && n == 2);
 	CHECK(queue_index_get(qi, r2.qid, &m) == QUEUE_ENOTFOUND);
 	CHECK(queue_index_max_id(qi, &max) == 0 && max == r4.qid);
+	/* LMDB allows one open of an environment per process. */
+	queue_index_close(qi);
 	check_quarantine_value(r2.qid, "checksum mismatch", r2.put.rec_len,
 	    flipped);
 	check_quarantine_value(r4.qid, "segment missing", 0, NULL);
+	CHECK_FATAL(queue_index_open(&qi, spool, MAP_SIZE, 0) == 0);
 	/* The survivors still read back. */
-	{ int e_ = queue_index_get(qi, r1.qid, &m); fprintf(stderr, "get=%d %s\n", e_, queue_strerror(e_)); CHECK_FATAL(e_ == 0); }
+	CHECK_FATAL(queue_index_get(qi, r1.qid, &m) == 0);
 	CHECK(queue_read_message(spool, &m, &msg, &len) == 0);
 	CHECK(len == m.meta.msg_len && memcmp(msg, "Subject: one", 12) == 0);
 	free(msg);
@@ -279,12 +282,13 @@ main(void)
 	CHECK(queue_index_quarantine(qi, spool, r3.qid, "operator test") == 0);
 	CHECK(queue_index_quarantine(qi, spool, r3.qid, "again") ==
 	    QUEUE_ENOTFOUND);
-	check_quarantine_value(r3.qid, "operator test", r3.put.rec_len, NULL);
 	CHECK(queue_index_count(qi, &n) == 0 && n == 1);
 	CHECK(queue_index_count_quarantine(qi, &n) == 0 && n == 3);
 	queue_index_close(qi);
+	check_quarantine_value(r3.qid, "operator test", r3.put.rec_len, NULL);
 
-	if (check_failures) return check_done();
+	if (check_failures)
+		return check_done();	/* keep the spool to look at */
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", spool);
 	CHECK(system(cmd) == 0);
 	return check_done();

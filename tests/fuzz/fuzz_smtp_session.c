@@ -1,0 +1,62 @@
+/*
+ * fuzz_smtp_session.c - libFuzzer target: arbitrary client bytes into an
+ * SMTP session, split into reads at positions the input chooses.
+ *
+ * The first byte picks the session's limits; after that, each 0xFE byte
+ * marks a read boundary. Commits alternate between success and failure.
+ * Properties checked beyond "no crash": output is only whole reply lines,
+ * and a session that said it closes never asks for more.
+ */
+#include <assert.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../../proto/smtp_server.h"
+
+static void
+check_replies(const struct buf *out)
+{
+	/* Every reply ends with CRLF and starts with three digits. */
+	if (out->len == 0)
+		return;
+	assert(out->len >= 5);
+	assert(out->data[out->len - 2] == '\r' && out->data[out->len - 1] == '\n');
+	assert(out->data[0] >= '2' && out->data[0] <= '5');
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct smtp_server_cfg cfg;
+	struct smtp_session s;
+	struct queue_id_gen gen = { 0, 0 };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	enum smtp_event ev = SMTP_EV_NONE;
+	size_t off = 1, end;
+	unsigned commits = 0;
+
+	if (size < 1)
+		return 0;
+	smtp_server_cfg_init(&cfg, "fuzz.test", 64 + (data[0] & 0x3f) * 16,
+	    1 + (data[0] & 3), 512 + (data[0] >> 6) * 100, 50);
+	memset(&s, 0, sizeof(s));
+	smtp_session_init(&s, &cfg, (struct sockaddr *)&sin, data[0] & 0x80,
+	    &gen);
+	smtp_session_greet(&s);
+	while (off < size && ev != SMTP_EV_CLOSE) {
+		const uint8_t *cut = memchr(data + off, 0xfe, size - off);
+		end = cut ? (size_t)(cut - data) : size;
+		ev = smtp_session_input(&s, (const char *)data + off, end - off);
+		off = cut ? end + 1 : size;
+		while (ev == SMTP_EV_COMMIT) {
+			assert(s.nrcpt > 0);
+			ev = smtp_session_commit_done(&s, commits++ % 3 == 2 ?
+			    SMTP_COMMIT_NOSPACE : SMTP_COMMIT_OK);
+		}
+		check_replies(&s.out);
+		buf_reset(&s.out);
+	}
+	smtp_session_free(&s);
+	return 0;
+}

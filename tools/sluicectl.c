@@ -1,0 +1,686 @@
+/*
+ * sluicectl.c - the operator tool: configuration check and queue inspection.
+ *
+ * Usage: sluicectl [-c FILE] [-o key=value]... COMMAND
+ *   check                     load the configuration, print "configuration OK"
+ *   queue count               number of queued messages
+ *   queue list [--json]       every message, like Postfix mailq
+ *   queue show ID [--json]    one message's envelope and verified headers
+ *
+ * Contract: the configuration is loaded exactly as sluiced loads it
+ * (config_load() with the same file, -o overrides and environment), so the
+ * tool looks at the spool the daemon uses. The queue index is opened
+ * read-only and read in short transactions, which is safe while sluiced
+ * runs; nothing here writes to the spool. With --json, stdout carries the
+ * JSON document and nothing else.
+ *
+ * Diagnostics: errors go to stderr as "sluicectl: ..." (a damaged record:
+ * "error: QID: record damaged: REASON"). Exit 0 on success, 1 on an
+ * operational error (index unreadable, unknown id, damaged record, write
+ * error), 2 on a usage or configuration error.
+ */
+#include "../engine/config.h"
+#include "../queue/queue.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_OPERATIONAL 1
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+    "usage: sluicectl [-c FILE] [-o key=value]... COMMAND\n"
+    "\n"
+    "options:\n"
+    "  -c FILE         configuration file (default: the embedded one)\n"
+    "  -o key=value    override a configuration key (repeatable)\n"
+    "  -h, --help      show this help\n"
+    "\n"
+    "commands:\n"
+    "  check                   check the configuration\n"
+    "  queue count             print the number of queued messages\n"
+    "  queue list [--json]     list queued messages\n"
+    "  queue show ID [--json]  show one message's envelope and headers\n"
+    "  queue cat ID            write the stored message, byte for byte\n";
+
+static void __attribute__((format(printf, 1, 2)))
+ctl_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sluicectl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* Report a usage error, then the usage; returns the exit code. */
+static int __attribute__((format(printf, 1, 2)))
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sluicectl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\n\n", stderr);
+	fputs(usage_text, stderr);
+	return EXIT_USAGE;
+}
+
+/* ---- formatting ------------------------------------------------------- */
+
+/* Text from the network goes to a terminal: neutralise control bytes. */
+static void
+put_safe(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\r')
+			continue;	/* CRLF shows as a line end */
+		if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
+			c = '?';
+		putchar(c);
+	}
+}
+
+static void
+put_str(const char *s)
+{
+	put_safe(s, strlen(s));
+}
+
+/* A JSON string; bytes that are not UTF-8 become '?', not an error. */
+static json_t *
+json_bytes(const char *s, size_t n)
+{
+	json_t *j = json_stringn(s, n);
+	char *copy;
+
+	if (j != NULL)
+		return j;
+	copy = malloc(n + 1);
+	if (copy == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		copy[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
+	copy[n] = '\0';
+	j = json_stringn(copy, n);
+	free(copy);
+	return j;
+}
+
+static json_t *
+json_str(const char *s)
+{
+	return json_bytes(s, strlen(s));
+}
+
+/* "2024-05-01 12:34:56 UTC" or RFC 3339 "2024-05-01T12:34:56Z". */
+static void
+fmt_time(uint64_t us, int rfc3339, char *out, size_t outlen)
+{
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(out, outlen, rfc3339 ? "%Y-%m-%dT%H:%M:%SZ" :
+	    "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(out, outlen, "?");
+}
+
+static const char *
+msg_state_name(uint32_t state)
+{
+	switch (state) {
+	case MSG_QUEUED:
+		return "queued";
+	case MSG_HOLD:
+		return "hold";
+	default:
+		return "unknown";
+	}
+}
+
+static const char *
+rcpt_state_name(uint8_t state)
+{
+	switch (state) {
+	case RCPT_PENDING:
+		return "pending";
+	case RCPT_DELIVERED:
+		return "delivered";
+	case RCPT_BOUNCED:
+		return "bounced";
+	default:
+		return "unknown";
+	}
+}
+
+static const char *
+body_name(uint8_t body)
+{
+	switch (body) {
+	case QUEUE_BODY_7BIT:
+		return "7BIT";
+	case QUEUE_BODY_8BITMIME:
+		return "8BITMIME";
+	case QUEUE_BODY_BINARYMIME:
+		return "BINARYMIME";
+	default:
+		return "unknown";
+	}
+}
+
+static json_t *
+json_recipients(const struct queue_msg *m, int detail)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; a != NULL && i < m->env.nrcpt; i++) {
+		const struct rcpt_meta *r = &m->rcpt[i];
+		json_t *o = json_pack("{s:o, s:s, s:I}",
+		    "address", json_str(m->env.rcpt[i]),
+		    "state", rcpt_state_name(r->state),
+		    "attempts", (json_int_t)r->attempts);
+
+		if (o != NULL && detail) {
+			json_object_set_new(o, "last_code",
+			    json_integer(r->last_code));
+			if (r->next_try_us != 0) {
+				char t[40];
+
+				fmt_time(r->next_try_us, 1, t, sizeof(t));
+				json_object_set_new(o, "next_try",
+				    json_string(t));
+			}
+		}
+		if (o == NULL || json_array_append_new(a, o) < 0) {
+			json_decref(a);
+			a = NULL;
+		}
+	}
+	return a;
+}
+
+/* The fields "queue list --json" and "queue show --json" share. */
+static json_t *
+json_message(const struct queue_msg *m, int detail)
+{
+	char id[QUEUE_ID_LEN + 1], at[40];
+
+	queue_id_format(m->qid, id);
+	fmt_time(m->env.arrival_us, 1, at, sizeof(at));
+	return json_pack("{s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:o}",
+	    "id", id,
+	    "size", (json_int_t)m->meta.msg_len,
+	    "arrival", at,
+	    "state", msg_state_name(m->meta.state),
+	    "sender", json_str(m->env.sender),
+	    "client_address", json_str(m->env.client_addr),
+	    "helo", json_str(m->env.helo),
+	    "recipients", json_recipients(m, detail));
+}
+
+/* ---- commands --------------------------------------------------------- */
+
+static int
+open_index(const struct config *cfg, struct queue_index **qi)
+{
+	int err = queue_index_open(qi, cfg->spool, cfg->queue.index_size, 1);
+
+	if (err != 0) {
+		ctl_err("cannot open the queue index in %s/index: %s",
+		    cfg->spool, queue_strerror(err));
+		return EXIT_OPERATIONAL;
+	}
+	return 0;
+}
+
+static int
+finish_output(void)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		ctl_err("write error: %s", strerror(errno));
+		return EXIT_OPERATIONAL;
+	}
+	return 0;
+}
+
+static int
+cmd_queue_count(const struct config *cfg)
+{
+	struct queue_index *qi;
+	uint64_t n = 0;
+	int rc, err;
+
+	rc = open_index(cfg, &qi);
+	if (rc != 0)
+		return rc;
+	err = queue_index_count(qi, &n);
+	queue_index_close(qi);
+	if (err != 0) {
+		ctl_err("cannot count the queue: %s", queue_strerror(err));
+		return EXIT_OPERATIONAL;
+	}
+	printf("%" PRIu64 "\n", n);
+	return finish_output();
+}
+
+struct list_state {
+	int json;
+	int oom;
+	uint64_t messages;
+	uint64_t bytes;
+};
+
+static int
+list_one(void *arg, const struct queue_msg *m)
+{
+	struct list_state *ls = arg;
+	char id[QUEUE_ID_LEN + 1], at[40];
+
+	assert(m->env.nrcpt == m->meta.nrcpt);
+	if (ls->json) {
+		json_t *o = json_message(m, 0);
+
+		if (o == NULL) {
+			ls->oom = 1;
+			return 1;
+		}
+		if (ls->messages > 0)
+			fputs(",\n", stdout);
+		json_dumpf(o, stdout, JSON_COMPACT);
+		json_decref(o);
+	} else {
+		queue_id_format(m->qid, id);
+		fmt_time(m->env.arrival_us, 0, at, sizeof(at));
+		printf("%s  %8" PRIu32 "  %s  %-6s  ", id, m->meta.msg_len, at,
+		    msg_state_name(m->meta.state));
+		if (m->env.sender[0] == '\0')
+			fputs("<>", stdout);
+		else
+			put_str(m->env.sender);
+		putchar('\n');
+		for (unsigned i = 0; i < m->env.nrcpt; i++) {
+			fputs("    ", stdout);
+			put_str(m->env.rcpt[i]);
+			printf(" (%s)\n", rcpt_state_name(m->rcpt[i].state));
+		}
+	}
+	ls->messages++;
+	ls->bytes += m->meta.msg_len;
+	/* A closed pipe: stop reading the index. */
+	return ferror(stdout) ? 1 : 0;
+}
+
+static int
+cmd_queue_list(const struct config *cfg, int json)
+{
+	struct list_state ls = { .json = json };
+	struct queue_index *qi;
+	int rc, err;
+
+	rc = open_index(cfg, &qi);
+	if (rc != 0)
+		return rc;
+	if (json)
+		fputs("[\n", stdout);
+	err = queue_index_foreach(qi, list_one, &ls);
+	queue_index_close(qi);
+	if (ls.oom) {
+		ctl_err("out of memory");
+		return EXIT_OPERATIONAL;
+	}
+	if (err < 0) {
+		ctl_err("cannot read the queue: %s", queue_strerror(err));
+		return EXIT_OPERATIONAL;
+	}
+	if (json)
+		fputs(ls.messages > 0 ? "\n]\n" : "]\n", stdout);
+	else
+		printf("-- %" PRIu64 " messages, %" PRIu64 " bytes\n",
+		    ls.messages, ls.bytes);
+	return finish_output();
+}
+
+/* Length of the header section: up to (not including) the empty line. */
+static size_t
+header_len(const uint8_t *msg, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (msg[i] != '\n')
+			continue;
+		if (i + 1 < len && msg[i + 1] == '\n')
+			return i + 1;
+		if (i + 2 < len && msg[i + 1] == '\r' && msg[i + 2] == '\n')
+			return i + 1;
+	}
+	/* A message that starts with the empty line has no headers. */
+	if (len >= 2 && msg[0] == '\r' && msg[1] == '\n')
+		return 0;
+	return len;
+}
+
+static void
+show_text(const struct queue_msg *m, const char *seg, const uint8_t *msg,
+    size_t hlen)
+{
+	char id[QUEUE_ID_LEN + 1], at[40];
+
+	queue_id_format(m->qid, id);
+	fmt_time(m->env.arrival_us, 0, at, sizeof(at));
+	printf("%-16s%s\n", "id:", id);
+	printf("%-16s%s\n", "state:", msg_state_name(m->meta.state));
+	printf("%-16s%s\n", "arrival:", at);
+	printf("%-16s%" PRIu32 "\n", "size:", m->meta.msg_len);
+	printf("%-16s<", "sender:");
+	put_str(m->env.sender);
+	printf(">\nrecipients:\n");
+	for (unsigned i = 0; i < m->env.nrcpt; i++) {
+		fputs("    ", stdout);
+		put_str(m->env.rcpt[i]);
+		printf(" (%s, %u attempts", rcpt_state_name(m->rcpt[i].state),
+		    m->rcpt[i].attempts);
+		if (m->rcpt[i].last_code != 0)
+			printf(", last reply %" PRIu32, m->rcpt[i].last_code);
+		fputs(")\n", stdout);
+	}
+	printf("%-16s", "client address:");
+	put_str(m->env.client_addr);
+	printf("\n%-16s", "helo:");
+	put_str(m->env.helo);
+	printf("\n%-16s", "protocol:");
+	put_str(m->env.protocol);
+	printf("\n%-16s%s\n", "body type:", body_name(m->env.body));
+	printf("%-16s%s\n", "smtputf8:", m->env.smtputf8 ? "yes" : "no");
+	printf("%-16s%s offset %" PRIu64 "\n", "segment:", seg,
+	    m->meta.offset);
+	fputs("Headers:\n", stdout);
+	put_safe((const char *)msg, hlen);
+	if (hlen > 0 && msg[hlen - 1] != '\n')
+		putchar('\n');
+}
+
+static int
+show_json(const struct queue_msg *m, const char *seg, const uint8_t *msg,
+    size_t hlen)
+{
+	json_t *o = json_message(m, 1);
+
+	if (o == NULL ||
+	    json_object_set_new(o, "protocol", json_str(m->env.protocol)) < 0 ||
+	    json_object_set_new(o, "body_type",
+	    json_string(body_name(m->env.body))) < 0 ||
+	    json_object_set_new(o, "smtputf8",
+	    json_boolean(m->env.smtputf8)) < 0 ||
+	    json_object_set_new(o, "segment", json_string(seg)) < 0 ||
+	    json_object_set_new(o, "offset",
+	    json_integer((json_int_t)m->meta.offset)) < 0 ||
+	    json_object_set_new(o, "headers",
+	    json_bytes((const char *)msg, hlen)) < 0) {
+		json_decref(o);
+		ctl_err("out of memory");
+		return EXIT_OPERATIONAL;
+	}
+	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	putchar('\n');
+	json_decref(o);
+	return 0;
+}
+
+/*
+ * Look a message up and read its record, verified. On success *m and *msg
+ * belong to the caller (queue_msg_release, free); otherwise an exit code
+ * is returned and the error has been printed.
+ */
+static int
+load_verified(const struct config *cfg, const char *idtext,
+    struct queue_msg *m, uint8_t **msg, size_t *len)
+{
+	struct queue_index *qi;
+	char id[QUEUE_ID_LEN + 1];
+	const char *reason = NULL;
+	uint64_t qid;
+	int rc, err;
+
+	if (queue_id_parse(idtext, &qid) != 0)
+		return usage_error("not a queue id: '%s'", idtext);
+	rc = open_index(cfg, &qi);
+	if (rc != 0)
+		return rc;
+	queue_id_format(qid, id);
+	err = queue_index_get(qi, qid, m);
+	queue_index_close(qi);
+	if (err == QUEUE_ENOTFOUND) {
+		ctl_err("queue id %s not found", id);
+		return EXIT_OPERATIONAL;
+	}
+	if (err != 0) {
+		ctl_err("%s: cannot read the index entry: %s", id,
+		    queue_strerror(err));
+		return EXIT_OPERATIONAL;
+	}
+	/* Verify before printing anything, so output is all or nothing. */
+	*msg = NULL;
+	err = queue_read_verify(cfg->spool, m, msg, len, &reason);
+	if (err == QUEUE_ECORRUPT || err == -ENOENT) {
+		fprintf(stderr, "error: %s: record damaged: %s\n", id, reason);
+		rc = EXIT_OPERATIONAL;
+	} else if (err != 0) {
+		ctl_err("%s: cannot read the record: %s", id,
+		    queue_strerror(err));
+		rc = EXIT_OPERATIONAL;
+	}
+	if (rc != 0) {
+		free(*msg);
+		*msg = NULL;
+		queue_msg_release(m);
+	}
+	return rc;
+}
+
+static int
+cmd_queue_show(const struct config *cfg, const char *idtext, int json)
+{
+	struct queue_msg m;
+	char seg[SEG_PATH_MAX];
+	uint8_t *msg;
+	size_t len = 0;
+	int rc;
+
+	if ((rc = load_verified(cfg, idtext, &m, &msg, &len)) != 0)
+		return rc;
+	seg_path(m.meta.seg, seg, sizeof(seg));
+	if (json)
+		rc = show_json(&m, seg, msg, header_len(msg, len));
+	else
+		show_text(&m, seg, msg, header_len(msg, len));
+	if (rc == 0)
+		rc = finish_output();
+	free(msg);
+	queue_msg_release(&m);
+	return rc;
+}
+
+/* The stored message, byte for byte, like postcat -b -h without labels. */
+static int
+cmd_queue_cat(const struct config *cfg, const char *idtext)
+{
+	struct queue_msg m;
+	uint8_t *msg;
+	size_t len = 0;
+	int rc;
+
+	if ((rc = load_verified(cfg, idtext, &m, &msg, &len)) != 0)
+		return rc;
+	if (len > 0 && fwrite(msg, 1, len, stdout) != len)
+		rc = EXIT_OPERATIONAL;
+	if (rc == 0)
+		rc = finish_output();
+	free(msg);
+	queue_msg_release(&m);
+	return rc;
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static int
+load_config(struct config *cfg, const char *path, char **ov, size_t nov)
+{
+	struct config_errors errs = { 0 };
+	int n;
+
+	n = config_load(cfg, path, ov, nov, environ, &errs);
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < errs.n; i++)
+		ctl_err("%s", errs.msg[i]);
+	if (errs.n == 0)
+		ctl_err("configuration failed to load");
+	config_errors_free(&errs);
+	return EXIT_USAGE;
+}
+
+/* Which command; checked before the config loads so usage errors win. */
+enum ctl_cmd {
+	CMD_CHECK,
+	CMD_QUEUE_COUNT,
+	CMD_QUEUE_LIST,
+	CMD_QUEUE_SHOW,
+	CMD_QUEUE_CAT,
+};
+
+static int
+parse_command(int argc, char **argv, enum ctl_cmd *cmd, const char **id,
+    int *json)
+{
+	*json = 0;
+	*id = NULL;
+	if (strcmp(argv[0], "check") == 0) {
+		if (argc != 1)
+			return usage_error("check takes no arguments");
+		*cmd = CMD_CHECK;
+		return 0;
+	}
+	if (strcmp(argv[0], "queue") != 0)
+		return usage_error("unknown command '%s'", argv[0]);
+	if (argc < 2)
+		return usage_error("queue needs a subcommand");
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			*json = 1;
+		else if (*id == NULL && argv[i][0] != '-')
+			*id = argv[i];
+		else
+			return usage_error("unexpected argument '%s'",
+			    argv[i]);
+	}
+	if (strcmp(argv[1], "count") == 0 && *id == NULL && !*json)
+		*cmd = CMD_QUEUE_COUNT;
+	else if (strcmp(argv[1], "list") == 0 && *id == NULL)
+		*cmd = CMD_QUEUE_LIST;
+	else if (strcmp(argv[1], "show") == 0 && *id != NULL)
+		*cmd = CMD_QUEUE_SHOW;
+	else if (strcmp(argv[1], "cat") == 0 && *id != NULL && !*json)
+		*cmd = CMD_QUEUE_CAT;
+	else
+		return usage_error("bad queue command '%s'", argv[1]);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct config cfg;
+	const char *path = NULL, *id;
+	char **ov;
+	size_t nov = 0;
+	enum ctl_cmd cmd = CMD_CHECK;
+	int c, rc, json;
+
+	ov = calloc((size_t)argc + 1, sizeof(*ov));
+	if (ov == NULL) {
+		ctl_err("out of memory");
+		return EXIT_OPERATIONAL;
+	}
+	opterr = 0;
+	/* "+": options end at the command, whose own flags come after it. */
+	while ((c = getopt_long(argc, argv, "+c:o:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'o':
+			ov[nov++] = optarg;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			free(ov);
+			return finish_output();
+		case '?':
+			free(ov);
+			if (optopt == 'c' || optopt == 'o')
+				return usage_error("option -%c needs an "
+				    "argument", optopt);
+			if (optopt != 0)
+				return usage_error("unknown option -%c",
+				    optopt);
+			return usage_error("unknown option %s",
+			    argv[optind - 1]);
+		default:
+			assert(!"getopt returned an undeclared option");
+			abort();
+		}
+	}
+	if (optind >= argc) {
+		fputs(usage_text, stderr);
+		free(ov);
+		return EXIT_USAGE;
+	}
+	rc = parse_command(argc - optind, argv + optind, &cmd, &id, &json);
+	if (rc == 0)
+		rc = load_config(&cfg, path, ov, nov);
+	free(ov);
+	if (rc != 0)
+		return rc;
+	switch (cmd) {
+	case CMD_CHECK:
+		puts("configuration OK");
+		rc = finish_output();
+		break;
+	case CMD_QUEUE_COUNT:
+		rc = cmd_queue_count(&cfg);
+		break;
+	case CMD_QUEUE_LIST:
+		rc = cmd_queue_list(&cfg, json);
+		break;
+	case CMD_QUEUE_SHOW:
+		rc = cmd_queue_show(&cfg, id, json);
+		break;
+	case CMD_QUEUE_CAT:
+		rc = cmd_queue_cat(&cfg, id);
+		break;
+	default:
+		ctl_err("bad command %d", (int)cmd);
+		abort();
+	}
+	config_free(&cfg);
+	return rc;
+}

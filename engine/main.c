@@ -9,13 +9,20 @@
  * Exit status: 0 after a graceful stop or a good `-n` check, 1 on a
  * fatal error at start-up, 2 on a usage or configuration error.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../proto/smtp_server.h"
@@ -66,29 +73,101 @@ load_config(struct config *cfg, const char *path, char **ov, size_t nov)
 }
 
 /*
- * Shards bind with SO_REUSEPORT, which would let a second sluiced (or any
- * process of ours) share a port silently and take half the connections.
- * Binding once without it first turns that into a clear error.
+ * Is a socket already listening on this address and port (or on the
+ * wildcard address and this port)? Read from /proc/net/tcp or tcp6, which
+ * print each address as 32-bit words in host order; only sockets in LISTEN
+ * state (0A) count, so an earlier run's connections in TIME_WAIT do not.
+ */
+static bool
+port_has_listener(const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in *a4 = (const void *)ss;
+	const struct sockaddr_in6 *a6 = (const void *)ss;
+	bool v6 = ss->ss_family == AF_INET6, found = false;
+	unsigned port = ntohs(v6 ? a6->sin6_port : a4->sin_port);
+	uint32_t want[4] = { 0 }, got[4];
+	char line[512], hex[33];
+	unsigned p, st, i, nw = v6 ? 4 : 1;
+	FILE *f;
+
+	if (v6)
+		memcpy(want, &a6->sin6_addr, 16);
+	else
+		want[0] = a4->sin_addr.s_addr;
+	f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
+	if (f == NULL)
+		return false;
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x",
+		    hex, &p, &st) != 3 || strlen(hex) != nw * 8)
+			continue;
+		if (p != port || st != 0x0a)
+			continue;
+		for (i = 0; i < nw; i++) {
+			char w[9];
+
+			memcpy(w, hex + i * 8, 8);
+			w[8] = '\0';
+			got[i] = (uint32_t)strtoul(w, NULL, 16);
+		}
+		found = memcmp(got, want, nw * 4) == 0;
+		for (i = 0; i < nw && !found; i++)
+			if (got[i] != 0)
+				break;
+		if (i == nw)
+			found = true;	/* a wildcard listener */
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * Shards bind with SO_REUSEPORT, which would let a second sluiced share a
+ * port silently and take part of the connections. Refuse to start instead.
  */
 static void
-probe_listeners(const struct config *cfg)
+check_listeners(const struct config *cfg)
 {
+	struct timespec pause = { 0, 50 * 1000000L };
 	size_t i;
-	int fd, one = 1;
+	int tries;
 
 	for (i = 0; i < cfg->nlisten; i++) {
-		const struct listen_cfg *l = &cfg->listen[i];
-
-		fd = socket(l->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			log_fatal("socket: %s", strerror(errno));
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0)
-			log_fatal("cannot listen on %s: %s%s", l->address,
-			    strerror(errno), errno == EADDRINUSE ?
-			    " (is another sluiced running?)" : "");
-		close(fd);
+		/*
+		 * A daemon that has just exited may hold its sockets a moment
+		 * longer (the kernel tears an io_uring down asynchronously):
+		 * give it up to three seconds.
+		 */
+		for (tries = 0; tries < 60; tries++) {
+			if (!port_has_listener(&cfg->listen[i].sa))
+				break;
+			nanosleep(&pause, NULL);
+		}
+		if (tries == 60)
+			log_fatal("cannot listen on %s: address already in "
+			    "use (is another sluiced running?)",
+			    cfg->listen[i].address);
 	}
+}
+
+/*
+ * One daemon per spool: a second one would run recovery over segments the
+ * first is still writing. The lock lives as long as the process.
+ */
+static void
+lock_spool(const char *spool)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/sluiced.lock", spool);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		log_fatal("%s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		log_fatal("spool %s is in use by another sluiced (%s)", spool,
+		    errno == EWOULDBLOCK ? "locked" : strerror(errno));
+	/* Deliberately kept open: closing it would drop the lock. */
 }
 
 static void
@@ -163,10 +242,11 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	probe_listeners(&cfg);
+	check_listeners(&cfg);
 	if ((rc = queue_index_open(&qi, cfg.spool, cfg.queue.index_size, 0)) < 0)
 		log_fatal("cannot open the queue in %s: %s", cfg.spool,
 		    rc < -30000 ? queue_strerror(rc) : strerror(-rc));
+	lock_spool(cfg.spool);
 	memset(&rep, 0, sizeof(rep));
 	if ((rc = queue_recover(qi, cfg.spool, &rep)) < 0)
 		log_fatal("queue recovery failed: %s",

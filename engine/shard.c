@@ -122,6 +122,7 @@ struct shard {
 
 	int lfd[SHARD_LISTEN_MAX];
 	unsigned nlisten;
+	unsigned accepts;	/* multishot accepts in flight */
 	bool accepting;
 
 	struct conn *conns;
@@ -157,8 +158,13 @@ struct shard {
 	_Atomic uint64_t n_messages;
 };
 
-/* Connections per client address, all shards together. Collisions of the
- * 16-bit hash only make the limit a little stricter for the unlucky pair. */
+/*
+ * Connections in total and per client address, all shards together, so
+ * the limits hold however SO_REUSEPORT spreads clients over shards.
+ * Collisions of the 16-bit address hash only make the per-client limit a
+ * little stricter for the unlucky pair.
+ */
+static _Atomic uint32_t total_conns;
 static _Atomic uint16_t client_conns[1u << 16];
 
 static uint64_t
@@ -220,6 +226,7 @@ arm_accept(struct shard *sh, unsigned i)
 	io_uring_prep_multishot_accept(sqe, sh->lfd[i], NULL, NULL,
 	    SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, i, 0));
+	sh->accepts++;
 }
 
 /* ---- connections ----------------------------------------------------- */
@@ -270,6 +277,7 @@ conn_free(struct shard *sh, struct conn *c)
 	assert(c->job == NULL);
 	close(c->fd);
 	atomic_fetch_sub(&client_conns[c->client_bucket], 1);
+	atomic_fetch_sub(&total_conns, 1);
 	c->fd = -1;
 	c->in_use = false;
 	c->gen++;
@@ -340,7 +348,10 @@ handle_accept(struct shard *sh, int fd)
 		    "service shutting down");
 		return;
 	}
-	if (sh->free_head == UINT32_MAX) {
+	if (sh->free_head == UINT32_MAX ||
+	    atomic_fetch_add(&total_conns, 1) >= sh->cfg->limits.connections) {
+		if (sh->free_head != UINT32_MAX)
+			atomic_fetch_sub(&total_conns, 1);
 		refuse_connection(fd, sh->cfg->hostname,
 		    "too many connections");
 		return;
@@ -349,6 +360,7 @@ handle_accept(struct shard *sh, int fd)
 	if (atomic_fetch_add(&client_conns[bucket], 1) >=
 	    sh->cfg->limits.connections_per_client) {
 		atomic_fetch_sub(&client_conns[bucket], 1);
+		atomic_fetch_sub(&total_conns, 1);
 		refuse_connection(fd, sh->cfg->hostname,
 		    "too many connections");
 		return;
@@ -989,8 +1001,11 @@ dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 		else if (res != -ECANCELED)
 			log_warn("shard %u: accept: %s", sh->id,
 			    strerror(-res));
-		if (!(flags & IORING_CQE_F_MORE) && sh->accepting)
-			arm_accept(sh, idx);
+		if (!(flags & IORING_CQE_F_MORE)) {
+			sh->accepts--;
+			if (sh->accepting)
+				arm_accept(sh, idx);
+		}
 		break;
 	case OP_RECV:
 		handle_recv(sh, c, res, flags);
@@ -1127,8 +1142,10 @@ shard_main(void *arg)
 	sh->next_tick_ms = sh->now_ms + SHARD_TICK_MS;
 	for (;;) {
 		pending_flush(sh);
+		/* Done when nothing is left in flight, accepts included:
+		 * their completion releases the listening sockets. */
 		if (sh->stopping && sh->nactive == 0 && sh->jobs_out == 0 &&
-		    sh->seg_ops == 0)
+		    sh->seg_ops == 0 && sh->accepts == 0)
 			break;
 		ts.tv_sec = 0;
 		ts.tv_nsec = SHARD_TICK_MS * 1000000LL;
@@ -1186,7 +1203,13 @@ shard_create(unsigned id, const struct config *cfg,
 	sh->efd = eventfd(0, EFD_CLOEXEC);
 	if (sh->efd < 0)
 		log_fatal("eventfd: %s", strerror(errno));
-	per = (cfg->limits.connections + cfg->shards - 1) / cfg->shards;
+	/*
+	 * Any shard may end up with every connection (the kernel spreads
+	 * them by a hash of the addresses), so each gets slots for the whole
+	 * limit; total_conns keeps the sum within it. Slots are small until
+	 * used: buffers are allocated on demand.
+	 */
+	per = cfg->limits.connections;
 	sh->nconns = per;
 	sh->conns = calloc(per, sizeof(*sh->conns));
 	if (sh->conns == NULL)

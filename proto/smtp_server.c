@@ -290,7 +290,11 @@ cmd_mail(struct smtp_session *s, char *arg)
 			return;
 		}
 		if (strcasecmp(key, "SIZE") == 0 && val != NULL) {
-			if (!smtp_parse_u64(val, &size)) {
+			/* Too many digits is just too big (RFC 1870 6). */
+			if (*val != '\0' && strspn(val, "0123456789") ==
+			    strlen(val) && !smtp_parse_u64(val, &size))
+				size = ~0ULL;
+			else if (!smtp_parse_u64(val, &size)) {
 				reply_error(s, "501 5.5.4 Bad SIZE value");
 				return;
 			}

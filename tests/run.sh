@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # run.sh - run sluice's unit and integration tests.
 #
-# Description: runs every tests/unit/*.t binary (built by make) and every
-# tests/integration/test_*.py (as /usr/bin/python3 FILE) from the repository
-# root with SLUICE_BIN=$PWD/bin, at most $JOBS (default 2) at a time, each
+# Description: runs every tests/unit/*.t binary (built by make; or in
+# $SLUICE_UNIT) and every tests/integration/test_*.py (as /usr/bin/python3
+# FILE) from the repository root with SLUICE_BIN (default $PWD/bin) in the
+# environment, at most $JOBS (default 2) at a time, each
 # under timeout(1): 60 s for unit tests, 300 s for integration tests, or N
 # seconds if a `timeout: N` comment is on one of the test's first 5 lines
 # (for a .t binary, on its .c source's first 5 lines).
@@ -21,14 +22,15 @@ OUT=$ROOT/tests/out
 PATTERN=${1:-}
 JOBS=${JOBS:-2}
 PY=/usr/bin/python3
-export SLUICE_BIN=$ROOT/bin
+export SLUICE_BIN=${SLUICE_BIN:-$ROOT/bin}
+UNIT=${SLUICE_UNIT:-$ROOT/tests/unit}
 
 mkdir -p "$OUT" || exit 2
 
 # Prints "kind<TAB>path" for every selected test.
 list_tests() {
 	local f name
-	for f in tests/unit/*.t tests/integration/test_*.py; do
+	for f in "$UNIT"/*.t tests/integration/test_*.py; do
 		[ -e "$f" ] || continue
 		name=$(basename "$f"); name=${name%.t}; name=${name%.py}
 		if [ -n "$PATTERN" ]; then
@@ -45,7 +47,14 @@ list_tests() {
 # timeout_for KIND FILE: the `timeout: N` override or the default.
 timeout_for() {
 	local src=$2 t
-	case $1 in unit) t=60; [ -f "${2%.t}.c" ] && src=${2%.t}.c ;; *) t=300 ;; esac
+	case $1 in
+	unit)
+		t=60
+		src=tests/unit/$(basename "${2%.t}").c
+		[ -f "$src" ] || src=$2
+		;;
+	*) t=300 ;;
+	esac
 	if [ -f "$src" ] && grep -Iq . "$src" 2>/dev/null; then
 		local n
 		n=$(head -n 5 "$src" | sed -n -E 's,^[[:space:]]*(#|//|/?\*+)[[:space:]]*timeout:[[:space:]]*([0-9]+).*,\2,p' | head -n 1)
@@ -62,7 +71,7 @@ run_one() {
 	t=$(timeout_for "$kind" "$f")
 	start=$(date +%s.%N)
 	if [ "$kind" = unit ]; then
-		timeout -k 10 "$t" "./$f" >"$OUT/$name.log" 2>&1 </dev/null
+		timeout -k 10 "$t" "$f" >"$OUT/$name.log" 2>&1 </dev/null
 	else
 		timeout -k 10 "$t" "$PY" "$f" >"$OUT/$name.log" 2>&1 </dev/null
 	fi

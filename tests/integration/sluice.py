@@ -309,8 +309,11 @@ class Daemon:
     def log_tail(self, n=30):
         try:
             with open(self.log, "rb") as f:
+                f.seek(0, 2)
+                f.seek(max(0, f.tell() - 200000))
                 lines = f.read().decode("utf-8", "replace").splitlines()
-            return "\n".join(lines[-n:])
+            return "\n".join(ln if len(ln) <= 300 else ln[:300] + "...(%d chars)" % len(ln)
+                             for ln in lines[-n:])
         except OSError:
             return "(no log)"
 

@@ -14,7 +14,7 @@ import sluice
 from sluice import T
 
 N_THREADS = 8
-MAX_PER_THREAD = 120
+MAX_PER_THREAD = 250
 DEADLINE = time.monotonic() + 70
 
 d = sluice.Daemon()
@@ -76,11 +76,12 @@ rnd = random.Random(7)
 with T.case("kill -9 three times under load"):
     for k in range(3):
         base = acked()
-        target = base + rnd.randrange(40, 120)
-        sluice.wait_until(lambda: acked() >= target, 20)
-        time.sleep(rnd.uniform(0.0, 0.3))
+        target = base + rnd.randrange(100, 300)
+        sluice.wait_until(lambda: acked() >= target, 20, 0.01)
+        time.sleep(rnd.uniform(0.0, 0.05))
         got = acked() - base
         T.ok(got > 0, "phase %d: messages were acknowledged before the kill" % k, "none")
+        T.ok(sum(t.is_alive() for t in threads) >= 4, "kill #%d: clients are still sending" % (k + 1))
         d.kill9()
         print("kill -9 #%d after %d acknowledged in this phase (%d in total)" % (k + 1, got, acked()))
         time.sleep(rnd.uniform(0.05, 0.5))

@@ -202,6 +202,9 @@ with T.case("connections and connections_per_client"):
     held = []
 
     def open_from(src):
+        # The daemon releases a slot shortly after it closes a connection;
+        # leave it a moment so that each step sees the previous one settled.
+        time.sleep(0.3)
         c = sluice.Conn(dc.port, source=src, timeout=5)
         return c, c.reply()
 

@@ -65,9 +65,15 @@ with T.case("BDAT: three chunks then BDAT 0 LAST"):
     chunks = [b"Subject: bdat\r\n\r\nfirst\r\n.\r\n..x\r\n",
               b"second chunk\r",            # CRLF split across chunks
               b"\nthird\r\n" + b"z" * 5000 + b"\r\n"]
+    total = 0
     for i, ch in enumerate(chunks):
         c.send(b"BDAT %d\r\n" % len(ch) + ch)
-        T.line(c.reply(), "250 2.0.0 Ok: %d octets received" % len(ch), "BDAT chunk %d" % i)
+        total += len(ch)
+        # N is this chunk's size or the total so far (RFC 3030 shows both).
+        r = c.reply()
+        T.ok(r.last in ("250 2.0.0 Ok: %d octets received" % len(ch),
+                        "250 2.0.0 Ok: %d octets received" % total),
+             "BDAT chunk %d: 250 2.0.0 Ok: N octets received" % i, str(r))
     r = c.cmd("BDAT 0 LAST")
     q = sluice.qid_of(r)
     if T.ok(q, "BDAT 0 LAST: queued as QID", str(r)):

@@ -26,6 +26,14 @@ export SLUICE_BIN=${SLUICE_BIN:-$ROOT/bin}
 UNIT=${SLUICE_UNIT:-$ROOT/tests/unit}
 
 mkdir -p "$OUT" || exit 2
+# Per-run bookkeeping lives outside tests/out, so that two runs in the same
+# tree (e.g. two people's `make test`) cannot corrupt each other's summary.
+if [ -z "${SLUICE_RUN_STATE:-}" ]; then
+	SLUICE_RUN_STATE=$(mktemp -d /tmp/sluice-run.XXXXXX) || exit 2
+	export SLUICE_RUN_STATE
+	trap 'rm -rf "$SLUICE_RUN_STATE"' EXIT
+fi
+ST=$SLUICE_RUN_STATE
 
 # Prints "kind<TAB>path" for every selected test.
 list_tests() {
@@ -79,7 +87,7 @@ run_one() {
 	end=$(date +%s.%N)
 	secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
 	case $rc in 0) status=PASS ;; 77) status=SKIP ;; *) status=FAIL ;; esac
-	echo "$status" >"$OUT/$name.status"
+	echo "$status" >"$ST/$name.status"
 	{
 		flock 9
 		case $status in
@@ -94,7 +102,7 @@ run_one() {
 			tail -n 40 "$OUT/$name.log" | sed 's/^/    /'
 			;;
 		esac
-	} 9>>"$OUT/.lock"
+	} 9>>"$ST/lock"
 }
 
 if [ "${1:-}" = "--one" ]; then
@@ -104,7 +112,6 @@ if [ "${1:-}" = "--one" ]; then
 fi
 
 TESTS=$(list_tests)
-rm -f "$OUT"/*.status
 if [ -n "$TESTS" ]; then
 	trap 'kill 0; exit 130' INT TERM
 	printf '%s\n' "$TESTS" | tr '\t' ' ' |
@@ -112,7 +119,7 @@ if [ -n "$TESTS" ]; then
 fi
 
 pass=0 fail=0 skip=0
-for s in "$OUT"/*.status; do
+for s in "$ST"/*.status; do
 	[ -e "$s" ] || continue
 	case $(cat "$s") in
 	PASS) pass=$((pass + 1)) ;;

@@ -76,6 +76,7 @@ class Checker:
     def __init__(self):
         self.checks = 0
         self.failures = 0
+        self.failed = []
 
     def ok(self, cond, what, detail=""):
         with _lock:
@@ -85,7 +86,9 @@ class Checker:
             else:
                 self.failures += 1
                 _mark_failed()
-                print("FAIL " + what + (": " + detail if detail else ""))
+                msg = "FAIL " + what + (": " + detail if detail else "")
+                self.failed.append(msg)
+                print(msg)
         return bool(cond)
 
     def fail(self, what, detail=""):
@@ -156,12 +159,18 @@ def _cleanup():
                 d.proc.wait(5)
     if _failed:
         for d in _daemons:
-            d.print_log_tail()
+            d.print_log_tail(12)
     for p in _tmpdirs:
         if _failed:
             print("kept " + p)
         else:
             shutil.rmtree(p, ignore_errors=True)
+    if T.failed:
+        # Repeated last, so that a runner showing the tail shows them.
+        print("=== failed checks:")
+        for m in T.failed:
+            print(m if len(m) <= 600 else m[:600] + "...")
+        print("%d checks, %d failed" % (T.checks, T.failures))
 
 
 atexit.register(_cleanup)

@@ -2162,3 +2162,18 @@ address_parse(const char *s, struct sockaddr_storage *sa, socklen_t *len)
 	}
 	return 0;
 }
+
+int
+config_load_report(struct config *cfg, const char *path,
+    char *const *overrides, size_t noverrides, char *const *envp, FILE *err)
+{
+	struct config_errors errs = { 0 };
+	size_t i;
+	int n;
+
+	n = config_load(cfg, path, overrides, noverrides, envp, &errs);
+	for (i = 0; i < errs.n; i++)
+		fprintf(err, "%s\n", errs.msg[i]);
+	config_errors_free(&errs);
+	return n;
+}

@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 /* An address family plus prefix: 10.0.0.0/8, ::1/128. */
@@ -81,6 +82,14 @@ struct config_errors {
 int config_load(struct config *cfg, const char *path, char *const *overrides,
     size_t noverrides, char *const *envp, struct config_errors *errs);
 void config_free(struct config *cfg);
+
+/*
+ * config_load(), then print every error, one per line, to err. What the
+ * daemon and sluicectl both do with -c, -o and the environment. Returns
+ * the number of errors (0: *cfg is loaded).
+ */
+int config_load_report(struct config *cfg, const char *path,
+    char *const *overrides, size_t noverrides, char *const *envp, FILE *err);
 void config_errors_free(struct config_errors *errs);
 
 /* Does the address match any network in the list? */

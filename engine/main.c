@@ -57,16 +57,8 @@ usage(FILE *f)
 static void
 load_config(struct config *cfg, const char *path, char **ov, size_t nov)
 {
-	struct config_errors errs = { 0 };
-	size_t i;
-
-	if (config_load(cfg, path, ov, nov, environ, &errs) != 0) {
-		for (i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msg[i]);
-		config_errors_free(&errs);
+	if (config_load_report(cfg, path, ov, nov, environ, stderr) != 0)
 		exit(2);
-	}
-	config_errors_free(&errs);
 	/* The configuration's own range check keeps this true. */
 	if (cfg->shards == 0 || cfg->shards > SHARDS_MAX)
 		log_panic("shards = %u after config_load", cfg->shards);

@@ -83,6 +83,18 @@ smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
 }
 
 static void
+vreply(struct smtp_session *s, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+/* Append one reply line; CRLF is added here. */
+static void
+vreply(struct smtp_session *s, const char *fmt, va_list ap)
+{
+	if (buf_vprintf(&s->out, fmt, ap) < 0 || buf_puts(&s->out, "\r\n") < 0)
+		log_warn("out of memory for a reply");
+}
+
+static void
 reply(struct smtp_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -92,8 +104,7 @@ reply(struct smtp_session *s, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	if (buf_vprintf(&s->out, fmt, ap) < 0 || buf_puts(&s->out, "\r\n") < 0)
-		log_warn("out of memory for a reply; closing");
+	vreply(s, fmt, ap);
 	va_end(ap);
 }
 
@@ -108,8 +119,7 @@ reply_error(struct smtp_session *s, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	if (buf_vprintf(&s->out, fmt, ap) < 0 || buf_puts(&s->out, "\r\n") < 0)
-		log_warn("out of memory for a reply; closing");
+	vreply(s, fmt, ap);
 	va_end(ap);
 	if (++s->errors >= s->cfg->errors && s->state != SMTP_S_QUIT) {
 		reply(s, "421 4.7.0 %s Error: too many errors",

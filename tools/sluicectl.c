@@ -540,17 +540,9 @@ cmd_queue_cat(const struct config *cfg, const char *idtext)
 static int
 load_config(struct config *cfg, const char *path, char **ov, size_t nov)
 {
-	struct config_errors errs = { 0 };
-	int n;
-
-	n = config_load(cfg, path, ov, nov, environ, &errs);
-	if (n == 0)
+	fflush(stdout);
+	if (config_load_report(cfg, path, ov, nov, environ, stderr) == 0)
 		return 0;
-	for (size_t i = 0; i < errs.n; i++)
-		ctl_err("%s", errs.msg[i]);
-	if (errs.n == 0)
-		ctl_err("configuration failed to load");
-	config_errors_free(&errs);
 	return EXIT_USAGE;
 }
 

@@ -17,7 +17,7 @@ SAN      ?=
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror \
 	-Wshadow -Wstrict-prototypes -Wno-missing-field-initializers \
 	-pthread $(SAN) $(CFLAGS)
-LDLIBS   = -luring -llmdb -lxxhash -lyaml -ljansson -pthread
+LDLIBS   = -luring -llmdb -lxxhash -lyaml -ljansson -lwolfssl -pthread
 LDFLAGS  ?=
 
 BIN      = $(O)/bin
@@ -25,7 +25,8 @@ OBJ      = $(O)/build/obj
 UNIT     = $(O)/tests/unit
 
 LIB_SRC  = $(filter-out engine/main.c,$(wildcard engine/*.c)) \
-	$(wildcard proto/*.c) $(wildcard queue/*.c) $(wildcard dkim/*.c)
+	$(wildcard proto/*.c) $(wildcard queue/*.c) $(wildcard dkim/*.c) \
+	$(wildcard bench/bench_*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(OBJ)/%.o)
 LIB      = $(OBJ)/libsluice.a
 UNIT_SRC = $(wildcard tests/unit/t_*.c)
@@ -38,7 +39,7 @@ TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2
 DEPS_STAMP = build/.deps-ok
 
 .PHONY: all run test unit asan fuzz fuzz-run deps clean
-all: $(BIN)/sluiced $(BIN)/sluicectl
+all: $(BIN)/sluiced $(BIN)/sluicectl $(BIN)/sluice-bench
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -53,6 +54,10 @@ $(BIN)/sluiced: $(OBJ)/engine/main.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/sluice-bench: $(OBJ)/bench/sluice_bench.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -1,0 +1,35 @@
+/*
+ * sluice_bench.c - sluice-bench: measure any SMTP or LMTP relay.
+ *
+ *   sluice-bench source --to HOST:PORT [options]   drive a server
+ *   sluice-bench sink --listen ADDR:PORT [options] be the next hop
+ *
+ * See `sluice-bench source --help`, `sluice-bench sink --help` and the
+ * README. Exit status: 0 done, 1 failed, 2 usage error.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+static const char usage_text[] =
+    "usage: sluice-bench source --to HOST:PORT [options]\n"
+    "       sluice-bench sink --listen ADDR:PORT [options]\n"
+    "Run `sluice-bench source --help` or `sluice-bench sink --help` for the\n"
+    "options of each.\n";
+
+int
+main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "source") == 0)
+		return bench_source_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "sink") == 0)
+		return bench_sink_main(argc - 1, argv + 1);
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0)) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	fputs(usage_text, stderr);
+	return 2;
+}

@@ -39,7 +39,7 @@ TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2
 DEPS_STAMP = build/.deps-ok
 
 .PHONY: all run test unit asan fuzz fuzz-run deps clean
-all: $(BIN)/sluiced $(BIN)/sluicectl $(BIN)/sluice-bench
+all: $(BIN)/sluiced $(BIN)/sluicectl
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)

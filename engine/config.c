@@ -196,9 +196,11 @@ static const struct cfg_key listen_keys[] = {
 };
 
 static const struct cfg_key limits_keys[] = {
-	{ KEY("message_size", CFG_SIZE, "10M", 1024, UINT32_MAX),
+	/* Spool records carry 32-bit lengths: stay well inside them. */
+	{ KEY("message_size", CFG_SIZE, "10M", 1024, 1ULL << 30),
 	  FIELD(struct limits_cfg, message_size) },
-	{ KEY("recipients", CFG_UINT, "1000", 1, 100000),
+	/* The envelope counts recipients in 16 bits. */
+	{ KEY("recipients", CFG_UINT, "1000", 1, 65535),
 	  FIELD(struct limits_cfg, recipients) },
 	{ KEY("line_length", CFG_SIZE, "2048", 512, 65536),
 	  FIELD(struct limits_cfg, line_length) },

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -162,6 +163,34 @@ lock_spool(const char *spool)
 	/* Deliberately kept open: closing it would drop the lock. */
 }
 
+/*
+ * Every connection is a descriptor, and the common soft limit of 1024 is
+ * below the default limits.connections: raise it to the hard limit, and
+ * say so if even that is too low.
+ */
+static void
+raise_fd_limit(const struct config *cfg)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)cfg->limits.connections + 64u * cfg->shards + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the file descriptor limit: %s",
+			    strerror(errno));
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur < want)
+		log_warn("file descriptor limit %llu is below what "
+		    "limits.connections = %u needs (%llu); connections beyond "
+		    "it will be refused by the kernel",
+		    (unsigned long long)rl.rlim_cur, cfg->limits.connections,
+		    (unsigned long long)want);
+}
+
 static void
 listen_summary(const struct config *cfg, char *out, size_t n)
 {
@@ -235,6 +264,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	check_listeners(&cfg);
+	raise_fd_limit(&cfg);
 	if ((rc = queue_index_open(&qi, cfg.spool, cfg.queue.index_size, 0)) < 0)
 		log_fatal("cannot open the queue in %s: %s", cfg.spool,
 		    rc < -30000 ? queue_strerror(rc) : strerror(-rc));
@@ -288,8 +318,9 @@ main(int argc, char **argv)
 	for (i = 0; i < cfg.shards; i++)
 		shard_request_stop(shards[i]);
 	for (i = 0; i < cfg.shards; i++) {
+		shard_join_thread(shards[i]);
 		total += shard_messages(shards[i]);
-		shard_join(shards[i]);
+		shard_free(shards[i]);
 	}
 	committer_stats(committer, &cst);
 	committer_stop(committer);

@@ -57,6 +57,8 @@
 #define SHARD_SEGS 16			/* live segments per shard */
 #define SHARD_OUT_HIGH 65536		/* stop reading above this backlog */
 #define SHARD_TICK_MS 250
+#define SHARD_FLUSH_GRACE_MS 5000	/* to send the last reply, then close */
+#define SHARD_ACCEPT_BACKOFF_MS 100	/* after accept fails (EMFILE...) */
 #define SHARD_LISTEN_MAX 16
 
 enum op {
@@ -88,6 +90,7 @@ struct seg {
 	bool sealed;		/* no more appends; close when refs == 0 */
 	bool broken;		/* a write or fsync failed: roll over */
 	bool syncing;		/* an fsync is in flight */
+	bool sync_failed;	/* an fsync failed: nothing more is trusted */
 	uint64_t end;		/* next append offset */
 	uint32_t refs;		/* jobs not yet past fsync */
 	struct commit_job *wait_head, *wait_tail;	/* written, await fsync */
@@ -124,6 +127,9 @@ struct shard {
 	unsigned nlisten;
 	unsigned accepts;	/* multishot accepts in flight */
 	bool accepting;
+	bool accept_retry[SHARD_LISTEN_MAX];	/* re-arm from tick() */
+	uint64_t accept_retry_ms;
+	uint64_t accept_warn_ms;	/* last "accept failed" warning */
 
 	struct conn *conns;
 	uint32_t nconns;
@@ -146,6 +152,7 @@ struct shard {
 	int cur;		/* index in segs, -1 when none */
 	int next;		/* pre-opened, or -1 */
 	bool next_opening;
+	uint64_t next_seq;	/* reserved for the segment being pre-opened */
 	char next_name[64];
 
 	struct queue_id_gen idgen;
@@ -432,6 +439,8 @@ handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
 		start_commit(sh, c);
 		break;
 	case SMTP_EV_CLOSE:
+		if (!c->close_after_flush)
+			c->deadline_ms = sh->now_ms + SHARD_FLUSH_GRACE_MS;
 		c->close_after_flush = true;
 		break;
 	default:
@@ -439,10 +448,14 @@ handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
 	}
 	if (c->closing)
 		return;
-	if (sh->stopping && !c->close_after_flush &&
-	    !smtp_session_in_transaction(&c->smtp) &&
-	    smtp_session_shutdown(&c->smtp) == SMTP_EV_CLOSE)
+	/* Every session learns of the stop: idle ones get 421 now, the
+	 * others at their next command, pipelined or not. */
+	if (sh->stopping && !c->smtp.shutting_down &&
+	    smtp_session_shutdown(&c->smtp) == SMTP_EV_CLOSE &&
+	    !c->close_after_flush) {
 		c->close_after_flush = true;
+		c->deadline_ms = sh->now_ms + SHARD_FLUSH_GRACE_MS;
+	}
 	conn_flush(sh, c);
 	if (c->close_after_flush) {
 		if (!c->send_armed)
@@ -497,7 +510,10 @@ seg_preopen(struct shard *sh)
 
 	if (sh->next >= 0 || sh->next_opening || sh->stopping)
 		return;
-	seg_path(SEG_ID(sh->id, sh->seg_seq + 1), name, sizeof(name));
+	/* Reserve the number now: a synchronous open meanwhile must not
+	 * pick the same name. */
+	sh->next_seq = ++sh->seg_seq;
+	seg_path(SEG_ID(sh->id, sh->next_seq), name, sizeof(name));
 	snprintf(sh->next_name, sizeof(sh->next_name), "%s",
 	    strchr(name, '/') + 1);
 	sqe = get_sqe(sh);
@@ -529,10 +545,9 @@ handle_seg_open(struct shard *sh, int res)
 		sh->next_opening = false;
 		return;
 	}
-	sh->seg_seq++;
 	memset(&sh->segs[i], 0, sizeof(sh->segs[i]));
 	sh->segs[i].in_use = true;
-	sh->segs[i].id = SEG_ID(sh->id, sh->seg_seq);
+	sh->segs[i].id = SEG_ID(sh->id, sh->next_seq);
 	sh->segs[i].fd = res;
 	sqe = get_sqe(sh);
 	io_uring_prep_fsync(sqe, sh->segdir_fd, 0);
@@ -607,6 +622,7 @@ job_finish(struct shard *sh, struct commit_job *job)
 	enum smtp_commit_result res;
 	char qid[QUEUE_ID_LEN + 1];
 	enum smtp_event ev;
+	bool live;
 
 	assert(sh->jobs_out > 0);
 	sh->jobs_out--;
@@ -618,17 +634,18 @@ job_finish(struct shard *sh, struct commit_job *job)
 	else
 		res = SMTP_COMMIT_IOERR;
 	queue_id_format(job->put.qid, qid);
+	live = c->in_use && c->gen == job->conn_gen;
 	if (res == SMTP_COMMIT_OK) {
 		atomic_fetch_add(&sh->n_messages, 1);
 		log_info("%s: client=[%s], size=%u, nrcpt=%u", qid,
-		    c->smtp.client_addr, job->put.msg_len, job->put.nrcpt);
+		    live ? c->smtp.client_addr : "gone", job->put.msg_len,
+		    job->put.nrcpt);
 	} else {
 		log_warn("%s: not queued: %s", qid,
 		    job->put.result < -30000 ? queue_strerror(job->put.result) :
 		    strerror(-job->put.result));
 	}
-	if (c->in_use && c->gen == job->conn_gen && !c->closing &&
-	    c->smtp.state == SMTP_S_COMMIT) {
+	if (live && !c->closing && c->smtp.state == SMTP_S_COMMIT) {
 		c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
 		ev = smtp_session_commit_done(&c->smtp, res);
 		handle_event(sh, c, ev);
@@ -679,7 +696,10 @@ start_commit(struct shard *sh, struct conn *c)
 	envelope_encode(&env, job->head + sizeof(struct seg_hdr));
 	free(rcpt);
 	job->head_len = (uint32_t)(sizeof(struct seg_hdr) + env_len);
-	rec_len = job->head_len + ss->msg.len;
+	rec_len = (uint64_t)job->head_len + ss->msg.len;
+	/* Records carry 32-bit lengths; config keeps messages far below. */
+	if (rec_len > UINT32_MAX)
+		log_panic("record of %llu bytes", (unsigned long long)rec_len);
 	job->put.qid = ss->qid;
 	job->put.msg_len = (uint32_t)ss->msg.len;
 	job->put.rec_len = (uint32_t)rec_len;
@@ -788,6 +808,13 @@ handle_write(struct shard *sh, struct conn *c, int res)
 	/* The message buffer is no longer needed; the job goes on alone. */
 	job->msg = NULL;
 	job->iov[1].iov_base = NULL;
+	if (s->sync_failed) {
+		job->put.result = -EIO;
+		job_leave_seg(job);
+		conn_op_done(sh, c);
+		job_finish(sh, job);
+		return;
+	}
 	job->next = NULL;
 	if (s->wait_tail)
 		s->wait_tail->next = job;
@@ -809,22 +836,12 @@ pending_push(struct shard *sh, struct commit_job *job)
 	sh->pending_tail = job;
 }
 
+/* Fail (res < 0) or pass on to the committer every job of a list. */
 static void
-handle_fsync(struct shard *sh, uint32_t i, int res)
+jobs_after_sync(struct shard *sh, struct commit_job *job, int res)
 {
-	struct seg *s = &sh->segs[i];
-	struct commit_job *job, *next;
+	struct commit_job *next;
 
-	assert(s->in_use);
-	assert(s->syncing);
-	s->syncing = false;
-	job = s->sync_head;
-	s->sync_head = NULL;
-	if (res < 0) {
-		log_warn("shard %u: fdatasync of segment: %s", sh->id,
-		    strerror(-res));
-		s->broken = true;
-	}
 	for (; job != NULL; job = next) {
 		next = job->next;
 		job_leave_seg(job);
@@ -835,6 +852,35 @@ handle_fsync(struct shard *sh, uint32_t i, int res)
 			pending_push(sh, job);
 		}
 	}
+}
+
+static void
+handle_fsync(struct shard *sh, uint32_t i, int res)
+{
+	struct seg *s = &sh->segs[i];
+	struct commit_job *job, *waiting;
+
+	assert(s->in_use);
+	assert(s->syncing);
+	s->syncing = false;
+	job = s->sync_head;
+	s->sync_head = NULL;
+	if (res < 0) {
+		/*
+		 * Linux reports a writeback error once per file: a later
+		 * fsync could succeed over pages that were lost. Fail every
+		 * record of this segment that is not yet durable, and (in
+		 * handle_write) every one still being written.
+		 */
+		log_warn("shard %u: fdatasync of segment: %s", sh->id,
+		    strerror(-res));
+		s->broken = true;
+		s->sync_failed = true;
+		waiting = s->wait_head;
+		s->wait_head = s->wait_tail = NULL;
+		jobs_after_sync(sh, waiting, res);
+	}
+	jobs_after_sync(sh, job, res);
 	if (s->in_use) {
 		seg_kick(sh, s);
 		seg_release(s);
@@ -996,15 +1042,27 @@ dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 	}
 	switch (UD_OP(ud)) {
 	case OP_ACCEPT:
-		if (res >= 0)
+		if (res >= 0) {
 			handle_accept(sh, res);
-		else if (res != -ECANCELED)
+		} else if (res != -ECANCELED &&
+		    sh->now_ms >= sh->accept_warn_ms + 1000) {
+			/* Once a second at most: EMFILE can come in floods. */
 			log_warn("shard %u: accept: %s", sh->id,
 			    strerror(-res));
+			sh->accept_warn_ms = sh->now_ms;
+		}
 		if (!(flags & IORING_CQE_F_MORE)) {
 			sh->accepts--;
-			if (sh->accepting)
+			if (!sh->accepting)
+				break;
+			if (res >= 0 || res == -ECANCELED) {
 				arm_accept(sh, idx);
+			} else {
+				/* Retrying at once would spin: wait a tick. */
+				sh->accept_retry[idx] = true;
+				sh->accept_retry_ms = sh->now_ms +
+				    SHARD_ACCEPT_BACKOFF_MS;
+			}
 		}
 		break;
 	case OP_RECV:
@@ -1051,12 +1109,26 @@ tick(struct shard *sh)
 			conn_close(sh, c);
 			continue;
 		}
+		/* A client that does not read its last reply is let go. */
+		if (c->close_after_flush) {
+			if (sh->now_ms >= c->deadline_ms)
+				conn_close(sh, c);
+			continue;
+		}
 		/* Waiting on our own queue is not the client's idleness. */
-		if (smtp_session_blocked(&c->smtp) || c->close_after_flush)
+		if (smtp_session_blocked(&c->smtp))
 			continue;
 		if (sh->now_ms >= c->deadline_ms) {
 			smtp_session_timeout(&c->smtp);
 			handle_event(sh, c, SMTP_EV_CLOSE);
+		}
+	}
+	/* Accepts that failed for want of descriptors are retried here. */
+	for (i = 0; i < sh->nlisten; i++) {
+		if (sh->accept_retry[i] && sh->accepting &&
+		    sh->now_ms >= sh->accept_retry_ms) {
+			sh->accept_retry[i] = false;
+			arm_accept(sh, i);
 		}
 	}
 }
@@ -1265,11 +1337,16 @@ shard_request_stop(struct shard *sh)
 }
 
 void
-shard_join(struct shard *sh)
+shard_join_thread(struct shard *sh)
+{
+	pthread_join(sh->thread, NULL);
+}
+
+void
+shard_free(struct shard *sh)
 {
 	uint32_t i;
 
-	pthread_join(sh->thread, NULL);
 	for (i = 0; i < sh->nlisten; i++)
 		if (sh->lfd[i] >= 0)
 			close(sh->lfd[i]);

@@ -37,8 +37,10 @@ int shard_start(struct shard *sh, struct committer *c);
 /* Ask the shard to stop (graceful, bounded by shutdown_timeout). */
 void shard_request_stop(struct shard *sh);
 
-/* Wait for the thread and free everything. */
-void shard_join(struct shard *sh);
+/* Wait for the thread to finish (it has stopped everything by then). */
+void shard_join_thread(struct shard *sh);
+/* Free what the shard holds; after shard_join_thread(). */
+void shard_free(struct shard *sh);
 
 /* Messages this shard acknowledged with 250. */
 uint64_t shard_messages(const struct shard *sh);

@@ -227,10 +227,23 @@ set_helo(struct smtp_session *s, const char *name)
 	s->helo_seen = true;
 }
 
+/*
+ * The HELO name goes into our Received: header, so control characters
+ * (a bare CR among them) would let a client forge header lines.
+ */
+static bool
+helo_name_ok(const char *p)
+{
+	for (; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
 static void
 cmd_helo_common(struct smtp_session *s, char *arg, bool esmtp)
 {
-	if (*arg == '\0') {
+	if (*arg == '\0' || !helo_name_ok(arg)) {
 		reply_error(s, "501 5.5.4 Syntax: %s hostname",
 		    esmtp ? "EHLO" : "HELO");
 		return;

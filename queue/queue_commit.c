@@ -66,9 +66,14 @@ commit_batch(struct committer *c, size_t n)
 
 		job->put.result = rc != 0 ? (c->puts[i].result ?
 		    c->puts[i].result : rc) : 0;
-		/* The shard drains its ring every loop; wait for room. */
-		while (!spsc_push(&c->from[job->shard], job))
+		/*
+		 * The shard drains its ring when woken: wake it, then wait
+		 * for room. Without the wake both sides would wait forever.
+		 */
+		while (!spsc_push(&c->from[job->shard], job)) {
+			efd_signal(c->shard_efd[job->shard]);
 			sched_yield();
+		}
 		wake[job->shard] = true;
 	}
 	for (i = 0; i < c->nshards; i++)
@@ -86,9 +91,11 @@ gather(struct committer *c)
 	size_t n = 0;
 	unsigned i;
 
+	size_t mine;
+
 	for (i = 0; i < c->nshards; i++)
-		while (n < COMMIT_BATCH_MAX &&
-		    (job = spsc_pop(&c->to[i])) != NULL)
+		for (mine = 0; mine < COMMIT_RING && n < COMMIT_BATCH_MAX &&
+		    (job = spsc_pop(&c->to[i])) != NULL; mine++)
 			c->batch[n++] = job;
 	return n;
 }

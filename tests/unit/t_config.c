@@ -322,7 +322,7 @@ static const struct error_case error_cases[] = {
 	  { "@:2: limits.message_size: invalid size '10MB' (expected bytes, "
 	    "or a number with suffix K, M, G or T)" } },
 	{ "size_range", "limits: {message_size: 4G}\n", {0}, {0},
-	  { "@:1: limits.message_size: value must be between 1K and 4294967295" } },
+	  { "@:1: limits.message_size: value must be between 1K and 1G" } },
 	{ "bad_duration", "limits:\n  idle_timeout: 5d\n", {0}, {0},
 	  { "@:2: limits.idle_timeout: invalid duration '5d' (expected seconds, "
 	    "or a number with suffix ms, s, m or h)" } },
@@ -406,7 +406,7 @@ static const struct error_case error_cases[] = {
 	    "(expected bytes, or a number with suffix K, M, G or T)",
 	    "environment SLUICE_LISTEN_: unknown configuration key",
 	    "environment SLUICE_spool: unknown configuration key",
-	    "-o limits.recipients: value must be between 1 and 100000" } },
+	    "-o limits.recipients: value must be between 1 and 65535" } },
 	/* A later layer replaces the value, and with it the earlier error. */
 	{ "override_hides_fixed_value", "limits:\n  errors: 0\n  recipients: 0\n",
 	  { "limits.errors=5" }, { "SLUICE_LIMITS_RECIPIENTS=7", "SLUICE_SHARDS=x" },
@@ -448,7 +448,7 @@ static const struct error_case error_cases[] = {
 	    "@:12: shutdown_timeout: value must be between 0 and 1h",
 	    "@:13: limits: duplicate key (first defined at line 1)",
 	    "environment SLUICE_LIMITS_RECIPIENTS: value must be between 1 and "
-	    "100000",
+	    "65535",
 	    "-o shards: value must be between 0 and 64" } },
 };
 
@@ -710,8 +710,8 @@ static const struct value_case value_cases[] = {
 	{ "limits.message_size=1K", F(limits.message_size), 1024, NULL },
 	{ "limits.message_size=20M", F(limits.message_size), 20ULL << 20, NULL },
 	{ "limits.message_size=20m", F(limits.message_size), 20ULL << 20, NULL },
-	{ "limits.message_size=3G", F(limits.message_size), 3ULL << 30, NULL },
-	{ "limits.message_size=4294967295", F(limits.message_size), 4294967295ULL, NULL },
+	{ "limits.message_size=1G", F(limits.message_size), 1ULL << 30, NULL },
+	{ "limits.message_size=1073741824", F(limits.message_size), 1ULL << 30, NULL },
 	{ "limits.line_length=64K", F(limits.line_length), 65536, NULL },
 	{ "queue.segment_size=4G", F(queue.segment_size), 4ULL << 30, NULL },
 	{ "queue.segment_size=1m", F(queue.segment_size), 1ULL << 20, NULL },
@@ -726,12 +726,12 @@ static const struct value_case value_cases[] = {
 	{ "shutdown_timeout=0", F(shutdown_timeout_ms), 0, NULL },
 	{ "shutdown_timeout=0ms", F(shutdown_timeout_ms), 0, NULL },
 	{ "shutdown_timeout=\"90\"", F(shutdown_timeout_ms), 90000, NULL },
-	{ "limits.recipients=100000", F(limits.recipients), 100000, NULL },
+	{ "limits.recipients=65535", F(limits.recipients), 65535, NULL },
 	{ "limits.connections=1000000", F(limits.connections), 1000000, NULL },
 	{ "limits.message_size=1023", 0, 0, 0,
-	  "-o limits.message_size: value must be between 1K and 4294967295" },
-	{ "limits.message_size=4G", 0, 0, 0,
-	  "-o limits.message_size: value must be between 1K and 4294967295" },
+	  "-o limits.message_size: value must be between 1K and 1G" },
+	{ "limits.message_size=1025M", 0, 0, 0,
+	  "-o limits.message_size: value must be between 1K and 1G" },
 	{ "limits.message_size=1.5M", 0, 0, 0,
 	  "-o limits.message_size: invalid size '1.5M' (expected bytes, or a "
 	  "number with suffix K, M, G or T)" },
@@ -764,7 +764,7 @@ static const struct value_case value_cases[] = {
 	{ "shutdown_timeout=3601s", 0, 0, 0,
 	  "-o shutdown_timeout: value must be between 0 and 1h" },
 	{ "limits.recipients=100001", 0, 0, 0,
-	  "-o limits.recipients: value must be between 1 and 100000" },
+	  "-o limits.recipients: value must be between 1 and 65535" },
 	{ "limits.recipients=1e3", 0, 0, 0,
 	  "-o limits.recipients: invalid integer '1e3' (expected decimal digits)" },
 };

@@ -25,7 +25,8 @@ OBJ      = $(O)/build/obj
 UNIT     = $(O)/tests/unit
 
 # sluice-bench's modules, listed: they share the library with the daemon.
-BENCH_SRC = bench/bench_hist.c bench/bench_common.c
+BENCH_SRC = bench/bench_hist.c bench/bench_common.c bench/bench_tls.c \
+	bench/bench_source.c bench/bench_sink.c
 LIB_SRC  = $(filter-out engine/main.c,$(wildcard engine/*.c)) \
 	$(wildcard proto/*.c) $(wildcard queue/*.c) $(wildcard dkim/*.c) \
 	$(BENCH_SRC)
@@ -41,7 +42,7 @@ TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2
 DEPS_STAMP = build/.deps-ok
 
 .PHONY: all run test unit asan fuzz fuzz-run deps clean
-all: $(BIN)/sluiced $(BIN)/sluicectl
+all: $(BIN)/sluiced $(BIN)/sluicectl $(BIN)/sluice-bench
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -61,6 +61,7 @@
 
 #include "../engine/buf.h"
 #include "../engine/log.h"
+#include "../engine/uring.h"
 #include "../proto/data_scan.h"
 #include "bench_common.h"
 #include "bench_hist.h"
@@ -113,15 +114,6 @@ enum sink_op {
 	OP_CANCEL,		/* a cancel or timeout removal; nothing to do */
 };
 
-static inline uint64_t
-ud_make(enum sink_op op, uint32_t idx, uint32_t gen)
-{
-	assert(idx < (1u << 24));
-	return (uint64_t)op << 56 | (uint64_t)idx << 32 | gen;
-}
-#define UD_OP(u) ((enum sink_op)((u) >> 56))
-#define UD_IDX(u) ((uint32_t)((u) >> 32) & 0xffffffu)
-#define UD_GEN(u) ((uint32_t)(u))
 
 /* What the bytes arriving on a connection are. */
 enum conn_state {
@@ -209,9 +201,7 @@ struct sink {
 	struct listener lst[SINK_LISTEN_MAX];
 	unsigned nlisten;
 
-	struct io_uring_buf_ring *br;
-	char *bufs;
-	size_t br_size;
+	struct uring_bufs bufs;	/* provided buffers for recv */
 
 	int sigfd;
 	struct signalfd_siginfo si;
@@ -740,19 +730,10 @@ mix(struct sink *s, struct conn *c, enum sink_stage st)
 	return sink_mix_pick(s->o, st, rng_draw(c));
 }
 
-static struct io_uring_sqe *
+static inline struct io_uring_sqe *
 get_sqe(struct sink *s)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-
-	if (sqe == NULL) {
-		/* SQ full: hand what we have to the kernel, then retry. */
-		io_uring_submit(&s->ring);
-		sqe = io_uring_get_sqe(&s->ring);
-	}
-	if (sqe == NULL)
-		log_panic("sink: no submission queue entry");
-	return sqe;
+	return uring_get_sqe(&s->ring);
 }
 
 static uint32_t
@@ -1071,14 +1052,14 @@ store_message(struct sink *s, struct conn *c, const char *id, size_t mark)
 	io_uring_prep_openat_direct(sqe, s->store_dirfd, job->name,
 	    O_WRONLY | O_CREAT | O_TRUNC, 0644, j);
 	sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-	io_uring_sqe_set_data64(sqe, ud_make(OP_STORE, j, 0));
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_STORE, j, 0));
 	sqe = get_sqe(s);
 	io_uring_prep_write(sqe, (int)j, job->msg.data, (unsigned)job->len, 0);
 	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-	io_uring_sqe_set_data64(sqe, ud_make(OP_STORE, j, 1));
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_STORE, j, 1));
 	sqe = get_sqe(s);
 	io_uring_prep_close_direct(sqe, j);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_STORE, j, 2));
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_STORE, j, 2));
 	s->store_inflight++;
 }
 
@@ -1138,10 +1119,8 @@ arm_recv(struct sink *s, struct conn *c)
 	assert(!c->recv_armed);
 	assert(!c->closing);
 	sqe = get_sqe(s);
-	io_uring_prep_recv(sqe, c->fd, NULL, SINK_RECV_BUF_SIZE, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = SINK_BGID;
-	io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, conn_idx(s, c), c->gen));
+	uring_prep_recv_bufs(sqe, c->fd, &s->bufs);
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_RECV, conn_idx(s, c), c->gen));
 	c->recv_armed = true;
 	c->inflight++;
 }
@@ -1173,7 +1152,7 @@ hold_begin(struct sink *s, struct conn *c, uint64_t us)
 	c->ts.tv_nsec = (long long)(us % 1000000u) * 1000;
 	sqe = get_sqe(s);
 	io_uring_prep_timeout(sqe, &c->ts, 0, 0);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_TIMER, conn_idx(s, c),
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_TIMER, conn_idx(s, c),
 	    c->gen));
 	c->timer_armed = true;
 	c->inflight++;
@@ -1229,9 +1208,9 @@ conn_close(struct sink *s, struct conn *c)
 			shutdown(c->fd, SHUT_RDWR);
 		if (c->timer_armed) {
 			sqe = get_sqe(s);
-			io_uring_prep_timeout_remove(sqe, ud_make(OP_TIMER,
+			io_uring_prep_timeout_remove(sqe, uring_ud(OP_TIMER,
 			    conn_idx(s, c), c->gen), 0);
-			io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, 0, 0));
+			io_uring_sqe_set_data64(sqe, uring_ud(OP_CANCEL, 0, 0));
 		}
 	}
 	if (c->inflight == 0)
@@ -1272,7 +1251,7 @@ conn_flush(struct sink *s, struct conn *c)
 	sqe = get_sqe(s);
 	io_uring_prep_send(sqe, c->fd, c->tx.data + c->tx_off,
 	    c->tx.len - c->tx_off, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, conn_idx(s, c), c->gen));
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_SEND, conn_idx(s, c), c->gen));
 	c->send_armed = true;
 	c->inflight++;
 }
@@ -2085,18 +2064,13 @@ handle_recv(struct sink *s, struct conn *c, int res, uint32_t flags)
 		conn_close(s, c);
 		return;
 	}
-	assert(flags & IORING_CQE_F_BUFFER);
-	bid = flags >> IORING_CQE_BUFFER_SHIFT;
-	assert(bid < SINK_RECV_BUFS);
-	data = s->bufs + (size_t)bid * SINK_RECV_BUF_SIZE;
+	data = uring_bufs_data(&s->bufs, flags, &bid);
 	s->bytes += (uint64_t)res;
 	s->lst[c->listener].bytes += (uint64_t)res;
 	if (!c->closing)
 		conn_feed(s, c, data, (size_t)res);
 	/* What is kept was copied: the buffer goes back now. */
-	io_uring_buf_ring_add(s->br, data, SINK_RECV_BUF_SIZE, (uint16_t)bid,
-	    io_uring_buf_ring_mask(SINK_RECV_BUFS), 0);
-	io_uring_buf_ring_advance(s->br, 1);
+	uring_bufs_recycle(&s->bufs, bid);
 	c->inflight--;
 	if (c->closing) {
 		if (c->inflight == 0)
@@ -2160,7 +2134,7 @@ arm_accept(struct sink *s, unsigned li)
 
 	io_uring_prep_multishot_accept(sqe, s->lst[li].fd, NULL, NULL,
 	    SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, li, 0));
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_ACCEPT, li, 0));
 	s->lst[li].accept_armed = true;
 }
 
@@ -2170,16 +2144,16 @@ arm_signal(struct sink *s)
 	struct io_uring_sqe *sqe = get_sqe(s);
 
 	io_uring_prep_read(sqe, s->sigfd, &s->si, sizeof(s->si), 0);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_SIGNAL, 0, 0));
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_SIGNAL, 0, 0));
 }
 
 static void
 dispatch(struct sink *s, uint64_t ud, int res, uint32_t flags)
 {
-	uint32_t idx = UD_IDX(ud);
+	uint32_t idx = URING_UD_IDX(ud);
 	struct conn *c = NULL;
 
-	switch (UD_OP(ud)) {
+	switch ((enum sink_op)URING_UD_OP(ud)) {
 	case OP_RECV:
 	case OP_SEND:
 	case OP_TIMER:
@@ -2187,13 +2161,13 @@ dispatch(struct sink *s, uint64_t ud, int res, uint32_t flags)
 		c = &s->conns[idx];
 		/* A slot is reused only once nothing of it is in flight. */
 		assert(c->in_use);
-		assert(c->gen == UD_GEN(ud));
+		assert(c->gen == URING_UD_GEN(ud));
 		assert(c->inflight > 0);
 		break;
 	default:
 		break;
 	}
-	switch (UD_OP(ud)) {
+	switch ((enum sink_op)URING_UD_OP(ud)) {
 	case OP_ACCEPT:
 		assert(idx < s->nlisten);
 		if (res >= 0) {
@@ -2229,13 +2203,13 @@ dispatch(struct sink *s, uint64_t ud, int res, uint32_t flags)
 		}
 		break;
 	case OP_STORE:
-		handle_store(s, idx, UD_GEN(ud), res);
+		handle_store(s, idx, URING_UD_GEN(ud), res);
 		break;
 	case OP_CANCEL:
 		break;
 	default:
 		log_panic("sink: bad operation %u in completion",
-		    (unsigned)UD_OP(ud));
+		    URING_UD_OP(ud));
 	}
 }
 
@@ -2251,9 +2225,9 @@ begin_stop(struct sink *s)
 	for (i = 0; i < s->nlisten; i++) {
 		if (s->lst[i].accept_armed) {
 			sqe = get_sqe(s);
-			io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, i, 0),
+			io_uring_prep_cancel64(sqe, uring_ud(OP_ACCEPT, i, 0),
 			    0);
-			io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, 0, 0));
+			io_uring_sqe_set_data64(sqe, uring_ud(OP_CANCEL, 0, 0));
 		}
 		/* The kernel refuses new connections from here on. */
 		close(s->lst[i].fd);
@@ -2323,61 +2297,6 @@ fail:
 	err = -errno;
 	close(fd);
 	return err;
-}
-
-static int
-setup_buffers(struct sink *s)
-{
-	struct io_uring_buf_reg reg;
-	unsigned i;
-	int rc;
-
-	s->br_size = SINK_RECV_BUFS * sizeof(struct io_uring_buf);
-	s->br = mmap(NULL, s->br_size, PROT_READ | PROT_WRITE,
-	    MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-	if (s->br == MAP_FAILED) {
-		s->br = NULL;
-		return -errno;
-	}
-	s->bufs = malloc((size_t)SINK_RECV_BUFS * SINK_RECV_BUF_SIZE);
-	if (s->bufs == NULL)
-		return -ENOMEM;
-	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (uint64_t)(uintptr_t)s->br;
-	reg.ring_entries = SINK_RECV_BUFS;
-	reg.bgid = SINK_BGID;
-	if ((rc = io_uring_register_buf_ring(&s->ring, &reg, 0)) < 0)
-		return rc;
-	io_uring_buf_ring_init(s->br);
-	for (i = 0; i < SINK_RECV_BUFS; i++)
-		io_uring_buf_ring_add(s->br,
-		    s->bufs + (size_t)i * SINK_RECV_BUF_SIZE,
-		    SINK_RECV_BUF_SIZE, (uint16_t)i,
-		    io_uring_buf_ring_mask(SINK_RECV_BUFS), (int)i);
-	io_uring_buf_ring_advance(s->br, SINK_RECV_BUFS);
-	return 0;
-}
-
-static int
-setup_ring(struct sink *s)
-{
-	struct io_uring_params p;
-	int rc;
-
-	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER |
-	    IORING_SETUP_DEFER_TASKRUN;
-	p.cq_entries = SINK_CQ_ENTRIES;
-	rc = io_uring_queue_init_params(SINK_RING_ENTRIES, &s->ring, &p);
-	if (rc == -EINVAL) {
-		/* Older kernels lack the task-run flags; they are hints. */
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_CQSIZE;
-		p.cq_entries = SINK_CQ_ENTRIES;
-		rc = io_uring_queue_init_params(SINK_RING_ENTRIES, &s->ring,
-		    &p);
-	}
-	return rc;
 }
 
 /* As many descriptors as the hard limit allows: one per connection. */
@@ -2454,12 +2373,13 @@ sink_setup(struct sink *s, const struct sink_opts *o)
 	}
 	s->free_head = 0;
 
-	if ((rc = setup_ring(s)) < 0) {
+	if ((rc = uring_init(&s->ring, SINK_RING_ENTRIES, SINK_CQ_ENTRIES)) < 0) {
 		log_warn("io_uring_queue_init: %s", strerror(-rc));
 		return rc;
 	}
 	s->ring_ok = true;
-	if ((rc = setup_buffers(s)) < 0) {
+	if ((rc = uring_bufs_setup(&s->ring, &s->bufs, SINK_RECV_BUFS,
+	    SINK_RECV_BUF_SIZE, SINK_BGID)) < 0) {
 		log_warn("provided buffers: %s", strerror(-rc));
 		return rc;
 	}
@@ -2650,9 +2570,7 @@ sink_teardown(struct sink *s)
 	 */
 	if (s->sigfd >= 0)
 		close(s->sigfd);
-	if (s->br != NULL)
-		munmap(s->br, s->br_size);
-	free(s->bufs);
+	uring_bufs_free(&s->bufs);
 	free(s->conns);
 	free(s->lat);
 	free(s->per_sec);

@@ -60,6 +60,7 @@
 
 #include "../engine/buf.h"
 #include "../engine/log.h"
+#include "../engine/uring.h"
 #include "bench.h"
 #include "bench_common.h"
 #include "bench_hist.h"
@@ -737,9 +738,7 @@ struct src {
 	const struct bench_source_opts *o;
 	struct io_uring ring;
 	bool ring_ok;
-	struct io_uring_buf_ring *br;
-	char *bufs;
-	size_t br_size;
+	struct uring_bufs bufs;		/* provided buffers for recv */
 	struct src_conn *conns;
 	char *heads;			/* every connection's out heads */
 	size_t heads_size;
@@ -806,15 +805,6 @@ enum op {
 	OP_CANCEL,
 };
 
-static inline uint64_t
-ud_make(enum op op, uint32_t idx, uint32_t gen)
-{
-	assert(idx < (1u << 24));
-	return (uint64_t)op << 56 | (uint64_t)idx << 32 | gen;
-}
-#define UD_OP(u) ((enum op)((u) >> 56))
-#define UD_IDX(u) ((uint32_t)((u) >> 32) & 0xffffffu)
-#define UD_GEN(u) ((uint32_t)(u))
 
 static volatile sig_atomic_t src_interrupts;
 
@@ -825,19 +815,10 @@ on_interrupt(int sig)
 	src_interrupts++;
 }
 
-static struct io_uring_sqe *
+static inline struct io_uring_sqe *
 get_sqe(struct src *s)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-
-	if (sqe == NULL) {
-		/* SQ full: hand what we have to the kernel, then retry. */
-		io_uring_submit(&s->ring);
-		sqe = io_uring_get_sqe(&s->ring);
-	}
-	if (sqe == NULL)
-		log_panic("no submission queue entry");
-	return sqe;
+	return uring_get_sqe(&s->ring);
 }
 
 static inline uint32_t
@@ -1243,10 +1224,8 @@ arm_recv(struct src *s, struct src_conn *c)
 	assert(!c->recv_armed);
 	assert(!c->closing);
 	sqe = get_sqe(s);
-	io_uring_prep_recv(sqe, c->fd, NULL, SRC_RECV_BUF_SIZE, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = SRC_BGID;
-	io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, conn_idx(s, c), c->gen));
+	uring_prep_recv_bufs(sqe, c->fd, &s->bufs);
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_RECV, conn_idx(s, c), c->gen));
 	c->recv_armed = true;
 	c->inflight++;
 }
@@ -1297,7 +1276,7 @@ conn_flush(struct src *s, struct src_conn *c)
 		io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
 		c->send_tls = false;
 	}
-	io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, conn_idx(s, c), c->gen));
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_SEND, conn_idx(s, c), c->gen));
 	c->send_armed = true;
 	c->inflight++;
 }
@@ -2098,9 +2077,9 @@ conn_close(struct src *s, struct src_conn *c, enum src_after after)
 	shutdown(c->fd, SHUT_RDWR);
 	if (c->connecting) {
 		sqe = get_sqe(s);
-		io_uring_prep_cancel64(sqe, ud_make(OP_CONNECT, conn_idx(s, c),
+		io_uring_prep_cancel64(sqe, uring_ud(OP_CONNECT, conn_idx(s, c),
 		    c->gen), 0);
-		io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, conn_idx(s, c),
+		io_uring_sqe_set_data64(sqe, uring_ud(OP_CANCEL, conn_idx(s, c),
 		    c->gen));
 	}
 }
@@ -2152,7 +2131,7 @@ conn_start(struct src *s, struct src_conn *c)
 	sqe = get_sqe(s);
 	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&o->to,
 	    o->to_len);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_CONNECT, conn_idx(s, c),
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_CONNECT, conn_idx(s, c),
 	    c->gen));
 	c->inflight++;
 }
@@ -2261,10 +2240,8 @@ handle_recv(struct src *s, struct src_conn *c, int res, uint32_t flags)
 	unsigned bid = 0;
 
 	c->recv_armed = false;
-	if (flags & IORING_CQE_F_BUFFER) {
-		bid = flags >> IORING_CQE_BUFFER_SHIFT;
-		data = s->bufs + (size_t)bid * SRC_RECV_BUF_SIZE;
-	}
+	if (flags & IORING_CQE_F_BUFFER)
+		data = uring_bufs_data(&s->bufs, flags, &bid);
 	if (!c->closing) {
 		if (res == -ENOBUFS) {
 			/* Every buffer is busy for now: just ask again. */
@@ -2295,9 +2272,7 @@ handle_recv(struct src *s, struct src_conn *c, int res, uint32_t flags)
 	}
 	if (data != NULL) {
 		/* Everything kept was copied: the buffer goes back now. */
-		io_uring_buf_ring_add(s->br, data, SRC_RECV_BUF_SIZE,
-		    (uint16_t)bid, io_uring_buf_ring_mask(SRC_RECV_BUFS), 0);
-		io_uring_buf_ring_advance(s->br, 1);
+		uring_bufs_recycle(&s->bufs, bid);
 	}
 	assert(c->inflight > 0);
 	c->inflight--;
@@ -2357,7 +2332,7 @@ handle_send(struct src *s, struct src_conn *c, int res)
 		/* A short send: the rest of the same buffer goes first. */
 		sqe = get_sqe(s);
 		io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
-		io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, conn_idx(s, c),
+		io_uring_sqe_set_data64(sqe, uring_ud(OP_SEND, conn_idx(s, c),
 		    c->gen));
 		c->send_armed = true;
 		c->inflight++;
@@ -2371,19 +2346,19 @@ dispatch(struct src *s, uint64_t ud, int res, uint32_t flags)
 {
 	struct src_conn *c = NULL;
 
-	switch (UD_OP(ud)) {
+	switch ((enum op)URING_UD_OP(ud)) {
 	case OP_CONNECT:
 	case OP_RECV:
 	case OP_SEND:
-		c = &s->conns[UD_IDX(ud)];
+		c = &s->conns[URING_UD_IDX(ud)];
 		/* A slot is reused only once nothing of it is in flight. */
 		assert(c->fd >= 0);
-		assert(c->gen == UD_GEN(ud));
+		assert(c->gen == URING_UD_GEN(ud));
 		break;
 	default:
 		break;
 	}
-	switch (UD_OP(ud)) {
+	switch ((enum op)URING_UD_OP(ud)) {
 	case OP_CONNECT:
 		handle_connect(s, c, res);
 		break;
@@ -2396,7 +2371,7 @@ dispatch(struct src *s, uint64_t ud, int res, uint32_t flags)
 	case OP_CANCEL:
 		break;
 	default:
-		log_panic("bad operation %llu", (unsigned long long)UD_OP(ud));
+		log_panic("bad operation %llu", (unsigned long long)(enum op)URING_UD_OP(ud));
 	}
 }
 
@@ -3003,60 +2978,22 @@ setup_fds(struct src *s, char *why, size_t whylen)
 static int
 setup_ring(struct src *s, char *why, size_t whylen)
 {
-	struct io_uring_buf_reg reg;
-	struct io_uring_params p;
-	unsigned cq = 2 * SRC_RING_ENTRIES, i;
+	unsigned cq = 2 * SRC_RING_ENTRIES;
 	int rc;
 
 	/* Room for every completion that can be pending at once. */
 	while (cq < 4 * s->o->connections)
 		cq *= 2;
-	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-	    IORING_SETUP_CQSIZE;
-	p.cq_entries = cq;
-	rc = io_uring_queue_init_params(SRC_RING_ENTRIES, &s->ring, &p);
-	if (rc == -EINVAL) {
-		/* Older kernels lack the first two; they are only hints. */
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_CQSIZE;
-		p.cq_entries = cq;
-		rc = io_uring_queue_init_params(SRC_RING_ENTRIES, &s->ring,
-		    &p);
-	}
-	if (rc < 0) {
+	if ((rc = uring_init(&s->ring, SRC_RING_ENTRIES, cq)) < 0) {
 		snprintf(why, whylen, "io_uring_queue_init: %s", strerror(-rc));
 		return -1;
 	}
 	s->ring_ok = true;
-	s->br_size = SRC_RECV_BUFS * sizeof(struct io_uring_buf);
-	s->br = mmap(NULL, s->br_size, PROT_READ | PROT_WRITE,
-	    MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-	if (s->br == MAP_FAILED) {
-		s->br = NULL;
-		snprintf(why, whylen, "mmap: %s", strerror(errno));
-		return -1;
-	}
-	s->bufs = malloc((size_t)SRC_RECV_BUFS * SRC_RECV_BUF_SIZE);
-	if (s->bufs == NULL) {
-		snprintf(why, whylen, "out of memory");
-		return -1;
-	}
-	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (uint64_t)(uintptr_t)s->br;
-	reg.ring_entries = SRC_RECV_BUFS;
-	reg.bgid = SRC_BGID;
-	if ((rc = io_uring_register_buf_ring(&s->ring, &reg, 0)) < 0) {
+	if ((rc = uring_bufs_setup(&s->ring, &s->bufs, SRC_RECV_BUFS,
+	    SRC_RECV_BUF_SIZE, SRC_BGID)) < 0) {
 		snprintf(why, whylen, "provided buffers: %s", strerror(-rc));
 		return -1;
 	}
-	io_uring_buf_ring_init(s->br);
-	for (i = 0; i < SRC_RECV_BUFS; i++)
-		io_uring_buf_ring_add(s->br,
-		    s->bufs + (size_t)i * SRC_RECV_BUF_SIZE,
-		    SRC_RECV_BUF_SIZE, (uint16_t)i,
-		    io_uring_buf_ring_mask(SRC_RECV_BUFS), (int)i);
-	io_uring_buf_ring_advance(s->br, SRC_RECV_BUFS);
 	return 0;
 }
 
@@ -3182,11 +3119,9 @@ src_free(struct src *s)
 	}
 	if (s->ring_ok)
 		io_uring_queue_exit(&s->ring);
-	if (s->br != NULL)
-		munmap(s->br, s->br_size);
+	uring_bufs_free(&s->bufs);
 	if (s->heads != NULL)
 		munmap(s->heads, s->heads_size);
-	free(s->bufs);
 	free(s->conns);
 	free(s->idleq);
 	free(s->body);

@@ -47,6 +47,7 @@
 #include "../queue/queue.h"
 #include "../queue/queue_commit.h"
 #include "log.h"
+#include "uring.h"
 
 /* Ring and buffer sizes: fixed at start-up, see docs/architecture.md. */
 #define SHARD_RING_ENTRIES 4096
@@ -73,15 +74,6 @@ enum op {
 	OP_CANCEL,
 };
 
-static inline uint64_t
-ud_make(enum op op, uint32_t idx, uint32_t gen)
-{
-	assert(idx < (1u << 24));
-	return (uint64_t)op << 56 | (uint64_t)idx << 32 | gen;
-}
-#define UD_OP(u) ((enum op)((u) >> 56))
-#define UD_IDX(u) ((uint32_t)((u) >> 32) & 0xffffffu)
-#define UD_GEN(u) ((uint32_t)(u))
 
 struct seg {
 	uint64_t id;
@@ -136,9 +128,7 @@ struct shard {
 	uint32_t free_head;
 	uint32_t nactive;
 
-	struct io_uring_buf_ring *br;
-	char *bufs;
-	size_t br_size;
+	struct uring_bufs bufs;	/* provided buffers for recv */
 
 	int efd;
 	uint64_t efd_val;
@@ -183,19 +173,10 @@ mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static struct io_uring_sqe *
+static inline struct io_uring_sqe *
 get_sqe(struct shard *sh)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
-
-	if (sqe == NULL) {
-		/* SQ full: hand what we have to the kernel, then retry. */
-		io_uring_submit(&sh->ring);
-		sqe = io_uring_get_sqe(&sh->ring);
-	}
-	if (sqe == NULL)
-		log_panic("shard %u: no submission queue entry", sh->id);
-	return sqe;
+	return uring_get_sqe(&sh->ring);
 }
 
 /* ---- listeners ------------------------------------------------------- */
@@ -232,7 +213,7 @@ arm_accept(struct shard *sh, unsigned i)
 
 	io_uring_prep_multishot_accept(sqe, sh->lfd[i], NULL, NULL,
 	    SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, i, 0));
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_ACCEPT, i, 0));
 	sh->accepts++;
 }
 
@@ -266,10 +247,8 @@ arm_recv(struct shard *sh, struct conn *c)
 	assert(!c->recv_armed);
 	assert(!c->closing);
 	sqe = get_sqe(sh);
-	io_uring_prep_recv(sqe, c->fd, NULL, SHARD_RECV_BUF_SIZE, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = SHARD_BGID;
-	io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, idx, c->gen));
+	uring_prep_recv_bufs(sqe, c->fd, &sh->bufs);
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_RECV, idx, c->gen));
 	c->recv_armed = true;
 	c->inflight++;
 }
@@ -420,7 +399,7 @@ conn_flush(struct shard *sh, struct conn *c)
 	sqe = get_sqe(sh);
 	io_uring_prep_send(sqe, c->fd, c->tx.data + c->tx_off,
 	    c->tx.len - c->tx_off, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_SEND,
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_SEND,
 	    (uint32_t)(c - sh->conns), c->gen));
 	c->send_armed = true;
 	c->inflight++;
@@ -519,7 +498,7 @@ seg_preopen(struct shard *sh)
 	sqe = get_sqe(sh);
 	io_uring_prep_openat(sqe, sh->segdir_fd, sh->next_name,
 	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_SEG_OPEN, 0, 0));
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_SEG_OPEN, 0, 0));
 	sh->next_opening = true;
 	sh->seg_ops++;
 }
@@ -551,7 +530,7 @@ handle_seg_open(struct shard *sh, int res)
 	sh->segs[i].fd = res;
 	sqe = get_sqe(sh);
 	io_uring_prep_fsync(sqe, sh->segdir_fd, 0);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_SEG_DIRSYNC, (uint32_t)i, 0));
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_SEG_DIRSYNC, (uint32_t)i, 0));
 	sh->seg_ops++;
 }
 
@@ -665,7 +644,7 @@ seg_kick(struct shard *sh, struct seg *s)
 	s->syncing = true;
 	sqe = get_sqe(sh);
 	io_uring_prep_fsync(sqe, s->fd, IORING_FSYNC_DATASYNC);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_FSYNC,
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_FSYNC,
 	    (uint32_t)(s - sh->segs), 0));
 }
 
@@ -732,7 +711,7 @@ start_commit(struct shard *sh, struct conn *c)
 	c->job = job;
 	sqe = get_sqe(sh);
 	io_uring_prep_writev(sqe, s->fd, job->iov, 2, job->put.offset);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_WRITE, job->conn_idx, c->gen));
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_WRITE, job->conn_idx, c->gen));
 	c->inflight++;
 	return;
 nomem:
@@ -792,7 +771,7 @@ handle_write(struct shard *sh, struct conn *c, int res)
 		}
 		sqe = get_sqe(sh);
 		io_uring_prep_writev(sqe, s->fd, iov, n, job->put.offset + w);
-		io_uring_sqe_set_data64(sqe, ud_make(OP_WRITE,
+		io_uring_sqe_set_data64(sqe, uring_ud(OP_WRITE,
 		    (uint32_t)(c - sh->conns), c->gen));
 		return;
 	}
@@ -916,7 +895,7 @@ arm_wake(struct shard *sh)
 	struct io_uring_sqe *sqe = get_sqe(sh);
 
 	io_uring_prep_read(sqe, sh->efd, &sh->efd_val, sizeof(sh->efd_val), 0);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_WAKE, 0, 0));
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_WAKE, 0, 0));
 }
 
 static void
@@ -929,8 +908,8 @@ begin_stop(struct shard *sh)
 	sh->stop_deadline_ms = sh->now_ms + sh->cfg->shutdown_timeout_ms;
 	for (i = 0; i < sh->nlisten; i++) {
 		sqe = get_sqe(sh);
-		io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, i, 0), 0);
-		io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, 0, 0));
+		io_uring_prep_cancel64(sqe, uring_ud(OP_ACCEPT, i, 0), 0);
+		io_uring_sqe_set_data64(sqe, uring_ud(OP_CANCEL, 0, 0));
 		/* The pending accept holds the socket until it is cancelled;
 		 * after that the kernel refuses new connections. */
 		close(sh->lfd[i]);
@@ -977,9 +956,7 @@ handle_recv(struct shard *sh, struct conn *c, int res, uint32_t flags)
 		conn_op_done(sh, c);
 		return;
 	}
-	assert(flags & IORING_CQE_F_BUFFER);
-	bid = flags >> IORING_CQE_BUFFER_SHIFT;
-	data = sh->bufs + (size_t)bid * SHARD_RECV_BUF_SIZE;
+	data = uring_bufs_data(&sh->bufs, flags, &bid);
 	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
 	if (!c->closing) {
 		ev = smtp_session_input(&c->smtp, data, (size_t)res);
@@ -987,9 +964,7 @@ handle_recv(struct shard *sh, struct conn *c, int res, uint32_t flags)
 		ev = SMTP_EV_NONE;
 	}
 	/* The session copied what it keeps: the buffer goes back now. */
-	io_uring_buf_ring_add(sh->br, data, SHARD_RECV_BUF_SIZE, (uint16_t)bid,
-	    io_uring_buf_ring_mask(SHARD_RECV_BUFS), 0);
-	io_uring_buf_ring_advance(sh->br, 1);
+	uring_bufs_recycle(&sh->bufs, bid);
 	c->inflight--;
 	if (c->closing) {
 		if (c->inflight == 0)
@@ -1025,22 +1000,22 @@ handle_send(struct shard *sh, struct conn *c, int res)
 static void
 dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 {
-	uint32_t idx = UD_IDX(ud);
+	uint32_t idx = URING_UD_IDX(ud);
 	struct conn *c = NULL;
 
-	switch (UD_OP(ud)) {
+	switch ((enum op)URING_UD_OP(ud)) {
 	case OP_RECV:
 	case OP_SEND:
 	case OP_WRITE:
 		c = &sh->conns[idx];
 		/* A slot is only reused once nothing of it is in flight. */
 		assert(c->in_use);
-		assert(c->gen == UD_GEN(ud));
+		assert(c->gen == URING_UD_GEN(ud));
 		break;
 	default:
 		break;
 	}
-	switch (UD_OP(ud)) {
+	switch ((enum op)URING_UD_OP(ud)) {
 	case OP_ACCEPT:
 		if (res >= 0) {
 			handle_accept(sh, res);
@@ -1090,7 +1065,7 @@ dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 		break;
 	default:
 		log_panic("shard %u: bad operation %llu", sh->id,
-		    (unsigned long long)UD_OP(ud));
+		    (unsigned long long)URING_UD_OP(ud));
 	}
 }
 
@@ -1133,37 +1108,6 @@ tick(struct shard *sh)
 	}
 }
 
-static int
-setup_buffers(struct shard *sh)
-{
-	struct io_uring_buf_reg reg;
-	unsigned i;
-	int rc;
-
-	sh->br_size = SHARD_RECV_BUFS * sizeof(struct io_uring_buf);
-	sh->br = mmap(NULL, sh->br_size, PROT_READ | PROT_WRITE,
-	    MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-	if (sh->br == MAP_FAILED)
-		return -errno;
-	sh->bufs = malloc((size_t)SHARD_RECV_BUFS * SHARD_RECV_BUF_SIZE);
-	if (sh->bufs == NULL)
-		return -ENOMEM;
-	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (uint64_t)(uintptr_t)sh->br;
-	reg.ring_entries = SHARD_RECV_BUFS;
-	reg.bgid = SHARD_BGID;
-	if ((rc = io_uring_register_buf_ring(&sh->ring, &reg, 0)) < 0)
-		return rc;
-	io_uring_buf_ring_init(sh->br);
-	for (i = 0; i < SHARD_RECV_BUFS; i++)
-		io_uring_buf_ring_add(sh->br,
-		    sh->bufs + (size_t)i * SHARD_RECV_BUF_SIZE,
-		    SHARD_RECV_BUF_SIZE, (uint16_t)i,
-		    io_uring_buf_ring_mask(SHARD_RECV_BUFS), (int)i);
-	io_uring_buf_ring_advance(sh->br, SHARD_RECV_BUFS);
-	return 0;
-}
-
 /*
  * The ring is created by the thread that uses it: with SINGLE_ISSUER the
  * creating task is the only one allowed to submit.
@@ -1171,23 +1115,14 @@ setup_buffers(struct shard *sh)
 static void
 setup_ring(struct shard *sh)
 {
-	struct io_uring_params p;
 	unsigned i;
 	int rc;
 
-	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-	rc = io_uring_queue_init_params(SHARD_RING_ENTRIES, &sh->ring, &p);
-	if (rc == -EINVAL) {
-		/* Older kernels lack the flags; they are only hints. */
-		memset(&p, 0, sizeof(p));
-		rc = io_uring_queue_init_params(SHARD_RING_ENTRIES, &sh->ring,
-		    &p);
-	}
-	if (rc < 0)
+	if ((rc = uring_init(&sh->ring, SHARD_RING_ENTRIES, 0)) < 0)
 		log_fatal("shard %u: io_uring_queue_init: %s", sh->id,
 		    strerror(-rc));
-	if ((rc = setup_buffers(sh)) < 0)
+	if ((rc = uring_bufs_setup(&sh->ring, &sh->bufs, SHARD_RECV_BUFS,
+	    SHARD_RECV_BUF_SIZE, SHARD_BGID)) < 0)
 		log_fatal("shard %u: provided buffers: %s", sh->id,
 		    strerror(-rc));
 	for (i = 0; i < sh->nlisten; i++)
@@ -1358,8 +1293,7 @@ shard_free(struct shard *sh)
 		buf_free(&sh->conns[i].tx);
 	}
 	io_uring_queue_exit(&sh->ring);
-	munmap(sh->br, sh->br_size);
-	free(sh->bufs);
+	uring_bufs_free(&sh->bufs);
 	free(sh->conns);
 	close(sh->efd);
 	close(sh->segdir_fd);

@@ -691,6 +691,7 @@ struct src_conn {
 	uint8_t inflight;
 	uint8_t after;		/* enum src_after, once released */
 	uint32_t backoff_n;	/* consecutive connection errors */
+	uint32_t reserved;	/* messages promised to this new session */
 	uint32_t msgs;		/* transactions started on this session */
 	uint32_t rcpt_next;	/* next RCPT of the transaction being sent */
 	uint32_t reply_lines;	/* lines so far of the reply being read */
@@ -764,6 +765,7 @@ struct src {
 	uint64_t t0;
 	int64_t real_off;		/* realtime - monotonic */
 	uint64_t next_seq;		/* transactions taken */
+	uint64_t reserved;		/* messages promised to sessions being set up */
 	uint64_t rcpt_counter;
 	uint64_t live;			/* transactions in flight */
 	bool stopping;			/* no new transactions */
@@ -1367,6 +1369,10 @@ txn_take(struct src *s, struct src_conn *c)
 	memset(t, 0, sizeof(*t));
 	t->live = true;
 	t->seq = s->next_seq++;
+	if (c->reserved > 0) {
+		c->reserved--;
+		s->reserved--;
+	}
 	t->start_us = start;
 	t->rcpt_first = s->rcpt_counter;
 	s->rcpt_counter += o->recipients;
@@ -2036,6 +2042,19 @@ conn_release(struct src *s, struct src_conn *c)
 	case SRC_AFTER_NONE:
 		break;
 	case SRC_AFTER_RECONNECT:
+		/*
+		 * A new session only if messages are left that no session
+		 * being set up will take: otherwise it would greet and quit.
+		 */
+		if (s->o->messages &&
+		    s->next_seq + s->reserved >= s->o->messages) {
+			if (s->next_seq >= s->o->messages)
+				src_stop(s);
+			break;
+		}
+		c->reserved = s->o->per_connection ? s->o->per_connection :
+		    (uint32_t)(s->o->messages - s->next_seq);
+		s->reserved += c->reserved;
 		conn_start(s, c);
 		break;
 	case SRC_AFTER_BACKOFF:
@@ -2067,6 +2086,9 @@ conn_close(struct src *s, struct src_conn *c, enum src_after after)
 		return;
 	c->closing = true;
 	c->after = (uint8_t)after;
+	/* What this session was to send is free for another. */
+	s->reserved -= c->reserved;
+	c->reserved = 0;
 	c->idle = false;
 	c->deadline_us = 0;
 	if (c->inflight == 0) {

@@ -810,6 +810,18 @@ enum op {
 
 static volatile sig_atomic_t src_interrupts;
 
+/* Does c still have a transaction waiting for a reply? */
+static bool
+conn_txn_live(const struct src_conn *c)
+{
+	unsigned i;
+
+	for (i = 0; i < SRC_TXN_MAX; i++)
+		if (c->txn[i].live)
+			return true;
+	return false;
+}
+
 static void
 on_interrupt(int sig)
 {
@@ -2212,7 +2224,7 @@ tls_input(struct src *s, struct src_conn *c)
 		if (r == 0)
 			break;
 		if (r == -2) {
-			if (c->quit_sent)
+			if (c->quit_sent && !conn_txn_live(c))
 				conn_close(s, c, SRC_AFTER_RECONNECT);
 			else
 				conn_fail(s, c, SRC_E_CLOSED, false, "the "
@@ -2271,7 +2283,10 @@ handle_recv(struct src *s, struct src_conn *c, int res, uint32_t flags)
 			conn_fail(s, c, SRC_E_RESET, false, "recv: %s",
 			    strerror(-res));
 		} else if (res == 0) {
-			if (c->quit_sent)
+			/* A close after QUIT is normal only once every
+			 * transaction has its reply: the last message may
+			 * have left in the same write as the QUIT. */
+			if (c->quit_sent && !conn_txn_live(c))
 				conn_close(s, c, SRC_AFTER_RECONNECT);
 			else
 				conn_fail(s, c, SRC_E_CLOSED, false, "the "

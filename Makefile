@@ -42,6 +42,9 @@ TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2
 DEPS_STAMP = build/.deps-ok
 
 .PHONY: all run test unit asan fuzz fuzz-run deps clean
+# Keep object files make considers intermediate (the tests' own): deleting
+# them costs a rebuild and prints after the test summary.
+.SECONDARY:
 all: $(BIN)/sluiced $(BIN)/sluicectl $(BIN)/sluice-bench
 
 $(OBJ)/%.o: %.c

@@ -1670,7 +1670,7 @@ cmd_lhlo(struct sink *s, struct conn *c, const char *arg, size_t n)
 
 	(void)arg;
 	if (!s->o->lmtp) {
-		proto_error(s, c, "502 5.5.1 command not implemented\r\n");
+		proto_error(s, c, "502 5.5.1 command not supported\r\n");
 		return;
 	}
 	if (n == 0) {
@@ -1886,7 +1886,7 @@ handle_command(struct sink *s, struct conn *c, const char *line, size_t n)
 	while (n > 0 && arg[n - 1] == ' ')
 		n--;
 	if (cmd == NULL) {
-		proto_error(s, c, "502 5.5.1 command not implemented\r\n");
+		proto_error(s, c, "502 5.5.1 command not supported\r\n");
 		return;
 	}
 	if (cmd->fn != cmd_quit && c->no_service) {

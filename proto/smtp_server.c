@@ -550,7 +550,7 @@ static void
 cmd_not_implemented(struct smtp_session *s, char *arg)
 {
 	(void)arg;
-	reply_error(s, "502 5.5.1 Error: command not implemented");
+	reply_error(s, "502 5.5.1 Error: command not supported");
 }
 
 static const struct smtp_cmd {

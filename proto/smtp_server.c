@@ -68,6 +68,7 @@ smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
 	c->hostname = hostname;
 	c->message_size = message_size;
 	c->recipients = recipients;
+	c->routes = NULL;
 	c->line_length = line_length;
 	c->errors = errors;
 	n = snprintf(c->ehlo_reply, sizeof(c->ehlo_reply),
@@ -357,6 +358,8 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 {
 	char *addr, *params, *key, *val;
 	enum smtp_path_result pr;
+	const struct route *r;
+	const char *at;
 
 	if (s->state != SMTP_S_MAIL && s->state != SMTP_S_RCPT) {
 		if (s->state == SMTP_S_INIT)
@@ -393,6 +396,17 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 	}
 	if (!s->relay_ok) {
 		reply_error(s, "554 5.7.1 <%s>: Relay access denied", addr);
+		return;
+	}
+	if (s->cfg->routes != NULL && (at = strrchr(addr, '@')) != NULL &&
+	    (r = route_lookup(s->cfg->routes, at + 1)) != NULL &&
+	    r->transport.kind == ROUTE_ERROR) {
+		/*
+		 * An error: route refuses here, while the client can still
+		 * tell its sender (Postfix transport(5) "error"). Policy, not
+		 * a client mistake: not counted towards limits.errors.
+		 */
+		reply(s, "%s", r->transport.text);
 		return;
 	}
 	buf_append(&s->env, addr, strlen(addr) + 1);

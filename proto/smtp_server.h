@@ -22,6 +22,7 @@
 
 #include "../engine/buf.h"
 #include "../queue/queue.h"
+#include "../queue/route.h"
 #include "data_scan.h"
 
 /* What the session needs to know of the server; shared, read-only. */
@@ -32,6 +33,8 @@ struct smtp_server_cfg {
 	uint32_t line_length;
 	uint32_t errors;
 	char ehlo_reply[512];	/* precomputed multi-line EHLO reply */
+	/* Routes, for error: transports refused at RCPT; NULL for none. */
+	const struct route_table *routes;
 };
 
 void smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,

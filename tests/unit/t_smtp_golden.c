@@ -23,6 +23,7 @@
 #define GOLDEN_DIR "tests/golden/smtp"
 
 struct setup {
+	struct route_table routes;
 	int relay;
 	unsigned recipients, errors, line;
 	unsigned long long size;
@@ -39,6 +40,25 @@ unhex(char c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
+}
+
+/* "%route=PATTERN TRANSPORT" (the transport may contain spaces). */
+static void
+add_route(struct setup *su, const char *line)
+{
+	char pattern[256], transport[512], err[256];
+	struct route_transport t;
+	struct route_policy pol = route_policy_defaults();
+	const char *eol = strchr(line, '\n');
+	int n = eol ? (int)(eol - line) : (int)strlen(line);
+
+	if (sscanf(line, "%%route=%255s %511[^\n]", pattern, transport) != 2 ||
+	    route_parse_transport(transport, &t, err, sizeof(err)) != 0 ||
+	    route_table_add(&su->routes, pattern, &t, &pol, err,
+	    sizeof(err)) != 0) {
+		fprintf(stderr, "bad directive: %.*s\n", n, line);
+		exit(T_EXIT_FAIL);
+	}
 }
 
 /* Turn the .in text into the bytes a client sends, and read directives. */
@@ -66,6 +86,8 @@ parse_input(const char *text, struct buf *wire, struct setup *su)
 					su->line = (unsigned)atoi(val);
 				else if (!strcmp(key, "size"))
 					su->size = strtoull(val, NULL, 10);
+				else if (!strcmp(key, "route"))
+					add_route(su, p);
 				else if (!strcmp(key, "commit"))
 					su->commit = !strcmp(val, "nospace") ?
 					    SMTP_COMMIT_NOSPACE :
@@ -168,6 +190,7 @@ run(const struct buf *wire, const struct setup *su, size_t step,
 	sin.sin_addr.s_addr = htonl(0x7f000001);
 	smtp_server_cfg_init(&cfg, "mx.test", su->size, su->recipients,
 	    su->line, su->errors);
+	cfg.routes = &su->routes;
 	memset(&s, 0, sizeof(s));
 	smtp_session_init(&s, &cfg, (struct sockaddr *)&sin, su->relay != 0,
 	    &gen);
@@ -223,7 +246,8 @@ main(void)
 	CHECK_FATAL(d != NULL);
 	while ((de = readdir(d)) != NULL) {
 		char path[512], refpath[512], name[256];
-		struct setup su = { 1, 100, 10, 512, 1000, SMTP_COMMIT_OK };
+		struct setup su = { .relay = 1, .recipients = 100, .errors = 10,
+		    .line = 512, .size = 1000, .commit = SMTP_COMMIT_OK };
 		struct buf wire = { 0 }, whole = { 0 }, bytewise = { 0 };
 		char *text, *ref;
 		size_t l = strlen(de->d_name);
@@ -263,6 +287,7 @@ main(void)
 		printf("%s %s\n", ok ? "PASS" : "FAIL", name);
 		free(text);
 		free(ref);
+		route_table_free(&su.routes);
 		buf_free(&wire);
 		buf_free(&whole);
 		buf_free(&bytewise);

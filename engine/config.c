@@ -65,6 +65,7 @@
 #define CONFIG_WHY_MAX		256		/* reason text from a check */
 #define CONFIG_QUOTE_MAX	64		/* user text quoted in messages */
 #define CONFIG_SHARDS_MAX	64		/* queue ids carry 6 bits of shard */
+#define CONFIG_ROUTES_MAX	10000		/* entries in "routes" */
 
 #define ENV_PREFIX		"SLUICE_"
 #define DEFAULT_SOURCE		"(embedded default)"
@@ -145,6 +146,7 @@ enum cfg_type {
 };
 
 #define CFG_REQUIRED	0x1
+#define CFG_POLICY	0x2	/* routes: a route_policy_set() key */
 
 /*
  * Strings: validate s; may also fill derived fields of obj (the struct that
@@ -194,6 +196,29 @@ static const struct cfg_key listen_keys[] = {
 	  .check = check_address, .flags = CFG_REQUIRED },
 	{ .name = NULL },
 };
+
+/*
+ * One route. Values are only stored here; build_routes() parses them with
+ * the route module, so its syntax is not repeated in this file. preset
+ * stays ahead of the CFG_POLICY keys: they are applied in table order.
+ */
+#define ROUTE_KEY(nm, fl) \
+	{ KEY(#nm, CFG_STRING, NULL, 0, 0), FIELD(struct route_cfg, nm), \
+	  .flags = (fl) }
+static const struct cfg_key route_keys[] = {
+	ROUTE_KEY(domain, CFG_REQUIRED),
+	ROUTE_KEY(transport, CFG_REQUIRED),
+	ROUTE_KEY(preset, 0),
+	ROUTE_KEY(max_connections, CFG_POLICY),
+	ROUTE_KEY(max_messages_per_connection, CFG_POLICY),
+	ROUTE_KEY(max_rate, CFG_POLICY),
+	ROUTE_KEY(retry, CFG_POLICY),
+	ROUTE_KEY(max_age, CFG_POLICY),
+	ROUTE_KEY(max_attempts, CFG_POLICY),
+	ROUTE_KEY(auth, CFG_POLICY),
+	{ .name = NULL },
+};
+#undef ROUTE_KEY
 
 static const struct cfg_key limits_keys[] = {
 	/* Spool records carry 32-bit lengths: stay well inside them. */
@@ -245,6 +270,10 @@ static const struct cfg_key config_keys[] = {
 	  .sub = queue_keys },
 	{ KEY("shutdown_timeout", CFG_DURATION, "30s", 0, HOUR_MS),
 	  FIELD(struct config, shutdown_timeout_ms) },
+	{ KEY("routes", CFG_LIST_MAP, "[]", 0, CONFIG_ROUTES_MAX),
+	  LIST(struct config, route_cfgs, nroute_cfgs), .sub = route_keys },
+	{ KEY("relay_host", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct config, relay_host) },
 	{ .name = NULL },
 };
 
@@ -876,9 +905,13 @@ yaml_to_tree(struct loader *ld, const struct corigin *o, const char *base,
 	yaml_document_delete(&doc);
 	have_doc = false;
 
-	/* Only one document: a second one is an error, not ignored. */
+	/*
+	 * Only one document: a second one is an error, not ignored. In quiet
+	 * mode a failure here is a syntax error like any other: "[h]:25"
+	 * loads "[h]" as a first document, then fails at ":25".
+	 */
 	if (!yaml_parser_load(&parser, &doc)) {
-		rc = yaml_failed(ld, o, &parser, text, len, base, false);
+		rc = yaml_failed(ld, o, &parser, text, len, base, quiet);
 		goto done;
 	}
 	have_doc = true;
@@ -1786,6 +1819,128 @@ free_table(const struct cfg_key *tbl, void *base)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* Routes: struct route_cfg -> struct route_table                      */
+/* ------------------------------------------------------------------ */
+
+/* The value of key name in map; NULL if map is not a map or lacks it. */
+static const struct cnode *
+map_value(const struct cnode *map, const char *name)
+{
+	int j;
+
+	if (map == NULL || map->kind != CNODE_MAP)
+		return NULL;
+	j = map_find(map, name, strlen(name));
+	return j < 0 ? NULL : map->kids[j];
+}
+
+/* A route module error about the value of item.name (which was stored). */
+static void
+route_error(struct loader *ld, const struct cnode *item, size_t idx,
+    const char *name, const char *why)
+{
+	const struct cnode *v = map_value(item, name);
+	char path[CONFIG_PATH_MAX];
+
+	assert(v != NULL);
+	path_index(path, sizeof path, "routes", idx);
+	path_append(path, sizeof path, name, strlen(name));
+	ld_error(ld, v->origin, v->line, path, "%s", why);
+}
+
+/*
+ * Parse route i and add it to cfg->routes. Every bad value is reported;
+ * the route is added only when all of them are good, so that a duplicate
+ * is only ever reported against a route that would otherwise load.
+ */
+static void
+build_route(struct loader *ld, struct config *cfg, const struct cnode *item,
+    size_t i)
+{
+	const struct route_cfg *rc = &cfg->route_cfgs[i];
+	struct route_policy pol = route_policy_defaults();
+	struct route_transport tr;
+	char why[CONFIG_WHY_MAX];
+	const struct cfg_key *k;
+	bool ok = true;
+	int rv;
+
+	/* A missing or mistyped domain or transport is reported already. */
+	if (rc->domain == NULL || rc->transport == NULL)
+		return;
+	if (route_parse_transport(rc->transport, &tr, why, sizeof why) != 0) {
+		route_error(ld, item, i, "transport", why);
+		ok = false;
+	}
+	if (rc->preset != NULL &&
+	    route_policy_preset(&pol, rc->preset, why, sizeof why) != 0) {
+		route_error(ld, item, i, "preset", why);
+		ok = false;
+	}
+	for (k = route_keys; k->name != NULL; k++) {
+		char *val;
+
+		if (!(k->flags & CFG_POLICY))
+			continue;
+		memcpy(&val, (const char *)rc + k->offset, sizeof val);
+		if (val != NULL &&
+		    route_policy_set(&pol, k->name, val, why, sizeof why) != 0) {
+			route_error(ld, item, i, k->name, why);
+			ok = false;
+		}
+	}
+	if (!ok)
+		return;
+	rv = route_table_add(&cfg->routes, rc->domain, &tr, &pol, why,
+	    sizeof why);
+	if (rv == ROUTE_ENOMEM)
+		ld->oom = true;
+	else if (rv != 0)
+		route_error(ld, item, i, "domain", why);
+}
+
+/*
+ * Fill cfg->routes from the validated "routes" entries, then relay_host.
+ * root is the tree they came from: it has the lines for the messages.
+ */
+static void
+build_routes(struct loader *ld, struct config *cfg, const struct cnode *root)
+{
+	const struct cnode *list = map_value(root, "routes"), *v;
+	char why[CONFIG_WHY_MAX], loc[CONFIG_PATH_MAX];
+	size_t i, wild = SIZE_MAX;
+	int rv;
+
+	/* Stored entries exist only when the list itself was valid. */
+	assert(cfg->nroute_cfgs == 0 ||
+	    (list != NULL && list->kind == CNODE_LIST &&
+	    list->n == cfg->nroute_cfgs));
+	for (i = 0; i < cfg->nroute_cfgs; i++) {
+		const struct route *before = cfg->routes.wildcard;
+
+		if (list->kids[i] == NULL || list->kids[i]->kind != CNODE_MAP)
+			continue;
+		build_route(ld, cfg, list->kids[i], i);
+		if (before == NULL && cfg->routes.wildcard != NULL)
+			wild = i;
+	}
+	if (cfg->relay_host == NULL)
+		return;
+	v = map_value(root, "relay_host");
+	assert(v != NULL);
+	rv = route_relay_host(&cfg->routes, cfg->relay_host, why, sizeof why);
+	if (rv == ROUTE_ENOMEM) {
+		ld->oom = true;
+	} else if (rv == ROUTE_EDUP && wild != SIZE_MAX) {
+		node_where(map_value(list->kids[wild], "domain"), loc, sizeof loc);
+		ld_error(ld, v->origin, v->line, "relay_host",
+		    "%s (routes.%zu.domain at %s)", why, wild, loc);
+	} else if (rv != 0) {
+		ld_error(ld, v->origin, v->line, "relay_host", "%s", why);
+	}
+}
+
 /* Values whose default depends on the machine. */
 static void
 resolve(struct loader *ld, struct config *cfg, const struct corigin *fo)
@@ -1915,6 +2070,8 @@ config_load(struct config *cfg, const char *path, char *const *overrides,
 	if (ld.oom)
 		goto finish;
 	validate_map(&ld, config_keys, root, "", cfg);
+	if (!ld.oom)
+		build_routes(&ld, cfg, root);
 	if (ld.nfail == 0 && !ld.oom)
 		resolve(&ld, cfg, fo);
 	cfg->source = str_dup(&ld, name, strlen(name));
@@ -1939,6 +2096,7 @@ config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	free_table(config_keys, cfg);
+	route_table_free(&cfg->routes);
 	free(cfg->source);
 	memset(cfg, 0, sizeof *cfg);
 }

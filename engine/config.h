@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "../queue/route.h"
+
 /* An address family plus prefix: 10.0.0.0/8, ::1/128. */
 struct cidr {
 	int family;		/* AF_INET or AF_INET6 */
@@ -52,6 +54,23 @@ struct queue_cfg {
 	uint64_t index_size;		/* LMDB map size, bytes */
 };
 
+/*
+ * One entry of "routes" as written; each string is NULL when absent. Only
+ * the loader reads these: the result is config.routes.
+ */
+struct route_cfg {
+	char *domain;		/* "example.com", ".example.com" or "*" */
+	char *transport;	/* route_parse_transport() syntax */
+	char *preset;		/* applied before the keys below */
+	char *max_connections;
+	char *max_messages_per_connection;
+	char *max_rate;
+	char *retry;
+	char *max_age;
+	char *max_attempts;
+	char *auth;
+};
+
 struct config {
 	char *source;			/* file name, or "(embedded default)" */
 	char *hostname;
@@ -64,6 +83,10 @@ struct config {
 	struct limits_cfg limits;
 	struct queue_cfg queue;
 	uint32_t shutdown_timeout_ms;
+	struct route_cfg *route_cfgs;	/* "routes" as written */
+	size_t nroute_cfgs;
+	char *relay_host;		/* NULL: not set */
+	struct route_table routes;	/* built from both; see docs/routing.md */
 };
 
 /* Errors collected while loading; each line is "FILE:LINE: message". */

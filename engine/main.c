@@ -284,6 +284,8 @@ main(int argc, char **argv)
 
 	smtp_server_cfg_init(&scfg, cfg.hostname, cfg.limits.message_size,
 	    cfg.limits.recipients, cfg.limits.line_length, cfg.limits.errors);
+	/* error: routes already refuse at RCPT; delivery will use the rest. */
+	scfg.routes = &cfg.routes;
 	shards = calloc(cfg.shards, sizeof(*shards));
 	efds = calloc(cfg.shards, sizeof(*efds));
 	if (shards == NULL || efds == NULL)

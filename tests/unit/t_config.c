@@ -285,7 +285,7 @@ test_full_file(void)
 struct error_case {
 	const char *name;
 	const char *yaml;			/* NULL: embedded default */
-	const char *ovr[6];
+	const char *ovr[8];
 	const char *env[6];
 	const char *want[MAX_ERRS];
 };
@@ -450,6 +450,49 @@ static const struct error_case error_cases[] = {
 	    "environment SLUICE_LIMITS_RECIPIENTS: value must be between 1 and "
 	    "65535",
 	    "-o shards: value must be between 0 and 64" } },
+	{ "route_missing_keys", "routes:\n  - domain: example.com\n"
+	  "  - transport: smtp\n", {0}, {0},
+	  { "@:2: routes.0.transport: required key is missing",
+	    "@:3: routes.1.domain: required key is missing" } },
+	{ "route_unknown_key", "routes:\n  - domain: example.com\n"
+	  "    transport: smtp\n    max_conections: 2\n", {0}, {0},
+	  { "@:4: routes.0.max_conections: unknown configuration key" } },
+	{ "route_bad_transport", "routes:\n  - domain: example.com\n"
+	  "    transport: smtpx:[relay.example]\n", {0}, {0},
+	  { "@:3: routes.0.transport: unknown transport 'smtpx'" } },
+	{ "route_bad_policy", "routes:\n  - domain: example.com\n"
+	  "    transport: smtp\n    max_rate: 10/d\n    preset: fast\n"
+	  "    auth: nopassword\n", {0}, {0},
+	  { "@:4: routes.0.max_rate: bad max_rate '10/d'",
+	    "@:5: routes.0.preset: unknown preset 'fast'",
+	    "@:6: routes.0.auth: bad auth: want 'user:password'" } },
+	{ "route_bad_domain", "routes:\n  - domain: \"exa mple.com\"\n"
+	  "    transport: smtp\n", {0}, {0},
+	  { "@:2: routes.0.domain: bad route pattern 'exa mple.com'" } },
+	{ "route_duplicate", "routes:\n  - domain: example.com\n"
+	  "    transport: smtp\n  - domain: Example.COM.\n"
+	  "    transport: discard\n", {0}, {0},
+	  { "@:4: routes.1.domain: duplicate route 'example.com'" } },
+	{ "route_not_a_map", "routes:\n  - example.com\nrelay_host: [a]\n",
+	  {0}, {0},
+	  { "@:2: routes.0: expected a map, got a scalar",
+	    "@:3: relay_host: expected a string, got a list" } },
+	{ "relay_host_conflict", "relay_host: \"[smarthost.example]:587\"\n"
+	  "routes:\n  - domain: example.com\n    transport: smtp\n"
+	  "  - domain: \"*\"\n    transport: discard\n", {0}, {0},
+	  { "@:1: relay_host: relay_host conflicts with the '*' route "
+	    "(routes.1.domain at @:5)" } },
+	{ "relay_host_bad", "relay_host: \"[smarthost.example]:0\"\n", {0}, {0},
+	  { "@:1: relay_host: bad port '0'" } },
+	{ "route_override_errors", NULL,
+	  { "routes.0.domain=example.com", "routes.0.transport=error:no",
+	    "routes.1.domain=example.com", "routes.1.transport=smtp",
+	    "routes.1.max_attempts=x", "routes.2={domain: EXAMPLE.com, "
+	    "transport: discard}", NULL },
+	  { "SLUICE_RELAY_HOST=[h]:99999", NULL },
+	  { "environment SLUICE_RELAY_HOST: bad port '99999'",
+	    "-o routes.1.max_attempts: bad max_attempts 'x'",
+	    "-o routes.2: routes.2.domain: duplicate route 'example.com'" } },
 };
 
 static void
@@ -687,6 +730,158 @@ test_environment(void)
 	CHECK_FATAL(cfg.nallowed_networks == 2);
 	CHECK(cfg.allowed_networks[0].prefix == 8);
 	CHECK(cfg.allowed_networks[1].prefix == 16);
+	config_free(&cfg);
+	config_errors_free(&errs);
+}
+
+/* ------------------------------------------------------------------ */
+/* Routes and relay_host.                                             */
+/* ------------------------------------------------------------------ */
+
+static void
+test_routes_file(void)
+{
+	/* preset comes last in the file but applies before max_connections. */
+	static const char yaml[] =
+	    "routes:\n"
+	    "  - domain: legacy.example\n"
+	    "    transport: smtp:[old-relay.example]:25\n"
+	    "    max_connections: 4\n"
+	    "    preset: relaylim\n"
+	    "  - domain: .alerts.example\n"
+	    "    transport: smtp\n"
+	    "    preset: oneshot\n"
+	    "    max_rate: 600/m\n"
+	    "    retry: 1m, 5m, 15m\n"
+	    "  - domain: \"*\"\n"
+	    "    transport: lmtp:unix:/run/lmtp.sock\n"
+	    "    max_age: 12h\n"
+	    "    auth: \"user:pa:ss\"\n";
+	struct config cfg;
+	struct config_errors errs = { 0 };
+	const struct route *r;
+
+	CHECK_FATAL(load(&cfg, &errs, yaml, NULL, NULL, NULL) == 0);
+	CHECK(cfg.nroute_cfgs == 3);
+	CHECK(cfg.relay_host == NULL);
+	CHECK(cfg.routes.count == 2);
+	r = route_lookup(&cfg.routes, "LEGACY.example.");
+	CHECK_FATAL(r != NULL);
+	CHECK(strcmp(r->pattern, "legacy.example") == 0);
+	CHECK(r->transport.kind == ROUTE_SMTP && !r->transport.mx_lookup);
+	CHECK(strcmp(r->transport.host, "old-relay.example") == 0);
+	CHECK(r->policy.max_connections == 4);
+	CHECK(r->policy.max_attempts == 0);
+	r = route_lookup(&cfg.routes, "pager.alerts.example");
+	CHECK_FATAL(r != NULL);
+	CHECK(strcmp(r->pattern, ".alerts.example") == 0);
+	CHECK(r->policy.max_attempts == 1);
+	CHECK(r->policy.max_connections == 20);
+	CHECK(r->policy.max_rate == 10.0);
+	CHECK(!r->policy.retry.exponential && r->policy.retry.count == 3);
+	CHECK(route_retry_delay(&r->policy.retry, 3) == 900);
+	/* ".alerts.example" does not match alerts.example itself. */
+	r = route_lookup(&cfg.routes, "alerts.example");
+	CHECK_FATAL(r != NULL);
+	CHECK(r == cfg.routes.wildcard);
+	CHECK(r->transport.kind == ROUTE_LMTP && r->transport.unix_socket);
+	CHECK(strcmp(r->transport.host, "/run/lmtp.sock") == 0);
+	CHECK(r->policy.max_age_s == 12 * 3600);
+	CHECK(r->policy.auth && strcmp(r->policy.auth_password, "pa:ss") == 0);
+	config_free(&cfg);
+	CHECK(cfg.routes.wildcard == NULL && cfg.routes.slots == NULL);
+	config_errors_free(&errs);
+}
+
+/* No routes: an empty table; relay_host alone is the "*" route. */
+static void
+test_routes_relay_host(void)
+{
+	static const char *const ovr[] = { "relay_host=[h]:25", NULL };
+	static const char *const env[] = {
+		"SLUICE_RELAY_HOST=[smarthost.example]:587", NULL,
+	};
+	struct config cfg;
+	struct config_errors errs = { 0 };
+	const struct route *r;
+
+	CHECK_FATAL(load(&cfg, &errs, NULL, NULL, NULL, NULL) == 0);
+	CHECK(cfg.routes.count == 0 && cfg.routes.wildcard == NULL);
+	CHECK(route_lookup(&cfg.routes, "example.com") == NULL);
+	config_free(&cfg);
+
+	CHECK_FATAL(load(&cfg, &errs,
+	    "relay_host: \"[smarthost.example]:587\"\n", NULL, NULL,
+	    NULL) == 0);
+	r = route_lookup(&cfg.routes, "example.com");
+	CHECK_FATAL(r != NULL && r == cfg.routes.wildcard);
+	CHECK(r->transport.kind == ROUTE_SMTP && r->transport.bracketed);
+	CHECK(strcmp(r->transport.host, "smarthost.example") == 0);
+	CHECK(r->transport.port == 587);
+	CHECK(r->policy.max_connections == 20);
+	config_free(&cfg);
+
+	/* The environment, then -o on top of it. */
+	CHECK_FATAL(load(&cfg, &errs, NULL, NULL, env, NULL) == 0);
+	CHECK(strcmp(cfg.relay_host, "[smarthost.example]:587") == 0);
+	CHECK(cfg.routes.wildcard != NULL &&
+	    cfg.routes.wildcard->transport.port == 587);
+	config_free(&cfg);
+	CHECK_FATAL(load(&cfg, &errs, NULL, ovr, env, NULL) == 0);
+	CHECK_FATAL(cfg.routes.wildcard != NULL);
+	CHECK(strcmp(cfg.routes.wildcard->transport.host, "h") == 0);
+	CHECK(cfg.routes.wildcard->transport.port == 25);
+	config_free(&cfg);
+	config_errors_free(&errs);
+}
+
+static void
+test_routes_override(void)
+{
+	static const char yaml[] =
+	    "routes:\n"
+	    "  - domain: example.org\n"
+	    "    transport: smtp\n";
+	static const char *const ovr[] = {
+		"routes.0.preset=relaylim",
+		"routes.1.domain=example.com",
+		"routes.1.transport=error:no such domain",
+		"routes.2={domain: \"*\", transport: \"smtp:[relay.example]:587\"}",
+		"routes.2.max_messages_per_connection=100",
+		NULL,
+	};
+	static const char *const ovr0[] = {
+		"routes.0.domain=example.com", "routes.0.transport=error:no", NULL,
+	};
+	static const char *const env[] = {
+		"SLUICE_ROUTES_0_MAX_RATE=5", NULL,
+	};
+	struct config cfg;
+	struct config_errors errs = { 0 };
+	const struct route *r;
+
+	CHECK_FATAL(load(&cfg, &errs, yaml, ovr, env, NULL) == 0);
+	CHECK_FATAL(cfg.nroute_cfgs == 3);
+	r = route_lookup(&cfg.routes, "example.org");
+	CHECK_FATAL(r != NULL);
+	CHECK(r->policy.max_connections == 1);
+	CHECK(r->policy.max_rate == 5.0);
+	r = route_lookup(&cfg.routes, "example.com");
+	CHECK_FATAL(r != NULL);
+	CHECK(r->transport.kind == ROUTE_ERROR && r->transport.code == 550);
+	r = route_lookup(&cfg.routes, "example.net");
+	CHECK_FATAL(r != NULL && r == cfg.routes.wildcard);
+	CHECK(r->transport.port == 587);
+	CHECK(r->policy.max_messages_per_connection == 100);
+	config_free(&cfg);
+
+	/* On the embedded default: index 0 appends to the empty list. */
+	CHECK_FATAL(load(&cfg, &errs, NULL, ovr0, NULL, NULL) == 0);
+	r = route_lookup(&cfg.routes, "example.com");
+	CHECK_FATAL(r != NULL);
+	CHECK(r->transport.kind == ROUTE_ERROR);
+	CHECK(r->transport.code == 550);
+	CHECK(route_lookup(&cfg.routes, "example.org") == NULL);
 	config_free(&cfg);
 	config_errors_free(&errs);
 }
@@ -1025,6 +1220,9 @@ main(void)
 		{ "override_default_list", test_override_default_list },
 		{ "override_map_merge", test_override_map_merge },
 		{ "environment", test_environment },
+		{ "routes_file", test_routes_file },
+		{ "routes_relay_host", test_routes_relay_host },
+		{ "routes_override", test_routes_override },
 		{ "cidr_parse", test_cidr_parse },
 		{ "cidr_match", test_cidr_match },
 		{ "address_parse", test_address_parse },

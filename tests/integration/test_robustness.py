@@ -6,7 +6,6 @@
 # descriptors are free; after SIGTERM, commands pipelined behind the end of
 # data get 421 instead of starting new transactions.
 # timeout: 120
-import os
 import resource
 import signal
 import socket

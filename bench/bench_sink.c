@@ -1617,18 +1617,22 @@ path_parse(const char *a, size_t n, const char *key, const char **path,
 typedef void cmd_fn(struct sink *s, struct conn *c, const char *arg,
     size_t n);
 
+/*
+ * EHLO, HELO and LHLO differ only in which protocol allows them and what
+ * they answer; wrong_proto is the reply when the protocol does not.
+ */
 static void
-cmd_ehlo(struct sink *s, struct conn *c, const char *arg, size_t n)
+greeting_cmd(struct sink *s, struct conn *c, size_t n, bool lmtp_verb,
+    const char *needs_domain, const char *wrong_proto, const char *reply)
 {
 	unsigned code;
 
-	(void)arg;
-	if (s->o->lmtp) {
-		proto_error(s, c, "500 5.5.1 this is LMTP: use LHLO\r\n");
+	if (s->o->lmtp != lmtp_verb) {
+		proto_error(s, c, wrong_proto);
 		return;
 	}
 	if (n == 0) {
-		proto_error(s, c, "501 5.5.4 EHLO needs a domain\r\n");
+		proto_error(s, c, needs_domain);
 		return;
 	}
 	if ((code = mix(s, c, SINK_STAGE_HELO)) != 0) {
@@ -1637,53 +1641,31 @@ cmd_ehlo(struct sink *s, struct conn *c, const char *arg, size_t n)
 	}
 	txn_reset(c);
 	c->helo = true;
-	reply_str(s, c, s->ehlo);
+	reply_str(s, c, reply);
+}
+
+static void
+cmd_ehlo(struct sink *s, struct conn *c, const char *arg, size_t n)
+{
+	(void)arg;
+	greeting_cmd(s, c, n, false, "501 5.5.4 EHLO needs a domain\r\n",
+	    "500 5.5.1 this is LMTP: use LHLO\r\n", s->ehlo);
 }
 
 static void
 cmd_helo(struct sink *s, struct conn *c, const char *arg, size_t n)
 {
-	unsigned code;
-
 	(void)arg;
-	if (s->o->lmtp) {
-		proto_error(s, c, "500 5.5.1 this is LMTP: use LHLO\r\n");
-		return;
-	}
-	if (n == 0) {
-		proto_error(s, c, "501 5.5.4 HELO needs a domain\r\n");
-		return;
-	}
-	if ((code = mix(s, c, SINK_STAGE_HELO)) != 0) {
-		inject(s, c, SINK_STAGE_HELO, code);
-		return;
-	}
-	txn_reset(c);
-	c->helo = true;
-	reply_str(s, c, s->helo);
+	greeting_cmd(s, c, n, false, "501 5.5.4 HELO needs a domain\r\n",
+	    "500 5.5.1 this is LMTP: use LHLO\r\n", s->helo);
 }
 
 static void
 cmd_lhlo(struct sink *s, struct conn *c, const char *arg, size_t n)
 {
-	unsigned code;
-
 	(void)arg;
-	if (!s->o->lmtp) {
-		proto_error(s, c, "502 5.5.1 command not supported\r\n");
-		return;
-	}
-	if (n == 0) {
-		proto_error(s, c, "501 5.5.4 LHLO needs a domain\r\n");
-		return;
-	}
-	if ((code = mix(s, c, SINK_STAGE_HELO)) != 0) {
-		inject(s, c, SINK_STAGE_HELO, code);
-		return;
-	}
-	txn_reset(c);
-	c->helo = true;
-	reply_str(s, c, s->ehlo);
+	greeting_cmd(s, c, n, true, "501 5.5.4 LHLO needs a domain\r\n",
+	    "502 5.5.1 command not supported\r\n", s->ehlo);
 }
 
 static void

@@ -53,7 +53,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -1114,13 +1113,10 @@ static void conn_kick(struct sink *s, struct conn *c);
 static void
 arm_recv(struct sink *s, struct conn *c)
 {
-	struct io_uring_sqe *sqe;
-
 	assert(!c->recv_armed);
 	assert(!c->closing);
-	sqe = get_sqe(s);
-	uring_prep_recv_bufs(sqe, c->fd, &s->bufs);
-	io_uring_sqe_set_data64(sqe, uring_ud(OP_RECV, conn_idx(s, c), c->gen));
+	uring_recv_bufs(&s->ring, c->fd, &s->bufs,
+	    uring_ud(OP_RECV, conn_idx(s, c), c->gen));
 	c->recv_armed = true;
 	c->inflight++;
 }

@@ -1233,13 +1233,10 @@ idle_pop(struct src *s)
 static void
 arm_recv(struct src *s, struct src_conn *c)
 {
-	struct io_uring_sqe *sqe;
-
 	assert(!c->recv_armed);
 	assert(!c->closing);
-	sqe = get_sqe(s);
-	uring_prep_recv_bufs(sqe, c->fd, &s->bufs);
-	io_uring_sqe_set_data64(sqe, uring_ud(OP_RECV, conn_idx(s, c), c->gen));
+	uring_recv_bufs(&s->ring, c->fd, &s->bufs,
+	    uring_ud(OP_RECV, conn_idx(s, c), c->gen));
 	c->recv_armed = true;
 	c->inflight++;
 }

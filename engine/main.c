@@ -267,12 +267,12 @@ main(int argc, char **argv)
 	raise_fd_limit(&cfg);
 	if ((rc = queue_index_open(&qi, cfg.spool, cfg.queue.index_size, 0)) < 0)
 		log_fatal("cannot open the queue in %s: %s", cfg.spool,
-		    rc < -30000 ? queue_strerror(rc) : strerror(-rc));
+		    queue_strerror(rc));
 	lock_spool(cfg.spool);
 	memset(&rep, 0, sizeof(rep));
 	if ((rc = queue_recover(qi, cfg.spool, &rep)) < 0)
 		log_fatal("queue recovery failed: %s",
-		    rc < -30000 ? queue_strerror(rc) : strerror(-rc));
+		    queue_strerror(rc));
 	if ((rc = queue_index_max_id(qi, &last_qid)) < 0)
 		log_fatal("queue: %s", queue_strerror(rc));
 	log_info("queue: %llu message(s), %llu segment(s) kept, "

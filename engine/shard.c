@@ -37,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -241,14 +240,12 @@ client_bucket(const struct sockaddr_storage *ss)
 static void
 arm_recv(struct shard *sh, struct conn *c)
 {
-	struct io_uring_sqe *sqe;
 	uint32_t idx = (uint32_t)(c - sh->conns);
 
 	assert(!c->recv_armed);
 	assert(!c->closing);
-	sqe = get_sqe(sh);
-	uring_prep_recv_bufs(sqe, c->fd, &sh->bufs);
-	io_uring_sqe_set_data64(sqe, uring_ud(OP_RECV, idx, c->gen));
+	uring_recv_bufs(&sh->ring, c->fd, &sh->bufs,
+	    uring_ud(OP_RECV, idx, c->gen));
 	c->recv_armed = true;
 	c->inflight++;
 }
@@ -621,8 +618,7 @@ job_finish(struct shard *sh, struct commit_job *job)
 		    job->put.nrcpt);
 	} else {
 		log_warn("%s: not queued: %s", qid,
-		    job->put.result < -30000 ? queue_strerror(job->put.result) :
-		    strerror(-job->put.result));
+		    queue_strerror(job->put.result));
 	}
 	if (live && !c->closing && c->smtp.state == SMTP_S_COMMIT) {
 		c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;

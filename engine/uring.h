@@ -53,14 +53,20 @@ int uring_bufs_setup(struct io_uring *ring, struct uring_bufs *b,
 /* Release the memory (the ring's own teardown unregisters the group). */
 void uring_bufs_free(struct uring_bufs *b);
 
-/* A recv of up to one buffer from b, the kernel choosing the buffer. */
+/*
+ * Queue a recv of up to one buffer from b on fd, the kernel choosing the
+ * buffer; ud comes back with the completion.
+ */
 static inline void
-uring_prep_recv_bufs(struct io_uring_sqe *sqe, int fd,
-    const struct uring_bufs *b)
+uring_recv_bufs(struct io_uring *ring, int fd, const struct uring_bufs *b,
+    uint64_t ud)
 {
+	struct io_uring_sqe *sqe = uring_get_sqe(ring);
+
 	io_uring_prep_recv(sqe, fd, NULL, b->size, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = b->bgid;
+	io_uring_sqe_set_data64(sqe, ud);
 }
 
 /* The buffer a recv completion filled (cqe flags carry its id). */

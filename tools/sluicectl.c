@@ -52,16 +52,22 @@ static const char usage_text[] =
     "  queue show ID [--json]  show one message's envelope and headers\n"
     "  queue cat ID            write the stored message, byte for byte\n";
 
+static void __attribute__((format(printf, 1, 0)))
+ctl_verr(const char *fmt, va_list ap)
+{
+	fputs("sluicectl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 static void __attribute__((format(printf, 1, 2)))
 ctl_err(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("sluicectl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ctl_verr(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 /* Report a usage error, then the usage; returns the exit code. */
@@ -70,11 +76,10 @@ usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("sluicectl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ctl_verr(fmt, ap);
 	va_end(ap);
-	fputs("\n\n", stderr);
+	fputc('\n', stderr);
 	fputs(usage_text, stderr);
 	return EXIT_USAGE;
 }

@@ -71,13 +71,7 @@ class Sink:
         """SIGTERM (if still running), wait; returns (rc, report dict or None)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            rc = "killed after %ss" % timeout
-        return rc, self.report()
+        return self.wait(timeout)
 
     def wait(self, timeout=20):
         """Waits for the sink to stop by itself (--expect)."""

@@ -295,7 +295,7 @@ main(int argc, char **argv)
 		    last_qid);
 		efds[i] = shard_eventfd(shards[i]);
 	}
-	if ((rc = committer_start(&committer, qi, cfg.shards, efds)) < 0)
+	if ((rc = committer_start(&committer, qi, cfg.shards, efds, cfg.spool)) < 0)
 		log_fatal("cannot start the committer: %s", strerror(-rc));
 	for (i = 0; i < cfg.shards; i++)
 		if ((rc = shard_start(shards[i], committer)) < 0)

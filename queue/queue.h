@@ -288,6 +288,54 @@ int queue_index_put_batch(struct queue_index *qi, struct queue_put *puts,
     size_t n);
 
 /*
+ * A change to an indexed message, as handed from a shard to the committer
+ * with the results of delivery attempts or an operator's command.
+ *   QUEUE_UPD_RCPT     set recipient idx to (state, attempts, last_code,
+ *                      next_try_us)
+ *   QUEUE_UPD_HOLD     msg state MSG_HOLD (delivery stops)
+ *   QUEUE_UPD_RELEASE  msg state MSG_QUEUED
+ *   QUEUE_UPD_DELETE   remove the message whatever its recipients' states
+ * An update of a message that is not (or no longer) indexed is ignored:
+ * the operator may have deleted it while a delivery was in flight.
+ */
+enum queue_upd_kind {
+	QUEUE_UPD_RCPT = 1,
+	QUEUE_UPD_HOLD,
+	QUEUE_UPD_RELEASE,
+	QUEUE_UPD_DELETE,
+};
+
+struct queue_update {
+	uint64_t qid;
+	uint64_t next_try_us;
+	uint32_t last_code;
+	uint16_t idx;
+	uint16_t attempts;
+	uint8_t kind;		/* enum queue_upd_kind */
+	uint8_t state;		/* enum rcpt_state, for QUEUE_UPD_RCPT */
+};
+
+/* A message a write removed: its space in segment seg can be reclaimed. */
+struct queue_removed {
+	uint64_t qid;
+	uint64_t seg;
+	uint32_t rec_len;
+};
+
+/*
+ * One write transaction: index puts[0..nputs), apply ups[0..nups) in
+ * order, then remove every message touched by a QUEUE_UPD_RCPT update
+ * whose recipients are now all final (delivered or bounced), and every
+ * QUEUE_UPD_DELETE one. Removed messages are listed in removed[], which
+ * has room for nups entries; *nremoved is how many. Either all of it is
+ * durable (0) or none of it is: QUEUE_EFULL or QUEUE_EINDEX, also stored
+ * in each put's result.
+ */
+int queue_index_write(struct queue_index *qi, struct queue_put *puts,
+    size_t nputs, const struct queue_update *ups, size_t nups,
+    struct queue_removed *removed, size_t *nremoved);
+
+/*
  * Highest queue id in the index ("msg" and "quarantine"), or 0. Ids issued
  * later must be above it.
  */

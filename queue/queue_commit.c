@@ -5,8 +5,10 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +20,19 @@
 
 /* Ring capacity per shard and direction; also the largest batch per shard. */
 #define COMMIT_RING 4096
-/* Most messages indexed in one LMDB transaction. */
+/* Most jobs handled in one LMDB transaction. */
 #define COMMIT_BATCH_MAX 8192
+
+/*
+ * Live segments: indexed messages per segment id, and whether its shard
+ * has sealed it. Open addressing; a removed entry leaves a tombstone.
+ */
+struct segref {
+	uint64_t id;		/* 0: empty; SEGREF_DEAD: tombstone */
+	uint64_t count;
+	bool sealed;
+};
+#define SEGREF_DEAD UINT64_MAX
 
 struct committer {
 	struct queue_index *qi;
@@ -32,8 +45,127 @@ struct committer {
 	pthread_t thread;
 	struct commit_job **batch;
 	struct queue_put *puts;
-	_Atomic uint64_t n_batches, n_messages, n_failures;
+	struct queue_update *ups;	/* gathered from every job */
+	size_t ups_cap;
+	struct queue_removed *removed;
+	int segdir;			/* -1: no reclamation */
+	struct segref *segs;
+	size_t segs_cap, segs_used;	/* used counts tombstones too */
+	_Atomic uint64_t n_batches, n_messages, n_failures, n_updates,
+	    n_removed, n_segs_removed;
 };
+
+static struct segref *
+segref_find(struct committer *c, uint64_t id, bool create)
+{
+	size_t mask = c->segs_cap - 1, i;
+	struct segref *tomb = NULL;
+
+	assert(id != 0 && id != SEGREF_DEAD);
+	if (create && (c->segs_used + 1) * 2 > c->segs_cap) {
+		/* Grow (and drop tombstones): rehash into a new table. */
+		struct segref *old = c->segs;
+		size_t oldcap = c->segs_cap, ncap = oldcap, live = 0;
+
+		for (i = 0; i < oldcap; i++)
+			live += old[i].id != 0 && old[i].id != SEGREF_DEAD;
+		while ((live + 1) * 4 > ncap)
+			ncap *= 2;
+		c->segs = calloc(ncap, sizeof(*c->segs));
+		if (c->segs == NULL)
+			log_fatal("committer: out of memory");
+		c->segs_cap = ncap;
+		c->segs_used = 0;
+		for (i = 0; i < oldcap; i++)
+			if (old[i].id != 0 && old[i].id != SEGREF_DEAD) {
+				*segref_find(c, old[i].id, true) = old[i];
+			}
+		free(old);
+		mask = c->segs_cap - 1;
+	}
+	for (i = (size_t)(id * 0x9e3779b97f4a7c15ULL) & mask;;
+	    i = (i + 1) & mask) {
+		struct segref *r = &c->segs[i];
+
+		if (r->id == id)
+			return r;
+		if (r->id == SEGREF_DEAD) {
+			if (tomb == NULL)
+				tomb = r;
+			continue;
+		}
+		if (r->id == 0) {
+			if (!create)
+				return NULL;
+			if (tomb != NULL)
+				r = tomb;
+			else
+				c->segs_used++;
+			r->id = id;
+			r->count = 0;
+			r->sealed = false;
+			return r;
+		}
+	}
+}
+
+/* Unlink a sealed segment nothing lives in any more. */
+static void
+segref_check(struct committer *c, struct segref *r)
+{
+	char name[SEG_PATH_MAX];
+
+	if (!r->sealed || r->count > 0)
+		return;
+	seg_path(r->id, name, sizeof(name));
+	if (unlinkat(c->segdir, strchr(name, '/') + 1, 0) < 0 &&
+	    errno != ENOENT)
+		log_warn("queue: cannot remove %s: %s", name, strerror(errno));
+	else
+		atomic_fetch_add(&c->n_segs_removed, 1);
+	r->id = SEGREF_DEAD;
+}
+
+static void
+segref_put(struct committer *c, uint64_t seg)
+{
+	if (c->segdir >= 0)
+		segref_find(c, seg, true)->count++;
+}
+
+static void
+segref_gone(struct committer *c, uint64_t seg)
+{
+	struct segref *r;
+
+	if (c->segdir < 0 || (r = segref_find(c, seg, false)) == NULL)
+		return;
+	if (r->count > 0)
+		r->count--;
+	segref_check(c, r);
+}
+
+static void
+segref_seal(struct committer *c, uint64_t seg)
+{
+	struct segref *r;
+
+	if (c->segdir < 0)
+		return;
+	r = segref_find(c, seg, true);
+	r->sealed = true;
+	segref_check(c, r);
+}
+
+static int
+segref_count_msg(void *arg, const struct queue_msg *m)
+{
+	struct segref *r = segref_find(arg, m->meta.seg, true);
+
+	r->count++;
+	r->sealed = true;	/* shards only append to new segments */
+	return 0;
+}
 
 static void
 efd_signal(int fd)
@@ -45,27 +177,97 @@ efd_signal(int fd)
 		log_warn("committer: eventfd write: %s", strerror(errno));
 }
 
+/*
+ * Index jobs[0..n) in one transaction: their puts and their updates. On
+ * success, account for what it added and removed. Returns 0 or the error.
+ */
+static int
+write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
+{
+	size_t i, np = 0, nu = 0, nrem = 0;
+	int rc;
+
+	for (i = 0; i < n; i++)
+		nu += jobs[i]->nups;
+	if (nu > c->ups_cap) {
+		size_t cap = c->ups_cap ? c->ups_cap : 1024;
+
+		while (cap < nu)
+			cap *= 2;
+		free(c->ups);
+		free(c->removed);
+		c->ups = malloc(cap * sizeof(*c->ups));
+		c->removed = malloc(cap * sizeof(*c->removed));
+		if (c->ups == NULL || c->removed == NULL)
+			log_fatal("committer: out of memory");
+		c->ups_cap = cap;
+	}
+	nu = 0;
+	for (i = 0; i < n; i++) {
+		struct commit_job *job = jobs[i];
+
+		if (job->kind == COMMIT_PUT)
+			c->puts[np++] = job->put;
+		if (job->nups > 0) {
+			memcpy(c->ups + nu, job->ups,
+			    job->nups * sizeof(*job->ups));
+			nu += job->nups;
+		}
+	}
+	rc = queue_index_write(c->qi, c->puts, np, c->ups, nu, c->removed,
+	    &nrem);
+	if (rc != 0)
+		return rc;
+	for (i = 0; i < n; i++)
+		if (jobs[i]->kind == COMMIT_PUT)
+			segref_put(c, jobs[i]->put.seg);
+	for (i = 0; i < nrem; i++)
+		segref_gone(c, c->removed[i].seg);
+	atomic_fetch_add(&c->n_messages, np);
+	atomic_fetch_add(&c->n_updates, nu);
+	atomic_fetch_add(&c->n_removed, nrem);
+	return 0;
+}
+
 /* Index one batch and hand every job back to its shard. */
 static void
 commit_batch(struct committer *c, size_t n)
 {
 	bool wake[64] = { false };
-	size_t i;
+	size_t i, start;
 	int rc;
 
-	for (i = 0; i < n; i++)
-		c->puts[i] = c->batch[i]->put;
-	rc = queue_index_put_batch(c->qi, c->puts, n);
-	if (rc != 0) {
-		log_warn("queue: indexing %zu message(s) failed: %s", n,
-		    queue_strerror(rc));
-		atomic_fetch_add(&c->n_failures, n);
+	/*
+	 * Seals split the batch: the jobs before a seal are written before
+	 * the seal is honoured, so its segment cannot go while a record of
+	 * it waits to be indexed.
+	 */
+	for (start = 0; start < n; start = i + 1) {
+		for (i = start; i < n && c->batch[i]->kind != COMMIT_SEAL; i++)
+			c->batch[i]->put.result = 0;
+		rc = i > start ? write_jobs(c, c->batch + start, i - start) : 0;
+		if (rc != 0 && i - start > 1) {
+			/* One job's failure must not fail the others. */
+			for (size_t j = start; j < i; j++)
+				c->batch[j]->put.result =
+				    write_jobs(c, c->batch + j, 1);
+		} else if (rc != 0) {
+			c->batch[start]->put.result = rc;
+		}
+		for (size_t j = start; j < i; j++)
+			if (c->batch[j]->put.result != 0) {
+				log_warn("queue: indexing failed: %s",
+				    queue_strerror(c->batch[j]->put.result));
+				atomic_fetch_add(&c->n_failures, 1);
+			}
+		if (i < n) {
+			segref_seal(c, c->batch[i]->put.seg);
+			c->batch[i]->put.result = 0;
+		}
 	}
 	for (i = 0; i < n; i++) {
 		struct commit_job *job = c->batch[i];
 
-		job->put.result = rc != 0 ? (c->puts[i].result ?
-		    c->puts[i].result : rc) : 0;
 		/*
 		 * The shard drains its ring when woken: wake it, then wait
 		 * for room. Without the wake both sides would wait forever.
@@ -80,7 +282,6 @@ commit_batch(struct committer *c, size_t n)
 		if (wake[i])
 			efd_signal(c->shard_efd[i]);
 	atomic_fetch_add(&c->n_batches, 1);
-	atomic_fetch_add(&c->n_messages, n);
 }
 
 /* Take what every shard has waiting, up to the batch limit. */
@@ -128,7 +329,7 @@ committer_main(void *arg)
 
 int
 committer_start(struct committer **out, struct queue_index *qi,
-    unsigned nshards, const int *shard_efd)
+    unsigned nshards, const int *shard_efd, const char *spool)
 {
 	struct committer *c;
 	unsigned i;
@@ -142,6 +343,23 @@ committer_start(struct committer **out, struct queue_index *qi,
 	c->nshards = nshards;
 	c->shard_efd = shard_efd;
 	c->efd = -1;
+	c->segdir = -1;
+	if (spool != NULL) {
+		char path[4096];
+
+		snprintf(path, sizeof(path), "%s/seg", spool);
+		c->segdir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		c->segs_cap = 64;
+		c->segs = calloc(c->segs_cap, sizeof(*c->segs));
+		if (c->segdir < 0 || c->segs == NULL) {
+			rc = c->segdir < 0 ? -errno : -ENOMEM;
+			goto fail;
+		}
+		rc = queue_index_foreach(qi, segref_count_msg, c);
+		if (rc != 0)
+			goto fail;
+		rc = -ENOMEM;
+	}
 	c->to = calloc(nshards, sizeof(*c->to));
 	c->from = calloc(nshards, sizeof(*c->from));
 	c->batch = calloc(COMMIT_BATCH_MAX, sizeof(*c->batch));
@@ -165,6 +383,9 @@ committer_start(struct committer **out, struct queue_index *qi,
 fail:
 	if (c->efd >= 0)
 		close(c->efd);
+	if (c->segdir >= 0)
+		close(c->segdir);
+	free(c->segs);
 	for (i = 0; c->to && c->from && i < nshards; i++) {
 		spsc_destroy(&c->to[i]);
 		spsc_destroy(&c->from[i]);
@@ -213,6 +434,11 @@ committer_stop(struct committer *c)
 		spsc_destroy(&c->from[i]);
 	}
 	close(c->efd);
+	if (c->segdir >= 0)
+		close(c->segdir);
+	free(c->segs);
+	free(c->ups);
+	free(c->removed);
 	free(c->to);
 	free(c->from);
 	free(c->batch);
@@ -226,4 +452,7 @@ committer_stats(struct committer *c, struct committer_stats *st)
 	st->batches = atomic_load(&c->n_batches);
 	st->messages = atomic_load(&c->n_messages);
 	st->failures = atomic_load(&c->n_failures);
+	st->updates = atomic_load(&c->n_updates);
+	st->removed = atomic_load(&c->n_removed);
+	st->segments_removed = atomic_load(&c->n_segs_removed);
 }

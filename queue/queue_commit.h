@@ -24,9 +24,33 @@
 
 struct seg;
 
+/*
+ * What a job asks of the committer:
+ *   COMMIT_PUT     index put (a message just written and fdatasynced),
+ *                  and apply ups[] in the same transaction if nups > 0
+ *                  (a bounce's DSN and its recipients' new states)
+ *   COMMIT_UPDATE  apply ups[] (delivery results, operator commands)
+ *   COMMIT_SEAL    segment put.seg is closed: every record of it has been
+ *                  handed over before this job, so once no indexed message
+ *                  lives in it the committer deletes the file
+ * Every job comes back to its shard, with put.result set for all kinds.
+ */
+enum commit_kind {
+	COMMIT_PUT = 0,
+	COMMIT_UPDATE,
+	COMMIT_SEAL,
+};
+
+/* conn_idx of a job no SMTP session waits for (a DSN, an update). */
+#define COMMIT_NO_CONN UINT32_MAX
+
 /* One message on its way to durability; owned by one side at a time. */
 struct commit_job {
 	struct queue_put put;		/* what the index gets; put.result */
+	uint8_t kind;			/* enum commit_kind */
+	uint32_t nups;
+	struct queue_update *ups;	/* owned by the job's creator */
+	void *owner;			/* creator's cookie, untouched */
 	uint32_t conn_idx;		/* shard connection that waits */
 	uint32_t conn_gen;
 	unsigned shard;
@@ -43,10 +67,14 @@ struct committer;
 
 /*
  * Start the committer thread for nshards shards; shard_efd[i] is written
- * to wake shard i when results wait for it. 0 or -errno.
+ * to wake shard i when results wait for it. With a spool directory the
+ * committer also reclaims segments: it counts the indexed messages of each
+ * segment (from the index, at start; every segment seen then counts as
+ * sealed) and unlinks a sealed segment once its count reaches zero. NULL
+ * spool: no reclamation (tests). 0 or -errno / a QUEUE_E* code.
  */
 int committer_start(struct committer **c, struct queue_index *qi,
-    unsigned nshards, const int *shard_efd);
+    unsigned nshards, const int *shard_efd, const char *spool);
 
 /* Shard side: hand a job over. false when the ring is full (keep it). */
 bool committer_submit(struct committer *c, unsigned shard,
@@ -64,6 +92,9 @@ struct committer_stats {
 	uint64_t batches;
 	uint64_t messages;
 	uint64_t failures;
+	uint64_t updates;
+	uint64_t removed;		/* messages done and deleted */
+	uint64_t segments_removed;
 };
 void committer_stats(struct committer *c, struct committer_stats *st);
 

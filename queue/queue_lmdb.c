@@ -26,6 +26,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,57 +521,244 @@ queue_index_foreach(struct queue_index *qi, queue_msg_fn fn, void *arg)
 	return 0;
 }
 
+/* Index one message and its pending recipients. An LMDB code. */
+static int
+put_one(struct queue_index *qi, MDB_txn *txn, const struct queue_put *p)
+{
+	struct msg_meta mm = {
+		.version = MSG_META_VERSION,
+		.state = MSG_QUEUED,
+		.seg = p->seg,
+		.offset = p->offset,
+		.rec_len = p->rec_len,
+		.msg_len = p->msg_len,
+		.checksum = p->checksum,
+		.env_len = p->env_len,
+		.nrcpt = p->nrcpt,
+	};
+	struct rcpt_meta rm = { .state = RCPT_PENDING };
+	uint8_t kb[8], rkb[10];
+	MDB_val k = { sizeof(kb), kb };
+	MDB_val v = { sizeof(mm) + p->env_len, NULL };
+	MDB_val rk = { sizeof(rkb), rkb };
+	MDB_val rv = { sizeof(rm), &rm };
+	int rc;
+
+	/* The record about to be written must read back as sound. */
+	assert(msg_meta_check(&mm) == NULL);
+	assert(envelope_peek_nrcpt(p->env, p->env_len) == (int)p->nrcpt);
+	queue_key_put(kb, p->qid);
+	/* Reserve and fill in place: no staging copy per message. */
+	rc = mdb_put(txn, qi->msg, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
+	if (rc != 0)
+		return rc;
+	memcpy(v.mv_data, &mm, sizeof(mm));
+	memcpy((uint8_t *)v.mv_data + sizeof(mm), p->env, p->env_len);
+	for (uint32_t r = 0; r < p->nrcpt && rc == 0; r++) {
+		queue_rcpt_key_put(rkb, p->qid, r);
+		rc = mdb_put(txn, qi->rcpt, &rk, &rv, MDB_NOOVERWRITE);
+	}
+	return rc;
+}
+
+/*
+ * The message's "msg" value, copied into *mm; MDB_NOTFOUND when it is not
+ * indexed. An entry of the wrong shape reads as not found too: recovery,
+ * not a delivery update, is where damage is dealt with.
+ */
+static int
+get_meta(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
+    struct msg_meta *mm)
+{
+	uint8_t kb[8];
+	MDB_val k = { sizeof(kb), kb }, v;
+	int rc;
+
+	queue_key_put(kb, qid);
+	rc = mdb_get(txn, qi->msg, &k, &v);
+	if (rc != 0)
+		return rc;
+	if (v.mv_size < sizeof(*mm))
+		return MDB_NOTFOUND;
+	memcpy(mm, v.mv_data, sizeof(*mm));
+	return msg_meta_check(mm) == NULL ? 0 : MDB_NOTFOUND;
+}
+
+/*
+ * Remove message qid (its "msg" and its nrcpt "rcpt" entries) if force is
+ * set or none of its recipients is pending. *gone tells whether it was.
+ */
+static int
+remove_if_done(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
+    uint32_t nrcpt, bool force, bool *gone)
+{
+	uint8_t kb[8], rkb[10];
+	MDB_val k = { sizeof(kb), kb }, rk = { sizeof(rkb), rkb }, rv;
+	uint32_t r;
+	int rc;
+
+	*gone = false;
+	for (r = 0; r < nrcpt && !force; r++) {
+		queue_rcpt_key_put(rkb, qid, r);
+		rc = mdb_get(txn, qi->rcpt, &rk, &rv);
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if (rc != 0)
+			return rc;
+		if (rv.mv_size == sizeof(struct rcpt_meta) &&
+		    ((const struct rcpt_meta *)rv.mv_data)->state ==
+		    RCPT_PENDING)
+			return 0;
+	}
+	for (r = 0; r < nrcpt; r++) {
+		queue_rcpt_key_put(rkb, qid, r);
+		rc = mdb_del(txn, qi->rcpt, &rk, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return rc;
+	}
+	queue_key_put(kb, qid);
+	rc = mdb_del(txn, qi->msg, &k, NULL);
+	if (rc == 0)
+		*gone = true;
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Apply one update; MDB_NOTFOUND for a message that is not indexed. */
+static int
+update_one(struct queue_index *qi, MDB_txn *txn, const struct queue_update *u)
+{
+	struct msg_meta mm;
+	uint8_t kb[8], rkb[10];
+	MDB_val k = { sizeof(kb), kb }, v;
+	MDB_val rk = { sizeof(rkb), rkb };
+	int rc;
+
+	rc = get_meta(qi, txn, u->qid, &mm);
+	if (rc != 0)
+		return rc;
+	switch (u->kind) {
+	case QUEUE_UPD_RCPT: {
+		struct rcpt_meta rm = {
+			.state = u->state,
+			.attempts = u->attempts,
+			.last_code = u->last_code,
+			.next_try_us = u->next_try_us,
+		};
+		MDB_val rv = { sizeof(rm), &rm };
+
+		if (u->idx >= mm.nrcpt || u->state > RCPT_BOUNCED)
+			return MDB_NOTFOUND;
+		queue_rcpt_key_put(rkb, u->qid, u->idx);
+		return mdb_put(txn, qi->rcpt, &rk, &rv, 0);
+	}
+	case QUEUE_UPD_HOLD:
+	case QUEUE_UPD_RELEASE:
+		queue_key_put(kb, u->qid);
+		rc = mdb_get(txn, qi->msg, &k, &v);
+		if (rc != 0)
+			return rc;
+		mm.state = u->kind == QUEUE_UPD_HOLD ? MSG_HOLD : MSG_QUEUED;
+		/* Rewrite in place: copy, change the head, put back. */
+		{
+			uint8_t *copy = malloc(v.mv_size);
+			MDB_val nv = { v.mv_size, copy };
+
+			if (copy == NULL)
+				return ENOMEM;
+			memcpy(copy, v.mv_data, v.mv_size);
+			memcpy(copy, &mm, sizeof(mm));
+			rc = mdb_put(txn, qi->msg, &k, &nv, 0);
+			free(copy);
+		}
+		return rc;
+	case QUEUE_UPD_DELETE:
+		return 0;	/* removed with the others, below */
+	default:
+		return MDB_NOTFOUND;
+	}
+}
+
+struct touched {
+	uint64_t qid;
+	bool force;
+};
+
+static int
+touched_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct touched *)a)->qid;
+	uint64_t y = ((const struct touched *)b)->qid;
+
+	return x < y ? -1 : x > y;
+}
+
 int
-queue_index_put_batch(struct queue_index *qi, struct queue_put *puts,
-    size_t n)
+queue_index_write(struct queue_index *qi, struct queue_put *puts,
+    size_t nputs, const struct queue_update *ups, size_t nups,
+    struct queue_removed *removed, size_t *nremoved)
 {
 	MDB_txn *txn = NULL;
 	int rc = 0, err;
+	size_t i, j;
 
 	assert(qi != NULL && !qi->readonly);
-	assert(puts != NULL || n == 0);
-	if (n == 0)
+	assert(puts != NULL || nputs == 0);
+	assert(ups != NULL || nups == 0);
+	if (nremoved != NULL)
+		*nremoved = 0;
+	if (nputs == 0 && nups == 0)
 		return 0;	/* no empty (yet synced) commit */
 	err = queue_txn_begin(qi, 0, &txn);
 	if (err != 0)
 		goto fail;
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		struct queue_put *p = &puts[i];
-		struct msg_meta mm = {
-			.version = MSG_META_VERSION,
-			.state = MSG_QUEUED,
-			.seg = p->seg,
-			.offset = p->offset,
-			.rec_len = p->rec_len,
-			.msg_len = p->msg_len,
-			.checksum = p->checksum,
-			.env_len = p->env_len,
-			.nrcpt = p->nrcpt,
-		};
-		struct rcpt_meta rm = { .state = RCPT_PENDING };
-		uint8_t kb[8], rkb[10];
-		MDB_val k = { sizeof(kb), kb };
-		MDB_val v = { sizeof(mm) + p->env_len, NULL };
-		MDB_val rk = { sizeof(rkb), rkb };
-		MDB_val rv = { sizeof(rm), &rm };
-
-		/* The record about to be written must read back as sound. */
-		assert(msg_meta_check(&mm) == NULL);
-		assert(envelope_peek_nrcpt(p->env, p->env_len) ==
-		    (int)p->nrcpt);
-		queue_key_put(kb, p->qid);
-		/* Reserve and fill in place: no staging copy per message. */
-		rc = mdb_put(txn, qi->msg, &k, &v, MDB_NOOVERWRITE |
-		    MDB_RESERVE);
-		if (rc != 0)
-			break;
-		memcpy(v.mv_data, &mm, sizeof(mm));
-		memcpy((uint8_t *)v.mv_data + sizeof(mm), p->env, p->env_len);
-		for (uint32_t r = 0; r < p->nrcpt && rc == 0; r++) {
-			queue_rcpt_key_put(rkb, p->qid, r);
-			rc = mdb_put(txn, qi->rcpt, &rk, &rv, MDB_NOOVERWRITE);
-		}
+	for (i = 0; i < nputs && rc == 0; i++)
+		rc = put_one(qi, txn, &puts[i]);
+	for (i = 0; i < nups && rc == 0; i++) {
+		rc = update_one(qi, txn, &ups[i]);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
 	}
+	/* Then each message touched, once: is it done? */
+	if (rc == 0 && nups > 0) {
+		struct touched *t = malloc(nups * sizeof(*t));
+		size_t nt = 0;
+
+		if (t == NULL) {
+			rc = ENOMEM;
+			goto out;
+		}
+		for (i = 0; i < nups; i++)
+			if (ups[i].kind == QUEUE_UPD_RCPT ||
+			    ups[i].kind == QUEUE_UPD_DELETE) {
+				t[nt].qid = ups[i].qid;
+				t[nt++].force = ups[i].kind ==
+				    QUEUE_UPD_DELETE;
+			}
+		qsort(t, nt, sizeof(*t), touched_cmp);
+		for (i = 0; i < nt && rc == 0; i = j) {
+			struct msg_meta mm;
+			bool gone, force = false;
+
+			for (j = i; j < nt && t[j].qid == t[i].qid; j++)
+				force |= t[j].force;
+			rc = get_meta(qi, txn, t[i].qid, &mm);
+			if (rc == MDB_NOTFOUND) {
+				rc = 0;
+				continue;
+			}
+			if (rc == 0)
+				rc = remove_if_done(qi, txn, t[i].qid,
+				    mm.nrcpt, force, &gone);
+			if (rc == 0 && gone && removed != NULL) {
+				removed[*nremoved].qid = t[i].qid;
+				removed[*nremoved].seg = mm.seg;
+				removed[*nremoved].rec_len = mm.rec_len;
+				++*nremoved;
+			}
+		}
+		free(t);
+	}
+out:
 	if (rc == 0) {
 		rc = mdb_txn_commit(txn);
 		txn = NULL;	/* freed by commit, even when it fails */
@@ -581,7 +769,7 @@ queue_index_put_batch(struct queue_index *qi, struct queue_put *puts,
 		    QUEUE_EINDEX;
 		goto fail;
 	}
-	for (size_t i = 0; i < n; i++)
+	for (i = 0; i < nputs; i++)
 		puts[i].result = 0;
 	return 0;
 fail:
@@ -589,9 +777,18 @@ fail:
 		mdb_txn_abort(txn);
 	if (err != QUEUE_EFULL)
 		err = QUEUE_EINDEX;
-	for (size_t i = 0; i < n; i++)
+	for (i = 0; i < nputs; i++)
 		puts[i].result = err;
+	if (nremoved != NULL)
+		*nremoved = 0;
 	return err;
+}
+
+int
+queue_index_put_batch(struct queue_index *qi, struct queue_put *puts,
+    size_t n)
+{
+	return queue_index_write(qi, puts, n, NULL, 0, NULL, NULL);
 }
 
 /* Highest 8-byte key in dbi, or 0 if empty. */

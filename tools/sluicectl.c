@@ -6,6 +6,7 @@
  *   queue count               number of queued messages
  *   queue list [--json]       every message, like Postfix mailq
  *   queue show ID [--json]    one message's envelope and verified headers
+ *   resolve [...] NAME        MX/A/AAAA as delivery sees them (exit 75: temp)
  *
  * Contract: the configuration is loaded exactly as sluiced loads it
  * (config_load() with the same file, -o overrides and environment), so the
@@ -20,8 +21,10 @@
  * error), 2 on a usage or configuration error.
  */
 #include "../engine/config.h"
+#include "../engine/resolver.h"
 #include "../queue/queue.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
@@ -50,7 +53,9 @@ static const char usage_text[] =
     "  queue count             print the number of queued messages\n"
     "  queue list [--json]     list queued messages\n"
     "  queue show ID [--json]  show one message's envelope and headers\n"
-    "  queue cat ID            write the stored message, byte for byte\n";
+    "  queue cat ID            write the stored message, byte for byte\n"
+    "  resolve [--resolver HOST:PORT] [--mx|--host] [--json] NAME\n"
+    "                          the hosts mail for NAME goes to (DNS)\n";
 
 static void __attribute__((format(printf, 1, 0)))
 ctl_verr(const char *fmt, va_list ap)
@@ -540,6 +545,147 @@ cmd_queue_cat(const struct config *cfg, const char *idtext)
 	return rc;
 }
 
+/* ---- resolve ---------------------------------------------------------- */
+
+#define EXIT_TEMPFAIL 75	/* sysexits EX_TEMPFAIL: try again later */
+
+struct resolve_out {
+	const char *name;
+	bool mx;
+	int json;
+	int rc;
+};
+
+static void
+resolve_addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	const void *a = ss->ss_family == AF_INET ?
+	    (const void *)&((const struct sockaddr_in *)ss)->sin_addr :
+	    (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+	if (inet_ntop(ss->ss_family, a, out, (socklen_t)len) == NULL)
+		snprintf(out, len, "?");
+}
+
+static void
+resolve_json(const struct resolve_out *ro, const struct resolve_result *res)
+{
+	json_t *o = json_object(), *ts = json_array();
+	char addr[INET6_ADDRSTRLEN];
+
+	for (unsigned i = 0; o != NULL && ts != NULL && i < res->ntargets;
+	    i++) {
+		const struct resolve_target *t = &res->targets[i];
+		json_t *jt = json_object(), *as = json_array();
+
+		for (unsigned k = 0; k < t->naddr; k++) {
+			resolve_addr_text(&t->addr[k], addr, sizeof(addr));
+			json_array_append_new(as, json_string(addr));
+		}
+		json_object_set_new(jt, "host", json_str(t->host));
+		json_object_set_new(jt, "pref", json_integer(t->pref));
+		json_object_set_new(jt, "addresses", as);
+		json_array_append_new(ts, jt);
+	}
+	json_object_set_new(o, "name", json_str(ro->name));
+	json_object_set_new(o, "lookup", json_string(ro->mx ? "mx" : "host"));
+	json_object_set_new(o, "status",
+	    json_string(resolve_status_name(res->status)));
+	json_object_set_new(o, "authenticated",
+	    json_boolean(res->authenticated));
+	json_object_set_new(o, "why", json_str(res->why));
+	json_object_set_new(o, "targets", ts);
+	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	putchar('\n');
+	json_decref(o);
+}
+
+static void
+resolve_print(void *arg, const struct resolve_result *res)
+{
+	struct resolve_out *ro = arg;
+	char addr[INET6_ADDRSTRLEN];
+
+	ro->rc = res->status == RESOLVE_OK ? 0 :
+	    res->status == RESOLVE_TEMPFAIL ? EXIT_TEMPFAIL : EXIT_OPERATIONAL;
+	if (ro->json) {
+		resolve_json(ro, res);
+		return;
+	}
+	put_str(ro->name);
+	printf(": %s (%s lookup, %sauthenticated)",
+	    resolve_status_name(res->status), ro->mx ? "mx" : "host",
+	    res->authenticated ? "" : "not ");
+	if (res->why[0] != '\0') {
+		fputs(": ", stdout);
+		put_str(res->why);
+	}
+	putchar('\n');
+	for (unsigned i = 0; i < res->ntargets; i++) {
+		const struct resolve_target *t = &res->targets[i];
+
+		printf("  %u ", (unsigned)t->pref);
+		put_str(t->host);
+		for (unsigned k = 0; k < t->naddr; k++) {
+			resolve_addr_text(&t->addr[k], addr, sizeof(addr));
+			printf(" %s", addr);
+		}
+		putchar('\n');
+	}
+}
+
+/*
+ * resolve [--resolver HOST:PORT] [--mx|--host] [--json] NAME: the hosts
+ * and addresses delivery would use, in order. Exit 0 (RESOLVE_OK), 1
+ * (permanent: mail would bounce), 75 (temporary: it would be deferred),
+ * 2 (usage).
+ */
+static int
+cmd_resolve(int argc, char **argv)
+{
+	struct resolver_cfg rcfg;
+	struct resolve_out ro = { NULL, true, 0, EXIT_OPERATIONAL };
+	const char *server = NULL;
+	char err[256];
+	int e;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--resolver") == 0 && i + 1 < argc)
+			server = argv[++i];
+		else if (strncmp(argv[i], "--resolver=", 11) == 0)
+			server = argv[i] + 11;
+		else if (strcmp(argv[i], "--mx") == 0)
+			ro.mx = true;
+		else if (strcmp(argv[i], "--host") == 0)
+			ro.mx = false;
+		else if (strcmp(argv[i], "--json") == 0)
+			ro.json = 1;
+		else if (argv[i][0] != '-' && ro.name == NULL)
+			ro.name = argv[i];
+		else
+			return usage_error("resolve: unexpected argument '%s'",
+			    argv[i]);
+	}
+	if (ro.name == NULL)
+		return usage_error("resolve needs a NAME");
+	resolver_cfg_defaults(&rcfg);
+	/* TODO: without --resolver, use the configuration's dns.resolver
+	 * once struct config has it; until then /etc/resolv.conf. */
+	if (resolver_cfg_server(&rcfg, server, "/etc/resolv.conf", err,
+	    sizeof(err)) != 0) {
+		ctl_err("%s", err);
+		return server != NULL ? EXIT_USAGE : EXIT_TEMPFAIL;
+	}
+	e = resolver_lookup_sync(&rcfg, ro.name, ro.mx, resolve_print, &ro);
+	if (e < 0) {
+		ctl_err("cannot start the resolver: %s", strerror(-e));
+		return EXIT_TEMPFAIL;
+	}
+	if (finish_output() != 0)
+		return EXIT_OPERATIONAL;
+	return ro.rc;
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 static int
@@ -650,6 +796,10 @@ main(int argc, char **argv)
 		fputs(usage_text, stderr);
 		free(ov);
 		return EXIT_USAGE;
+	}
+	if (strcmp(argv[optind], "resolve") == 0) {
+		free(ov);
+		return cmd_resolve(argc - optind, argv + optind);
 	}
 	rc = parse_command(argc - optind, argv + optind, &cmd, &id, &json);
 	if (rc == 0)

@@ -54,7 +54,7 @@ main(void)
 		j->put.rec_len = (uint32_t)(sizeof(struct seg_hdr) + el + 10);
 		jobs[i] = j;
 	}
-	CHECK_FATAL(committer_start(&cm, qi, 1, &efd) == 0);
+	CHECK_FATAL(committer_start(&cm, qi, 1, &efd, NULL) == 0);
 	deadline = time(NULL) + 20;
 	for (iter = 0; reaped < NJOBS && time(NULL) < deadline; iter++) {
 		struct pollfd p = { .fd = efd, .events = POLLIN };

@@ -1,0 +1,711 @@
+/*
+ * Description: engine/resolver on a real io_uring ring against an
+ * in-process DNS responder on loopback (answers built with ldns): callbacks
+ * are never made from inside resolver_lookup, lookups of the same name are
+ * coalesced into one query, answers are cached (and delivered from the
+ * cache without waiting for a tick) until their TTL runs out, NXDOMAIN is
+ * cached, more queries than slots wait their turn, AD is reported only when
+ * every answer had it, a failing AAAA alone does not fail a host but a
+ * failing A does, too many lookups are refused, and destroying the
+ * resolver with UDP and TCP requests in flight (or still unsubmitted) calls
+ * nobody back and leaves nothing behind (ASan/LSan). Also the nameserver
+ * syntax of resolver_cfg_server() and resolv.conf.
+ * timeout: 120
+ */
+#include "check.h"
+#include "../../engine/resolver.h"
+#include "../../engine/uring.h"
+#include "../../proto/dns.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ldns/ldns.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define OP		7	/* the user_data op the resolver is given */
+#define NDOMAINS	600	/* more than the resolver's query slots */
+#define NCOUNT		8192
+
+/* ---------------------------------------------------------------- the responder */
+
+struct count {
+	char name[DNS_NAME_MAX + 2];
+	uint16_t type;
+	unsigned udp, tcp;
+};
+
+static struct {
+	int udp, tcp;
+	uint16_t port;
+	pthread_t thread;
+	atomic_int stop;
+	pthread_mutex_t mu;
+	struct count counts[NCOUNT];
+	unsigned ncounts;
+	int held[16];		/* TCP connections kept open unanswered */
+	unsigned nheld;
+} srv;
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+count_query(const char *name, uint16_t type, bool tcp)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&srv.mu);
+	for (i = 0; i < srv.ncounts; i++)
+		if (srv.counts[i].type == type &&
+		    strcmp(srv.counts[i].name, name) == 0)
+			break;
+	if (i == srv.ncounts && i < NCOUNT) {
+		snprintf(srv.counts[i].name, sizeof(srv.counts[i].name), "%s",
+		    name);
+		srv.counts[i].type = type;
+		srv.ncounts++;
+	}
+	if (i < NCOUNT) {
+		if (tcp)
+			srv.counts[i].tcp++;
+		else
+			srv.counts[i].udp++;
+	}
+	pthread_mutex_unlock(&srv.mu);
+}
+
+/* Queries seen for (name with trailing dot, type); tcp: over TCP. */
+static unsigned
+seen(const char *name, uint16_t type, bool tcp)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&srv.mu);
+	for (unsigned i = 0; i < srv.ncounts; i++)
+		if (srv.counts[i].type == type &&
+		    strcmp(srv.counts[i].name, name) == 0)
+			n = tcp ? srv.counts[i].tcp : srv.counts[i].udp;
+	pthread_mutex_unlock(&srv.mu);
+	return n;
+}
+
+static void __attribute__((format(printf, 3, 4)))
+add(ldns_pkt *p, ldns_pkt_section sec, const char *fmt, ...)
+{
+	char line[512];
+	ldns_rr *rr = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	CHECK_FATAL(ldns_rr_new_frm_str(&rr, line, 0, NULL, NULL) ==
+	    LDNS_STATUS_OK);
+	ldns_pkt_push_rr(p, sec, rr);
+}
+
+static void
+soa(ldns_pkt *p)
+{
+	add(p, LDNS_SECTION_AUTHORITY,
+	    "test. 300 IN SOA ns.test. h.test. 1 2 3 4 300");
+}
+
+static bool
+starts(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/*
+ * The zone, by name:
+ *   dN.test, ad.test, halfad.test, short.test, v6fail.test, v4fail.test,
+ *   tc.test: MX 10 mx.NAME; mx.NAME A 127.0.0.1 (AAAA NODATA)
+ *   short.test and its host: TTL 1; ad.test: AD on everything;
+ *   halfad.test: AD on the MX only; v6fail: AAAA of its host SERVFAIL;
+ *   v4fail: A of its host SERVFAIL, AAAA ::1
+ *   tc*.test: TC over UDP (tcsilent: and no answer over TCP either)
+ *   nx.test: NXDOMAIN; silent*: never answered.
+ * Returns the reply's length, 0 for none.
+ */
+static size_t
+respond(const uint8_t *q, size_t qlen, bool tcp, uint8_t *out, size_t cap)
+{
+	ldns_pkt *qp = NULL, *rp;
+	ldns_rr *qrr, *copy;
+	char *owner;
+	uint16_t type;
+	uint8_t *w = NULL;
+	size_t n = 0;
+	const char *base;
+	char host[300];
+	bool ad = false;
+
+	if (ldns_wire2pkt(&qp, q, qlen) != LDNS_STATUS_OK)
+		return 0;
+	if (ldns_pkt_qdcount(qp) != 1) {
+		ldns_pkt_free(qp);
+		return 0;
+	}
+	qrr = ldns_rr_list_rr(ldns_pkt_question(qp), 0);
+	owner = ldns_rdf2str(ldns_rr_owner(qrr));
+	type = (uint16_t)ldns_rr_get_type(qrr);
+	for (char *c = owner; *c; c++)
+		*c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+	count_query(owner, type, tcp);
+	if (starts(owner, "silent") || (tcp && starts(owner, "tcsilent"))) {
+		free(owner);
+		ldns_pkt_free(qp);
+		return 0;
+	}
+	rp = ldns_pkt_new();
+	ldns_pkt_set_id(rp, ldns_pkt_id(qp));
+	ldns_pkt_set_qr(rp, true);
+	ldns_pkt_set_rd(rp, true);
+	ldns_pkt_set_ra(rp, true);
+	copy = ldns_rr_clone(qrr);
+	ldns_rr_set_question(copy, true);
+	ldns_pkt_push_rr(rp, LDNS_SECTION_QUESTION, copy);
+	base = starts(owner, "mx.") ? owner + 3 : owner;
+	snprintf(host, sizeof(host), "mx.%s", base);
+	if (!tcp && starts(base, "tc")) {
+		ldns_pkt_set_tc(rp, true);
+	} else if (strcmp(base, "nx.test.") == 0) {
+		ldns_pkt_set_rcode(rp, LDNS_RCODE_NXDOMAIN);
+		soa(rp);
+	} else if (starts(base, "ad.test") ||
+	    (starts(base, "halfad.test") && type == DNS_T_MX) ||
+	    starts(base, "d") || starts(base, "short.test") ||
+	    starts(base, "halfad.test") || starts(base, "v6fail.test") ||
+	    starts(base, "v4fail.test") || starts(base, "tc")) {
+		unsigned ttl = starts(base, "short.test") ? 1 : 300;
+
+		ad = starts(base, "ad.test") ||
+		    (starts(base, "halfad.test") && type == DNS_T_MX);
+		if (owner == base && type == DNS_T_MX)
+			add(rp, LDNS_SECTION_ANSWER, "%s %u IN MX 10 %s", owner,
+			    ttl, host);
+		else if (owner != base && type == DNS_T_A &&
+		    starts(base, "v4fail"))
+			ldns_pkt_set_rcode(rp, LDNS_RCODE_SERVFAIL);
+		else if (owner != base && type == DNS_T_AAAA &&
+		    starts(base, "v6fail"))
+			ldns_pkt_set_rcode(rp, LDNS_RCODE_SERVFAIL);
+		else if (owner != base && type == DNS_T_A)
+			add(rp, LDNS_SECTION_ANSWER, "%s %u IN A 127.0.0.1",
+			    owner, ttl);
+		else if (owner != base && type == DNS_T_AAAA &&
+		    starts(base, "v4fail"))
+			add(rp, LDNS_SECTION_ANSWER, "%s %u IN AAAA ::1", owner,
+			    ttl);
+		else
+			soa(rp);
+	} else {
+		ldns_pkt_set_rcode(rp, LDNS_RCODE_NXDOMAIN);
+		soa(rp);
+	}
+	ldns_pkt_set_ad(rp, ad);
+	if (ldns_pkt2wire(&w, rp, &n) != LDNS_STATUS_OK || n > cap)
+		n = 0;
+	else
+		memcpy(out, w, n);
+	free(w);
+	free(owner);
+	ldns_pkt_free(rp);
+	ldns_pkt_free(qp);
+	return n;
+}
+
+static void
+serve_tcp(int fd)
+{
+	uint8_t in[2 + 1024], out[2 + 4096];
+	size_t got = 0, need = 2, n;
+	struct timeval tv = { 2, 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (got < need) {
+		ssize_t k = recv(fd, in + got, sizeof(in) - got, 0);
+
+		if (k <= 0) {
+			close(fd);
+			return;
+		}
+		got += (size_t)k;
+		if (got >= 2)
+			need = 2 + ((size_t)in[0] << 8 | in[1]);
+		if (need > sizeof(in)) {
+			close(fd);
+			return;
+		}
+	}
+	n = respond(in + 2, need - 2, true, out + 2, sizeof(out) - 2);
+	if (n == 0) {
+		if (srv.nheld < 16) {
+			srv.held[srv.nheld++] = fd;	/* hold it, silent */
+			return;
+		}
+		close(fd);
+		return;
+	}
+	out[0] = (uint8_t)(n >> 8);
+	out[1] = (uint8_t)n;
+	if (send(fd, out, n + 2, MSG_NOSIGNAL) < 0)
+		(void)0;
+	close(fd);
+}
+
+static void *
+serve(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&srv.stop)) {
+		struct pollfd pf[2] = { { srv.udp, POLLIN, 0 },
+			{ srv.tcp, POLLIN, 0 } };
+
+		if (poll(pf, 2, 50) <= 0)
+			continue;
+		if (pf[0].revents & POLLIN) {
+			uint8_t in[2048], out[4096];
+			struct sockaddr_storage peer;
+			socklen_t plen = sizeof(peer);
+			ssize_t k = recvfrom(srv.udp, in, sizeof(in), 0,
+			    (struct sockaddr *)&peer, &plen);
+			size_t n;
+
+			if (k > 0 && (n = respond(in, (size_t)k, false, out,
+			    sizeof(out))) > 0)
+				sendto(srv.udp, out, n, 0,
+				    (struct sockaddr *)&peer, plen);
+		}
+		if (pf[1].revents & POLLIN) {
+			int fd = accept(srv.tcp, NULL, NULL);
+
+			if (fd >= 0)
+				serve_tcp(fd);
+		}
+	}
+	return NULL;
+}
+
+static void
+srv_start(void)
+{
+	struct sockaddr_in sa;
+	socklen_t len;
+	int one = 1;
+
+	pthread_mutex_init(&srv.mu, NULL);
+	/* A UDP port from the kernel, then the same port over TCP; if that
+	 * one is taken, another pair (bounded). */
+	for (int tries = 0; tries < 50; tries++) {
+		srv.udp = socket(AF_INET, SOCK_DGRAM, 0);
+		srv.tcp = socket(AF_INET, SOCK_STREAM, 0);
+		CHECK_FATAL(srv.udp >= 0 && srv.tcp >= 0);
+		memset(&sa, 0, sizeof(sa));
+		sa.sin_family = AF_INET;
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		len = sizeof(sa);
+		CHECK_FATAL(bind(srv.udp, (struct sockaddr *)&sa,
+		    sizeof(sa)) == 0);
+		CHECK_FATAL(getsockname(srv.udp, (struct sockaddr *)&sa,
+		    &len) == 0);
+		setsockopt(srv.tcp, SOL_SOCKET, SO_REUSEADDR, &one,
+		    sizeof(one));
+		if (bind(srv.tcp, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			break;
+		close(srv.udp);
+		close(srv.tcp);
+		srv.udp = srv.tcp = -1;
+	}
+	CHECK_FATAL(srv.tcp >= 0);
+	srv.port = ntohs(sa.sin_port);
+	CHECK_FATAL(listen(srv.tcp, 16) == 0);
+	CHECK_FATAL(pthread_create(&srv.thread, NULL, serve, NULL) == 0);
+}
+
+static void
+srv_stop(void)
+{
+	atomic_store(&srv.stop, 1);
+	pthread_join(srv.thread, NULL);
+	close(srv.udp);
+	close(srv.tcp);
+	for (unsigned i = 0; i < srv.nheld; i++)
+		close(srv.held[i]);
+	pthread_mutex_destroy(&srv.mu);
+}
+
+/* ---------------------------------------------------------------- the client */
+
+struct got {
+	int calls;
+	enum resolve_status status;
+	bool authenticated;
+	unsigned ntargets;
+	char host[256];
+	unsigned naddr;
+	char why[160];
+};
+
+static bool in_lookup;
+static int total_calls;
+
+static void
+got_cb(void *arg, const struct resolve_result *res)
+{
+	struct got *g = arg;
+
+	CHECK(!in_lookup);
+	g->calls++;
+	total_calls++;
+	g->status = res->status;
+	g->authenticated = res->authenticated;
+	g->ntargets = res->ntargets;
+	snprintf(g->why, sizeof(g->why), "%s", res->why);
+	if (res->ntargets > 0) {
+		snprintf(g->host, sizeof(g->host), "%s", res->targets[0].host);
+		g->naddr = res->targets[0].naddr;
+	}
+}
+
+static void
+lookup(struct resolver *r, const char *name, bool mx, struct got *g)
+{
+	memset(g, 0, sizeof(*g));
+	in_lookup = true;
+	resolver_lookup(r, name, mx, got_cb, g);
+	in_lookup = false;
+	CHECK(g->calls == 0);
+}
+
+/*
+ * Runs the ring until total_calls reaches want or max_ms pass; ticks only
+ * when tick is set (and then every loop, well within 250 ms).
+ */
+static void
+pump(struct io_uring *ring, struct resolver *r, int want, unsigned max_ms,
+    bool tick)
+{
+	uint64_t deadline = mono_ms() + max_ms;
+
+	while (total_calls < want && mono_ms() < deadline) {
+		struct __kernel_timespec ts = { 0, 20 * 1000 * 1000 };
+		struct io_uring_cqe *cqe;
+		struct { uint64_t ud; int res; uint32_t flags; } c[128];
+		unsigned n = 0, head;
+
+		io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
+		io_uring_for_each_cqe(ring, head, cqe) {
+			if (n == 128)
+				break;
+			c[n].ud = cqe->user_data;
+			c[n].res = cqe->res;
+			c[n].flags = cqe->flags;
+			n++;
+		}
+		io_uring_cq_advance(ring, n);
+		for (unsigned i = 0; i < n; i++) {
+			CHECK(URING_UD_OP(c[i].ud) == OP);
+			if (r != NULL)
+				resolver_complete(r, c[i].ud, c[i].res,
+				    c[i].flags);
+		}
+		if (tick && r != NULL)
+			resolver_tick(r, mono_ms());
+	}
+}
+
+static void
+server_cfg(struct resolver_cfg *cfg, uint32_t timeout_ms)
+{
+	char spec[32];
+	char err[128];
+
+	resolver_cfg_defaults(cfg);
+	cfg->timeout_ms = timeout_ms;
+	snprintf(spec, sizeof(spec), "127.0.0.1:%u", srv.port);
+	CHECK_FATAL(resolver_cfg_server(cfg, spec, NULL, err,
+	    sizeof(err)) == 0);
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void
+test_coalesce_and_cache(struct io_uring *ring, struct resolver *r)
+{
+	static struct got g[50];
+	struct got again;
+	int base = total_calls;
+
+	puts("RUN coalesce_and_cache");
+	for (int i = 0; i < 50; i++)
+		lookup(r, i % 2 ? "D1.test" : "d1.test.", true, &g[i]);
+	pump(ring, r, base + 50, 5000, true);
+	for (int i = 0; i < 50; i++) {
+		CHECK(g[i].calls == 1);
+		CHECK(g[i].status == RESOLVE_OK);
+		CHECK(strcmp(g[i].host, "mx.d1.test") == 0);
+		CHECK(g[i].naddr == 1);
+		CHECK(!g[i].authenticated);
+	}
+	CHECK(seen("d1.test.", DNS_T_MX, false) == 1);
+	CHECK(seen("mx.d1.test.", DNS_T_A, false) == 1);
+	CHECK(seen("mx.d1.test.", DNS_T_AAAA, false) == 1);
+	/* From the cache: delivered through the ring's NOP, no tick. */
+	lookup(r, "d1.test", true, &again);
+	pump(ring, r, base + 51, 2000, false);
+	CHECK(again.calls == 1 && again.status == RESOLVE_OK);
+	CHECK(seen("d1.test.", DNS_T_MX, false) == 1);
+	CHECK(seen("mx.d1.test.", DNS_T_A, false) == 1);
+	/* A host lookup of the MX host reuses its cached A/AAAA. */
+	lookup(r, "mx.d1.test", false, &again);
+	pump(ring, r, base + 52, 2000, false);
+	CHECK(again.calls == 1 && again.status == RESOLVE_OK);
+	CHECK(seen("mx.d1.test.", DNS_T_A, false) == 1);
+	puts("PASS coalesce_and_cache");
+}
+
+static void
+test_ttl(struct io_uring *ring, struct resolver *r)
+{
+	struct got g;
+	int base = total_calls;
+
+	puts("RUN ttl");
+	lookup(r, "short.test", true, &g);
+	pump(ring, r, base + 1, 5000, true);
+	CHECK(g.status == RESOLVE_OK);
+	CHECK(seen("short.test.", DNS_T_MX, false) == 1);
+	/* TTL 1 s: after it, asked again. */
+	usleep(1200 * 1000);
+	lookup(r, "short.test", true, &g);
+	pump(ring, r, base + 2, 5000, true);
+	CHECK(g.status == RESOLVE_OK);
+	CHECK(seen("short.test.", DNS_T_MX, false) == 2);
+	CHECK(seen("mx.short.test.", DNS_T_A, false) == 2);
+	/* NXDOMAIN is cached too (SOA MINIMUM 300). */
+	lookup(r, "nx.test", true, &g);
+	pump(ring, r, base + 3, 5000, true);
+	CHECK(g.status == RESOLVE_NXDOMAIN);
+	CHECK(strcmp(g.why, "domain nx.test does not exist (NXDOMAIN)") == 0);
+	lookup(r, "nx.test", true, &g);
+	pump(ring, r, base + 4, 5000, true);
+	CHECK(g.status == RESOLVE_NXDOMAIN);
+	CHECK(seen("nx.test.", DNS_T_MX, false) == 1);
+	puts("PASS ttl");
+}
+
+static void
+test_many(struct io_uring *ring, struct resolver *r)
+{
+	static struct got g[NDOMAINS];
+	char name[32];
+	int base = total_calls, ok = 0;
+
+	puts("RUN many");
+	for (int i = 0; i < NDOMAINS; i++) {
+		snprintf(name, sizeof(name), "d%d.test", 1000 + i);
+		lookup(r, name, true, &g[i]);
+	}
+	pump(ring, r, base + NDOMAINS, 20000, true);
+	for (int i = 0; i < NDOMAINS; i++)
+		ok += g[i].calls == 1 && g[i].status == RESOLVE_OK &&
+		    g[i].naddr == 1;
+	printf("  %d of %d resolved\n", ok, NDOMAINS);
+	CHECK(ok == NDOMAINS);
+	puts("PASS many");
+}
+
+static void
+test_flags(struct io_uring *ring, struct resolver *r)
+{
+	struct got ad, half, v6, v4, tc;
+	int base = total_calls;
+
+	puts("RUN flags");
+	lookup(r, "ad.test", true, &ad);
+	lookup(r, "halfad.test", true, &half);
+	lookup(r, "v6fail.test", true, &v6);
+	lookup(r, "v4fail.test", true, &v4);
+	lookup(r, "tc.test", true, &tc);
+	pump(ring, r, base + 5, 10000, true);
+	CHECK(ad.status == RESOLVE_OK && ad.authenticated);
+	CHECK(half.status == RESOLVE_OK && !half.authenticated);
+	/* AAAA failing alone does not fail the host... */
+	CHECK(v6.status == RESOLVE_OK && v6.naddr == 1);
+	/* ...A failing does, even with an AAAA. */
+	CHECK(v4.status == RESOLVE_TEMPFAIL);
+	CHECK(strstr(v4.why, "SERVFAIL") != NULL);
+	/* Truncated over UDP: every query of tc.test went to TCP. */
+	CHECK(tc.status == RESOLVE_OK && tc.naddr == 1);
+	CHECK(seen("tc.test.", DNS_T_MX, false) == 1);
+	CHECK(seen("tc.test.", DNS_T_MX, true) == 1);
+	CHECK(seen("mx.tc.test.", DNS_T_A, true) == 1);
+	puts("PASS flags");
+}
+
+static void
+test_overload(struct io_uring *ring, struct resolver *r)
+{
+	enum { N = 1100 };
+	static struct got g[N];
+	int base = total_calls, busy = 0;
+
+	puts("RUN overload");
+	for (int i = 0; i < N; i++)
+		lookup(r, "silent1.test", true, &g[i]);
+	/* The lookups beyond the limit are refused at once. */
+	pump(ring, r, base + 1, 2000, false);
+	pump(ring, r, base + N, 200, false);
+	for (int i = 0; i < N; i++)
+		busy += g[i].calls == 1 && g[i].status == RESOLVE_TEMPFAIL &&
+		    strstr(g[i].why, "too many") != NULL;
+	printf("  %d of %d refused\n", busy, N);
+	CHECK(busy > 0 && busy < N);
+	CHECK(seen("silent1.test.", DNS_T_MX, false) == 1);
+	puts("PASS overload");
+}
+
+/* Destroy with everything in flight; then drain and drop the CQEs. */
+static void
+test_destroy(struct io_uring *ring)
+{
+	struct resolver_cfg cfg;
+	struct resolver *r;
+	struct got g[4];
+	int base;
+
+	puts("RUN destroy");
+	server_cfg(&cfg, 2000);
+	/* Unsubmitted SQEs only. */
+	CHECK_FATAL(resolver_create(&r, ring, OP, &cfg) == 0);
+	lookup(r, "silent2.test", true, &g[0]);
+	resolver_destroy(r);
+	/* UDP queries and a TCP connection in flight. */
+	CHECK_FATAL(resolver_create(&r, ring, OP, &cfg) == 0);
+	lookup(r, "silent3.test", true, &g[1]);
+	lookup(r, "tcsilent.test", true, &g[2]);
+	lookup(r, "d1.test", true, &g[3]);
+	base = total_calls;
+	for (int i = 0; i < 100 && seen("tcsilent.test.", DNS_T_MX, true) == 0;
+	    i++)
+		pump(ring, r, base + 1, 20, true);
+	CHECK(seen("tcsilent.test.", DNS_T_MX, true) == 1);
+	resolver_destroy(r);
+	base = total_calls;
+	pump(ring, NULL, base + 1, 300, false);	/* drop what is left */
+	CHECK(total_calls == base);
+	CHECK(g[1].calls == 0 && g[2].calls == 0);
+	puts("PASS destroy");
+}
+
+static void
+test_cfg(void)
+{
+	static const struct {
+		const char *spec;
+		int family;
+		unsigned port;
+	} good[] = {
+		{ "127.0.0.1:53", AF_INET, 53 },
+		{ "192.0.2.1", AF_INET, 53 },
+		{ "[::1]:5353", AF_INET6, 5353 },
+		{ "[::1]", AF_INET6, 53 },
+		{ "2001:db8::53", AF_INET6, 53 },
+	};
+	static const char *const bad[] = {
+		"localhost", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
+		"[::1", "[::1]x", "1.2.3.4:53x", "300.1.1.1",
+	};
+	struct resolver_cfg cfg;
+	char err[160], path[] = "/tmp/sluice-t-resolver-XXXXXX";
+	FILE *f;
+	int fd;
+
+	puts("RUN cfg");
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		memset(&cfg, 0, sizeof(cfg));
+		CHECK(resolver_cfg_server(&cfg, good[i].spec, NULL, err,
+		    sizeof(err)) == 0);
+		CHECK(cfg.server.ss_family == good[i].family);
+		CHECK(ntohs(((struct sockaddr_in *)&cfg.server)->sin_port) ==
+		    good[i].port);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		CHECK(resolver_cfg_server(&cfg, bad[i], NULL, err,
+		    sizeof(err)) == -1);
+		CHECK(err[0] != '\0');
+	}
+	fd = mkstemp(path);
+	CHECK_FATAL(fd >= 0);
+	f = fdopen(fd, "w");
+	fputs("# comment\nsearch example.test\noptions ndots:1\n"
+	    "  nameserver 10.53.0.1\nnameserver 10.53.0.2\n", f);
+	fclose(f);
+	CHECK(resolver_cfg_server(&cfg, NULL, path, err, sizeof(err)) == 0);
+	CHECK(cfg.server.ss_family == AF_INET);
+	CHECK(((struct sockaddr_in *)&cfg.server)->sin_addr.s_addr ==
+	    htonl(0x0a350001));
+	CHECK(ntohs(((struct sockaddr_in *)&cfg.server)->sin_port) == 53);
+	f = fopen(path, "w");
+	fputs("search example.test\n", f);
+	fclose(f);
+	CHECK(resolver_cfg_server(&cfg, "", path, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "no nameserver") != NULL);
+	unlink(path);
+	CHECK(resolver_cfg_server(&cfg, NULL, path, err, sizeof(err)) == -1);
+	/* resolver_create refuses a config without a server. */
+	resolver_cfg_defaults(&cfg);
+	{
+		struct io_uring ring;
+		struct resolver *r = NULL;
+
+		CHECK_FATAL(uring_init(&ring, 8, 0) == 0);
+		CHECK(resolver_create(&r, &ring, OP, &cfg) == -EINVAL);
+		CHECK(r == NULL);
+		io_uring_queue_exit(&ring);
+	}
+	puts("PASS cfg");
+}
+
+int
+main(void)
+{
+	struct io_uring ring;
+	struct resolver_cfg cfg;
+	struct resolver *r;
+
+	test_cfg();
+	srv_start();
+	CHECK_FATAL(uring_init(&ring, 256, 0) == 0);
+	server_cfg(&cfg, 1000);
+	CHECK_FATAL(resolver_create(&r, &ring, OP, &cfg) == 0);
+	test_coalesce_and_cache(&ring, r);
+	test_ttl(&ring, r);
+	test_many(&ring, r);
+	test_flags(&ring, r);
+	test_overload(&ring, r);
+	resolver_destroy(r);
+	pump(&ring, NULL, total_calls + 1, 200, false);
+	test_destroy(&ring);
+	io_uring_queue_exit(&ring);
+	srv_stop();
+	return check_done();
+}

@@ -140,6 +140,7 @@ enum cfg_type {
 	CFG_UINT,		/* uint32_t or uint64_t, decimal */
 	CFG_SIZE,		/* bytes, suffix K M G T (binary) */
 	CFG_DURATION,		/* stored in milliseconds, suffix ms s m h */
+	CFG_BOOL,		/* uint32_t 0/1: true/false, yes/no, on/off */
 	CFG_MAP,		/* nested struct, keys in sub */
 	CFG_LIST_MAP,		/* array of structs, keys in sub */
 	CFG_LIST_SCALAR,	/* array of elements parsed by check */
@@ -248,6 +249,32 @@ static const struct cfg_key queue_keys[] = {
 	{ .name = NULL },
 };
 
+static const struct cfg_key dns_keys[] = {
+	{ KEY("resolver", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct dns_cfg, resolver) },
+	{ KEY("timeout", CFG_DURATION, "2s", 100, 60000),
+	  FIELD(struct dns_cfg, timeout_ms) },
+	{ KEY("attempts", CFG_UINT, "3", 1, 10),
+	  FIELD(struct dns_cfg, attempts) },
+	{ .name = NULL },
+};
+
+static const struct cfg_key delivery_keys[] = {
+	{ KEY("paused", CFG_BOOL, "false", 0, 1),
+	  FIELD(struct delivery_cfg, paused) },
+	{ KEY("log", CFG_STRING, "delivery.log", 0, 0),
+	  FIELD(struct delivery_cfg, log) },
+	{ KEY("connect_timeout", CFG_DURATION, "30s", 100, HOUR_MS),
+	  FIELD(struct delivery_cfg, connect_timeout_ms) },
+	{ KEY("reply_timeout", CFG_DURATION, "300s", 100, HOUR_MS),
+	  FIELD(struct delivery_cfg, reply_timeout_ms) },
+	{ KEY("data_timeout", CFG_DURATION, "600s", 100, HOUR_MS),
+	  FIELD(struct delivery_cfg, data_timeout_ms) },
+	{ KEY("idle_keep", CFG_DURATION, "5s", 0, HOUR_MS),
+	  FIELD(struct delivery_cfg, idle_keep_ms) },
+	{ .name = NULL },
+};
+
 /*
  * The "::1/128" default is quoted: in a YAML flow list a plain scalar may
  * not start with ':'.
@@ -274,6 +301,12 @@ static const struct cfg_key config_keys[] = {
 	  LIST(struct config, route_cfgs, nroute_cfgs), .sub = route_keys },
 	{ KEY("relay_host", CFG_STRING, NULL, 0, 0),
 	  FIELD(struct config, relay_host) },
+	{ KEY("dev_redirect", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct config, dev_redirect) },
+	{ KEY("dns", CFG_MAP, NULL, 0, 0), .offset = offsetof(struct config, dns),
+	  .sub = dns_keys },
+	{ KEY("delivery", CFG_MAP, NULL, 0, 0),
+	  .offset = offsetof(struct config, delivery), .sub = delivery_keys },
 	{ .name = NULL },
 };
 
@@ -287,7 +320,7 @@ static bool
 type_is_scalar(enum cfg_type t)
 {
 	return t == CFG_STRING || t == CFG_UINT || t == CFG_SIZE ||
-	    t == CFG_DURATION;
+	    t == CFG_DURATION || t == CFG_BOOL;
 }
 
 static const char *
@@ -298,6 +331,7 @@ type_name(enum cfg_type t)
 	case CFG_UINT:		return "an integer";
 	case CFG_SIZE:		return "a size";
 	case CFG_DURATION:	return "a duration";
+	case CFG_BOOL:		return "true or false";
 	case CFG_MAP:		return "a map";
 	case CFG_LIST_MAP:
 	case CFG_LIST_SCALAR:	return "a list";
@@ -1707,6 +1741,25 @@ convert(struct loader *ld, const struct cfg_key *k, const struct cnode *v,
 			fmt_value(k->type, k->max, hi, sizeof hi);
 			ld_error(ld, v->origin, v->line, path,
 			    "value must be between %s and %s", lo, hi);
+			return;
+		}
+		store_uint(field, k->size, x);
+		return;
+
+	case CFG_BOOL:
+		if (!want_kind(ld, k, v, CNODE_SCALAR, path) ||
+		    !want_text(ld, v, path))
+			return;
+		if (strcmp(v->text, "true") == 0 || strcmp(v->text, "yes") == 0 ||
+		    strcmp(v->text, "on") == 0)
+			x = 1;
+		else if (strcmp(v->text, "false") == 0 ||
+		    strcmp(v->text, "no") == 0 || strcmp(v->text, "off") == 0)
+			x = 0;
+		else {
+			ld_error(ld, v->origin, v->line, path,
+			    "invalid boolean '%.*s' (expected true or false)",
+			    CONFIG_QUOTE_MAX, v->text);
 			return;
 		}
 		store_uint(field, k->size, x);

@@ -54,6 +54,21 @@ struct queue_cfg {
 	uint64_t index_size;		/* LMDB map size, bytes */
 };
 
+struct dns_cfg {
+	char *resolver;			/* "host:port"; NULL: resolv.conf */
+	uint32_t timeout_ms;		/* per try */
+	uint32_t attempts;		/* tries before a temporary failure */
+};
+
+struct delivery_cfg {
+	uint32_t paused;		/* accept and queue, deliver nothing */
+	char *log;			/* delivery log path, "-": stderr */
+	uint32_t connect_timeout_ms;
+	uint32_t reply_timeout_ms;	/* greeting and command replies */
+	uint32_t data_timeout_ms;	/* reply after the final dot */
+	uint32_t idle_keep_ms;		/* idle connection kept for reuse */
+};
+
 /*
  * One entry of "routes" as written; each string is NULL when absent. Only
  * the loader reads these: the result is config.routes.
@@ -86,6 +101,10 @@ struct config {
 	struct route_cfg *route_cfgs;	/* "routes" as written */
 	size_t nroute_cfgs;
 	char *relay_host;		/* NULL: not set */
+	char *dev_redirect;		/* NULL: off; else every message goes
+					   to this one address */
+	struct dns_cfg dns;
+	struct delivery_cfg delivery;
 	struct route_table routes;	/* built from both; see docs/routing.md */
 };
 

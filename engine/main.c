@@ -30,6 +30,7 @@
 #include "../queue/queue.h"
 #include "../queue/queue_commit.h"
 #include "config.h"
+#include "deliver.h"
 #include "log.h"
 #include "shard.h"
 
@@ -202,6 +203,64 @@ listen_summary(const struct config *cfg, char *out, size_t n)
 		    i ? ", " : "", cfg->listen[i].address);
 }
 
+struct sched_count {
+	uint64_t messages, held, items;
+};
+
+/* One indexed message back into the delivery schedule. */
+static int
+schedule_msg(void *arg, const struct queue_msg *m)
+{
+	struct sched_count *sc = arg;
+	bool *pending;
+	uint64_t next = 0;
+	uint16_t attempts = 0;
+	bool any = false;
+	int n;
+
+	if (m->meta.state == MSG_HOLD) {
+		sc->held++;
+		return 0;
+	}
+	pending = calloc(m->meta.nrcpt, sizeof(*pending));
+	if (pending == NULL)
+		log_fatal("out of memory");
+	for (uint32_t i = 0; i < m->meta.nrcpt; i++) {
+		const struct rcpt_meta *r = &m->rcpt[i];
+
+		if (r->state != RCPT_PENDING)
+			continue;
+		pending[i] = any = true;
+		if (r->attempts > attempts)
+			attempts = r->attempts;
+		if (r->next_try_us > next)
+			next = r->next_try_us;
+	}
+	n = any ? deliver_dispatch(&m->meta, m->qid, &m->env, pending,
+	    attempts, next, NULL) : 0;
+	free(pending);
+	if (n < 0)
+		log_fatal("out of memory scheduling the queue");
+	sc->messages++;
+	sc->items += (uint64_t)n;
+	return 0;
+}
+
+/* Start-up: every queued message goes back to its destinations' owners. */
+static void
+schedule_queue(struct queue_index *qi)
+{
+	struct sched_count sc = { 0 };
+	int rc;
+
+	rc = queue_index_foreach(qi, schedule_msg, &sc);
+	if (rc != 0)
+		log_fatal("queue: reading the index: %s", queue_strerror(rc));
+	log_info("queue: %llu message(s) scheduled for delivery, %llu on "
+	    "hold", (unsigned long long)sc.messages,
+	    (unsigned long long)sc.held);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -295,8 +354,12 @@ main(int argc, char **argv)
 		    last_qid);
 		efds[i] = shard_eventfd(shards[i]);
 	}
-	if ((rc = committer_start(&committer, qi, cfg.shards, efds, cfg.spool)) < 0)
-		log_fatal("cannot start the committer: %s", strerror(-rc));
+	deliver_global_init(&cfg, cfg.shards, efds);
+	schedule_queue(qi);
+	if ((rc = committer_start(&committer, qi, cfg.shards, efds,
+	    cfg.spool)) < 0)
+		log_fatal("cannot start the committer: %s",
+		    queue_strerror(rc));
 	for (i = 0; i < cfg.shards; i++)
 		if ((rc = shard_start(shards[i], committer)) < 0)
 			log_fatal("cannot start shard %u: %s", i,
@@ -326,6 +389,7 @@ main(int argc, char **argv)
 	}
 	committer_stats(committer, &cst);
 	committer_stop(committer);
+	deliver_global_free();
 	queue_index_close(qi);
 	log_info("stopped: %llu message(s) queued in this run, "
 	    "%llu index commit(s), %llu failed message(s)",

@@ -45,6 +45,7 @@
 #include "../proto/smtp_server.h"
 #include "../queue/queue.h"
 #include "../queue/queue_commit.h"
+#include "deliver.h"
 #include "log.h"
 #include "uring.h"
 
@@ -60,6 +61,7 @@
 #define SHARD_FLUSH_GRACE_MS 5000	/* to send the last reply, then close */
 #define SHARD_ACCEPT_BACKOFF_MS 100	/* after accept fails (EMFILE...) */
 #define SHARD_LISTEN_MAX 16
+#define SHARD_LOCAL_JOBS 1024		/* DSN records being written */
 
 enum op {
 	OP_ACCEPT = 1,
@@ -71,7 +73,9 @@ enum op {
 	OP_SEG_OPEN,
 	OP_SEG_DIRSYNC,
 	OP_CANCEL,
+	OP_WRITE_LOCAL,		/* a record no session waits for (a DSN) */
 };
+static_assert(OP_WRITE_LOCAL < DELIVER_OP_BASE, "op kinds overlap");
 
 
 struct seg {
@@ -152,6 +156,10 @@ struct shard {
 	uint64_t now_ms;
 	uint64_t next_tick_ms;
 	_Atomic uint64_t n_messages;
+
+	struct deliver *deliver;
+	struct commit_job *local[SHARD_LOCAL_JOBS];	/* being written */
+	uint32_t nlocal;
 };
 
 /*
@@ -546,12 +554,30 @@ handle_seg_dirsync(struct shard *sh, uint32_t i, int res)
 	sh->next = (int)i;
 }
 
+static void pending_push(struct shard *sh, struct commit_job *job);
+
+/*
+ * A sealed segment nothing is in flight for is closed, and the committer
+ * told (after every record of it, in order) so that it can delete the
+ * file once no indexed message lives in it.
+ */
 static void
-seg_release(struct seg *s)
+seg_release(struct shard *sh, struct seg *s)
 {
+	struct commit_job *job;
+
 	if (s->sealed && s->refs == 0 && !s->syncing) {
 		close(s->fd);
 		s->in_use = false;
+		job = calloc(1, sizeof(*job));
+		if (job == NULL)
+			return;	/* the file stays until a restart */
+		job->kind = COMMIT_SEAL;
+		job->put.seg = s->id;
+		job->shard = sh->id;
+		job->conn_idx = COMMIT_NO_CONN;
+		sh->jobs_out++;
+		pending_push(sh, job);
 	}
 }
 
@@ -580,7 +606,7 @@ seg_for_append(struct shard *sh, uint64_t rec_len, int *err)
 	}
 	if (cur != NULL) {
 		cur->sealed = true;
-		seg_release(cur);
+		seg_release(sh, cur);
 	}
 	sh->cur = i;
 	cur = &sh->segs[i];
@@ -592,9 +618,67 @@ ok:
 
 /* Deliver a job's verdict to its connection (if it is still there). */
 static void
+job_free(struct commit_job *job)
+{
+	free(job->ups);
+	free(job->owner);
+	free(job);
+}
+
+/* A message is queued: hand its recipients to their owners. */
+static void
+job_dispatch(struct shard *sh, const struct commit_job *job)
+{
+	struct envelope env;
+	struct msg_meta mm = {
+		.version = MSG_META_VERSION,
+		.seg = job->put.seg,
+		.offset = job->put.offset,
+		.rec_len = job->put.rec_len,
+		.msg_len = job->put.msg_len,
+		.checksum = job->put.checksum,
+		.env_len = job->put.env_len,
+		.nrcpt = job->put.nrcpt,
+	};
+	bool *discarded;
+	int n;
+
+	if (envelope_decode(job->put.env, job->put.env_len, &env) != 0) {
+		log_warn("shard %u: cannot decode an envelope just queued",
+		    sh->id);
+		return;
+	}
+	discarded = calloc(env.nrcpt, sizeof(*discarded));
+	n = discarded == NULL ? -ENOMEM :
+	    deliver_dispatch(&mm, job->put.qid, &env, NULL, 0, 0, discarded);
+	if (n < 0)
+		log_warn("shard %u: out of memory scheduling a message; it "
+		    "waits for a restart", sh->id);
+	else if (discarded != NULL) {
+		struct queue_update *ups = calloc(env.nrcpt, sizeof(*ups));
+		uint32_t nd = 0;
+
+		for (uint16_t i = 0; ups != NULL && i < env.nrcpt; i++)
+			if (discarded[i]) {
+				ups[nd].kind = QUEUE_UPD_RCPT;
+				ups[nd].qid = job->put.qid;
+				ups[nd].idx = i;
+				ups[nd].state = RCPT_DELIVERED;
+				ups[nd++].last_code = 250;
+			}
+		if (nd > 0)
+			shard_submit_updates(sh, ups, nd);
+		else
+			free(ups);
+	}
+	free(discarded);
+	envelope_release(&env);
+}
+
+static void
 job_finish(struct shard *sh, struct commit_job *job)
 {
-	struct conn *c = &sh->conns[job->conn_idx];
+	struct conn *c;
 	enum smtp_commit_result res;
 	char qid[QUEUE_ID_LEN + 1];
 	enum smtp_event ev;
@@ -602,6 +686,22 @@ job_finish(struct shard *sh, struct commit_job *job)
 
 	assert(sh->jobs_out > 0);
 	sh->jobs_out--;
+	if (job->kind != COMMIT_PUT || job->conn_idx == COMMIT_NO_CONN) {
+		if (job->kind == COMMIT_PUT) {
+			queue_id_format(job->put.qid, qid);
+			if (job->put.result == 0)
+				job_dispatch(sh, job);
+			else
+				log_warn("%s: DSN not queued: %s", qid,
+				    queue_strerror(job->put.result));
+		} else if (job->put.result != 0) {
+			log_warn("shard %u: queue update failed: %s", sh->id,
+			    queue_strerror(job->put.result));
+		}
+		job_free(job);
+		return;
+	}
+	c = &sh->conns[job->conn_idx];
 	if (job->put.result == 0)
 		res = SMTP_COMMIT_OK;
 	else if (job->put.result == QUEUE_EFULL ||
@@ -625,6 +725,8 @@ job_finish(struct shard *sh, struct commit_job *job)
 		ev = smtp_session_commit_done(&c->smtp, res);
 		handle_event(sh, c, ev);
 	}
+	if (res == SMTP_COMMIT_OK)
+		job_dispatch(sh, job);
 	free(job);
 }
 
@@ -644,92 +746,200 @@ seg_kick(struct shard *sh, struct seg *s)
 	    (uint32_t)(s - sh->segs), 0));
 }
 
+/* A job for a record of (env, msg); NULL when out of memory. */
+static struct commit_job *
+job_new(const struct envelope *env, const void *msg, size_t msg_len)
+{
+	struct commit_job *job;
+	size_t env_len = envelope_encoded_len(env);
+	uint64_t rec_len;
+
+	job = malloc(sizeof(*job) + sizeof(struct seg_hdr) + env_len);
+	if (job == NULL)
+		return NULL;
+	memset(job, 0, sizeof(*job));
+	envelope_encode(env, job->head + sizeof(struct seg_hdr));
+	job->head_len = (uint32_t)(sizeof(struct seg_hdr) + env_len);
+	rec_len = (uint64_t)job->head_len + msg_len;
+	/* Records carry 32-bit lengths; config keeps messages far below. */
+	if (rec_len > UINT32_MAX)
+		log_panic("record of %llu bytes", (unsigned long long)rec_len);
+	job->kind = COMMIT_PUT;
+	job->put.qid = env->qid;
+	job->put.msg_len = (uint32_t)msg_len;
+	job->put.rec_len = (uint32_t)rec_len;
+	job->put.env = job->head + sizeof(struct seg_hdr);
+	job->put.env_len = (uint32_t)env_len;
+	job->put.nrcpt = env->nrcpt;
+	job->put.checksum = seg_hdr_fill((struct seg_hdr *)job->head, env->qid,
+	    job->put.env, (uint32_t)env_len, msg, (uint32_t)msg_len);
+	job->msg = msg;
+	job->iov[0].iov_base = job->head;
+	job->iov[0].iov_len = job->head_len;
+	job->iov[1].iov_base = (void *)msg;
+	job->iov[1].iov_len = msg_len;
+	return job;
+}
+
+/*
+ * Append the job's record to the current segment with one writev (ud
+ * names the completion). -errno when no segment can be had: the job is
+ * untouched then.
+ */
+static int
+job_write(struct shard *sh, struct commit_job *job, uint64_t ud)
+{
+	struct io_uring_sqe *sqe;
+	struct seg *s;
+	int err = -EIO;
+
+	s = seg_for_append(sh, job->put.rec_len, &err);
+	if (s == NULL)
+		return err;
+	job->shard = sh->id;
+	job->seg = s;
+	job->put.seg = s->id;
+	job->put.offset = s->end;
+	s->end += job->put.rec_len;
+	s->refs++;
+	sqe = get_sqe(sh);
+	io_uring_prep_writev(sqe, s->fd, job->iov, 2, job->put.offset);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
 static void
 start_commit(struct shard *sh, struct conn *c)
 {
 	struct smtp_session *ss = &c->smtp;
-	struct io_uring_sqe *sqe;
 	struct commit_job *job;
 	struct envelope env;
 	const char **rcpt;
-	size_t env_len;
-	uint64_t rec_len;
-	struct seg *s;
-	int err = -EIO;
+	int err;
 
 	rcpt = malloc(ss->nrcpt * sizeof(*rcpt));
 	if (rcpt == NULL)
 		goto nomem;
 	smtp_session_envelope(ss, &env, rcpt);
-	env_len = envelope_encoded_len(&env);
-	job = malloc(sizeof(*job) + sizeof(struct seg_hdr) + env_len);
-	if (job == NULL) {
-		free(rcpt);
-		goto nomem;
-	}
-	memset(job, 0, sizeof(*job));
-	envelope_encode(&env, job->head + sizeof(struct seg_hdr));
+	job = job_new(&env, ss->msg.data, ss->msg.len);
 	free(rcpt);
-	job->head_len = (uint32_t)(sizeof(struct seg_hdr) + env_len);
-	rec_len = (uint64_t)job->head_len + ss->msg.len;
-	/* Records carry 32-bit lengths; config keeps messages far below. */
-	if (rec_len > UINT32_MAX)
-		log_panic("record of %llu bytes", (unsigned long long)rec_len);
-	job->put.qid = ss->qid;
-	job->put.msg_len = (uint32_t)ss->msg.len;
-	job->put.rec_len = (uint32_t)rec_len;
-	job->put.env = job->head + sizeof(struct seg_hdr);
-	job->put.env_len = (uint32_t)env_len;
-	job->put.nrcpt = ss->nrcpt;
-	job->put.checksum = seg_hdr_fill((struct seg_hdr *)job->head, ss->qid,
-	    job->put.env, (uint32_t)env_len, ss->msg.data,
-	    (uint32_t)ss->msg.len);
+	if (job == NULL)
+		goto nomem;
 	job->conn_idx = (uint32_t)(c - sh->conns);
 	job->conn_gen = c->gen;
 	job->shard = sh->id;
 	sh->jobs_out++;
-	s = seg_for_append(sh, rec_len, &err);
-	if (s == NULL) {
+	err = job_write(sh, job, uring_ud(OP_WRITE, job->conn_idx, c->gen));
+	if (err != 0) {
 		job->put.result = err;
 		job_finish(sh, job);
 		return;
 	}
-	job->seg = s;
-	job->put.seg = s->id;
-	job->put.offset = s->end;
-	s->end += rec_len;
-	s->refs++;
-	job->iov[0].iov_base = job->head;
-	job->iov[0].iov_len = job->head_len;
-	job->msg = (const uint8_t *)ss->msg.data;
-	job->iov[1].iov_base = ss->msg.data;
-	job->iov[1].iov_len = ss->msg.len;
 	c->job = job;
-	sqe = get_sqe(sh);
-	io_uring_prep_writev(sqe, s->fd, job->iov, 2, job->put.offset);
-	io_uring_sqe_set_data64(sqe, uring_ud(OP_WRITE, job->conn_idx, c->gen));
 	c->inflight++;
 	return;
 nomem:
 	handle_event(sh, c, smtp_session_commit_done(ss, SMTP_COMMIT_IOERR));
 }
 
+static bool
+is_ascii(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] >= 0x80)
+			return false;
+	return true;
+}
+
+uint64_t
+shard_queue_dsn(struct shard *sh, const char *rcpt, struct buf *msg,
+    struct queue_update *ups, uint32_t nups)
+{
+	const char *rcpts[1] = { rcpt };
+	struct commit_job *job;
+	struct envelope env = {
+		.body = is_ascii(msg->data, msg->len) ? QUEUE_BODY_7BIT :
+		    QUEUE_BODY_8BITMIME,
+		.smtputf8 = !is_ascii(rcpt, strlen(rcpt)),
+		.nrcpt = 1,
+		.sender = "",
+		.client_addr = "127.0.0.1",
+		.helo = sh->cfg->hostname,
+		.protocol = "local",
+		.rcpt = rcpts,
+	};
+	struct timespec ts;
+	uint32_t slot;
+
+	if (sh->nlocal == SHARD_LOCAL_JOBS || sh->stopping)
+		return 0;
+	for (slot = 0; sh->local[slot] != NULL; slot++)
+		;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	env.arrival_us = (uint64_t)ts.tv_sec * 1000000u +
+	    (uint64_t)ts.tv_nsec / 1000u;
+	env.qid = queue_id_next(&sh->idgen, env.arrival_us / 1000u);
+	job = job_new(&env, msg->data, msg->len);
+	if (job == NULL)
+		return 0;
+	job->conn_idx = COMMIT_NO_CONN;
+	if (job_write(sh, job, uring_ud(OP_WRITE_LOCAL, slot, 0)) != 0) {
+		free(job);
+		return 0;
+	}
+	/* The job owns the message bytes and the updates from here. */
+	job->owner = msg->data;
+	*msg = (struct buf){ 0 };
+	job->ups = ups;
+	job->nups = nups;
+	sh->jobs_out++;
+	sh->local[slot] = job;
+	sh->nlocal++;
+	return env.qid;
+}
+
+void
+shard_submit_updates(struct shard *sh, struct queue_update *ups,
+    uint32_t nups)
+{
+	struct commit_job *job = calloc(1, sizeof(*job));
+
+	if (job == NULL) {
+		log_warn("shard %u: out of memory: %u delivery result(s) "
+		    "not recorded", sh->id, nups);
+		free(ups);
+		return;
+	}
+	job->kind = COMMIT_UPDATE;
+	job->ups = ups;
+	job->nups = nups;
+	job->shard = sh->id;
+	job->conn_idx = COMMIT_NO_CONN;
+	sh->jobs_out++;
+	pending_push(sh, job);
+}
+
 /* A job leaves its segment: failed, or durable and off to the committer. */
 static void
-job_leave_seg(struct commit_job *job)
+job_leave_seg(struct shard *sh, struct commit_job *job)
 {
 	struct seg *s = job->seg;
 
 	assert(s->refs > 0);
 	s->refs--;
 	job->seg = NULL;
-	seg_release(s);
+	seg_release(sh, s);
 }
 
-static void
-handle_write(struct shard *sh, struct conn *c, int res)
+/*
+ * One write of a record completed. Returns 0 when the rest was submitted
+ * (ud again), 1 when the record is written and waits for its fsync, -1
+ * when it failed (put.result set, the job left its segment): the caller
+ * finishes the job.
+ */
+static int
+write_step(struct shard *sh, struct commit_job *job, int res, uint64_t ud)
 {
-	struct commit_job *job = c->job;
 	struct io_uring_sqe *sqe;
 	struct seg *s = job->seg;
 	uint32_t total = job->head_len + job->put.msg_len;
@@ -743,11 +953,8 @@ handle_write(struct shard *sh, struct conn *c, int res)
 		if (res != -ENOSPC && res != -EDQUOT)
 			s->broken = true;
 		job->put.result = res;
-		c->job = NULL;
-		job_leave_seg(job);
-		conn_op_done(sh, c);
-		job_finish(sh, job);
-		return;
+		job_leave_seg(sh, job);
+		return -1;
 	}
 	job->written += (uint32_t)res;
 	if (job->written < total && res > 0) {
@@ -767,29 +974,19 @@ handle_write(struct shard *sh, struct conn *c, int res)
 		}
 		sqe = get_sqe(sh);
 		io_uring_prep_writev(sqe, s->fd, iov, n, job->put.offset + w);
-		io_uring_sqe_set_data64(sqe, uring_ud(OP_WRITE,
-		    (uint32_t)(c - sh->conns), c->gen));
-		return;
+		io_uring_sqe_set_data64(sqe, ud);
+		return 0;
 	}
-	c->job = NULL;
-	if (job->written < total) {
-		s->broken = true;
+	if (job->written < total || s->sync_failed) {
+		if (job->written < total)
+			s->broken = true;
 		job->put.result = -EIO;
-		job_leave_seg(job);
-		conn_op_done(sh, c);
-		job_finish(sh, job);
-		return;
+		job_leave_seg(sh, job);
+		return -1;
 	}
 	/* The message buffer is no longer needed; the job goes on alone. */
 	job->msg = NULL;
 	job->iov[1].iov_base = NULL;
-	if (s->sync_failed) {
-		job->put.result = -EIO;
-		job_leave_seg(job);
-		conn_op_done(sh, c);
-		job_finish(sh, job);
-		return;
-	}
 	job->next = NULL;
 	if (s->wait_tail)
 		s->wait_tail->next = job;
@@ -797,7 +994,36 @@ handle_write(struct shard *sh, struct conn *c, int res)
 		s->wait_head = job;
 	s->wait_tail = job;
 	seg_kick(sh, s);
+	return 1;
+}
+
+static void
+handle_write(struct shard *sh, struct conn *c, int res)
+{
+	struct commit_job *job = c->job;
+	int st = write_step(sh, job, res, uring_ud(OP_WRITE,
+	    (uint32_t)(c - sh->conns), c->gen));
+
+	if (st == 0)
+		return;
+	c->job = NULL;
 	conn_op_done(sh, c);
+	if (st < 0)
+		job_finish(sh, job);
+}
+
+static void
+handle_write_local(struct shard *sh, uint32_t slot, int res)
+{
+	struct commit_job *job = sh->local[slot];
+	int st = write_step(sh, job, res, uring_ud(OP_WRITE_LOCAL, slot, 0));
+
+	if (st == 0)
+		return;
+	sh->local[slot] = NULL;
+	sh->nlocal--;
+	if (st < 0)
+		job_finish(sh, job);
 }
 
 static void
@@ -819,12 +1045,14 @@ jobs_after_sync(struct shard *sh, struct commit_job *job, int res)
 
 	for (; job != NULL; job = next) {
 		next = job->next;
-		job_leave_seg(job);
 		if (res < 0) {
+			job_leave_seg(sh, job);
 			job->put.result = res;
 			job_finish(sh, job);
 		} else {
+			/* Queued before its segment may be sealed (below). */
 			pending_push(sh, job);
+			job_leave_seg(sh, job);
 		}
 	}
 }
@@ -858,7 +1086,7 @@ handle_fsync(struct shard *sh, uint32_t i, int res)
 	jobs_after_sync(sh, job, res);
 	if (s->in_use) {
 		seg_kick(sh, s);
-		seg_release(s);
+		seg_release(sh, s);
 	}
 }
 
@@ -1059,7 +1287,14 @@ dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 		break;
 	case OP_CANCEL:
 		break;
+	case OP_WRITE_LOCAL:
+		handle_write_local(sh, idx, res);
+		break;
 	default:
+		if (URING_UD_OP(ud) >= DELIVER_OP_BASE && sh->deliver != NULL) {
+			deliver_complete(sh->deliver, ud, res, flags);
+			break;
+		}
 		log_panic("shard %u: bad operation %llu", sh->id,
 		    (unsigned long long)URING_UD_OP(ud));
 	}
@@ -1124,6 +1359,9 @@ setup_ring(struct shard *sh)
 	for (i = 0; i < sh->nlisten; i++)
 		arm_accept(sh, i);
 	arm_wake(sh);
+	sh->deliver = deliver_create(sh, &sh->ring, sh->id, sh->cfg);
+	if (sh->deliver == NULL)
+		log_fatal("shard %u: cannot start delivery", sh->id);
 }
 
 static void *
@@ -1147,8 +1385,13 @@ shard_main(void *arg)
 		pending_flush(sh);
 		/* Done when nothing is left in flight, accepts included:
 		 * their completion releases the listening sockets. */
+		if (sh->deliver != NULL)
+			deliver_run(sh->deliver, sh->now_ms);
+		pending_flush(sh);
 		if (sh->stopping && sh->nactive == 0 && sh->jobs_out == 0 &&
-		    sh->seg_ops == 0 && sh->accepts == 0)
+		    sh->seg_ops == 0 && sh->accepts == 0 &&
+		    (sh->deliver == NULL || deliver_stop(sh->deliver,
+		    sh->now_ms >= sh->stop_deadline_ms)))
 			break;
 		ts.tv_sec = 0;
 		ts.tv_nsec = SHARD_TICK_MS * 1000000LL;
@@ -1172,10 +1415,15 @@ shard_main(void *arg)
 			dispatch(sh, done[i].ud, done[i].res, done[i].flags);
 		if (sh->now_ms >= sh->next_tick_ms) {
 			tick(sh);
+			if (sh->deliver != NULL)
+				deliver_tick(sh->deliver, sh->now_ms);
 			sh->next_tick_ms = sh->now_ms + (sh->stopping ? 50 :
 			    SHARD_TICK_MS);
 		}
 	}
+	/* On this thread: the resolver cancels its requests on the ring. */
+	deliver_destroy(sh->deliver);
+	sh->deliver = NULL;
 	return NULL;
 }
 

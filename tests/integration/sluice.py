@@ -209,7 +209,8 @@ def clean_env():
 
 class Daemon:
     def __init__(self, *opts, env=None, config=None, spool=None,
-                 hostname=HOSTNAME, port=None, start=True, shards=2):
+                 hostname=HOSTNAME, port=None, start=True, shards=2,
+                 deliver=None):
         for b in (SLUICED, SLUICECTL):
             if not os.access(b, os.X_OK):
                 raise RuntimeError("%s is not built (run make)" % b)
@@ -222,7 +223,11 @@ class Daemon:
         self.env = env
         self.config = config
         self.shards = shards
+        # Tests of acceptance keep their mail queued: delivery is paused
+        # unless asked for (or the test brings its own config file).
+        self.deliver = deliver if deliver is not None else config is not None
         self.log = os.path.join(self.dir, "sluiced.log")
+        self.delivery_log = os.path.join(self.dir, "delivery.log")
         self.proc = None
         _daemons.append(self)
         if start:
@@ -237,6 +242,18 @@ class Daemon:
         a += ["-o", "spool=" + self.spool,
               "-o", "listen.0.address=127.0.0.1:%d" % self.port,
               "-o", "shards=%d" % self.shards]
+        # Never the system resolver: a dead loopback port unless the
+        # test's config names its own DNS server.
+        text = ""
+        if self.config:
+            with open(self.config) as f:
+                text = f.read()
+        if "resolver" not in text:
+            a += ["-o", "dns.resolver=127.0.0.1:9"]
+        if "log:" not in text:
+            a += ["-o", "delivery.log=" + self.delivery_log]
+        if not self.deliver:
+            a += ["-o", "delivery.paused=true"]
         for o in self.opts:
             a += ["-o", o]
         return a

@@ -1,0 +1,1681 @@
+/*
+ * deliver.c - scheduler and outbound connections; see deliver.h.
+ *
+ * Per shard:
+ *   items     one message's pending recipients for one destination
+ *   dests     hash table by destination key; each has a FIFO of ready
+ *             items, its connections, its effective connection limit
+ *             (lowered by 421s and runs of 4xx, raised again one step per
+ *             delivered message), a hold-off time, and a rate bucket
+ *   heap      deferred items by retry time (monotonic ms)
+ *   conns     fixed slots of outbound connections; each runs one
+ *             smtp_client session and carries one item at a time
+ *
+ * deliver_run() (every loop iteration) drains the inbox, moves due items
+ * from the heap to their destination, and for each destination with
+ * ready items hands them to idle connections and opens new ones up to the
+ * limit. A connection that cannot be had (DNS, connect, greeting) defers
+ * the destination's ready items with the error and holds the
+ * destination off for a while, so a dead destination costs one attempt
+ * per retry, not one per message.
+ *
+ * Message bytes are read back from the spool segment (and verified) when
+ * an item goes out. That read is a pread on this thread: the record was
+ * written moments ago and sits in the page cache. (Moving it onto the
+ * ring is a known follow-up for cold queues.)
+ */
+#include "deliver.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "../proto/smtp_client.h"
+#include "../queue/dsn.h"
+#include "../queue/route.h"
+#include "dlog.h"
+#include "log.h"
+#include "resolver.h"
+#include "shard.h"
+#include "uring.h"
+
+#define DL_CONNS 512		/* outbound connections per shard */
+#define DL_RBUF 4096
+#define DL_DEST_BUCKETS 4096	/* power of two */
+#define DL_RESOLVE_FRESH_MS 30000
+#define DL_HOLD_MIN_MS 1000
+#define DL_HOLD_MAX_MS 60000
+#define DL_FAIL_RUN 3		/* consecutive 4xx that slow a destination */
+#define DL_SEGFD_CACHE 16
+#define DL_TARGETS_MAX 32	/* addresses tried per connection */
+
+enum {
+	OP_DNS = DELIVER_OP_BASE,
+	OP_CONNECT,
+	OP_ORECV,
+	OP_OSEND,
+	OP_OCANCEL,
+};
+
+struct dl_dest;
+
+struct dl_item {
+	struct dl_item *next;
+	struct dl_dest *dest;		/* on the owner; NULL in transit */
+	const struct route *route;
+	uint64_t qid;
+	struct msg_meta mm;
+	uint64_t arrival_us;
+	uint64_t due_ms;		/* monotonic */
+	uint32_t heap_idx;
+	uint16_t attempts;
+	uint16_t nrcpt;
+	bool redirect;			/* dev_redirect: one address for all */
+	char *domain;			/* points into the allocation */
+	uint16_t rcpt[];		/* recipient indices */
+};
+
+struct dl_target {
+	char host[RESOLVE_HOST_MAX + 1];
+	struct sockaddr_storage sa;
+	socklen_t salen;
+};
+
+struct dl_dest {
+	struct dl_dest *hnext;
+	struct dl_dest *rnext;		/* run list */
+	bool in_run;
+	char key[ROUTE_DEST_MAX + 1];
+	char lookup[ROUTE_HOST_MAX + 1];	/* name to resolve */
+	const struct route *route;
+	struct dl_item *head, *tail;
+	uint32_t queued;
+	unsigned nconn, nconnecting, nidle;
+	unsigned eff_max;
+	unsigned fails;			/* consecutive temporary failures */
+	uint64_t hold_until_ms;
+	uint64_t hold_ms;
+	double tokens;
+	uint64_t tokens_ms;
+	bool resolving;
+	uint64_t resolved_ms;		/* 0: never */
+	int rstatus;			/* enum resolve_status */
+	char rwhy[160];
+	struct dl_target *targets;
+	unsigned ntargets;
+	struct smtp_client_cfg ccfg;
+};
+
+struct dl_rres {			/* one recipient's reply this attempt */
+	int code;
+	char enhanced[12];
+	char *text;
+};
+
+struct dl_conn {
+	uint32_t gen;
+	bool in_use;
+	bool connected;
+	bool closing;
+	bool idle;
+	bool timed_out;		/* connect cancelled by the deadline */
+	bool recv_armed, send_armed;
+	uint8_t inflight;
+	int fd;
+	struct deliver *d;
+	struct dl_dest *dest;
+	unsigned target;		/* index in dest->targets */
+	char host[RESOLVE_HOST_MAX + 1];
+	char addr[ROUTE_PATH_MAX + 8];	/* "a.b.c.d:p", "[v6]:p", a path */
+	struct smtp_client cli;
+	char rbuf[DL_RBUF];
+	struct buf tx;
+	size_t tx_off;
+	uint64_t deadline_ms;
+	unsigned msgs;
+	/* The item being sent. */
+	struct dl_item *item;
+	uint8_t *rec;			/* the record, read back */
+	struct envelope env;
+	const char **rcpts;
+	struct dl_rres *res;
+	uint32_t next_free;
+};
+
+struct deliver {
+	struct shard *sh;
+	struct io_uring *ring;
+	unsigned id;
+	const struct config *cfg;
+	struct resolver *res;
+	char resolver_err[160];
+	struct dl_dest *buckets[DL_DEST_BUCKETS];
+	struct dl_dest *run;		/* dests with ready items */
+	struct dl_item **heap;
+	uint32_t nheap, heap_cap;
+	struct dl_conn *conns;
+	uint32_t free_head;
+	uint32_t nactive;
+	bool stopping;
+	uint64_t now_ms;
+	struct dlog log;
+	struct buf logbuf;
+	int segdir;
+	struct { uint64_t seg; int fd; } segfd[DL_SEGFD_CACHE];
+	struct route default_route;
+};
+
+/* ---- global: owners and their inboxes ------------------------------- */
+
+struct inbox {
+	_Atomic(struct dl_item *) head;
+	int efd;
+} __attribute__((aligned(64)));
+
+static struct inbox inboxes[64];
+static unsigned g_nshards;
+static const struct config *g_cfg;
+static struct route g_default_route;
+
+void
+deliver_global_init(const struct config *cfg, unsigned nshards,
+    const int *efds)
+{
+	g_cfg = cfg;
+	g_nshards = nshards;
+	for (unsigned i = 0; i < nshards; i++) {
+		atomic_init(&inboxes[i].head, NULL);
+		inboxes[i].efd = efds[i];
+	}
+	memset(&g_default_route, 0, sizeof(g_default_route));
+	strcpy(g_default_route.pattern, "*");
+	g_default_route.transport.kind = ROUTE_SMTP;
+	g_default_route.transport.mx_lookup = true;
+	g_default_route.transport.port = ROUTE_PORT_SMTP;
+	g_default_route.policy = route_policy_defaults();
+}
+
+void
+deliver_global_free(void)
+{
+	for (unsigned i = 0; i < g_nshards; i++) {
+		struct dl_item *it = atomic_exchange(&inboxes[i].head, NULL);
+
+		while (it != NULL) {
+			struct dl_item *next = it->next;
+
+			free(it);
+			it = next;
+		}
+	}
+}
+
+static void
+post(unsigned owner, struct dl_item *it)
+{
+	struct dl_item *head = atomic_load(&inboxes[owner].head);
+	uint64_t one = 1;
+
+	do {
+		it->next = head;
+	} while (!atomic_compare_exchange_weak(&inboxes[owner].head, &head,
+	    it));
+	if (head == NULL && write(inboxes[owner].efd, &one, sizeof(one)) < 0 &&
+	    errno != EAGAIN)
+		log_warn("deliver: eventfd write: %s", strerror(errno));
+}
+
+static uint64_t
+real_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static const char *
+addr_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at != NULL ? at + 1 : "";
+}
+
+int
+deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
+    const struct envelope *env, const bool *pending, uint16_t attempts,
+    uint64_t next_try_us, bool *discarded)
+{
+	const char *redirect = g_cfg->dev_redirect;
+	uint64_t now_us = real_us(), now_ms = mono_ms();
+	uint16_t *idx;
+	bool *done;
+	int posted = 0;
+
+	idx = malloc(env->nrcpt * sizeof(*idx));
+	done = calloc(env->nrcpt, sizeof(*done));
+	if (idx == NULL || done == NULL) {
+		free(idx);
+		free(done);
+		return -ENOMEM;
+	}
+	for (uint16_t i = 0; i < env->nrcpt; i++) {
+		const char *dom;
+		const struct route *r;
+		char key[ROUTE_DEST_MAX + 1];
+		struct dl_item *it;
+		uint16_t n = 0;
+		size_t dlen;
+
+		if (done[i] || (pending != NULL && !pending[i]))
+			continue;
+		dom = addr_domain(redirect != NULL ? redirect : env->rcpt[i]);
+		r = route_lookup(&g_cfg->routes, dom);
+		if (r == NULL)
+			r = &g_default_route;
+		if (r->transport.kind == ROUTE_DISCARD && redirect == NULL) {
+			done[i] = true;
+			if (discarded != NULL)
+				discarded[i] = true;
+			continue;
+		}
+		/* Everything else with the same route and domain joins. */
+		for (uint16_t j = i; j < env->nrcpt; j++) {
+			if (done[j] || (pending != NULL && !pending[j]))
+				continue;
+			if (redirect == NULL && j != i &&
+			    strcasecmp(addr_domain(env->rcpt[j]), dom) != 0)
+				continue;
+			done[j] = true;
+			idx[n++] = j;
+		}
+		if (r->transport.kind == ROUTE_ERROR ||
+		    r->transport.kind == ROUTE_DISCARD ||
+		    route_destination(r, dom, key, sizeof(key)) != 0)
+			snprintf(key, sizeof(key), "%s", dom);
+		dlen = strlen(dom) + 1;
+		it = calloc(1, sizeof(*it) + n * sizeof(uint16_t) + dlen);
+		if (it == NULL) {
+			free(idx);
+			free(done);
+			return -ENOMEM;
+		}
+		it->route = r;
+		it->qid = qid;
+		it->mm = *mm;
+		it->arrival_us = env->arrival_us;
+		it->attempts = attempts;
+		it->nrcpt = n;
+		it->redirect = redirect != NULL;
+		memcpy(it->rcpt, idx, n * sizeof(uint16_t));
+		it->domain = (char *)(it->rcpt + n);
+		memcpy(it->domain, dom, dlen);
+		it->due_ms = next_try_us > now_us ?
+		    now_ms + (next_try_us - now_us) / 1000 : 0;
+		post((unsigned)(XXH3_64bits(key, strlen(key)) % g_nshards), it);
+		posted++;
+	}
+	free(idx);
+	free(done);
+	return posted;
+}
+
+/* ---- destinations ---------------------------------------------------- */
+
+static struct dl_dest *
+dest_get(struct deliver *d, struct dl_item *it)
+{
+	char key[ROUTE_DEST_MAX + 1];
+	const struct route *r = it->route;
+	struct dl_dest *ds;
+	uint64_t h;
+
+	if (r->transport.kind == ROUTE_ERROR ||
+	    r->transport.kind == ROUTE_DISCARD ||
+	    route_destination(r, it->domain, key, sizeof(key)) != 0)
+		snprintf(key, sizeof(key), "%s", it->domain);
+	h = XXH3_64bits(key, strlen(key)) & (DL_DEST_BUCKETS - 1);
+	for (ds = d->buckets[h]; ds != NULL; ds = ds->hnext)
+		if (strcmp(ds->key, key) == 0 && ds->route == r)
+			return ds;
+	ds = calloc(1, sizeof(*ds));
+	if (ds == NULL)
+		return NULL;
+	snprintf(ds->key, sizeof(ds->key), "%s", key);
+	snprintf(ds->lookup, sizeof(ds->lookup), "%s",
+	    r->transport.host[0] != '\0' ? r->transport.host : it->domain);
+	ds->route = r;
+	ds->eff_max = r->policy.max_connections ? r->policy.max_connections : 1;
+	ds->tokens = 1;
+	ds->ccfg.helo_name = d->cfg->hostname;
+	ds->ccfg.lmtp = r->transport.kind == ROUTE_LMTP;
+	if (r->policy.auth) {
+		ds->ccfg.auth_user = r->policy.auth_user;
+		ds->ccfg.auth_pass = r->policy.auth_password;
+	}
+	ds->hnext = d->buckets[h];
+	d->buckets[h] = ds;
+	return ds;
+}
+
+static void
+dest_run(struct deliver *d, struct dl_dest *ds)
+{
+	if (!ds->in_run) {
+		ds->in_run = true;
+		ds->rnext = d->run;
+		d->run = ds;
+	}
+}
+
+static void
+dest_push(struct deliver *d, struct dl_dest *ds, struct dl_item *it)
+{
+	it->next = NULL;
+	if (ds->tail != NULL)
+		ds->tail->next = it;
+	else
+		ds->head = it;
+	ds->tail = it;
+	ds->queued++;
+	dest_run(d, ds);
+}
+
+static struct dl_item *
+dest_pop(struct dl_dest *ds)
+{
+	struct dl_item *it = ds->head;
+
+	if (it != NULL) {
+		ds->head = it->next;
+		if (ds->head == NULL)
+			ds->tail = NULL;
+		ds->queued--;
+		it->next = NULL;
+	}
+	return it;
+}
+
+/* A temporary failure of the destination itself: fewer conns, a wait. */
+static void
+dest_slow(struct deliver *d, struct dl_dest *ds)
+{
+	ds->fails++;
+	if (ds->eff_max > 1)
+		ds->eff_max = (ds->eff_max + 1) / 2;
+	ds->hold_ms = ds->hold_ms ? ds->hold_ms * 2 : DL_HOLD_MIN_MS;
+	if (ds->hold_ms > DL_HOLD_MAX_MS)
+		ds->hold_ms = DL_HOLD_MAX_MS;
+	ds->hold_until_ms = d->now_ms + ds->hold_ms;
+}
+
+static void
+dest_ok(struct dl_dest *ds)
+{
+	unsigned max = ds->route->policy.max_connections;
+
+	ds->fails = 0;
+	ds->hold_ms = 0;
+	if (ds->eff_max < max)
+		ds->eff_max++;
+}
+
+/* ---- the deferred heap ----------------------------------------------- */
+
+static void
+heap_swap(struct deliver *d, uint32_t a, uint32_t b)
+{
+	struct dl_item *t = d->heap[a];
+
+	d->heap[a] = d->heap[b];
+	d->heap[b] = t;
+	d->heap[a]->heap_idx = a;
+	d->heap[b]->heap_idx = b;
+}
+
+static int
+heap_push(struct deliver *d, struct dl_item *it)
+{
+	uint32_t i;
+
+	if (d->nheap == d->heap_cap) {
+		uint32_t cap = d->heap_cap ? d->heap_cap * 2 : 1024;
+		struct dl_item **h = realloc(d->heap, cap * sizeof(*h));
+
+		if (h == NULL)
+			return -ENOMEM;
+		d->heap = h;
+		d->heap_cap = cap;
+	}
+	i = d->nheap++;
+	d->heap[i] = it;
+	it->heap_idx = i;
+	while (i > 0 && d->heap[(i - 1) / 2]->due_ms > d->heap[i]->due_ms) {
+		heap_swap(d, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+	return 0;
+}
+
+static struct dl_item *
+heap_pop(struct deliver *d)
+{
+	struct dl_item *top;
+	uint32_t i = 0;
+
+	if (d->nheap == 0)
+		return NULL;
+	top = d->heap[0];
+	d->heap[0] = d->heap[--d->nheap];
+	d->heap[0]->heap_idx = 0;
+	for (;;) {
+		uint32_t l = 2 * i + 1, r = l + 1, m = i;
+
+		if (l < d->nheap && d->heap[l]->due_ms < d->heap[m]->due_ms)
+			m = l;
+		if (r < d->nheap && d->heap[r]->due_ms < d->heap[m]->due_ms)
+			m = r;
+		if (m == i)
+			break;
+		heap_swap(d, i, m);
+		i = m;
+	}
+	return top;
+}
+
+/* An item arrives on its owner, or comes back after a deferral. */
+static void
+item_schedule(struct deliver *d, struct dl_item *it)
+{
+	if (it->dest == NULL && (it->dest = dest_get(d, it)) == NULL) {
+		log_warn("deliver: out of memory; %016llx waits for a restart",
+		    (unsigned long long)it->qid);
+		free(it);
+		return;
+	}
+	if (it->due_ms > d->now_ms) {
+		if (heap_push(d, it) == 0)
+			return;
+	}
+	dest_push(d, it->dest, it);
+}
+
+/* ---- results: index updates, log, DSN -------------------------------- */
+
+static int
+segfd(struct deliver *d, uint64_t seg)
+{
+	unsigned i = (unsigned)(seg % DL_SEGFD_CACHE);
+	char name[SEG_PATH_MAX];
+
+	if (d->segfd[i].fd >= 0 && d->segfd[i].seg == seg)
+		return d->segfd[i].fd;
+	if (d->segfd[i].fd >= 0)
+		close(d->segfd[i].fd);
+	seg_path(seg, name, sizeof(name));
+	d->segfd[i].fd = openat(d->segdir, strchr(name, '/') + 1,
+	    O_RDONLY | O_CLOEXEC);
+	d->segfd[i].seg = seg;
+	return d->segfd[i].fd;
+}
+
+/*
+ * Read the item's record back and verify it: *rec holds header, envelope
+ * and message; env points into it. 0, or a reason.
+ */
+static const char *
+item_load(struct deliver *d, const struct dl_item *it, uint8_t **rec,
+    struct envelope *env)
+{
+	const struct seg_hdr *h;
+	struct seg_hdr chk;
+	uint8_t *buf;
+	ssize_t n;
+	int fd;
+
+	*rec = NULL;
+	fd = segfd(d, it->mm.seg);
+	if (fd < 0)
+		return "segment missing";
+	buf = malloc(it->mm.rec_len);
+	if (buf == NULL)
+		return "out of memory";
+	n = pread(fd, buf, it->mm.rec_len, (off_t)it->mm.offset);
+	if (n != (ssize_t)it->mm.rec_len) {
+		free(buf);
+		return "record cut short";
+	}
+	h = (const struct seg_hdr *)buf;
+	if (h->magic != SEG_MAGIC || h->qid != it->qid ||
+	    h->env_len != it->mm.env_len || h->msg_len != it->mm.msg_len ||
+	    seg_hdr_fill(&chk, it->qid, buf + sizeof(*h), h->env_len,
+	    buf + sizeof(*h) + h->env_len, h->msg_len) != h->checksum ||
+	    h->checksum != it->mm.checksum) {
+		free(buf);
+		return "checksum mismatch";
+	}
+	if (envelope_decode(buf + sizeof(*h), h->env_len, env) != 0) {
+		free(buf);
+		return "envelope damaged";
+	}
+	*rec = buf;
+	return NULL;
+}
+
+static void
+log_line(struct deliver *d, const struct dl_item *it, const char *sender,
+    const char *rcpt, enum dlog_status st, int code, const char *enh,
+    const char *text, const char *mx, const char *addr, uint64_t next_us,
+    const char *dsn_qid)
+{
+	char qid[QUEUE_ID_LEN + 1];
+	uint64_t now = real_us();
+	struct dlog_entry e = {
+		.time_us = now,
+		.queue_id = qid,
+		.sender = sender,
+		.rcpt = rcpt,
+		.destination = it->dest != NULL ? it->dest->key : it->domain,
+		.transport = it->route->transport.kind == ROUTE_LMTP ? "lmtp" :
+		    it->route->transport.kind == ROUTE_DISCARD ? "discard" :
+		    "smtp",
+		.mx = mx,
+		.addr = addr,
+		.status = st,
+		.code = code,
+		.enhanced = enh,
+		.text = text,
+		.attempt = it->attempts,
+		.delay_s = now > it->arrival_us ?
+		    (double)(now - it->arrival_us) / 1e6 : 0,
+		.next_try_us = next_us,
+		.dsn_queue_id = dsn_qid,
+		.size = it->mm.msg_len,
+	};
+
+	queue_id_format(it->qid, qid);
+	if (dlog_format(&d->logbuf, &e) != 0)
+		log_warn("deliver: cannot format a log line");
+}
+
+/*
+ * The outcome of one attempt of an item: res[i] is recipient i's reply
+ * (i indexes it->rcpt; with redirect, res[0] stands for all). rec and env
+ * are the loaded record (NULL when it could not be read: then no DSN).
+ * Writes the index updates (with a DSN if anything bounced), the log
+ * lines, and requeues what was deferred. Takes the item.
+ */
+static void
+item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
+    const uint8_t *rec, const struct envelope *env, const char *mx,
+    const char *addr)
+{
+	const struct route_policy *pol = &it->route->policy;
+	uint64_t now_us = real_us();
+	bool expired = now_us > it->arrival_us &&
+	    (now_us - it->arrival_us) / 1000000u >= pol->max_age_s;
+	uint16_t attempts = (uint16_t)(it->attempts < UINT16_MAX ?
+	    it->attempts + 1 : UINT16_MAX);
+	uint32_t delay_s = route_retry_delay(&pol->retry, attempts);
+	uint64_t next_us = now_us + (uint64_t)delay_s * 1000000u;
+	struct queue_update *ups;
+	struct dsn_rcpt *bounced = NULL;
+	size_t nb = 0, nd = 0;
+	char dsnq[QUEUE_ID_LEN + 1] = "";
+	const char *sender = env != NULL ? env->sender : NULL;
+	uint16_t n = it->nrcpt, keep = 0;
+	bool give_up = (pol->max_attempts != 0 && attempts >= pol->max_attempts)
+	    || expired;
+
+	it->attempts = attempts;
+	ups = calloc(n, sizeof(*ups));
+	if (env != NULL && sender[0] != '\0')
+		bounced = calloc(n, sizeof(*bounced));
+	if (ups == NULL) {
+		log_warn("deliver: out of memory recording results");
+		free(bounced);
+		free(it);
+		return;
+	}
+	for (uint16_t i = 0; i < n; i++) {
+		const struct dl_rres *r = &res[it->redirect ? 0 : i];
+		const char *rcpt = env != NULL ? env->rcpt[it->rcpt[i]] : "";
+		struct queue_update *u = &ups[i];
+		enum dlog_status st;
+
+		u->kind = QUEUE_UPD_RCPT;
+		u->qid = it->qid;
+		u->idx = it->rcpt[i];
+		u->attempts = attempts;
+		u->last_code = (uint32_t)r->code;
+		if (r->code >= 200 && r->code < 300) {
+			u->state = RCPT_DELIVERED;
+			st = DLOG_DELIVERED;
+		} else if (r->code >= 500 || give_up) {
+			u->state = RCPT_BOUNCED;
+			st = r->code < 500 && expired ? DLOG_EXPIRED :
+			    DLOG_BOUNCED;
+			if (bounced != NULL) {
+				struct dsn_rcpt *b = &bounced[nb++];
+
+				b->addr = rcpt;
+				b->status = r->code >= 500 ? r->enhanced :
+				    expired ? "4.4.7" : r->enhanced;
+				if (!dsn_status_valid(b->status))
+					b->status = r->code >= 500 ? "5.0.0" :
+					    "4.0.0";
+				b->remote_mta = mx;
+				b->diagnostic = r->text;
+				b->last_attempt_us = now_us;
+			}
+		} else {
+			u->state = RCPT_PENDING;
+			u->next_try_us = next_us;
+			st = DLOG_DEFERRED;
+			it->rcpt[keep++] = it->rcpt[i];
+		}
+		if (u->state != RCPT_PENDING)
+			nd++;
+		log_line(d, it, sender, rcpt, st, r->code, r->enhanced,
+		    r->text, mx, addr, st == DLOG_DEFERRED ? next_us : 0,
+		    NULL);
+	}
+	if (nb > 0) {
+		/* One DSN for what bounced this attempt, with the updates. */
+		struct buf msg = { 0 };
+		char qid[QUEUE_ID_LEN + 1], from[600];
+		struct dsn_info info = {
+			.reporting_mta = d->cfg->hostname,
+			.queue_id = qid,
+			.arrival_us = it->arrival_us,
+			.now_us = now_us,
+			.sender = sender,
+			.received_from = from,
+			.expired = expired,
+			.max_age_days = pol->max_age_s / 86400,
+		};
+		const uint8_t *orig = rec + sizeof(struct seg_hdr) +
+		    it->mm.env_len;
+
+		queue_id_format(it->qid, qid);
+		snprintf(from, sizeof(from), "%s ([%s])", env->helo,
+		    env->client_addr);
+		if (dsn_build(&info, bounced, nb, orig, it->mm.msg_len,
+		    &msg) == 0) {
+			uint64_t dq = shard_queue_dsn(d->sh, sender, &msg, ups,
+			    n);
+
+			if (dq != 0) {
+				queue_id_format(dq, dsnq);
+				ups = NULL;	/* the DSN's job owns them */
+				log_info("%s: sender non-delivery "
+				    "notification: %s", qid, dsnq);
+			}
+		}
+		if (ups != NULL) {
+			/* No DSN, no bounce: those try again later. */
+			for (uint16_t i = 0; i < n; i++)
+				if (ups[i].state == RCPT_BOUNCED) {
+					ups[i].state = RCPT_PENDING;
+					ups[i].next_try_us = next_us;
+					it->rcpt[keep++] = ups[i].idx;
+				}
+		}
+		if (ups != NULL)
+			log_warn("%s: cannot queue a DSN now", qid);
+		buf_free(&msg);
+	}
+	if (ups != NULL)
+		shard_submit_updates(d->sh, ups, n);
+	free(bounced);
+	if (keep > 0) {
+		it->nrcpt = keep;
+		it->due_ms = d->now_ms + (uint64_t)delay_s * 1000u;
+		item_schedule(d, it);
+	} else {
+		free(it);
+	}
+	(void)nd;
+}
+
+/* Every recipient of the item gets the same reply (no session). */
+static void
+item_fail_all(struct deliver *d, struct dl_item *it, int code,
+    const char *enh, const char *text)
+{
+	struct dl_rres *res = calloc(it->nrcpt ? it->nrcpt : 1, sizeof(*res));
+	struct envelope env = { 0 };
+	uint8_t *rec = NULL;
+	const char *why;
+
+	if (res == NULL) {
+		free(it);
+		return;
+	}
+	for (uint16_t i = 0; i < it->nrcpt; i++) {
+		res[i].code = code;
+		snprintf(res[i].enhanced, sizeof(res[i].enhanced), "%s", enh);
+		res[i].text = (char *)text;
+	}
+	why = item_load(d, it, &rec, &env);
+	if (why != NULL) {
+		char qid[QUEUE_ID_LEN + 1];
+
+		queue_id_format(it->qid, qid);
+		log_warn("%s: cannot read the message back: %s", qid, why);
+		free(res);
+		free(it);
+		return;
+	}
+	item_done(d, it, res, rec, &env, NULL, NULL);
+	envelope_release(&env);
+	free(rec);
+	free(res);
+}
+
+/* Defer (or bounce, if 5xx) every ready item of a destination. */
+static void
+dest_fail_ready(struct deliver *d, struct dl_dest *ds, int code,
+    const char *enh, const char *text)
+{
+	struct dl_item *it;
+
+	while ((it = dest_pop(ds)) != NULL)
+		item_fail_all(d, it, code, enh, text);
+}
+
+/* ---- outbound connections -------------------------------------------- */
+
+static void conn_close(struct dl_conn *c);
+static void conn_flush(struct dl_conn *c);
+static void set_idle(struct dl_conn *c, bool idle);
+
+static uint64_t
+cud(unsigned op, struct dl_conn *c)
+{
+	return uring_ud(op, (uint32_t)(c - c->d->conns), c->gen);
+}
+
+static void
+conn_free(struct dl_conn *c)
+{
+	struct deliver *d = c->d;
+	struct dl_dest *ds = c->dest;
+
+	assert(c->inflight == 0);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	smtp_client_free(&c->cli);
+	buf_free(&c->tx);
+	if (ds != NULL) {
+		set_idle(c, false);
+		ds->nconn--;
+		if (!c->connected)
+			ds->nconnecting--;
+		if (ds->queued > 0)
+			dest_run(d, ds);
+	}
+	c->in_use = false;
+	c->gen++;
+	c->next_free = d->free_head;
+	d->free_head = (uint32_t)(c - d->conns);
+	d->nactive--;
+}
+
+static void
+conn_close(struct dl_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->inflight == 0) {
+		conn_free(c);
+		return;
+	}
+	if (c->fd >= 0)
+		shutdown(c->fd, SHUT_RDWR);
+	sqe = uring_get_sqe(c->d->ring);
+	io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_OCANCEL, 0, 0));
+}
+
+static void
+conn_deadline(struct dl_conn *c)
+{
+	const struct delivery_cfg *dc = &c->d->cfg->delivery;
+
+	switch (smtp_client_waiting(&c->cli)) {
+	case SMTP_CLIENT_WAIT_DATA_END:
+		c->deadline_ms = c->d->now_ms + dc->data_timeout_ms;
+		break;
+	case SMTP_CLIENT_WAIT_NONE:
+		c->deadline_ms = c->d->now_ms + dc->idle_keep_ms;
+		break;
+	case SMTP_CLIENT_WAIT_QUIT:
+		c->deadline_ms = c->d->now_ms + 2000;
+		break;
+	default:
+		c->deadline_ms = c->d->now_ms + dc->reply_timeout_ms;
+		break;
+	}
+}
+
+static void
+set_idle(struct dl_conn *c, bool idle)
+{
+	if (c->idle != idle)
+		c->dest->nidle += idle ? 1 : -1;
+	c->idle = idle;
+}
+
+static void
+arm_orecv(struct dl_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->recv_armed || c->closing)
+		return;
+	sqe = uring_get_sqe(c->d->ring);
+	io_uring_prep_recv(sqe, c->fd, c->rbuf, sizeof(c->rbuf), 0);
+	io_uring_sqe_set_data64(sqe, cud(OP_ORECV, c));
+	c->recv_armed = true;
+	c->inflight++;
+}
+
+static void
+conn_flush(struct dl_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->send_armed || c->closing)
+		return;
+	if (c->tx_off == c->tx.len) {
+		buf_reset(&c->tx);
+		c->tx_off = 0;
+		if (c->cli.out.len == 0)
+			return;
+		/* Swap: the client appends to an empty buffer meanwhile. */
+		struct buf t = c->tx;
+
+		c->tx = c->cli.out;
+		c->cli.out = t;
+	}
+	sqe = uring_get_sqe(c->d->ring);
+	io_uring_prep_send(sqe, c->fd, c->tx.data + c->tx_off,
+	    c->tx.len - c->tx_off, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, cud(OP_OSEND, c));
+	c->send_armed = true;
+	c->inflight++;
+}
+
+/* Release what the current item borrowed; the item itself is passed on. */
+static void
+conn_item_clear(struct dl_conn *c)
+{
+	if (c->res != NULL) {
+		for (uint16_t i = 0; c->item && i < c->item->nrcpt; i++)
+			free(c->res[i].text);
+		free(c->res);
+	}
+	c->res = NULL;
+	free(c->rcpts);
+	c->rcpts = NULL;
+	envelope_release(&c->env);
+	free(c->rec);
+	c->rec = NULL;
+	c->item = NULL;
+}
+
+/* Give the connection its next item, or leave it idle. */
+static void
+conn_next(struct dl_conn *c)
+{
+	struct deliver *d = c->d;
+	struct dl_dest *ds = c->dest;
+	const struct route_policy *pol = &ds->route->policy;
+	struct smtp_client_msg m;
+	struct dl_item *it;
+	const char *why;
+	int rc;
+
+	for (;;) {
+		if (d->stopping || (pol->max_messages_per_connection &&
+		    c->msgs >= pol->max_messages_per_connection) ||
+		    ds->nconn > ds->eff_max) {
+			set_idle(c, false);
+			smtp_client_quit(&c->cli);
+			return;
+		}
+		if (pol->max_rate > 0) {
+			double rate = pol->max_rate;
+
+			ds->tokens += (double)(d->now_ms - ds->tokens_ms) *
+			    rate / 1000.0;
+			ds->tokens_ms = d->now_ms;
+			if (ds->tokens > (rate < 1 ? 1 : rate))
+				ds->tokens = rate < 1 ? 1 : rate;
+		}
+		if (ds->queued == 0 || (pol->max_rate > 0 && ds->tokens < 1)) {
+			set_idle(c, true);
+			return;
+		}
+		it = dest_pop(ds);
+		why = item_load(d, it, &c->rec, &c->env);
+		if (why != NULL) {
+			char qid[QUEUE_ID_LEN + 1];
+
+			queue_id_format(it->qid, qid);
+			log_warn("%s: cannot read the message back: %s", qid,
+			    why);
+			free(it);
+			continue;
+		}
+		if (pol->max_rate > 0)
+			ds->tokens -= 1;
+		c->item = it;
+		set_idle(c, false);
+		c->msgs++;
+		c->res = calloc(it->nrcpt, sizeof(*c->res));
+		c->rcpts = calloc(it->nrcpt, sizeof(*c->rcpts));
+		if (c->res == NULL || c->rcpts == NULL) {
+			conn_item_clear(c);
+			it->due_ms = d->now_ms + 1000;
+			item_schedule(d, it);
+			smtp_client_quit(&c->cli);
+			return;
+		}
+		for (uint16_t i = 0; i < it->nrcpt; i++)
+			c->rcpts[i] = it->redirect ? d->cfg->dev_redirect :
+			    c->env.rcpt[it->rcpt[i]];
+		memset(&m, 0, sizeof(m));
+		m.sender = c->env.sender;
+		m.rcpt = c->rcpts;
+		m.nrcpt = it->redirect ? 1 : it->nrcpt;
+		m.data = (const char *)c->rec + sizeof(struct seg_hdr) +
+		    it->mm.env_len;
+		m.len = it->mm.msg_len;
+		m.body = c->env.body;
+		m.smtputf8 = c->env.smtputf8;
+		rc = smtp_client_send(&c->cli, &m);
+		if (rc >= 0)
+			return;
+		/* A message the client cannot send at all: bounce it. */
+		{
+			struct dl_rres *res = c->res;
+			uint8_t *rec = c->rec;
+			struct envelope env = c->env;
+
+			for (uint16_t i = 0; i < it->nrcpt; i++) {
+				res[i].code = 554;
+				strcpy(res[i].enhanced, "5.6.0");
+				res[i].text = NULL;
+			}
+			memset(&c->env, 0, sizeof(c->env));
+			c->res = NULL;
+			c->rec = NULL;
+			c->item = NULL;
+			free(c->rcpts);
+			c->rcpts = NULL;
+			res[0].text = strdup("message cannot be sent as is");
+			item_done(d, it, res, rec, &env, NULL, NULL);
+			free(res[0].text);
+			free(res);
+			envelope_release(&env);
+			free(rec);
+		}
+	}
+}
+
+/* ---- smtp_client callbacks ------------------------------------------- */
+
+static void
+cb_ready(void *arg)
+{
+	struct dl_conn *c = arg;
+
+	conn_next(c);
+}
+
+static void
+cb_rcpt_done(void *arg, uint32_t index, const struct smtp_client_reply *r)
+{
+	struct dl_conn *c = arg;
+	struct dl_rres *x;
+
+	if (c->res == NULL || c->item == NULL || index >= c->item->nrcpt)
+		return;
+	x = &c->res[index];
+	x->code = r->code;
+	snprintf(x->enhanced, sizeof(x->enhanced), "%s", r->enhanced);
+	free(x->text);
+	x->text = malloc(strlen(r->text) + 16);
+	if (x->text != NULL)
+		sprintf(x->text, "%d %s %s", r->code, r->enhanced, r->text);
+}
+
+static void
+cb_message_done(void *arg, const struct smtp_client_reply *r,
+    const struct smtp_client_tally *t)
+{
+	struct dl_conn *c = arg;
+	struct deliver *d = c->d;
+	struct dl_item *it = c->item;
+	struct dl_dest *ds = c->dest;
+	struct dl_rres *res = c->res;
+	uint8_t *rec = c->rec;
+	struct envelope env = c->env;
+	uint16_t n;
+
+	(void)r;
+	if (it == NULL)
+		return;
+	n = it->nrcpt;
+	if (t->delivered > 0)
+		dest_ok(ds);
+	else if (t->deferred > 0 && ++ds->fails >= DL_FAIL_RUN) {
+		ds->fails = 0;
+		dest_slow(d, ds);
+	}
+	memset(&c->env, 0, sizeof(c->env));
+	c->res = NULL;
+	c->rec = NULL;
+	c->item = NULL;
+	free(c->rcpts);
+	c->rcpts = NULL;
+	item_done(d, it, res, rec, &env, c->host, c->addr);
+	envelope_release(&env);
+	free(rec);
+	for (uint16_t i = 0; res != NULL && i < n; i++)
+		free(res[i].text);
+	free(res);
+}
+
+static void
+cb_failed(void *arg, enum smtp_client_stage stage,
+    const struct smtp_client_reply *r)
+{
+	struct dl_conn *c = arg;
+	struct dl_dest *ds = c->dest;
+	char text[1100];
+
+	log_info("deliver: %s [%s]: session failed at %s: %d %s", c->host,
+	    c->addr, smtp_client_strstage(stage), r->code, r->text);
+	if (r->code == 421 || stage <= SMTP_CLIENT_STAGE_EHLO)
+		dest_slow(c->d, ds);
+	if (stage <= SMTP_CLIENT_STAGE_AUTH && ds->nconn <= 1) {
+		/* Nothing got through: what waits here waits longer. */
+		snprintf(text, sizeof(text), "%d %s host %s[%s] said: %s",
+		    r->code, r->enhanced, c->host, c->addr, r->text);
+		dest_fail_ready(c->d, ds, r->code >= 500 ? 451 : r->code,
+		    r->code >= 500 ? "4.4.0" : r->enhanced, text);
+	}
+}
+
+static const struct smtp_client_cb client_cb = {
+	.ready = cb_ready,
+	.rcpt_done = cb_rcpt_done,
+	.message_done = cb_message_done,
+	.failed = cb_failed,
+};
+
+/* ---- connecting ------------------------------------------------------ */
+
+static void
+conn_connect(struct dl_conn *c)
+{
+	struct dl_dest *ds = c->dest;
+	struct dl_target *t = &ds->targets[c->target];
+	struct io_uring_sqe *sqe;
+	int one = 1;
+
+	snprintf(c->host, sizeof(c->host), "%s", t->host);
+	if (t->sa.ss_family == AF_UNIX) {
+		snprintf(c->addr, sizeof(c->addr), "%s",
+		    ((struct sockaddr_un *)&t->sa)->sun_path);
+	} else {
+		char a[INET6_ADDRSTRLEN];
+		const void *p = t->sa.ss_family == AF_INET ?
+		    (const void *)&((struct sockaddr_in *)&t->sa)->sin_addr :
+		    (const void *)&((struct sockaddr_in6 *)&t->sa)->sin6_addr;
+
+		inet_ntop(t->sa.ss_family, p, a, sizeof(a));
+		snprintf(c->addr, sizeof(c->addr),
+		    t->sa.ss_family == AF_INET ? "%s:%u" : "[%s]:%u", a,
+		    ds->route->transport.port ? ds->route->transport.port :
+		    ROUTE_PORT_SMTP);
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		log_warn("deliver: socket: %s", strerror(errno));
+		conn_close(c);
+		return;
+	}
+	if (t->sa.ss_family != AF_UNIX)
+		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	sqe = uring_get_sqe(c->d->ring);
+	io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&t->sa, t->salen);
+	io_uring_sqe_set_data64(sqe, cud(OP_CONNECT, c));
+	c->inflight++;
+	c->deadline_ms = c->d->now_ms + c->d->cfg->delivery.connect_timeout_ms;
+}
+
+static void
+conn_open(struct deliver *d, struct dl_dest *ds)
+{
+	struct dl_conn *c;
+	uint32_t i = d->free_head;
+
+	if (i == UINT32_MAX || ds->ntargets == 0)
+		return;
+	c = &d->conns[i];
+	d->free_head = c->next_free;
+	d->nactive++;
+	c->in_use = true;
+	c->connected = c->closing = c->idle = c->timed_out = false;
+	c->recv_armed = c->send_armed = false;
+	c->inflight = 0;
+	c->fd = -1;
+	c->dest = ds;
+	c->target = 0;
+	c->msgs = 0;
+	c->tx_off = 0;
+	ds->nconn++;
+	ds->nconnecting++;
+	conn_connect(c);
+}
+
+static void
+handle_connect(struct dl_conn *c, int res)
+{
+	struct dl_dest *ds = c->dest;
+
+	if (c->closing)
+		return;
+	if (c->timed_out) {
+		c->timed_out = false;
+		if (res == -ECANCELED || res == 0)
+			res = -ETIMEDOUT;
+	}
+	if (res < 0) {
+		log_info("deliver: connect to %s[%s]: %s", c->host, c->addr,
+		    strerror(-res));
+		if (c->target + 1 < ds->ntargets) {
+			c->target++;
+			conn_connect(c);
+			return;
+		}
+		dest_slow(c->d, ds);
+		if (ds->nconn <= 1) {
+			char text[600];
+
+			snprintf(text, sizeof(text),
+			    "connect to %s[%s]: %s", c->host, c->addr,
+			    strerror(-res));
+			dest_fail_ready(c->d, ds, 451, "4.4.1", text);
+		}
+		conn_close(c);
+		return;
+	}
+	c->connected = true;
+	ds->nconnecting--;
+	smtp_client_init(&c->cli, &ds->ccfg, &client_cb, c);
+	conn_deadline(c);
+	arm_orecv(c);
+}
+
+static void
+handle_orecv(struct dl_conn *c, int res)
+{
+	enum smtp_client_event ev;
+
+	c->recv_armed = false;
+	if (c->closing)
+		return;
+	if (res <= 0) {
+		smtp_client_eof(&c->cli);
+		conn_close(c);
+		return;
+	}
+	ev = smtp_client_input(&c->cli, c->rbuf, (size_t)res);
+	conn_flush(c);
+	if (ev == SMTP_CLIENT_EV_CLOSE || smtp_client_closed(&c->cli)) {
+		if (!c->send_armed)
+			conn_close(c);
+		return;
+	}
+	conn_deadline(c);
+	arm_orecv(c);
+}
+
+static void
+handle_osend(struct dl_conn *c, int res)
+{
+	c->send_armed = false;
+	if (c->closing)
+		return;
+	if (res < 0) {
+		smtp_client_eof(&c->cli);
+		conn_close(c);
+		return;
+	}
+	c->tx_off += (size_t)res;
+	conn_flush(c);
+	if (!c->send_armed && smtp_client_closed(&c->cli))
+		conn_close(c);
+}
+
+/* ---- DNS ------------------------------------------------------------- */
+
+static void
+set_port(struct sockaddr_storage *sa, uint16_t port)
+{
+	if (sa->ss_family == AF_INET)
+		((struct sockaddr_in *)sa)->sin_port = htons(port);
+	else if (sa->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)sa)->sin6_port = htons(port);
+}
+
+static void
+dest_resolved(void *arg, const struct resolve_result *r)
+{
+	struct dl_dest *ds = arg;
+	unsigned n = 0;
+
+	ds->resolving = false;
+	ds->rstatus = (int)r->status;
+	snprintf(ds->rwhy, sizeof(ds->rwhy), "%s", r->why);
+	ds->resolved_ms = mono_ms();
+	free(ds->targets);
+	ds->targets = NULL;
+	ds->ntargets = 0;
+	if (r->status == RESOLVE_OK) {
+		for (unsigned i = 0; i < r->ntargets; i++)
+			n += r->targets[i].naddr;
+		if (n > DL_TARGETS_MAX)
+			n = DL_TARGETS_MAX;
+		ds->targets = calloc(n ? n : 1, sizeof(*ds->targets));
+		for (unsigned i = 0, k = 0; ds->targets && i < r->ntargets;
+		    i++)
+			for (unsigned j = 0; j < r->targets[i].naddr && k < n;
+			    j++, k++) {
+				struct dl_target *t = &ds->targets[k];
+
+				snprintf(t->host, sizeof(t->host), "%s",
+				    r->targets[i].host);
+				t->sa = r->targets[i].addr[j];
+				set_port(&t->sa, ds->route->transport.port);
+				t->salen = t->sa.ss_family == AF_INET ?
+				    sizeof(struct sockaddr_in) :
+				    sizeof(struct sockaddr_in6);
+				ds->ntargets = k + 1;
+			}
+	}
+}
+
+/* Fixed targets need no DNS: an address literal or a unix socket. */
+static bool
+dest_literal(struct dl_dest *ds)
+{
+	const struct route_transport *t = &ds->route->transport;
+	struct dl_target *x;
+
+	if (ds->targets != NULL)
+		return true;
+	x = calloc(1, sizeof(*x));
+	if (x == NULL)
+		return false;
+	snprintf(x->host, sizeof(x->host), "%s", t->host);
+	if (t->unix_socket) {
+		struct sockaddr_un *un = (struct sockaddr_un *)&x->sa;
+
+		un->sun_family = AF_UNIX;
+		/* route.c keeps unix paths within ROUTE_PATH_MAX. */
+		memcpy(un->sun_path, t->host,
+		    strnlen(t->host, sizeof(un->sun_path) - 1));
+		x->salen = sizeof(*un);
+	} else if (inet_pton(AF_INET, t->host,
+	    &((struct sockaddr_in *)&x->sa)->sin_addr) == 1) {
+		x->sa.ss_family = AF_INET;
+		x->salen = sizeof(struct sockaddr_in);
+	} else if (inet_pton(AF_INET6, t->host,
+	    &((struct sockaddr_in6 *)&x->sa)->sin6_addr) == 1) {
+		x->sa.ss_family = AF_INET6;
+		x->salen = sizeof(struct sockaddr_in6);
+	} else {
+		free(x);
+		return false;
+	}
+	set_port(&x->sa, t->port);
+	ds->targets = x;
+	ds->ntargets = 1;
+	ds->rstatus = RESOLVE_OK;
+	ds->resolved_ms = UINT64_MAX;
+	return true;
+}
+
+/* ---- the scheduler --------------------------------------------------- */
+
+/* One destination: use idle connections, open new ones. */
+static bool
+dest_service(struct deliver *d, struct dl_dest *ds)
+{
+	const struct route_transport *t = &ds->route->transport;
+	char text[300];
+
+	if (ds->queued == 0)
+		return false;
+	if (t->kind == ROUTE_ERROR || t->kind == ROUTE_DISCARD) {
+		/* Routes changed since the message was accepted. */
+		dest_fail_ready(d, ds, t->kind == ROUTE_ERROR ? t->code : 250,
+		    t->kind == ROUTE_ERROR ? "5.0.0" : "2.0.0",
+		    t->kind == ROUTE_ERROR ? t->text : "discarded");
+		return false;
+	}
+	/* Idle connections first. */
+	for (uint32_t i = 0; i < DL_CONNS && ds->queued > 0 && ds->nidle > 0;
+	    i++) {
+		struct dl_conn *c = &d->conns[i];
+
+		if (c->in_use && c->dest == ds && c->idle && !c->closing &&
+		    smtp_client_ready(&c->cli)) {
+			conn_next(c);
+			conn_flush(c);
+			if (c->item == NULL && c->idle)
+				break;	/* rate limit */
+		}
+	}
+	if (ds->queued == 0 || d->stopping)
+		return ds->queued > 0;
+	if (d->now_ms < ds->hold_until_ms)
+		return true;
+	if (!dest_literal(ds) &&
+	    (ds->resolved_ms == 0 ||
+	    d->now_ms > ds->resolved_ms + DL_RESOLVE_FRESH_MS)) {
+		if (!ds->resolving) {
+			if (d->res == NULL) {
+				dest_fail_ready(d, ds, 451, "4.4.3",
+				    d->resolver_err);
+				return false;
+			}
+			ds->resolving = true;
+			resolver_lookup(d->res, ds->lookup, t->mx_lookup,
+			    dest_resolved, ds);
+		}
+		if (ds->resolved_ms == 0 || ds->resolving)
+			return true;
+	}
+	if (ds->rstatus != RESOLVE_OK) {
+		bool perm = ds->rstatus != RESOLVE_TEMPFAIL;
+
+		snprintf(text, sizeof(text), "%s", ds->rwhy[0] ? ds->rwhy :
+		    resolve_status_name((enum resolve_status)ds->rstatus));
+		ds->resolved_ms = 0;	/* ask again next time */
+		dest_fail_ready(d, ds, perm ? 550 : 451,
+		    perm ? (ds->rstatus == RESOLVE_NULLMX ? "5.1.10" :
+		    "5.1.2") : "4.4.3", text);
+		if (!perm)
+			dest_slow(d, ds);
+		return false;
+	}
+	while (ds->queued > ds->nconnecting && ds->nconn < ds->eff_max &&
+	    d->free_head != UINT32_MAX)
+		conn_open(d, ds);
+	return ds->queued > 0;
+}
+
+void
+deliver_run(struct deliver *d, uint64_t now_ms)
+{
+	struct dl_item *it, *next, *rev = NULL;
+	struct dl_dest *ds, **pp;
+
+	d->now_ms = now_ms;
+	it = atomic_exchange(&inboxes[d->id].head, NULL);
+	for (; it != NULL; it = next) {	/* oldest first */
+		next = it->next;
+		it->next = rev;
+		rev = it;
+	}
+	for (it = rev; it != NULL; it = next) {
+		next = it->next;
+		item_schedule(d, it);
+	}
+	while (d->nheap > 0 && d->heap[0]->due_ms <= now_ms) {
+		it = heap_pop(d);
+		dest_push(d, it->dest, it);
+	}
+	for (pp = &d->run; !d->cfg->delivery.paused && (ds = *pp) != NULL;) {
+		if (dest_service(d, ds)) {
+			pp = &ds->rnext;
+		} else {
+			*pp = ds->rnext;
+			ds->in_run = false;
+			if (ds->queued > 0)
+				dest_run(d, ds);	/* came back */
+		}
+	}
+	if (d->logbuf.len > 0 && dlog_write(&d->log, &d->logbuf) < 0)
+		log_warn("deliver: writing the delivery log failed");
+}
+
+void
+deliver_tick(struct deliver *d, uint64_t now_ms)
+{
+	d->now_ms = now_ms;
+	if (d->res != NULL)
+		resolver_tick(d->res, now_ms);
+	for (uint32_t i = 0; i < DL_CONNS; i++) {
+		struct dl_conn *c = &d->conns[i];
+
+		if (!c->in_use || c->closing || now_ms < c->deadline_ms)
+			continue;
+		if (!c->connected) {
+			/* The connect completes cancelled: try the next. */
+			struct io_uring_sqe *sqe = uring_get_sqe(d->ring);
+
+			io_uring_prep_cancel64(sqe, cud(OP_CONNECT, c), 0);
+			io_uring_sqe_set_data64(sqe, uring_ud(OP_OCANCEL, 0, 0));
+			c->timed_out = true;
+			c->deadline_ms = UINT64_MAX;
+			continue;
+		}
+		if (smtp_client_waiting(&c->cli) == SMTP_CLIENT_WAIT_NONE &&
+		    !smtp_client_closed(&c->cli)) {
+			smtp_client_quit(&c->cli);
+			conn_flush(c);
+			conn_deadline(c);
+			continue;
+		}
+		smtp_client_timeout(&c->cli);
+		conn_close(c);
+	}
+}
+
+void
+deliver_complete(struct deliver *d, uint64_t ud, int res, uint32_t flags)
+{
+	unsigned op = URING_UD_OP(ud);
+	struct dl_conn *c;
+
+	(void)flags;
+	if (op == OP_DNS) {
+		if (d->res != NULL)
+			resolver_complete(d->res, ud, res, flags);
+		return;
+	}
+	if (op == OP_OCANCEL)
+		return;
+	c = &d->conns[URING_UD_IDX(ud)];
+	assert(c->in_use && c->gen == URING_UD_GEN(ud));
+	assert(c->inflight > 0);
+	c->inflight--;
+	switch (op) {
+	case OP_CONNECT:
+		handle_connect(c, res);
+		break;
+	case OP_ORECV:
+		handle_orecv(c, res);
+		break;
+	case OP_OSEND:
+		handle_osend(c, res);
+		break;
+	default:
+		log_panic("deliver: unknown op %u", op);
+	}
+	if (c->in_use && c->closing && c->inflight == 0)
+		conn_free(c);
+}
+
+bool
+deliver_stop(struct deliver *d, bool force)
+{
+	d->stopping = true;
+	for (uint32_t i = 0; i < DL_CONNS; i++) {
+		struct dl_conn *c = &d->conns[i];
+
+		if (!c->in_use || c->closing)
+			continue;
+		if (force) {
+			if (c->connected)
+				smtp_client_eof(&c->cli);
+			conn_close(c);
+		} else if (c->idle && smtp_client_ready(&c->cli)) {
+			set_idle(c, false);
+			smtp_client_quit(&c->cli);
+			conn_flush(c);
+		}
+	}
+	if (d->logbuf.len > 0)
+		dlog_write(&d->log, &d->logbuf);
+	return d->nactive == 0;
+}
+
+struct deliver *
+deliver_create(struct shard *sh, struct io_uring *ring, unsigned shard_id,
+    const struct config *cfg)
+{
+	struct deliver *d = calloc(1, sizeof(*d));
+	struct resolver_cfg rc;
+	char path[4096];
+
+	if (d == NULL)
+		return NULL;
+	d->sh = sh;
+	d->ring = ring;
+	d->id = shard_id;
+	d->cfg = cfg;
+	d->conns = calloc(DL_CONNS, sizeof(*d->conns));
+	if (d->conns == NULL) {
+		free(d);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < DL_CONNS; i++) {
+		d->conns[i].d = d;
+		d->conns[i].fd = -1;
+		d->conns[i].next_free = i + 1 < DL_CONNS ? i + 1 : UINT32_MAX;
+	}
+	d->free_head = 0;
+	for (unsigned i = 0; i < DL_SEGFD_CACHE; i++)
+		d->segfd[i].fd = -1;
+	snprintf(path, sizeof(path), "%s/seg", cfg->spool);
+	d->segdir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	resolver_cfg_defaults(&rc);
+	rc.timeout_ms = cfg->dns.timeout_ms;
+	rc.attempts = cfg->dns.attempts;
+	if (resolver_cfg_server(&rc, cfg->dns.resolver, "/etc/resolv.conf",
+	    d->resolver_err, sizeof(d->resolver_err)) != 0 ||
+	    resolver_create(&d->res, ring, OP_DNS, &rc) != 0) {
+		if (d->resolver_err[0] == '\0')
+			snprintf(d->resolver_err, sizeof(d->resolver_err),
+			    "no DNS resolver");
+		log_warn("shard %u: DNS unavailable: %s", shard_id,
+		    d->resolver_err);
+		d->res = NULL;
+	}
+	if (strcmp(cfg->delivery.log, "-") == 0 || cfg->delivery.log[0] == '/')
+		snprintf(path, sizeof(path), "%s", cfg->delivery.log);
+	else
+		snprintf(path, sizeof(path), "%s/%s", cfg->spool,
+		    cfg->delivery.log);
+	if (dlog_open(&d->log, path) != 0)
+		log_warn("cannot open the delivery log %s: %s", path,
+		    strerror(errno));
+	return d;
+}
+
+void
+deliver_destroy(struct deliver *d)
+{
+	struct dl_item *it;
+
+	if (d == NULL)
+		return;
+	resolver_destroy(d->res);
+	d->res = NULL;
+	for (uint32_t i = 0; i < DL_CONNS; i++) {
+		struct dl_conn *c = &d->conns[i];
+
+		if (c->in_use) {
+			if (c->item != NULL)
+				free(c->item);
+			conn_item_clear(c);
+			smtp_client_free(&c->cli);
+			buf_free(&c->tx);
+			if (c->fd >= 0)
+				close(c->fd);
+		}
+	}
+	while ((it = heap_pop(d)) != NULL)
+		free(it);
+	for (unsigned b = 0; b < DL_DEST_BUCKETS; b++) {
+		struct dl_dest *ds = d->buckets[b], *n;
+
+		for (; ds != NULL; ds = n) {
+			n = ds->hnext;
+			while ((it = dest_pop(ds)) != NULL)
+				free(it);
+			free(ds->targets);
+			free(ds);
+		}
+	}
+	for (unsigned i = 0; i < DL_SEGFD_CACHE; i++)
+		if (d->segfd[i].fd >= 0)
+			close(d->segfd[i].fd);
+	if (d->segdir >= 0)
+		close(d->segdir);
+	if (d->logbuf.len > 0)
+		dlog_write(&d->log, &d->logbuf);
+	buf_free(&d->logbuf);
+	dlog_close(&d->log);
+	free(d->heap);
+	free(d->conns);
+	free(d);
+}

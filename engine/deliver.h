@@ -1,0 +1,80 @@
+/*
+ * deliver.h - the delivery side of a shard: scheduler, destinations,
+ * outbound SMTP/LMTP connections, retries and bounces.
+ *
+ * Ownership: every destination (route_destination(): a domain, or a next
+ * hop "[host]:port") belongs to the shard chosen by an xxHash of its name,
+ * so per-destination limits hold without locks. A message's recipients
+ * are grouped by destination into items; each item is posted to its
+ * owner's inbox (a lock-free list, woken through the owner's eventfd),
+ * from the shard that accepted the message, from a DSN, or at start-up
+ * from the index.
+ *
+ * The owner keeps items in memory: ready ones in their destination's
+ * FIFO, deferred ones in a heap by retry time. Outbound connections run
+ * on the shard's ring (op kinds DELIVER_OP_*), the SMTP dialogue is
+ * proto/smtp_client.c, DNS is engine/resolver.c on the same ring.
+ * Results go to the index through the committer (batched like
+ * acceptance), one JSON line per recipient per attempt goes to the
+ * delivery log, and bounces produce a DSN queued as a new message.
+ *
+ * Threads: deliver_* functions run on their shard's thread, except
+ * deliver_global_init/deliver_dispatch* (main thread before the shards
+ * start, or any shard) and deliver_post (any thread).
+ */
+#ifndef SLUICE_DELIVER_H
+#define SLUICE_DELIVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../queue/queue.h"
+#include "config.h"
+
+struct io_uring;
+struct shard;
+struct deliver;
+
+/* Completions with an op at or above this belong to the deliverer. */
+#define DELIVER_OP_BASE 32
+
+/*
+ * Before any shard runs: the shard count, the configuration (for routes)
+ * and each shard's eventfd (to wake an owner whose inbox got items).
+ */
+void deliver_global_init(const struct config *cfg, unsigned nshards,
+    const int *efds);
+void deliver_global_free(void);
+
+/*
+ * Route a message's pending recipients and post one item per destination
+ * to its owner. pending[i] tells whether recipient i is still to be
+ * delivered (NULL: all are); attempts and next_try_us come from the index
+ * (0 for a new message). Recipients routed to discard are reported through
+ * *discarded (a bitmap of nrcpt bits the caller marks delivered); may be
+ * NULL when the caller has none to mark. Returns the number of items
+ * posted, or -ENOMEM.
+ */
+int deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
+    const struct envelope *env, const bool *pending, uint16_t attempts,
+    uint64_t next_try_us, bool *discarded);
+
+/* The deliverer of one shard; NULL on failure (reported). */
+struct deliver *deliver_create(struct shard *sh, struct io_uring *ring,
+    unsigned shard_id, const struct config *cfg);
+void deliver_destroy(struct deliver *d);
+
+/* A completion with op >= DELIVER_OP_BASE. */
+void deliver_complete(struct deliver *d, uint64_t ud, int res, uint32_t flags);
+/* Before the shard sleeps: take the inbox, start what can start. */
+void deliver_run(struct deliver *d, uint64_t now_ms);
+/* Every tick: timeouts, retries, the resolver. */
+void deliver_tick(struct deliver *d, uint64_t now_ms);
+/*
+ * Stop: no new connections, idle ones get QUIT; with force, every
+ * connection is closed (what was in flight is deferred). true once all
+ * are closed.
+ */
+bool deliver_stop(struct deliver *d, bool force);
+
+#endif

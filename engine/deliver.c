@@ -83,6 +83,8 @@ struct dl_item {
 	uint32_t heap_idx;
 	uint16_t attempts;
 	uint16_t nrcpt;
+	uint8_t ctl;			/* enum deliver_ctl; 0: an item */
+	uint8_t upd;			/* DELIVER_CTL_UPDATE: the kind */
 	bool redirect;			/* dev_redirect: one address for all */
 	char *domain;			/* points into the allocation */
 	uint16_t rcpt[];		/* recipient indices */
@@ -1451,6 +1453,150 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 	return ds->queued > 0;
 }
 
+/* Take out of the heap every item that matches (qid 0: all). */
+static struct dl_item *
+heap_take(struct deliver *d, uint64_t qid)
+{
+	struct dl_item *out = NULL;
+	uint32_t i, n = 0;
+
+	for (i = 0; i < d->nheap; i++) {
+		struct dl_item *it = d->heap[i];
+
+		if (qid == 0 || it->qid == qid) {
+			it->next = out;
+			out = it;
+		} else {
+			d->heap[n] = it;
+			it->heap_idx = n++;
+		}
+	}
+	d->nheap = n;
+	/* Heapify what is left: sift every parent down. */
+	for (i = n / 2; i-- > 0;) {
+		uint32_t j = i;
+
+		for (;;) {
+			uint32_t l = 2 * j + 1, r = l + 1, m = j;
+
+			if (l < n && d->heap[l]->due_ms < d->heap[m]->due_ms)
+				m = l;
+			if (r < n && d->heap[r]->due_ms < d->heap[m]->due_ms)
+				m = r;
+			if (m == j)
+				break;
+			heap_swap(d, j, m);
+			j = m;
+		}
+	}
+	return out;
+}
+
+/* Take out of every destination's FIFO the items of qid. */
+static struct dl_item *
+fifo_take(struct deliver *d, uint64_t qid)
+{
+	struct dl_item *out = NULL;
+
+	for (unsigned b = 0; b < DL_DEST_BUCKETS; b++)
+		for (struct dl_dest *ds = d->buckets[b]; ds; ds = ds->hnext) {
+			struct dl_item **pp = &ds->head, *it, *last = NULL;
+
+			while ((it = *pp) != NULL) {
+				if (it->qid == qid) {
+					*pp = it->next;
+					ds->queued--;
+					it->next = out;
+					out = it;
+				} else {
+					last = it;
+					pp = &it->next;
+				}
+			}
+			ds->tail = last;
+		}
+	return out;
+}
+
+static void
+handle_ctl(struct deliver *d, struct dl_item *ctl)
+{
+	struct dl_item *list = NULL, *it, *next;
+
+	switch (ctl->ctl) {
+	case DELIVER_CTL_FLUSH:
+		/* Every deferred item is due now; no destination waits. */
+		list = heap_take(d, 0);
+		for (unsigned b = 0; b < DL_DEST_BUCKETS; b++)
+			for (struct dl_dest *ds = d->buckets[b]; ds;
+			    ds = ds->hnext) {
+				ds->hold_until_ms = 0;
+				ds->hold_ms = 0;
+				ds->resolved_ms = ds->resolved_ms == UINT64_MAX ?
+				    UINT64_MAX : 0;
+			}
+		for (it = list; it != NULL; it = next) {
+			next = it->next;
+			dest_push(d, it->dest, it);
+		}
+		break;
+	case DELIVER_CTL_DROP:
+		list = heap_take(d, ctl->qid);
+		for (it = list; it != NULL; it = next) {
+			next = it->next;
+			free(it);
+		}
+		list = fifo_take(d, ctl->qid);
+		for (it = list; it != NULL; it = next) {
+			next = it->next;
+			free(it);
+		}
+		break;
+	case DELIVER_CTL_BOUNCE:
+		list = heap_take(d, ctl->qid);
+		for (it = list; it != NULL; it = next) {
+			next = it->next;
+			dest_push(d, it->dest, it);
+		}
+		for (it = fifo_take(d, ctl->qid); it != NULL; it = next) {
+			next = it->next;
+			/* Gives up at once: counts as the last attempt. */
+			item_fail_all(d, it, 550, "5.0.0",
+			    "550 5.0.0 message bounced by the operator");
+		}
+		break;
+	case DELIVER_CTL_UPDATE: {
+		struct queue_update *u = calloc(1, sizeof(*u));
+
+		if (u != NULL) {
+			u->kind = ctl->upd;
+			u->qid = ctl->qid;
+			shard_submit_updates(d->sh, u, 1);
+		}
+		break;
+	}
+	}
+	free(ctl);
+}
+
+int
+deliver_control(unsigned shard, enum deliver_ctl what, uint64_t qid,
+    unsigned upd)
+{
+	struct dl_item *it;
+
+	if (shard >= g_nshards)
+		return -EINVAL;
+	it = calloc(1, sizeof(*it));
+	if (it == NULL)
+		return -ENOMEM;
+	it->ctl = (uint8_t)what;
+	it->upd = (uint8_t)upd;
+	it->qid = qid;
+	post(shard, it);
+	return 0;
+}
+
 void
 deliver_run(struct deliver *d, uint64_t now_ms)
 {
@@ -1466,7 +1612,10 @@ deliver_run(struct deliver *d, uint64_t now_ms)
 	}
 	for (it = rev; it != NULL; it = next) {
 		next = it->next;
-		item_schedule(d, it);
+		if (it->ctl != 0)
+			handle_ctl(d, it);
+		else
+			item_schedule(d, it);
 	}
 	while (d->nheap > 0 && d->heap[0]->due_ms <= now_ms) {
 		it = heap_pop(d);

@@ -59,6 +59,24 @@ int deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
     const struct envelope *env, const bool *pending, uint16_t attempts,
     uint64_t next_try_us, bool *discarded);
 
+/*
+ * Operator commands, posted to a shard's inbox (any thread):
+ *   FLUSH   every deferred item is due now, destinations stop waiting
+ *   DROP    forget the items of qid (deleted or put on hold)
+ *   BOUNCE  bounce the items of qid now (a DSN to the sender)
+ *   UPDATE  hand the index update (upd: enum queue_upd_kind) of qid to
+ *           the committer, through this shard
+ * Items on a connection at that moment finish their attempt.
+ */
+enum deliver_ctl {
+	DELIVER_CTL_FLUSH = 1,
+	DELIVER_CTL_DROP,
+	DELIVER_CTL_BOUNCE,
+	DELIVER_CTL_UPDATE,
+};
+int deliver_control(unsigned shard, enum deliver_ctl what, uint64_t qid,
+    unsigned upd);
+
 /* The deliverer of one shard; NULL on failure (reported). */
 struct deliver *deliver_create(struct shard *sh, struct io_uring *ring,
     unsigned shard_id, const struct config *cfg);

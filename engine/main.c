@@ -30,6 +30,7 @@
 #include "../queue/queue.h"
 #include "../queue/queue_commit.h"
 #include "config.h"
+#include "control.h"
 #include "deliver.h"
 #include "log.h"
 #include "shard.h"
@@ -364,6 +365,7 @@ main(int argc, char **argv)
 		if ((rc = shard_start(shards[i], committer)) < 0)
 			log_fatal("cannot start shard %u: %s", i,
 			    strerror(-rc));
+	control_start(&cfg, qi);
 	listen_summary(&cfg, lsum, sizeof(lsum));
 	log_info("ready: listening on %s, %u shard(s), spool %s, "
 	    "hostname %s", lsum, cfg.shards, cfg.spool, cfg.hostname);
@@ -380,6 +382,7 @@ main(int argc, char **argv)
 	}
 	log_info("stopping (signal %d): no new connections, up to %u ms "
 	    "for sessions to finish", sig, cfg.shutdown_timeout_ms);
+	control_stop();
 	for (i = 0; i < cfg.shards; i++)
 		shard_request_stop(shards[i]);
 	for (i = 0; i < cfg.shards; i++) {

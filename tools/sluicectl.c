@@ -6,7 +6,13 @@
  *   queue count               number of queued messages
  *   queue list [--json]       every message, like Postfix mailq
  *   queue show ID [--json]    one message's envelope and verified headers
+ *   queue flush               retry deferred mail now (running daemon)
+ *   queue delete|hold|release|bounce ID   act on one message (running daemon)
  *   resolve [...] NAME        MX/A/AAAA as delivery sees them (exit 75: temp)
+ *
+ * The commands that change the queue talk to the running sluiced through
+ * SPOOL/control.sock (engine/control.h): it owns the schedule and the
+ * index writes, so nothing here writes to the spool itself.
  *
  * Contract: the configuration is loaded exactly as sluiced loads it
  * (config_load() with the same file, -o overrides and environment), so the
@@ -35,6 +41,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define EXIT_OPERATIONAL 1
@@ -54,6 +62,11 @@ static const char usage_text[] =
     "  queue list [--json]     list queued messages\n"
     "  queue show ID [--json]  show one message's envelope and headers\n"
     "  queue cat ID            write the stored message, byte for byte\n"
+    "  queue flush             retry all deferred mail now\n"
+    "  queue delete ID         remove a message (no DSN)\n"
+    "  queue hold ID           stop delivering a message\n"
+    "  queue release ID        deliver a held message again\n"
+    "  queue bounce ID         return a message to its sender now (DSN)\n"
     "  resolve [--resolver HOST:PORT] [--mx|--host] [--json] NAME\n"
     "                          the hosts mail for NAME goes to (DNS)\n";
 
@@ -545,6 +558,52 @@ cmd_queue_cat(const struct config *cfg, const char *idtext)
 	return rc;
 }
 
+/* ---- queue commands through the daemon ------------------------------ */
+
+/* Send "CMD [ID]" to the running daemon and print its one-line answer. */
+static int
+cmd_queue_control(const struct config *cfg, const char *cmd, const char *id)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char line[512];
+	size_t n = 0;
+	ssize_t r;
+	int fd;
+
+	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path),
+	    "%s/control.sock", cfg->spool) >= sizeof(sa.sun_path)) {
+		ctl_err("spool path too long for the control socket");
+		return EXIT_OPERATIONAL;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ctl_err("cannot reach sluiced at %s: %s (is it running?)",
+		    sa.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return EXIT_OPERATIONAL;
+	}
+	snprintf(line, sizeof(line), "%s%s%s\n", cmd, id ? " " : "",
+	    id ? id : "");
+	if (write(fd, line, strlen(line)) < 0) {
+		ctl_err("control socket: %s", strerror(errno));
+		close(fd);
+		return EXIT_OPERATIONAL;
+	}
+	while (n < sizeof(line) - 1 &&
+	    (r = read(fd, line + n, sizeof(line) - 1 - n)) > 0)
+		n += (size_t)r;
+	close(fd);
+	line[n] = '\0';
+	if (strncmp(line, "ok ", 3) == 0) {
+		fputs(line + 3, stdout);
+		return finish_output();
+	}
+	ctl_err("%s", n > 6 && strncmp(line, "error ", 6) == 0 ?
+	    strtok(line + 6, "\n") : "no answer from sluiced");
+	return EXIT_OPERATIONAL;
+}
+
 /* ---- resolve ---------------------------------------------------------- */
 
 #define EXIT_TEMPFAIL 75	/* sysexits EX_TEMPFAIL: try again later */
@@ -704,6 +763,7 @@ enum ctl_cmd {
 	CMD_QUEUE_LIST,
 	CMD_QUEUE_SHOW,
 	CMD_QUEUE_CAT,
+	CMD_QUEUE_CONTROL,	/* flush, delete, hold, release, bounce */
 };
 
 static int
@@ -739,6 +799,12 @@ parse_command(int argc, char **argv, enum ctl_cmd *cmd, const char **id,
 		*cmd = CMD_QUEUE_SHOW;
 	else if (strcmp(argv[1], "cat") == 0 && *id != NULL && !*json)
 		*cmd = CMD_QUEUE_CAT;
+	else if (strcmp(argv[1], "flush") == 0 && *id == NULL && !*json)
+		*cmd = CMD_QUEUE_CONTROL;
+	else if ((strcmp(argv[1], "delete") == 0 ||
+	    strcmp(argv[1], "hold") == 0 || strcmp(argv[1], "release") == 0 ||
+	    strcmp(argv[1], "bounce") == 0) && *id != NULL && !*json)
+		*cmd = CMD_QUEUE_CONTROL;
 	else
 		return usage_error("bad queue command '%s'", argv[1]);
 	return 0;
@@ -823,6 +889,9 @@ main(int argc, char **argv)
 		break;
 	case CMD_QUEUE_CAT:
 		rc = cmd_queue_cat(&cfg, id);
+		break;
+	case CMD_QUEUE_CONTROL:
+		rc = cmd_queue_control(&cfg, argv[optind + 1], id);
 		break;
 	default:
 		ctl_err("bad command %d", (int)cmd);

@@ -1,0 +1,1348 @@
+/*
+ * smtp_client.c - the outbound SMTP/LMTP client; see smtp_client.h.
+ *
+ * Replies are read line by line into c->rd (bounded: SMTP_CLIENT_LINE_MAX
+ * per line, SMTP_CLIENT_REPLY_LINES_MAX lines, one code per reply); a
+ * complete reply goes to handle_reply(), which switches on the receive
+ * state. Anything that does not parse is a protocol error: the session
+ * fails with 451 4.5.0, because a client that has lost track of which
+ * reply answers which command must not guess.
+ *
+ * Sending and receiving a transaction (RFC 2920, after Postfix's
+ * smtp_loop): the commands of one message are numbered 0 = MAIL,
+ * 1..n = RCPT to recipient 0..n-1, n+1 = DATA. c->send_idx is the sender's
+ * cursor (the next command to write) and c->recv_idx the receiver's (the
+ * command the next reply answers); the receive state (MAIL, RCPT, DATA)
+ * follows recv_idx and is what the engine sees. pump() moves the sender:
+ * without PIPELINING it writes a command only when nothing is outstanding
+ * (send_idx == recv_idx), so the dialogue is lock-step; with PIPELINING it
+ * writes until SMTP_CLIENT_PIPE_MAX commands are outstanding, which for
+ * any ordinary message means MAIL, every RCPT and DATA leave in one write.
+ * After each reply the receiver records the result and calls pump() again.
+ * The sender stops early (send_done) when MAIL was refused, and does not
+ * send DATA when every recipient has been answered and none accepted.
+ * Once everything sent has been answered and nothing more will be sent,
+ * the transaction ends (with RSET). With pipelining DATA may already be
+ * out when the last RCPT is refused; its 354 is then answered with a lone
+ * "." (RFC 2920 section 3.1) and the reply to that is not a delivery.
+ * The message data and the final dot are never pipelined with anything.
+ *
+ * Every receive-state change goes through enter_state(). Commands go
+ * through emit(), which keeps c->out under SMTP_CLIENT_OUT_CMD_MAX plus
+ * the last message appended (which the engine may not have sent yet); a
+ * failure there is sticky (out_err) and ends the session at the next
+ * check_out(). The window makes the limit a backstop: a full window of
+ * the longest commands fits (static_assert below).
+ */
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/coding.h>
+
+#include "smtp_client.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../engine/log.h"
+#include "../queue/queue.h"
+#include "smtp_parse.h"
+
+static_assert(SMTP_CLIENT_RCPT_MAX <= UINT32_MAX - 2, "command numbering");
+static_assert(SMTP_CLIENT_PIPE_MAX >= 2, "a window holds MAIL and a RCPT");
+static_assert((size_t)SMTP_CLIENT_PIPE_MAX * (SMTP_CLIENT_ADDR_MAX + 64) <=
+    SMTP_CLIENT_OUT_CMD_MAX, "a full pipelining window fits the output");
+static_assert(SMTP_CLIENT_LINE_MAX >= 512, "RFC 5321 4.5.3.1.5");
+
+/* Per-recipient progress in c->rstat. */
+enum {
+	RS_OPEN = 0,		/* no reply yet */
+	RS_ACCEPTED,		/* 2xx to RCPT, waiting for the data's verdict */
+	RS_DONE,		/* rcpt_done has fired */
+};
+
+/* AUTH progress (c->auth_step). */
+enum {
+	AUTH_NONE = 0,
+	AUTH_PLAIN_SENT,	/* AUTH PLAIN <initial response>: want 235 */
+	AUTH_LOGIN_SENT,	/* AUTH LOGIN: want 334 (user name) */
+	AUTH_USER_SENT,		/* user name sent: want 334 (password) */
+	AUTH_PASS_SENT,		/* password sent: want 235 */
+};
+
+static const char *const state_names[] = {
+	[SMTP_C_GREETING] = "GREETING",
+	[SMTP_C_EHLO] = "EHLO",
+	[SMTP_C_HELO] = "HELO",
+	[SMTP_C_LHLO] = "LHLO",
+	[SMTP_C_AUTH] = "AUTH",
+	[SMTP_C_READY] = "READY",
+	[SMTP_C_MAIL] = "MAIL",
+	[SMTP_C_RCPT] = "RCPT",
+	[SMTP_C_DATA] = "DATA",
+	[SMTP_C_DOT] = "DOT",
+	[SMTP_C_RSET] = "RSET",
+	[SMTP_C_QUIT] = "QUIT",
+	[SMTP_C_CLOSED] = "CLOSED",
+};
+
+static const char *const stage_names[] = {
+	[SMTP_CLIENT_STAGE_CONNECT] = "connect",
+	[SMTP_CLIENT_STAGE_GREETING] = "greeting",
+	[SMTP_CLIENT_STAGE_EHLO] = "ehlo",
+	[SMTP_CLIENT_STAGE_AUTH] = "auth",
+	[SMTP_CLIENT_STAGE_IDLE] = "idle",
+	[SMTP_CLIENT_STAGE_MAIL] = "mail",
+	[SMTP_CLIENT_STAGE_RCPT] = "rcpt",
+	[SMTP_CLIENT_STAGE_DATA] = "data",
+	[SMTP_CLIENT_STAGE_DOT] = "dot",
+	[SMTP_CLIENT_STAGE_RSET] = "rset",
+	[SMTP_CLIENT_STAGE_QUIT] = "quit",
+};
+
+const char *
+smtp_client_strstate(enum smtp_client_state st)
+{
+	if ((unsigned)st < sizeof(state_names) / sizeof(state_names[0]))
+		return state_names[st];
+	return "?";
+}
+
+const char *
+smtp_client_strstage(enum smtp_client_stage stage)
+{
+	if ((unsigned)stage < sizeof(stage_names) / sizeof(stage_names[0]))
+		return stage_names[stage];
+	return "?";
+}
+
+static void
+enter_state(struct smtp_client *c, enum smtp_client_state st)
+{
+	enum smtp_client_state from = c->state;
+
+	assert((unsigned)st <= SMTP_C_CLOSED);
+	/* Nothing leaves CLOSED: the engine closes the connection. */
+	assert(from != SMTP_C_CLOSED || st == SMTP_C_CLOSED);
+	c->state = st;
+	if (from != st && c->cb->state_change != NULL)
+		c->cb->state_change(c->arg, from, st);
+}
+
+static enum smtp_client_stage
+stage_of(enum smtp_client_state st)
+{
+	switch (st) {
+	case SMTP_C_GREETING:
+		return SMTP_CLIENT_STAGE_GREETING;
+	case SMTP_C_EHLO:
+	case SMTP_C_HELO:
+	case SMTP_C_LHLO:
+		return SMTP_CLIENT_STAGE_EHLO;
+	case SMTP_C_AUTH:
+		return SMTP_CLIENT_STAGE_AUTH;
+	case SMTP_C_READY:
+		return SMTP_CLIENT_STAGE_IDLE;
+	case SMTP_C_MAIL:
+		return SMTP_CLIENT_STAGE_MAIL;
+	case SMTP_C_RCPT:
+		return SMTP_CLIENT_STAGE_RCPT;
+	case SMTP_C_DATA:
+		return SMTP_CLIENT_STAGE_DATA;
+	case SMTP_C_DOT:
+		return SMTP_CLIENT_STAGE_DOT;
+	case SMTP_C_RSET:
+		return SMTP_CLIENT_STAGE_RSET;
+	case SMTP_C_QUIT:
+	case SMTP_C_CLOSED:
+		return SMTP_CLIENT_STAGE_QUIT;
+	default:
+		log_panic("bad client state %d", (int)st);
+	}
+}
+
+/* What a reply in state st answers, for error texts. */
+static const char *
+what_for(enum smtp_client_state st)
+{
+	switch (st) {
+	case SMTP_C_GREETING:
+		return "the server greeting";
+	case SMTP_C_EHLO:
+		return "EHLO";
+	case SMTP_C_HELO:
+		return "HELO";
+	case SMTP_C_LHLO:
+		return "LHLO";
+	case SMTP_C_AUTH:
+		return "AUTH";
+	case SMTP_C_READY:
+		return "no command (idle)";
+	case SMTP_C_MAIL:
+		return "MAIL FROM";
+	case SMTP_C_RCPT:
+		return "RCPT TO";
+	case SMTP_C_DATA:
+		return "DATA";
+	case SMTP_C_DOT:
+		return "end of data";
+	case SMTP_C_RSET:
+		return "RSET";
+	case SMTP_C_QUIT:
+	case SMTP_C_CLOSED:
+		return "QUIT";
+	default:
+		log_panic("bad client state %d", (int)st);
+	}
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+static bool
+emit(struct smtp_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * Append a command. On failure (no memory, or the command bytes would pass
+ * SMTP_CLIENT_OUT_CMD_MAX) nothing is appended and out_err is set; the
+ * caller carries on as if it were sent and check_out() ends the session.
+ */
+static bool
+emit(struct smtp_client *c, const char *fmt, ...)
+{
+	size_t before = c->out.len;
+	va_list ap;
+	int rc;
+
+	if (c->out_err)
+		return false;
+	va_start(ap, fmt);
+	rc = buf_vprintf(&c->out, fmt, ap);
+	va_end(ap);
+	if (rc < 0 || c->out.len > SMTP_CLIENT_OUT_CMD_MAX + c->out_allow) {
+		c->out.len = before;
+		c->out_err = true;
+		return false;
+	}
+	return true;
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+/* "C.0.0" from the reply code's class, for servers without RFC 2034. */
+static void
+derive_enhanced(int code, char out[12])
+{
+	assert(code >= 200 && code <= 599);
+	out[0] = (char)('0' + code / 100);
+	memcpy(out + 1, ".0.0", 5);
+}
+
+static void
+local_reply(struct smtp_client_reply *r, int code, const char *enhanced,
+    const char *text)
+{
+	r->code = code;
+	snprintf(r->enhanced, sizeof(r->enhanced), "%s", enhanced);
+	r->text = text;
+	r->local = true;
+}
+
+static void
+reply_from_rd(struct smtp_client *c, struct smtp_client_reply *r)
+{
+	r->code = c->rd.code;
+	if (c->rd.enhanced[0] != '\0')
+		memcpy(r->enhanced, c->rd.enhanced, sizeof(r->enhanced));
+	else
+		derive_enhanced(c->rd.code, r->enhanced);
+	c->rd.text[c->rd.text_len] = '\0';
+	r->text = c->rd.text;
+	r->local = false;
+}
+
+static void
+rd_reset(struct smtp_client_rd *rd)
+{
+	rd->code = 0;
+	rd->lines = 0;
+	rd->text_len = 0;
+	rd->enhanced[0] = '\0';
+	rd->text[0] = '\0';
+}
+
+/* Copy printable text, control characters as '?', at most n bytes. */
+static size_t
+sanitize(char *dst, size_t cap, const char *src, size_t n)
+{
+	size_t i;
+
+	if (n > cap)
+		n = cap;
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)src[i];
+		dst[i] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+	}
+	return n;
+}
+
+/*
+ * An enhanced status code (RFC 3463, "class.subject.detail") at the start
+ * of t, whose class matches the reply code: its length, else 0.
+ */
+static size_t
+enhanced_len(const char *t, size_t n, int code)
+{
+	size_t i = 2, d;
+	int part;
+
+	if (n < 5 || t[0] != '0' + code / 100 || t[1] != '.')
+		return 0;
+	for (part = 0; part < 2; part++) {
+		for (d = 0; i < n && d < 3 && t[i] >= '0' && t[i] <= '9'; d++)
+			i++;
+		if (d == 0)
+			return 0;
+		if (part == 0) {
+			if (i >= n || t[i] != '.')
+				return 0;
+			i++;
+		}
+	}
+	if (i < n && t[i] != ' ')
+		return 0;
+	return i;
+}
+
+static void fail_session(struct smtp_client *c, enum smtp_client_stage stage,
+    const struct smtp_client_reply *r, bool quit);
+
+/* The session cannot go on: a reply we cannot read or did not expect. */
+static void
+protocol_error(struct smtp_client *c, const char *why, const char *what,
+    size_t what_len)
+{
+	char text[SMTP_CLIENT_TEXT_MAX + 1], ex[81];
+	struct smtp_client_reply r;
+	size_t exn;
+
+	if (c->state == SMTP_C_QUIT) {
+		/* Whatever QUIT got back, the session is over. */
+		enter_state(c, SMTP_C_CLOSED);
+		buf_reset(&c->in);
+		return;
+	}
+	exn = sanitize(ex, sizeof(ex) - 1, what, what_len);
+	ex[exn] = '\0';
+	snprintf(text, sizeof(text), "protocol error: %s: \"%s\"", why, ex);
+	local_reply(&r, 451, "4.5.0", text);
+	fail_session(c, stage_of(c->state), &r, false);
+}
+
+/* A well-formed reply that makes no sense here. */
+static void
+unexpected(struct smtp_client *c, const struct smtp_client_reply *r)
+{
+	char why[64], what[SMTP_CLIENT_TEXT_MAX + 8];
+
+	snprintf(why, sizeof(why), "unexpected reply to %s",
+	    what_for(c->state));
+	snprintf(what, sizeof(what), "%d %s", r->code, r->text);
+	protocol_error(c, why, what, strlen(what));
+}
+
+static void
+check_out(struct smtp_client *c)
+{
+	struct smtp_client_reply r;
+
+	if (!c->out_err)
+		return;
+	c->out_err = false;
+	local_reply(&r, 451, "4.3.0", "out of memory for output");
+	fail_session(c, stage_of(c->state), &r, false);
+}
+
+/* ---- session end -------------------------------------------------------- */
+
+/* The definite result of recipient i: exactly once per recipient. */
+static void
+rcpt_result(struct smtp_client *c, uint32_t i, const struct smtp_client_reply *r)
+{
+	int cls = r->code / 100;
+
+	assert(c->in_tx);
+	assert(i < c->msg.nrcpt);
+	assert(c->rstat.data[i] != RS_DONE);
+	assert(cls == 2 || cls == 4 || cls == 5);
+	c->rstat.data[i] = RS_DONE;
+	c->ndone++;
+	if (cls == 2)
+		c->tally.delivered++;
+	else if (cls == 4)
+		c->tally.deferred++;
+	else
+		c->tally.bounced++;
+	c->cb->rcpt_done(c->arg, i, r);
+}
+
+/*
+ * End the session: every open recipient gets r when it is 4xx/5xx (else
+ * 451 4.4.2), then message_done, then failed. quit: the stream is in step
+ * and the server is not closing, so say goodbye politely.
+ */
+static void
+fail_session(struct smtp_client *c, enum smtp_client_stage stage,
+    const struct smtp_client_reply *r, bool quit)
+{
+	struct smtp_client_reply lost;
+	const struct smtp_client_reply *rr = r;
+	struct smtp_client_tally t;
+	uint32_t i;
+
+	if (c->state == SMTP_C_CLOSED)
+		return;
+	if (c->in_tx) {
+		if (r->code / 100 != 4 && r->code / 100 != 5) {
+			local_reply(&lost, 451, "4.4.2", "connection lost");
+			rr = &lost;
+		}
+		for (i = 0; i < c->msg.nrcpt; i++)
+			if (c->rstat.data[i] != RS_DONE)
+				rcpt_result(c, i, rr);
+		assert(c->ndone == c->msg.nrcpt);
+		c->in_tx = false;
+		t = c->tally;
+		c->cb->message_done(c->arg, rr, &t);
+	}
+	c->out_err = false;
+	if (quit)
+		(void)emit(c, "QUIT\r\n");
+	c->out_err = false;
+	enter_state(c, SMTP_C_CLOSED);
+	buf_reset(&c->in);
+	c->cb->failed(c->arg, stage, r);
+}
+
+static void
+go_ready(struct smtp_client *c)
+{
+	enter_state(c, SMTP_C_READY);
+	c->cb->ready(c->arg);
+}
+
+/* ---- greeting, EHLO, AUTH ----------------------------------------------- */
+
+static bool
+keyword_is(const char *t, size_t n, const char *kw)
+{
+	return strlen(kw) == n && strncasecmp(t, kw, n) == 0;
+}
+
+/* One line (not the first) of a positive EHLO/LHLO reply (RFC 5321 4.1.1.1). */
+static void
+ehlo_keyword(struct smtp_client *c, const char *t, size_t n)
+{
+	size_t kl = 0, i, j;
+	const char *arg;
+	size_t an;
+	char num[24];
+	unsigned long long v;
+
+	while (kl < n && t[kl] != ' ' && t[kl] != '=')
+		kl++;
+	arg = t + (kl < n ? kl + 1 : kl);
+	an = n - (size_t)(arg - t);
+	if (keyword_is(t, kl, "PIPELINING")) {
+		c->ext_pending |= SMTP_CLIENT_EXT_PIPELINING;
+	} else if (keyword_is(t, kl, "SIZE")) {
+		/* RFC 1870: "SIZE" alone or "SIZE 0" announce no fixed limit. */
+		c->ext_pending |= SMTP_CLIENT_EXT_SIZE;
+		for (i = 0; i < an && i < sizeof(num) - 1 && arg[i] != ' '; i++)
+			num[i] = arg[i];
+		num[i] = '\0';
+		c->size_pending = smtp_parse_u64(num, &v) ? v : 0;
+	} else if (keyword_is(t, kl, "8BITMIME")) {
+		c->ext_pending |= SMTP_CLIENT_EXT_8BITMIME;
+	} else if (keyword_is(t, kl, "SMTPUTF8")) {
+		c->ext_pending |= SMTP_CLIENT_EXT_SMTPUTF8;
+	} else if (keyword_is(t, kl, "ENHANCEDSTATUSCODES")) {
+		c->ext_pending |= SMTP_CLIENT_EXT_ENHANCEDSTATUSCODES;
+	} else if (keyword_is(t, kl, "CHUNKING")) {
+		c->ext_pending |= SMTP_CLIENT_EXT_CHUNKING;
+	} else if (keyword_is(t, kl, "STARTTLS")) {
+		c->ext_pending |= SMTP_CLIENT_EXT_STARTTLS;
+	} else if (keyword_is(t, kl, "DSN")) {
+		c->ext_pending |= SMTP_CLIENT_EXT_DSN;
+	} else if (keyword_is(t, kl, "AUTH")) {
+		/* "AUTH PLAIN LOGIN", or the old "AUTH=PLAIN LOGIN". */
+		c->ext_pending |= SMTP_CLIENT_EXT_AUTH;
+		for (i = 0; i < an; i = j) {
+			while (i < an && arg[i] == ' ')
+				i++;
+			for (j = i; j < an && arg[j] != ' '; j++)
+				;
+			if (keyword_is(arg + i, j - i, "PLAIN"))
+				c->mechs_pending |= SMTP_CLIENT_AUTH_PLAIN;
+			else if (keyword_is(arg + i, j - i, "LOGIN"))
+				c->mechs_pending |= SMTP_CLIENT_AUTH_LOGIN;
+		}
+	}
+}
+
+static void
+send_hello(struct smtp_client *c, const char *verb, enum smtp_client_state st)
+{
+	c->ext_pending = 0;
+	c->mechs_pending = 0;
+	c->size_pending = 0;
+	(void)emit(c, "%s %s\r\n", verb, c->cfg->helo_name);
+	enter_state(c, st);
+}
+
+/* base64 (RFC 4648) of in[0..n) into out, NUL-terminated; false if no room. */
+static bool
+b64(const void *in, size_t n, char *out, size_t cap)
+{
+	word32 ol = (word32)(cap - 1);
+
+	assert(cap > 1);
+	if (n == 0) {
+		out[0] = '\0';
+		return true;
+	}
+	if (Base64_Encode_NoNl(in, (word32)n, (byte *)out, &ol) != 0 ||
+	    ol >= cap)
+		return false;
+	out[ol] = '\0';
+	return true;
+}
+
+static void
+auth_fail_local(struct smtp_client *c, const char *text)
+{
+	struct smtp_client_reply r;
+
+	/*
+	 * 4xx: the remote host may offer a mechanism later (typically only
+	 * after STARTTLS), and a credentials problem is the operator's to
+	 * fix, not a reason to bounce mail (cf. Postfix's
+	 * smtp_sasl_auth_soft_bounce).
+	 */
+	local_reply(&r, 454, "4.7.0", text);
+	fail_session(c, SMTP_CLIENT_STAGE_AUTH, &r, true);
+}
+
+/* RFC 4954: PLAIN (RFC 4616) with an initial response if offered, else LOGIN. */
+static void
+start_auth(struct smtp_client *c)
+{
+	const char *user = c->cfg->auth_user, *pass = c->cfg->auth_pass;
+	size_t ul = strlen(user), pl = pass ? strlen(pass) : 0;
+	char plain[2 * SMTP_CLIENT_AUTH_MAX + 2];
+	char enc[4 * (sizeof(plain) / 3 + 1) + 1];
+
+	if (ul > SMTP_CLIENT_AUTH_MAX || pl > SMTP_CLIENT_AUTH_MAX) {
+		auth_fail_local(c, "authentication user name or password "
+		    "too long");
+		return;
+	}
+	if (!(c->ext & SMTP_CLIENT_EXT_AUTH) ||
+	    !(c->auth_mechs & (SMTP_CLIENT_AUTH_PLAIN | SMTP_CLIENT_AUTH_LOGIN))) {
+		auth_fail_local(c, "authentication is configured but the "
+		    "remote host offers no supported mechanism (PLAIN, LOGIN)");
+		return;
+	}
+	if (c->auth_mechs & SMTP_CLIENT_AUTH_PLAIN) {
+		/* authzid (empty) NUL authcid NUL passwd */
+		plain[0] = '\0';
+		memcpy(plain + 1, user, ul);
+		plain[1 + ul] = '\0';
+		if (pl > 0)
+			memcpy(plain + 2 + ul, pass, pl);
+		if (!b64(plain, 2 + ul + pl, enc, sizeof(enc)))
+			log_panic("base64 of %zu bytes failed", 2 + ul + pl);
+		(void)emit(c, "AUTH PLAIN %s\r\n", enc);
+		explicit_bzero(plain, sizeof(plain));
+		explicit_bzero(enc, sizeof(enc));
+		c->auth_step = AUTH_PLAIN_SENT;
+	} else {
+		(void)emit(c, "AUTH LOGIN\r\n");
+		c->auth_step = AUTH_LOGIN_SENT;
+	}
+	enter_state(c, SMTP_C_AUTH);
+}
+
+/* A LOGIN step: the user name or password, base64, as a line of its own. */
+static void
+auth_login_send(struct smtp_client *c, const char *s)
+{
+	char enc[4 * (SMTP_CLIENT_AUTH_MAX / 3 + 1) + 1];
+
+	if (!b64(s, s ? strlen(s) : 0, enc, sizeof(enc)))
+		log_panic("base64 of a credential failed");
+	(void)emit(c, "%s\r\n", enc);
+	explicit_bzero(enc, sizeof(enc));
+}
+
+static void
+hello_done(struct smtp_client *c, bool esmtp)
+{
+	c->esmtp = esmtp;
+	c->ext = esmtp ? c->ext_pending : 0;
+	c->auth_mechs = esmtp ? c->mechs_pending : 0;
+	c->size_max = esmtp ? c->size_pending : 0;
+	if (c->cfg->auth_user != NULL && c->cfg->auth_user[0] != '\0')
+		start_auth(c);
+	else
+		go_ready(c);
+}
+
+static void
+auth_reply(struct smtp_client *c, const struct smtp_client_reply *r)
+{
+	char text[SMTP_CLIENT_TEXT_MAX + 1];
+	struct smtp_client_reply f;
+	int cls = r->code / 100;
+
+	if (cls == 4 || cls == 5) {
+		snprintf(text, sizeof(text), "authentication failed: %s",
+		    r->text);
+		f = *r;
+		f.text = text;
+		fail_session(c, SMTP_CLIENT_STAGE_AUTH, &f, true);
+		return;
+	}
+	switch (c->auth_step) {
+	case AUTH_PLAIN_SENT:
+	case AUTH_PASS_SENT:
+		if (cls != 2)
+			break;
+		c->auth_step = AUTH_NONE;
+		go_ready(c);
+		return;
+	case AUTH_LOGIN_SENT:
+		if (r->code != 334)
+			break;
+		auth_login_send(c, c->cfg->auth_user);
+		c->auth_step = AUTH_USER_SENT;
+		return;
+	case AUTH_USER_SENT:
+		if (r->code != 334)
+			break;
+		auth_login_send(c, c->cfg->auth_pass);
+		c->auth_step = AUTH_PASS_SENT;
+		return;
+	default:
+		log_panic("bad auth step %d", (int)c->auth_step);
+	}
+	unexpected(c, r);
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+static void
+save_tx_reply(struct smtp_client *c, const struct smtp_client_reply *r)
+{
+	c->tx_code = r->code;
+	memcpy(c->tx_enhanced, r->enhanced, sizeof(c->tx_enhanced));
+	snprintf(c->tx_text, sizeof(c->tx_text), "%s", r->text);
+	c->tx_local = r->local;
+}
+
+static void
+tx_reply_get(struct smtp_client *c, struct smtp_client_reply *r)
+{
+	r->code = c->tx_code;
+	memcpy(r->enhanced, c->tx_enhanced, sizeof(r->enhanced));
+	r->text = c->tx_text;
+	r->local = c->tx_local;
+}
+
+/*
+ * The transaction is over; every recipient has its result. rset: it
+ * ended before (or instead of) a real end of data, so the server may
+ * still hold a half transaction.
+ */
+static void
+finish_tx(struct smtp_client *c, const struct smtp_client_reply *r, bool rset)
+{
+	struct smtp_client_tally t = c->tally;
+
+	assert(c->in_tx);
+	assert(c->ndone == c->msg.nrcpt);
+	c->in_tx = false;
+	c->messages++;
+	c->cb->message_done(c->arg, r, &t);
+	if (rset) {
+		(void)emit(c, "RSET\r\n");
+		enter_state(c, SMTP_C_RSET);
+	} else {
+		go_ready(c);
+	}
+}
+
+static void
+emit_mail(struct smtp_client *c)
+{
+	const struct smtp_client_msg *m = &c->msg;
+	char params[96];
+	int n = 0;
+
+	params[0] = '\0';
+	if (c->ext & SMTP_CLIENT_EXT_SIZE)
+		n += snprintf(params + n, sizeof(params) - (size_t)n,
+		    " SIZE=%llu", (unsigned long long)m->size);
+	/*
+	 * RFC 6152. An 8-bit message to a server without 8BITMIME goes out
+	 * as it is, without BODY= (Postfix's default; nothing is converted).
+	 * BINARYMIME needs BDAT, which is not done yet: declared as 8BITMIME.
+	 */
+	if (m->body != QUEUE_BODY_7BIT && (c->ext & SMTP_CLIENT_EXT_8BITMIME))
+		n += snprintf(params + n, sizeof(params) - (size_t)n,
+		    " BODY=8BITMIME");
+	if (m->smtputf8 && (c->ext & SMTP_CLIENT_EXT_SMTPUTF8))
+		n += snprintf(params + n, sizeof(params) - (size_t)n,
+		    " SMTPUTF8");
+	assert(n >= 0 && (size_t)n < sizeof(params));
+	(void)emit(c, "MAIL FROM:<%s>%s\r\n", m->sender, params);
+}
+
+/* The receive state that matches recv_idx (something is outstanding). */
+static void
+enter_recv_state(struct smtp_client *c)
+{
+	uint32_t i = c->recv_idx;
+
+	assert(i < c->send_idx);
+	enter_state(c, i == 0 ? SMTP_C_MAIL :
+	    i <= c->msg.nrcpt ? SMTP_C_RCPT : SMTP_C_DATA);
+}
+
+/* The sender: see the comment at the top of this file. */
+static void
+pump(struct smtp_client *c)
+{
+	uint32_t n = c->msg.nrcpt, outstanding;
+	bool pipe = (c->ext & SMTP_CLIENT_EXT_PIPELINING) != 0;
+
+	while (c->in_tx && !c->send_done) {
+		assert(c->send_idx >= c->recv_idx);
+		outstanding = c->send_idx - c->recv_idx;
+		if (outstanding > 0 && !pipe)
+			break;
+		if (outstanding >= SMTP_CLIENT_PIPE_MAX)
+			break;
+		if (c->mail_failed) {
+			c->send_done = true;
+			break;
+		}
+		if (c->send_idx == 0) {
+			emit_mail(c);
+		} else if (c->send_idx <= n) {
+			(void)emit(c, "RCPT TO:<%s>\r\n",
+			    c->msg.rcpt[c->send_idx - 1]);
+		} else {
+			assert(c->send_idx == n + 1);
+			c->send_done = true;
+			/* Every recipient answered and none took it. */
+			if (c->recv_idx > n && c->naccepted == 0)
+				break;
+			(void)emit(c, "DATA\r\n");
+		}
+		c->send_idx++;
+	}
+}
+
+/*
+ * The message after 354 (RFC 5321 4.5.2): lines that start with "." get
+ * another; a last line without CRLF gets one; then ".". Bare CR and bare
+ * LF (RFC 5321 2.3.8 forbids them; sluice's own server refuses them) are
+ * sent as CRLF, so no "<LF>.<LF>" can pass through to the next hop.
+ * Two passes: the exact size is reserved once, then the bytes copied.
+ */
+static bool
+append_message(struct smtp_client *c)
+{
+	const char *d = c->msg.data;
+	size_t len = c->msg.len, i, need = 0;
+	bool bol = true;
+	char *o;
+
+	for (i = 0; i < len; i++) {
+		if (d[i] == '\r' || d[i] == '\n') {
+			if (d[i] == '\r' && i + 1 < len && d[i + 1] == '\n')
+				i++;
+			need += 2;
+			bol = true;
+			continue;
+		}
+		need += 1 + (bol && d[i] == '.');
+		bol = false;
+	}
+	need += (bol ? 0 : 2) + 3;
+	if (buf_reserve(&c->out, need) < 0)
+		return false;
+	o = c->out.data + c->out.len;
+	bol = true;
+	for (i = 0; i < len; i++) {
+		if (d[i] == '\r' || d[i] == '\n') {
+			if (d[i] == '\r' && i + 1 < len && d[i + 1] == '\n')
+				i++;
+			*o++ = '\r';
+			*o++ = '\n';
+			bol = true;
+			continue;
+		}
+		if (bol && d[i] == '.')
+			*o++ = '.';
+		*o++ = d[i];
+		bol = false;
+	}
+	if (!bol) {
+		*o++ = '\r';
+		*o++ = '\n';
+	}
+	memcpy(o, ".\r\n", 3);
+	o += 3;
+	assert((size_t)(o - (c->out.data + c->out.len)) == need);
+	c->out.len += need;
+	/* Commands after it may find it not yet sent: allow for it. */
+	c->out_allow = need;
+	return true;
+}
+
+static void
+data_reply(struct smtp_client *c, const struct smtp_client_reply *r)
+{
+	struct smtp_client_reply saved;
+	int cls = r->code / 100;
+	uint32_t i;
+
+	if (r->code == 354) {
+		if (c->naccepted > 0) {
+			assert(!c->mail_failed);
+			if (!append_message(c))
+				c->out_err = true;
+			enter_state(c, SMTP_C_DOT);
+			return;
+		}
+		if (c->cfg->lmtp) {
+			/* RFC 2033 4.2: DATA MUST fail without recipients,
+			 * and there would be no reply to count after the dot. */
+			unexpected(c, r);
+			return;
+		}
+		/* RFC 2920 3.1: an empty message, whose reply means nothing. */
+		(void)emit(c, ".\r\n");
+		c->dot_discard = true;
+		enter_state(c, SMTP_C_DOT);
+		return;
+	}
+	if (cls != 4 && cls != 5) {
+		unexpected(c, r);
+		return;
+	}
+	if (c->naccepted > 0) {
+		for (i = 0; i < c->msg.nrcpt; i++)
+			if (c->rstat.data[i] == RS_ACCEPTED)
+				rcpt_result(c, i, r);
+		finish_tx(c, r, true);
+		return;
+	}
+	tx_reply_get(c, &saved);
+	finish_tx(c, &saved, true);
+}
+
+/* A reply to MAIL, RCPT or DATA. */
+static void
+tx_reply(struct smtp_client *c, const struct smtp_client_reply *r)
+{
+	uint32_t idx = c->recv_idx, n = c->msg.nrcpt, i;
+	struct smtp_client_reply saved;
+	int cls = r->code / 100;
+
+	assert(idx < c->send_idx);
+	if (idx == n + 1) {
+		c->recv_idx++;
+		data_reply(c, r);
+		return;
+	}
+	if (cls != 2 && cls != 4 && cls != 5 && !c->mail_failed) {
+		unexpected(c, r);
+		return;
+	}
+	c->recv_idx++;
+	if (idx == 0) {
+		if (cls != 2) {
+			/* Every recipient gets MAIL's reply; what the
+			 * pipelined RCPTs get back no longer matters. */
+			c->mail_failed = true;
+			save_tx_reply(c, r);
+			for (i = 0; i < n; i++)
+				rcpt_result(c, i, r);
+		}
+	} else if (!c->mail_failed) {
+		i = idx - 1;
+		if (cls == 2) {
+			c->rstat.data[i] = RS_ACCEPTED;
+			c->naccepted++;
+		} else {
+			/* RFC 5321 4.5.3.1.10: a 452 here ("too many
+			 * recipients") is a 4xx like any other: retry later. */
+			save_tx_reply(c, r);
+			rcpt_result(c, i, r);
+		}
+	}
+	pump(c);
+	if (c->send_done && c->recv_idx == c->send_idx) {
+		/* Everything answered, DATA not sent: nobody to send to. */
+		tx_reply_get(c, &saved);
+		finish_tx(c, &saved, true);
+		return;
+	}
+	enter_recv_state(c);
+}
+
+/* The reply (SMTP) or one of the replies (LMTP) after the final dot. */
+static void
+dot_reply(struct smtp_client *c, const struct smtp_client_reply *r)
+{
+	struct smtp_client_reply saved;
+	int cls = r->code / 100;
+	uint32_t i, n = c->msg.nrcpt;
+
+	if (cls != 2 && cls != 4 && cls != 5) {
+		unexpected(c, r);
+		return;
+	}
+	if (c->dot_discard) {
+		tx_reply_get(c, &saved);
+		finish_tx(c, &saved, true);
+		return;
+	}
+	if (!c->cfg->lmtp) {
+		for (i = 0; i < n; i++)
+			if (c->rstat.data[i] == RS_ACCEPTED)
+				rcpt_result(c, i, r);
+		finish_tx(c, r, false);
+		return;
+	}
+	/* RFC 2033 4.2: one reply per accepted RCPT, in RCPT order. */
+	for (i = c->lmtp_next; i < n && c->rstat.data[i] != RS_ACCEPTED; i++)
+		;
+	assert(i < n);
+	c->lmtp_next = i + 1;
+	rcpt_result(c, i, r);
+	if (c->ndone == n)
+		finish_tx(c, r, false);
+}
+
+/* ---- reply dispatch ------------------------------------------------------ */
+
+static void
+handle_reply(struct smtp_client *c)
+{
+	struct smtp_client_reply r;
+	int cls;
+
+	reply_from_rd(c, &r);
+	cls = r.code / 100;
+	if (c->state == SMTP_C_QUIT) {
+		/* Whatever QUIT got back, the session is over. */
+		enter_state(c, SMTP_C_CLOSED);
+		buf_reset(&c->in);
+		return;
+	}
+	if (r.code == 421) {
+		/* RFC 5321 3.8: the server is closing, whatever we asked. */
+		fail_session(c, stage_of(c->state), &r, false);
+		return;
+	}
+	switch (c->state) {
+	case SMTP_C_GREETING:
+		if (cls == 2)
+			send_hello(c, c->cfg->lmtp ? "LHLO" : "EHLO",
+			    c->cfg->lmtp ? SMTP_C_LHLO : SMTP_C_EHLO);
+		else if (cls == 4 || cls == 5)
+			/* RFC 5321 3.1: after a 554 greeting, QUIT. */
+			fail_session(c, SMTP_CLIENT_STAGE_GREETING, &r, true);
+		else
+			unexpected(c, &r);
+		break;
+	case SMTP_C_EHLO:
+		if (cls == 2)
+			hello_done(c, true);
+		else if (cls == 5)
+			/* RFC 5321 4.1.4: a server without EHLO says 500/502. */
+			send_hello(c, "HELO", SMTP_C_HELO);
+		else if (cls == 4)
+			fail_session(c, SMTP_CLIENT_STAGE_EHLO, &r, true);
+		else
+			unexpected(c, &r);
+		break;
+	case SMTP_C_HELO:
+	case SMTP_C_LHLO:
+		if (cls == 2)
+			hello_done(c, c->state == SMTP_C_LHLO);
+		else if (cls == 4 || cls == 5)
+			fail_session(c, SMTP_CLIENT_STAGE_EHLO, &r, true);
+		else
+			unexpected(c, &r);
+		break;
+	case SMTP_C_AUTH:
+		auth_reply(c, &r);
+		break;
+	case SMTP_C_READY:
+		/* Nothing was asked: only a server giving up talks now. */
+		if (cls == 4 || cls == 5)
+			fail_session(c, SMTP_CLIENT_STAGE_IDLE, &r, false);
+		else
+			unexpected(c, &r);
+		break;
+	case SMTP_C_MAIL:
+	case SMTP_C_RCPT:
+	case SMTP_C_DATA:
+		tx_reply(c, &r);
+		break;
+	case SMTP_C_DOT:
+		dot_reply(c, &r);
+		break;
+	case SMTP_C_RSET:
+		if (cls == 2)
+			go_ready(c);
+		else if (cls == 4 || cls == 5)
+			fail_session(c, SMTP_CLIENT_STAGE_RSET, &r, true);
+		else
+			unexpected(c, &r);
+		break;
+	default:
+		log_panic("bad client state %d", (int)c->state);
+	}
+}
+
+/*
+ * One reply line, without its LF (a CR before it is dropped): "NNN-text"
+ * continues a reply, "NNN text" or "NNN" ends it (RFC 5321 4.2.1).
+ */
+static void
+read_line(struct smtp_client *c, const char *line, size_t len)
+{
+	struct smtp_client_rd *rd = &c->rd;
+	const char *t;
+	size_t tn, el, room;
+	int code;
+	bool last;
+
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (len < 3 || line[0] < '2' || line[0] > '5' ||
+	    line[1] < '0' || line[1] > '9' || line[2] < '0' || line[2] > '9' ||
+	    (len > 3 && line[3] != ' ' && line[3] != '-')) {
+		protocol_error(c, "malformed reply", line, len);
+		return;
+	}
+	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	last = len == 3 || line[3] == ' ';
+	if (rd->lines == 0) {
+		rd->code = code;
+	} else if (code != rd->code) {
+		protocol_error(c, "mixed codes in a multi-line reply", line,
+		    len);
+		return;
+	}
+	if (++rd->lines > SMTP_CLIENT_REPLY_LINES_MAX) {
+		protocol_error(c, "too many lines in a reply", line, len);
+		return;
+	}
+	t = len > 4 ? line + 4 : line + len;
+	tn = len > 4 ? len - 4 : 0;
+	if (rd->lines > 1 && code / 100 == 2 &&
+	    (c->state == SMTP_C_EHLO || c->state == SMTP_C_LHLO))
+		ehlo_keyword(c, t, tn);
+	if ((el = enhanced_len(t, tn, code)) > 0) {
+		if (rd->lines == 1) {
+			memcpy(rd->enhanced, t, el);
+			rd->enhanced[el] = '\0';
+		}
+		t += el;
+		tn -= el;
+		while (tn > 0 && *t == ' ') {
+			t++;
+			tn--;
+		}
+	}
+	room = SMTP_CLIENT_TEXT_MAX - rd->text_len;
+	if (tn > 0 && rd->text_len > 0 && room > 0) {
+		rd->text[rd->text_len++] = ' ';
+		room--;
+	}
+	rd->text_len += (uint32_t)sanitize(rd->text + rd->text_len, room, t, tn);
+	if (last) {
+		handle_reply(c);
+		rd_reset(rd);
+		check_out(c);
+	}
+}
+
+/* ---- API ----------------------------------------------------------------- */
+
+void
+smtp_client_init(struct smtp_client *c, const struct smtp_client_cfg *cfg,
+    const struct smtp_client_cb *cb, void *arg)
+{
+	struct buf in = c->in, out = c->out, rstat = c->rstat;
+
+	assert(cfg != NULL && cfg->helo_name != NULL);
+	assert(cb->ready != NULL && cb->rcpt_done != NULL);
+	assert(cb->message_done != NULL && cb->failed != NULL);
+	/* Keep the buffers' allocations across connections in the same slot. */
+	memset(c, 0, sizeof(*c));
+	c->in = in;
+	c->out = out;
+	c->rstat = rstat;
+	buf_reset(&c->in);
+	buf_reset(&c->out);
+	buf_reset(&c->rstat);
+	c->cfg = cfg;
+	c->cb = cb;
+	c->arg = arg;
+	c->state = SMTP_C_GREETING;
+	rd_reset(&c->rd);
+}
+
+void
+smtp_client_free(struct smtp_client *c)
+{
+	buf_free(&c->in);
+	buf_free(&c->out);
+	buf_free(&c->rstat);
+}
+
+/* The line so far (kept part, then p[0..n)) is over the limit. */
+static void
+too_long(struct smtp_client *c, const char *p, size_t n)
+{
+	char ex[80];
+	size_t k = c->in.len < sizeof(ex) ? c->in.len : sizeof(ex);
+
+	if (k > 0)
+		memcpy(ex, c->in.data, k);
+	if (n > sizeof(ex) - k)
+		n = sizeof(ex) - k;
+	memcpy(ex + k, p, n);
+	protocol_error(c, "reply line too long", ex, k + n);
+}
+
+enum smtp_client_event
+smtp_client_input(struct smtp_client *c, const char *p, size_t n)
+{
+	const char *lf;
+	size_t off = 0, seg;
+
+	while (off < n && c->state != SMTP_C_CLOSED) {
+		lf = memchr(p + off, '\n', n - off);
+		if (lf == NULL) {
+			/* Keep the partial line, within the line limit. */
+			if (c->in.len + (n - off) >= SMTP_CLIENT_LINE_MAX) {
+				too_long(c, p + off, n - off);
+				break;
+			}
+			if (buf_append(&c->in, p + off, n - off) < 0) {
+				c->out_err = true;
+				check_out(c);
+			}
+			break;
+		}
+		seg = (size_t)(lf - (p + off));
+		if (c->in.len + seg + 1 > SMTP_CLIENT_LINE_MAX) {
+			too_long(c, p + off, seg);
+			break;
+		}
+		if (c->in.len > 0) {
+			if (buf_append(&c->in, p + off, seg) < 0) {
+				c->out_err = true;
+				check_out(c);
+				break;
+			}
+			read_line(c, c->in.data, c->in.len);
+			buf_reset(&c->in);
+		} else {
+			read_line(c, p + off, seg);
+		}
+		off += seg + 1;
+	}
+	return c->state == SMTP_C_CLOSED ? SMTP_CLIENT_EV_CLOSE :
+	    SMTP_CLIENT_EV_NONE;
+}
+
+static bool
+addr_ok(const char *a)
+{
+	size_t i;
+
+	for (i = 0; a[i] != '\0'; i++) {
+		unsigned char ch = (unsigned char)a[i];
+		if (i >= SMTP_CLIENT_ADDR_MAX || ch < 0x20 || ch == 0x7f ||
+		    ch == '<' || ch == '>')
+			return false;
+	}
+	return true;
+}
+
+/* Refused before MAIL: every recipient gets r, nothing is sent. */
+static int
+refuse_local(struct smtp_client *c, int code, const char *enhanced,
+    const char *text)
+{
+	struct smtp_client_reply r;
+	struct smtp_client_tally t;
+	uint32_t i;
+
+	local_reply(&r, code, enhanced, text);
+	for (i = 0; i < c->msg.nrcpt; i++)
+		rcpt_result(c, i, &r);
+	c->in_tx = false;
+	t = c->tally;
+	c->cb->message_done(c->arg, &r, &t);
+	return 1;
+}
+
+int
+smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg)
+{
+	char text[160];
+	uint32_t i;
+
+	assert(c->state == SMTP_C_READY);
+	assert(!c->in_tx);
+	if (msg->nrcpt == 0 || msg->nrcpt > SMTP_CLIENT_RCPT_MAX ||
+	    msg->sender == NULL || !addr_ok(msg->sender))
+		return -EINVAL;
+	for (i = 0; i < msg->nrcpt; i++)
+		if (msg->rcpt[i] == NULL || msg->rcpt[i][0] == '\0' ||
+		    !addr_ok(msg->rcpt[i]))
+			return -EINVAL;
+	buf_reset(&c->rstat);
+	if (buf_reserve(&c->rstat, msg->nrcpt) < 0)
+		return -ENOMEM;
+	memset(c->rstat.data, RS_OPEN, msg->nrcpt);
+	c->rstat.len = msg->nrcpt;
+
+	c->msg = *msg;
+	if (c->msg.size == 0)
+		c->msg.size = msg->len;
+	c->in_tx = true;
+	c->send_done = false;
+	c->mail_failed = false;
+	c->dot_discard = false;
+	c->send_idx = 0;
+	c->recv_idx = 0;
+	c->naccepted = 0;
+	c->ndone = 0;
+	c->lmtp_next = 0;
+	memset(&c->tally, 0, sizeof(c->tally));
+	c->tx_code = 0;
+	c->tx_text[0] = '\0';
+
+	/* RFC 1870 6: do not send what the server said it will not take. */
+	if ((c->ext & SMTP_CLIENT_EXT_SIZE) && c->size_max > 0 &&
+	    c->msg.size > c->size_max) {
+		snprintf(text, sizeof(text), "message size %llu exceeds size "
+		    "limit %llu of the remote host",
+		    (unsigned long long)c->msg.size,
+		    (unsigned long long)c->size_max);
+		return refuse_local(c, 552, "5.3.4", text);
+	}
+	/* RFC 6531 3.4: no downgrade; the message cannot go this way. */
+	if (msg->smtputf8 && !(c->ext & SMTP_CLIENT_EXT_SMTPUTF8))
+		return refuse_local(c, 550, "5.6.7", "SMTPUTF8 is required but "
+		    "not supported by the remote host");
+	pump(c);
+	enter_recv_state(c);
+	check_out(c);
+	return 0;
+}
+
+void
+smtp_client_quit(struct smtp_client *c)
+{
+	if (c->state == SMTP_C_QUIT || c->state == SMTP_C_CLOSED)
+		return;
+	assert(c->state == SMTP_C_READY);
+	(void)emit(c, "QUIT\r\n");
+	enter_state(c, SMTP_C_QUIT);
+	if (c->out_err) {
+		/* Could not even say goodbye: just close. */
+		c->out_err = false;
+		enter_state(c, SMTP_C_CLOSED);
+	}
+}
+
+void
+smtp_client_eof(struct smtp_client *c)
+{
+	struct smtp_client_reply r;
+
+	if (c->state == SMTP_C_CLOSED)
+		return;
+	if (c->state == SMTP_C_QUIT) {
+		enter_state(c, SMTP_C_CLOSED);
+		return;
+	}
+	local_reply(&r, 451, "4.4.2", "connection lost");
+	fail_session(c, stage_of(c->state), &r, false);
+}
+
+void
+smtp_client_timeout(struct smtp_client *c)
+{
+	struct smtp_client_reply r;
+	char text[128];
+
+	if (c->state == SMTP_C_CLOSED)
+		return;
+	if (c->state == SMTP_C_QUIT) {
+		enter_state(c, SMTP_C_CLOSED);
+		return;
+	}
+	if (c->state == SMTP_C_READY)
+		snprintf(text, sizeof(text), "idle timeout");
+	else if (c->state == SMTP_C_GREETING)
+		snprintf(text, sizeof(text), "timed out waiting for the "
+		    "server greeting");
+	else
+		snprintf(text, sizeof(text), "timed out waiting for the reply "
+		    "to %s", what_for(c->state));
+	local_reply(&r, 451, "4.4.2", text);
+	fail_session(c, stage_of(c->state), &r, false);
+}
+
+enum smtp_client_wait
+smtp_client_waiting(const struct smtp_client *c)
+{
+	switch (c->state) {
+	case SMTP_C_GREETING:
+		return SMTP_CLIENT_WAIT_GREETING;
+	case SMTP_C_EHLO:
+	case SMTP_C_HELO:
+	case SMTP_C_LHLO:
+	case SMTP_C_AUTH:
+	case SMTP_C_MAIL:
+	case SMTP_C_RCPT:
+	case SMTP_C_DATA:
+	case SMTP_C_RSET:
+		return SMTP_CLIENT_WAIT_REPLY;
+	case SMTP_C_DOT:
+		return SMTP_CLIENT_WAIT_DATA_END;
+	case SMTP_C_QUIT:
+		return SMTP_CLIENT_WAIT_QUIT;
+	case SMTP_C_READY:
+	case SMTP_C_CLOSED:
+		return SMTP_CLIENT_WAIT_NONE;
+	default:
+		log_panic("bad client state %d", (int)c->state);
+	}
+}

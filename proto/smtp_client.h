@@ -1,0 +1,341 @@
+/*
+ * smtp_client.h - the outbound SMTP (RFC 5321) and LMTP (RFC 2033) client,
+ * as a pure state machine: replies in, commands out, no I/O of its own.
+ *
+ * The engine connects, calls smtp_client_init(), feeds every byte it
+ * receives to smtp_client_input() and sends whatever lands in c->out (it
+ * may consume or swap out the bytes at any time; the client only ever
+ * appends, and never reads them back). Results come back through the
+ * callbacks in struct smtp_client_cb, never through state the engine has
+ * to poll:
+ *
+ *   ready         the client is idle and will take smtp_client_send() or
+ *                 smtp_client_quit(): after greeting + EHLO/LHLO (+ AUTH),
+ *                 and after every transaction (and its RSET, if one was
+ *                 needed). Fires once per idle period.
+ *   rcpt_done     the definite result (2xx delivered, 4xx deferred, 5xx
+ *                 bounced) of one recipient of the current message. A
+ *                 452 at RCPT ("too many recipients", RFC 5321 4.5.3.1.10)
+ *                 is a 4xx like any other: the engine retries those
+ *                 recipients later, in a new transaction.
+ *   message_done  the current message is finished; fires after rcpt_done
+ *                 has fired for every one of its recipients.
+ *   failed        the session is over (greeting refused, EHLO refused,
+ *                 AUTH failed, 421, malformed reply, connection lost,
+ *                 timeout). Fires once; nothing fires after it. It
+ *                 does not fire when the session ends normally after
+ *                 smtp_client_quit() (whatever QUIT got back).
+ *
+ * The per-recipient contract: for every message accepted by
+ * smtp_client_send() (return 0 or 1), rcpt_done fires exactly once for
+ * each recipient index 0..nrcpt-1, then message_done fires exactly once,
+ * whatever happens: refused at MAIL (every recipient gets MAIL's reply),
+ * refused at RCPT (that reply, as soon as it arrives), accepted at RCPT
+ * (the reply to the final dot for SMTP; its own reply after the dot for
+ * LMTP; DATA's reply if DATA is refused), refused locally before MAIL
+ * (SIZE, SMTPUTF8), or the session failing mid-transaction (the failure's
+ * reply: 421 as the server said it, else 451 4.4.2 "connection lost",
+ * 451 4.4.2 for a timeout, 451 4.5.0 for a protocol error). When the
+ * session fails mid-transaction the order is: rcpt_done for every
+ * recipient still open, message_done, failed.
+ *
+ * Callbacks may call smtp_client_send() and smtp_client_quit() from
+ * inside `ready` (that is the intended use). They must not free the
+ * client or call smtp_client_input/eof/timeout; free it after the call
+ * that fired them has returned.
+ *
+ * Errors: peer trouble (refusals, 421, malformed replies, lost
+ * connections) becomes callbacks with a reply code; memory exhaustion
+ * while the session runs becomes a session failure 451 4.3.0; misuse (send
+ * while not ready, a bad message) fails an assertion or returns -EINVAL.
+ *
+ * TLS will sit at the same seam as the server's: the engine decrypts
+ * before smtp_client_input() and encrypts what it takes from c->out.
+ * STARTTLS is recorded when offered and not yet used.
+ */
+#ifndef SLUICE_SMTP_CLIENT_H
+#define SLUICE_SMTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/buf.h"
+
+/* Longest reply line accepted, CRLF included (RFC 5321 says 512). */
+#define SMTP_CLIENT_LINE_MAX 4096
+/* Most lines in one (multi-line) reply. */
+#define SMTP_CLIENT_REPLY_LINES_MAX 128
+/* Reply text kept for callbacks (lines joined by a space), NUL excluded. */
+#define SMTP_CLIENT_TEXT_MAX 1000
+/* Recipients per message. */
+#define SMTP_CLIENT_RCPT_MAX 65535
+/* Longest sender or recipient address accepted by smtp_client_send(). */
+#define SMTP_CLIENT_ADDR_MAX 512
+/* Longest AUTH user name and password. */
+#define SMTP_CLIENT_AUTH_MAX 255
+/* Commands in flight at once when pipelining (MAIL + RCPTs + DATA). */
+#define SMTP_CLIENT_PIPE_MAX 1000
+/* Command bytes c->out may hold; the message data comes on top of it. */
+#define SMTP_CLIENT_OUT_CMD_MAX (1024 * 1024)
+
+/* Shared, read-only; outlives every client that points to it. */
+struct smtp_client_cfg {
+	const char *helo_name;	/* argument of EHLO, HELO and LHLO */
+	bool lmtp;		/* LHLO, one reply per recipient after DATA */
+	const char *auth_user;	/* NULL or "": no AUTH */
+	const char *auth_pass;
+};
+
+/* What the server offered in its EHLO/LHLO reply. */
+enum smtp_client_ext {
+	SMTP_CLIENT_EXT_PIPELINING = 1u << 0,
+	SMTP_CLIENT_EXT_SIZE = 1u << 1,
+	SMTP_CLIENT_EXT_8BITMIME = 1u << 2,
+	SMTP_CLIENT_EXT_SMTPUTF8 = 1u << 3,
+	SMTP_CLIENT_EXT_ENHANCEDSTATUSCODES = 1u << 4,
+	SMTP_CLIENT_EXT_CHUNKING = 1u << 5,
+	SMTP_CLIENT_EXT_STARTTLS = 1u << 6,
+	SMTP_CLIENT_EXT_AUTH = 1u << 7,
+	SMTP_CLIENT_EXT_DSN = 1u << 8,
+};
+
+enum smtp_client_auth_mech {
+	SMTP_CLIENT_AUTH_PLAIN = 1u << 0,
+	SMTP_CLIENT_AUTH_LOGIN = 1u << 1,
+};
+
+/*
+ * Receive state: which reply the client waits for. Every change goes
+ * through one function (enter_state in smtp_client.c), which reports it
+ * to cb->state_change when set.
+ */
+enum smtp_client_state {
+	SMTP_C_GREETING = 0,	/* connected, waiting for the 220 */
+	SMTP_C_EHLO,		/* EHLO sent */
+	SMTP_C_HELO,		/* HELO sent (EHLO got 5xx) */
+	SMTP_C_LHLO,		/* LHLO sent */
+	SMTP_C_AUTH,		/* an AUTH step sent */
+	SMTP_C_READY,		/* idle: nothing outstanding */
+	SMTP_C_MAIL,		/* waiting for MAIL's reply */
+	SMTP_C_RCPT,		/* waiting for a RCPT reply */
+	SMTP_C_DATA,		/* waiting for DATA's reply (354) */
+	SMTP_C_DOT,		/* message sent, waiting for the final reply(ies) */
+	SMTP_C_RSET,		/* RSET after a failed transaction */
+	SMTP_C_QUIT,		/* QUIT sent */
+	SMTP_C_CLOSED,		/* over: the engine closes the connection */
+};
+
+const char *smtp_client_strstate(enum smtp_client_state st);
+
+/* Where a session failed (failed callback). */
+enum smtp_client_stage {
+	SMTP_CLIENT_STAGE_CONNECT = 0,	/* never from the client: engine's own */
+	SMTP_CLIENT_STAGE_GREETING,
+	SMTP_CLIENT_STAGE_EHLO,		/* EHLO, HELO or LHLO */
+	SMTP_CLIENT_STAGE_AUTH,
+	SMTP_CLIENT_STAGE_IDLE,		/* between transactions */
+	SMTP_CLIENT_STAGE_MAIL,
+	SMTP_CLIENT_STAGE_RCPT,
+	SMTP_CLIENT_STAGE_DATA,
+	SMTP_CLIENT_STAGE_DOT,		/* after the message's final dot */
+	SMTP_CLIENT_STAGE_RSET,
+	SMTP_CLIENT_STAGE_QUIT,
+};
+
+/* "connect", "greeting", "ehlo", ... */
+const char *smtp_client_strstage(enum smtp_client_stage stage);
+
+/* Which timeout the engine should run (Postfix's defaults in brackets). */
+enum smtp_client_wait {
+	SMTP_CLIENT_WAIT_NONE = 0,	/* idle (READY) or closed */
+	SMTP_CLIENT_WAIT_GREETING,	/* smtp_helo_timeout [300 s] */
+	SMTP_CLIENT_WAIT_REPLY,		/* EHLO/AUTH/MAIL/RCPT/DATA/RSET [300 s] */
+	SMTP_CLIENT_WAIT_DATA_END,	/* reply after the dot [600 s] */
+	SMTP_CLIENT_WAIT_QUIT,		/* QUIT's reply: close soon anyway */
+};
+
+/*
+ * A reply as the callbacks see it. `text` is the text of every line after
+ * "NNN " or "NNN-", with a leading enhanced status code removed, control
+ * characters turned into '?', lines joined by one space, cut at
+ * SMTP_CLIENT_TEXT_MAX bytes. It is valid only during the callback.
+ */
+struct smtp_client_reply {
+	int code;		/* 200..599 */
+	char enhanced[12];	/* "2.1.5"; "C.0.0" from the code if none given */
+	const char *text;
+	bool local;		/* made up by the client, not said by the server */
+};
+
+/* The message to send; see smtp_client_send() for how long it must live. */
+struct smtp_client_msg {
+	const char *sender;		/* "" for the null sender <> */
+	const char *const *rcpt;	/* nrcpt addresses, no brackets */
+	uint32_t nrcpt;			/* 1..SMTP_CLIENT_RCPT_MAX */
+	const char *data;		/* headers and body, CRLF lines, not */
+	size_t len;			/*   dot-stuffed, no final "." line */
+	uint8_t body;			/* enum queue_body (queue/queue.h) */
+	bool smtputf8;			/* needs SMTPUTF8 */
+	uint64_t size;			/* for SIZE=; 0 means len */
+};
+
+/* Counts of a finished message's recipients by the class of their result. */
+struct smtp_client_tally {
+	uint32_t delivered;	/* 2xx */
+	uint32_t deferred;	/* 4xx */
+	uint32_t bounced;	/* 5xx */
+};
+
+/*
+ * Set by the engine; `arg` is passed back as the first argument. All but
+ * state_change are required.
+ */
+struct smtp_client_cb {
+	void (*ready)(void *arg);
+	void (*rcpt_done)(void *arg, uint32_t index,
+	    const struct smtp_client_reply *r);
+	/*
+	 * r: the reply that ended the transaction: the final dot's (SMTP),
+	 * the last recipient's (LMTP), DATA's if refused, MAIL's if refused,
+	 * the last RCPT refusal if no recipient was accepted, the local
+	 * refusal, or the session failure.
+	 */
+	void (*message_done)(void *arg, const struct smtp_client_reply *r,
+	    const struct smtp_client_tally *t);
+	void (*failed)(void *arg, enum smtp_client_stage stage,
+	    const struct smtp_client_reply *r);
+	void (*state_change)(void *arg, enum smtp_client_state from,
+	    enum smtp_client_state to);
+};
+
+/* The reply being read, line by line. */
+struct smtp_client_rd {
+	int code;		/* of the first line; 0 before it */
+	uint32_t lines;
+	uint32_t text_len;
+	char enhanced[12];	/* from the first line, "" if none */
+	char text[SMTP_CLIENT_TEXT_MAX + 1];
+};
+
+struct smtp_client {
+	const struct smtp_client_cfg *cfg;
+	const struct smtp_client_cb *cb;
+	void *arg;
+	enum smtp_client_state state;
+	struct buf in;		/* a partial reply line */
+	struct buf out;		/* bytes for the engine to send */
+
+	/* What the server offers; valid from READY on. */
+	uint32_t ext;		/* enum smtp_client_ext bits */
+	uint32_t auth_mechs;	/* enum smtp_client_auth_mech bits */
+	uint64_t size_max;	/* SIZE limit; 0: none announced */
+	uint32_t ext_pending;	/* collected while reading the EHLO reply */
+	uint32_t mechs_pending;
+	uint64_t size_pending;
+	bool esmtp;		/* EHLO/LHLO succeeded (not HELO) */
+	bool out_err;		/* an append to out failed: session ends */
+	size_t out_allow;	/* message bytes c->out may hold on top */
+	uint8_t auth_step;
+
+	struct smtp_client_rd rd;
+
+	/* The transaction under way (in_tx). */
+	bool in_tx;
+	bool send_done;		/* no more commands for this transaction */
+	bool mail_failed;	/* MAIL refused: replies after it are moot */
+	bool dot_discard;	/* "." sent with no recipient accepted */
+	struct smtp_client_msg msg;
+	uint32_t send_idx;	/* next command: 0 MAIL, 1..n RCPT, n+1 DATA */
+	uint32_t recv_idx;	/* next reply, same numbering */
+	uint32_t naccepted;	/* 2xx at RCPT */
+	uint32_t ndone;		/* recipients with rcpt_done fired */
+	uint32_t lmtp_next;	/* LMTP: next recipient index to scan */
+	struct smtp_client_tally tally;
+	struct buf rstat;	/* one byte per recipient */
+	/* Why a transaction ended without DATA: MAIL's or the last RCPT's. */
+	int tx_code;
+	bool tx_local;
+	char tx_enhanced[12];
+	char tx_text[SMTP_CLIENT_TEXT_MAX + 1];
+
+	uint64_t messages;	/* transactions finished on this connection */
+};
+
+/*
+ * Start a session on a fresh connection: the client waits for the
+ * greeting. c's buffers keep their allocations when c is reused (zero it
+ * before first use).
+ */
+void smtp_client_init(struct smtp_client *c, const struct smtp_client_cfg *cfg,
+    const struct smtp_client_cb *cb, void *arg);
+/* Release the buffers. Fires no callbacks: call smtp_client_eof() first. */
+void smtp_client_free(struct smtp_client *c);
+
+enum smtp_client_event {
+	SMTP_CLIENT_EV_NONE = 0,	/* send c->out, keep reading */
+	SMTP_CLIENT_EV_CLOSE,		/* send c->out (maybe a QUIT), close */
+};
+
+/*
+ * Feed bytes received from the server (any split). Fires callbacks.
+ * Returns SMTP_CLIENT_EV_CLOSE once the session is over (QUIT answered, or
+ * failed); input after that is ignored.
+ */
+enum smtp_client_event smtp_client_input(struct smtp_client *c,
+    const char *p, size_t n);
+
+/*
+ * Start a transaction; only when smtp_client_ready(c). The struct is
+ * copied, but the strings, the rcpt array and the data must stay valid
+ * until message_done fires. Returns:
+ *   0        under way: callbacks follow as replies arrive (or, if the
+ *            commands could not be appended for lack of memory, the
+ *            session has already failed: rcpt_done, message_done and
+ *            failed have fired);
+ *   1        refused locally (SIZE above the server's limit: 552 5.3.4;
+ *            SMTPUTF8 needed and not offered: 550 5.6.7): rcpt_done and
+ *            message_done have fired before the return, nothing was sent,
+ *            the client is still ready and `ready` does not fire again;
+ *   -EINVAL  bad message: nrcpt 0 or above SMTP_CLIENT_RCPT_MAX, an empty
+ *            recipient, or an address longer than SMTP_CLIENT_ADDR_MAX or
+ *            with a control character, '<' or '>' (it would end the
+ *            command early: no command injection through addresses);
+ *   -ENOMEM  no memory.
+ * On a negative return no callback fired and nothing changed.
+ */
+int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg);
+
+/*
+ * Send QUIT when ready; a no-op when QUIT is out already or the session
+ * is over. The engine closes after smtp_client_input() returns
+ * SMTP_CLIENT_EV_CLOSE or after a short timeout.
+ */
+void smtp_client_quit(struct smtp_client *c);
+
+/*
+ * The connection was closed or lost: every open recipient gets 451 4.4.2
+ * "connection lost", then message_done, then failed (nothing fires when
+ * the session was already over or only QUIT's reply was missing).
+ */
+void smtp_client_eof(struct smtp_client *c);
+
+/* The engine's timer for smtp_client_waiting() fired: as eof, with a text
+ * saying what the client was waiting for. */
+void smtp_client_timeout(struct smtp_client *c);
+
+enum smtp_client_wait smtp_client_waiting(const struct smtp_client *c);
+
+static inline bool
+smtp_client_ready(const struct smtp_client *c)
+{
+	return c->state == SMTP_C_READY;
+}
+
+static inline bool
+smtp_client_closed(const struct smtp_client *c)
+{
+	return c->state == SMTP_C_CLOSED;
+}
+
+#endif

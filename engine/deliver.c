@@ -58,6 +58,7 @@
 #define DL_RESOLVE_FRESH_MS 30000
 #define DL_HOLD_MIN_MS 1000
 #define DL_HOLD_MAX_MS 60000
+#define DL_INITIAL_CONNS 5	/* connections a new destination starts with */
 #define DL_FAIL_RUN 3		/* consecutive 4xx that slow a destination */
 #define DL_SEGFD_CACHE 16
 #define DL_TARGETS_MAX 32	/* addresses tried per connection */
@@ -345,6 +346,36 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 	return posted;
 }
 
+void
+deliver_log_discard(struct deliver *d, uint64_t qid,
+    const struct envelope *env, uint16_t idx, uint32_t size)
+{
+	const struct route *r;
+	char q[QUEUE_ID_LEN + 1];
+	uint64_t now = real_us();
+	struct dlog_entry e = {
+		.time_us = now,
+		.queue_id = q,
+		.sender = env->sender,
+		.rcpt = env->rcpt[idx],
+		.destination = addr_domain(env->rcpt[idx]),
+		.transport = "discard",
+		.status = DLOG_DISCARDED,
+		.code = 250,
+		.attempt = 1,
+		.delay_s = now > env->arrival_us ?
+		    (double)(now - env->arrival_us) / 1e6 : 0,
+		.size = size,
+	};
+
+	r = route_lookup(&g_cfg->routes, e.destination);
+	e.text = r != NULL && r->transport.text[0] ? r->transport.text :
+	    "discarded";
+	queue_id_format(qid, q);
+	if (d != NULL && dlog_format(&d->logbuf, &e) != 0)
+		log_warn("deliver: cannot format a log line");
+}
+
 /* ---- destinations ---------------------------------------------------- */
 
 static struct dl_dest *
@@ -370,7 +401,12 @@ dest_get(struct deliver *d, struct dl_item *it)
 	snprintf(ds->lookup, sizeof(ds->lookup), "%s",
 	    r->transport.host[0] != '\0' ? r->transport.host : it->domain);
 	ds->route = r;
-	ds->eff_max = r->policy.max_connections ? r->policy.max_connections : 1;
+	/* Slow start, as Postfix's initial_destination_concurrency: a
+	 * destination earns its full limit by accepting mail. */
+	ds->eff_max = r->policy.max_connections < DL_INITIAL_CONNS ?
+	    r->policy.max_connections : DL_INITIAL_CONNS;
+	if (ds->eff_max == 0)
+		ds->eff_max = 1;
 	ds->tokens = 1;
 	ds->ccfg.helo_name = d->cfg->hostname;
 	ds->ccfg.lmtp = r->transport.kind == ROUTE_LMTP;
@@ -644,6 +680,8 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 	uint32_t delay_s = route_retry_delay(&pol->retry, attempts);
 	uint64_t next_us = now_us + (uint64_t)delay_s * 1000000u;
 	struct queue_update *ups;
+	enum dlog_status *sts;
+	uint16_t *ridx;			/* the recipients as they came in */
 	struct dsn_rcpt *bounced = NULL;
 	size_t nb = 0, nd = 0;
 	char dsnq[QUEUE_ID_LEN + 1] = "";
@@ -654,14 +692,20 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 
 	it->attempts = attempts;
 	ups = calloc(n, sizeof(*ups));
+	sts = calloc(n, sizeof(*sts));
+	ridx = malloc(n * sizeof(*ridx));
 	if (env != NULL && sender[0] != '\0')
 		bounced = calloc(n, sizeof(*bounced));
-	if (ups == NULL) {
+	if (ups == NULL || sts == NULL || ridx == NULL) {
 		log_warn("deliver: out of memory recording results");
 		free(bounced);
+		free(ups);
+		free(sts);
+		free(ridx);
 		free(it);
 		return;
 	}
+	memcpy(ridx, it->rcpt, n * sizeof(*ridx));
 	for (uint16_t i = 0; i < n; i++) {
 		const struct dl_rres *r = &res[it->redirect ? 0 : i];
 		const char *rcpt = env != NULL ? env->rcpt[it->rcpt[i]] : "";
@@ -701,9 +745,7 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 		}
 		if (u->state != RCPT_PENDING)
 			nd++;
-		log_line(d, it, sender, rcpt, st, r->code, r->enhanced,
-		    r->text, mx, addr, st == DLOG_DEFERRED ? next_us : 0,
-		    NULL);
+		sts[i] = st;
 	}
 	if (nb > 0) {
 		/* One DSN for what bounced this attempt, with the updates. */
@@ -743,6 +785,7 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 				if (ups[i].state == RCPT_BOUNCED) {
 					ups[i].state = RCPT_PENDING;
 					ups[i].next_try_us = next_us;
+					sts[i] = DLOG_DEFERRED;
 					it->rcpt[keep++] = ups[i].idx;
 				}
 		}
@@ -750,6 +793,19 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 			log_warn("%s: cannot queue a DSN now", qid);
 		buf_free(&msg);
 	}
+	/* Logged once the DSN (if any) has its queue id. */
+	for (uint16_t i = 0; i < n; i++) {
+		const struct dl_rres *r = &res[it->redirect ? 0 : i];
+		const char *rcpt = env != NULL ? env->rcpt[ridx[i]] : "";
+
+		log_line(d, it, sender, rcpt, sts[i], r->code,
+		    sts[i] == DLOG_EXPIRED ? "4.4.7" : r->enhanced, r->text,
+		    mx, addr, sts[i] == DLOG_DEFERRED ? next_us : 0,
+		    sts[i] == DLOG_BOUNCED || sts[i] == DLOG_EXPIRED ?
+		    (dsnq[0] ? dsnq : NULL) : NULL);
+	}
+	free(sts);
+	free(ridx);
 	if (ups != NULL)
 		shard_submit_updates(d->sh, ups, n);
 	free(bounced);

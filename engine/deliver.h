@@ -77,6 +77,10 @@ enum deliver_ctl {
 int deliver_control(unsigned shard, enum deliver_ctl what, uint64_t qid,
     unsigned upd);
 
+/* One delivery log line for a recipient routed to discard. */
+void deliver_log_discard(struct deliver *d, uint64_t qid,
+    const struct envelope *env, uint16_t idx, uint32_t size);
+
 /* The deliverer of one shard; NULL on failure (reported). */
 struct deliver *deliver_create(struct shard *sh, struct io_uring *ring,
     unsigned shard_id, const struct config *cfg);

@@ -660,6 +660,8 @@ job_dispatch(struct shard *sh, const struct commit_job *job)
 
 		for (uint16_t i = 0; ups != NULL && i < env.nrcpt; i++)
 			if (discarded[i]) {
+				deliver_log_discard(sh->deliver,
+				    job->put.qid, &env, i, job->put.msg_len);
 				ups[nd].kind = QUEUE_UPD_RCPT;
 				ups[nd].qid = job->put.qid;
 				ups[nd].idx = i;

@@ -1110,6 +1110,8 @@ conn_next(struct dl_conn *c)
 	}
 }
 
+static void conn_open(struct deliver *d, struct dl_dest *ds, unsigned first);
+
 /* ---- smtp_client callbacks ------------------------------------------- */
 
 static void
@@ -1184,6 +1186,12 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 
 	log_info("deliver: %s [%s]: session failed at %s: %d %s", c->host,
 	    c->addr, smtp_client_strstage(stage), r->code, r->text);
+	if (stage <= SMTP_CLIENT_STAGE_AUTH && c->target + 1 < ds->ntargets &&
+	    !c->d->stopping) {
+		/* Refused before any mail: the next MX host gets a try. */
+		conn_open(c->d, ds, c->target + 1);
+		return;
+	}
 	if (r->code == 421 || stage <= SMTP_CLIENT_STAGE_EHLO)
 		dest_slow(c->d, ds);
 	if (stage <= SMTP_CLIENT_STAGE_AUTH && ds->nconn <= 1) {
@@ -1246,12 +1254,12 @@ conn_connect(struct dl_conn *c)
 }
 
 static void
-conn_open(struct deliver *d, struct dl_dest *ds)
+conn_open(struct deliver *d, struct dl_dest *ds, unsigned first)
 {
 	struct dl_conn *c;
 	uint32_t i = d->free_head;
 
-	if (i == UINT32_MAX || ds->ntargets == 0)
+	if (i == UINT32_MAX || first >= ds->ntargets)
 		return;
 	c = &d->conns[i];
 	d->free_head = c->next_free;
@@ -1262,7 +1270,7 @@ conn_open(struct deliver *d, struct dl_dest *ds)
 	c->inflight = 0;
 	c->fd = -1;
 	c->dest = ds;
-	c->target = 0;
+	c->target = first;
 	c->msgs = 0;
 	c->tx_off = 0;
 	ds->nconn++;
@@ -1505,7 +1513,7 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 	}
 	while (ds->queued > ds->nconnecting && ds->nconn < ds->eff_max &&
 	    d->free_head != UINT32_MAX)
-		conn_open(d, ds);
+		conn_open(d, ds, 0);
 	return ds->queued > 0;
 }
 

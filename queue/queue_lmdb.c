@@ -595,6 +595,9 @@ remove_if_done(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
 	uint8_t kb[8], rkb[10];
 	MDB_val k = { sizeof(kb), kb }, rk = { sizeof(rkb), rkb }, rv;
 	uint32_t r;
+
+	static_assert(offsetof(struct rcpt_meta, state) == 0,
+	    "the state is the first byte");
 	int rc;
 
 	*gone = false;
@@ -605,9 +608,9 @@ remove_if_done(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
 			continue;
 		if (rc != 0)
 			return rc;
+		/* LMDB values are not aligned: read the state byte alone. */
 		if (rv.mv_size == sizeof(struct rcpt_meta) &&
-		    ((const struct rcpt_meta *)rv.mv_data)->state ==
-		    RCPT_PENDING)
+		    *(const uint8_t *)rv.mv_data == RCPT_PENDING)
 			return 0;
 	}
 	for (r = 0; r < nrcpt; r++) {

@@ -61,7 +61,9 @@ sluiced:
       Daemon), port, conf, dlog. start()/stop()/kill9() as the Daemon's.
       wait_empty(timeout) waits for `queue count` to reach 0.
   DeliveryLog(path): lines() -> list of dicts (complete lines only);
-      for_rcpt(addr), with(**fields), wait_for(pred, timeout).
+      for_rcpt(addr), with_(**fields), wait_for(pred, timeout) -> the
+      matching lines once there is one (bounded), dump(n, pred) for
+      failure messages. ts_of(ts) turns a log time into epoch seconds.
 
 Messages:
   make_message(tag, sender, rcpts, subject=None, size=600, rnd=None,
@@ -76,6 +78,11 @@ DSNs:
   parse_dsn(data) -> Dsn: .msg (email.message.Message), .content_type,
       .report_type, .part_types, .per_message (dict), .per_rcpt (list of
       dicts, keys lower-case), .headers_part (str), .text_part (str)
+  final_recipients(dsn) -> the addresses of its Final-Recipient fields
+  dsns_for(server, qid) -> the DSNs (Msg) a server got about queue id qid
+      (by X-Sluice-Queue-ID)
+  check_dsn(msg, sender, failed, what, status_prefix, subject) -> Dsn,
+      after checking it (envelope, parts, fields) with T
 
 Postfix:
   PostfixSink(*args)  /usr/sbin/smtp-sink -d DIR/... on 127.0.0.1:port;

@@ -189,13 +189,13 @@ with T.case("delivery.log: one delivered line per recipient"):
     bad = []
     for x in lines:
         port = sink.port if x.get("to", "").endswith("@a.test") else (pf.port if pf else 0)
-        if (x.get("code"), x.get("attempt"), x.get("transport"), x.get("addr")) != \
-                (250, 1, "smtp", "127.0.0.1:%d" % port):
+        if (x.get("code"), x.get("attempt"), x.get("transport"), x.get("addr"), x.get("dest")) != \
+                (250, 1, "smtp", "127.0.0.1:%d" % port, "[127.0.0.1]:%d" % port):
             bad.append(x)
         elif not x.get("from", "").startswith("s") or not isinstance(x.get("delay"), (int, float)) \
                 or not isinstance(x.get("size"), int) or "next" in x or "dsn_qid" in x:
             bad.append(x)
-    T.eq(bad[:3], [], "every line: code 250, attempt 1, transport smtp, addr of the sink, from, delay, size")
+    T.eq(bad[:3], [], "every line: code 250, attempt 1, transport smtp, addr and dest of the sink, from, delay, size")
     sizes = {x["qid"]: x.get("size") for x in lines}
     small = [q for i, q in qids.items() if sizes.get(q, 0) <= len(items[i][2])]
     T.eq(small[:5], [], "size counts the stored message (more than the bytes sent: Received: added)")

@@ -6,8 +6,10 @@
 # gets fewer than 10 connection attempts in those 3 s although 40 messages
 # arrive for it meanwhile; everything is delivered exactly once in the end
 # and another destination's mail is not held up. max_messages_per_connection
-# 5: no connection carries more than 5. max_rate 10/s: 30 messages take at
-# least 1.5 s to arrive.
+# 5: no connection carries more than 5. max_connections 3: never more than 3
+# at once (but more than 1). max_rate 10/s: 30 messages take at
+# least 1.5 s to arrive. A run of 451s at RCPT (3 s) likewise: fewer than 15
+# RCPT attempts while 40 messages arrive, all delivered in the end.
 # timeout: 200
 import collections
 import threading
@@ -22,7 +24,11 @@ par = dl.Server("par", data_delay=0.2)        # a.test
 ser = dl.Server("ser", data_delay=0.2)        # serial.test
 busy = dl.Server("busy", greeting=dl.refuse_connections(seconds=3.0))
 calm = dl.Server("calm")                      # calm.test, next to busy
+_g0 = {}
+grey4 = dl.Server("grey4", rcpt=lambda a, n: "451 4.7.1 Try again later" if time.monotonic() -
+                  _g0.setdefault("t0", time.monotonic()) < 3.0 else None)   # run.test
 mpc = dl.Server("mpc")                        # mpc.test
+mc3 = dl.Server("mc3", data_delay=0.2)        # mc3.test: max_connections 3
 rate = dl.Server("rate")                      # rate.test
 
 relay = dl.Relay([
@@ -32,6 +38,10 @@ relay = dl.Relay([
     {"domain": "busy.test", "transport": "smtp:[127.0.0.1]:%d" % busy.port, "max_connections": "10",
      "retry": "1s"},
     {"domain": "calm.test", "transport": "smtp:[127.0.0.1]:%d" % calm.port, "retry": "1s"},
+    {"domain": "run.test", "transport": "smtp:[127.0.0.1]:%d" % grey4.port, "max_connections": "10",
+     "retry": "1s"},
+    {"domain": "mc3.test", "transport": "smtp:[127.0.0.1]:%d" % mc3.port, "max_connections": "3",
+     "retry": "1s"},
     {"domain": "mpc.test", "transport": "smtp:[127.0.0.1]:%d" % mpc.port,
      "max_messages_per_connection": "5", "retry": "1s"},
     {"domain": "rate.test", "transport": "smtp:[127.0.0.1]:%d" % rate.port, "max_rate": "10/s",
@@ -61,12 +71,13 @@ def once_each(srv, prefix, n, what):
 # --- 421 backoff (paced, in the background) alongside calm.test
 busy_items = items_for("busy", "busy.test", 40)
 calm_items = items_for("calm", "calm.test", 40)
-mixed = [x for pair in zip(busy_items, calm_items) for x in pair]
+run_items = items_for("run", "run.test", 40)
+mixed = [x for tri in zip(busy_items, calm_items, run_items) for x in tri]
 res = {}
 
 
 def pacer():
-    res["qids"], res["errors"] = dl.submit_many(relay.port, mixed, conns=1, pace=0.05)
+    res["qids"], res["errors"] = dl.submit_many(relay.port, mixed, conns=1, pace=0.02)
 
 
 T0 = time.monotonic()
@@ -83,11 +94,18 @@ with T.case("relaylim: one connection at a time; other destinations in parallel"
     once_each(ser, "ser", 30, "serial.test")
     T.eq(ser.max_concurrent(), 1, "serial.test (relaylim): at most 1 concurrent connection")
     T.ok(par.max_concurrent() > 1, "a.test: more than 1 concurrent connection (%d)" % par.max_concurrent())
+    sc = ser.conns()
+    T.ok(0 < len(sc) <= 5, "serial.test: 30 messages over few connections (reuse)", "%d connections" % len(sc))
+    dl.wait_until(lambda: all(c.t_close is not None for c in ser.conns() + par.conns()), 8, 0.1)
+    allc = ser.conns() + par.conns()
+    T.eq(sum(c.rsets for c in allc), 0, "no RSET between successful transactions")
+    T.ok(allc and all(c.quit for c in allc), "idle connections are closed with QUIT (idle_keep 1s)",
+         repr([(c.n, c.messages, c.quit, c.t_close is not None) for c in allc if not c.quit][:5]))
 
 th.join(60)
 print("relaylim case done at %.1fs" % (time.monotonic() - T0))
 with T.case("421 backoff"):
-    T.eq(res.get("errors"), [], "80 paced messages accepted")
+    T.eq(res.get("errors"), [], "120 paced messages accepted")
     conns = busy.conns()
     t0 = conns[0].t_open if conns else None
     n421 = busy.attempts(t0, t0 + 3.0) if t0 else 0
@@ -119,6 +137,23 @@ with T.case("421 backoff"):
          "delivery.log: 40 busy.test messages delivered")
 
 print("421 case done at %.1fs" % (time.monotonic() - T0))
+with T.case("a run of 4xx slows the destination"):
+    rl = grey4.rcpt_log()
+    g0 = _g0.get("t0")
+    n4 = len([r for r in rl if g0 is not None and r[0] - g0 < 3.0])
+    print("run.test: %d RCPTs during the 3 s of 451s, %d in all" % (n4, len(rl)))
+    T.ok(0 < n4 < 15, "fewer than 15 RCPT attempts while every RCPT gets 451 "
+         "(40 messages arrived meanwhile)", "%d attempts" % n4)
+    dl.wait_until(lambda: grey4.count() >= 40, max(1.0, (g0 or 0) + 3.0 + 20.0 - time.monotonic()), 0.2)
+    lastg = max((m.t for m in grey4.msgs()), default=None)
+    T.ok(grey4.count() >= 40 and lastg is not None and lastg - (g0 + 3.0) <= 20.0,
+         "run.test recovers: all 40 delivered within 20 s after the 451s stop",
+         "%d delivered, the last %s" % (grey4.count(), "%.1fs after" % (lastg - g0 - 3.0) if lastg else "-"))
+    if grey4.count() < 40:
+        dl.wait_until(lambda: grey4.count() >= 40, 60, 0.2)
+    once_each(grey4, "run", 40, "run.test")
+
+print("run-of-4xx case done at %.1fs" % (time.monotonic() - T0))
 with T.case("max_messages_per_connection 5"):
     qids, errors = dl.submit_many(relay.port, items_for("mpc", "mpc.test", 23), conns=2)
     T.eq(errors, [], "23 messages accepted")
@@ -129,6 +164,13 @@ with T.case("max_messages_per_connection 5"):
          "no connection carries more than 5 messages", repr(per))
 
 print("mpc case done at %.1fs" % (time.monotonic() - T0))
+with T.case("max_connections 3"):
+    qids, errors = dl.submit_many(relay.port, items_for("mc", "mc3.test", 24), conns=4)
+    T.eq(errors, [], "24 messages accepted")
+    dl.wait_until(lambda: mc3.count() >= 24, 30, 0.2)
+    once_each(mc3, "mc", 24, "mc3.test")
+    T.ok(1 < mc3.max_concurrent() <= 3, "between 2 and 3 concurrent connections (%d)" % mc3.max_concurrent())
+
 with T.case("max_rate 10/s"):
     qids, errors = dl.submit_many(relay.port, items_for("rate", "rate.test", 30), conns=3)
     T.eq(errors, [], "30 messages accepted")

@@ -299,10 +299,12 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		r = route_lookup(&g_cfg->routes, dom);
 		if (r == NULL)
 			r = &g_default_route;
-		if (r->transport.kind == ROUTE_DISCARD && redirect == NULL) {
+		/* Without a caller to mark it (start-up), a discard becomes
+		 * an item that its owner marks delivered. */
+		if (r->transport.kind == ROUTE_DISCARD && redirect == NULL &&
+		    discarded != NULL) {
 			done[i] = true;
-			if (discarded != NULL)
-				discarded[i] = true;
+			discarded[i] = true;
 			continue;
 		}
 		/* Everything else with the same route and domain joins. */
@@ -1039,7 +1041,9 @@ conn_next(struct dl_conn *c)
 			if (ds->tokens > (rate < 1 ? 1 : rate))
 				ds->tokens = rate < 1 ? 1 : rate;
 		}
-		if (ds->queued == 0 || (pol->max_rate > 0 && ds->tokens < 1)) {
+		/* Held off (421s, a run of 4xx): open ones wait too. */
+		if (ds->queued == 0 || (pol->max_rate > 0 && ds->tokens < 1) ||
+		    d->now_ms < ds->hold_until_ms) {
 			set_idle(c, true);
 			return;
 		}
@@ -1465,6 +1469,8 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 		    t->kind == ROUTE_ERROR ? t->text : "discarded");
 		return false;
 	}
+	if (d->now_ms < ds->hold_until_ms)
+		return true;
 	/* Idle connections first. */
 	for (uint32_t i = 0; i < DL_CONNS && ds->queued > 0 && ds->nidle > 0;
 	    i++) {

@@ -1,11 +1,11 @@
 #!/usr/bin/python3
+# timeout: 150
 # Description: kill -9 under load. 8 client threads send random 1-30 KiB
 # messages (some with leading dots) and record the sha256 of each body and the
 # QID of each 250; the daemon is killed with SIGKILL at 3 moments while they
 # run and restarted. Afterwards every QID that got a 250 must be listed and
 # `queue cat` minus its Received header must hash to what was sent; every
 # other listed message must be intact (one of the bodies sent, whole).
-# timeout: 150
 import random
 import threading
 import time

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# timeout: 200
 # Description: delivery end to end. 300 messages (300 B - 100 KiB, leading
 # dots, 8-bit lines, some with two recipients on one or two destinations)
 # go in over 3 smtplib sessions and out to sluice-bench sink (--log --store)
@@ -9,7 +10,6 @@
 # "delivered" line per recipient and nothing else. Also: an error: route
 # refuses at RCPT with its text, a discard route drops the message and
 # logs "discarded".
-# timeout: 200
 import collections
 import os
 import random

@@ -1,11 +1,11 @@
 #!/usr/bin/python3
+# timeout: 200
 # Description: kill -9 during delivery loses nothing. 500 messages to a slow
 # sink (max_connections 2, 40 ms per DATA); sluiced is killed with SIGKILL
 # while about a third has arrived, and started again on the same spool
 # (and killed and started once more while it delivers the rest):
 # every message arrives at least once (duplicates allowed: deliveries in
 # flight at the kill), each copy intact, and the queue empties.
-# timeout: 200
 import collections
 import time
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# timeout: 120
 # Description: bounces. A 550 at RCPT for one of two recipients: the other is
 # delivered once, and one DSN from <> arrives at the sender's domain that
 # Python's email package parses as multipart/report; report-type=
@@ -10,7 +11,6 @@
 # from "". A 554 at the end of data for two recipients: one DSN reporting
 # both. Mail from the null sender that fails: bounced, no dsn_qid, no DSN.
 # A DSN that cannot be delivered (550) is not bounced again.
-# timeout: 120
 import time
 
 import sluice

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# timeout: 200
 # Description: per-destination limits. relaylim: the serial.test sink never
 # sees more than one connection at a time while a.test's sink (same load,
 # same 0.2 s per DATA) sees several at once. 421 backoff: a destination
@@ -10,7 +11,6 @@
 # at once (but more than 1). max_rate 10/s: 30 messages take at
 # least 1.5 s to arrive. A run of 451s at RCPT (3 s) likewise: fewer than 15
 # RCPT attempts while 40 messages arrive, all delivered in the end.
-# timeout: 200
 import collections
 import threading
 import time
@@ -123,7 +123,7 @@ with T.case("421 backoff"):
          "busy.test recovers: all 40 delivered within 20 s after the 421s stop",
          "%d delivered; %s" % (busy.count(), "last %.1fs after" % (last - t0 - 3.0) if last else "none"))
     if busy.count() < 40:
-        dl.wait_until(lambda: busy.count() >= 40, 60, 0.2)     # for the checks below
+        dl.wait_until(lambda: busy.count() >= 40, 30, 0.2)     # for the checks below
     print("busy connections (open time after the first, refused): %s"
           % [(round(c.t_open - t0, 2), c.refused is not None) for c in busy.conns()][:40])
     once_each(busy, "busy", 40, "busy.test")
@@ -150,7 +150,7 @@ with T.case("a run of 4xx slows the destination"):
          "run.test recovers: all 40 delivered within 20 s after the 451s stop",
          "%d delivered, the last %s" % (grey4.count(), "%.1fs after" % (lastg - g0 - 3.0) if lastg else "-"))
     if grey4.count() < 40:
-        dl.wait_until(lambda: grey4.count() >= 40, 60, 0.2)
+        dl.wait_until(lambda: grey4.count() >= 40, 30, 0.2)
     once_each(grey4, "run", 40, "run.test")
 
 print("run-of-4xx case done at %.1fs" % (time.monotonic() - T0))

@@ -1,11 +1,11 @@
 #!/usr/bin/python3
+# timeout: 120
 # Description: LMTP delivery (aiosmtpd's LMTP server, over TCP and over a
 # Unix socket). One message to two recipients where the server answers 552
 # 5.2.2 (over quota) for one and 250 for the other after the data: one
 # transaction with both RCPTs, one recipient delivered, one bounced with a
 # DSN to the sender (Status 5.2.2); a per-recipient 452 4.2.2 on the first
 # try is retried for that recipient only (the other is not delivered twice).
-# timeout: 120
 import os
 
 import sluice

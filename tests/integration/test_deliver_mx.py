@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# timeout: 120
 # Description: delivery by MX against a real nsd on loopback (dns.resolver).
 # mxzone.test: MX 10 mx1 (127.0.0.2, nothing listening: connection refused)
 # and MX 20 mx2 (127.0.0.3): delivered to mx2 (delivery.log mx/addr name it).
@@ -7,7 +8,6 @@
 # implicit MX. A null MX domain and an NXDOMAIN bounce at once (DSN to the
 # sender, Status 5.1.10 for null MX), with no connection made; SERVFAIL
 # defers (no bounce, the message stays queued).
-# timeout: 120
 import socket
 
 import sluice

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# timeout: 120
 # Description: temporary failures. A 451 at RCPT on the first attempt is
 # delivered on retry (delivery.log: deferred with `next` about 1 s later,
 # then delivered, attempt 2; the message arrives once); a 451 at the end of
@@ -7,7 +8,6 @@
 # max_attempts 4 against a server that always says 451 waits at least 1, 2,
 # 2 s and bounces at attempt 4; max_age 3s expires the message (status
 # "expired", DSN Status 4.4.7, subject "... delivery time expired").
-# timeout: 120
 import time
 
 import sluice

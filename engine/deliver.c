@@ -114,6 +114,7 @@ struct dl_dest {
 	double tokens;
 	uint64_t tokens_ms;
 	bool resolving;
+	bool literal;			/* an address or socket: no DNS */
 	uint64_t resolved_ms;		/* 0: never */
 	int rstatus;			/* enum resolve_status */
 	char rwhy[160];
@@ -1085,8 +1086,10 @@ conn_next(struct dl_conn *c)
 		m.body = c->env.body;
 		m.smtputf8 = c->env.smtputf8;
 		rc = smtp_client_send(&c->cli, &m);
-		if (rc >= 0)
+		if (rc == 0)
 			return;
+		if (rc == 1)
+			continue;	/* refused here; results are in */
 		/* A message the client cannot send at all: bounce it. */
 		{
 			struct dl_rres *res = c->res;
@@ -1114,7 +1117,8 @@ conn_next(struct dl_conn *c)
 	}
 }
 
-static void conn_open(struct deliver *d, struct dl_dest *ds, unsigned first);
+static bool conn_open(struct deliver *d, struct dl_dest *ds, unsigned first);
+static void handle_connect(struct dl_conn *c, int res);
 
 /* ---- smtp_client callbacks ------------------------------------------- */
 
@@ -1196,7 +1200,7 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 		conn_open(c->d, ds, c->target + 1);
 		return;
 	}
-	if (r->code == 421 || stage <= SMTP_CLIENT_STAGE_EHLO)
+	if (r->code == 421 || stage <= SMTP_CLIENT_STAGE_AUTH)
 		dest_slow(c->d, ds);
 	if (stage <= SMTP_CLIENT_STAGE_AUTH && ds->nconn <= 1) {
 		/* Nothing got through: what waits here waits longer. */
@@ -1244,8 +1248,8 @@ conn_connect(struct dl_conn *c)
 		close(c->fd);
 	c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
-		log_warn("deliver: socket: %s", strerror(errno));
-		conn_close(c);
+		/* As a failed connect: next target, else the dest waits. */
+		handle_connect(c, -errno);
 		return;
 	}
 	if (t->sa.ss_family != AF_UNIX)
@@ -1257,14 +1261,15 @@ conn_connect(struct dl_conn *c)
 	c->deadline_ms = c->d->now_ms + c->d->cfg->delivery.connect_timeout_ms;
 }
 
-static void
+/* false when no connection could be started (the caller stops trying). */
+static bool
 conn_open(struct deliver *d, struct dl_dest *ds, unsigned first)
 {
 	struct dl_conn *c;
 	uint32_t i = d->free_head;
 
 	if (i == UINT32_MAX || first >= ds->ntargets)
-		return;
+		return false;
 	c = &d->conns[i];
 	d->free_head = c->next_free;
 	d->nactive++;
@@ -1280,6 +1285,7 @@ conn_open(struct deliver *d, struct dl_dest *ds, unsigned first)
 	ds->nconn++;
 	ds->nconnecting++;
 	conn_connect(c);
+	return c->in_use && c->dest == ds && !c->closing;
 }
 
 static void
@@ -1401,7 +1407,10 @@ dest_resolved(void *arg, const struct resolve_result *r)
 				snprintf(t->host, sizeof(t->host), "%s",
 				    r->targets[i].host);
 				t->sa = r->targets[i].addr[j];
-				set_port(&t->sa, ds->route->transport.port);
+				/* Plain smtp routes leave the port 0. */
+				set_port(&t->sa, ds->route->transport.port ?
+				    ds->route->transport.port :
+				    ROUTE_PORT_SMTP);
 				t->salen = t->sa.ss_family == AF_INET ?
 				    sizeof(struct sockaddr_in) :
 				    sizeof(struct sockaddr_in6);
@@ -1417,7 +1426,7 @@ dest_literal(struct dl_dest *ds)
 	const struct route_transport *t = &ds->route->transport;
 	struct dl_target *x;
 
-	if (ds->targets != NULL)
+	if (ds->literal)
 		return true;
 	x = calloc(1, sizeof(*x));
 	if (x == NULL)
@@ -1444,8 +1453,10 @@ dest_literal(struct dl_dest *ds)
 		return false;
 	}
 	set_port(&x->sa, t->port);
+	free(ds->targets);
 	ds->targets = x;
 	ds->ntargets = 1;
+	ds->literal = true;
 	ds->rstatus = RESOLVE_OK;
 	ds->resolved_ms = UINT64_MAX;
 	return true;
@@ -1479,6 +1490,7 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 		if (c->in_use && c->dest == ds && c->idle && !c->closing &&
 		    smtp_client_ready(&c->cli)) {
 			conn_next(c);
+			conn_deadline(c);
 			conn_flush(c);
 			if (c->item == NULL && c->idle)
 				break;	/* rate limit */
@@ -1518,8 +1530,9 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 		return false;
 	}
 	while (ds->queued > ds->nconnecting && ds->nconn < ds->eff_max &&
-	    d->free_head != UINT32_MAX)
-		conn_open(d, ds, 0);
+	    d->free_head != UINT32_MAX && d->now_ms >= ds->hold_until_ms)
+		if (!conn_open(d, ds, 0))
+			break;
 	return ds->queued > 0;
 }
 
@@ -1863,9 +1876,10 @@ deliver_destroy(struct deliver *d)
 		struct dl_conn *c = &d->conns[i];
 
 		if (c->in_use) {
-			if (c->item != NULL)
-				free(c->item);
+			struct dl_item *cur = c->item;
+
 			conn_item_clear(c);
+			free(cur);
 			smtp_client_free(&c->cli);
 			buf_free(&c->tx);
 			if (c->fd >= 0)

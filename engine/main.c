@@ -385,8 +385,11 @@ main(int argc, char **argv)
 	control_stop();
 	for (i = 0; i < cfg.shards; i++)
 		shard_request_stop(shards[i]);
-	for (i = 0; i < cfg.shards; i++) {
+	/* Join all before freeing any: a shard still running may post
+	 * to another's inbox and write its eventfd. */
+	for (i = 0; i < cfg.shards; i++)
 		shard_join_thread(shards[i]);
+	for (i = 0; i < cfg.shards; i++) {
 		total += shard_messages(shards[i]);
 		shard_free(shards[i]);
 	}

@@ -55,6 +55,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "resolver.h"
 
 #define CONFIG_FILE_MAX		(1024 * 1024)	/* bytes of YAML */
 #define CONFIG_DEPTH_MAX	32		/* nested maps/lists */
@@ -186,7 +187,8 @@ struct cfg_key {
 #define MIN_MS	(60 * SEC_MS)
 #define HOUR_MS	(60 * MIN_MS)
 
-static cfg_check_fn check_hostname, check_path, check_address, check_network;
+static cfg_check_fn check_hostname, check_path, check_address, check_network,
+    check_resolver;
 
 /*
  * One listener. tls, proxy and auth will become keys here; until then they
@@ -251,7 +253,7 @@ static const struct cfg_key queue_keys[] = {
 
 static const struct cfg_key dns_keys[] = {
 	{ KEY("resolver", CFG_STRING, NULL, 0, 0),
-	  FIELD(struct dns_cfg, resolver) },
+	  FIELD(struct dns_cfg, resolver), .check = check_resolver },
 	{ KEY("timeout", CFG_DURATION, "2s", 100, 60000),
 	  FIELD(struct dns_cfg, timeout_ms) },
 	{ KEY("attempts", CFG_UINT, "3", 1, 10),
@@ -1568,6 +1570,22 @@ check_path(const char *s, void *obj, char *why, size_t whylen)
 	}
 	if (strlen(s) >= PATH_MAX) {
 		snprintf(why, whylen, "path is longer than %d bytes", PATH_MAX - 1);
+		return -1;
+	}
+	return 0;
+}
+
+/* dns.resolver: what the resolver itself accepts. */
+static int
+check_resolver(const char *s, void *obj, char *why, size_t whylen)
+{
+	struct resolver_cfg rc;
+
+	(void)obj;
+	if (s[0] == '\0' || resolver_cfg_server(&rc, s, NULL, why, whylen) != 0) {
+		if (s[0] == '\0')
+			snprintf(why, whylen, "must not be empty (leave it out "
+			    "for /etc/resolv.conf)");
 		return -1;
 	}
 	return 0;

@@ -700,7 +700,7 @@ resolve_print(void *arg, const struct resolve_result *res)
  * 2 (usage).
  */
 static int
-cmd_resolve(int argc, char **argv)
+cmd_resolve(const struct config *cfg, int argc, char **argv)
 {
 	struct resolver_cfg rcfg;
 	struct resolve_out ro = { NULL, true, 0, EXIT_OPERATIONAL };
@@ -728,8 +728,11 @@ cmd_resolve(int argc, char **argv)
 	if (ro.name == NULL)
 		return usage_error("resolve needs a NAME");
 	resolver_cfg_defaults(&rcfg);
-	/* TODO: without --resolver, use the configuration's dns.resolver
-	 * once struct config has it; until then /etc/resolv.conf. */
+	/* Without --resolver: the daemon's dns.resolver, else resolv.conf. */
+	if (server == NULL)
+		server = cfg->dns.resolver;
+	rcfg.timeout_ms = cfg->dns.timeout_ms;
+	rcfg.attempts = cfg->dns.attempts;
 	if (resolver_cfg_server(&rcfg, server, "/etc/resolv.conf", err,
 	    sizeof(err)) != 0) {
 		ctl_err("%s", err);
@@ -864,8 +867,13 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (strcmp(argv[optind], "resolve") == 0) {
+		rc = load_config(&cfg, path, ov, nov);
 		free(ov);
-		return cmd_resolve(argc - optind, argv + optind);
+		if (rc != 0)
+			return rc;
+		rc = cmd_resolve(&cfg, argc - optind, argv + optind);
+		config_free(&cfg);
+		return rc;
 	}
 	rc = parse_command(argc - optind, argv + optind, &cmd, &id, &json);
 	if (rc == 0)

@@ -87,6 +87,7 @@ struct dl_item {
 	uint8_t ctl;			/* enum deliver_ctl; 0: an item */
 	uint8_t upd;			/* DELIVER_CTL_UPDATE: the kind */
 	bool redirect;			/* dev_redirect: one address for all */
+	bool dropped;			/* held or deleted while on a connection */
 	char *domain;			/* points into the allocation */
 	uint16_t rcpt[];		/* recipient indices */
 };
@@ -600,7 +601,8 @@ item_load(struct deliver *d, const struct dl_item *it, uint8_t **rec,
 	*rec = NULL;
 	fd = segfd(d, it->mm.seg);
 	if (fd < 0)
-		return "segment missing";
+		return errno == ENOENT ? "segment missing" :
+		    "cannot open the segment";
 	buf = malloc(it->mm.rec_len);
 	if (buf == NULL)
 		return "out of memory";
@@ -812,7 +814,7 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 	if (ups != NULL)
 		shard_submit_updates(d->sh, ups, n);
 	free(bounced);
-	if (keep > 0) {
+	if (keep > 0 && !it->dropped) {
 		it->nrcpt = keep;
 		it->due_ms = d->now_ms + (uint64_t)delay_s * 1000u;
 		item_schedule(d, it);
@@ -820,6 +822,31 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 		free(it);
 	}
 	(void)nd;
+}
+
+/*
+ * The record could not be read back. Damage (checksum, envelope) is for
+ * recovery to quarantine: the item waits for a restart. Anything else
+ * (no descriptor, memory, I/O) is tried again in a minute.
+ */
+static void
+item_unreadable(struct deliver *d, struct dl_item *it, const char *why)
+{
+	char qid[QUEUE_ID_LEN + 1];
+	bool damaged = strcmp(why, "checksum mismatch") == 0 ||
+	    strcmp(why, "envelope damaged") == 0 ||
+	    strcmp(why, "segment missing") == 0;
+
+	queue_id_format(it->qid, qid);
+	log_warn("%s: cannot read the message back: %s%s", qid, why,
+	    damaged ? "; left for recovery at the next start" :
+	    "; trying again in a minute");
+	if (damaged) {
+		free(it);
+		return;
+	}
+	it->due_ms = d->now_ms + 60000;
+	item_schedule(d, it);
 }
 
 /* Every recipient of the item gets the same reply (no session). */
@@ -843,12 +870,8 @@ item_fail_all(struct deliver *d, struct dl_item *it, int code,
 	}
 	why = item_load(d, it, &rec, &env);
 	if (why != NULL) {
-		char qid[QUEUE_ID_LEN + 1];
-
-		queue_id_format(it->qid, qid);
-		log_warn("%s: cannot read the message back: %s", qid, why);
 		free(res);
-		free(it);
+		item_unreadable(d, it, why);
 		return;
 	}
 	item_done(d, it, res, rec, &env, NULL, NULL);
@@ -1051,12 +1074,7 @@ conn_next(struct dl_conn *c)
 		it = dest_pop(ds);
 		why = item_load(d, it, &c->rec, &c->env);
 		if (why != NULL) {
-			char qid[QUEUE_ID_LEN + 1];
-
-			queue_id_format(it->qid, qid);
-			log_warn("%s: cannot read the message back: %s", qid,
-			    why);
-			free(it);
+			item_unreadable(d, it, why);
 			continue;
 		}
 		if (pol->max_rate > 0)
@@ -1624,6 +1642,11 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 		}
 		break;
 	case DELIVER_CTL_DROP:
+		/* An attempt under way finishes, but is not tried again. */
+		for (uint32_t i = 0; i < DL_CONNS; i++)
+			if (d->conns[i].in_use && d->conns[i].item != NULL &&
+			    d->conns[i].item->qid == ctl->qid)
+				d->conns[i].item->dropped = true;
 		list = heap_take(d, ctl->qid);
 		for (it = list; it != NULL; it = next) {
 			next = it->next;

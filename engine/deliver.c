@@ -891,6 +891,20 @@ dest_fail_ready(struct deliver *d, struct dl_dest *ds, int code,
 		item_fail_all(d, it, code, enh, text);
 }
 
+/* The rate bucket: max_rate tokens a second, at most a second's worth. */
+static void
+dest_refill(struct deliver *d, struct dl_dest *ds)
+{
+	double rate = ds->route->policy.max_rate;
+
+	if (rate <= 0)
+		return;
+	ds->tokens += (double)(d->now_ms - ds->tokens_ms) * rate / 1000.0;
+	ds->tokens_ms = d->now_ms;
+	if (ds->tokens > (rate < 1 ? 1 : rate))
+		ds->tokens = rate < 1 ? 1 : rate;
+}
+
 /* ---- outbound connections -------------------------------------------- */
 
 static void conn_close(struct dl_conn *c);
@@ -1056,15 +1070,7 @@ conn_next(struct dl_conn *c)
 			smtp_client_quit(&c->cli);
 			return;
 		}
-		if (pol->max_rate > 0) {
-			double rate = pol->max_rate;
-
-			ds->tokens += (double)(d->now_ms - ds->tokens_ms) *
-			    rate / 1000.0;
-			ds->tokens_ms = d->now_ms;
-			if (ds->tokens > (rate < 1 ? 1 : rate))
-				ds->tokens = rate < 1 ? 1 : rate;
-		}
+		dest_refill(d, ds);
 		/* Held off (421s, a run of 4xx): open ones wait too. */
 		if (ds->queued == 0 || (pol->max_rate > 0 && ds->tokens < 1) ||
 		    d->now_ms < ds->hold_until_ms) {
@@ -1547,6 +1553,10 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 			dest_slow(d, ds);
 		return false;
 	}
+	/* No token: no new connection either (it would only idle). */
+	dest_refill(d, ds);
+	if (ds->route->policy.max_rate > 0 && ds->tokens < 1)
+		return true;
 	while (ds->queued > ds->nconnecting && ds->nconn < ds->eff_max &&
 	    d->free_head != UINT32_MAX && d->now_ms >= ds->hold_until_ms)
 		if (!conn_open(d, ds, 0))

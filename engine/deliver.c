@@ -269,6 +269,18 @@ addr_domain(const char *addr)
 	return at != NULL ? at + 1 : "";
 }
 
+/*
+ * The name a destination is owned and limited by: route_destination(), or
+ * the domain itself for routes that have none (error:, discard).
+ */
+static void
+dest_key(const struct route *r, const char *domain,
+    char key[ROUTE_DEST_MAX + 1])
+{
+	if (route_destination(r, domain, key, ROUTE_DEST_MAX + 1) != 0)
+		snprintf(key, ROUTE_DEST_MAX + 1, "%s", domain);
+}
+
 int
 deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
     const struct envelope *env, const bool *pending, uint16_t attempts,
@@ -319,10 +331,7 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 			done[j] = true;
 			idx[n++] = j;
 		}
-		if (r->transport.kind == ROUTE_ERROR ||
-		    r->transport.kind == ROUTE_DISCARD ||
-		    route_destination(r, dom, key, sizeof(key)) != 0)
-			snprintf(key, sizeof(key), "%s", dom);
+		dest_key(r, dom, key);
 		dlen = strlen(dom) + 1;
 		it = calloc(1, sizeof(*it) + n * sizeof(uint16_t) + dlen);
 		if (it == NULL) {
@@ -390,10 +399,7 @@ dest_get(struct deliver *d, struct dl_item *it)
 	struct dl_dest *ds;
 	uint64_t h;
 
-	if (r->transport.kind == ROUTE_ERROR ||
-	    r->transport.kind == ROUTE_DISCARD ||
-	    route_destination(r, it->domain, key, sizeof(key)) != 0)
-		snprintf(key, sizeof(key), "%s", it->domain);
+	dest_key(r, it->domain, key);
 	h = XXH3_64bits(key, strlen(key)) & (DL_DEST_BUCKETS - 1);
 	for (ds = d->buckets[h]; ds != NULL; ds = ds->hnext)
 		if (strcmp(ds->key, key) == 0 && ds->route == r)
@@ -688,7 +694,7 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 	enum dlog_status *sts;
 	uint16_t *ridx;			/* the recipients as they came in */
 	struct dsn_rcpt *bounced = NULL;
-	size_t nb = 0, nd = 0;
+	size_t nb = 0;
 	char dsnq[QUEUE_ID_LEN + 1] = "";
 	const char *sender = env != NULL ? env->sender : NULL;
 	uint16_t n = it->nrcpt, keep = 0;
@@ -748,8 +754,6 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 			st = DLOG_DEFERRED;
 			it->rcpt[keep++] = it->rcpt[i];
 		}
-		if (u->state != RCPT_PENDING)
-			nd++;
 		sts[i] = st;
 	}
 	if (nb > 0) {
@@ -821,7 +825,6 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 	} else {
 		free(it);
 	}
-	(void)nd;
 }
 
 /*
@@ -1522,8 +1525,6 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 	}
 	if (ds->queued == 0 || d->stopping)
 		return ds->queued > 0;
-	if (d->now_ms < ds->hold_until_ms)
-		return true;
 	if (!dest_literal(ds) &&
 	    (ds->resolved_ms == 0 ||
 	    d->now_ms > ds->resolved_ms + DL_RESOLVE_FRESH_MS)) {
@@ -1558,7 +1559,7 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 	if (ds->route->policy.max_rate > 0 && ds->tokens < 1)
 		return true;
 	while (ds->queued > ds->nconnecting && ds->nconn < ds->eff_max &&
-	    d->free_head != UINT32_MAX && d->now_ms >= ds->hold_until_ms)
+	    d->free_head != UINT32_MAX)
 		if (!conn_open(d, ds, 0))
 			break;
 	return ds->queued > 0;

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../../engine/buf.h"
+
 #define T_EXIT_PASS 0
 #define T_EXIT_FAIL 1
 #define T_EXIT_SKIP 77
@@ -43,6 +45,30 @@ check_done(void)
 		return T_EXIT_FAIL;
 	}
 	return T_EXIT_PASS;
+}
+
+/*
+ * A whole file, NUL-terminated, malloc'd (free it); NULL if it cannot be
+ * read. *len (if len is not NULL) is its length without the NUL. For the
+ * golden-file tests.
+ */
+static inline char *
+check_slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	struct buf b = { 0 };
+	char tmp[4096];
+	size_t n;
+
+	if (f == NULL)
+		return NULL;
+	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+		buf_append(&b, tmp, n);
+	fclose(f);
+	if (len != NULL)
+		*len = b.len;
+	buf_append(&b, "", 1);
+	return b.data;
 }
 
 #endif

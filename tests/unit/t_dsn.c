@@ -281,24 +281,6 @@ case_info(const struct dsn_case *c)
 	return i;
 }
 
-static char *
-slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	struct buf b = { 0 };
-	char tmp[4096];
-	size_t n;
-
-	if (f == NULL)
-		return NULL;
-	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-		buf_append(&b, tmp, n);
-	fclose(f);
-	*len = b.len;
-	buf_append(&b, "", 1);
-	return b.data;
-}
-
 static bool
 contains(const struct buf *b, const char *s)
 {
@@ -551,7 +533,7 @@ golden_cases(void)
 			fwrite(lf.data, 1, lf.len, f);
 			fclose(f);
 		}
-		ref = slurp(refpath, &reflen);
+		ref = check_slurp(refpath, &reflen);
 		if (ref == NULL || reflen != lf.len ||
 		    memcmp(ref, lf.data, lf.len) != 0) {
 			fprintf(stderr, "--- %s expected:\n%s--- got:\n%.*s",

@@ -542,23 +542,6 @@ run(const struct script *sc, size_t split, struct buf *tr)
 	smtp_client_free(&e.c);
 }
 
-static char *
-slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	struct buf b = { 0 };
-	char tmp[4096];
-	size_t n;
-
-	if (f == NULL)
-		return NULL;
-	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-		buf_append(&b, tmp, n);
-	fclose(f);
-	buf_append(&b, "", 1);
-	return b.data;
-}
-
 static void
 free_script(struct script *sc)
 {
@@ -599,7 +582,7 @@ golden(void)
 		    name);
 		printf("RUN %s\n", name);
 		ncases++;
-		text = slurp(path);
+		text = check_slurp(path, NULL);
 		CHECK_FATAL(text != NULL);
 		sc = calloc(1, sizeof(*sc));
 		CHECK_FATAL(sc != NULL);
@@ -612,7 +595,7 @@ golden(void)
 			fputs(whole.data, f);
 			fclose(f);
 		}
-		ref = slurp(refpath);
+		ref = check_slurp(refpath, NULL);
 		ok = ref != NULL && strcmp(ref, whole.data) == 0;
 		if (!ok)
 			fprintf(stderr, "--- %s expected:\n%s--- got (whole):\n"

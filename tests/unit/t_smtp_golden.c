@@ -217,23 +217,6 @@ run(const struct buf *wire, const struct setup *su, size_t step,
 	smtp_session_free(&s);
 }
 
-static char *
-slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	struct buf b = { 0 };
-	char tmp[4096];
-	size_t n;
-
-	if (f == NULL)
-		return NULL;
-	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-		buf_append(&b, tmp, n);
-	fclose(f);
-	buf_append(&b, "", 1);
-	return b.data;
-}
-
 int
 main(void)
 {
@@ -261,7 +244,7 @@ main(void)
 		    name);
 		printf("RUN %s\n", name);
 		ncases++;
-		text = slurp(path);
+		text = check_slurp(path, NULL);
 		CHECK_FATAL(text != NULL);
 		parse_input(text, &wire, &su);
 		run(&wire, &su, wire.len ? wire.len : 1, &whole);
@@ -274,7 +257,7 @@ main(void)
 			fputs(whole.data, f);
 			fclose(f);
 		}
-		ref = slurp(refpath);
+		ref = check_slurp(refpath, NULL);
 		ok = ref != NULL && strcmp(ref, whole.data) == 0 &&
 		    strcmp(whole.data, bytewise.data) == 0;
 		if (!ok) {

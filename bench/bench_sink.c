@@ -939,8 +939,9 @@ log_message(struct sink *s, struct conn *c, const char *id,
 		first = false;
 	}
 	if (rc == 0)
-		rc = buf_printf(b, "],\"size\":%llu,\"sha256\":\"%s\"",
-		    (unsigned long long)c->msg_size, dhex);
+		rc = buf_printf(b, "],\"size\":%llu,\"sha256\":\"%s\","
+		    "\"via\":\"%s\"", (unsigned long long)c->msg_size, dhex,
+		    c->bdat_started ? "bdat" : "data");
 	if (rc == 0 && bench_id != NULL) {
 		rc = buf_puts(b, ",\"bench_id\":");
 		if (rc == 0)
@@ -2722,6 +2723,11 @@ report_json(const struct sink *s, FILE *fp)
 	rc |= jset(root, "bytes", jint(s->bytes));
 	rc |= jset(root, "elapsed_s", json_real(f.elapsed_s));
 	rc |= jset(root, "runtime_s", json_real(f.runtime_s));
+	/* CLOCK_MONOTONIC is one clock for every process on the machine:
+	 * a harness can measure end to end up to the last message without
+	 * counting the sink's wait for idle connections to close. */
+	rc |= jset(root, "last_message_mono_s",
+	    json_real((double)s->last_msg_us / 1e6));
 	rc |= jset(root, "rate", json_real(f.rate));
 	a = json_array();
 	for (j = 0; a != NULL && j < s->nsec; j++)

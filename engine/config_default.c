@@ -75,4 +75,6 @@ const char config_default_yaml[] =
 	"  connect_timeout: 30s\n"
 	"  reply_timeout: 300s        # greeting and command replies\n"
 	"  data_timeout: 600s         # reply after the message\n"
-	"  idle_keep: 5s              # keep an idle connection for reuse\n";
+	"  idle_keep: 5s              # keep an idle connection for reuse\n"
+	"  # BDAT (RFC 3030) to servers offering CHUNKING and PIPELINING.\n"
+	"  chunking: true\n";

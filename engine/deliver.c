@@ -420,6 +420,7 @@ dest_get(struct deliver *d, struct dl_item *it)
 	ds->tokens = 1;
 	ds->ccfg.helo_name = d->cfg->hostname;
 	ds->ccfg.lmtp = r->transport.kind == ROUTE_LMTP;
+	ds->ccfg.chunking = d->cfg->delivery.chunking != 0;
 	if (r->policy.auth) {
 		ds->ccfg.auth_user = r->policy.auth_user;
 		ds->ccfg.auth_pass = r->policy.auth_password;

@@ -398,8 +398,11 @@ main(int argc, char **argv)
 	deliver_global_free();
 	queue_index_close(qi);
 	log_info("stopped: %llu message(s) queued in this run, "
-	    "%llu index commit(s), %llu failed message(s)",
+	    "%llu index commit(s) (%llu updates, %.0f us each), "
+	    "%llu failed message(s)",
 	    (unsigned long long)total, (unsigned long long)cst.batches,
+	    (unsigned long long)cst.updates,
+	    cst.batches ? (double)cst.write_us / (double)cst.batches : 0.0,
 	    (unsigned long long)cst.failures);
 	free(shards);
 	free(efds);

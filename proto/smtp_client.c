@@ -26,6 +26,10 @@
  * out when the last RCPT is refused; its 354 is then answered with a lone
  * "." (RFC 2920 section 3.1) and the reply to that is not a delivery.
  * The message data and the final dot are never pipelined with anything.
+ * With BDAT (cfg->chunking, and the server offers CHUNKING and PIPELINING)
+ * command n+1 is "BDAT <size> LAST" followed by the message itself, so a
+ * whole transaction leaves in one write and its replies come back in
+ * one; the BDAT reply is then what the final dot's would be.
  *
  * Every receive-state change goes through enter_state(). Commands go
  * through emit(), which keeps c->out under SMTP_CLIENT_OUT_CMD_MAX plus
@@ -83,6 +87,7 @@ static const char *const state_names[] = {
 	[SMTP_C_RCPT] = "RCPT",
 	[SMTP_C_DATA] = "DATA",
 	[SMTP_C_DOT] = "DOT",
+	[SMTP_C_BDAT] = "BDAT",
 	[SMTP_C_RSET] = "RSET",
 	[SMTP_C_QUIT] = "QUIT",
 	[SMTP_C_CLOSED] = "CLOSED",
@@ -100,6 +105,7 @@ static const char *const stage_names[] = {
 	[SMTP_CLIENT_STAGE_DOT] = "dot",
 	[SMTP_CLIENT_STAGE_RSET] = "rset",
 	[SMTP_CLIENT_STAGE_QUIT] = "quit",
+	[SMTP_CLIENT_STAGE_BDAT] = "bdat",
 };
 
 const char *
@@ -153,6 +159,8 @@ stage_of(enum smtp_client_state st)
 		return SMTP_CLIENT_STAGE_DATA;
 	case SMTP_C_DOT:
 		return SMTP_CLIENT_STAGE_DOT;
+	case SMTP_C_BDAT:
+		return SMTP_CLIENT_STAGE_BDAT;
 	case SMTP_C_RSET:
 		return SMTP_CLIENT_STAGE_RSET;
 	case SMTP_C_QUIT:
@@ -188,6 +196,8 @@ what_for(enum smtp_client_state st)
 		return "DATA";
 	case SMTP_C_DOT:
 		return "end of data";
+	case SMTP_C_BDAT:
+		return "BDAT";
 	case SMTP_C_RSET:
 		return "RSET";
 	case SMTP_C_QUIT:
@@ -698,7 +708,7 @@ emit_mail(struct smtp_client *c)
 	/*
 	 * RFC 6152. An 8-bit message to a server without 8BITMIME goes out
 	 * as it is, without BODY= (Postfix's default; nothing is converted).
-	 * BINARYMIME needs BDAT, which is not done yet: declared as 8BITMIME.
+	 * BINARYMIME would need BDAT for every message: declared as 8BITMIME.
 	 */
 	if (m->body != QUEUE_BODY_7BIT && (c->ext & SMTP_CLIENT_EXT_8BITMIME))
 		n += snprintf(params + n, sizeof(params) - (size_t)n,
@@ -710,6 +720,30 @@ emit_mail(struct smtp_client *c)
 	(void)emit(c, "MAIL FROM:<%s>%s\r\n", m->sender, params);
 }
 
+/*
+ * RFC 3030: "BDAT <size> LAST" and the message as it is, in one chunk.
+ * The queue holds CRLF lines only (sluice's server refuses bare CR and
+ * LF), so nothing is converted and nothing is stuffed; a last line
+ * without CRLF gets one, as with DATA, so both ways deliver the same bytes.
+ */
+static void
+append_bdat(struct smtp_client *c)
+{
+	const char *d = c->msg.data;
+	size_t len = c->msg.len;
+	bool crlf = len >= 2 && d[len - 2] == '\r' && d[len - 1] == '\n';
+
+	if (!emit(c, "BDAT %zu LAST\r\n", len + (crlf || len == 0 ? 0 : 2)))
+		return;
+	if (buf_append(&c->out, d, len) < 0 ||
+	    (!crlf && len > 0 && buf_append(&c->out, "\r\n", 2) < 0)) {
+		c->out_err = true;
+		return;
+	}
+	/* Commands after it may find it not yet sent: allow for it. */
+	c->out_allow = len + 2;
+}
+
 /* The receive state that matches recv_idx (something is outstanding). */
 static void
 enter_recv_state(struct smtp_client *c)
@@ -718,7 +752,8 @@ enter_recv_state(struct smtp_client *c)
 
 	assert(i < c->send_idx);
 	enter_state(c, i == 0 ? SMTP_C_MAIL :
-	    i <= c->msg.nrcpt ? SMTP_C_RCPT : SMTP_C_DATA);
+	    i <= c->msg.nrcpt ? SMTP_C_RCPT :
+	    c->bdat ? SMTP_C_BDAT : SMTP_C_DATA);
 }
 
 /* The sender: see the comment at the top of this file. */
@@ -750,7 +785,10 @@ pump(struct smtp_client *c)
 			/* Every recipient answered and none took it. */
 			if (c->recv_idx > n && c->naccepted == 0)
 				break;
-			(void)emit(c, "DATA\r\n");
+			if (c->bdat)
+				append_bdat(c);
+			else
+				(void)emit(c, "DATA\r\n");
 		}
 		c->send_idx++;
 	}
@@ -856,7 +894,37 @@ data_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 	finish_tx(c, &saved, true);
 }
 
-/* A reply to MAIL, RCPT or DATA. */
+/*
+ * The reply to BDAT LAST: the verdict on the message for every accepted
+ * recipient, as the reply after the final dot. Without an accepted
+ * recipient the server could only refuse it (RFC 3030 section 3: the
+ * chunk is read and discarded), and the recipients already have their
+ * results. After a refusal the transaction state is the server's guess:
+ * RSET.
+ */
+static void
+bdat_reply(struct smtp_client *c, const struct smtp_client_reply *r)
+{
+	struct smtp_client_reply saved;
+	int cls = r->code / 100;
+	uint32_t i;
+
+	if (cls != 2 && cls != 4 && cls != 5) {
+		unexpected(c, r);
+		return;
+	}
+	if (c->naccepted > 0 && !c->mail_failed) {
+		for (i = 0; i < c->msg.nrcpt; i++)
+			if (c->rstat.data[i] == RS_ACCEPTED)
+				rcpt_result(c, i, r);
+		finish_tx(c, r, cls != 2);
+		return;
+	}
+	tx_reply_get(c, &saved);
+	finish_tx(c, &saved, true);
+}
+
+/* A reply to MAIL, RCPT, DATA or BDAT. */
 static void
 tx_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 {
@@ -867,7 +935,10 @@ tx_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 	assert(idx < c->send_idx);
 	if (idx == n + 1) {
 		c->recv_idx++;
-		data_reply(c, r);
+		if (c->bdat)
+			bdat_reply(c, r);
+		else
+			data_reply(c, r);
 		return;
 	}
 	if (cls != 2 && cls != 4 && cls != 5 && !c->mail_failed) {
@@ -1005,6 +1076,7 @@ handle_reply(struct smtp_client *c)
 	case SMTP_C_MAIL:
 	case SMTP_C_RCPT:
 	case SMTP_C_DATA:
+	case SMTP_C_BDAT:
 		tx_reply(c, &r);
 		break;
 	case SMTP_C_DOT:
@@ -1238,6 +1310,9 @@ smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg)
 	c->send_done = false;
 	c->mail_failed = false;
 	c->dot_discard = false;
+	c->bdat = c->cfg->chunking && !c->cfg->lmtp &&
+	    (c->ext & SMTP_CLIENT_EXT_CHUNKING) &&
+	    (c->ext & SMTP_CLIENT_EXT_PIPELINING);
 	c->send_idx = 0;
 	c->recv_idx = 0;
 	c->naccepted = 0;
@@ -1336,6 +1411,7 @@ smtp_client_waiting(const struct smtp_client *c)
 	case SMTP_C_RSET:
 		return SMTP_CLIENT_WAIT_REPLY;
 	case SMTP_C_DOT:
+	case SMTP_C_BDAT:
 		return SMTP_CLIENT_WAIT_DATA_END;
 	case SMTP_C_QUIT:
 		return SMTP_CLIENT_WAIT_QUIT;

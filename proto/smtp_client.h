@@ -85,6 +85,13 @@ struct smtp_client_cfg {
 	bool lmtp;		/* LHLO, one reply per recipient after DATA */
 	const char *auth_user;	/* NULL or "": no AUTH */
 	const char *auth_pass;
+	/*
+	 * Send messages with BDAT (RFC 3030) when the server offers CHUNKING
+	 * and PIPELINING (SMTP only): MAIL, the RCPTs and "BDAT n LAST" with
+	 * the message go out in one write, one round trip per message and
+	 * no dot-stuffing. Otherwise DATA.
+	 */
+	bool chunking;
 };
 
 /* What the server offered in its EHLO/LHLO reply. */
@@ -121,6 +128,7 @@ enum smtp_client_state {
 	SMTP_C_RCPT,		/* waiting for a RCPT reply */
 	SMTP_C_DATA,		/* waiting for DATA's reply (354) */
 	SMTP_C_DOT,		/* message sent, waiting for the final reply(ies) */
+	SMTP_C_BDAT,		/* "BDAT n LAST" and the message sent: its reply */
 	SMTP_C_RSET,		/* RSET after a failed transaction */
 	SMTP_C_QUIT,		/* QUIT sent */
 	SMTP_C_CLOSED,		/* over: the engine closes the connection */
@@ -141,6 +149,7 @@ enum smtp_client_stage {
 	SMTP_CLIENT_STAGE_DOT,		/* after the message's final dot */
 	SMTP_CLIENT_STAGE_RSET,
 	SMTP_CLIENT_STAGE_QUIT,
+	SMTP_CLIENT_STAGE_BDAT,		/* the reply to BDAT LAST */
 };
 
 /* "connect", "greeting", "ehlo", ... */
@@ -245,8 +254,10 @@ struct smtp_client {
 	bool send_done;		/* no more commands for this transaction */
 	bool mail_failed;	/* MAIL refused: replies after it are moot */
 	bool dot_discard;	/* "." sent with no recipient accepted */
+	bool bdat;		/* this transaction ends with BDAT LAST */
 	struct smtp_client_msg msg;
-	uint32_t send_idx;	/* next command: 0 MAIL, 1..n RCPT, n+1 DATA */
+	uint32_t send_idx;	/* next command: 0 MAIL, 1..n RCPT, n+1 DATA
+				 * (or BDAT with the message) */
 	uint32_t recv_idx;	/* next reply, same numbering */
 	uint32_t naccepted;	/* 2xx at RCPT */
 	uint32_t ndone;		/* recipients with rcpt_done fired */

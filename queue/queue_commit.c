@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../engine/log.h"
@@ -52,7 +53,7 @@ struct committer {
 	struct segref *segs;
 	size_t segs_cap, segs_used;	/* used counts tombstones too */
 	_Atomic uint64_t n_batches, n_messages, n_failures, n_updates,
-	    n_removed, n_segs_removed;
+	    n_removed, n_segs_removed, write_us;
 };
 
 static struct segref *
@@ -167,6 +168,15 @@ segref_count_msg(void *arg, const struct queue_msg *m)
 	return 0;
 }
 
+static uint64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void
 efd_signal(int fd)
 {
@@ -185,6 +195,7 @@ static int
 write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
 {
 	size_t i, np = 0, nu = 0, nrem = 0;
+	uint64_t t0;
 	int rc;
 
 	for (i = 0; i < n; i++)
@@ -214,8 +225,10 @@ write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
 			nu += job->nups;
 		}
 	}
+	t0 = mono_us();
 	rc = queue_index_write(c->qi, c->puts, np, c->ups, nu, c->removed,
 	    &nrem);
+	atomic_fetch_add(&c->write_us, mono_us() - t0);
 	if (rc != 0)
 		return rc;
 	for (i = 0; i < n; i++)
@@ -455,4 +468,5 @@ committer_stats(struct committer *c, struct committer_stats *st)
 	st->updates = atomic_load(&c->n_updates);
 	st->removed = atomic_load(&c->n_removed);
 	st->segments_removed = atomic_load(&c->n_segs_removed);
+	st->write_us = atomic_load(&c->write_us);
 }

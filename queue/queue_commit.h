@@ -95,6 +95,7 @@ struct committer_stats {
 	uint64_t updates;
 	uint64_t removed;		/* messages done and deleted */
 	uint64_t segments_removed;
+	uint64_t write_us;		/* time in index transactions */
 };
 void committer_stats(struct committer *c, struct committer_stats *st);
 

@@ -153,6 +153,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	cfg.lmtp = data[0] & 1;
+	/* BDAT when PIPELINING is offered too (CHUNKING always is). */
+	cfg.chunking = (data[0] & 16) != 0;
 	if (data[0] & 2) {
 		cfg.auth_user = "user";
 		cfg.auth_pass = "pass";
@@ -162,7 +164,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	f.nrcpt = 1 + (data[0] >> 5);
 	smtp_client_init(&f.c, &cfg, &fz_cb, &f);
 	feed(&f, "220 fuzz ESMTP\r\n", 16);
-	n = snprintf(ehlo, sizeof(ehlo), "250-fuzz\r\n%s%s%s%s250 %s\r\n",
+	n = snprintf(ehlo, sizeof(ehlo), "250-fuzz\r\n%s%s%s%s250-CHUNKING\r\n"
+	    "250 %s\r\n",
 	    data[0] & 4 ? "250-PIPELINING\r\n" : "",
 	    data[0] & 8 ? "250-SIZE 100\r\n" : "",
 	    data[0] & 16 ? "250-8BITMIME\r\n250-SMTPUTF8\r\n" : "",

@@ -3,7 +3,8 @@
 # Description: delivery end to end. 300 messages (300 B - 100 KiB, leading
 # dots, 8-bit lines, some with two recipients on one or two destinations)
 # go in over 3 smtplib sessions and out to sluice-bench sink (--log --store)
-# and to Postfix's smtp-sink (-d): every message arrives exactly once per
+# (which offers CHUNKING: BDAT, unstuffed) and to Postfix's smtp-sink (-d,
+# no CHUNKING: DATA, dot-stuffed): every message arrives exactly once per
 # destination with the recipients it should have, and what arrives is
 # exactly what was sent with header fields (Received: first) put in front;
 # connections carry many messages; the queue empties; delivery.log has one
@@ -129,6 +130,8 @@ with T.case("sluice-bench sink got each message once, bytes intact"):
         if m.get("mail_from") != e["sender"]:
             bad.append("%s: MAIL FROM %r, want %r" % (tag, m.get("mail_from"), e["sender"]))
     T.eq(bad, [], "every message at the sink is one that was sent, whole, with its envelope")
+    T.eq(collections.Counter(m.get("via") for m in msgs), {"bdat": len(msgs)},
+         "the sink offers CHUNKING and PIPELINING: every message came with BDAT")
     dup = {t: n for t, n in seen.items() if n != 1}
     missing = sorted(set(want_a) - set(seen))
     T.eq((missing[:10], dup), ([], {}), "each of the %d a.test messages arrived exactly once" % len(want_a))

@@ -9,7 +9,7 @@
  *
  * .in format, one directive per line:
  *   # comment
- *   %helo=NAME  %lmtp  %auth=USER PASS  %noquit
+ *   %helo=NAME  %lmtp  %auth=USER PASS  %noquit  %chunking (cfg.chunking)
  *   %msg from=ADDR to=A,B,... [body=7bit|8bitmime|binarymime] [utf8]
  *        [size=N]  -- then the message, one line per line (CRLF added
  *        unless the line ends in \c), up to a line "%end"
@@ -223,6 +223,8 @@ parse_script(struct script *sc, const char *text)
 				sc->cfg.lmtp = true;
 			} else if (!strncmp(p, "%noquit", 7)) {
 				sc->noquit = true;
+			} else if (!strncmp(p, "%chunking", 9)) {
+				sc->cfg.chunking = true;
 			} else if (!strncmp(p, "%auth=", 6)) {
 				CHECK_FATAL(sscanf(p + 6, "%299s %299s",
 				    sc->user, sc->pass) == 2);

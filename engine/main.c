@@ -336,11 +336,13 @@ main(int argc, char **argv)
 	if ((rc = queue_index_max_id(qi, &last_qid)) < 0)
 		log_fatal("queue: %s", queue_strerror(rc));
 	log_info("queue: %llu message(s), %llu segment(s) kept, "
-	    "%llu removed, %llu byte(s) reclaimed, %llu quarantined",
+	    "%llu removed, %llu byte(s) reclaimed, %llu quarantined, "
+	    "%llu never acknowledged",
 	    (unsigned long long)rep.messages, (unsigned long long)rep.segments,
 	    (unsigned long long)rep.segments_removed,
 	    (unsigned long long)rep.bytes_reclaimed,
-	    (unsigned long long)rep.quarantined);
+	    (unsigned long long)rep.quarantined,
+	    (unsigned long long)rep.unacknowledged);
 
 	smtp_server_cfg_init(&scfg, cfg.hostname, cfg.limits.message_size,
 	    cfg.limits.recipients, cfg.limits.line_length, cfg.limits.errors);

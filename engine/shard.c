@@ -18,10 +18,10 @@
  * conn_flush() takes from the session's output.
  *
  * Spool segments: the shard appends each message's record to its current
- * segment with one writev, then makes it durable with IORING_OP_FSYNC
- * (datasync). Records that finish writing while an fsync is in flight wait
- * for the next one, so one fsync covers many messages. Durable records go
- * to the committer; its verdict comes back through the eventfd.
+ * segment with one writev and hands the written record to the committer,
+ * which fdatasyncs the segment while it indexes (one sync covers every
+ * record of the batch); its verdict comes back through the eventfd. A
+ * segment stays open while any job of it is away.
  */
 #include "shard.h"
 
@@ -68,7 +68,6 @@ enum op {
 	OP_RECV,
 	OP_SEND,
 	OP_WRITE,
-	OP_FSYNC,
 	OP_WAKE,
 	OP_SEG_OPEN,
 	OP_SEG_DIRSYNC,
@@ -84,12 +83,10 @@ struct seg {
 	bool in_use;
 	bool sealed;		/* no more appends; close when refs == 0 */
 	bool broken;		/* a write or fsync failed: roll over */
-	bool syncing;		/* an fsync is in flight */
 	bool sync_failed;	/* an fsync failed: nothing more is trusted */
 	uint64_t end;		/* next append offset */
-	uint32_t refs;		/* jobs not yet past fsync */
-	struct commit_job *wait_head, *wait_tail;	/* written, await fsync */
-	struct commit_job *sync_head;			/* covered by the fsync */
+	uint32_t refs;		/* jobs written or being written, not back
+				 * from the committer */
 };
 
 struct conn {
@@ -566,7 +563,7 @@ seg_release(struct shard *sh, struct seg *s)
 {
 	struct commit_job *job;
 
-	if (s->sealed && s->refs == 0 && !s->syncing) {
+	if (s->sealed && s->refs == 0) {
 		close(s->fd);
 		s->in_use = false;
 		job = calloc(1, sizeof(*job));
@@ -677,6 +674,8 @@ job_dispatch(struct shard *sh, const struct commit_job *job)
 	envelope_release(&env);
 }
 
+static void job_leave_seg(struct shard *sh, struct commit_job *job);
+
 static void
 job_finish(struct shard *sh, struct commit_job *job)
 {
@@ -688,6 +687,14 @@ job_finish(struct shard *sh, struct commit_job *job)
 
 	assert(sh->jobs_out > 0);
 	sh->jobs_out--;
+	if (job->kind == COMMIT_PUT && job->seg != NULL) {
+		/* Back from the committer: the segment may close now. */
+		if (job->sync_failed) {
+			job->seg->broken = true;
+			job->seg->sync_failed = true;
+		}
+		job_leave_seg(sh, job);
+	}
 	if (job->kind != COMMIT_PUT || job->conn_idx == COMMIT_NO_CONN) {
 		if (job->kind == COMMIT_PUT) {
 			queue_id_format(job->put.qid, qid);
@@ -730,22 +737,6 @@ job_finish(struct shard *sh, struct commit_job *job)
 	if (res == SMTP_COMMIT_OK)
 		job_dispatch(sh, job);
 	free(job);
-}
-
-static void
-seg_kick(struct shard *sh, struct seg *s)
-{
-	struct io_uring_sqe *sqe;
-
-	if (s->syncing || s->wait_head == NULL)
-		return;
-	s->sync_head = s->wait_head;
-	s->wait_head = s->wait_tail = NULL;
-	s->syncing = true;
-	sqe = get_sqe(sh);
-	io_uring_prep_fsync(sqe, s->fd, IORING_FSYNC_DATASYNC);
-	io_uring_sqe_set_data64(sqe, uring_ud(OP_FSYNC,
-	    (uint32_t)(s - sh->segs), 0));
 }
 
 /* A job for a record of (env, msg); NULL when out of memory. */
@@ -800,6 +791,7 @@ job_write(struct shard *sh, struct commit_job *job, uint64_t ud)
 		return err;
 	job->shard = sh->id;
 	job->seg = s;
+	job->seg_fd = s->fd;
 	job->put.seg = s->id;
 	job->put.offset = s->end;
 	s->end += job->put.rec_len;
@@ -935,7 +927,7 @@ job_leave_seg(struct shard *sh, struct commit_job *job)
 
 /*
  * One write of a record completed. Returns 0 when the rest was submitted
- * (ud again), 1 when the record is written and waits for its fsync, -1
+ * (ud again), 1 when the record is written and on its way to the committer, -1
  * when it failed (put.result set, the job left its segment): the caller
  * finishes the job.
  */
@@ -989,13 +981,7 @@ write_step(struct shard *sh, struct commit_job *job, int res, uint64_t ud)
 	/* The message buffer is no longer needed; the job goes on alone. */
 	job->msg = NULL;
 	job->iov[1].iov_base = NULL;
-	job->next = NULL;
-	if (s->wait_tail)
-		s->wait_tail->next = job;
-	else
-		s->wait_head = job;
-	s->wait_tail = job;
-	seg_kick(sh, s);
+	pending_push(sh, job);
 	return 1;
 }
 
@@ -1037,59 +1023,6 @@ pending_push(struct shard *sh, struct commit_job *job)
 	else
 		sh->pending_head = job;
 	sh->pending_tail = job;
-}
-
-/* Fail (res < 0) or pass on to the committer every job of a list. */
-static void
-jobs_after_sync(struct shard *sh, struct commit_job *job, int res)
-{
-	struct commit_job *next;
-
-	for (; job != NULL; job = next) {
-		next = job->next;
-		if (res < 0) {
-			job_leave_seg(sh, job);
-			job->put.result = res;
-			job_finish(sh, job);
-		} else {
-			/* Queued before its segment may be sealed (below). */
-			pending_push(sh, job);
-			job_leave_seg(sh, job);
-		}
-	}
-}
-
-static void
-handle_fsync(struct shard *sh, uint32_t i, int res)
-{
-	struct seg *s = &sh->segs[i];
-	struct commit_job *job, *waiting;
-
-	assert(s->in_use);
-	assert(s->syncing);
-	s->syncing = false;
-	job = s->sync_head;
-	s->sync_head = NULL;
-	if (res < 0) {
-		/*
-		 * Linux reports a writeback error once per file: a later
-		 * fsync could succeed over pages that were lost. Fail every
-		 * record of this segment that is not yet durable, and (in
-		 * handle_write) every one still being written.
-		 */
-		log_warn("shard %u: fdatasync of segment: %s", sh->id,
-		    strerror(-res));
-		s->broken = true;
-		s->sync_failed = true;
-		waiting = s->wait_head;
-		s->wait_head = s->wait_tail = NULL;
-		jobs_after_sync(sh, waiting, res);
-	}
-	jobs_after_sync(sh, job, res);
-	if (s->in_use) {
-		seg_kick(sh, s);
-		seg_release(sh, s);
-	}
 }
 
 /* Hand durable jobs to the committer; what does not fit waits. */
@@ -1275,8 +1208,6 @@ dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 	case OP_WRITE:
 		handle_write(sh, c, res);
 		break;
-	case OP_FSYNC:
-		handle_fsync(sh, idx, res);
 		break;
 	case OP_WAKE:
 		handle_wake(sh);

@@ -11,8 +11,14 @@
  *
  * What LMDB indexes is the truth: a record in a segment that no "msg" entry
  * points at is garbage (a write that was never acknowledged) and is
- * reclaimed. A record is made durable in this order: segment write, segment
- * fdatasync, LMDB commit (which syncs); only then is the client told 250.
+ * reclaimed. A record is made durable by its segment write, then its
+ * segment's fdatasync and the LMDB commit (which syncs) running at the same
+ * time; only when both are done is the client told 250. So the puts of the
+ * last index transaction may point at records whose segment sync had not
+ * finished: queue_index_write() lists them under "unconfirmed" in "meta"
+ * (the committer syncs their segments before its next write), and recovery
+ * removes an unconfirmed record that fails verification as never
+ * acknowledged instead of quarantining it.
  *
  * Every record carries an XXH3-64 checksum of its envelope and message,
  * seeded with the queue id, and it is verified on every read. A record that
@@ -330,10 +336,22 @@ struct queue_removed {
  * has room for nups entries; *nremoved is how many. Either all of it is
  * durable (0) or none of it is: QUEUE_EFULL or QUEUE_EINDEX, also stored
  * in each put's result.
+ *
+ * The ids of this write's puts become the "unconfirmed" list (replacing
+ * the previous one, which this write thereby confirms): the caller promises
+ * that their segments were synced before its next write or
+ * queue_index_confirm().
  */
 int queue_index_write(struct queue_index *qi, struct queue_put *puts,
     size_t nputs, const struct queue_update *ups, size_t nups,
     struct queue_removed *removed, size_t *nremoved);
+
+/*
+ * Empty the "unconfirmed" list (every record indexed so far is known to be
+ * synced): one small write transaction, none if the list is empty. 0,
+ * QUEUE_EFULL or QUEUE_EINDEX.
+ */
+int queue_index_confirm(struct queue_index *qi);
 
 /*
  * Highest queue id in the index ("msg" and "quarantine"), or 0. Ids issued
@@ -345,6 +363,8 @@ int queue_index_max_id(struct queue_index *qi, uint64_t *qid);
 struct queue_recovery_report {
 	uint64_t messages;		/* live messages indexed */
 	uint64_t quarantined;		/* records that failed verification now */
+	uint64_t unacknowledged;	/* unconfirmed records that failed:
+					   never acknowledged, removed */
 	uint64_t segments;		/* live segments kept */
 	uint64_t segments_removed;	/* segments with nothing indexed */
 	uint64_t bytes_reclaimed;	/* garbage tails truncated away */
@@ -355,8 +375,10 @@ struct queue_recovery_report {
 
 /*
  * Start-up recovery, before any shard runs: verify every indexed record,
- * quarantine the damaged (one line each on stderr), delete segments nothing
- * points at and truncate unindexed tails. Time is proportional to the live
+ * quarantine the damaged (one line each on stderr), remove unconfirmed
+ * records that fail (they never reached the disk whole, so no client got a
+ * 250 for them; one line each on stderr), delete segments nothing points
+ * at and truncate unindexed tails. Time is proportional to the live
  * queue. 0, or an error from the index or the file system (then the spool
  * may be partly recovered; running it again is safe).
  */
@@ -386,6 +408,7 @@ struct queue_index {
 	MDB_dbi quarantine;
 	MDB_dbi meta;
 	int readonly;
+	int unconfirmed;	/* "meta" may hold an unconfirmed list */
 };
 
 /* LMDB return code to 0 / QUEUE_E* / -errno. */
@@ -400,6 +423,12 @@ const char *queue_msg_value_check(const void *val, size_t len);
  */
 int queue_msg_load(struct queue_index *qi, MDB_txn *txn, const MDB_val *key,
     const MDB_val *val, struct queue_msg *m, const char **why);
+/*
+ * The "unconfirmed" list as of txn: *ids (malloc'd, free it; NULL when
+ * empty) and *n. 0, QUEUE_ECORRUPT, -ENOMEM or another error.
+ */
+int queue_index_unconfirmed(struct queue_index *qi, MDB_txn *txn,
+    uint64_t **ids, size_t *n);
 /* queue_read_verify() on an open segment file descriptor. */
 int queue_seg_verify_fd(int fd, const struct queue_msg *m, uint8_t **msg,
     size_t *len, const char **reason);

@@ -6,6 +6,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -23,6 +25,13 @@
 #define COMMIT_RING 4096
 /* Most jobs handled in one LMDB transaction. */
 #define COMMIT_BATCH_MAX 8192
+/* Distinct segments synced per batch (a few per shard at most). */
+#define COMMIT_SYNC_MAX 256
+/* Segments remembered as failed (a failure retires the segment at once,
+ * so only the jobs already written to it can still arrive). */
+#define COMMIT_FAILED_SEGS 64
+/* With an unconfirmed list left and nothing to do for this long, empty it. */
+#define COMMIT_CONFIRM_IDLE_MS 1000
 
 /*
  * Live segments: indexed messages per segment id, and whether its shard
@@ -54,6 +63,13 @@ struct committer {
 	size_t segs_cap, segs_used;	/* used counts tombstones too */
 	_Atomic uint64_t n_batches, n_messages, n_failures, n_updates,
 	    n_removed, n_segs_removed, write_us;
+	struct io_uring ring;		/* segment fdatasyncs */
+	bool ring_ok;
+	bool unconfirmed;		/* the last write indexed puts */
+	struct { int fd; int res; } sync[COMMIT_SYNC_MAX];
+	unsigned nsync;
+	uint64_t failed_segs[COMMIT_FAILED_SEGS];
+	unsigned nfailed;		/* next slot, round robin */
 };
 
 static struct segref *
@@ -217,6 +233,8 @@ write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
 	for (i = 0; i < n; i++) {
 		struct commit_job *job = jobs[i];
 
+		if (job->kind == COMMIT_PUT && job->sync_failed)
+			continue;
 		if (job->kind == COMMIT_PUT)
 			c->puts[np++] = job->put;
 		if (job->nups > 0) {
@@ -232,14 +250,166 @@ write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
 	if (rc != 0)
 		return rc;
 	for (i = 0; i < n; i++)
-		if (jobs[i]->kind == COMMIT_PUT)
+		if (jobs[i]->kind == COMMIT_PUT && !jobs[i]->sync_failed)
 			segref_put(c, jobs[i]->put.seg);
 	for (i = 0; i < nrem; i++)
 		segref_gone(c, c->removed[i].seg);
 	atomic_fetch_add(&c->n_messages, np);
 	atomic_fetch_add(&c->n_updates, nu);
 	atomic_fetch_add(&c->n_removed, nrem);
+	c->unconfirmed = np > 0;
 	return 0;
+}
+
+static bool
+seg_failed(const struct committer *c, uint64_t seg)
+{
+	for (unsigned i = 0; i < COMMIT_FAILED_SEGS; i++)
+		if (c->failed_segs[i] == seg)
+			return true;
+	return false;
+}
+
+/*
+ * Start an fdatasync of every segment jobs[0..n) were written to. Jobs of a
+ * segment that failed before fail at once (-EIO, not indexed). Without a
+ * ring (it could not be set up) the syncs run here, one after the other.
+ */
+static void
+sync_start(struct committer *c, struct commit_job **jobs, size_t n)
+{
+	struct io_uring_sqe *sqe;
+	unsigned k;
+
+	c->nsync = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct commit_job *job = jobs[i];
+
+		if (job->kind != COMMIT_PUT)
+			continue;
+		assert(job->seg_fd >= 0);
+		if (seg_failed(c, job->put.seg)) {
+			job->sync_failed = true;
+			job->put.result = -EIO;
+			continue;
+		}
+		for (k = 0; k < c->nsync && c->sync[k].fd != job->seg_fd; k++)
+			;
+		if (k < c->nsync)
+			continue;
+		if (c->nsync == COMMIT_SYNC_MAX)
+			log_panic("committer: more than %d segments in a batch",
+			    COMMIT_SYNC_MAX);
+		c->sync[k].fd = job->seg_fd;
+		c->sync[k].res = 1;	/* in flight */
+		c->nsync++;
+		if (!c->ring_ok) {
+			c->sync[k].res = fdatasync(job->seg_fd) < 0 ? -errno : 0;
+			continue;
+		}
+		sqe = io_uring_get_sqe(&c->ring);
+		assert(sqe != NULL);	/* the ring holds COMMIT_SYNC_MAX */
+		io_uring_prep_fsync(sqe, job->seg_fd, IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_data64(sqe, k);
+	}
+	if (c->ring_ok && c->nsync > 0) {
+		int rc;
+
+		while ((rc = io_uring_submit(&c->ring)) == -EINTR || rc == -EAGAIN)
+			;
+		if (rc < 0)
+			log_fatal("committer: io_uring_submit: %s", strerror(-rc));
+	}
+}
+
+/* Wait for every sync sync_start() began. */
+static void
+sync_wait(struct committer *c)
+{
+	struct io_uring_cqe *cqe;
+	unsigned left = 0;
+
+	for (unsigned k = 0; k < c->nsync; k++)
+		left += c->sync[k].res == 1;
+	while (left > 0) {
+		int rc = io_uring_wait_cqe(&c->ring, &cqe);
+
+		if (rc == -EINTR)
+			continue;
+		if (rc < 0)
+			log_fatal("committer: io_uring_wait_cqe: %s",
+			    strerror(-rc));
+		assert(cqe->user_data < c->nsync);
+		c->sync[cqe->user_data].res = cqe->res;
+		io_uring_cqe_seen(&c->ring, cqe);
+		left--;
+	}
+}
+
+/*
+ * After sync_wait(): a job in a segment whose sync failed fails too, and
+ * if it was indexed it is taken out again (it was never acknowledged, and
+ * its record may not be on disk). The segment is remembered as failed.
+ */
+static void
+sync_check(struct committer *c, struct commit_job **jobs, size_t n)
+{
+	struct queue_update *dels = NULL;
+	size_t ndel = 0, nrem = 0;
+	unsigned k;
+	int rc;
+
+	for (k = 0; k < c->nsync && c->sync[k].res >= 0; k++)
+		;
+	if (k == c->nsync)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct commit_job *job = jobs[i];
+
+		if (job->kind != COMMIT_PUT || job->sync_failed)
+			continue;
+		for (k = 0; k < c->nsync && c->sync[k].fd != job->seg_fd; k++)
+			;
+		assert(k < c->nsync);
+		if (c->sync[k].res >= 0)
+			continue;
+		if (!seg_failed(c, job->put.seg)) {
+			log_warn("queue: fdatasync of segment %016llx: %s",
+			    (unsigned long long)job->put.seg,
+			    strerror(-c->sync[k].res));
+			c->failed_segs[c->nfailed] = job->put.seg;
+			c->nfailed = (c->nfailed + 1) % COMMIT_FAILED_SEGS;
+		}
+		job->sync_failed = true;
+		if (job->put.result == 0) {
+			if (dels == NULL &&
+			    (dels = calloc(n, sizeof(*dels))) == NULL)
+				log_fatal("committer: out of memory");
+			dels[ndel].kind = QUEUE_UPD_DELETE;
+			dels[ndel++].qid = job->put.qid;
+		}
+		job->put.result = c->sync[k].res;
+	}
+	if (ndel == 0)
+		return;
+	if (ndel > c->ups_cap) {
+		free(c->removed);
+		c->removed = malloc(ndel * sizeof(*c->removed));
+		free(c->ups);
+		c->ups = malloc(ndel * sizeof(*c->ups));
+		c->ups_cap = ndel;
+		if (c->removed == NULL || c->ups == NULL)
+			log_fatal("committer: out of memory");
+	}
+	rc = queue_index_write(c->qi, NULL, 0, dels, ndel, c->removed, &nrem);
+	if (rc != 0)
+		log_warn("queue: cannot take %zu unsynced message(s) out of the "
+		    "index: %s (recovery does at the next start)", ndel,
+		    queue_strerror(rc));
+	for (size_t i = 0; i < nrem; i++)
+		segref_gone(c, c->removed[i].seg);
+	c->unconfirmed = false;
+	free(dels);
 }
 
 /* Index one batch and hand every job back to its shard. */
@@ -256,17 +426,24 @@ commit_batch(struct committer *c, size_t n)
 	 * it waits to be indexed.
 	 */
 	for (start = 0; start < n; start = i + 1) {
-		for (i = start; i < n && c->batch[i]->kind != COMMIT_SEAL; i++)
+		for (i = start; i < n && c->batch[i]->kind != COMMIT_SEAL; i++) {
 			c->batch[i]->put.result = 0;
+			c->batch[i]->sync_failed = false;
+		}
+		sync_start(c, c->batch + start, i - start);
 		rc = i > start ? write_jobs(c, c->batch + start, i - start) : 0;
+		/* Before any other write: that would confirm these. */
+		sync_wait(c);
 		if (rc != 0 && i - start > 1) {
 			/* One job's failure must not fail the others. */
 			for (size_t j = start; j < i; j++)
-				c->batch[j]->put.result =
-				    write_jobs(c, c->batch + j, 1);
-		} else if (rc != 0) {
+				if (!c->batch[j]->sync_failed)
+					c->batch[j]->put.result =
+					    write_jobs(c, c->batch + j, 1);
+		} else if (rc != 0 && !c->batch[start]->sync_failed) {
 			c->batch[start]->put.result = rc;
 		}
+		sync_check(c, c->batch + start, i - start);
 		for (size_t j = start; j < i; j++)
 			if (c->batch[j]->put.result != 0) {
 				log_warn("queue: indexing failed: %s",
@@ -314,16 +491,43 @@ gather(struct committer *c)
 	return n;
 }
 
+/*
+ * The syncs of the last write are done, so an unconfirmed list left after
+ * it only costs recovery a distinction: empty it when the queue is idle.
+ */
+static void
+confirm(struct committer *c)
+{
+	int rc;
+
+	if (!c->unconfirmed)
+		return;
+	rc = queue_index_confirm(c->qi);
+	if (rc != 0)
+		log_warn("queue: cannot confirm the last batch: %s",
+		    queue_strerror(rc));
+	else
+		c->unconfirmed = false;
+}
+
 static void *
 committer_main(void *arg)
 {
 	struct committer *c = arg;
+	struct pollfd pfd = { .fd = c->efd, .events = POLLIN };
 	uint64_t v;
 	size_t n;
 
 	for (;;) {
-		if (read(c->efd, &v, sizeof(v)) < 0 && errno != EINTR &&
-		    errno != EAGAIN)
+		int ready = poll(&pfd, 1, c->unconfirmed ?
+		    COMMIT_CONFIRM_IDLE_MS : -1);
+
+		if (ready == 0) {
+			confirm(c);
+			continue;
+		}
+		if (ready > 0 && read(c->efd, &v, sizeof(v)) < 0 &&
+		    errno != EINTR && errno != EAGAIN)
 			log_fatal("committer: eventfd read: %s",
 			    strerror(errno));
 		/* Jobs that arrive while we commit form the next batch. */
@@ -334,6 +538,7 @@ committer_main(void *arg)
 				commit_batch(c, n);
 				continue;
 			}
+			confirm(c);
 			break;
 		}
 	}
@@ -388,12 +593,22 @@ committer_start(struct committer **out, struct queue_index *qi,
 		rc = -errno;
 		goto fail;
 	}
+	/* Without a ring the syncs still happen, one after the other. */
+	rc = io_uring_queue_init(COMMIT_SYNC_MAX, &c->ring, 0);
+	if (rc < 0)
+		log_warn("committer: no io_uring for segment syncs (%s): they "
+		    "run one by one", strerror(-rc));
+	c->ring_ok = rc == 0;
+	c->unconfirmed = true;	/* a list may be left from before */
+	rc = -ENOMEM;
 	atomic_init(&c->stop, false);
 	if ((rc = -pthread_create(&c->thread, NULL, committer_main, c)) != 0)
 		goto fail;
 	*out = c;
 	return 0;
 fail:
+	if (c->ring_ok)
+		io_uring_queue_exit(&c->ring);
 	if (c->efd >= 0)
 		close(c->efd);
 	if (c->segdir >= 0)
@@ -447,6 +662,8 @@ committer_stop(struct committer *c)
 		spsc_destroy(&c->from[i]);
 	}
 	close(c->efd);
+	if (c->ring_ok)
+		io_uring_queue_exit(&c->ring);
 	if (c->segdir >= 0)
 		close(c->segdir);
 	free(c->segs);

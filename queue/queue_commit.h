@@ -1,13 +1,22 @@
 /*
  * queue_commit.h - group commit: one thread indexes what shards wrote.
  *
- * A shard writes a message's record to its segment and fdatasyncs it
- * through its own ring, then hands a commit_job to the committer. The
- * committer takes every job waiting from every shard, indexes them all in
- * one LMDB write transaction, commits (LMDB syncs), and hands each job back
- * to its shard with the result. Only then does the shard answer 250. The
- * committer is the only thread that ever waits on an LMDB commit, so no
- * shard's event loop does; while it commits, the next batch gathers.
+ * A shard writes a message's record to its segment through its own ring,
+ * then hands a commit_job to the committer. The committer takes every job
+ * waiting from every shard, starts an fdatasync of every segment they were
+ * written to (on its own ring: the kernel's workers run them) and, while
+ * those run, indexes the jobs in one LMDB write transaction and commits it
+ * (LMDB syncs); once the syncs are done too it hands each job back to its
+ * shard with the result. Only then does the shard answer 250. Running the
+ * two syncs side by side instead of one after the other is why the index
+ * keeps an "unconfirmed" list (queue.h). The committer is the only thread
+ * that ever waits on a sync or a commit, so no shard's event loop does;
+ * while it works, the next batch gathers.
+ *
+ * A segment whose fdatasync fails is never trusted again (Linux reports a
+ * writeback error once): the jobs of that batch in it are taken out of the
+ * index again and fail, and so does every later job written to it; the
+ * job's sync_failed tells the shard to retire the segment.
  *
  * Shard -> committer and committer -> shard are single-producer
  * single-consumer rings, one pair per shard; each side wakes the other with
@@ -26,7 +35,8 @@ struct seg;
 
 /*
  * What a job asks of the committer:
- *   COMMIT_PUT     index put (a message just written and fdatasynced),
+ *   COMMIT_PUT     index put (a message just written to seg_fd, which
+ *                  the committer fdatasyncs),
  *                  and apply ups[] in the same transaction if nups > 0
  *                  (a bounce's DSN and its recipients' new states)
  *   COMMIT_UPDATE  apply ups[] (delivery results, operator commands)
@@ -55,6 +65,9 @@ struct commit_job {
 	uint32_t conn_gen;
 	unsigned shard;
 	struct seg *seg;		/* the shard's segment holding it */
+	int seg_fd;			/* its descriptor, open until the job
+					 * is back: the committer syncs it */
+	bool sync_failed;		/* set by the committer: retire seg */
 	struct commit_job *next;	/* shard-private lists */
 	struct iovec iov[2];		/* record head, message bytes */
 	const uint8_t *msg;		/* message bytes until written */

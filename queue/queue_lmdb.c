@@ -237,6 +237,7 @@ queue_index_open(struct queue_index **qip, const char *spool,
 	err = index_open_dbs(qi);
 	if (err != 0)
 		goto fail;
+	qi->unconfirmed = !qi->readonly;	/* a list may be left over */
 	*qip = qi;
 	return 0;
 fail:
@@ -695,6 +696,84 @@ touched_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static MDB_val unconfirmed_key = { .mv_size = 11, .mv_data = "unconfirmed" };
+
+/*
+ * The "unconfirmed" list in "meta": the ids of puts[0..n) (little-endian
+ * uint64 each, in put order), or no entry when n is 0.
+ */
+static int
+unconfirmed_set(struct queue_index *qi, MDB_txn *txn,
+    const struct queue_put *puts, size_t n)
+{
+	MDB_val v;
+	int rc;
+
+	if (n == 0) {
+		if (!qi->unconfirmed)
+			return 0;
+		rc = mdb_del(txn, qi->meta, &unconfirmed_key, NULL);
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	}
+	v.mv_size = n * sizeof(uint64_t);
+	rc = mdb_put(txn, qi->meta, &unconfirmed_key, &v, MDB_RESERVE);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		memcpy((uint8_t *)v.mv_data + i * sizeof(uint64_t),
+		    &puts[i].qid, sizeof(uint64_t));
+	return rc;
+}
+
+int
+queue_index_unconfirmed(struct queue_index *qi, MDB_txn *txn,
+    uint64_t **ids, size_t *n)
+{
+	MDB_val v;
+	int rc;
+
+	*ids = NULL;
+	*n = 0;
+	rc = mdb_get(txn, qi->meta, &unconfirmed_key, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return queue_lmdb_err(rc);
+	if (v.mv_size % sizeof(uint64_t) != 0)
+		return QUEUE_ECORRUPT;
+	if (v.mv_size == 0)
+		return 0;
+	*ids = malloc(v.mv_size);
+	if (*ids == NULL)
+		return -ENOMEM;
+	memcpy(*ids, v.mv_data, v.mv_size);
+	*n = v.mv_size / sizeof(uint64_t);
+	return 0;
+}
+
+int
+queue_index_confirm(struct queue_index *qi)
+{
+	MDB_txn *txn;
+	int rc, err;
+
+	assert(qi != NULL && !qi->readonly);
+	if (!qi->unconfirmed)
+		return 0;
+	err = queue_txn_begin(qi, 0, &txn);
+	if (err != 0)
+		return err;
+	rc = unconfirmed_set(qi, txn, NULL, 0);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+	} else {
+		rc = mdb_txn_commit(txn);
+	}
+	if (rc != 0)
+		return queue_lmdb_err(rc) == QUEUE_EFULL ? QUEUE_EFULL :
+		    QUEUE_EINDEX;
+	qi->unconfirmed = 0;
+	return 0;
+}
+
 int
 queue_index_write(struct queue_index *qi, struct queue_put *puts,
     size_t nputs, const struct queue_update *ups, size_t nups,
@@ -762,6 +841,8 @@ queue_index_write(struct queue_index *qi, struct queue_put *puts,
 		free(t);
 	}
 out:
+	if (rc == 0)
+		rc = unconfirmed_set(qi, txn, puts, nputs);
 	if (rc == 0) {
 		rc = mdb_txn_commit(txn);
 		txn = NULL;	/* freed by commit, even when it fails */
@@ -774,6 +855,7 @@ out:
 	}
 	for (i = 0; i < nputs; i++)
 		puts[i].result = 0;
+	qi->unconfirmed = nputs > 0;
 	return 0;
 fail:
 	if (txn != NULL)

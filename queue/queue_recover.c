@@ -12,6 +12,10 @@
  *      for sound records it notes the highest end offset per segment;
  *   2. moves each failed message to "quarantine" (write txns of at most
  *      QUAR_BATCH messages), then prints one line per message on stderr;
+ *      except a failed message on the index's "unconfirmed" list (indexed
+ *      by the last write while its segment sync was still running): its
+ *      record never reached the disk whole, so it was never acknowledged,
+ *      and it is removed from the index with a line of its own;
  *   3. lists spool/seg: deletes every segment no live record points at,
  *      truncates the others to their last live record's end, fsyncs the
  *      directory after deleting, and reports the highest sequence per shard
@@ -21,8 +25,8 @@
  * spool/seg whose names seg_path() would not produce are left alone.
  * Every step is idempotent: a crash during recovery is repaired by the next.
  *
- * Diagnostics: "sluiced: queue: QID quarantined: REASON" per message on
- * stderr. Index or file system errors stop recovery and are returned.
+ * Diagnostics: "sluiced: queue: QID quarantined: REASON" or "sluiced: queue:
+ * QID removed: never acknowledged (REASON)" per message on stderr. Index or file system errors stop recovery and are returned.
  */
 #define QUEUE_INTERNAL
 #include "queue.h"
@@ -32,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +64,7 @@ struct seg_table {
 struct bad_msg {
 	uint64_t qid;
 	const char *reason;
+	bool unacked;		/* on the unconfirmed list: remove */
 };
 
 /* Scratch reused by every quarantine move: a growable byte buffer. */
@@ -172,14 +178,15 @@ scratch_put(struct scratch *s, const void *p, size_t n)
 }
 
 static void
-say_quarantined(uint64_t qid, const char *reason)
+say_quarantined(uint64_t qid, const char *reason, bool unacked)
 {
 	char id[QUEUE_ID_LEN + 1], line[512];
 	int n;
 
 	queue_id_format(qid, id);
-	n = snprintf(line, sizeof(line), "sluiced: queue: %s quarantined: %s\n",
-	    id, reason);
+	n = snprintf(line, sizeof(line), unacked ?
+	    "sluiced: queue: %s removed: never acknowledged (%s)\n" :
+	    "sluiced: queue: %s quarantined: %s\n", id, reason);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line)) {
@@ -425,6 +432,14 @@ verify_cached(int segdir, struct seg_cache *cache, const struct queue_msg *m,
  * failed ones onto the bad list.
  */
 static int
+u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
 scan_index(struct queue_index *qi, int segdir, struct seg_table *t,
     struct bad_msg **bad, size_t *nbad, uint64_t *live)
 {
@@ -433,13 +448,21 @@ scan_index(struct queue_index *qi, int segdir, struct seg_table *t,
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
-	size_t cap = 0;
+	uint64_t *unconf = NULL;
+	size_t cap = 0, nunconf = 0;
 	int rc, err;
 
 	memset(cache, 0, sizeof(cache));
 	err = queue_txn_begin(qi, MDB_RDONLY, &txn);
 	if (err != 0)
 		return err;
+	err = queue_index_unconfirmed(qi, txn, &unconf, &nunconf);
+	if (err != 0) {
+		mdb_txn_abort(txn);
+		return err;
+	}
+	if (nunconf > 1)
+		qsort(unconf, nunconf, sizeof(*unconf), u64_cmp);
 	rc = mdb_cursor_open(txn, qi->msg, &cur);
 	if (rc == 0)
 		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -480,8 +503,12 @@ scan_index(struct queue_index *qi, int segdir, struct seg_table *t,
 			*bad = nb;
 		}
 		assert(reason != NULL);
-		(*bad)[(*nbad)++] = (struct bad_msg){
+		(*bad)[*nbad] = (struct bad_msg){
 			.qid = queue_key_get(k.mv_data), .reason = reason };
+		(*bad)[*nbad].unacked = nunconf > 0 &&
+		    bsearch(&(*bad)[*nbad].qid, unconf, nunconf,
+		    sizeof(*unconf), u64_cmp) != NULL;
+		++*nbad;
 	}
 	err = rc == MDB_NOTFOUND ? 0 : queue_lmdb_err(rc);
 fail:
@@ -491,7 +518,37 @@ fail:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
+	free(unconf);
 	return err;
+}
+
+/*
+ * Pass 2 for bad[0..n), all unacknowledged: remove them from the index in
+ * one write (which also empties the unconfirmed list), then say so.
+ */
+static int
+remove_unacked(struct queue_index *qi, const struct bad_msg *bad, size_t n)
+{
+	struct queue_update *ups;
+	int err;
+
+	if (n == 0)
+		return 0;
+	ups = calloc(n, sizeof(*ups));
+	if (ups == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		assert(bad[i].unacked);
+		ups[i].kind = QUEUE_UPD_DELETE;
+		ups[i].qid = bad[i].qid;
+	}
+	err = queue_index_write(qi, NULL, 0, ups, n, NULL, NULL);
+	free(ups);
+	if (err != 0)
+		return err;
+	for (size_t i = 0; i < n; i++)
+		say_quarantined(bad[i].qid, bad[i].reason, true);
+	return 0;
 }
 
 /* Pass 2: move the bad list into "quarantine", in batches. */
@@ -523,7 +580,8 @@ quarantine_all(struct queue_index *qi, int segdir, const struct bad_msg *bad,
 			goto fail;
 		/* Report only what is durably quarantined. */
 		for (; done < i; done++)
-			say_quarantined(bad[done].qid, bad[done].reason);
+			say_quarantined(bad[done].qid, bad[done].reason,
+			    false);
 	}
 	free(s.p);
 	return 0;
@@ -642,7 +700,7 @@ queue_recover(struct queue_index *qi, const char *spool,
 {
 	struct seg_table t = { 0 };
 	struct bad_msg *bad = NULL;
-	size_t nbad = 0;
+	size_t nbad = 0, nunacked = 0;
 	uint64_t live = 0;
 	int segdir, err;
 
@@ -653,12 +711,28 @@ queue_recover(struct queue_index *qi, const char *spool,
 	if (segdir < 0 && segdir != -ENOENT)
 		return segdir;
 	err = scan_index(qi, segdir, &t, &bad, &nbad, &live);
+	if (err != 0)
+		goto fail;
+	/* The unacknowledged to the end: they are removed, not kept. */
+	for (size_t i = 0, j = nbad; i < j;) {
+		if (bad[i].unacked) {
+			struct bad_msg x = bad[i];
+
+			bad[i] = bad[--j];
+			bad[j] = x;
+			nunacked++;
+		} else {
+			i++;
+		}
+	}
+	err = quarantine_all(qi, segdir, bad, nbad - nunacked);
 	if (err == 0)
-		err = quarantine_all(qi, segdir, bad, nbad);
+		err = remove_unacked(qi, bad + nbad - nunacked, nunacked);
 	if (err != 0)
 		goto fail;
 	rep->messages = live;
-	rep->quarantined = nbad;
+	rep->quarantined = nbad - nunacked;
+	rep->unacknowledged = nunacked;
 	if (segdir >= 0)
 		err = sweep_segments(segdir, &t, rep);
 fail:

@@ -7,6 +7,7 @@
  * committer gathers: the committer can take more than a result ring holds
  * in one batch, which once left both sides waiting for each other.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,13 +29,17 @@ main(void)
 	struct commit_job **jobs = calloc(NJOBS, sizeof(*jobs));
 	struct queue_index *qi;
 	struct committer *cm;
-	int efd = eventfd(0, EFD_CLOEXEC), i, next = 0, reaped = 0, iter;
+	int efd = eventfd(0, EFD_CLOEXEC), i, next = 0, reaped = 0, iter, sfd;
 	uint64_t v, count = 0;
 	time_t deadline;
 	char cmd[256];
 
 	CHECK_FATAL(jobs != NULL && efd >= 0 && mkdtemp(dir) != NULL);
 	CHECK_FATAL(queue_index_open(&qi, dir, 1ull << 30, 0) == 0);
+	/* The "segment" the committer fdatasyncs for every job. */
+	snprintf(cmd, sizeof(cmd), "%s/segment", dir);
+	sfd = open(cmd, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	CHECK_FATAL(sfd >= 0);
 	for (i = 0; i < NJOBS; i++) {
 		struct envelope e = { .qid = 1000 + (uint64_t)i,
 		    .arrival_us = 1, .nrcpt = 1, .sender = "a@example.com",
@@ -47,6 +52,7 @@ main(void)
 		envelope_encode(&e, j->head);
 		j->put.qid = e.qid;
 		j->put.seg = 1;
+		j->seg_fd = sfd;
 		j->put.env = j->head;
 		j->put.env_len = (uint32_t)el;
 		j->put.nrcpt = 1;
@@ -83,6 +89,7 @@ main(void)
 		CHECK(count == NJOBS);
 		queue_index_close(qi);
 	}
+	close(sfd);
 	for (i = 0; i < NJOBS; i++)
 		free(jobs[i]);
 	free(jobs);

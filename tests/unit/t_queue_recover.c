@@ -4,7 +4,11 @@
  * and reports an indexed record with a flipped byte and one whose segment
  * is gone (keeping envelope, recipients and raw bytes), deletes segments
  * with no indexed record, leaves foreign files alone, reports the highest
- * segment sequence per shard, and changes nothing when run again.
+ * segment sequence per shard, and changes nothing when run again. And: a
+ * record that fails verification while it is on the index's unconfirmed
+ * list (indexed by the last write while its segment sync still ran) is
+ * removed as never acknowledged, not quarantined; once confirmed, the same
+ * damage is quarantined.
  */
 #include "check.h"
 #include "../../queue/queue.h"
@@ -173,13 +177,15 @@ int
 main(void)
 {
 	static struct rec r1 = { .qid = 0x101 }, r2 = { .qid = 0x102 },
-	    r3 = { .qid = 0x103 }, r4 = { .qid = 0x104 }, junk = { .qid = 0x1 };
+	    r3 = { .qid = 0x103 }, r4 = { .qid = 0x104 }, junk = { .qid = 0x1 },
+	    r5 = { .qid = 0x105 }, r6 = { .qid = 0x106 };
 	struct queue_put puts[4];
 	struct queue_recovery_report rep;
 	struct queue_index *qi;
 	struct queue_msg m;
 	const uint64_t seg_a = SEG_ID(0, 1), seg_b = SEG_ID(0, 2),
-	    seg_c = SEG_ID(1, 3), seg_d = SEG_ID(1, 5), seg_gone = SEG_ID(1, 7);
+	    seg_c = SEG_ID(1, 3), seg_d = SEG_ID(1, 5), seg_gone = SEG_ID(1, 7),
+	    seg_e = SEG_ID(0, 9);
 	uint64_t off, n, end_a, end_d, max, torn;
 	uint8_t flipped[1024], *msg;
 	char err_text[2048], cmd[160];
@@ -230,6 +236,8 @@ main(void)
 	puts[2] = r3.put;
 	puts[3] = r4.put;
 	CHECK_FATAL(queue_index_put_batch(qi, puts, 4) == 0);
+	/* As the committer does once their segments are synced. */
+	CHECK(queue_index_confirm(qi) == 0);
 	CHECK(queue_index_count(qi, &n) == 0 && n == 4);
 
 	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
@@ -284,6 +292,46 @@ main(void)
 	    QUEUE_ENOTFOUND);
 	CHECK(queue_index_count(qi, &n) == 0 && n == 1);
 	CHECK(queue_index_count_quarantine(qi, &n) == 0 && n == 3);
+
+	/*
+	 * E: r5 and r6 indexed by one write (unconfirmed), r5 intact, r6 cut
+	 * short as if the crash came before the segment sync: r6 is removed
+	 * as never acknowledged, r5 stays.
+	 */
+	fd = seg_open(seg_e);
+	off = 0;
+	append_record(fd, seg_e, &off, &r5, "Subject: five\r\n\r\n5\r\n");
+	append_record(fd, seg_e, &off, &r6, "Subject: six\r\n\r\n6\r\n");
+	CHECK_FATAL(ftruncate(fd, (off_t)(off - 5)) == 0);
+	close(fd);
+	puts[0] = r5.put;
+	puts[1] = r6.put;
+	CHECK_FATAL(queue_index_put_batch(qi, puts, 2) == 0);
+	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
+	CHECK(rep.messages == 2 && rep.quarantined == 0);
+	CHECK(rep.unacknowledged == 1);
+	CHECK(strstr(err_text, "sluiced: queue: 0000000000000106 removed: "
+	    "never acknowledged (") != NULL);
+	CHECK(strstr(err_text, "quarantined") == NULL);
+	CHECK(queue_index_count(qi, &n) == 0 && n == 2);
+	CHECK(queue_index_count_quarantine(qi, &n) == 0 && n == 3);
+	CHECK(queue_index_get(qi, r6.qid, &m) == QUEUE_ENOTFOUND);
+	CHECK_FATAL(queue_index_get(qi, r5.qid, &m) == 0);
+	queue_msg_release(&m);
+	CHECK(seg_size(seg_e) == (off_t)r6.put.offset);
+	/* Confirmed (its segment was synced), the same damage is kept. */
+	fd = seg_open(seg_e);
+	off = r6.put.offset;
+	append_record(fd, seg_e, &off, &r6, "Subject: six\r\n\r\n6\r\n");
+	CHECK_FATAL(ftruncate(fd, (off_t)(off - 5)) == 0);
+	close(fd);
+	puts[0] = r6.put;
+	CHECK_FATAL(queue_index_put_batch(qi, puts, 1) == 0);
+	CHECK(queue_index_confirm(qi) == 0);
+	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
+	CHECK(rep.quarantined == 1 && rep.unacknowledged == 0);
+	CHECK(strstr(err_text, "sluiced: queue: 0000000000000106 "
+	    "quarantined: ") != NULL);
 	queue_index_close(qi);
 	check_quarantine_value(r3.qid, "operator test", r3.put.rec_len, NULL);
 

@@ -1,0 +1,153 @@
+/*
+ * Description: the committer fdatasyncs the segments of a batch while it
+ * indexes it. Jobs come back indexed, and the index lists them as
+ * unconfirmed until the queue goes idle (or the committer stops), which
+ * empties the list. A job whose segment cannot be synced (here a pipe,
+ * where fdatasync fails with EINVAL) comes back failed with sync_failed
+ * set and is not left in the index; a later job of that segment fails
+ * without being indexed, even on a descriptor that could be synced.
+ */
+#define QUEUE_INTERNAL
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../queue/queue.h"
+#include "../../queue/queue_commit.h"
+#include "check.h"
+
+static const char *rcpt[1] = { "b@example.net" };
+
+static struct commit_job *
+mkjob(uint64_t qid, uint64_t seg, int fd)
+{
+	struct envelope e = { .qid = qid, .arrival_us = 1, .nrcpt = 1,
+	    .sender = "a@example.com", .client_addr = "127.0.0.1",
+	    .helo = "x", .protocol = "ESMTP", .rcpt = rcpt };
+	size_t el = envelope_encoded_len(&e);
+	struct commit_job *j = calloc(1, sizeof(*j) + el);
+
+	CHECK_FATAL(j != NULL);
+	envelope_encode(&e, j->head);
+	j->kind = COMMIT_PUT;
+	j->put.qid = qid;
+	j->put.seg = seg;
+	j->put.env = j->head;
+	j->put.env_len = (uint32_t)el;
+	j->put.nrcpt = 1;
+	j->put.msg_len = 10;
+	j->put.rec_len = (uint32_t)(sizeof(struct seg_hdr) + el + 10);
+	j->seg_fd = fd;
+	j->conn_idx = COMMIT_NO_CONN;
+	return j;
+}
+
+/* Submit jobs[0..n) as one batch and wait (bounded) for all of them. */
+static void
+run(struct committer *cm, int efd, struct commit_job **jobs, int n)
+{
+	time_t deadline = time(NULL) + 10;
+	int back = 0;
+	uint64_t v;
+
+	for (int i = 0; i < n; i++)
+		CHECK_FATAL(committer_submit(cm, 0, jobs[i]));
+	committer_wake(cm);
+	while (back < n && time(NULL) < deadline) {
+		struct pollfd p = { .fd = efd, .events = POLLIN };
+
+		if (poll(&p, 1, 100) == 1) {
+			CHECK(read(efd, &v, sizeof(v)) == sizeof(v));
+			while (committer_reap(cm, 0) != NULL)
+				back++;
+		}
+	}
+	CHECK_FATAL(back == n);
+}
+
+static size_t
+unconfirmed(struct queue_index *qi, uint64_t **ids)
+{
+	MDB_txn *txn;
+	size_t n = 0;
+
+	CHECK_FATAL(queue_txn_begin(qi, MDB_RDONLY, &txn) == 0);
+	CHECK(queue_index_unconfirmed(qi, txn, ids, &n) == 0);
+	mdb_txn_abort(txn);
+	return n;
+}
+
+int
+main(void)
+{
+	char dir[] = "/tmp/sluice-t-committer-sync-XXXXXX", path[256];
+	struct commit_job *jobs[3];
+	struct queue_index *qi;
+	struct committer *cm;
+	struct queue_msg m;
+	uint64_t *ids, count;
+	int efd = eventfd(0, EFD_CLOEXEC), sfd, pfd[2];
+	time_t deadline;
+
+	CHECK_FATAL(efd >= 0 && mkdtemp(dir) != NULL && pipe(pfd) == 0);
+	CHECK_FATAL(queue_index_open(&qi, dir, 1ull << 26, 0) == 0);
+	snprintf(path, sizeof(path), "%s/segment", dir);
+	sfd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	CHECK_FATAL(sfd >= 0);
+	CHECK_FATAL(committer_start(&cm, qi, 1, &efd, NULL) == 0);
+
+	/* A good segment: indexed, listed as unconfirmed, then confirmed. */
+	jobs[0] = mkjob(0x201, 1, sfd);
+	jobs[1] = mkjob(0x202, 1, sfd);
+	run(cm, efd, jobs, 2);
+	CHECK(jobs[0]->put.result == 0 && jobs[1]->put.result == 0);
+	CHECK(!jobs[0]->sync_failed && !jobs[1]->sync_failed);
+	CHECK(unconfirmed(qi, &ids) == 2 && ids[0] == 0x201 && ids[1] == 0x202);
+	free(ids);
+	deadline = time(NULL) + 5;
+	while (unconfirmed(qi, &ids) != 0 && time(NULL) < deadline) {
+		free(ids);
+		usleep(100 * 1000);
+	}
+	CHECK(unconfirmed(qi, &ids) == 0 && ids == NULL);
+	free(jobs[0]);
+	free(jobs[1]);
+
+	/* A segment that cannot be synced: failed, and not indexed. */
+	jobs[0] = mkjob(0x301, 2, pfd[1]);
+	jobs[1] = mkjob(0x302, 1, sfd);		/* same batch, good segment */
+	run(cm, efd, jobs, 2);
+	CHECK(jobs[0]->put.result < 0 && jobs[0]->sync_failed);
+	CHECK(jobs[1]->put.result == 0 && !jobs[1]->sync_failed);
+	CHECK(queue_index_get(qi, 0x301, &m) == QUEUE_ENOTFOUND);
+	CHECK_FATAL(queue_index_get(qi, 0x302, &m) == 0);
+	queue_msg_release(&m);
+	/* Later jobs of segment 2 fail at once, whatever their descriptor. */
+	jobs[2] = mkjob(0x303, 2, sfd);
+	run(cm, efd, jobs + 2, 1);
+	CHECK(jobs[2]->put.result < 0 && jobs[2]->sync_failed);
+	CHECK(queue_index_get(qi, 0x303, &m) == QUEUE_ENOTFOUND);
+	for (int i = 0; i < 3; i++)
+		free(jobs[i]);
+
+	/* A stop confirms what is left. */
+	jobs[0] = mkjob(0x401, 1, sfd);
+	run(cm, efd, jobs, 1);
+	CHECK(unconfirmed(qi, &ids) == 1);
+	free(ids);
+	committer_stop(cm);
+	CHECK(unconfirmed(qi, &ids) == 0);
+	CHECK(queue_index_count(qi, &count) == 0 && count == 4);
+	free(jobs[0]);
+	queue_index_close(qi);
+	close(sfd);
+	close(pfd[0]);
+	close(pfd[1]);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	CHECK(system(path) == 0);
+	return check_done();
+}

@@ -2,9 +2,13 @@
  * log.h - one-line diagnostics on standard error.
  *
  * Each call writes one whole line with a single write(2), so lines from
- * different shard threads never interleave. Levels follow Postfix: info for
- * events an operator reads, warn for handled trouble, fatal exits(1), and
- * panic is for "cannot happen" (it aborts, for a core file).
+ * different shard threads never interleave. A thread that logs a line per
+ * message (a shard) may call log_buffer_lines() once: its lines then
+ * collect in a thread-local buffer and go out with log_buffer_flush()
+ * (call it before the thread sleeps), many whole lines a write; fatal and
+ * panic flush first. Levels follow Postfix: info for events an operator
+ * reads, warn for handled trouble, fatal exits(1), and panic is for
+ * "cannot happen" (it aborts, for a core file).
  */
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
@@ -23,6 +27,9 @@ void log_fatal(const char *fmt, ...)
 void log_panic_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));
 #define log_panic(...) log_panic_at(__FILE__, __LINE__, __VA_ARGS__)
+
+void log_buffer_lines(void);
+void log_buffer_flush(void);
 
 /* Name of this program, prefixed to every line. */
 extern const char *log_progname;

@@ -1312,6 +1312,7 @@ shard_main(void *arg)
 	int rc;
 
 	setup_ring(sh);
+	log_buffer_lines();
 	sh->now_ms = mono_ms();
 	sh->next_tick_ms = sh->now_ms + SHARD_TICK_MS;
 	for (;;) {
@@ -1328,6 +1329,7 @@ shard_main(void *arg)
 			break;
 		ts.tv_sec = 0;
 		ts.tv_nsec = SHARD_TICK_MS * 1000000LL;
+		log_buffer_flush();
 		rc = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts,
 		    NULL);
 		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
@@ -1357,6 +1359,7 @@ shard_main(void *arg)
 	/* On this thread: the resolver cancels its requests on the ring. */
 	deliver_destroy(sh->deliver);
 	sh->deliver = NULL;
+	log_buffer_flush();
 	return NULL;
 }
 

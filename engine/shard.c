@@ -17,11 +17,12 @@
  * between the recv completion and smtp_session_input(), and encrypts what
  * conn_flush() takes from the session's output.
  *
- * Spool segments: the shard appends each message's record to its current
- * segment with one writev and hands the written record to the committer,
- * which fdatasyncs the segment while it indexes (one sync covers every
- * record of the batch); its verdict comes back through the eventfd. A
- * segment stays open while any job of it is away.
+ * Spool segments: the shard gives each message's record its place at the
+ * end of its current segment and hands the job to the committer, which
+ * writes the records of a batch and fdatasyncs their segments (io_uring,
+ * linked) while it indexes them; its verdict comes back through the
+ * eventfd. A segment stays open while any job of it is away, and a
+ * session's message buffer stays put while its job is.
  */
 #include "shard.h"
 
@@ -61,20 +62,17 @@
 #define SHARD_FLUSH_GRACE_MS 5000	/* to send the last reply, then close */
 #define SHARD_ACCEPT_BACKOFF_MS 100	/* after accept fails (EMFILE...) */
 #define SHARD_LISTEN_MAX 16
-#define SHARD_LOCAL_JOBS 1024		/* DSN records being written */
 
 enum op {
 	OP_ACCEPT = 1,
 	OP_RECV,
 	OP_SEND,
-	OP_WRITE,
 	OP_WAKE,
 	OP_SEG_OPEN,
 	OP_SEG_DIRSYNC,
 	OP_CANCEL,
-	OP_WRITE_LOCAL,		/* a record no session waits for (a DSN) */
 };
-static_assert(OP_WRITE_LOCAL < DELIVER_OP_BASE, "op kinds overlap");
+static_assert(OP_CANCEL < DELIVER_OP_BASE, "op kinds overlap");
 
 
 struct seg {
@@ -83,10 +81,9 @@ struct seg {
 	bool in_use;
 	bool sealed;		/* no more appends; close when refs == 0 */
 	bool broken;		/* a write or fsync failed: roll over */
-	bool sync_failed;	/* an fsync failed: nothing more is trusted */
 	uint64_t end;		/* next append offset */
-	uint32_t refs;		/* jobs written or being written, not back
-				 * from the committer */
+	uint32_t refs;		/* jobs placed in it, not back from the
+				 * committer (which writes and syncs them) */
 };
 
 struct conn {
@@ -155,8 +152,6 @@ struct shard {
 	_Atomic uint64_t n_messages;
 
 	struct deliver *deliver;
-	struct commit_job *local[SHARD_LOCAL_JOBS];	/* being written */
-	uint32_t nlocal;
 };
 
 /*
@@ -683,16 +678,14 @@ job_finish(struct shard *sh, struct commit_job *job)
 	enum smtp_commit_result res;
 	char qid[QUEUE_ID_LEN + 1];
 	enum smtp_event ev;
-	bool live;
+	bool live, held;
 
 	assert(sh->jobs_out > 0);
 	sh->jobs_out--;
 	if (job->kind == COMMIT_PUT && job->seg != NULL) {
 		/* Back from the committer: the segment may close now. */
-		if (job->sync_failed) {
+		if (job->seg_failed)
 			job->seg->broken = true;
-			job->seg->sync_failed = true;
-		}
 		job_leave_seg(sh, job);
 	}
 	if (job->kind != COMMIT_PUT || job->conn_idx == COMMIT_NO_CONN) {
@@ -711,6 +704,10 @@ job_finish(struct shard *sh, struct commit_job *job)
 		return;
 	}
 	c = &sh->conns[job->conn_idx];
+	/* The committer wrote from the session's buffer: the slot was held. */
+	held = c->in_use && c->job == job;
+	if (held)
+		c->job = NULL;
 	if (job->put.result == 0)
 		res = SMTP_COMMIT_OK;
 	else if (job->put.result == QUEUE_EFULL ||
@@ -736,6 +733,8 @@ job_finish(struct shard *sh, struct commit_job *job)
 	}
 	if (res == SMTP_COMMIT_OK)
 		job_dispatch(sh, job);
+	if (held)
+		conn_op_done(sh, c);
 	free(job);
 }
 
@@ -775,14 +774,14 @@ job_new(const struct envelope *env, const void *msg, size_t msg_len)
 }
 
 /*
- * Append the job's record to the current segment with one writev (ud
- * names the completion). -errno when no segment can be had: the job is
- * untouched then.
+ * Give the job's record its place at the end of the current segment and
+ * hand it to the committer, which writes it there (one writev) and syncs
+ * it; the segment stays open until the job is back. -errno when no
+ * segment can be had: the job is untouched then.
  */
 static int
-job_write(struct shard *sh, struct commit_job *job, uint64_t ud)
+job_write(struct shard *sh, struct commit_job *job)
 {
-	struct io_uring_sqe *sqe;
 	struct seg *s;
 	int err = -EIO;
 
@@ -796,9 +795,8 @@ job_write(struct shard *sh, struct commit_job *job, uint64_t ud)
 	job->put.offset = s->end;
 	s->end += job->put.rec_len;
 	s->refs++;
-	sqe = get_sqe(sh);
-	io_uring_prep_writev(sqe, s->fd, job->iov, 2, job->put.offset);
-	io_uring_sqe_set_data64(sqe, ud);
+	sh->jobs_out++;
+	pending_push(sh, job);
 	return 0;
 }
 
@@ -822,13 +820,14 @@ start_commit(struct shard *sh, struct conn *c)
 	job->conn_idx = (uint32_t)(c - sh->conns);
 	job->conn_gen = c->gen;
 	job->shard = sh->id;
-	sh->jobs_out++;
-	err = job_write(sh, job, uring_ud(OP_WRITE, job->conn_idx, c->gen));
+	err = job_write(sh, job);
 	if (err != 0) {
+		sh->jobs_out++;		/* job_finish counts it back */
 		job->put.result = err;
 		job_finish(sh, job);
 		return;
 	}
+	/* The message bytes are the session's until the job is back. */
 	c->job = job;
 	c->inflight++;
 	return;
@@ -863,12 +862,9 @@ shard_queue_dsn(struct shard *sh, const char *rcpt, struct buf *msg,
 		.rcpt = rcpts,
 	};
 	struct timespec ts;
-	uint32_t slot;
 
-	if (sh->nlocal == SHARD_LOCAL_JOBS || sh->stopping)
+	if (sh->stopping)
 		return 0;
-	for (slot = 0; sh->local[slot] != NULL; slot++)
-		;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	env.arrival_us = (uint64_t)ts.tv_sec * 1000000u +
 	    (uint64_t)ts.tv_nsec / 1000u;
@@ -877,18 +873,15 @@ shard_queue_dsn(struct shard *sh, const char *rcpt, struct buf *msg,
 	if (job == NULL)
 		return 0;
 	job->conn_idx = COMMIT_NO_CONN;
-	if (job_write(sh, job, uring_ud(OP_WRITE_LOCAL, slot, 0)) != 0) {
+	job->ups = ups;
+	job->nups = nups;
+	if (job_write(sh, job) != 0) {
 		free(job);
 		return 0;
 	}
 	/* The job owns the message bytes and the updates from here. */
 	job->owner = msg->data;
 	*msg = (struct buf){ 0 };
-	job->ups = ups;
-	job->nups = nups;
-	sh->jobs_out++;
-	sh->local[slot] = job;
-	sh->nlocal++;
 	return env.qid;
 }
 
@@ -923,95 +916,6 @@ job_leave_seg(struct shard *sh, struct commit_job *job)
 	s->refs--;
 	job->seg = NULL;
 	seg_release(sh, s);
-}
-
-/*
- * One write of a record completed. Returns 0 when the rest was submitted
- * (ud again), 1 when the record is written and on its way to the committer, -1
- * when it failed (put.result set, the job left its segment): the caller
- * finishes the job.
- */
-static int
-write_step(struct shard *sh, struct commit_job *job, int res, uint64_t ud)
-{
-	struct io_uring_sqe *sqe;
-	struct seg *s = job->seg;
-	uint32_t total = job->head_len + job->put.msg_len;
-
-	if (res < 0) {
-		/*
-		 * The bytes may be partly there: unindexed, so garbage. A
-		 * full disk leaves the segment usable (the next record just
-		 * starts past the hole); any other error retires it.
-		 */
-		if (res != -ENOSPC && res != -EDQUOT)
-			s->broken = true;
-		job->put.result = res;
-		job_leave_seg(sh, job);
-		return -1;
-	}
-	job->written += (uint32_t)res;
-	if (job->written < total && res > 0) {
-		/* Short write: send the rest from where it stopped. */
-		uint32_t w = job->written;
-		struct iovec *iov = job->iov;
-		unsigned n = 2;
-
-		if (w < job->head_len) {
-			iov[0].iov_base = job->head + w;
-			iov[0].iov_len = job->head_len - w;
-		} else {
-			iov[1].iov_base = (char *)job->msg + (w - job->head_len);
-			iov[1].iov_len = total - w;
-			iov++;
-			n = 1;
-		}
-		sqe = get_sqe(sh);
-		io_uring_prep_writev(sqe, s->fd, iov, n, job->put.offset + w);
-		io_uring_sqe_set_data64(sqe, ud);
-		return 0;
-	}
-	if (job->written < total || s->sync_failed) {
-		if (job->written < total)
-			s->broken = true;
-		job->put.result = -EIO;
-		job_leave_seg(sh, job);
-		return -1;
-	}
-	/* The message buffer is no longer needed; the job goes on alone. */
-	job->msg = NULL;
-	job->iov[1].iov_base = NULL;
-	pending_push(sh, job);
-	return 1;
-}
-
-static void
-handle_write(struct shard *sh, struct conn *c, int res)
-{
-	struct commit_job *job = c->job;
-	int st = write_step(sh, job, res, uring_ud(OP_WRITE,
-	    (uint32_t)(c - sh->conns), c->gen));
-
-	if (st == 0)
-		return;
-	c->job = NULL;
-	conn_op_done(sh, c);
-	if (st < 0)
-		job_finish(sh, job);
-}
-
-static void
-handle_write_local(struct shard *sh, uint32_t slot, int res)
-{
-	struct commit_job *job = sh->local[slot];
-	int st = write_step(sh, job, res, uring_ud(OP_WRITE_LOCAL, slot, 0));
-
-	if (st == 0)
-		return;
-	sh->local[slot] = NULL;
-	sh->nlocal--;
-	if (st < 0)
-		job_finish(sh, job);
 }
 
 static void
@@ -1165,7 +1069,6 @@ dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 	switch ((enum op)URING_UD_OP(ud)) {
 	case OP_RECV:
 	case OP_SEND:
-	case OP_WRITE:
 		c = &sh->conns[idx];
 		/* A slot is only reused once nothing of it is in flight. */
 		assert(c->in_use);
@@ -1205,10 +1108,6 @@ dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 	case OP_SEND:
 		handle_send(sh, c, res);
 		break;
-	case OP_WRITE:
-		handle_write(sh, c, res);
-		break;
-		break;
 	case OP_WAKE:
 		handle_wake(sh);
 		break;
@@ -1219,9 +1118,6 @@ dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 		handle_seg_dirsync(sh, idx, res);
 		break;
 	case OP_CANCEL:
-		break;
-	case OP_WRITE_LOCAL:
-		handle_write_local(sh, idx, res);
 		break;
 	default:
 		if (URING_UD_OP(ud) >= DELIVER_OP_BASE && sh->deliver != NULL) {

@@ -25,8 +25,10 @@
 #define COMMIT_RING 4096
 /* Most jobs handled in one LMDB transaction. */
 #define COMMIT_BATCH_MAX 8192
-/* Distinct segments synced per batch (a few per shard at most). */
+/* Distinct segments written per batch (a few per shard at most). */
 #define COMMIT_SYNC_MAX 256
+/* The ring holds a whole batch's writes and syncs. */
+#define COMMIT_IO_RING (COMMIT_BATCH_MAX + COMMIT_SYNC_MAX)
 /* Segments remembered as failed (a failure retires the segment at once,
  * so only the jobs already written to it can still arrive). */
 #define COMMIT_FAILED_SEGS 64
@@ -63,7 +65,7 @@ struct committer {
 	size_t segs_cap, segs_used;	/* used counts tombstones too */
 	_Atomic uint64_t n_batches, n_messages, n_failures, n_updates,
 	    n_removed, n_segs_removed, write_us;
-	struct io_uring ring;		/* segment fdatasyncs */
+	struct io_uring ring;		/* segment writes and fdatasyncs */
 	bool ring_ok;
 	bool unconfirmed;		/* the last write indexed puts */
 	struct { int fd; int res; } sync[COMMIT_SYNC_MAX];
@@ -203,6 +205,13 @@ efd_signal(int fd)
 		log_warn("committer: eventfd write: %s", strerror(errno));
 }
 
+/* A put not to index: its segment failed before, or its write did. */
+static bool
+put_skipped(const struct commit_job *job)
+{
+	return job->kind == COMMIT_PUT && (job->seg_failed || job->io_res != 0);
+}
+
 /*
  * Index jobs[0..n) in one transaction: their puts and their updates. On
  * success, account for what it added and removed. Returns 0 or the error.
@@ -233,7 +242,7 @@ write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
 	for (i = 0; i < n; i++) {
 		struct commit_job *job = jobs[i];
 
-		if (job->kind == COMMIT_PUT && job->sync_failed)
+		if (put_skipped(job))
 			continue;
 		if (job->kind == COMMIT_PUT)
 			c->puts[np++] = job->put;
@@ -250,14 +259,15 @@ write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
 	if (rc != 0)
 		return rc;
 	for (i = 0; i < n; i++)
-		if (jobs[i]->kind == COMMIT_PUT && !jobs[i]->sync_failed)
+		if (jobs[i]->kind == COMMIT_PUT && !put_skipped(jobs[i]))
 			segref_put(c, jobs[i]->put.seg);
 	for (i = 0; i < nrem; i++)
 		segref_gone(c, c->removed[i].seg);
 	atomic_fetch_add(&c->n_messages, np);
 	atomic_fetch_add(&c->n_updates, nu);
 	atomic_fetch_add(&c->n_removed, nrem);
-	c->unconfirmed = np > 0;
+	if (np > 0 || nu > 0)	/* a write happened: its puts are the list */
+		c->unconfirmed = np > 0;
 	return 0;
 }
 
@@ -270,13 +280,23 @@ seg_failed(const struct committer *c, uint64_t seg)
 	return false;
 }
 
+static uint32_t
+rec_bytes(const struct commit_job *job)
+{
+	return (uint32_t)(job->iov[0].iov_len + job->iov[1].iov_len);
+}
+
+#define IO_SYNC_BIT (1ull << 63)	/* user_data: a sync, not a write */
+
 /*
- * Start an fdatasync of every segment jobs[0..n) were written to. Jobs of a
- * segment that failed before fail at once (-EIO, not indexed). Without a
- * ring (it could not be set up) the syncs run here, one after the other.
+ * One chain per segment jobs[0..n) go to: a writev of each record, then an
+ * fdatasync, linked so the sync covers every write and a failed write
+ * stops the rest. Jobs of a segment that failed before fail at once
+ * (-EIO, not written, not indexed). Without a ring (it could not be set
+ * up) the writes and syncs run here, before the index write.
  */
 static void
-sync_start(struct committer *c, struct commit_job **jobs, size_t n)
+io_start(struct committer *c, struct commit_job **jobs, size_t n)
 {
 	struct io_uring_sqe *sqe;
 	unsigned k;
@@ -288,107 +308,186 @@ sync_start(struct committer *c, struct commit_job **jobs, size_t n)
 		if (job->kind != COMMIT_PUT)
 			continue;
 		assert(job->seg_fd >= 0);
+		job->io_res = 1;	/* in flight */
 		if (seg_failed(c, job->put.seg)) {
-			job->sync_failed = true;
+			job->seg_failed = true;
 			job->put.result = -EIO;
+			job->io_res = -EIO;
 			continue;
 		}
 		for (k = 0; k < c->nsync && c->sync[k].fd != job->seg_fd; k++)
 			;
-		if (k < c->nsync)
-			continue;
-		if (c->nsync == COMMIT_SYNC_MAX)
-			log_panic("committer: more than %d segments in a batch",
-			    COMMIT_SYNC_MAX);
-		c->sync[k].fd = job->seg_fd;
-		c->sync[k].res = 1;	/* in flight */
-		c->nsync++;
+		if (k == c->nsync) {
+			if (c->nsync == COMMIT_SYNC_MAX)
+				log_panic("committer: more than %d segments "
+				    "in a batch", COMMIT_SYNC_MAX);
+			c->sync[k].fd = job->seg_fd;
+			c->sync[k].res = 1;
+			c->nsync++;
+		}
+	}
+	for (k = 0; k < c->nsync; k++) {
+		int fd = c->sync[k].fd;
+
+		for (size_t i = 0; i < n; i++) {
+			struct commit_job *job = jobs[i];
+			ssize_t w;
+
+			if (job->kind != COMMIT_PUT || job->seg_fd != fd ||
+			    job->io_res != 1)
+				continue;
+			if (!c->ring_ok) {
+				w = pwritev(fd, job->iov, 2,
+				    (off_t)job->put.offset);
+				job->io_res = w == rec_bytes(job) ? 0 :
+				    w < 0 ? -errno : -EIO;
+				continue;
+			}
+			sqe = io_uring_get_sqe(&c->ring);
+			assert(sqe != NULL);	/* sized for a whole batch */
+			io_uring_prep_writev(sqe, fd, job->iov, 2,
+			    job->put.offset);
+			io_uring_sqe_set_data64(sqe, i);
+			sqe->flags |= IOSQE_IO_LINK;
+		}
 		if (!c->ring_ok) {
-			c->sync[k].res = fdatasync(job->seg_fd) < 0 ? -errno : 0;
+			c->sync[k].res = fdatasync(fd) < 0 ? -errno : 0;
 			continue;
 		}
 		sqe = io_uring_get_sqe(&c->ring);
-		assert(sqe != NULL);	/* the ring holds COMMIT_SYNC_MAX */
-		io_uring_prep_fsync(sqe, job->seg_fd, IORING_FSYNC_DATASYNC);
-		io_uring_sqe_set_data64(sqe, k);
+		assert(sqe != NULL);
+		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_data64(sqe, IO_SYNC_BIT | k);
 	}
 	if (c->ring_ok && c->nsync > 0) {
 		int rc;
 
-		while ((rc = io_uring_submit(&c->ring)) == -EINTR || rc == -EAGAIN)
+		while ((rc = io_uring_submit(&c->ring)) == -EINTR ||
+		    rc == -EAGAIN)
 			;
 		if (rc < 0)
-			log_fatal("committer: io_uring_submit: %s", strerror(-rc));
+			log_fatal("committer: io_uring_submit: %s",
+			    strerror(-rc));
 	}
 }
 
-/* Wait for every sync sync_start() began. */
+/*
+ * Wait for the writes io_start() began, and with syncs for the syncs too
+ * (a sync completes after the writes linked before it). On a regular file
+ * a short write means the device or quota filled up: -ENOSPC.
+ */
 static void
-sync_wait(struct committer *c)
+io_wait(struct committer *c, struct commit_job **jobs, size_t n, bool syncs)
 {
 	struct io_uring_cqe *cqe;
-	unsigned left = 0;
+	size_t left = 0;
 
-	for (unsigned k = 0; k < c->nsync; k++)
+	for (unsigned k = 0; syncs && k < c->nsync; k++)
 		left += c->sync[k].res == 1;
+	for (size_t i = 0; i < n; i++)
+		left += jobs[i]->kind == COMMIT_PUT && jobs[i]->io_res == 1;
 	while (left > 0) {
 		int rc = io_uring_wait_cqe(&c->ring, &cqe);
+		uint64_t ud;
 
 		if (rc == -EINTR)
 			continue;
 		if (rc < 0)
 			log_fatal("committer: io_uring_wait_cqe: %s",
 			    strerror(-rc));
-		assert(cqe->user_data < c->nsync);
-		c->sync[cqe->user_data].res = cqe->res;
+		ud = cqe->user_data;
+		if (ud & IO_SYNC_BIT) {
+			assert((ud & ~IO_SYNC_BIT) < c->nsync);
+			c->sync[ud & ~IO_SYNC_BIT].res = cqe->res;
+			left -= syncs;
+		} else {
+			struct commit_job *job;
+
+			assert(ud < n);
+			job = jobs[ud];
+			job->io_res = cqe->res == (int)rec_bytes(job) ? 0 :
+			    cqe->res < 0 ? cqe->res : -ENOSPC;
+			left--;
+		}
 		io_uring_cqe_seen(&c->ring, cqe);
-		left--;
 	}
 }
 
 /*
- * After sync_wait(): a job in a segment whose sync failed fails too, and
- * if it was indexed it is taken out again (it was never acknowledged, and
- * its record may not be on disk). The segment is remembered as failed.
+ * After the writes: a chain with a failed write cannot be synced (the rest
+ * of it was cancelled), so none of its records is indexed; each gets the
+ * chain's first error. sync[k].res keeps the chain's verdict from here.
  */
 static void
-sync_check(struct committer *c, struct commit_job **jobs, size_t n)
+io_writes_done(struct committer *c, struct commit_job **jobs, size_t n)
+{
+	for (unsigned k = 0; k < c->nsync; k++) {
+		int first = 0;
+
+		for (size_t i = 0; i < n && first == 0; i++)
+			if (jobs[i]->kind == COMMIT_PUT &&
+			    jobs[i]->seg_fd == c->sync[k].fd &&
+			    jobs[i]->io_res < 0 &&
+			    jobs[i]->io_res != -ECANCELED)
+				first = jobs[i]->io_res;
+		if (first == 0)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			if (jobs[i]->kind == COMMIT_PUT &&
+			    jobs[i]->seg_fd == c->sync[k].fd &&
+			    !jobs[i]->seg_failed)
+				jobs[i]->io_res = first;
+	}
+}
+
+/*
+ * After the syncs: a job whose write failed fails with that error; one
+ * whose segment's sync failed fails too and, being indexed, is taken out
+ * again (it was never acknowledged, and its record may not be on disk).
+ * Unless the trouble was a full disk, the segment is remembered as failed.
+ */
+static void
+io_check(struct committer *c, struct commit_job **jobs, size_t n)
 {
 	struct queue_update *dels = NULL;
 	size_t ndel = 0, nrem = 0;
 	unsigned k;
 	int rc;
 
-	for (k = 0; k < c->nsync && c->sync[k].res >= 0; k++)
-		;
-	if (k == c->nsync)
-		return;
 	for (size_t i = 0; i < n; i++) {
 		struct commit_job *job = jobs[i];
+		int err = job->io_res;
 
-		if (job->kind != COMMIT_PUT || job->sync_failed)
+		if (job->kind != COMMIT_PUT || job->seg_failed)
 			continue;
 		for (k = 0; k < c->nsync && c->sync[k].fd != job->seg_fd; k++)
 			;
 		assert(k < c->nsync);
-		if (c->sync[k].res >= 0)
+		if (err == 0 && c->sync[k].res < 0) {
+			err = c->sync[k].res == -ECANCELED ? -EIO :
+			    c->sync[k].res;
+			if (job->put.result == 0) {
+				if (dels == NULL && (dels = calloc(n,
+				    sizeof(*dels))) == NULL)
+					log_fatal("committer: out of memory");
+				dels[ndel].kind = QUEUE_UPD_DELETE;
+				dels[ndel++].qid = job->put.qid;
+			}
+		}
+		if (err == 0)
 			continue;
-		if (!seg_failed(c, job->put.seg)) {
-			log_warn("queue: fdatasync of segment %016llx: %s",
-			    (unsigned long long)job->put.seg,
-			    strerror(-c->sync[k].res));
-			c->failed_segs[c->nfailed] = job->put.seg;
-			c->nfailed = (c->nfailed + 1) % COMMIT_FAILED_SEGS;
+		if (err != -ENOSPC && err != -EDQUOT) {
+			job->seg_failed = true;
+			if (!seg_failed(c, job->put.seg)) {
+				log_warn("queue: writing segment %016llx: %s",
+				    (unsigned long long)job->put.seg,
+				    strerror(-err));
+				c->failed_segs[c->nfailed] = job->put.seg;
+				c->nfailed = (c->nfailed + 1) %
+				    COMMIT_FAILED_SEGS;
+			}
 		}
-		job->sync_failed = true;
-		if (job->put.result == 0) {
-			if (dels == NULL &&
-			    (dels = calloc(n, sizeof(*dels))) == NULL)
-				log_fatal("committer: out of memory");
-			dels[ndel].kind = QUEUE_UPD_DELETE;
-			dels[ndel++].qid = job->put.qid;
-		}
-		job->put.result = c->sync[k].res;
+		job->put.result = err;
 	}
 	if (ndel == 0)
 		return;
@@ -403,8 +502,8 @@ sync_check(struct committer *c, struct commit_job **jobs, size_t n)
 	}
 	rc = queue_index_write(c->qi, NULL, 0, dels, ndel, c->removed, &nrem);
 	if (rc != 0)
-		log_warn("queue: cannot take %zu unsynced message(s) out of the "
-		    "index: %s (recovery does at the next start)", ndel,
+		log_warn("queue: cannot take %zu unsynced message(s) out of "
+		    "the index: %s (recovery does at the next start)", ndel,
 		    queue_strerror(rc));
 	for (size_t i = 0; i < nrem; i++)
 		segref_gone(c, c->removed[i].seg);
@@ -428,28 +527,32 @@ commit_batch(struct committer *c, size_t n)
 	for (start = 0; start < n; start = i + 1) {
 		for (i = start; i < n && c->batch[i]->kind != COMMIT_SEAL; i++) {
 			c->batch[i]->put.result = 0;
-			c->batch[i]->sync_failed = false;
+			c->batch[i]->seg_failed = false;
 		}
-		sync_start(c, c->batch + start, i - start);
+		/*
+		 * Written before they are indexed (a record that could not
+		 * be written never is), synced while the index commits.
+		 */
+		io_start(c, c->batch + start, i - start);
+		io_wait(c, c->batch + start, i - start, false);
+		io_writes_done(c, c->batch + start, i - start);
 		rc = i > start ? write_jobs(c, c->batch + start, i - start) : 0;
-		/* Before any other write: that would confirm these. */
-		sync_wait(c);
+		/* Before any other index write: that would confirm these. */
+		io_wait(c, c->batch + start, i - start, true);
 		if (rc != 0 && i - start > 1) {
 			/* One job's failure must not fail the others. */
 			for (size_t j = start; j < i; j++)
-				if (!c->batch[j]->sync_failed)
+				if (!put_skipped(c->batch[j]))
 					c->batch[j]->put.result =
 					    write_jobs(c, c->batch + j, 1);
-		} else if (rc != 0 && !c->batch[start]->sync_failed) {
+		} else if (rc != 0 && !put_skipped(c->batch[start])) {
 			c->batch[start]->put.result = rc;
 		}
-		sync_check(c, c->batch + start, i - start);
+		io_check(c, c->batch + start, i - start);
+		/* The shard logs each failed message with its queue id. */
 		for (size_t j = start; j < i; j++)
-			if (c->batch[j]->put.result != 0) {
-				log_warn("queue: indexing failed: %s",
-				    queue_strerror(c->batch[j]->put.result));
+			if (c->batch[j]->put.result != 0)
 				atomic_fetch_add(&c->n_failures, 1);
-			}
 		if (i < n) {
 			segref_seal(c, c->batch[i]->put.seg);
 			c->batch[i]->put.result = 0;
@@ -593,11 +696,11 @@ committer_start(struct committer **out, struct queue_index *qi,
 		rc = -errno;
 		goto fail;
 	}
-	/* Without a ring the syncs still happen, one after the other. */
-	rc = io_uring_queue_init(COMMIT_SYNC_MAX, &c->ring, 0);
+	/* Without a ring the writes still happen, before each commit. */
+	rc = io_uring_queue_init(COMMIT_IO_RING, &c->ring, 0);
 	if (rc < 0)
-		log_warn("committer: no io_uring for segment syncs (%s): they "
-		    "run one by one", strerror(-rc));
+		log_warn("committer: no io_uring for segment writes (%s): "
+		    "they run one by one", strerror(-rc));
 	c->ring_ok = rc == 0;
 	c->unconfirmed = true;	/* a list may be left from before */
 	rc = -ENOMEM;

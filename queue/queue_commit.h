@@ -1,22 +1,26 @@
 /*
  * queue_commit.h - group commit: one thread indexes what shards wrote.
  *
- * A shard writes a message's record to its segment through its own ring,
- * then hands a commit_job to the committer. The committer takes every job
- * waiting from every shard, starts an fdatasync of every segment they were
- * written to (on its own ring: the kernel's workers run them) and, while
- * those run, indexes the jobs in one LMDB write transaction and commits it
- * (LMDB syncs); once the syncs are done too it hands each job back to its
- * shard with the result. Only then does the shard answer 250. Running the
- * two syncs side by side instead of one after the other is why the index
- * keeps an "unconfirmed" list (queue.h). The committer is the only thread
- * that ever waits on a sync or a commit, so no shard's event loop does;
- * while it works, the next batch gathers.
+ * A shard gives a message's record its place in its current segment (seg,
+ * offset) and hands a commit_job to the committer. The committer takes
+ * every job waiting from every shard and, on its own ring, starts one
+ * linked chain per segment: a writev of each record, then an fdatasync
+ * (the kernel's workers run them). While those run it indexes the jobs in
+ * one LMDB write transaction and commits it (LMDB syncs); once the chains
+ * are done too it hands each job back to its shard with the result. Only
+ * then does the shard answer 250. Running the writes and syncs side by
+ * side with the index commit, instead of before it, is why the index keeps
+ * an "unconfirmed" list (queue.h). The committer is the only thread that
+ * ever waits on a write, a sync or a commit, so no shard's event loop
+ * does; while it works, the next batch gathers.
  *
- * A segment whose fdatasync fails is never trusted again (Linux reports a
- * writeback error once): the jobs of that batch in it are taken out of the
- * index again and fail, and so does every later job written to it; the
- * job's sync_failed tells the shard to retire the segment.
+ * A record whose write or sync failed fails (a full disk: -ENOSPC or
+ * -EDQUOT, so the client hears 452; anything else -EIO or the error) and
+ * is taken out of the index again if it got in; when the chain broke, so
+ * do the other records of that segment in the batch. After anything but a
+ * full disk the segment is never trusted again (Linux reports a writeback
+ * error once): every later job of it fails without being written, and the
+ * job's seg_failed tells the shard to retire the segment.
  *
  * Shard -> committer and committer -> shard are single-producer
  * single-consumer rings, one pair per shard; each side wakes the other with
@@ -35,8 +39,8 @@ struct seg;
 
 /*
  * What a job asks of the committer:
- *   COMMIT_PUT     index put (a message just written to seg_fd, which
- *                  the committer fdatasyncs),
+ *   COMMIT_PUT     write iov[] to seg_fd at put.offset, fdatasync it,
+ *                  index put,
  *                  and apply ups[] in the same transaction if nups > 0
  *                  (a bounce's DSN and its recipients' new states)
  *   COMMIT_UPDATE  apply ups[] (delivery results, operator commands)
@@ -66,14 +70,16 @@ struct commit_job {
 	unsigned shard;
 	struct seg *seg;		/* the shard's segment holding it */
 	int seg_fd;			/* its descriptor, open until the job
-					 * is back: the committer syncs it */
-	bool sync_failed;		/* set by the committer: retire seg */
+					 * is back: the committer writes it */
+	bool seg_failed;		/* set by the committer: retire seg */
+	int io_res;			/* committer's: the write's result */
 	struct commit_job *next;	/* shard-private lists */
-	struct iovec iov[2];		/* record head, message bytes */
-	const uint8_t *msg;		/* message bytes until written */
-	uint32_t written;		/* bytes of the record written */
+	struct iovec iov[2];		/* record head, message bytes: both
+					 * stay valid until the job is back */
+	const uint8_t *msg;		/* the message bytes */
 	uint32_t head_len;		/* seg_hdr + envelope */
-	uint8_t head[];			/* struct seg_hdr, then envelope */
+	/* struct seg_hdr, then envelope: aligned for the header */
+	_Alignas(8) uint8_t head[];
 };
 
 struct committer;

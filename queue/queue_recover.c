@@ -700,7 +700,7 @@ queue_recover(struct queue_index *qi, const char *spool,
 {
 	struct seg_table t = { 0 };
 	struct bad_msg *bad = NULL;
-	size_t nbad = 0, nunacked = 0;
+	size_t nbad = 0, nunacked = 0, removed;
 	uint64_t live = 0;
 	int segdir, err;
 
@@ -726,13 +726,24 @@ queue_recover(struct queue_index *qi, const char *spool,
 		}
 	}
 	err = quarantine_all(qi, segdir, bad, nbad - nunacked);
-	if (err == 0)
+	removed = nunacked;
+	if (err == 0) {
 		err = remove_unacked(qi, bad + nbad - nunacked, nunacked);
+		if (err == QUEUE_EFULL) {
+			/* They fail every read, so nothing delivers them:
+			 * the next start with room removes them. */
+			fprintf(stderr, "sluiced: queue: %zu never acknowledged "
+			    "record(s) stay indexed: %s\n", nunacked,
+			    queue_strerror(err));
+			removed = 0;
+			err = 0;
+		}
+	}
 	if (err != 0)
 		goto fail;
 	rep->messages = live;
 	rep->quarantined = nbad - nunacked;
-	rep->unacknowledged = nunacked;
+	rep->unacknowledged = removed;
 	if (segdir >= 0)
 		err = sweep_segments(segdir, &t, rep);
 fail:

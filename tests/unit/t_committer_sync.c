@@ -1,15 +1,19 @@
 /*
- * Description: the committer fdatasyncs the segments of a batch while it
- * indexes it. Jobs come back indexed, and the index lists them as
+ * Description: the committer writes each record at its offset and
+ * fdatasyncs the segments of a batch while it indexes it. Jobs come back
+ * indexed with their bytes in the file, and the index lists them as
  * unconfirmed until the queue goes idle (or the committer stops), which
  * empties the list. A job whose segment cannot be synced (here a pipe,
- * where fdatasync fails with EINVAL) comes back failed with sync_failed
+ * where fdatasync fails with EINVAL) comes back failed with seg_failed
  * set and is not left in the index; a later job of that segment fails
- * without being indexed, even on a descriptor that could be synced.
+ * without being indexed, even on a descriptor that could be synced. A
+ * failed write (a read-only descriptor) fails every job of that chain.
  */
 #define QUEUE_INTERNAL
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -22,9 +26,13 @@
 
 static const char *rcpt[1] = { "b@example.net" };
 
+static char payload[8][32];
+
 static struct commit_job *
 mkjob(uint64_t qid, uint64_t seg, int fd)
 {
+	static unsigned np;
+	char *pl = payload[np++ % 8];
 	struct envelope e = { .qid = qid, .arrival_us = 1, .nrcpt = 1,
 	    .sender = "a@example.com", .client_addr = "127.0.0.1",
 	    .helo = "x", .protocol = "ESMTP", .rcpt = rcpt };
@@ -43,6 +51,12 @@ mkjob(uint64_t qid, uint64_t seg, int fd)
 	j->put.rec_len = (uint32_t)(sizeof(struct seg_hdr) + el + 10);
 	j->seg_fd = fd;
 	j->conn_idx = COMMIT_NO_CONN;
+	/* The record's bytes: a fixed-size text naming the job. */
+	snprintf(pl, sizeof(payload[0]), "record %016llx\n",
+	    (unsigned long long)qid);
+	j->iov[0].iov_base = pl;
+	j->iov[0].iov_len = 24;
+	j->put.offset = (qid & 0xff) * 24;
 	return j;
 }
 
@@ -105,9 +119,31 @@ main(void)
 	jobs[1] = mkjob(0x202, 1, sfd);
 	run(cm, efd, jobs, 2);
 	CHECK(jobs[0]->put.result == 0 && jobs[1]->put.result == 0);
-	CHECK(!jobs[0]->sync_failed && !jobs[1]->sync_failed);
+	CHECK(!jobs[0]->seg_failed && !jobs[1]->seg_failed);
 	CHECK(unconfirmed(qi, &ids) == 2 && ids[0] == 0x201 && ids[1] == 0x202);
 	free(ids);
+	{
+		char got[24];
+		int rfd = open(path, O_RDONLY | O_CLOEXEC);
+
+		CHECK_FATAL(rfd >= 0);
+		CHECK(pread(rfd, got, 24, 0x02 * 24) == 24 &&
+		    memcmp(got, "record 0000000000000202\n", 24) == 0);
+		CHECK(pread(rfd, got, 24, 0x01 * 24) == 24 &&
+		    memcmp(got, "record 0000000000000201\n", 24) == 0);
+		/* A write that fails breaks its chain: both jobs fail. */
+		jobs[2] = mkjob(0x211, 3, rfd);
+		jobs[0]->put.qid = 0x212;	/* reuse as a second job */
+		jobs[0]->seg_fd = rfd;
+		jobs[0]->put.seg = 3;
+		run(cm, efd, (struct commit_job *[]){ jobs[2], jobs[0] }, 2);
+		CHECK(jobs[2]->put.result == -EBADF && jobs[2]->seg_failed);
+		CHECK(jobs[0]->put.result == -EBADF && jobs[0]->seg_failed);
+		CHECK(queue_index_get(qi, 0x211, &m) == QUEUE_ENOTFOUND);
+		CHECK(queue_index_get(qi, 0x212, &m) == QUEUE_ENOTFOUND);
+		free(jobs[2]);
+		close(rfd);
+	}
 	deadline = time(NULL) + 5;
 	while (unconfirmed(qi, &ids) != 0 && time(NULL) < deadline) {
 		free(ids);
@@ -121,15 +157,15 @@ main(void)
 	jobs[0] = mkjob(0x301, 2, pfd[1]);
 	jobs[1] = mkjob(0x302, 1, sfd);		/* same batch, good segment */
 	run(cm, efd, jobs, 2);
-	CHECK(jobs[0]->put.result < 0 && jobs[0]->sync_failed);
-	CHECK(jobs[1]->put.result == 0 && !jobs[1]->sync_failed);
+	CHECK(jobs[0]->put.result < 0 && jobs[0]->seg_failed);
+	CHECK(jobs[1]->put.result == 0 && !jobs[1]->seg_failed);
 	CHECK(queue_index_get(qi, 0x301, &m) == QUEUE_ENOTFOUND);
 	CHECK_FATAL(queue_index_get(qi, 0x302, &m) == 0);
 	queue_msg_release(&m);
 	/* Later jobs of segment 2 fail at once, whatever their descriptor. */
 	jobs[2] = mkjob(0x303, 2, sfd);
 	run(cm, efd, jobs + 2, 1);
-	CHECK(jobs[2]->put.result < 0 && jobs[2]->sync_failed);
+	CHECK(jobs[2]->put.result < 0 && jobs[2]->seg_failed);
 	CHECK(queue_index_get(qi, 0x303, &m) == QUEUE_ENOTFOUND);
 	for (int i = 0; i < 3; i++)
 		free(jobs[i]);

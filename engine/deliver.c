@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -1759,6 +1760,19 @@ deliver_tick(struct deliver *d, uint64_t now_ms)
 	d->now_ms = now_ms;
 	if (d->res != NULL)
 		resolver_tick(d->res, now_ms);
+	/*
+	 * A cached segment the committer has unlinked (nothing lives in it
+	 * any more) would keep its disk space until its slot is reused.
+	 */
+	for (unsigned i = 0; i < DL_SEGFD_CACHE; i++) {
+		struct stat st;
+
+		if (d->segfd[i].fd >= 0 && fstat(d->segfd[i].fd, &st) == 0 &&
+		    st.st_nlink == 0) {
+			close(d->segfd[i].fd);
+			d->segfd[i].fd = -1;
+		}
+	}
 	for (uint32_t i = 0; i < DL_CONNS; i++) {
 		struct dl_conn *c = &d->conns[i];
 

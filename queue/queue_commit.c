@@ -272,7 +272,7 @@ write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
 }
 
 static bool
-seg_failed(const struct committer *c, uint64_t seg)
+seg_is_failed(const struct committer *c, uint64_t seg)
 {
 	for (unsigned i = 0; i < COMMIT_FAILED_SEGS; i++)
 		if (c->failed_segs[i] == seg)
@@ -309,7 +309,7 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 			continue;
 		assert(job->seg_fd >= 0);
 		job->io_res = 1;	/* in flight */
-		if (seg_failed(c, job->put.seg)) {
+		if (seg_is_failed(c, job->put.seg)) {
 			job->seg_failed = true;
 			job->put.result = -EIO;
 			job->io_res = -EIO;
@@ -478,7 +478,7 @@ io_check(struct committer *c, struct commit_job **jobs, size_t n)
 			continue;
 		if (err != -ENOSPC && err != -EDQUOT) {
 			job->seg_failed = true;
-			if (!seg_failed(c, job->put.seg)) {
+			if (!seg_is_failed(c, job->put.seg)) {
 				log_warn("queue: writing segment %016llx: %s",
 				    (unsigned long long)job->put.seg,
 				    strerror(-err));

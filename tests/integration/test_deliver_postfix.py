@@ -10,6 +10,8 @@
 # header fields (sluice's and Postfix's Received:) put in front. Postfix's
 # own log says the mail came by BDAT: its smtpd disconnect lines count
 # bdat=N and no data=, and their bdat counts add up to the messages sent.
+# With 1 MiB segments, the sealed ones are deleted once their mail is out,
+# and sluiced keeps none of them open (their space is really freed).
 import collections
 import os
 import random
@@ -46,15 +48,18 @@ def stop_postfix():
         stopped.append(True)
 
 
+# 1 MiB segments on one shard: the load fills and seals some, which the
+# committer deletes once their mail is delivered.
 relay = dl.Relay([{"domain": "pf.test",
-                   "transport": "smtp:[127.0.0.1]:%d" % pf_port, "retry": "1s"}])
+                   "transport": "smtp:[127.0.0.1]:%d" % pf_port, "retry": "1s"}],
+                 extra="queue: {segment_size: 1M}", shards=1)
 
 rnd = random.Random(1234)
 items, expect = [], {}
 for i in range(N):
     tag = "p%03d" % i
     rc = ["r%da@pf.test" % i, "r%db@pf.test" % i] if i == 7 else ["r%d@pf.test" % i]
-    size = rnd.choice([300, 2000, 9000, 40000]) if i != 11 else 200000
+    size = rnd.choice([300, 20000, 60000, 120000]) if i != 11 else 200000
     sender = "s%d@client.test" % i
     data = dl.make_message(tag, sender, rc, size=size, rnd=rnd,
                            leading_dots=(i % 3 == 0), eight_bit=(i % 5 == 1))
@@ -69,6 +74,27 @@ try:
     with T.case("sluice's queue empties (Postfix took them)"):
         T.ok(relay.wait_empty(60), "queue count reaches 0 within 60 s",
              "count %s; log:\n%s" % (relay.count(), relay.log_tail(15)))
+
+    with T.case("delivered segments are deleted and not held open"):
+        segdir = os.path.join(relay.d.dir, "spool", "seg")
+        fddir = "/proc/%d/fd" % relay.d.proc.pid
+
+        def held():
+            out = []
+            for fd in os.listdir(fddir):
+                try:
+                    t = os.readlink(os.path.join(fddir, fd))
+                except OSError:
+                    continue
+                if "/seg/" in t and t.endswith(" (deleted)"):
+                    out.append(t)
+            return out
+        end = time.monotonic() + 5
+        while time.monotonic() < end and held():
+            time.sleep(0.1)
+        T.ok(len(os.listdir(segdir)) < 3, "sealed segments were deleted (%d left)"
+             % len(os.listdir(segdir)), repr(os.listdir(segdir)))
+        T.eq(held(), [], "sluiced holds no deleted segment open")
 
     with T.case("Postfix relays them all to the sink"):
         end = time.monotonic() + 60

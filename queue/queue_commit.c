@@ -25,13 +25,18 @@
 #define COMMIT_RING 4096
 /* Most jobs handled in one LMDB transaction. */
 #define COMMIT_BATCH_MAX 8192
-/* Distinct segments written per batch (a few per shard at most). */
-#define COMMIT_SYNC_MAX 256
+/*
+ * Distinct segments written per batch: a shard has at most 16 segments
+ * with jobs out (SHARD_SEGS in engine/shard.c), and there are at most 64
+ * shards.
+ */
+#define COMMIT_SYNC_MAX (64 * 16)
 /* The ring holds a whole batch's writes and syncs. */
 #define COMMIT_IO_RING (COMMIT_BATCH_MAX + COMMIT_SYNC_MAX)
 /* Segments remembered as failed (a failure retires the segment at once,
- * so only the jobs already written to it can still arrive). */
-#define COMMIT_FAILED_SEGS 64
+ * so only jobs already placed in it can still arrive): as many as can
+ * have jobs out. */
+#define COMMIT_FAILED_SEGS COMMIT_SYNC_MAX
 /* With an unconfirmed list left and nothing to do for this long, empty it. */
 #define COMMIT_CONFIRM_IDLE_MS 1000
 
@@ -72,6 +77,10 @@ struct committer {
 	unsigned nsync;
 	uint64_t failed_segs[COMMIT_FAILED_SEGS];
 	unsigned nfailed;		/* next slot, round robin */
+	bool any_failed;		/* failed_segs holds something */
+	struct commit_job **defer;	/* puts indexed after their sync */
+	struct queue_update *retry_dels;	/* removals still to write */
+	size_t nretry, retry_cap;
 };
 
 static struct segref *
@@ -205,11 +214,17 @@ efd_signal(int fd)
 		log_warn("committer: eventfd write: %s", strerror(errno));
 }
 
-/* A put not to index: its segment failed before, or its write did. */
+/*
+ * A put not to index now: its segment failed before, its write did, or it
+ * waits for its sync (deferred: a DSN, whose updates bounce recipients,
+ * must not be indexed before its record is on disk, or a crash could
+ * leave the bounces without the DSN).
+ */
 static bool
 put_skipped(const struct commit_job *job)
 {
-	return job->kind == COMMIT_PUT && (job->seg_failed || job->io_res != 0);
+	return job->kind == COMMIT_PUT &&
+	    (job->seg_failed || job->io_res != 0 || job->deferred);
 }
 
 /*
@@ -225,6 +240,7 @@ write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
 
 	for (i = 0; i < n; i++)
 		nu += jobs[i]->nups;
+	nu += c->nretry;
 	if (nu > c->ups_cap) {
 		size_t cap = c->ups_cap ? c->ups_cap : 1024;
 
@@ -238,7 +254,10 @@ write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
 			log_fatal("committer: out of memory");
 		c->ups_cap = cap;
 	}
-	nu = 0;
+	/* Removals an earlier write could not make go first. */
+	if (c->nretry > 0)
+		memcpy(c->ups, c->retry_dels, c->nretry * sizeof(*c->ups));
+	nu = c->nretry;
 	for (i = 0; i < n; i++) {
 		struct commit_job *job = jobs[i];
 
@@ -258,6 +277,7 @@ write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
 	atomic_fetch_add(&c->write_us, mono_us() - t0);
 	if (rc != 0)
 		return rc;
+	c->nretry = 0;
 	for (i = 0; i < n; i++)
 		if (jobs[i]->kind == COMMIT_PUT && !put_skipped(jobs[i]))
 			segref_put(c, jobs[i]->put.seg);
@@ -274,6 +294,8 @@ write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
 static bool
 seg_is_failed(const struct committer *c, uint64_t seg)
 {
+	if (!c->any_failed)
+		return false;
 	for (unsigned i = 0; i < COMMIT_FAILED_SEGS; i++)
 		if (c->failed_segs[i] == seg)
 			return true;
@@ -309,8 +331,10 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 			continue;
 		assert(job->seg_fd >= 0);
 		job->io_res = 1;	/* in flight */
+		job->deferred = job->nups > 0;
 		if (seg_is_failed(c, job->put.seg)) {
 			job->seg_failed = true;
+			job->deferred = false;
 			job->put.result = -EIO;
 			job->io_res = -EIO;
 			continue;
@@ -340,7 +364,7 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 				w = pwritev(fd, job->iov, 2,
 				    (off_t)job->put.offset);
 				job->io_res = w == rec_bytes(job) ? 0 :
-				    w < 0 ? -errno : -EIO;
+				    w < 0 ? -errno : -ENOSPC;
 				continue;
 			}
 			sqe = io_uring_get_sqe(&c->ring);
@@ -359,13 +383,11 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
 		io_uring_sqe_set_data64(sqe, IO_SYNC_BIT | k);
 	}
-	if (c->ring_ok && c->nsync > 0) {
-		int rc;
+	/* Every SQE must reach the kernel, or io_wait() waits forever. */
+	while (c->ring_ok && io_uring_sq_ready(&c->ring) > 0) {
+		int rc = io_uring_submit(&c->ring);
 
-		while ((rc = io_uring_submit(&c->ring)) == -EINTR ||
-		    rc == -EAGAIN)
-			;
-		if (rc < 0)
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 			log_fatal("committer: io_uring_submit: %s",
 			    strerror(-rc));
 	}
@@ -460,13 +482,16 @@ io_check(struct committer *c, struct commit_job **jobs, size_t n)
 
 		if (job->kind != COMMIT_PUT || job->seg_failed)
 			continue;
+		bool from_sync = false;
+
 		for (k = 0; k < c->nsync && c->sync[k].fd != job->seg_fd; k++)
 			;
 		assert(k < c->nsync);
 		if (err == 0 && c->sync[k].res < 0) {
 			err = c->sync[k].res == -ECANCELED ? -EIO :
 			    c->sync[k].res;
-			if (job->put.result == 0) {
+			from_sync = true;
+			if (job->put.result == 0 && !job->deferred) {
 				if (dels == NULL && (dels = calloc(n,
 				    sizeof(*dels))) == NULL)
 					log_fatal("committer: out of memory");
@@ -476,8 +501,10 @@ io_check(struct committer *c, struct commit_job **jobs, size_t n)
 		}
 		if (err == 0)
 			continue;
-		if (err != -ENOSPC && err != -EDQUOT) {
+		/* After a failed sync nothing written to it is trusted. */
+		if (from_sync || (err != -ENOSPC && err != -EDQUOT)) {
 			job->seg_failed = true;
+			c->any_failed = true;
 			if (!seg_is_failed(c, job->put.seg)) {
 				log_warn("queue: writing segment %016llx: %s",
 				    (unsigned long long)job->put.seg,
@@ -501,14 +528,56 @@ io_check(struct committer *c, struct commit_job **jobs, size_t n)
 			log_fatal("committer: out of memory");
 	}
 	rc = queue_index_write(c->qi, NULL, 0, dels, ndel, c->removed, &nrem);
-	if (rc != 0)
+	if (rc != 0) {
+		/* They go with the next write (or at the next start). */
 		log_warn("queue: cannot take %zu unsynced message(s) out of "
-		    "the index: %s (recovery does at the next start)", ndel,
-		    queue_strerror(rc));
+		    "the index now: %s", ndel, queue_strerror(rc));
+		if (c->nretry + ndel > c->retry_cap) {
+			size_t cap = c->nretry + ndel;
+			struct queue_update *r = realloc(c->retry_dels,
+			    cap * sizeof(*r));
+
+			if (r == NULL)
+				log_fatal("committer: out of memory");
+			c->retry_dels = r;
+			c->retry_cap = cap;
+		}
+		memcpy(c->retry_dels + c->nretry, dels, ndel * sizeof(*dels));
+		c->nretry += ndel;
+	} else {
+		c->unconfirmed = false;
+	}
 	for (size_t i = 0; i < nrem; i++)
 		segref_gone(c, c->removed[i].seg);
-	c->unconfirmed = false;
 	free(dels);
+}
+
+/*
+ * After io_check(): the deferred puts (DSNs with their updates) whose
+ * record is now written and synced are indexed, in one more write; the
+ * others already carry their error.
+ */
+static void
+index_deferred(struct committer *c, struct commit_job **jobs, size_t n)
+{
+	size_t nd = 0;
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		struct commit_job *job = jobs[i];
+
+		if (job->kind != COMMIT_PUT || !job->deferred)
+			continue;
+		job->deferred = false;
+		if (job->put.result == 0 && job->io_res == 0 &&
+		    !job->seg_failed)
+			c->defer[nd++] = job;
+	}
+	if (nd == 0)
+		return;
+	rc = write_jobs(c, c->defer, nd);
+	for (size_t i = 0; rc != 0 && i < nd; i++)
+		c->defer[i]->put.result = rc;
 }
 
 /* Index one batch and hand every job back to its shard. */
@@ -539,16 +608,20 @@ commit_batch(struct committer *c, size_t n)
 		rc = i > start ? write_jobs(c, c->batch + start, i - start) : 0;
 		/* Before any other index write: that would confirm these. */
 		io_wait(c, c->batch + start, i - start, true);
-		if (rc != 0 && i - start > 1) {
+		if (rc != 0 && rc != QUEUE_EFULL && i - start > 1) {
 			/* One job's failure must not fail the others. */
 			for (size_t j = start; j < i; j++)
 				if (!put_skipped(c->batch[j]))
 					c->batch[j]->put.result =
 					    write_jobs(c, c->batch + j, 1);
-		} else if (rc != 0 && !put_skipped(c->batch[start])) {
-			c->batch[start]->put.result = rc;
+		} else if (rc != 0) {
+			/* Full: nothing of it fits, one by one neither. */
+			for (size_t j = start; j < i; j++)
+				if (!put_skipped(c->batch[j]))
+					c->batch[j]->put.result = rc;
 		}
 		io_check(c, c->batch + start, i - start);
+		index_deferred(c, c->batch + start, i - start);
 		/* The shard logs each failed message with its queue id. */
 		for (size_t j = start; j < i; j++)
 			if (c->batch[j]->put.result != 0)
@@ -684,8 +757,9 @@ committer_start(struct committer **out, struct queue_index *qi,
 	c->to = calloc(nshards, sizeof(*c->to));
 	c->from = calloc(nshards, sizeof(*c->from));
 	c->batch = calloc(COMMIT_BATCH_MAX, sizeof(*c->batch));
+	c->defer = calloc(COMMIT_BATCH_MAX, sizeof(*c->defer));
 	c->puts = calloc(COMMIT_BATCH_MAX, sizeof(*c->puts));
-	if (!c->to || !c->from || !c->batch || !c->puts)
+	if (!c->to || !c->from || !c->batch || !c->puts || !c->defer)
 		goto fail;
 	for (i = 0; i < nshards; i++)
 		if (spsc_init(&c->to[i], COMMIT_RING) < 0 ||
@@ -724,6 +798,8 @@ fail:
 	free(c->to);
 	free(c->from);
 	free(c->batch);
+	free(c->defer);
+	free(c->retry_dels);
 	free(c->puts);
 	free(c);
 	return rc;
@@ -775,6 +851,8 @@ committer_stop(struct committer *c)
 	free(c->to);
 	free(c->from);
 	free(c->batch);
+	free(c->defer);
+	free(c->retry_dels);
 	free(c->puts);
 	free(c);
 }

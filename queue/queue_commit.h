@@ -72,6 +72,7 @@ struct commit_job {
 	int seg_fd;			/* its descriptor, open until the job
 					 * is back: the committer writes it */
 	bool seg_failed;		/* set by the committer: retire seg */
+	bool deferred;			/* committer's: indexed after its sync */
 	int io_res;			/* committer's: the write's result */
 	struct commit_job *next;	/* shard-private lists */
 	struct iovec iov[2];		/* record head, message bytes: both

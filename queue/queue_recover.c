@@ -457,6 +457,12 @@ scan_index(struct queue_index *qi, int segdir, struct seg_table *t,
 	if (err != 0)
 		return err;
 	err = queue_index_unconfirmed(qi, txn, &unconf, &nunconf);
+	if (err == QUEUE_ECORRUPT) {
+		/* Without the list every failed record is quarantined. */
+		fprintf(stderr, "sluiced: queue: the unconfirmed list is "
+		    "damaged: ignored\n");
+		err = 0;
+	}
 	if (err != 0) {
 		mdb_txn_abort(txn);
 		return err;

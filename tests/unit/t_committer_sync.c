@@ -8,6 +8,9 @@
  * set and is not left in the index; a later job of that segment fails
  * without being indexed, even on a descriptor that could be synced. A
  * failed write (a read-only descriptor) fails every job of that chain.
+ * A DSN (a put carrying its bounced recipients' updates) whose record
+ * cannot be synced is not indexed and its updates are not applied: the
+ * bounced message stays queued; with a good segment both happen.
  */
 #define QUEUE_INTERNAL
 #include <errno.h>
@@ -170,6 +173,42 @@ main(void)
 	for (int i = 0; i < 3; i++)
 		free(jobs[i]);
 
+	/* DSNs: a put with the updates that bounce message 0x501. */
+	jobs[0] = mkjob(0x501, 1, sfd);
+	run(cm, efd, jobs, 1);
+	CHECK(jobs[0]->put.result == 0);
+	free(jobs[0]);
+	{
+		struct queue_update *up = calloc(1, sizeof(*up));
+
+		CHECK_FATAL(up != NULL);
+		up->kind = QUEUE_UPD_RCPT;
+		up->qid = 0x501;
+		up->idx = 0;
+		up->state = RCPT_BOUNCED;
+		up->last_code = 550;
+		jobs[0] = mkjob(0x502, 4, pfd[1]);	/* cannot be synced */
+		jobs[0]->ups = up;
+		jobs[0]->nups = 1;
+		run(cm, efd, jobs, 1);
+		CHECK(jobs[0]->put.result < 0);
+		CHECK(queue_index_get(qi, 0x502, &m) == QUEUE_ENOTFOUND);
+		CHECK_FATAL(queue_index_get(qi, 0x501, &m) == 0);
+		CHECK(m.rcpt[0].state == RCPT_PENDING);
+		queue_msg_release(&m);
+		free(jobs[0]);
+		jobs[0] = mkjob(0x503, 1, sfd);		/* a good segment */
+		jobs[0]->ups = up;
+		jobs[0]->nups = 1;
+		run(cm, efd, jobs, 1);
+		CHECK(jobs[0]->put.result == 0);
+		CHECK_FATAL(queue_index_get(qi, 0x503, &m) == 0);
+		queue_msg_release(&m);
+		CHECK(queue_index_get(qi, 0x501, &m) == QUEUE_ENOTFOUND);
+		free(jobs[0]);
+		free(up);
+	}
+
 	/* A stop confirms what is left. */
 	jobs[0] = mkjob(0x401, 1, sfd);
 	run(cm, efd, jobs, 1);
@@ -177,7 +216,7 @@ main(void)
 	free(ids);
 	committer_stop(cm);
 	CHECK(unconfirmed(qi, &ids) == 0);
-	CHECK(queue_index_count(qi, &count) == 0 && count == 4);
+	CHECK(queue_index_count(qi, &count) == 0 && count == 5);
 	free(jobs[0]);
 	queue_index_close(qi);
 	close(sfd);

@@ -469,11 +469,19 @@ dest_pop(struct dl_dest *ds)
 	return it;
 }
 
-/* A temporary failure of the destination itself: fewer conns, a wait. */
+/*
+ * A temporary failure of the destination itself: fewer conns, a wait. The
+ * failures of connections that were open when the destination was held
+ * off (a server saying 421 to all of them at once) count as that one: a
+ * burst halves the limit and doubles the wait once, not once per
+ * connection.
+ */
 static void
 dest_slow(struct deliver *d, struct dl_dest *ds)
 {
 	ds->fails++;
+	if (d->now_ms < ds->hold_until_ms)
+		return;
 	if (ds->eff_max > 1)
 		ds->eff_max = (ds->eff_max + 1) / 2;
 	ds->hold_ms = ds->hold_ms ? ds->hold_ms * 2 : DL_HOLD_MIN_MS;

@@ -20,9 +20,9 @@
  * per retry, not one per message.
  *
  * Message bytes are read back from the spool segment (and verified) when
- * an item goes out. That read is a pread on this thread: the record was
- * written moments ago and sits in the page cache. (Moving it onto the
- * ring is a known follow-up for cold queues.)
+ * an item goes out, through the ring (conn_next(), handle_oread()). Only
+ * the results of a destination that cannot be reached at all read their
+ * records with pread on this thread (item_fail_all()).
  */
 #include "deliver.h"
 
@@ -70,6 +70,7 @@ enum {
 	OP_ORECV,
 	OP_OSEND,
 	OP_OCANCEL,
+	OP_OREAD,		/* a record read back for a connection */
 };
 
 struct dl_dest;
@@ -152,6 +153,10 @@ struct dl_conn {
 	size_t tx_off;
 	uint64_t deadline_ms;
 	unsigned msgs;
+	/* The item whose record is being read (then sent), and the read's
+	 * own descriptor of its segment. */
+	struct dl_item *loading;
+	int rfd;
 	/* The item being sent. */
 	struct dl_item *item;
 	uint8_t *rec;			/* the record, read back */
@@ -601,44 +606,71 @@ segfd(struct deliver *d, uint64_t seg)
 }
 
 /*
- * Read the item's record back and verify it: *rec holds header, envelope
- * and message; env points into it. 0, or a reason.
+ * Check a record read back into buf (n bytes, or -errno): framing and
+ * checksum against the item, then decode the envelope into env (pointing
+ * into buf). NULL when sound, else the reason.
+ */
+static const char *
+item_verify(const struct dl_item *it, const uint8_t *buf, ssize_t n,
+    struct envelope *env)
+{
+	const struct seg_hdr *h = (const struct seg_hdr *)buf;
+	struct seg_hdr chk;
+
+	if (n < 0)
+		return "cannot read the segment";
+	if (n != (ssize_t)it->mm.rec_len)
+		return "record cut short";
+	if (h->magic != SEG_MAGIC || h->qid != it->qid ||
+	    h->env_len != it->mm.env_len || h->msg_len != it->mm.msg_len ||
+	    seg_hdr_fill(&chk, it->qid, buf + sizeof(*h), h->env_len,
+	    buf + sizeof(*h) + h->env_len, h->msg_len) != h->checksum ||
+	    h->checksum != it->mm.checksum)
+		return "checksum mismatch";
+	if (envelope_decode(buf + sizeof(*h), h->env_len, env) != 0)
+		return "envelope damaged";
+	return NULL;
+}
+
+/*
+ * The item's segment, open for reading, and a buffer for its record.
+ * NULL, or the reason it cannot be read.
+ */
+static const char *
+item_read_prep(struct deliver *d, const struct dl_item *it, int *fd,
+    uint8_t **buf)
+{
+	*buf = NULL;
+	*fd = segfd(d, it->mm.seg);
+	if (*fd < 0)
+		return errno == ENOENT ? "segment missing" :
+		    "cannot open the segment";
+	*buf = malloc(it->mm.rec_len);
+	return *buf == NULL ? "out of memory" : NULL;
+}
+
+/*
+ * Read the item's record back on this thread and verify it: *rec holds
+ * header, envelope and message; env points into it. NULL, or a reason.
+ * Only for items that fail without a connection (dest_fail_ready()):
+ * a connection reads through the ring (conn_next()).
  */
 static const char *
 item_load(struct deliver *d, const struct dl_item *it, uint8_t **rec,
     struct envelope *env)
 {
-	const struct seg_hdr *h;
-	struct seg_hdr chk;
+	const char *why;
 	uint8_t *buf;
-	ssize_t n;
 	int fd;
 
 	*rec = NULL;
-	fd = segfd(d, it->mm.seg);
-	if (fd < 0)
-		return errno == ENOENT ? "segment missing" :
-		    "cannot open the segment";
-	buf = malloc(it->mm.rec_len);
-	if (buf == NULL)
-		return "out of memory";
-	n = pread(fd, buf, it->mm.rec_len, (off_t)it->mm.offset);
-	if (n != (ssize_t)it->mm.rec_len) {
+	why = item_read_prep(d, it, &fd, &buf);
+	if (why == NULL)
+		why = item_verify(it, buf, pread(fd, buf, it->mm.rec_len,
+		    (off_t)it->mm.offset), env);
+	if (why != NULL) {
 		free(buf);
-		return "record cut short";
-	}
-	h = (const struct seg_hdr *)buf;
-	if (h->magic != SEG_MAGIC || h->qid != it->qid ||
-	    h->env_len != it->mm.env_len || h->msg_len != it->mm.msg_len ||
-	    seg_hdr_fill(&chk, it->qid, buf + sizeof(*h), h->env_len,
-	    buf + sizeof(*h) + h->env_len, h->msg_len) != h->checksum ||
-	    h->checksum != it->mm.checksum) {
-		free(buf);
-		return "checksum mismatch";
-	}
-	if (envelope_decode(buf + sizeof(*h), h->env_len, env) != 0) {
-		free(buf);
-		return "envelope damaged";
+		return why;
 	}
 	*rec = buf;
 	return NULL;
@@ -1063,18 +1095,92 @@ conn_item_clear(struct dl_conn *c)
 	c->item = NULL;
 }
 
-/* Give the connection its next item, or leave it idle. */
+/*
+ * The item's record is loaded (c->rec, c->env): hand it to the client.
+ * true: under way; false: it is already done with (refused locally,
+ * bounced, or put back), take the next.
+ */
+static bool
+item_send(struct dl_conn *c, struct dl_item *it)
+{
+	struct deliver *d = c->d;
+	struct smtp_client_msg m;
+	int rc;
+
+	c->item = it;
+	set_idle(c, false);
+	c->msgs++;
+	c->res = calloc(it->nrcpt, sizeof(*c->res));
+	c->rcpts = calloc(it->nrcpt, sizeof(*c->rcpts));
+	if (c->res == NULL || c->rcpts == NULL) {
+		conn_item_clear(c);
+		it->due_ms = d->now_ms + 1000;
+		item_schedule(d, it);
+		smtp_client_quit(&c->cli);
+		return true;
+	}
+	for (uint16_t i = 0; i < it->nrcpt; i++)
+		c->rcpts[i] = it->redirect ? d->cfg->dev_redirect :
+		    c->env.rcpt[it->rcpt[i]];
+	memset(&m, 0, sizeof(m));
+	m.sender = c->env.sender;
+	m.rcpt = c->rcpts;
+	m.nrcpt = it->redirect ? 1 : it->nrcpt;
+	m.data = (const char *)c->rec + sizeof(struct seg_hdr) +
+	    it->mm.env_len;
+	m.len = it->mm.msg_len;
+	m.body = c->env.body;
+	m.smtputf8 = c->env.smtputf8;
+	rc = smtp_client_send(&c->cli, &m);
+	if (rc == 0)
+		return true;
+	if (rc == 1)
+		return false;	/* refused here; results are in */
+	/* A message the client cannot send at all: bounce it. */
+	{
+		struct dl_rres *res = c->res;
+		uint8_t *rec = c->rec;
+		struct envelope env = c->env;
+
+		for (uint16_t i = 0; i < it->nrcpt; i++) {
+			res[i].code = 554;
+			strcpy(res[i].enhanced, "5.6.0");
+			res[i].text = NULL;
+		}
+		memset(&c->env, 0, sizeof(c->env));
+		c->res = NULL;
+		c->rec = NULL;
+		c->item = NULL;
+		free(c->rcpts);
+		c->rcpts = NULL;
+		res[0].text = strdup("message cannot be sent as is");
+		item_done(d, it, res, rec, &env, NULL, NULL);
+		free(res[0].text);
+		free(res);
+		envelope_release(&env);
+		free(rec);
+	}
+	return false;
+}
+
+/*
+ * Give the connection its next item, or leave it idle. The item's record
+ * is read through the ring (the loop never waits on the disk); the send
+ * continues in handle_oread().
+ */
 static void
 conn_next(struct dl_conn *c)
 {
 	struct deliver *d = c->d;
 	struct dl_dest *ds = c->dest;
 	const struct route_policy *pol = &ds->route->policy;
-	struct smtp_client_msg m;
+	struct io_uring_sqe *sqe;
 	struct dl_item *it;
 	const char *why;
-	int rc;
+	uint8_t *buf;
+	int fd;
 
+	assert(c->loading == NULL);
 	for (;;) {
 		if (d->stopping || (pol->max_messages_per_connection &&
 		    c->msgs >= pol->max_messages_per_connection) ||
@@ -1091,67 +1197,75 @@ conn_next(struct dl_conn *c)
 			return;
 		}
 		it = dest_pop(ds);
-		why = item_load(d, it, &c->rec, &c->env);
+		if (pol->max_rate > 0)
+			ds->tokens -= 1;
+		why = item_read_prep(d, it, &fd, &buf);
+		/*
+		 * The read gets a descriptor of its own: the cached one may
+		 * be closed (its slot reused, its file deleted) before the
+		 * read is even submitted, and the number reused.
+		 */
+		if (why == NULL && (fd = dup(fd)) < 0)
+			why = "cannot open the segment";
 		if (why != NULL) {
+			free(buf);
 			item_unreadable(d, it, why);
 			continue;
 		}
-		if (pol->max_rate > 0)
-			ds->tokens -= 1;
-		c->item = it;
+		sqe = uring_get_sqe(d->ring);
+		io_uring_prep_read(sqe, fd, buf, it->mm.rec_len,
+		    it->mm.offset);
+		io_uring_sqe_set_data64(sqe, cud(OP_OREAD, c));
+		c->inflight++;
+		c->loading = it;
+		c->rec = buf;
+		c->rfd = fd;
 		set_idle(c, false);
-		c->msgs++;
-		c->res = calloc(it->nrcpt, sizeof(*c->res));
-		c->rcpts = calloc(it->nrcpt, sizeof(*c->rcpts));
-		if (c->res == NULL || c->rcpts == NULL) {
-			conn_item_clear(c);
-			it->due_ms = d->now_ms + 1000;
-			item_schedule(d, it);
-			smtp_client_quit(&c->cli);
-			return;
-		}
-		for (uint16_t i = 0; i < it->nrcpt; i++)
-			c->rcpts[i] = it->redirect ? d->cfg->dev_redirect :
-			    c->env.rcpt[it->rcpt[i]];
-		memset(&m, 0, sizeof(m));
-		m.sender = c->env.sender;
-		m.rcpt = c->rcpts;
-		m.nrcpt = it->redirect ? 1 : it->nrcpt;
-		m.data = (const char *)c->rec + sizeof(struct seg_hdr) +
-		    it->mm.env_len;
-		m.len = it->mm.msg_len;
-		m.body = c->env.body;
-		m.smtputf8 = c->env.smtputf8;
-		rc = smtp_client_send(&c->cli, &m);
-		if (rc == 0)
-			return;
-		if (rc == 1)
-			continue;	/* refused here; results are in */
-		/* A message the client cannot send at all: bounce it. */
-		{
-			struct dl_rres *res = c->res;
-			uint8_t *rec = c->rec;
-			struct envelope env = c->env;
+		return;
+	}
+}
 
-			for (uint16_t i = 0; i < it->nrcpt; i++) {
-				res[i].code = 554;
-				strcpy(res[i].enhanced, "5.6.0");
-				res[i].text = NULL;
-			}
-			memset(&c->env, 0, sizeof(c->env));
-			c->res = NULL;
-			c->rec = NULL;
-			c->item = NULL;
-			free(c->rcpts);
-			c->rcpts = NULL;
-			res[0].text = strdup("message cannot be sent as is");
-			item_done(d, it, res, rec, &env, NULL, NULL);
-			free(res[0].text);
-			free(res);
-			envelope_release(&env);
-			free(rec);
+/*
+ * The record of c->loading was read (res bytes, or -errno). Sound: send
+ * it. Damaged: as item_unreadable() says, then the next item. If the
+ * connection cannot take it any more (closing, or no longer ready), the
+ * item goes back to its destination.
+ */
+static void
+handle_oread(struct dl_conn *c, int res)
+{
+	struct deliver *d = c->d;
+	struct dl_item *it = c->loading;
+	uint8_t *rec = c->rec;
+	const char *why;
+
+	assert(it != NULL);
+	close(c->rfd);
+	c->rfd = -1;
+	c->loading = NULL;
+	c->rec = NULL;
+	if (c->closing || !smtp_client_ready(&c->cli)) {
+		free(rec);
+		it->due_ms = 0;
+		item_schedule(d, it);
+		return;
+	}
+	why = item_verify(it, rec, res, &c->env);
+	if (why != NULL) {
+		free(rec);
+		memset(&c->env, 0, sizeof(c->env));
+		item_unreadable(d, it, why);
+	} else {
+		c->rec = rec;
+		if (item_send(c, it)) {
+			conn_flush(c);
+			conn_deadline(c);
+			return;
 		}
 	}
+	conn_next(c);
+	conn_flush(c);
+	conn_deadline(c);
 }
 
 static bool conn_open(struct deliver *d, struct dl_dest *ds, unsigned first);
@@ -1784,7 +1898,8 @@ deliver_tick(struct deliver *d, uint64_t now_ms)
 	for (uint32_t i = 0; i < DL_CONNS; i++) {
 		struct dl_conn *c = &d->conns[i];
 
-		if (!c->in_use || c->closing || now_ms < c->deadline_ms)
+		if (!c->in_use || c->closing || now_ms < c->deadline_ms ||
+		    c->loading != NULL)
 			continue;
 		if (!c->connected) {
 			/* The connect completes cancelled: try the next. */
@@ -1835,6 +1950,9 @@ deliver_complete(struct deliver *d, uint64_t ud, int res, uint32_t flags)
 		break;
 	case OP_OSEND:
 		handle_osend(c, res);
+		break;
+	case OP_OREAD:
+		handle_oread(c, res);
 		break;
 	default:
 		log_panic("deliver: unknown op %u", op);

@@ -615,7 +615,8 @@ commit_batch(struct committer *c, size_t n)
 					c->batch[j]->put.result =
 					    write_jobs(c, c->batch + j, 1);
 		} else if (rc != 0) {
-			/* Full: nothing of it fits, one by one neither. */
+			/* One job, or the index is full (one by one would
+			 * not fit either): all of it fails. */
 			for (size_t j = start; j < i; j++)
 				if (!put_skipped(c->batch[j]))
 					c->batch[j]->put.result = rc;

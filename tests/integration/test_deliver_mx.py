@@ -7,7 +7,10 @@
 # (127.0.0.6): delivered to b. aonly.test has only an A record (127.0.0.4):
 # implicit MX. A null MX domain and an NXDOMAIN bounce at once (DSN to the
 # sender, Status 5.1.10 for null MX), with no connection made; SERVFAIL
-# defers (no bounce, the message stays queued).
+# defers (no bounce, the message stays queued). port25.test, routed with
+# plain `smtp` (MX lookup, the SMTP port): MX 10 mx (127.0.0.7), where a
+# server listens on port 25 (run as root; the case is skipped when port 25
+# cannot be bound there): delivered to 127.0.0.7:25.
 import socket
 
 import sluice
@@ -33,6 +36,15 @@ mx2 = dl.Server("mx2", addr="127.0.0.3", port=PORT)
 aonly = dl.Server("aonly", addr="127.0.0.4", port=PORT)
 busy = dl.Server("mxa", addr="127.0.0.5", port=PORT, greeting=lambda c: "421 4.3.2 Service shutting down")
 mxb = dl.Server("mxb", addr="127.0.0.6", port=PORT)
+# The SMTP port itself, for a plain smtp route (needs root, and no
+# wildcard listener on port 25).
+try:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.7", 25))
+    mx25 = dl.Server("mx25", addr="127.0.0.7", port=25)
+except OSError as e:
+    mx25 = None
+    print("NOTE: cannot listen on 127.0.0.7:25 (%s): the port 25 case is left out" % e)
 # Nothing listens on 127.0.0.2:PORT; make sure of it.
 s = socket.socket()
 T.ok(s.connect_ex(("127.0.0.2", PORT)) != 0, "nothing listens on mx1 (127.0.0.2:%d)" % PORT)
@@ -47,6 +59,7 @@ zones = {
     "aonly.test": dnslib.zone_text("aonly.test", ["@ IN A 127.0.0.4"]),
     "nullmx.test": dnslib.zone_text("nullmx.test", ["@ IN MX 0 ."]),
     "broken.test": None,                                      # SERVFAIL
+    "port25.test": dnslib.zone_text("port25.test", ["@ IN MX 10 mx", "mx IN A 127.0.0.7"]),
 }
 ns = dnslib.NSD(sluice.tmpdir(), zones)
 
@@ -58,6 +71,7 @@ relay = dl.Relay([
     {"domain": "nullmx.test", "transport": "smtp", "retry": "1s"},
     {"domain": "nosuch.mxzone.test", "transport": "smtp", "retry": "1s"},
     {"domain": "broken.test", "transport": "smtp", "retry": "1s"},
+    {"domain": "port25.test", "transport": "smtp", "retry": "1s"},
 ], dns={"resolver": ns.spec, "timeout": "1s", "attempts": "2"})
 L = relay.dlog
 
@@ -73,6 +87,7 @@ q_a, d_a = send("aonly", "bob@aonly.test")
 q_null, _ = send("nullmx", "bob@nullmx.test", subject="To a null MX")
 q_nx, _ = send("nx", "bob@nosuch.mxzone.test", subject="To nowhere")
 q_sf, _ = send("servfail", "bob@broken.test")
+q_25, d_25 = send("port25", "bob@port25.test") if mx25 else (None, None)
 
 with T.case("MX fallback: mx1 refuses connections, mx2 gets the mail"):
     got = L.wait_for(lambda x: x.get("qid") == q_mx and x.get("status") == "delivered", 20)
@@ -121,6 +136,18 @@ with T.case("NXDOMAIN bounces"):
         dl.check_dsn(dsn[0], "alice@sender.test", ["bob@nosuch.mxzone.test"], "NXDOMAIN DSN",
                      status_prefix="5.", subject="To nowhere")
 
+if mx25:
+    with T.case("plain smtp route: MX host on port 25"):
+        got = L.wait_for(lambda x: x.get("qid") == q_25 and x.get("status") == "delivered", 20)
+        ms = mx25.msgs()
+        T.eq([m.rcpts for m in ms], [["bob@port25.test"]], "the MX host on port 25 got the message once")
+        if ms:
+            T.eq(dl.check_tail(ms[0].data, d_25), None, "intact")
+        T.ok([(x.get("mx"), x.get("addr"), x.get("dest")) for x in got] ==
+             [("mx.port25.test", "127.0.0.7:25", "port25.test")],
+             "delivery.log: via mx.port25.test at 127.0.0.7:25, dest port25.test",
+             L.dump(pred=lambda x: x.get("qid") == q_25))
+
 with T.case("SERVFAIL defers"):
     got = L.wait_for(lambda x: x.get("qid") == q_sf, 20)
     dl.wait_until(lambda: len([x for x in L.lines() if x.get("qid") == q_sf]) >= 2, 8)
@@ -132,7 +159,7 @@ with T.case("SERVFAIL defers"):
     T.eq(dl.dsns_for(cap, q_sf), [], "no DSN")
     ids = [m.get("id") for m in relay.d.list()]
     T.ok(q_sf in ids, "the SERVFAIL message is still queued", repr(ids))
-    T.ok(not {q_mx, q_a, q_null, q_nx} & set(ids), "the delivered and bounced ones are not", repr(ids))
+    T.ok(not {q_mx, q_a, q_null, q_nx, q_25} & set(ids), "the delivered and bounced ones are not", repr(ids))
 
 T.eq(relay.stop(), 0, "sluiced exits 0 on SIGTERM")
 ns.stop()

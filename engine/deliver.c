@@ -1096,6 +1096,28 @@ conn_item_clear(struct dl_conn *c)
 }
 
 /*
+ * Take the current item's results, record and envelope off the connection
+ * (the caller frees them); the connection is free for the next item.
+ */
+static struct dl_item *
+conn_item_detach(struct dl_conn *c, struct dl_rres **res, uint8_t **rec,
+    struct envelope *env)
+{
+	struct dl_item *it = c->item;
+
+	*res = c->res;
+	*rec = c->rec;
+	*env = c->env;
+	memset(&c->env, 0, sizeof(c->env));
+	c->res = NULL;
+	c->rec = NULL;
+	c->item = NULL;
+	free(c->rcpts);
+	c->rcpts = NULL;
+	return it;
+}
+
+/*
  * The item's record is loaded (c->rec, c->env): hand it to the client.
  * true: under way; false: it is already done with (refused locally,
  * bounced, or put back), take the next.
@@ -1138,21 +1160,16 @@ item_send(struct dl_conn *c, struct dl_item *it)
 		return false;	/* refused here; results are in */
 	/* A message the client cannot send at all: bounce it. */
 	{
-		struct dl_rres *res = c->res;
-		uint8_t *rec = c->rec;
-		struct envelope env = c->env;
+		struct dl_rres *res;
+		uint8_t *rec;
+		struct envelope env;
 
+		conn_item_detach(c, &res, &rec, &env);
 		for (uint16_t i = 0; i < it->nrcpt; i++) {
 			res[i].code = 554;
 			strcpy(res[i].enhanced, "5.6.0");
 			res[i].text = NULL;
 		}
-		memset(&c->env, 0, sizeof(c->env));
-		c->res = NULL;
-		c->rec = NULL;
-		c->item = NULL;
-		free(c->rcpts);
-		c->rcpts = NULL;
 		res[0].text = strdup("message cannot be sent as is");
 		item_done(d, it, res, rec, &env, NULL, NULL);
 		free(res[0].text);
@@ -1306,9 +1323,9 @@ cb_message_done(void *arg, const struct smtp_client_reply *r,
 	struct deliver *d = c->d;
 	struct dl_item *it = c->item;
 	struct dl_dest *ds = c->dest;
-	struct dl_rres *res = c->res;
-	uint8_t *rec = c->rec;
-	struct envelope env = c->env;
+	struct dl_rres *res;
+	uint8_t *rec;
+	struct envelope env;
 	uint16_t n;
 
 	(void)r;
@@ -1321,12 +1338,7 @@ cb_message_done(void *arg, const struct smtp_client_reply *r,
 		ds->fails = 0;
 		dest_slow(d, ds);
 	}
-	memset(&c->env, 0, sizeof(c->env));
-	c->res = NULL;
-	c->rec = NULL;
-	c->item = NULL;
-	free(c->rcpts);
-	c->rcpts = NULL;
+	conn_item_detach(c, &res, &rec, &env);
 	item_done(d, it, res, rec, &env, c->host, c->addr);
 	envelope_release(&env);
 	free(rec);

@@ -31,6 +31,7 @@
  * shards.
  */
 #define COMMIT_SYNC_MAX (64 * 16)
+static_assert(COMMIT_SYNC_MAX <= UINT16_MAX, "a job's chain slot is 16 bits");
 /* The ring holds a whole batch's writes and syncs. */
 #define COMMIT_IO_RING (COMMIT_BATCH_MAX + COMMIT_SYNC_MAX)
 /* Segments remembered as failed (a failure retires the segment at once,
@@ -73,7 +74,9 @@ struct committer {
 	struct io_uring ring;		/* segment writes and fdatasyncs */
 	bool ring_ok;
 	bool unconfirmed;		/* the last write indexed puts */
-	struct { int fd; int res; } sync[COMMIT_SYNC_MAX];
+	/* The batch's write chains, one per segment: its descriptor, the
+	 * first error of a write in it, and its sync's result (1: pending). */
+	struct { int fd; int err; int res; } sync[COMMIT_SYNC_MAX];
 	unsigned nsync;
 	uint64_t failed_segs[COMMIT_FAILED_SEGS];
 	unsigned nfailed;		/* next slot, round robin */
@@ -227,6 +230,25 @@ put_skipped(const struct commit_job *job)
 	    (job->seg_failed || job->io_res != 0 || job->deferred);
 }
 
+/* Room for n updates in c->ups, and as many removals in c->removed. */
+static void
+ups_reserve(struct committer *c, size_t n)
+{
+	size_t cap = c->ups_cap ? c->ups_cap : 1024;
+
+	if (n <= c->ups_cap)
+		return;
+	while (cap < n)
+		cap *= 2;
+	free(c->ups);
+	free(c->removed);
+	c->ups = malloc(cap * sizeof(*c->ups));
+	c->removed = malloc(cap * sizeof(*c->removed));
+	if (c->ups == NULL || c->removed == NULL)
+		log_fatal("committer: out of memory");
+	c->ups_cap = cap;
+}
+
 /*
  * Index jobs[0..n) in one transaction: their puts and their updates. On
  * success, account for what it added and removed. Returns 0 or the error.
@@ -240,20 +262,7 @@ write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
 
 	for (i = 0; i < n; i++)
 		nu += jobs[i]->nups;
-	nu += c->nretry;
-	if (nu > c->ups_cap) {
-		size_t cap = c->ups_cap ? c->ups_cap : 1024;
-
-		while (cap < nu)
-			cap *= 2;
-		free(c->ups);
-		free(c->removed);
-		c->ups = malloc(cap * sizeof(*c->ups));
-		c->removed = malloc(cap * sizeof(*c->removed));
-		if (c->ups == NULL || c->removed == NULL)
-			log_fatal("committer: out of memory");
-		c->ups_cap = cap;
-	}
+	ups_reserve(c, nu + c->nretry);
 	/* Removals an earlier write could not make go first. */
 	if (c->nretry > 0)
 		memcpy(c->ups, c->retry_dels, c->nretry * sizeof(*c->ups));
@@ -311,6 +320,20 @@ rec_bytes(const struct commit_job *job)
 #define IO_SYNC_BIT (1ull << 63)	/* user_data: a sync, not a write */
 
 /*
+ * A record's write finished with res (bytes or -errno). On a regular file
+ * a short write means the device or quota filled up: -ENOSPC. The chain's
+ * first real error is kept (the writes after it come back -ECANCELED).
+ */
+static void
+write_done(struct committer *c, struct commit_job *job, int res)
+{
+	job->io_res = res == (int)rec_bytes(job) ? 0 : res < 0 ? res : -ENOSPC;
+	if (job->io_res != 0 && job->io_res != -ECANCELED &&
+	    c->sync[job->chain].err == 0)
+		c->sync[job->chain].err = job->io_res;
+}
+
+/*
  * One chain per segment jobs[0..n) go to: a writev of each record, then an
  * fdatasync, linked so the sync covers every write and a failed write
  * stops the rest. Jobs of a segment that failed before fail at once
@@ -346,9 +369,11 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 				log_panic("committer: more than %d segments "
 				    "in a batch", COMMIT_SYNC_MAX);
 			c->sync[k].fd = job->seg_fd;
+			c->sync[k].err = 0;
 			c->sync[k].res = 1;
 			c->nsync++;
 		}
+		job->chain = (uint16_t)k;
 	}
 	for (k = 0; k < c->nsync; k++) {
 		int fd = c->sync[k].fd;
@@ -357,14 +382,13 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 			struct commit_job *job = jobs[i];
 			ssize_t w;
 
-			if (job->kind != COMMIT_PUT || job->seg_fd != fd ||
-			    job->io_res != 1)
+			if (job->kind != COMMIT_PUT || job->io_res != 1 ||
+			    job->chain != k)
 				continue;
 			if (!c->ring_ok) {
 				w = pwritev(fd, job->iov, 2,
 				    (off_t)job->put.offset);
-				job->io_res = w == rec_bytes(job) ? 0 :
-				    w < 0 ? -errno : -ENOSPC;
+				write_done(c, job, w < 0 ? -errno : (int)w);
 				continue;
 			}
 			sqe = io_uring_get_sqe(&c->ring);
@@ -395,8 +419,7 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 
 /*
  * Wait for the writes io_start() began, and with syncs for the syncs too
- * (a sync completes after the writes linked before it). On a regular file
- * a short write means the device or quota filled up: -ENOSPC.
+ * (a sync completes after the writes linked before it).
  */
 static void
 io_wait(struct committer *c, struct commit_job **jobs, size_t n, bool syncs)
@@ -423,12 +446,8 @@ io_wait(struct committer *c, struct commit_job **jobs, size_t n, bool syncs)
 			c->sync[ud & ~IO_SYNC_BIT].res = cqe->res;
 			left -= syncs;
 		} else {
-			struct commit_job *job;
-
 			assert(ud < n);
-			job = jobs[ud];
-			job->io_res = cqe->res == (int)rec_bytes(job) ? 0 :
-			    cqe->res < 0 ? cqe->res : -ENOSPC;
+			write_done(c, jobs[ud], cqe->res);
 			left--;
 		}
 		io_uring_cqe_seen(&c->ring, cqe);
@@ -443,22 +462,12 @@ io_wait(struct committer *c, struct commit_job **jobs, size_t n, bool syncs)
 static void
 io_writes_done(struct committer *c, struct commit_job **jobs, size_t n)
 {
-	for (unsigned k = 0; k < c->nsync; k++) {
-		int first = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct commit_job *job = jobs[i];
 
-		for (size_t i = 0; i < n && first == 0; i++)
-			if (jobs[i]->kind == COMMIT_PUT &&
-			    jobs[i]->seg_fd == c->sync[k].fd &&
-			    jobs[i]->io_res < 0 &&
-			    jobs[i]->io_res != -ECANCELED)
-				first = jobs[i]->io_res;
-		if (first == 0)
-			continue;
-		for (size_t i = 0; i < n; i++)
-			if (jobs[i]->kind == COMMIT_PUT &&
-			    jobs[i]->seg_fd == c->sync[k].fd &&
-			    !jobs[i]->seg_failed)
-				jobs[i]->io_res = first;
+		if (job->kind == COMMIT_PUT && !job->seg_failed &&
+		    c->sync[job->chain].err != 0)
+			job->io_res = c->sync[job->chain].err;
 	}
 }
 
@@ -473,23 +482,18 @@ io_check(struct committer *c, struct commit_job **jobs, size_t n)
 {
 	struct queue_update *dels = NULL;
 	size_t ndel = 0, nrem = 0;
-	unsigned k;
 	int rc;
 
 	for (size_t i = 0; i < n; i++) {
 		struct commit_job *job = jobs[i];
-		int err = job->io_res;
+		int err = job->io_res, sync_res;
+		bool from_sync = false;
 
 		if (job->kind != COMMIT_PUT || job->seg_failed)
 			continue;
-		bool from_sync = false;
-
-		for (k = 0; k < c->nsync && c->sync[k].fd != job->seg_fd; k++)
-			;
-		assert(k < c->nsync);
-		if (err == 0 && c->sync[k].res < 0) {
-			err = c->sync[k].res == -ECANCELED ? -EIO :
-			    c->sync[k].res;
+		sync_res = c->sync[job->chain].res;
+		if (err == 0 && sync_res < 0) {
+			err = sync_res == -ECANCELED ? -EIO : sync_res;
 			from_sync = true;
 			if (job->put.result == 0 && !job->deferred) {
 				if (dels == NULL && (dels = calloc(n,
@@ -518,15 +522,7 @@ io_check(struct committer *c, struct commit_job **jobs, size_t n)
 	}
 	if (ndel == 0)
 		return;
-	if (ndel > c->ups_cap) {
-		free(c->removed);
-		c->removed = malloc(ndel * sizeof(*c->removed));
-		free(c->ups);
-		c->ups = malloc(ndel * sizeof(*c->ups));
-		c->ups_cap = ndel;
-		if (c->removed == NULL || c->ups == NULL)
-			log_fatal("committer: out of memory");
-	}
+	ups_reserve(c, ndel);
 	rc = queue_index_write(c->qi, NULL, 0, dels, ndel, c->removed, &nrem);
 	if (rc != 0) {
 		/* They go with the next write (or at the next start). */
@@ -778,7 +774,6 @@ committer_start(struct committer **out, struct queue_index *qi,
 		    "they run one by one", strerror(-rc));
 	c->ring_ok = rc == 0;
 	c->unconfirmed = true;	/* a list may be left from before */
-	rc = -ENOMEM;
 	atomic_init(&c->stop, false);
 	if ((rc = -pthread_create(&c->thread, NULL, committer_main, c)) != 0)
 		goto fail;

@@ -74,6 +74,8 @@ struct commit_job {
 	bool seg_failed;		/* set by the committer: retire seg */
 	bool deferred;			/* committer's: indexed after its sync */
 	int io_res;			/* committer's: the write's result */
+	uint16_t chain;			/* committer's: its segment's slot in
+					 * the batch's write chains */
 	struct commit_job *next;	/* shard-private lists */
 	struct iovec iov[2];		/* record head, message bytes: both
 					 * stay valid until the job is back */

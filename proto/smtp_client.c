@@ -398,6 +398,15 @@ rcpt_result(struct smtp_client *c, uint32_t i, const struct smtp_client_reply *r
 	c->cb->rcpt_done(c->arg, i, r);
 }
 
+/* Every recipient accepted at RCPT gets r: the verdict on the message. */
+static void
+accepted_result(struct smtp_client *c, const struct smtp_client_reply *r)
+{
+	for (uint32_t i = 0; i < c->msg.nrcpt; i++)
+		if (c->rstat.data[i] == RS_ACCEPTED)
+			rcpt_result(c, i, r);
+}
+
 /*
  * End the session: every open recipient gets r when it is 4xx/5xx (else
  * 451 4.4.2), then message_done, then failed. quit: the stream is in step
@@ -857,7 +866,6 @@ data_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 {
 	struct smtp_client_reply saved;
 	int cls = r->code / 100;
-	uint32_t i;
 
 	if (r->code == 354) {
 		if (c->naccepted > 0) {
@@ -884,9 +892,7 @@ data_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 		return;
 	}
 	if (c->naccepted > 0) {
-		for (i = 0; i < c->msg.nrcpt; i++)
-			if (c->rstat.data[i] == RS_ACCEPTED)
-				rcpt_result(c, i, r);
+		accepted_result(c, r);
 		finish_tx(c, r, true);
 		return;
 	}
@@ -907,16 +913,14 @@ bdat_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 {
 	struct smtp_client_reply saved;
 	int cls = r->code / 100;
-	uint32_t i;
 
 	if (cls != 2 && cls != 4 && cls != 5) {
 		unexpected(c, r);
 		return;
 	}
-	if (c->naccepted > 0 && !c->mail_failed) {
-		for (i = 0; i < c->msg.nrcpt; i++)
-			if (c->rstat.data[i] == RS_ACCEPTED)
-				rcpt_result(c, i, r);
+	if (c->naccepted > 0) {
+		assert(!c->mail_failed);
+		accepted_result(c, r);
 		finish_tx(c, r, cls != 2);
 		return;
 	}
@@ -995,9 +999,7 @@ dot_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 		return;
 	}
 	if (!c->cfg->lmtp) {
-		for (i = 0; i < n; i++)
-			if (c->rstat.data[i] == RS_ACCEPTED)
-				rcpt_result(c, i, r);
+		accepted_result(c, r);
 		finish_tx(c, r, false);
 		return;
 	}

@@ -1255,6 +1255,7 @@ handle_oread(struct dl_conn *c, int res)
 	struct dl_item *it = c->loading;
 	uint8_t *rec = c->rec;
 	const char *why;
+	bool sent = false;
 
 	assert(it != NULL);
 	close(c->rfd);
@@ -1274,13 +1275,10 @@ handle_oread(struct dl_conn *c, int res)
 		item_unreadable(d, it, why);
 	} else {
 		c->rec = rec;
-		if (item_send(c, it)) {
-			conn_flush(c);
-			conn_deadline(c);
-			return;
-		}
+		sent = item_send(c, it);
 	}
-	conn_next(c);
+	if (!sent)
+		conn_next(c);
 	conn_flush(c);
 	conn_deadline(c);
 }

@@ -26,7 +26,8 @@
  * Every step is idempotent: a crash during recovery is repaired by the next.
  *
  * Diagnostics: "sluiced: queue: QID quarantined: REASON" or "sluiced: queue:
- * QID removed: never acknowledged (REASON)" per message on stderr. Index or file system errors stop recovery and are returned.
+ * QID removed: never acknowledged (REASON)" per message on stderr. Index or
+ * file system errors stop recovery and are returned.
  */
 #define QUEUE_INTERNAL
 #include "queue.h"
@@ -177,8 +178,9 @@ scratch_put(struct scratch *s, const void *p, size_t n)
 	return 0;
 }
 
+/* The line for a message that failed verification: kept, or removed. */
 static void
-say_quarantined(uint64_t qid, const char *reason, bool unacked)
+say_failed(uint64_t qid, const char *reason, bool unacked)
 {
 	char id[QUEUE_ID_LEN + 1], line[512];
 	int n;
@@ -553,7 +555,7 @@ remove_unacked(struct queue_index *qi, const struct bad_msg *bad, size_t n)
 	if (err != 0)
 		return err;
 	for (size_t i = 0; i < n; i++)
-		say_quarantined(bad[i].qid, bad[i].reason, true);
+		say_failed(bad[i].qid, bad[i].reason, true);
 	return 0;
 }
 
@@ -586,7 +588,7 @@ quarantine_all(struct queue_index *qi, int segdir, const struct bad_msg *bad,
 			goto fail;
 		/* Report only what is durably quarantined. */
 		for (; done < i; done++)
-			say_quarantined(bad[done].qid, bad[done].reason,
+			say_failed(bad[done].qid, bad[done].reason,
 			    false);
 	}
 	free(s.p);

@@ -30,6 +30,7 @@
 static struct {
 	const struct config *cfg;
 	struct queue_index *qi;
+	struct committer *committer;
 	int fd;
 	int stop_pipe[2];
 	pthread_t thread;
@@ -91,6 +92,16 @@ run(char *line, char *out, size_t outlen)
 		snprintf(out, outlen, "error empty command\n");
 		return;
 	}
+	/* Whatever was acknowledged before the command is in the index. */
+	if (committer_index_sync(ctl.committer, CONTROL_WAIT_MS) != 0) {
+		snprintf(out, outlen, "error the queue index cannot be "
+		    "written now (see the log)\n");
+		return;
+	}
+	if (strcmp(cmd, "sync") == 0 && arg == NULL) {
+		snprintf(out, outlen, "ok index up to date\n");
+		return;
+	}
 	if (strcmp(cmd, "flush") == 0 && arg == NULL) {
 		all_shards(DELIVER_CTL_FLUSH, 0);
 		snprintf(out, outlen, "ok deferred mail is due now\n");
@@ -98,8 +109,8 @@ run(char *line, char *out, size_t outlen)
 		return;
 	}
 	if (arg == NULL || queue_id_parse(arg, &qid) != 0) {
-		snprintf(out, outlen, "error usage: flush | delete|hold|"
-		    "release|bounce QUEUE-ID\n");
+		snprintf(out, outlen, "error usage: sync | flush | delete|"
+		    "hold|release|bounce QUEUE-ID\n");
 		return;
 	}
 	rc = queue_index_get(ctl.qi, qid, &m);
@@ -214,13 +225,15 @@ control_main(void *arg)
 }
 
 int
-control_start(const struct config *cfg, struct queue_index *qi)
+control_start(const struct config *cfg, struct queue_index *qi,
+    struct committer *committer)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int rc;
 
 	ctl.cfg = cfg;
 	ctl.qi = qi;
+	ctl.committer = committer;
 	if ((size_t)snprintf(ctl.path, sizeof(ctl.path), "%s/control.sock",
 	    cfg->spool) >= sizeof(ctl.path)) {
 		log_warn("control: spool path too long for a socket; "

@@ -1,22 +1,27 @@
 /*
  * control.h - the control socket: how `sluicectl queue flush|delete|hold|
- * release|bounce` reach the running daemon.
+ * release|bounce` reach the running daemon, and how sluicectl's reads of
+ * the index see every message acknowledged before them ("sync").
  *
  * A thread accepts on SPOOL/control.sock (mode 0600, owner only). A client
  * sends one line, "COMMAND [QUEUE-ID]\n", and gets one line back: "ok
- * TEXT" or "error TEXT". Commands act through the shards' inboxes and the
- * committer (engine/deliver.h), never on LMDB behind the committer's back,
- * and delete/hold/release answer once the index shows the change (or
- * after 5 s, with an error).
+ * TEXT" or "error TEXT". Every command first waits until what was
+ * acknowledged before it is indexed (the index follows the segments by a
+ * few milliseconds); "sync" does only that. Commands act through the
+ * shards' inboxes and the committer (engine/deliver.h), never on LMDB
+ * behind the committer's back, and delete/hold/release answer once the
+ * index shows the change (or after 5 s, with an error).
  */
 #ifndef SLUICE_CONTROL_H
 #define SLUICE_CONTROL_H
 
 #include "../queue/queue.h"
+#include "../queue/queue_commit.h"
 #include "config.h"
 
 /* 0, or -errno (the socket cannot be created: reported, not fatal). */
-int control_start(const struct config *cfg, struct queue_index *qi);
+int control_start(const struct config *cfg, struct queue_index *qi,
+    struct committer *committer);
 void control_stop(void);
 
 #endif

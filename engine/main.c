@@ -335,13 +335,16 @@ main(int argc, char **argv)
 		    queue_strerror(rc));
 	if ((rc = queue_index_max_id(qi, &last_qid)) < 0)
 		log_fatal("queue: %s", queue_strerror(rc));
-	log_info("queue: %llu message(s), %llu segment(s) kept, "
-	    "%llu removed, %llu byte(s) reclaimed, %llu quarantined, "
-	    "%llu never acknowledged",
-	    (unsigned long long)rep.messages, (unsigned long long)rep.segments,
+	log_info("queue: %llu message(s) (%llu replayed from the log), "
+	    "%llu segment(s) kept, %llu removed, %llu byte(s) reclaimed, "
+	    "%llu quarantined, %llu DSN(s) not replayed, "
+	    "%llu torn log end(s) never acknowledged",
+	    (unsigned long long)rep.messages, (unsigned long long)rep.replayed,
+	    (unsigned long long)rep.segments,
 	    (unsigned long long)rep.segments_removed,
 	    (unsigned long long)rep.bytes_reclaimed,
 	    (unsigned long long)rep.quarantined,
+	    (unsigned long long)rep.dsn_dropped,
 	    (unsigned long long)rep.unacknowledged);
 
 	smtp_server_cfg_init(&scfg, cfg.hostname, cfg.limits.message_size,
@@ -367,7 +370,7 @@ main(int argc, char **argv)
 		if ((rc = shard_start(shards[i], committer)) < 0)
 			log_fatal("cannot start shard %u: %s", i,
 			    strerror(-rc));
-	control_start(&cfg, qi);
+	control_start(&cfg, qi, committer);
 	listen_summary(&cfg, lsum, sizeof(lsum));
 	log_info("ready: listening on %s, %u shard(s), spool %s, "
 	    "hostname %s", lsum, cfg.shards, cfg.spool, cfg.hostname);
@@ -385,8 +388,7 @@ main(int argc, char **argv)
 	log_info("stopping (signal %d): no new connections, up to %u ms "
 	    "for sessions to finish", sig, cfg.shutdown_timeout_ms);
 	control_stop();
-	for (i = 0; i < cfg.shards; i++)
-		shard_request_stop(shards[i]);
+	shard_request_stop(shards, cfg.shards);
 	/* Join all before freeing any: a shard still running may post
 	 * to another's inbox and write its eventfd. */
 	for (i = 0; i < cfg.shards; i++)
@@ -400,11 +402,14 @@ main(int argc, char **argv)
 	deliver_global_free();
 	queue_index_close(qi);
 	log_info("stopped: %llu message(s) queued in this run, "
+	    "%llu sync batch(es) (%.0f us each), "
 	    "%llu index commit(s) (%llu updates, %.0f us each), "
 	    "%llu failed message(s)",
 	    (unsigned long long)total, (unsigned long long)cst.batches,
+	    cst.batches ? (double)cst.sync_us / (double)cst.batches : 0.0,
+	    (unsigned long long)cst.index_writes,
 	    (unsigned long long)cst.updates,
-	    cst.batches ? (double)cst.write_us / (double)cst.batches : 0.0,
+	    cst.index_writes ? (double)cst.write_us / (double)cst.index_writes : 0.0,
 	    (unsigned long long)cst.failures);
 	free(shards);
 	free(efds);

@@ -326,7 +326,9 @@ handle_accept(struct shard *sh, int fd)
 		close(fd);
 		return;
 	}
-	if (sh->stopping) {
+	/* The flag, not only sh->stopping: this completion may come before
+	 * the wake-up that makes the shard begin to stop. */
+	if (sh->stopping || atomic_load(&sh->stop_requested)) {
 		refuse_connection(fd, sh->cfg->hostname,
 		    "service shutting down");
 		return;
@@ -1338,13 +1340,19 @@ shard_start(struct shard *sh, struct committer *c)
 }
 
 void
-shard_request_stop(struct shard *sh)
+shard_request_stop(struct shard *const *shards, unsigned n)
 {
 	uint64_t one = 1;
 
-	atomic_store(&sh->stop_requested, true);
-	if (write(sh->efd, &one, sizeof(one)) < 0)
-		log_warn("shard %u: wake: %s", sh->id, strerror(errno));
+	/* Every flag before any wake: a shard woken first sends its 421s at
+	 * once, and a client that then connects to another shard must be
+	 * refused there even if this thread is not scheduled again yet. */
+	for (unsigned i = 0; i < n; i++)
+		atomic_store(&shards[i]->stop_requested, true);
+	for (unsigned i = 0; i < n; i++)
+		if (write(shards[i]->efd, &one, sizeof(one)) < 0)
+			log_warn("shard %u: wake: %s", shards[i]->id,
+			    strerror(errno));
 }
 
 void

@@ -34,8 +34,9 @@ int shard_eventfd(const struct shard *sh);
 /* Start the shard's thread; the committer must exist by then. */
 int shard_start(struct shard *sh, struct committer *c);
 
-/* Ask the shard to stop (graceful, bounded by shutdown_timeout). */
-void shard_request_stop(struct shard *sh);
+/* Ask shards[0..n) to stop (graceful, bounded by shutdown_timeout): every
+ * one refuses new connections from the moment this returns. */
+void shard_request_stop(struct shard *const *shards, unsigned n);
 
 /* Wait for the thread to finish (it has stopped everything by then). */
 void shard_join_thread(struct shard *sh);

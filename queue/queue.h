@@ -7,18 +7,27 @@
  *                           envelope, then the message bytes exactly as
  *                           received (with sluice's Received: header).
  *   index/                  the LMDB environment (data.mdb, lock.mdb) with
- *                           the databases "msg", "rcpt", "quarantine", "meta".
+ *                           the databases "msg", "rcpt", "quarantine", "log"
+ *                           and "meta".
  *
- * What LMDB indexes is the truth: a record in a segment that no "msg" entry
- * points at is garbage (a write that was never acknowledged) and is
- * reclaimed. A record is made durable by its segment write, then its
- * segment's fdatasync and the LMDB commit (which syncs) running at the same
- * time; only when both are done is the client told 250. So the puts of the
- * last index transaction may point at records whose segment sync had not
- * finished: queue_index_write() lists them under "unconfirmed" in "meta"
- * (the committer syncs their segments before its next write), and recovery
- * removes an unconfirmed record that fails verification as never
- * acknowledged instead of quarantining it.
+ * The segments are the log and LMDB the index built from it. A record is
+ * acknowledged (the client hears 250) once it is written and its
+ * segment's fdatasync returned; the committer indexes it after that, many
+ * batches to an LMDB commit. For each segment "log" holds its position:
+ * every acknowledged record before it has been indexed (and may since have
+ * been delivered and removed). After a crash recovery replays each
+ * segment from its position: the records whole there were written and
+ * maybe acknowledged, and are indexed; the first that is not whole ends
+ * the segment (it was never acknowledged: a sync covers everything written
+ * before it, so nothing after a torn record was acknowledged either).
+ * A record sluice made itself (protocol "local": a DSN, which is indexed
+ * in one transaction with the bounces it reports) is not replayed: without
+ * its index write the bounces are not recorded either, and they happen
+ * again. A segment whose position is QUEUE_LOG_SEALED is not replayed: it
+ * was sealed (or failed) and every record it holds was dealt with. A
+ * record in a segment that no "msg" entry points at, below the position,
+ * is garbage (delivered, deleted, or never acknowledged) and is reclaimed
+ * with its segment.
  *
  * Every record carries an XXH3-64 checksum of its envelope and message,
  * seeded with the queue id, and it is verified on every read. A record that
@@ -195,7 +204,7 @@ static_assert(sizeof(struct rcpt_meta) == 16, "rcpt_meta is an on-disk layout");
  */
 
 /* ---- the index ------------------------------------------------------- */
-#define QUEUE_INDEX_VERSION 1	/* "meta" key "version" */
+#define QUEUE_INDEX_VERSION 2	/* "meta" key "version"; 1 had no "log" */
 struct queue_index;
 
 /*
@@ -329,29 +338,43 @@ struct queue_removed {
 };
 
 /*
- * One write transaction: index puts[0..nputs), apply ups[0..nups) in
- * order, then remove every message touched by a QUEUE_UPD_RCPT update
- * whose recipients are now all final (delivered or bounced), and every
- * QUEUE_UPD_DELETE one. Removed messages are listed in removed[], which
- * has room for nups entries; *nremoved is how many. Either all of it is
- * durable (0) or none of it is: QUEUE_EFULL or QUEUE_EINDEX, also stored
- * in each put's result.
- *
- * The ids of this write's puts become the "unconfirmed" list (replacing
- * the previous one, which this write thereby confirms): the caller promises
- * that their segments were synced before its next write or
- * queue_index_confirm().
+ * A segment's log position (key: segment id, 8 bytes big-endian; value: the
+ * offset, 8 bytes little-endian). QUEUE_LOG_SEALED: nothing of it is ever
+ * replayed; QUEUE_LOG_FORGET (in a write): remove the entry, for a segment
+ * whose file is gone.
+ */
+#define QUEUE_LOG_SEALED UINT64_MAX
+#define QUEUE_LOG_FORGET 0
+struct queue_logpos {
+	uint64_t seg;
+	uint64_t end;
+};
+
+/*
+ * One write transaction: index puts[0..nputs) (each moves its segment's
+ * log position to the record's end), apply ups[0..nups) in order, move
+ * the log positions logs[0..nlogs) (forward only, or forget), then remove
+ * every message touched by a QUEUE_UPD_RCPT update whose recipients are
+ * now all final (delivered or bounced), and every QUEUE_UPD_DELETE one.
+ * Removed messages are listed in removed[], which has room for nups
+ * entries; *nremoved is how many. Either all of it is durable (0) or none
+ * of it is: QUEUE_EFULL or QUEUE_EINDEX, also stored in each put's result.
  */
 int queue_index_write(struct queue_index *qi, struct queue_put *puts,
     size_t nputs, const struct queue_update *ups, size_t nups,
+    const struct queue_logpos *logs, size_t nlogs,
     struct queue_removed *removed, size_t *nremoved);
 
 /*
- * Empty the "unconfirmed" list (every record indexed so far is known to be
- * synced): one small write transaction, none if the list is empty. 0,
- * QUEUE_EFULL or QUEUE_EINDEX.
+ * Have the file system hold bytes of space for the index beyond what it
+ * uses now (allocated, the file's size unchanged), so that the writes
+ * that index messages already acknowledged do not find the disk full.
+ * bytes 0: a sixteenth of the map size, at most QUEUE_RESERVE_MAX. 0, or
+ * -ENOSPC / -EDQUOT / another -errno; 0 where the file system cannot
+ * allocate ahead.
  */
-int queue_index_confirm(struct queue_index *qi);
+#define QUEUE_RESERVE_MAX (8ull << 20)
+int queue_index_reserve(struct queue_index *qi, uint64_t bytes);
 
 /*
  * Highest queue id in the index ("msg" and "quarantine"), or 0. Ids issued
@@ -362,9 +385,11 @@ int queue_index_max_id(struct queue_index *qi, uint64_t *qid);
 /* ---- recovery -------------------------------------------------------- */
 struct queue_recovery_report {
 	uint64_t messages;		/* live messages indexed */
+	uint64_t replayed;		/* of them, indexed from the log now */
+	uint64_t dsn_dropped;		/* "local" records not replayed */
 	uint64_t quarantined;		/* records that failed verification now */
-	uint64_t unacknowledged;	/* unconfirmed records that failed:
-					   never acknowledged, removed */
+	uint64_t unacknowledged;	/* torn records ending a segment's log:
+					   never acknowledged, cut off */
 	uint64_t segments;		/* live segments kept */
 	uint64_t segments_removed;	/* segments with nothing indexed */
 	uint64_t bytes_reclaimed;	/* garbage tails truncated away */
@@ -374,13 +399,16 @@ struct queue_recovery_report {
 };
 
 /*
- * Start-up recovery, before any shard runs: verify every indexed record,
- * quarantine the damaged (one line each on stderr), remove unconfirmed
- * records that fail (they never reached the disk whole, so no client got a
- * 250 for them; one line each on stderr), delete segments nothing points
- * at and truncate unindexed tails. Time is proportional to the live
- * queue. 0, or an error from the index or the file system (then the spool
- * may be partly recovered; running it again is safe).
+ * Start-up recovery, before any shard runs: replay every segment's log
+ * from its position (index the whole records there, cut off the torn
+ * one ending it, one line on stderr per segment cut), verify every
+ * indexed record, quarantine the damaged (one line each on stderr),
+ * delete segments nothing points at and truncate unindexed tails; then
+ * every remaining segment is sealed in "log" and the entries of deleted
+ * ones forgotten. Time is proportional to the live queue plus the log
+ * written since the last index commit. 0, or an error from the index or
+ * the file system (then the spool may be partly recovered; running it
+ * again is safe).
  */
 int queue_recover(struct queue_index *qi, const char *spool,
     struct queue_recovery_report *rep);
@@ -407,8 +435,10 @@ struct queue_index {
 	MDB_dbi rcpt;
 	MDB_dbi quarantine;
 	MDB_dbi meta;
+	MDB_dbi log;
 	int readonly;
-	int unconfirmed;	/* "meta" may hold an unconfirmed list */
+	int has_log;		/* "log" is open (not so: read-only, v1) */
+	int v1;			/* version 1: recovery migrates it */
 };
 
 /* LMDB return code to 0 / QUEUE_E* / -errno. */
@@ -423,12 +453,11 @@ const char *queue_msg_value_check(const void *val, size_t len);
  */
 int queue_msg_load(struct queue_index *qi, MDB_txn *txn, const MDB_val *key,
     const MDB_val *val, struct queue_msg *m, const char **why);
-/*
- * The "unconfirmed" list as of txn: *ids (malloc'd, free it; NULL when
- * empty) and *n. 0, QUEUE_ECORRUPT, -ENOMEM or another error.
- */
-int queue_index_unconfirmed(struct queue_index *qi, MDB_txn *txn,
-    uint64_t **ids, size_t *n);
+/* Write QUEUE_INDEX_VERSION into "meta" in txn. An LMDB code. */
+int queue_version_stamp(struct queue_index *qi, MDB_txn *txn);
+/* Segment seg's log position as of txn (0 when it has none). */
+int queue_log_get(struct queue_index *qi, MDB_txn *txn, uint64_t seg,
+    uint64_t *end);
 /* queue_read_verify() on an open segment file descriptor. */
 int queue_seg_verify_fd(int fd, const struct queue_msg *m, uint8_t **msg,
     size_t *len, const char **reason);

@@ -1,5 +1,5 @@
 /*
- * queue_commit.c - the committer thread; see queue_commit.h.
+ * queue_commit.c - the committer and indexer threads; see queue_commit.h.
  */
 #include "queue_commit.h"
 
@@ -23,7 +23,7 @@
 
 /* Ring capacity per shard and direction; also the largest batch per shard. */
 #define COMMIT_RING 4096
-/* Most jobs handled in one LMDB transaction. */
+/* Most jobs written and synced in one batch. */
 #define COMMIT_BATCH_MAX 8192
 /*
  * Distinct segments written per batch: a shard has at most 16 segments
@@ -38,8 +38,31 @@ static_assert(COMMIT_SYNC_MAX <= UINT16_MAX, "a job's chain slot is 16 bits");
  * so only jobs already placed in it can still arrive): as many as can
  * have jobs out. */
 #define COMMIT_FAILED_SEGS COMMIT_SYNC_MAX
-/* With an unconfirmed list left and nothing to do for this long, empty it. */
-#define COMMIT_CONFIRM_IDLE_MS 1000
+/*
+ * Acknowledged messages waiting for the indexer before the committer
+ * waits for it: enough for a second or more of full load, few enough
+ * that a restart replays them in well under a second.
+ */
+#define INDEX_BACKLOG_MAX 65536
+/* After a failed index write, the wait before the next try grows from
+ * the first to the last. */
+#define INDEX_RETRY_FIRST_MS 100
+#define INDEX_RETRY_LAST_MS 2000
+/*
+ * The indexer writes at most once per interval (unless this many puts are
+ * waiting): each LMDB commit flushes the disk twice, and flushes from
+ * both threads queue at the same device, so an indexer committing as fast
+ * as it can would slow the log's syncs, which acknowledgements wait for.
+ * After a crash the log is replayed from the last write: an interval's
+ * worth of messages.
+ */
+#define INDEX_INTERVAL_US 10000
+#define INDEX_EAGER 16384
+/* While the index is short of room, how often to look again. */
+#define ROOM_RECHECK_US 500000
+/* Unlinked segments gathered before the directory fsync that lets their
+ * log entries go (or as many as there are, once idle). */
+#define FORGET_BATCH 64
 
 /*
  * Live segments: indexed messages per segment id, and whether its shard
@@ -52,6 +75,32 @@ struct segref {
 };
 #define SEGREF_DEAD UINT64_MAX
 
+/*
+ * What one batch hands to the indexer, in the order the committer
+ * finished it: the puts it acknowledged (their envelopes copied into
+ * env), the updates of its update jobs and of its DSNs, the log positions
+ * it moved (sealed or failed segments), and the segments sealed.
+ */
+struct ixbatch {
+	struct ixbatch *next;
+	size_t nputs, nups, nlogs, nseals;
+	struct queue_put *puts;
+	struct queue_update *ups;
+	struct queue_logpos *logs;
+	uint64_t *seals;
+	uint8_t *env;
+};
+
+/* One writev: records runjob[first..first+n) of chain, at offset. */
+struct wrun {
+	uint64_t offset;
+	uint32_t first, n;
+	uint32_t iov;		/* the first of its 2 * n iovecs */
+	uint16_t chain;
+};
+/* Iovecs per writev (each record has two), within the kernel's IOV_MAX. */
+#define RUN_IOV_MAX 1024
+
 struct committer {
 	struct queue_index *qi;
 	unsigned nshards;
@@ -62,28 +111,51 @@ struct committer {
 	atomic_bool stop;
 	pthread_t thread;
 	struct commit_job **batch;
-	struct queue_put *puts;
-	struct queue_update *ups;	/* gathered from every job */
-	size_t ups_cap;
-	struct queue_removed *removed;
-	int segdir;			/* -1: no reclamation */
-	struct segref *segs;
-	size_t segs_cap, segs_used;	/* used counts tombstones too */
 	_Atomic uint64_t n_batches, n_messages, n_failures, n_updates,
-	    n_removed, n_segs_removed, write_us;
+	    n_removed, n_segs_removed, n_writes, write_us, sync_us;
 	struct io_uring ring;		/* segment writes and fdatasyncs */
 	bool ring_ok;
-	bool unconfirmed;		/* the last write indexed puts */
 	/* The batch's write chains, one per segment: its descriptor, the
 	 * first error of a write in it, and its sync's result (1: pending). */
 	struct { int fd; int err; int res; } sync[COMMIT_SYNC_MAX];
 	unsigned nsync;
-	uint64_t failed_segs[COMMIT_FAILED_SEGS];
+	/* The batch's writes: runs of records, their jobs, their iovecs. */
+	struct wrun *runs;
+	size_t nruns;
+	uint32_t *runjob;
+	struct iovec *iov;
+	struct { uint64_t seg; int err; } failed[COMMIT_FAILED_SEGS];
 	unsigned nfailed;		/* next slot, round robin */
-	bool any_failed;		/* failed_segs holds something */
-	struct commit_job **defer;	/* puts indexed after their sync */
-	struct queue_update *retry_dels;	/* removals still to write */
-	size_t nretry, retry_cap;
+	bool any_failed;		/* failed[] holds something */
+
+	/* The indexer's side; the lock guards the list, backlog, istop. */
+	pthread_t ithread;
+	bool ithread_ok;
+	pthread_mutex_t mu;
+	pthread_cond_t work;		/* to the indexer: a batch came */
+	pthread_cond_t room;		/* to the committer: backlog shrank */
+	pthread_cond_t done;		/* to syncs: a write is done */
+	struct ixbatch *ihead, **itail;
+	size_t backlog;			/* puts handed over, not indexed */
+	uint64_t handed, indexed;	/* batches so far */
+	bool iidle;			/* the indexer waits for work */
+	bool urgent;			/* a sync waits: write now */
+	bool istop;
+	_Atomic int index_err;		/* while puts are refused: why */
+	_Atomic int write_err;		/* while index writes fail: why */
+	bool room_short;		/* indexer's: no reserve for the index */
+	/* Indexer-private from here. */
+	struct queue_put *puts;
+	struct queue_update *ups;
+	struct queue_logpos *logs;
+	struct queue_removed *removed;
+	size_t puts_cap, ups_cap, logs_cap;
+	int segdir;			/* -1: no reclamation */
+	struct segref *segs;
+	size_t segs_cap, segs_used;	/* used counts tombstones too */
+	uint64_t *forget;		/* unlinked, log entry still there */
+	size_t nforget, forget_cap;
+	size_t nforget_synced;		/* of them, unlinks made durable */
 };
 
 static struct segref *
@@ -140,6 +212,8 @@ segref_find(struct committer *c, uint64_t id, bool create)
 	}
 }
 
+static void forget_add(struct committer *c, uint64_t seg);
+
 /* Unlink a sealed segment nothing lives in any more. */
 static void
 segref_check(struct committer *c, struct segref *r)
@@ -150,10 +224,12 @@ segref_check(struct committer *c, struct segref *r)
 		return;
 	seg_path(r->id, name, sizeof(name));
 	if (unlinkat(c->segdir, strchr(name, '/') + 1, 0) < 0 &&
-	    errno != ENOENT)
+	    errno != ENOENT) {
 		log_warn("queue: cannot remove %s: %s", name, strerror(errno));
-	else
+	} else {
 		atomic_fetch_add(&c->n_segs_removed, 1);
+		forget_add(c, r->id);
+	}
 	r->id = SEGREF_DEAD;
 }
 
@@ -217,98 +293,16 @@ efd_signal(int fd)
 		log_warn("committer: eventfd write: %s", strerror(errno));
 }
 
-/*
- * A put not to index now: its segment failed before, its write did, or it
- * waits for its sync (deferred: a DSN, whose updates bounce recipients,
- * must not be indexed before its record is on disk, or a crash could
- * leave the bounces without the DSN).
- */
-static bool
-put_skipped(const struct commit_job *job)
-{
-	return job->kind == COMMIT_PUT &&
-	    (job->seg_failed || job->io_res != 0 || job->deferred);
-}
-
-/* Room for n updates in c->ups, and as many removals in c->removed. */
-static void
-ups_reserve(struct committer *c, size_t n)
-{
-	size_t cap = c->ups_cap ? c->ups_cap : 1024;
-
-	if (n <= c->ups_cap)
-		return;
-	while (cap < n)
-		cap *= 2;
-	free(c->ups);
-	free(c->removed);
-	c->ups = malloc(cap * sizeof(*c->ups));
-	c->removed = malloc(cap * sizeof(*c->removed));
-	if (c->ups == NULL || c->removed == NULL)
-		log_fatal("committer: out of memory");
-	c->ups_cap = cap;
-}
-
-/*
- * Index jobs[0..n) in one transaction: their puts and their updates. On
- * success, account for what it added and removed. Returns 0 or the error.
- */
+/* The error segment seg failed with, or 0. */
 static int
-write_jobs(struct committer *c, struct commit_job **jobs, size_t n)
-{
-	size_t i, np = 0, nu = 0, nrem = 0;
-	uint64_t t0;
-	int rc;
-
-	for (i = 0; i < n; i++)
-		nu += jobs[i]->nups;
-	ups_reserve(c, nu + c->nretry);
-	/* Removals an earlier write could not make go first. */
-	if (c->nretry > 0)
-		memcpy(c->ups, c->retry_dels, c->nretry * sizeof(*c->ups));
-	nu = c->nretry;
-	for (i = 0; i < n; i++) {
-		struct commit_job *job = jobs[i];
-
-		if (put_skipped(job))
-			continue;
-		if (job->kind == COMMIT_PUT)
-			c->puts[np++] = job->put;
-		if (job->nups > 0) {
-			memcpy(c->ups + nu, job->ups,
-			    job->nups * sizeof(*job->ups));
-			nu += job->nups;
-		}
-	}
-	t0 = mono_us();
-	rc = queue_index_write(c->qi, c->puts, np, c->ups, nu, c->removed,
-	    &nrem);
-	atomic_fetch_add(&c->write_us, mono_us() - t0);
-	if (rc != 0)
-		return rc;
-	c->nretry = 0;
-	for (i = 0; i < n; i++)
-		if (jobs[i]->kind == COMMIT_PUT && !put_skipped(jobs[i]))
-			segref_put(c, jobs[i]->put.seg);
-	for (i = 0; i < nrem; i++)
-		segref_gone(c, c->removed[i].seg);
-	atomic_fetch_add(&c->n_messages, np);
-	atomic_fetch_add(&c->n_updates, nu);
-	atomic_fetch_add(&c->n_removed, nrem);
-	if (np > 0 || nu > 0)	/* a write happened: its puts are the list */
-		c->unconfirmed = np > 0;
-	return 0;
-}
-
-static bool
-seg_is_failed(const struct committer *c, uint64_t seg)
+seg_failed_err(const struct committer *c, uint64_t seg)
 {
 	if (!c->any_failed)
-		return false;
+		return 0;
 	for (unsigned i = 0; i < COMMIT_FAILED_SEGS; i++)
-		if (c->failed_segs[i] == seg)
-			return true;
-	return false;
+		if (c->failed[i].seg == seg)
+			return c->failed[i].err;
+	return 0;
 }
 
 static uint32_t
@@ -334,19 +328,48 @@ write_done(struct committer *c, struct commit_job *job, int res)
 }
 
 /*
- * One chain per segment jobs[0..n) go to: a writev of each record, then an
+ * A run's writev finished with res: the bytes written cover whole records
+ * from the first on; a record they cover only in part, and the ones after
+ * it, were not written.
+ */
+static void
+run_done(struct committer *c, struct commit_job **jobs, const struct wrun *r,
+    ssize_t res)
+{
+	size_t left = res > 0 ? (size_t)res : 0;
+
+	for (uint32_t j = 0; j < r->n; j++) {
+		struct commit_job *job = jobs[c->runjob[r->first + j]];
+		size_t len = rec_bytes(job);
+
+		if (res < 0) {
+			write_done(c, job, (int)res);
+		} else {
+			write_done(c, job, (int)(left < len ? left : len));
+			left -= left < len ? left : len;
+		}
+	}
+}
+
+/*
+ * One chain per segment jobs[0..n) go to: a writev of each run of records
+ * that follow each other in the file (most often all of the segment's in
+ * the batch: one write, one hand-off to the kernel's workers), then an
  * fdatasync, linked so the sync covers every write and a failed write
  * stops the rest. Jobs of a segment that failed before fail at once
- * (-EIO, not written, not indexed). Without a ring (it could not be set
- * up) the writes and syncs run here, before the index write.
+ * (with its error, not written). Without a ring (it could not be set up)
+ * the writes and syncs run here, one by one.
  */
 static void
 io_start(struct committer *c, struct commit_job **jobs, size_t n)
 {
 	struct io_uring_sqe *sqe;
 	unsigned k;
+	size_t niov = 0, nrj = 0;
+	int err;
 
 	c->nsync = 0;
+	c->nruns = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct commit_job *job = jobs[i];
 
@@ -354,12 +377,10 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 			continue;
 		assert(job->seg_fd >= 0);
 		job->io_res = 1;	/* in flight */
-		job->deferred = job->nups > 0;
-		if (seg_is_failed(c, job->put.seg)) {
+		if ((err = seg_failed_err(c, job->put.seg)) != 0) {
 			job->seg_failed = true;
-			job->deferred = false;
-			job->put.result = -EIO;
-			job->io_res = -EIO;
+			job->put.result = err;
+			job->io_res = err;
 			continue;
 		}
 		for (k = 0; k < c->nsync && c->sync[k].fd != job->seg_fd; k++)
@@ -376,36 +397,59 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 		job->chain = (uint16_t)k;
 	}
 	for (k = 0; k < c->nsync; k++) {
-		int fd = c->sync[k].fd;
+		struct wrun *r = NULL;
+		uint64_t end = 0;
 
 		for (size_t i = 0; i < n; i++) {
 			struct commit_job *job = jobs[i];
-			ssize_t w;
 
 			if (job->kind != COMMIT_PUT || job->io_res != 1 ||
 			    job->chain != k)
 				continue;
-			if (!c->ring_ok) {
-				w = pwritev(fd, job->iov, 2,
-				    (off_t)job->put.offset);
-				write_done(c, job, w < 0 ? -errno : (int)w);
-				continue;
+			if (r == NULL || job->put.offset != end ||
+			    r->n * 2 + 2 > RUN_IOV_MAX) {
+				r = &c->runs[c->nruns++];
+				r->first = (uint32_t)nrj;
+				r->n = 0;
+				r->iov = (uint32_t)niov;
+				r->chain = (uint16_t)k;
+				r->offset = job->put.offset;
 			}
-			sqe = io_uring_get_sqe(&c->ring);
-			assert(sqe != NULL);	/* sized for a whole batch */
-			io_uring_prep_writev(sqe, fd, job->iov, 2,
-			    job->put.offset);
-			io_uring_sqe_set_data64(sqe, i);
-			sqe->flags |= IOSQE_IO_LINK;
+			c->runjob[nrj++] = (uint32_t)i;
+			r->n++;
+			c->iov[niov++] = job->iov[0];
+			c->iov[niov++] = job->iov[1];
+			end = job->put.offset + rec_bytes(job);
 		}
+	}
+	for (size_t ri = 0; ri < c->nruns; ri++) {
+		struct wrun *r = &c->runs[ri];
+		int fd = c->sync[r->chain].fd;
+		bool last = ri + 1 == c->nruns ||
+		    c->runs[ri + 1].chain != r->chain;
+
 		if (!c->ring_ok) {
-			c->sync[k].res = fdatasync(fd) < 0 ? -errno : 0;
+			ssize_t w = pwritev(fd, c->iov + r->iov, (int)r->n * 2,
+			    (off_t)r->offset);
+
+			run_done(c, jobs, r, w < 0 ? -errno : w);
+			if (last)
+				c->sync[r->chain].res =
+				    fdatasync(fd) < 0 ? -errno : 0;
 			continue;
 		}
 		sqe = io_uring_get_sqe(&c->ring);
+		assert(sqe != NULL);	/* sized for a whole batch */
+		io_uring_prep_writev(sqe, fd, c->iov + r->iov, r->n * 2,
+		    r->offset);
+		io_uring_sqe_set_data64(sqe, ri);
+		sqe->flags |= IOSQE_IO_LINK;
+		if (!last)
+			continue;
+		sqe = io_uring_get_sqe(&c->ring);
 		assert(sqe != NULL);
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-		io_uring_sqe_set_data64(sqe, IO_SYNC_BIT | k);
+		io_uring_sqe_set_data64(sqe, IO_SYNC_BIT | r->chain);
 	}
 	/* Every SQE must reach the kernel, or io_wait() waits forever. */
 	while (c->ring_ok && io_uring_sq_ready(&c->ring) > 0) {
@@ -418,19 +462,19 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 }
 
 /*
- * Wait for the writes io_start() began, and with syncs for the syncs too
- * (a sync completes after the writes linked before it).
+ * Wait for the writes and syncs io_start() began (a sync completes after
+ * the writes linked before it).
  */
 static void
-io_wait(struct committer *c, struct commit_job **jobs, size_t n, bool syncs)
+io_wait(struct committer *c, struct commit_job **jobs)
 {
 	struct io_uring_cqe *cqe;
 	size_t left = 0;
 
-	for (unsigned k = 0; syncs && k < c->nsync; k++)
+	for (unsigned k = 0; k < c->nsync; k++)
 		left += c->sync[k].res == 1;
-	for (size_t i = 0; i < n; i++)
-		left += jobs[i]->kind == COMMIT_PUT && jobs[i]->io_res == 1;
+	if (c->ring_ok)
+		left += c->nruns;
 	while (left > 0) {
 		int rc = io_uring_wait_cqe(&c->ring, &cqe);
 		uint64_t ud;
@@ -444,12 +488,11 @@ io_wait(struct committer *c, struct commit_job **jobs, size_t n, bool syncs)
 		if (ud & IO_SYNC_BIT) {
 			assert((ud & ~IO_SYNC_BIT) < c->nsync);
 			c->sync[ud & ~IO_SYNC_BIT].res = cqe->res;
-			left -= syncs;
 		} else {
-			assert(ud < n);
-			write_done(c, jobs[ud], cqe->res);
-			left--;
+			assert(ud < c->nruns);
+			run_done(c, jobs, &c->runs[ud], cqe->res);
 		}
+		left--;
 		io_uring_cqe_seen(&c->ring, cqe);
 	}
 }
@@ -471,163 +514,182 @@ io_writes_done(struct committer *c, struct commit_job **jobs, size_t n)
 	}
 }
 
+
 /*
- * After the syncs: a job whose write failed fails with that error; one
- * whose segment's sync failed fails too and, being indexed, is taken out
- * again (it was never acknowledged, and its record may not be on disk).
- * Unless the trouble was a full disk, the segment is remembered as failed.
+ * After the writes and syncs: a job whose write failed fails with that
+ * error, and one whose segment's sync failed fails too. Any failure
+ * retires the segment (every later job of it fails with the same error
+ * without being written): after a failed sync nothing written to it is
+ * trusted, and after a failed write (a full disk) another record after
+ * the hole would be one recovery cannot reach, since it replays a
+ * segment's log only up to the first record that is not whole.
  */
 static void
 io_check(struct committer *c, struct commit_job **jobs, size_t n)
 {
-	struct queue_update *dels = NULL;
-	size_t ndel = 0, nrem = 0;
-	int rc;
-
 	for (size_t i = 0; i < n; i++) {
 		struct commit_job *job = jobs[i];
 		int err = job->io_res, sync_res;
-		bool from_sync = false;
 
 		if (job->kind != COMMIT_PUT || job->seg_failed)
 			continue;
 		sync_res = c->sync[job->chain].res;
-		if (err == 0 && sync_res < 0) {
+		if (err == 0 && sync_res < 0)
 			err = sync_res == -ECANCELED ? -EIO : sync_res;
-			from_sync = true;
-			if (job->put.result == 0 && !job->deferred) {
-				if (dels == NULL && (dels = calloc(n,
-				    sizeof(*dels))) == NULL)
-					log_fatal("committer: out of memory");
-				dels[ndel].kind = QUEUE_UPD_DELETE;
-				dels[ndel++].qid = job->put.qid;
-			}
-		}
 		if (err == 0)
 			continue;
-		/* After a failed sync nothing written to it is trusted. */
-		if (from_sync || (err != -ENOSPC && err != -EDQUOT)) {
-			job->seg_failed = true;
-			c->any_failed = true;
-			if (!seg_is_failed(c, job->put.seg)) {
-				log_warn("queue: writing segment %016llx: %s",
-				    (unsigned long long)job->put.seg,
-				    strerror(-err));
-				c->failed_segs[c->nfailed] = job->put.seg;
-				c->nfailed = (c->nfailed + 1) %
-				    COMMIT_FAILED_SEGS;
-			}
-		}
+		job->seg_failed = true;
 		job->put.result = err;
-	}
-	if (ndel == 0)
-		return;
-	ups_reserve(c, ndel);
-	rc = queue_index_write(c->qi, NULL, 0, dels, ndel, c->removed, &nrem);
-	if (rc != 0) {
-		/* They go with the next write (or at the next start). */
-		log_warn("queue: cannot take %zu unsynced message(s) out of "
-		    "the index now: %s", ndel, queue_strerror(rc));
-		if (c->nretry + ndel > c->retry_cap) {
-			size_t cap = c->nretry + ndel;
-			struct queue_update *r = realloc(c->retry_dels,
-			    cap * sizeof(*r));
-
-			if (r == NULL)
-				log_fatal("committer: out of memory");
-			c->retry_dels = r;
-			c->retry_cap = cap;
+		if (seg_failed_err(c, job->put.seg) == 0) {
+			log_warn("queue: writing segment %016llx: %s",
+			    (unsigned long long)job->put.seg, strerror(-err));
+			c->failed[c->nfailed].seg = job->put.seg;
+			c->failed[c->nfailed].err = err;
+			c->nfailed = (c->nfailed + 1) % COMMIT_FAILED_SEGS;
+			c->any_failed = true;
 		}
-		memcpy(c->retry_dels + c->nretry, dels, ndel * sizeof(*dels));
-		c->nretry += ndel;
-	} else {
-		c->unconfirmed = false;
 	}
-	for (size_t i = 0; i < nrem; i++)
-		segref_gone(c, c->removed[i].seg);
-	free(dels);
+}
+
+/* ---- the hand-over to the indexer ------------------------------------ */
+
+/*
+ * The batch's share of the index work, or NULL when it has none. Only
+ * puts that are written and synced go in (with a DSN's updates), all
+ * update jobs' updates, a sealed log position for each seal and for each
+ * segment that failed in this batch.
+ */
+static struct ixbatch *
+ixbatch_make(struct commit_job **jobs, size_t n)
+{
+	size_t np = 0, nu = 0, nl = 0, ns = 0, envb = 0, size;
+	struct ixbatch *b;
+	uint8_t *p;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct commit_job *job = jobs[i];
+
+		if (job->kind == COMMIT_SEAL) {
+			nl++;
+			ns++;
+		} else if (job->kind == COMMIT_UPDATE) {
+			nu += job->nups;
+		} else if (job->put.result == 0) {
+			np++;
+			nu += job->nups;
+			envb += job->put.env_len;
+		} else if (job->seg_failed) {
+			nl++;
+		}
+	}
+	if (np + nu + nl == 0)
+		return NULL;
+	size = sizeof(*b) + np * sizeof(*b->puts) + nu * sizeof(*b->ups) +
+	    nl * sizeof(*b->logs) + ns * sizeof(*b->seals) + envb;
+	if ((b = malloc(size)) == NULL)
+		log_fatal("committer: out of memory");
+	memset(b, 0, sizeof(*b));
+	p = (uint8_t *)(b + 1);
+	b->puts = (struct queue_put *)p;
+	p += np * sizeof(*b->puts);
+	b->ups = (struct queue_update *)p;
+	p += nu * sizeof(*b->ups);
+	b->logs = (struct queue_logpos *)p;
+	p += nl * sizeof(*b->logs);
+	b->seals = (uint64_t *)p;
+	p += ns * sizeof(*b->seals);
+	b->env = p;
+	for (size_t i = 0; i < n; i++) {
+		const struct commit_job *job = jobs[i];
+
+		if (job->kind == COMMIT_SEAL) {
+			b->logs[b->nlogs++] = (struct queue_logpos){
+				job->put.seg, QUEUE_LOG_SEALED };
+			b->seals[b->nseals++] = job->put.seg;
+			continue;
+		}
+		if (job->kind == COMMIT_PUT && job->put.result != 0) {
+			if (job->seg_failed)
+				b->logs[b->nlogs++] = (struct queue_logpos){
+					job->put.seg, QUEUE_LOG_SEALED };
+			continue;
+		}
+		if (job->kind == COMMIT_PUT) {
+			struct queue_put *put = &b->puts[b->nputs++];
+
+			*put = job->put;
+			memcpy(p, job->put.env, job->put.env_len);
+			put->env = p;
+			p += job->put.env_len;
+		}
+		if (job->nups > 0) {
+			memcpy(b->ups + b->nups, job->ups,
+			    job->nups * sizeof(*job->ups));
+			b->nups += job->nups;
+		}
+	}
+	return b;
 }
 
 /*
- * After io_check(): the deferred puts (DSNs with their updates) whose
- * record is now written and synced are indexed, in one more write; the
- * others already carry their error.
+ * Queue b for the indexer, first waiting while the backlog is full (the
+ * shards keep running meanwhile; their jobs wait in the rings).
  */
 static void
-index_deferred(struct committer *c, struct commit_job **jobs, size_t n)
+ixbatch_hand(struct committer *c, struct ixbatch *b)
 {
-	size_t nd = 0;
-	int rc;
-
-	for (size_t i = 0; i < n; i++) {
-		struct commit_job *job = jobs[i];
-
-		if (job->kind != COMMIT_PUT || !job->deferred)
-			continue;
-		job->deferred = false;
-		if (job->put.result == 0 && job->io_res == 0 &&
-		    !job->seg_failed)
-			c->defer[nd++] = job;
-	}
-	if (nd == 0)
-		return;
-	rc = write_jobs(c, c->defer, nd);
-	for (size_t i = 0; rc != 0 && i < nd; i++)
-		c->defer[i]->put.result = rc;
+	pthread_mutex_lock(&c->mu);
+	while (c->backlog >= INDEX_BACKLOG_MAX && c->ithread_ok)
+		pthread_cond_wait(&c->room, &c->mu);
+	b->next = NULL;
+	*c->itail = b;
+	c->itail = &b->next;
+	c->backlog += b->nputs;
+	c->handed++;
+	if (c->iidle)
+		pthread_cond_signal(&c->work);
+	pthread_mutex_unlock(&c->mu);
 }
 
-/* Index one batch and hand every job back to its shard. */
+/* ---- the committer thread -------------------------------------------- */
+
+/* Write, sync and hand back one batch; hand its index work over. */
 static void
 commit_batch(struct committer *c, size_t n)
 {
 	bool wake[64] = { false };
-	size_t i, start;
-	int rc;
+	struct ixbatch *b;
+	int ierr = atomic_load(&c->index_err);
+	uint64_t t0;
+	size_t i;
 
-	/*
-	 * Seals split the batch: the jobs before a seal are written before
-	 * the seal is honoured, so its segment cannot go while a record of
-	 * it waits to be indexed.
-	 */
-	for (start = 0; start < n; start = i + 1) {
-		for (i = start; i < n && c->batch[i]->kind != COMMIT_SEAL; i++) {
-			c->batch[i]->put.result = 0;
-			c->batch[i]->seg_failed = false;
-		}
-		/*
-		 * Written before they are indexed (a record that could not
-		 * be written never is), synced while the index commits.
-		 */
-		io_start(c, c->batch + start, i - start);
-		io_wait(c, c->batch + start, i - start, false);
-		io_writes_done(c, c->batch + start, i - start);
-		rc = i > start ? write_jobs(c, c->batch + start, i - start) : 0;
-		/* Before any other index write: that would confirm these. */
-		io_wait(c, c->batch + start, i - start, true);
-		if (rc != 0 && rc != QUEUE_EFULL && i - start > 1) {
-			/* One job's failure must not fail the others. */
-			for (size_t j = start; j < i; j++)
-				if (!put_skipped(c->batch[j]))
-					c->batch[j]->put.result =
-					    write_jobs(c, c->batch + j, 1);
-		} else if (rc != 0) {
-			/* One job, or the index is full (one by one would
-			 * not fit either): all of it fails. */
-			for (size_t j = start; j < i; j++)
-				if (!put_skipped(c->batch[j]))
-					c->batch[j]->put.result = rc;
-		}
-		io_check(c, c->batch + start, i - start);
-		index_deferred(c, c->batch + start, i - start);
-		/* The shard logs each failed message with its queue id. */
-		for (size_t j = start; j < i; j++)
-			if (c->batch[j]->put.result != 0)
-				atomic_fetch_add(&c->n_failures, 1);
-		if (i < n) {
-			segref_seal(c, c->batch[i]->put.seg);
-			c->batch[i]->put.result = 0;
+	for (i = 0; i < n; i++) {
+		struct commit_job *job = c->batch[i];
+
+		job->put.result = 0;
+		job->seg_failed = false;
+		/* While the index cannot be written, nothing new is
+		 * acknowledged: it could not be delivered once only. */
+		if (ierr != 0 && job->kind == COMMIT_PUT) {
+			job->put.result = ierr;
+			job->io_res = ierr;
 		}
 	}
+	t0 = mono_us();
+	io_start(c, c->batch, n);
+	io_wait(c, c->batch);
+	atomic_fetch_add(&c->sync_us, mono_us() - t0);
+	io_writes_done(c, c->batch, n);
+	io_check(c, c->batch, n);
+	/* The shard logs each failed message with its queue id. */
+	for (i = 0; i < n; i++)
+		if (c->batch[i]->kind == COMMIT_PUT &&
+		    c->batch[i]->put.result != 0)
+			atomic_fetch_add(&c->n_failures, 1);
+	/* Handed over before the jobs go back: an update a shard makes for
+	 * one of these messages can only come after, so it is indexed after. */
+	if ((b = ixbatch_make(c->batch, n)) != NULL)
+		ixbatch_hand(c, b);
 	for (i = 0; i < n; i++) {
 		struct commit_job *job = c->batch[i];
 
@@ -664,24 +726,6 @@ gather(struct committer *c)
 	return n;
 }
 
-/*
- * The syncs of the last write are done, so an unconfirmed list left after
- * it only costs recovery a distinction: empty it when the queue is idle.
- */
-static void
-confirm(struct committer *c)
-{
-	int rc;
-
-	if (!c->unconfirmed)
-		return;
-	rc = queue_index_confirm(c->qi);
-	if (rc != 0)
-		log_warn("queue: cannot confirm the last batch: %s",
-		    queue_strerror(rc));
-	else
-		c->unconfirmed = false;
-}
 
 static void *
 committer_main(void *arg)
@@ -692,18 +736,13 @@ committer_main(void *arg)
 	size_t n;
 
 	for (;;) {
-		int ready = poll(&pfd, 1, c->unconfirmed ?
-		    COMMIT_CONFIRM_IDLE_MS : -1);
+		int ready = poll(&pfd, 1, -1);
 
-		if (ready == 0) {
-			confirm(c);
-			continue;
-		}
 		if (ready > 0 && read(c->efd, &v, sizeof(v)) < 0 &&
 		    errno != EINTR && errno != EAGAIN)
 			log_fatal("committer: eventfd read: %s",
 			    strerror(errno));
-		/* Jobs that arrive while we commit form the next batch. */
+		/* Jobs that arrive while we write form the next batch. */
 		while ((n = gather(c)) > 0)
 			commit_batch(c, n);
 		if (atomic_load(&c->stop)) {
@@ -711,12 +750,356 @@ committer_main(void *arg)
 				commit_batch(c, n);
 				continue;
 			}
-			confirm(c);
 			break;
 		}
 	}
 	return NULL;
 }
+
+/* ---- the indexer thread ---------------------------------------------- */
+
+/* A CLOCK_MONOTONIC time us (mono_us() terms) as a timespec. */
+static struct timespec
+abs_mono(uint64_t us)
+{
+	return (struct timespec){ .tv_sec = (time_t)(us / 1000000u),
+	    .tv_nsec = (long)(us % 1000000u) * 1000 };
+}
+
+
+/* Room in the indexer's arrays for the work of the list at b. */
+static void
+ix_reserve(struct committer *c, const struct ixbatch *b)
+{
+	size_t np = 0, nu = 0, nl = c->nforget;
+
+	for (; b != NULL; b = b->next) {
+		np += b->nputs;
+		nu += b->nups;
+		nl += b->nlogs;
+	}
+	if (np > c->puts_cap) {
+		free(c->puts);
+		c->puts_cap = np * 2;
+		c->puts = malloc(c->puts_cap * sizeof(*c->puts));
+	}
+	if (nu > c->ups_cap) {
+		free(c->ups);
+		free(c->removed);
+		c->ups_cap = nu * 2;
+		c->ups = malloc(c->ups_cap * sizeof(*c->ups));
+		c->removed = malloc(c->ups_cap * sizeof(*c->removed));
+	}
+	if (nl > c->logs_cap) {
+		free(c->logs);
+		c->logs_cap = nl * 2;
+		c->logs = malloc(c->logs_cap * sizeof(*c->logs));
+	}
+	if ((np > 0 && c->puts == NULL) || (nu > 0 && (c->ups == NULL ||
+	    c->removed == NULL)) || (nl > 0 && c->logs == NULL))
+		log_fatal("committer: out of memory");
+}
+
+static void
+forget_add(struct committer *c, uint64_t seg)
+{
+	if (c->nforget == c->forget_cap) {
+		size_t cap = c->forget_cap ? c->forget_cap * 2 : 64;
+		uint64_t *f = realloc(c->forget, cap * sizeof(*f));
+
+		if (f == NULL)
+			log_fatal("committer: out of memory");
+		c->forget = f;
+		c->forget_cap = cap;
+	}
+	c->forget[c->nforget++] = seg;
+}
+
+/*
+ * Make the unlinks so far durable, so that their log entries may go: a
+ * segment that came back after a crash without its entry would be
+ * replayed from the start. Only every FORGET_BATCH segments, or when idle.
+ */
+static void
+forget_sync(struct committer *c, bool idle)
+{
+	if (c->nforget == c->nforget_synced ||
+	    (!idle && c->nforget - c->nforget_synced < FORGET_BATCH))
+		return;
+	if (fsync(c->segdir) < 0) {
+		log_warn("queue: fsync of the segment directory: %s",
+		    strerror(errno));
+		return;
+	}
+	c->nforget_synced = c->nforget;
+}
+
+/* Refuse new messages while index writes fail or the index has no room. */
+static void
+refuse_update(struct committer *c)
+{
+	int werr = atomic_load(&c->write_err);
+
+	atomic_store(&c->index_err, werr != 0 ? werr :
+	    c->room_short ? QUEUE_EFULL : 0);
+}
+
+/*
+ * Keep room on the disk for the index (queue_index_reserve()): while it
+ * cannot be had, new messages are refused, so that the index can still
+ * take every message acknowledged so far.
+ */
+static void
+room_check(struct committer *c)
+{
+	int rc = queue_index_reserve(c->qi, 0);
+	bool short_now = rc == -ENOSPC || rc == -EDQUOT;
+
+	if (rc != 0 && !short_now)
+		log_warn("queue: cannot reserve room for the index: %s",
+		    strerror(-rc));
+	if (short_now == c->room_short)
+		return;
+	c->room_short = short_now;
+	if (short_now)
+		log_warn("queue: the disk is nearly full: new messages are "
+		    "refused until there is room for the index");
+	else
+		log_info("queue: room for the index again");
+	refuse_update(c);
+}
+
+/*
+ * One index write for the whole list at b: every put, every update, the
+ * log positions, and the log entries of segments whose unlink is durable.
+ * Returns 0 (and accounts for it) or the error.
+ */
+static int
+ix_write(struct committer *c, const struct ixbatch *b)
+{
+	size_t np = 0, nu = 0, nl = 0, nrem = 0, nf = c->nforget_synced;
+	uint64_t t0;
+	int rc;
+
+	ix_reserve(c, b);
+	for (const struct ixbatch *x = b; x != NULL; x = x->next) {
+		memcpy(c->puts + np, x->puts, x->nputs * sizeof(*x->puts));
+		np += x->nputs;
+		memcpy(c->ups + nu, x->ups, x->nups * sizeof(*x->ups));
+		nu += x->nups;
+		memcpy(c->logs + nl, x->logs, x->nlogs * sizeof(*x->logs));
+		nl += x->nlogs;
+	}
+	for (size_t i = 0; i < nf; i++)
+		c->logs[nl++] = (struct queue_logpos){ c->forget[i],
+		    QUEUE_LOG_FORGET };
+	if (np + nu + nl == 0)
+		return 0;
+	t0 = mono_us();
+	rc = queue_index_write(c->qi, c->puts, np, c->ups, nu, c->logs, nl,
+	    c->removed, &nrem);
+	atomic_fetch_add(&c->write_us, mono_us() - t0);
+	if (rc != 0)
+		return rc;
+	atomic_fetch_add(&c->n_writes, 1);
+	memmove(c->forget, c->forget + nf,
+	    (c->nforget - nf) * sizeof(*c->forget));
+	c->nforget -= nf;
+	c->nforget_synced = 0;
+	for (size_t i = 0; i < np; i++)
+		segref_put(c, c->puts[i].seg);
+	for (size_t i = 0; i < nrem; i++)
+		segref_gone(c, c->removed[i].seg);
+	for (const struct ixbatch *x = b; x != NULL; x = x->next)
+		for (size_t i = 0; i < x->nseals; i++)
+			segref_seal(c, x->seals[i]);
+	atomic_fetch_add(&c->n_messages, np);
+	atomic_fetch_add(&c->n_updates, nu);
+	atomic_fetch_add(&c->n_removed, nrem);
+	return 0;
+}
+
+/*
+ * A write failed for something other than a full index: find what cannot
+ * be indexed by writing each batch alone, then each put of a batch that
+ * still fails alone. A put that fails alone is left out (it stays in its
+ * segment, already acknowledged, and is delivered from memory; said
+ * loudly, since its delivery results cannot be recorded); so are the
+ * updates of a batch none of whose puts is the trouble. 0 when what is
+ * left got written; else the error (the list stays for another try).
+ */
+static int
+ix_isolate(struct committer *c, struct ixbatch *b)
+{
+	int rc = 0;
+
+	for (struct ixbatch *x = b; x != NULL && rc == 0; x = x->next) {
+		struct ixbatch *next = x->next, one;
+
+		x->next = NULL;
+		rc = ix_write(c, x);
+		if (rc == QUEUE_EINDEX) {
+			one = *x;
+			one.nups = one.nlogs = one.nseals = 0;
+			one.nputs = 1;
+			for (size_t i = 0; i < x->nputs; i++) {
+				char id[QUEUE_ID_LEN + 1];
+
+				one.puts = &x->puts[i];
+				if (ix_write(c, &one) == 0)
+					continue;
+				queue_id_format(x->puts[i].qid, id);
+				log_warn("%s: cannot be indexed (%s): it is "
+				    "delivered, but its results are not "
+				    "recorded", id, queue_strerror(rc));
+			}
+			one = *x;
+			one.nputs = 0;
+			rc = ix_write(c, &one);
+			if (rc == QUEUE_EINDEX) {
+				log_warn("queue: %zu update(s) cannot be "
+				    "indexed: dropped", x->nups);
+				rc = 0;
+			}
+		}
+		x->next = next;
+	}
+	return rc;
+}
+
+static void
+ix_free(struct ixbatch *b)
+{
+	while (b != NULL) {
+		struct ixbatch *next = b->next;
+
+		free(b);
+		b = next;
+	}
+}
+
+/*
+ * Index what the committer handed over, all of it in one write each time
+ * round. While writes fail, keep the work, tell the committer (which then
+ * refuses new messages) and try again after a growing wait; on stop, give
+ * up after one more try: the segments hold what was acknowledged, and the
+ * next start replays it.
+ */
+static void *
+indexer_main(void *arg)
+{
+	struct committer *c = arg;
+	struct ixbatch *b = NULL, **tail = &b;
+	unsigned wait_ms = 0;
+	uint64_t next_us = 0;
+	bool stopping = false;
+
+	for (;;) {
+		size_t nputs = 0, nbatches = 0;
+		int rc;
+
+		pthread_mutex_lock(&c->mu);
+		if (b == NULL && c->ihead == NULL && !c->istop) {
+			pthread_mutex_unlock(&c->mu);
+			/* Idle: let the log entries of removed segments go. */
+			forget_sync(c, true);
+			if (c->nforget_synced > 0 && ix_write(c, NULL) != 0)
+				log_warn("queue: cannot forget removed "
+				    "segments now");
+			pthread_mutex_lock(&c->mu);
+			c->iidle = true;
+			while (c->ihead == NULL && !c->istop) {
+				struct timespec ts;
+
+				if (!c->room_short) {
+					pthread_cond_wait(&c->work, &c->mu);
+					continue;
+				}
+				/* Short of room: look again now and then. */
+				ts = abs_mono(mono_us() + ROOM_RECHECK_US);
+				pthread_cond_timedwait(&c->work, &c->mu, &ts);
+				pthread_mutex_unlock(&c->mu);
+				room_check(c);
+				pthread_mutex_lock(&c->mu);
+			}
+			c->iidle = false;
+		}
+		/* Let the log's syncs have the disk for a while: what comes
+		 * meanwhile joins this write. */
+		while (!c->istop && !c->urgent && c->backlog < INDEX_EAGER &&
+		    mono_us() < next_us) {
+			struct timespec ts = abs_mono(next_us);
+
+			pthread_cond_timedwait(&c->work, &c->mu, &ts);
+		}
+		c->urgent = false;
+		if (c->ihead != NULL) {
+			*tail = c->ihead;
+			tail = c->itail;
+			c->ihead = NULL;
+			c->itail = &c->ihead;
+		}
+		stopping = c->istop;
+		pthread_mutex_unlock(&c->mu);
+		if (b == NULL) {
+			if (stopping)
+				break;
+			continue;
+		}
+		for (struct ixbatch *x = b; x != NULL; x = x->next) {
+			nputs += x->nputs;
+			nbatches++;
+		}
+		forget_sync(c, false);
+		room_check(c);
+		next_us = mono_us() + INDEX_INTERVAL_US;
+		rc = ix_write(c, b);
+		if (rc == QUEUE_EINDEX)
+			rc = ix_isolate(c, b);
+		if (rc == 0) {
+			if (atomic_load(&c->write_err) != 0)
+				log_info("queue: index writes work again");
+			atomic_store(&c->write_err, 0);
+			refuse_update(c);
+			wait_ms = 0;
+			ix_free(b);
+			b = NULL;
+			tail = &b;
+			pthread_mutex_lock(&c->mu);
+			c->backlog -= nputs;
+			c->indexed += nbatches;
+			pthread_cond_signal(&c->room);
+			pthread_cond_broadcast(&c->done);
+			pthread_mutex_unlock(&c->mu);
+			continue;
+		}
+		if (atomic_load(&c->write_err) == 0)
+			log_warn("queue: index write failed: %s; new messages "
+			    "are refused until it works", queue_strerror(rc));
+		atomic_store(&c->write_err, rc == QUEUE_EFULL ? QUEUE_EFULL :
+		    QUEUE_EINDEX);
+		refuse_update(c);
+		if (stopping) {
+			log_warn("queue: %zu acknowledged message(s) not "
+			    "indexed: the next start replays them from their "
+			    "segments", nputs);
+			ix_free(b);
+			b = NULL;
+			break;
+		}
+		wait_ms = wait_ms == 0 ? INDEX_RETRY_FIRST_MS :
+		    wait_ms * 2 > INDEX_RETRY_LAST_MS ? INDEX_RETRY_LAST_MS :
+		    wait_ms * 2;
+		poll(NULL, 0, (int)wait_ms);
+	}
+	/* The last unlinks' entries: best effort, recovery drops them too. */
+	forget_sync(c, true);
+	if (c->nforget_synced > 0)
+		(void)ix_write(c, NULL);
+	return NULL;
+}
+
+/* ---- start, stop ----------------------------------------------------- */
 
 int
 committer_start(struct committer **out, struct queue_index *qi,
@@ -735,6 +1118,21 @@ committer_start(struct committer **out, struct queue_index *qi,
 	c->shard_efd = shard_efd;
 	c->efd = -1;
 	c->segdir = -1;
+	c->itail = &c->ihead;
+	pthread_mutex_init(&c->mu, NULL);
+	{
+		pthread_condattr_t ca;
+
+		/* The indexer's paced waits count in mono_us() terms. */
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&c->work, &ca);
+		pthread_cond_init(&c->done, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	pthread_cond_init(&c->room, NULL);
+	atomic_init(&c->index_err, 0);
+	atomic_init(&c->write_err, 0);
 	if (spool != NULL) {
 		char path[4096];
 
@@ -754,9 +1152,11 @@ committer_start(struct committer **out, struct queue_index *qi,
 	c->to = calloc(nshards, sizeof(*c->to));
 	c->from = calloc(nshards, sizeof(*c->from));
 	c->batch = calloc(COMMIT_BATCH_MAX, sizeof(*c->batch));
-	c->defer = calloc(COMMIT_BATCH_MAX, sizeof(*c->defer));
-	c->puts = calloc(COMMIT_BATCH_MAX, sizeof(*c->puts));
-	if (!c->to || !c->from || !c->batch || !c->puts || !c->defer)
+	c->runs = calloc(COMMIT_BATCH_MAX, sizeof(*c->runs));
+	c->runjob = calloc(COMMIT_BATCH_MAX, sizeof(*c->runjob));
+	c->iov = calloc(2 * COMMIT_BATCH_MAX, sizeof(*c->iov));
+	if (!c->to || !c->from || !c->batch || !c->runs || !c->runjob ||
+	    !c->iov)
 		goto fail;
 	for (i = 0; i < nshards; i++)
 		if (spsc_init(&c->to[i], COMMIT_RING) < 0 ||
@@ -767,16 +1167,25 @@ committer_start(struct committer **out, struct queue_index *qi,
 		rc = -errno;
 		goto fail;
 	}
-	/* Without a ring the writes still happen, before each commit. */
+	/* Without a ring the writes still happen, one by one. */
 	rc = io_uring_queue_init(COMMIT_IO_RING, &c->ring, 0);
 	if (rc < 0)
 		log_warn("committer: no io_uring for segment writes (%s): "
 		    "they run one by one", strerror(-rc));
 	c->ring_ok = rc == 0;
-	c->unconfirmed = true;	/* a list may be left from before */
 	atomic_init(&c->stop, false);
-	if ((rc = -pthread_create(&c->thread, NULL, committer_main, c)) != 0)
+	room_check(c);
+	if ((rc = -pthread_create(&c->ithread, NULL, indexer_main, c)) != 0)
 		goto fail;
+	c->ithread_ok = true;
+	if ((rc = -pthread_create(&c->thread, NULL, committer_main, c)) != 0) {
+		pthread_mutex_lock(&c->mu);
+		c->istop = true;
+		pthread_cond_signal(&c->work);
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(c->ithread, NULL);
+		goto fail;
+	}
 	*out = c;
 	return 0;
 fail:
@@ -794,9 +1203,13 @@ fail:
 	free(c->to);
 	free(c->from);
 	free(c->batch);
-	free(c->defer);
-	free(c->retry_dels);
-	free(c->puts);
+	free(c->runs);
+	free(c->runjob);
+	free(c->iov);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->work);
+	pthread_cond_destroy(&c->room);
+	pthread_cond_destroy(&c->done);
 	free(c);
 	return rc;
 }
@@ -830,6 +1243,12 @@ committer_stop(struct committer *c)
 	atomic_store(&c->stop, true);
 	efd_signal(c->efd);
 	pthread_join(c->thread, NULL);
+	/* Everything is handed over: the indexer writes it and ends. */
+	pthread_mutex_lock(&c->mu);
+	c->istop = true;
+	pthread_cond_signal(&c->work);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->ithread, NULL);
 	for (i = 0; i < c->nshards; i++) {
 		/* Every shard reaped its results before it stopped. */
 		assert(spsc_empty(&c->from[i]));
@@ -841,16 +1260,43 @@ committer_stop(struct committer *c)
 		io_uring_queue_exit(&c->ring);
 	if (c->segdir >= 0)
 		close(c->segdir);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->work);
+	pthread_cond_destroy(&c->room);
+	pthread_cond_destroy(&c->done);
 	free(c->segs);
+	free(c->forget);
+	free(c->puts);
 	free(c->ups);
+	free(c->logs);
 	free(c->removed);
 	free(c->to);
 	free(c->from);
 	free(c->batch);
-	free(c->defer);
-	free(c->retry_dels);
-	free(c->puts);
+	free(c->runs);
+	free(c->runjob);
+	free(c->iov);
 	free(c);
+}
+
+int
+committer_index_sync(struct committer *c, unsigned timeout_ms)
+{
+	struct timespec ts = abs_mono(mono_us() + (uint64_t)timeout_ms * 1000u);
+	uint64_t ticket;
+	int rc = 0;
+
+	if (atomic_load(&c->write_err) != 0)
+		return -EIO;	/* it tries again; nothing to wait for now */
+	pthread_mutex_lock(&c->mu);
+	ticket = c->handed;
+	c->urgent = true;
+	pthread_cond_signal(&c->work);
+	while (c->indexed < ticket && rc == 0)
+		rc = pthread_cond_timedwait(&c->done, &c->mu, &ts);
+	rc = c->indexed >= ticket ? 0 : -ETIMEDOUT;
+	pthread_mutex_unlock(&c->mu);
+	return rc;
 }
 
 void
@@ -862,5 +1308,7 @@ committer_stats(struct committer *c, struct committer_stats *st)
 	st->updates = atomic_load(&c->n_updates);
 	st->removed = atomic_load(&c->n_removed);
 	st->segments_removed = atomic_load(&c->n_segs_removed);
+	st->index_writes = atomic_load(&c->n_writes);
 	st->write_us = atomic_load(&c->write_us);
+	st->sync_us = atomic_load(&c->sync_us);
 }

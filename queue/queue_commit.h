@@ -1,30 +1,42 @@
 /*
- * queue_commit.h - group commit: one thread indexes what shards wrote.
+ * queue_commit.h - group commit: the segments are written and synced by
+ * one thread, and indexed behind it by another.
  *
  * A shard gives a message's record its place in its current segment (seg,
  * offset) and hands a commit_job to the committer. The committer takes
  * every job waiting from every shard and, on its own ring, starts one
  * linked chain per segment: a writev of each record, then an fdatasync
- * (the kernel's workers run them). While those run it indexes the jobs in
- * one LMDB write transaction and commits it (LMDB syncs); once the chains
- * are done too it hands each job back to its shard with the result. Only
- * then does the shard answer 250. Running the writes and syncs side by
- * side with the index commit, instead of before it, is why the index keeps
- * an "unconfirmed" list (queue.h). The committer is the only thread that
- * ever waits on a write, a sync or a commit, so no shard's event loop
- * does; while it works, the next batch gathers.
+ * (the kernel's workers run them). Once the chains are done it hands the
+ * batch's index work (the puts that were written and synced, the updates,
+ * the seals) to the indexer and every job back to its shard with the
+ * result; the shard answers 250 at once. The acknowledged record is
+ * durable in its segment, the log recovery replays (queue.h): the index
+ * may follow. The indexer writes everything handed over since its last
+ * write in one LMDB transaction, so under load one commit (two flushes)
+ * serves many batches, and no acknowledgement waits for it. Only these two
+ * threads ever wait on a write, a sync or a commit; no shard does.
  *
  * A record whose write or sync failed fails (a full disk: -ENOSPC or
  * -EDQUOT, so the client hears 452; anything else -EIO or the error) and
- * is taken out of the index again if it got in; when the chain broke, so
- * do the other records of that segment in the batch. After anything but a
- * full disk the segment is never trusted again (Linux reports a writeback
- * error once): every later job of it fails without being written, and the
- * job's seg_failed tells the shard to retire the segment.
+ * is never indexed; the other records of that segment in the batch fail
+ * too, and so does every later job of it, without being written (its log
+ * must not have a hole): the job's seg_failed tells the shard to retire
+ * the segment. The indexer keeps room allocated on the disk ahead of the
+ * index (queue_index_reserve()); while it cannot, or while index writes
+ * fail (the map is full), the committer refuses new messages with
+ * QUEUE_EFULL (452) or the index's error, and the indexer keeps its work
+ * and tries again: nothing is acknowledged that the index could not take.
+ *
+ * With a spool the indexer also reclaims segments: it counts the indexed
+ * messages of each (from the index at start, where every segment counts
+ * as sealed) and unlinks a sealed segment once its count reaches zero;
+ * once the unlinks are durable (a directory fsync, for many at a time)
+ * their log entries go with a later write.
  *
  * Shard -> committer and committer -> shard are single-producer
  * single-consumer rings, one pair per shard; each side wakes the other with
- * an eventfd write.
+ * an eventfd write. Committer -> indexer is a list under a mutex, one entry
+ * per batch, bounded (the committer waits when the indexer is far behind).
  */
 #ifndef SLUICE_QUEUE_COMMIT_H
 #define SLUICE_QUEUE_COMMIT_H
@@ -40,14 +52,16 @@ struct seg;
 /*
  * What a job asks of the committer:
  *   COMMIT_PUT     write iov[] to seg_fd at put.offset, fdatasync it,
- *                  index put,
- *                  and apply ups[] in the same transaction if nups > 0
- *                  (a bounce's DSN and its recipients' new states)
+ *                  then index put, and apply ups[] in the same transaction
+ *                  if nups > 0 (a bounce's DSN and its recipients' new
+ *                  states)
  *   COMMIT_UPDATE  apply ups[] (delivery results, operator commands)
  *   COMMIT_SEAL    segment put.seg is closed: every record of it has been
  *                  handed over before this job, so once no indexed message
- *                  lives in it the committer deletes the file
- * Every job comes back to its shard, with put.result set for all kinds.
+ *                  lives in it the indexer deletes the file
+ * Every job comes back to its shard, with put.result set for all kinds: a
+ * put's is its write and sync's (the index follows later); an update's
+ * and a seal's are 0 (the indexer retries what it cannot write yet).
  */
 enum commit_kind {
 	COMMIT_PUT = 0,
@@ -72,7 +86,6 @@ struct commit_job {
 	int seg_fd;			/* its descriptor, open until the job
 					 * is back: the committer writes it */
 	bool seg_failed;		/* set by the committer: retire seg */
-	bool deferred;			/* committer's: indexed after its sync */
 	int io_res;			/* committer's: the write's result */
 	uint16_t chain;			/* committer's: its segment's slot in
 					 * the batch's write chains */
@@ -88,12 +101,10 @@ struct commit_job {
 struct committer;
 
 /*
- * Start the committer thread for nshards shards; shard_efd[i] is written
- * to wake shard i when results wait for it. With a spool directory the
- * committer also reclaims segments: it counts the indexed messages of each
- * segment (from the index, at start; every segment seen then counts as
- * sealed) and unlinks a sealed segment once its count reaches zero. NULL
- * spool: no reclamation (tests). 0 or -errno / a QUEUE_E* code.
+ * Start the committer and indexer threads for nshards shards; shard_efd[i]
+ * is written to wake shard i when results wait for it. With a spool
+ * directory segments are reclaimed; NULL spool: no reclamation (tests).
+ * 0 or -errno / a QUEUE_E* code.
  */
 int committer_start(struct committer **c, struct queue_index *qi,
     unsigned nshards, const int *shard_efd, const char *spool);
@@ -106,18 +117,29 @@ void committer_wake(struct committer *c);
 /* Shard side: take back a finished job, NULL when none. */
 struct commit_job *committer_reap(struct committer *c, unsigned shard);
 
-/* After every shard has stopped: finish what is queued, join, free. */
+/*
+ * Any thread but a shard's: wait until everything acknowledged before the
+ * call is indexed (the indexer writes at once), so that a reader of the
+ * index sees it. 0, -EIO at once while index writes fail, or -ETIMEDOUT
+ * after timeout_ms.
+ */
+int committer_index_sync(struct committer *c, unsigned timeout_ms);
+
+/* After every shard has stopped: write, sync and index what is queued,
+ * join, free. */
 void committer_stop(struct committer *c);
 
 /* Counters for status reports. */
 struct committer_stats {
-	uint64_t batches;
-	uint64_t messages;
+	uint64_t batches;		/* write-and-sync batches */
+	uint64_t messages;		/* indexed */
 	uint64_t failures;
 	uint64_t updates;
 	uint64_t removed;		/* messages done and deleted */
 	uint64_t segments_removed;
+	uint64_t index_writes;		/* index transactions committed */
 	uint64_t write_us;		/* time in index transactions */
+	uint64_t sync_us;		/* time writing and syncing batches */
 };
 void committer_stats(struct committer *c, struct committer_stats *st);
 

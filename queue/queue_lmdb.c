@@ -1,18 +1,22 @@
 /*
  * queue_lmdb.c - the queue index: an LMDB environment under spool/index.
  *
- * Purpose: LMDB is the truth about what is queued. "msg" maps a queue id to
- * its struct msg_meta and encoded envelope, "rcpt" maps (id, index) to a
- * struct rcpt_meta, "quarantine" keeps damaged messages, "meta" holds the
+ * Purpose: LMDB indexes what is queued. "msg" maps a queue id to its
+ * struct msg_meta and encoded envelope, "rcpt" maps (id, index) to a
+ * struct rcpt_meta, "quarantine" keeps damaged messages, "log" maps a
+ * segment id to how far its records have been indexed, "meta" holds the
  * format version. Ids are stored big-endian so cursor order is id order,
  * which is arrival order.
  *
  * Contract: every call is one short transaction; no read transaction is
  * held across calls (a pinned snapshot would keep the daemon from reusing
  * pages and grow the file). Commits use LMDB's default synchronous mode:
- * once queue_index_put_batch() returns 0 the batch survives power loss.
- * Values are copied out of the map before their transaction ends. Readers
- * in another process (sluicectl) open the same environment read-only.
+ * once queue_index_write() returns 0 the write survives power loss. The
+ * segments are the log a write follows: what an acknowledged record adds
+ * is in its segment before it is here, and recovery replays a segment
+ * from its "log" position (queue.h). Values are copied out of the map
+ * before their transaction ends. Readers in another process (sluicectl)
+ * open the same environment read-only.
  *
  * Diagnostics: nothing is printed; LMDB codes map to QUEUE_E* codes or
  * -errno through queue_lmdb_err(). An index entry whose shape is wrong is
@@ -30,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #define INDEX_MAXDBS 8
@@ -130,7 +135,11 @@ dir_under(char *out, size_t outlen, const char *spool, const char *sub)
 	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
 }
 
-/* Open the four databases and check (or, when writable, set) the version. */
+/*
+ * Open the databases and check (or, when writable, set) the version. An
+ * index of version 1 (before "log") is opened too: recovery migrates it
+ * (queue_log_migrate()); read-only, it reads as version 2 without a log.
+ */
 static int
 index_open_dbs(struct queue_index *qi)
 {
@@ -155,10 +164,7 @@ index_open_dbs(struct queue_index *qi)
 		rc = mdb_get(txn, qi->meta, &k, &v);
 	if (rc == MDB_NOTFOUND && !qi->readonly) {
 		/* A new index: stamp it in the same txn as the databases. */
-		version = QUEUE_INDEX_VERSION;
-		v.mv_size = sizeof(version);
-		v.mv_data = &version;
-		rc = mdb_put(txn, qi->meta, &k, &v, MDB_NOOVERWRITE);
+		rc = queue_version_stamp(qi, txn);
 	} else if (rc == 0) {
 		assert(v.mv_data != NULL);
 		if (v.mv_size != sizeof(version)) {
@@ -166,10 +172,18 @@ index_open_dbs(struct queue_index *qi)
 			goto fail;
 		}
 		memcpy(&version, v.mv_data, sizeof(version));
-		if (version != QUEUE_INDEX_VERSION) {
+		if (version != QUEUE_INDEX_VERSION && version != 1) {
 			err = QUEUE_EFORMAT;
 			goto fail;
 		}
+		qi->v1 = version == 1;
+	}
+	if (rc == 0) {
+		rc = mdb_dbi_open(txn, "log", dbflags, &qi->log);
+		if (rc == MDB_NOTFOUND && qi->readonly && qi->v1)
+			rc = 0;		/* not migrated yet: no log */
+		else
+			qi->has_log = rc == 0;
 	}
 	if (rc != 0) {
 		/* Read-only and no databases: not a sluice index (yet). */
@@ -237,7 +251,6 @@ queue_index_open(struct queue_index **qip, const char *spool,
 	err = index_open_dbs(qi);
 	if (err != 0)
 		goto fail;
-	qi->unconfirmed = !qi->readonly;	/* a list may be left over */
 	*qip = qi;
 	return 0;
 fail:
@@ -696,87 +709,96 @@ touched_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static MDB_val unconfirmed_key = { .mv_size = 11, .mv_data = "unconfirmed" };
+/* A "log" value: the position, little-endian; a shorter one reads as 0. */
+static uint64_t
+log_value(const MDB_val *v)
+{
+	uint64_t end = 0;
+
+	if (v->mv_size == sizeof(end))
+		memcpy(&end, v->mv_data, sizeof(end));
+	return end;
+}
+
+int
+queue_version_stamp(struct queue_index *qi, MDB_txn *txn)
+{
+	MDB_val k = { sizeof(version_key) - 1, (void *)version_key };
+	uint32_t version = QUEUE_INDEX_VERSION;
+	MDB_val v = { sizeof(version), &version };
+
+	return mdb_put(txn, qi->meta, &k, &v, 0);
+}
+
+int
+queue_log_get(struct queue_index *qi, MDB_txn *txn, uint64_t seg,
+    uint64_t *end)
+{
+	uint8_t kb[8];
+	MDB_val k = { sizeof(kb), kb }, v;
+	int rc;
+
+	*end = 0;
+	if (!qi->has_log)
+		return 0;
+	queue_key_put(kb, seg);
+	rc = mdb_get(txn, qi->log, &k, &v);
+	if (rc == 0)
+		*end = log_value(&v);
+	return rc == MDB_NOTFOUND ? 0 : queue_lmdb_err(rc);
+}
 
 /*
- * The "unconfirmed" list in "meta": the ids of puts[0..n) (little-endian
- * uint64 each, in put order), or no entry when n is 0.
+ * Move segment seg's log position to end: forward only (QUEUE_LOG_SEALED
+ * is the furthest), except that QUEUE_LOG_FORGET removes the entry. An
+ * LMDB code.
  */
 static int
-unconfirmed_set(struct queue_index *qi, MDB_txn *txn,
-    const struct queue_put *puts, size_t n)
+log_set(struct queue_index *qi, MDB_txn *txn, uint64_t seg, uint64_t end)
 {
-	MDB_val v;
+	uint8_t kb[8];
+	MDB_val k = { sizeof(kb), kb }, v;
 	int rc;
 
-	if (n == 0) {
-		if (!qi->unconfirmed)
-			return 0;
-		rc = mdb_del(txn, qi->meta, &unconfirmed_key, NULL);
+	queue_key_put(kb, seg);
+	if (end == QUEUE_LOG_FORGET) {
+		rc = mdb_del(txn, qi->log, &k, NULL);
 		return rc == MDB_NOTFOUND ? 0 : rc;
 	}
-	v.mv_size = n * sizeof(uint64_t);
-	rc = mdb_put(txn, qi->meta, &unconfirmed_key, &v, MDB_RESERVE);
-	for (size_t i = 0; rc == 0 && i < n; i++)
-		memcpy((uint8_t *)v.mv_data + i * sizeof(uint64_t),
-		    &puts[i].qid, sizeof(uint64_t));
+	rc = mdb_get(txn, qi->log, &k, &v);
+	if (rc == 0 && log_value(&v) >= end)
+		return 0;
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc;
+	v.mv_size = sizeof(end);
+	v.mv_data = &end;
+	return mdb_put(txn, qi->log, &k, &v, 0);
+}
+
+/*
+ * The log positions a write moves: each put's record end, then the
+ * explicit ones. Positions only move forward, so the order of the puts
+ * does not matter; a run of one segment's puts costs one set. An LMDB code.
+ */
+static int
+log_write(struct queue_index *qi, MDB_txn *txn, const struct queue_put *puts,
+    size_t nputs, const struct queue_logpos *logs, size_t nlogs)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < nputs && rc == 0; i++)
+		if (i + 1 == nputs || puts[i + 1].seg != puts[i].seg)
+			rc = log_set(qi, txn, puts[i].seg,
+			    puts[i].offset + puts[i].rec_len);
+	for (size_t i = 0; i < nlogs && rc == 0; i++)
+		rc = log_set(qi, txn, logs[i].seg, logs[i].end);
 	return rc;
-}
-
-int
-queue_index_unconfirmed(struct queue_index *qi, MDB_txn *txn,
-    uint64_t **ids, size_t *n)
-{
-	MDB_val v;
-	int rc;
-
-	*ids = NULL;
-	*n = 0;
-	rc = mdb_get(txn, qi->meta, &unconfirmed_key, &v);
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc != 0)
-		return queue_lmdb_err(rc);
-	if (v.mv_size % sizeof(uint64_t) != 0)
-		return QUEUE_ECORRUPT;
-	if (v.mv_size == 0)
-		return 0;
-	*ids = malloc(v.mv_size);
-	if (*ids == NULL)
-		return -ENOMEM;
-	memcpy(*ids, v.mv_data, v.mv_size);
-	*n = v.mv_size / sizeof(uint64_t);
-	return 0;
-}
-
-int
-queue_index_confirm(struct queue_index *qi)
-{
-	MDB_txn *txn;
-	int rc, err;
-
-	assert(qi != NULL && !qi->readonly);
-	if (!qi->unconfirmed)
-		return 0;
-	err = queue_txn_begin(qi, 0, &txn);
-	if (err != 0)
-		return err;
-	rc = unconfirmed_set(qi, txn, NULL, 0);
-	if (rc != 0) {
-		mdb_txn_abort(txn);
-	} else {
-		rc = mdb_txn_commit(txn);
-	}
-	if (rc != 0)
-		return queue_lmdb_err(rc) == QUEUE_EFULL ? QUEUE_EFULL :
-		    QUEUE_EINDEX;
-	qi->unconfirmed = 0;
-	return 0;
 }
 
 int
 queue_index_write(struct queue_index *qi, struct queue_put *puts,
     size_t nputs, const struct queue_update *ups, size_t nups,
+    const struct queue_logpos *logs, size_t nlogs,
     struct queue_removed *removed, size_t *nremoved)
 {
 	MDB_txn *txn = NULL;
@@ -786,9 +808,11 @@ queue_index_write(struct queue_index *qi, struct queue_put *puts,
 	assert(qi != NULL && !qi->readonly);
 	assert(puts != NULL || nputs == 0);
 	assert(ups != NULL || nups == 0);
+	assert(logs != NULL || nlogs == 0);
+	assert(qi->has_log || (nputs == 0 && nlogs == 0));
 	if (nremoved != NULL)
 		*nremoved = 0;
-	if (nputs == 0 && nups == 0)
+	if (nputs == 0 && nups == 0 && nlogs == 0)
 		return 0;	/* no empty (yet synced) commit */
 	err = queue_txn_begin(qi, 0, &txn);
 	if (err != 0)
@@ -842,7 +866,7 @@ queue_index_write(struct queue_index *qi, struct queue_put *puts,
 	}
 out:
 	if (rc == 0)
-		rc = unconfirmed_set(qi, txn, puts, nputs);
+		rc = log_write(qi, txn, puts, nputs, logs, nlogs);
 	if (rc == 0) {
 		rc = mdb_txn_commit(txn);
 		txn = NULL;	/* freed by commit, even when it fails */
@@ -855,7 +879,6 @@ out:
 	}
 	for (i = 0; i < nputs; i++)
 		puts[i].result = 0;
-	qi->unconfirmed = nputs > 0;
 	return 0;
 fail:
 	if (txn != NULL)
@@ -873,7 +896,36 @@ int
 queue_index_put_batch(struct queue_index *qi, struct queue_put *puts,
     size_t n)
 {
-	return queue_index_write(qi, puts, n, NULL, 0, NULL, NULL);
+	return queue_index_write(qi, puts, n, NULL, 0, NULL, 0, NULL, NULL);
+}
+
+int
+queue_index_reserve(struct queue_index *qi, uint64_t bytes)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	int fd, rc;
+
+	assert(qi != NULL && !qi->readonly);
+	rc = mdb_env_info(qi->env, &info);
+	if (rc == 0)
+		rc = mdb_env_stat(qi->env, &st);
+	if (rc == 0)
+		rc = mdb_env_get_fd(qi->env, &fd);
+	if (rc != 0)
+		return queue_lmdb_err(rc);
+	if (bytes == 0) {
+		bytes = info.me_mapsize / 16;
+		if (bytes > QUEUE_RESERVE_MAX)
+			bytes = QUEUE_RESERVE_MAX;
+	}
+	/* Blocks past the end, the file's size unchanged: LMDB sees
+	 * nothing, and its next pages land on space that is there. */
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE,
+	    (off_t)((uint64_t)(info.me_last_pgno + 1) * st.ms_psize),
+	    (off_t)bytes) < 0)
+		return errno == EOPNOTSUPP ? 0 : -errno;
+	return 0;
 }
 
 /* Highest 8-byte key in dbi, or 0 if empty. */

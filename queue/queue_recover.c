@@ -1,33 +1,45 @@
 /*
  * queue_recover.c - start-up recovery and quarantine.
  *
- * Purpose: after a crash the index is the truth (it commits last), but the
- * segments may hold records that were written and never indexed, and an
- * indexed record may have been damaged at rest. Recovery reconciles the two
- * before any shard starts appending.
+ * Purpose: after a crash the segments may hold acknowledged records the
+ * index never got (the committer acknowledges after the segment sync and
+ * indexes after that), records that were written and never acknowledged,
+ * and an indexed record may have been damaged at rest. Recovery reconciles
+ * the two before any shard starts appending.
  *
  * Contract: queue_recover()
- *   1. reads every "msg" entry in one read txn, loads it (shape, recipients,
- *      envelope) and verifies its segment record (framing and checksum);
- *      for sound records it notes the highest end offset per segment;
- *   2. moves each failed message to "quarantine" (write txns of at most
+ *   1. replays the log: for each segment whose "log" position is not
+ *      sealed, reads the records from the position on and indexes each
+ *      whole one (header, lengths, checksum, envelope) that is not indexed
+ *      or quarantined already, except a "local" one (a DSN: its bounces
+ *      were not recorded either, so they happen again); the first record
+ *      that is not whole ends the segment's log (nothing after it was
+ *      acknowledged) and is reported, one line per segment;
+ *   2. reads every "msg" entry in one read txn, loads it (shape,
+ *      recipients, envelope) and verifies its segment record (framing and
+ *      checksum); for sound records it notes the highest end offset per
+ *      segment;
+ *   3. moves each failed message to "quarantine" (write txns of at most
  *      QUAR_BATCH messages), then prints one line per message on stderr;
- *      except a failed message on the index's "unconfirmed" list (indexed
- *      by the last write while its segment sync was still running): its
- *      record never reached the disk whole, so it was never acknowledged,
- *      and it is removed from the index with a line of its own;
- *   3. lists spool/seg: deletes every segment no live record points at,
+ *   4. lists spool/seg: deletes every segment no live record points at,
  *      truncates the others to their last live record's end, fsyncs the
  *      directory after deleting, and reports the highest sequence per shard
- *      over all names seen so new segments never reuse a name.
+ *      over all names seen so new segments never reuse a name;
+ *   5. rewrites "log": every segment kept is sealed (shards only ever
+ *      append to new ones), nothing else is listed; a version 1 index
+ *      (which had no log: what it indexed was all there was) becomes
+ *      version 2 in the same transaction, and its segments are not
+ *      replayed in step 1.
  * A quarantined message keeps its envelope, recipient states and a copy of
  * its raw segment record, so deleting its segment loses nothing. Files in
  * spool/seg whose names seg_path() would not produce are left alone.
  * Every step is idempotent: a crash during recovery is repaired by the next.
  *
- * Diagnostics: "sluiced: queue: QID quarantined: REASON" or "sluiced: queue:
- * QID removed: never acknowledged (REASON)" per message on stderr. Index or
- * file system errors stop recovery and are returned.
+ * Diagnostics: "sluiced: queue: QID quarantined: REASON" per message,
+ * "sluiced: queue: segment NAME: N byte(s) at OFFSET never acknowledged
+ * (REASON): cut off" per torn log end, "sluiced: queue: QID (a DSN) not
+ * replayed: its bounces happen again" on stderr. Index or file system
+ * errors stop recovery and are returned.
  */
 #define QUEUE_INTERNAL
 #include "queue.h"
@@ -37,6 +49,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +60,8 @@
 /* Quarantine moves per write txn, and raw bytes per txn before a commit. */
 #define QUAR_BATCH 64
 #define QUAR_BATCH_BYTES (64u << 20)
+/* Records indexed per write txn while replaying the log. */
+#define REPLAY_BATCH 256
 
 /* Highest live end offset per segment: open addressing, linear probing. */
 struct seg_end {
@@ -65,7 +80,6 @@ struct seg_table {
 struct bad_msg {
 	uint64_t qid;
 	const char *reason;
-	bool unacked;		/* on the unconfirmed list: remove */
 };
 
 /* Scratch reused by every quarantine move: a growable byte buffer. */
@@ -178,26 +192,39 @@ scratch_put(struct scratch *s, const void *p, size_t n)
 	return 0;
 }
 
-/* The line for a message that failed verification: kept, or removed. */
+/* One line on stderr, in one write so that it stays whole next to other
+ * threads' logs; cut to fit. */
 static void
-say_failed(uint64_t qid, const char *reason, bool unacked)
+say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+say(const char *fmt, ...)
 {
-	char id[QUEUE_ID_LEN + 1], line[512];
+	char line[512];
+	va_list ap;
 	int n;
 
-	queue_id_format(qid, id);
-	n = snprintf(line, sizeof(line), unacked ?
-	    "sluiced: queue: %s removed: never acknowledged (%s)\n" :
-	    "sluiced: queue: %s quarantined: %s\n", id, reason);
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line)) {
 		n = sizeof(line) - 1;
 		line[n - 1] = '\n';
 	}
-	/* One write per line keeps it whole next to other threads' logs. */
 	if (write(STDERR_FILENO, line, (size_t)n) < 0)
 		return;
+}
+
+/* The line for a message that failed verification. */
+static void
+say_quarantined(uint64_t qid, const char *reason)
+{
+	char id[QUEUE_ID_LEN + 1];
+
+	queue_id_format(qid, id);
+	say("sluiced: queue: %s quarantined: %s\n", id, reason);
 }
 
 /* Read up to n bytes at off; returns how many could be read. */
@@ -430,17 +457,9 @@ verify_cached(int segdir, struct seg_cache *cache, const struct queue_msg *m,
 }
 
 /*
- * Pass 1: one read txn over "msg". Sound records go into the segment table,
+ * Pass 2: one read txn over "msg". Sound records go into the segment table,
  * failed ones onto the bad list.
  */
-static int
-u64_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static int
 scan_index(struct queue_index *qi, int segdir, struct seg_table *t,
     struct bad_msg **bad, size_t *nbad, uint64_t *live)
@@ -450,27 +469,13 @@ scan_index(struct queue_index *qi, int segdir, struct seg_table *t,
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
-	uint64_t *unconf = NULL;
-	size_t cap = 0, nunconf = 0;
+	size_t cap = 0;
 	int rc, err;
 
 	memset(cache, 0, sizeof(cache));
 	err = queue_txn_begin(qi, MDB_RDONLY, &txn);
 	if (err != 0)
 		return err;
-	err = queue_index_unconfirmed(qi, txn, &unconf, &nunconf);
-	if (err == QUEUE_ECORRUPT) {
-		/* Without the list every failed record is quarantined. */
-		fprintf(stderr, "sluiced: queue: the unconfirmed list is "
-		    "damaged: ignored\n");
-		err = 0;
-	}
-	if (err != 0) {
-		mdb_txn_abort(txn);
-		return err;
-	}
-	if (nunconf > 1)
-		qsort(unconf, nunconf, sizeof(*unconf), u64_cmp);
 	rc = mdb_cursor_open(txn, qi->msg, &cur);
 	if (rc == 0)
 		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -513,9 +518,6 @@ scan_index(struct queue_index *qi, int segdir, struct seg_table *t,
 		assert(reason != NULL);
 		(*bad)[*nbad] = (struct bad_msg){
 			.qid = queue_key_get(k.mv_data), .reason = reason };
-		(*bad)[*nbad].unacked = nunconf > 0 &&
-		    bsearch(&(*bad)[*nbad].qid, unconf, nunconf,
-		    sizeof(*unconf), u64_cmp) != NULL;
 		++*nbad;
 	}
 	err = rc == MDB_NOTFOUND ? 0 : queue_lmdb_err(rc);
@@ -526,40 +528,10 @@ fail:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
-	free(unconf);
 	return err;
 }
 
-/*
- * Pass 2 for bad[0..n), all unacknowledged: remove them from the index in
- * one write (which also empties the unconfirmed list), then say so.
- */
-static int
-remove_unacked(struct queue_index *qi, const struct bad_msg *bad, size_t n)
-{
-	struct queue_update *ups;
-	int err;
-
-	if (n == 0)
-		return 0;
-	ups = calloc(n, sizeof(*ups));
-	if (ups == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		assert(bad[i].unacked);
-		ups[i].kind = QUEUE_UPD_DELETE;
-		ups[i].qid = bad[i].qid;
-	}
-	err = queue_index_write(qi, NULL, 0, ups, n, NULL, NULL);
-	free(ups);
-	if (err != 0)
-		return err;
-	for (size_t i = 0; i < n; i++)
-		say_failed(bad[i].qid, bad[i].reason, true);
-	return 0;
-}
-
-/* Pass 2: move the bad list into "quarantine", in batches. */
+/* Pass 3: move the bad list into "quarantine", in batches. */
 static int
 quarantine_all(struct queue_index *qi, int segdir, const struct bad_msg *bad,
     size_t nbad)
@@ -588,8 +560,7 @@ quarantine_all(struct queue_index *qi, int segdir, const struct bad_msg *bad,
 			goto fail;
 		/* Report only what is durably quarantined. */
 		for (; done < i; done++)
-			say_failed(bad[done].qid, bad[done].reason,
-			    false);
+			say_quarantined(bad[done].qid, bad[done].reason);
 	}
 	free(s.p);
 	return 0;
@@ -630,14 +601,20 @@ seg_name_parse(const char *name, uint64_t *seg)
 	return strcmp(canon + strlen("seg/"), name) == 0 ? 0 : -1;
 }
 
-/* Pass 3: delete, truncate, and find the highest sequence per shard. */
+/*
+ * Call fn for every regular file in spool/seg named as seg_path() names
+ * them, with its id and stat; fn returns 0 to go on, else an error that is
+ * returned.
+ */
+typedef int (*seg_file_fn)(void *arg, int segdir, const char *name,
+    uint64_t seg, const struct stat *st);
+
 static int
-sweep_segments(int segdir, const struct seg_table *t,
-    struct queue_recovery_report *rep)
+seg_each(int segdir, seg_file_fn fn, void *arg)
 {
 	struct dirent *de;
 	DIR *d;
-	int dfd, fd, removed = 0, err = 0;
+	int dfd, err = 0;
 
 	dfd = dup(segdir);
 	if (dfd < 0)
@@ -648,58 +625,314 @@ sweep_segments(int segdir, const struct seg_table *t,
 		close(dfd);
 		return err;
 	}
+	/* A dup shares the offset: start over after an earlier pass. */
+	rewinddir(d);
 	while ((errno = 0, de = readdir(d)) != NULL) {
-		const struct seg_end *e;
 		struct stat st;
 		uint64_t seg;
 
 		if (seg_name_parse(de->d_name, &seg) != 0)
 			continue;
-		if (SEG_SHARD(seg) < 64 &&
-		    SEG_SEQ(seg) > rep->max_seq[SEG_SHARD(seg)])
-			rep->max_seq[SEG_SHARD(seg)] = SEG_SEQ(seg);
 		if (fstatat(segdir, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			err = -errno;
-			goto fail;
-		}
-		if (!S_ISREG(st.st_mode))
-			continue;
-		e = seg_table_find(t, seg);
-		if (e == NULL) {
-			if (unlinkat(segdir, de->d_name, 0) < 0) {
-				err = -errno;
-				goto fail;
-			}
-			rep->segments_removed++;
-			removed = 1;
+			err = errno == ENOENT ? 0 : -errno;
+			if (err != 0)
+				break;
 			continue;
 		}
-		rep->segments++;
-		assert(e->end > 0);
-		if ((uint64_t)st.st_size <= e->end)
-			continue;
-		/* A write that was never acknowledged: cut it off. */
-		fd = openat(segdir, de->d_name, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || ftruncate(fd, (off_t)e->end) < 0 ||
-		    fsync(fd) < 0) {
-			err = -errno;
-			if (fd >= 0)
-				close(fd);
-			goto fail;
-		}
-		close(fd);
-		rep->bytes_reclaimed += (uint64_t)st.st_size - e->end;
+		if (S_ISREG(st.st_mode) &&
+		    (err = fn(arg, segdir, de->d_name, seg, &st)) != 0)
+			break;
 	}
-	if (errno != 0) {
+	if (err == 0 && errno != 0)
 		err = -errno;
-		goto fail;
-	}
-	/* Make the deletions durable before anyone reuses the space. */
-	if (removed && fsync(segdir) < 0)
-		err = -errno;
-fail:
 	closedir(d);
 	return err;
+}
+
+/* ---- pass 1: replay the log ------------------------------------------ */
+
+struct replay {
+	struct queue_index *qi;
+	struct queue_recovery_report *rep;
+	struct queue_put puts[REPLAY_BATCH];
+	size_t env_at[REPLAY_BATCH];	/* each put's envelope in env */
+	size_t n;
+	struct scratch env;
+};
+
+/* Is qid in "msg" or "quarantine"? 0 (*yes set) or an error. */
+static int
+replay_known(struct queue_index *qi, uint64_t qid, bool *yes)
+{
+	uint8_t kb[8];
+	MDB_val k = { sizeof(kb), kb }, v;
+	MDB_txn *txn;
+	int rc, err;
+
+	queue_key_put(kb, qid);
+	err = queue_txn_begin(qi, MDB_RDONLY, &txn);
+	if (err != 0)
+		return err;
+	rc = mdb_get(txn, qi->msg, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		rc = mdb_get(txn, qi->quarantine, &k, &v);
+	mdb_txn_abort(txn);
+	*yes = rc == 0;
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : queue_lmdb_err(rc);
+}
+
+/* Index the puts gathered so far, in one write. */
+static int
+replay_flush(struct replay *r)
+{
+	int err;
+
+	if (r->n == 0)
+		return 0;
+	for (size_t i = 0; i < r->n; i++)
+		r->puts[i].env = r->env.p + r->env_at[i];
+	err = queue_index_write(r->qi, r->puts, r->n, NULL, 0, NULL, 0, NULL,
+	    NULL);
+	if (err == 0)
+		r->rep->replayed += r->n;
+	r->n = 0;
+	r->env.len = 0;
+	return err;
+}
+
+/*
+ * The record at off (the file is size bytes): NULL when it is whole, its
+ * header in *h and its envelope appended to r->env and decoded into *e
+ * (release it); else why not. *err is set for an I/O or memory error,
+ * which is not the record's fault.
+ */
+static const char *
+replay_record(struct replay *r, int fd, uint64_t off, uint64_t size,
+    struct seg_hdr *h, struct envelope *e, int *err)
+{
+	struct queue_msg m = { 0 };
+	const char *why = NULL;
+	uint8_t *dst;
+	uint64_t rec_len;
+
+	*err = 0;
+	if (size - off < sizeof(*h))
+		return "record cut short";
+	if (read_some(fd, (uint8_t *)h, sizeof(*h), off) != sizeof(*h))
+		return "record cut short";
+	if (h->magic != SEG_MAGIC || h->version != SEG_VERSION ||
+	    h->hdr_len != sizeof(*h))
+		return "no record header";
+	rec_len = sizeof(*h) + (uint64_t)h->env_len + h->msg_len;
+	if (rec_len > UINT32_MAX || h->env_len < ENVELOPE_FIXED_LEN ||
+	    h->qid == 0)
+		return "bad record lengths";
+	if (rec_len > size - off)
+		return "record cut short";
+	m.qid = h->qid;
+	m.meta.offset = off;
+	m.meta.rec_len = (uint32_t)rec_len;
+	m.meta.env_len = h->env_len;
+	m.meta.msg_len = h->msg_len;
+	m.meta.checksum = h->checksum;
+	*err = queue_seg_verify_fd(fd, &m, NULL, NULL, &why);
+	if (*err == QUEUE_ECORRUPT) {
+		*err = 0;
+		return why;
+	}
+	if (*err != 0)
+		return why;
+	if ((dst = scratch_room(&r->env, h->env_len)) == NULL) {
+		*err = -ENOMEM;
+		return "out of memory";
+	}
+	if (read_some(fd, dst, h->env_len, off + sizeof(*h)) != h->env_len) {
+		*err = -EIO;
+		return "read error";
+	}
+	*err = envelope_decode(dst, h->env_len, e);
+	if (*err == QUEUE_ECORRUPT) {
+		*err = 0;
+		return "envelope damaged";
+	}
+	if (*err != 0)
+		return "out of memory";
+	if (e->qid != h->qid) {
+		envelope_release(e);
+		return "queue id mismatch";
+	}
+	r->env.len += h->env_len;
+	return NULL;
+}
+
+/* Replay one segment from its log position: see the contract above. */
+static int
+replay_segment(void *arg, int segdir, const char *name, uint64_t seg,
+    const struct stat *st)
+{
+	struct replay *r = arg;
+	uint64_t off, size = (uint64_t)st->st_size;
+	const char *why = NULL;
+	MDB_txn *txn;
+	int fd, err;
+
+	if (r->qi->v1)
+		return 0;	/* everything it holds was indexed */
+	err = queue_txn_begin(r->qi, MDB_RDONLY, &txn);
+	if (err != 0)
+		return err;
+	err = queue_log_get(r->qi, txn, seg, &off);
+	mdb_txn_abort(txn);
+	if (err != 0 || off == QUEUE_LOG_SEALED || off >= size)
+		return err;
+	fd = openat(segdir, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while (off < size) {
+		struct seg_hdr h;
+		struct envelope e;
+		size_t env_at = r->env.len;
+		bool known;
+		char id[QUEUE_ID_LEN + 1];
+
+		why = replay_record(r, fd, off, size, &h, &e, &err);
+		if (why != NULL)
+			break;
+		if (strcmp(e.protocol, "local") == 0) {
+			queue_id_format(h.qid, id);
+			say("sluiced: queue: %s (a DSN) not replayed: its "
+			    "bounces happen again\n", id);
+			r->rep->dsn_dropped++;
+			r->env.len = env_at;
+		} else if ((err = replay_known(r->qi, h.qid, &known)) != 0) {
+			envelope_release(&e);
+			break;
+		} else if (known) {
+			r->env.len = env_at;
+		} else {
+			r->env_at[r->n] = env_at;
+			r->puts[r->n++] = (struct queue_put){
+				.qid = h.qid, .seg = seg, .offset = off,
+				.rec_len = (uint32_t)(sizeof(h) + h.env_len +
+				    h.msg_len),
+				.msg_len = h.msg_len, .checksum = h.checksum,
+				.env_len = h.env_len, .nrcpt = e.nrcpt,
+			};
+		}
+		envelope_release(&e);
+		off += sizeof(h) + (uint64_t)h.env_len + h.msg_len;
+		if (r->n == REPLAY_BATCH && (err = replay_flush(r)) != 0)
+			break;
+	}
+	if (err == 0)
+		err = replay_flush(r);
+	close(fd);
+	if (err == 0 && why != NULL) {
+		say("sluiced: queue: segment %s: %llu byte(s) at %llu never "
+		    "acknowledged (%s): cut off\n", name,
+		    (unsigned long long)(size - off), (unsigned long long)off,
+		    why);
+		r->rep->unacknowledged++;
+	}
+	return err;
+}
+
+/* ---- pass 4: delete, truncate ----------------------------------------- */
+
+struct sweep {
+	const struct seg_table *t;
+	struct queue_recovery_report *rep;
+	bool removed;
+};
+
+/* Delete, truncate, and find the highest sequence per shard. */
+static int
+sweep_segment(void *arg, int segdir, const char *name, uint64_t seg,
+    const struct stat *st)
+{
+	struct sweep *sw = arg;
+	const struct seg_end *e;
+	int fd, err;
+
+	if (SEG_SHARD(seg) < 64 &&
+	    SEG_SEQ(seg) > sw->rep->max_seq[SEG_SHARD(seg)])
+		sw->rep->max_seq[SEG_SHARD(seg)] = SEG_SEQ(seg);
+	e = seg_table_find(sw->t, seg);
+	if (e == NULL) {
+		if (unlinkat(segdir, name, 0) < 0)
+			return -errno;
+		sw->rep->segments_removed++;
+		sw->removed = true;
+		return 0;
+	}
+	sw->rep->segments++;
+	assert(e->end > 0);
+	if ((uint64_t)st->st_size <= e->end)
+		return 0;
+	/* Never acknowledged, or done with: cut it off. */
+	fd = openat(segdir, name, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)e->end) < 0 || fsync(fd) < 0) {
+		err = -errno;
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	close(fd);
+	sw->rep->bytes_reclaimed += (uint64_t)st->st_size - e->end;
+	return 0;
+}
+
+static int
+sweep_segments(int segdir, const struct seg_table *t,
+    struct queue_recovery_report *rep)
+{
+	struct sweep sw = { .t = t, .rep = rep };
+	int err = seg_each(segdir, sweep_segment, &sw);
+
+	/* Make the deletions durable before anyone reuses the space. */
+	if (err == 0 && sw.removed && fsync(segdir) < 0)
+		err = -errno;
+	return err;
+}
+
+/* ---- pass 5: the log, sealed ------------------------------------------ */
+
+/*
+ * Rewrite "log" to list exactly the segments kept, each sealed, and stamp
+ * a version 1 index as version 2: one write txn.
+ */
+static int
+log_reset(struct queue_index *qi, const struct seg_table *t)
+{
+	uint64_t sealed = QUEUE_LOG_SEALED;
+	MDB_val k, v;
+	uint8_t kb[8];
+	MDB_txn *txn;
+	int rc, err;
+
+	err = queue_txn_begin(qi, 0, &txn);
+	if (err != 0)
+		return err;
+	rc = mdb_drop(txn, qi->log, 0);
+	for (size_t i = 0; rc == 0 && i < t->cap; i++) {
+		if (!t->slot[i].used)
+			continue;
+		queue_key_put(kb, t->slot[i].seg);
+		k = (MDB_val){ sizeof(kb), kb };
+		v = (MDB_val){ sizeof(sealed), &sealed };
+		rc = mdb_put(txn, qi->log, &k, &v, 0);
+	}
+	if (rc == 0 && qi->v1)
+		rc = queue_version_stamp(qi, txn);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return queue_lmdb_err(rc);
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc != 0)
+		return queue_lmdb_err(rc);
+	qi->v1 = 0;
+	return 0;
 }
 
 int
@@ -708,52 +941,41 @@ queue_recover(struct queue_index *qi, const char *spool,
 {
 	struct seg_table t = { 0 };
 	struct bad_msg *bad = NULL;
-	size_t nbad = 0, nunacked = 0, removed;
+	struct replay *r = NULL;
+	size_t nbad = 0;
 	uint64_t live = 0;
 	int segdir, err;
 
-	assert(qi != NULL && !qi->readonly);
+	assert(qi != NULL && !qi->readonly && qi->has_log);
 	assert(spool != NULL && rep != NULL);
 	memset(rep, 0, sizeof(*rep));
 	segdir = open_segdir(spool);
 	if (segdir < 0 && segdir != -ENOENT)
 		return segdir;
+	if (segdir >= 0) {
+		if ((r = calloc(1, sizeof(*r))) == NULL) {
+			err = -ENOMEM;
+			goto fail;
+		}
+		r->qi = qi;
+		r->rep = rep;
+		err = seg_each(segdir, replay_segment, r);
+		free(r->env.p);
+		free(r);
+		if (err != 0)
+			goto fail;
+	}
 	err = scan_index(qi, segdir, &t, &bad, &nbad, &live);
-	if (err != 0)
-		goto fail;
-	/* The unacknowledged to the end: they are removed, not kept. */
-	for (size_t i = 0, j = nbad; i < j;) {
-		if (bad[i].unacked) {
-			struct bad_msg x = bad[i];
-
-			bad[i] = bad[--j];
-			bad[j] = x;
-			nunacked++;
-		} else {
-			i++;
-		}
-	}
-	err = quarantine_all(qi, segdir, bad, nbad - nunacked);
-	removed = nunacked;
-	if (err == 0) {
-		err = remove_unacked(qi, bad + nbad - nunacked, nunacked);
-		if (err == QUEUE_EFULL) {
-			/* They fail every read, so nothing delivers them:
-			 * the next start with room removes them. */
-			fprintf(stderr, "sluiced: queue: %zu never acknowledged "
-			    "record(s) stay indexed: %s\n", nunacked,
-			    queue_strerror(err));
-			removed = 0;
-			err = 0;
-		}
-	}
+	if (err == 0)
+		err = quarantine_all(qi, segdir, bad, nbad);
 	if (err != 0)
 		goto fail;
 	rep->messages = live;
-	rep->quarantined = nbad - nunacked;
-	rep->unacknowledged = removed;
+	rep->quarantined = nbad;
 	if (segdir >= 0)
 		err = sweep_segments(segdir, &t, rep);
+	if (err == 0)
+		err = log_reset(qi, &t);
 fail:
 	if (segdir >= 0)
 		close(segdir);

@@ -560,41 +560,64 @@ cmd_queue_cat(const struct config *cfg, const char *idtext)
 
 /* ---- queue commands through the daemon ------------------------------ */
 
-/* Send "CMD [ID]" to the running daemon and print its one-line answer. */
+/*
+ * Send "CMD [ID]" to the running daemon; its one-line answer goes to
+ * reply. 0 when it answered (reply holds it), 1 when no daemon listens
+ * (*why says so), -1 on another error (*why).
+ */
 static int
-cmd_queue_control(const struct config *cfg, const char *cmd, const char *id)
+control_ask(const struct config *cfg, const char *cmd, const char *id,
+    char *reply, size_t replylen, char *why, size_t whylen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char line[512];
 	size_t n = 0;
 	ssize_t r;
-	int fd;
+	int fd, e;
 
 	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path),
 	    "%s/control.sock", cfg->spool) >= sizeof(sa.sun_path)) {
-		ctl_err("spool path too long for the control socket");
-		return EXIT_OPERATIONAL;
+		snprintf(why, whylen, "spool path too long for the control "
+		    "socket");
+		return -1;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		ctl_err("cannot reach sluiced at %s: %s (is it running?)",
-		    sa.sun_path, strerror(errno));
+		e = errno;
+		snprintf(why, whylen, "cannot reach sluiced at %s: %s (is it "
+		    "running?)", sa.sun_path, strerror(e));
 		if (fd >= 0)
 			close(fd);
-		return EXIT_OPERATIONAL;
+		return e == ENOENT || e == ECONNREFUSED ? 1 : -1;
 	}
 	snprintf(line, sizeof(line), "%s%s%s\n", cmd, id ? " " : "",
 	    id ? id : "");
 	if (write(fd, line, strlen(line)) < 0) {
-		ctl_err("control socket: %s", strerror(errno));
+		snprintf(why, whylen, "control socket: %s", strerror(errno));
 		close(fd);
-		return EXIT_OPERATIONAL;
+		return -1;
 	}
-	while (n < sizeof(line) - 1 &&
-	    (r = read(fd, line + n, sizeof(line) - 1 - n)) > 0)
+	while (n < replylen - 1 &&
+	    (r = read(fd, reply + n, replylen - 1 - n)) > 0)
 		n += (size_t)r;
 	close(fd);
-	line[n] = '\0';
+	reply[n] = '\0';
+	return 0;
+}
+
+/* Send "CMD [ID]" to the running daemon and print its one-line answer. */
+static int
+cmd_queue_control(const struct config *cfg, const char *cmd, const char *id)
+{
+	char line[512], why[512];
+	size_t n;
+
+	if (control_ask(cfg, cmd, id, line, sizeof(line), why,
+	    sizeof(why)) != 0) {
+		ctl_err("%s", why);
+		return EXIT_OPERATIONAL;
+	}
+	n = strlen(line);
 	if (strncmp(line, "ok ", 3) == 0) {
 		fputs(line + 3, stdout);
 		return finish_output();
@@ -602,6 +625,28 @@ cmd_queue_control(const struct config *cfg, const char *cmd, const char *id)
 	ctl_err("%s", n > 6 && strncmp(line, "error ", 6) == 0 ?
 	    strtok(line + 6, "\n") : "no answer from sluiced");
 	return EXIT_OPERATIONAL;
+}
+
+/*
+ * Before reading the index: when the daemon runs, have it index what it
+ * has acknowledged (the index follows the segments by a few
+ * milliseconds), so that the read sees every message that got its 250
+ * before the command. Without a daemon the index is complete already.
+ */
+static void
+index_sync(const struct config *cfg)
+{
+	char line[512], why[512];
+	int rc = control_ask(cfg, "sync", NULL, line, sizeof(line), why,
+	    sizeof(why));
+
+	if (rc == 1 || (rc == 0 && strncmp(line, "ok ", 3) == 0))
+		return;
+	if (rc == 0)
+		snprintf(why, sizeof(why), "%s", strncmp(line, "error ", 6) ==
+		    0 ? strtok(line + 6, "\n") : "no answer from sluiced");
+	fprintf(stderr, "sluicectl: warning: %s; the newest messages may be "
+	    "missing\n", why);
 }
 
 /* ---- resolve ---------------------------------------------------------- */
@@ -887,15 +932,19 @@ main(int argc, char **argv)
 		rc = finish_output();
 		break;
 	case CMD_QUEUE_COUNT:
+		index_sync(&cfg);
 		rc = cmd_queue_count(&cfg);
 		break;
 	case CMD_QUEUE_LIST:
+		index_sync(&cfg);
 		rc = cmd_queue_list(&cfg, json);
 		break;
 	case CMD_QUEUE_SHOW:
+		index_sync(&cfg);
 		rc = cmd_queue_show(&cfg, id, json);
 		break;
 	case CMD_QUEUE_CAT:
+		index_sync(&cfg);
 		rc = cmd_queue_cat(&cfg, id);
 		break;
 	case CMD_QUEUE_CONTROL:

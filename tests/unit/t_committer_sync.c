@@ -1,21 +1,24 @@
 /*
  * Description: the committer writes each record at its offset and
- * fdatasyncs the segments of a batch while it indexes it. Jobs come back
- * indexed with their bytes in the file, and the index lists them as
- * unconfirmed until the queue goes idle (or the committer stops), which
- * empties the list. A job whose segment cannot be synced (here a pipe,
- * where fdatasync fails with EINVAL) comes back failed with seg_failed
- * set and is not left in the index; a later job of that segment fails
- * without being indexed, even on a descriptor that could be synced. A
- * failed write (a read-only descriptor) fails every job of that chain.
- * A DSN (a put carrying its bounced recipients' updates) whose record
- * cannot be synced is not indexed and its updates are not applied: the
- * bounced message stays queued; with a good segment both happen.
+ * fdatasyncs the segments of a batch, hands the jobs back, and the indexer
+ * indexes them after that. Jobs come back with their bytes in the file and
+ * are indexed soon after, moving their segment's log position to the
+ * record's end. A job whose segment cannot be synced (here a pipe, where
+ * fdatasync fails with EINVAL) comes back failed with seg_failed set and
+ * is never indexed; a later job of that segment fails without being
+ * written, even on a descriptor that could be synced; the failed
+ * segment's log is sealed. A failed write (a read-only descriptor) fails
+ * every job of that chain. A DSN (a put carrying its bounced recipients'
+ * updates) whose record cannot be synced is not indexed and its updates
+ * are not applied: the bounced message stays queued; with a good segment
+ * both happen. A seal seals the segment's log; a stop indexes what is
+ * left.
  */
 #define QUEUE_INTERNAL
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,16 +89,33 @@ run(struct committer *cm, int efd, struct commit_job **jobs, int n)
 	CHECK_FATAL(back == n);
 }
 
-static size_t
-unconfirmed(struct queue_index *qi, uint64_t **ids)
+/* Wait (bounded) until qid is indexed; true if it is. */
+static bool
+indexed(struct queue_index *qi, uint64_t qid)
+{
+	time_t deadline = time(NULL) + 10;
+	struct queue_msg m;
+
+	while (queue_index_get(qi, qid, &m) != 0) {
+		if (time(NULL) >= deadline)
+			return false;
+		usleep(2000);
+	}
+	queue_msg_release(&m);
+	return true;
+}
+
+/* Segment seg's log position, 0 when it has none. */
+static uint64_t
+log_pos(struct queue_index *qi, uint64_t seg)
 {
 	MDB_txn *txn;
-	size_t n = 0;
+	uint64_t end = 0;
 
 	CHECK_FATAL(queue_txn_begin(qi, MDB_RDONLY, &txn) == 0);
-	CHECK(queue_index_unconfirmed(qi, txn, ids, &n) == 0);
+	CHECK(queue_log_get(qi, txn, seg, &end) == 0);
 	mdb_txn_abort(txn);
-	return n;
+	return end;
 }
 
 int
@@ -106,9 +126,8 @@ main(void)
 	struct queue_index *qi;
 	struct committer *cm;
 	struct queue_msg m;
-	uint64_t *ids, count;
+	uint64_t count;
 	int efd = eventfd(0, EFD_CLOEXEC), sfd, pfd[2];
-	time_t deadline;
 
 	CHECK_FATAL(efd >= 0 && mkdtemp(dir) != NULL && pipe(pfd) == 0);
 	CHECK_FATAL(queue_index_open(&qi, dir, 1ull << 26, 0) == 0);
@@ -117,14 +136,14 @@ main(void)
 	CHECK_FATAL(sfd >= 0);
 	CHECK_FATAL(committer_start(&cm, qi, 1, &efd, NULL) == 0);
 
-	/* A good segment: indexed, listed as unconfirmed, then confirmed. */
+	/* A good segment: written, handed back, then indexed. */
 	jobs[0] = mkjob(0x201, 1, sfd);
 	jobs[1] = mkjob(0x202, 1, sfd);
 	run(cm, efd, jobs, 2);
 	CHECK(jobs[0]->put.result == 0 && jobs[1]->put.result == 0);
 	CHECK(!jobs[0]->seg_failed && !jobs[1]->seg_failed);
-	CHECK(unconfirmed(qi, &ids) == 2 && ids[0] == 0x201 && ids[1] == 0x202);
-	free(ids);
+	CHECK(indexed(qi, 0x201) && indexed(qi, 0x202));
+	CHECK(log_pos(qi, 1) == jobs[1]->put.offset + jobs[1]->put.rec_len);
 	{
 		char got[24];
 		int rfd = open(path, O_RDONLY | O_CLOEXEC);
@@ -142,17 +161,9 @@ main(void)
 		run(cm, efd, (struct commit_job *[]){ jobs[2], jobs[0] }, 2);
 		CHECK(jobs[2]->put.result == -EBADF && jobs[2]->seg_failed);
 		CHECK(jobs[0]->put.result == -EBADF && jobs[0]->seg_failed);
-		CHECK(queue_index_get(qi, 0x211, &m) == QUEUE_ENOTFOUND);
-		CHECK(queue_index_get(qi, 0x212, &m) == QUEUE_ENOTFOUND);
 		free(jobs[2]);
 		close(rfd);
 	}
-	deadline = time(NULL) + 5;
-	while (unconfirmed(qi, &ids) != 0 && time(NULL) < deadline) {
-		free(ids);
-		usleep(100 * 1000);
-	}
-	CHECK(unconfirmed(qi, &ids) == 0 && ids == NULL);
 	free(jobs[0]);
 	free(jobs[1]);
 
@@ -162,14 +173,17 @@ main(void)
 	run(cm, efd, jobs, 2);
 	CHECK(jobs[0]->put.result < 0 && jobs[0]->seg_failed);
 	CHECK(jobs[1]->put.result == 0 && !jobs[1]->seg_failed);
+	/* The indexer keeps the order: once 0x302 is in, so is all before. */
+	CHECK(indexed(qi, 0x302));
+	CHECK(queue_index_get(qi, 0x211, &m) == QUEUE_ENOTFOUND);
+	CHECK(queue_index_get(qi, 0x212, &m) == QUEUE_ENOTFOUND);
 	CHECK(queue_index_get(qi, 0x301, &m) == QUEUE_ENOTFOUND);
-	CHECK_FATAL(queue_index_get(qi, 0x302, &m) == 0);
-	queue_msg_release(&m);
+	CHECK(log_pos(qi, 3) == QUEUE_LOG_SEALED);
+	CHECK(log_pos(qi, 2) == QUEUE_LOG_SEALED);
 	/* Later jobs of segment 2 fail at once, whatever their descriptor. */
 	jobs[2] = mkjob(0x303, 2, sfd);
 	run(cm, efd, jobs + 2, 1);
 	CHECK(jobs[2]->put.result < 0 && jobs[2]->seg_failed);
-	CHECK(queue_index_get(qi, 0x303, &m) == QUEUE_ENOTFOUND);
 	for (int i = 0; i < 3; i++)
 		free(jobs[i]);
 
@@ -177,6 +191,7 @@ main(void)
 	jobs[0] = mkjob(0x501, 1, sfd);
 	run(cm, efd, jobs, 1);
 	CHECK(jobs[0]->put.result == 0);
+	CHECK(indexed(qi, 0x501));
 	free(jobs[0]);
 	{
 		struct queue_update *up = calloc(1, sizeof(*up));
@@ -190,34 +205,44 @@ main(void)
 		jobs[0] = mkjob(0x502, 4, pfd[1]);	/* cannot be synced */
 		jobs[0]->ups = up;
 		jobs[0]->nups = 1;
-		run(cm, efd, jobs, 1);
-		CHECK(jobs[0]->put.result < 0);
+		jobs[1] = mkjob(0x504, 1, sfd);		/* a marker after it */
+		run(cm, efd, jobs, 2);
+		CHECK(jobs[0]->put.result < 0 && jobs[1]->put.result == 0);
+		CHECK(indexed(qi, 0x504));
 		CHECK(queue_index_get(qi, 0x502, &m) == QUEUE_ENOTFOUND);
 		CHECK_FATAL(queue_index_get(qi, 0x501, &m) == 0);
 		CHECK(m.rcpt[0].state == RCPT_PENDING);
 		queue_msg_release(&m);
 		free(jobs[0]);
+		free(jobs[1]);
 		jobs[0] = mkjob(0x503, 1, sfd);		/* a good segment */
 		jobs[0]->ups = up;
 		jobs[0]->nups = 1;
 		run(cm, efd, jobs, 1);
 		CHECK(jobs[0]->put.result == 0);
-		CHECK_FATAL(queue_index_get(qi, 0x503, &m) == 0);
-		queue_msg_release(&m);
+		CHECK(indexed(qi, 0x503));
 		CHECK(queue_index_get(qi, 0x501, &m) == QUEUE_ENOTFOUND);
 		free(jobs[0]);
 		free(up);
 	}
 
-	/* A stop confirms what is left. */
+	/* A seal seals the log; a stop indexes what is left. */
 	jobs[0] = mkjob(0x401, 1, sfd);
-	run(cm, efd, jobs, 1);
-	CHECK(unconfirmed(qi, &ids) == 1);
-	free(ids);
+	jobs[1] = calloc(1, sizeof(*jobs[1]));
+	CHECK_FATAL(jobs[1] != NULL);
+	jobs[1]->kind = COMMIT_SEAL;
+	jobs[1]->put.seg = 1;
+	jobs[1]->seg_fd = -1;
+	jobs[1]->conn_idx = COMMIT_NO_CONN;
+	run(cm, efd, jobs, 2);
+	CHECK(jobs[0]->put.result == 0 && jobs[1]->put.result == 0);
 	committer_stop(cm);
-	CHECK(unconfirmed(qi, &ids) == 0);
-	CHECK(queue_index_count(qi, &count) == 0 && count == 5);
+	CHECK_FATAL(queue_index_get(qi, 0x401, &m) == 0);
+	queue_msg_release(&m);
+	CHECK(log_pos(qi, 1) == QUEUE_LOG_SEALED);
+	CHECK(queue_index_count(qi, &count) == 0 && count == 6);
 	free(jobs[0]);
+	free(jobs[1]);
 	queue_index_close(qi);
 	close(sfd);
 	close(pfd[0]);

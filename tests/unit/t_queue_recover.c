@@ -1,20 +1,22 @@
 /*
- * Description: start-up recovery truncates a torn write (an indexed record
- * followed by a partial unindexed one) back to the indexed end, quarantines
- * and reports an indexed record with a flipped byte and one whose segment
- * is gone (keeping envelope, recipients and raw bytes), deletes segments
- * with no indexed record, leaves foreign files alone, reports the highest
- * segment sequence per shard, and changes nothing when run again. And: a
- * record that fails verification while it is on the index's unconfirmed
- * list (indexed by the last write while its segment sync still ran) is
- * removed as never acknowledged, not quarantined; once confirmed, the same
- * damage is quarantined.
+ * Description: start-up recovery replays each segment's log from its
+ * position: the whole records there are indexed (they may have been
+ * acknowledged before the crash), a DSN ("local") is not, and a torn
+ * record ends the log, is reported as never acknowledged and cut off. It
+ * quarantines and reports an indexed record with a flipped byte and one
+ * whose segment is gone (keeping envelope, recipients and raw bytes),
+ * deletes segments with no indexed record (a sealed log is not replayed),
+ * leaves foreign files alone, reports the highest segment sequence per
+ * shard, seals every kept segment's log, and changes nothing when run
+ * again. A version 1 index (no log) is not replayed and becomes version 2.
  */
+#define QUEUE_INTERNAL
 #include "check.h"
 #include "../../queue/queue.h"
 
+#include <stdbool.h>
+
 #include <fcntl.h>
-#include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +28,7 @@ static char spool[64];
 
 struct rec {
 	uint64_t qid;
+	bool local;		/* made by sluice: a DSN */
 	uint8_t env[512];
 	struct queue_put put;
 };
@@ -62,8 +65,10 @@ append_record(int fd, uint64_t seg, uint64_t *off, struct rec *r,
     const char *body)
 {
 	struct envelope e = {
-		.qid = r->qid, .arrival_us = 1, .sender = "s@example.org",
-		.client_addr = "127.0.0.1", .helo = "h", .protocol = "SMTP",
+		.qid = r->qid, .arrival_us = 1,
+		.sender = r->local ? "" : "s@example.org",
+		.client_addr = "127.0.0.1", .helo = "h",
+		.protocol = r->local ? "local" : "SMTP",
 		.rcpt = rcpts, .nrcpt = 2,
 	};
 	size_t env_len = envelope_encoded_len(&e), msg_len = strlen(body);
@@ -132,6 +137,59 @@ recover_capture(struct queue_index *qi, struct queue_recovery_report *rep,
 	return err;
 }
 
+/* Segment seg's log position, 0 when it has none. */
+static uint64_t
+log_pos(struct queue_index *qi, uint64_t seg)
+{
+	MDB_txn *txn;
+	uint64_t end = 0;
+
+	CHECK_FATAL(queue_txn_begin(qi, MDB_RDONLY, &txn) == 0);
+	CHECK(queue_log_get(qi, txn, seg, &end) == 0);
+	mdb_txn_abort(txn);
+	return end;
+}
+
+/* The index's "meta" version, read or (with set) written directly. */
+static uint32_t
+index_version(bool set, uint32_t version)
+{
+	char path[128];
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = { 7, "version" }, v = { sizeof(version), &version };
+
+	snprintf(path, sizeof(path), "%s/index", spool);
+	CHECK_FATAL(mdb_env_create(&env) == 0);
+	CHECK_FATAL(mdb_env_set_maxdbs(env, 8) == 0);
+	CHECK_FATAL(mdb_env_open(env, path, 0, 0600) == 0);
+	CHECK_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	CHECK_FATAL(mdb_dbi_open(txn, "meta", 0, &dbi) == 0);
+	if (set) {
+		CHECK_FATAL(mdb_put(txn, dbi, &k, &v, 0) == 0);
+	} else {
+		CHECK_FATAL(mdb_get(txn, dbi, &k, &v) == 0 &&
+		    v.mv_size == sizeof(version));
+		memcpy(&version, v.mv_data, sizeof(version));
+	}
+	CHECK_FATAL(mdb_txn_commit(txn) == 0);
+	mdb_env_close(env);
+	return version;
+}
+
+static void
+set_version(uint32_t version)
+{
+	index_version(true, version);
+}
+
+static uint32_t
+get_version(void)
+{
+	return index_version(false, 0);
+}
+
 /* Check the quarantine value of qid against its layout in queue.h. */
 static void
 check_quarantine_value(uint64_t qid, const char *reason, uint32_t raw_want,
@@ -178,15 +236,16 @@ main(void)
 {
 	static struct rec r1 = { .qid = 0x101 }, r2 = { .qid = 0x102 },
 	    r3 = { .qid = 0x103 }, r4 = { .qid = 0x104 }, junk = { .qid = 0x1 },
-	    r5 = { .qid = 0x105 }, r6 = { .qid = 0x106 };
+	    r5 = { .qid = 0x105 }, r6 = { .qid = 0x106 }, r7 = { .qid = 0x107 },
+	    r8 = { .qid = 0x108 }, dsn = { .qid = 0x1d5 };
 	struct queue_put puts[4];
 	struct queue_recovery_report rep;
 	struct queue_index *qi;
 	struct queue_msg m;
 	const uint64_t seg_a = SEG_ID(0, 1), seg_b = SEG_ID(0, 2),
 	    seg_c = SEG_ID(1, 3), seg_d = SEG_ID(1, 5), seg_gone = SEG_ID(1, 7),
-	    seg_e = SEG_ID(0, 9);
-	uint64_t off, n, end_a, end_d, max, torn;
+	    seg_e = SEG_ID(0, 9), seg_f = SEG_ID(0, 11);
+	uint64_t off, n, end_a, end_d, end_e, max, torn;
 	uint8_t flipped[1024], *msg;
 	char err_text[2048], cmd[160];
 	size_t len;
@@ -235,17 +294,27 @@ main(void)
 	puts[1] = r2.put;
 	puts[2] = r3.put;
 	puts[3] = r4.put;
-	CHECK_FATAL(queue_index_put_batch(qi, puts, 4) == 0);
-	/* As the committer does once their segments are synced. */
-	CHECK(queue_index_confirm(qi) == 0);
+	/* C's record was dealt with (delivered) and its log sealed. */
+	CHECK_FATAL(queue_index_write(qi, puts, 4, NULL, 0,
+	    &(struct queue_logpos){ seg_c, QUEUE_LOG_SEALED }, 1, NULL,
+	    NULL) == 0);
 	CHECK(queue_index_count(qi, &n) == 0 && n == 4);
+	CHECK(log_pos(qi, seg_a) == end_a && log_pos(qi, seg_d) == end_d);
 
 	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
 	CHECK(rep.messages == 2);
+	CHECK(rep.replayed == 0);
 	CHECK(rep.quarantined == 2);
+	CHECK(rep.unacknowledged == 1);
 	CHECK(rep.segments == 2);
 	CHECK(rep.segments_removed == 2);
 	CHECK(rep.bytes_reclaimed == torn);
+	snprintf(cmd, sizeof(cmd), "sluiced: queue: segment 000-0000000001.seg"
+	    ": %llu byte(s) at %llu never acknowledged (record cut short): "
+	    "cut off\n", (unsigned long long)torn, (unsigned long long)end_a);
+	CHECK(strstr(err_text, cmd) != NULL);
+	CHECK(log_pos(qi, seg_a) == QUEUE_LOG_SEALED);
+	CHECK(log_pos(qi, seg_c) == 0 && log_pos(qi, seg_gone) == 0);
 	CHECK(rep.max_seq[0] == 2);
 	CHECK(rep.max_seq[1] == 5);
 	CHECK(rep.max_seq[2] == 0);
@@ -294,44 +363,65 @@ main(void)
 	CHECK(queue_index_count_quarantine(qi, &n) == 0 && n == 3);
 
 	/*
-	 * E: r5 and r6 indexed by one write (unconfirmed), r5 intact, r6 cut
-	 * short as if the crash came before the segment sync: r6 is removed
-	 * as never acknowledged, r5 stays.
+	 * E, a segment nothing indexed yet (no log entry): r5 whole, a DSN
+	 * whole, r6 whole, then r7 torn as if the crash came during its
+	 * write. r5 and r6 are indexed, the DSN is not, r7 is cut off.
 	 */
 	fd = seg_open(seg_e);
 	off = 0;
 	append_record(fd, seg_e, &off, &r5, "Subject: five\r\n\r\n5\r\n");
+	dsn.local = true;
+	append_record(fd, seg_e, &off, &dsn, "Subject: bounce\r\n\r\n");
 	append_record(fd, seg_e, &off, &r6, "Subject: six\r\n\r\n6\r\n");
+	end_e = off;
+	append_record(fd, seg_e, &off, &r7, "Subject: seven\r\n\r\n7\r\n");
 	CHECK_FATAL(ftruncate(fd, (off_t)(off - 5)) == 0);
 	close(fd);
-	puts[0] = r5.put;
-	puts[1] = r6.put;
-	CHECK_FATAL(queue_index_put_batch(qi, puts, 2) == 0);
 	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
-	CHECK(rep.messages == 2 && rep.quarantined == 0);
-	CHECK(rep.unacknowledged == 1);
-	CHECK(strstr(err_text, "sluiced: queue: 0000000000000106 removed: "
-	    "never acknowledged (") != NULL);
+	CHECK(rep.messages == 3 && rep.replayed == 2 && rep.quarantined == 0);
+	CHECK(rep.dsn_dropped == 1 && rep.unacknowledged == 1);
+	CHECK(strstr(err_text, "sluiced: queue: 00000000000001D5 (a DSN) not "
+	    "replayed: its bounces happen again\n") != NULL);
 	CHECK(strstr(err_text, "quarantined") == NULL);
-	CHECK(queue_index_count(qi, &n) == 0 && n == 2);
-	CHECK(queue_index_count_quarantine(qi, &n) == 0 && n == 3);
-	CHECK(queue_index_get(qi, r6.qid, &m) == QUEUE_ENOTFOUND);
+	CHECK(queue_index_count(qi, &n) == 0 && n == 3);
 	CHECK_FATAL(queue_index_get(qi, r5.qid, &m) == 0);
+	CHECK(m.meta.seg == seg_e && m.meta.offset == 0 && m.meta.nrcpt == 2);
+	CHECK(m.rcpt[0].state == RCPT_PENDING && m.rcpt[1].state ==
+	    RCPT_PENDING);
+	CHECK(strcmp(m.env.sender, "s@example.org") == 0);
 	queue_msg_release(&m);
-	CHECK(seg_size(seg_e) == (off_t)r6.put.offset);
-	/* Confirmed (its segment was synced), the same damage is kept. */
-	fd = seg_open(seg_e);
-	off = r6.put.offset;
-	append_record(fd, seg_e, &off, &r6, "Subject: six\r\n\r\n6\r\n");
-	CHECK_FATAL(ftruncate(fd, (off_t)(off - 5)) == 0);
-	close(fd);
-	puts[0] = r6.put;
-	CHECK_FATAL(queue_index_put_batch(qi, puts, 1) == 0);
-	CHECK(queue_index_confirm(qi) == 0);
+	CHECK_FATAL(queue_index_get(qi, r6.qid, &m) == 0);
+	CHECK(queue_read_message(spool, &m, &msg, &len) == 0);
+	CHECK(len == m.meta.msg_len && memcmp(msg, "Subject: six", 12) == 0);
+	free(msg);
+	queue_msg_release(&m);
+	CHECK(queue_index_get(qi, dsn.qid, &m) == QUEUE_ENOTFOUND);
+	CHECK(queue_index_get(qi, r7.qid, &m) == QUEUE_ENOTFOUND);
+	CHECK(seg_size(seg_e) == (off_t)end_e);
+	CHECK(log_pos(qi, seg_e) == QUEUE_LOG_SEALED);
+	CHECK(queue_index_max_id(qi, &max) == 0 && max == r6.qid);
+	/* Again: the sealed log is not replayed. */
 	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
-	CHECK(rep.quarantined == 1 && rep.unacknowledged == 0);
-	CHECK(strstr(err_text, "sluiced: queue: 0000000000000106 "
-	    "quarantined: ") != NULL);
+	CHECK(rep.messages == 3 && rep.replayed == 0 && err_text[0] == '\0');
+
+	/*
+	 * F, a version 1 index: what it indexed was all there was, so a
+	 * whole record in a segment without a log entry is garbage there.
+	 */
+	fd = seg_open(seg_f);
+	off = 0;
+	append_record(fd, seg_f, &off, &r8, "Subject: eight\r\n\r\n");
+	close(fd);
+	queue_index_close(qi);
+	set_version(1);
+	CHECK_FATAL(queue_index_open(&qi, spool, MAP_SIZE, 0) == 0);
+	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
+	CHECK(rep.messages == 3 && rep.replayed == 0);
+	CHECK(seg_size(seg_f) == -1);
+	CHECK(queue_index_get(qi, r8.qid, &m) == QUEUE_ENOTFOUND);
+	queue_index_close(qi);
+	CHECK(get_version() == QUEUE_INDEX_VERSION);
+	CHECK_FATAL(queue_index_open(&qi, spool, MAP_SIZE, 0) == 0);
 	queue_index_close(qi);
 	check_quarantine_value(r3.qid, "operator test", r3.put.rec_len, NULL);
 

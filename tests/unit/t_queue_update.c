@@ -57,11 +57,11 @@ main(void)
 	CHECK_FATAL(queue_index_open(&qi, spool, 64u << 20, 0) == 0);
 	puts[0] = mkput(0, 100, 7, two, 2);
 	puts[1] = mkput(1, 101, 8, one, 1);
-	CHECK_FATAL(queue_index_write(qi, puts, 2, NULL, 0, NULL, NULL) == 0);
+	CHECK_FATAL(queue_index_write(qi, puts, 2, NULL, 0, NULL, 0, NULL, NULL) == 0);
 
 	/* One of two recipients done: the message stays. */
 	ups[0] = rcpt_upd(100, 0, RCPT_DELIVERED);
-	CHECK(queue_index_write(qi, NULL, 0, ups, 1, rem, &nrem) == 0);
+	CHECK(queue_index_write(qi, NULL, 0, ups, 1, NULL, 0, rem, &nrem) == 0);
 	CHECK(nrem == 0);
 	CHECK(queue_index_get(qi, 100, &m) == 0);
 	CHECK(m.rcpt[0].state == RCPT_DELIVERED && m.rcpt[0].attempts == 1);
@@ -72,7 +72,7 @@ main(void)
 	ups[0] = rcpt_upd(100, 1, RCPT_PENDING);
 	ups[0].next_try_us = 123456;
 	ups[0].last_code = 451;
-	CHECK(queue_index_write(qi, NULL, 0, ups, 1, rem, &nrem) == 0);
+	CHECK(queue_index_write(qi, NULL, 0, ups, 1, NULL, 0, rem, &nrem) == 0);
 	CHECK(nrem == 0);
 	CHECK(queue_index_get(qi, 100, &m) == 0);
 	CHECK(m.rcpt[1].next_try_us == 123456 && m.rcpt[1].last_code == 451);
@@ -82,7 +82,7 @@ main(void)
 	ups[0] = rcpt_upd(100, 1, RCPT_BOUNCED);
 	ups[1] = rcpt_upd(999, 0, RCPT_DELIVERED);
 	ups[2] = rcpt_upd(101, 5, RCPT_DELIVERED);
-	CHECK(queue_index_write(qi, NULL, 0, ups, 3, rem, &nrem) == 0);
+	CHECK(queue_index_write(qi, NULL, 0, ups, 3, NULL, 0, rem, &nrem) == 0);
 	CHECK(nrem == 1);
 	CHECK(rem[0].qid == 100 && rem[0].seg == 7);
 	CHECK(queue_index_get(qi, 100, &m) == QUEUE_ENOTFOUND);
@@ -91,13 +91,13 @@ main(void)
 
 	/* Hold and release. */
 	ups[0] = (struct queue_update){ .kind = QUEUE_UPD_HOLD, .qid = 101 };
-	CHECK(queue_index_write(qi, NULL, 0, ups, 1, rem, &nrem) == 0);
+	CHECK(queue_index_write(qi, NULL, 0, ups, 1, NULL, 0, rem, &nrem) == 0);
 	CHECK(queue_index_get(qi, 101, &m) == 0);
 	CHECK(m.meta.state == MSG_HOLD);
 	CHECK(strcmp(m.env.rcpt[0], "c@x.test") == 0);
 	queue_msg_release(&m);
 	ups[0].kind = QUEUE_UPD_RELEASE;
-	CHECK(queue_index_write(qi, NULL, 0, ups, 1, rem, &nrem) == 0);
+	CHECK(queue_index_write(qi, NULL, 0, ups, 1, NULL, 0, rem, &nrem) == 0);
 	CHECK(queue_index_get(qi, 101, &m) == 0);
 	CHECK(m.meta.state == MSG_QUEUED);
 	queue_msg_release(&m);
@@ -105,7 +105,7 @@ main(void)
 	/* A put and a delete of another message in one transaction. */
 	puts[2] = mkput(2, 102, 9, one, 1);
 	ups[0] = (struct queue_update){ .kind = QUEUE_UPD_DELETE, .qid = 101 };
-	CHECK(queue_index_write(qi, &puts[2], 1, ups, 1, rem, &nrem) == 0);
+	CHECK(queue_index_write(qi, &puts[2], 1, ups, 1, NULL, 0, rem, &nrem) == 0);
 	CHECK(nrem == 1 && rem[0].qid == 101 && rem[0].seg == 8);
 	CHECK(queue_index_count(qi, &n) == 0 && n == 1);
 	CHECK(queue_index_get(qi, 102, &m) == 0);
@@ -113,7 +113,7 @@ main(void)
 
 	/* A failing put (duplicate id) takes the updates down with it. */
 	ups[0] = rcpt_upd(102, 0, RCPT_DELIVERED);
-	CHECK(queue_index_write(qi, &puts[2], 1, ups, 1, rem, &nrem) ==
+	CHECK(queue_index_write(qi, &puts[2], 1, ups, 1, NULL, 0, rem, &nrem) ==
 	    QUEUE_EINDEX);
 	CHECK(nrem == 0);
 	CHECK(queue_index_get(qi, 102, &m) == 0);

@@ -882,12 +882,18 @@ ix_write(struct committer *c, const struct ixbatch *b)
 	int rc;
 
 	ix_reserve(c, b);
+	/* (memcpy must not see the NULL of an array never needed yet.) */
 	for (const struct ixbatch *x = b; x != NULL; x = x->next) {
-		memcpy(c->puts + np, x->puts, x->nputs * sizeof(*x->puts));
+		if (x->nputs > 0)
+			memcpy(c->puts + np, x->puts,
+			    x->nputs * sizeof(*x->puts));
 		np += x->nputs;
-		memcpy(c->ups + nu, x->ups, x->nups * sizeof(*x->ups));
+		if (x->nups > 0)
+			memcpy(c->ups + nu, x->ups, x->nups * sizeof(*x->ups));
 		nu += x->nups;
-		memcpy(c->logs + nl, x->logs, x->nlogs * sizeof(*x->logs));
+		if (x->nlogs > 0)
+			memcpy(c->logs + nl, x->logs,
+			    x->nlogs * sizeof(*x->logs));
 		nl += x->nlogs;
 	}
 	for (size_t i = 0; i < nf; i++)
@@ -902,8 +908,9 @@ ix_write(struct committer *c, const struct ixbatch *b)
 	if (rc != 0)
 		return rc;
 	atomic_fetch_add(&c->n_writes, 1);
-	memmove(c->forget, c->forget + nf,
-	    (c->nforget - nf) * sizeof(*c->forget));
+	if (c->nforget > nf)
+		memmove(c->forget, c->forget + nf,
+		    (c->nforget - nf) * sizeof(*c->forget));
 	c->nforget -= nf;
 	c->nforget_synced = 0;
 	for (size_t i = 0; i < np; i++)

@@ -29,6 +29,7 @@
 #include "../../queue/queue.h"
 #include "../../queue/queue_commit.h"
 #include "check.h"
+#include "queue_check.h"
 
 static const char *rcpt[1] = { "b@example.net" };
 
@@ -105,19 +106,6 @@ indexed(struct queue_index *qi, uint64_t qid)
 	return true;
 }
 
-/* Segment seg's log position, 0 when it has none. */
-static uint64_t
-log_pos(struct queue_index *qi, uint64_t seg)
-{
-	MDB_txn *txn;
-	uint64_t end = 0;
-
-	CHECK_FATAL(queue_txn_begin(qi, MDB_RDONLY, &txn) == 0);
-	CHECK(queue_log_get(qi, txn, seg, &end) == 0);
-	mdb_txn_abort(txn);
-	return end;
-}
-
 int
 main(void)
 {
@@ -143,7 +131,7 @@ main(void)
 	CHECK(jobs[0]->put.result == 0 && jobs[1]->put.result == 0);
 	CHECK(!jobs[0]->seg_failed && !jobs[1]->seg_failed);
 	CHECK(indexed(qi, 0x201) && indexed(qi, 0x202));
-	CHECK(log_pos(qi, 1) == jobs[1]->put.offset + jobs[1]->put.rec_len);
+	CHECK(check_log_pos(qi, 1) == jobs[1]->put.offset + jobs[1]->put.rec_len);
 	{
 		char got[24];
 		int rfd = open(path, O_RDONLY | O_CLOEXEC);
@@ -178,8 +166,8 @@ main(void)
 	CHECK(queue_index_get(qi, 0x211, &m) == QUEUE_ENOTFOUND);
 	CHECK(queue_index_get(qi, 0x212, &m) == QUEUE_ENOTFOUND);
 	CHECK(queue_index_get(qi, 0x301, &m) == QUEUE_ENOTFOUND);
-	CHECK(log_pos(qi, 3) == QUEUE_LOG_SEALED);
-	CHECK(log_pos(qi, 2) == QUEUE_LOG_SEALED);
+	CHECK(check_log_pos(qi, 3) == QUEUE_LOG_SEALED);
+	CHECK(check_log_pos(qi, 2) == QUEUE_LOG_SEALED);
 	/* Later jobs of segment 2 fail at once, whatever their descriptor. */
 	jobs[2] = mkjob(0x303, 2, sfd);
 	run(cm, efd, jobs + 2, 1);
@@ -239,7 +227,7 @@ main(void)
 	committer_stop(cm);
 	CHECK_FATAL(queue_index_get(qi, 0x401, &m) == 0);
 	queue_msg_release(&m);
-	CHECK(log_pos(qi, 1) == QUEUE_LOG_SEALED);
+	CHECK(check_log_pos(qi, 1) == QUEUE_LOG_SEALED);
 	CHECK(queue_index_count(qi, &count) == 0 && count == 6);
 	free(jobs[0]);
 	free(jobs[1]);

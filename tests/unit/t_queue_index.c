@@ -5,8 +5,10 @@
  * count; a failing batch indexes nothing; a read-only open sees the
  * writer's data; an index of another version is refused.
  */
+#define QUEUE_INTERNAL
 #include "check.h"
 #include "../../queue/queue.h"
+#include "queue_check.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -87,26 +89,6 @@ stop_fn(void *arg, const struct queue_msg *m)
 	return ++*(int *)arg == 3 ? 42 : 0;
 }
 
-static void
-set_version(uint32_t version)
-{
-	char path[128];
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
-	MDB_val k = { 7, "version" }, v = { sizeof(version), &version };
-
-	snprintf(path, sizeof(path), "%s/index", spool);
-	CHECK_FATAL(mdb_env_create(&env) == 0);
-	CHECK_FATAL(mdb_env_set_maxdbs(env, 8) == 0);
-	CHECK_FATAL(mdb_env_set_mapsize(env, MAP_SIZE) == 0);
-	CHECK_FATAL(mdb_env_open(env, path, 0, 0600) == 0);
-	CHECK_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
-	CHECK_FATAL(mdb_dbi_open(txn, "meta", 0, &dbi) == 0);
-	CHECK_FATAL(mdb_put(txn, dbi, &k, &v, 0) == 0);
-	CHECK_FATAL(mdb_txn_commit(txn) == 0);
-	mdb_env_close(env);
-}
 
 int
 main(void)
@@ -221,10 +203,10 @@ main(void)
 	CHECK(queue_index_open(&ro, "/nonexistent/spool", 0, 1) == -ENOENT);
 
 	/* Another on-disk version is refused (1 is migrated at recovery). */
-	set_version(QUEUE_INDEX_VERSION + 1);
+	check_index_version(spool, true, QUEUE_INDEX_VERSION + 1);
 	CHECK(queue_index_open(&qi, spool, MAP_SIZE, 0) == QUEUE_EFORMAT);
 	CHECK(queue_index_open(&qi, spool, MAP_SIZE, 1) == QUEUE_EFORMAT);
-	set_version(QUEUE_INDEX_VERSION);
+	check_index_version(spool, true, QUEUE_INDEX_VERSION);
 	CHECK(queue_index_open(&qi, spool, MAP_SIZE, 0) == 0);
 	queue_index_close(qi);
 

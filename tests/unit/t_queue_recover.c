@@ -13,6 +13,7 @@
 #define QUEUE_INTERNAL
 #include "check.h"
 #include "../../queue/queue.h"
+#include "queue_check.h"
 
 #include <stdbool.h>
 
@@ -137,59 +138,6 @@ recover_capture(struct queue_index *qi, struct queue_recovery_report *rep,
 	return err;
 }
 
-/* Segment seg's log position, 0 when it has none. */
-static uint64_t
-log_pos(struct queue_index *qi, uint64_t seg)
-{
-	MDB_txn *txn;
-	uint64_t end = 0;
-
-	CHECK_FATAL(queue_txn_begin(qi, MDB_RDONLY, &txn) == 0);
-	CHECK(queue_log_get(qi, txn, seg, &end) == 0);
-	mdb_txn_abort(txn);
-	return end;
-}
-
-/* The index's "meta" version, read or (with set) written directly. */
-static uint32_t
-index_version(bool set, uint32_t version)
-{
-	char path[128];
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
-	MDB_val k = { 7, "version" }, v = { sizeof(version), &version };
-
-	snprintf(path, sizeof(path), "%s/index", spool);
-	CHECK_FATAL(mdb_env_create(&env) == 0);
-	CHECK_FATAL(mdb_env_set_maxdbs(env, 8) == 0);
-	CHECK_FATAL(mdb_env_open(env, path, 0, 0600) == 0);
-	CHECK_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
-	CHECK_FATAL(mdb_dbi_open(txn, "meta", 0, &dbi) == 0);
-	if (set) {
-		CHECK_FATAL(mdb_put(txn, dbi, &k, &v, 0) == 0);
-	} else {
-		CHECK_FATAL(mdb_get(txn, dbi, &k, &v) == 0 &&
-		    v.mv_size == sizeof(version));
-		memcpy(&version, v.mv_data, sizeof(version));
-	}
-	CHECK_FATAL(mdb_txn_commit(txn) == 0);
-	mdb_env_close(env);
-	return version;
-}
-
-static void
-set_version(uint32_t version)
-{
-	index_version(true, version);
-}
-
-static uint32_t
-get_version(void)
-{
-	return index_version(false, 0);
-}
-
 /* Check the quarantine value of qid against its layout in queue.h. */
 static void
 check_quarantine_value(uint64_t qid, const char *reason, uint32_t raw_want,
@@ -299,7 +247,7 @@ main(void)
 	    &(struct queue_logpos){ seg_c, QUEUE_LOG_SEALED }, 1, NULL,
 	    NULL) == 0);
 	CHECK(queue_index_count(qi, &n) == 0 && n == 4);
-	CHECK(log_pos(qi, seg_a) == end_a && log_pos(qi, seg_d) == end_d);
+	CHECK(check_log_pos(qi, seg_a) == end_a && check_log_pos(qi, seg_d) == end_d);
 
 	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
 	CHECK(rep.messages == 2);
@@ -313,8 +261,8 @@ main(void)
 	    ": %llu byte(s) at %llu never acknowledged (record cut short): "
 	    "cut off\n", (unsigned long long)torn, (unsigned long long)end_a);
 	CHECK(strstr(err_text, cmd) != NULL);
-	CHECK(log_pos(qi, seg_a) == QUEUE_LOG_SEALED);
-	CHECK(log_pos(qi, seg_c) == 0 && log_pos(qi, seg_gone) == 0);
+	CHECK(check_log_pos(qi, seg_a) == QUEUE_LOG_SEALED);
+	CHECK(check_log_pos(qi, seg_c) == 0 && check_log_pos(qi, seg_gone) == 0);
 	CHECK(rep.max_seq[0] == 2);
 	CHECK(rep.max_seq[1] == 5);
 	CHECK(rep.max_seq[2] == 0);
@@ -398,7 +346,7 @@ main(void)
 	CHECK(queue_index_get(qi, dsn.qid, &m) == QUEUE_ENOTFOUND);
 	CHECK(queue_index_get(qi, r7.qid, &m) == QUEUE_ENOTFOUND);
 	CHECK(seg_size(seg_e) == (off_t)end_e);
-	CHECK(log_pos(qi, seg_e) == QUEUE_LOG_SEALED);
+	CHECK(check_log_pos(qi, seg_e) == QUEUE_LOG_SEALED);
 	CHECK(queue_index_max_id(qi, &max) == 0 && max == r6.qid);
 	/* Again: the sealed log is not replayed. */
 	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
@@ -413,14 +361,14 @@ main(void)
 	append_record(fd, seg_f, &off, &r8, "Subject: eight\r\n\r\n");
 	close(fd);
 	queue_index_close(qi);
-	set_version(1);
+	check_index_version(spool, true, 1);
 	CHECK_FATAL(queue_index_open(&qi, spool, MAP_SIZE, 0) == 0);
 	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
 	CHECK(rep.messages == 3 && rep.replayed == 0);
 	CHECK(seg_size(seg_f) == -1);
 	CHECK(queue_index_get(qi, r8.qid, &m) == QUEUE_ENOTFOUND);
 	queue_index_close(qi);
-	CHECK(get_version() == QUEUE_INDEX_VERSION);
+	CHECK(check_index_version(spool, false, 0) == QUEUE_INDEX_VERSION);
 	CHECK_FATAL(queue_index_open(&qi, spool, MAP_SIZE, 0) == 0);
 	queue_index_close(qi);
 	check_quarantine_value(r3.qid, "operator test", r3.put.rec_len, NULL);

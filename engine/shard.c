@@ -787,6 +787,11 @@ job_write(struct shard *sh, struct commit_job *job)
 	struct seg *s;
 	int err = -EIO;
 
+	/* The index cannot take more now: refuse before placing it. */
+	if (sh->committer != NULL &&
+	    (err = committer_refusing(sh->committer)) != 0)
+		return err;
+	err = -EIO;
 	s = seg_for_append(sh, job->put.rec_len, &err);
 	if (s == NULL)
 		return err;

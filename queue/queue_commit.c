@@ -100,6 +100,8 @@ struct wrun {
 };
 /* Iovecs per writev (each record has two), within the kernel's IOV_MAX. */
 #define RUN_IOV_MAX 1024
+/* Bytes per writev, well within what one write(2) moves (2 GiB - 4 KiB). */
+#define RUN_BYTES_MAX (256u << 20)
 
 struct committer {
 	struct queue_index *qi;
@@ -305,6 +307,16 @@ seg_failed_err(const struct committer *c, uint64_t seg)
 	return 0;
 }
 
+/* Every job of segment seg from now on fails with err, unwritten. */
+static void
+seg_mark_failed(struct committer *c, uint64_t seg, int err)
+{
+	c->failed[c->nfailed].seg = seg;
+	c->failed[c->nfailed].err = err;
+	c->nfailed = (c->nfailed + 1) % COMMIT_FAILED_SEGS;
+	c->any_failed = true;
+}
+
 static uint32_t
 rec_bytes(const struct commit_job *job)
 {
@@ -407,7 +419,8 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 			    job->chain != k)
 				continue;
 			if (r == NULL || job->put.offset != end ||
-			    r->n * 2 + 2 > RUN_IOV_MAX) {
+			    r->n * 2 + 2 > RUN_IOV_MAX ||
+			    end - r->offset + rec_bytes(job) > RUN_BYTES_MAX) {
 				r = &c->runs[c->nruns++];
 				r->first = (uint32_t)nrj;
 				r->n = 0;
@@ -543,10 +556,7 @@ io_check(struct committer *c, struct commit_job **jobs, size_t n)
 		if (seg_failed_err(c, job->put.seg) == 0) {
 			log_warn("queue: writing segment %016llx: %s",
 			    (unsigned long long)job->put.seg, strerror(-err));
-			c->failed[c->nfailed].seg = job->put.seg;
-			c->failed[c->nfailed].err = err;
-			c->nfailed = (c->nfailed + 1) % COMMIT_FAILED_SEGS;
-			c->any_failed = true;
+			seg_mark_failed(c, job->put.seg, err);
 		}
 	}
 }
@@ -639,14 +649,19 @@ static void
 ixbatch_hand(struct committer *c, struct ixbatch *b)
 {
 	pthread_mutex_lock(&c->mu);
-	while (c->backlog >= INDEX_BACKLOG_MAX && c->ithread_ok)
+	/* Not while writes fail: new puts are refused then, and a failure
+	 * that does not pass would hold the committer (and a stop) forever. */
+	while (c->backlog >= INDEX_BACKLOG_MAX && c->ithread_ok &&
+	    atomic_load(&c->write_err) == 0 && !atomic_load(&c->stop))
 		pthread_cond_wait(&c->room, &c->mu);
 	b->next = NULL;
 	*c->itail = b;
 	c->itail = &b->next;
 	c->backlog += b->nputs;
 	c->handed++;
-	if (c->iidle)
+	/* Idle, or pacing with enough waiting to write now. */
+	if (c->iidle || (c->backlog >= INDEX_EAGER &&
+	    c->backlog - b->nputs < INDEX_EAGER))
 		pthread_cond_signal(&c->work);
 	pthread_mutex_unlock(&c->mu);
 }
@@ -668,12 +683,15 @@ commit_batch(struct committer *c, size_t n)
 
 		job->put.result = 0;
 		job->seg_failed = false;
-		/* While the index cannot be written, nothing new is
-		 * acknowledged: it could not be delivered once only. */
-		if (ierr != 0 && job->kind == COMMIT_PUT) {
-			job->put.result = ierr;
-			job->io_res = ierr;
-		}
+		/*
+		 * While the index cannot take more, nothing new is
+		 * acknowledged (shards refuse before placing a record; these
+		 * were placed before they knew). Not writing leaves a hole,
+		 * so the segment fails: nothing after it is acknowledged.
+		 */
+		if (ierr != 0 && job->kind == COMMIT_PUT &&
+		    seg_failed_err(c, job->put.seg) == 0)
+			seg_mark_failed(c, job->put.seg, ierr);
 	}
 	t0 = mono_us();
 	io_start(c, c->batch, n);
@@ -926,54 +944,6 @@ ix_write(struct committer *c, const struct ixbatch *b)
 	return 0;
 }
 
-/*
- * A write failed for something other than a full index: find what cannot
- * be indexed by writing each batch alone, then each put of a batch that
- * still fails alone. A put that fails alone is left out (it stays in its
- * segment, already acknowledged, and is delivered from memory; said
- * loudly, since its delivery results cannot be recorded); so are the
- * updates of a batch none of whose puts is the trouble. 0 when what is
- * left got written; else the error (the list stays for another try).
- */
-static int
-ix_isolate(struct committer *c, struct ixbatch *b)
-{
-	int rc = 0;
-
-	for (struct ixbatch *x = b; x != NULL && rc == 0; x = x->next) {
-		struct ixbatch *next = x->next, one;
-
-		x->next = NULL;
-		rc = ix_write(c, x);
-		if (rc == QUEUE_EINDEX) {
-			one = *x;
-			one.nups = one.nlogs = one.nseals = 0;
-			one.nputs = 1;
-			for (size_t i = 0; i < x->nputs; i++) {
-				char id[QUEUE_ID_LEN + 1];
-
-				one.puts = &x->puts[i];
-				if (ix_write(c, &one) == 0)
-					continue;
-				queue_id_format(x->puts[i].qid, id);
-				log_warn("%s: cannot be indexed (%s): it is "
-				    "delivered, but its results are not "
-				    "recorded", id, queue_strerror(rc));
-			}
-			one = *x;
-			one.nputs = 0;
-			rc = ix_write(c, &one);
-			if (rc == QUEUE_EINDEX) {
-				log_warn("queue: %zu update(s) cannot be "
-				    "indexed: dropped", x->nups);
-				rc = 0;
-			}
-		}
-		x->next = next;
-	}
-	return rc;
-}
-
 static void
 ix_free(struct ixbatch *b)
 {
@@ -1060,9 +1030,13 @@ indexer_main(void *arg)
 		forget_sync(c, false);
 		room_check(c);
 		next_us = mono_us() + INDEX_INTERVAL_US;
+		/*
+		 * All of it or none: acknowledged messages are never left
+		 * out, and a DSN stays in one write with its bounces. A
+		 * failure that does not pass (LMDB broken) keeps new mail
+		 * refused until a restart, which replays the log.
+		 */
 		rc = ix_write(c, b);
-		if (rc == QUEUE_EINDEX)
-			rc = ix_isolate(c, b);
 		if (rc == 0) {
 			if (atomic_load(&c->write_err) != 0)
 				log_info("queue: index writes work again");
@@ -1086,6 +1060,9 @@ indexer_main(void *arg)
 		atomic_store(&c->write_err, rc == QUEUE_EFULL ? QUEUE_EFULL :
 		    QUEUE_EINDEX);
 		refuse_update(c);
+		pthread_mutex_lock(&c->mu);
+		pthread_cond_broadcast(&c->room);
+		pthread_mutex_unlock(&c->mu);
 		if (stopping) {
 			log_warn("queue: %zu acknowledged message(s) not "
 			    "indexed: the next start replays them from their "
@@ -1213,6 +1190,11 @@ fail:
 	free(c->runs);
 	free(c->runjob);
 	free(c->iov);
+	free(c->puts);
+	free(c->ups);
+	free(c->logs);
+	free(c->removed);
+	free(c->forget);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->work);
 	pthread_cond_destroy(&c->room);
@@ -1248,6 +1230,9 @@ committer_stop(struct committer *c)
 	unsigned i;
 
 	atomic_store(&c->stop, true);
+	pthread_mutex_lock(&c->mu);
+	pthread_cond_broadcast(&c->room);
+	pthread_mutex_unlock(&c->mu);
 	efd_signal(c->efd);
 	pthread_join(c->thread, NULL);
 	/* Everything is handed over: the indexer writes it and ends. */
@@ -1284,6 +1269,12 @@ committer_stop(struct committer *c)
 	free(c->runjob);
 	free(c->iov);
 	free(c);
+}
+
+int
+committer_refusing(struct committer *c)
+{
+	return atomic_load(&c->index_err);
 }
 
 int

@@ -118,6 +118,13 @@ void committer_wake(struct committer *c);
 struct commit_job *committer_reap(struct committer *c, unsigned shard);
 
 /*
+ * Shard side: 0, or the error new messages are refused with while the
+ * index cannot take more (QUEUE_EFULL: answer 452); refuse before placing
+ * a record.
+ */
+int committer_refusing(struct committer *c);
+
+/*
  * Any thread but a shard's: wait until everything acknowledged before the
  * call is indexed (the indexer writes at once), so that a reader of the
  * index sees it. 0, -EIO at once while index writes fail, or -ETIMEDOUT

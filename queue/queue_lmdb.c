@@ -76,6 +76,7 @@ queue_lmdb_err(int rc)
 		return QUEUE_ENOTFOUND;
 	case MDB_MAP_FULL:
 	case ENOSPC:
+	case EDQUOT:
 		return QUEUE_EFULL;
 	case MDB_INVALID:
 	case MDB_VERSION_MISMATCH:

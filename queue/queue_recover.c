@@ -757,9 +757,10 @@ replay_record(struct replay *r, int fd, uint64_t off, uint64_t size,
 	}
 	if (*err != 0)
 		return "out of memory";
-	if (e->qid != h->qid) {
+	if (e->qid != h->qid || e->nrcpt == 0) {
+		why = e->nrcpt == 0 ? "no recipients" : "queue id mismatch";
 		envelope_release(e);
-		return "queue id mismatch";
+		return why;
 	}
 	r->env.len += h->env_len;
 	return NULL;

@@ -640,8 +640,20 @@ index_sync(const struct config *cfg)
 	int rc = control_ask(cfg, "sync", NULL, line, sizeof(line), why,
 	    sizeof(why));
 
-	if (rc == 1 || (rc == 0 && strncmp(line, "ok ", 3) == 0))
+	if (rc == 0 && strncmp(line, "ok ", 3) == 0)
 		return;
+	if (rc == 1) {
+		/* A socket left behind: the daemon did not stop cleanly,
+		 * and its last moments' messages are indexed at its next
+		 * start. No socket at all: it stopped cleanly (or never
+		 * ran here), and the index is complete. */
+		if (strstr(why, strerror(ECONNREFUSED)) != NULL)
+			fprintf(stderr, "sluicectl: warning: sluiced is not "
+			    "running but did not stop cleanly: messages "
+			    "acknowledged in its last moments are listed "
+			    "after its next start\n");
+		return;
+	}
 	if (rc == 0)
 		snprintf(why, sizeof(why), "%s", strncmp(line, "error ", 6) ==
 		    0 ? strtok(line + 6, "\n") : "no answer from sluiced");

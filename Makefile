@@ -121,10 +121,14 @@ fuzz: deps
 			$$f $(FUZZ_DIR)/build/obj/libsluice.a $(LDLIBS) \
 			-o $(FUZZ_DIR)/$$n || exit 1; done
 
-# Run every target for FUZZ_SECONDS, seeded from the golden dialogues.
+# Run every target for FUZZ_SECONDS, seeded from the golden dialogues (and
+# fuzz_replay from its modes that start with a whole record).
 fuzz-run: fuzz
 	@mkdir -p $(FUZZ_DIR)/corpus/fuzz_smtp_session
 	@cp -n tests/golden/smtp/*.in $(FUZZ_DIR)/corpus/fuzz_smtp_session/ 2>/dev/null || true
+	@mkdir -p $(FUZZ_DIR)/corpus/fuzz_replay
+	@printf '\002' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record
+	@printf '\003' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record-fixed
 	@for b in $(FUZZ_BIN); do n=$$(basename $$b); mkdir -p $(FUZZ_DIR)/corpus/$$n; \
 		echo "== $$n ($(FUZZ_SECONDS) s)"; \
 		$$b -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \

@@ -20,9 +20,10 @@
  * per retry, not one per message.
  *
  * Message bytes are read back from the spool segment (and verified) when
- * an item goes out, through the ring (conn_next(), handle_oread()). Only
- * the results of a destination that cannot be reached at all read their
- * records with pread on this thread (item_fail_all()).
+ * an item goes out, through the ring (conn_next(), handle_oread()), and
+ * so are the records of a destination that cannot be reached at all, whose
+ * results need their envelopes (item_fail_all(), handle_fread()): the
+ * loop never waits on the disk.
  */
 #include "deliver.h"
 
@@ -71,6 +72,7 @@ enum {
 	OP_OSEND,
 	OP_OCANCEL,
 	OP_OREAD,		/* a record read back for a connection */
+	OP_FREAD,		/* one read back for an item failing alone */
 };
 
 struct dl_dest;
@@ -180,6 +182,8 @@ struct deliver {
 	struct dl_conn *conns;
 	uint32_t free_head;
 	uint32_t nactive;
+	struct dl_fread **freads;	/* reads for failing items, by slot */
+	uint32_t freads_cap, nfreads, fread_gen;
 	bool stopping;
 	uint64_t now_ms;
 	struct dlog log;
@@ -649,33 +653,6 @@ item_read_prep(struct deliver *d, const struct dl_item *it, int *fd,
 	return *buf == NULL ? "out of memory" : NULL;
 }
 
-/*
- * Read the item's record back on this thread and verify it: *rec holds
- * header, envelope and message; env points into it. NULL, or a reason.
- * Only for items that fail without a connection (dest_fail_ready()):
- * a connection reads through the ring (conn_next()).
- */
-static const char *
-item_load(struct deliver *d, const struct dl_item *it, uint8_t **rec,
-    struct envelope *env)
-{
-	const char *why;
-	uint8_t *buf;
-	int fd;
-
-	*rec = NULL;
-	why = item_read_prep(d, it, &fd, &buf);
-	if (why == NULL)
-		why = item_verify(it, buf, pread(fd, buf, it->mm.rec_len,
-		    (off_t)it->mm.offset), env);
-	if (why != NULL) {
-		free(buf);
-		return why;
-	}
-	*rec = buf;
-	return NULL;
-}
-
 static void
 log_line(struct deliver *d, const struct dl_item *it, const char *sender,
     const char *rcpt, enum dlog_status st, int code, const char *enh,
@@ -894,35 +871,124 @@ item_unreadable(struct deliver *d, struct dl_item *it, const char *why)
 	item_schedule(d, it);
 }
 
+/*
+ * A record read back for an item that fails without a connection (its
+ * destination cannot be reached): the results need the envelope, and a
+ * 5xx the message for its DSN. Through the ring like a connection's read,
+ * so the loop never waits on the disk.
+ */
+struct dl_fread {
+	struct dl_item *it;
+	uint8_t *buf;
+	char *text;
+	int fd;
+	int code;
+	char enhanced[12];
+	uint32_t gen;
+};
+
+/* A free slot in d->freads (grown as needed), or UINT32_MAX. */
+static uint32_t
+fread_slot(struct deliver *d)
+{
+	uint32_t i, cap;
+	struct dl_fread **n;
+
+	for (i = 0; i < d->freads_cap; i++)
+		if (d->freads[i] == NULL)
+			return i;
+	cap = d->freads_cap ? d->freads_cap * 2 : 16;
+	if (cap > URING_UD_IDX(UINT64_MAX) ||
+	    (n = realloc(d->freads, cap * sizeof(*n))) == NULL)
+		return UINT32_MAX;
+	memset(n + d->freads_cap, 0, (cap - d->freads_cap) * sizeof(*n));
+	d->freads = n;
+	i = d->freads_cap;
+	d->freads_cap = cap;
+	return i;
+}
+
 /* Every recipient of the item gets the same reply (no session). */
 static void
 item_fail_all(struct deliver *d, struct dl_item *it, int code,
     const char *enh, const char *text)
 {
-	struct dl_rres *res = calloc(it->nrcpt ? it->nrcpt : 1, sizeof(*res));
-	struct envelope env = { 0 };
-	uint8_t *rec = NULL;
+	struct io_uring_sqe *sqe;
+	struct dl_fread *f;
 	const char *why;
+	uint32_t slot;
+	uint8_t *buf;
+	int fd;
 
-	if (res == NULL) {
-		free(it);
-		return;
-	}
-	for (uint16_t i = 0; i < it->nrcpt; i++) {
-		res[i].code = code;
-		snprintf(res[i].enhanced, sizeof(res[i].enhanced), "%s", enh);
-		res[i].text = (char *)text;
-	}
-	why = item_load(d, it, &rec, &env);
+	why = item_read_prep(d, it, &fd, &buf);
+	/* A descriptor of its own, as for a connection's read. */
+	if (why == NULL && (fd = dup(fd)) < 0)
+		why = "cannot open the segment";
 	if (why != NULL) {
-		free(res);
+		free(buf);
 		item_unreadable(d, it, why);
 		return;
 	}
-	item_done(d, it, res, rec, &env, NULL, NULL);
+	f = calloc(1, sizeof(*f));
+	slot = f != NULL ? fread_slot(d) : UINT32_MAX;
+	if (f == NULL || slot == UINT32_MAX ||
+	    (f->text = strdup(text)) == NULL) {
+		free(f);
+		free(buf);
+		close(fd);
+		item_unreadable(d, it, "out of memory");
+		return;
+	}
+	f->it = it;
+	f->buf = buf;
+	f->fd = fd;
+	f->code = code;
+	snprintf(f->enhanced, sizeof(f->enhanced), "%s", enh);
+	f->gen = ++d->fread_gen;
+	d->freads[slot] = f;
+	d->nfreads++;
+	sqe = uring_get_sqe(d->ring);
+	io_uring_prep_read(sqe, fd, buf, it->mm.rec_len, it->mm.offset);
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_FREAD, slot, f->gen));
+}
+
+/* item_fail_all()'s read came back (res bytes or -errno): the results. */
+static void
+handle_fread(struct deliver *d, uint64_t ud, int res)
+{
+	uint32_t slot = URING_UD_IDX(ud);
+	struct dl_fread *f;
+	struct dl_rres *rr;
+	struct envelope env = { 0 };
+	const char *why;
+
+	assert(slot < d->freads_cap && d->freads[slot] != NULL &&
+	    d->freads[slot]->gen == URING_UD_GEN(ud));
+	f = d->freads[slot];
+	d->freads[slot] = NULL;
+	d->nfreads--;
+	close(f->fd);
+	why = item_verify(f->it, f->buf, res, &env);
+	rr = why == NULL ? calloc(f->it->nrcpt ? f->it->nrcpt : 1,
+	    sizeof(*rr)) : NULL;
+	if (why == NULL && rr == NULL)
+		why = "out of memory";
+	if (why != NULL) {
+		item_unreadable(d, f->it, why);
+	} else {
+		for (uint16_t i = 0; i < f->it->nrcpt; i++) {
+			rr[i].code = f->code;
+			memcpy(rr[i].enhanced, f->enhanced,
+			    sizeof(rr[i].enhanced));
+			rr[i].text = f->text;
+		}
+		item_done(d, f->it, rr, f->buf, &env, NULL, NULL);
+	}
 	envelope_release(&env);
-	free(rec);
-	free(res);
+	free(rr);
+	free(f->buf);
+	free(f->text);
+	free(f);
 }
 
 /* Defer (or bounce, if 5xx) every ready item of a destination. */
@@ -1947,6 +2013,10 @@ deliver_complete(struct deliver *d, uint64_t ud, int res, uint32_t flags)
 	}
 	if (op == OP_OCANCEL)
 		return;
+	if (op == OP_FREAD) {
+		handle_fread(d, ud, res);
+		return;
+	}
 	c = &d->conns[URING_UD_IDX(ud)];
 	assert(c->in_use && c->gen == URING_UD_GEN(ud));
 	assert(c->inflight > 0);
@@ -1992,7 +2062,7 @@ deliver_stop(struct deliver *d, bool force)
 	}
 	if (d->logbuf.len > 0)
 		dlog_write(&d->log, &d->logbuf);
-	return d->nactive == 0;
+	return d->nactive == 0 && d->nfreads == 0;
 }
 
 struct deliver *
@@ -2073,6 +2143,9 @@ deliver_destroy(struct deliver *d)
 	}
 	while ((it = heap_pop(d)) != NULL)
 		free(it);
+	/* deliver_stop() waited for these: none is in flight any more. */
+	assert(d->nfreads == 0);
+	free(d->freads);
 	for (unsigned b = 0; b < DL_DEST_BUCKETS; b++) {
 		struct dl_dest *ds = d->buckets[b], *n;
 

@@ -636,21 +636,42 @@ item_verify(const struct dl_item *it, const uint8_t *buf, ssize_t n,
 	return NULL;
 }
 
+static void item_unreadable(struct deliver *d, struct dl_item *it,
+    const char *why);
+
 /*
- * The item's segment, open for reading, and a buffer for its record.
- * NULL, or the reason it cannot be read.
+ * Start reading the item's record back through the ring, into *buf (the
+ * record's size) on *fd, a descriptor of its own: the cached one may be
+ * closed (its slot reused, its file deleted) before the read is even
+ * submitted, and the number reused. The completion comes with ud. false
+ * when it cannot even start: the item then went to item_unreadable().
  */
-static const char *
-item_read_prep(struct deliver *d, const struct dl_item *it, int *fd,
+static bool
+item_read_start(struct deliver *d, struct dl_item *it, uint64_t ud, int *fd,
     uint8_t **buf)
 {
+	struct io_uring_sqe *sqe;
+	const char *why = NULL;
+
 	*buf = NULL;
 	*fd = segfd(d, it->mm.seg);
 	if (*fd < 0)
-		return errno == ENOENT ? "segment missing" :
+		why = errno == ENOENT ? "segment missing" :
 		    "cannot open the segment";
-	*buf = malloc(it->mm.rec_len);
-	return *buf == NULL ? "out of memory" : NULL;
+	else if ((*buf = malloc(it->mm.rec_len)) == NULL)
+		why = "out of memory";
+	else if ((*fd = dup(*fd)) < 0)
+		why = "cannot open the segment";
+	if (why != NULL) {
+		free(*buf);
+		*buf = NULL;
+		item_unreadable(d, it, why);
+		return false;
+	}
+	sqe = uring_get_sqe(d->ring);
+	io_uring_prep_read(sqe, *fd, *buf, it->mm.rec_len, it->mm.offset);
+	io_uring_sqe_set_data64(sqe, ud);
+	return true;
 }
 
 static void
@@ -913,43 +934,27 @@ static void
 item_fail_all(struct deliver *d, struct dl_item *it, int code,
     const char *enh, const char *text)
 {
-	struct io_uring_sqe *sqe;
-	struct dl_fread *f;
-	const char *why;
-	uint32_t slot;
-	uint8_t *buf;
-	int fd;
+	struct dl_fread *f = calloc(1, sizeof(*f));
+	uint32_t slot = f != NULL ? fread_slot(d) : UINT32_MAX;
 
-	why = item_read_prep(d, it, &fd, &buf);
-	/* A descriptor of its own, as for a connection's read. */
-	if (why == NULL && (fd = dup(fd)) < 0)
-		why = "cannot open the segment";
-	if (why != NULL) {
-		free(buf);
-		item_unreadable(d, it, why);
-		return;
-	}
-	f = calloc(1, sizeof(*f));
-	slot = f != NULL ? fread_slot(d) : UINT32_MAX;
 	if (f == NULL || slot == UINT32_MAX ||
 	    (f->text = strdup(text)) == NULL) {
 		free(f);
-		free(buf);
-		close(fd);
 		item_unreadable(d, it, "out of memory");
 		return;
 	}
+	f->gen = ++d->fread_gen;
+	if (!item_read_start(d, it, uring_ud(OP_FREAD, slot, f->gen), &f->fd,
+	    &f->buf)) {
+		free(f->text);
+		free(f);
+		return;
+	}
 	f->it = it;
-	f->buf = buf;
-	f->fd = fd;
 	f->code = code;
 	snprintf(f->enhanced, sizeof(f->enhanced), "%s", enh);
-	f->gen = ++d->fread_gen;
 	d->freads[slot] = f;
 	d->nfreads++;
-	sqe = uring_get_sqe(d->ring);
-	io_uring_prep_read(sqe, fd, buf, it->mm.rec_len, it->mm.offset);
-	io_uring_sqe_set_data64(sqe, uring_ud(OP_FREAD, slot, f->gen));
 }
 
 /* item_fail_all()'s read came back (res bytes or -errno): the results. */
@@ -1257,9 +1262,7 @@ conn_next(struct dl_conn *c)
 	struct deliver *d = c->d;
 	struct dl_dest *ds = c->dest;
 	const struct route_policy *pol = &ds->route->policy;
-	struct io_uring_sqe *sqe;
 	struct dl_item *it;
-	const char *why;
 	uint8_t *buf;
 	int fd;
 
@@ -1282,23 +1285,8 @@ conn_next(struct dl_conn *c)
 		it = dest_pop(ds);
 		if (pol->max_rate > 0)
 			ds->tokens -= 1;
-		why = item_read_prep(d, it, &fd, &buf);
-		/*
-		 * The read gets a descriptor of its own: the cached one may
-		 * be closed (its slot reused, its file deleted) before the
-		 * read is even submitted, and the number reused.
-		 */
-		if (why == NULL && (fd = dup(fd)) < 0)
-			why = "cannot open the segment";
-		if (why != NULL) {
-			free(buf);
-			item_unreadable(d, it, why);
+		if (!item_read_start(d, it, cud(OP_OREAD, c), &fd, &buf))
 			continue;
-		}
-		sqe = uring_get_sqe(d->ring);
-		io_uring_prep_read(sqe, fd, buf, it->mm.rec_len,
-		    it->mm.offset);
-		io_uring_sqe_set_data64(sqe, cud(OP_OREAD, c));
 		c->inflight++;
 		c->loading = it;
 		c->rec = buf;

@@ -129,6 +129,7 @@ fuzz-run: fuzz
 	@mkdir -p $(FUZZ_DIR)/corpus/fuzz_replay
 	@printf '\002' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record
 	@printf '\003' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record-fixed
+	@printf '\006' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record-twice
 	@for b in $(FUZZ_BIN); do n=$$(basename $$b); mkdir -p $(FUZZ_DIR)/corpus/$$n; \
 		echo "== $$n ($(FUZZ_SECONDS) s)"; \
 		$$b -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \

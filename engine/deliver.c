@@ -64,6 +64,8 @@
 #define DL_FAIL_RUN 3		/* consecutive 4xx that slow a destination */
 #define DL_SEGFD_CACHE 16
 #define DL_TARGETS_MAX 32	/* addresses tried per connection */
+#define DL_FREADS_MAX 64	/* records read back at a time for items
+				   failing without a connection */
 
 enum {
 	OP_DNS = DELIVER_OP_BASE,
@@ -184,6 +186,7 @@ struct deliver {
 	uint32_t nactive;
 	struct dl_fread **freads;	/* reads for failing items, by slot */
 	uint32_t freads_cap, nfreads, fread_gen;
+	struct dl_fwait *fwait_head, **fwait_tail;	/* and waiting */
 	bool stopping;
 	uint64_t now_ms;
 	struct dlog log;
@@ -929,9 +932,64 @@ fread_slot(struct deliver *d)
 	return i;
 }
 
+/*
+ * An item failing alone that waits for a read slot: at most
+ * DL_FREADS_MAX records are read back (and held in memory) at a time.
+ */
+struct dl_fwait {
+	struct dl_fwait *next;
+	struct dl_item *it;
+	int code;
+	char enhanced[12];
+	char text[];
+};
+
+static void fread_begin(struct deliver *d, struct dl_item *it, int code,
+    const char *enh, const char *text);
+
 /* Every recipient of the item gets the same reply (no session). */
 static void
 item_fail_all(struct deliver *d, struct dl_item *it, int code,
+    const char *enh, const char *text)
+{
+	struct dl_fwait *w;
+	size_t tl;
+
+	if (d->nfreads < DL_FREADS_MAX && d->fwait_head == NULL) {
+		fread_begin(d, it, code, enh, text);
+		return;
+	}
+	tl = strlen(text);
+	if ((w = malloc(sizeof(*w) + tl + 1)) == NULL) {
+		item_unreadable(d, it, "out of memory");
+		return;
+	}
+	w->next = NULL;
+	w->it = it;
+	w->code = code;
+	snprintf(w->enhanced, sizeof(w->enhanced), "%s", enh);
+	memcpy(w->text, text, tl + 1);
+	*d->fwait_tail = w;
+	d->fwait_tail = &w->next;
+}
+
+/* Start the waiting ones while there are slots. */
+static void
+fwait_run(struct deliver *d)
+{
+	struct dl_fwait *w;
+
+	while (d->nfreads < DL_FREADS_MAX && (w = d->fwait_head) != NULL) {
+		if ((d->fwait_head = w->next) == NULL)
+			d->fwait_tail = &d->fwait_head;
+		fread_begin(d, w->it, w->code, w->enhanced, w->text);
+		free(w);
+	}
+}
+
+/* Read the item's record back through the ring; handle_fread() goes on. */
+static void
+fread_begin(struct deliver *d, struct dl_item *it, int code,
     const char *enh, const char *text)
 {
 	struct dl_fread *f = calloc(1, sizeof(*f));
@@ -973,6 +1031,15 @@ handle_fread(struct deliver *d, uint64_t ud, int res)
 	d->freads[slot] = NULL;
 	d->nfreads--;
 	close(f->fd);
+	if (f->it->dropped) {
+		/* Held or deleted meanwhile: nothing to record. */
+		free(f->it);
+		free(f->buf);
+		free(f->text);
+		free(f);
+		fwait_run(d);
+		return;
+	}
 	why = item_verify(f->it, f->buf, res, &env);
 	rr = why == NULL ? calloc(f->it->nrcpt ? f->it->nrcpt : 1,
 	    sizeof(*rr)) : NULL;
@@ -994,6 +1061,7 @@ handle_fread(struct deliver *d, uint64_t ud, int res)
 	free(f->buf);
 	free(f->text);
 	free(f);
+	fwait_run(d);
 }
 
 /* Defer (or bounce, if 5xx) every ready item of a destination. */
@@ -1316,6 +1384,17 @@ handle_oread(struct dl_conn *c, int res)
 	c->rfd = -1;
 	c->loading = NULL;
 	c->rec = NULL;
+	if (it->dropped) {
+		/* Held or deleted while its record was read. */
+		free(rec);
+		free(it);
+		if (c->closing || !smtp_client_ready(&c->cli))
+			return;
+		conn_next(c);
+		conn_flush(c);
+		conn_deadline(c);
+		return;
+	}
 	if (c->closing || !smtp_client_ready(&c->cli)) {
 		free(rec);
 		it->due_ms = 0;
@@ -1841,11 +1920,25 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 		}
 		break;
 	case DELIVER_CTL_DROP:
-		/* An attempt under way finishes, but is not tried again. */
-		for (uint32_t i = 0; i < DL_CONNS; i++)
-			if (d->conns[i].in_use && d->conns[i].item != NULL &&
-			    d->conns[i].item->qid == ctl->qid)
-				d->conns[i].item->dropped = true;
+		/* An attempt under way finishes, but is not tried again;
+		 * nor is one whose record is being read back. */
+		for (uint32_t i = 0; i < DL_CONNS; i++) {
+			struct dl_conn *c = &d->conns[i];
+
+			if (c->in_use && c->item != NULL &&
+			    c->item->qid == ctl->qid)
+				c->item->dropped = true;
+			if (c->in_use && c->loading != NULL &&
+			    c->loading->qid == ctl->qid)
+				c->loading->dropped = true;
+		}
+		for (uint32_t i = 0; i < d->freads_cap; i++)
+			if (d->freads[i] != NULL &&
+			    d->freads[i]->it->qid == ctl->qid)
+				d->freads[i]->it->dropped = true;
+		for (struct dl_fwait *w = d->fwait_head; w; w = w->next)
+			if (w->it->qid == ctl->qid)
+				w->it->dropped = true;
 		list = heap_take(d, ctl->qid);
 		for (it = list; it != NULL; it = next) {
 			next = it->next;
@@ -2050,7 +2143,7 @@ deliver_stop(struct deliver *d, bool force)
 	}
 	if (d->logbuf.len > 0)
 		dlog_write(&d->log, &d->logbuf);
-	return d->nactive == 0 && d->nfreads == 0;
+	return d->nactive == 0 && d->nfreads == 0 && d->fwait_head == NULL;
 }
 
 struct deliver *
@@ -2067,6 +2160,7 @@ deliver_create(struct shard *sh, struct io_uring *ring, unsigned shard_id,
 	d->ring = ring;
 	d->id = shard_id;
 	d->cfg = cfg;
+	d->fwait_tail = &d->fwait_head;
 	d->conns = calloc(DL_CONNS, sizeof(*d->conns));
 	if (d->conns == NULL) {
 		free(d);
@@ -2132,7 +2226,7 @@ deliver_destroy(struct deliver *d)
 	while ((it = heap_pop(d)) != NULL)
 		free(it);
 	/* deliver_stop() waited for these: none is in flight any more. */
-	assert(d->nfreads == 0);
+	assert(d->nfreads == 0 && d->fwait_head == NULL);
 	free(d->freads);
 	for (unsigned b = 0; b < DL_DEST_BUCKETS; b++) {
 		struct dl_dest *ds = d->buckets[b], *n;

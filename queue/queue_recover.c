@@ -681,6 +681,16 @@ replay_known(struct queue_index *qi, uint64_t qid, bool *yes)
 	return rc == 0 || rc == MDB_NOTFOUND ? 0 : queue_lmdb_err(rc);
 }
 
+/* Is qid among the puts gathered for the next write? */
+static bool
+replay_gathered(const struct replay *r, uint64_t qid)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->puts[i].qid == qid)
+			return true;
+	return false;
+}
+
 /* Index the puts gathered so far, in one write. */
 static int
 replay_flush(struct replay *r)
@@ -805,6 +815,8 @@ replay_segment(void *arg, int segdir, const char *name, uint64_t seg,
 			    "bounces happen again\n", id);
 			r->rep->dsn_dropped++;
 			r->env.len = env_at;
+		} else if (replay_gathered(r, h.qid)) {
+			r->env.len = env_at;	/* a copy: the first one counts */
 		} else if ((err = replay_known(r->qi, h.qid, &known)) != 0) {
 			envelope_release(&e);
 			break;

@@ -10,7 +10,8 @@
  * that the fuzzer reaches envelope decoding and indexing instead of
  * stopping at the checksum. With bit 1 set, a whole record of a fixed
  * envelope comes first, so that every run indexes something and then
- * meets the fuzzer's bytes.
+ * meets the fuzzer's bytes; with bit 2 also set, it comes twice (a copy
+ * of a record, which replay must index once).
  */
 #include <assert.h>
 #include <fcntl.h>
@@ -77,7 +78,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1 || mkdtemp(spool) == NULL)
 		return 0;
 	n = size - 1;
-	seg = malloc(n + 512);
+	seg = malloc(n + 1024);
 	assert(seg != NULL);
 	memcpy(seg, data + 1, n);
 	if (data[0] & 1)
@@ -104,6 +105,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memmove(seg + hl, seg, n);
 		memcpy(seg, head, hl);
 		n += hl;
+		if (data[0] & 4) {	/* the same record again: a copy */
+			memmove(seg + hl, seg, n);
+			n += hl;
+		}
 	}
 	assert(queue_index_open(&qi, spool, 1u << 24, 0) == 0);
 	seg_path(SEG_ID(0, 1), rel, sizeof(rel));

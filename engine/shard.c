@@ -673,6 +673,37 @@ job_dispatch(struct shard *sh, const struct commit_job *job)
 
 static void job_leave_seg(struct shard *sh, struct commit_job *job);
 
+/*
+ * A DSN could not be queued. Its job carried the results of the attempt
+ * that bounced: record the others (a delivered recipient must not be
+ * delivered again), and leave the bounced ones pending in the index, to
+ * be tried again (and bounced, with a DSN) after the next start: their
+ * item is gone from the schedule.
+ */
+static void
+dsn_failed(struct shard *sh, struct commit_job *job, const char *dsn_qid)
+{
+	char qid[QUEUE_ID_LEN + 1] = "?";
+	uint32_t kept = 0, bounced = 0;
+
+	for (uint32_t i = 0; i < job->nups; i++) {
+		if (job->ups[i].kind == QUEUE_UPD_RCPT &&
+		    job->ups[i].state == RCPT_BOUNCED) {
+			queue_id_format(job->ups[i].qid, qid);
+			bounced++;
+			continue;
+		}
+		job->ups[kept++] = job->ups[i];
+	}
+	log_warn("%s: DSN not queued: %s; %u bounced recipient(s) of %s stay "
+	    "queued until the next start", dsn_qid,
+	    queue_strerror(job->put.result), bounced, qid);
+	if (kept > 0) {
+		shard_submit_updates(sh, job->ups, kept);
+		job->ups = NULL;	/* the update job owns them now */
+	}
+}
+
 static void
 job_finish(struct shard *sh, struct commit_job *job)
 {
@@ -696,8 +727,7 @@ job_finish(struct shard *sh, struct commit_job *job)
 			if (job->put.result == 0)
 				job_dispatch(sh, job);
 			else
-				log_warn("%s: DSN not queued: %s", qid,
-				    queue_strerror(job->put.result));
+				dsn_failed(sh, job, qid);
 		} else if (job->put.result != 0) {
 			log_warn("shard %u: queue update failed: %s", sh->id,
 			    queue_strerror(job->put.result));

@@ -128,11 +128,10 @@ struct committer {
 	struct iovec *iov;
 	struct { uint64_t seg; int err; } failed[COMMIT_FAILED_SEGS];
 	unsigned nfailed;		/* next slot, round robin */
-	bool any_failed;		/* failed[] holds something */
+	unsigned nfailed_used;		/* slots of failed[] in use */
 
 	/* The indexer's side; the lock guards the list, backlog, istop. */
 	pthread_t ithread;
-	bool ithread_ok;
 	pthread_mutex_t mu;
 	pthread_cond_t work;		/* to the indexer: a batch came */
 	pthread_cond_t room;		/* to the committer: backlog shrank */
@@ -299,9 +298,9 @@ efd_signal(int fd)
 static int
 seg_failed_err(const struct committer *c, uint64_t seg)
 {
-	if (!c->any_failed)
-		return 0;
-	for (unsigned i = 0; i < COMMIT_FAILED_SEGS; i++)
+	/* Once any segment failed this runs for every put: only the slots
+	 * in use, most often one or two. */
+	for (unsigned i = 0; i < c->nfailed_used; i++)
 		if (c->failed[i].seg == seg)
 			return c->failed[i].err;
 	return 0;
@@ -314,7 +313,8 @@ seg_mark_failed(struct committer *c, uint64_t seg, int err)
 	c->failed[c->nfailed].seg = seg;
 	c->failed[c->nfailed].err = err;
 	c->nfailed = (c->nfailed + 1) % COMMIT_FAILED_SEGS;
-	c->any_failed = true;
+	if (c->nfailed_used < COMMIT_FAILED_SEGS)
+		c->nfailed_used++;
 }
 
 static uint32_t
@@ -511,26 +511,11 @@ io_wait(struct committer *c, struct commit_job **jobs)
 }
 
 /*
- * After the writes: a chain with a failed write cannot be synced (the rest
- * of it was cancelled), so none of its records is indexed; each gets the
- * chain's first error. sync[k].res keeps the chain's verdict from here.
- */
-static void
-io_writes_done(struct committer *c, struct commit_job **jobs, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		struct commit_job *job = jobs[i];
-
-		if (job->kind == COMMIT_PUT && !job->seg_failed &&
-		    c->sync[job->chain].err != 0)
-			job->io_res = c->sync[job->chain].err;
-	}
-}
-
-
-/*
  * After the writes and syncs: a job whose write failed fails with that
- * error, and one whose segment's sync failed fails too. Any failure
+ * error, and so does every other job of its chain (a chain with a failed
+ * write was cancelled from there on, its sync too: none of its records is
+ * acknowledged, each gets the chain's first error); one whose segment's
+ * sync failed fails too. Any failure
  * retires the segment (every later job of it fails with the same error
  * without being written): after a failed sync nothing written to it is
  * trusted, and after a failed write (a full disk) another record after
@@ -546,6 +531,8 @@ io_check(struct committer *c, struct commit_job **jobs, size_t n)
 
 		if (job->kind != COMMIT_PUT || job->seg_failed)
 			continue;
+		if (c->sync[job->chain].err != 0)
+			err = c->sync[job->chain].err;
 		sync_res = c->sync[job->chain].res;
 		if (err == 0 && sync_res < 0)
 			err = sync_res == -ECANCELED ? -EIO : sync_res;
@@ -651,7 +638,7 @@ ixbatch_hand(struct committer *c, struct ixbatch *b)
 	pthread_mutex_lock(&c->mu);
 	/* Not while writes fail: new puts are refused then, and a failure
 	 * that does not pass would hold the committer (and a stop) forever. */
-	while (c->backlog >= INDEX_BACKLOG_MAX && c->ithread_ok &&
+	while (c->backlog >= INDEX_BACKLOG_MAX &&
 	    atomic_load(&c->write_err) == 0 && !atomic_load(&c->stop))
 		pthread_cond_wait(&c->room, &c->mu);
 	b->next = NULL;
@@ -697,7 +684,6 @@ commit_batch(struct committer *c, size_t n)
 	io_start(c, c->batch, n);
 	io_wait(c, c->batch);
 	atomic_fetch_add(&c->sync_us, mono_us() - t0);
-	io_writes_done(c, c->batch, n);
 	io_check(c, c->batch, n);
 	/* The shard logs each failed message with its queue id. */
 	for (i = 0; i < n; i++)
@@ -1161,7 +1147,6 @@ committer_start(struct committer **out, struct queue_index *qi,
 	room_check(c);
 	if ((rc = -pthread_create(&c->ithread, NULL, indexer_main, c)) != 0)
 		goto fail;
-	c->ithread_ok = true;
 	if ((rc = -pthread_create(&c->thread, NULL, committer_main, c)) != 0) {
 		pthread_mutex_lock(&c->mu);
 		c->istop = true;

@@ -1021,7 +1021,7 @@ handle_fread(struct deliver *d, uint64_t ud, int res)
 {
 	uint32_t slot = URING_UD_IDX(ud);
 	struct dl_fread *f;
-	struct dl_rres *rr;
+	struct dl_rres *rr = NULL;
 	struct envelope env = { 0 };
 	const char *why;
 
@@ -1032,21 +1032,11 @@ handle_fread(struct deliver *d, uint64_t ud, int res)
 	d->nfreads--;
 	close(f->fd);
 	if (f->it->dropped) {
-		/* Held or deleted meanwhile: nothing to record. */
-		free(f->it);
-		free(f->buf);
-		free(f->text);
-		free(f);
-		fwait_run(d);
-		return;
-	}
-	why = item_verify(f->it, f->buf, res, &env);
-	rr = why == NULL ? calloc(f->it->nrcpt ? f->it->nrcpt : 1,
-	    sizeof(*rr)) : NULL;
-	if (why == NULL && rr == NULL)
-		why = "out of memory";
-	if (why != NULL) {
-		item_unreadable(d, f->it, why);
+		free(f->it);	/* held or deleted meanwhile: no results */
+	} else if ((why = item_verify(f->it, f->buf, res, &env)) != NULL ||
+	    (rr = calloc(f->it->nrcpt ? f->it->nrcpt : 1,
+	    sizeof(*rr))) == NULL) {
+		item_unreadable(d, f->it, why != NULL ? why : "out of memory");
 	} else {
 		for (uint16_t i = 0; i < f->it->nrcpt; i++) {
 			rr[i].code = f->code;
@@ -1384,25 +1374,20 @@ handle_oread(struct dl_conn *c, int res)
 	c->rfd = -1;
 	c->loading = NULL;
 	c->rec = NULL;
-	if (it->dropped) {
-		/* Held or deleted while its record was read. */
-		free(rec);
-		free(it);
-		if (c->closing || !smtp_client_ready(&c->cli))
-			return;
-		conn_next(c);
-		conn_flush(c);
-		conn_deadline(c);
-		return;
-	}
 	if (c->closing || !smtp_client_ready(&c->cli)) {
 		free(rec);
+		if (it->dropped) {
+			free(it);	/* held or deleted while it was read */
+			return;
+		}
 		it->due_ms = 0;
 		item_schedule(d, it);
 		return;
 	}
-	why = item_verify(it, rec, res, &c->env);
-	if (why != NULL) {
+	if (it->dropped) {
+		free(rec);
+		free(it);
+	} else if ((why = item_verify(it, rec, res, &c->env)) != NULL) {
 		free(rec);
 		memset(&c->env, 0, sizeof(c->env));
 		item_unreadable(d, it, why);

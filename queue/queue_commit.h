@@ -23,9 +23,11 @@
  * must not have a hole): the job's seg_failed tells the shard to retire
  * the segment. The indexer keeps room allocated on the disk ahead of the
  * index (queue_index_reserve()); while it cannot, or while index writes
- * fail (the map is full), the committer refuses new messages with
- * QUEUE_EFULL (452) or the index's error, and the indexer keeps its work
- * and tries again: nothing is acknowledged that the index could not take.
+ * fail (the map is full), shards refuse new messages before placing them
+ * (committer_refusing(): QUEUE_EFULL, 452, or the index's error), a record
+ * placed before the refusal fails its segment unwritten, and the indexer
+ * keeps its work and tries it again whole: nothing is acknowledged that
+ * the index could not take.
  *
  * With a spool the indexer also reclaims segments: it counts the indexed
  * messages of each (from the index at start, where every segment counts

@@ -289,18 +289,8 @@ struct queue_put {
 	const uint8_t *env;	/* encoded envelope */
 	uint32_t env_len;
 	uint32_t nrcpt;
-	int result;		/* set by queue_index_put_batch */
+	int result;		/* set by queue_index_write */
 };
-
-/*
- * Index a batch in one LMDB write transaction and commit it (synchronously:
- * the caller is the committer thread, never a shard). Either every put in
- * the batch is durable (return 0) or none is (return an error, also stored
- * in each put's result): QUEUE_EFULL (map or disk full) or QUEUE_EINDEX
- * (anything else, including a qid that is already indexed).
- */
-int queue_index_put_batch(struct queue_index *qi, struct queue_put *puts,
-    size_t n);
 
 /*
  * A change to an indexed message, as handed from a shard to the committer

@@ -894,13 +894,6 @@ fail:
 }
 
 int
-queue_index_put_batch(struct queue_index *qi, struct queue_put *puts,
-    size_t n)
-{
-	return queue_index_write(qi, puts, n, NULL, 0, NULL, 0, NULL, NULL);
-}
-
-int
 queue_index_reserve(struct queue_index *qi, uint64_t bytes)
 {
 	MDB_envinfo info;

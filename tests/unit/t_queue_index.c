@@ -1,6 +1,6 @@
 /*
  * Description: a batch of messages written by hand into a segment and
- * indexed with queue_index_put_batch() reads back whole through get,
+ * indexed with queue_index_write() reads back whole through get,
  * foreach (in id order, across several read batches), read_message and
  * count; a failing batch indexes nothing; a read-only open sees the
  * writer's data; an index of another version is refused.
@@ -129,7 +129,7 @@ main(void)
 		    body, &puts[i], envbuf[i], sizeof(envbuf[i]));
 	}
 	CHECK_FATAL(fdatasync(fd) == 0);
-	CHECK(queue_index_put_batch(qi, puts, NMSG) == 0);
+	CHECK(queue_index_write(qi, puts, NMSG, NULL, 0, NULL, 0, NULL, NULL) == 0);
 	for (unsigned i = 0; i < NMSG; i++)
 		CHECK(puts[i].result == 0);
 	CHECK(queue_index_count(qi, &n) == 0 && n == NMSG);
@@ -170,7 +170,7 @@ main(void)
 		    eb[0], sizeof(eb[0]));
 		write_record(fd, seg, &off, 1003, rcpts, 1, "y\r\n", &two[1],
 		    eb[1], sizeof(eb[1]));
-		CHECK(queue_index_put_batch(qi, two, 2) == QUEUE_EINDEX);
+		CHECK(queue_index_write(qi, two, 2, NULL, 0, NULL, 0, NULL, NULL) == QUEUE_EINDEX);
 		CHECK(two[0].result == QUEUE_EINDEX);
 		CHECK(two[1].result == QUEUE_EINDEX);
 		CHECK(queue_index_get(qi, 5000, &m) == QUEUE_ENOTFOUND);

@@ -562,8 +562,10 @@ cmd_queue_cat(const struct config *cfg, const char *idtext)
 
 /*
  * Send "CMD [ID]" to the running daemon; its one-line answer goes to
- * reply. 0 when it answered (reply holds it), 1 when no daemon listens
- * (*why says so), -1 on another error (*why).
+ * reply. 0 when it answered (reply holds it); when no daemon listens
+ * (*why says so), 1 if there is no socket at all (it stopped cleanly, or
+ * never ran on this spool) and 2 if one was left behind (it was killed);
+ * -1 on another error (*why).
  */
 static int
 control_ask(const struct config *cfg, const char *cmd, const char *id,
@@ -588,7 +590,7 @@ control_ask(const struct config *cfg, const char *cmd, const char *id,
 		    "running?)", sa.sun_path, strerror(e));
 		if (fd >= 0)
 			close(fd);
-		return e == ENOENT || e == ECONNREFUSED ? 1 : -1;
+		return e == ENOENT ? 1 : e == ECONNREFUSED ? 2 : -1;
 	}
 	snprintf(line, sizeof(line), "%s%s%s\n", cmd, id ? " " : "",
 	    id ? id : "");
@@ -642,16 +644,15 @@ index_sync(const struct config *cfg)
 
 	if (rc == 0 && strncmp(line, "ok ", 3) == 0)
 		return;
-	if (rc == 1) {
-		/* A socket left behind: the daemon did not stop cleanly,
-		 * and its last moments' messages are indexed at its next
-		 * start. No socket at all: it stopped cleanly (or never
-		 * ran here), and the index is complete. */
-		if (strstr(why, strerror(ECONNREFUSED)) != NULL)
-			fprintf(stderr, "sluicectl: warning: sluiced is not "
-			    "running but did not stop cleanly: messages "
-			    "acknowledged in its last moments are listed "
-			    "after its next start\n");
+	/* No socket: the index is complete. One left behind: the daemon
+	 * was killed, and its last moments' messages are indexed when its
+	 * next start replays them. */
+	if (rc == 1)
+		return;
+	if (rc == 2) {
+		fprintf(stderr, "sluicectl: warning: sluiced is not running "
+		    "but did not stop cleanly: messages acknowledged in its "
+		    "last moments are listed after its next start\n");
 		return;
 	}
 	if (rc == 0)

@@ -27,7 +27,7 @@ UNIT     = $(O)/tests/unit
 # sluice-bench's modules, listed: they share the library with the daemon.
 BENCH_SRC = bench/bench_hist.c bench/bench_common.c bench/bench_tls.c \
 	bench/bench_source.c bench/bench_sink.c
-LIB_SRC  = $(filter-out engine/main.c,$(wildcard engine/*.c)) \
+LIB_SRC  = $(wildcard lib/*.c) $(filter-out engine/main.c,$(wildcard engine/*.c)) \
 	$(wildcard proto/*.c) $(wildcard queue/*.c) $(wildcard dkim/*.c) \
 	$(BENCH_SRC)
 LIB_OBJ  = $(LIB_SRC:%.c=$(OBJ)/%.o)

@@ -9,25 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "../engine/config.h"
-
-uint64_t
-bench_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-uint64_t
-bench_mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
+#include "../lib/net.h"
 
 bool
 bench_header_parse(const char *msg, size_t len, uint64_t *sent_us, char *id,

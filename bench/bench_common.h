@@ -1,13 +1,15 @@
 /*
  * bench_common.h - what sluice-bench's source and sink share: the header
- * that carries a message's identity and send time, option value parsers,
- * and the clock.
+ * that carries a message's identity and send time, and option value
+ * parsers.
  *
  * Every message the source sends carries, as its first header,
  *   X-Sluice-Bench: id=<run>-<connection>-<sequence>; sent=<unix microseconds>
  * where sent is the time the transaction was scheduled (open loop) or
  * started (closed loop). The sink parses it to report end-to-end latency
  * through any relay in between, which keeps headers it does not know.
+ * Clocks come from lib/clock.h (real time for the header, monotonic for
+ * intervals).
  */
 #ifndef SLUICE_BENCH_COMMON_H
 #define SLUICE_BENCH_COMMON_H
@@ -18,11 +20,6 @@
 #include <sys/socket.h>
 
 #define BENCH_HEADER "X-Sluice-Bench"
-
-/* CLOCK_REALTIME in microseconds: comparable across processes. */
-uint64_t bench_now_us(void);
-/* CLOCK_MONOTONIC in microseconds: for intervals within a process. */
-uint64_t bench_mono_us(void);
 
 /*
  * Find the X-Sluice-Bench header in a message's header section (up to the

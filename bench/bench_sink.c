@@ -58,9 +58,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../engine/buf.h"
-#include "../engine/log.h"
-#include "../engine/uring.h"
+#include "../lib/buf.h"
+#include "../lib/clock.h"
+#include "../lib/log.h"
+#include "../lib/uring.h"
 #include "../proto/data_scan.h"
 #include "bench_common.h"
 #include "bench_hist.h"
@@ -1472,7 +1473,7 @@ message_end(struct sink *s, struct conn *c, enum sink_stage st)
 		s->bare_cr++;
 	if (c->ds.bare_lf && st == SINK_STAGE_DATA)
 		s->bare_lf++;
-	wall_us = bench_now_us();
+	wall_us = clock_real_us();
 	snprintf(id, sizeof(id), "%016llX",
 	    (unsigned long long)(s->id_prefix | ++s->seq));
 	if (s->o->lmtp) {
@@ -2330,8 +2331,8 @@ sink_setup(struct sink *s, const struct sink_opts *o)
 		s->lst[i].fd = -1;
 	for (i = 0; i < o->nrule; i++)
 		s->has_mix[o->rule[i].stage] = true;
-	s->now_us = s->start_us = bench_mono_us();
-	s->wall_start_us = bench_now_us();
+	s->now_us = s->start_us = clock_mono_us();
+	s->wall_start_us = clock_real_us();
 	/* Ids: 24 bits of the start time, then a 40-bit sequence. */
 	s->id_prefix = ((s->wall_start_us / 1000000u) & 0xffffffu) << 40;
 	build_replies(s);
@@ -2488,7 +2489,7 @@ sink_loop(struct sink *s)
 				break;
 		}
 		io_uring_cq_advance(&s->ring, n);
-		s->now_us = bench_mono_us();
+		s->now_us = clock_mono_us();
 		for (i = 0; i < n; i++)
 			dispatch(s, done[i].ud, done[i].res, done[i].flags);
 		if (s->now_us >= s->next_tick_us ||

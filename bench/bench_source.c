@@ -58,9 +58,10 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
 
-#include "../engine/buf.h"
-#include "../engine/log.h"
-#include "../engine/uring.h"
+#include "../lib/buf.h"
+#include "../lib/clock.h"
+#include "../lib/log.h"
+#include "../lib/uring.h"
 #include "bench.h"
 #include "bench_common.h"
 #include "bench_hist.h"
@@ -2613,7 +2614,7 @@ src_loop(struct src *s)
 	uint32_t ci;
 	int rc;
 
-	s->now = bench_mono_us();
+	s->now = clock_mono_us();
 	s->t0 = s->now;
 	s->next_tick = s->now + SRC_TICK_US;
 	s->next_progress = s->now + SRC_PROGRESS_US;
@@ -2659,7 +2660,7 @@ src_loop(struct src *s)
 				break;
 		}
 		io_uring_cq_advance(&s->ring, n);
-		s->now = bench_mono_us();
+		s->now = clock_mono_us();
 		for (i = 0; i < n; i++)
 			dispatch(s, done[i].ud, done[i].res, done[i].flags);
 		if (s->now >= s->next_tick) {
@@ -3052,7 +3053,7 @@ setup_body(struct src *s, char *why, size_t whylen)
 	o.cap = sizeof(head);
 	c.serial = s->o->connections;
 	t.seq = s->o->messages ? s->o->messages / 2 : 100000;
-	t.start_us = bench_mono_us();
+	t.start_us = clock_mono_us();
 	out_header(s, &c, &t, &o);
 	body = s->o->size > o.len ? (size_t)(s->o->size - o.len) : 0;
 	s->body = body_make(body, &s->body_len);
@@ -3076,7 +3077,7 @@ src_init(struct src *s, const struct bench_source_opts *o, char *why,
 	s->dirty_head = UINT32_MAX;
 	hist_init(&s->st.lat_txn);
 	hist_init(&s->st.lat_greet);
-	s->real_off = (int64_t)bench_now_us() - (int64_t)bench_mono_us();
+	s->real_off = (int64_t)clock_real_us() - (int64_t)clock_mono_us();
 	setup_run_id(s);
 	n = snprintf(s->mail_cmd, sizeof(s->mail_cmd), "MAIL FROM:<%s>\r\n",
 	    o->from);

@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "../engine/buf.h"
+#include "../lib/buf.h"
 
 /* Ciphertext waiting to be taken, at most; past it writes fail. */
 #define BENCH_TLS_OUT_MAX (64u << 20)

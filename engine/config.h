@@ -23,14 +23,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "../lib/net.h"
 #include "../queue/route.h"
-
-/* An address family plus prefix: 10.0.0.0/8, ::1/128. */
-struct cidr {
-	int family;		/* AF_INET or AF_INET6 */
-	uint8_t addr[16];	/* network byte order; first 4 bytes for v4 */
-	unsigned prefix;	/* 0..32 or 0..128 */
-};
 
 struct listen_cfg {
 	char *address;		/* as written: "127.0.0.1:2525", "[::1]:25" */
@@ -134,13 +128,6 @@ void config_free(struct config *cfg);
 int config_load_report(struct config *cfg, const char *path,
     char *const *overrides, size_t noverrides, char *const *envp, FILE *err);
 void config_errors_free(struct config_errors *errs);
-
-/* Does the address match any network in the list? */
-int cidr_match(const struct cidr *nets, size_t n, const struct sockaddr *sa);
-/* Parse "10.0.0.0/8" or "::1" (full-length prefix). 0 ok, -1 bad. */
-int cidr_parse(const char *s, struct cidr *out);
-/* Parse "host:port" / "[v6]:port" into a socket address. 0 ok, -1 bad. */
-int address_parse(const char *s, struct sockaddr_storage *sa, socklen_t *len);
 
 /* The embedded default configuration, YAML text. */
 extern const char config_default_yaml[];

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
-#include "log.h"
+#include "../lib/log.h"
 
 #define CONTROL_LINE_MAX 256
 #define CONTROL_WAIT_MS 5000

@@ -49,10 +49,11 @@
 #include "../queue/dsn.h"
 #include "../queue/route.h"
 #include "dlog.h"
-#include "log.h"
+#include "../lib/clock.h"
+#include "../lib/log.h"
 #include "resolver.h"
 #include "shard.h"
-#include "uring.h"
+#include "../lib/uring.h"
 
 #define DL_CONNS 512		/* outbound connections per shard */
 #define DL_RBUF 4096
@@ -256,24 +257,6 @@ post(unsigned owner, struct dl_item *it)
 		log_warn("deliver: eventfd write: %s", strerror(errno));
 }
 
-static uint64_t
-real_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static const char *
 addr_domain(const char *addr)
 {
@@ -300,7 +283,7 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
     uint64_t next_try_us, bool *discarded)
 {
 	const char *redirect = g_cfg->dev_redirect;
-	uint64_t now_us = real_us(), now_ms = mono_ms();
+	uint64_t now_us = clock_real_us(), now_ms = clock_mono_ms();
 	uint16_t *idx;
 	bool *done;
 	int posted = 0;
@@ -378,7 +361,7 @@ deliver_log_discard(struct deliver *d, uint64_t qid,
 {
 	const struct route *r;
 	char q[QUEUE_ID_LEN + 1];
-	uint64_t now = real_us();
+	uint64_t now = clock_real_us();
 	struct dlog_entry e = {
 		.time_us = now,
 		.queue_id = q,
@@ -684,7 +667,7 @@ log_line(struct deliver *d, const struct dl_item *it, const char *sender,
     const char *dsn_qid)
 {
 	char qid[QUEUE_ID_LEN + 1];
-	uint64_t now = real_us();
+	uint64_t now = clock_real_us();
 	struct dlog_entry e = {
 		.time_us = now,
 		.queue_id = qid,
@@ -726,7 +709,7 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
     const char *addr)
 {
 	const struct route_policy *pol = &it->route->policy;
-	uint64_t now_us = real_us();
+	uint64_t now_us = clock_real_us();
 	bool expired = now_us > it->arrival_us &&
 	    (now_us - it->arrival_us) / 1000000u >= pol->max_age_s;
 	uint16_t attempts = (uint16_t)(it->attempts < UINT16_MAX ?
@@ -1667,7 +1650,7 @@ dest_resolved(void *arg, const struct resolve_result *r)
 	ds->resolving = false;
 	ds->rstatus = (int)r->status;
 	snprintf(ds->rwhy, sizeof(ds->rwhy), "%s", r->why);
-	ds->resolved_ms = mono_ms();
+	ds->resolved_ms = clock_mono_ms();
 	free(ds->targets);
 	ds->targets = NULL;
 	ds->ntargets = 0;

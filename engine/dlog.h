@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "buf.h"
+#include "../lib/buf.h"
 
 enum dlog_status {
 	DLOG_DELIVERED = 0,	/* "delivered": accepted by the next hop */

@@ -32,7 +32,7 @@
 #include "config.h"
 #include "control.h"
 #include "deliver.h"
-#include "log.h"
+#include "../lib/log.h"
 #include "shard.h"
 
 /* Queue ids carry 6 bits of shard number. */

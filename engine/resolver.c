@@ -55,8 +55,9 @@
 #include <xxhash.h>
 
 #include "../proto/dns.h"
-#include "log.h"
-#include "uring.h"
+#include "../lib/clock.h"
+#include "../lib/log.h"
+#include "../lib/uring.h"
 
 #define RESOLVER_QUERIES_MAX	256	/* (name, type) queries in flight */
 #define RESOLVER_LOOKUPS_MAX	1024	/* lookups in progress */
@@ -254,15 +255,6 @@ static void tcp_connect(struct resolver *r, struct rquery *q);
 /* small helpers                                                       */
 /* ------------------------------------------------------------------ */
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Unpredictable bytes for query ids and MX shuffling (RFC 5452). */
 static uint32_t
 rnd32(struct resolver *r)
@@ -276,7 +268,7 @@ rnd32(struct resolver *r)
 			/* Entropy not ready (early boot): a mixed clock. */
 			for (size_t i = 0; i < sizeof(r->rnd); i += 8) {
 				uint64_t x = XXH64(&r->rnd_counter,
-				    sizeof(r->rnd_counter), mono_ms() ^ i);
+				    sizeof(r->rnd_counter), clock_mono_ms() ^ i);
 
 				r->rnd_counter++;
 				memcpy(r->rnd + i, &x, 8);
@@ -961,7 +953,7 @@ resolver_lookup(struct resolver *r, const char *name, bool mx_lookup,
 	char norm[DNS_NAME_MAX + 1];
 
 	assert(r != NULL && cb != NULL);
-	r->now_ms = mono_ms();
+	r->now_ms = clock_mono_ms();
 	if (!norm_name(name, norm)) {
 		lookup_early(r, cb, arg, RESOLVE_NXDOMAIN, "'%.100s' is not a "
 		    "valid domain name", name != NULL ? name : "");
@@ -1638,7 +1630,7 @@ resolver_complete(struct resolver *r, uint64_t user_data, int res,
 	if (gen >> RSLV_INSTANCE_SHIFT != r->instance)
 		return;		/* a destroyed predecessor's request */
 	gen &= RSLV_GEN_MASK;
-	r->now_ms = mono_ms();
+	r->now_ms = clock_mono_ms();
 	switch ((enum rslv_kind)(idx >> RSLV_KIND_SHIFT)) {
 	case K_UDP_RECV:
 		udp_recv_done(r, res);
@@ -1717,7 +1709,7 @@ resolver_create(struct resolver **rp, struct io_uring *ring, unsigned op,
 	r->udp_fd = -1;
 	for (unsigned i = 0; i < RESOLVER_TCP_MAX; i++)
 		r->tc[i].fd = -1;
-	r->now_ms = mono_ms();
+	r->now_ms = clock_mono_ms();
 	r->udp_buf = malloc(RESOLVER_UDP_BUF);
 	r->ans = malloc(sizeof(*r->ans));
 	r->q = calloc(RESOLVER_QUERIES_MAX, sizeof(*r->q));
@@ -1900,10 +1892,10 @@ resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
 	}
 	/* MX, then addresses: each phase at most attempts tries, plus a
 	 * TCP try, of timeout_ms. A bound, never normally reached. */
-	deadline = mono_ms() + 3ull * (cfg->attempts + 1) * cfg->timeout_ms +
+	deadline = clock_mono_ms() + 3ull * (cfg->attempts + 1) * cfg->timeout_ms +
 	    1000;
 	resolver_lookup(r, name, mx_lookup, sync_done, &s);
-	while (!s.done && mono_ms() < deadline) {
+	while (!s.done && clock_mono_ms() < deadline) {
 		struct __kernel_timespec ts = { 0, 100 * 1000 * 1000 };
 		struct io_uring_cqe *cqe;
 		struct { uint64_t ud; int res; uint32_t flags; } got[64];
@@ -1924,7 +1916,7 @@ resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
 				resolver_complete(r, got[i].ud, got[i].res,
 				    got[i].flags);
 		if (!s.done)
-			resolver_tick(r, mono_ms());
+			resolver_tick(r, clock_mono_ms());
 	}
 	resolver_destroy(r);
 	if (!s.done) {

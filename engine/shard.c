@@ -47,8 +47,9 @@
 #include "../queue/queue.h"
 #include "../queue/queue_commit.h"
 #include "deliver.h"
-#include "log.h"
-#include "uring.h"
+#include "../lib/clock.h"
+#include "../lib/log.h"
+#include "../lib/uring.h"
 
 /* Ring and buffer sizes: fixed at start-up, see docs/architecture.md. */
 #define SHARD_RING_ENTRIES 4096
@@ -162,15 +163,6 @@ struct shard {
  */
 static _Atomic uint32_t total_conns;
 static _Atomic uint16_t client_conns[1u << 16];
-
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static inline struct io_uring_sqe *
 get_sqe(struct shard *sh)
@@ -898,13 +890,10 @@ shard_queue_dsn(struct shard *sh, const char *rcpt, struct buf *msg,
 		.protocol = "local",
 		.rcpt = rcpts,
 	};
-	struct timespec ts;
 
 	if (sh->stopping)
 		return 0;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	env.arrival_us = (uint64_t)ts.tv_sec * 1000000u +
-	    (uint64_t)ts.tv_nsec / 1000u;
+	env.arrival_us = clock_real_us();
 	env.qid = queue_id_next(&sh->idgen, env.arrival_us / 1000u);
 	job = job_new(&env, msg->data, msg->len);
 	if (job == NULL)
@@ -1246,7 +1235,7 @@ shard_main(void *arg)
 
 	setup_ring(sh);
 	log_buffer_lines();
-	sh->now_ms = mono_ms();
+	sh->now_ms = clock_mono_ms();
 	sh->next_tick_ms = sh->now_ms + SHARD_TICK_MS;
 	for (;;) {
 		pending_flush(sh);
@@ -1278,7 +1267,7 @@ shard_main(void *arg)
 				break;
 		}
 		io_uring_cq_advance(&sh->ring, n);
-		sh->now_ms = mono_ms();
+		sh->now_ms = clock_mono_ms();
 		for (i = 0; i < n; i++)
 			dispatch(sh, done[i].ud, done[i].res, done[i].flags);
 		if (sh->now_ms >= sh->next_tick_ms) {

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../engine/buf.h"
+#include "../lib/buf.h"
 
 enum data_scan_state {
 	DS_LINE_START = 0,	/* at the start of a line */

@@ -50,7 +50,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../engine/log.h"
+#include "../lib/log.h"
 #include "../queue/queue.h"
 #include "smtp_parse.h"
 

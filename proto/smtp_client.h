@@ -60,7 +60,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../engine/buf.h"
+#include "../lib/buf.h"
 
 /* Longest reply line accepted, CRLF included (RFC 5321 says 512). */
 #define SMTP_CLIENT_LINE_MAX 4096

@@ -23,7 +23,8 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "../engine/log.h"
+#include "../lib/clock.h"
+#include "../lib/log.h"
 #include "smtp_parse.h"
 
 /* Longest HELO name kept; longer ones are truncated (they are only logged). */
@@ -127,15 +128,6 @@ reply_error(struct smtp_session *s, const char *fmt, ...)
 		    s->cfg->hostname);
 		enter_state(s, SMTP_S_QUIT);
 	}
-}
-
-static uint64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 void
@@ -432,7 +424,7 @@ begin_message(struct smtp_session *s)
 	char qid[QUEUE_ID_LEN + 1], date[64];
 	const char *proto = s->esmtp ? "ESMTP" : "SMTP";
 
-	s->arrival_us = now_us();
+	s->arrival_us = clock_real_us();
 	s->qid = queue_id_next(s->idgen, s->arrival_us / 1000u);
 	queue_id_format(s->qid, qid);
 	format_date(s->arrival_us, date, sizeof(date));

@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "../engine/buf.h"
+#include "../lib/buf.h"
 #include "../queue/queue.h"
 #include "../queue/route.h"
 #include "data_scan.h"

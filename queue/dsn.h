@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../engine/buf.h"
+#include "../lib/buf.h"
 
 /* At most this much of the original header section is returned, cut at
  * a line boundary (RFC 3462 / RFC 6522 leave the amount to the MTA). */

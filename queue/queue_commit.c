@@ -18,8 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../engine/log.h"
-#include "../engine/spsc.h"
+#include "../lib/clock.h"
+#include "../lib/log.h"
+#include "../lib/spsc.h"
 
 /* Ring capacity per shard and direction; also the largest batch per shard. */
 #define COMMIT_RING 4096
@@ -273,15 +274,6 @@ segref_count_msg(void *arg, const struct queue_msg *m)
 	r->count++;
 	r->sealed = true;	/* shards only append to new segments */
 	return 0;
-}
-
-static uint64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static void
@@ -680,10 +672,10 @@ commit_batch(struct committer *c, size_t n)
 		    seg_failed_err(c, job->put.seg) == 0)
 			seg_mark_failed(c, job->put.seg, ierr);
 	}
-	t0 = mono_us();
+	t0 = clock_mono_us();
 	io_start(c, c->batch, n);
 	io_wait(c, c->batch);
-	atomic_fetch_add(&c->sync_us, mono_us() - t0);
+	atomic_fetch_add(&c->sync_us, clock_mono_us() - t0);
 	io_check(c, c->batch, n);
 	/* The shard logs each failed message with its queue id. */
 	for (i = 0; i < n; i++)
@@ -762,7 +754,7 @@ committer_main(void *arg)
 
 /* ---- the indexer thread ---------------------------------------------- */
 
-/* A CLOCK_MONOTONIC time us (mono_us() terms) as a timespec. */
+/* A CLOCK_MONOTONIC time us (clock_mono_us() terms) as a timespec. */
 static struct timespec
 abs_mono(uint64_t us)
 {
@@ -905,10 +897,10 @@ ix_write(struct committer *c, const struct ixbatch *b)
 		    QUEUE_LOG_FORGET };
 	if (np + nu + nl == 0)
 		return 0;
-	t0 = mono_us();
+	t0 = clock_mono_us();
 	rc = queue_index_write(c->qi, c->puts, np, c->ups, nu, c->logs, nl,
 	    c->removed, &nrem);
-	atomic_fetch_add(&c->write_us, mono_us() - t0);
+	atomic_fetch_add(&c->write_us, clock_mono_us() - t0);
 	if (rc != 0)
 		return rc;
 	atomic_fetch_add(&c->n_writes, 1);
@@ -979,7 +971,7 @@ indexer_main(void *arg)
 					continue;
 				}
 				/* Short of room: look again now and then. */
-				ts = abs_mono(mono_us() + ROOM_RECHECK_US);
+				ts = abs_mono(clock_mono_us() + ROOM_RECHECK_US);
 				pthread_cond_timedwait(&c->work, &c->mu, &ts);
 				pthread_mutex_unlock(&c->mu);
 				room_check(c);
@@ -990,7 +982,7 @@ indexer_main(void *arg)
 		/* Let the log's syncs have the disk for a while: what comes
 		 * meanwhile joins this write. */
 		while (!c->istop && !c->urgent && c->backlog < INDEX_EAGER &&
-		    mono_us() < next_us) {
+		    clock_mono_us() < next_us) {
 			struct timespec ts = abs_mono(next_us);
 
 			pthread_cond_timedwait(&c->work, &c->mu, &ts);
@@ -1015,7 +1007,7 @@ indexer_main(void *arg)
 		}
 		forget_sync(c, false);
 		room_check(c);
-		next_us = mono_us() + INDEX_INTERVAL_US;
+		next_us = clock_mono_us() + INDEX_INTERVAL_US;
 		/*
 		 * All of it or none: acknowledged messages are never left
 		 * out, and a DSN stays in one write with its bounces. A
@@ -1093,7 +1085,7 @@ committer_start(struct committer **out, struct queue_index *qi,
 	{
 		pthread_condattr_t ca;
 
-		/* The indexer's paced waits count in mono_us() terms. */
+		/* The indexer's paced waits count in clock_mono_us() terms. */
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_cond_init(&c->work, &ca);
@@ -1265,7 +1257,7 @@ committer_refusing(struct committer *c)
 int
 committer_index_sync(struct committer *c, unsigned timeout_ms)
 {
-	struct timespec ts = abs_mono(mono_us() + (uint64_t)timeout_ms * 1000u);
+	struct timespec ts = abs_mono(clock_mono_us() + (uint64_t)timeout_ms * 1000u);
 	uint64_t ticket;
 	int rc = 0;
 

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../../engine/buf.h"
+#include "../../lib/buf.h"
 
 #define T_EXIT_PASS 0
 #define T_EXIT_FAIL 1

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../engine/log.h"
+#include "../../lib/log.h"
 #include "check.h"
 
 static char path[] = "/tmp/sluice-t-log-XXXXXX";

@@ -14,7 +14,7 @@
  */
 #include "check.h"
 #include "../../engine/resolver.h"
-#include "../../engine/uring.h"
+#include "../../lib/uring.h"
 #include "../../proto/dns.h"
 
 #include <arpa/inet.h>

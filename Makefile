@@ -28,7 +28,7 @@ UNIT     = $(O)/tests/unit
 BENCH_SRC = bench/bench_hist.c bench/bench_common.c bench/bench_tls.c \
 	bench/bench_source.c bench/bench_sink.c
 LIB_SRC  = $(wildcard lib/*.c) $(filter-out engine/main.c,$(wildcard engine/*.c)) \
-	$(wildcard proto/*.c) $(wildcard queue/*.c) $(wildcard dkim/*.c) \
+	$(wildcard proto/*.c) $(wildcard queue/*.c) $(wildcard deliver/*.c) $(wildcard dkim/*.c) \
 	$(BENCH_SRC)
 LIB_OBJ  = $(LIB_SRC:%.c=$(OBJ)/%.o)
 LIB      = $(OBJ)/libsluice.a

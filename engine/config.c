@@ -55,7 +55,7 @@
 #include <yaml.h>
 
 #include "config.h"
-#include "resolver.h"
+#include "../deliver/resolver.h"
 
 #define CONFIG_FILE_MAX		(1024 * 1024)	/* bytes of YAML */
 #define CONFIG_DEPTH_MAX	32		/* nested maps/lists */
@@ -2184,6 +2184,19 @@ config_errors_free(struct config_errors *errs)
 	free(errs->msg);
 	errs->msg = NULL;
 	errs->n = 0;
+}
+
+void
+config_deliver_cfg(const struct config *cfg, struct deliver_cfg *out)
+{
+	*out = (struct deliver_cfg){
+		.hostname = cfg->hostname,
+		.spool = cfg->spool,
+		.dev_redirect = cfg->dev_redirect,
+		.routes = &cfg->routes,
+		.dns = &cfg->dns,
+		.delivery = &cfg->delivery,
+	};
 }
 
 int

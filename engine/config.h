@@ -24,7 +24,8 @@
 #include <sys/socket.h>
 
 #include "../lib/net.h"
-#include "../queue/route.h"
+#include "../deliver/deliver_cfg.h"
+#include "../deliver/route.h"
 
 struct listen_cfg {
 	char *address;		/* as written: "127.0.0.1:2525", "[::1]:25" */
@@ -46,22 +47,6 @@ struct limits_cfg {
 struct queue_cfg {
 	uint64_t segment_size;		/* bytes before a spool segment rolls */
 	uint64_t index_size;		/* LMDB map size, bytes */
-};
-
-struct dns_cfg {
-	char *resolver;			/* "host:port"; NULL: resolv.conf */
-	uint32_t timeout_ms;		/* per try */
-	uint32_t attempts;		/* tries before a temporary failure */
-};
-
-struct delivery_cfg {
-	uint32_t paused;		/* accept and queue, deliver nothing */
-	char *log;			/* delivery log path, "-": stderr */
-	uint32_t connect_timeout_ms;
-	uint32_t reply_timeout_ms;	/* greeting and command replies */
-	uint32_t data_timeout_ms;	/* reply after the final dot */
-	uint32_t idle_keep_ms;		/* idle connection kept for reuse */
-	uint32_t chunking;		/* BDAT to servers offering CHUNKING */
 };
 
 /*
@@ -128,6 +113,9 @@ void config_free(struct config *cfg);
 int config_load_report(struct config *cfg, const char *path,
     char *const *overrides, size_t noverrides, char *const *envp, FILE *err);
 void config_errors_free(struct config_errors *errs);
+
+/* Delivery's view of cfg: pointers into it, valid while it is loaded. */
+void config_deliver_cfg(const struct config *cfg, struct deliver_cfg *out);
 
 /* The embedded default configuration, YAML text. */
 extern const char config_default_yaml[];

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deliver.h"
+#include "../deliver/deliver.h"
 #include "../lib/log.h"
 
 #define CONTROL_LINE_MAX 256

@@ -31,7 +31,7 @@
 #include "../queue/queue_commit.h"
 #include "config.h"
 #include "control.h"
-#include "deliver.h"
+#include "../deliver/deliver.h"
 #include "../lib/log.h"
 #include "shard.h"
 
@@ -268,6 +268,7 @@ main(int argc, char **argv)
 	struct queue_recovery_report rep;
 	struct committer_stats cst;
 	struct smtp_server_cfg scfg;
+	struct deliver_cfg dcfg;
 	struct queue_index *qi = NULL;
 	struct committer *committer;
 	struct shard **shards;
@@ -360,7 +361,8 @@ main(int argc, char **argv)
 		    last_qid);
 		efds[i] = shard_eventfd(shards[i]);
 	}
-	deliver_global_init(&cfg, cfg.shards, efds);
+	config_deliver_cfg(&cfg, &dcfg);
+	deliver_global_init(&dcfg, cfg.shards, efds);
 	schedule_queue(qi);
 	if ((rc = committer_start(&committer, qi, cfg.shards, efds,
 	    cfg.spool)) < 0)

@@ -46,7 +46,7 @@
 #include "../proto/smtp_server.h"
 #include "../queue/queue.h"
 #include "../queue/queue_commit.h"
-#include "deliver.h"
+#include "../deliver/deliver.h"
 #include "../lib/clock.h"
 #include "../lib/log.h"
 #include "../lib/uring.h"
@@ -108,9 +108,11 @@ struct conn {
 struct shard {
 	unsigned id;
 	const struct config *cfg;
+	struct deliver_cfg dcfg;	/* delivery's view of cfg */
 	const struct smtp_server_cfg *scfg;
 	struct committer *committer;
 	struct io_uring ring;
+	struct uring_loop loop;
 	pthread_t thread;
 
 	int lfd[SHARD_LISTEN_MAX];
@@ -611,6 +613,11 @@ job_free(struct commit_job *job)
 	free(job);
 }
 
+static uint64_t shard_queue_dsn(struct shard *sh, const char *rcpt,
+    struct buf *msg, struct queue_update *ups, uint32_t nups);
+static void shard_submit_updates(struct shard *sh, struct queue_update *ups,
+    uint32_t nups);
+
 /* A message is queued: hand its recipients to their owners. */
 static void
 job_dispatch(struct shard *sh, const struct commit_job *job)
@@ -873,7 +880,7 @@ is_ascii(const char *p, size_t n)
 	return true;
 }
 
-uint64_t
+static uint64_t
 shard_queue_dsn(struct shard *sh, const char *rcpt, struct buf *msg,
     struct queue_update *ups, uint32_t nups)
 {
@@ -911,7 +918,7 @@ shard_queue_dsn(struct shard *sh, const char *rcpt, struct buf *msg,
 	return env.qid;
 }
 
-void
+static void
 shard_submit_updates(struct shard *sh, struct queue_update *ups,
     uint32_t nups)
 {
@@ -1198,6 +1205,25 @@ tick(struct shard *sh)
  * The ring is created by the thread that uses it: with SINGLE_ISSUER the
  * creating task is the only one allowed to submit.
  */
+/* Delivery's way back into this shard (deliver/deliver.h). */
+static uint64_t
+host_queue_dsn(void *ctx, const char *rcpt, struct buf *msg,
+    struct queue_update *ups, uint32_t nups)
+{
+	return shard_queue_dsn(ctx, rcpt, msg, ups, nups);
+}
+
+static void
+host_submit_updates(void *ctx, struct queue_update *ups, uint32_t nups)
+{
+	shard_submit_updates(ctx, ups, nups);
+}
+
+static const struct deliver_host shard_deliver_host = {
+	.queue_dsn = host_queue_dsn,
+	.submit_updates = host_submit_updates,
+};
+
 static void
 setup_ring(struct shard *sh)
 {
@@ -1214,26 +1240,33 @@ setup_ring(struct shard *sh)
 	for (i = 0; i < sh->nlisten; i++)
 		arm_accept(sh, i);
 	arm_wake(sh);
-	sh->deliver = deliver_create(sh, &sh->ring, sh->id, sh->cfg);
+	sh->deliver = deliver_create(&shard_deliver_host, sh, &sh->ring, sh->id,
+	    &sh->dcfg);
 	if (sh->deliver == NULL)
 		log_fatal("shard %u: cannot start delivery", sh->id);
+}
+
+/* The loop's dispatch: completions see the time of the wait they ended. */
+static void
+loop_dispatch(void *ctx, uint64_t ud, int res, uint32_t flags)
+{
+	struct shard *sh = ctx;
+
+	sh->now_ms = sh->loop.now_us / 1000u;
+	dispatch(sh, ud, res, flags);
 }
 
 static void *
 shard_main(void *arg)
 {
 	struct shard *sh = arg;
-	struct io_uring_cqe *cqe;
-	struct {
-		uint64_t ud;
-		int res;
-		uint32_t flags;
-	} done[SHARD_CQE_BATCH];
-	struct __kernel_timespec ts;
-	unsigned head, n, i;
-	int rc;
+	char name[32];
 
 	setup_ring(sh);
+	snprintf(name, sizeof(name), "shard %u", sh->id);
+	if (uring_loop_init(&sh->loop, &sh->ring, SHARD_CQE_BATCH,
+	    loop_dispatch, sh, name) != 0)
+		log_fatal("out of memory");
 	log_buffer_lines();
 	sh->now_ms = clock_mono_ms();
 	sh->next_tick_ms = sh->now_ms + SHARD_TICK_MS;
@@ -1249,27 +1282,9 @@ shard_main(void *arg)
 		    (sh->deliver == NULL || deliver_stop(sh->deliver,
 		    sh->now_ms >= sh->stop_deadline_ms)))
 			break;
-		ts.tv_sec = 0;
-		ts.tv_nsec = SHARD_TICK_MS * 1000000LL;
 		log_buffer_flush();
-		rc = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts,
-		    NULL);
-		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
-			log_fatal("shard %u: io_uring wait: %s", sh->id,
-			    strerror(-rc));
-		/* Reap everything first, then run the handlers. */
-		n = 0;
-		io_uring_for_each_cqe(&sh->ring, head, cqe) {
-			done[n].ud = cqe->user_data;
-			done[n].res = cqe->res;
-			done[n].flags = cqe->flags;
-			if (++n == SHARD_CQE_BATCH)
-				break;
-		}
-		io_uring_cq_advance(&sh->ring, n);
-		sh->now_ms = clock_mono_ms();
-		for (i = 0; i < n; i++)
-			dispatch(sh, done[i].ud, done[i].res, done[i].flags);
+		uring_loop_step(&sh->loop, SHARD_TICK_MS * 1000u);
+		sh->now_ms = sh->loop.now_us / 1000u;
 		if (sh->now_ms >= sh->next_tick_ms) {
 			tick(sh);
 			if (sh->deliver != NULL)
@@ -1281,6 +1296,7 @@ shard_main(void *arg)
 	/* On this thread: the resolver cancels its requests on the ring. */
 	deliver_destroy(sh->deliver);
 	sh->deliver = NULL;
+	uring_loop_free(&sh->loop);
 	log_buffer_flush();
 	return NULL;
 }
@@ -1301,6 +1317,7 @@ shard_create(unsigned id, const struct config *cfg,
 		log_fatal("out of memory");
 	sh->id = id;
 	sh->cfg = cfg;
+	config_deliver_cfg(cfg, &sh->dcfg);
 	sh->scfg = scfg;
 	sh->cur = sh->next = -1;
 	sh->efd = -1;

@@ -43,22 +43,6 @@ void shard_join_thread(struct shard *sh);
 /* Free what the shard holds; after shard_join_thread(). */
 void shard_free(struct shard *sh);
 
-/*
- * For the shard's deliverer (same thread). shard_queue_dsn() writes a DSN
- * (msg, taken: *msg is left empty) from the null sender to rcpt as a new
- * message and indexes it in one transaction with ups (taken too); once
- * queued it is delivered like any message. Returns its queue id, or 0
- * when it cannot be queued now (msg and ups are then still the
- * caller's). shard_submit_updates() hands delivery results to the
- * committer (ups taken).
- */
-struct buf;
-struct queue_update;
-uint64_t shard_queue_dsn(struct shard *sh, const char *rcpt, struct buf *msg,
-    struct queue_update *ups, uint32_t nups);
-void shard_submit_updates(struct shard *sh, struct queue_update *ups,
-    uint32_t nups);
-
 /* Messages this shard acknowledged with 250. */
 uint64_t shard_messages(const struct shard *sh);
 

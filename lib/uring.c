@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "clock.h"
 #include "log.h"
 
 int
@@ -91,4 +92,59 @@ uring_bufs_free(struct uring_bufs *b)
 		munmap(b->br, b->ring_bytes);
 	free(b->base);
 	memset(b, 0, sizeof(*b));
+}
+
+int
+uring_loop_init(struct uring_loop *l, struct io_uring *ring, unsigned batch,
+    void (*dispatch)(void *, uint64_t, int, uint32_t), void *ctx,
+    const char *name)
+{
+	assert(ring != NULL && dispatch != NULL);
+	memset(l, 0, sizeof(*l));
+	l->ring = ring;
+	l->dispatch = dispatch;
+	l->ctx = ctx;
+	l->name = name;
+	l->batch = batch != 0 ? batch : URING_LOOP_BATCH;
+	l->done = calloc(l->batch, sizeof(*l->done));
+	if (l->done == NULL)
+		return -ENOMEM;
+	l->now_us = clock_mono_us();
+	return 0;
+}
+
+void
+uring_loop_free(struct uring_loop *l)
+{
+	free(l->done);
+	l->done = NULL;
+}
+
+unsigned
+uring_loop_step(struct uring_loop *l, uint64_t wait_us)
+{
+	struct __kernel_timespec ts = {
+		.tv_sec = (long long)(wait_us / 1000000u),
+		.tv_nsec = (long long)(wait_us % 1000000u) * 1000,
+	};
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0, i;
+	int rc;
+
+	rc = io_uring_submit_and_wait_timeout(l->ring, &cqe, 1, &ts, NULL);
+	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
+		log_fatal("%s: io_uring wait: %s", l->name, strerror(-rc));
+	io_uring_for_each_cqe(l->ring, head, cqe) {
+		l->done[n].ud = cqe->user_data;
+		l->done[n].res = cqe->res;
+		l->done[n].flags = cqe->flags;
+		if (++n == l->batch)
+			break;
+	}
+	io_uring_cq_advance(l->ring, n);
+	l->now_us = clock_mono_us();
+	for (i = 0; i < n; i++)
+		l->dispatch(l->ctx, l->done[i].ud, l->done[i].res,
+		    l->done[i].flags);
+	return n;
 }

@@ -13,6 +13,10 @@
  *   an idle connection holds no receive buffer; a buffer goes back with
  *   uring_bufs_recycle() as soon as its bytes are consumed or copied.
  *
+ * - uring_loop_step(): the reap-and-dispatch step every event loop runs:
+ *   submit, sleep until a completion or a deadline, copy the completions
+ *   out of the ring, then hand each to the loop's dispatch function.
+ *
  * Errors are returned as -errno.
  */
 #ifndef SLUICE_URING_H
@@ -87,5 +91,43 @@ uring_bufs_recycle(struct uring_bufs *b, unsigned bid)
 	    (uint16_t)bid, io_uring_buf_ring_mask(b->count), 0);
 	io_uring_buf_ring_advance(b->br, 1);
 }
+
+/*
+ * One event loop's wait and dispatch. Every thread with a ring runs its
+ * loop as: do its own work (queue SQEs), then uring_loop_step(). A step
+ * submits what is queued, waits until at least one completion arrives or
+ * wait_us passes, reaps up to batch completions (copying them, so the
+ * ring's CQ is free again before any handler runs and a handler may queue
+ * and submit without recursion), reads the monotonic clock into now_us,
+ * and calls dispatch(ctx, user_data, res, flags) for each, in order.
+ */
+struct uring_done {
+	uint64_t ud;
+	int res;
+	uint32_t flags;
+};
+
+struct uring_loop {
+	struct io_uring *ring;
+	void (*dispatch)(void *ctx, uint64_t ud, int res, uint32_t flags);
+	void *ctx;
+	const char *name;		/* for the fatal message */
+	unsigned batch;			/* completions reaped per step */
+	struct uring_done *done;	/* batch entries */
+	uint64_t now_us;		/* clock_mono_us() after the last wait */
+};
+
+/* 0 or -ENOMEM. batch 0 picks URING_LOOP_BATCH. */
+#define URING_LOOP_BATCH 256
+int uring_loop_init(struct uring_loop *l, struct io_uring *ring,
+    unsigned batch, void (*dispatch)(void *, uint64_t, int, uint32_t),
+    void *ctx, const char *name);
+void uring_loop_free(struct uring_loop *l);
+/*
+ * Submit, wait (at most wait_us; 0 polls), reap, dispatch. Returns the
+ * number of completions handled. A wait error other than a timeout or an
+ * interruption is fatal: the ring is unusable.
+ */
+unsigned uring_loop_step(struct uring_loop *l, uint64_t wait_us);
 
 #endif

@@ -22,7 +22,7 @@
 
 #include "../lib/buf.h"
 #include "../queue/queue.h"
-#include "../queue/route.h"
+#include "../deliver/route.h"
 #include "data_scan.h"
 
 /* What the session needs to know of the server; shared, read-only. */

@@ -27,7 +27,7 @@
  * error), 2 on a usage or configuration error.
  */
 #include "../engine/config.h"
-#include "../engine/resolver.h"
+#include "../deliver/resolver.h"
 #include "../queue/queue.h"
 
 #include <arpa/inet.h>

@@ -9,7 +9,7 @@
  * line (printed, not asserted).
  */
 #include "check.h"
-#include "../../engine/dlog.h"
+#include "../../deliver/dlog.h"
 
 #include <errno.h>
 #include <fcntl.h>

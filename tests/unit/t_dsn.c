@@ -11,7 +11,7 @@
  * random envelopes and originals still give well-formed output.
  */
 #include "check.h"
-#include "../../queue/dsn.h"
+#include "../../deliver/dsn.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -13,7 +13,7 @@
  * timeout: 120
  */
 #include "check.h"
-#include "../../engine/resolver.h"
+#include "../../deliver/resolver.h"
 #include "../../lib/uring.h"
 #include "../../proto/dns.h"
 

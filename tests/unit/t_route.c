@@ -5,7 +5,7 @@
  * names destinations, and stays correct with 5,000 routes.
  */
 #include "check.h"
-#include "../../queue/route.h"
+#include "../../deliver/route.h"
 
 #include <string.h>
 

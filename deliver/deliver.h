@@ -13,7 +13,7 @@
  * The owner keeps items in memory: ready ones in their destination's
  * FIFO, deferred ones in a heap by retry time. Outbound connections run
  * on the shard's ring (op kinds DELIVER_OP_*), the SMTP dialogue is
- * proto/smtp_client.c, DNS is engine/resolver.c on the same ring.
+ * proto/smtp_client.c, DNS is deliver/resolver.c on the same ring.
  * Results go to the index through the committer (batched like
  * acceptance), one JSON line per recipient per attempt goes to the
  * delivery log, and bounces produce a DSN queued as a new message.
@@ -29,20 +29,37 @@
 #include <stdint.h>
 
 #include "../queue/queue.h"
-#include "config.h"
+#include "deliver_cfg.h"
 
+struct buf;
 struct io_uring;
-struct shard;
 struct deliver;
+struct queue_update;
+
+/*
+ * What delivery asks of the shard it runs on (engine/shard.c provides it):
+ * the two ways its results reach the queue. Both run on the shard's
+ * thread and never block.
+ *   queue_dsn       queue msg (a DSN from <> to rcpt) with the updates ups
+ *                   in the same index write; its queue id, or 0 when it
+ *                   could not be queued (the updates are then not sent)
+ *   submit_updates  hand recipient-state updates to the committer
+ */
+struct deliver_host {
+	uint64_t (*queue_dsn)(void *ctx, const char *rcpt, struct buf *msg,
+	    struct queue_update *ups, uint32_t nups);
+	void (*submit_updates)(void *ctx, struct queue_update *ups,
+	    uint32_t nups);
+};
 
 /* Completions with an op at or above this belong to the deliverer. */
 #define DELIVER_OP_BASE 32
 
 /*
- * Before any shard runs: the shard count, the configuration (for routes)
+ * Before any shard runs: the settings (kept by pointer), the shard count
  * and each shard's eventfd (to wake an owner whose inbox got items).
  */
-void deliver_global_init(const struct config *cfg, unsigned nshards,
+void deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
     const int *efds);
 void deliver_global_free(void);
 
@@ -82,8 +99,9 @@ void deliver_log_discard(struct deliver *d, uint64_t qid,
     const struct envelope *env, uint16_t idx, uint32_t size);
 
 /* The deliverer of one shard; NULL on failure (reported). */
-struct deliver *deliver_create(struct shard *sh, struct io_uring *ring,
-    unsigned shard_id, const struct config *cfg);
+struct deliver *deliver_create(const struct deliver_host *host,
+    void *host_ctx, struct io_uring *ring, unsigned shard_id,
+    const struct deliver_cfg *cfg);
 void deliver_destroy(struct deliver *d);
 
 /* A completion with op >= DELIVER_OP_BASE. */

@@ -46,13 +46,12 @@
 #include <xxhash.h>
 
 #include "../proto/smtp_client.h"
-#include "../queue/dsn.h"
-#include "../queue/route.h"
+#include "dsn.h"
+#include "route.h"
 #include "dlog.h"
 #include "../lib/clock.h"
 #include "../lib/log.h"
 #include "resolver.h"
-#include "shard.h"
 #include "../lib/uring.h"
 
 #define DL_CONNS 512		/* outbound connections per shard */
@@ -172,10 +171,11 @@ struct dl_conn {
 };
 
 struct deliver {
-	struct shard *sh;
+	const struct deliver_host *host;
+	void *host_ctx;
 	struct io_uring *ring;
 	unsigned id;
-	const struct config *cfg;
+	const struct deliver_cfg *cfg;
 	struct resolver *res;
 	char resolver_err[160];
 	struct dl_dest *buckets[DL_DEST_BUCKETS];
@@ -206,11 +206,11 @@ struct inbox {
 
 static struct inbox inboxes[64];
 static unsigned g_nshards;
-static const struct config *g_cfg;
+static const struct deliver_cfg *g_cfg;
 static struct route g_default_route;
 
 void
-deliver_global_init(const struct config *cfg, unsigned nshards,
+deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
     const int *efds)
 {
 	g_cfg = cfg;
@@ -306,7 +306,7 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		if (done[i] || (pending != NULL && !pending[i]))
 			continue;
 		dom = addr_domain(redirect != NULL ? redirect : env->rcpt[i]);
-		r = route_lookup(&g_cfg->routes, dom);
+		r = route_lookup(g_cfg->routes, dom);
 		if (r == NULL)
 			r = &g_default_route;
 		/* Without a caller to mark it (start-up), a discard becomes
@@ -377,7 +377,7 @@ deliver_log_discard(struct deliver *d, uint64_t qid,
 		.size = size,
 	};
 
-	r = route_lookup(&g_cfg->routes, e.destination);
+	r = route_lookup(g_cfg->routes, e.destination);
 	e.text = r != NULL && r->transport.text[0] ? r->transport.text :
 	    "discarded";
 	queue_id_format(qid, q);
@@ -416,7 +416,7 @@ dest_get(struct deliver *d, struct dl_item *it)
 	ds->tokens = 1;
 	ds->ccfg.helo_name = d->cfg->hostname;
 	ds->ccfg.lmtp = r->transport.kind == ROUTE_LMTP;
-	ds->ccfg.chunking = d->cfg->delivery.chunking != 0;
+	ds->ccfg.chunking = d->cfg->delivery->chunking != 0;
 	if (r->policy.auth) {
 		ds->ccfg.auth_user = r->policy.auth_user;
 		ds->ccfg.auth_pass = r->policy.auth_password;
@@ -804,7 +804,7 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 		    env->client_addr);
 		if (dsn_build(&info, bounced, nb, orig, it->mm.msg_len,
 		    &msg) == 0) {
-			uint64_t dq = shard_queue_dsn(d->sh, sender, &msg, ups,
+			uint64_t dq = d->host->queue_dsn(d->host_ctx, sender, &msg, ups,
 			    n);
 
 			if (dq != 0) {
@@ -842,7 +842,7 @@ item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 	free(sts);
 	free(ridx);
 	if (ups != NULL)
-		shard_submit_updates(d->sh, ups, n);
+		d->host->submit_updates(d->host_ctx, ups, n);
 	free(bounced);
 	if (keep > 0 && !it->dropped) {
 		it->nrcpt = keep;
@@ -1123,7 +1123,7 @@ conn_close(struct dl_conn *c)
 static void
 conn_deadline(struct dl_conn *c)
 {
-	const struct delivery_cfg *dc = &c->d->cfg->delivery;
+	const struct delivery_cfg *dc = c->d->cfg->delivery;
 
 	switch (smtp_client_waiting(&c->cli)) {
 	case SMTP_CLIENT_WAIT_DATA_END:
@@ -1520,7 +1520,7 @@ conn_connect(struct dl_conn *c)
 	io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&t->sa, t->salen);
 	io_uring_sqe_set_data64(sqe, cud(OP_CONNECT, c));
 	c->inflight++;
-	c->deadline_ms = c->d->now_ms + c->d->cfg->delivery.connect_timeout_ms;
+	c->deadline_ms = c->d->now_ms + c->d->cfg->delivery->connect_timeout_ms;
 }
 
 /* false when no connection could be started (the caller stops trying). */
@@ -1937,7 +1937,7 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 		if (u != NULL) {
 			u->kind = ctl->upd;
 			u->qid = ctl->qid;
-			shard_submit_updates(d->sh, u, 1);
+			d->host->submit_updates(d->host_ctx, u, 1);
 		}
 		break;
 	}
@@ -1987,7 +1987,7 @@ deliver_run(struct deliver *d, uint64_t now_ms)
 		it = heap_pop(d);
 		dest_push(d, it->dest, it);
 	}
-	for (pp = &d->run; !d->cfg->delivery.paused && (ds = *pp) != NULL;) {
+	for (pp = &d->run; !d->cfg->delivery->paused && (ds = *pp) != NULL;) {
 		if (dest_service(d, ds)) {
 			pp = &ds->rnext;
 		} else {
@@ -2115,8 +2115,8 @@ deliver_stop(struct deliver *d, bool force)
 }
 
 struct deliver *
-deliver_create(struct shard *sh, struct io_uring *ring, unsigned shard_id,
-    const struct config *cfg)
+deliver_create(const struct deliver_host *host, void *host_ctx,
+    struct io_uring *ring, unsigned shard_id, const struct deliver_cfg *cfg)
 {
 	struct deliver *d = calloc(1, sizeof(*d));
 	struct resolver_cfg rc;
@@ -2124,7 +2124,8 @@ deliver_create(struct shard *sh, struct io_uring *ring, unsigned shard_id,
 
 	if (d == NULL)
 		return NULL;
-	d->sh = sh;
+	d->host = host;
+	d->host_ctx = host_ctx;
 	d->ring = ring;
 	d->id = shard_id;
 	d->cfg = cfg;
@@ -2145,9 +2146,9 @@ deliver_create(struct shard *sh, struct io_uring *ring, unsigned shard_id,
 	snprintf(path, sizeof(path), "%s/seg", cfg->spool);
 	d->segdir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	resolver_cfg_defaults(&rc);
-	rc.timeout_ms = cfg->dns.timeout_ms;
-	rc.attempts = cfg->dns.attempts;
-	if (resolver_cfg_server(&rc, cfg->dns.resolver, "/etc/resolv.conf",
+	rc.timeout_ms = cfg->dns->timeout_ms;
+	rc.attempts = cfg->dns->attempts;
+	if (resolver_cfg_server(&rc, cfg->dns->resolver, "/etc/resolv.conf",
 	    d->resolver_err, sizeof(d->resolver_err)) != 0 ||
 	    resolver_create(&d->res, ring, OP_DNS, &rc) != 0) {
 		if (d->resolver_err[0] == '\0')
@@ -2157,11 +2158,11 @@ deliver_create(struct shard *sh, struct io_uring *ring, unsigned shard_id,
 		    d->resolver_err);
 		d->res = NULL;
 	}
-	if (strcmp(cfg->delivery.log, "-") == 0 || cfg->delivery.log[0] == '/')
-		snprintf(path, sizeof(path), "%s", cfg->delivery.log);
+	if (strcmp(cfg->delivery->log, "-") == 0 || cfg->delivery->log[0] == '/')
+		snprintf(path, sizeof(path), "%s", cfg->delivery->log);
 	else
 		snprintf(path, sizeof(path), "%s/%s", cfg->spool,
-		    cfg->delivery.log);
+		    cfg->delivery->log);
 	if (dlog_open(&d->log, path) != 0)
 		log_warn("cannot open the delivery log %s: %s", path,
 		    strerror(errno));

@@ -1860,7 +1860,18 @@ struct sync_state {
 	void (*fn)(void *arg, const struct resolve_result *res);
 	void *arg;
 	bool done;
+	struct resolver *r;
 };
+
+/* After the answer, later completions (cancellations) are only drained. */
+static void
+sync_dispatch(void *ctx, uint64_t ud, int res, uint32_t flags)
+{
+	struct sync_state *s = ctx;
+
+	if (!s->done && URING_UD_OP(ud) == RESOLVER_SYNC_OP)
+		resolver_complete(s->r, ud, res, flags);
+}
 
 static void
 sync_done(void *arg, const struct resolve_result *res)
@@ -1877,8 +1888,9 @@ resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
     bool mx_lookup, void (*fn)(void *arg, const struct resolve_result *res),
     void *arg)
 {
-	struct sync_state s = { fn, arg, false };
+	struct sync_state s = { fn, arg, false, NULL };
 	struct io_uring ring;
+	struct uring_loop loop;
 	struct resolver *r;
 	uint64_t deadline;
 	int rc;
@@ -1890,34 +1902,24 @@ resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
 		io_uring_queue_exit(&ring);
 		return rc;
 	}
+	s.r = r;
+	if ((rc = uring_loop_init(&loop, &ring, 64, sync_dispatch, &s,
+	    "resolver")) < 0) {
+		resolver_destroy(r);
+		io_uring_queue_exit(&ring);
+		return rc;
+	}
 	/* MX, then addresses: each phase at most attempts tries, plus a
 	 * TCP try, of timeout_ms. A bound, never normally reached. */
 	deadline = clock_mono_ms() + 3ull * (cfg->attempts + 1) * cfg->timeout_ms +
 	    1000;
 	resolver_lookup(r, name, mx_lookup, sync_done, &s);
 	while (!s.done && clock_mono_ms() < deadline) {
-		struct __kernel_timespec ts = { 0, 100 * 1000 * 1000 };
-		struct io_uring_cqe *cqe;
-		struct { uint64_t ud; int res; uint32_t flags; } got[64];
-		unsigned n = 0, head;
-
-		io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &ts, NULL);
-		io_uring_for_each_cqe(&ring, head, cqe) {
-			if (n == 64)
-				break;
-			got[n].ud = cqe->user_data;
-			got[n].res = cqe->res;
-			got[n].flags = cqe->flags;
-			n++;
-		}
-		io_uring_cq_advance(&ring, n);
-		for (unsigned i = 0; i < n && !s.done; i++)
-			if (URING_UD_OP(got[i].ud) == RESOLVER_SYNC_OP)
-				resolver_complete(r, got[i].ud, got[i].res,
-				    got[i].flags);
+		uring_loop_step(&loop, 100 * 1000);
 		if (!s.done)
 			resolver_tick(r, clock_mono_ms());
 	}
+	uring_loop_free(&loop);
 	resolver_destroy(r);
 	if (!s.done) {
 		struct resolve_result res;

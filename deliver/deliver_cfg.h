@@ -1,0 +1,40 @@
+/*
+ * deliver_cfg.h - the settings delivery reads, as the configuration holds
+ * them. engine/config.h embeds these structs in struct config and hands
+ * delivery a struct deliver_cfg of pointers into it, so that deliver/
+ * never includes the runtime that loads them.
+ */
+#ifndef SLUICE_DELIVER_CFG_H
+#define SLUICE_DELIVER_CFG_H
+
+#include <stdint.h>
+
+struct route_table;
+
+struct dns_cfg {
+	char *resolver;			/* "host:port"; NULL: resolv.conf */
+	uint32_t timeout_ms;		/* per try */
+	uint32_t attempts;		/* tries before a temporary failure */
+};
+
+struct delivery_cfg {
+	uint32_t paused;		/* accept and queue, deliver nothing */
+	char *log;			/* delivery log path, "-": stderr */
+	uint32_t connect_timeout_ms;
+	uint32_t reply_timeout_ms;	/* greeting and command replies */
+	uint32_t data_timeout_ms;	/* reply after the final dot */
+	uint32_t idle_keep_ms;		/* idle connection kept for reuse */
+	uint32_t chunking;		/* BDAT to servers offering CHUNKING */
+};
+
+/* Everything delivery is configured with; the pointees outlive delivery. */
+struct deliver_cfg {
+	const char *hostname;		/* EHLO name, DSN reporting MTA */
+	const char *spool;		/* segments and a relative log path */
+	const char *dev_redirect;	/* NULL: off */
+	const struct route_table *routes;
+	const struct dns_cfg *dns;
+	const struct delivery_cfg *delivery;
+};
+
+#endif

@@ -1,5 +1,7 @@
 /*
  * resolver.c - asynchronous DNS on a shard's io_uring ring; see resolver.h.
+ * This file: configuration, the cache, lookups, the ring's completions
+ * and the synchronous wrapper; resolver_wire.c sends and receives.
  *
  * Three layers, each with its own bounded table:
  *
@@ -37,7 +39,7 @@
  * Diagnostics: lookups report through resolve_result.why; unexpected
  * socket errors are logged with log_warn (once per recv failure).
  */
-#include "resolver.h"
+#include "resolver_int.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -54,210 +56,19 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "../proto/dns.h"
 #include "../lib/clock.h"
 #include "../lib/log.h"
 #include "../lib/uring.h"
 
-#define RESOLVER_QUERIES_MAX	256	/* (name, type) queries in flight */
-#define RESOLVER_LOOKUPS_MAX	1024	/* lookups in progress */
-#define RESOLVER_TCP_MAX	8	/* TCP connections at once */
-#define RESOLVER_TTL_MAX_S	3600	/* cap on positive answers */
-#define RESOLVER_NEG_TTL_MAX_S	3600	/* cap on NXDOMAIN / NODATA */
-#define RESOLVER_FAIL_TTL_S	5	/* SERVFAIL, REFUSED, ... */
-#define RESOLVER_UDP_BUF	65536	/* any UDP datagram fits */
-#define RESOLVER_TCP_BUF_MIN	1024
-#define RESOLVER_TIMEOUT_MS_MAX	60000
-#define RESOLVER_ATTEMPTS_MAX	10
-#define RESOLVER_CACHE_MAX	1000000
-#define RESOLVER_SYNC_OP	1	/* the op of resolver_lookup_sync's ring */
-#define RESOLVER_RESOLV_LINES	1000	/* lines read from resolv.conf */
-
-#define RSLV_KIND_SHIFT		20
-#define RSLV_SLOT_MASK		((1u << RSLV_KIND_SHIFT) - 1)
-#define RSLV_GEN_MASK		0xffffffu	/* generation bits of gen */
-#define RSLV_INSTANCE_SHIFT	24
-
-/* Tags resolvers apart (see user_data above); shared by every shard. */
 static _Atomic unsigned rslv_instances;
-
-static_assert(RESOLVER_QUERIES_MAX <= RSLV_SLOT_MASK, "slot fits user_data");
-static_assert(RESOLVE_HOST_MAX >= DNS_NAME_MAX, "a DNS name fits a host");
-
-/* What a completion is for (the slot part of user_data says which). */
-enum rslv_kind {
-	K_UDP_RECV = 1,
-	K_UDP_SEND,	/* slot: query */
-	K_TCP,		/* slot: TCP connection (one operation at a time) */
-	K_WAKE,		/* a NOP that brings finished lookups to the loop */
-	K_CANCEL,	/* result of a cancellation; nothing to do */
-};
-
-/* Per-host address lookup state. */
-enum addr_state {
-	AS_WAIT = 0,
-	AS_DATA,
-	AS_NODATA,
-	AS_NXDOMAIN,
-	AS_FAIL,
-};
-
-/* A request's sub: the MX of the lookup's name, or A/AAAA of target i. */
-#define SUB_MX		(-1)
-#define SUB_A(i)	((int)(i) * 2)
-#define SUB_AAAA(i)	((int)(i) * 2 + 1)
-
-/*
- * An answer, cached or not. kind is a dns_kind; DNS_KIND_ERROR covers
- * every temporary failure (RCODE, timeout, network), explained in why.
- */
-struct centry {
-	struct centry *hnext;		/* hash chain */
-	struct centry *lprev, *lnext;	/* LRU, head = most recent */
-	uint64_t hash;
-	uint64_t expires_ms;
-	uint32_t ttl_s;			/* 0: not to be cached */
-	uint16_t type;
-	uint8_t kind;
-	bool ad;
-	bool null_mx;
-	unsigned n;
-	void *recs;	/* n struct dns_mx, or n addresses of 16 octets */
-	char name[DNS_NAME_MAX + 1];
-	char why[96];
-};
-
-struct target_state {
-	uint8_t a, aaaa;		/* enum addr_state */
-	unsigned na, n6;
-	uint8_t a4[RESOLVE_ADDR_MAX][4];
-	uint8_t a6[RESOLVE_ADDR_MAX][16];
-};
-
-struct lookup {
-	struct lookup *next;		/* done FIFO */
-	struct lookup *aprev, *anext;	/* every lookup, for destroy */
-	resolve_cb cb;
-	void *arg;
-	char name[DNS_NAME_MAX + 1];
-	bool mx;
-	bool implicit;			/* MX NODATA: the name itself */
-	bool decided;			/* status set before the address phase */
-	bool authenticated;
-	unsigned outstanding;		/* requests not answered yet */
-	enum resolve_status status;
-	char why[160];
-	char fail[96];			/* first temporary failure seen */
-	unsigned ntargets;
-	struct target_state ts[RESOLVE_MX_MAX];
-	struct resolve_target targets[RESOLVE_MX_MAX];
-};
-
-/* A lookup finished before it started (bad name, too many lookups). */
-struct early {
-	struct early *next;
-	resolve_cb cb;
-	void *arg;
-	enum resolve_status status;
-	char why[160];
-};
-
-struct waiter {
-	struct waiter *next;
-	struct lookup *lk;
-	int sub;
-};
-
-/* A request waiting for a free query slot. */
-struct pending {
-	struct pending *next;
-	struct lookup *lk;
-	int sub;
-	uint16_t type;
-	char name[DNS_NAME_MAX + 1];
-};
-
-struct rquery {
-	uint32_t gen;
-	bool used;
-	bool finished;		/* answered or failed; waits for its send */
-	bool sending;		/* a UDP send of wire is in flight */
-	bool resend;		/* send again when that send completes */
-	bool tcp;		/* truncated over UDP: now over TCP */
-	bool tcp_wait;		/* waiting for a free TCP connection */
-	int tconn;		/* TCP connection, -1: none (yet) */
-	uint16_t type;
-	uint16_t id;
-	unsigned tries;
-	uint64_t deadline_ms;	/* of the current try */
-	int last_err;		/* errno of the last failed try */
-	struct waiter *waiters;
-	char name[DNS_NAME_MAX + 1];
-	size_t wirelen;		/* of the message, after the 2-octet prefix */
-	uint8_t wire[2 + DNS_QUERY_MAX];
-};
-
-enum tcp_state {
-	T_CONNECT = 1,
-	T_SEND,
-	T_RECV,
-};
-
-struct tconn {
-	bool used;
-	bool inflight;		/* one operation on the ring */
-	bool aborting;		/* cancelled: close when it completes */
-	uint32_t gen;
-	int fd;
-	enum tcp_state state;
-	uint32_t qidx, qgen;	/* the query it serves */
-	size_t sent;
-	uint8_t *buf;		/* the answer, with its length prefix */
-	size_t len, cap;
-};
-
-struct resolver {
-	struct io_uring *ring;
-	unsigned op;
-	uint32_t instance;	/* 1..255 */
-	struct resolver_cfg cfg;
-	char server_text[INET6_ADDRSTRLEN + 8];
-	int udp_fd;
-	bool recv_armed;
-	bool recv_retry;	/* re-arm at the next tick */
-	bool wake_armed;
-	uint64_t now_ms;
-	uint8_t *udp_buf;
-	struct dns_answer *ans;	/* parse scratch */
-	struct rquery *q;	/* RESOLVER_QUERIES_MAX */
-	unsigned nquery;
-	struct tconn tc[RESOLVER_TCP_MAX];
-	struct pending *pend_head, *pend_tail;
-	struct lookup *done_head, *done_tail;
-	struct early *early_head, *early_tail;
-	struct lookup *all;
-	unsigned nlookups;
-	struct centry **bucket;
-	size_t nbucket;		/* power of two, 0: no cache */
-	unsigned ncache;
-	struct centry *lru_head, *lru_tail;
-	uint8_t rnd[256];
-	size_t rnd_left;
-	uint64_t rnd_counter;
-};
-
-static void submit_req(struct resolver *r, struct lookup *lk, int sub,
-    const char *name, uint16_t type);
-static void try_failed(struct resolver *r, struct rquery *q, int err);
-static void tcp_connect(struct resolver *r, struct rquery *q);
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
 /* ------------------------------------------------------------------ */
 
 /* Unpredictable bytes for query ids and MX shuffling (RFC 5452). */
-static uint32_t
-rnd32(struct resolver *r)
+uint32_t
+rslv_rnd32(struct resolver *r)
 {
 	uint32_t v;
 
@@ -286,11 +97,11 @@ static unsigned
 rnd_below(struct resolver *r, unsigned n)
 {
 	assert(n > 0);
-	return (unsigned)(((uint64_t)rnd32(r) * n) >> 32);
+	return (unsigned)(((uint64_t)rslv_rnd32(r) * n) >> 32);
 }
 
-static uint64_t
-ud_make(const struct resolver *r, enum rslv_kind kind, uint32_t slot,
+uint64_t
+rslv_ud_make(const struct resolver *r, enum rslv_kind kind, uint32_t slot,
     uint32_t gen)
 {
 	assert(slot <= RSLV_SLOT_MASK);
@@ -481,8 +292,8 @@ cache_hash(const char *name, uint16_t type)
 	return XXH3_64bits_withSeed(name, strlen(name), type);
 }
 
-static void
-centry_free(struct centry *e)
+void
+rslv_centry_free(struct centry *e)
 {
 	if (e == NULL)
 		return;
@@ -529,11 +340,11 @@ cache_remove(struct resolver *r, struct centry *e)
 	lru_unlink(r, e);
 	assert(r->ncache > 0);
 	r->ncache--;
-	centry_free(e);
+	rslv_centry_free(e);
 }
 
-static struct centry *
-cache_get(struct resolver *r, const char *name, uint16_t type)
+struct centry *
+rslv_cache_get(struct resolver *r, const char *name, uint16_t type)
 {
 	uint64_t h;
 	struct centry *e;
@@ -556,14 +367,14 @@ cache_get(struct resolver *r, const char *name, uint16_t type)
 }
 
 /* Takes e into the cache if it may be cached; true if it did. */
-static bool
-cache_put(struct resolver *r, struct centry *e)
+bool
+rslv_cache_put(struct resolver *r, struct centry *e)
 {
 	struct centry *old;
 
 	if (r->nbucket == 0 || e->ttl_s == 0)
 		return false;
-	if ((old = cache_get(r, e->name, e->type)) != NULL)
+	if ((old = rslv_cache_get(r, e->name, e->type)) != NULL)
 		cache_remove(r, old);
 	while (r->ncache >= r->cfg.cache_max && r->lru_tail != NULL)
 		cache_remove(r, r->lru_tail);
@@ -589,7 +400,7 @@ arm_wake(struct resolver *r)
 		return;
 	sqe = uring_get_sqe(r->ring);
 	io_uring_prep_nop(sqe);
-	io_uring_sqe_set_data64(sqe, ud_make(r, K_WAKE, 0, 0));
+	io_uring_sqe_set_data64(sqe, rslv_ud_make(r, K_WAKE, 0, 0));
 	r->wake_armed = true;
 }
 
@@ -719,12 +530,12 @@ lookup_finish(struct resolver *r, struct lookup *lk)
 	arm_wake(r);
 }
 
-static void
-request(struct resolver *r, struct lookup *lk, int sub, const char *name,
+void
+rslv_request(struct resolver *r, struct lookup *lk, int sub, const char *name,
     uint16_t type)
 {
 	lk->outstanding++;
-	submit_req(r, lk, sub, name, type);
+	rslv_submit_req(r, lk, sub, name, type);
 }
 
 /* MX answer: order the exchanges and ask for their addresses. */
@@ -744,8 +555,8 @@ feed_mx(struct resolver *r, struct lookup *lk, const struct centry *e)
 		snprintf(lk->targets[0].host, sizeof(lk->targets[0].host),
 		    "%s", lk->name);
 		lk->targets[0].pref = 0;
-		request(r, lk, SUB_A(0), lk->name, DNS_T_A);
-		request(r, lk, SUB_AAAA(0), lk->name, DNS_T_AAAA);
+		rslv_request(r, lk, SUB_A(0), lk->name, DNS_T_A);
+		rslv_request(r, lk, SUB_AAAA(0), lk->name, DNS_T_AAAA);
 		return;
 	case DNS_KIND_NXDOMAIN:
 		decide(lk, RESOLVE_NXDOMAIN, "domain %.100s does not exist "
@@ -801,8 +612,8 @@ feed_mx(struct resolver *r, struct lookup *lk, const struct centry *e)
 		return;
 	}
 	for (i = 0; i < lk->ntargets; i++) {
-		request(r, lk, SUB_A(i), lk->targets[i].host, DNS_T_A);
-		request(r, lk, SUB_AAAA(i), lk->targets[i].host, DNS_T_AAAA);
+		rslv_request(r, lk, SUB_A(i), lk->targets[i].host, DNS_T_A);
+		rslv_request(r, lk, SUB_AAAA(i), lk->targets[i].host, DNS_T_AAAA);
 	}
 }
 
@@ -841,8 +652,8 @@ feed_addr(struct lookup *lk, int sub, const struct centry *e)
 }
 
 /* One answer for one of lk's requests. */
-static void
-feed(struct resolver *r, struct lookup *lk, int sub, const struct centry *e)
+void
+rslv_feed(struct resolver *r, struct lookup *lk, int sub, const struct centry *e)
 {
 	assert(lk->outstanding > 0);
 	if (e->kind != DNS_KIND_ERROR)
@@ -855,9 +666,9 @@ feed(struct resolver *r, struct lookup *lk, int sub, const struct centry *e)
 		lookup_finish(r, lk);
 }
 
-/* A failure that never reached the wire (no memory): feed it as such. */
-static void
-feed_local_fail(struct resolver *r, struct lookup *lk, int sub,
+/* A failure that never reached the wire (no memory): rslv_feed it as such. */
+void
+rslv_feed_local_fail(struct resolver *r, struct lookup *lk, int sub,
     const char *name, uint16_t type, const char *why)
 {
 	struct centry e;
@@ -867,7 +678,7 @@ feed_local_fail(struct resolver *r, struct lookup *lk, int sub,
 	e.type = type;
 	snprintf(e.name, sizeof(e.name), "%s", name);
 	snprintf(e.why, sizeof(e.why), "%s", why);
-	feed(r, lk, sub, &e);
+	rslv_feed(r, lk, sub, &e);
 }
 
 /* Runs the callbacks of lookups finished so far (not of later ones). */
@@ -921,7 +732,7 @@ run_done(struct resolver *r)
 		arm_wake(r);
 }
 
-/* A lookup answered without any request: refused, or not a name. */
+/* A lookup answered without any rslv_request: refused, or not a name. */
 static void __attribute__((format(printf, 5, 6)))
 lookup_early(struct resolver *r, resolve_cb cb, void *arg,
     enum resolve_status st, const char *fmt, ...)
@@ -978,638 +789,16 @@ resolver_lookup(struct resolver *r, const char *name, bool mx_lookup,
 	/* Hold a reference so that cached answers cannot finish it early. */
 	lk->outstanding = 1;
 	if (mx_lookup) {
-		request(r, lk, SUB_MX, lk->name, DNS_T_MX);
+		rslv_request(r, lk, SUB_MX, lk->name, DNS_T_MX);
 	} else {
 		lk->ntargets = 1;
 		snprintf(lk->targets[0].host, sizeof(lk->targets[0].host),
 		    "%s", lk->name);
-		request(r, lk, SUB_A(0), lk->name, DNS_T_A);
-		request(r, lk, SUB_AAAA(0), lk->name, DNS_T_AAAA);
+		rslv_request(r, lk, SUB_A(0), lk->name, DNS_T_A);
+		rslv_request(r, lk, SUB_AAAA(0), lk->name, DNS_T_AAAA);
 	}
 	if (--lk->outstanding == 0)
 		lookup_finish(r, lk);
-}
-
-/* ------------------------------------------------------------------ */
-/* queries                                                             */
-/* ------------------------------------------------------------------ */
-
-static struct rquery *
-query_find(struct resolver *r, const char *name, uint16_t type)
-{
-	for (unsigned i = 0; i < RESOLVER_QUERIES_MAX; i++) {
-		struct rquery *q = &r->q[i];
-
-		if (q->used && !q->finished && q->type == type &&
-		    strcmp(q->name, name) == 0)
-			return q;
-	}
-	return NULL;
-}
-
-/* A random id that no live query uses. */
-static uint16_t
-query_id(struct resolver *r)
-{
-	uint16_t id = 0;
-
-	for (int tries = 0; tries < 64; tries++) {
-		bool clash = false;
-
-		id = (uint16_t)rnd32(r);
-		for (unsigned i = 0; i < RESOLVER_QUERIES_MAX && !clash; i++)
-			clash = r->q[i].used && !r->q[i].finished &&
-			    r->q[i].id == id;
-		if (!clash)
-			break;
-	}
-	return id;
-}
-
-static void
-udp_send(struct resolver *r, struct rquery *q)
-{
-	struct io_uring_sqe *sqe;
-
-	assert(!q->sending);
-	sqe = uring_get_sqe(r->ring);
-	io_uring_prep_send(sqe, r->udp_fd, q->wire + 2, q->wirelen, 0);
-	io_uring_sqe_set_data64(sqe, ud_make(r, K_UDP_SEND,
-	    (uint32_t)(q - r->q), q->gen));
-	q->sending = true;
-}
-
-/* Starts one more try over UDP. */
-static void
-query_try_udp(struct resolver *r, struct rquery *q)
-{
-	q->tries++;
-	q->deadline_ms = r->now_ms + r->cfg.timeout_ms;
-	if (q->sending)
-		q->resend = true;	/* the previous send still holds wire */
-	else
-		udp_send(r, q);
-}
-
-/* Frees the slot (nothing of it in flight) and starts waiting requests. */
-static void
-query_release(struct resolver *r, struct rquery *q)
-{
-	assert(q->used && q->finished && !q->sending);
-	assert(q->waiters == NULL);
-	q->used = false;
-	assert(r->nquery > 0);
-	r->nquery--;
-	while (r->pend_head != NULL && r->nquery < RESOLVER_QUERIES_MAX) {
-		struct pending *p = r->pend_head;
-
-		r->pend_head = p->next;
-		if (r->pend_head == NULL)
-			r->pend_tail = NULL;
-		submit_req(r, p->lk, p->sub, p->name, p->type);
-		free(p);
-	}
-}
-
-static void
-tcp_close(struct resolver *r, struct tconn *c)
-{
-	assert(c->used && !c->inflight);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	free(c->buf);
-	c->buf = NULL;
-	c->len = c->cap = 0;
-	c->used = false;
-	c->aborting = false;
-	/* Queries waiting for a connection take the free one. */
-	for (unsigned i = 0; i < RESOLVER_QUERIES_MAX; i++) {
-		struct rquery *q = &r->q[i];
-
-		if (q->used && !q->finished && q->tcp_wait) {
-			tcp_connect(r, q);
-			break;
-		}
-	}
-}
-
-/* Stops a connection whatever it is doing; its query is not told. */
-static void
-tcp_abort(struct resolver *r, struct tconn *c)
-{
-	if (c->aborting)
-		return;
-	if (c->inflight) {
-		struct io_uring_sqe *sqe = uring_get_sqe(r->ring);
-
-		io_uring_prep_cancel64(sqe, ud_make(r, K_TCP,
-		    (uint32_t)(c - r->tc), c->gen), 0);
-		io_uring_sqe_set_data64(sqe, ud_make(r, K_CANCEL, 0, 0));
-		c->aborting = true;
-	} else {
-		tcp_close(r, c);
-	}
-}
-
-/*
- * The query has its outcome: cache it if it may be, tell every waiter,
- * free the slot once no send holds it. Takes e.
- */
-static void
-query_finish(struct resolver *r, struct rquery *q, struct centry *e)
-{
-	struct waiter *w = q->waiters;
-	bool cached;
-
-	assert(q->used && !q->finished);
-	q->finished = true;
-	q->waiters = NULL;
-	if (q->tcp && q->tconn >= 0) {
-		struct tconn *c = &r->tc[q->tconn];
-
-		q->tconn = -1;
-		tcp_abort(r, c);
-	}
-	cached = cache_put(r, e);
-	while (w != NULL) {
-		struct waiter *next = w->next;
-
-		feed(r, w->lk, w->sub, e);
-		free(w);
-		w = next;
-	}
-	if (!cached)
-		centry_free(e);
-	if (!q->sending)
-		query_release(r, q);
-}
-
-static struct centry *
-centry_new(const struct rquery *q)
-{
-	struct centry *e = calloc(1, sizeof(*e));
-
-	if (e == NULL)
-		return NULL;
-	e->type = q->type;
-	memcpy(e->name, q->name, sizeof(e->name));
-	return e;
-}
-
-static void
-query_fail(struct resolver *r, struct rquery *q, const char *why)
-{
-	struct centry *e = centry_new(q);
-	struct centry local;
-
-	if (e == NULL) {
-		/* Tell the waiters from the stack; cache_put refuses ttl 0. */
-		memset(&local, 0, sizeof(local));
-		local.type = q->type;
-		memcpy(local.name, q->name, sizeof(local.name));
-		e = &local;
-	}
-	e->kind = DNS_KIND_ERROR;
-	snprintf(e->why, sizeof(e->why), "%s", why);
-	if (e == &local) {
-		struct waiter *w = q->waiters;
-
-		q->finished = true;
-		q->waiters = NULL;
-		if (q->tcp && q->tconn >= 0) {
-			tcp_abort(r, &r->tc[q->tconn]);
-			q->tconn = -1;
-		}
-		while (w != NULL) {
-			struct waiter *next = w->next;
-
-			feed(r, w->lk, w->sub, e);
-			free(w);
-			w = next;
-		}
-		if (!q->sending)
-			query_release(r, q);
-		return;
-	}
-	query_finish(r, q, e);
-}
-
-/* A parsed answer (not truncated) to q. */
-static void
-query_answered(struct resolver *r, struct rquery *q,
-    const struct dns_answer *a)
-{
-	struct centry *e = centry_new(q);
-	size_t each;
-
-	if (e == NULL) {
-		query_fail(r, q, "out of memory");
-		return;
-	}
-	e->kind = (uint8_t)a->kind;
-	e->ad = a->ad;
-	e->null_mx = a->null_mx;
-	switch (a->kind) {
-	case DNS_KIND_DATA:
-		e->ttl_s = a->ttl < RESOLVER_TTL_MAX_S ? a->ttl :
-		    RESOLVER_TTL_MAX_S;
-		each = q->type == DNS_T_MX ? sizeof(a->rr.mx[0]) :
-		    sizeof(a->rr.addr[0]);
-		if (a->n > 0) {
-			if ((e->recs = malloc(a->n * each)) == NULL) {
-				free(e);
-				query_fail(r, q, "out of memory");
-				return;
-			}
-			memcpy(e->recs, q->type == DNS_T_MX ?
-			    (const void *)a->rr.mx : (const void *)a->rr.addr,
-			    a->n * each);
-			e->n = a->n;
-		}
-		break;
-	case DNS_KIND_NODATA:
-	case DNS_KIND_NXDOMAIN:
-		e->ttl_s = a->ttl < RESOLVER_NEG_TTL_MAX_S ? a->ttl :
-		    RESOLVER_NEG_TTL_MAX_S;
-		break;
-	default:
-		/* SERVFAIL and friends: briefly, so a broken domain is not
-		 * asked again for every message queued to it. */
-		e->kind = DNS_KIND_ERROR;
-		e->ttl_s = a->chain_too_long ? 0 : RESOLVER_FAIL_TTL_S;
-		if (a->chain_too_long)
-			snprintf(e->why, sizeof(e->why), "CNAME chain longer "
-			    "than %d", DNS_CNAME_MAX);
-		else
-			snprintf(e->why, sizeof(e->why), "%s from %s",
-			    dns_rcode_name(a->rcode), r->server_text);
-		break;
-	}
-	query_finish(r, q, e);
-}
-
-static void
-try_failed(struct resolver *r, struct rquery *q, int err)
-{
-	char why[96];
-
-	assert(q->used && !q->finished);
-	q->last_err = err;
-	if (q->tries < r->cfg.attempts) {
-		if (q->tcp) {
-			q->tries++;
-			q->deadline_ms = r->now_ms + r->cfg.timeout_ms;
-			tcp_connect(r, q);
-		} else {
-			query_try_udp(r, q);
-		}
-		return;
-	}
-	if (err == ETIMEDOUT)
-		snprintf(why, sizeof(why), "no answer from %s%s after %u "
-		    "tries", r->server_text, q->tcp ? " over TCP" : "",
-		    q->tries);
-	else
-		snprintf(why, sizeof(why), "%s%s: %s", r->server_text,
-		    q->tcp ? " over TCP" : "", strerror(err));
-	query_fail(r, q, why);
-}
-
-/*
- * Puts lk's request for (name, type) on its way: from the cache, onto a
- * query already in flight, a new query, or the FIFO of requests waiting
- * for a query slot. lk->outstanding already counts it.
- */
-static void
-submit_req(struct resolver *r, struct lookup *lk, int sub, const char *name,
-    uint16_t type)
-{
-	struct centry *e;
-	struct rquery *q;
-	struct waiter *w;
-	uint32_t gen;
-	int rc;
-
-	if ((e = cache_get(r, name, type)) != NULL) {
-		feed(r, lk, sub, e);
-		return;
-	}
-	if ((q = query_find(r, name, type)) == NULL &&
-	    r->nquery >= RESOLVER_QUERIES_MAX) {
-		struct pending *p = calloc(1, sizeof(*p));
-
-		if (p == NULL) {
-			feed_local_fail(r, lk, sub, name, type,
-			    "out of memory");
-			return;
-		}
-		p->lk = lk;
-		p->sub = sub;
-		p->type = type;
-		snprintf(p->name, sizeof(p->name), "%s", name);
-		if (r->pend_tail != NULL)
-			r->pend_tail->next = p;
-		else
-			r->pend_head = p;
-		r->pend_tail = p;
-		return;
-	}
-	if ((w = calloc(1, sizeof(*w))) == NULL) {
-		feed_local_fail(r, lk, sub, name, type, "out of memory");
-		return;
-	}
-	w->lk = lk;
-	w->sub = sub;
-	if (q != NULL) {
-		w->next = q->waiters;
-		q->waiters = w;
-		return;
-	}
-	for (q = r->q; q->used; q++)
-		assert(q < r->q + RESOLVER_QUERIES_MAX - 1);
-	gen = q->gen + 1;	/* generations survive reuse */
-	memset(q, 0, offsetof(struct rquery, wire));
-	q->gen = gen;
-	q->used = true;
-	q->tconn = -1;
-	q->type = type;
-	snprintf(q->name, sizeof(q->name), "%s", name);
-	q->id = query_id(r);
-	rc = dns_query_build(q->wire + 2, sizeof(q->wire) - 2, q->id, name,
-	    type, &q->wirelen);
-	q->waiters = w;
-	r->nquery++;
-	if (rc != 0) {
-		query_fail(r, q, "cannot build the query");
-		return;
-	}
-	/* RFC 1035 section 4.2.2: the TCP length prefix, ready for later. */
-	q->wire[0] = (uint8_t)(q->wirelen >> 8);
-	q->wire[1] = (uint8_t)q->wirelen;
-	query_try_udp(r, q);
-}
-
-/* ------------------------------------------------------------------ */
-/* UDP                                                                 */
-/* ------------------------------------------------------------------ */
-
-static void
-arm_recv(struct resolver *r)
-{
-	struct io_uring_sqe *sqe;
-
-	if (r->recv_armed)
-		return;
-	sqe = uring_get_sqe(r->ring);
-	io_uring_prep_recv(sqe, r->udp_fd, r->udp_buf, RESOLVER_UDP_BUF, 0);
-	io_uring_sqe_set_data64(sqe, ud_make(r, K_UDP_RECV, 0, 0));
-	r->recv_armed = true;
-}
-
-static void
-udp_answer(struct resolver *r, const uint8_t *msg, size_t len)
-{
-	struct rquery *q = NULL;
-	uint16_t id;
-	int rc;
-
-	if (dns_message_id(msg, len, &id) != 0)
-		return;
-	for (unsigned i = 0; i < RESOLVER_QUERIES_MAX; i++) {
-		struct rquery *c = &r->q[i];
-
-		if (c->used && !c->finished && !c->tcp && c->tries > 0 &&
-		    c->id == id) {
-			q = c;
-			break;
-		}
-	}
-	if (q == NULL)
-		return;		/* late, duplicate or forged */
-	rc = dns_answer_parse(msg, len, q->id, q->name, q->type, r->ans);
-	if (rc != 0) {
-		/* Not an answer to q: keep waiting for the real one. */
-		log_debug("resolver: ignored a reply for %s/%s: error %d",
-		    q->name, dns_type_name(q->type), rc);
-		return;
-	}
-	if (r->ans->tc) {
-		/* RFC 7766 section 5: truncated over UDP, ask over TCP. */
-		q->tcp = true;
-		q->resend = false;
-		if (q->tries >= r->cfg.attempts)
-			q->tries = r->cfg.attempts - 1;
-		q->tries++;
-		q->deadline_ms = r->now_ms + r->cfg.timeout_ms;
-		tcp_connect(r, q);
-		return;
-	}
-	query_answered(r, q, r->ans);
-}
-
-/* ICMP port unreachable: every UDP query in flight lost this try. */
-static void
-udp_refused(struct resolver *r)
-{
-	for (unsigned i = 0; i < RESOLVER_QUERIES_MAX; i++) {
-		struct rquery *q = &r->q[i];
-
-		if (q->used && !q->finished && !q->tcp && q->tries > 0 &&
-		    !q->sending && !q->resend)
-			try_failed(r, q, ECONNREFUSED);
-	}
-}
-
-static void
-udp_recv_done(struct resolver *r, int res)
-{
-	r->recv_armed = false;
-	if (res > 0) {
-		udp_answer(r, r->udp_buf, (size_t)res);
-	} else if (res == -ECONNREFUSED) {
-		udp_refused(r);
-	} else if (res < 0 && res != -ECANCELED && res != -EINTR &&
-	    res != -EAGAIN) {
-		/* Re-arming at once could spin on a persistent error. */
-		log_warn("resolver: recv from %s: %s", r->server_text,
-		    strerror(-res));
-		r->recv_retry = true;
-		return;
-	}
-	arm_recv(r);
-}
-
-static void
-udp_send_done(struct resolver *r, struct rquery *q, int res)
-{
-	assert(q->used && q->sending);
-	q->sending = false;
-	if (q->finished) {
-		query_release(r, q);
-		return;
-	}
-	if (q->tcp)
-		return;		/* moved to TCP meanwhile */
-	if (q->resend) {
-		q->resend = false;
-		udp_send(r, q);
-		return;
-	}
-	if (res < 0)
-		try_failed(r, q, -res);
-}
-
-/* ------------------------------------------------------------------ */
-/* TCP                                                                 */
-/* ------------------------------------------------------------------ */
-
-static void
-tcp_submit(struct resolver *r, struct tconn *c)
-{
-	struct io_uring_sqe *sqe = uring_get_sqe(r->ring);
-	const struct rquery *q = &r->q[c->qidx];
-
-	switch (c->state) {
-	case T_CONNECT:
-		io_uring_prep_connect(sqe, c->fd,
-		    (const struct sockaddr *)&r->cfg.server,
-		    r->cfg.server_len);
-		break;
-	case T_SEND:
-		io_uring_prep_send(sqe, c->fd, q->wire + c->sent,
-		    q->wirelen + 2 - c->sent, MSG_NOSIGNAL);
-		break;
-	case T_RECV:
-		io_uring_prep_recv(sqe, c->fd, c->buf + c->len,
-		    c->cap - c->len, 0);
-		break;
-	default:
-		log_panic("resolver: bad TCP state %d", (int)c->state);
-	}
-	io_uring_sqe_set_data64(sqe, ud_make(r, K_TCP, (uint32_t)(c - r->tc),
-	    c->gen));
-	c->inflight = true;
-}
-
-/* Gives q a TCP connection, or leaves it waiting for one (tconn -1). */
-static void
-tcp_connect(struct resolver *r, struct rquery *q)
-{
-	struct tconn *c = NULL;
-	int fd;
-
-	assert(q->tcp && q->tconn < 0);
-	for (unsigned i = 0; i < RESOLVER_TCP_MAX && c == NULL; i++)
-		if (!r->tc[i].used)
-			c = &r->tc[i];
-	q->tcp_wait = c == NULL;
-	if (c == NULL)
-		return;		/* tcp_close() starts it later */
-	fd = socket(r->cfg.server.ss_family,
-	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		try_failed(r, q, errno);
-		return;
-	}
-	c->used = true;
-	c->gen++;
-	c->fd = fd;
-	c->state = T_CONNECT;
-	c->qidx = (uint32_t)(q - r->q);
-	c->qgen = q->gen;
-	c->sent = 0;
-	c->len = 0;
-	q->tconn = (int)(c - r->tc);
-	tcp_submit(r, c);
-}
-
-/* The connection failed q's try. */
-static void
-tcp_fail(struct resolver *r, struct tconn *c, struct rquery *q, int err)
-{
-	q->tconn = -1;
-	tcp_close(r, c);
-	if (!q->finished)
-		try_failed(r, q, err);
-}
-
-static void
-tcp_done(struct resolver *r, struct tconn *c, int res)
-{
-	struct rquery *q = &r->q[c->qidx];
-	size_t need;
-	int rc;
-
-	assert(c->used && c->inflight);
-	c->inflight = false;
-	if (c->aborting || !q->used || q->gen != c->qgen || q->finished ||
-	    q->tconn != (int)(c - r->tc)) {
-		tcp_close(r, c);
-		return;
-	}
-	if (res < 0) {
-		tcp_fail(r, c, q, -res);
-		return;
-	}
-	switch (c->state) {
-	case T_CONNECT:
-		c->state = T_SEND;
-		c->sent = 0;
-		break;
-	case T_SEND:
-		c->sent += (size_t)res;
-		if (c->sent < q->wirelen + 2)
-			break;
-		c->state = T_RECV;
-		if (c->buf == NULL) {
-			c->buf = malloc(RESOLVER_TCP_BUF_MIN);
-			if (c->buf == NULL) {
-				tcp_fail(r, c, q, ENOMEM);
-				return;
-			}
-			c->cap = RESOLVER_TCP_BUF_MIN;
-		}
-		c->len = 0;
-		break;
-	case T_RECV:
-		if (res == 0) {
-			tcp_fail(r, c, q, ECONNRESET);
-			return;
-		}
-		c->len += (size_t)res;
-		if (c->len < 2)
-			break;
-		need = 2 + ((size_t)c->buf[0] << 8 | c->buf[1]);
-		if (need > c->cap) {
-			/* Bounded by the 16-bit prefix: at most 65537. */
-			uint8_t *nb = realloc(c->buf, need);
-
-			if (nb == NULL) {
-				tcp_fail(r, c, q, ENOMEM);
-				return;
-			}
-			c->buf = nb;
-			c->cap = need;
-		}
-		if (c->len < need)
-			break;
-		rc = dns_answer_parse(c->buf + 2, need - 2, q->id, q->name,
-		    q->type, r->ans);
-		q->tconn = -1;
-		tcp_close(r, c);
-		if (rc != 0) {
-			try_failed(r, q, EPROTO);
-		} else if (r->ans->tc) {
-			query_fail(r, q, "answer truncated over TCP too");
-		} else {
-			query_answered(r, q, r->ans);
-		}
-		return;
-	default:
-		log_panic("resolver: bad TCP state %d", (int)c->state);
-	}
-	tcp_submit(r, c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1628,23 +817,23 @@ resolver_complete(struct resolver *r, uint64_t user_data, int res,
 	assert(r != NULL);
 	assert(URING_UD_OP(user_data) == r->op);
 	if (gen >> RSLV_INSTANCE_SHIFT != r->instance)
-		return;		/* a destroyed predecessor's request */
+		return;		/* a destroyed predecessor's rslv_request */
 	gen &= RSLV_GEN_MASK;
 	r->now_ms = clock_mono_ms();
 	switch ((enum rslv_kind)(idx >> RSLV_KIND_SHIFT)) {
 	case K_UDP_RECV:
-		udp_recv_done(r, res);
+		rslv_udp_recv_done(r, res);
 		break;
 	case K_UDP_SEND:
 		assert(slot < RESOLVER_QUERIES_MAX);
 		/* A slot is never reused while its send is in flight. */
 		assert((r->q[slot].gen & RSLV_GEN_MASK) == gen);
-		udp_send_done(r, &r->q[slot], res);
+		rslv_udp_send_done(r, &r->q[slot], res);
 		break;
 	case K_TCP:
 		assert(slot < RESOLVER_TCP_MAX);
 		assert((r->tc[slot].gen & RSLV_GEN_MASK) == gen);
-		tcp_done(r, &r->tc[slot], res);
+		rslv_tcp_done(r, &r->tc[slot], res);
 		break;
 	case K_WAKE:
 		r->wake_armed = false;
@@ -1665,7 +854,7 @@ resolver_tick(struct resolver *r, uint64_t now_ms)
 	r->now_ms = now_ms;
 	if (r->recv_retry) {
 		r->recv_retry = false;
-		arm_recv(r);
+		rslv_arm_recv(r);
 	}
 	for (unsigned i = 0; i < RESOLVER_QUERIES_MAX; i++) {
 		struct rquery *q = &r->q[i];
@@ -1677,10 +866,10 @@ resolver_tick(struct resolver *r, uint64_t now_ms)
 			struct tconn *c = &r->tc[q->tconn];
 
 			q->tconn = -1;
-			tcp_abort(r, c);
+			rslv_tcp_abort(r, c);
 		}
 		if (!q->finished)
-			try_failed(r, q, ETIMEDOUT);
+			rslv_try_failed(r, q, ETIMEDOUT);
 	}
 	run_done(r);
 }
@@ -1762,7 +951,7 @@ resolver_create(struct resolver **rp, struct io_uring *ring, unsigned op,
 		rc = -errno;
 		goto fail;
 	}
-	arm_recv(r);
+	rslv_arm_recv(r);
 	*rp = r;
 	return 0;
 fail:
@@ -1776,7 +965,7 @@ fail:
 	return rc;
 }
 
-/* Waits until the kernel has finished every request on fd. */
+/* Waits until the kernel has finished every rslv_request on fd. */
 static void
 cancel_fd_sync(struct resolver *r, int fd)
 {

@@ -1,0 +1,688 @@
+/*
+ * deliver_conn.c - outbound connections: connecting through the ring to a
+ * destination's addresses in order, the smtp_client session on each, an
+ * item's record read back and sent, replies handed to the results, and
+ * the DNS answers that give a destination its addresses.
+ */
+#include "deliver_int.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "../lib/clock.h"
+#include "../lib/log.h"
+#include "../lib/uring.h"
+#include "dsn.h"
+
+/* ---- outbound connections -------------------------------------------- */
+
+
+uint64_t
+dl_cud(unsigned op, struct dl_conn *c)
+{
+	return uring_ud(op, (uint32_t)(c - c->d->conns), c->gen);
+}
+
+void
+dl_conn_free(struct dl_conn *c)
+{
+	struct deliver *d = c->d;
+	struct dl_dest *ds = c->dest;
+
+	assert(c->inflight == 0);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	smtp_client_free(&c->cli);
+	buf_free(&c->tx);
+	if (ds != NULL) {
+		dl_set_idle(c, false);
+		ds->nconn--;
+		if (!c->connected)
+			ds->nconnecting--;
+		if (ds->queued > 0)
+			dl_dest_run(d, ds);
+	}
+	c->in_use = false;
+	c->gen++;
+	c->next_free = d->free_head;
+	d->free_head = (uint32_t)(c - d->conns);
+	d->nactive--;
+}
+
+void
+dl_conn_close(struct dl_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->inflight == 0) {
+		dl_conn_free(c);
+		return;
+	}
+	if (c->fd >= 0)
+		shutdown(c->fd, SHUT_RDWR);
+	sqe = uring_get_sqe(c->d->ring);
+	io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data64(sqe, uring_ud(OP_OCANCEL, 0, 0));
+}
+
+void
+dl_conn_deadline(struct dl_conn *c)
+{
+	const struct delivery_cfg *dc = c->d->cfg->delivery;
+
+	switch (smtp_client_waiting(&c->cli)) {
+	case SMTP_CLIENT_WAIT_DATA_END:
+		c->deadline_ms = c->d->now_ms + dc->data_timeout_ms;
+		break;
+	case SMTP_CLIENT_WAIT_NONE:
+		c->deadline_ms = c->d->now_ms + dc->idle_keep_ms;
+		break;
+	case SMTP_CLIENT_WAIT_QUIT:
+		c->deadline_ms = c->d->now_ms + 2000;
+		break;
+	default:
+		c->deadline_ms = c->d->now_ms + dc->reply_timeout_ms;
+		break;
+	}
+}
+
+void
+dl_set_idle(struct dl_conn *c, bool idle)
+{
+	if (c->idle != idle)
+		c->dest->nidle += idle ? 1 : -1;
+	c->idle = idle;
+}
+
+static void
+arm_orecv(struct dl_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->recv_armed || c->closing)
+		return;
+	sqe = uring_get_sqe(c->d->ring);
+	io_uring_prep_recv(sqe, c->fd, c->rbuf, sizeof(c->rbuf), 0);
+	io_uring_sqe_set_data64(sqe, dl_cud(OP_ORECV, c));
+	c->recv_armed = true;
+	c->inflight++;
+}
+
+void
+dl_conn_flush(struct dl_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->send_armed || c->closing)
+		return;
+	if (c->tx_off == c->tx.len) {
+		buf_reset(&c->tx);
+		c->tx_off = 0;
+		if (c->cli.out.len == 0)
+			return;
+		/* Swap: the client appends to an empty buffer meanwhile. */
+		struct buf t = c->tx;
+
+		c->tx = c->cli.out;
+		c->cli.out = t;
+	}
+	sqe = uring_get_sqe(c->d->ring);
+	io_uring_prep_send(sqe, c->fd, c->tx.data + c->tx_off,
+	    c->tx.len - c->tx_off, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, dl_cud(OP_OSEND, c));
+	c->send_armed = true;
+	c->inflight++;
+}
+
+/* Release what the current item borrowed; the item itself is passed on. */
+void
+dl_conn_item_clear(struct dl_conn *c)
+{
+	if (c->res != NULL) {
+		for (uint16_t i = 0; c->item && i < c->item->nrcpt; i++)
+			free(c->res[i].text);
+		free(c->res);
+	}
+	c->res = NULL;
+	free(c->rcpts);
+	c->rcpts = NULL;
+	envelope_release(&c->env);
+	free(c->rec);
+	c->rec = NULL;
+	c->item = NULL;
+}
+
+/*
+ * Take the current item's results, record and envelope off the connection
+ * (the caller frees them); the connection is free for the next item.
+ */
+static struct dl_item *
+conn_item_detach(struct dl_conn *c, struct dl_rres **res, uint8_t **rec,
+    struct envelope *env)
+{
+	struct dl_item *it = c->item;
+
+	*res = c->res;
+	*rec = c->rec;
+	*env = c->env;
+	memset(&c->env, 0, sizeof(c->env));
+	c->res = NULL;
+	c->rec = NULL;
+	c->item = NULL;
+	free(c->rcpts);
+	c->rcpts = NULL;
+	return it;
+}
+
+/*
+ * The item's record is loaded (c->rec, c->env): hand it to the client.
+ * true: under way; false: it is already done with (refused locally,
+ * bounced, or put back), take the next.
+ */
+static bool
+item_send(struct dl_conn *c, struct dl_item *it)
+{
+	struct deliver *d = c->d;
+	struct smtp_client_msg m;
+	int rc;
+
+	c->item = it;
+	dl_set_idle(c, false);
+	c->msgs++;
+	c->res = calloc(it->nrcpt, sizeof(*c->res));
+	c->rcpts = calloc(it->nrcpt, sizeof(*c->rcpts));
+	if (c->res == NULL || c->rcpts == NULL) {
+		dl_conn_item_clear(c);
+		it->due_ms = d->now_ms + 1000;
+		dl_item_schedule(d, it);
+		smtp_client_quit(&c->cli);
+		return true;
+	}
+	for (uint16_t i = 0; i < it->nrcpt; i++)
+		c->rcpts[i] = it->redirect ? d->cfg->dev_redirect :
+		    c->env.rcpt[it->rcpt[i]];
+	memset(&m, 0, sizeof(m));
+	m.sender = c->env.sender;
+	m.rcpt = c->rcpts;
+	m.nrcpt = it->redirect ? 1 : it->nrcpt;
+	m.data = (const char *)c->rec + sizeof(struct seg_hdr) +
+	    it->mm.env_len;
+	m.len = it->mm.msg_len;
+	m.body = c->env.body;
+	m.smtputf8 = c->env.smtputf8;
+	rc = smtp_client_send(&c->cli, &m);
+	if (rc == 0)
+		return true;
+	if (rc == 1)
+		return false;	/* refused here; results are in */
+	/* A message the client cannot send at all: bounce it. */
+	{
+		struct dl_rres *res;
+		uint8_t *rec;
+		struct envelope env;
+
+		conn_item_detach(c, &res, &rec, &env);
+		for (uint16_t i = 0; i < it->nrcpt; i++) {
+			res[i].code = 554;
+			strcpy(res[i].enhanced, "5.6.0");
+			res[i].text = NULL;
+		}
+		res[0].text = strdup("message cannot be sent as is");
+		dl_item_done(d, it, res, rec, &env, NULL, NULL);
+		free(res[0].text);
+		free(res);
+		envelope_release(&env);
+		free(rec);
+	}
+	return false;
+}
+
+/*
+ * Give the connection its next item, or leave it idle. The item's record
+ * is read through the ring (the loop never waits on the disk); the send
+ * continues in dl_handle_oread().
+ */
+void
+dl_conn_next(struct dl_conn *c)
+{
+	struct deliver *d = c->d;
+	struct dl_dest *ds = c->dest;
+	const struct route_policy *pol = &ds->route->policy;
+	struct dl_item *it;
+	uint8_t *buf;
+	int fd;
+
+	assert(c->loading == NULL);
+	for (;;) {
+		if (d->stopping || (pol->max_messages_per_connection &&
+		    c->msgs >= pol->max_messages_per_connection) ||
+		    ds->nconn > ds->eff_max) {
+			dl_set_idle(c, false);
+			smtp_client_quit(&c->cli);
+			return;
+		}
+		dl_dest_refill(d, ds);
+		/* Held off (421s, a run of 4xx): open ones wait too. */
+		if (ds->queued == 0 || (pol->max_rate > 0 && ds->tokens < 1) ||
+		    d->now_ms < ds->hold_until_ms) {
+			dl_set_idle(c, true);
+			return;
+		}
+		it = dl_dest_pop(ds);
+		if (pol->max_rate > 0)
+			ds->tokens -= 1;
+		if (!dl_item_read_start(d, it, dl_cud(OP_OREAD, c), &fd, &buf))
+			continue;
+		c->inflight++;
+		c->loading = it;
+		c->rec = buf;
+		c->rfd = fd;
+		dl_set_idle(c, false);
+		return;
+	}
+}
+
+/*
+ * The record of c->loading was read (res bytes, or -errno). Sound: send
+ * it. Damaged: as dl_item_unreadable() says, then the next item. If the
+ * connection cannot take it any more (closing, or no longer ready), the
+ * item goes back to its destination.
+ */
+void
+dl_handle_oread(struct dl_conn *c, int res)
+{
+	struct deliver *d = c->d;
+	struct dl_item *it = c->loading;
+	uint8_t *rec = c->rec;
+	const char *why;
+	bool sent = false;
+
+	assert(it != NULL);
+	close(c->rfd);
+	c->rfd = -1;
+	c->loading = NULL;
+	c->rec = NULL;
+	if (c->closing || !smtp_client_ready(&c->cli)) {
+		free(rec);
+		if (it->dropped) {
+			free(it);	/* held or deleted while it was read */
+			return;
+		}
+		it->due_ms = 0;
+		dl_item_schedule(d, it);
+		return;
+	}
+	if (it->dropped) {
+		free(rec);
+		free(it);
+	} else if ((why = dl_item_verify(it, rec, res, &c->env)) != NULL) {
+		free(rec);
+		memset(&c->env, 0, sizeof(c->env));
+		dl_item_unreadable(d, it, why);
+	} else {
+		c->rec = rec;
+		sent = item_send(c, it);
+	}
+	if (!sent)
+		dl_conn_next(c);
+	dl_conn_flush(c);
+	dl_conn_deadline(c);
+}
+
+
+/* ---- smtp_client callbacks ------------------------------------------- */
+
+static void
+cb_ready(void *arg)
+{
+	struct dl_conn *c = arg;
+
+	dl_conn_next(c);
+}
+
+static void
+cb_rcpt_done(void *arg, uint32_t index, const struct smtp_client_reply *r)
+{
+	struct dl_conn *c = arg;
+	struct dl_rres *x;
+
+	if (c->res == NULL || c->item == NULL || index >= c->item->nrcpt)
+		return;
+	x = &c->res[index];
+	x->code = r->code;
+	snprintf(x->enhanced, sizeof(x->enhanced), "%s", r->enhanced);
+	free(x->text);
+	x->text = malloc(strlen(r->text) + 16);
+	if (x->text != NULL)
+		sprintf(x->text, "%d %s %s", r->code, r->enhanced, r->text);
+}
+
+static void
+cb_message_done(void *arg, const struct smtp_client_reply *r,
+    const struct smtp_client_tally *t)
+{
+	struct dl_conn *c = arg;
+	struct deliver *d = c->d;
+	struct dl_item *it = c->item;
+	struct dl_dest *ds = c->dest;
+	struct dl_rres *res;
+	uint8_t *rec;
+	struct envelope env;
+	uint16_t n;
+
+	(void)r;
+	if (it == NULL)
+		return;
+	n = it->nrcpt;
+	if (t->delivered > 0)
+		dl_dest_ok(ds);
+	else if (t->deferred > 0 && ++ds->fails >= DL_FAIL_RUN) {
+		ds->fails = 0;
+		dl_dest_slow(d, ds);
+	}
+	conn_item_detach(c, &res, &rec, &env);
+	dl_item_done(d, it, res, rec, &env, c->host, c->addr);
+	envelope_release(&env);
+	free(rec);
+	for (uint16_t i = 0; res != NULL && i < n; i++)
+		free(res[i].text);
+	free(res);
+}
+
+static void
+cb_failed(void *arg, enum smtp_client_stage stage,
+    const struct smtp_client_reply *r)
+{
+	struct dl_conn *c = arg;
+	struct dl_dest *ds = c->dest;
+	char text[1100];
+
+	log_info("deliver: %s [%s]: session failed at %s: %d %s", c->host,
+	    c->addr, smtp_client_strstage(stage), r->code, r->text);
+	if (stage <= SMTP_CLIENT_STAGE_AUTH && c->target + 1 < ds->ntargets &&
+	    !c->d->stopping) {
+		/* Refused before any mail: the next MX host gets a try. */
+		dl_conn_open(c->d, ds, c->target + 1);
+		return;
+	}
+	if (r->code == 421 || stage <= SMTP_CLIENT_STAGE_AUTH)
+		dl_dest_slow(c->d, ds);
+	if (stage <= SMTP_CLIENT_STAGE_AUTH && ds->nconn <= 1) {
+		/* Nothing got through: what waits here waits longer. */
+		snprintf(text, sizeof(text), "%d %s host %s[%s] said: %s",
+		    r->code, r->enhanced, c->host, c->addr, r->text);
+		dl_dest_fail_ready(c->d, ds, r->code >= 500 ? 451 : r->code,
+		    r->code >= 500 ? "4.4.0" : r->enhanced, text);
+	}
+}
+
+static const struct smtp_client_cb client_cb = {
+	.ready = cb_ready,
+	.rcpt_done = cb_rcpt_done,
+	.message_done = cb_message_done,
+	.failed = cb_failed,
+};
+
+/* ---- connecting ------------------------------------------------------ */
+
+static void
+conn_connect(struct dl_conn *c)
+{
+	struct dl_dest *ds = c->dest;
+	struct dl_target *t = &ds->targets[c->target];
+	struct io_uring_sqe *sqe;
+	int one = 1;
+
+	snprintf(c->host, sizeof(c->host), "%s", t->host);
+	if (t->sa.ss_family == AF_UNIX) {
+		snprintf(c->addr, sizeof(c->addr), "%s",
+		    ((struct sockaddr_un *)&t->sa)->sun_path);
+	} else {
+		char a[INET6_ADDRSTRLEN];
+		const void *p = t->sa.ss_family == AF_INET ?
+		    (const void *)&((struct sockaddr_in *)&t->sa)->sin_addr :
+		    (const void *)&((struct sockaddr_in6 *)&t->sa)->sin6_addr;
+
+		inet_ntop(t->sa.ss_family, p, a, sizeof(a));
+		snprintf(c->addr, sizeof(c->addr),
+		    t->sa.ss_family == AF_INET ? "%s:%u" : "[%s]:%u", a,
+		    ds->route->transport.port ? ds->route->transport.port :
+		    ROUTE_PORT_SMTP);
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		/* As a failed connect: next target, else the dest waits. */
+		dl_handle_connect(c, -errno);
+		return;
+	}
+	if (t->sa.ss_family != AF_UNIX)
+		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	sqe = uring_get_sqe(c->d->ring);
+	io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&t->sa, t->salen);
+	io_uring_sqe_set_data64(sqe, dl_cud(OP_CONNECT, c));
+	c->inflight++;
+	c->deadline_ms = c->d->now_ms + c->d->cfg->delivery->connect_timeout_ms;
+}
+
+/* false when no connection could be started (the caller stops trying). */
+bool
+dl_conn_open(struct deliver *d, struct dl_dest *ds, unsigned first)
+{
+	struct dl_conn *c;
+	uint32_t i = d->free_head;
+
+	if (i == UINT32_MAX || first >= ds->ntargets)
+		return false;
+	c = &d->conns[i];
+	d->free_head = c->next_free;
+	d->nactive++;
+	c->in_use = true;
+	c->connected = c->closing = c->idle = c->timed_out = false;
+	c->recv_armed = c->send_armed = false;
+	c->inflight = 0;
+	c->fd = -1;
+	c->dest = ds;
+	c->target = first;
+	c->msgs = 0;
+	c->tx_off = 0;
+	ds->nconn++;
+	ds->nconnecting++;
+	conn_connect(c);
+	return c->in_use && c->dest == ds && !c->closing;
+}
+
+void
+dl_handle_connect(struct dl_conn *c, int res)
+{
+	struct dl_dest *ds = c->dest;
+
+	if (c->closing)
+		return;
+	if (c->timed_out) {
+		c->timed_out = false;
+		if (res == -ECANCELED || res == 0)
+			res = -ETIMEDOUT;
+	}
+	if (res < 0) {
+		log_info("deliver: connect to %s[%s]: %s", c->host, c->addr,
+		    strerror(-res));
+		if (c->target + 1 < ds->ntargets) {
+			c->target++;
+			conn_connect(c);
+			return;
+		}
+		dl_dest_slow(c->d, ds);
+		if (ds->nconn <= 1) {
+			char text[600];
+
+			snprintf(text, sizeof(text),
+			    "connect to %s[%s]: %s", c->host, c->addr,
+			    strerror(-res));
+			dl_dest_fail_ready(c->d, ds, 451, "4.4.1", text);
+		}
+		dl_conn_close(c);
+		return;
+	}
+	c->connected = true;
+	ds->nconnecting--;
+	smtp_client_init(&c->cli, &ds->ccfg, &client_cb, c);
+	dl_conn_deadline(c);
+	arm_orecv(c);
+}
+
+void
+dl_handle_orecv(struct dl_conn *c, int res)
+{
+	enum smtp_client_event ev;
+
+	c->recv_armed = false;
+	if (c->closing)
+		return;
+	if (res <= 0) {
+		smtp_client_eof(&c->cli);
+		dl_conn_close(c);
+		return;
+	}
+	ev = smtp_client_input(&c->cli, c->rbuf, (size_t)res);
+	dl_conn_flush(c);
+	if (ev == SMTP_CLIENT_EV_CLOSE || smtp_client_closed(&c->cli)) {
+		if (!c->send_armed)
+			dl_conn_close(c);
+		return;
+	}
+	dl_conn_deadline(c);
+	arm_orecv(c);
+}
+
+void
+dl_handle_osend(struct dl_conn *c, int res)
+{
+	c->send_armed = false;
+	if (c->closing)
+		return;
+	if (res < 0) {
+		smtp_client_eof(&c->cli);
+		dl_conn_close(c);
+		return;
+	}
+	c->tx_off += (size_t)res;
+	dl_conn_flush(c);
+	if (!c->send_armed && smtp_client_closed(&c->cli))
+		dl_conn_close(c);
+}
+
+/* ---- DNS ------------------------------------------------------------- */
+
+static void
+set_port(struct sockaddr_storage *sa, uint16_t port)
+{
+	if (sa->ss_family == AF_INET)
+		((struct sockaddr_in *)sa)->sin_port = htons(port);
+	else if (sa->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)sa)->sin6_port = htons(port);
+}
+
+void
+dl_dest_resolved(void *arg, const struct resolve_result *r)
+{
+	struct dl_dest *ds = arg;
+	unsigned n = 0;
+
+	ds->resolving = false;
+	ds->rstatus = (int)r->status;
+	snprintf(ds->rwhy, sizeof(ds->rwhy), "%s", r->why);
+	ds->resolved_ms = clock_mono_ms();
+	free(ds->targets);
+	ds->targets = NULL;
+	ds->ntargets = 0;
+	if (r->status == RESOLVE_OK) {
+		for (unsigned i = 0; i < r->ntargets; i++)
+			n += r->targets[i].naddr;
+		if (n > DL_TARGETS_MAX)
+			n = DL_TARGETS_MAX;
+		ds->targets = calloc(n ? n : 1, sizeof(*ds->targets));
+		for (unsigned i = 0, k = 0; ds->targets && i < r->ntargets;
+		    i++)
+			for (unsigned j = 0; j < r->targets[i].naddr && k < n;
+			    j++, k++) {
+				struct dl_target *t = &ds->targets[k];
+
+				snprintf(t->host, sizeof(t->host), "%s",
+				    r->targets[i].host);
+				t->sa = r->targets[i].addr[j];
+				/* Plain smtp routes leave the port 0. */
+				set_port(&t->sa, ds->route->transport.port ?
+				    ds->route->transport.port :
+				    ROUTE_PORT_SMTP);
+				t->salen = t->sa.ss_family == AF_INET ?
+				    sizeof(struct sockaddr_in) :
+				    sizeof(struct sockaddr_in6);
+				ds->ntargets = k + 1;
+			}
+	}
+}
+
+/* Fixed targets need no DNS: an address literal or a unix socket. */
+bool
+dl_dest_literal(struct dl_dest *ds)
+{
+	const struct route_transport *t = &ds->route->transport;
+	struct dl_target *x;
+
+	if (ds->literal)
+		return true;
+	x = calloc(1, sizeof(*x));
+	if (x == NULL)
+		return false;
+	snprintf(x->host, sizeof(x->host), "%s", t->host);
+	if (t->unix_socket) {
+		struct sockaddr_un *un = (struct sockaddr_un *)&x->sa;
+
+		un->sun_family = AF_UNIX;
+		/* route.c keeps unix paths within ROUTE_PATH_MAX. */
+		memcpy(un->sun_path, t->host,
+		    strnlen(t->host, sizeof(un->sun_path) - 1));
+		x->salen = sizeof(*un);
+	} else if (inet_pton(AF_INET, t->host,
+	    &((struct sockaddr_in *)&x->sa)->sin_addr) == 1) {
+		x->sa.ss_family = AF_INET;
+		x->salen = sizeof(struct sockaddr_in);
+	} else if (inet_pton(AF_INET6, t->host,
+	    &((struct sockaddr_in6 *)&x->sa)->sin6_addr) == 1) {
+		x->sa.ss_family = AF_INET6;
+		x->salen = sizeof(struct sockaddr_in6);
+	} else {
+		free(x);
+		return false;
+	}
+	set_port(&x->sa, t->port);
+	free(ds->targets);
+	ds->targets = x;
+	ds->ntargets = 1;
+	ds->literal = true;
+	ds->rstatus = RESOLVE_OK;
+	ds->resolved_ms = UINT64_MAX;
+	return true;
+}
+

@@ -1,0 +1,242 @@
+/*
+ * deliver_int.h - what the files of the deliverer share: its types and
+ * limits, and the functions one file calls in another. Not for use
+ * outside deliver/ (the interface is deliver.h).
+ *
+ * Every function here runs on the owning shard's thread.
+ */
+#ifndef SLUICE_DELIVER_INT_H
+#define SLUICE_DELIVER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "../lib/buf.h"
+#include "../proto/smtp_client.h"
+#include "deliver.h"
+#include "dlog.h"
+#include "resolver.h"
+#include "route.h"
+
+#define DL_CONNS 512		/* outbound connections per shard */
+#define DL_RBUF 4096
+#define DL_DEST_BUCKETS 4096	/* power of two */
+#define DL_RESOLVE_FRESH_MS 30000
+#define DL_HOLD_MIN_MS 1000
+#define DL_HOLD_MAX_MS 60000
+#define DL_INITIAL_CONNS 5	/* connections a new destination starts with */
+#define DL_FAIL_RUN 3		/* consecutive 4xx that slow a destination */
+#define DL_SEGFD_CACHE 16
+#define DL_TARGETS_MAX 32	/* addresses tried per connection */
+#define DL_FREADS_MAX 64	/* records read back at a time for items
+				   failing without a connection */
+
+enum {
+	OP_DNS = DELIVER_OP_BASE,
+	OP_CONNECT,
+	OP_ORECV,
+	OP_OSEND,
+	OP_OCANCEL,
+	OP_OREAD,		/* a record read back for a connection */
+	OP_FREAD,		/* one read back for an item failing alone */
+};
+
+struct dl_dest;
+
+struct dl_item {
+	struct dl_item *next;
+	struct dl_dest *dest;		/* on the owner; NULL in transit */
+	const struct route *route;
+	uint64_t qid;
+	struct msg_meta mm;
+	uint64_t arrival_us;
+	uint64_t due_ms;		/* monotonic */
+	uint32_t heap_idx;
+	uint16_t attempts;
+	uint16_t nrcpt;
+	uint8_t ctl;			/* enum deliver_ctl; 0: an item */
+	uint8_t upd;			/* DELIVER_CTL_UPDATE: the kind */
+	bool redirect;			/* dev_redirect: one address for all */
+	bool dropped;			/* held or deleted while on a connection */
+	char *domain;			/* points into the allocation */
+	uint16_t rcpt[];		/* recipient indices */
+};
+
+struct dl_target {
+	char host[RESOLVE_HOST_MAX + 1];
+	struct sockaddr_storage sa;
+	socklen_t salen;
+};
+
+struct dl_dest {
+	struct dl_dest *hnext;
+	struct dl_dest *rnext;		/* run list */
+	bool in_run;
+	char key[ROUTE_DEST_MAX + 1];
+	char lookup[ROUTE_HOST_MAX + 1];	/* name to resolve */
+	const struct route *route;
+	struct dl_item *head, *tail;
+	uint32_t queued;
+	unsigned nconn, nconnecting, nidle;
+	unsigned eff_max;
+	unsigned fails;			/* consecutive temporary failures */
+	uint64_t hold_until_ms;
+	uint64_t hold_ms;
+	double tokens;
+	uint64_t tokens_ms;
+	bool resolving;
+	bool literal;			/* an address or socket: no DNS */
+	uint64_t resolved_ms;		/* 0: never */
+	int rstatus;			/* enum resolve_status */
+	char rwhy[160];
+	struct dl_target *targets;
+	unsigned ntargets;
+	struct smtp_client_cfg ccfg;
+};
+
+struct dl_rres {			/* one recipient's reply this attempt */
+	int code;
+	char enhanced[12];
+	char *text;
+};
+
+struct dl_conn {
+	uint32_t gen;
+	bool in_use;
+	bool connected;
+	bool closing;
+	bool idle;
+	bool timed_out;		/* connect cancelled by the deadline */
+	bool recv_armed, send_armed;
+	uint8_t inflight;
+	int fd;
+	struct deliver *d;
+	struct dl_dest *dest;
+	unsigned target;		/* index in dest->targets */
+	char host[RESOLVE_HOST_MAX + 1];
+	char addr[ROUTE_PATH_MAX + 8];	/* "a.b.c.d:p", "[v6]:p", a path */
+	struct smtp_client cli;
+	char rbuf[DL_RBUF];
+	struct buf tx;
+	size_t tx_off;
+	uint64_t deadline_ms;
+	unsigned msgs;
+	/* The item whose record is being read (then sent), and the read's
+	 * own descriptor of its segment. */
+	struct dl_item *loading;
+	int rfd;
+	/* The item being sent. */
+	struct dl_item *item;
+	uint8_t *rec;			/* the record, read back */
+	struct envelope env;
+	const char **rcpts;
+	struct dl_rres *res;
+	uint32_t next_free;
+};
+
+struct deliver {
+	const struct deliver_host *host;
+	void *host_ctx;
+	struct io_uring *ring;
+	unsigned id;
+	const struct deliver_cfg *cfg;
+	struct resolver *res;
+	char resolver_err[160];
+	struct dl_dest *buckets[DL_DEST_BUCKETS];
+	struct dl_dest *run;		/* dests with ready items */
+	struct dl_item **heap;
+	uint32_t nheap, heap_cap;
+	struct dl_conn *conns;
+	uint32_t free_head;
+	uint32_t nactive;
+	struct dl_fread **freads;	/* reads for failing items, by slot */
+	uint32_t freads_cap, nfreads, fread_gen;
+	struct dl_fwait *fwait_head, **fwait_tail;	/* and waiting */
+	bool stopping;
+	uint64_t now_ms;
+	struct dlog log;
+	struct buf logbuf;
+	int segdir;
+	struct { uint64_t seg; int fd; } segfd[DL_SEGFD_CACHE];
+	struct route default_route;
+};
+
+/*
+ * A record read back for an item that fails without a connection (its
+ * destination cannot be reached): the results need the envelope, and a
+ * 5xx the message for its DSN. Through the ring like a connection's read,
+ * so the loop never waits on the disk.
+ */
+struct dl_fread {
+	struct dl_item *it;
+	uint8_t *buf;
+	char *text;
+	int fd;
+	int code;
+	char enhanced[12];
+	uint32_t gen;
+};
+
+/*
+ * An item failing alone that waits for a read slot: at most
+ * DL_FREADS_MAX records are read back (and held in memory) at a time.
+ */
+struct dl_fwait {
+	struct dl_fwait *next;
+	struct dl_item *it;
+	int code;
+	char enhanced[12];
+	char text[];
+};
+
+/* deliver.c: destinations, the deferred heap, the scheduler */
+void dl_dest_run(struct deliver *d, struct dl_dest *ds);
+struct dl_item *dl_dest_pop(struct dl_dest *ds);
+void dl_dest_slow(struct deliver *d, struct dl_dest *ds);
+void dl_dest_ok(struct dl_dest *ds);
+void dl_item_schedule(struct deliver *d, struct dl_item *it);
+
+/*
+ * deliver_result.c: results (index updates, the delivery log, DSNs),
+ * records read back for failing items
+ */
+int dl_segfd(struct deliver *d, uint64_t seg);
+const char *dl_item_verify(const struct dl_item *it, const uint8_t *buf,
+    ssize_t n, struct envelope *env);
+bool dl_item_read_start(struct deliver *d, struct dl_item *it, uint64_t ud,
+    int *fd, uint8_t **buf);
+void dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres
+    *res, const uint8_t *rec, const struct envelope *env, const char *mx,
+    const char *addr);
+void dl_item_unreadable(struct deliver *d, struct dl_item *it, const char
+    *why);
+void dl_item_fail_all(struct deliver *d, struct dl_item *it, int code, const
+    char *enh, const char *text);
+void dl_handle_fread(struct deliver *d, uint64_t ud, int res);
+void dl_dest_fail_ready(struct deliver *d, struct dl_dest *ds, int code, const
+    char *enh, const char *text);
+void dl_dest_refill(struct deliver *d, struct dl_dest *ds);
+
+/*
+ * deliver_conn.c: outbound connections, the smtp_client callbacks,
+ * connecting, DNS answers
+ */
+uint64_t dl_cud(unsigned op, struct dl_conn *c);
+void dl_conn_free(struct dl_conn *c);
+void dl_conn_close(struct dl_conn *c);
+void dl_conn_deadline(struct dl_conn *c);
+void dl_set_idle(struct dl_conn *c, bool idle);
+void dl_conn_flush(struct dl_conn *c);
+void dl_conn_item_clear(struct dl_conn *c);
+void dl_conn_next(struct dl_conn *c);
+void dl_handle_oread(struct dl_conn *c, int res);
+bool dl_conn_open(struct deliver *d, struct dl_dest *ds, unsigned first);
+void dl_handle_connect(struct dl_conn *c, int res);
+void dl_handle_orecv(struct dl_conn *c, int res);
+void dl_handle_osend(struct dl_conn *c, int res);
+void dl_dest_resolved(void *arg, const struct resolve_result *r);
+bool dl_dest_literal(struct dl_dest *ds);
+
+#endif

@@ -1,0 +1,488 @@
+/*
+ * deliver_result.c - what an attempt's results become: index updates,
+ * delivery log lines, a DSN for what bounced, and the retry schedule for
+ * what was deferred. Also the records read back through the ring for
+ * items that fail without a connection (a destination nothing can reach),
+ * whose results need their envelopes.
+ */
+#include "deliver_int.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "../lib/clock.h"
+#include "../lib/log.h"
+#include "../lib/uring.h"
+#include "dsn.h"
+
+/* ---- results: index updates, log, DSN -------------------------------- */
+
+int
+dl_segfd(struct deliver *d, uint64_t seg)
+{
+	unsigned i = (unsigned)(seg % DL_SEGFD_CACHE);
+	char name[SEG_PATH_MAX];
+
+	if (d->segfd[i].fd >= 0 && d->segfd[i].seg == seg)
+		return d->segfd[i].fd;
+	if (d->segfd[i].fd >= 0)
+		close(d->segfd[i].fd);
+	seg_path(seg, name, sizeof(name));
+	d->segfd[i].fd = openat(d->segdir, strchr(name, '/') + 1,
+	    O_RDONLY | O_CLOEXEC);
+	d->segfd[i].seg = seg;
+	return d->segfd[i].fd;
+}
+
+/*
+ * Check a record read back into buf (n bytes, or -errno): framing and
+ * checksum against the item, then decode the envelope into env (pointing
+ * into buf). NULL when sound, else the reason.
+ */
+const char *
+dl_item_verify(const struct dl_item *it, const uint8_t *buf, ssize_t n,
+    struct envelope *env)
+{
+	const struct seg_hdr *h = (const struct seg_hdr *)buf;
+	struct seg_hdr chk;
+
+	if (n < 0)
+		return "cannot read the segment";
+	if (n != (ssize_t)it->mm.rec_len)
+		return "record cut short";
+	if (h->magic != SEG_MAGIC || h->qid != it->qid ||
+	    h->env_len != it->mm.env_len || h->msg_len != it->mm.msg_len ||
+	    seg_hdr_fill(&chk, it->qid, buf + sizeof(*h), h->env_len,
+	    buf + sizeof(*h) + h->env_len, h->msg_len) != h->checksum ||
+	    h->checksum != it->mm.checksum)
+		return "checksum mismatch";
+	if (envelope_decode(buf + sizeof(*h), h->env_len, env) != 0)
+		return "envelope damaged";
+	return NULL;
+}
+
+
+/*
+ * Start reading the item's record back through the ring, into *buf (the
+ * record's size) on *fd, a descriptor of its own: the cached one may be
+ * closed (its slot reused, its file deleted) before the read is even
+ * submitted, and the number reused. The completion comes with ud. false
+ * when it cannot even start: the item then went to dl_item_unreadable().
+ */
+bool
+dl_item_read_start(struct deliver *d, struct dl_item *it, uint64_t ud, int *fd,
+    uint8_t **buf)
+{
+	struct io_uring_sqe *sqe;
+	const char *why = NULL;
+
+	*buf = NULL;
+	*fd = dl_segfd(d, it->mm.seg);
+	if (*fd < 0)
+		why = errno == ENOENT ? "segment missing" :
+		    "cannot open the segment";
+	else if ((*buf = malloc(it->mm.rec_len)) == NULL)
+		why = "out of memory";
+	else if ((*fd = dup(*fd)) < 0)
+		why = "cannot open the segment";
+	if (why != NULL) {
+		free(*buf);
+		*buf = NULL;
+		dl_item_unreadable(d, it, why);
+		return false;
+	}
+	sqe = uring_get_sqe(d->ring);
+	io_uring_prep_read(sqe, *fd, *buf, it->mm.rec_len, it->mm.offset);
+	io_uring_sqe_set_data64(sqe, ud);
+	return true;
+}
+
+static void
+log_line(struct deliver *d, const struct dl_item *it, const char *sender,
+    const char *rcpt, enum dlog_status st, int code, const char *enh,
+    const char *text, const char *mx, const char *addr, uint64_t next_us,
+    const char *dsn_qid)
+{
+	char qid[QUEUE_ID_LEN + 1];
+	uint64_t now = clock_real_us();
+	struct dlog_entry e = {
+		.time_us = now,
+		.queue_id = qid,
+		.sender = sender,
+		.rcpt = rcpt,
+		.destination = it->dest != NULL ? it->dest->key : it->domain,
+		.transport = it->route->transport.kind == ROUTE_LMTP ? "lmtp" :
+		    it->route->transport.kind == ROUTE_DISCARD ? "discard" :
+		    "smtp",
+		.mx = mx,
+		.addr = addr,
+		.status = st,
+		.code = code,
+		.enhanced = enh,
+		.text = text,
+		.attempt = it->attempts,
+		.delay_s = now > it->arrival_us ?
+		    (double)(now - it->arrival_us) / 1e6 : 0,
+		.next_try_us = next_us,
+		.dsn_queue_id = dsn_qid,
+		.size = it->mm.msg_len,
+	};
+
+	queue_id_format(it->qid, qid);
+	if (dlog_format(&d->logbuf, &e) != 0)
+		log_warn("deliver: cannot format a log line");
+}
+
+/*
+ * The outcome of one attempt of an item: res[i] is recipient i's reply
+ * (i indexes it->rcpt; with redirect, res[0] stands for all). rec and env
+ * are the loaded record (NULL when it could not be read: then no DSN).
+ * Writes the index updates (with a DSN if anything bounced), the log
+ * lines, and requeues what was deferred. Takes the item.
+ */
+void
+dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
+    const uint8_t *rec, const struct envelope *env, const char *mx,
+    const char *addr)
+{
+	const struct route_policy *pol = &it->route->policy;
+	uint64_t now_us = clock_real_us();
+	bool expired = now_us > it->arrival_us &&
+	    (now_us - it->arrival_us) / 1000000u >= pol->max_age_s;
+	uint16_t attempts = (uint16_t)(it->attempts < UINT16_MAX ?
+	    it->attempts + 1 : UINT16_MAX);
+	uint32_t delay_s = route_retry_delay(&pol->retry, attempts);
+	uint64_t next_us = now_us + (uint64_t)delay_s * 1000000u;
+	struct queue_update *ups;
+	enum dlog_status *sts;
+	uint16_t *ridx;			/* the recipients as they came in */
+	struct dsn_rcpt *bounced = NULL;
+	size_t nb = 0;
+	char dsnq[QUEUE_ID_LEN + 1] = "";
+	const char *sender = env != NULL ? env->sender : NULL;
+	uint16_t n = it->nrcpt, keep = 0;
+	bool give_up = (pol->max_attempts != 0 && attempts >= pol->max_attempts)
+	    || expired;
+
+	it->attempts = attempts;
+	ups = calloc(n, sizeof(*ups));
+	sts = calloc(n, sizeof(*sts));
+	ridx = malloc(n * sizeof(*ridx));
+	if (env != NULL && sender[0] != '\0')
+		bounced = calloc(n, sizeof(*bounced));
+	if (ups == NULL || sts == NULL || ridx == NULL) {
+		log_warn("deliver: out of memory recording results");
+		free(bounced);
+		free(ups);
+		free(sts);
+		free(ridx);
+		free(it);
+		return;
+	}
+	memcpy(ridx, it->rcpt, n * sizeof(*ridx));
+	for (uint16_t i = 0; i < n; i++) {
+		const struct dl_rres *r = &res[it->redirect ? 0 : i];
+		const char *rcpt = env != NULL ? env->rcpt[it->rcpt[i]] : "";
+		struct queue_update *u = &ups[i];
+		enum dlog_status st;
+
+		u->kind = QUEUE_UPD_RCPT;
+		u->qid = it->qid;
+		u->idx = it->rcpt[i];
+		u->attempts = attempts;
+		u->last_code = (uint32_t)r->code;
+		if (r->code >= 200 && r->code < 300) {
+			u->state = RCPT_DELIVERED;
+			st = DLOG_DELIVERED;
+		} else if (r->code >= 500 || give_up) {
+			u->state = RCPT_BOUNCED;
+			st = r->code < 500 && expired ? DLOG_EXPIRED :
+			    DLOG_BOUNCED;
+			if (bounced != NULL) {
+				struct dsn_rcpt *b = &bounced[nb++];
+
+				b->addr = rcpt;
+				b->status = r->code >= 500 ? r->enhanced :
+				    expired ? "4.4.7" : r->enhanced;
+				if (!dsn_status_valid(b->status))
+					b->status = r->code >= 500 ? "5.0.0" :
+					    "4.0.0";
+				b->remote_mta = mx;
+				b->diagnostic = r->text;
+				b->last_attempt_us = now_us;
+			}
+		} else {
+			u->state = RCPT_PENDING;
+			u->next_try_us = next_us;
+			st = DLOG_DEFERRED;
+			it->rcpt[keep++] = it->rcpt[i];
+		}
+		sts[i] = st;
+	}
+	if (nb > 0) {
+		/* One DSN for what bounced this attempt, with the updates. */
+		struct buf msg = { 0 };
+		char qid[QUEUE_ID_LEN + 1], from[600];
+		struct dsn_info info = {
+			.reporting_mta = d->cfg->hostname,
+			.queue_id = qid,
+			.arrival_us = it->arrival_us,
+			.now_us = now_us,
+			.sender = sender,
+			.received_from = from,
+			.expired = expired,
+			.max_age_days = pol->max_age_s / 86400,
+		};
+		const uint8_t *orig = rec + sizeof(struct seg_hdr) +
+		    it->mm.env_len;
+
+		queue_id_format(it->qid, qid);
+		snprintf(from, sizeof(from), "%s ([%s])", env->helo,
+		    env->client_addr);
+		if (dsn_build(&info, bounced, nb, orig, it->mm.msg_len,
+		    &msg) == 0) {
+			uint64_t dq = d->host->queue_dsn(d->host_ctx, sender, &msg, ups,
+			    n);
+
+			if (dq != 0) {
+				queue_id_format(dq, dsnq);
+				ups = NULL;	/* the DSN's job owns them */
+				log_info("%s: sender non-delivery "
+				    "notification: %s", qid, dsnq);
+			}
+		}
+		if (ups != NULL) {
+			/* No DSN, no bounce: those try again later. */
+			for (uint16_t i = 0; i < n; i++)
+				if (ups[i].state == RCPT_BOUNCED) {
+					ups[i].state = RCPT_PENDING;
+					ups[i].next_try_us = next_us;
+					sts[i] = DLOG_DEFERRED;
+					it->rcpt[keep++] = ups[i].idx;
+				}
+		}
+		if (ups != NULL)
+			log_warn("%s: cannot queue a DSN now", qid);
+		buf_free(&msg);
+	}
+	/* Logged once the DSN (if any) has its queue id. */
+	for (uint16_t i = 0; i < n; i++) {
+		const struct dl_rres *r = &res[it->redirect ? 0 : i];
+		const char *rcpt = env != NULL ? env->rcpt[ridx[i]] : "";
+
+		log_line(d, it, sender, rcpt, sts[i], r->code,
+		    sts[i] == DLOG_EXPIRED ? "4.4.7" : r->enhanced, r->text,
+		    mx, addr, sts[i] == DLOG_DEFERRED ? next_us : 0,
+		    sts[i] == DLOG_BOUNCED || sts[i] == DLOG_EXPIRED ?
+		    (dsnq[0] ? dsnq : NULL) : NULL);
+	}
+	free(sts);
+	free(ridx);
+	if (ups != NULL)
+		d->host->submit_updates(d->host_ctx, ups, n);
+	free(bounced);
+	if (keep > 0 && !it->dropped) {
+		it->nrcpt = keep;
+		it->due_ms = d->now_ms + (uint64_t)delay_s * 1000u;
+		dl_item_schedule(d, it);
+	} else {
+		free(it);
+	}
+}
+
+/*
+ * The record could not be read back. Damage (checksum, envelope) is for
+ * recovery to quarantine: the item waits for a restart. Anything else
+ * (no descriptor, memory, I/O) is tried again in a minute.
+ */
+void
+dl_item_unreadable(struct deliver *d, struct dl_item *it, const char *why)
+{
+	char qid[QUEUE_ID_LEN + 1];
+	bool damaged = strcmp(why, "checksum mismatch") == 0 ||
+	    strcmp(why, "envelope damaged") == 0 ||
+	    strcmp(why, "segment missing") == 0;
+
+	queue_id_format(it->qid, qid);
+	log_warn("%s: cannot read the message back: %s%s", qid, why,
+	    damaged ? "; left for recovery at the next start" :
+	    "; trying again in a minute");
+	if (damaged) {
+		free(it);
+		return;
+	}
+	it->due_ms = d->now_ms + 60000;
+	dl_item_schedule(d, it);
+}
+
+/* A free slot in d->freads (grown as needed), or UINT32_MAX. */
+static uint32_t
+fread_slot(struct deliver *d)
+{
+	uint32_t i, cap;
+	struct dl_fread **n;
+
+	for (i = 0; i < d->freads_cap; i++)
+		if (d->freads[i] == NULL)
+			return i;
+	cap = d->freads_cap ? d->freads_cap * 2 : 16;
+	if (cap > URING_UD_IDX(UINT64_MAX) ||
+	    (n = realloc(d->freads, cap * sizeof(*n))) == NULL)
+		return UINT32_MAX;
+	memset(n + d->freads_cap, 0, (cap - d->freads_cap) * sizeof(*n));
+	d->freads = n;
+	i = d->freads_cap;
+	d->freads_cap = cap;
+	return i;
+}
+
+static void fread_begin(struct deliver *d, struct dl_item *it, int code,
+    const char *enh, const char *text);
+
+/* Every recipient of the item gets the same reply (no session). */
+void
+dl_item_fail_all(struct deliver *d, struct dl_item *it, int code,
+    const char *enh, const char *text)
+{
+	struct dl_fwait *w;
+	size_t tl;
+
+	if (d->nfreads < DL_FREADS_MAX && d->fwait_head == NULL) {
+		fread_begin(d, it, code, enh, text);
+		return;
+	}
+	tl = strlen(text);
+	if ((w = malloc(sizeof(*w) + tl + 1)) == NULL) {
+		dl_item_unreadable(d, it, "out of memory");
+		return;
+	}
+	w->next = NULL;
+	w->it = it;
+	w->code = code;
+	snprintf(w->enhanced, sizeof(w->enhanced), "%s", enh);
+	memcpy(w->text, text, tl + 1);
+	*d->fwait_tail = w;
+	d->fwait_tail = &w->next;
+}
+
+/* Start the waiting ones while there are slots. */
+static void
+fwait_run(struct deliver *d)
+{
+	struct dl_fwait *w;
+
+	while (d->nfreads < DL_FREADS_MAX && (w = d->fwait_head) != NULL) {
+		if ((d->fwait_head = w->next) == NULL)
+			d->fwait_tail = &d->fwait_head;
+		fread_begin(d, w->it, w->code, w->enhanced, w->text);
+		free(w);
+	}
+}
+
+/* Read the item's record back through the ring; dl_handle_fread() goes on. */
+static void
+fread_begin(struct deliver *d, struct dl_item *it, int code,
+    const char *enh, const char *text)
+{
+	struct dl_fread *f = calloc(1, sizeof(*f));
+	uint32_t slot = f != NULL ? fread_slot(d) : UINT32_MAX;
+
+	if (f == NULL || slot == UINT32_MAX ||
+	    (f->text = strdup(text)) == NULL) {
+		free(f);
+		dl_item_unreadable(d, it, "out of memory");
+		return;
+	}
+	f->gen = ++d->fread_gen;
+	if (!dl_item_read_start(d, it, uring_ud(OP_FREAD, slot, f->gen), &f->fd,
+	    &f->buf)) {
+		free(f->text);
+		free(f);
+		return;
+	}
+	f->it = it;
+	f->code = code;
+	snprintf(f->enhanced, sizeof(f->enhanced), "%s", enh);
+	d->freads[slot] = f;
+	d->nfreads++;
+}
+
+/* dl_item_fail_all()'s read came back (res bytes or -errno): the results. */
+void
+dl_handle_fread(struct deliver *d, uint64_t ud, int res)
+{
+	uint32_t slot = URING_UD_IDX(ud);
+	struct dl_fread *f;
+	struct dl_rres *rr = NULL;
+	struct envelope env = { 0 };
+	const char *why;
+
+	assert(slot < d->freads_cap && d->freads[slot] != NULL &&
+	    d->freads[slot]->gen == URING_UD_GEN(ud));
+	f = d->freads[slot];
+	d->freads[slot] = NULL;
+	d->nfreads--;
+	close(f->fd);
+	if (f->it->dropped) {
+		free(f->it);	/* held or deleted meanwhile: no results */
+	} else if ((why = dl_item_verify(f->it, f->buf, res, &env)) != NULL ||
+	    (rr = calloc(f->it->nrcpt ? f->it->nrcpt : 1,
+	    sizeof(*rr))) == NULL) {
+		dl_item_unreadable(d, f->it, why != NULL ? why : "out of memory");
+	} else {
+		for (uint16_t i = 0; i < f->it->nrcpt; i++) {
+			rr[i].code = f->code;
+			memcpy(rr[i].enhanced, f->enhanced,
+			    sizeof(rr[i].enhanced));
+			rr[i].text = f->text;
+		}
+		dl_item_done(d, f->it, rr, f->buf, &env, NULL, NULL);
+	}
+	envelope_release(&env);
+	free(rr);
+	free(f->buf);
+	free(f->text);
+	free(f);
+	fwait_run(d);
+}
+
+/* Defer (or bounce, if 5xx) every ready item of a destination. */
+void
+dl_dest_fail_ready(struct deliver *d, struct dl_dest *ds, int code,
+    const char *enh, const char *text)
+{
+	struct dl_item *it;
+
+	while ((it = dl_dest_pop(ds)) != NULL)
+		dl_item_fail_all(d, it, code, enh, text);
+}
+
+/* The rate bucket: max_rate tokens a second, at most a second's worth. */
+void
+dl_dest_refill(struct deliver *d, struct dl_dest *ds)
+{
+	double rate = ds->route->policy.max_rate;
+
+	if (rate <= 0)
+		return;
+	ds->tokens += (double)(d->now_ms - ds->tokens_ms) * rate / 1000.0;
+	ds->tokens_ms = d->now_ms;
+	if (ds->tokens > (rate < 1 ? 1 : rate))
+		ds->tokens = rate < 1 ? 1 : rate;
+}
+

@@ -450,18 +450,16 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 	if (d->now_ms < ds->hold_until_ms)
 		return true;
 	/* Idle connections first. */
-	for (uint32_t i = 0; i < DL_CONNS && ds->queued > 0 && ds->nidle > 0;
-	    i++) {
-		struct dl_conn *c = &d->conns[i];
-
-		if (c->in_use && c->dest == ds && c->idle && !c->closing &&
-		    smtp_client_ready(&c->cli)) {
-			dl_conn_next(c);
-			dl_conn_deadline(c);
-			dl_conn_flush(c);
-			if (c->item == NULL && c->idle)
-				break;	/* rate limit */
-		}
+	for (struct dl_conn *c = ds->idle, *next; c != NULL && ds->queued > 0;
+	    c = next) {
+		next = c->inext;
+		if (c->closing || !smtp_client_ready(&c->cli))
+			continue;
+		dl_conn_next(c);
+		dl_conn_deadline(c);
+		dl_conn_flush(c);
+		if (c->item == NULL && c->idle)
+			break;	/* rate limit */
 	}
 	if (ds->queued == 0 || d->stopping)
 		return ds->queued > 0;
@@ -498,10 +496,27 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 	dl_dest_refill(d, ds);
 	if (ds->route->policy.max_rate > 0 && ds->tokens < 1)
 		return true;
-	while (ds->queued > ds->nconnecting && ds->nconn < ds->eff_max &&
-	    d->free_head != UINT32_MAX)
+	while (ds->queued > ds->nstarting && ds->nconn < ds->eff_max) {
+		struct dl_conn *c = dl_conn_reuse(d, ds);
+
+		if (c != NULL) {
+			dl_conn_next(c);
+			dl_conn_deadline(c);
+			dl_conn_flush(c);
+			if (c->idle)
+				break;
+			continue;
+		}
+		if (!dl_conn_slot_free(d)) {
+			/* Every slot is taken: an idle one elsewhere yields. */
+			d->nwaiting++;
+			dl_conn_yield(d, ds);
+			break;
+		}
 		if (!dl_conn_open(d, ds, 0))
 			break;
+		d->opened++;
+	}
 	return ds->queued > 0;
 }
 
@@ -595,7 +610,7 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 	case DELIVER_CTL_DROP:
 		/* An attempt under way finishes, but is not tried again;
 		 * nor is one whose record is being read back. */
-		for (uint32_t i = 0; i < DL_CONNS; i++) {
+		for (uint32_t i = 0; i < d->conn_hw; i++) {
 			struct dl_conn *c = &d->conns[i];
 
 			if (c->in_use && c->item != NULL &&
@@ -692,6 +707,7 @@ deliver_run(struct deliver *d, uint64_t now_ms)
 		it = heap_pop(d);
 		dest_push(d, it->dest, it);
 	}
+	d->nwaiting = 0;
 	for (pp = &d->run; !d->cfg->delivery->paused && (ds = *pp) != NULL;) {
 		if (dest_service(d, ds)) {
 			pp = &ds->rnext;
@@ -725,7 +741,7 @@ deliver_tick(struct deliver *d, uint64_t now_ms)
 			d->segfd[i].fd = -1;
 		}
 	}
-	for (uint32_t i = 0; i < DL_CONNS; i++) {
+	for (uint32_t i = 0; i < d->conn_hw; i++) {
 		struct dl_conn *c = &d->conns[i];
 
 		if (!c->in_use || c->closing || now_ms < c->deadline_ms ||
@@ -799,7 +815,7 @@ bool
 deliver_stop(struct deliver *d, bool force)
 {
 	d->stopping = true;
-	for (uint32_t i = 0; i < DL_CONNS; i++) {
+	for (uint32_t i = 0; i < d->conn_hw; i++) {
 		struct dl_conn *c = &d->conns[i];
 
 		if (!c->in_use || c->closing)
@@ -835,17 +851,19 @@ deliver_create(const struct deliver_host *host, void *host_ctx,
 	d->id = shard_id;
 	d->cfg = cfg;
 	d->fwait_tail = &d->fwait_head;
-	d->conns = calloc(DL_CONNS, sizeof(*d->conns));
+	/* This shard's part of the budget; slots are set up when first
+	 * used, so an unused one costs no memory. */
+	d->conn_max = (cfg->delivery->connections + g_nshards - 1) / g_nshards;
+	if (d->conn_max > DL_CONNS_MAX)
+		d->conn_max = DL_CONNS_MAX;
+	if (d->conn_max == 0)
+		d->conn_max = 1;
+	d->conns = calloc(d->conn_max, sizeof(*d->conns));
 	if (d->conns == NULL) {
 		free(d);
 		return NULL;
 	}
-	for (uint32_t i = 0; i < DL_CONNS; i++) {
-		d->conns[i].d = d;
-		d->conns[i].fd = -1;
-		d->conns[i].next_free = i + 1 < DL_CONNS ? i + 1 : UINT32_MAX;
-	}
-	d->free_head = 0;
+	d->free_head = UINT32_MAX;
 	for (unsigned i = 0; i < DL_SEGFD_CACHE; i++)
 		d->segfd[i].fd = -1;
 	snprintf(path, sizeof(path), "%s/seg", cfg->spool);
@@ -883,7 +901,7 @@ deliver_destroy(struct deliver *d)
 		return;
 	resolver_destroy(d->res);
 	d->res = NULL;
-	for (uint32_t i = 0; i < DL_CONNS; i++) {
+	for (uint32_t i = 0; i < d->conn_hw; i++) {
 		struct dl_conn *c = &d->conns[i];
 
 		if (c->in_use) {

@@ -24,6 +24,7 @@ struct delivery_cfg {
 	uint32_t reply_timeout_ms;	/* greeting and command replies */
 	uint32_t data_timeout_ms;	/* reply after the final dot */
 	uint32_t idle_keep_ms;		/* idle connection kept for reuse */
+	uint32_t connections;		/* outbound, all shards together */
 	uint32_t chunking;		/* BDAT to servers offering CHUNKING */
 };
 

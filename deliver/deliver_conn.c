@@ -53,10 +53,14 @@ dl_conn_free(struct dl_conn *c)
 	if (ds != NULL) {
 		dl_set_idle(c, false);
 		ds->nconn--;
-		if (!c->connected)
-			ds->nconnecting--;
+		if (c->starting)
+			ds->nstarting--;
 		if (ds->queued > 0)
 			dl_dest_run(d, ds);
+	}
+	if (c->yielding) {
+		c->yielding = false;
+		d->nyielding--;
 	}
 	c->in_use = false;
 	c->gen++;
@@ -105,12 +109,190 @@ dl_conn_deadline(struct dl_conn *c)
 	}
 }
 
+/* The bytes of an address that name the peer: family, port, address. */
+static size_t
+sa_key(const struct sockaddr_storage *sa, uint8_t key[20])
+{
+	const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+	const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+
+	key[0] = (uint8_t)sa->ss_family;
+	if (sa->ss_family == AF_INET) {
+		memcpy(key + 1, &v4->sin_port, 2);
+		memcpy(key + 3, &v4->sin_addr, 4);
+		return 7;
+	}
+	if (sa->ss_family == AF_INET6) {
+		memcpy(key + 1, &v6->sin6_port, 2);
+		memcpy(key + 3, &v6->sin6_addr, 16);
+		return 19;
+	}
+	return 1;	/* a unix socket: never shared across destinations */
+}
+
+static uint32_t
+sa_bucket(const struct sockaddr_storage *sa)
+{
+	uint8_t key[20];
+	size_t n = sa_key(sa, key);
+
+	return (uint32_t)XXH3_64bits(key, n) & (DL_ADDR_BUCKETS - 1);
+}
+
+static bool
+sa_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	uint8_t ka[20], kb[20];
+	size_t na = sa_key(a, ka), nb = sa_key(b, kb);
+
+	return a->ss_family != AF_UNIX && na == nb && memcmp(ka, kb, na) == 0;
+}
+
+/*
+ * An idle connection is on three lists: its destination's (to take its
+ * next item), the shard's, oldest first (to give its slot to a destination
+ * that waits for one), and an address bucket (for another destination
+ * whose mail goes to the same host).
+ */
 void
 dl_set_idle(struct dl_conn *c, bool idle)
 {
-	if (c->idle != idle)
-		c->dest->nidle += idle ? 1 : -1;
+	struct deliver *d = c->d;
+	struct dl_dest *ds = c->dest;
+	uint32_t b;
+
+	if (c->idle == idle)
+		return;
 	c->idle = idle;
+	b = sa_bucket(&c->sa);
+	if (idle) {
+		ds->nidle++;
+		c->iprev = NULL;
+		c->inext = ds->idle;
+		if (ds->idle != NULL)
+			ds->idle->iprev = c;
+		ds->idle = c;
+		c->lnext = NULL;
+		c->lprev = d->idle_new;
+		if (d->idle_new != NULL)
+			d->idle_new->lnext = c;
+		else
+			d->idle_old = c;
+		d->idle_new = c;
+		c->aprev = NULL;
+		c->anext = d->addr_idle[b];
+		if (d->addr_idle[b] != NULL)
+			d->addr_idle[b]->aprev = c;
+		d->addr_idle[b] = c;
+		return;
+	}
+	ds->nidle--;
+	if (c->iprev != NULL)
+		c->iprev->inext = c->inext;
+	else
+		ds->idle = c->inext;
+	if (c->inext != NULL)
+		c->inext->iprev = c->iprev;
+	if (c->lprev != NULL)
+		c->lprev->lnext = c->lnext;
+	else
+		d->idle_old = c->lnext;
+	if (c->lnext != NULL)
+		c->lnext->lprev = c->lprev;
+	else
+		d->idle_new = c->lprev;
+	if (c->aprev != NULL)
+		c->aprev->anext = c->anext;
+	else
+		d->addr_idle[b] = c->anext;
+	if (c->anext != NULL)
+		c->anext->aprev = c->aprev;
+	c->inext = c->iprev = c->lnext = c->lprev = c->anext = c->aprev =
+	    NULL;
+}
+
+/* Would a session set up for a serve b the same way? */
+static bool
+ccfg_same(const struct smtp_client_cfg *a, const struct smtp_client_cfg *b)
+{
+	const char *au = a->auth_user ? a->auth_user : "";
+	const char *bu = b->auth_user ? b->auth_user : "";
+	const char *ap = a->auth_pass ? a->auth_pass : "";
+	const char *bp = b->auth_pass ? b->auth_pass : "";
+
+	return a->lmtp == b->lmtp && a->chunking == b->chunking &&
+	    strcmp(a->helo_name, b->helo_name) == 0 && strcmp(au, bu) == 0 &&
+	    strcmp(ap, bp) == 0;
+}
+
+/*
+ * An idle connection of another destination to one of ds's best hosts
+ * (the addresses of its lowest MX preference), set up the same way, moved
+ * to ds, as Postfix's connection cache reuses a session by address: many
+ * domains share their provider's MX hosts. NULL when there is none.
+ */
+struct dl_conn *
+dl_conn_reuse(struct deliver *d, struct dl_dest *ds)
+{
+	for (unsigned k = 0; k < ds->ntargets; k++) {
+		const struct dl_target *t = &ds->targets[k];
+		struct dl_conn *c;
+
+		if (t->pref != ds->targets[0].pref)
+			break;
+		for (c = d->addr_idle[sa_bucket(&t->sa)]; c; c = c->anext) {
+			struct dl_dest *old = c->dest;
+
+			if (old == ds || c->closing || !sa_same(&c->sa, &t->sa) ||
+			    !ccfg_same(&old->ccfg, &ds->ccfg) ||
+			    !smtp_client_ready(&c->cli))
+				continue;
+			dl_set_idle(c, false);
+			old->nconn--;
+			c->dest = ds;
+			c->target = k;
+			c->cli.cfg = &ds->ccfg;
+			snprintf(c->host, sizeof(c->host), "%s", t->host);
+			ds->nconn++;
+			d->reused++;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/* A slot can be had: a free one, or one never used yet. */
+bool
+dl_conn_slot_free(const struct deliver *d)
+{
+	return d->free_head != UINT32_MAX || d->conn_hw < d->conn_max;
+}
+
+/*
+ * ds waits for a slot: the idle connection of another destination that
+ * has been idle longest says QUIT and gives its slot up when it closes
+ * (idle_keep holds only while nobody waits). Once per waiting destination:
+ * a closing one counts for one waiter. false when none is idle.
+ */
+bool
+dl_conn_yield(struct deliver *d, struct dl_dest *ds)
+{
+	struct dl_conn *c;
+
+	if (d->nyielding >= d->nwaiting)
+		return true;
+	for (c = d->idle_old; c != NULL; c = c->lnext)
+		if (c->dest != ds && !c->closing && smtp_client_ready(&c->cli))
+			break;
+	if (c == NULL)
+		return false;
+	dl_set_idle(c, false);
+	c->yielding = true;
+	d->nyielding++;
+	smtp_client_quit(&c->cli);
+	dl_conn_flush(c);
+	dl_conn_deadline(c);
+	return true;
 }
 
 static void
@@ -356,6 +538,10 @@ cb_ready(void *arg)
 {
 	struct dl_conn *c = arg;
 
+	if (c->starting) {
+		c->starting = false;
+		c->dest->nstarting--;
+	}
 	dl_conn_next(c);
 }
 
@@ -468,6 +654,8 @@ conn_connect(struct dl_conn *c)
 		    ds->route->transport.port ? ds->route->transport.port :
 		    ROUTE_PORT_SMTP);
 	}
+	c->sa = t->sa;
+	c->salen = t->salen;
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -492,13 +680,21 @@ dl_conn_open(struct deliver *d, struct dl_dest *ds, unsigned first)
 	struct dl_conn *c;
 	uint32_t i = d->free_head;
 
-	if (i == UINT32_MAX || first >= ds->ntargets)
+	if (!dl_conn_slot_free(d) || first >= ds->ntargets)
 		return false;
-	c = &d->conns[i];
-	d->free_head = c->next_free;
+	if (i != UINT32_MAX) {
+		c = &d->conns[i];
+		d->free_head = c->next_free;
+	} else {
+		c = &d->conns[d->conn_hw++];
+		c->d = d;
+		c->fd = -1;
+	}
 	d->nactive++;
 	c->in_use = true;
 	c->connected = c->closing = c->idle = c->timed_out = false;
+	c->yielding = false;
+	c->starting = true;
 	c->recv_armed = c->send_armed = false;
 	c->inflight = 0;
 	c->fd = -1;
@@ -507,7 +703,7 @@ dl_conn_open(struct deliver *d, struct dl_dest *ds, unsigned first)
 	c->msgs = 0;
 	c->tx_off = 0;
 	ds->nconn++;
-	ds->nconnecting++;
+	ds->nstarting++;
 	conn_connect(c);
 	return c->in_use && c->dest == ds && !c->closing;
 }
@@ -545,7 +741,6 @@ dl_handle_connect(struct dl_conn *c, int res)
 		return;
 	}
 	c->connected = true;
-	ds->nconnecting--;
 	smtp_client_init(&c->cli, &ds->ccfg, &client_cb, c);
 	dl_conn_deadline(c);
 	arm_orecv(c);
@@ -630,6 +825,7 @@ dl_dest_resolved(void *arg, const struct resolve_result *r)
 
 				snprintf(t->host, sizeof(t->host), "%s",
 				    r->targets[i].host);
+				t->pref = r->targets[i].pref;
 				t->sa = r->targets[i].addr[j];
 				/* Plain smtp routes leave the port 0. */
 				set_port(&t->sa, ds->route->transport.port ?

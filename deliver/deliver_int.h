@@ -20,7 +20,8 @@
 #include "resolver.h"
 #include "route.h"
 
-#define DL_CONNS 512		/* outbound connections per shard */
+#define DL_CONNS_MAX 65536	/* outbound connection slots per shard */
+#define DL_ADDR_BUCKETS 1024	/* idle connections by address; power of 2 */
 #define DL_RBUF 4096
 #define DL_DEST_BUCKETS 4096	/* power of two */
 #define DL_RESOLVE_FRESH_MS 30000
@@ -66,6 +67,7 @@ struct dl_item {
 
 struct dl_target {
 	char host[RESOLVE_HOST_MAX + 1];
+	uint16_t pref;			/* MX preference; 0 when fixed */
 	struct sockaddr_storage sa;
 	socklen_t salen;
 };
@@ -79,7 +81,9 @@ struct dl_dest {
 	const struct route *route;
 	struct dl_item *head, *tail;
 	uint32_t queued;
-	unsigned nconn, nconnecting, nidle;
+	unsigned nconn, nidle;
+	unsigned nstarting;		/* connecting, or not yet ready */
+	struct dl_conn *idle;		/* its idle connections */
 	unsigned eff_max;
 	unsigned fails;			/* consecutive temporary failures */
 	uint64_t hold_until_ms;
@@ -115,6 +119,15 @@ struct dl_conn {
 	struct deliver *d;
 	struct dl_dest *dest;
 	unsigned target;		/* index in dest->targets */
+	struct sockaddr_storage sa;	/* the address connected to */
+	socklen_t salen;
+	bool yielding;			/* closing to give its slot away */
+	bool starting;			/* not yet ready for its first item */
+	/* While idle: in its destination's list, in the shard's list of
+	 * idle connections (oldest first) and in an address bucket. */
+	struct dl_conn *inext, *iprev;
+	struct dl_conn *lnext, *lprev;
+	struct dl_conn *anext, *aprev;
 	char host[RESOLVE_HOST_MAX + 1];
 	char addr[ROUTE_PATH_MAX + 8];	/* "a.b.c.d:p", "[v6]:p", a path */
 	struct smtp_client cli;
@@ -148,9 +161,20 @@ struct deliver {
 	struct dl_dest *run;		/* dests with ready items */
 	struct dl_item **heap;
 	uint32_t nheap, heap_cap;
+	/*
+	 * Connection slots: conn_max of them (this shard's part of
+	 * delivery.connections); those below conn_hw have been used, and
+	 * free ones among them are on the free list.
+	 */
 	struct dl_conn *conns;
+	uint32_t conn_max, conn_hw;
 	uint32_t free_head;
 	uint32_t nactive;
+	struct dl_conn *idle_old, *idle_new;	/* idle, oldest first */
+	struct dl_conn *addr_idle[DL_ADDR_BUCKETS];
+	uint32_t nyielding;		/* idle ones closing for a waiter */
+	uint32_t nwaiting;		/* dests waiting for a slot, this pass */
+	uint64_t opened, reused;	/* connections: new, moved by address */
 	struct dl_fread **freads;	/* reads for failing items, by slot */
 	uint32_t freads_cap, nfreads, fread_gen;
 	struct dl_fwait *fwait_head, **fwait_tail;	/* and waiting */
@@ -233,6 +257,9 @@ void dl_conn_item_clear(struct dl_conn *c);
 void dl_conn_next(struct dl_conn *c);
 void dl_handle_oread(struct dl_conn *c, int res);
 bool dl_conn_open(struct deliver *d, struct dl_dest *ds, unsigned first);
+bool dl_conn_slot_free(const struct deliver *d);
+struct dl_conn *dl_conn_reuse(struct deliver *d, struct dl_dest *ds);
+bool dl_conn_yield(struct deliver *d, struct dl_dest *ds);
 void dl_handle_connect(struct dl_conn *c, int res);
 void dl_handle_orecv(struct dl_conn *c, int res);
 void dl_handle_osend(struct dl_conn *c, int res);

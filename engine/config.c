@@ -274,6 +274,8 @@ static const struct cfg_key delivery_keys[] = {
 	  FIELD(struct delivery_cfg, data_timeout_ms) },
 	{ KEY("idle_keep", CFG_DURATION, "5s", 0, HOUR_MS),
 	  FIELD(struct delivery_cfg, idle_keep_ms) },
+	{ KEY("connections", CFG_UINT, "4096", 1, 1000000),
+	  FIELD(struct delivery_cfg, connections) },
 	{ KEY("chunking", CFG_BOOL, "true", 0, 1),
 	  FIELD(struct delivery_cfg, chunking) },
 	{ .name = NULL },

@@ -76,5 +76,7 @@ const char config_default_yaml[] =
 	"  reply_timeout: 300s        # greeting and command replies\n"
 	"  data_timeout: 600s         # reply after the message\n"
 	"  idle_keep: 5s              # keep an idle connection for reuse\n"
+	"  # Outbound connections at once, all destinations together.\n"
+	"  connections: 4096\n"
 	"  # BDAT (RFC 3030) to servers offering CHUNKING and PIPELINING.\n"
 	"  chunking: true\n";

@@ -726,6 +726,13 @@ void
 deliver_tick(struct deliver *d, uint64_t now_ms)
 {
 	d->now_ms = now_ms;
+	/* A drained backlog leaves no big array behind (see also main's
+	 * memory_return()). */
+	if (d->nheap == 0 && d->heap_cap > DL_HEAP_KEEP) {
+		free(d->heap);
+		d->heap = NULL;
+		d->heap_cap = 0;
+	}
 	if (d->res != NULL)
 		resolver_tick(d->res, now_ms);
 	/*

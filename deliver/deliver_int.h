@@ -21,6 +21,7 @@
 #include "route.h"
 
 #define DL_CONNS_MAX 65536	/* outbound connection slots per shard */
+#define DL_HEAP_KEEP 4096	/* deferred heap slots kept when empty */
 #define DL_ADDR_BUCKETS 1024	/* idle connections by address; power of 2 */
 #define DL_RBUF 4096
 #define DL_DEST_BUCKETS 4096	/* power of two */

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -37,6 +38,8 @@
 
 /* Queue ids carry 6 bits of shard number. */
 #define SHARDS_MAX 64
+#define MAIN_TRIM_S 5				/* memory_return() period */
+#define MAIN_TRIM_FREE ((size_t)16 << 20)	/* worth trimming */
 
 extern char **environ;
 
@@ -262,6 +265,24 @@ schedule_queue(struct queue_index *qi)
 	    (unsigned long long)sc.held);
 }
 
+/*
+ * Give freed heap memory back to the system. After a large queue drains
+ * the shards have freed its items, but malloc keeps the pages for reuse,
+ * so the resident size would stay at its peak. Every MAIN_TRIM_S seconds,
+ * on this otherwise idle thread (never on a shard): when more than
+ * MAIN_TRIM_FREE bytes lie free in malloc's arenas, trim them.
+ */
+static void
+memory_return(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	if (mi.fordblks < MAIN_TRIM_FREE)
+		return;
+	malloc_trim(0);
+	log_debug("memory: %zu free byte(s) in the heap, trimmed", mi.fordblks);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -378,8 +399,13 @@ main(int argc, char **argv)
 	    "hostname %s", lsum, cfg.shards, cfg.spool, cfg.hostname);
 
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
+		struct timespec every = { MAIN_TRIM_S, 0 };
+
+		sig = sigtimedwait(&set, NULL, &every);
+		if (sig < 0) {
+			memory_return();
 			continue;
+		}
 		if (sig == SIGHUP) {
 			log_info("SIGHUP: configuration reload is not "
 			    "supported yet; nothing changed");

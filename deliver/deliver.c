@@ -61,13 +61,21 @@ static struct inbox inboxes[64];
 static unsigned g_nshards;
 static const struct deliver_cfg *g_cfg;
 static struct route g_default_route;
+struct dl_feed dl_feeds[64];
+struct queue_index *dl_index;
 
 void
 deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
-    const int *efds)
+    const int *efds, struct queue_index *qi)
 {
 	g_cfg = cfg;
 	g_nshards = nshards;
+	dl_index = qi;
+	for (unsigned i = 0; i < nshards; i++) {
+		atomic_init(&dl_feeds[i].submitted, 0);
+		atomic_init(&dl_feeds[i].drained, 0);
+		atomic_init(&dl_feeds[i].want, 0);
+	}
 	for (unsigned i = 0; i < nshards; i++) {
 		atomic_init(&inboxes[i].head, NULL);
 		inboxes[i].efd = efds[i];
@@ -130,10 +138,31 @@ dest_key(const struct route *r, const char *domain,
 		snprintf(key, ROUTE_DEST_MAX + 1, "%s", domain);
 }
 
+const struct deliver_cfg *
+dl_cfg(void)
+{
+	return g_cfg;
+}
+
+unsigned
+dl_nshards(void)
+{
+	return g_nshards;
+}
+
+/* A shard's share of a limit of the whole daemon (at least 1). */
+uint32_t
+dl_share(uint32_t total)
+{
+	uint32_t n = (total + g_nshards - 1) / g_nshards;
+
+	return n > 0 ? n : 1;
+}
+
 int
 deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
     const struct envelope *env, const bool *pending, uint16_t attempts,
-    uint64_t next_try_us, bool *discarded)
+    uint64_t next_try_us, bool *discarded, unsigned flags)
 {
 	const char *redirect = g_cfg->dev_redirect;
 	uint64_t now_us = clock_real_us(), now_ms = clock_mono_ms();
@@ -154,6 +183,7 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		char key[ROUTE_DEST_MAX + 1];
 		struct dl_item *it;
 		uint16_t n = 0;
+		unsigned owner;
 		size_t dlen;
 
 		if (done[i] || (pending != NULL && !pending[i]))
@@ -200,7 +230,11 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		memcpy(it->domain, dom, dlen);
 		it->due_ms = next_try_us > now_us ?
 		    now_ms + (next_try_us - now_us) / 1000 : 0;
-		post((unsigned)(XXH3_64bits(key, strlen(key)) % g_nshards), it);
+		it->keep = (flags & DELIVER_KEEP) != 0;
+		owner = (unsigned)(XXH3_64bits(key, strlen(key)) % g_nshards);
+		if (dl_start_park(owner, it, next_try_us))
+			continue;
+		post(owner, it);
 		posted++;
 	}
 	free(idx);
@@ -413,14 +447,77 @@ heap_pop(struct deliver *d)
 }
 
 /* An item arrives on its owner, or comes back after a deferral. */
+/* An item leaves memory, counted out of the active set. */
+void
+dl_item_free(struct deliver *d, struct dl_item *it)
+{
+	assert(d->nitems > 0 && d->nrcpts >= it->nrcpt);
+	d->nitems--;
+	d->nrcpts -= it->nrcpt;
+	free(it);
+}
+
+/* Over this shard's share of the active set? */
+static bool
+over_limit(const struct deliver *d)
+{
+	return d->nitems > d->max_items || d->nrcpts > d->max_rcpts;
+}
+
+/*
+ * Park it: its recipients wait in the index (QUEUE_UPD_PARK, through the
+ * committer, after every earlier result of this shard) with its due time,
+ * and it leaves memory. false when the updates cannot be had (memory):
+ * the item then stays, over the limit.
+ */
+static bool
+item_park(struct deliver *d, struct dl_item *it)
+{
+	struct queue_update *u = calloc(it->nrcpt, sizeof(*u));
+	uint64_t due_us = 0;
+
+	if (u == NULL)
+		return false;
+	if (it->due_ms > d->now_ms)
+		due_us = clock_real_us() + (it->due_ms - d->now_ms) * 1000u;
+	for (uint16_t i = 0; i < it->nrcpt; i++) {
+		u[i].kind = QUEUE_UPD_PARK;
+		u[i].qid = it->qid;
+		u[i].idx = it->rcpt[i];
+		u[i].state = (uint8_t)d->id;
+		u[i].next_try_us = due_us;
+	}
+	atomic_fetch_add(&dl_feeds[d->id].submitted, it->nrcpt);
+	d->host->submit_updates(d->host_ctx, u, it->nrcpt);
+	d->parked += it->nrcpt;
+	dl_item_free(d, it);
+	return true;
+}
+
 void
 dl_item_schedule(struct deliver *d, struct dl_item *it)
 {
 	if (it->dest == NULL && (it->dest = dest_get(d, it)) == NULL) {
 		log_warn("deliver: out of memory; %016llx waits for a restart",
 		    (unsigned long long)it->qid);
-		free(it);
+		dl_item_free(d, it);
 		return;
+	}
+	/*
+	 * Over the limits: an item due now takes the place of a deferred
+	 * one (a leaf of the heap: due late rather than soon), else it is
+	 * parked itself. One for one, so the set stays at its size.
+	 */
+	if (over_limit(d) && !it->keep && !d->stopping) {
+		if (it->due_ms <= d->now_ms && d->nheap > 0 &&
+		    !d->heap[d->nheap - 1]->keep) {
+			struct dl_item *victim = d->heap[--d->nheap];
+
+			if (!item_park(d, victim))
+				d->heap[d->nheap++] = victim;
+		} else if (item_park(d, it)) {
+			return;
+		}
 	}
 	if (it->due_ms > d->now_ms) {
 		if (heap_push(d, it) == 0)
@@ -630,12 +727,12 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 		list = heap_take(d, ctl->qid);
 		for (it = list; it != NULL; it = next) {
 			next = it->next;
-			free(it);
+			dl_item_free(d, it);
 		}
 		list = fifo_take(d, ctl->qid);
 		for (it = list; it != NULL; it = next) {
 			next = it->next;
-			free(it);
+			dl_item_free(d, it);
 		}
 		break;
 	case DELIVER_CTL_BOUNCE:
@@ -698,10 +795,13 @@ deliver_run(struct deliver *d, uint64_t now_ms)
 	}
 	for (it = rev; it != NULL; it = next) {
 		next = it->next;
-		if (it->ctl != 0)
+		if (it->ctl != 0) {
 			handle_ctl(d, it);
-		else
-			dl_item_schedule(d, it);
+			continue;
+		}
+		d->nitems++;
+		d->nrcpts += it->nrcpt;
+		dl_item_schedule(d, it);
 	}
 	while (d->nheap > 0 && d->heap[0]->due_ms <= now_ms) {
 		it = heap_pop(d);
@@ -717,6 +817,15 @@ deliver_run(struct deliver *d, uint64_t now_ms)
 			if (ds->queued > 0)
 				dl_dest_run(d, ds);	/* came back */
 		}
+	}
+	dl_feed_ask(d);
+	if (d->parked != d->parked_logged && now_ms >= d->park_log_ms) {
+		log_info("deliver: shard %u: active set full (%u item(s), %u "
+		    "recipient(s)): %llu recipient(s) parked in the index so "
+		    "far", d->id, d->max_items, d->max_rcpts,
+		    (unsigned long long)d->parked);
+		d->parked_logged = d->parked;
+		d->park_log_ms = now_ms + DL_PARK_LOG_MS;
 	}
 	if (d->logbuf.len > 0 && dlog_write(&d->log, &d->logbuf) < 0)
 		log_warn("deliver: writing the delivery log failed");
@@ -871,6 +980,8 @@ deliver_create(const struct deliver_host *host, void *host_ctx,
 		return NULL;
 	}
 	d->free_head = UINT32_MAX;
+	d->max_items = dl_share(cfg->delivery->active_messages);
+	d->max_rcpts = dl_share(cfg->delivery->active_recipients);
 	for (unsigned i = 0; i < DL_SEGFD_CACHE; i++)
 		d->segfd[i].fd = -1;
 	snprintf(path, sizeof(path), "%s/seg", cfg->spool);

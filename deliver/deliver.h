@@ -34,6 +34,7 @@
 struct buf;
 struct io_uring;
 struct deliver;
+struct queue_index;
 struct queue_update;
 
 /*
@@ -56,12 +57,53 @@ struct deliver_host {
 #define DELIVER_OP_BASE 32
 
 /*
- * Before any shard runs: the settings (kept by pointer), the shard count
- * and each shard's eventfd (to wake an owner whose inbox got items).
+ * Before any shard runs: the settings (kept by pointer), the shard count,
+ * each shard's eventfd (to wake an owner whose inbox got items) and the
+ * queue's index (where what does not fit the active set waits).
  */
 void deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
-    const int *efds);
+    const int *efds, struct queue_index *qi);
 void deliver_global_free(void);
+
+/*
+ * The active set. Each shard keeps at most its share of
+ * delivery.active_messages items and delivery.active_recipients
+ * recipients in memory (destination FIFOs, the deferred heap, connections).
+ * Beyond that an item is parked: its recipients go to the index's
+ * "parked" table (QUEUE_UPD_PARK, through the committer) with their due
+ * time and the item leaves memory; an item due now that arrives when the
+ * set is full parks a deferred one instead. When a shard has room again
+ * (a quarter of its share), the feeder thread takes its parked recipients
+ * out of the index, earliest due first and only those due within
+ * DELIVER_FEED_HORIZON_S, and dispatches them again.
+ *
+ * deliver_start_begin()/deliver_start_end() bracket the start-up schedule
+ * (main thread, before the shards run): the parked table is cleared
+ * first, and what exceeds a shard's share is parked straight into the
+ * index instead of being posted, so a large queue never sits in memory
+ * whole. deliver_feed_start()/deliver_feed_stop() run the feeder.
+ */
+#define DELIVER_FEED_HORIZON_S 60
+int deliver_start_begin(void);
+int deliver_start_end(void);
+int deliver_feed_start(void);
+void deliver_feed_stop(void);
+/* Operator flush: every parked recipient is due now. */
+int deliver_unpark_all_now(void);
+/* Operator bounce: qid's parked recipients come back first (into memory,
+ * whatever the limits), so that a BOUNCE posted after finds them. */
+int deliver_unpark_qid(uint64_t qid);
+
+/*
+ * Dispatch a message read from the index: the recipients pending[i] (NULL:
+ * every pending one), with the highest attempt count among them and, when
+ * next_try_us is UINT64_MAX, their latest retry time. flags:
+ * DELIVER_KEEP makes the items stay in memory over the limits (an
+ * operator's bounce). Returns the items posted or -ENOMEM.
+ */
+#define DELIVER_KEEP 1u
+int deliver_dispatch_msg(const struct queue_msg *m, const bool *pending,
+    uint64_t next_try_us, unsigned flags);
 
 /*
  * Route a message's pending recipients and post one item per destination
@@ -74,7 +116,7 @@ void deliver_global_free(void);
  */
 int deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
     const struct envelope *env, const bool *pending, uint16_t attempts,
-    uint64_t next_try_us, bool *discarded);
+    uint64_t next_try_us, bool *discarded, unsigned flags);
 
 /*
  * Operator commands, posted to a shard's inbox (any thread):

@@ -506,7 +506,7 @@ dl_handle_oread(struct dl_conn *c, int res)
 	if (c->closing || !smtp_client_ready(&c->cli)) {
 		free(rec);
 		if (it->dropped) {
-			free(it);	/* held or deleted while it was read */
+			dl_item_free(d, it);	/* held or deleted while read */
 			return;
 		}
 		it->due_ms = 0;
@@ -515,7 +515,7 @@ dl_handle_oread(struct dl_conn *c, int res)
 	}
 	if (it->dropped) {
 		free(rec);
-		free(it);
+		dl_item_free(d, it);
 	} else if ((why = dl_item_verify(it, rec, res, &c->env)) != NULL) {
 		free(rec);
 		memset(&c->env, 0, sizeof(c->env));

@@ -8,6 +8,7 @@
 #ifndef SLUICE_DELIVER_INT_H
 #define SLUICE_DELIVER_INT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -21,6 +22,7 @@
 #include "route.h"
 
 #define DL_CONNS_MAX 65536	/* outbound connection slots per shard */
+#define DL_PARK_LOG_MS 60000	/* "active set full" at most this often */
 #define DL_HEAP_KEEP 4096	/* deferred heap slots kept when empty */
 #define DL_ADDR_BUCKETS 1024	/* idle connections by address; power of 2 */
 #define DL_RBUF 4096
@@ -61,6 +63,7 @@ struct dl_item {
 	uint8_t ctl;			/* enum deliver_ctl; 0: an item */
 	uint8_t upd;			/* DELIVER_CTL_UPDATE: the kind */
 	bool redirect;			/* dev_redirect: one address for all */
+	bool keep;			/* stays in memory over the limits */
 	bool dropped;			/* held or deleted while on a connection */
 	char *domain;			/* points into the allocation */
 	uint16_t rcpt[];		/* recipient indices */
@@ -176,6 +179,12 @@ struct deliver {
 	uint32_t nyielding;		/* idle ones closing for a waiter */
 	uint32_t nwaiting;		/* dests waiting for a slot, this pass */
 	uint64_t opened, reused;	/* connections: new, moved by address */
+	/* The active set: items and their recipients in memory, limits. */
+	uint32_t nitems, max_items;
+	uint32_t nrcpts, max_rcpts;
+	uint64_t parked;		/* recipients parked (a counter) */
+	uint64_t parked_logged, park_log_ms;	/* said so, once a minute */
+	uint64_t feed_next_ms;		/* not before: the next ask */
 	struct dl_fread **freads;	/* reads for failing items, by slot */
 	uint32_t freads_cap, nfreads, fread_gen;
 	struct dl_fwait *fwait_head, **fwait_tail;	/* and waiting */
@@ -216,7 +225,26 @@ struct dl_fwait {
 	char text[];
 };
 
+/*
+ * A shard's exchange with the feeder (deliver_feed.c). The shard counts
+ * the recipients it parked (submitted); the feeder, when a scan of the
+ * shard's parked table found nothing left, stores how many of them the
+ * index had written before that scan (drained): submitted == drained
+ * means nothing is parked. want: room the shard asks the feeder to fill.
+ */
+struct dl_feed {
+	_Atomic uint64_t submitted;
+	_Atomic uint64_t drained;
+	_Atomic uint32_t want;
+} __attribute__((aligned(64)));
+extern struct dl_feed dl_feeds[64];
+extern struct queue_index *dl_index;
+
 /* deliver.c: destinations, the deferred heap, the scheduler */
+uint32_t dl_share(uint32_t total);
+const struct deliver_cfg *dl_cfg(void);
+unsigned dl_nshards(void);
+void dl_item_free(struct deliver *d, struct dl_item *it);
 void dl_dest_run(struct deliver *d, struct dl_dest *ds);
 struct dl_item *dl_dest_pop(struct dl_dest *ds);
 void dl_dest_slow(struct deliver *d, struct dl_dest *ds);
@@ -266,5 +294,9 @@ void dl_handle_orecv(struct dl_conn *c, int res);
 void dl_handle_osend(struct dl_conn *c, int res);
 void dl_dest_resolved(void *arg, const struct resolve_result *r);
 bool dl_dest_literal(struct dl_dest *ds);
+
+/* deliver_feed.c: the active set's feeder */
+bool dl_start_park(unsigned owner, struct dl_item *it, uint64_t next_try_us);
+void dl_feed_ask(struct deliver *d);
 
 #endif

@@ -191,7 +191,7 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 		free(ups);
 		free(sts);
 		free(ridx);
-		free(it);
+		dl_item_free(d, it);
 		return;
 	}
 	memcpy(ridx, it->rcpt, n * sizeof(*ridx));
@@ -297,11 +297,12 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 		d->host->submit_updates(d->host_ctx, ups, n);
 	free(bounced);
 	if (keep > 0 && !it->dropped) {
+		d->nrcpts -= it->nrcpt - keep;
 		it->nrcpt = keep;
 		it->due_ms = d->now_ms + (uint64_t)delay_s * 1000u;
 		dl_item_schedule(d, it);
 	} else {
-		free(it);
+		dl_item_free(d, it);
 	}
 }
 
@@ -323,7 +324,7 @@ dl_item_unreadable(struct deliver *d, struct dl_item *it, const char *why)
 	    damaged ? "; left for recovery at the next start" :
 	    "; trying again in a minute");
 	if (damaged) {
-		free(it);
+		dl_item_free(d, it);
 		return;
 	}
 	it->due_ms = d->now_ms + 60000;
@@ -439,7 +440,7 @@ dl_handle_fread(struct deliver *d, uint64_t ud, int res)
 	d->nfreads--;
 	close(f->fd);
 	if (f->it->dropped) {
-		free(f->it);	/* held or deleted meanwhile: no results */
+		dl_item_free(d, f->it);	/* held or deleted: no results */
 	} else if ((why = dl_item_verify(f->it, f->buf, res, &env)) != NULL ||
 	    (rr = calloc(f->it->nrcpt ? f->it->nrcpt : 1,
 	    sizeof(*rr))) == NULL) {

@@ -103,6 +103,9 @@ run(char *line, char *out, size_t outlen)
 		return;
 	}
 	if (strcmp(cmd, "flush") == 0 && arg == NULL) {
+		if (deliver_unpark_all_now() != 0)
+			log_warn("control: flush: parked recipients keep their "
+			    "retry times");
 		all_shards(DELIVER_CTL_FLUSH, 0);
 		snprintf(out, outlen, "ok deferred mail is due now\n");
 		log_info("control: flush");
@@ -135,18 +138,9 @@ run(char *line, char *out, size_t outlen)
 		}
 		deliver_control(0, DELIVER_CTL_UPDATE, qid, QUEUE_UPD_RELEASE);
 		rc = wait_state(qid, MSG_QUEUED);
-		if (rc) {
-			bool *pending = calloc(m.meta.nrcpt, sizeof(*pending));
-
-			for (uint32_t i = 0; pending && i < m.meta.nrcpt; i++)
-				pending[i] = m.rcpt[i].state == RCPT_PENDING;
-			if (pending == NULL || deliver_dispatch(&m.meta, qid,
-			    &m.env, pending, 0, 0, NULL) < 0)
-				log_warn("control: %s released but not "
-				    "scheduled (out of memory); a restart "
-				    "schedules it", arg);
-			free(pending);
-		}
+		if (rc && deliver_dispatch_msg(&m, NULL, 0, 0) < 0)
+			log_warn("control: %s released but not scheduled (out "
+			    "of memory); a restart schedules it", arg);
 	} else if (strcmp(cmd, "bounce") == 0) {
 		if (m.meta.state == MSG_HOLD) {
 			snprintf(out, outlen, "error %s is on hold: release it "
@@ -154,6 +148,11 @@ run(char *line, char *out, size_t outlen)
 			queue_msg_release(&m);
 			return;
 		}
+		/* Parked recipients come back first, so the owners have
+		 * them when the bounce arrives behind them. */
+		if (deliver_unpark_qid(qid) != 0)
+			log_warn("control: bounce %s: its parked recipients "
+			    "bounce when they are next tried", arg);
 		all_shards(DELIVER_CTL_BOUNCE, qid);
 		rc = true;
 	} else {

@@ -216,33 +216,13 @@ static int
 schedule_msg(void *arg, const struct queue_msg *m)
 {
 	struct sched_count *sc = arg;
-	bool *pending;
-	uint64_t next = 0;
-	uint16_t attempts = 0;
-	bool any = false;
 	int n;
 
 	if (m->meta.state == MSG_HOLD) {
 		sc->held++;
 		return 0;
 	}
-	pending = calloc(m->meta.nrcpt, sizeof(*pending));
-	if (pending == NULL)
-		log_fatal("out of memory");
-	for (uint32_t i = 0; i < m->meta.nrcpt; i++) {
-		const struct rcpt_meta *r = &m->rcpt[i];
-
-		if (r->state != RCPT_PENDING)
-			continue;
-		pending[i] = any = true;
-		if (r->attempts > attempts)
-			attempts = r->attempts;
-		if (r->next_try_us > next)
-			next = r->next_try_us;
-	}
-	n = any ? deliver_dispatch(&m->meta, m->qid, &m->env, pending,
-	    attempts, next, NULL) : 0;
-	free(pending);
+	n = deliver_dispatch_msg(m, NULL, UINT64_MAX, 0);
 	if (n < 0)
 		log_fatal("out of memory scheduling the queue");
 	sc->messages++;
@@ -257,9 +237,16 @@ schedule_queue(struct queue_index *qi)
 	struct sched_count sc = { 0 };
 	int rc;
 
+	/* What exceeds the active set is parked, not kept in memory. */
+	if ((rc = deliver_start_begin()) != 0)
+		log_fatal("queue: clearing the parked table: %s",
+		    queue_strerror(rc));
 	rc = queue_index_foreach(qi, schedule_msg, &sc);
 	if (rc != 0)
 		log_fatal("queue: reading the index: %s", queue_strerror(rc));
+	if ((rc = deliver_start_end()) != 0)
+		log_fatal("queue: parking at start-up: %s",
+		    queue_strerror(rc));
 	log_info("queue: %llu message(s) scheduled for delivery, %llu on "
 	    "hold", (unsigned long long)sc.messages,
 	    (unsigned long long)sc.held);
@@ -383,7 +370,7 @@ main(int argc, char **argv)
 		efds[i] = shard_eventfd(shards[i]);
 	}
 	config_deliver_cfg(&cfg, &dcfg);
-	deliver_global_init(&dcfg, cfg.shards, efds);
+	deliver_global_init(&dcfg, cfg.shards, efds, qi);
 	schedule_queue(qi);
 	if ((rc = committer_start(&committer, qi, cfg.shards, efds,
 	    cfg.spool)) < 0)
@@ -393,6 +380,9 @@ main(int argc, char **argv)
 		if ((rc = shard_start(shards[i], committer)) < 0)
 			log_fatal("cannot start shard %u: %s", i,
 			    strerror(-rc));
+	if ((rc = deliver_feed_start()) != 0)
+		log_fatal("cannot start the delivery feeder: %s",
+		    strerror(-rc));
 	control_start(&cfg, qi, committer);
 	listen_summary(&cfg, lsum, sizeof(lsum));
 	log_info("ready: listening on %s, %u shard(s), spool %s, "
@@ -416,6 +406,7 @@ main(int argc, char **argv)
 	log_info("stopping (signal %d): no new connections, up to %u ms "
 	    "for sessions to finish", sig, cfg.shutdown_timeout_ms);
 	control_stop();
+	deliver_feed_stop();
 	shard_request_stop(shards, cfg.shards);
 	/* Join all before freeing any: a shard still running may post
 	 * to another's inbox and write its eventfd. */

@@ -44,6 +44,7 @@
 #define SLUICE_QUEUE_H
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -300,6 +301,11 @@ struct queue_put {
  *   QUEUE_UPD_HOLD     msg state MSG_HOLD (delivery stops)
  *   QUEUE_UPD_RELEASE  msg state MSG_QUEUED
  *   QUEUE_UPD_DELETE   remove the message whatever its recipients' states
+ *   QUEUE_UPD_PARK     recipient idx waits in "parked" for delivery shard
+ *                      `state` until next_try_us (0: due now): delivery
+ *                      keeps it out of memory (see queue_index_unpark());
+ *                      ignored unless the message is queued and the
+ *                      recipient pending. HOLD and DELETE unpark.
  * An update of a message that is not (or no longer) indexed is ignored:
  * the operator may have deleted it while a delivery was in flight.
  */
@@ -308,6 +314,7 @@ enum queue_upd_kind {
 	QUEUE_UPD_HOLD,
 	QUEUE_UPD_RELEASE,
 	QUEUE_UPD_DELETE,
+	QUEUE_UPD_PARK,
 };
 
 struct queue_update {
@@ -354,6 +361,55 @@ int queue_index_write(struct queue_index *qi, struct queue_put *puts,
     size_t nputs, const struct queue_update *ups, size_t nups,
     const struct queue_logpos *logs, size_t nlogs,
     struct queue_removed *removed, size_t *nremoved);
+
+/* ---- parked recipients ------------------------------------------------ */
+/*
+ * Delivery keeps a bounded active set in memory; what does not fit waits
+ * in LMDB: "parked" holds (shard, next_try_us, qid, idx) for each recipient
+ * parked with QUEUE_UPD_PARK, and "parked_q" (qid, idx) -> (shard,
+ * next_try_us) finds them by message. A recipient is parked by the one
+ * delivery shard that owns its destination, which then holds nothing of
+ * it, and taken out (unparked) only here, so it is never in memory and
+ * parked at once.
+ */
+
+/*
+ * Called for each message unparked, after the transaction that took its
+ * recipients out committed: pending[i] for the recipients unparked (only
+ * those still pending, of a queued message), next_try_us the earliest of
+ * their due times. m and pending are valid during the call only.
+ */
+typedef void (*queue_unpark_fn)(void *arg, const struct queue_msg *m,
+    const bool *pending, uint64_t next_try_us);
+
+/*
+ * Take up to max parked recipients of delivery shard `shard` due before
+ * horizon_us (CLOCK_REALTIME microseconds; UINT64_MAX: all), earliest
+ * first, out of "parked" and hand them to fn, grouped by message. Stale
+ * entries (message gone or held, recipient final) are dropped. *left is
+ * set when the shard still has parked recipients afterwards (due later,
+ * or beyond max). Returns the number of recipients unparked or an error.
+ */
+int queue_index_unpark(struct queue_index *qi, unsigned shard, size_t max,
+    uint64_t horizon_us, queue_unpark_fn fn, void *arg, bool *left);
+/* The same for every parked recipient of message qid, whatever its shard
+ * and due time. */
+int queue_index_unpark_qid(struct queue_index *qi, uint64_t qid,
+    queue_unpark_fn fn, void *arg);
+/* Make every parked recipient due now (an operator's flush). */
+int queue_index_park_due_now(struct queue_index *qi);
+/* Forget every parked entry: at start, before the schedule is rebuilt
+ * from "msg" (which parks again what does not fit). */
+int queue_index_park_clear(struct queue_index *qi);
+/*
+ * QUEUE_UPD_PARK updates for shard that index writes have committed since
+ * the index was opened (ignored ones included): a reader that finds
+ * nothing parked for the shard in a transaction begun after reading this
+ * knows that all of those were taken out.
+ */
+uint64_t queue_index_parks_written(struct queue_index *qi, unsigned shard);
+/* Parked recipients of shard (shard >= 64: of all). */
+int queue_index_parked(struct queue_index *qi, unsigned shard, uint64_t *n);
 
 /*
  * Have the file system hold bytes of space for the index beyond what it
@@ -418,6 +474,7 @@ int queue_index_quarantine(struct queue_index *qi, const char *spool,
  * <lmdb.h> out of the public header.
  */
 #include <lmdb.h>
+#include <stdatomic.h>
 
 struct queue_index {
 	MDB_env *env;
@@ -426,6 +483,9 @@ struct queue_index {
 	MDB_dbi quarantine;
 	MDB_dbi meta;
 	MDB_dbi log;
+	MDB_dbi parked;		/* (shard, next_try, qid, idx) -> "" */
+	MDB_dbi parked_q;	/* (qid, idx) -> (shard, next_try) */
+	_Atomic uint64_t parks_written[64];
 	int readonly;
 	int has_log;		/* "log" is open (not so: read-only, v1) */
 	int v1;			/* version 1: recovery migrates it */
@@ -448,6 +508,12 @@ int queue_version_stamp(struct queue_index *qi, MDB_txn *txn);
 /* Segment seg's log position as of txn (0 when it has none). */
 int queue_log_get(struct queue_index *qi, MDB_txn *txn, uint64_t seg,
     uint64_t *end);
+/*
+ * Park (u->kind QUEUE_UPD_PARK) or, for HOLD/DELETE of u->qid, unpark
+ * every recipient of the message, in txn. An LMDB code.
+ */
+int queue_park_apply(struct queue_index *qi, MDB_txn *txn,
+    const struct queue_update *u, const struct msg_meta *mm);
 /* queue_read_verify() on an open segment file descriptor. */
 int queue_seg_verify_fd(int fd, const struct queue_msg *m, uint8_t **msg,
     size_t *len, const char **reason);

@@ -37,7 +37,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#define INDEX_MAXDBS 8
+#define INDEX_MAXDBS 16
 /* Messages loaded per read transaction in queue_index_foreach(). */
 #define FOREACH_BATCH 64
 
@@ -178,6 +178,19 @@ index_open_dbs(struct queue_index *qi)
 			goto fail;
 		}
 		qi->v1 = version == 1;
+	}
+	if (rc == 0) {
+		/* Added without a version change: older builds ignore them,
+		 * and a read-only opener of an index without them sees
+		 * nothing parked. */
+		rc = mdb_dbi_open(txn, "parked", dbflags, &qi->parked);
+		if (rc == 0)
+			rc = mdb_dbi_open(txn, "parked_q", dbflags,
+			    &qi->parked_q);
+		if (rc == MDB_NOTFOUND && qi->readonly) {
+			qi->parked = qi->parked_q = 0;
+			rc = 0;
+		}
 	}
 	if (rc == 0) {
 		rc = mdb_dbi_open(txn, "log", dbflags, &qi->log);
@@ -688,9 +701,14 @@ update_one(struct queue_index *qi, MDB_txn *txn, const struct queue_update *u)
 			rc = mdb_put(txn, qi->msg, &k, &nv, 0);
 			free(copy);
 		}
+		if (rc == 0 && u->kind == QUEUE_UPD_HOLD)
+			rc = queue_park_apply(qi, txn, u, &mm);
 		return rc;
 	case QUEUE_UPD_DELETE:
-		return 0;	/* removed with the others, below */
+		/* removed with the others, below */
+		return queue_park_apply(qi, txn, u, &mm);
+	case QUEUE_UPD_PARK:
+		return queue_park_apply(qi, txn, u, &mm);
 	default:
 		return MDB_NOTFOUND;
 	}
@@ -880,6 +898,9 @@ out:
 	}
 	for (i = 0; i < nputs; i++)
 		puts[i].result = 0;
+	for (i = 0; i < nups; i++)
+		if (ups[i].kind == QUEUE_UPD_PARK && ups[i].state < 64)
+			atomic_fetch_add(&qi->parks_written[ups[i].state], 1);
 	return 0;
 fail:
 	if (txn != NULL)
@@ -891,6 +912,13 @@ fail:
 	if (nremoved != NULL)
 		*nremoved = 0;
 	return err;
+}
+
+uint64_t
+queue_index_parks_written(struct queue_index *qi, unsigned shard)
+{
+	assert(shard < 64);
+	return atomic_load(&qi->parks_written[shard]);
 }
 
 int

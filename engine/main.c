@@ -39,7 +39,7 @@
 /* Queue ids carry 6 bits of shard number. */
 #define SHARDS_MAX 64
 #define MAIN_TRIM_S 5				/* memory_return() period */
-#define MAIN_TRIM_FREE ((size_t)16 << 20)	/* worth trimming */
+#define MAIN_TRIM_FREE ((size_t)4 << 20)	/* worth trimming */
 
 extern char **environ;
 

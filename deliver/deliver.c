@@ -91,6 +91,7 @@ deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
 void
 deliver_global_free(void)
 {
+	dl_feed_free();
 	for (unsigned i = 0; i < g_nshards; i++) {
 		struct dl_item *it = atomic_exchange(&inboxes[i].head, NULL);
 
@@ -494,6 +495,17 @@ item_park(struct deliver *d, struct dl_item *it)
 	return true;
 }
 
+/* Did the operator bounce qid a moment ago? */
+static bool
+bouncing(const struct deliver *d, uint64_t qid)
+{
+	for (unsigned i = 0; i < DL_BOUNCING && i < d->nbouncing; i++)
+		if (d->bouncing[i].qid == qid &&
+		    d->now_ms < d->bouncing[i].until_ms)
+			return true;
+	return false;
+}
+
 void
 dl_item_schedule(struct deliver *d, struct dl_item *it)
 {
@@ -501,6 +513,11 @@ dl_item_schedule(struct deliver *d, struct dl_item *it)
 		log_warn("deliver: out of memory; %016llx waits for a restart",
 		    (unsigned long long)it->qid);
 		dl_item_free(d, it);
+		return;
+	}
+	if (d->nbouncing > 0 && bouncing(d, it->qid)) {
+		dl_item_fail_all(d, it, 550, "5.0.0",
+		    "550 5.0.0 message bounced by the operator");
 		return;
 	}
 	/*
@@ -617,19 +634,24 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 	return ds->queued > 0;
 }
 
-/* Take out of the heap every item that matches (qid 0: all). */
+/*
+ * Take out of the heap every item for which take(it, arg) holds, at most
+ * max of them, and heapify what is left: O(heap size).
+ */
 static struct dl_item *
-heap_take(struct deliver *d, uint64_t qid)
+heap_take_if(struct deliver *d, bool (*take)(const struct dl_item *, void *),
+    void *arg, uint32_t max)
 {
 	struct dl_item *out = NULL;
-	uint32_t i, n = 0;
+	uint32_t i, n = 0, taken = 0;
 
 	for (i = 0; i < d->nheap; i++) {
 		struct dl_item *it = d->heap[i];
 
-		if (qid == 0 || it->qid == qid) {
+		if (taken < max && take(it, arg)) {
 			it->next = out;
 			out = it;
+			taken++;
 		} else {
 			d->heap[n] = it;
 			it->heap_idx = n++;
@@ -654,6 +676,54 @@ heap_take(struct deliver *d, uint64_t qid)
 		}
 	}
 	return out;
+}
+
+static bool
+is_qid(const struct dl_item *it, void *arg)
+{
+	uint64_t qid = *(const uint64_t *)arg;
+
+	return qid == 0 || it->qid == qid;
+}
+
+/* Take out of the heap every item that matches (qid 0: all). */
+static struct dl_item *
+heap_take(struct deliver *d, uint64_t qid)
+{
+	return heap_take_if(d, is_qid, &qid, UINT32_MAX);
+}
+
+static bool
+due_after(const struct dl_item *it, void *arg)
+{
+	return !it->keep && it->due_ms > *(const uint64_t *)arg;
+}
+
+/*
+ * While recipients are parked, a set full of mail deferred for long must
+ * not keep them out: items due beyond the feeder's horizon are parked
+ * until a quarter of the share is free (the feeder brings them back when
+ * they come due), so parked mail due now gets its turn.
+ */
+static void
+make_room(struct deliver *d)
+{
+	uint32_t want_i = d->max_items / 4, want_r = d->max_rcpts / 4;
+	uint32_t free_i = d->max_items > d->nitems ? d->max_items - d->nitems : 0;
+	uint32_t free_r = d->max_rcpts > d->nrcpts ? d->max_rcpts - d->nrcpts : 0;
+	uint64_t after = d->now_ms + DELIVER_FEED_HORIZON_S * 1000u;
+	struct dl_item *list, *it, *next;
+
+	if (d->stopping || !dl_feed_parked(d) ||
+	    (free_i >= want_i && free_r >= want_r))
+		return;
+	list = heap_take_if(d, due_after, &after,
+	    want_i > free_i ? want_i - free_i : 1);
+	for (it = list; it != NULL; it = next) {
+		next = it->next;
+		if (!item_park(d, it) && heap_push(d, it) != 0)
+			dest_push(d, it->dest, it);
+	}
 }
 
 /* Take out of every destination's FIFO the items of qid. */
@@ -736,6 +806,12 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 		}
 		break;
 	case DELIVER_CTL_BOUNCE:
+		/* Items that arrive a little later (taken out of the parked
+		 * table, or parked just before) are bounced as they come. */
+		d->bouncing[d->nbouncing % DL_BOUNCING].qid = ctl->qid;
+		d->bouncing[d->nbouncing % DL_BOUNCING].until_ms =
+		    d->now_ms + DL_BOUNCING_MS;
+		d->nbouncing++;
 		list = heap_take(d, ctl->qid);
 		for (it = list; it != NULL; it = next) {
 			next = it->next;
@@ -835,6 +911,7 @@ void
 deliver_tick(struct deliver *d, uint64_t now_ms)
 {
 	d->now_ms = now_ms;
+	make_room(d);
 	/* A drained backlog leaves no big array behind (see also main's
 	 * memory_return()). */
 	if (d->nheap == 0 && d->heap_cap > DL_HEAP_KEEP) {

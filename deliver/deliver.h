@@ -88,6 +88,14 @@ int deliver_start_begin(void);
 int deliver_start_end(void);
 int deliver_feed_start(void);
 void deliver_feed_stop(void);
+/*
+ * Held by the feeder across each unpark and the posts that follow it, and
+ * by the control thread across an operator command that must not cross
+ * one (hold, delete, bounce): otherwise items taken out of the index just
+ * before a hold could reach their shard just after its DROP.
+ */
+void deliver_park_lock(void);
+void deliver_park_unlock(void);
 /* Operator flush: every parked recipient is due now. */
 int deliver_unpark_all_now(void);
 /* Operator bounce: qid's parked recipients come back first (into memory,

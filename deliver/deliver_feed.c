@@ -37,16 +37,18 @@
 static struct {
 	pthread_t thread;
 	bool running;
-	int efd;
+	_Atomic int efd;		/* closed only after the shards end */
+	pthread_mutex_t lock;		/* an unpark and its posts vs. control */
 	_Atomic bool stop;
 	uint64_t next_ms[64];		/* per shard: not before */
 	/* Start-up: items posted per owner, parks waiting to be written. */
 	bool starting;
+	uint64_t start_horizon_us;
 	uint32_t start_items[64], start_rcpts[64];
 	struct queue_update *start_ups;
 	size_t nstart_ups;
 	uint64_t start_parked;
-} feed = { .efd = -1 };
+} feed = { .efd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
 
 int
 deliver_dispatch_msg(const struct queue_msg *m, const bool *pending,
@@ -81,23 +83,61 @@ deliver_dispatch_msg(const struct queue_msg *m, const bool *pending,
 
 /* ---- start-up -------------------------------------------------------- */
 
-static int
+/* Put back into the schedule the recipients of ups[0..n) (start-up). */
+static void
+start_unpark(const struct queue_update *ups, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct queue_msg m;
+		bool *pending;
+
+		if (i > 0 && ups[i].qid == ups[i - 1].qid)
+			continue;	/* one message's run */
+		if (queue_index_get(dl_index, ups[i].qid, &m) != 0)
+			continue;
+		pending = calloc(m.meta.nrcpt, sizeof(*pending));
+		for (size_t j = i; pending && j < n && ups[j].qid == ups[i].qid;
+		    j++)
+			if (ups[j].idx < m.meta.nrcpt)
+				pending[ups[j].idx] = true;
+		if (pending == NULL || deliver_dispatch_msg(&m, pending,
+		    UINT64_MAX, 0) < 0)
+			log_fatal("out of memory scheduling the queue");
+		free(pending);
+		queue_msg_release(&m);
+	}
+}
+
+/*
+ * Write the start-up parks. When the index cannot take them (a full
+ * map), they go to memory instead, and so does everything after: parking
+ * is a saving, never a reason not to start.
+ */
+static void
 start_flush(void)
 {
 	struct queue_removed *rem;
 	size_t nrem;
-	int rc;
+	int rc = -ENOMEM;
 
 	if (feed.nstart_ups == 0)
-		return 0;
+		return;
 	rem = calloc(feed.nstart_ups, sizeof(*rem));
-	if (rem == NULL)
-		return -ENOMEM;
-	rc = queue_index_write(dl_index, NULL, 0, feed.start_ups,
-	    feed.nstart_ups, NULL, 0, rem, &nrem);
+	if (rem != NULL)
+		rc = queue_index_write(dl_index, NULL, 0, feed.start_ups,
+		    feed.nstart_ups, NULL, 0, rem, &nrem);
 	free(rem);
+	if (rc != 0) {
+		log_warn("queue: cannot park recipients at start-up (%s): "
+		    "the whole queue is scheduled in memory",
+		    queue_strerror(rc));
+		feed.starting = false;
+		for (size_t i = 0; i < feed.nstart_ups; i++)
+			atomic_fetch_sub(&dl_feeds[feed.start_ups[i].state]
+			    .submitted, 1);
+		start_unpark(feed.start_ups, feed.nstart_ups);
+	}
 	feed.nstart_ups = 0;
-	return rc;
 }
 
 int
@@ -108,6 +148,8 @@ deliver_start_begin(void)
 	memset(feed.start_items, 0, sizeof(feed.start_items));
 	memset(feed.start_rcpts, 0, sizeof(feed.start_rcpts));
 	feed.start_parked = 0;
+	feed.start_horizon_us = clock_real_us() +
+	    DELIVER_FEED_HORIZON_S * 1000000ull;
 	feed.start_ups = calloc(START_PARK_BATCH + 65536,
 	    sizeof(*feed.start_ups));
 	if (feed.start_ups == NULL)
@@ -127,7 +169,11 @@ dl_start_park(unsigned owner, struct dl_item *it, uint64_t next_try_us)
 	if (!feed.starting)
 		return false;
 	dc = dl_cfg()->delivery;
-	if (feed.start_items[owner] < dl_share(dc->active_messages) &&
+	/* Due within the horizon, while the share lasts: into memory. Due
+	 * later: parked whatever the room, so that a backlog for a dead
+	 * destination never fills the set ahead of live mail. */
+	if (next_try_us <= feed.start_horizon_us &&
+	    feed.start_items[owner] < dl_share(dc->active_messages) &&
 	    feed.start_rcpts[owner] + it->nrcpt <=
 	    dl_share(dc->active_recipients)) {
 		feed.start_items[owner]++;
@@ -147,16 +193,15 @@ dl_start_park(unsigned owner, struct dl_item *it, uint64_t next_try_us)
 	atomic_fetch_add(&dl_feeds[owner].submitted, it->nrcpt);
 	feed.start_parked += it->nrcpt;
 	free(it);
-	if (feed.nstart_ups >= START_PARK_BATCH && start_flush() != 0)
-		log_fatal("queue: cannot park recipients at start-up");
+	if (feed.nstart_ups >= START_PARK_BATCH)
+		start_flush();
 	return true;
 }
 
 int
 deliver_start_end(void)
 {
-	int rc = start_flush();
-
+	start_flush();
 	feed.starting = false;
 	free(feed.start_ups);
 	feed.start_ups = NULL;
@@ -164,7 +209,7 @@ deliver_start_end(void)
 		log_info("queue: %llu recipient(s) parked beyond the active "
 		    "set (delivery.active_messages/active_recipients)",
 		    (unsigned long long)feed.start_parked);
-	return rc;
+	return 0;
 }
 
 /* ---- shards ask ------------------------------------------------------ */
@@ -175,21 +220,32 @@ dl_feed_ask(struct deliver *d)
 	struct dl_feed *f = &dl_feeds[d->id];
 	uint32_t room_i, room_r, room;
 	uint64_t one = 1;
+	int efd;
 
-	if (feed.efd < 0 || d->stopping || d->now_ms < d->feed_next_ms ||
-	    atomic_load(&f->submitted) == atomic_load(&f->drained) ||
-	    atomic_load(&f->want) != 0)
+	if (d->stopping || d->now_ms < d->feed_next_ms ||
+	    !dl_feed_parked(d) || atomic_load(&f->want) != 0)
 		return;
 	room_i = d->max_items > d->nitems ? d->max_items - d->nitems : 0;
 	room_r = d->max_rcpts > d->nrcpts ? d->max_rcpts - d->nrcpts : 0;
 	room = room_i < room_r ? room_i : room_r;
-	/* Refill in quarters, not one by one. */
-	if (room == 0 || room < d->max_items / 4)
+	/* Refill in quarters of each limit, not one by one. */
+	if (room == 0 || room_i < d->max_items / 4 ||
+	    room_r < d->max_rcpts / 4)
 		return;
 	d->feed_next_ms = d->now_ms + FEED_ASK_MS;
 	atomic_store(&f->want, room);
-	if (write(feed.efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+	efd = atomic_load(&feed.efd);
+	if (efd >= 0 && write(efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_warn("deliver: feeder eventfd write: %s", strerror(errno));
+}
+
+/* Has this shard parked recipients the feeder has not found drained? */
+bool
+dl_feed_parked(const struct deliver *d)
+{
+	const struct dl_feed *f = &dl_feeds[d->id];
+
+	return atomic_load(&f->submitted) != atomic_load(&f->drained);
 }
 
 /* ---- the feeder thread ----------------------------------------------- */
@@ -228,13 +284,17 @@ feed_shard(unsigned s, uint64_t now_ms)
 	horizon = clock_real_us() + DELIVER_FEED_HORIZON_S * 1000000ull;
 	while (done < want && left) {
 		size_t n = want - done < FEED_BATCH ? want - done : FEED_BATCH;
-		int rc = queue_index_unpark(dl_index, s, n, horizon, unparked,
-		    &flags, &left);
+		int rc;
 
+		pthread_mutex_lock(&feed.lock);
+		rc = queue_index_unpark(dl_index, s, n, horizon, unparked,
+		    &flags, &left);
+		pthread_mutex_unlock(&feed.lock);
 		if (rc < 0) {
 			log_warn("deliver: taking parked recipients of shard "
 			    "%u: %s", s, queue_strerror(rc));
 			feed.next_ms[s] = now_ms + FEED_IDLE_MS;
+			left = true;	/* never "drained" on an error */
 			break;
 		}
 		if (rc == 0)
@@ -253,11 +313,12 @@ feed_main(void *arg)
 {
 	(void)arg;
 	while (!atomic_load(&feed.stop)) {
-		struct pollfd p = { .fd = feed.efd, .events = POLLIN };
+		struct pollfd p = { .fd = atomic_load(&feed.efd),
+		    .events = POLLIN };
 		uint64_t v, now;
 
 		if (poll(&p, 1, FEED_IDLE_MS) > 0 &&
-		    read(feed.efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		    read(p.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 			log_warn("deliver: feeder eventfd read: %s",
 			    strerror(errno));
 		now = clock_mono_ms();
@@ -274,16 +335,17 @@ deliver_feed_start(void)
 	int rc;
 
 	assert(dl_index != NULL && !feed.running);
-	feed.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (feed.efd < 0)
-		return -errno;
+	if (atomic_load(&feed.efd) < 0) {
+		int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+		if (fd < 0)
+			return -errno;
+		atomic_store(&feed.efd, fd);
+	}
 	atomic_store(&feed.stop, false);
 	rc = pthread_create(&feed.thread, NULL, feed_main, NULL);
-	if (rc != 0) {
-		close(feed.efd);
-		feed.efd = -1;
+	if (rc != 0)
 		return -rc;
-	}
 	feed.running = true;
 	return 0;
 }
@@ -296,12 +358,34 @@ deliver_feed_stop(void)
 	if (!feed.running)
 		return;
 	atomic_store(&feed.stop, true);
-	if (write(feed.efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+	if (write(atomic_load(&feed.efd), &one, sizeof(one)) < 0 &&
+	    errno != EAGAIN)
 		log_warn("deliver: feeder eventfd write: %s", strerror(errno));
 	pthread_join(feed.thread, NULL);
 	feed.running = false;
-	close(feed.efd);
-	feed.efd = -1;
+	/* The eventfd stays open: a shard may still write it. */
+}
+
+/* After every shard has ended. */
+void
+dl_feed_free(void)
+{
+	int fd = atomic_exchange(&feed.efd, -1);
+
+	if (fd >= 0)
+		close(fd);
+}
+
+void
+deliver_park_lock(void)
+{
+	pthread_mutex_lock(&feed.lock);
+}
+
+void
+deliver_park_unlock(void)
+{
+	pthread_mutex_unlock(&feed.lock);
 }
 
 /* ---- operator commands ----------------------------------------------- */

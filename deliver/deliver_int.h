@@ -23,6 +23,8 @@
 
 #define DL_CONNS_MAX 65536	/* outbound connection slots per shard */
 #define DL_PARK_LOG_MS 60000	/* "active set full" at most this often */
+#define DL_BOUNCING 16		/* operator bounces remembered */
+#define DL_BOUNCING_MS 10000	/* for this long */
 #define DL_HEAP_KEEP 4096	/* deferred heap slots kept when empty */
 #define DL_ADDR_BUCKETS 1024	/* idle connections by address; power of 2 */
 #define DL_RBUF 4096
@@ -185,6 +187,9 @@ struct deliver {
 	uint64_t parked;		/* recipients parked (a counter) */
 	uint64_t parked_logged, park_log_ms;	/* said so, once a minute */
 	uint64_t feed_next_ms;		/* not before: the next ask */
+	/* Messages the operator bounced lately: their late items bounce. */
+	struct { uint64_t qid, until_ms; } bouncing[DL_BOUNCING];
+	unsigned nbouncing;
 	struct dl_fread **freads;	/* reads for failing items, by slot */
 	uint32_t freads_cap, nfreads, fread_gen;
 	struct dl_fwait *fwait_head, **fwait_tail;	/* and waiting */
@@ -298,5 +303,7 @@ bool dl_dest_literal(struct dl_dest *ds);
 /* deliver_feed.c: the active set's feeder */
 bool dl_start_park(unsigned owner, struct dl_item *it, uint64_t next_try_us);
 void dl_feed_ask(struct deliver *d);
+bool dl_feed_parked(const struct deliver *d);
+void dl_feed_free(void);
 
 #endif

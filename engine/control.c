@@ -26,6 +26,8 @@
 #define CONTROL_LINE_MAX 256
 #define CONTROL_WAIT_MS 5000
 #define CONTROL_IO_MS 2000
+#define CONTROL_BOUNCE_SWEEPS 3	/* unparks of a bounced message */
+#define CONTROL_BOUNCE_GAP_MS 100
 
 static struct {
 	const struct config *cfg;
@@ -123,13 +125,18 @@ run(char *line, char *out, size_t outlen)
 		return;
 	}
 	if (strcmp(cmd, "delete") == 0) {
+		/* No unpark crosses it: see deliver_park_lock(). */
+		deliver_park_lock();
 		all_shards(DELIVER_CTL_DROP, qid);
 		deliver_control(0, DELIVER_CTL_UPDATE, qid, QUEUE_UPD_DELETE);
 		rc = wait_state(qid, -1);
+		deliver_park_unlock();
 	} else if (strcmp(cmd, "hold") == 0) {
+		deliver_park_lock();
 		all_shards(DELIVER_CTL_DROP, qid);
 		deliver_control(0, DELIVER_CTL_UPDATE, qid, QUEUE_UPD_HOLD);
 		rc = wait_state(qid, MSG_HOLD);
+		deliver_park_unlock();
 	} else if (strcmp(cmd, "release") == 0) {
 		if (m.meta.state != MSG_HOLD) {
 			snprintf(out, outlen, "error %s is not on hold\n", arg);
@@ -148,12 +155,25 @@ run(char *line, char *out, size_t outlen)
 			queue_msg_release(&m);
 			return;
 		}
-		/* Parked recipients come back first, so the owners have
-		 * them when the bounce arrives behind them. */
-		if (deliver_unpark_qid(qid) != 0)
-			log_warn("control: bounce %s: its parked recipients "
-			    "bounce when they are next tried", arg);
+		/*
+		 * The owners bounce what they hold and, for a while, what
+		 * arrives: then the message's parked recipients are taken
+		 * out of the index, a few times, to catch parks that were
+		 * still on their way to it.
+		 */
+		deliver_park_lock();
 		all_shards(DELIVER_CTL_BOUNCE, qid);
+		for (unsigned i = 0; i < CONTROL_BOUNCE_SWEEPS; i++) {
+			if (i > 0) {
+				sleep_ms(CONTROL_BOUNCE_GAP_MS);
+				(void)committer_index_sync(ctl.committer,
+				    CONTROL_WAIT_MS);
+			}
+			if (deliver_unpark_qid(qid) != 0)
+				log_warn("control: bounce %s: its parked "
+				    "recipients bounce when next tried", arg);
+		}
+		deliver_park_unlock();
 		rc = true;
 	} else {
 		snprintf(out, outlen, "error unknown command '%s'\n", cmd);

@@ -387,8 +387,9 @@ typedef void (*queue_unpark_fn)(void *arg, const struct queue_msg *m,
  * horizon_us (CLOCK_REALTIME microseconds; UINT64_MAX: all), earliest
  * first, out of "parked" and hand them to fn, grouped by message. Stale
  * entries (message gone or held, recipient final) are dropped. *left is
- * set when the shard still has parked recipients afterwards (due later,
- * or beyond max). Returns the number of recipients unparked or an error.
+ * cleared only when the scan found the shard has no parked recipient left
+ * (none due later, none beyond max); on any error it stays set. Returns
+ * the number of recipients unparked or an error (nothing taken out).
  */
 int queue_index_unpark(struct queue_index *qi, unsigned shard, size_t max,
     uint64_t horizon_us, queue_unpark_fn fn, void *arg, bool *left);

@@ -255,8 +255,13 @@ take(struct queue_index *qi, MDB_txn *txn, struct park_ent *ents, size_t n,
 		}
 		if (rc != 0)
 			break;
-		if (queue_msg_load(qi, txn, &k, &v, &x->m, NULL) != 0) {
-			rc = 0;		/* recovery reports damage */
+		rc = queue_msg_load(qi, txn, &k, &v, &x->m, NULL);
+		if (rc == -ENOMEM) {
+			rc = ENOMEM;	/* the whole take fails, nothing lost */
+			break;
+		}
+		if (rc != 0) {
+			rc = 0;		/* damage: recovery quarantines it */
 			continue;
 		}
 		x->pending = calloc(x->m.meta.nrcpt, sizeof(bool));
@@ -324,11 +329,12 @@ queue_index_unpark(struct queue_index *qi, unsigned shard, size_t max,
 	size_t n = 0, nu = 0;
 	MDB_cursor *cur = NULL;
 	MDB_txn *txn = NULL;
+	bool more;
 	int rc, err;
 
 	assert(qi != NULL && !qi->readonly && fn != NULL && left != NULL);
 	assert(shard < 256 && max > 0);
-	*left = false;
+	*left = true;		/* until the scan proves otherwise */
 	ents = malloc(max * sizeof(*ents));
 	if (ents == NULL)
 		return -ENOMEM;
@@ -340,13 +346,14 @@ queue_index_unpark(struct queue_index *qi, unsigned shard, size_t max,
 		goto lmdb;
 	park_key(kb, &start);
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	more = false;
 	while (rc == 0 && k.mv_size == PARK_KEY_LEN &&
 	    ((const uint8_t *)k.mv_data)[0] == shard) {
 		struct park_ent e;
 
 		park_key_get(k.mv_data, &e);
 		if (n == max || e.next_try_us >= horizon_us) {
-			*left = true;
+			more = true;
 			break;
 		}
 		ents[n++] = e;
@@ -361,7 +368,10 @@ queue_index_unpark(struct queue_index *qi, unsigned shard, size_t max,
 		goto lmdb;
 	free(ents);
 	rc = commit_and_hand(txn, u, nu, fn, arg);
-	return rc == 0 ? (int)n : queue_lmdb_err(rc);
+	if (rc != 0)
+		return queue_lmdb_err(rc);
+	*left = more;
+	return (int)n;
 lmdb:
 	err = queue_lmdb_err(rc);
 fail:

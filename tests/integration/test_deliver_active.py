@@ -12,6 +12,10 @@
 # parked message bounced by the operator is bounced (log line, DSN to the
 # sender). Unpaused, every other message arrives exactly once; four whose
 # first try is deferred for an hour wait, parked, until `queue flush`.
+# (3) A set full of mail deferred for an hour does not keep parked mail
+# for a live destination out: with a set of 4, four messages to a host
+# that answers 451 after 3 s, then four to a live host while those are in
+# flight: the live four arrive within seconds.
 import time
 
 import sluice
@@ -133,5 +137,24 @@ tags = sorted(tag_of(m) for m in sink.msgs())
 T.eq(tags, sorted(list(range(118)) + [119]),
      "every message but the bounced one arrived exactly once")
 T.ok(len(cap.msgs()) >= 1, "the bounce's DSN reached the sender")
+T.eq(relay.stop(), 0, "sluiced exits 0 on SIGTERM")
+
+# ---- (3) deferred mail does not starve parked live mail
+dead = dl.Server("dead", data=lambda msg: "451 4.3.0 later", data_delay=3.0)
+live = dl.Server("live")
+relay = dl.Relay([{"domain": "dead.test", "transport": "smtp:[127.0.0.1]:%d" % dead.port,
+                   "retry": "1h"},
+                  {"domain": "live.test", "transport": "smtp:[127.0.0.1]:%d" % live.port}],
+                 delivery={"active_messages": "4", "active_recipients": "4"}, shards=1)
+for i in range(4):
+    dl.submit(relay.port, "alice@sender.test", ["d%d@dead.test" % i],
+              dl.make_message("act3d-%d" % i, "alice@sender.test", ["d%d@dead.test" % i]))
+T.ok(dl.wait_until(lambda: dead.current() >= 1, 5), "the dead host has the first four")
+for i in range(4):
+    dl.submit(relay.port, "alice@sender.test", ["l%d@live.test" % i],
+              dl.make_message("act3l-%d" % i, "alice@sender.test", ["l%d@live.test" % i]))
+T.ok(dl.wait_until(lambda: len(live.msgs()) == 4, 20),
+     "the live host's four arrive although the set is full of deferred mail",
+     "%d arrived; %s" % (len(live.msgs()), relay.log_tail(8)))
 T.eq(relay.stop(), 0, "sluiced exits 0 on SIGTERM")
 sluice.finish()

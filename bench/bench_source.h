@@ -21,6 +21,7 @@
 #define SRC_HELO_MAX 255
 #define SRC_AUTH_MAX 255	/* user or password */
 #define SRC_HOSTPORT_MAX 64
+#define SRC_RATE_MAX 10000000.0	/* --rate, messages per second */
 
 /* Defaults, as --help states them. */
 #define SRC_DEF_CONNECTIONS 10

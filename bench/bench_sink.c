@@ -19,7 +19,7 @@
  * through a provided buffer ring, so an idle connection holds no receive
  * buffer; at most one recv, one send and one timer in flight per
  * connection; user_data = op | slot | generation, completions reaped in a
- * batch and handled afterwards. All input at hand is
+ * batch and handled afterwards (uring_loop_step()). All input at hand is
  * processed before anything is sent, so a pipelined group gets its replies
  * in one send. A delayed reply holds the connection: the replies before it
  * leave now, processing stops (input already read is kept, no recv is
@@ -225,6 +225,11 @@ sink_setup(struct sink *s, const struct sink_opts *o)
 		log_warn("provided buffers: %s", strerror(-rc));
 		return rc;
 	}
+	if ((rc = uring_loop_init(&s->loop, &s->ring, SINK_CQE_BATCH,
+	    sink_dispatch, s, "event loop")) < 0) {
+		log_warn("out of memory");
+		return rc;
+	}
 
 	if (o->log_path != NULL) {
 		s->log_fd = open(o->log_path, O_WRONLY | O_CREAT | O_TRUNC |
@@ -294,24 +299,11 @@ sink_setup(struct sink *s, const struct sink_opts *o)
 	return 0;
 }
 
-/* Reap every completion first, then run the handlers. */
 static void
 sink_loop(struct sink *s)
 {
-	struct {
-		uint64_t ud;
-		int res;
-		uint32_t flags;
-	} *done;
-	struct io_uring_cqe *cqe;
-	struct __kernel_timespec ts;
 	uint64_t wait_us, deadline = 0, end;
-	unsigned head, n, i;
-	int rc;
 
-	done = malloc(SINK_CQE_BATCH * sizeof(*done));
-	if (done == NULL)
-		log_fatal("out of memory");
 	s->next_tick_us = s->now_us + SINK_TICK_US;
 	for (;;) {
 		if (s->stop_pending && !s->stopping) {
@@ -336,24 +328,9 @@ sink_loop(struct sink *s)
 			if (end > s->now_us && end - s->now_us < wait_us)
 				wait_us = end - s->now_us;
 		}
-		ts.tv_sec = (long long)(wait_us / 1000000u);
-		ts.tv_nsec = (long long)(wait_us % 1000000u) * 1000;
-		rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts,
-		    NULL);
-		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
-			log_fatal("io_uring wait: %s", strerror(-rc));
-		n = 0;
-		io_uring_for_each_cqe(&s->ring, head, cqe) {
-			done[n].ud = cqe->user_data;
-			done[n].res = cqe->res;
-			done[n].flags = cqe->flags;
-			if (++n == SINK_CQE_BATCH)
-				break;
-		}
-		io_uring_cq_advance(&s->ring, n);
-		s->now_us = clock_mono_us();
-		for (i = 0; i < n; i++)
-			sink_dispatch(s, done[i].ud, done[i].res, done[i].flags);
+		/* Reap every completion first, then run the handlers. */
+		uring_loop_step(&s->loop, wait_us);
+		s->now_us = s->loop.now_us;
 		if (s->now_us >= s->next_tick_us ||
 		    (s->o->duration_us > 0 &&
 		    s->now_us - s->start_us >= s->o->duration_us)) {
@@ -361,7 +338,6 @@ sink_loop(struct sink *s)
 			s->next_tick_us = s->now_us + SINK_TICK_US;
 		}
 	}
-	free(done);
 	if (!s->stopping)
 		s->stop_us = s->now_us;
 }
@@ -373,6 +349,7 @@ sink_teardown(struct sink *s)
 	unsigned i;
 
 	/* Exiting the ring cancels whatever is still in flight. */
+	uring_loop_free(&s->loop);
 	if (s->ring_ok)
 		io_uring_queue_exit(&s->ring);
 	if (s->log_fd >= 0) {

@@ -18,7 +18,7 @@
  *
  * I/O: one thread, one io_uring ring, built like engine/shard.c. Every
  * operation carries op | slot | generation in user_data; completions are
- * reaped in a batch, then handled; recv uses a
+ * reaped in a batch, then handled (uring_loop_step()); recv uses a
  * provided buffer ring, so an idle connection holds no receive buffer;
  * each connection has at most one connect, one recv and one send in
  * flight. Handlers never send: they mark the connection dirty, and before
@@ -200,18 +200,8 @@ src_done(struct src *s)
 static void
 src_loop(struct src *s)
 {
-	struct {
-		uint64_t ud;
-		int res;
-		uint32_t flags;
-	} done[SRC_CQE_BATCH];
-	struct io_uring_cqe *cqe;
-	struct __kernel_timespec ts;
-	unsigned head, n, i;
 	int interrupts = 0;
-	uint64_t wait;
 	uint32_t ci;
-	int rc;
 
 	s->now = clock_mono_us();
 	s->t0 = s->now;
@@ -242,26 +232,9 @@ src_loop(struct src *s)
 		src_flush_dirty(s);
 		if (src_done(s))
 			break;
-		wait = src_wait_us(s);
-		ts.tv_sec = (long long)(wait / 1000000u);
-		ts.tv_nsec = (long long)(wait % 1000000u) * 1000;
-		rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts,
-		    NULL);
-		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
-			log_fatal("io_uring wait: %s", strerror(-rc));
-		/* Reap everything first, then run the handlers. */
-		n = 0;
-		io_uring_for_each_cqe(&s->ring, head, cqe) {
-			done[n].ud = cqe->user_data;
-			done[n].res = cqe->res;
-			done[n].flags = cqe->flags;
-			if (++n == SRC_CQE_BATCH)
-				break;
-		}
-		io_uring_cq_advance(&s->ring, n);
-		s->now = clock_mono_us();
-		for (i = 0; i < n; i++)
-			src_dispatch(s, done[i].ud, done[i].res, done[i].flags);
+		/* Reap every completion first, then run the handlers. */
+		uring_loop_step(&s->loop, src_wait_us(s));
+		s->now = s->loop.now_us;
 		if (s->now >= s->next_tick) {
 			src_timeouts(s);
 			s->next_tick = s->now + SRC_TICK_US;
@@ -371,6 +344,11 @@ setup_ring(struct src *s, char *why, size_t whylen)
 		snprintf(why, whylen, "provided buffers: %s", strerror(-rc));
 		return -1;
 	}
+	if (uring_loop_init(&s->loop, &s->ring, SRC_CQE_BATCH, src_dispatch,
+	    s, "event loop") < 0) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
 	return 0;
 }
 
@@ -461,6 +439,7 @@ src_free(struct src *s)
 			buf_free(&s->conns[i].tls_tx);
 		}
 	}
+	uring_loop_free(&s->loop);
 	if (s->ring_ok)
 		io_uring_queue_exit(&s->ring);
 	uring_bufs_free(&s->bufs);

@@ -361,10 +361,14 @@ sink_arm_signal(struct sink *s)
 }
 
 void
-sink_dispatch(struct sink *s, uint64_t ud, int res, uint32_t flags)
+sink_dispatch(void *ctx, uint64_t ud, int res, uint32_t flags)
 {
+	struct sink *s = ctx;
 	uint32_t idx = URING_UD_IDX(ud);
 	struct sink_conn *c = NULL;
+
+	/* The handlers read the time of this batch. */
+	s->now_us = s->loop.now_us;
 
 	switch ((enum sink_op)URING_UD_OP(ud)) {
 	case SINK_OP_RECV:

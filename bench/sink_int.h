@@ -16,7 +16,7 @@
  *   sink_report.c    the report at the end (text and JSON)
  *
  * One thread; nothing here locks. s->now_us is the monotonic time of the
- * current batch of completions.
+ * current batch of completions (lib/uring.h uring_loop_step()).
  */
 #ifndef SLUICE_BENCH_SINK_INT_H
 #define SLUICE_BENCH_SINK_INT_H
@@ -164,6 +164,7 @@ struct sink {
 	const struct sink_opts *o;
 	struct io_uring ring;
 	bool ring_ok;
+	struct uring_loop loop;	/* reap and dispatch (lib/uring.h) */
 	bool has_mix[SINK_MIX_STAGES];
 
 	struct sink_conn *conns;
@@ -314,8 +315,8 @@ void sink_conn_free(struct sink *s, struct sink_conn *c);
 /* A multishot accept on listener li; a read of the signalfd. */
 void sink_arm_accept(struct sink *s, unsigned li);
 void sink_arm_signal(struct sink *s);
-/* One completion. */
-void sink_dispatch(struct sink *s, uint64_t ud, int res, uint32_t flags);
+/* One completion (ctx is the struct sink): the uring_loop's dispatch. */
+void sink_dispatch(void *ctx, uint64_t ud, int res, uint32_t flags);
 
 /* ---- sink_record.c ----------------------------------------------------- */
 

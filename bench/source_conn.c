@@ -519,9 +519,13 @@ handle_send(struct src *s, struct src_conn *c, int res)
 }
 
 void
-src_dispatch(struct src *s, uint64_t ud, int res, uint32_t flags)
+src_dispatch(void *ctx, uint64_t ud, int res, uint32_t flags)
 {
+	struct src *s = ctx;
 	struct src_conn *c = NULL;
+
+	/* The handlers read the time of this batch. */
+	s->now = s->loop.now_us;
 
 	switch ((enum src_op)URING_UD_OP(ud)) {
 	case SRC_OP_CONNECT:

@@ -15,7 +15,8 @@
  *   source_report.c   the progress line and the report (text and JSON)
  *
  * All of it runs on one thread; nothing here locks. s->now is the
- * monotonic time of the current batch of completions.
+ * monotonic time of the current batch of completions (lib/uring.h
+ * uring_loop_step()).
  */
 #ifndef SLUICE_BENCH_SOURCE_INT_H
 #define SLUICE_BENCH_SOURCE_INT_H
@@ -268,6 +269,7 @@ struct src {
 	const struct bench_source_opts *o;
 	struct io_uring ring;
 	bool ring_ok;
+	struct uring_loop loop;		/* reap and dispatch (lib/uring.h) */
 	struct uring_bufs bufs;		/* provided buffers for recv */
 	struct src_conn *conns;
 	char *heads;			/* every connection's out heads */
@@ -503,8 +505,8 @@ void src_conn_fail(struct src *s, struct src_conn *c, enum src_err kind,
 void src_conn_close(struct src *s, struct src_conn *c, enum src_after after);
 /* Open a socket and connect it; a failure schedules a retry. */
 void src_conn_start(struct src *s, struct src_conn *c);
-/* One completion. */
-void src_dispatch(struct src *s, uint64_t ud, int res, uint32_t flags);
+/* One completion (ctx is the struct src): the uring_loop's dispatch. */
+void src_dispatch(void *ctx, uint64_t ud, int res, uint32_t flags);
 
 /* ---- source_report.c --------------------------------------------------- */
 

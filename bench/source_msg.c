@@ -249,9 +249,7 @@ src_out_header(struct src *s, struct src_conn *c, const struct src_txn *t,
 	src_out_str(o, s->from_hdr);
 	SRC_OUT_LIT(o, "To: ");
 	p = src_out_room(o, SRC_ADDR_MAX + 1);
-	n = bench_source_rcpt_expand(s->o->rcpt,
-	    bench_source_rcpt_n(t->rcpt_first, s->o->rcpt_mod), p,
-	    SRC_ADDR_MAX + 1);
+	n = bench_source_rcpt(s->o, t->rcpt_first, p, SRC_ADDR_MAX + 1);
 	src_out_commit(o, n);
 	SRC_OUT_LIT(o, "\r\nSubject: sluice-bench message ");
 	src_out_u64(o, t->seq);

@@ -43,6 +43,9 @@ const char bench_source_usage[] =
 "  --rcpt ADDR           recipient template (default rcpt{n}@example.net);\n"
 "                        {n} is a counter advanced per recipient\n"
 "  --rcpt-mod K          the counter wraps at K (default 1000; 0: never)\n"
+"  --domains N           spread the recipients over N domains, in turn:\n"
+"                        {d} in --rcpt is the domain's number, 0..N-1\n"
+"                        (default --rcpt then: rcpt{n}@d{d}.bench.test)\n"
 "  --helo NAME           EHLO/LHLO name (default sluice-bench.localdomain)\n"
 "  --lmtp                speak LMTP: LHLO, one reply per recipient after\n"
 "                        the data\n"
@@ -63,7 +66,8 @@ const char bench_source_usage[] =
 enum opt_id {
 	OPT_TO = 1, OPT_CONNECTIONS, OPT_MESSAGES, OPT_DURATION, OPT_SIZE,
 	OPT_CORPUS, OPT_RECIPIENTS, OPT_PER_CONNECTION, OPT_PIPELINING,
-	OPT_RATE, OPT_FROM, OPT_RCPT, OPT_RCPT_MOD, OPT_HELO, OPT_LMTP,
+	OPT_RATE, OPT_FROM, OPT_RCPT, OPT_RCPT_MOD, OPT_DOMAINS, OPT_HELO,
+	OPT_LMTP,
 	OPT_STARTTLS, OPT_TLS_VERIFY, OPT_AUTH, OPT_TIMEOUT, OPT_MAX_ERRORS,
 	OPT_JSON, OPT_QUIET, OPT_HELP,
 };
@@ -86,6 +90,7 @@ static const struct opt_def {
 	{ "from", OPT_FROM, true },
 	{ "rcpt", OPT_RCPT, true },
 	{ "rcpt-mod", OPT_RCPT_MOD, true },
+	{ "domains", OPT_DOMAINS, true },
 	{ "helo", OPT_HELO, true },
 	{ "lmtp", OPT_LMTP, false },
 	{ "starttls", OPT_STARTTLS, false },
@@ -264,10 +269,10 @@ opt_set(struct bench_source_opts *o, const struct opt_def *d, const char *v,
 	case OPT_RCPT: {
 		char probe[SRC_ADDR_MAX + 1];
 
-		/* The longest expansion must fit: try the largest counter. */
+		/* The longest expansion must fit: try the largest values. */
 		if (!addr_ok(v, false) ||
-		    bench_source_rcpt_expand(v, UINT64_MAX, probe,
-		    sizeof(probe)) == 0)
+		    bench_source_rcpt_expand(v, UINT64_MAX,
+		    SRC_DOMAINS_MAX - 1, probe, sizeof(probe)) == 0)
 			return usage_error(why, whylen, "--rcpt: '%s' is not "
 			    "a usable address template", v);
 		o->rcpt = v;
@@ -277,6 +282,12 @@ opt_set(struct bench_source_opts *o, const struct opt_def *d, const char *v,
 		if (!parse_uint(v, 0, UINT64_MAX, &o->rcpt_mod))
 			return usage_error(why, whylen, "--rcpt-mod: '%s' is "
 			    "not a number", v);
+		break;
+	case OPT_DOMAINS:
+		if (!parse_uint(v, 1, SRC_DOMAINS_MAX, &n))
+			return usage_error(why, whylen, "--domains: '%s' is "
+			    "not a number from 1 to %d", v, SRC_DOMAINS_MAX);
+		o->domains = (uint32_t)n;
 		break;
 	case OPT_HELO:
 		if (!helo_ok(v))
@@ -338,7 +349,7 @@ enum bench_source_parse
 bench_source_opts_parse(struct bench_source_opts *o, int argc, char **argv,
     char *why, size_t whylen)
 {
-	bool seen_messages = false, seen_size = false;
+	bool seen_messages = false, seen_size = false, seen_rcpt = false;
 	const struct opt_def *d;
 	enum bench_source_parse rc;
 	const char *arg, *v, *eq;
@@ -382,6 +393,8 @@ bench_source_opts_parse(struct bench_source_opts *o, int argc, char **argv,
 			seen_messages = true;
 		if (d->id == OPT_SIZE)
 			seen_size = true;
+		if (d->id == OPT_RCPT)
+			seen_rcpt = true;
 		rc = opt_set(o, d, v, why, whylen);
 		if (rc != BENCH_SOURCE_RUN)
 			return rc;
@@ -394,26 +407,39 @@ bench_source_opts_parse(struct bench_source_opts *o, int argc, char **argv,
 	if (seen_size && o->corpus)
 		return usage_error(why, whylen, "--size and --corpus exclude "
 		    "each other");
+	if (o->domains && !seen_rcpt)
+		o->rcpt = SRC_DEF_RCPT_DOMAINS;
+	if (o->domains && strstr(o->rcpt, "{d}") == NULL)
+		return usage_error(why, whylen, "--domains: the --rcpt "
+		    "template '%s' has no {d} for the domain's number",
+		    o->rcpt);
+	if (!o->domains && strstr(o->rcpt, "{d}") != NULL)
+		return usage_error(why, whylen, "--rcpt: {d} needs --domains");
 	if (o->duration_us)
 		o->messages = 0;
 	return BENCH_SOURCE_RUN;
 }
 
 size_t
-bench_source_rcpt_expand(const char *tmpl, uint64_t n, char *out,
-    size_t outlen)
+bench_source_rcpt_expand(const char *tmpl, uint64_t n, uint64_t d,
+    char *out, size_t outlen)
 {
-	char num[24];
-	size_t len = 0, nl;
+	const uint64_t v[2] = { n, d };
+	char num[2][24];
+	size_t len = 0, nl[2] = { 0, 0 }, k;
 	const char *p;
 
-	nl = (size_t)snprintf(num, sizeof(num), "%llu", (unsigned long long)n);
 	for (p = tmpl; *p; ) {
-		if (p[0] == '{' && p[1] == 'n' && p[2] == '}') {
-			if (len + nl >= outlen)
+		if (p[0] == '{' && (p[1] == 'n' || p[1] == 'd') && p[2] == '}') {
+			k = p[1] == 'd';
+			/* Formatted once, when first used: this runs per RCPT. */
+			if (nl[k] == 0)
+				nl[k] = (size_t)snprintf(num[k], sizeof(num[k]),
+				    "%llu", (unsigned long long)v[k]);
+			if (len + nl[k] >= outlen)
 				return 0;
-			memcpy(out + len, num, nl);
-			len += nl;
+			memcpy(out + len, num[k], nl[k]);
+			len += nl[k];
 			p += 3;
 			continue;
 		}
@@ -425,5 +451,14 @@ bench_source_rcpt_expand(const char *tmpl, uint64_t n, char *out,
 		return 0;
 	out[len] = '\0';
 	return len;
+}
+
+size_t
+bench_source_rcpt(const struct bench_source_opts *o, uint64_t counter,
+    char *out, size_t outlen)
+{
+	return bench_source_rcpt_expand(o->rcpt,
+	    bench_source_rcpt_n(counter, o->rcpt_mod),
+	    bench_source_rcpt_d(counter, o->domains), out, outlen);
 }
 

@@ -129,6 +129,10 @@ src_report_text(const struct src *s)
 		printf(", corpus of %zu\n", s->ncorpus);
 	else
 		printf(", %llu-byte messages\n", (unsigned long long)o->size);
+	if (o->domains)
+		printf("%-20s %u per message, %s, over %u domain%s in turn\n",
+		    "recipients", o->recipients, o->rcpt, o->domains,
+		    o->domains == 1 ? "" : "s");
 	printf("%-20s %.3f s\n", "elapsed", el);
 	printf("%-20s %llu sent, %llu accepted, %llu tempfail, %llu "
 	    "permfail, %llu lost to connection errors\n", "transactions",
@@ -251,6 +255,8 @@ src_report_json(const struct src *s, int status)
 	else
 		json_object_set_new(j, "size", json_u64(o->size));
 	json_object_set_new(j, "recipients", json_u64(o->recipients));
+	if (o->domains)
+		json_object_set_new(j, "domains", json_u64(o->domains));
 	json_object_set_new(j, "per_connection", json_u64(o->per_connection));
 	json_object_set_new(j, "pipelining", json_boolean(o->pipelining));
 	json_object_set_new(j, "starttls", json_boolean(o->starttls));

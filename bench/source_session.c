@@ -305,9 +305,8 @@ src_conn_send(struct src *s, struct src_conn *c)
 			t = &c->txn[c->tsend];
 			SRC_OUT_LIT(o_, "RCPT TO:<");
 			p = src_out_room(o_, SRC_ADDR_MAX + 1);
-			n = bench_source_rcpt_expand(o->rcpt,
-			    bench_source_rcpt_n(t->rcpt_first + c->rcpt_next,
-			    o->rcpt_mod), p, SRC_ADDR_MAX + 1);
+			n = bench_source_rcpt(o, t->rcpt_first + c->rcpt_next,
+			    p, SRC_ADDR_MAX + 1);
 			assert(n > 0);	/* the parser tried the longest */
 			src_out_commit(o_, n);
 			SRC_OUT_LIT(o_, ">\r\n");

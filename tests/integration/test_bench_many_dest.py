@@ -7,6 +7,9 @@
 # 2. --domains 50 with 3 recipients per message: 300 recipients, 6 per
 #    domain, consecutive recipients of a message in consecutive domains.
 # 3. A --rcpt template of one's own with {d} (and {n} wrapping apart).
+# 4. One sink listening on 127.0.0.2..127.0.0.9 at once (repeated
+#    --listen), a different load to each: the report and the --log count
+#    every listener's connections, messages and bytes apart, exactly.
 import collections
 import re
 
@@ -82,5 +85,36 @@ with T.case("--rcpt with {d} and {n}: the template names the domains"):
     rcpts = collections.Counter(r for m in msgs for r in m.get("rcpt", []))
     want = collections.Counter("user%d@host%d.example" % (k % 5, k % 3) for k in range(30))
     T.eq(rcpts, want, "recipient k is user{k mod 5}@host{k mod 3}.example")
+
+# ------------------------------------------------------------ 4. 8 listeners
+
+ADDRS = ["127.0.0.%d" % i for i in range(2, 10)]
+with T.case("one sink on %s..%s at once, a different load on each" % (ADDRS[0], ADDRS[-1])):
+    s = Sink(listen=[a + ":0" for a in ADDRS])
+    T.eq(sorted(s.ports), sorted(ADDRS), "a listener on each address, each reported on stderr")
+    want = {}
+    try:
+        for i, a in enumerate(ADDRS):
+            n, c = 10 * (i + 1), 1 + i % 3
+            rc, rep, err = source(s.ports.get(a, 1), "--messages", str(n), "--connections", str(c),
+                                  host=a)
+            T.eq((rc, g(rep, "accepted")), (0, n), "source to %s: %d accepted" % (a, n))
+            want["%s:%d" % (a, s.ports.get(a, 1))] = (c, n)
+    finally:
+        src, srep = s.stop()
+    T.eq(src, 0, "sink exits 0")
+    got = {li.get("address"): (li.get("connections"), li.get("messages"))
+           for li in g(srep, "listeners") or []}
+    T.eq(got, want, "report: connections and messages per listener")
+    T.eq(g(srep, "messages"), sum(n for _, n in want.values()), "report: messages in all")
+    T.eq(sum(li.get("bytes", 0) for li in g(srep, "listeners") or []), g(srep, "bytes"),
+         "listeners' bytes add up to the total")
+    msgs, closes = s.log_lines()
+    T.eq(collections.Counter(m.get("listener") for m in msgs),
+         collections.Counter({a: n for a, (_, n) in want.items()}),
+         "--log: each message names the listener it came in on")
+    T.eq(collections.Counter(c.get("listener") for c in closes),
+         collections.Counter({a: c for a, (c, _) in want.items()}),
+         "--log: each close line names its listener")
 
 sluice.finish()

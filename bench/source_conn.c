@@ -385,17 +385,28 @@ tls_input(struct src *s, struct src_conn *c)
 
 /* ---- completions ------------------------------------------------------ */
 
+/*
+ * One operation of c is no longer in flight. false when c is closing (it
+ * is released once nothing else is in flight): the handler stops there.
+ */
+static bool
+op_done(struct src *s, struct src_conn *c)
+{
+	assert(c->inflight > 0);
+	c->inflight--;
+	if (!c->closing)
+		return true;
+	if (c->inflight == 0)
+		conn_release(s, c);
+	return false;
+}
+
 static void
 handle_connect(struct src *s, struct src_conn *c, int res)
 {
 	c->connecting = false;
-	assert(c->inflight > 0);
-	c->inflight--;
-	if (c->closing) {
-		if (c->inflight == 0)
-			conn_release(s, c);
+	if (!op_done(s, c))
 		return;
-	}
 	if (res < 0) {
 		src_conn_fail(s, c, res == -ECONNREFUSED ? SRC_E_REFUSED :
 		    SRC_E_CONNECT, true, "connect to %s: %s", s->o->to_text,
@@ -451,14 +462,8 @@ handle_recv(struct src *s, struct src_conn *c, int res, uint32_t flags)
 		/* Everything kept was copied: the buffer goes back now. */
 		uring_bufs_recycle(&s->bufs, bid);
 	}
-	assert(c->inflight > 0);
-	c->inflight--;
-	if (c->closing) {
-		if (c->inflight == 0)
-			conn_release(s, c);
-		return;
-	}
-	arm_recv(s, c);
+	if (op_done(s, c))
+		arm_recv(s, c);
 }
 
 /* Drop the first n bytes of the iovecs in m; true when none are left. */
@@ -486,13 +491,8 @@ handle_send(struct src *s, struct src_conn *c, int res)
 	struct io_uring_sqe *sqe;
 
 	c->send_armed = false;
-	assert(c->inflight > 0);
-	c->inflight--;
-	if (c->closing) {
-		if (c->inflight == 0)
-			conn_release(s, c);
+	if (!op_done(s, c))
 		return;
-	}
 	if (res <= 0) {
 		src_conn_fail(s, c, SRC_E_RESET, false, "send: %s",
 		    res == 0 ? "no progress" : strerror(-res));

@@ -219,6 +219,18 @@ date_now(struct src *s, uint64_t real_us)
 	return s->date;
 }
 
+/* "<run>SEP<conn>SEP<seq>": the message's identity, as both headers show it. */
+static void
+out_ident(struct src_out *o, const struct src *s, const struct src_conn *c,
+    const struct src_txn *t, const char *sep)
+{
+	src_out_bytes(o, s->run_id, 8);
+	src_out_str(o, sep);
+	src_out_u64(o, c->serial);
+	src_out_str(o, sep);
+	src_out_u64(o, t->seq);
+}
+
 /*
  * The per-message header: X-Sluice-Bench first (bench_common.h), then, for
  * generated messages, Date, From, To, Subject, Message-ID and the empty
@@ -233,11 +245,7 @@ src_out_header(struct src *s, struct src_conn *c, const struct src_txn *t,
 	size_t n;
 
 	SRC_OUT_LIT(o, BENCH_HEADER ": id=");
-	src_out_bytes(o, s->run_id, 8);
-	SRC_OUT_LIT(o, "-");
-	src_out_u64(o, c->serial);
-	SRC_OUT_LIT(o, "-");
-	src_out_u64(o, t->seq);
+	out_ident(o, s, c, t, "-");
 	SRC_OUT_LIT(o, "; sent=");
 	src_out_u64(o, sent_real);
 	SRC_OUT_LIT(o, "\r\n");
@@ -254,11 +262,7 @@ src_out_header(struct src *s, struct src_conn *c, const struct src_txn *t,
 	SRC_OUT_LIT(o, "\r\nSubject: sluice-bench message ");
 	src_out_u64(o, t->seq);
 	SRC_OUT_LIT(o, "\r\nMessage-ID: <");
-	src_out_bytes(o, s->run_id, 8);
-	SRC_OUT_LIT(o, ".");
-	src_out_u64(o, c->serial);
-	SRC_OUT_LIT(o, ".");
-	src_out_u64(o, t->seq);
+	out_ident(o, s, c, t, ".");
 	SRC_OUT_LIT(o, "@sluice-bench.invalid>\r\n\r\n");
 }
 

@@ -166,6 +166,18 @@ src_conn_fail(struct src *s, struct src_conn *c, enum src_err kind,
 	src_conn_close(s, c, SRC_AFTER_BACKOFF);
 }
 
+/* c reconnects at wake_us (src_wake() in the loop). */
+static void
+sleep_until(struct src *s, struct src_conn *c, uint64_t wake_us)
+{
+	assert(!c->sleeping);
+	c->wake_us = wake_us;
+	c->sleeping = true;
+	s->nsleeping++;
+	if (s->next_wake == 0 || c->wake_us < s->next_wake)
+		s->next_wake = c->wake_us;
+}
+
 static void
 conn_release(struct src *s, struct src_conn *c)
 {
@@ -217,11 +229,7 @@ conn_release(struct src *s, struct src_conn *c)
 		if (delay > SRC_BACKOFF_MAX_US)
 			delay = SRC_BACKOFF_MAX_US;
 		c->backoff_n++;
-		c->wake_us = s->now + delay;
-		c->sleeping = true;
-		s->nsleeping++;
-		if (s->next_wake == 0 || c->wake_us < s->next_wake)
-			s->next_wake = c->wake_us;
+		sleep_until(s, c, s->now + delay);
 		break;
 	default:
 		log_panic("bad after-close action %d", (int)c->after);
@@ -275,11 +283,7 @@ src_conn_start(struct src *s, struct src_conn *c)
 		c->fd = -1;
 		c->after = SRC_AFTER_BACKOFF;
 		/* As if released: schedule the retry. */
-		c->wake_us = s->now + SRC_BACKOFF_MAX_US;
-		c->sleeping = true;
-		s->nsleeping++;
-		if (s->next_wake == 0 || c->wake_us < s->next_wake)
-			s->next_wake = c->wake_us;
+		sleep_until(s, c, s->now + SRC_BACKOFF_MAX_US);
 		return;
 	}
 	/* Each write is a whole group: Nagle would only delay it. */

@@ -21,6 +21,8 @@
 #define SRC_HELO_MAX 255
 #define SRC_AUTH_MAX 255	/* user or password */
 #define SRC_HOSTPORT_MAX 64
+#define SRC_RATE_MAX 10000000.0	/* --rate, messages per second */
+#define SRC_DOMAINS_MAX 1000000	/* --domains */
 
 /* Defaults, as --help states them. */
 #define SRC_DEF_CONNECTIONS 10
@@ -30,6 +32,7 @@
 #define SRC_DEF_FROM "bench@example.com"
 #define SRC_DEF_RCPT "rcpt{n}@example.net"
 #define SRC_DEF_RCPT_MOD 1000
+#define SRC_DEF_RCPT_DOMAINS "rcpt{n}@d{d}.bench.test"	/* with --domains */
 #define SRC_DEF_HELO "sluice-bench.localdomain"
 #define SRC_DEF_TIMEOUT_US 30000000ull
 #define SRC_DEF_MAX_ERRORS 1000
@@ -50,6 +53,7 @@ struct bench_source_opts {
 	const char *from;		/* --from; "" is the null sender */
 	const char *rcpt;		/* --rcpt template, {n} = counter */
 	uint64_t rcpt_mod;		/* --rcpt-mod; 0: never wraps */
+	uint32_t domains;		/* --domains; 0: no {d} in --rcpt */
 	const char *helo;		/* --helo */
 	bool lmtp;			/* --lmtp */
 	bool starttls;			/* --starttls */
@@ -74,7 +78,10 @@ enum bench_source_parse {
  * Options take their value as the next argument or after '='
  * ("--size 20k", "--size=20k"). String values point into argv. Rejects
  * unknown options, missing or malformed values, values out of range,
- * --messages with --duration, --size with --corpus, and a missing --to.
+ * --messages with --duration, --size with --corpus, a missing --to, a
+ * --rcpt with {d} but no --domains, and --domains with a --rcpt that has
+ * no {d}. --domains without --rcpt makes the template
+ * SRC_DEF_RCPT_DOMAINS.
  */
 enum bench_source_parse bench_source_opts_parse(struct bench_source_opts *o,
     int argc, char **argv, char *why, size_t whylen);
@@ -83,12 +90,12 @@ enum bench_source_parse bench_source_opts_parse(struct bench_source_opts *o,
 extern const char bench_source_usage[];
 
 /*
- * Expand a --rcpt template for recipient counter value n: every "{n}"
- * becomes n in decimal. Writes a NUL-terminated address into out and
- * returns its length, or 0 when it does not fit in outlen.
+ * Expand a --rcpt template: every "{n}" becomes n and every "{d}" becomes
+ * d, in decimal. Writes a NUL-terminated address into out and returns its
+ * length, or 0 when it does not fit in outlen.
  */
-size_t bench_source_rcpt_expand(const char *tmpl, uint64_t n, char *out,
-    size_t outlen);
+size_t bench_source_rcpt_expand(const char *tmpl, uint64_t n, uint64_t d,
+    char *out, size_t outlen);
 
 /* The {n} value of the counter-th recipient of the run, after --rcpt-mod. */
 static inline uint64_t
@@ -96,5 +103,20 @@ bench_source_rcpt_n(uint64_t counter, uint64_t mod)
 {
 	return mod ? counter % mod : counter;
 }
+
+/*
+ * The {d} value of the counter-th recipient: its domain's number, the
+ * domains taking turns (round robin), so any run of `domains` consecutive
+ * recipients covers every domain once. 0 without --domains.
+ */
+static inline uint64_t
+bench_source_rcpt_d(uint64_t counter, uint32_t domains)
+{
+	return domains ? counter % domains : 0;
+}
+
+/* The address of the counter-th recipient of the run under o: as above. */
+size_t bench_source_rcpt(const struct bench_source_opts *o, uint64_t counter,
+    char *out, size_t outlen);
 
 #endif

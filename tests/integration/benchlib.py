@@ -34,14 +34,19 @@ atexit.register(_kill_all)
 
 
 class Sink:
-    """sluice-bench sink on 127.0.0.1:0 (port read from its stderr)."""
+    """sluice-bench sink on 127.0.0.1:0, or on each of listen (ADDR:PORT
+    strings); the ports actually bound are read from its stderr: .ports
+    maps each address to its port, .port is the first listener's."""
 
-    def __init__(self, *args, log=True):
+    def __init__(self, *args, log=True, listen=("127.0.0.1:0",)):
         self.dir = sluice.tmpdir()
         self.log = os.path.join(self.dir, "sink.jsonl") if log else None
         self.out = os.path.join(self.dir, "sink.out")
         self.err = os.path.join(self.dir, "sink.err")
-        self.argv = [BENCH, "sink", "--listen", "127.0.0.1:0", "--json"] + list(args)
+        self.argv = [BENCH, "sink"]
+        for a in listen:
+            self.argv += ["--listen", a]
+        self.argv += ["--json"] + list(args)
         if self.log:
             self.argv += ["--log", self.log]
         print("starting " + " ".join(self.argv))
@@ -50,11 +55,13 @@ class Sink:
                                          stdin=subprocess.DEVNULL, env=sluice.clean_env())
         procs.append(self.proc)
         self.port = None
+        self.ports = {}
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.stderr())
-            if m:
-                self.port = int(m.group(1))
+            found = re.findall(r"listening on (\d+\.\d+\.\d+\.\d+):(\d+)", self.stderr())
+            if len(found) >= len(listen):
+                self.ports = {a: int(p) for a, p in found}
+                self.port = int(found[0][1])
                 break
             if self.proc.poll() is not None:
                 break
@@ -103,9 +110,10 @@ class Sink:
         return msgs, closes
 
 
-def source(port, *args, timeout=60):
-    """Runs sluice-bench source --json; returns (rc, report dict or None, stderr)."""
-    argv = [BENCH, "source", "--to", "127.0.0.1:%d" % port, "--json", "--quiet"] + list(args)
+def source(port, *args, timeout=60, host="127.0.0.1"):
+    """Runs sluice-bench source --json against host:port; returns (rc,
+    report dict or None, stderr)."""
+    argv = [BENCH, "source", "--to", "%s:%d" % (host, port), "--json", "--quiet"] + list(args)
     print("running " + " ".join(argv))
     try:
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

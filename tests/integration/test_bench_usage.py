@@ -31,7 +31,7 @@ def run(*args, timeout=10):
 
 
 SOURCE_OPTS = ["--to", "--connections", "--messages", "--duration", "--size", "--corpus", "--recipients",
-               "--per-connection", "--pipelining", "--rate", "--from", "--rcpt", "--rcpt-mod", "--helo",
+               "--per-connection", "--pipelining", "--rate", "--from", "--rcpt", "--rcpt-mod", "--domains", "--helo",
                "--lmtp", "--starttls", "--tls-verify", "--auth", "--timeout", "--max-errors", "--json",
                "--quiet", "--help"]
 SINK_OPTS = ["--listen", "--lmtp", "--expect", "--duration", "--json", "--reply", "--delay",
@@ -76,6 +76,9 @@ SRC_BAD = [
     (["--to", "127.0.0.1:25", "--timeout", "xyz"], "--timeout"),
     (["--to", "127.0.0.1:25", "--messages"], "--messages"),
     (["--to", "127.0.0.1:25", "--bogus"], "--bogus"),
+    (["--to", "127.0.0.1:25", "--domains", "0"], "--domains"),
+    (["--to", "127.0.0.1:25", "--domains", "3", "--rcpt", "a@b.c"], "--domains"),
+    (["--to", "127.0.0.1:25", "--rcpt", "a@d{d}.c"], "{d}"),
 ]
 with T.case("source usage errors exit 2"):
     for args, opt in SRC_BAD:

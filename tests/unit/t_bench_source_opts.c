@@ -1,8 +1,9 @@
 /*
  * Description: `sluice-bench source` option parsing: the defaults, every
  * option in both "--opt value" and "--opt=value" form, each rejected
- * value, the options that exclude each other, and the expansion of the
- * {n} recipient counter with --rcpt-mod.
+ * value, the options that exclude each other, the expansion of the {n}
+ * recipient counter with --rcpt-mod, and --domains: the {d} domain number
+ * of each recipient, round robin over N domains.
  */
 #include <netinet/in.h>
 #include <string.h>
@@ -88,6 +89,7 @@ test_defaults(void)
 	CHECK(strcmp(o.from, "bench@example.com") == 0);
 	CHECK(strcmp(o.rcpt, "rcpt{n}@example.net") == 0);
 	CHECK(o.rcpt_mod == 1000);
+	CHECK(o.domains == 0);
 	CHECK(strcmp(o.helo, SRC_DEF_HELO) == 0);
 	CHECK(!o.lmtp);
 	CHECK(!o.starttls);
@@ -282,27 +284,33 @@ test_rcpt_expand(void)
 	char out[64];
 
 	printf("RUN rcpt expansion\n");
-	CHECK(bench_source_rcpt_expand("rcpt{n}@example.net", 5, out,
+	CHECK(bench_source_rcpt_expand("rcpt{n}@example.net", 5, 0, out,
 	    sizeof(out)) == 17);
 	CHECK(strcmp(out, "rcpt5@example.net") == 0);
-	CHECK(bench_source_rcpt_expand("user@d{n}.example", 123, out,
+	CHECK(bench_source_rcpt_expand("user@d{n}.example", 123, 0, out,
 	    sizeof(out)) == 17);
 	CHECK(strcmp(out, "user@d123.example") == 0);
 	/* Every occurrence, and braces that are not {n} stay. */
-	CHECK(bench_source_rcpt_expand("{n}.{n}@{x}{n", 42, out,
+	CHECK(bench_source_rcpt_expand("{n}.{n}@{x}{n", 42, 0, out,
 	    sizeof(out)) > 0);
 	CHECK(strcmp(out, "42.42@{x}{n") == 0);
-	CHECK(bench_source_rcpt_expand("fixed@example.net", 9, out,
+	CHECK(bench_source_rcpt_expand("fixed@example.net", 9, 0, out,
 	    sizeof(out)) > 0);
 	CHECK(strcmp(out, "fixed@example.net") == 0);
-	CHECK(bench_source_rcpt_expand("a{n}", UINT64_MAX, out,
+	CHECK(bench_source_rcpt_expand("a{n}", UINT64_MAX, 0, out,
 	    sizeof(out)) == 21);
 	CHECK(strcmp(out, "a18446744073709551615") == 0);
 	/* Exactly fitting (with its NUL), and one byte short. */
-	CHECK(bench_source_rcpt_expand("ab{n}", 7, out, 4) == 3);
+	CHECK(bench_source_rcpt_expand("ab{n}", 7, 0, out, 4) == 3);
 	CHECK(strcmp(out, "ab7") == 0);
-	CHECK(bench_source_rcpt_expand("ab{n}", 10, out, 4) == 0);
-	CHECK(bench_source_rcpt_expand("abcd", 0, out, 4) == 0);
+	CHECK(bench_source_rcpt_expand("ab{n}", 10, 0, out, 4) == 0);
+	/* {d} is the second value, {n} the first, each wherever it is. */
+	CHECK(bench_source_rcpt_expand("r{n}@d{d}.x{d}", 12, 345, out,
+	    sizeof(out)) == 13);
+	CHECK(strcmp(out, "r12@d345.x345") == 0);
+	CHECK(bench_source_rcpt_expand("{d}", 10, 100, out, 4) == 3);
+	CHECK(bench_source_rcpt_expand("{d}", 10, 1000, out, 4) == 0);
+	CHECK(bench_source_rcpt_expand("abcd", 0, 0, out, 4) == 0);
 
 	/* The counter advances per recipient and wraps at --rcpt-mod. */
 	CHECK(bench_source_rcpt_n(0, 1000) == 0);
@@ -314,6 +322,82 @@ test_rcpt_expand(void)
 	verdict("rcpt expansion", before);
 }
 
+/* --domains N: recipient k goes to domain k mod N, named by {d}. */
+static void
+test_domains(void)
+{
+	int before = check_failures;
+	unsigned seen[7];
+	char out[128], want[128];
+	uint64_t k;
+	unsigned d;
+
+	printf("RUN domains\n");
+	/* Without --rcpt the template names the domains d0..d{N-1}. */
+	CHECK(parse("--to 127.0.0.1:25 --domains 1000") == BENCH_SOURCE_RUN);
+	CHECK(o.domains == 1000);
+	CHECK(strcmp(o.rcpt, SRC_DEF_RCPT_DOMAINS) == 0);
+	CHECK(strcmp(o.rcpt, "rcpt{n}@d{d}.bench.test") == 0);
+	CHECK(bench_source_rcpt(&o, 0, out, sizeof(out)) > 0);
+	CHECK(strcmp(out, "rcpt0@d0.bench.test") == 0);
+	CHECK(bench_source_rcpt(&o, 999, out, sizeof(out)) > 0);
+	CHECK(strcmp(out, "rcpt999@d999.bench.test") == 0);
+	CHECK(bench_source_rcpt(&o, 1000, out, sizeof(out)) > 0);
+	CHECK(strcmp(out, "rcpt0@d0.bench.test") == 0);
+	CHECK(bench_source_rcpt(&o, 123456, out, sizeof(out)) > 0);
+	CHECK(strcmp(out, "rcpt456@d456.bench.test") == 0);
+
+	/* A template of one's own, before or after --domains, "=" form;
+	 * {n} keeps its own modulus. */
+	CHECK(parse("--rcpt u{n}@m{d}.example --to 127.0.0.1:25 "
+	    "--domains=7 --rcpt-mod 3") == BENCH_SOURCE_RUN);
+	CHECK(o.domains == 7);
+	CHECK(strcmp(o.rcpt, "u{n}@m{d}.example") == 0);
+	memset(seen, 0, sizeof(seen));
+	for (k = 0; k < 70; k++) {
+		CHECK(bench_source_rcpt(&o, k, out, sizeof(out)) > 0);
+		snprintf(want, sizeof(want), "u%u@m%u.example",
+		    (unsigned)(k % 3), (unsigned)(k % 7));
+		CHECK(strcmp(out, want) == 0);
+		d = (unsigned)bench_source_rcpt_d(k, o.domains);
+		CHECK(d < 7);
+		if (d < 7)
+			seen[d]++;
+	}
+	/* Round robin: 70 recipients, every one of 7 domains 10 times. */
+	for (d = 0; d < 7; d++)
+		CHECK(seen[d] == 10);
+	CHECK(bench_source_rcpt_d(5, 0) == 0);
+	CHECK(bench_source_rcpt_d(5, 1) == 0);
+	CHECK(bench_source_rcpt_d(8, 7) == 1);
+
+	/* One domain, and the largest count. */
+	CHECK(parse("--to 127.0.0.1:25 --domains 1") == BENCH_SOURCE_RUN);
+	CHECK(bench_source_rcpt(&o, 41, out, sizeof(out)) > 0);
+	CHECK(strcmp(out, "rcpt41@d0.bench.test") == 0);
+	CHECK(parse("--to 127.0.0.1:25 --domains 1000000") ==
+	    BENCH_SOURCE_RUN);
+	CHECK(o.domains == SRC_DOMAINS_MAX);
+	/* Without --domains the default template is untouched. */
+	CHECK(parse("--to 127.0.0.1:25") == BENCH_SOURCE_RUN);
+	CHECK(strcmp(o.rcpt, SRC_DEF_RCPT) == 0);
+	CHECK(bench_source_rcpt(&o, 1005, out, sizeof(out)) > 0);
+	CHECK(strcmp(out, "rcpt5@example.net") == 0);
+
+	CHECK(refused("--to 127.0.0.1:25 --domains 0", "--domains"));
+	CHECK(refused("--to 127.0.0.1:25 --domains 1000001", "--domains"));
+	CHECK(refused("--to 127.0.0.1:25 --domains many", "--domains"));
+	CHECK(refused("--to 127.0.0.1:25 --domains -3", "--domains"));
+	CHECK(refused("--to 127.0.0.1:25 --domains", "--domains needs a "
+	    "value"));
+	CHECK(refused("--to 127.0.0.1:25 --domains 5 --rcpt a{n}@b.c",
+	    "has no {d}"));
+	CHECK(refused("--to 127.0.0.1:25 --rcpt a@d{d}.c",
+	    "{d} needs --domains"));
+	CHECK(strstr(bench_source_usage, "--domains N") != NULL);
+	verdict("domains", before);
+}
+
 int
 main(void)
 {
@@ -321,5 +405,6 @@ main(void)
 	test_every_option();
 	test_errors();
 	test_rcpt_expand();
+	test_domains();
 	return check_done();
 }

@@ -31,6 +31,7 @@
 #include "../queue/queue_commit.h"
 #include "config.h"
 #include "control.h"
+#include "inbound.h"
 #include "../deliver/deliver.h"
 #include "../lib/log.h"
 #include "shard.h"
@@ -351,7 +352,8 @@ main(int argc, char **argv)
 	smtp_server_cfg_init(&scfg, cfg.hostname, cfg.limits.message_size,
 	    cfg.limits.recipients, cfg.limits.line_length, cfg.limits.errors);
 	/* error: routes already refuse at RCPT; delivery will use the rest. */
-	scfg.routes = &cfg.routes;
+	scfg.rcpt_refused = inbound_rcpt_refused;
+	scfg.rcpt_ctx = &cfg.routes;
 	shards = calloc(cfg.shards, sizeof(*shards));
 	efds = calloc(cfg.shards, sizeof(*efds));
 	if (shards == NULL || efds == NULL)

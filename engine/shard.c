@@ -45,6 +45,7 @@
 
 #include "../proto/smtp_server.h"
 #include "../queue/queue.h"
+#include "inbound.h"
 #include "../queue/queue_commit.h"
 #include "../deliver/deliver.h"
 #include "../lib/clock.h"
@@ -146,6 +147,7 @@ struct shard {
 	char next_name[64];
 
 	struct queue_id_gen idgen;
+	struct smtp_id_source ids;	/* idgen, for the sessions */
 	struct commit_job *pending_head, *pending_tail;	/* for committer */
 	uint32_t jobs_out;	/* jobs not yet back from the committer */
 	uint32_t seg_ops;	/* open/dirsync in flight */
@@ -363,7 +365,7 @@ handle_accept(struct shard *sh, int fd)
 	relay_ok = cidr_match(sh->cfg->allowed_networks,
 	    sh->cfg->nallowed_networks, (struct sockaddr *)&ss);
 	smtp_session_init(&c->smtp, sh->scfg, (struct sockaddr *)&ss, relay_ok,
-	    &sh->idgen);
+	    &sh->ids);
 	smtp_session_greet(&c->smtp);
 	handle_event(sh, c, SMTP_EV_NONE);
 }
@@ -848,7 +850,7 @@ start_commit(struct shard *sh, struct conn *c)
 	rcpt = malloc(ss->nrcpt * sizeof(*rcpt));
 	if (rcpt == NULL)
 		goto nomem;
-	smtp_session_envelope(ss, &env, rcpt);
+	inbound_envelope(ss, &env, rcpt);
 	job = job_new(&env, ss->msg.data, ss->msg.len);
 	free(rcpt);
 	if (job == NULL)
@@ -1325,6 +1327,7 @@ shard_create(unsigned id, const struct config *cfg,
 	sh->seg_seq = seg_seq;
 	sh->idgen.shard = id;
 	sh->idgen.last = last_qid;
+	sh->ids = (struct smtp_id_source){ inbound_next_id, &sh->idgen };
 	atomic_init(&sh->stop_requested, false);
 	sh->efd = eventfd(0, EFD_CLOEXEC);
 	if (sh->efd < 0)

@@ -60,6 +60,18 @@ enter_state(struct smtp_session *s, enum smtp_state st)
 }
 
 void
+smtp_id_format(uint64_t id, char out[SMTP_ID_LEN + 1])
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (int i = SMTP_ID_LEN - 1; i >= 0; i--) {
+		out[i] = hex[id & 0xf];
+		id >>= 4;
+	}
+	out[SMTP_ID_LEN] = '\0';
+}
+
+void
 smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
     uint64_t message_size, uint32_t recipients, uint32_t line_length,
     uint32_t errors)
@@ -69,7 +81,8 @@ smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
 	c->hostname = hostname;
 	c->message_size = message_size;
 	c->recipients = recipients;
-	c->routes = NULL;
+	c->rcpt_refused = NULL;
+	c->rcpt_ctx = NULL;
 	c->line_length = line_length;
 	c->errors = errors;
 	n = snprintf(c->ehlo_reply, sizeof(c->ehlo_reply),
@@ -132,7 +145,8 @@ reply_error(struct smtp_session *s, const char *fmt, ...)
 
 void
 smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
-    const struct sockaddr *peer, bool relay_ok, struct queue_id_gen *idgen)
+    const struct sockaddr *peer, bool relay_ok,
+    const struct smtp_id_source *ids)
 {
 	struct buf in = s->in, out = s->out, msg = s->msg, env = s->env;
 
@@ -147,7 +161,7 @@ smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
 	buf_reset(&s->msg);
 	buf_reset(&s->env);
 	s->cfg = cfg;
-	s->idgen = idgen;
+	s->ids = ids;
 	s->relay_ok = relay_ok;
 	s->state = SMTP_S_INIT;
 	if (peer->sa_family == AF_INET) {
@@ -193,7 +207,7 @@ reset_transaction(struct smtp_session *s)
 	s->nrcpt = 0;
 	s->nrcpt_tried = 0;
 	s->declared_size = 0;
-	s->body = QUEUE_BODY_7BIT;
+	s->body = SMTP_BODY_7BIT;
 	s->smtputf8 = false;
 	s->qid = 0;
 	s->bdat_left = 0;
@@ -269,7 +283,7 @@ cmd_mail(struct smtp_session *s, char *arg)
 {
 	char *addr, *params, *key, *val;
 	unsigned long long size = 0;
-	uint8_t body = QUEUE_BODY_7BIT;
+	uint8_t body = SMTP_BODY_7BIT;
 	bool utf8 = false;
 	enum smtp_path_result pr;
 
@@ -316,9 +330,9 @@ cmd_mail(struct smtp_session *s, char *arg)
 			}
 		} else if (strcasecmp(key, "BODY") == 0 && val != NULL) {
 			if (strcasecmp(val, "7BIT") == 0) {
-				body = QUEUE_BODY_7BIT;
+				body = SMTP_BODY_7BIT;
 			} else if (strcasecmp(val, "8BITMIME") == 0) {
-				body = QUEUE_BODY_8BITMIME;
+				body = SMTP_BODY_8BITMIME;
 			} else {
 				reply_error(s, "501 5.5.4 Unsupported BODY "
 				    "type: %s", val);
@@ -350,8 +364,7 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 {
 	char *addr, *params, *key, *val;
 	enum smtp_path_result pr;
-	const struct route *r;
-	const char *at;
+	const char *refusal;
 
 	if (s->state != SMTP_S_MAIL && s->state != SMTP_S_RCPT) {
 		if (s->state == SMTP_S_INIT)
@@ -390,15 +403,14 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 		reply_error(s, "554 5.7.1 <%s>: Relay access denied", addr);
 		return;
 	}
-	if (s->cfg->routes != NULL && (at = strrchr(addr, '@')) != NULL &&
-	    (r = route_lookup(s->cfg->routes, at + 1)) != NULL &&
-	    r->transport.kind == ROUTE_ERROR) {
+	if (s->cfg->rcpt_refused != NULL &&
+	    (refusal = s->cfg->rcpt_refused(s->cfg->rcpt_ctx, addr)) != NULL) {
 		/*
-		 * An error: route refuses here, while the client can still
-		 * tell its sender (Postfix transport(5) "error"). Policy, not
-		 * a client mistake: not counted towards limits.errors.
+		 * Refused here, while the client can still tell its sender
+		 * (an error: route, as Postfix transport(5) "error"). Policy,
+		 * not a client mistake: not counted towards limits.errors.
 		 */
-		reply(s, "%s", r->transport.text);
+		reply(s, "%s", refusal);
 		return;
 	}
 	buf_append(&s->env, addr, strlen(addr) + 1);
@@ -421,12 +433,13 @@ format_date(uint64_t us, char *out, size_t n)
 static void
 begin_message(struct smtp_session *s)
 {
-	char qid[QUEUE_ID_LEN + 1], date[64];
+	char qid[SMTP_ID_LEN + 1], date[64];
 	const char *proto = s->esmtp ? "ESMTP" : "SMTP";
 
 	s->arrival_us = clock_real_us();
-	s->qid = queue_id_next(s->idgen, s->arrival_us / 1000u);
-	queue_id_format(s->qid, qid);
+	s->qid = s->ids->next(s->ids->ctx, s->arrival_us / 1000u);
+	assert(s->qid != 0);
+	smtp_id_format(s->qid, qid);
 	format_date(s->arrival_us, date, sizeof(date));
 	buf_reset(&s->msg);
 	/* RFC 5321 4.4: "from" the HELO name and address, "by" us, "id". */
@@ -647,12 +660,12 @@ finish_message(struct smtp_session *s)
 enum smtp_event
 smtp_session_commit_done(struct smtp_session *s, enum smtp_commit_result res)
 {
-	char qid[QUEUE_ID_LEN + 1];
+	char qid[SMTP_ID_LEN + 1];
 
 	assert(s->state == SMTP_S_COMMIT);
 	switch (res) {
 	case SMTP_COMMIT_OK:
-		queue_id_format(s->qid, qid);
+		smtp_id_format(s->qid, qid);
 		reply(s, "250 2.0.0 Ok: queued as %s", qid);
 		s->messages++;
 		break;
@@ -840,33 +853,6 @@ smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 	if (ev == SMTP_EV_NONE && s->state == SMTP_S_QUIT)
 		ev = SMTP_EV_CLOSE;
 	return ev;
-}
-
-void
-smtp_session_envelope(const struct smtp_session *s, struct envelope *e,
-    const char **rcpt_array)
-{
-	const char *p = s->env.data + s->rcpt_off0;
-	uint32_t i;
-
-	assert(s->state == SMTP_S_COMMIT);
-	assert(s->nrcpt > 0);
-	memset(e, 0, sizeof(*e));
-	e->qid = s->qid;
-	e->arrival_us = s->arrival_us;
-	e->body = s->body;
-	e->smtputf8 = s->smtputf8;
-	e->nrcpt = (uint16_t)s->nrcpt;
-	e->declared_size = s->declared_size;
-	e->sender = s->env.data + s->sender_off;
-	e->client_addr = s->client_addr;
-	e->helo = s->env.data;
-	e->protocol = s->esmtp ? "ESMTP" : "SMTP";
-	for (i = 0; i < s->nrcpt; i++) {
-		rcpt_array[i] = p;
-		p += strlen(p) + 1;
-	}
-	e->rcpt = rcpt_array;
 }
 
 void

@@ -21,9 +21,33 @@
 #include <sys/socket.h>
 
 #include "../lib/buf.h"
-#include "../queue/queue.h"
-#include "../deliver/route.h"
 #include "data_scan.h"
+
+/*
+ * The body type a client declared with MAIL BODY= (RFC 6152; BINARYMIME is
+ * RFC 3030's, not offered yet). The engine stores it in the envelope and
+ * ties these values to the queue's with static_assert.
+ */
+enum smtp_body {
+	SMTP_BODY_7BIT = 0,	/* none given, or BODY=7BIT */
+	SMTP_BODY_8BITMIME = 1,
+	SMTP_BODY_BINARYMIME = 2,
+};
+
+/*
+ * Message ids are 64-bit numbers the engine hands out (smtp_id_source);
+ * the session prints them as SMTP_ID_LEN upper-case hex digits, in the
+ * Received: header and in "250 ... queued as ID".
+ */
+#define SMTP_ID_LEN 16
+void smtp_id_format(uint64_t id, char out[SMTP_ID_LEN + 1]);
+
+/* Where a session gets the id of each message it starts; per shard. */
+struct smtp_id_source {
+	/* A new id, never 0, for a message arriving at now_ms (Unix ms). */
+	uint64_t (*next)(void *ctx, uint64_t now_ms);
+	void *ctx;
+};
 
 /* What the session needs to know of the server; shared, read-only. */
 struct smtp_server_cfg {
@@ -33,8 +57,15 @@ struct smtp_server_cfg {
 	uint32_t line_length;
 	uint32_t errors;
 	char ehlo_reply[512];	/* precomputed multi-line EHLO reply */
-	/* Routes, for error: transports refused at RCPT; NULL for none. */
-	const struct route_table *routes;
+	/*
+	 * Asked at RCPT once the recipient is otherwise acceptable: the
+	 * whole reply line (code, enhanced code, text; no CRLF) when the
+	 * engine refuses the address by policy (an error: route), else
+	 * NULL. The line must stay valid as long as this config. NULL fn:
+	 * no such refusals.
+	 */
+	const char *(*rcpt_refused)(void *ctx, const char *addr);
+	void *rcpt_ctx;
 };
 
 void smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
@@ -76,7 +107,7 @@ struct smtp_session {
 	struct buf msg;		/* the message: Received: + data */
 	struct buf env;		/* sender, helo and recipients, NUL-separated */
 	struct data_scan ds;
-	struct queue_id_gen *idgen;
+	const struct smtp_id_source *ids;
 	uint64_t qid;		/* id of the message being received */
 	uint64_t arrival_us;
 	uint64_t bdat_left;	/* bytes left in the current chunk */
@@ -87,7 +118,7 @@ struct smtp_session {
 	bool esmtp;		/* EHLO rather than HELO */
 	bool smtputf8;
 	bool shutting_down;
-	uint8_t body;		/* enum queue_body */
+	uint8_t body;		/* enum smtp_body */
 	uint32_t declared_size;
 	uint32_t errors;
 	uint32_t nrcpt;		/* accepted recipients */
@@ -101,7 +132,8 @@ struct smtp_session {
 };
 
 void smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
-    const struct sockaddr *peer, bool relay_ok, struct queue_id_gen *idgen);
+    const struct sockaddr *peer, bool relay_ok,
+    const struct smtp_id_source *ids);
 void smtp_session_free(struct smtp_session *s);
 
 /* Queue the 220 greeting. */
@@ -115,9 +147,13 @@ enum smtp_event smtp_session_input(struct smtp_session *s, const char *p,
 enum smtp_event smtp_session_commit_done(struct smtp_session *s,
     enum smtp_commit_result res);
 
-/* Fill e from the complete message's envelope (points into s). */
-void smtp_session_envelope(const struct smtp_session *s, struct envelope *e,
-    const char **rcpt_array);
+/*
+ * While the session is blocked (SMTP_S_COMMIT) the message is complete:
+ * the engine reads its envelope from these fields. env holds the HELO
+ * name at offset 0, the sender at sender_off and nrcpt recipients from
+ * rcpt_off0 on, each NUL-terminated; msg holds the message (our Received:
+ * header, then the data). They stay put until smtp_session_commit_done().
+ */
 
 /* The idle timer fired: queue 421 4.4.2. The engine closes after. */
 void smtp_session_timeout(struct smtp_session *s);

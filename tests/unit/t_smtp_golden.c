@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../deliver/route.h"
 #include "../../proto/smtp_server.h"
 #include "check.h"
 
@@ -175,13 +176,38 @@ add_message(struct buf *tr, const struct buf *msg)
 	buf_puts(tr, "[end]\n");
 }
 
+/* Ids count up from 1, like a fresh queue id generator's sequence. */
+static uint64_t
+next_id(void *ctx, uint64_t now_ms)
+{
+	uint64_t *last = ctx;
+
+	(void)now_ms;
+	return ++*last;
+}
+
+/* The engine's refusal hook, over the test's routes. */
+static const char *
+rcpt_refused(void *ctx, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	const struct route *r;
+
+	if (at == NULL)
+		return NULL;
+	r = route_lookup(ctx, at + 1);
+	return r != NULL && r->transport.kind == ROUTE_ERROR ?
+	    r->transport.text : NULL;
+}
+
 static void
 run(const struct buf *wire, const struct setup *su, size_t step,
     struct buf *tr)
 {
 	struct smtp_server_cfg cfg;
 	struct smtp_session s;
-	struct queue_id_gen gen = { 0, 0 };
+	uint64_t last_id = 0;
+	struct smtp_id_source ids = { next_id, &last_id };
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	enum smtp_event ev;
 	size_t off = 0, n;
@@ -190,10 +216,11 @@ run(const struct buf *wire, const struct setup *su, size_t step,
 	sin.sin_addr.s_addr = htonl(0x7f000001);
 	smtp_server_cfg_init(&cfg, "mx.test", su->size, su->recipients,
 	    su->line, su->errors);
-	cfg.routes = &su->routes;
+	cfg.rcpt_refused = rcpt_refused;
+	cfg.rcpt_ctx = (void *)&su->routes;
 	memset(&s, 0, sizeof(s));
 	smtp_session_init(&s, &cfg, (struct sockaddr *)&sin, su->relay != 0,
-	    &gen);
+	    &ids);
 	smtp_session_greet(&s);
 	add_output(tr, &s.out);
 	while (off < wire->len && !closed) {

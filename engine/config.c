@@ -101,6 +101,9 @@ static const struct cfg_key limits_keys[] = {
 	  FIELD(struct limits_cfg, line_length) },
 	{ KEY("errors", CFG_UINT, "20", 1, 1000),
 	  FIELD(struct limits_cfg, errors) },
+	/* Postfix's hopcount_limit, and its default. */
+	{ KEY("hops", CFG_UINT, "50", 1, 1000),
+	  FIELD(struct limits_cfg, hops) },
 	{ KEY("idle_timeout", CFG_DURATION, "300s", 100, HOUR_MS),
 	  FIELD(struct limits_cfg, idle_timeout_ms) },
 	{ KEY("connections", CFG_UINT, "1000", 1, 1000000),

@@ -41,6 +41,7 @@ const char config_default_yaml[] =
 	"  recipients: 1000           # RCPT per transaction, 1 .. 100000\n"
 	"  line_length: 2048          # command line incl. CRLF, 512 .. 64K\n"
 	"  errors: 20                 # error replies before 421, 1 .. 1000\n"
+	"  hops: 50                   # Received: headers before 554, 1 .. 1000\n"
 	"  # Durations: seconds, or a number with ms, s, m or h.\n"
 	"  idle_timeout: 5m           # 100ms .. 1h\n"
 	"  connections: 1000          # inbound in total, 1 .. 1000000\n"

@@ -352,6 +352,7 @@ main(int argc, char **argv)
 	smtp_server_cfg_init(&scfg, cfg.hostname, cfg.limits.message_size,
 	    cfg.limits.recipients, cfg.limits.line_length, cfg.limits.errors);
 	/* error: routes already refuse at RCPT; delivery will use the rest. */
+	scfg.hops = cfg.limits.hops;
 	scfg.rcpt_refused = inbound_rcpt_refused;
 	scfg.rcpt_ctx = &cfg.routes;
 	shards = calloc(cfg.shards, sizeof(*shards));

@@ -85,6 +85,7 @@ smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
 	c->rcpt_ctx = NULL;
 	c->line_length = line_length;
 	c->errors = errors;
+	c->hops = 0;
 	n = snprintf(c->ehlo_reply, sizeof(c->ehlo_reply),
 	    "250-%s\r\n"
 	    "250-PIPELINING\r\n"
@@ -452,6 +453,7 @@ begin_message(struct smtp_session *s)
 	else
 		buf_printf(&s->msg, ";\r\n\t%s\r\n", date);
 	data_scan_init(&s->ds, s->cfg->message_size);
+	s->ds.hops_max = s->cfg->hops;
 }
 
 static bool
@@ -648,6 +650,16 @@ finish_message(struct smtp_session *s)
 		reply_error(s, "552 5.3.4 Error: message file too big");
 		return SMTP_EV_NONE;
 	}
+	if (s->ds.too_many_hops) {
+		/*
+		 * RFC 5321 6.3: a loop. Postfix's wording and code (its
+		 * hopcount_limit); not the client's mistake as such, so it
+		 * does not count towards limits.errors.
+		 */
+		reset_transaction(s);
+		reply(s, "554 5.4.6 Error: too many hops");
+		return SMTP_EV_NONE;
+	}
 	if (s->ds.nomem) {
 		reset_transaction(s);
 		reply(s, "451 4.3.0 Error: out of memory");
@@ -682,32 +694,6 @@ smtp_session_commit_done(struct smtp_session *s, enum smtp_commit_result res)
 	reset_transaction(s);
 	/* Carry on with whatever the client pipelined meanwhile. */
 	return smtp_session_input(s, NULL, 0);
-}
-
-/*
- * Scan a BDAT chunk's bytes for bare CR and LF (the message is kept in
- * CRLF form whichever command carried it) and store them.
- */
-static void
-bdat_take(struct smtp_session *s, const char *p, size_t n)
-{
-	struct data_scan *ds = &s->ds;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (p[i] == '\n' && ds->state != DS_CR)
-			ds->bare_lf = true;
-		else if (ds->state == DS_CR && p[i] != '\n')
-			ds->bare_cr = true;
-		ds->state = p[i] == '\r' ? DS_CR : DS_MID;
-	}
-	ds->size += n;
-	if (ds->too_big || ds->size > ds->max) {
-		ds->too_big = true;
-		return;
-	}
-	if (buf_append(&s->msg, p, n) < 0)
-		ds->nomem = true;
 }
 
 static enum smtp_event
@@ -766,7 +752,7 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 			if (take > s->bdat_left)
 				take = (size_t)s->bdat_left;
 			if (!s->bdat_bad)
-				bdat_take(s, cur + off, take);
+				data_scan_raw(&s->ds, cur + off, take, &s->msg);
 			off += take;
 			s->bdat_left -= take;
 			break;

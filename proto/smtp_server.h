@@ -56,6 +56,7 @@ struct smtp_server_cfg {
 	uint32_t recipients;
 	uint32_t line_length;
 	uint32_t errors;
+	uint32_t hops;		/* Received: fields allowed; 0: no limit */
 	char ehlo_reply[512];	/* precomputed multi-line EHLO reply */
 	/*
 	 * Asked at RCPT once the recipient is otherwise acceptable: the

@@ -115,8 +115,12 @@ emit(struct data_scan *ds, struct buf *out, const char *p, size_t n)
 	ds->size += n;
 	if (ds->size > ds->max)
 		ds->too_big = true;
-	if (ds->too_big || ds->nomem || ds->too_many_hops)
+	if (ds->too_big || ds->nomem || ds->too_many_hops || ds->nul)
 		return;
+	if (memchr(p, '\0', n) != NULL) {
+		ds->nul = true;	/* refused at the end: keep no more */
+		return;
+	}
 	if (ds->hdr != DS_HDR_BODY) {
 		scan_headers(ds, p, n);
 		if (ds->too_many_hops)

@@ -18,6 +18,9 @@
  * fields: more than `hops_max` of them is a mail loop (RFC 5321 6.3), which
  * sets `too_many_hops` and stops storing. The body is not looked at.
  *
+ * A NUL byte anywhere sets `nul` and stops storing: no body type we offer
+ * may carry one (RFC 6152 section 2; only BINARYMIME could).
+ *
  * BDAT chunks carry the message as it is (no dot-stuffing, no end marker):
  * data_scan_raw() gives them the same checks and the same storing.
  */
@@ -57,6 +60,7 @@ struct data_scan {
 	bool too_big;		/* message passed max */
 	bool nomem;		/* could not grow out */
 	bool too_many_hops;	/* more than hops_max Received: fields */
+	bool nul;		/* a NUL byte */
 	bool name_received;	/* the field name so far is a prefix of
 				 * "Received" */
 	uint8_t name_len;	/* bytes of the field name so far (capped) */

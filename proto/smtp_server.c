@@ -311,6 +311,9 @@ cmd_mail(struct smtp_session *s, char *arg)
 	case SMTP_PATH_NEEDS_UTF8:
 		reply_error(s, "553 5.6.7 Sender address needs SMTPUTF8");
 		return;
+	case SMTP_PATH_BAD_UTF8:
+		reply_error(s, "553 5.6.7 Sender address is not valid UTF-8");
+		return;
 	default:
 		log_panic("bad path result %d", (int)pr);
 	}
@@ -387,6 +390,10 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 		return;
 	case SMTP_PATH_NEEDS_UTF8:
 		reply_error(s, "553 5.6.7 Recipient address needs SMTPUTF8");
+		return;
+	case SMTP_PATH_BAD_UTF8:
+		reply_error(s, "553 5.6.7 Recipient address is not valid "
+		    "UTF-8");
 		return;
 	default:
 		log_panic("bad path result %d", (int)pr);
@@ -658,6 +665,13 @@ finish_message(struct smtp_session *s)
 		 */
 		reset_transaction(s);
 		reply(s, "554 5.4.6 Error: too many hops");
+		return SMTP_EV_NONE;
+	}
+	if (s->ds.nul) {
+		/* Not text (RFC 5321 2.3.8, RFC 6152 2): BINARYMIME only. */
+		reset_transaction(s);
+		reply_error(s, "554 5.6.0 Error: NUL character in message "
+		    "data");
 		return SMTP_EV_NONE;
 	}
 	if (s->ds.nomem) {

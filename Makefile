@@ -52,6 +52,9 @@ $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
+# proto/ and engine/ must look at every buffer append's result (lib/buf.h).
+$(OBJ)/proto/%.o $(OBJ)/engine/%.o: ALL_CFLAGS += -DSLUICE_BUF_CHECKED
+
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

@@ -29,7 +29,6 @@
 #include "config_int.h"
 #include "../deliver/resolver.h"
 
-#define CONFIG_SHARDS_MAX	64		/* queue ids carry 6 bits of shard */
 #define CONFIG_ROUTES_MAX	10000		/* entries in "routes" */
 
 #define DEFAULT_SOURCE		"(embedded default)"
@@ -92,12 +91,12 @@ static const struct cfg_key route_keys[] = {
 
 static const struct cfg_key limits_keys[] = {
 	/* Spool records carry 32-bit lengths: stay well inside them. */
-	{ KEY("message_size", CFG_SIZE, "10M", 1024, 1ULL << 30),
+	{ KEY("message_size", CFG_SIZE, "10M", 1024, CONFIG_MESSAGE_SIZE_MAX),
 	  FIELD(struct limits_cfg, message_size) },
 	/* The envelope counts recipients in 16 bits. */
-	{ KEY("recipients", CFG_UINT, "1000", 1, 65535),
+	{ KEY("recipients", CFG_UINT, "1000", 1, CONFIG_RECIPIENTS_MAX),
 	  FIELD(struct limits_cfg, recipients) },
-	{ KEY("line_length", CFG_SIZE, "2048", 512, 65536),
+	{ KEY("line_length", CFG_SIZE, "2048", 512, CONFIG_LINE_LENGTH_MAX),
 	  FIELD(struct limits_cfg, line_length) },
 	{ KEY("errors", CFG_UINT, "20", 1, 1000),
 	  FIELD(struct limits_cfg, errors) },
@@ -106,9 +105,10 @@ static const struct cfg_key limits_keys[] = {
 	  FIELD(struct limits_cfg, hops) },
 	{ KEY("idle_timeout", CFG_DURATION, "300s", 100, HOUR_MS),
 	  FIELD(struct limits_cfg, idle_timeout_ms) },
-	{ KEY("connections", CFG_UINT, "1000", 1, 1000000),
+	{ KEY("connections", CFG_UINT, "1000", 1, CONFIG_CONNECTIONS_MAX),
 	  FIELD(struct limits_cfg, connections) },
-	{ KEY("connections_per_client", CFG_UINT, "100", 1, 1000000),
+	{ KEY("connections_per_client", CFG_UINT, "100", 1,
+	  CONFIG_CONNECTIONS_MAX),
 	  FIELD(struct limits_cfg, connections_per_client) },
 	{ .name = NULL },
 };

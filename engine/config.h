@@ -34,6 +34,16 @@ struct listen_cfg {
 	/* TLS, PROXY protocol and AUTH modes will be added here. */
 };
 
+/*
+ * Upper ends of ranges that other code depends on; each is tied to what
+ * depends on it by a static_assert there (shard.c, inbound.c, main.c).
+ */
+#define CONFIG_SHARDS_MAX	64		/* queue ids: 6 bits of shard */
+#define CONFIG_MESSAGE_SIZE_MAX	(UINT64_C(1) << 30) /* 32-bit records */
+#define CONFIG_RECIPIENTS_MAX	65535		/* 16-bit envelope count */
+#define CONFIG_LINE_LENGTH_MAX	65536		/* the session's line buffer */
+#define CONFIG_CONNECTIONS_MAX	1000000		/* the shards' counters */
+
 struct limits_cfg {
 	uint64_t message_size;		/* bytes, message after DATA/BDAT */
 	uint32_t recipients;		/* RCPT per transaction */

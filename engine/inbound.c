@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../deliver/route.h"
+#include "config.h"
 
 static_assert(SMTP_BODY_7BIT == (int)QUEUE_BODY_7BIT, "body types differ");
 static_assert(SMTP_BODY_8BITMIME == (int)QUEUE_BODY_8BITMIME,
@@ -18,6 +19,10 @@ static_assert(SMTP_BODY_8BITMIME == (int)QUEUE_BODY_8BITMIME,
 static_assert(SMTP_BODY_BINARYMIME == (int)QUEUE_BODY_BINARYMIME,
     "body types differ");
 static_assert(SMTP_ID_LEN == QUEUE_ID_LEN, "printed ids differ in length");
+static_assert(CONFIG_LINE_LENGTH_MAX <= SMTP_LINE_MAX,
+    "limits.line_length may pass the session's line buffer");
+static_assert(CONFIG_RECIPIENTS_MAX <= UINT16_MAX,
+    "limits.recipients may pass the envelope's 16-bit count");
 
 void
 inbound_envelope(const struct smtp_session *s, struct envelope *e,

@@ -37,7 +37,8 @@
 #include "shard.h"
 
 /* Queue ids carry 6 bits of shard number. */
-#define SHARDS_MAX 64
+static_assert(CONFIG_SHARDS_MAX == QUEUE_ID_SHARD_MAX + 1,
+    "shards and queue ids disagree");
 
 extern char **environ;
 
@@ -64,7 +65,7 @@ load_config(struct config *cfg, const char *path, char **ov, size_t nov)
 	if (config_load_report(cfg, path, ov, nov, environ, stderr) != 0)
 		exit(2);
 	/* The configuration's own range check keeps this true. */
-	if (cfg->shards == 0 || cfg->shards > SHARDS_MAX)
+	if (cfg->shards == 0 || cfg->shards > CONFIG_SHARDS_MAX)
 		log_panic("shards = %u after config_load", cfg->shards);
 }
 

@@ -166,7 +166,13 @@ struct shard {
  * little stricter for the unlucky pair.
  */
 static _Atomic uint32_t total_conns;
-static _Atomic uint16_t client_conns[1u << 16];
+static _Atomic uint32_t client_conns[1u << 16];
+/* A counter goes one past the limit before the check takes it back. */
+static_assert(CONFIG_CONNECTIONS_MAX < UINT32_MAX,
+    "connection counters too narrow for limits.connections");
+/* Records carry 32-bit lengths: the largest message and our header fit. */
+static_assert(CONFIG_MESSAGE_SIZE_MAX <= UINT32_MAX / 2,
+    "limits.message_size may pass a record's 32-bit length");
 
 static inline struct io_uring_sqe *
 get_sqe(struct shard *sh)
@@ -366,8 +372,7 @@ handle_accept(struct shard *sh, int fd)
 	    sh->cfg->nallowed_networks, (struct sockaddr *)&ss);
 	smtp_session_init(&c->smtp, sh->scfg, (struct sockaddr *)&ss, relay_ok,
 	    &sh->ids);
-	smtp_session_greet(&c->smtp);
-	handle_event(sh, c, SMTP_EV_NONE);
+	handle_event(sh, c, smtp_session_greet(&c->smtp));
 }
 
 /*

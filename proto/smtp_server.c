@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +30,16 @@
 
 /* Longest HELO name kept; longer ones are truncated (they are only logged). */
 #define SMTP_HELO_MAX 255
+
+/*
+ * Ceilings (lib/buf.h max) of the buffers the configuration does not size.
+ * Replies wait in out only while the client does not read them, and the
+ * engine stops reading a client that lets them pile up; input waits in in
+ * only while a command line is incomplete or the session is blocked, which
+ * the engine bounds by one receive. These are backstops far above both.
+ */
+#define SMTP_OUT_MAX (4u << 20)
+#define SMTP_IN_SLACK (256u << 10)	/* beyond one command line */
 
 static const char *const state_names[] = {
 	[SMTP_S_INIT] = "INIT",
@@ -78,6 +89,7 @@ smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
 {
 	int n;
 
+	assert(line_length <= SMTP_LINE_MAX);
 	c->hostname = hostname;
 	c->message_size = message_size;
 	c->recipients = recipients;
@@ -102,12 +114,24 @@ static void
 vreply(struct smtp_session *s, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
-/* Append one reply line; CRLF is added here. */
+/*
+ * Append one reply line; CRLF is added here. A reply that does not fit
+ * leaves no half line behind: the session fails (see session_failed()) and
+ * is closed after the replies before it.
+ */
 static void
 vreply(struct smtp_session *s, const char *fmt, va_list ap)
 {
-	if (buf_vprintf(&s->out, fmt, ap) < 0 || buf_puts(&s->out, "\r\n") < 0)
-		log_warn("out of memory for a reply");
+	size_t len = s->out.len;
+
+	if (buf_vprintf(&s->out, fmt, ap) < 0 ||
+	    buf_puts(&s->out, "\r\n") < 0) {
+		s->out.len = len;
+		if (!s->failed)
+			log_warn("%s: no room for a reply (%zu bytes unsent): "
+			    "closing", s->client_addr, len);
+		s->failed = true;
+	}
 }
 
 static void
@@ -150,6 +174,7 @@ smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
     const struct smtp_id_source *ids)
 {
 	struct buf in = s->in, out = s->out, msg = s->msg, env = s->env;
+	int rc;
 
 	/* Keep the buffers' allocations across sessions in the same slot. */
 	memset(s, 0, sizeof(*s));
@@ -161,6 +186,11 @@ smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
 	buf_reset(&s->out);
 	buf_reset(&s->msg);
 	buf_reset(&s->env);
+	s->in.max = (size_t)cfg->line_length + SMTP_IN_SLACK;
+	s->out.max = SMTP_OUT_MAX;
+	/* The HELO name, the sender and every recipient, NUL-terminated. */
+	s->env.max = SMTP_HELO_MAX + 1 +
+	    ((size_t)cfg->recipients + 1) * (SMTP_PATH_MAX + 1);
 	s->cfg = cfg;
 	s->ids = ids;
 	s->relay_ok = relay_ok;
@@ -181,7 +211,10 @@ smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
 		snprintf(s->client_addr, sizeof(s->client_addr), "unknown");
 	}
 	/* env always starts with the HELO name, empty until given. */
-	buf_append(&s->env, "", 1);
+	if ((rc = buf_append(&s->env, "", 1)) < 0) {
+		log_warn("%s: session: %s", s->client_addr, strerror(-rc));
+		s->failed = true;	/* the greeting says so */
+	}
 	s->sender_off = 1;
 }
 
@@ -194,10 +227,16 @@ smtp_session_free(struct smtp_session *s)
 	buf_free(&s->env);
 }
 
-void
+enum smtp_event
 smtp_session_greet(struct smtp_session *s)
 {
+	if (s->failed) {
+		reply(s, "421 4.3.0 %s Error: out of memory", s->cfg->hostname);
+		enter_state(s, SMTP_S_QUIT);
+		return SMTP_EV_CLOSE;
+	}
 	reply(s, "220 %s ESMTP sluice", s->cfg->hostname);
+	return SMTP_EV_NONE;
 }
 
 /* Drop the transaction, keep the HELO name. */
@@ -221,18 +260,32 @@ reset_transaction(struct smtp_session *s)
 
 /* ---- commands -------------------------------------------------------- */
 
-static void
+/* Keep the HELO name (it starts env). False when there is no room. */
+static bool
 set_helo(struct smtp_session *s, const char *name)
 {
 	size_t n = strlen(name);
+	int rc;
 
 	if (n > SMTP_HELO_MAX)
 		n = SMTP_HELO_MAX;
-	buf_reset(&s->env);
-	buf_append(&s->env, name, n);
-	buf_append(&s->env, "", 1);
+	s->env.len = 0;
+	if (buf_reserve(&s->env, n + 1) < 0) {
+		/* env is the empty HELO name again; its byte is still there. */
+		assert(s->env.data != NULL && s->env.cap > 0);
+		s->env.len = 1;
+		s->env.data[0] = '\0';
+		s->sender_off = 1;
+		return false;
+	}
+	rc = buf_append(&s->env, name, n);
+	assert(rc == 0);	/* reserved */
+	rc = buf_append(&s->env, "", 1);
+	assert(rc == 0);
+	(void)rc;
 	s->sender_off = (uint32_t)s->env.len;
 	s->helo_seen = true;
+	return true;
 }
 
 /*
@@ -257,12 +310,16 @@ cmd_helo_common(struct smtp_session *s, char *arg, bool esmtp)
 		return;
 	}
 	/* RFC 5321 4.1.4: EHLO/HELO resets any transaction. */
-	set_helo(s, arg);
-	s->esmtp = esmtp;
 	reset_transaction(s);
+	if (!set_helo(s, arg)) {
+		reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
+	s->esmtp = esmtp;
 	enter_state(s, SMTP_S_READY);
-	if (esmtp)
-		buf_puts(&s->out, s->cfg->ehlo_reply);
+	if (esmtp)	/* ehlo_reply has its CRLFs; reply() adds the last */
+		reply(s, "%.*s", (int)strlen(s->cfg->ehlo_reply) - 2,
+		    s->cfg->ehlo_reply);
 	else
 		reply(s, "250 %s", s->cfg->hostname);
 }
@@ -354,7 +411,11 @@ cmd_mail(struct smtp_session *s, char *arg)
 		return;
 	}
 	s->env.len = s->sender_off;
-	buf_append(&s->env, addr, strlen(addr) + 1);
+	if (buf_append(&s->env, addr, strlen(addr) + 1) < 0) {
+		/* RFC 5321 4.2.3: 452 is MAIL's "insufficient storage". */
+		reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
 	s->rcpt_off0 = (uint32_t)s->env.len;
 	s->declared_size = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
 	s->body = body;
@@ -421,7 +482,10 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 		reply(s, "%s", refusal);
 		return;
 	}
-	buf_append(&s->env, addr, strlen(addr) + 1);
+	if (buf_append(&s->env, addr, strlen(addr) + 1) < 0) {
+		reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
 	s->nrcpt++;
 	enter_state(s, SMTP_S_RCPT);
 	reply(s, "250 2.1.5 Ok");
@@ -449,18 +513,20 @@ begin_message(struct smtp_session *s)
 	assert(s->qid != 0);
 	smtp_id_format(s->qid, qid);
 	format_date(s->arrival_us, date, sizeof(date));
-	buf_reset(&s->msg);
-	/* RFC 5321 4.4: "from" the HELO name and address, "by" us, "id". */
-	buf_printf(&s->msg, "Received: from %s ([%s])\r\n"
-	    "\tby %s (sluice) with %s id %s",
-	    s->env.data, s->client_addr, s->cfg->hostname, proto, qid);
-	if (s->nrcpt == 1)
-		buf_printf(&s->msg, "\r\n\tfor <%s>; %s\r\n",
-		    s->env.data + s->rcpt_off0, date);
-	else
-		buf_printf(&s->msg, ";\r\n\t%s\r\n", date);
 	data_scan_init(&s->ds, s->cfg->message_size);
 	s->ds.hops_max = s->cfg->hops;
+	buf_reset(&s->msg);
+	s->msg.max = 0;		/* the header is ours; the data is bounded */
+	/* RFC 5321 4.4: "from" the HELO name and address, "by" us, "id". */
+	if (buf_printf(&s->msg, "Received: from %s ([%s])\r\n"
+	    "\tby %s (sluice) with %s id %s",
+	    s->env.data, s->client_addr, s->cfg->hostname, proto, qid) < 0 ||
+	    (s->nrcpt == 1 ?
+	    buf_printf(&s->msg, "\r\n\tfor <%s>; %s\r\n",
+	    s->env.data + s->rcpt_off0, date) :
+	    buf_printf(&s->msg, ";\r\n\t%s\r\n", date)) < 0)
+		s->ds.nomem = true;	/* the data is read, then refused */
+	s->msg.max = s->msg.len + s->cfg->message_size;
 }
 
 static bool
@@ -740,7 +806,7 @@ bdat_chunk_done(struct smtp_session *s)
 /* ---- input ----------------------------------------------------------- */
 
 /* Scratch for one command line, NUL-terminated (lines are bounded). */
-static _Thread_local char line_buf[65536 + 1];
+static _Thread_local char line_buf[SMTP_LINE_MAX + 1];
 
 /*
  * Consume what we can of cur[0..len). Returns the bytes used and the event
@@ -818,6 +884,9 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 		/* A zero-length BDAT chunk ends without any input. */
 		if (s->state == SMTP_S_BDAT && s->bdat_left == 0)
 			*ev = bdat_chunk_done(s);
+		/* A reply did not fit: stop here (not while a commit waits). */
+		if (s->failed && s->state != SMTP_S_COMMIT)
+			enter_state(s, SMTP_S_QUIT);
 		if (*ev != SMTP_EV_NONE)
 			return off;
 		if (s->state == SMTP_S_QUIT) {
@@ -828,18 +897,40 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 	return off;
 }
 
+/*
+ * Input that cannot be kept (past in's ceiling, or no memory) ends the
+ * session: what it said can no longer be answered in order.
+ */
+static enum smtp_event
+input_overflow(struct smtp_session *s, int err)
+{
+	log_warn("%s: input not kept (%s): closing", s->client_addr,
+	    strerror(-err));
+	if (err == -ENOBUFS)
+		reply(s, "421 4.7.0 %s Error: too much pipelined input",
+		    s->cfg->hostname);
+	else
+		reply(s, "421 4.3.0 %s Error: out of memory", s->cfg->hostname);
+	enter_state(s, SMTP_S_QUIT);
+	return SMTP_EV_CLOSE;
+}
+
 enum smtp_event
 smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 {
 	enum smtp_event ev;
 	size_t used;
 
+	int rc;
+
+	if (s->failed && s->state != SMTP_S_COMMIT)
+		enter_state(s, SMTP_S_QUIT);
 	if (s->state == SMTP_S_QUIT)
 		return SMTP_EV_CLOSE;
 	if (s->in.len > 0 || s->state == SMTP_S_COMMIT) {
 		/* Earlier input waits, so the new bytes queue behind it. */
-		if (n > 0 && buf_append(&s->in, p, n) < 0)
-			return SMTP_EV_CLOSE;
+		if (n > 0 && (rc = buf_append(&s->in, p, n)) < 0)
+			return input_overflow(s, rc);
 		if (s->state == SMTP_S_COMMIT)
 			return SMTP_EV_NONE;
 		used = consume(s, s->in.data, s->in.len, &ev);
@@ -847,9 +938,11 @@ smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 	} else {
 		used = consume(s, p, n, &ev);
 		if (used < n && ev != SMTP_EV_CLOSE &&
-		    buf_append(&s->in, p + used, n - used) < 0)
-			return SMTP_EV_CLOSE;
+		    (rc = buf_append(&s->in, p + used, n - used)) < 0)
+			return input_overflow(s, rc);
 	}
+	if (s->failed && s->state != SMTP_S_COMMIT)
+		enter_state(s, SMTP_S_QUIT);
 	if (ev == SMTP_EV_NONE && s->state == SMTP_S_QUIT)
 		ev = SMTP_EV_CLOSE;
 	return ev;

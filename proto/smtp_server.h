@@ -49,6 +49,9 @@ struct smtp_id_source {
 	void *ctx;
 };
 
+/* Longest command line the session can take (limits.line_length). */
+#define SMTP_LINE_MAX 65536
+
 /* What the session needs to know of the server; shared, read-only. */
 struct smtp_server_cfg {
 	const char *hostname;
@@ -119,6 +122,7 @@ struct smtp_session {
 	bool esmtp;		/* EHLO rather than HELO */
 	bool smtputf8;
 	bool shutting_down;
+	bool failed;		/* out of memory or room: closing */
 	uint8_t body;		/* enum smtp_body */
 	uint32_t declared_size;
 	uint32_t errors;
@@ -137,8 +141,11 @@ void smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg
     const struct smtp_id_source *ids);
 void smtp_session_free(struct smtp_session *s);
 
-/* Queue the 220 greeting. */
-void smtp_session_greet(struct smtp_session *s);
+/*
+ * Queue the 220 greeting; or 421 and SMTP_EV_CLOSE when the session could
+ * not be set up (no memory for its buffers).
+ */
+enum smtp_event smtp_session_greet(struct smtp_session *s);
 
 /* Feed received bytes (n may be 0 to resume after a commit). */
 enum smtp_event smtp_session_input(struct smtp_session *s, const char *p,

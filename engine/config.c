@@ -105,6 +105,12 @@ static const struct cfg_key limits_keys[] = {
 	  FIELD(struct limits_cfg, hops) },
 	{ KEY("idle_timeout", CFG_DURATION, "300s", 100, HOUR_MS),
 	  FIELD(struct limits_cfg, idle_timeout_ms) },
+	/* Postfix's smtpd_timeout, applied to a whole command line. */
+	{ KEY("command_timeout", CFG_DURATION, "300s", 100, HOUR_MS),
+	  FIELD(struct limits_cfg, command_timeout_ms) },
+	/* Postfix's smtpd_junk_command_limit, and its default. */
+	{ KEY("junk_commands", CFG_UINT, "100", 1, 100000),
+	  FIELD(struct limits_cfg, junk_commands) },
 	{ KEY("connections", CFG_UINT, "1000", 1, CONFIG_CONNECTIONS_MAX),
 	  FIELD(struct limits_cfg, connections) },
 	{ KEY("connections_per_client", CFG_UINT, "100", 1,

@@ -51,6 +51,8 @@ struct limits_cfg {
 	uint32_t errors;		/* error replies before 421 */
 	uint32_t hops;			/* Received: fields before 554 5.4.6 */
 	uint32_t idle_timeout_ms;	/* no input for this long: 421 */
+	uint32_t command_timeout_ms;	/* a command line this long: 421 */
+	uint32_t junk_commands;		/* before each counts as an error */
 	uint32_t connections;		/* inbound connections in total */
 	uint32_t connections_per_client; /* per client IP address */
 };

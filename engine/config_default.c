@@ -44,6 +44,8 @@ const char config_default_yaml[] =
 	"  hops: 50                   # Received: headers before 554, 1 .. 1000\n"
 	"  # Durations: seconds, or a number with ms, s, m or h.\n"
 	"  idle_timeout: 5m           # 100ms .. 1h\n"
+	"  command_timeout: 5m        # to finish a command line, 100ms .. 1h\n"
+	"  junk_commands: 100         # NOOP/RSET/VRFY/HELP, 1 .. 100000\n"
 	"  connections: 1000          # inbound in total, 1 .. 1000000\n"
 	"  connections_per_client: 100  # per client IP, 1 .. 1000000\n"
 	"\n"

@@ -354,6 +354,7 @@ main(int argc, char **argv)
 	    cfg.limits.recipients, cfg.limits.line_length, cfg.limits.errors);
 	/* error: routes already refuse at RCPT; delivery will use the rest. */
 	scfg.hops = cfg.limits.hops;
+	scfg.junk_commands = cfg.limits.junk_commands;
 	scfg.rcpt_refused = inbound_rcpt_refused;
 	scfg.rcpt_ctx = &cfg.routes;
 	shards = calloc(cfg.shards, sizeof(*shards));

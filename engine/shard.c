@@ -100,6 +100,8 @@ struct conn {
 	uint8_t inflight;
 	uint16_t client_bucket;
 	uint64_t deadline_ms;
+	uint64_t cmd_deadline_ms;	/* command line under way: its end by
+					 * then; 0 when none is */
 	struct buf tx;		/* bytes being sent (swapped from smtp.out) */
 	size_t tx_off;
 	struct commit_job *job;	/* record write in flight */
@@ -368,6 +370,7 @@ handle_accept(struct shard *sh, int fd)
 	c->tx_off = 0;
 	c->job = NULL;
 	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
+	c->cmd_deadline_ms = 0;
 	relay_ok = cidr_match(sh->cfg->allowed_networks,
 	    sh->cfg->nallowed_networks, (struct sockaddr *)&ss);
 	smtp_session_init(&c->smtp, sh->scfg, (struct sockaddr *)&ss, relay_ok,
@@ -406,6 +409,21 @@ conn_flush(struct shard *sh, struct conn *c)
 }
 
 static void start_commit(struct shard *sh, struct conn *c);
+
+/*
+ * After the session took input: a command line begun starts the command
+ * deadline (once: it runs from the line's first byte, however slowly the
+ * rest drips in); none under way stops it.
+ */
+static void
+command_deadline(struct shard *sh, struct conn *c)
+{
+	if (!smtp_session_partial_command(&c->smtp))
+		c->cmd_deadline_ms = 0;
+	else if (c->cmd_deadline_ms == 0)
+		c->cmd_deadline_ms = sh->now_ms +
+		    sh->cfg->limits.command_timeout_ms;
+}
 
 /* React to what the session asked for, then keep I/O going. */
 static void
@@ -767,6 +785,7 @@ job_finish(struct shard *sh, struct commit_job *job)
 	if (live && !c->closing && c->smtp.state == SMTP_S_COMMIT) {
 		c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
 		ev = smtp_session_commit_done(&c->smtp, res);
+		command_deadline(sh, c);
 		handle_event(sh, c, ev);
 	}
 	if (res == SMTP_COMMIT_OK)
@@ -1063,6 +1082,7 @@ handle_recv(struct shard *sh, struct conn *c, int res, uint32_t flags)
 	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
 	if (!c->closing) {
 		ev = smtp_session_input(&c->smtp, data, (size_t)res);
+		command_deadline(sh, c);
 	} else {
 		ev = SMTP_EV_NONE;
 	}
@@ -1195,6 +1215,10 @@ tick(struct shard *sh)
 			continue;
 		if (sh->now_ms >= c->deadline_ms) {
 			smtp_session_timeout(&c->smtp);
+			handle_event(sh, c, SMTP_EV_CLOSE);
+		} else if (c->cmd_deadline_ms != 0 &&
+		    sh->now_ms >= c->cmd_deadline_ms) {
+			smtp_session_command_timeout(&c->smtp);
 			handle_event(sh, c, SMTP_EV_CLOSE);
 		}
 	}

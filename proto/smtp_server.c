@@ -98,6 +98,7 @@ smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
 	c->line_length = line_length;
 	c->errors = errors;
 	c->hops = 0;
+	c->junk_commands = 0;
 	n = snprintf(c->ehlo_reply, sizeof(c->ehlo_reply),
 	    "250-%s\r\n"
 	    "250-PIPELINING\r\n"
@@ -148,6 +149,20 @@ reply(struct smtp_session *s, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * One more error (what: "errors", or "junk commands" when a junk command
+ * past its limit tipped it); at limits.errors the session ends with 421.
+ */
+static void
+count_error(struct smtp_session *s, const char *what)
+{
+	if (++s->errors >= s->cfg->errors && s->state != SMTP_S_QUIT) {
+		reply(s, "421 4.7.0 %s Error: too many %s", s->cfg->hostname,
+		    what);
+		enter_state(s, SMTP_S_QUIT);
+	}
+}
+
 /* An error reply: counted, and the session ends at the limit. */
 static void
 reply_error(struct smtp_session *s, const char *fmt, ...)
@@ -161,11 +176,7 @@ reply_error(struct smtp_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vreply(s, fmt, ap);
 	va_end(ap);
-	if (++s->errors >= s->cfg->errors && s->state != SMTP_S_QUIT) {
-		reply(s, "421 4.7.0 %s Error: too many errors",
-		    s->cfg->hostname);
-		enter_state(s, SMTP_S_QUIT);
-	}
+	count_error(s, "errors");
 }
 
 void
@@ -647,21 +658,30 @@ cmd_not_implemented(struct smtp_session *s, char *arg)
 	reply_error(s, "502 5.5.1 Error: command not supported");
 }
 
+/*
+ * A junk command moves no mail (Postfix's smtpd_junk_command_limit counts
+ * NOOP, VRFY, ETRN and RSET): past limits.junk_commands since the last
+ * message queued, each one also counts as an error. Commands we do not
+ * implement are errors anyway.
+ */
+#define SMTP_CMD_JUNK 0x1
+
 static const struct smtp_cmd {
 	const char *verb;
 	void (*fn)(struct smtp_session *, char *);
+	unsigned flags;
 } smtp_cmds[] = {
-	{ "MAIL", cmd_mail },
-	{ "RCPT", cmd_rcpt },
-	{ "DATA", cmd_data },
-	{ "BDAT", cmd_bdat },
-	{ "EHLO", cmd_ehlo },
-	{ "HELO", cmd_helo },
-	{ "RSET", cmd_rset },
-	{ "NOOP", cmd_noop },
-	{ "QUIT", cmd_quit },
-	{ "VRFY", cmd_vrfy },
-	{ "HELP", cmd_help },
+	{ "MAIL", cmd_mail, 0 },
+	{ "RCPT", cmd_rcpt, 0 },
+	{ "DATA", cmd_data, 0 },
+	{ "BDAT", cmd_bdat, 0 },
+	{ "EHLO", cmd_ehlo, 0 },
+	{ "HELO", cmd_helo, 0 },
+	{ "RSET", cmd_rset, SMTP_CMD_JUNK },
+	{ "NOOP", cmd_noop, SMTP_CMD_JUNK },
+	{ "QUIT", cmd_quit, 0 },
+	{ "VRFY", cmd_vrfy, SMTP_CMD_JUNK },
+	{ "HELP", cmd_help, SMTP_CMD_JUNK },
 	{ "STARTTLS", cmd_not_implemented },
 	{ "AUTH", cmd_not_implemented },
 	{ "EXPN", cmd_not_implemented },
@@ -701,6 +721,10 @@ do_command(struct smtp_session *s, char *line)
 				return;
 			}
 			smtp_cmds[i].fn(s, arg);
+			if ((smtp_cmds[i].flags & SMTP_CMD_JUNK) &&
+			    s->cfg->junk_commands != 0 &&
+			    ++s->junk > s->cfg->junk_commands)
+				count_error(s, "junk commands");
 			return;
 		}
 	}
@@ -760,6 +784,7 @@ smtp_session_commit_done(struct smtp_session *s, enum smtp_commit_result res)
 		smtp_id_format(s->qid, qid);
 		reply(s, "250 2.0.0 Ok: queued as %s", qid);
 		s->messages++;
+		s->junk = 0;	/* as Postfix: the count restarts with mail */
 		break;
 	case SMTP_COMMIT_NOSPACE:
 		reply(s, "452 4.3.1 Insufficient system storage");
@@ -953,6 +978,30 @@ smtp_session_timeout(struct smtp_session *s)
 {
 	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
 	enter_state(s, SMTP_S_QUIT);
+}
+
+void
+smtp_session_command_timeout(struct smtp_session *s)
+{
+	reply(s, "421 4.4.2 %s Error: command not completed in time",
+	    s->cfg->hostname);
+	enter_state(s, SMTP_S_QUIT);
+}
+
+bool
+smtp_session_partial_command(const struct smtp_session *s)
+{
+	switch (s->state) {
+	case SMTP_S_INIT:
+	case SMTP_S_READY:
+	case SMTP_S_MAIL:
+	case SMTP_S_RCPT:
+	case SMTP_S_BDAT_WAIT:
+		/* consume() leaves only an incomplete line in `in`. */
+		return s->in.len > 0 || s->skip_line;
+	default:
+		return false;
+	}
 }
 
 enum smtp_event

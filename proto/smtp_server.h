@@ -60,6 +60,7 @@ struct smtp_server_cfg {
 	uint32_t line_length;
 	uint32_t errors;
 	uint32_t hops;		/* Received: fields allowed; 0: no limit */
+	uint32_t junk_commands;	/* before junk counts as errors; 0: never */
 	char ehlo_reply[512];	/* precomputed multi-line EHLO reply */
 	/*
 	 * Asked at RCPT once the recipient is otherwise acceptable: the
@@ -126,6 +127,7 @@ struct smtp_session {
 	uint8_t body;		/* enum smtp_body */
 	uint32_t declared_size;
 	uint32_t errors;
+	uint32_t junk;		/* junk commands since the last message */
 	uint32_t nrcpt;		/* accepted recipients */
 	uint32_t nrcpt_tried;
 	bool helo_seen;		/* HELO or EHLO given */
@@ -165,6 +167,17 @@ enum smtp_event smtp_session_commit_done(struct smtp_session *s,
 
 /* The idle timer fired: queue 421 4.4.2. The engine closes after. */
 void smtp_session_timeout(struct smtp_session *s);
+
+/*
+ * Is a command line under way: its first bytes received, its end not
+ * yet? The engine starts the command deadline when this turns true and
+ * stops it when it turns false, so that a client dripping a line byte by
+ * byte cannot keep a session (Postfix smtpd_timeout, per command).
+ */
+bool smtp_session_partial_command(const struct smtp_session *s);
+
+/* The command deadline passed: queue 421 4.4.2. The engine closes after. */
+void smtp_session_command_timeout(struct smtp_session *s);
 
 /*
  * The server is stopping. A session with no transaction under way gets

@@ -8,7 +8,7 @@
  * .in format: one client line per line, sent with CRLF appended unless it
  * ends in \c; escapes \r \n \0 \\ \xHH; lines starting "# " are comments;
  * "%key=value" lines set the session up: relay, recipients, size, errors,
- * line, hops, commit (ok, nospace, ioerr).
+ * line, hops, junk, commit (ok, nospace, ioerr).
  * SLUICE_GOLDEN_UPDATE=1 rewrites the .ref files from the current output.
  */
 #include <dirent.h>
@@ -26,7 +26,7 @@
 struct setup {
 	struct route_table routes;
 	int relay;
-	unsigned recipients, errors, line, hops;
+	unsigned recipients, errors, line, hops, junk;
 	unsigned long long size;
 	enum smtp_commit_result commit;
 };
@@ -87,6 +87,8 @@ parse_input(const char *text, struct buf *wire, struct setup *su)
 					su->line = (unsigned)atoi(val);
 				else if (!strcmp(key, "hops"))
 					su->hops = (unsigned)atoi(val);
+				else if (!strcmp(key, "junk"))
+					su->junk = (unsigned)atoi(val);
 				else if (!strcmp(key, "size"))
 					su->size = strtoull(val, NULL, 10);
 				else if (!strcmp(key, "route"))
@@ -219,6 +221,7 @@ run(const struct buf *wire, const struct setup *su, size_t step,
 	smtp_server_cfg_init(&cfg, "mx.test", su->size, su->recipients,
 	    su->line, su->errors);
 	cfg.hops = su->hops;
+	cfg.junk_commands = su->junk;
 	cfg.rcpt_refused = rcpt_refused;
 	cfg.rcpt_ctx = (void *)&su->routes;
 	memset(&s, 0, sizeof(s));

@@ -116,6 +116,12 @@ static const struct cfg_key limits_keys[] = {
 	{ KEY("connections_per_client", CFG_UINT, "100", 1,
 	  CONFIG_CONNECTIONS_MAX),
 	  FIELD(struct limits_cfg, connections_per_client) },
+	/*
+	 * At least message_size (check_limits()); not set: 512M, or
+	 * message_size when that is more (resolve()).
+	 */
+	{ KEY("memory", CFG_SIZE, NULL, MiB, TiB),
+	  FIELD(struct limits_cfg, memory) },
 	{ .name = NULL },
 };
 
@@ -805,6 +811,25 @@ build_routes(struct loader *ld, struct config *cfg, const struct cnode *root)
 	}
 }
 
+/* Limits that must agree with each other. */
+static void
+check_limits(struct loader *ld, struct config *cfg, const struct cnode *root)
+{
+	const struct cnode *v = map_value(map_value(root, "limits"), "memory");
+	char mem[32], size[32];
+
+	/* Not set (0 until resolve()): it follows message_size. */
+	if (cfg->limits.memory == 0 ||
+	    cfg->limits.memory >= cfg->limits.message_size)
+		return;
+	assert(v != NULL);
+	fmt_value(CFG_SIZE, cfg->limits.memory, mem, sizeof mem);
+	fmt_value(CFG_SIZE, cfg->limits.message_size, size, sizeof size);
+	cfg_error(ld, v->origin, v->line, "limits.memory", "%s is below "
+	    "limits.message_size (%s): no message that large could ever be "
+	    "taken", mem, size);
+}
+
 /* Values whose default depends on the machine. */
 static void
 resolve(struct loader *ld, struct config *cfg, const struct corigin *fo)
@@ -826,6 +851,9 @@ resolve(struct loader *ld, struct config *cfg, const struct corigin *fo)
 				cfg->hostname = cfg_str_dup(ld, host, strlen(host));
 		}
 	}
+	if (cfg->limits.memory == 0)
+		cfg->limits.memory = cfg->limits.message_size > 512 * MiB ?
+		    cfg->limits.message_size : 512 * MiB;
 	if (cfg->shards == 0) {
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		if (ncpu < 1)
@@ -889,6 +917,8 @@ config_load(struct config *cfg, const char *path, char *const *overrides,
 	validate_map(&ld, config_keys, root, "", cfg);
 	if (!ld.oom)
 		build_routes(&ld, cfg, root);
+	if (ld.nfail == 0 && !ld.oom)
+		check_limits(&ld, cfg, root);
 	if (ld.nfail == 0 && !ld.oom)
 		resolve(&ld, cfg, fo);
 	cfg->source = cfg_str_dup(&ld, name, strlen(name));

@@ -55,6 +55,7 @@ struct limits_cfg {
 	uint32_t junk_commands;		/* before each counts as an error */
 	uint32_t connections;		/* inbound connections in total */
 	uint32_t connections_per_client; /* per client IP address */
+	uint64_t memory;		/* message bytes all sessions hold */
 };
 
 struct queue_cfg {

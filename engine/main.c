@@ -42,6 +42,9 @@ static_assert(CONFIG_SHARDS_MAX == QUEUE_ID_SHARD_MAX + 1,
 
 extern char **environ;
 
+/* limits.memory: message bytes held by sessions, all shards together. */
+static struct budget inbound_memory;
+
 static void
 usage(FILE *f)
 {
@@ -355,6 +358,8 @@ main(int argc, char **argv)
 	/* error: routes already refuse at RCPT; delivery will use the rest. */
 	scfg.hops = cfg.limits.hops;
 	scfg.junk_commands = cfg.limits.junk_commands;
+	budget_init(&inbound_memory, cfg.limits.memory);
+	scfg.memory = &inbound_memory;
 	scfg.rcpt_refused = inbound_rcpt_refused;
 	scfg.rcpt_ctx = &cfg.routes;
 	shards = calloc(cfg.shards, sizeof(*shards));

@@ -268,11 +268,8 @@ conn_free(struct shard *sh, struct conn *c)
 	c->fd = -1;
 	c->in_use = false;
 	c->gen++;
-	/* Keep modest buffers for the next session; drop big ones. */
-	if (c->smtp.msg.cap > (1u << 20))
-		buf_free(&c->smtp.msg);
-	if (c->smtp.in.cap > (1u << 18))
-		buf_free(&c->smtp.in);
+	/* Its memory back to the budget; modest buffers stay for the next. */
+	smtp_session_release(&c->smtp);
 	buf_reset(&c->tx);
 	c->next_free = sh->free_head;
 	sh->free_head = idx;

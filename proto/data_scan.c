@@ -10,6 +10,7 @@
 #include "data_scan.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <string.h>
 
 /* The field a hop adds (RFC 5321 4.4), without its colon. */
@@ -115,7 +116,8 @@ emit(struct data_scan *ds, struct buf *out, const char *p, size_t n)
 	ds->size += n;
 	if (ds->size > ds->max)
 		ds->too_big = true;
-	if (ds->too_big || ds->nomem || ds->too_many_hops || ds->nul)
+	if (ds->too_big || ds->nomem || ds->no_room || ds->too_many_hops ||
+	    ds->nul)
 		return;
 	if (memchr(p, '\0', n) != NULL) {
 		ds->nul = true;	/* refused at the end: keep no more */
@@ -126,8 +128,16 @@ emit(struct data_scan *ds, struct buf *out, const char *p, size_t n)
 		if (ds->too_many_hops)
 			return;	/* refused at the end: keep no more */
 	}
-	if (buf_append(out, p, n) < 0)
+	switch (buf_append(out, p, n)) {
+	case 0:
+		break;
+	case -ENOBUFS:
+		ds->no_room = true;
+		break;
+	default:
 		ds->nomem = true;
+		break;
+	}
 }
 
 /* Length of the run of bytes that are neither CR nor LF. */

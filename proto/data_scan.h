@@ -18,6 +18,10 @@
  * fields: more than `hops_max` of them is a mail loop (RFC 5321 6.3), which
  * sets `too_many_hops` and stops storing. The body is not looked at.
  *
+ * When out cannot grow (no memory, or its own ceiling: lib/buf.h), the
+ * scanner sets `nomem` or `no_room` and stops storing, and goes on
+ * scanning to the end, so the session can answer then.
+ *
  * A NUL byte anywhere sets `nul` and stops storing: no body type we offer
  * may carry one (RFC 6152 section 2; only BINARYMIME could).
  *
@@ -58,7 +62,8 @@ struct data_scan {
 	bool bare_cr;		/* a CR not followed by LF */
 	bool bare_lf;		/* an LF not preceded by CR */
 	bool too_big;		/* message passed max */
-	bool nomem;		/* could not grow out */
+	bool nomem;		/* could not grow out: no memory */
+	bool no_room;		/* could not grow out: its ceiling (max) */
 	bool too_many_hops;	/* more than hops_max Received: fields */
 	bool nul;		/* a NUL byte */
 	bool name_received;	/* the field name so far is a prefix of

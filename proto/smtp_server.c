@@ -41,6 +41,15 @@
 #define SMTP_OUT_MAX (4u << 20)
 #define SMTP_IN_SLACK (256u << 10)	/* beyond one command line */
 
+/*
+ * Message memory: taken from the budget for a message of unknown size at
+ * its start (then doubled as it grows), and the most a message buffer
+ * keeps between transactions (bigger ones are freed).
+ */
+#define SMTP_MEM_FIRST (64u << 10)
+#define SMTP_MSG_KEEP (256u << 10)
+#define SMTP_IN_KEEP (256u << 10)
+
 static const char *const state_names[] = {
 	[SMTP_S_INIT] = "INIT",
 	[SMTP_S_READY] = "READY",
@@ -90,15 +99,13 @@ smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
 	int n;
 
 	assert(line_length <= SMTP_LINE_MAX);
+	/* Hooks, hop and junk limits, memory: none unless the caller sets. */
+	memset(c, 0, sizeof(*c));
 	c->hostname = hostname;
 	c->message_size = message_size;
 	c->recipients = recipients;
-	c->rcpt_refused = NULL;
-	c->rcpt_ctx = NULL;
 	c->line_length = line_length;
 	c->errors = errors;
-	c->hops = 0;
-	c->junk_commands = 0;
 	n = snprintf(c->ehlo_reply, sizeof(c->ehlo_reply),
 	    "250-%s\r\n"
 	    "250-PIPELINING\r\n"
@@ -229,9 +236,23 @@ smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
 	s->sender_off = 1;
 }
 
+static void mem_release(struct smtp_session *s);
+
+void
+smtp_session_release(struct smtp_session *s)
+{
+	if (s->cfg != NULL)
+		mem_release(s);
+	if (s->msg.cap > SMTP_MSG_KEEP)
+		buf_free(&s->msg);
+	if (s->in.cap > SMTP_IN_KEEP)
+		buf_free(&s->in);
+}
+
 void
 smtp_session_free(struct smtp_session *s)
 {
+	smtp_session_release(s);
 	buf_free(&s->in);
 	buf_free(&s->out);
 	buf_free(&s->msg);
@@ -250,6 +271,46 @@ smtp_session_greet(struct smtp_session *s)
 	return SMTP_EV_NONE;
 }
 
+/*
+ * Hold room for `total` bytes in msg (capped at msg_limit): take from the
+ * memory budget and raise msg's ceiling to match. Doubles what it holds
+ * when it can, so a message costs a few atomic operations, not one per
+ * read. False when the budget cannot cover total: msg keeps its ceiling.
+ */
+static bool
+mem_reserve(struct smtp_session *s, uint64_t total)
+{
+	struct budget *b = s->cfg->memory;
+	uint64_t want;
+
+	if (total > s->msg_limit)
+		total = s->msg_limit;
+	if (total <= s->mem_held)
+		return true;
+	want = s->mem_held * 2 > total ? s->mem_held * 2 : total;
+	if (want > s->msg_limit)
+		want = s->msg_limit;
+	if (b != NULL && !budget_take(b, want - s->mem_held)) {
+		if (want == total || !budget_take(b, total - s->mem_held))
+			return false;
+		want = total;
+	}
+	s->mem_held = want;
+	s->msg.max = (size_t)want;
+	return true;
+}
+
+/* Give back what msg held of the budget; msg may not grow until more. */
+static void
+mem_release(struct smtp_session *s)
+{
+	if (s->mem_held > 0 && s->cfg->memory != NULL)
+		budget_give(s->cfg->memory, s->mem_held);
+	s->mem_held = 0;
+	s->msg_limit = 0;
+	s->msg.max = 0;
+}
+
 /* Drop the transaction, keep the HELO name. */
 static void
 reset_transaction(struct smtp_session *s)
@@ -264,6 +325,11 @@ reset_transaction(struct smtp_session *s)
 	s->bdat_left = 0;
 	s->bdat_last = false;
 	s->bdat_bad = false;
+	s->bdat_nostore = false;
+	/* Never during SMTP_S_COMMIT: the engine writes from msg then. */
+	mem_release(s);
+	if (s->msg.cap > SMTP_MSG_KEEP)
+		buf_free(&s->msg);
 	buf_reset(&s->msg);
 	if (s->state != SMTP_S_QUIT)
 		enter_state(s, s->helo_seen ? SMTP_S_READY : SMTP_S_INIT);
@@ -512,9 +578,13 @@ format_date(uint64_t us, char *out, size_t n)
 	strftime(out, n, "%a, %d %b %Y %H:%M:%S +0000", &tm);
 }
 
-/* Start the message: pick its id and write our Received: header. */
-static void
-begin_message(struct smtp_session *s)
+/*
+ * Start the message: pick its id, write our Received: header and take
+ * room for `expect` bytes of data from the memory budget. False when the
+ * budget cannot cover them: nothing is kept then.
+ */
+static bool
+begin_message(struct smtp_session *s, uint64_t expect)
 {
 	char qid[SMTP_ID_LEN + 1], date[64];
 	const char *proto = s->esmtp ? "ESMTP" : "SMTP";
@@ -526,6 +596,7 @@ begin_message(struct smtp_session *s)
 	format_date(s->arrival_us, date, sizeof(date));
 	data_scan_init(&s->ds, s->cfg->message_size);
 	s->ds.hops_max = s->cfg->hops;
+	assert(s->mem_held == 0);
 	buf_reset(&s->msg);
 	s->msg.max = 0;		/* the header is ours; the data is bounded */
 	/* RFC 5321 4.4: "from" the HELO name and address, "by" us, "id". */
@@ -537,7 +608,15 @@ begin_message(struct smtp_session *s)
 	    s->env.data + s->rcpt_off0, date) :
 	    buf_printf(&s->msg, ";\r\n\t%s\r\n", date)) < 0)
 		s->ds.nomem = true;	/* the data is read, then refused */
-	s->msg.max = s->msg.len + s->cfg->message_size;
+	s->msg_limit = s->msg.len + s->cfg->message_size;
+	s->msg.max = s->msg.len;	/* more once it is paid for */
+	if (!mem_reserve(s, s->msg.len + expect)) {
+		mem_release(s);
+		buf_reset(&s->msg);
+		s->qid = 0;
+		return false;
+	}
+	return true;
 }
 
 static bool
@@ -567,7 +646,16 @@ cmd_data(struct smtp_session *s, char *arg)
 	}
 	if (!need_recipients(s))
 		return;
-	begin_message(s);
+	if (!begin_message(s, s->declared_size != 0 ? s->declared_size :
+	    SMTP_MEM_FIRST)) {
+		/*
+		 * limits.memory: other messages hold what this one needs.
+		 * Postfix's words for a full queue; the transaction stays,
+		 * so the client may try DATA again or later.
+		 */
+		reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
 	enter_state(s, SMTP_S_DATA);
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
@@ -603,8 +691,10 @@ cmd_bdat(struct smtp_session *s, char *arg)
 	if (s->state == SMTP_S_BDAT_WAIT) {
 		s->bdat_bad = false;
 	} else if (s->state == SMTP_S_RCPT) {
-		begin_message(s);
 		s->bdat_bad = false;
+		/* No room: the chunk is read all the same, then 452. */
+		s->bdat_nostore = !begin_message(s,
+		    size > s->declared_size ? size : s->declared_size);
 	} else {
 		s->bdat_bad = true;
 		s->bdat_prev = s->state;
@@ -757,6 +847,12 @@ finish_message(struct smtp_session *s)
 		reply(s, "554 5.4.6 Error: too many hops");
 		return SMTP_EV_NONE;
 	}
+	if (s->ds.no_room) {
+		/* limits.memory ran out while the message streamed. */
+		reset_transaction(s);
+		reply(s, "452 4.3.1 Insufficient system storage");
+		return SMTP_EV_NONE;
+	}
 	if (s->ds.nul) {
 		/* Not text (RFC 5321 2.3.8, RFC 6152 2): BINARYMIME only. */
 		reset_transaction(s);
@@ -818,6 +914,12 @@ bdat_chunk_done(struct smtp_session *s)
 		reply_error(s, "552 5.3.4 Error: message file too big");
 		return SMTP_EV_NONE;
 	}
+	if (s->bdat_nostore || s->ds.no_room) {
+		/* limits.memory; RFC 3030 2: the transaction has failed. */
+		reset_transaction(s);
+		reply(s, "452 4.3.1 Insufficient system storage");
+		return SMTP_EV_NONE;
+	}
 	if (!s->bdat_last) {
 		enter_state(s, SMTP_S_BDAT_WAIT);
 		reply(s, "250 2.0.0 Ok: %llu octets received", got);
@@ -848,6 +950,8 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 	while (off < len) {
 		switch (s->state) {
 		case SMTP_S_DATA:
+			/* Unstuffing only shrinks: len - off bytes at most. */
+			(void)mem_reserve(s, s->msg.len + (len - off));
 			off += data_scan(&s->ds, cur + off, len - off, &s->msg);
 			if (s->ds.state == DS_DONE)
 				*ev = finish_message(s);
@@ -856,8 +960,11 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 			take = len - off;
 			if (take > s->bdat_left)
 				take = (size_t)s->bdat_left;
-			if (!s->bdat_bad)
+			if (!s->bdat_bad && !s->bdat_nostore) {
+				/* On failure msg stops at its ceiling. */
+				(void)mem_reserve(s, s->msg.len + take);
 				data_scan_raw(&s->ds, cur + off, take, &s->msg);
+			}
 			off += take;
 			s->bdat_left -= take;
 			break;

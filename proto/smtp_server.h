@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "../lib/budget.h"
 #include "../lib/buf.h"
 #include "data_scan.h"
 
@@ -61,6 +62,13 @@ struct smtp_server_cfg {
 	uint32_t errors;
 	uint32_t hops;		/* Received: fields allowed; 0: no limit */
 	uint32_t junk_commands;	/* before junk counts as errors; 0: never */
+	/*
+	 * Message bytes all sessions may hold at once (limits.memory),
+	 * shared by every shard; NULL: no ceiling. A session takes from it
+	 * before its message buffer grows and gives back when the
+	 * transaction ends; a DATA or BDAT it cannot cover gets 452 4.3.1.
+	 */
+	struct budget *memory;
 	char ehlo_reply[512];	/* precomputed multi-line EHLO reply */
 	/*
 	 * Asked at RCPT once the recipient is otherwise acceptable: the
@@ -118,6 +126,7 @@ struct smtp_session {
 	uint64_t bdat_left;	/* bytes left in the current chunk */
 	bool bdat_last;		/* current chunk is the last */
 	bool bdat_bad;		/* chunk is consumed, then refused */
+	bool bdat_nostore;	/* chunk is consumed, then 452 (memory) */
 	bool skip_line;		/* discarding the rest of a long line */
 	bool relay_ok;		/* client may relay (allowed network) */
 	bool esmtp;		/* EHLO rather than HELO */
@@ -135,12 +144,21 @@ struct smtp_session {
 	uint32_t sender_off;	/* offsets into env; HELO name at 0 */
 	uint32_t rcpt_off0;	/* first recipient; they follow NUL-separated */
 	uint64_t messages;	/* queued in this session */
+	uint64_t mem_held;	/* taken from cfg->memory for msg */
+	uint64_t msg_limit;	/* msg may hold our header + message_size */
 	char client_addr[64];	/* "127.0.0.1", "::1" */
 };
 
 void smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
     const struct sockaddr *peer, bool relay_ok,
     const struct smtp_id_source *ids);
+/*
+ * The connection is gone: give back what the session holds of the memory
+ * budget and free its big buffers (small ones stay for the next session
+ * in the slot). Not while the engine still writes from s->msg.
+ */
+void smtp_session_release(struct smtp_session *s);
+/* smtp_session_release(), then free every buffer. */
 void smtp_session_free(struct smtp_session *s);
 
 /*

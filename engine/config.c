@@ -53,7 +53,7 @@
 /* Schema                                                              */
 /* ------------------------------------------------------------------ */
 
-static cfg_check_fn check_hostname, check_path, check_address, check_network,
+static cfg_check_fn check_hostname, check_user, check_path, check_address, check_network,
     check_resolver;
 
 /*
@@ -170,6 +170,8 @@ const struct cfg_key config_keys[] = {
 	  .check = check_hostname },
 	{ KEY("spool", CFG_STRING, "./var/spool", 0, 0), FIELD(struct config, spool),
 	  .check = check_path },
+	{ KEY("user", CFG_STRING, "sluice", 0, 0), FIELD(struct config, user),
+	  .check = check_user },
 	{ KEY("shards", CFG_UINT, "0", 0, CONFIG_SHARDS_MAX),
 	  FIELD(struct config, shards) },
 	{ KEY("listen", CFG_LIST_MAP, "[{address: \"127.0.0.1:2525\"}]", 1, 64),
@@ -355,6 +357,38 @@ check_hostname(const char *s, void *obj, char *why, size_t whylen)
 		if (*p <= ' ' || *p >= 0x7f) {
 			snprintf(why, whylen, "must not contain spaces, control "
 			    "characters or non-ASCII bytes");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A user name as useradd(8) takes it: letters, digits, '_', '.', '-', not
+ * starting with '-', at most 32. Whether it exists is for the daemon to
+ * find out at start (engine/privs.c): the machine that checks a file may
+ * not be the one that runs it.
+ */
+static int
+check_user(const char *s, void *obj, char *why, size_t whylen)
+{
+	size_t n = strlen(s), i;
+
+	(void)obj;
+	if (n == 0 || n > 32 || s[0] == '-') {
+		snprintf(why, whylen, "invalid user name '%.*s' (1 to 32 "
+		    "characters, not starting with '-')", CONFIG_QUOTE_MAX, s);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		    c == '-')) {
+			snprintf(why, whylen, "invalid user name '%.*s' "
+			    "(letters, digits, '_', '.' and '-' only)",
+			    CONFIG_QUOTE_MAX, s);
 			return -1;
 		}
 	}

@@ -84,6 +84,8 @@ struct config {
 	char *source;			/* file name, or "(embedded default)" */
 	char *hostname;
 	char *spool;
+	char *user;			/* run as this user when started as
+					   root; "root" stays root */
 	uint32_t shards;		/* resolved: never 0 after load */
 	struct listen_cfg *listen;
 	size_t nlisten;

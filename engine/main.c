@@ -6,6 +6,11 @@
  * runs an io_uring event loop; one committer thread indexes durable
  * records in LMDB. See docs/architecture.md.
  *
+ * Started as root, everything that needs root (binding the listeners,
+ * opening and recovering the spool) happens before any thread starts;
+ * then the process becomes the configured user (engine/privs.c) and
+ * starts its threads as that user.
+ *
  * Exit status: 0 after a graceful stop or a good `-n` check, 1 on a
  * fatal error at start-up, 2 on a usage or configuration error.
  */
@@ -32,6 +37,7 @@
 #include "config.h"
 #include "control.h"
 #include "inbound.h"
+#include "privs.h"
 #include "../deliver/deliver.h"
 #include "../lib/log.h"
 #include "shard.h"
@@ -70,6 +76,21 @@ load_config(struct config *cfg, const char *path, char **ov, size_t nov)
 	/* The configuration's own range check keeps this true. */
 	if (cfg->shards == 0 || cfg->shards > CONFIG_SHARDS_MAX)
 		log_panic("shards = %u after config_load", cfg->shards);
+}
+
+/*
+ * The delivery log as the delivery code opens it: "-" is standard error,
+ * an absolute path is itself, anything else is relative to the spool.
+ */
+static void
+dlog_path(const struct config *cfg, char *out, size_t n)
+{
+	const char *log = cfg->delivery.log;
+
+	if (log == NULL || strcmp(log, "-") == 0 || log[0] == '/')
+		snprintf(out, n, "%s", log != NULL ? log : "-");
+	else
+		snprintf(out, n, "%s/%s", cfg->spool, log);
 }
 
 /*
@@ -279,7 +300,8 @@ main(int argc, char **argv)
 	struct shard **shards;
 	struct config cfg;
 	const char *path = NULL;
-	char **ov = NULL, lsum[512];
+	char **ov = NULL, lsum[512], why[512], dlog[4096];
+	struct privs pv;
 	size_t nov = 0;
 	uint64_t last_qid = 0, total = 0;
 	int *efds, opt, check = 0, rc, sig;
@@ -314,6 +336,11 @@ main(int argc, char **argv)
 		return 2;
 	}
 	load_config(&cfg, path, ov, nov);
+	/* A missing user is the configuration's fault: report it as such. */
+	if (privs_lookup(&pv, cfg.user, why, sizeof(why)) < 0) {
+		fprintf(stderr, "%s: user: %s\n", cfg.source, why);
+		exit(2);
+	}
 	if (check) {
 		printf("configuration OK\n");
 		config_free(&cfg);
@@ -331,6 +358,7 @@ main(int argc, char **argv)
 
 	check_listeners(&cfg);
 	raise_fd_limit(&cfg);
+	privs_make_spool(&pv, cfg.spool);
 	if ((rc = queue_index_open(&qi, cfg.spool, cfg.queue.index_size, 0)) < 0)
 		log_fatal("cannot open the queue in %s: %s", cfg.spool,
 		    queue_strerror(rc));
@@ -371,6 +399,12 @@ main(int argc, char **argv)
 		    last_qid);
 		efds[i] = shard_eventfd(shards[i]);
 	}
+	/* Root's part is done: listeners bound, spool open and recovered. */
+	dlog_path(&cfg, dlog, sizeof(dlog));
+	privs_prepare(&pv, cfg.spool, dlog);
+	privs_drop(&pv);
+	privs_check_access(&pv, cfg.spool, dlog);
+
 	config_deliver_cfg(&cfg, &dcfg);
 	deliver_global_init(&dcfg, cfg.shards, efds);
 	schedule_queue(qi);

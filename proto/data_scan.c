@@ -116,13 +116,11 @@ emit(struct data_scan *ds, struct buf *out, const char *p, size_t n)
 	ds->size += n;
 	if (ds->size > ds->max)
 		ds->too_big = true;
-	if (ds->too_big || ds->nomem || ds->no_room || ds->too_many_hops ||
-	    ds->nul)
+	if (ds->too_big || ds->nomem || ds->no_room || ds->too_many_hops)
 		return;
-	if (memchr(p, '\0', n) != NULL) {
-		ds->nul = true;	/* refused at the end: keep no more */
-		return;
-	}
+	/* Only flagged: a sink (bench/) keeps what it was sent. */
+	if (!ds->nul && memchr(p, '\0', n) != NULL)
+		ds->nul = true;
 	if (ds->hdr != DS_HDR_BODY) {
 		scan_headers(ds, p, n);
 		if (ds->too_many_hops)

@@ -22,8 +22,9 @@
  * scanner sets `nomem` or `no_room` and stops storing, and goes on
  * scanning to the end, so the session can answer then.
  *
- * A NUL byte anywhere sets `nul` and stops storing: no body type we offer
- * may carry one (RFC 6152 section 2; only BINARYMIME could).
+ * A NUL byte anywhere sets `nul`: no body type the server offers may carry
+ * one (RFC 6152 section 2; only BINARYMIME could), so it refuses such a
+ * message at its end. Storing goes on: other users keep what they got.
  *
  * BDAT chunks carry the message as it is (no dot-stuffing, no end marker):
  * data_scan_raw() gives them the same checks and the same storing.

@@ -194,6 +194,8 @@ smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
 	struct buf in = s->in, out = s->out, msg = s->msg, env = s->env;
 	int rc;
 
+	/* The engine gave the last session's memory back (release()). */
+	assert(s->mem_held == 0);
 	/* Keep the buffers' allocations across sessions in the same slot. */
 	memset(s, 0, sizeof(*s));
 	s->in = in;

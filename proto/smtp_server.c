@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "../lib/clock.h"
+#include "../lib/hex.h"
 #include "../lib/log.h"
 #include "smtp_parse.h"
 
@@ -79,16 +80,12 @@ enter_state(struct smtp_session *s, enum smtp_state st)
 	s->state = st;
 }
 
+static_assert(SMTP_ID_LEN == HEX64_LEN, "ids are printed in full");
+
 void
 smtp_id_format(uint64_t id, char out[SMTP_ID_LEN + 1])
 {
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (int i = SMTP_ID_LEN - 1; i >= 0; i--) {
-		out[i] = hex[id & 0xf];
-		id >>= 4;
-	}
-	out[SMTP_ID_LEN] = '\0';
+	hex64_format(id, out);
 }
 
 void
@@ -825,48 +822,47 @@ do_command(struct smtp_session *s, char *line)
 
 /* ---- message end ----------------------------------------------------- */
 
+/*
+ * The message is refused: the transaction ends and `line` is the reply.
+ * counted: the client's mistake, which counts towards limits.errors;
+ * policy and our own shortage do not.
+ */
+static enum smtp_event
+refuse_message(struct smtp_session *s, bool counted, const char *line)
+{
+	reset_transaction(s);
+	if (counted)
+		reply_error(s, "%s", line);
+	else
+		reply(s, "%s", line);
+	return SMTP_EV_NONE;
+}
+
 /* Judge a complete message; COMMIT when it should be queued. */
 static enum smtp_event
 finish_message(struct smtp_session *s)
 {
-	if (s->ds.bare_cr || s->ds.bare_lf) {
-		reset_transaction(s);
-		reply_error(s, "554 5.6.0 Error: bare CR or LF in message data");
-		return SMTP_EV_NONE;
-	}
-	if (s->ds.too_big) {
-		reset_transaction(s);
-		reply_error(s, "552 5.3.4 Error: message file too big");
-		return SMTP_EV_NONE;
-	}
-	if (s->ds.too_many_hops) {
-		/*
-		 * RFC 5321 6.3: a loop. Postfix's wording and code (its
-		 * hopcount_limit); not the client's mistake as such, so it
-		 * does not count towards limits.errors.
-		 */
-		reset_transaction(s);
-		reply(s, "554 5.4.6 Error: too many hops");
-		return SMTP_EV_NONE;
-	}
-	if (s->ds.no_room) {
-		/* limits.memory ran out while the message streamed. */
-		reset_transaction(s);
-		reply(s, "452 4.3.1 Insufficient system storage");
-		return SMTP_EV_NONE;
-	}
-	if (s->ds.nul) {
-		/* Not text (RFC 5321 2.3.8, RFC 6152 2): BINARYMIME only. */
-		reset_transaction(s);
-		reply_error(s, "554 5.6.0 Error: NUL character in message "
-		    "data");
-		return SMTP_EV_NONE;
-	}
-	if (s->ds.nomem) {
-		reset_transaction(s);
-		reply(s, "451 4.3.0 Error: out of memory");
-		return SMTP_EV_NONE;
-	}
+	if (s->ds.bare_cr || s->ds.bare_lf)
+		return refuse_message(s, true,
+		    "554 5.6.0 Error: bare CR or LF in message data");
+	if (s->ds.too_big)
+		return refuse_message(s, true,
+		    "552 5.3.4 Error: message file too big");
+	/* RFC 5321 6.3: a loop. Postfix's code and words (hopcount_limit). */
+	if (s->ds.too_many_hops)
+		return refuse_message(s, false,
+		    "554 5.4.6 Error: too many hops");
+	/* limits.memory ran out while the message streamed. */
+	if (s->ds.no_room)
+		return refuse_message(s, false,
+		    "452 4.3.1 Insufficient system storage");
+	/* Not text (RFC 5321 2.3.8, RFC 6152 2): BINARYMIME only. */
+	if (s->ds.nul)
+		return refuse_message(s, true,
+		    "554 5.6.0 Error: NUL character in message data");
+	if (s->ds.nomem)
+		return refuse_message(s, false,
+		    "451 4.3.0 Error: out of memory");
 	enter_state(s, SMTP_S_COMMIT);
 	return SMTP_EV_COMMIT;
 }
@@ -911,17 +907,13 @@ bdat_chunk_done(struct smtp_session *s)
 		(void)need_recipients(s);
 		return SMTP_EV_NONE;
 	}
-	if (s->ds.too_big) {
-		reset_transaction(s);
-		reply_error(s, "552 5.3.4 Error: message file too big");
-		return SMTP_EV_NONE;
-	}
-	if (s->bdat_nostore || s->ds.no_room) {
-		/* limits.memory; RFC 3030 2: the transaction has failed. */
-		reset_transaction(s);
-		reply(s, "452 4.3.1 Insufficient system storage");
-		return SMTP_EV_NONE;
-	}
+	/* RFC 3030 2: after an error reply the transaction has failed. */
+	if (s->ds.too_big)
+		return refuse_message(s, true,
+		    "552 5.3.4 Error: message file too big");
+	if (s->bdat_nostore || s->ds.no_room)	/* limits.memory */
+		return refuse_message(s, false,
+		    "452 4.3.1 Insufficient system storage");
 	if (!s->bdat_last) {
 		enter_state(s, SMTP_S_BDAT_WAIT);
 		reply(s, "250 2.0.0 Ok: %llu octets received", got);

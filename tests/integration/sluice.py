@@ -580,6 +580,21 @@ def send_message(c, body, sender="a@example.com", rcpts=("b@example.net",),
     return rs, r
 
 
+def pipeline(c, last, sender="a@example.com", rcpts=("b@example.net",),
+             mail_params=""):
+    """MAIL, RCPT... and then `last` (b"DATA\\r\\n", or a BDAT command with
+    its chunk) in one write, as a PIPELINING client sends them. Raises if
+    MAIL or a RCPT is not 250; returns the reply to `last`."""
+    head = "MAIL FROM:<%s>%s\r\n" % (sender, (" " + mail_params) if mail_params else "")
+    head += "".join("RCPT TO:<%s>\r\n" % r for r in rcpts)
+    c.send(head.encode("utf-8") + last)
+    rs = c.replies(1 + len(rcpts))
+    for r in rs:
+        if r.code != 250:
+            raise RuntimeError("pipelined MAIL/RCPT: %s" % r)
+    return c.reply()
+
+
 def make_body(rnd, size, leading_dots=False, tag=""):
     """A CRLF-terminated RFC 5322-ish message of about `size` bytes of
     printable ASCII (base64 lines of random bytes); with leading_dots, about
@@ -658,6 +673,17 @@ def check_stored(d, qid, body, helo="client.example", rcpts=("b@example.net",),
     good &= T.ok(rest == body, what + ": body bytes stored exactly (%d bytes)" % len(body),
                  "got %d bytes, first difference at %s" % (len(rest), _first_diff(rest, body)))
     return good
+
+
+def expect_queued(d, reply, body, what, **kw):
+    """The reply is `250 ... queued as QID` and the queue holds the message
+    as check_stored() says (kw go there). Returns the QID, or None when the
+    message was not queued (a failed check)."""
+    q = qid_of(reply)
+    if not T.ok(q, what + ": queued", str(reply)):
+        return None
+    check_stored(d, q, body, what=what, **kw)
+    return q
 
 
 def _first_diff(a, b):

@@ -41,9 +41,7 @@ with T.case("addresses under SMTPUTF8 must be UTF-8"):
 
 with T.case("NUL in DATA"):
     c = sluice.connect(d.port)
-    c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
-    r = c.replies(3)
-    T.code(r[2], 354, "DATA")
+    T.code(sluice.pipeline(c, b"DATA\r\n"), 354, "DATA")
     c.send(b"Subject: nul\r\n\r\nbefore\x00after\r\n" + b"x" * 100 + b"\r\n.\r\n")
     T.line(c.reply(), NUL, "a NUL in DATA is refused at the end")
     T.line(c.cmd("NOOP"), "250 2.0.0 Ok", "the session goes on")
@@ -56,10 +54,8 @@ with T.case("NUL in DATA"):
 with T.case("NUL in BDAT"):
     c = sluice.connect(d.port)
     chunk = b"Subject: nul\r\n\r\n\x00\r\n"
-    c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\n"
-           b"BDAT %d LAST\r\n" % len(chunk) + chunk)
-    r = c.replies(3)
-    T.line(r[2], NUL, "a NUL in BDAT is refused")
+    T.line(sluice.pipeline(c, b"BDAT %d LAST\r\n" % len(chunk) + chunk), NUL,
+           "a NUL in BDAT is refused")
     T.eq(d.count(), count, "nothing queued for the NUL BDAT message")
     c.close()
 

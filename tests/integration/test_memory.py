@@ -23,22 +23,18 @@ count = 0
 def holder(size):
     """A session in DATA that declared `size`: it holds that much."""
     c = sluice.connect(d.port)
-    c.send(b"MAIL FROM:<a@example.com> SIZE=%d\r\nRCPT TO:<b@example.net>\r\nDATA\r\n" % size)
-    r = c.replies(3)
-    if r[2].code != 354:
-        raise RuntimeError("holder of %d: %s" % (size, r[2]))
+    r = sluice.pipeline(c, b"DATA\r\n", mail_params="SIZE=%d" % size)
+    if r.code != 354:
+        raise RuntimeError("holder of %d: %s" % (size, r))
     return c
 
 
 def finish(c, body, what):
-    """Send the body of a session in DATA; True if it was queued intact."""
+    """Send the body of a session in DATA; it must be queued intact."""
     global count
     c.send(sluice.dot_stuff(body) + b".\r\n")
-    q = sluice.qid_of(c.reply(timeout=20))
-    if T.ok(q, what + ": queued"):
+    if sluice.expect_queued(d, c.reply(timeout=20), body, what):
         count += 1
-        return sluice.check_stored(d, q, body, what=what)
-    return False
 
 
 with T.case("concurrent DATA: some 452 up front, every 354 queued"):
@@ -103,9 +99,7 @@ with T.case("concurrent DATA: some 452 up front, every 354 queued"):
 with T.case("a message without SIZE outgrows what is left"):
     held = [holder(1048000), holder(1048000), holder(700000)]
     c = sluice.connect(d.port)
-    c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
-    r = c.replies(3)
-    T.code(r[2], 354, "DATA without SIZE is let in (64 kB fits)")
+    T.code(sluice.pipeline(c, b"DATA\r\n"), 354, "DATA without SIZE is let in (64 kB fits)")
     big = sluice.make_body(rnd, 900000, tag="nosize")
     c.send(sluice.dot_stuff(big) + b".\r\n")
     T.line(c.reply(timeout=20), NOSTORE, "452 4.3.1 at the end of the data")
@@ -115,32 +109,24 @@ with T.case("a message without SIZE outgrows what is left"):
         finish(h, sluice.make_body(rnd, (1040000, 1040000, 690000)[i], tag="held%d" % i), "holder %d" % i)
         h.close()
     rs, r = sluice.send_message(c, big)
-    q = sluice.qid_of(r)
-    if T.ok(q, "the same message fits once the holders are done", str(r)):
+    if sluice.expect_queued(d, r, big, "the no-SIZE message, once the holders are done"):
         count += 1
-        sluice.check_stored(d, q, big, what="no-SIZE message")
     c.close()
 
 with T.case("a BDAT chunk that cannot be held"):
     held = [holder(1048000), holder(1048000), holder(1048000)]
     c = sluice.connect(d.port)
     chunk = sluice.make_body(rnd, 100000, tag="bdat")
-    c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\n"
-           b"BDAT %d LAST\r\n" % len(chunk) + chunk)
-    r = c.replies(3, timeout=20)
-    T.line(r[2], NOSTORE, "BDAT: the chunk is read, then 452 4.3.1")
+    T.line(sluice.pipeline(c, b"BDAT %d LAST\r\n" % len(chunk) + chunk), NOSTORE,
+           "BDAT: the chunk is read, then 452 4.3.1")
     T.line(c.cmd("NOOP"), "250 2.0.0 Ok", "the session stays in step")
     T.eq(d.count(), count, "nothing queued for it")
     for i, h in enumerate(held):
         finish(h, sluice.make_body(rnd, 1000000, tag="bheld%d" % i), "BDAT holder %d" % i)
         h.close()
-    c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\n"
-           b"BDAT %d LAST\r\n" % len(chunk) + chunk)
-    r = c.replies(3, timeout=20)
-    q = sluice.qid_of(r[2])
-    if T.ok(q, "the BDAT message is queued once memory is free", str(r[2])):
+    r = sluice.pipeline(c, b"BDAT %d LAST\r\n" % len(chunk) + chunk)
+    if sluice.expect_queued(d, r, chunk, "the BDAT message, once memory is free"):
         count += 1
-        sluice.check_stored(d, q, chunk, what="BDAT message")
     c.close()
 
 T.eq(d.count(), count, "final queue count")

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "../../deliver/route.h"
+#include "../../engine/inbound.h"
 #include "../../proto/smtp_server.h"
 #include "check.h"
 
@@ -190,20 +191,6 @@ next_id(void *ctx, uint64_t now_ms)
 	return ++*last;
 }
 
-/* The engine's refusal hook, over the test's routes. */
-static const char *
-rcpt_refused(void *ctx, const char *addr)
-{
-	const char *at = strrchr(addr, '@');
-	const struct route *r;
-
-	if (at == NULL)
-		return NULL;
-	r = route_lookup(ctx, at + 1);
-	return r != NULL && r->transport.kind == ROUTE_ERROR ?
-	    r->transport.text : NULL;
-}
-
 static void
 run(const struct buf *wire, const struct setup *su, size_t step,
     struct buf *tr)
@@ -222,7 +209,7 @@ run(const struct buf *wire, const struct setup *su, size_t step,
 	    su->line, su->errors);
 	cfg.hops = su->hops;
 	cfg.junk_commands = su->junk;
-	cfg.rcpt_refused = rcpt_refused;
+	cfg.rcpt_refused = inbound_rcpt_refused;	/* the engine's own */
 	cfg.rcpt_ctx = (void *)&su->routes;
 	memset(&s, 0, sizeof(s));
 	smtp_session_init(&s, &cfg, (struct sockaddr *)&sin, su->relay != 0,

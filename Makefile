@@ -3,6 +3,7 @@
 #   make            build bin/sluiced and bin/sluicectl
 #   make run        install what is missing, build, run sluiced in the
 #                   foreground on its embedded default configuration
+#                   (creating the system user it runs as, `sluice`)
 #   make test       install, build, run every test; ends "N passed, N failed"
 #   make asan       the same tests against an ASan+UBSan build (build/asan)
 #   make fuzz       build the libFuzzer targets (clang)
@@ -45,7 +46,7 @@ TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2 nsd \
 	python3-aiosmtpd python3-dnspython
 DEPS_STAMP = build/.deps-ok
 
-.PHONY: all run test unit asan fuzz fuzz-run deps clean
+.PHONY: all run test unit asan fuzz fuzz-run deps user clean
 # Keep object files make considers intermediate (the tests' own): deleting
 # them costs a rebuild and prints after the test summary.
 .SECONDARY:
@@ -54,6 +55,9 @@ all: $(BIN)/sluiced $(BIN)/sluicectl $(BIN)/sluice-bench
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+# proto/ and engine/ must look at every buffer append's result (lib/buf.h).
+$(OBJ)/proto/%.o $(OBJ)/engine/%.o: ALL_CFLAGS += -DSLUICE_BUF_CHECKED
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -93,13 +97,21 @@ $(DEPS_STAMP): Makefile
 	fi
 	@mkdir -p build && touch $@
 
-run: deps all
+# The unprivileged user sluiced becomes after binding (config key user).
+SLUICE_USER = sluice
+user:
+	@getent passwd $(SLUICE_USER) >/dev/null || \
+		useradd --system --user-group --no-create-home \
+			--home-dir /nonexistent --shell /usr/sbin/nologin \
+			$(SLUICE_USER)
+
+run: deps all user
 	$(BIN)/sluiced
 
-test: deps all unit
+test: deps all unit user
 	SLUICE_BIN=$(abspath $(BIN)) SLUICE_UNIT=$(abspath $(UNIT)) tests/run.sh
 
-asan: deps
+asan: deps user
 	$(MAKE) O=build/asan OPT=-O1 \
 		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 		all unit

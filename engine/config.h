@@ -34,14 +34,28 @@ struct listen_cfg {
 	/* TLS, PROXY protocol and AUTH modes will be added here. */
 };
 
+/*
+ * Upper ends of ranges that other code depends on; each is tied to what
+ * depends on it by a static_assert there (shard.c, inbound.c, main.c).
+ */
+#define CONFIG_SHARDS_MAX	64		/* queue ids: 6 bits of shard */
+#define CONFIG_MESSAGE_SIZE_MAX	(UINT64_C(1) << 30) /* 32-bit records */
+#define CONFIG_RECIPIENTS_MAX	65535		/* 16-bit envelope count */
+#define CONFIG_LINE_LENGTH_MAX	65536		/* the session's line buffer */
+#define CONFIG_CONNECTIONS_MAX	1000000		/* the shards' counters */
+
 struct limits_cfg {
 	uint64_t message_size;		/* bytes, message after DATA/BDAT */
 	uint32_t recipients;		/* RCPT per transaction */
 	uint32_t line_length;		/* command line bytes incl. CRLF */
 	uint32_t errors;		/* error replies before 421 */
+	uint32_t hops;			/* Received: fields before 554 5.4.6 */
 	uint32_t idle_timeout_ms;	/* no input for this long: 421 */
+	uint32_t command_timeout_ms;	/* a command line this long: 421 */
+	uint32_t junk_commands;		/* before each counts as an error */
 	uint32_t connections;		/* inbound connections in total */
 	uint32_t connections_per_client; /* per client IP address */
+	uint64_t memory;		/* message bytes all sessions hold */
 };
 
 struct queue_cfg {
@@ -70,6 +84,8 @@ struct config {
 	char *source;			/* file name, or "(embedded default)" */
 	char *hostname;
 	char *spool;
+	char *user;			/* run as this user when started as
+					   root; "root" stays root */
 	uint32_t shards;		/* resolved: never 0 after load */
 	struct listen_cfg *listen;
 	size_t nlisten;

@@ -6,6 +6,11 @@
  * runs an io_uring event loop; one committer thread indexes durable
  * records in LMDB. See docs/architecture.md.
  *
+ * Started as root, everything that needs root (binding the listeners,
+ * opening and recovering the spool) happens before any thread starts;
+ * then the process becomes the configured user (engine/privs.c) and
+ * starts its threads as that user.
+ *
  * Exit status: 0 after a graceful stop or a good `-n` check, 1 on a
  * fatal error at start-up, 2 on a usage or configuration error.
  */
@@ -32,16 +37,23 @@
 #include "../queue/queue_commit.h"
 #include "config.h"
 #include "control.h"
+#include "inbound.h"
+#include "privs.h"
 #include "../deliver/deliver.h"
 #include "../lib/log.h"
 #include "shard.h"
 
 /* Queue ids carry 6 bits of shard number. */
-#define SHARDS_MAX 64
+static_assert(CONFIG_SHARDS_MAX == QUEUE_ID_SHARD_MAX + 1,
+    "shards and queue ids disagree");
+
 #define MAIN_TRIM_S 5				/* memory_return() period */
 #define MAIN_TRIM_FREE ((size_t)4 << 20)	/* worth trimming */
 
 extern char **environ;
+
+/* limits.memory: message bytes held by sessions, all shards together. */
+static struct budget inbound_memory;
 
 static void
 usage(FILE *f)
@@ -66,8 +78,23 @@ load_config(struct config *cfg, const char *path, char **ov, size_t nov)
 	if (config_load_report(cfg, path, ov, nov, environ, stderr) != 0)
 		exit(2);
 	/* The configuration's own range check keeps this true. */
-	if (cfg->shards == 0 || cfg->shards > SHARDS_MAX)
+	if (cfg->shards == 0 || cfg->shards > CONFIG_SHARDS_MAX)
 		log_panic("shards = %u after config_load", cfg->shards);
+}
+
+/*
+ * The delivery log as the delivery code opens it: "-" is standard error,
+ * an absolute path is itself, anything else is relative to the spool.
+ */
+static void
+dlog_path(const struct config *cfg, char *out, size_t n)
+{
+	const char *log = cfg->delivery.log;
+
+	if (log == NULL || strcmp(log, "-") == 0 || log[0] == '/')
+		snprintf(out, n, "%s", log != NULL ? log : "-");
+	else
+		snprintf(out, n, "%s/%s", cfg->spool, log);
 }
 
 /*
@@ -282,7 +309,8 @@ main(int argc, char **argv)
 	struct shard **shards;
 	struct config cfg;
 	const char *path = NULL;
-	char **ov = NULL, lsum[512];
+	char **ov = NULL, lsum[512], why[512], dlog[4096];
+	struct privs pv;
 	size_t nov = 0;
 	uint64_t last_qid = 0, total = 0;
 	int *efds, opt, check = 0, rc, sig;
@@ -317,6 +345,11 @@ main(int argc, char **argv)
 		return 2;
 	}
 	load_config(&cfg, path, ov, nov);
+	/* A missing user is the configuration's fault: report it as such. */
+	if (privs_lookup(&pv, cfg.user, why, sizeof(why)) < 0) {
+		fprintf(stderr, "%s: user: %s\n", cfg.source, why);
+		exit(2);
+	}
 	if (check) {
 		printf("configuration OK\n");
 		config_free(&cfg);
@@ -334,6 +367,7 @@ main(int argc, char **argv)
 
 	check_listeners(&cfg);
 	raise_fd_limit(&cfg);
+	privs_make_spool(&pv, cfg.spool);
 	if ((rc = queue_index_open(&qi, cfg.spool, cfg.queue.index_size, 0)) < 0)
 		log_fatal("cannot open the queue in %s: %s", cfg.spool,
 		    queue_strerror(rc));
@@ -359,7 +393,12 @@ main(int argc, char **argv)
 	smtp_server_cfg_init(&scfg, cfg.hostname, cfg.limits.message_size,
 	    cfg.limits.recipients, cfg.limits.line_length, cfg.limits.errors);
 	/* error: routes already refuse at RCPT; delivery will use the rest. */
-	scfg.routes = &cfg.routes;
+	scfg.hops = cfg.limits.hops;
+	scfg.junk_commands = cfg.limits.junk_commands;
+	budget_init(&inbound_memory, cfg.limits.memory);
+	scfg.memory = &inbound_memory;
+	scfg.rcpt_refused = inbound_rcpt_refused;
+	scfg.rcpt_ctx = &cfg.routes;
 	shards = calloc(cfg.shards, sizeof(*shards));
 	efds = calloc(cfg.shards, sizeof(*efds));
 	if (shards == NULL || efds == NULL)
@@ -369,6 +408,12 @@ main(int argc, char **argv)
 		    last_qid);
 		efds[i] = shard_eventfd(shards[i]);
 	}
+	/* Root's part is done: listeners bound, spool open and recovered. */
+	dlog_path(&cfg, dlog, sizeof(dlog));
+	privs_prepare(&pv, cfg.spool, dlog);
+	privs_drop(&pv);
+	privs_check_access(&pv, cfg.spool, dlog);
+
 	config_deliver_cfg(&cfg, &dcfg);
 	deliver_global_init(&dcfg, cfg.shards, efds, qi);
 	schedule_queue(qi);

@@ -45,6 +45,7 @@
 
 #include "../proto/smtp_server.h"
 #include "../queue/queue.h"
+#include "inbound.h"
 #include "../queue/queue_commit.h"
 #include "../deliver/deliver.h"
 #include "../lib/clock.h"
@@ -99,6 +100,8 @@ struct conn {
 	uint8_t inflight;
 	uint16_t client_bucket;
 	uint64_t deadline_ms;
+	uint64_t cmd_deadline_ms;	/* command line under way: its end by
+					 * then; 0 when none is */
 	struct buf tx;		/* bytes being sent (swapped from smtp.out) */
 	size_t tx_off;
 	struct commit_job *job;	/* record write in flight */
@@ -146,6 +149,7 @@ struct shard {
 	char next_name[64];
 
 	struct queue_id_gen idgen;
+	struct smtp_id_source ids;	/* idgen, for the sessions */
 	struct commit_job *pending_head, *pending_tail;	/* for committer */
 	uint32_t jobs_out;	/* jobs not yet back from the committer */
 	uint32_t seg_ops;	/* open/dirsync in flight */
@@ -164,7 +168,13 @@ struct shard {
  * little stricter for the unlucky pair.
  */
 static _Atomic uint32_t total_conns;
-static _Atomic uint16_t client_conns[1u << 16];
+static _Atomic uint32_t client_conns[1u << 16];
+/* A counter goes one past the limit before the check takes it back. */
+static_assert(CONFIG_CONNECTIONS_MAX < UINT32_MAX,
+    "connection counters too narrow for limits.connections");
+/* Records carry 32-bit lengths: the largest message and our header fit. */
+static_assert(CONFIG_MESSAGE_SIZE_MAX <= UINT32_MAX / 2,
+    "limits.message_size may pass a record's 32-bit length");
 
 static inline struct io_uring_sqe *
 get_sqe(struct shard *sh)
@@ -258,11 +268,8 @@ conn_free(struct shard *sh, struct conn *c)
 	c->fd = -1;
 	c->in_use = false;
 	c->gen++;
-	/* Keep modest buffers for the next session; drop big ones. */
-	if (c->smtp.msg.cap > (1u << 20))
-		buf_free(&c->smtp.msg);
-	if (c->smtp.in.cap > (1u << 18))
-		buf_free(&c->smtp.in);
+	/* Its memory back to the budget; modest buffers stay for the next. */
+	smtp_session_release(&c->smtp);
 	buf_reset(&c->tx);
 	c->next_free = sh->free_head;
 	sh->free_head = idx;
@@ -360,12 +367,12 @@ handle_accept(struct shard *sh, int fd)
 	c->tx_off = 0;
 	c->job = NULL;
 	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
+	c->cmd_deadline_ms = 0;
 	relay_ok = cidr_match(sh->cfg->allowed_networks,
 	    sh->cfg->nallowed_networks, (struct sockaddr *)&ss);
 	smtp_session_init(&c->smtp, sh->scfg, (struct sockaddr *)&ss, relay_ok,
-	    &sh->idgen);
-	smtp_session_greet(&c->smtp);
-	handle_event(sh, c, SMTP_EV_NONE);
+	    &sh->ids);
+	handle_event(sh, c, smtp_session_greet(&c->smtp));
 }
 
 /*
@@ -399,6 +406,21 @@ conn_flush(struct shard *sh, struct conn *c)
 }
 
 static void start_commit(struct shard *sh, struct conn *c);
+
+/*
+ * After the session took input: a command line begun starts the command
+ * deadline (once: it runs from the line's first byte, however slowly the
+ * rest drips in); none under way stops it.
+ */
+static void
+command_deadline(struct shard *sh, struct conn *c)
+{
+	if (!smtp_session_partial_command(&c->smtp))
+		c->cmd_deadline_ms = 0;
+	else if (c->cmd_deadline_ms == 0)
+		c->cmd_deadline_ms = sh->now_ms +
+		    sh->cfg->limits.command_timeout_ms;
+}
 
 /* React to what the session asked for, then keep I/O going. */
 static void
@@ -761,6 +783,7 @@ job_finish(struct shard *sh, struct commit_job *job)
 	if (live && !c->closing && c->smtp.state == SMTP_S_COMMIT) {
 		c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
 		ev = smtp_session_commit_done(&c->smtp, res);
+		command_deadline(sh, c);
 		handle_event(sh, c, ev);
 	}
 	if (res == SMTP_COMMIT_OK)
@@ -849,7 +872,7 @@ start_commit(struct shard *sh, struct conn *c)
 	rcpt = malloc(ss->nrcpt * sizeof(*rcpt));
 	if (rcpt == NULL)
 		goto nomem;
-	smtp_session_envelope(ss, &env, rcpt);
+	inbound_envelope(ss, &env, rcpt);
 	job = job_new(&env, ss->msg.data, ss->msg.len);
 	free(rcpt);
 	if (job == NULL)
@@ -1057,6 +1080,7 @@ handle_recv(struct shard *sh, struct conn *c, int res, uint32_t flags)
 	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
 	if (!c->closing) {
 		ev = smtp_session_input(&c->smtp, data, (size_t)res);
+		command_deadline(sh, c);
 	} else {
 		ev = SMTP_EV_NONE;
 	}
@@ -1189,6 +1213,10 @@ tick(struct shard *sh)
 			continue;
 		if (sh->now_ms >= c->deadline_ms) {
 			smtp_session_timeout(&c->smtp);
+			handle_event(sh, c, SMTP_EV_CLOSE);
+		} else if (c->cmd_deadline_ms != 0 &&
+		    sh->now_ms >= c->cmd_deadline_ms) {
+			smtp_session_command_timeout(&c->smtp);
 			handle_event(sh, c, SMTP_EV_CLOSE);
 		}
 	}
@@ -1326,6 +1354,7 @@ shard_create(unsigned id, const struct config *cfg,
 	sh->seg_seq = seg_seq;
 	sh->idgen.shard = id;
 	sh->idgen.last = last_qid;
+	sh->ids = (struct smtp_id_source){ inbound_next_id, &sh->idgen };
 	atomic_init(&sh->stop_requested, false);
 	sh->efd = eventfd(0, EFD_CLOEXEC);
 	if (sh->efd < 0)

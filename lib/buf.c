@@ -4,32 +4,52 @@
 #include "buf.h"
 
 #include <assert.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int
-buf_reserve(struct buf *b, size_t extra)
+/* Would len + extra pass the ceiling? */
+static bool
+past_max(const struct buf *b, size_t extra)
 {
-	size_t need, cap;
+	return b->max != 0 && (extra > b->max || b->len > b->max - extra);
+}
+
+/* Capacity for need bytes (need may be max + 1: a printf's NUL). */
+static int
+grow(struct buf *b, size_t need)
+{
+	size_t cap, limit = b->max != 0 ? b->max + 1 : SIZE_MAX;
 	char *p;
 
 	assert(b->len <= b->cap);
-	if (b->cap - b->len >= extra)
+	if (b->cap >= need)
 		return 0;
-	need = b->len + extra;
-	if (need < b->len)
-		return -ENOMEM;
+	assert(need <= limit);
 	cap = b->cap ? b->cap : 256;
 	while (cap < need)
 		cap = cap * 2 > cap ? cap * 2 : need;
+	if (cap > limit)
+		cap = limit;
 	p = realloc(b->data, cap);
 	if (p == NULL)
 		return -ENOMEM;
 	b->data = p;
 	b->cap = cap;
 	return 0;
+}
+
+int
+buf_reserve(struct buf *b, size_t extra)
+{
+	if (past_max(b, extra))
+		return -ENOBUFS;
+	if (b->len + extra < b->len)
+		return -ENOMEM;
+	return grow(b, b->len + extra);
 }
 
 int
@@ -58,8 +78,11 @@ buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 	va_end(ap2);
 	if (n < 0)
 		return -EINVAL;
+	if (past_max(b, (size_t)n))
+		return -ENOBUFS;
 	if ((size_t)n >= b->cap - b->len || b->data == NULL) {
-		if ((rc = buf_reserve(b, (size_t)n + 1)) < 0)
+		/* n bytes and vsnprintf's NUL, which may sit at max. */
+		if ((rc = grow(b, b->len + (size_t)n + 1)) < 0)
 			return rc;
 		n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
 		assert(n >= 0 && (size_t)n < b->cap - b->len);
@@ -98,5 +121,5 @@ buf_free(struct buf *b)
 	free(b->data);
 	b->data = NULL;
 	b->len = 0;
-	b->cap = 0;
+	b->cap = 0;	/* max stays: it is the buffer's contract */
 }

@@ -1,11 +1,17 @@
 /*
  * buf.h - a growable byte buffer with a hard ceiling.
  *
- * All-zero is a valid empty buffer. data[0..len) holds bytes; cap is the
- * allocation. Appends that would pass `max` (when non-zero) fail with
- * -ENOBUFS rather than grow without bound: every buffer in sluice has a
- * limit. Pointers into data stay valid until the next append, consume or
- * free on the same buffer.
+ * All-zero is a valid empty buffer without a ceiling. data[0..len) holds
+ * bytes; cap is the allocation. `max`, when not 0, is the ceiling on len:
+ * an append that would pass it fails with -ENOBUFS and changes nothing, so
+ * a buffer fed by a peer cannot grow without bound. The allocation stays
+ * within max + 1 (room for buf_printf's terminating NUL). Set max at any
+ * time; buf_reset() and buf_free() keep it. Pointers into data stay valid
+ * until the next append, consume or free on the same buffer.
+ *
+ * Every append can fail, so its result must be looked at. Code built with
+ * SLUICE_BUF_CHECKED (the Makefile defines it for proto/ and engine/) gets
+ * a compiler error when it ignores one.
  */
 #ifndef SLUICE_BUF_H
 #define SLUICE_BUF_H
@@ -14,26 +20,34 @@
 #include <stddef.h>
 #include <string.h>
 
+#ifdef SLUICE_BUF_CHECKED
+#define BUF_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define BUF_MUST_CHECK
+#endif
+
 struct buf {
 	char *data;
 	size_t len;
 	size_t cap;
+	size_t max;		/* ceiling on len; 0: none */
 };
 
-/* Make room for `extra` more bytes. 0, -ENOMEM. */
-int buf_reserve(struct buf *b, size_t extra);
-/* Append n bytes. 0, -ENOMEM. */
-int buf_append(struct buf *b, const void *p, size_t n);
+/* Make room for `extra` more bytes. 0, -ENOBUFS (past max), -ENOMEM. */
+int buf_reserve(struct buf *b, size_t extra) BUF_MUST_CHECK;
+/* Append n bytes. 0, -ENOBUFS (past max), -ENOMEM. */
+int buf_append(struct buf *b, const void *p, size_t n) BUF_MUST_CHECK;
+static inline int buf_puts(struct buf *b, const char *s) BUF_MUST_CHECK;
 static inline int
 buf_puts(struct buf *b, const char *s)
 {
 	return buf_append(b, s, strlen(s));
 }
-/* Append formatted text. 0, -ENOMEM. */
+/* Append formatted text. 0, -ENOBUFS (past max), -ENOMEM, -EINVAL. */
 int buf_printf(struct buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3))) BUF_MUST_CHECK;
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
-    __attribute__((format(printf, 2, 0)));
+    __attribute__((format(printf, 2, 0))) BUF_MUST_CHECK;
 /* Drop the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);
 /* Keep the allocation, drop the contents. */
@@ -42,7 +56,7 @@ buf_reset(struct buf *b)
 {
 	b->len = 0;
 }
-/* Release the allocation; the buffer is empty and reusable after. */
+/* Release the allocation; the buffer is empty (max kept) and reusable. */
 void buf_free(struct buf *b);
 
 #endif

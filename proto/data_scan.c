@@ -10,20 +10,132 @@
 #include "data_scan.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <string.h>
+
+/* The field a hop adds (RFC 5321 4.4), without its colon. */
+static const char received_name[] = "received";
+#define RECEIVED_NAME_LEN (sizeof(received_name) - 1)
+
+static char
+lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* A field name ended at its colon: count it if it is Received. */
+static void
+field_named(struct data_scan *ds)
+{
+	if (!ds->name_received || ds->name_len != RECEIVED_NAME_LEN)
+		return;
+	ds->received++;
+	if (ds->hops_max != 0 && ds->received > ds->hops_max)
+		ds->too_many_hops = true;
+}
+
+/*
+ * Follow the header section through message bytes (as stored). Field
+ * names are looked at byte by byte; the rest of each line is skipped with
+ * memchr, so a header section costs little more than its names.
+ */
+static void
+scan_headers(struct data_scan *ds, const char *p, size_t n)
+{
+	const char *lf;
+	size_t i = 0;
+	char c;
+
+	while (i < n && ds->hdr != DS_HDR_BODY) {
+		c = p[i];
+		switch (ds->hdr) {
+		case DS_HDR_LINE:
+			if (c == '\r') {
+				ds->hdr = DS_HDR_CR;
+			} else if (c == ' ' || c == '\t') {
+				ds->hdr = DS_HDR_REST;	/* continuation */
+			} else if (c > ' ' && c < 0x7f && c != ':') {
+				ds->hdr = DS_HDR_NAME;
+				ds->name_len = 1;
+				ds->name_received = lower(c) == received_name[0];
+			} else {
+				ds->hdr = DS_HDR_BODY;	/* not a header line */
+			}
+			i++;
+			break;
+		case DS_HDR_CR:
+			/* CRLF alone: the empty line before the body. */
+			ds->hdr = DS_HDR_BODY;
+			break;
+		case DS_HDR_NAME:
+			if (c == ':') {
+				field_named(ds);
+				ds->hdr = DS_HDR_REST;
+			} else if (c == ' ' || c == '\t') {
+				ds->hdr = DS_HDR_NAME_WSP;
+			} else if (c > ' ' && c < 0x7f) {
+				if (ds->name_len < RECEIVED_NAME_LEN)
+					ds->name_received &= lower(c) ==
+					    received_name[ds->name_len];
+				else
+					ds->name_received = false;
+				if (ds->name_len < UINT8_MAX)
+					ds->name_len++;
+			} else {
+				ds->hdr = DS_HDR_BODY;
+			}
+			i++;
+			break;
+		case DS_HDR_NAME_WSP:
+			if (c == ':') {
+				field_named(ds);
+				ds->hdr = DS_HDR_REST;
+			} else if (c != ' ' && c != '\t') {
+				ds->hdr = DS_HDR_BODY;
+			}
+			i++;
+			break;
+		case DS_HDR_REST:
+			lf = memchr(p + i, '\n', n - i);
+			if (lf == NULL)
+				return;
+			i = (size_t)(lf - p) + 1;
+			ds->hdr = DS_HDR_LINE;
+			break;
+		case DS_HDR_BODY:
+		default:
+			assert(!"data_scan: bad header state");
+			return;
+		}
+	}
+}
 
 static void
 emit(struct data_scan *ds, struct buf *out, const char *p, size_t n)
 {
 	ds->size += n;
-	if (ds->too_big || ds->nomem)
-		return;
-	if (ds->size > ds->max) {
+	if (ds->size > ds->max)
 		ds->too_big = true;
+	if (ds->too_big || ds->nomem || ds->no_room || ds->too_many_hops)
 		return;
+	/* Only flagged: a sink (bench/) keeps what it was sent. */
+	if (!ds->nul && memchr(p, '\0', n) != NULL)
+		ds->nul = true;
+	if (ds->hdr != DS_HDR_BODY) {
+		scan_headers(ds, p, n);
+		if (ds->too_many_hops)
+			return;	/* refused at the end: keep no more */
 	}
-	if (buf_append(out, p, n) < 0)
+	switch (buf_append(out, p, n)) {
+	case 0:
+		break;
+	case -ENOBUFS:
+		ds->no_room = true;
+		break;
+	default:
 		ds->nomem = true;
+		break;
+	}
 }
 
 /* Length of the run of bytes that are neither CR nor LF. */
@@ -150,4 +262,19 @@ data_scan(struct data_scan *ds, const char *p, size_t n, struct buf *out)
 		}
 	}
 	return n;
+}
+
+void
+data_scan_raw(struct data_scan *ds, const char *p, size_t n, struct buf *out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] == '\n' && ds->state != DS_CR)
+			ds->bare_lf = true;
+		else if (ds->state == DS_CR && p[i] != '\n')
+			ds->bare_cr = true;
+		ds->state = p[i] == '\r' ? DS_CR : DS_MID;
+	}
+	emit(ds, out, p, n);
 }

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -159,7 +160,45 @@ smtp_parse_path(char *arg, const char *keyword, bool allow_empty,
 		return SMTP_PATH_BAD_ADDR;
 	if (eight_bit && !utf8_ok)
 		return SMTP_PATH_NEEDS_UTF8;
+	if (eight_bit && !smtp_utf8_valid(p, strlen(p)))
+		return SMTP_PATH_BAD_UTF8;
 	return SMTP_PATH_OK;
+}
+
+bool
+smtp_utf8_valid(const char *p, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)p;
+	size_t i = 0, k, len;
+	uint32_t cp, min;
+
+	while (i < n) {
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if (s[i] >= 0xc2 && s[i] <= 0xdf) {
+			len = 2, cp = s[i] & 0x1f, min = 0x80;
+		} else if (s[i] >= 0xe0 && s[i] <= 0xef) {
+			len = 3, cp = s[i] & 0x0f, min = 0x800;
+		} else if (s[i] >= 0xf0 && s[i] <= 0xf4) {
+			len = 4, cp = s[i] & 0x07, min = 0x10000;
+		} else {
+			return false;	/* continuation byte, C0, C1, F5..FF */
+		}
+		if (n - i < len)
+			return false;
+		for (k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += len;
+	}
+	return true;
 }
 
 bool

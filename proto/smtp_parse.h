@@ -21,13 +21,15 @@ enum smtp_path_result {
 	SMTP_PATH_SYNTAX,	/* not "KEYWORD:<...>" at all: 501 5.5.4 */
 	SMTP_PATH_BAD_ADDR,	/* the address inside is malformed: 501 5.1.x */
 	SMTP_PATH_NEEDS_UTF8,	/* non-ASCII without SMTPUTF8: 553 5.6.7 */
+	SMTP_PATH_BAD_UTF8,	/* non-ASCII that is not UTF-8: 553 5.6.7 */
 };
 
 /*
  * Split "FROM:<a@b> SIZE=10" (keyword "FROM:") into the address (without
  * brackets, "" for <>) and the parameter string (or "" when none). Both
  * point into `arg`, which is modified. The address is checked with
- * smtp_address_ok(); allow_empty permits "<>" (MAIL only).
+ * smtp_address_ok(); allow_empty permits "<>" (MAIL only). Non-ASCII needs
+ * utf8_ok (the transaction is SMTPUTF8, RFC 6531) and must be UTF-8.
  */
 enum smtp_path_result smtp_parse_path(char *arg, const char *keyword,
     bool allow_empty, bool utf8_ok, char **addr, char **params);
@@ -38,6 +40,12 @@ enum smtp_path_result smtp_parse_path(char *arg, const char *keyword,
  * allow_postmaster. *eight_bit is set when it has non-ASCII octets.
  */
 bool smtp_address_ok(const char *addr, bool allow_postmaster, bool *eight_bit);
+
+/*
+ * Is p[0..n) well-formed UTF-8 (RFC 3629 section 4)? Overlong forms,
+ * surrogates (U+D800..U+DFFF) and code points above U+10FFFF are not.
+ */
+bool smtp_utf8_valid(const char *p, size_t n);
 
 /*
  * Take the next "KEY[=VALUE]" from *cursor (space separated). Returns false

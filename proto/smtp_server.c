@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,11 +25,31 @@
 #include <time.h>
 
 #include "../lib/clock.h"
+#include "../lib/hex.h"
 #include "../lib/log.h"
 #include "smtp_parse.h"
 
 /* Longest HELO name kept; longer ones are truncated (they are only logged). */
 #define SMTP_HELO_MAX 255
+
+/*
+ * Ceilings (lib/buf.h max) of the buffers the configuration does not size.
+ * Replies wait in out only while the client does not read them, and the
+ * engine stops reading a client that lets them pile up; input waits in in
+ * only while a command line is incomplete or the session is blocked, which
+ * the engine bounds by one receive. These are backstops far above both.
+ */
+#define SMTP_OUT_MAX (4u << 20)
+#define SMTP_IN_SLACK (256u << 10)	/* beyond one command line */
+
+/*
+ * Message memory: taken from the budget for a message of unknown size at
+ * its start (then doubled as it grows), and the most a message buffer
+ * keeps between transactions (bigger ones are freed).
+ */
+#define SMTP_MEM_FIRST (64u << 10)
+#define SMTP_MSG_KEEP (256u << 10)
+#define SMTP_IN_KEEP (256u << 10)
 
 static const char *const state_names[] = {
 	[SMTP_S_INIT] = "INIT",
@@ -59,6 +80,14 @@ enter_state(struct smtp_session *s, enum smtp_state st)
 	s->state = st;
 }
 
+static_assert(SMTP_ID_LEN == HEX64_LEN, "ids are printed in full");
+
+void
+smtp_id_format(uint64_t id, char out[SMTP_ID_LEN + 1])
+{
+	hex64_format(id, out);
+}
+
 void
 smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
     uint64_t message_size, uint32_t recipients, uint32_t line_length,
@@ -66,10 +95,12 @@ smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
 {
 	int n;
 
+	assert(line_length <= SMTP_LINE_MAX);
+	/* Hooks, hop and junk limits, memory: none unless the caller sets. */
+	memset(c, 0, sizeof(*c));
 	c->hostname = hostname;
 	c->message_size = message_size;
 	c->recipients = recipients;
-	c->routes = NULL;
 	c->line_length = line_length;
 	c->errors = errors;
 	n = snprintf(c->ehlo_reply, sizeof(c->ehlo_reply),
@@ -88,12 +119,24 @@ static void
 vreply(struct smtp_session *s, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
-/* Append one reply line; CRLF is added here. */
+/*
+ * Append one reply line; CRLF is added here. A reply that does not fit
+ * leaves no half line behind: the session fails (see session_failed()) and
+ * is closed after the replies before it.
+ */
 static void
 vreply(struct smtp_session *s, const char *fmt, va_list ap)
 {
-	if (buf_vprintf(&s->out, fmt, ap) < 0 || buf_puts(&s->out, "\r\n") < 0)
-		log_warn("out of memory for a reply");
+	size_t len = s->out.len;
+
+	if (buf_vprintf(&s->out, fmt, ap) < 0 ||
+	    buf_puts(&s->out, "\r\n") < 0) {
+		s->out.len = len;
+		if (!s->failed)
+			log_warn("%s: no room for a reply (%zu bytes unsent): "
+			    "closing", s->client_addr, len);
+		s->failed = true;
+	}
 }
 
 static void
@@ -108,6 +151,20 @@ reply(struct smtp_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vreply(s, fmt, ap);
 	va_end(ap);
+}
+
+/*
+ * One more error (what: "errors", or "junk commands" when a junk command
+ * past its limit tipped it); at limits.errors the session ends with 421.
+ */
+static void
+count_error(struct smtp_session *s, const char *what)
+{
+	if (++s->errors >= s->cfg->errors && s->state != SMTP_S_QUIT) {
+		reply(s, "421 4.7.0 %s Error: too many %s", s->cfg->hostname,
+		    what);
+		enter_state(s, SMTP_S_QUIT);
+	}
 }
 
 /* An error reply: counted, and the session ends at the limit. */
@@ -123,19 +180,19 @@ reply_error(struct smtp_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vreply(s, fmt, ap);
 	va_end(ap);
-	if (++s->errors >= s->cfg->errors && s->state != SMTP_S_QUIT) {
-		reply(s, "421 4.7.0 %s Error: too many errors",
-		    s->cfg->hostname);
-		enter_state(s, SMTP_S_QUIT);
-	}
+	count_error(s, "errors");
 }
 
 void
 smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
-    const struct sockaddr *peer, bool relay_ok, struct queue_id_gen *idgen)
+    const struct sockaddr *peer, bool relay_ok,
+    const struct smtp_id_source *ids)
 {
 	struct buf in = s->in, out = s->out, msg = s->msg, env = s->env;
+	int rc;
 
+	/* The engine gave the last session's memory back (release()). */
+	assert(s->mem_held == 0);
 	/* Keep the buffers' allocations across sessions in the same slot. */
 	memset(s, 0, sizeof(*s));
 	s->in = in;
@@ -146,8 +203,13 @@ smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
 	buf_reset(&s->out);
 	buf_reset(&s->msg);
 	buf_reset(&s->env);
+	s->in.max = (size_t)cfg->line_length + SMTP_IN_SLACK;
+	s->out.max = SMTP_OUT_MAX;
+	/* The HELO name, the sender and every recipient, NUL-terminated. */
+	s->env.max = SMTP_HELO_MAX + 1 +
+	    ((size_t)cfg->recipients + 1) * (SMTP_PATH_MAX + 1);
 	s->cfg = cfg;
-	s->idgen = idgen;
+	s->ids = ids;
 	s->relay_ok = relay_ok;
 	s->state = SMTP_S_INIT;
 	if (peer->sa_family == AF_INET) {
@@ -166,23 +228,86 @@ smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
 		snprintf(s->client_addr, sizeof(s->client_addr), "unknown");
 	}
 	/* env always starts with the HELO name, empty until given. */
-	buf_append(&s->env, "", 1);
+	if ((rc = buf_append(&s->env, "", 1)) < 0) {
+		log_warn("%s: session: %s", s->client_addr, strerror(-rc));
+		s->failed = true;	/* the greeting says so */
+	}
 	s->sender_off = 1;
+}
+
+static void mem_release(struct smtp_session *s);
+
+void
+smtp_session_release(struct smtp_session *s)
+{
+	if (s->cfg != NULL)
+		mem_release(s);
+	if (s->msg.cap > SMTP_MSG_KEEP)
+		buf_free(&s->msg);
+	if (s->in.cap > SMTP_IN_KEEP)
+		buf_free(&s->in);
 }
 
 void
 smtp_session_free(struct smtp_session *s)
 {
+	smtp_session_release(s);
 	buf_free(&s->in);
 	buf_free(&s->out);
 	buf_free(&s->msg);
 	buf_free(&s->env);
 }
 
-void
+enum smtp_event
 smtp_session_greet(struct smtp_session *s)
 {
+	if (s->failed) {
+		reply(s, "421 4.3.0 %s Error: out of memory", s->cfg->hostname);
+		enter_state(s, SMTP_S_QUIT);
+		return SMTP_EV_CLOSE;
+	}
 	reply(s, "220 %s ESMTP sluice", s->cfg->hostname);
+	return SMTP_EV_NONE;
+}
+
+/*
+ * Hold room for `total` bytes in msg (capped at msg_limit): take from the
+ * memory budget and raise msg's ceiling to match. Doubles what it holds
+ * when it can, so a message costs a few atomic operations, not one per
+ * read. False when the budget cannot cover total: msg keeps its ceiling.
+ */
+static bool
+mem_reserve(struct smtp_session *s, uint64_t total)
+{
+	struct budget *b = s->cfg->memory;
+	uint64_t want;
+
+	if (total > s->msg_limit)
+		total = s->msg_limit;
+	if (total <= s->mem_held)
+		return true;
+	want = s->mem_held * 2 > total ? s->mem_held * 2 : total;
+	if (want > s->msg_limit)
+		want = s->msg_limit;
+	if (b != NULL && !budget_take(b, want - s->mem_held)) {
+		if (want == total || !budget_take(b, total - s->mem_held))
+			return false;
+		want = total;
+	}
+	s->mem_held = want;
+	s->msg.max = (size_t)want;
+	return true;
+}
+
+/* Give back what msg held of the budget; msg may not grow until more. */
+static void
+mem_release(struct smtp_session *s)
+{
+	if (s->mem_held > 0 && s->cfg->memory != NULL)
+		budget_give(s->cfg->memory, s->mem_held);
+	s->mem_held = 0;
+	s->msg_limit = 0;
+	s->msg.max = 0;
 }
 
 /* Drop the transaction, keep the HELO name. */
@@ -193,12 +318,17 @@ reset_transaction(struct smtp_session *s)
 	s->nrcpt = 0;
 	s->nrcpt_tried = 0;
 	s->declared_size = 0;
-	s->body = QUEUE_BODY_7BIT;
+	s->body = SMTP_BODY_7BIT;
 	s->smtputf8 = false;
 	s->qid = 0;
 	s->bdat_left = 0;
 	s->bdat_last = false;
 	s->bdat_bad = false;
+	s->bdat_nostore = false;
+	/* Never during SMTP_S_COMMIT: the engine writes from msg then. */
+	mem_release(s);
+	if (s->msg.cap > SMTP_MSG_KEEP)
+		buf_free(&s->msg);
 	buf_reset(&s->msg);
 	if (s->state != SMTP_S_QUIT)
 		enter_state(s, s->helo_seen ? SMTP_S_READY : SMTP_S_INIT);
@@ -206,18 +336,32 @@ reset_transaction(struct smtp_session *s)
 
 /* ---- commands -------------------------------------------------------- */
 
-static void
+/* Keep the HELO name (it starts env). False when there is no room. */
+static bool
 set_helo(struct smtp_session *s, const char *name)
 {
 	size_t n = strlen(name);
+	int rc;
 
 	if (n > SMTP_HELO_MAX)
 		n = SMTP_HELO_MAX;
-	buf_reset(&s->env);
-	buf_append(&s->env, name, n);
-	buf_append(&s->env, "", 1);
+	s->env.len = 0;
+	if (buf_reserve(&s->env, n + 1) < 0) {
+		/* env is the empty HELO name again; its byte is still there. */
+		assert(s->env.data != NULL && s->env.cap > 0);
+		s->env.len = 1;
+		s->env.data[0] = '\0';
+		s->sender_off = 1;
+		return false;
+	}
+	rc = buf_append(&s->env, name, n);
+	assert(rc == 0);	/* reserved */
+	rc = buf_append(&s->env, "", 1);
+	assert(rc == 0);
+	(void)rc;
 	s->sender_off = (uint32_t)s->env.len;
 	s->helo_seen = true;
+	return true;
 }
 
 /*
@@ -242,12 +386,16 @@ cmd_helo_common(struct smtp_session *s, char *arg, bool esmtp)
 		return;
 	}
 	/* RFC 5321 4.1.4: EHLO/HELO resets any transaction. */
-	set_helo(s, arg);
-	s->esmtp = esmtp;
 	reset_transaction(s);
+	if (!set_helo(s, arg)) {
+		reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
+	s->esmtp = esmtp;
 	enter_state(s, SMTP_S_READY);
-	if (esmtp)
-		buf_puts(&s->out, s->cfg->ehlo_reply);
+	if (esmtp)	/* ehlo_reply has its CRLFs; reply() adds the last */
+		reply(s, "%.*s", (int)strlen(s->cfg->ehlo_reply) - 2,
+		    s->cfg->ehlo_reply);
 	else
 		reply(s, "250 %s", s->cfg->hostname);
 }
@@ -269,7 +417,7 @@ cmd_mail(struct smtp_session *s, char *arg)
 {
 	char *addr, *params, *key, *val;
 	unsigned long long size = 0;
-	uint8_t body = QUEUE_BODY_7BIT;
+	uint8_t body = SMTP_BODY_7BIT;
 	bool utf8 = false;
 	enum smtp_path_result pr;
 
@@ -296,6 +444,9 @@ cmd_mail(struct smtp_session *s, char *arg)
 	case SMTP_PATH_NEEDS_UTF8:
 		reply_error(s, "553 5.6.7 Sender address needs SMTPUTF8");
 		return;
+	case SMTP_PATH_BAD_UTF8:
+		reply_error(s, "553 5.6.7 Sender address is not valid UTF-8");
+		return;
 	default:
 		log_panic("bad path result %d", (int)pr);
 	}
@@ -316,9 +467,9 @@ cmd_mail(struct smtp_session *s, char *arg)
 			}
 		} else if (strcasecmp(key, "BODY") == 0 && val != NULL) {
 			if (strcasecmp(val, "7BIT") == 0) {
-				body = QUEUE_BODY_7BIT;
+				body = SMTP_BODY_7BIT;
 			} else if (strcasecmp(val, "8BITMIME") == 0) {
-				body = QUEUE_BODY_8BITMIME;
+				body = SMTP_BODY_8BITMIME;
 			} else {
 				reply_error(s, "501 5.5.4 Unsupported BODY "
 				    "type: %s", val);
@@ -336,7 +487,11 @@ cmd_mail(struct smtp_session *s, char *arg)
 		return;
 	}
 	s->env.len = s->sender_off;
-	buf_append(&s->env, addr, strlen(addr) + 1);
+	if (buf_append(&s->env, addr, strlen(addr) + 1) < 0) {
+		/* RFC 5321 4.2.3: 452 is MAIL's "insufficient storage". */
+		reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
 	s->rcpt_off0 = (uint32_t)s->env.len;
 	s->declared_size = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
 	s->body = body;
@@ -350,8 +505,7 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 {
 	char *addr, *params, *key, *val;
 	enum smtp_path_result pr;
-	const struct route *r;
-	const char *at;
+	const char *refusal;
 
 	if (s->state != SMTP_S_MAIL && s->state != SMTP_S_RCPT) {
 		if (s->state == SMTP_S_INIT)
@@ -374,6 +528,10 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 	case SMTP_PATH_NEEDS_UTF8:
 		reply_error(s, "553 5.6.7 Recipient address needs SMTPUTF8");
 		return;
+	case SMTP_PATH_BAD_UTF8:
+		reply_error(s, "553 5.6.7 Recipient address is not valid "
+		    "UTF-8");
+		return;
 	default:
 		log_panic("bad path result %d", (int)pr);
 	}
@@ -390,18 +548,20 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 		reply_error(s, "554 5.7.1 <%s>: Relay access denied", addr);
 		return;
 	}
-	if (s->cfg->routes != NULL && (at = strrchr(addr, '@')) != NULL &&
-	    (r = route_lookup(s->cfg->routes, at + 1)) != NULL &&
-	    r->transport.kind == ROUTE_ERROR) {
+	if (s->cfg->rcpt_refused != NULL &&
+	    (refusal = s->cfg->rcpt_refused(s->cfg->rcpt_ctx, addr)) != NULL) {
 		/*
-		 * An error: route refuses here, while the client can still
-		 * tell its sender (Postfix transport(5) "error"). Policy, not
-		 * a client mistake: not counted towards limits.errors.
+		 * Refused here, while the client can still tell its sender
+		 * (an error: route, as Postfix transport(5) "error"). Policy,
+		 * not a client mistake: not counted towards limits.errors.
 		 */
-		reply(s, "%s", r->transport.text);
+		reply(s, "%s", refusal);
 		return;
 	}
-	buf_append(&s->env, addr, strlen(addr) + 1);
+	if (buf_append(&s->env, addr, strlen(addr) + 1) < 0) {
+		reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
 	s->nrcpt++;
 	enter_state(s, SMTP_S_RCPT);
 	reply(s, "250 2.1.5 Ok");
@@ -417,28 +577,45 @@ format_date(uint64_t us, char *out, size_t n)
 	strftime(out, n, "%a, %d %b %Y %H:%M:%S +0000", &tm);
 }
 
-/* Start the message: pick its id and write our Received: header. */
-static void
-begin_message(struct smtp_session *s)
+/*
+ * Start the message: pick its id, write our Received: header and take
+ * room for `expect` bytes of data from the memory budget. False when the
+ * budget cannot cover them: nothing is kept then.
+ */
+static bool
+begin_message(struct smtp_session *s, uint64_t expect)
 {
-	char qid[QUEUE_ID_LEN + 1], date[64];
+	char qid[SMTP_ID_LEN + 1], date[64];
 	const char *proto = s->esmtp ? "ESMTP" : "SMTP";
 
 	s->arrival_us = clock_real_us();
-	s->qid = queue_id_next(s->idgen, s->arrival_us / 1000u);
-	queue_id_format(s->qid, qid);
+	s->qid = s->ids->next(s->ids->ctx, s->arrival_us / 1000u);
+	assert(s->qid != 0);
+	smtp_id_format(s->qid, qid);
 	format_date(s->arrival_us, date, sizeof(date));
-	buf_reset(&s->msg);
-	/* RFC 5321 4.4: "from" the HELO name and address, "by" us, "id". */
-	buf_printf(&s->msg, "Received: from %s ([%s])\r\n"
-	    "\tby %s (sluice) with %s id %s",
-	    s->env.data, s->client_addr, s->cfg->hostname, proto, qid);
-	if (s->nrcpt == 1)
-		buf_printf(&s->msg, "\r\n\tfor <%s>; %s\r\n",
-		    s->env.data + s->rcpt_off0, date);
-	else
-		buf_printf(&s->msg, ";\r\n\t%s\r\n", date);
 	data_scan_init(&s->ds, s->cfg->message_size);
+	s->ds.hops_max = s->cfg->hops;
+	assert(s->mem_held == 0);
+	buf_reset(&s->msg);
+	s->msg.max = 0;		/* the header is ours; the data is bounded */
+	/* RFC 5321 4.4: "from" the HELO name and address, "by" us, "id". */
+	if (buf_printf(&s->msg, "Received: from %s ([%s])\r\n"
+	    "\tby %s (sluice) with %s id %s",
+	    s->env.data, s->client_addr, s->cfg->hostname, proto, qid) < 0 ||
+	    (s->nrcpt == 1 ?
+	    buf_printf(&s->msg, "\r\n\tfor <%s>; %s\r\n",
+	    s->env.data + s->rcpt_off0, date) :
+	    buf_printf(&s->msg, ";\r\n\t%s\r\n", date)) < 0)
+		s->ds.nomem = true;	/* the data is read, then refused */
+	s->msg_limit = s->msg.len + s->cfg->message_size;
+	s->msg.max = s->msg.len;	/* more once it is paid for */
+	if (!mem_reserve(s, s->msg.len + expect)) {
+		mem_release(s);
+		buf_reset(&s->msg);
+		s->qid = 0;
+		return false;
+	}
+	return true;
 }
 
 static bool
@@ -468,7 +645,16 @@ cmd_data(struct smtp_session *s, char *arg)
 	}
 	if (!need_recipients(s))
 		return;
-	begin_message(s);
+	if (!begin_message(s, s->declared_size != 0 ? s->declared_size :
+	    SMTP_MEM_FIRST)) {
+		/*
+		 * limits.memory: other messages hold what this one needs.
+		 * Postfix's words for a full queue; the transaction stays,
+		 * so the client may try DATA again or later.
+		 */
+		reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
 	enter_state(s, SMTP_S_DATA);
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
@@ -504,8 +690,10 @@ cmd_bdat(struct smtp_session *s, char *arg)
 	if (s->state == SMTP_S_BDAT_WAIT) {
 		s->bdat_bad = false;
 	} else if (s->state == SMTP_S_RCPT) {
-		begin_message(s);
 		s->bdat_bad = false;
+		/* No room: the chunk is read all the same, then 452. */
+		s->bdat_nostore = !begin_message(s,
+		    size > s->declared_size ? size : s->declared_size);
 	} else {
 		s->bdat_bad = true;
 		s->bdat_prev = s->state;
@@ -559,21 +747,30 @@ cmd_not_implemented(struct smtp_session *s, char *arg)
 	reply_error(s, "502 5.5.1 Error: command not supported");
 }
 
+/*
+ * A junk command moves no mail (Postfix's smtpd_junk_command_limit counts
+ * NOOP, VRFY, ETRN and RSET): past limits.junk_commands since the last
+ * message queued, each one also counts as an error. Commands we do not
+ * implement are errors anyway.
+ */
+#define SMTP_CMD_JUNK 0x1
+
 static const struct smtp_cmd {
 	const char *verb;
 	void (*fn)(struct smtp_session *, char *);
+	unsigned flags;
 } smtp_cmds[] = {
-	{ "MAIL", cmd_mail },
-	{ "RCPT", cmd_rcpt },
-	{ "DATA", cmd_data },
-	{ "BDAT", cmd_bdat },
-	{ "EHLO", cmd_ehlo },
-	{ "HELO", cmd_helo },
-	{ "RSET", cmd_rset },
-	{ "NOOP", cmd_noop },
-	{ "QUIT", cmd_quit },
-	{ "VRFY", cmd_vrfy },
-	{ "HELP", cmd_help },
+	{ "MAIL", cmd_mail, 0 },
+	{ "RCPT", cmd_rcpt, 0 },
+	{ "DATA", cmd_data, 0 },
+	{ "BDAT", cmd_bdat, 0 },
+	{ "EHLO", cmd_ehlo, 0 },
+	{ "HELO", cmd_helo, 0 },
+	{ "RSET", cmd_rset, SMTP_CMD_JUNK },
+	{ "NOOP", cmd_noop, SMTP_CMD_JUNK },
+	{ "QUIT", cmd_quit, 0 },
+	{ "VRFY", cmd_vrfy, SMTP_CMD_JUNK },
+	{ "HELP", cmd_help, SMTP_CMD_JUNK },
 	{ "STARTTLS", cmd_not_implemented },
 	{ "AUTH", cmd_not_implemented },
 	{ "EXPN", cmd_not_implemented },
@@ -613,6 +810,10 @@ do_command(struct smtp_session *s, char *line)
 				return;
 			}
 			smtp_cmds[i].fn(s, arg);
+			if ((smtp_cmds[i].flags & SMTP_CMD_JUNK) &&
+			    s->cfg->junk_commands != 0 &&
+			    ++s->junk > s->cfg->junk_commands)
+				count_error(s, "junk commands");
 			return;
 		}
 	}
@@ -621,25 +822,47 @@ do_command(struct smtp_session *s, char *line)
 
 /* ---- message end ----------------------------------------------------- */
 
+/*
+ * The message is refused: the transaction ends and `line` is the reply.
+ * counted: the client's mistake, which counts towards limits.errors;
+ * policy and our own shortage do not.
+ */
+static enum smtp_event
+refuse_message(struct smtp_session *s, bool counted, const char *line)
+{
+	reset_transaction(s);
+	if (counted)
+		reply_error(s, "%s", line);
+	else
+		reply(s, "%s", line);
+	return SMTP_EV_NONE;
+}
+
 /* Judge a complete message; COMMIT when it should be queued. */
 static enum smtp_event
 finish_message(struct smtp_session *s)
 {
-	if (s->ds.bare_cr || s->ds.bare_lf) {
-		reset_transaction(s);
-		reply_error(s, "554 5.6.0 Error: bare CR or LF in message data");
-		return SMTP_EV_NONE;
-	}
-	if (s->ds.too_big) {
-		reset_transaction(s);
-		reply_error(s, "552 5.3.4 Error: message file too big");
-		return SMTP_EV_NONE;
-	}
-	if (s->ds.nomem) {
-		reset_transaction(s);
-		reply(s, "451 4.3.0 Error: out of memory");
-		return SMTP_EV_NONE;
-	}
+	if (s->ds.bare_cr || s->ds.bare_lf)
+		return refuse_message(s, true,
+		    "554 5.6.0 Error: bare CR or LF in message data");
+	if (s->ds.too_big)
+		return refuse_message(s, true,
+		    "552 5.3.4 Error: message file too big");
+	/* RFC 5321 6.3: a loop. Postfix's code and words (hopcount_limit). */
+	if (s->ds.too_many_hops)
+		return refuse_message(s, false,
+		    "554 5.4.6 Error: too many hops");
+	/* limits.memory ran out while the message streamed. */
+	if (s->ds.no_room)
+		return refuse_message(s, false,
+		    "452 4.3.1 Insufficient system storage");
+	/* Not text (RFC 5321 2.3.8, RFC 6152 2): BINARYMIME only. */
+	if (s->ds.nul)
+		return refuse_message(s, true,
+		    "554 5.6.0 Error: NUL character in message data");
+	if (s->ds.nomem)
+		return refuse_message(s, false,
+		    "451 4.3.0 Error: out of memory");
 	enter_state(s, SMTP_S_COMMIT);
 	return SMTP_EV_COMMIT;
 }
@@ -647,14 +870,15 @@ finish_message(struct smtp_session *s)
 enum smtp_event
 smtp_session_commit_done(struct smtp_session *s, enum smtp_commit_result res)
 {
-	char qid[QUEUE_ID_LEN + 1];
+	char qid[SMTP_ID_LEN + 1];
 
 	assert(s->state == SMTP_S_COMMIT);
 	switch (res) {
 	case SMTP_COMMIT_OK:
-		queue_id_format(s->qid, qid);
+		smtp_id_format(s->qid, qid);
 		reply(s, "250 2.0.0 Ok: queued as %s", qid);
 		s->messages++;
+		s->junk = 0;	/* as Postfix: the count restarts with mail */
 		break;
 	case SMTP_COMMIT_NOSPACE:
 		reply(s, "452 4.3.1 Insufficient system storage");
@@ -671,32 +895,6 @@ smtp_session_commit_done(struct smtp_session *s, enum smtp_commit_result res)
 	return smtp_session_input(s, NULL, 0);
 }
 
-/*
- * Scan a BDAT chunk's bytes for bare CR and LF (the message is kept in
- * CRLF form whichever command carried it) and store them.
- */
-static void
-bdat_take(struct smtp_session *s, const char *p, size_t n)
-{
-	struct data_scan *ds = &s->ds;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (p[i] == '\n' && ds->state != DS_CR)
-			ds->bare_lf = true;
-		else if (ds->state == DS_CR && p[i] != '\n')
-			ds->bare_cr = true;
-		ds->state = p[i] == '\r' ? DS_CR : DS_MID;
-	}
-	ds->size += n;
-	if (ds->too_big || ds->size > ds->max) {
-		ds->too_big = true;
-		return;
-	}
-	if (buf_append(&s->msg, p, n) < 0)
-		ds->nomem = true;
-}
-
 static enum smtp_event
 bdat_chunk_done(struct smtp_session *s)
 {
@@ -709,11 +907,13 @@ bdat_chunk_done(struct smtp_session *s)
 		(void)need_recipients(s);
 		return SMTP_EV_NONE;
 	}
-	if (s->ds.too_big) {
-		reset_transaction(s);
-		reply_error(s, "552 5.3.4 Error: message file too big");
-		return SMTP_EV_NONE;
-	}
+	/* RFC 3030 2: after an error reply the transaction has failed. */
+	if (s->ds.too_big)
+		return refuse_message(s, true,
+		    "552 5.3.4 Error: message file too big");
+	if (s->bdat_nostore || s->ds.no_room)	/* limits.memory */
+		return refuse_message(s, false,
+		    "452 4.3.1 Insufficient system storage");
 	if (!s->bdat_last) {
 		enter_state(s, SMTP_S_BDAT_WAIT);
 		reply(s, "250 2.0.0 Ok: %llu octets received", got);
@@ -727,7 +927,7 @@ bdat_chunk_done(struct smtp_session *s)
 /* ---- input ----------------------------------------------------------- */
 
 /* Scratch for one command line, NUL-terminated (lines are bounded). */
-static _Thread_local char line_buf[65536 + 1];
+static _Thread_local char line_buf[SMTP_LINE_MAX + 1];
 
 /*
  * Consume what we can of cur[0..len). Returns the bytes used and the event
@@ -744,6 +944,8 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 	while (off < len) {
 		switch (s->state) {
 		case SMTP_S_DATA:
+			/* Unstuffing only shrinks: len - off bytes at most. */
+			(void)mem_reserve(s, s->msg.len + (len - off));
 			off += data_scan(&s->ds, cur + off, len - off, &s->msg);
 			if (s->ds.state == DS_DONE)
 				*ev = finish_message(s);
@@ -752,8 +954,11 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 			take = len - off;
 			if (take > s->bdat_left)
 				take = (size_t)s->bdat_left;
-			if (!s->bdat_bad)
-				bdat_take(s, cur + off, take);
+			if (!s->bdat_bad && !s->bdat_nostore) {
+				/* On failure msg stops at its ceiling. */
+				(void)mem_reserve(s, s->msg.len + take);
+				data_scan_raw(&s->ds, cur + off, take, &s->msg);
+			}
 			off += take;
 			s->bdat_left -= take;
 			break;
@@ -805,6 +1010,9 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 		/* A zero-length BDAT chunk ends without any input. */
 		if (s->state == SMTP_S_BDAT && s->bdat_left == 0)
 			*ev = bdat_chunk_done(s);
+		/* A reply did not fit: stop here (not while a commit waits). */
+		if (s->failed && s->state != SMTP_S_COMMIT)
+			enter_state(s, SMTP_S_QUIT);
 		if (*ev != SMTP_EV_NONE)
 			return off;
 		if (s->state == SMTP_S_QUIT) {
@@ -815,18 +1023,40 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 	return off;
 }
 
+/*
+ * Input that cannot be kept (past in's ceiling, or no memory) ends the
+ * session: what it said can no longer be answered in order.
+ */
+static enum smtp_event
+input_overflow(struct smtp_session *s, int err)
+{
+	log_warn("%s: input not kept (%s): closing", s->client_addr,
+	    strerror(-err));
+	if (err == -ENOBUFS)
+		reply(s, "421 4.7.0 %s Error: too much pipelined input",
+		    s->cfg->hostname);
+	else
+		reply(s, "421 4.3.0 %s Error: out of memory", s->cfg->hostname);
+	enter_state(s, SMTP_S_QUIT);
+	return SMTP_EV_CLOSE;
+}
+
 enum smtp_event
 smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 {
 	enum smtp_event ev;
 	size_t used;
 
+	int rc;
+
+	if (s->failed && s->state != SMTP_S_COMMIT)
+		enter_state(s, SMTP_S_QUIT);
 	if (s->state == SMTP_S_QUIT)
 		return SMTP_EV_CLOSE;
 	if (s->in.len > 0 || s->state == SMTP_S_COMMIT) {
 		/* Earlier input waits, so the new bytes queue behind it. */
-		if (n > 0 && buf_append(&s->in, p, n) < 0)
-			return SMTP_EV_CLOSE;
+		if (n > 0 && (rc = buf_append(&s->in, p, n)) < 0)
+			return input_overflow(s, rc);
 		if (s->state == SMTP_S_COMMIT)
 			return SMTP_EV_NONE;
 		used = consume(s, s->in.data, s->in.len, &ev);
@@ -834,39 +1064,14 @@ smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 	} else {
 		used = consume(s, p, n, &ev);
 		if (used < n && ev != SMTP_EV_CLOSE &&
-		    buf_append(&s->in, p + used, n - used) < 0)
-			return SMTP_EV_CLOSE;
+		    (rc = buf_append(&s->in, p + used, n - used)) < 0)
+			return input_overflow(s, rc);
 	}
+	if (s->failed && s->state != SMTP_S_COMMIT)
+		enter_state(s, SMTP_S_QUIT);
 	if (ev == SMTP_EV_NONE && s->state == SMTP_S_QUIT)
 		ev = SMTP_EV_CLOSE;
 	return ev;
-}
-
-void
-smtp_session_envelope(const struct smtp_session *s, struct envelope *e,
-    const char **rcpt_array)
-{
-	const char *p = s->env.data + s->rcpt_off0;
-	uint32_t i;
-
-	assert(s->state == SMTP_S_COMMIT);
-	assert(s->nrcpt > 0);
-	memset(e, 0, sizeof(*e));
-	e->qid = s->qid;
-	e->arrival_us = s->arrival_us;
-	e->body = s->body;
-	e->smtputf8 = s->smtputf8;
-	e->nrcpt = (uint16_t)s->nrcpt;
-	e->declared_size = s->declared_size;
-	e->sender = s->env.data + s->sender_off;
-	e->client_addr = s->client_addr;
-	e->helo = s->env.data;
-	e->protocol = s->esmtp ? "ESMTP" : "SMTP";
-	for (i = 0; i < s->nrcpt; i++) {
-		rcpt_array[i] = p;
-		p += strlen(p) + 1;
-	}
-	e->rcpt = rcpt_array;
 }
 
 void
@@ -874,6 +1079,30 @@ smtp_session_timeout(struct smtp_session *s)
 {
 	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
 	enter_state(s, SMTP_S_QUIT);
+}
+
+void
+smtp_session_command_timeout(struct smtp_session *s)
+{
+	reply(s, "421 4.4.2 %s Error: command not completed in time",
+	    s->cfg->hostname);
+	enter_state(s, SMTP_S_QUIT);
+}
+
+bool
+smtp_session_partial_command(const struct smtp_session *s)
+{
+	switch (s->state) {
+	case SMTP_S_INIT:
+	case SMTP_S_READY:
+	case SMTP_S_MAIL:
+	case SMTP_S_RCPT:
+	case SMTP_S_BDAT_WAIT:
+		/* consume() leaves only an incomplete line in `in`. */
+		return s->in.len > 0 || s->skip_line;
+	default:
+		return false;
+	}
 }
 
 enum smtp_event

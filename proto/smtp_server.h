@@ -20,10 +20,38 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "../lib/budget.h"
 #include "../lib/buf.h"
-#include "../queue/queue.h"
-#include "../deliver/route.h"
 #include "data_scan.h"
+
+/*
+ * The body type a client declared with MAIL BODY= (RFC 6152; BINARYMIME is
+ * RFC 3030's, not offered yet). The engine stores it in the envelope and
+ * ties these values to the queue's with static_assert.
+ */
+enum smtp_body {
+	SMTP_BODY_7BIT = 0,	/* none given, or BODY=7BIT */
+	SMTP_BODY_8BITMIME = 1,
+	SMTP_BODY_BINARYMIME = 2,
+};
+
+/*
+ * Message ids are 64-bit numbers the engine hands out (smtp_id_source);
+ * the session prints them as SMTP_ID_LEN upper-case hex digits, in the
+ * Received: header and in "250 ... queued as ID".
+ */
+#define SMTP_ID_LEN 16
+void smtp_id_format(uint64_t id, char out[SMTP_ID_LEN + 1]);
+
+/* Where a session gets the id of each message it starts; per shard. */
+struct smtp_id_source {
+	/* A new id, never 0, for a message arriving at now_ms (Unix ms). */
+	uint64_t (*next)(void *ctx, uint64_t now_ms);
+	void *ctx;
+};
+
+/* Longest command line the session can take (limits.line_length). */
+#define SMTP_LINE_MAX 65536
 
 /* What the session needs to know of the server; shared, read-only. */
 struct smtp_server_cfg {
@@ -32,9 +60,25 @@ struct smtp_server_cfg {
 	uint32_t recipients;
 	uint32_t line_length;
 	uint32_t errors;
+	uint32_t hops;		/* Received: fields allowed; 0: no limit */
+	uint32_t junk_commands;	/* before junk counts as errors; 0: never */
+	/*
+	 * Message bytes all sessions may hold at once (limits.memory),
+	 * shared by every shard; NULL: no ceiling. A session takes from it
+	 * before its message buffer grows and gives back when the
+	 * transaction ends; a DATA or BDAT it cannot cover gets 452 4.3.1.
+	 */
+	struct budget *memory;
 	char ehlo_reply[512];	/* precomputed multi-line EHLO reply */
-	/* Routes, for error: transports refused at RCPT; NULL for none. */
-	const struct route_table *routes;
+	/*
+	 * Asked at RCPT once the recipient is otherwise acceptable: the
+	 * whole reply line (code, enhanced code, text; no CRLF) when the
+	 * engine refuses the address by policy (an error: route), else
+	 * NULL. The line must stay valid as long as this config. NULL fn:
+	 * no such refusals.
+	 */
+	const char *(*rcpt_refused)(void *ctx, const char *addr);
+	void *rcpt_ctx;
 };
 
 void smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
@@ -76,20 +120,23 @@ struct smtp_session {
 	struct buf msg;		/* the message: Received: + data */
 	struct buf env;		/* sender, helo and recipients, NUL-separated */
 	struct data_scan ds;
-	struct queue_id_gen *idgen;
+	const struct smtp_id_source *ids;
 	uint64_t qid;		/* id of the message being received */
 	uint64_t arrival_us;
 	uint64_t bdat_left;	/* bytes left in the current chunk */
 	bool bdat_last;		/* current chunk is the last */
 	bool bdat_bad;		/* chunk is consumed, then refused */
+	bool bdat_nostore;	/* chunk is consumed, then 452 (memory) */
 	bool skip_line;		/* discarding the rest of a long line */
 	bool relay_ok;		/* client may relay (allowed network) */
 	bool esmtp;		/* EHLO rather than HELO */
 	bool smtputf8;
 	bool shutting_down;
-	uint8_t body;		/* enum queue_body */
+	bool failed;		/* out of memory or room: closing */
+	uint8_t body;		/* enum smtp_body */
 	uint32_t declared_size;
 	uint32_t errors;
+	uint32_t junk;		/* junk commands since the last message */
 	uint32_t nrcpt;		/* accepted recipients */
 	uint32_t nrcpt_tried;
 	bool helo_seen;		/* HELO or EHLO given */
@@ -97,15 +144,28 @@ struct smtp_session {
 	uint32_t sender_off;	/* offsets into env; HELO name at 0 */
 	uint32_t rcpt_off0;	/* first recipient; they follow NUL-separated */
 	uint64_t messages;	/* queued in this session */
+	uint64_t mem_held;	/* taken from cfg->memory for msg */
+	uint64_t msg_limit;	/* msg may hold our header + message_size */
 	char client_addr[64];	/* "127.0.0.1", "::1" */
 };
 
 void smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
-    const struct sockaddr *peer, bool relay_ok, struct queue_id_gen *idgen);
+    const struct sockaddr *peer, bool relay_ok,
+    const struct smtp_id_source *ids);
+/*
+ * The connection is gone: give back what the session holds of the memory
+ * budget and free its big buffers (small ones stay for the next session
+ * in the slot). Not while the engine still writes from s->msg.
+ */
+void smtp_session_release(struct smtp_session *s);
+/* smtp_session_release(), then free every buffer. */
 void smtp_session_free(struct smtp_session *s);
 
-/* Queue the 220 greeting. */
-void smtp_session_greet(struct smtp_session *s);
+/*
+ * Queue the 220 greeting; or 421 and SMTP_EV_CLOSE when the session could
+ * not be set up (no memory for its buffers).
+ */
+enum smtp_event smtp_session_greet(struct smtp_session *s);
 
 /* Feed received bytes (n may be 0 to resume after a commit). */
 enum smtp_event smtp_session_input(struct smtp_session *s, const char *p,
@@ -115,12 +175,27 @@ enum smtp_event smtp_session_input(struct smtp_session *s, const char *p,
 enum smtp_event smtp_session_commit_done(struct smtp_session *s,
     enum smtp_commit_result res);
 
-/* Fill e from the complete message's envelope (points into s). */
-void smtp_session_envelope(const struct smtp_session *s, struct envelope *e,
-    const char **rcpt_array);
+/*
+ * While the session is blocked (SMTP_S_COMMIT) the message is complete:
+ * the engine reads its envelope from these fields. env holds the HELO
+ * name at offset 0, the sender at sender_off and nrcpt recipients from
+ * rcpt_off0 on, each NUL-terminated; msg holds the message (our Received:
+ * header, then the data). They stay put until smtp_session_commit_done().
+ */
 
 /* The idle timer fired: queue 421 4.4.2. The engine closes after. */
 void smtp_session_timeout(struct smtp_session *s);
+
+/*
+ * Is a command line under way: its first bytes received, its end not
+ * yet? The engine starts the command deadline when this turns true and
+ * stops it when it turns false, so that a client dripping a line byte by
+ * byte cannot keep a session (Postfix smtpd_timeout, per command).
+ */
+bool smtp_session_partial_command(const struct smtp_session *s);
+
+/* The command deadline passed: queue 421 4.4.2. The engine closes after. */
+void smtp_session_command_timeout(struct smtp_session *s);
 
 /*
  * The server is stopping. A session with no transaction under way gets

@@ -21,6 +21,8 @@
 #include <assert.h>
 #include <errno.h>
 
+#include "../lib/hex.h"
+
 #define ID_SEQ_BITS 16
 #define ID_SHARD_BITS 6
 #define ID_MS_SHIFT (ID_SEQ_BITS + ID_SHARD_BITS)
@@ -70,16 +72,12 @@ queue_id_next(struct queue_id_gen *g, uint64_t now_ms)
 	return id;
 }
 
+static_assert(QUEUE_ID_LEN == HEX64_LEN, "ids are printed in full");
+
 void
 queue_id_format(uint64_t id, char out[QUEUE_ID_LEN + 1])
 {
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (int i = QUEUE_ID_LEN - 1; i >= 0; i--) {
-		out[i] = hex[id & 0xf];
-		id >>= 4;
-	}
-	out[QUEUE_ID_LEN] = '\0';
+	hex64_format(id, out);
 }
 
 int

@@ -25,12 +25,22 @@ check_replies(const struct buf *out)
 	assert(out->data[0] >= '2' && out->data[0] <= '5');
 }
 
+static uint64_t
+next_id(void *ctx, uint64_t now_ms)
+{
+	uint64_t *last = ctx;
+
+	(void)now_ms;
+	return ++*last;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct smtp_server_cfg cfg;
 	struct smtp_session s;
-	struct queue_id_gen gen = { 0, 0 };
+	uint64_t last_id = 0;
+	struct smtp_id_source ids = { next_id, &last_id };
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	enum smtp_event ev = SMTP_EV_NONE;
 	size_t off = 1, end;
@@ -42,7 +52,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    1 + (data[0] & 3), 512 + (data[0] >> 6) * 100, 50);
 	memset(&s, 0, sizeof(s));
 	smtp_session_init(&s, &cfg, (struct sockaddr *)&sin, data[0] & 0x80,
-	    &gen);
+	    &ids);
 	smtp_session_greet(&s);
 	while (off < size && ev != SMTP_EV_CLOSE) {
 		const uint8_t *cut = memchr(data + off, 0xfe, size - off);

@@ -6,9 +6,13 @@ runs bin/sluicectl against that spool, and speaks raw SMTP over sockets so
 that tests can check exact reply lines (including multi-line EHLO replies).
 
 Contract:
-  - Daemon(*opts, env=None, config=None, spool=None, hostname=...) starts
-    `sluiced -o hostname=... -o spool=DIR -o listen.0.address=127.0.0.1:PORT
-    -o shards=2 [-o opt]...` with stdout/stderr appended to DIR/sluiced.log
+  - Daemon(*opts, env=None, config=None, spool=None, hostname=...,
+    user="root") starts `sluiced -o hostname=... -o spool=DIR
+    -o listen.0.address=127.0.0.1:PORT -o shards=2 -o user=root [-o opt]...`
+    with stdout/stderr appended to DIR/sluiced.log. The suite runs as root
+    and its temporary directories are root's alone, so daemons stay root
+    unless a test passes user=NAME (and makes its paths reachable);
+    user=None leaves the key to the config (default: sluice)
     and waits (at most 10 s) for a `220 ` greeting. stop() sends SIGTERM and
     returns the exit code (None if it had to be killed); kill9() kills it;
     start() starts it again on the same port and spool.
@@ -210,7 +214,7 @@ def clean_env():
 class Daemon:
     def __init__(self, *opts, env=None, config=None, spool=None,
                  hostname=HOSTNAME, port=None, start=True, shards=2,
-                 deliver=None):
+                 deliver=None, user="root"):
         for b in (SLUICED, SLUICECTL):
             if not os.access(b, os.X_OK):
                 raise RuntimeError("%s is not built (run make)" % b)
@@ -223,6 +227,7 @@ class Daemon:
         self.env = env
         self.config = config
         self.shards = shards
+        self.user = user
         # Tests of acceptance keep their mail queued: delivery is paused
         # unless asked for (or the test brings its own config file).
         self.deliver = deliver if deliver is not None else config is not None
@@ -242,6 +247,8 @@ class Daemon:
         a += ["-o", "spool=" + self.spool,
               "-o", "listen.0.address=127.0.0.1:%d" % self.port,
               "-o", "shards=%d" % self.shards]
+        if self.user:
+            a += ["-o", "user=" + self.user]
         # Never the system resolver: a dead loopback port unless the
         # test's config names its own DNS server.
         text = ""
@@ -573,6 +580,21 @@ def send_message(c, body, sender="a@example.com", rcpts=("b@example.net",),
     return rs, r
 
 
+def pipeline(c, last, sender="a@example.com", rcpts=("b@example.net",),
+             mail_params=""):
+    """MAIL, RCPT... and then `last` (b"DATA\\r\\n", or a BDAT command with
+    its chunk) in one write, as a PIPELINING client sends them. Raises if
+    MAIL or a RCPT is not 250; returns the reply to `last`."""
+    head = "MAIL FROM:<%s>%s\r\n" % (sender, (" " + mail_params) if mail_params else "")
+    head += "".join("RCPT TO:<%s>\r\n" % r for r in rcpts)
+    c.send(head.encode("utf-8") + last)
+    rs = c.replies(1 + len(rcpts))
+    for r in rs:
+        if r.code != 250:
+            raise RuntimeError("pipelined MAIL/RCPT: %s" % r)
+    return c.reply()
+
+
 def make_body(rnd, size, leading_dots=False, tag=""):
     """A CRLF-terminated RFC 5322-ish message of about `size` bytes of
     printable ASCII (base64 lines of random bytes); with leading_dots, about
@@ -651,6 +673,17 @@ def check_stored(d, qid, body, helo="client.example", rcpts=("b@example.net",),
     good &= T.ok(rest == body, what + ": body bytes stored exactly (%d bytes)" % len(body),
                  "got %d bytes, first difference at %s" % (len(rest), _first_diff(rest, body)))
     return good
+
+
+def expect_queued(d, reply, body, what, **kw):
+    """The reply is `250 ... queued as QID` and the queue holds the message
+    as check_stored() says (kw go there). Returns the QID, or None when the
+    message was not queued (a failed check)."""
+    q = qid_of(reply)
+    if not T.ok(q, what + ": queued", str(reply)):
+        return None
+    check_stored(d, q, body, what=what, **kw)
+    return q
 
 
 def _first_diff(a, b):

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# timeout: 150
+# timeout: 300
 # Description: kill -9 under load. 8 client threads send random 1-30 KiB
 # messages (some with leading dots) and record the sha256 of each body and the
 # QID of each 250; the daemon is killed with SIGKILL at 3 moments while they

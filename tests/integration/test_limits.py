@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 # Description: every limit and error reply of the contract: SIZE at MAIL and
 # message size at end of DATA, recipients, line length, errors -> 421 and
-# close, connections and connections per client, idle timeout, relay denied,
+# close, junk commands (NOOP, RSET, VRFY, HELP) past limits.junk_commands
+# counted as errors, connections and connections per client, idle timeout,
+# relay denied,
 # syntax errors, unknown and unimplemented commands, commands out of order,
 # binary garbage; checks the session stays usable where it should and that
 # nothing refused is queued.
@@ -252,6 +254,26 @@ with T.case("idle timeout"):
     T.ok(c.wait_closed(3), "closed after the timeout")
     c.close()
     T.eq(di.stop(), 0, "idle-timeout daemon exits 0")
+
+with T.case("junk commands"):
+    dj = sluice.Daemon("limits.junk_commands=5", "limits.errors=3")
+    c = sluice.connect(dj.port)
+    for i, cmd in enumerate(("NOOP", "RSET", "VRFY b@example.net", "HELP", "NOOP")):
+        T.code(c.cmd(cmd), {0: 250, 1: 250, 2: 252, 3: 214, 4: 250}[i], "junk %d of 5: %s" % (i + 1, cmd))
+    T.line(c.cmd("NOOP"), "250 2.0.0 Ok", "6th: still answered (error 1 of 3)")
+    rs, r = sluice.send_message(c, b"Subject: real mail\r\n\r\nhello\r\n")
+    T.ok(sluice.qid_of(r), "a message is queued", str(r))
+    for i in range(5):
+        T.line(c.cmd("NOOP"), "250 2.0.0 Ok", "after the message, junk %d of 5 again" % (i + 1))
+    T.line(c.cmd("NOOP"), "250 2.0.0 Ok", "6th after the message: error 2 of 3")
+    c.send(b"RSET\r\n")
+    r = c.replies(2, timeout=5)
+    T.line(r[0], "250 2.0.0 Ok", "7th: answered")
+    T.line(r[1], "421 4.7.0 test.example Error: too many junk commands", "then 421 at the error limit")
+    T.ok(c.wait_closed(3), "closed after the 421")
+    c.close()
+    T.eq(dj.count(), 1, "the message is queued")
+    T.eq(dj.stop(), 0, "junk daemon exits 0")
 
 with T.case("relay access denied outside allowed_networks"):
     dr = sluice.Daemon("allowed_networks=[10.0.0.0/8]")

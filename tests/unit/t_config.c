@@ -960,6 +960,8 @@ static const struct value_case value_cases[] = {
 	  "-o shutdown_timeout: value must be between 0 and 1h" },
 	{ "limits.recipients=100001", 0, 0, 0,
 	  "-o limits.recipients: value must be between 1 and 65535" },
+	{ "limits.memory=1023K", 0, 0, 0,
+	  "-o limits.memory: value must be between 1M and 1T" },
 	{ "limits.recipients=1e3", 0, 0, 0,
 	  "-o limits.recipients: invalid integer '1e3' (expected decimal digits)" },
 };
@@ -999,6 +1001,33 @@ run_value_case(const struct value_case *c)
 /* ------------------------------------------------------------------ */
 /* cidr_parse, cidr_match, address_parse                              */
 /* ------------------------------------------------------------------ */
+
+/* limits.memory: follows message_size when not set, never below it. */
+static void
+test_limits_memory(void)
+{
+	static const char *const big[] = { "limits.message_size=1G", NULL };
+	static const char *const set[] = { "limits.memory=64M", NULL };
+	static const char *const low[] = { "limits.memory=5M", NULL };
+	static const char *const want_low[] = {
+		"-o limits.memory: 5M is below limits.message_size (10M): no "
+		"message that large could ever be taken", NULL };
+	struct config cfg;
+	struct config_errors errs = { 0 };
+
+	CHECK_FATAL(load(&cfg, &errs, "", NULL, NULL, NULL) == 0);
+	CHECK(cfg.limits.memory == 512ULL << 20);
+	config_free(&cfg);
+	CHECK_FATAL(load(&cfg, &errs, "", big, NULL, NULL) == 0);
+	CHECK(cfg.limits.memory == 1ULL << 30);
+	config_free(&cfg);
+	CHECK_FATAL(load(&cfg, &errs, "", set, NULL, NULL) == 0);
+	CHECK(cfg.limits.memory == 64ULL << 20);
+	config_free(&cfg);
+	CHECK(load(&cfg, &errs, "", low, NULL, NULL) == 1);
+	expect_errors(&errs, "", want_low);
+	config_errors_free(&errs);
+}
 
 static void
 test_cidr_parse(void)
@@ -1223,6 +1252,7 @@ main(void)
 		{ "routes_file", test_routes_file },
 		{ "routes_relay_host", test_routes_relay_host },
 		{ "routes_override", test_routes_override },
+		{ "limits_memory", test_limits_memory },
 		{ "cidr_parse", test_cidr_parse },
 		{ "cidr_match", test_cidr_match },
 		{ "address_parse", test_address_parse },

@@ -2,7 +2,8 @@
  * Description: the DATA scanner gives the same message, flags and end
  * position whether the input arrives whole, split at every byte offset, or
  * one byte at a time (dot-stuffing, CRLF.CRLF across reads, bare CR/LF,
- * smuggling attempts, the size limit).
+ * smuggling attempts, the size limit), and counts Received: fields in the
+ * header section only, refusing more than the hop limit.
  */
 #include <string.h>
 
@@ -93,12 +94,89 @@ check_result(const struct scan_case *c, const struct result *r)
 	return ok;
 }
 
+struct hop_case {
+	const char *name;
+	const char *in;		/* DATA content as sent, up to the end */
+	uint32_t hops_max;
+	uint32_t received;	/* Received: fields counted */
+	int too_many;
+};
+
+static const struct hop_case hop_cases[] = {
+	{ "no headers", "hello\r\n.\r\n", 2, 0, 0 },
+	{ "two Received, limit 2",
+	    "Received: a\r\nreceived :b\r\n\tcont\r\nSubject: x\r\n\r\n"
+	    "body\r\n.\r\n", 2, 2, 0 },
+	{ "three Received, limit 2",
+	    "Received: a\r\nRECEIVED: b\r\nReceived:c\r\n\r\n.\r\n", 2, 3,
+	    1 },
+	{ "Received in the body is not counted",
+	    "Subject: x\r\n\r\nReceived: a\r\nReceived: b\r\n"
+	    "Received: c\r\n.\r\n", 2, 0, 0 },
+	{ "a line that is not a field ends the headers",
+	    "Received: a\r\nnot a header\r\nReceived: b\r\nReceived: c\r\n"
+	    ".\r\n", 2, 1, 0 },
+	{ "look-alike names",
+	    "Received-SPF: a\r\nXReceived: b\r\nReceive: c\r\n"
+	    " Received: d\r\n..Received: e\r\n\r\n.\r\n", 1, 0, 0 },
+	{ "dot-stuffed field name",
+	    "..x: 1\r\nReceived: a\r\n.\r\n", 0, 1, 0 },
+	{ "no limit", "Received: a\r\nReceived: b\r\n.\r\n", 0, 2, 0 },
+};
+
+/* The count and verdict must not depend on where the input is cut. */
+static int
+check_hops(const struct hop_case *c)
+{
+	size_t n = strlen(c->in), cut, off, step;
+	struct data_scan ds;
+	struct buf out = { 0 };
+	int ok = 1;
+
+	for (cut = 0; cut <= n; cut++) {
+		data_scan_init(&ds, 1u << 20);
+		ds.hops_max = c->hops_max;
+		for (off = 0; off < n && ds.state != DS_DONE; off += step) {
+			step = cut == 0 ? 1 : (off < cut ? cut - off : n - off);
+			step = data_scan(&ds, c->in + off, step, &out);
+		}
+		if (ds.state != DS_DONE || ds.received != c->received ||
+		    ds.too_many_hops != (c->too_many != 0)) {
+			fprintf(stderr, "  cut %zu: received %u, too many %d\n",
+			    cut, ds.received, ds.too_many_hops);
+			ok = 0;
+		}
+		/* Refused: nothing more is kept once the limit is passed. */
+		if (c->too_many && out.len >= n)
+			ok = 0;
+		buf_free(&out);
+	}
+	/* The same watch over a BDAT chunk (no dot-stuffing there). */
+	data_scan_init(&ds, 1u << 20);
+	ds.hops_max = c->hops_max;
+	data_scan_raw(&ds, c->in, n, &out);
+	if (strstr(c->in, "..") == NULL &&
+	    (ds.received != c->received ||
+	    ds.too_many_hops != (c->too_many != 0)))
+		ok = 0;
+	buf_free(&out);
+	return ok;
+}
+
 int
 main(void)
 {
 	size_t i, cut, n;
 	struct result r;
 	int ok;
+
+	for (i = 0; i < sizeof(hop_cases) / sizeof(hop_cases[0]); i++) {
+		printf("RUN %s\n", hop_cases[i].name);
+		ok = check_hops(&hop_cases[i]);
+		printf("%s %s\n", ok ? "PASS" : "FAIL", hop_cases[i].name);
+		if (!ok)
+			check_failures++;
+	}
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct scan_case *c = &cases[i];

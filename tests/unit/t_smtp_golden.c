@@ -8,7 +8,7 @@
  * .in format: one client line per line, sent with CRLF appended unless it
  * ends in \c; escapes \r \n \0 \\ \xHH; lines starting "# " are comments;
  * "%key=value" lines set the session up: relay, recipients, size, errors,
- * line, commit (ok, nospace, ioerr).
+ * line, hops, junk, commit (ok, nospace, ioerr).
  * SLUICE_GOLDEN_UPDATE=1 rewrites the .ref files from the current output.
  */
 #include <dirent.h>
@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../deliver/route.h"
+#include "../../engine/inbound.h"
 #include "../../proto/smtp_server.h"
 #include "check.h"
 
@@ -25,7 +27,7 @@
 struct setup {
 	struct route_table routes;
 	int relay;
-	unsigned recipients, errors, line;
+	unsigned recipients, errors, line, hops, junk;
 	unsigned long long size;
 	enum smtp_commit_result commit;
 };
@@ -84,6 +86,10 @@ parse_input(const char *text, struct buf *wire, struct setup *su)
 					su->errors = (unsigned)atoi(val);
 				else if (!strcmp(key, "line"))
 					su->line = (unsigned)atoi(val);
+				else if (!strcmp(key, "hops"))
+					su->hops = (unsigned)atoi(val);
+				else if (!strcmp(key, "junk"))
+					su->junk = (unsigned)atoi(val);
 				else if (!strcmp(key, "size"))
 					su->size = strtoull(val, NULL, 10);
 				else if (!strcmp(key, "route"))
@@ -175,13 +181,24 @@ add_message(struct buf *tr, const struct buf *msg)
 	buf_puts(tr, "[end]\n");
 }
 
+/* Ids count up from 1, like a fresh queue id generator's sequence. */
+static uint64_t
+next_id(void *ctx, uint64_t now_ms)
+{
+	uint64_t *last = ctx;
+
+	(void)now_ms;
+	return ++*last;
+}
+
 static void
 run(const struct buf *wire, const struct setup *su, size_t step,
     struct buf *tr)
 {
 	struct smtp_server_cfg cfg;
 	struct smtp_session s;
-	struct queue_id_gen gen = { 0, 0 };
+	uint64_t last_id = 0;
+	struct smtp_id_source ids = { next_id, &last_id };
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	enum smtp_event ev;
 	size_t off = 0, n;
@@ -190,10 +207,13 @@ run(const struct buf *wire, const struct setup *su, size_t step,
 	sin.sin_addr.s_addr = htonl(0x7f000001);
 	smtp_server_cfg_init(&cfg, "mx.test", su->size, su->recipients,
 	    su->line, su->errors);
-	cfg.routes = &su->routes;
+	cfg.hops = su->hops;
+	cfg.junk_commands = su->junk;
+	cfg.rcpt_refused = inbound_rcpt_refused;	/* the engine's own */
+	cfg.rcpt_ctx = (void *)&su->routes;
 	memset(&s, 0, sizeof(s));
 	smtp_session_init(&s, &cfg, (struct sockaddr *)&sin, su->relay != 0,
-	    &gen);
+	    &ids);
 	smtp_session_greet(&s);
 	add_output(tr, &s.out);
 	while (off < wire->len && !closed) {

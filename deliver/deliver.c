@@ -295,6 +295,7 @@ dest_get(struct deliver *d, struct dl_item *it)
 	snprintf(ds->lookup, sizeof(ds->lookup), "%s",
 	    r->transport.host[0] != '\0' ? r->transport.host : it->domain);
 	ds->route = r;
+	ds->d = d;
 	/* Slow start, as Postfix's initial_destination_concurrency: a
 	 * destination earns its full limit by accepting mail. */
 	ds->eff_max = r->policy.max_connections < DL_INITIAL_CONNS ?
@@ -380,8 +381,12 @@ dl_dest_ok(struct dl_dest *ds)
 
 	ds->fails = 0;
 	ds->hold_ms = 0;
-	if (ds->eff_max < max)
+	if (ds->eff_max < max) {
 		ds->eff_max++;
+		/* One more connection may open for what waits. */
+		if (ds->queued > ds->nstarting)
+			dl_dest_run(ds->d, ds);
+	}
 }
 
 /* ---- the deferred heap ----------------------------------------------- */
@@ -545,24 +550,36 @@ dl_item_schedule(struct deliver *d, struct dl_item *it)
 
 /* ---- the scheduler --------------------------------------------------- */
 
+/*
+ * What dest_service() leaves a destination to:
+ *   DS_STAY  stay on the run list: looked at again next pass (held off,
+ *            short of rate tokens, no connection that would wake it)
+ *   DS_WAIT  off the run list: an event puts it back (a connection of its
+ *            own becoming ready or closing, its DNS answer, a free slot)
+ *   DS_DONE  off the run list, back on it if items came meanwhile
+ * With a thousand destinations waiting for their connections, polling
+ * them all on every pass of the loop cost more than delivering.
+ */
+enum ds_next { DS_STAY, DS_WAIT, DS_DONE };
+
 /* One destination: use idle connections, open new ones. */
-static bool
+static enum ds_next
 dest_service(struct deliver *d, struct dl_dest *ds)
 {
 	const struct route_transport *t = &ds->route->transport;
 	char text[300];
 
 	if (ds->queued == 0)
-		return false;
+		return DS_DONE;
 	if (t->kind == ROUTE_ERROR || t->kind == ROUTE_DISCARD) {
 		/* Routes changed since the message was accepted. */
 		dl_dest_fail_ready(d, ds, t->kind == ROUTE_ERROR ? t->code : 250,
 		    t->kind == ROUTE_ERROR ? "5.0.0" : "2.0.0",
 		    t->kind == ROUTE_ERROR ? t->text : "discarded");
-		return false;
+		return DS_DONE;
 	}
 	if (d->now_ms < ds->hold_until_ms)
-		return true;
+		return DS_STAY;
 	/* Idle connections first. */
 	for (struct dl_conn *c = ds->idle, *next; c != NULL && ds->queued > 0;
 	    c = next) {
@@ -576,7 +593,7 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 			break;	/* rate limit */
 	}
 	if (ds->queued == 0 || d->stopping)
-		return ds->queued > 0;
+		return ds->queued > 0 ? DS_STAY : DS_DONE;
 	if (!dl_dest_literal(ds) &&
 	    (ds->resolved_ms == 0 ||
 	    d->now_ms > ds->resolved_ms + DL_RESOLVE_FRESH_MS)) {
@@ -584,14 +601,15 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 			if (d->res == NULL) {
 				dl_dest_fail_ready(d, ds, 451, "4.4.3",
 				    d->resolver_err);
-				return false;
+				return DS_DONE;
 			}
 			ds->resolving = true;
 			resolver_lookup(d->res, ds->lookup, t->mx_lookup,
 			    dl_dest_resolved, ds);
 		}
+		/* The answer puts it back (dl_dest_resolved()). */
 		if (ds->resolved_ms == 0 || ds->resolving)
-			return true;
+			return ds->resolving ? DS_WAIT : DS_STAY;
 	}
 	if (ds->rstatus != RESOLVE_OK) {
 		bool perm = ds->rstatus != RESOLVE_TEMPFAIL;
@@ -604,12 +622,12 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 		    "5.1.2") : "4.4.3", text);
 		if (!perm)
 			dl_dest_slow(d, ds);
-		return false;
+		return DS_DONE;
 	}
 	/* No token: no new connection either (it would only idle). */
 	dl_dest_refill(d, ds);
 	if (ds->route->policy.max_rate > 0 && ds->tokens < 1)
-		return true;
+		return DS_STAY;
 	while (ds->queued > ds->nstarting && ds->nconn < ds->eff_max) {
 		struct dl_conn *c = dl_conn_reuse(d, ds);
 
@@ -622,16 +640,26 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 			continue;
 		}
 		if (!dl_conn_slot_free(d)) {
-			/* Every slot is taken: an idle one elsewhere yields. */
+			/* Every slot is taken: an idle one elsewhere yields,
+			 * and the next slot freed puts this one back. */
 			d->nwaiting++;
 			dl_conn_yield(d, ds);
-			break;
+			if (!ds->slot_wait) {
+				ds->slot_wait = true;
+				ds->wnext = d->slot_waiters;
+				d->slot_waiters = ds;
+			}
+			return DS_WAIT;
 		}
 		if (!dl_conn_open(d, ds, 0))
 			break;
 		d->opened++;
 	}
-	return ds->queued > 0;
+	if (ds->queued == 0)
+		return DS_DONE;
+	/* Its connections take the items as they get ready or free, and a
+	 * closing one puts it back (dl_conn_free()). */
+	return ds->nconn > 0 ? DS_WAIT : DS_STAY;
 }
 
 /*
@@ -885,15 +913,20 @@ deliver_run(struct deliver *d, uint64_t now_ms)
 	}
 	d->nwaiting = 0;
 	for (pp = &d->run; !d->cfg->delivery->paused && (ds = *pp) != NULL;) {
-		if (dest_service(d, ds)) {
+		enum ds_next next_step = dest_service(d, ds);
+
+		if (next_step == DS_STAY) {
 			pp = &ds->rnext;
 		} else {
 			*pp = ds->rnext;
 			ds->in_run = false;
-			if (ds->queued > 0)
+			if (next_step == DS_DONE && ds->queued > 0)
 				dl_dest_run(d, ds);	/* came back */
 		}
 	}
+	/* Slots left free after this pass: every waiter may try. */
+	if (d->slot_waiters != NULL && dl_conn_slot_free(d))
+		dl_slot_wake(d, UINT32_MAX);
 	dl_feed_ask(d);
 	if (d->parked != d->parked_logged && now_ms >= d->park_log_ms) {
 		log_info("deliver: shard %u: active set full (%u item(s), %u "
@@ -1094,6 +1127,13 @@ deliver_destroy(struct deliver *d)
 
 	if (d == NULL)
 		return;
+	if (d->opened > 0 || d->parked > 0)
+		log_info("deliver: shard %u: %llu connection(s) opened, %llu "
+		    "taken over from another destination by address, %llu "
+		    "recipient(s) parked", d->id,
+		    (unsigned long long)d->opened,
+		    (unsigned long long)d->reused,
+		    (unsigned long long)d->parked);
 	resolver_destroy(d->res);
 	d->res = NULL;
 	for (uint32_t i = 0; i < d->conn_hw; i++) {

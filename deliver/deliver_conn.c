@@ -67,6 +67,9 @@ dl_conn_free(struct dl_conn *c)
 	c->next_free = d->free_head;
 	d->free_head = (uint32_t)(c - d->conns);
 	d->nactive--;
+	/* A slot is free: a few of those waiting for one look again
+	 * (deliver_run() wakes the rest while slots stay free). */
+	dl_slot_wake(d, DL_SLOT_WAKE);
 }
 
 void
@@ -259,6 +262,20 @@ dl_conn_reuse(struct deliver *d, struct dl_dest *ds)
 		}
 	}
 	return NULL;
+}
+
+/* Put up to n destinations waiting for a slot back on the run list. */
+void
+dl_slot_wake(struct deliver *d, unsigned n)
+{
+	while (d->slot_waiters != NULL && n-- > 0) {
+		struct dl_dest *w = d->slot_waiters;
+
+		d->slot_waiters = w->wnext;
+		w->slot_wait = false;
+		if (w->queued > 0)
+			dl_dest_run(d, w);
+	}
 }
 
 /* A slot can be had: a free one, or one never used yet. */
@@ -805,6 +822,8 @@ dl_dest_resolved(void *arg, const struct resolve_result *r)
 	unsigned n = 0;
 
 	ds->resolving = false;
+	if (ds->queued > 0)
+		dl_dest_run(ds->d, ds);
 	ds->rstatus = (int)r->status;
 	snprintf(ds->rwhy, sizeof(ds->rwhy), "%s", r->why);
 	ds->resolved_ms = clock_mono_ms();

@@ -25,6 +25,7 @@
 #define DL_PARK_LOG_MS 60000	/* "active set full" at most this often */
 #define DL_BOUNCING 16		/* operator bounces remembered */
 #define DL_BOUNCING_MS 10000	/* for this long */
+#define DL_SLOT_WAKE 4		/* waiters woken per slot freed */
 #define DL_HEAP_KEEP 4096	/* deferred heap slots kept when empty */
 #define DL_ADDR_BUCKETS 1024	/* idle connections by address; power of 2 */
 #define DL_RBUF 4096
@@ -79,9 +80,12 @@ struct dl_target {
 };
 
 struct dl_dest {
+	struct deliver *d;
 	struct dl_dest *hnext;
 	struct dl_dest *rnext;		/* run list */
 	bool in_run;
+	bool slot_wait;			/* on d->slot_waiters */
+	struct dl_dest *wnext;
 	char key[ROUTE_DEST_MAX + 1];
 	char lookup[ROUTE_HOST_MAX + 1];	/* name to resolve */
 	const struct route *route;
@@ -165,6 +169,7 @@ struct deliver {
 	char resolver_err[160];
 	struct dl_dest *buckets[DL_DEST_BUCKETS];
 	struct dl_dest *run;		/* dests with ready items */
+	struct dl_dest *slot_waiters;	/* dests waiting for a free slot */
 	struct dl_item **heap;
 	uint32_t nheap, heap_cap;
 	/*
@@ -292,6 +297,7 @@ void dl_conn_next(struct dl_conn *c);
 void dl_handle_oread(struct dl_conn *c, int res);
 bool dl_conn_open(struct deliver *d, struct dl_dest *ds, unsigned first);
 bool dl_conn_slot_free(const struct deliver *d);
+void dl_slot_wake(struct deliver *d, unsigned n);
 struct dl_conn *dl_conn_reuse(struct deliver *d, struct dl_dest *ds);
 bool dl_conn_yield(struct deliver *d, struct dl_dest *ds);
 void dl_handle_connect(struct dl_conn *c, int res);

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "../../deliver/dlog.h"
+#include "fuzz_util.h"
 
 #define NSTR		10
 #define FIELD_MAX	4096
@@ -40,52 +41,6 @@ static const char *const keys[NSTR] = {
 	"qid", "from", "to", "dest", "transport", "mx", "addr", "enhanced",
 	"text", "dsn_qid",
 };
-
-static uint64_t
-get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-/*
- * The code point of the UTF-8 sequence at s[0..n) and its length, or 0
- * when s does not start a well-formed one (RFC 3629: shortest form, no
- * surrogates, at most U+10FFFF). Decodes first, judges after.
- */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
-{
-	size_t len, i;
-	uint32_t cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0)
-		len = 2, cp = s[0] & 0x1f;
-	else if ((s[0] & 0xf0) == 0xe0)
-		len = 3, cp = s[0] & 0x0f;
-	else if ((s[0] & 0xf8) == 0xf0)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-	    (len == 4 && cp < 0x10000))
-		return 0;
-	if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
 
 /* What the log must show for s: s, with bad bytes as U+FFFD. */
 static char *
@@ -97,7 +52,7 @@ expected(const char *s, size_t *outlen)
 
 	assert(out != NULL);
 	while (i < n) {
-		k = utf8_seq(p + i, n - i);
+		k = fz_utf8_len(p + i, n - i);
 		if (k == 0) {
 			memcpy(out + o, "\xef\xbf\xbd", 3);
 			o += 3;
@@ -159,14 +114,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 24)
 		return 0;
 	memset(&e, 0, sizeof(e));
-	e.time_us = get64(data);
-	e.next_try_us = data[8] & 1 ? get64(data + 9) & 0xffffffffffffull : 0;
+	e.time_us = fz_get64(data);
+	e.next_try_us = data[8] & 1 ? fz_get64(data + 9) & 0xffffffffffffull : 0;
 	memcpy(&delay, data + 9, sizeof(delay));
 	e.delay_s = data[8] & 2 ? delay : (double)(data[17] * 3600 + data[18]);
 	e.code = data[8] & 4 ? (int)(data[19] % 4 + 2) * 100 + data[20] % 100 :
 	    0;
 	e.attempt = data[20];
-	e.size = data[8] & 8 ? (uint32_t)get64(data + 13) : 0;
+	e.size = data[8] & 8 ? (uint32_t)fz_get64(data + 13) : 0;
 	e.status = (enum dlog_status)(data[21] % 7);
 	nullmask = (uint16_t)(data[22] << 8 | data[23]);
 

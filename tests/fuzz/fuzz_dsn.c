@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "../../deliver/dsn.h"
+#include "fuzz_util.h"
 
 #define RCPT_MAX	4
 #define NFIELDS		(4 + 5 * RCPT_MAX)
@@ -54,16 +55,6 @@ struct lines {
 	struct line *l;
 	size_t n;
 };
-
-static uint64_t
-get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
 
 static bool
 has_8bit(const char *s, size_t n)
@@ -213,44 +204,6 @@ empty_after(const struct lines *ls, size_t from)
 	return from;
 }
 
-static bool
-valid_utf8(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-
-	while (i < n) {
-		uint32_t cp;
-		size_t len, k;
-
-		if (p[i] < 0x80) {
-			i++;
-			continue;
-		}
-		if ((p[i] & 0xe0) == 0xc0)
-			len = 2, cp = p[i] & 0x1f;
-		else if ((p[i] & 0xf0) == 0xe0)
-			len = 3, cp = p[i] & 0x0f;
-		else if ((p[i] & 0xf8) == 0xf0)
-			len = 4, cp = p[i] & 0x07;
-		else
-			return false;
-		if (n - i < len)
-			return false;
-		for (k = 1; k < len; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (p[i + k] & 0x3f);
-		}
-		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-		    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += len;
-	}
-	return true;
-}
-
 /*
  * s without every "\r\n " (a fold, ours or the original's) - so that the
  * original's header section and the third part compare equal however
@@ -361,7 +314,7 @@ check_dsn(const char *s, size_t n, const struct dsn_info *info,
 		    "Content-Type: text/plain; charset=") ||
 		    line_starts(&ls.l[delim[0] + 1],
 		    "Content-Type: text/plain; charset="));
-		assert(valid_utf8(from, (size_t)(to - from)));
+		assert(fz_utf8_valid(from, (size_t)(to - from)));
 	}
 	/* Part 2: the delivery status, ASCII, one group per recipient. */
 	{
@@ -463,8 +416,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&info, 0, sizeof(info));
 	info.expired = data[0] & 1;
 	info.max_age_days = data[1];
-	info.now_us = get64(data + 1);
-	info.arrival_us = data[0] & 0x10 ? get64(data + 9) : 0;
+	info.now_us = fz_get64(data + 1);
+	info.arrival_us = data[0] & 0x10 ? fz_get64(data + 9) : 0;
 	info.reporting_mta = sane ? "mx.sluice.test" : field[0] ? field[0] : "";
 	info.queue_id = sane ? "018BD2C3A4F50001" : field[1];
 	info.sender = field[2] ? field[2] : "";
@@ -482,7 +435,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		r->remote_mta = f[3] && f[3][0] ? f[3] : NULL;
 		r->diagnostic = f[4] && f[4][0] ? f[4] : NULL;
 		r->last_attempt_us = data[0] & 0x20 ?
-		    get64(data + 9) + i * 1000000u : 0;
+		    fz_get64(data + 9) + i * 1000000u : 0;
 	}
 
 	valid = valid_host(info.reporting_mta) && valid_qid(info.queue_id) &&

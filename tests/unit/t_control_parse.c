@@ -18,47 +18,45 @@
 #define ID		"018BD2C3A4F50001"
 #define ID_NUM		0x018BD2C3A4F50001ull
 
-static const struct good {
+/* verb 0: refused, with why as the start of the reason. */
+static const struct tcase {
 	const char *line;
 	size_t len;		/* 0: strlen(line) */
 	enum control_verb verb;
 	uint64_t qid;
-} good[] = {
-	{ "sync\n", 0, CONTROL_SYNC, 0 },
-	{ "sync", 0, CONTROL_SYNC, 0 },
-	{ "flush\r\n", 0, CONTROL_FLUSH, 0 },
-	{ "  flush \t\n", 0, CONTROL_FLUSH, 0 },
-	{ "delete " ID "\n", 0, CONTROL_DELETE, ID_NUM },
-	{ "hold\t" ID "\r\n", 0, CONTROL_HOLD, ID_NUM },
-	{ "release  018bd2c3a4f50001 \n", 0, CONTROL_RELEASE, ID_NUM },
-	{ "bounce " ID, 0, CONTROL_BOUNCE, ID_NUM },
+	const char *why;
+} cases[] = {
+	{ "sync\n", 0, CONTROL_SYNC, 0, NULL },
+	{ "sync", 0, CONTROL_SYNC, 0, NULL },
+	{ "flush\r\n", 0, CONTROL_FLUSH, 0, NULL },
+	{ "  flush \t\n", 0, CONTROL_FLUSH, 0, NULL },
+	{ "delete " ID "\n", 0, CONTROL_DELETE, ID_NUM, NULL },
+	{ "hold\t" ID "\r\n", 0, CONTROL_HOLD, ID_NUM, NULL },
+	{ "release  018bd2c3a4f50001 \n", 0, CONTROL_RELEASE, ID_NUM, NULL },
+	{ "bounce " ID, 0, CONTROL_BOUNCE, ID_NUM, NULL },
 	/* Only the first line counts. */
-	{ "sync\nflush now\n", 0, CONTROL_SYNC, 0 },
-	{ "flush\n\0junk", 11, CONTROL_FLUSH, 0 },
-};
+	{ "sync\nflush now\n", 0, CONTROL_SYNC, 0, NULL },
+	{ "flush\n\0junk", 11, CONTROL_FLUSH, 0, NULL },
 
-static const struct bad {
-	const char *line;
-	size_t len;
-	const char *why;	/* the expected reason, a prefix of it */
-} bad[] = {
-	{ "", 0, "empty command" },
-	{ "\n", 0, "empty command" },
-	{ " \t\r\n", 0, "empty command" },
-	{ "sync\0\n", 6, "NUL byte" },
-	{ "frobnicate\n", 0, "unknown command 'frobnicate'" },
-	{ "SYNC\n", 0, "unknown command 'SYNC'" },
-	{ "x\x01y\n", 0, "unknown command" },
-	{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", 0, "unknown command" },
-	{ "it's\n", 0, "unknown command" },
-	{ "sync now\n", 0, "usage:" },
-	{ "flush " ID "\n", 0, "usage:" },
-	{ "delete\n", 0, "usage:" },
-	{ "hold " ID " " ID "\n", 0, "usage:" },
-	{ "release 018BD2C3A4F5000\n", 0, "usage:" },
-	{ "release 018BD2C3A4F500011\n", 0, "usage:" },
-	{ "bounce 018BD2C3A4F5000G\n", 0, "usage:" },
-	{ "delete 0x8BD2C3A4F50001\n", 0, "usage:" },
+	{ "", 0, 0, 0, "empty command" },
+	{ "\n", 0, 0, 0, "empty command" },
+	{ " \t\r\n", 0, 0, 0, "empty command" },
+	{ "sync\0\n", 6, 0, 0, "NUL byte" },
+	{ "frobnicate\n", 0, 0, 0, "unknown command 'frobnicate'" },
+	{ "SYNC\n", 0, 0, 0, "unknown command 'SYNC'" },
+	/* Not quoted back: a control character, too long, a quote. */
+	{ "x\x01y\n", 0, 0, 0, "unknown command" },
+	{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", 0, 0, 0,
+	    "unknown command" },
+	{ "it's\n", 0, 0, 0, "unknown command" },
+	{ "sync now\n", 0, 0, 0, "usage:" },
+	{ "flush " ID "\n", 0, 0, 0, "usage:" },
+	{ "delete\n", 0, 0, 0, "usage:" },
+	{ "hold " ID " " ID "\n", 0, 0, 0, "usage:" },
+	{ "release 018BD2C3A4F5000\n", 0, 0, 0, "usage:" },
+	{ "release 018BD2C3A4F500011\n", 0, 0, 0, "usage:" },
+	{ "bounce 018BD2C3A4F5000G\n", 0, 0, 0, "usage:" },
+	{ "delete 0x8BD2C3A4F50001\n", 0, 0, 0, "usage:" },
 };
 
 static bool
@@ -71,38 +69,34 @@ one_printable_line(const char *s)
 }
 
 static void
-run_good(const struct good *g)
+run_one(size_t i)
 {
+	const struct tcase *t = &cases[i];
 	struct control_cmd cmd;
 	char why[128];
-	size_t len = g->len ? g->len : strlen(g->line);
+	size_t len = t->len ? t->len : strlen(t->line);
+	int rc;
 
-	CHECK(control_parse(g->line, len, &cmd, why, sizeof(why)) == 0);
-	CHECK(cmd.verb == g->verb);
-	CHECK(cmd.qid == g->qid);
-	CHECK(why[0] == '\0');
-	if (control_verb_takes_id(g->verb)) {
+	memset(&cmd, 0xa5, sizeof(cmd));
+	rc = control_parse(t->line, len, &cmd, why, sizeof(why));
+	CHECK(rc == (t->verb != 0 ? 0 : -EINVAL));
+	CHECK(cmd.verb == t->verb);
+	CHECK(cmd.qid == t->qid);
+	CHECK(one_printable_line(why));
+	if (t->verb == 0) {
+		CHECK(cmd.arg[0] == '\0');
+		CHECK(strncmp(why, t->why, strlen(t->why)) == 0);
+		/* Nothing quoted back when it is not safe to. */
+		if (strcmp(t->why, "unknown command") == 0)
+			CHECK(strcmp(why, "unknown command") == 0);
+	} else if (control_verb_takes_id(t->verb)) {
+		CHECK(why[0] == '\0');
 		CHECK(strlen(cmd.arg) == QUEUE_ID_LEN);
 		CHECK(strcasecmp(cmd.arg, ID) == 0);
 	} else {
+		CHECK(why[0] == '\0');
 		CHECK(cmd.arg[0] == '\0');
 	}
-}
-
-static void
-run_bad(const struct bad *b)
-{
-	struct control_cmd cmd;
-	char why[128];
-	size_t len = b->len ? b->len : strlen(b->line);
-
-	memset(&cmd, 0xa5, sizeof(cmd));
-	CHECK(control_parse(b->line, len, &cmd, why, sizeof(why)) == -EINVAL);
-	CHECK(cmd.verb == 0 && cmd.qid == 0 && cmd.arg[0] == '\0');
-	CHECK(strncmp(why, b->why, strlen(b->why)) == 0);
-	CHECK(one_printable_line(why));
-	if (strcmp(b->why, "unknown command") == 0)
-		CHECK(strcmp(why, "unknown command") == 0);
 }
 
 static void
@@ -130,31 +124,34 @@ test_small_why(void)
 	CHECK(control_parse(NULL, 0, &cmd, why, 0) == -EINVAL);
 }
 
+/* Case kind/i: RUN, then PASS or FAIL. */
+static void
+run_case(const char *kind, size_t i, void (*fn)(size_t))
+{
+	int before = check_failures;
+
+	printf("RUN %s/%zu\n", kind, i);
+	fn(i);
+	printf("%s %s/%zu\n", check_failures != before ? "FAIL" : "PASS",
+	    kind, i);
+}
+
+static void
+run_names(size_t i)
+{
+	(void)i;
+	test_names();
+	test_small_why();
+}
+
 int
 main(void)
 {
-	int before;
 	size_t i;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (i = 0; i < NELEM(good); i++) {
-		before = check_failures;
-		printf("RUN good/%zu\n", i);
-		run_good(&good[i]);
-		printf("%s good/%zu\n", check_failures != before ? "FAIL" :
-		    "PASS", i);
-	}
-	for (i = 0; i < NELEM(bad); i++) {
-		before = check_failures;
-		printf("RUN bad/%zu\n", i);
-		run_bad(&bad[i]);
-		printf("%s bad/%zu\n", check_failures != before ? "FAIL" :
-		    "PASS", i);
-	}
-	before = check_failures;
-	printf("RUN names\n");
-	test_names();
-	test_small_why();
-	printf("%s names\n", check_failures != before ? "FAIL" : "PASS");
+	for (i = 0; i < NELEM(cases); i++)
+		run_case("parse", i, run_one);
+	run_case("names", 0, run_names);
 	return check_done();
 }

@@ -24,7 +24,9 @@
  *               name at offset 12 is the question: 0xC00C);
  *             1: the chunk as the whole message, only the id patched;
  *             2: no answer (the query times out, or a TCP connection is
- *               held open or closed, by bit 5);
+ *               held open or closed, by bit 5; over UDP, with bit 7 the
+ *               port closes until the next timeout, so that the
+ *               resolver's next tries draw ICMP port unreachable);
  *             3: a stray message with another id first, then as 0;
  *   bit 2     set TC (over UDP: the resolver retries over TCP);
  *   bit 3     leave QR and the opcode as the chunk says (else a response
@@ -98,10 +100,11 @@ struct tconn {
 };
 
 static struct {
-	bool init;
+	bool ring_ok;
+	bool refused;			/* the UDP port is closed for now */
 	struct io_uring ring;
 	struct uring_loop loop;
-	int udp, tcp;
+	int udp, tcp;			/* -1: closed */
 	struct sockaddr_in addr;
 } h;
 
@@ -121,42 +124,83 @@ static struct {
 
 /* ---------------------------------------------------------------- set-up */
 
+/* The ring once; the nameserver's sockets whenever they are missing. */
 static void
-setup_once(void)
+setup(void)
 {
 	socklen_t len;
 	int one = 1;
 
-	if (h.init)
+	if (!h.ring_ok) {
+		assert(uring_init(&h.ring, 256, 1024) == 0);
+		s.sent = malloc(SENT_MAX);
+		assert(s.sent != NULL);
+		for (int i = 0; i < TCP_CONNS_MAX; i++)
+			s.tc[i].fd = -1;
+		h.udp = h.tcp = -1;
+		h.ring_ok = true;
+	}
+	if (h.udp >= 0 && h.tcp >= 0)
 		return;
-	assert(uring_init(&h.ring, 256, 1024) == 0);
+	if (h.udp >= 0)
+		close(h.udp);
+	if (h.tcp >= 0)
+		close(h.tcp);
+	h.udp = h.tcp = -1;
+	h.refused = false;
 	/* A UDP port from the kernel, then the same port over TCP. */
-	for (int tries = 0; tries < 50; tries++) {
-		h.udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-		h.tcp = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-		assert(h.udp >= 0 && h.tcp >= 0);
+	for (int tries = 0; tries < 50 && h.udp < 0; tries++) {
+		int u = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+		int t = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+		assert(u >= 0 && t >= 0);
 		memset(&h.addr, 0, sizeof(h.addr));
 		h.addr.sin_family = AF_INET;
 		h.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		len = sizeof(h.addr);
-		assert(bind(h.udp, (struct sockaddr *)&h.addr,
+		assert(bind(u, (struct sockaddr *)&h.addr,
 		    sizeof(h.addr)) == 0);
-		assert(getsockname(h.udp, (struct sockaddr *)&h.addr,
-		    &len) == 0);
-		setsockopt(h.tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(h.tcp, (struct sockaddr *)&h.addr,
-		    sizeof(h.addr)) == 0 && listen(h.tcp, 64) == 0) {
-			h.init = true;
+		assert(getsockname(u, (struct sockaddr *)&h.addr, &len) == 0);
+		setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(t, (struct sockaddr *)&h.addr, sizeof(h.addr)) == 0 &&
+		    listen(t, 64) == 0) {
+			h.udp = u;
+			h.tcp = t;
 			break;
 		}
-		close(h.udp);
-		close(h.tcp);
+		close(u);
+		close(t);
 	}
-	assert(h.init);
-	s.sent = malloc(SENT_MAX);
-	assert(s.sent != NULL);
-	for (int i = 0; i < TCP_CONNS_MAX; i++)
-		s.tc[i].fd = -1;
+	assert(h.udp >= 0);
+}
+
+/*
+ * The nameserver's UDP port closed for a while: the resolver's next
+ * datagrams draw ICMP port unreachable (ECONNREFUSED on its socket).
+ * Reopened on the same port; false if another socket took it meanwhile
+ * (then setup() starts over on a new port for the next input).
+ */
+static void
+udp_refuse(void)
+{
+	close(h.udp);
+	h.udp = -1;
+	h.refused = true;
+}
+
+static bool
+udp_reopen(void)
+{
+	int u = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+
+	assert(u >= 0);
+	h.refused = false;
+	if (bind(u, (struct sockaddr *)&h.addr, sizeof(h.addr)) != 0) {
+		close(u);
+		return false;
+	}
+	h.udp = u;
+	return true;
 }
 
 static void
@@ -380,7 +424,7 @@ serve_udp(void)
 	struct sockaddr_in peer;
 	unsigned n = 0;
 
-	for (;;) {
+	while (h.udp >= 0) {
 		socklen_t plen = sizeof(peer);
 		ssize_t k = recvfrom(h.udp, q, sizeof(q), 0,
 		    (struct sockaddr *)&peer, &plen);
@@ -394,8 +438,11 @@ serve_udp(void)
 		if (s.destroyed || !next_chunk(&c, &cn))
 			continue;
 		m = build(q, (size_t)k, c, cn, out, sizeof(out));
-		if (m == 0)
+		if (m == 0) {
+			if (cn > 0 && (c[0] & 0x80))
+				udp_refuse();
 			continue;
+		}
 		if ((c[0] & 3) == 3) {
 			uint8_t stray[sizeof(out)];
 
@@ -503,11 +550,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct resolver_cfg cfg;
 	uint64_t fake_ms;
 	unsigned nlook, steps = 0, ticks = 0, destroy_at = 0;
+	uint32_t refused_tick = UINT32_MAX;
 	size_t off;
 
 	if (size < 2)
 		return 0;
-	setup_once();
+	setup();
 	resolver_cfg_defaults(&cfg);
 	memcpy(&cfg.server, &h.addr, sizeof(h.addr));
 	cfg.server_len = sizeof(h.addr);
@@ -569,6 +617,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (progress > 0)
 			continue;
+		if (h.refused && ticks > refused_tick) {
+			if (!udp_reopen())
+				break;		/* port lost: give up the input */
+			refused_tick = UINT32_MAX;
+			continue;
+		}
+		if (h.refused && refused_tick == UINT32_MAX)
+			refused_tick = ticks;
 		/* Nothing moves: the clock jumps past every deadline. */
 		assert(++ticks < TICKS_MAX);
 		fake_ms = (fake_ms > clock_mono_ms() ? fake_ms :
@@ -576,7 +632,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		resolver_tick(s.r, fake_ms);
 	}
 	if (!s.destroyed) {
-		assert(all_done());
+		assert(all_done() || h.udp < 0);
 		resolver_destroy(s.r);
 		s.r = NULL;
 	}

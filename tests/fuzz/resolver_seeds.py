@@ -120,9 +120,30 @@ def nxdomain_implicit():
           [nx.chunk(), nodata.chunk(), a.chunk(), aaaa.chunk()])
 
 
+def many_over_tcp():
+    # MX of a.test: ten hosts; every address query truncated over UDP, so
+    # more queries want TCP than there are connections (some wait); over
+    # TCP, A answers for even hosts, the rest held open unanswered.
+    m = Answer("a.test")
+    for i in range(10):
+        m.rr(0, ptr(Q), MX, mx_rdata(10 + i, bytes([2]) + b"h%d" % i + ptr(Q)))
+    chunks = [m.chunk()]
+    chunks += [Answer("h%d.a.test" % (i // 2), action=0x04).chunk()
+               for i in range(20)]
+    for i in range(20):
+        if i % 2 == 0:
+            a = Answer("h%d.a.test" % (i // 2))
+            a.rr(0, ptr(Q), A, bytes([192, 0, 2, 10 + i]))
+            chunks.append(a.chunk())
+        else:
+            chunks.append(Answer("h%d.a.test" % (i // 2), action=0x02).chunk())
+    write("tcp-many", [0x02, 0, 0x02 | 0x08], chunks)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     mx_two_hosts()
     cname_chain()
     truncated_then_tcp()
     nxdomain_implicit()
+    many_over_tcp()

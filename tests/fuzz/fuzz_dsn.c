@@ -23,8 +23,9 @@
  *   occurs only as the three delimiter lines and the closing one, which
  *   is the last line; the parts are text/plain, message/delivery-status
  *   and text/rfc822-headers in that order;
- * - the delivery-status part is 7-bit ASCII and has one Final-Recipient,
- *   "Action: failed" and "Status: " line per recipient, in order;
+ * - the delivery-status part is 7-bit ASCII, groups of fields as above,
+ *   with one Final-Recipient, "Action: failed" and "Status: " line per
+ *   recipient, in order;
  * - the human part is valid UTF-8; the body carries 8-bit bytes only if
  *   some input did, and then the header section says
  *   Content-Transfer-Encoding: 8bit; the header section only if the
@@ -325,6 +326,13 @@ check_dsn(const char *s, size_t n, const struct dsn_info *info,
 		assert(line_is(&ls.l[ph - 1],
 		    "Content-Type: message/delivery-status"));
 		assert(!has_8bit(from, (size_t)(to - from)));
+		/* Groups of fields (RFC 3464 section 2.1), each one a header
+		 * section, separated by empty lines; the part's own CRLF last. */
+		for (i = ph + 1; i + 1 < delim[2]; i = k + 1) {
+			for (k = i; k + 1 < delim[2] && ls.l[k].n != 0; k++)
+				;
+			check_fields(&ls, i, k, NULL);
+		}
 		k = 0;
 		for (i = ph + 1; i < delim[2]; i++) {
 			const struct line *l = &ls.l[i];

@@ -4,9 +4,13 @@
 #   make run        install what is missing, build, run sluiced in the
 #                   foreground on its embedded default configuration
 #                   (creating the system user it runs as, `sluice`)
-#   make test       install, build, run every test; ends "N passed, N failed"
-#   make asan       the same tests against an ASan+UBSan build (build/asan)
-#   make fuzz       build the libFuzzer targets (clang)
+#   make test       install, build, run every test; ends "N passed, N failed":
+#                   unit and integration tests, the unit tests again built
+#                   with ASan+UBSan, and every fuzz target for
+#                   FUZZ_TEST_SECONDS (15) each
+#   make asan       all tests against an ASan+UBSan build (build/asan)
+#   make fuzz       build the libFuzzer targets (clang, build/fuzz)
+#   make fuzz-run   run only the fuzz targets, FUZZ_SECONDS (60) each
 #
 # O= puts binaries and objects under another directory (make asan uses it).
 
@@ -46,7 +50,7 @@ TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2 nsd \
 	python3-aiosmtpd python3-dnspython
 DEPS_STAMP = build/.deps-ok
 
-.PHONY: all run test unit asan fuzz fuzz-run deps user clean
+.PHONY: all run test unit asan asan-unit fuzz fuzz-run deps user clean
 # Keep object files make considers intermediate (the tests' own): deleting
 # them costs a rebuild and prints after the test summary.
 .SECONDARY:
@@ -108,49 +112,60 @@ user:
 run: deps all user
 	$(BIN)/sluiced
 
-test: deps all unit user
-	SLUICE_BIN=$(abspath $(BIN)) SLUICE_UNIT=$(abspath $(UNIT)) tests/run.sh
-
-asan: deps user
-	$(MAKE) O=build/asan OPT=-O1 \
-		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-		all unit
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		SLUICE_BIN=$(abspath build/asan/bin) \
-		SLUICE_UNIT=$(abspath build/asan/tests/unit) tests/run.sh
+# The ASan+UBSan build: objects and binaries under build/asan.
+ASAN_DIR  = build/asan
+ASAN_MAKE = $(MAKE) O=$(ASAN_DIR) OPT=-O1 \
+	SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 
 # libFuzzer targets (tests/fuzz/fuzz_*.c), built with clang and sanitizers.
-FUZZ_SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer
+FUZZ_SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
 FUZZ_DIR  = build/fuzz
 FUZZ_SRC  = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
 FUZZ_SECONDS ?= 60
+FUZZ_TEST_SECONDS ?= 15
+
+# Unit and integration tests, the unit tests under ASan+UBSan, and a short
+# run of every fuzz target: one summary line for all of them. The three
+# builds go side by side (TEST_BUILD_JOBS), once the packages are there.
+TEST_BUILD_JOBS ?= 2
+test: deps user
+	$(MAKE) -j$(TEST_BUILD_JOBS) all unit asan-unit fuzz
+	SLUICE_BIN=$(abspath $(BIN)) SLUICE_UNIT=$(abspath $(UNIT)) \
+		SLUICE_ASAN_UNIT=$(abspath $(ASAN_DIR)/tests/unit) \
+		SLUICE_FUZZ=$(abspath $(FUZZ_DIR)) \
+		FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) tests/run.sh
+
+asan-unit: deps
+	$(ASAN_MAKE) unit
+
+asan: deps user
+	$(ASAN_MAKE) all unit
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		SLUICE_BIN=$(abspath $(ASAN_DIR)/bin) \
+		SLUICE_UNIT=$(abspath $(ASAN_DIR)/tests/unit) tests/run.sh
 
 fuzz: deps
 	$(MAKE) O=$(FUZZ_DIR) CC=clang OPT=-O1 \
-		SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_DIR)/build/obj/libsluice.a
-	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-		echo "clang $$f -> $(FUZZ_DIR)/$$n"; \
-		clang -std=c11 -D_GNU_SOURCE -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer \
-			$$f $(FUZZ_DIR)/build/obj/libsluice.a $(LDLIBS) \
-			-o $(FUZZ_DIR)/$$n || exit 1; done
+		SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BIN)
 
-# Run every target for FUZZ_SECONDS, seeded from the golden dialogues (and
-# fuzz_replay from its modes that start with a whole record).
+# Only the sub-make above builds these (its $(LIB) is the clang one).
+ifeq ($(O),$(FUZZ_DIR))
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -MMD -MP -MF $@.d $< $(LIB) \
+		$(LDLIBS) -lm -o $@
+endif
+
+# Every target for FUZZ_SECONDS, through the test runner (which seeds each
+# from tests/fuzz/corpus/NAME and keeps its corpus in build/fuzz/corpus).
 fuzz-run: fuzz
-	@mkdir -p $(FUZZ_DIR)/corpus/fuzz_smtp_session
-	@cp -n tests/golden/smtp/*.in $(FUZZ_DIR)/corpus/fuzz_smtp_session/ 2>/dev/null || true
-	@mkdir -p $(FUZZ_DIR)/corpus/fuzz_replay
-	@printf '\002' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record
-	@printf '\003' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record-fixed
-	@printf '\006' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record-twice
-	@for b in $(FUZZ_BIN); do n=$$(basename $$b); mkdir -p $(FUZZ_DIR)/corpus/$$n; \
-		echo "== $$n ($(FUZZ_SECONDS) s)"; \
-		$$b -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
-			$(FUZZ_DIR)/corpus/$$n || exit 1; done
+	SLUICE_FUZZ=$(abspath $(FUZZ_DIR)) FUZZ_SECONDS=$(FUZZ_SECONDS) \
+		tests/run.sh fuzz_
 
 clean:
 	rm -rf build bin tests/unit/*.t tests/out
 
--include $(shell find $(O)/build/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(O)/build/obj -name '*.d' 2>/dev/null) \
+	$(wildcard $(O)/fuzz_*.d)

@@ -357,7 +357,9 @@ dsn_breakable(const char *s, size_t n, size_t j)
  * ending the last line with CRLF. Lines break at spaces to stay within
  * DSN_LINE_SOFT octets when a space allows it, and are cut to stay within
  * DSN_LINE_MAX always. cont NULL: header folding (RFC 5322 section 2.2.3),
- * the space stays and starts the next line (a cut adds one). Otherwise
+ * the space stays and starts the next line (a cut adds one, and drops
+ * the spaces it lands on, which would make a line of white space only:
+ * the value keeps its words, not every space of a long run). Otherwise
  * body text: the space becomes the line end and the next line starts
  * with cont.
  */
@@ -391,8 +393,16 @@ put_folded(struct dsn_w *w, size_t col, const char *s, size_t n,
 		} else {
 			k = dsn_cut(s + i, n - i, DSN_LINE_MAX - col);
 			w_put(w, s + i, k);
-			w_puts(w, cont == NULL ? "\r\n " : "\r\n");
 			i += k;
+			/* RFC 5322 section 3.2.2: no line of a folded field may
+			 * be white space only, so the spaces at a cut go. */
+			while (cont == NULL && i < n && s[i] == ' ')
+				i++;
+			if (i == n) {
+				w_puts(w, "\r\n");
+				return;
+			}
+			w_puts(w, cont == NULL ? "\r\n " : "\r\n");
 		}
 		if (cont != NULL)
 			w_puts(w, cont);

@@ -22,8 +22,8 @@
 
 #include "../deliver/deliver.h"
 #include "../lib/log.h"
+#include "control_parse.h"
 
-#define CONTROL_LINE_MAX 256
 #define CONTROL_WAIT_MS 5000
 #define CONTROL_IO_MS 2000
 #define CONTROL_BOUNCE_SWEEPS 3	/* unparks of a bounced message */
@@ -83,28 +83,31 @@ all_shards(enum deliver_ctl what, uint64_t qid)
 
 /* Run one command; the reply goes to out. */
 static void
-run(char *line, char *out, size_t outlen)
+run(const char *line, size_t len, char *out, size_t outlen)
 {
-	char *cmd = strtok(line, " \t\r\n"), *arg = strtok(NULL, " \t\r\n");
+	struct control_cmd cmd;
 	struct queue_msg m;
-	uint64_t qid = 0;
+	const char *verb, *arg;
+	char why[128];
 	int rc;
 
-	if (cmd == NULL) {
-		snprintf(out, outlen, "error empty command\n");
+	if (control_parse(line, len, &cmd, why, sizeof(why)) != 0) {
+		snprintf(out, outlen, "error %s\n", why);
 		return;
 	}
+	verb = control_verb_name(cmd.verb);
+	arg = cmd.arg;
 	/* Whatever was acknowledged before the command is in the index. */
 	if (committer_index_sync(ctl.committer, CONTROL_WAIT_MS) != 0) {
 		snprintf(out, outlen, "error the queue index cannot be "
 		    "written now (see the log)\n");
 		return;
 	}
-	if (strcmp(cmd, "sync") == 0 && arg == NULL) {
+	switch (cmd.verb) {
+	case CONTROL_SYNC:
 		snprintf(out, outlen, "ok index up to date\n");
 		return;
-	}
-	if (strcmp(cmd, "flush") == 0 && arg == NULL) {
+	case CONTROL_FLUSH:
 		if (deliver_unpark_all_now() != 0)
 			log_warn("control: flush: parked recipients keep their "
 			    "retry times");
@@ -112,43 +115,47 @@ run(char *line, char *out, size_t outlen)
 		snprintf(out, outlen, "ok deferred mail is due now\n");
 		log_info("control: flush");
 		return;
+	case CONTROL_DELETE:
+	case CONTROL_HOLD:
+	case CONTROL_RELEASE:
+	case CONTROL_BOUNCE:
+		break;
+	default:
+		log_panic("control: bad verb %d", (int)cmd.verb);
 	}
-	if (arg == NULL || queue_id_parse(arg, &qid) != 0) {
-		snprintf(out, outlen, "error usage: sync | flush | delete|"
-		    "hold|release|bounce QUEUE-ID\n");
-		return;
-	}
-	rc = queue_index_get(ctl.qi, qid, &m);
+	rc = queue_index_get(ctl.qi, cmd.qid, &m);
 	if (rc != 0) {
 		snprintf(out, outlen, "error %s: %s\n", arg,
 		    queue_strerror(rc));
 		return;
 	}
-	if (strcmp(cmd, "delete") == 0) {
+	if (cmd.verb == CONTROL_DELETE) {
 		/* No unpark crosses it: see deliver_park_lock(). */
 		deliver_park_lock();
-		all_shards(DELIVER_CTL_DROP, qid);
-		deliver_control(0, DELIVER_CTL_UPDATE, qid, QUEUE_UPD_DELETE);
-		rc = wait_state(qid, -1);
+		all_shards(DELIVER_CTL_DROP, cmd.qid);
+		deliver_control(0, DELIVER_CTL_UPDATE, cmd.qid,
+		    QUEUE_UPD_DELETE);
+		rc = wait_state(cmd.qid, -1);
 		deliver_park_unlock();
-	} else if (strcmp(cmd, "hold") == 0) {
+	} else if (cmd.verb == CONTROL_HOLD) {
 		deliver_park_lock();
-		all_shards(DELIVER_CTL_DROP, qid);
-		deliver_control(0, DELIVER_CTL_UPDATE, qid, QUEUE_UPD_HOLD);
-		rc = wait_state(qid, MSG_HOLD);
+		all_shards(DELIVER_CTL_DROP, cmd.qid);
+		deliver_control(0, DELIVER_CTL_UPDATE, cmd.qid, QUEUE_UPD_HOLD);
+		rc = wait_state(cmd.qid, MSG_HOLD);
 		deliver_park_unlock();
-	} else if (strcmp(cmd, "release") == 0) {
+	} else if (cmd.verb == CONTROL_RELEASE) {
 		if (m.meta.state != MSG_HOLD) {
 			snprintf(out, outlen, "error %s is not on hold\n", arg);
 			queue_msg_release(&m);
 			return;
 		}
-		deliver_control(0, DELIVER_CTL_UPDATE, qid, QUEUE_UPD_RELEASE);
-		rc = wait_state(qid, MSG_QUEUED);
+		deliver_control(0, DELIVER_CTL_UPDATE, cmd.qid,
+		    QUEUE_UPD_RELEASE);
+		rc = wait_state(cmd.qid, MSG_QUEUED);
 		if (rc && deliver_dispatch_msg(&m, NULL, 0, 0) < 0)
 			log_warn("control: %s released but not scheduled (out "
 			    "of memory); a restart schedules it", arg);
-	} else if (strcmp(cmd, "bounce") == 0) {
+	} else {
 		if (m.meta.state == MSG_HOLD) {
 			snprintf(out, outlen, "error %s is on hold: release it "
 			    "first\n", arg);
@@ -162,38 +169,34 @@ run(char *line, char *out, size_t outlen)
 		 * still on their way to it.
 		 */
 		deliver_park_lock();
-		all_shards(DELIVER_CTL_BOUNCE, qid);
+		all_shards(DELIVER_CTL_BOUNCE, cmd.qid);
 		for (unsigned i = 0; i < CONTROL_BOUNCE_SWEEPS; i++) {
 			if (i > 0) {
 				sleep_ms(CONTROL_BOUNCE_GAP_MS);
 				(void)committer_index_sync(ctl.committer,
 				    CONTROL_WAIT_MS);
 			}
-			if (deliver_unpark_qid(qid) != 0)
+			if (deliver_unpark_qid(cmd.qid) != 0)
 				log_warn("control: bounce %s: its parked "
 				    "recipients bounce when next tried", arg);
 		}
 		deliver_park_unlock();
 		rc = true;
-	} else {
-		snprintf(out, outlen, "error unknown command '%s'\n", cmd);
-		queue_msg_release(&m);
-		return;
 	}
 	queue_msg_release(&m);
 	if (!rc) {
 		snprintf(out, outlen, "error %s: %s not done within %u ms\n",
-		    arg, cmd, CONTROL_WAIT_MS);
+		    arg, verb, CONTROL_WAIT_MS);
 		return;
 	}
-	log_info("control: %s %s", cmd, arg);
-	snprintf(out, outlen, "ok %s %s\n", cmd, arg);
+	log_info("control: %s %s", verb, arg);
+	snprintf(out, outlen, "ok %s %s\n", verb, arg);
 }
 
 static void
 serve(int fd)
 {
-	char line[CONTROL_LINE_MAX + 1], out[512];
+	char line[CONTROL_LINE_MAX], out[512];
 	size_t n = 0;
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 
@@ -208,8 +211,7 @@ serve(int fd)
 			break;
 		n += (size_t)r;
 	}
-	line[n] = '\0';
-	run(line, out, sizeof(out));
+	run(line, n, out, sizeof(out));
 	if (write(fd, out, strlen(out)) < 0)
 		log_warn("control: reply: %s", strerror(errno));
 }

@@ -4,8 +4,9 @@
  * the index see every message acknowledged before them ("sync").
  *
  * A thread accepts on SPOOL/control.sock (mode 0600, owner only). A client
- * sends one line, "COMMAND [QUEUE-ID]\n", and gets one line back: "ok
- * TEXT" or "error TEXT". Every command first waits until what was
+ * sends one line, "COMMAND [QUEUE-ID]\n" (grammar: control_parse.h), and
+ * gets one line back: "ok TEXT" or "error TEXT". A malformed line is
+ * answered at once; every other command first waits until what was
  * acknowledged before it is indexed (the index follows the segments by a
  * few milliseconds); "sync" does only that. Commands act through the
  * shards' inboxes and the committer (engine/deliver.h), never on LMDB

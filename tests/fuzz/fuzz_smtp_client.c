@@ -23,6 +23,7 @@
 
 #include "../../proto/smtp_client.h"
 #include "../../queue/queue.h"
+#include "fuzz_util.h"
 
 #define FZ_RCPT_MAX 8
 
@@ -122,23 +123,12 @@ static const struct smtp_client_cb fz_cb = {
 };
 
 static void
-check_output(struct fz *f)
-{
-	struct buf *o = &f->c.out;
-
-	if (o->len > 0)
-		assert(o->len >= 2 && o->data[o->len - 2] == '\r' &&
-		    o->data[o->len - 1] == '\n');
-	buf_reset(o);
-}
-
-static void
 feed(struct fz *f, const char *p, size_t n)
 {
 	enum smtp_client_event ev = smtp_client_input(&f->c, p, n);
 
 	assert((ev == SMTP_CLIENT_EV_CLOSE) == smtp_client_closed(&f->c));
-	check_output(f);
+	fz_check_out(&f->c.out);
 }
 
 int
@@ -180,7 +170,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off = cut ? end + 1 : size;
 	}
 	smtp_client_eof(&f.c);
-	check_output(&f);
+	fz_check_out(&f.c.out);
 	assert(smtp_client_closed(&f.c));
 	assert(f.cur == -1);
 	smtp_client_free(&f.c);

@@ -8,7 +8,9 @@
  * well-formed multipart/report (skipped without /usr/bin/python3). Also:
  * argument errors leave the buffer alone, header injection through
  * addresses fails, reply parsing, status syntax, the null sender, and
- * random envelopes and originals still give well-formed output.
+ * random envelopes and originals still give well-formed output, and a
+ * header field cut before a run of spaces leaves no line of white space
+ * only.
  */
 #include "check.h"
 #include "../../deliver/dsn.h"
@@ -756,6 +758,69 @@ random_inputs(void)
 	printf("%s random_inputs\n", ok ? "PASS" : "FAIL");
 }
 
+/* Lines of white space only (not empty ones): none in a DSN. */
+static unsigned
+blank_lines(const struct buf *m)
+{
+	size_t i, start = 0;
+	unsigned n = 0;
+	bool blank = true;
+
+	for (i = 0; i + 1 < m->len; i++) {
+		if (m->data[i] == '\r' && m->data[i + 1] == '\n') {
+			n += blank && i > start;
+			blank = true;
+			start = i + 2;
+			i++;
+		} else if (m->data[i] != ' ' && m->data[i] != '\t') {
+			blank = false;
+		}
+	}
+	return n;
+}
+
+/*
+ * RFC 5322 section 3.2.2: no line of a folded header field is white
+ * space only. A field cut right before a run of spaces used to put the
+ * run on a line of its own, and a run longer than a line filled whole
+ * lines (found by tests/fuzz/fuzz_dsn.c).
+ */
+static void
+fold_space_runs(void)
+{
+	static char mta[1100], diag[1100], from[2100];
+	struct dsn_info info = base_info;
+	struct dsn_rcpt r = { .addr = "bob@rcpt.example", .status = "5.1.1",
+	    .diagnostic = diag };
+	struct buf out = { 0 }, lf = { 0 };
+
+	printf("RUN fold_space_runs\n");
+	/* "dns; " breaks after "dns;", then a line of " " and 997 x. */
+	memset(mta, 'x', 997);
+	memset(mta + 997, ' ', 40);
+	memset(diag, 'y', 997);
+	memset(diag + 997, ' ', 40);
+	memcpy(from, "alice", 5);
+	memset(from + 5, ' ', 2000);
+	memcpy(from + 2005, "@sender.example", 15);
+	info.received_from = mta;
+	info.sender = from;
+	CHECK_FATAL(dsn_build(&info, &r, 1, (const uint8_t *)plain_orig,
+	    sizeof(plain_orig) - 1, &out) == 0);
+	CHECK(blank_lines(&out) == 0);
+	CHECK(check_lines("fold_space_runs", &out, &lf));
+	/* The words are all there. */
+	CHECK(contains(&out, "Received-From-MTA: dns;\r\n xxxxxxxx"));
+	CHECK(contains(&out, "xxxxxxx\r\nArrival-Date: "));
+	CHECK(contains(&out, "yyyyyyy\r\nLast-Attempt-Date: ") ||
+	    contains(&out, "yyyyyyy\r\n\r\n--"));
+	CHECK(contains(&out, "\r\n @sender.example>\r\n"));
+	printf("%s fold_space_runs\n", blank_lines(&out) == 0 ? "PASS" :
+	    "FAIL");
+	buf_free(&out);
+	buf_free(&lf);
+}
+
 int
 main(void)
 {
@@ -763,5 +828,6 @@ main(void)
 	bad_args();
 	reply_parsing();
 	random_inputs();
+	fold_space_runs();
 	return check_done();
 }

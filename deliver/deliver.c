@@ -286,8 +286,10 @@ dest_get(struct deliver *d, struct dl_item *it)
 	dest_key(r, it->domain, key);
 	h = XXH3_64bits(key, strlen(key)) & (DL_DEST_BUCKETS - 1);
 	for (ds = d->buckets[h]; ds != NULL; ds = ds->hnext)
-		if (strcmp(ds->key, key) == 0 && ds->route == r)
+		if (strcmp(ds->key, key) == 0 && ds->route == r) {
+			ds->last_used_ms = d->now_ms;
 			return ds;
+		}
 	ds = calloc(1, sizeof(*ds));
 	if (ds == NULL)
 		return NULL;
@@ -296,6 +298,7 @@ dest_get(struct deliver *d, struct dl_item *it)
 	    r->transport.host[0] != '\0' ? r->transport.host : it->domain);
 	ds->route = r;
 	ds->d = d;
+	ds->last_used_ms = d->now_ms;
 	/* Slow start, as Postfix's initial_destination_concurrency: a
 	 * destination earns its full limit by accepting mail. */
 	ds->eff_max = r->policy.max_connections < DL_INITIAL_CONNS ?
@@ -312,6 +315,7 @@ dest_get(struct deliver *d, struct dl_item *it)
 	}
 	ds->hnext = d->buckets[h];
 	d->buckets[h] = ds;
+	d->ndests++;
 	return ds;
 }
 
@@ -460,6 +464,10 @@ dl_item_free(struct deliver *d, struct dl_item *it)
 	assert(d->nitems > 0 && d->nrcpts >= it->nrcpt);
 	d->nitems--;
 	d->nrcpts -= it->nrcpt;
+	if (it->dest != NULL) {
+		assert(it->dest->nitems > 0);
+		it->dest->nitems--;
+	}
 	free(it);
 }
 
@@ -514,11 +522,14 @@ bouncing(const struct deliver *d, uint64_t qid)
 void
 dl_item_schedule(struct deliver *d, struct dl_item *it)
 {
-	if (it->dest == NULL && (it->dest = dest_get(d, it)) == NULL) {
-		log_warn("deliver: out of memory; %016llx waits for a restart",
-		    (unsigned long long)it->qid);
-		dl_item_free(d, it);
-		return;
+	if (it->dest == NULL) {
+		if ((it->dest = dest_get(d, it)) == NULL) {
+			log_warn("deliver: out of memory; %016llx waits for a "
+			    "restart", (unsigned long long)it->qid);
+			dl_item_free(d, it);
+			return;
+		}
+		it->dest->nitems++;
 	}
 	if (d->nbouncing > 0 && bouncing(d, it->qid)) {
 		dl_item_fail_all(d, it, 550, "5.0.0",
@@ -940,11 +951,47 @@ deliver_run(struct deliver *d, uint64_t now_ms)
 		log_warn("deliver: writing the delivery log failed");
 }
 
+/*
+ * Free destinations nothing refers to any more (no item, no connection,
+ * no DNS lookup, not on a list) and that hold no back-off: a relay that
+ * has mailed a million domains keeps the state of those it still mails.
+ * One sweep of the table every DL_DEST_SWEEP_MS.
+ */
+static void
+dest_sweep(struct deliver *d)
+{
+	uint32_t sweep = d->cfg->delivery->destination_keep_ms / 4;
+
+	if (d->now_ms < d->dest_sweep_ms)
+		return;
+	d->dest_sweep_ms = d->now_ms + (sweep < DL_DEST_SWEEP_MS ?
+	    sweep : DL_DEST_SWEEP_MS);
+	for (unsigned b = 0; b < DL_DEST_BUCKETS; b++) {
+		struct dl_dest **pp = &d->buckets[b], *ds;
+
+		while ((ds = *pp) != NULL) {
+			if (ds->nitems > 0 || ds->queued > 0 || ds->nconn > 0 ||
+			    ds->resolving || ds->in_run || ds->slot_wait ||
+			    d->now_ms < ds->hold_until_ms ||
+			    d->now_ms < ds->last_used_ms +
+			    d->cfg->delivery->destination_keep_ms) {
+				pp = &ds->hnext;
+				continue;
+			}
+			*pp = ds->hnext;
+			free(ds->targets);
+			free(ds);
+			d->ndests--;
+		}
+	}
+}
+
 void
 deliver_tick(struct deliver *d, uint64_t now_ms)
 {
 	d->now_ms = now_ms;
 	make_room(d);
+	dest_sweep(d);
 	/* A drained backlog leaves no big array behind (see also main's
 	 * memory_return()). */
 	if (d->nheap == 0 && d->heap_cap > DL_HEAP_KEEP) {
@@ -1130,10 +1177,10 @@ deliver_destroy(struct deliver *d)
 	if (d->opened > 0 || d->parked > 0)
 		log_info("deliver: shard %u: %llu connection(s) opened, %llu "
 		    "taken over from another destination by address, %llu "
-		    "recipient(s) parked", d->id,
+		    "recipient(s) parked, %u destination(s) in memory", d->id,
 		    (unsigned long long)d->opened,
 		    (unsigned long long)d->reused,
-		    (unsigned long long)d->parked);
+		    (unsigned long long)d->parked, d->ndests);
 	resolver_destroy(d->res);
 	d->res = NULL;
 	for (uint32_t i = 0; i < d->conn_hw; i++) {

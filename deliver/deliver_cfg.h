@@ -27,6 +27,7 @@ struct delivery_cfg {
 	uint32_t connections;		/* outbound, all shards together */
 	uint32_t active_messages;	/* items in memory, all shards */
 	uint32_t active_recipients;	/* their recipients */
+	uint32_t destination_keep_ms;	/* an unused destination's state */
 	uint32_t chunking;		/* BDAT to servers offering CHUNKING */
 };
 

@@ -62,6 +62,7 @@ dl_conn_free(struct dl_conn *c)
 		c->yielding = false;
 		d->nyielding--;
 	}
+	c->dest = NULL;
 	c->in_use = false;
 	c->gen++;
 	c->next_free = d->free_head;

@@ -26,6 +26,7 @@
 #define DL_BOUNCING 16		/* operator bounces remembered */
 #define DL_BOUNCING_MS 10000	/* for this long */
 #define DL_SLOT_WAKE 4		/* waiters woken per slot freed */
+#define DL_DEST_SWEEP_MS 10000	/* idle destinations freed at least this often */
 #define DL_HEAP_KEEP 4096	/* deferred heap slots kept when empty */
 #define DL_ADDR_BUCKETS 1024	/* idle connections by address; power of 2 */
 #define DL_RBUF 4096
@@ -91,6 +92,8 @@ struct dl_dest {
 	const struct route *route;
 	struct dl_item *head, *tail;
 	uint32_t queued;
+	uint32_t nitems;		/* items pointing here, anywhere */
+	uint64_t last_used_ms;
 	unsigned nconn, nidle;
 	unsigned nstarting;		/* connecting, or not yet ready */
 	struct dl_conn *idle;		/* its idle connections */
@@ -170,6 +173,8 @@ struct deliver {
 	struct dl_dest *buckets[DL_DEST_BUCKETS];
 	struct dl_dest *run;		/* dests with ready items */
 	struct dl_dest *slot_waiters;	/* dests waiting for a free slot */
+	uint32_t ndests;
+	uint64_t dest_sweep_ms;
 	struct dl_item **heap;
 	uint32_t nheap, heap_cap;
 	/*

@@ -162,6 +162,8 @@ static const struct cfg_key delivery_keys[] = {
 	  FIELD(struct delivery_cfg, active_messages) },
 	{ KEY("active_recipients", CFG_UINT, "200000", 1, 100000000),
 	  FIELD(struct delivery_cfg, active_recipients) },
+	{ KEY("destination_keep", CFG_DURATION, "60s", 100, HOUR_MS),
+	  FIELD(struct delivery_cfg, destination_keep_ms) },
 	{ KEY("chunking", CFG_BOOL, "true", 0, 1),
 	  FIELD(struct delivery_cfg, chunking) },
 	{ .name = NULL },

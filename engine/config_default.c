@@ -91,5 +91,7 @@ const char config_default_yaml[] =
 	"  # Mail kept in memory for delivery; the rest waits in the index.\n"
 	"  active_messages: 100000\n"
 	"  active_recipients: 200000\n"
+	"  # A destination nothing uses is forgotten after this long.\n"
+	"  destination_keep: 60s\n"
 	"  # BDAT (RFC 3030) to servers offering CHUNKING and PIPELINING.\n"
 	"  chunking: true\n";

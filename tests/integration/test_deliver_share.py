@@ -8,6 +8,8 @@
 # (2) With delivery.connections 1 and a long idle_keep, a connection left
 # idle by one destination gives its slot up at once when another waits:
 # the second destination's mail arrives within seconds, not after idle_keep.
+# (3) With destination_keep 1s, destinations nothing uses are freed (the
+# stop line counts 0 in memory) and come back when mail for them does.
 import time
 
 import sluice
@@ -92,5 +94,20 @@ T.ok(dl.wait_until(lambda: all(c.t_close is not None for c in a.conns()), 5),
      "a.test's idle connection was closed to free the slot")
 T.ok(all(c.quit for c in a.conns()), "it said QUIT first")
 T.eq(relay2.stop(), 0, "sluiced exits 0 on SIGTERM")
+
+# ---- (3) idle destinations are freed, and made again when needed
+relay3 = dl.Relay(routes, dns={"resolver": ns.spec, "timeout": "1s"},
+                  delivery={"idle_keep": "200ms", "destination_keep": "1s"}, shards=1)
+before = shared.count()
+for rnd in range(2):
+    for k in range(N):
+        data = dl.make_message("keep-%d-%d" % (rnd, k), "alice@sender.test", ["z@d%d.test" % k])
+        dl.submit(relay3.port, "alice@sender.test", ["z@d%d.test" % k], data)
+    T.ok(dl.wait_until(lambda: shared.count() == before + (rnd + 1) * N, 10),
+         "round %d: all ten delivered" % rnd, relay3.dlog.dump(5))
+    time.sleep(3)       # idle connections close, then the destinations go
+T.eq(relay3.stop(), 0, "sluiced exits 0 on SIGTERM")
+T.ok("0 destination(s) in memory" in relay3.d.log_tail(20),
+     "idle destinations were freed", relay3.d.log_tail(5))
 ns.stop()
 sluice.finish()

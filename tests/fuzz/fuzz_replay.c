@@ -120,7 +120,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(seg);
 
 	assert(queue_recover(qi, spool, &rep) == 0);
-	assert(rep.messages == rep.replayed);
+	assert(rep.messages == rep.replayed - rep.marks_done);
 	assert(queue_index_foreach(qi, check_one, spool) == 0);
 	assert(queue_recover(qi, spool, &rep) == 0);
 	assert(rep.replayed == 0 && rep.unacknowledged == 0);

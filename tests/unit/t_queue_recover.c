@@ -8,7 +8,8 @@
  * deletes segments with no indexed record (a sealed log is not replayed),
  * leaves foreign files alone, reports the highest segment sequence per
  * shard, seals every kept segment's log, and changes nothing when run
- * again. A version 1 index (no log) is not replayed and becomes version 2.
+ * again. A version 1 index (no log) is not replayed and becomes the
+ * current version.
  */
 #define QUEUE_INTERNAL
 #include "check.h"

@@ -122,7 +122,8 @@ fuzz: deps
 			-o $(FUZZ_DIR)/$$n || exit 1; done
 
 # Run every target for FUZZ_SECONDS, seeded from the golden dialogues (and
-# fuzz_replay from its modes that start with a whole record).
+# fuzz_replay from its modes that start with a whole record, a mark record,
+# or a mark of its own).
 fuzz-run: fuzz
 	@mkdir -p $(FUZZ_DIR)/corpus/fuzz_smtp_session
 	@cp -n tests/golden/smtp/*.in $(FUZZ_DIR)/corpus/fuzz_smtp_session/ 2>/dev/null || true
@@ -130,6 +131,10 @@ fuzz-run: fuzz
 	@printf '\002' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record
 	@printf '\003' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record-fixed
 	@printf '\006' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record-twice
+	@printf '\012' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record-mark
+	@printf '\013' > $(FUZZ_DIR)/corpus/fuzz_replay/seed-record-mark-fixed
+	@printf '\032\125\0\0\0\0\0\0\0\0\0\1\0\372\0\1\0' \
+		> $(FUZZ_DIR)/corpus/fuzz_replay/seed-marks
 	@for b in $(FUZZ_BIN); do n=$$(basename $$b); mkdir -p $(FUZZ_DIR)/corpus/$$n; \
 		echo "== $$n ($(FUZZ_SECONDS) s)"; \
 		$$b -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \

@@ -558,6 +558,24 @@ io_check(struct committer *c, struct commit_job **jobs, size_t n)
 /* ---- the hand-over to the indexer ------------------------------------ */
 
 /*
+ * Move segment seg's position to end in b: positions only move forward
+ * (sealed is the furthest), so one entry per segment, the furthest, is
+ * the same write. A batch touches a few segments and journals a mark
+ * record per delivery attempt: keep it to one entry each.
+ */
+static void
+logpos_add(struct ixbatch *b, uint64_t seg, uint64_t end)
+{
+	for (size_t i = 0; i < b->nlogs; i++)
+		if (b->logs[i].seg == seg && b->logs[i].end != QUEUE_LOG_FORGET) {
+			if (end > b->logs[i].end)
+				b->logs[i].end = end;
+			return;
+		}
+	b->logs[b->nlogs++] = (struct queue_logpos){ seg, end };
+}
+
+/*
  * The batch's share of the index work, or NULL when it has none. Only
  * puts that are written and synced go in (with a DSN's updates), all
  * update jobs' updates, the position past each journaled update's mark
@@ -621,10 +639,9 @@ ixbatch_make(struct commit_job **jobs, size_t n)
 			continue;
 		}
 		if (job->kind == COMMIT_UPDATE && job_writes(job))
-			b->logs[b->nlogs++] = (struct queue_logpos){
-				job->put.seg, job->seg_failed ?
-				QUEUE_LOG_SEALED : job->put.offset +
-				job->put.rec_len };
+			logpos_add(b, job->put.seg, job->seg_failed ?
+			    QUEUE_LOG_SEALED : job->put.offset +
+			    job->put.rec_len);
 		if (job->kind == COMMIT_PUT) {
 			struct queue_put *put = &b->puts[b->nputs++];
 

@@ -567,7 +567,8 @@ static void
 logpos_add(struct ixbatch *b, uint64_t seg, uint64_t end)
 {
 	for (size_t i = 0; i < b->nlogs; i++)
-		if (b->logs[i].seg == seg && b->logs[i].end != QUEUE_LOG_FORGET) {
+		if (b->logs[i].seg == seg &&
+		    b->logs[i].end != QUEUE_LOG_FORGET) {
 			if (end > b->logs[i].end)
 				b->logs[i].end = end;
 			return;

@@ -31,63 +31,25 @@
 #include "../../queue/queue.h"
 #include "../../queue/queue_commit.h"
 #include "check.h"
+#include "commit_check.h"
 #include "queue_check.h"
 
 static const char *rcpts[2] = { "a@example.net", "b@example.net" };
 static char spool[] = "/tmp/sluice-t-committer-marks-XXXXXX";
 static const char body[] = "Subject: m\r\n\r\nbody\r\n";
 
-static int
-seg_create(uint64_t seg)
-{
-	char rel[SEG_PATH_MAX], path[256];
-	int fd;
-
-	seg_path(seg, rel, sizeof(rel));
-	snprintf(path, sizeof(path), "%s/%s", spool, rel);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	CHECK_FATAL(fd >= 0);
-	return fd;
-}
-
 static bool
 seg_exists(uint64_t seg)
 {
-	char rel[SEG_PATH_MAX], path[256];
-
-	seg_path(seg, rel, sizeof(rel));
-	snprintf(path, sizeof(path), "%s/%s", spool, rel);
-	return access(path, F_OK) == 0;
+	return check_seg_size(spool, seg) >= 0;
 }
 
 /* A put of a real record (two recipients) for qid at off of seg. */
 static struct commit_job *
 mkput(uint64_t qid, uint64_t seg, uint64_t off, int fd)
 {
-	struct envelope e = { .qid = qid, .arrival_us = 1, .nrcpt = 2,
-	    .sender = "s@example.com", .client_addr = "127.0.0.1",
-	    .helo = "x", .protocol = "ESMTP", .rcpt = rcpts };
-	size_t el = envelope_encoded_len(&e), bl = sizeof(body) - 1;
-	struct commit_job *j = calloc(1, sizeof(*j) + sizeof(struct seg_hdr) +
-	    el);
-	uint8_t *env;
-
-	CHECK_FATAL(j != NULL);
-	env = j->head + sizeof(struct seg_hdr);
-	envelope_encode(&e, env);
-	j->kind = COMMIT_PUT;
-	j->put = (struct queue_put){ .qid = qid, .seg = seg, .offset = off,
-	    .rec_len = (uint32_t)(sizeof(struct seg_hdr) + el + bl),
-	    .msg_len = (uint32_t)bl, .env = env, .env_len = (uint32_t)el,
-	    .nrcpt = 2 };
-	j->put.checksum = seg_hdr_fill((struct seg_hdr *)j->head, qid, env,
-	    (uint32_t)el, body, (uint32_t)bl);
-	j->head_len = (uint32_t)(sizeof(struct seg_hdr) + el);
-	j->iov[0] = (struct iovec){ j->head, j->head_len };
-	j->iov[1] = (struct iovec){ (void *)body, bl };
-	j->seg_fd = fd;
-	j->conn_idx = COMMIT_NO_CONN;
-	return j;
+	return check_put_job(qid, seg, off, fd, rcpts, 2, body,
+	    sizeof(body) - 1);
 }
 
 /*
@@ -143,29 +105,6 @@ job_free(struct commit_job *j)
 	free(j->ups);
 	free(j->owner);
 	free(j);
-}
-
-/* Submit jobs[0..n) as one batch and wait (bounded) for all of them. */
-static void
-run(struct committer *cm, int efd, struct commit_job **jobs, int n)
-{
-	time_t deadline = time(NULL) + 10;
-	int back = 0;
-	uint64_t v;
-
-	for (int i = 0; i < n; i++)
-		CHECK_FATAL(committer_submit(cm, 0, jobs[i]));
-	committer_wake(cm);
-	while (back < n && time(NULL) < deadline) {
-		struct pollfd p = { .fd = efd, .events = POLLIN };
-
-		if (poll(&p, 1, 100) == 1) {
-			CHECK(read(efd, &v, sizeof(v)) == sizeof(v));
-			while (committer_reap(cm, 0) != NULL)
-				back++;
-		}
-	}
-	CHECK_FATAL(back == n);
 }
 
 static bool
@@ -243,13 +182,13 @@ main(void)
 
 	CHECK_FATAL(efd >= 0 && mkdtemp(spool) != NULL && pipe(pfd) == 0);
 	CHECK_FATAL(queue_index_open(&qi, spool, 1ull << 26, 0) == 0);
-	f1 = seg_create(s1);
-	f2 = seg_create(s2);
+	f1 = check_seg_open(spool, s1);
+	f2 = check_seg_open(spool, s2);
 	CHECK_FATAL(committer_start(&cm, qi, 1, &efd, spool) == 0);
 
 	/* P in segment 1 (shard 0), indexed. */
 	jobs[0] = mkput(0x101, s1, 0, f1);
-	run(cm, efd, jobs, 1);
+	check_commit_run(cm, efd, jobs, 1);
 	CHECK(jobs[0]->put.result == 0);
 	CHECK(wait_indexed(qi, 0x101, true));
 	job_free(jobs[0]);
@@ -263,7 +202,7 @@ main(void)
 	/* P's mark in segment 2 (shard 1): durable when back, then indexed. */
 	jobs[0] = mkmarks(0x101, s2, 0, f2);
 	mark_len = jobs[0]->put.rec_len;
-	run(cm, efd, jobs, 1);
+	check_commit_run(cm, efd, jobs, 1);
 	CHECK(jobs[0]->put.result == 0 && !jobs[0]->seg_failed);
 	CHECK(pread(f2, rec, sizeof(rec), 0) == (ssize_t)mark_len);
 	CHECK(seg_mark_check(rec, (size_t)mark_len, s2, 0) == NULL);
@@ -275,7 +214,7 @@ main(void)
 	/* Reclamation: both sealed now, nothing lives in them: both go. */
 	jobs[0] = mkseal(s1);
 	jobs[1] = mkseal(s2);
-	run(cm, efd, jobs, 2);
+	check_commit_run(cm, efd, jobs, 2);
 	CHECK(wait_gone(s1) && wait_gone(s2));
 	free(jobs[0]);
 	free(jobs[1]);
@@ -285,10 +224,10 @@ main(void)
 	 * batch: the file may go only with (or after) the mark's index
 	 * write. Segment 3 is not sealed: it stays though Q is done.
 	 */
-	f3 = seg_create(s3);
-	f4 = seg_create(s4);
+	f3 = check_seg_open(spool, s3);
+	f4 = check_seg_open(spool, s4);
 	jobs[0] = mkput(0x102, s3, 0, f3);
-	run(cm, efd, jobs, 1);
+	check_commit_run(cm, efd, jobs, 1);
 	CHECK(wait_indexed(qi, 0x102, true));
 	job_free(jobs[0]);
 	jobs[0] = mkmarks(0x102, s4, 0, f4);
@@ -319,7 +258,7 @@ main(void)
 	free(jobs[1]);
 	CHECK(seg_exists(s3));
 	jobs[0] = mkseal(s3);
-	run(cm, efd, jobs, 1);
+	check_commit_run(cm, efd, jobs, 1);
 	CHECK(wait_gone(s3));
 	free(jobs[0]);
 
@@ -327,13 +266,13 @@ main(void)
 	 * R in segment 5; its mark in segment 6, which cannot be synced (a
 	 * pipe): the segment fails and is sealed, R is removed all the same.
 	 */
-	f5 = seg_create(s5);
+	f5 = check_seg_open(spool, s5);
 	jobs[0] = mkput(0x103, s5, 0, f5);
-	run(cm, efd, jobs, 1);
+	check_commit_run(cm, efd, jobs, 1);
 	CHECK(wait_indexed(qi, 0x103, true));
 	job_free(jobs[0]);
 	jobs[0] = mkmarks(0x103, s6, 0, pfd[1]);
-	run(cm, efd, jobs, 1);
+	check_commit_run(cm, efd, jobs, 1);
 	CHECK(jobs[0]->seg_failed && jobs[0]->put.result == 0);
 	CHECK(wait_indexed(qi, 0x103, false));
 	CHECK(check_log_pos(qi, s6) == QUEUE_LOG_SEALED);

@@ -29,66 +29,11 @@
 #define MAP_SIZE (64u << 20)
 
 static char spool[64];
-static const char *rcpts[] = { "one@example.com", "two@example.com" };
-
-struct rec {
-	uint64_t qid;
-	uint8_t env[512];
-	struct queue_put put;
-};
-
-static int
-seg_open(uint64_t seg)
-{
-	char rel[SEG_PATH_MAX], path[128];
-	int fd;
-
-	seg_path(seg, rel, sizeof(rel));
-	snprintf(path, sizeof(path), "%s/%s", spool, rel);
-	fd = open(path, O_RDWR | O_CREAT, 0600);
-	CHECK_FATAL(fd >= 0);
-	return fd;
-}
-
-static off_t
-seg_size(uint64_t seg)
-{
-	char rel[SEG_PATH_MAX], path[128];
-	struct stat st;
-
-	seg_path(seg, rel, sizeof(rel));
-	snprintf(path, sizeof(path), "%s/%s", spool, rel);
-	return stat(path, &st) == 0 ? st.st_size : -1;
-}
-
-/* Append a whole message record of two recipients at *off; fill r->put. */
+/* Append a message record (two recipients) at *off; fill r->put. */
 static void
-append_msg(int fd, uint64_t seg, uint64_t *off, struct rec *r)
+append_msg(int fd, uint64_t seg, uint64_t *off, struct check_rec *r)
 {
-	static const char body[] = "Subject: m\r\n\r\nbody\r\n";
-	struct envelope e = {
-		.qid = r->qid, .arrival_us = 1, .sender = "s@example.org",
-		.client_addr = "127.0.0.1", .helo = "h", .protocol = "ESMTP",
-		.rcpt = rcpts, .nrcpt = 2,
-	};
-	size_t env_len = envelope_encoded_len(&e), msg_len = sizeof(body) - 1;
-	struct seg_hdr h;
-
-	envelope_encode(&e, r->env);
-	seg_hdr_fill(&h, r->qid, r->env, (uint32_t)env_len, body,
-	    (uint32_t)msg_len);
-	CHECK_FATAL(pwrite(fd, &h, sizeof(h), (off_t)*off) == sizeof(h));
-	CHECK_FATAL(pwrite(fd, r->env, env_len, (off_t)(*off + sizeof(h))) ==
-	    (ssize_t)env_len);
-	CHECK_FATAL(pwrite(fd, body, msg_len,
-	    (off_t)(*off + sizeof(h) + env_len)) == (ssize_t)msg_len);
-	r->put = (struct queue_put){
-		.qid = r->qid, .seg = seg, .offset = *off,
-		.rec_len = (uint32_t)(sizeof(h) + env_len + msg_len),
-		.msg_len = (uint32_t)msg_len, .checksum = h.checksum,
-		.env = r->env, .env_len = (uint32_t)env_len, .nrcpt = 2,
-	};
-	*off += r->put.rec_len;
+	check_append_record(fd, seg, off, r, "Subject: m\r\n\r\nbody\r\n");
 }
 
 static struct queue_update
@@ -112,29 +57,6 @@ append_marks(int fd, uint64_t seg, uint64_t *off,
 	CHECK_FATAL(pwrite(fd, buf, len, (off_t)*off) == (ssize_t)len);
 	*off += len;
 	return len;
-}
-
-/* Run recovery with stderr captured into out (NUL-terminated). */
-static int
-recover_capture(struct queue_index *qi, struct queue_recovery_report *rep,
-    char *out, size_t outlen)
-{
-	char path[128];
-	int saved, fd, err;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "%s/stderr", spool);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	CHECK_FATAL(fd >= 0);
-	saved = dup(STDERR_FILENO);
-	CHECK_FATAL(saved >= 0 && dup2(fd, STDERR_FILENO) >= 0);
-	err = queue_recover(qi, spool, rep);
-	CHECK_FATAL(dup2(saved, STDERR_FILENO) >= 0);
-	close(saved);
-	n = pread(fd, out, outlen - 1, 0);
-	out[n > 0 ? n : 0] = '\0';
-	close(fd);
-	return err;
 }
 
 /* The state of recipient idx of qid, or -1 when qid is not indexed. */
@@ -231,7 +153,7 @@ test_format(void)
 int
 main(void)
 {
-	static struct rec p1 = { .qid = 0x101 }, p2 = { .qid = 0x102 },
+	static struct check_rec p1 = { .qid = 0x101 }, p2 = { .qid = 0x102 },
 	    p3 = { .qid = 0x103 }, p4 = { .qid = 0x104 }, p5 = { .qid = 0x105 },
 	    p6 = { .qid = 0x106 }, p7 = { .qid = 0x107 }, p8 = { .qid = 0x108 };
 	const uint64_t seg_a = SEG_ID(0, 1), seg_b = SEG_ID(1, 1),
@@ -254,7 +176,7 @@ main(void)
 	 * A: p1 indexed before the crash, then a mark record delivering
 	 * both its recipients that the index never got.
 	 */
-	fd = seg_open(seg_a);
+	fd = check_seg_open(spool, seg_a);
 	off = 0;
 	append_msg(fd, seg_a, &off, &p1);
 	CHECK_FATAL(queue_index_write(qi, &p1.put, 1, NULL, 0, NULL, 0, NULL,
@@ -269,10 +191,10 @@ main(void)
 	 * a put and a mark for the other's put. p3 (in C) is delivered
 	 * whole by B's mark; p2 (in B) has one recipient delivered by C's.
 	 */
-	fb = seg_open(seg_b);
+	fb = check_seg_open(spool, seg_b);
 	off_b = 0;
 	append_msg(fb, seg_b, &off_b, &p2);
-	fd = seg_open(seg_c);
+	fd = check_seg_open(spool, seg_c);
 	off = 0;
 	append_msg(fd, seg_c, &off, &p3);
 	u[0] = delivered(p2.qid, 1);
@@ -288,7 +210,7 @@ main(void)
 	 * whole: the damaged mark ends the log, so p5 (never acknowledged:
 	 * a sync covers all before it) is not replayed, nor is the mark.
 	 */
-	fd = seg_open(seg_d);
+	fd = check_seg_open(spool, seg_d);
 	off = 0;
 	append_msg(fd, seg_d, &off, &p4);
 	{
@@ -312,7 +234,7 @@ main(void)
 	 * E: p6, then a mark record for it cut short (the crash came during
 	 * its write): p6 stays with both recipients pending.
 	 */
-	fd = seg_open(seg_e);
+	fd = check_seg_open(spool, seg_e);
 	off = 0;
 	append_msg(fd, seg_e, &off, &p6);
 	end_e = off;
@@ -327,7 +249,7 @@ main(void)
 	 * whose segment's position stayed behind the mark: replaying the
 	 * mark again changes nothing.
 	 */
-	fd = seg_open(seg_f);
+	fd = check_seg_open(spool, seg_f);
 	off = 0;
 	append_msg(fd, seg_f, &off, &p7);
 	append_msg(fd, seg_f, &off, &p8);
@@ -338,7 +260,7 @@ main(void)
 	    p8.put }, 2, u, 2, &(struct queue_logpos){ seg_f, off }, 1, NULL,
 	    NULL) == 0);
 	close(fd);
-	fd = seg_open(seg_g);
+	fd = check_seg_open(spool, seg_g);
 	off = 0;
 	u[0] = delivered(p8.qid, 0);
 	append_marks(fd, seg_g, &off, u, 1);
@@ -354,7 +276,7 @@ main(void)
 	check_index_version(spool, true, 2);
 	CHECK_FATAL(queue_index_open(&qi, spool, MAP_SIZE, 0) == 0);
 
-	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
+	CHECK(check_recover(qi, spool, &rep, err_text, sizeof(err_text)) == 0);
 	printf("%s", err_text);
 	CHECK(rep.replayed == 4);	/* p2, p3, p4, p6 (p5: after the cut) */
 	/* A: 2, B: 3, C: 1, G: 1; D's and E's are not whole. */
@@ -380,17 +302,18 @@ main(void)
 	CHECK(rcpt_state(qi, p8.qid, 0) == RCPT_DELIVERED);
 	CHECK(rcpt_state(qi, p8.qid, 1) == RCPT_PENDING);
 	/* Segments with nothing live go, the others keep their live part. */
-	CHECK(seg_size(seg_a) == -1 && seg_size(seg_c) == -1);
-	CHECK(seg_size(seg_g) == -1);
-	CHECK(seg_size(seg_b) == (off_t)p2.put.rec_len);
-	CHECK(seg_size(seg_d) == (off_t)p4.put.rec_len);
-	CHECK(seg_size(seg_e) == (off_t)end_e);
-	CHECK(seg_size(seg_f) == (off_t)(p8.put.offset + p8.put.rec_len));
+	CHECK(check_seg_size(spool, seg_a) == -1);
+	CHECK(check_seg_size(spool, seg_c) == -1);
+	CHECK(check_seg_size(spool, seg_g) == -1);
+	CHECK(check_seg_size(spool, seg_b) == (off_t)p2.put.rec_len);
+	CHECK(check_seg_size(spool, seg_d) == (off_t)p4.put.rec_len);
+	CHECK(check_seg_size(spool, seg_e) == (off_t)end_e);
+	CHECK(check_seg_size(spool, seg_f) == (off_t)(p8.put.offset + p8.put.rec_len));
 	CHECK(check_log_pos(qi, seg_b) == QUEUE_LOG_SEALED);
 	(void)end_a;
 
 	/* Again: nothing left to do. */
-	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
+	CHECK(check_recover(qi, spool, &rep, err_text, sizeof(err_text)) == 0);
 	CHECK(rep.replayed == 0 && rep.marks == 0 && rep.messages == 4);
 	CHECK(rep.unacknowledged == 0 && err_text[0] == '\0');
 	queue_index_close(qi);

@@ -933,11 +933,29 @@ shard_queue_dsn(struct shard *sh, const char *rcpt, struct buf *msg,
 }
 
 /*
+ * Would seg_for_append() find a segment for rec_len bytes without opening
+ * one synchronously (a directory fsync on this thread)?
+ */
+static bool
+seg_ready(const struct shard *sh, uint64_t rec_len)
+{
+	const struct seg *cur = sh->cur >= 0 ? &sh->segs[sh->cur] : NULL;
+
+	if (sh->next >= 0)
+		return true;
+	return cur != NULL && !cur->broken && (cur->end == 0 ||
+	    cur->end + rec_len <= sh->cfg->queue.segment_size ||
+	    sh->next_opening);
+}
+
+/*
  * Journal the delivered recipients of an update job: a mark record at the
  * end of the current segment, which the committer writes and syncs with
  * its next batch, so that once the job is back a crash cannot deliver
- * them again (recovery replays the mark). Without a segment, or memory,
- * the updates go unjournaled: the index still gets them, a little later.
+ * them again (recovery replays the mark). Without a segment at hand (a
+ * shard that has only delivered since it started: one is opened through
+ * the ring for the next marks), or memory, the updates go unjournaled:
+ * the index still gets them, a little later.
  */
 static void
 job_journal(struct shard *sh, struct commit_job *job)
@@ -952,6 +970,10 @@ job_journal(struct shard *sh, struct commit_job *job)
 		return;
 	assert(n <= SEG_MARKS_MAX);	/* one message's recipients */
 	len = seg_mark_len(n);
+	if (!seg_ready(sh, len)) {
+		seg_preopen(sh);
+		return;
+	}
 	if ((rec = malloc(len)) == NULL)
 		return;
 	if ((s = seg_for_append(sh, len, &err)) == NULL) {

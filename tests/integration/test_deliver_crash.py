@@ -11,7 +11,7 @@
 # sluiced is killed with SIGKILL six times (and started again at once).
 # Delivered recipients are journaled in the segments before the index has
 # them, so duplicates come only from the last moments before each kill:
-# at most 2 per kill on average (before the journal: 3.3-7.5 at this rate),
+# at most 2 per kill on average (before the journal: 2.8-7.5 at this rate),
 # and every message the source got a 250 for arrives.
 # SLUICE_DUP_RATE and SLUICE_DUP_KILLS change the load and the kills.
 import collections

@@ -379,10 +379,12 @@ main(int argc, char **argv)
 	if ((rc = queue_index_max_id(qi, &last_qid)) < 0)
 		log_fatal("queue: %s", queue_strerror(rc));
 	log_info("queue: %llu message(s) (%llu replayed from the log), "
+	    "%llu delivered mark(s) replayed (%llu message(s) done), "
 	    "%llu segment(s) kept, %llu removed, %llu byte(s) reclaimed, "
 	    "%llu quarantined, %llu DSN(s) not replayed, "
 	    "%llu torn log end(s) never acknowledged",
 	    (unsigned long long)rep.messages, (unsigned long long)rep.replayed,
+	    (unsigned long long)rep.marks, (unsigned long long)rep.marks_done,
 	    (unsigned long long)rep.segments,
 	    (unsigned long long)rep.segments_removed,
 	    (unsigned long long)rep.bytes_reclaimed,

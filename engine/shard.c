@@ -22,7 +22,10 @@
  * writes the records of a batch and fdatasyncs their segments (io_uring,
  * linked) while it indexes them; its verdict comes back through the
  * eventfd. A segment stays open while any job of it is away, and a
- * session's message buffer stays put while its job is.
+ * session's message buffer stays put while its job is. Delivery results
+ * take the same way: the recipients an attempt delivered become a mark
+ * record placed at the end of the current segment (job_journal()), so
+ * that once the committer synced it a crash cannot deliver them again.
  */
 #include "shard.h"
 
@@ -737,7 +740,7 @@ job_finish(struct shard *sh, struct commit_job *job)
 
 	assert(sh->jobs_out > 0);
 	sh->jobs_out--;
-	if (job->kind == COMMIT_PUT && job->seg != NULL) {
+	if (job->seg != NULL) {
 		/* Back from the committer: the segment may close now. */
 		if (job->seg_failed)
 			job->seg->broken = true;
@@ -939,7 +942,79 @@ shard_queue_dsn(struct shard *sh, const char *rcpt, struct buf *msg,
 	/* The job owns the message bytes and the updates from here. */
 	job->owner = msg->data;
 	*msg = (struct buf){ 0 };
+	/* The recipients delivered in the same attempt are journaled too. */
+	if (seg_mark_count(ups, nups) > 0) {
+		struct queue_update *d = malloc(nups * sizeof(*d));
+		uint32_t nd = 0;
+
+		for (uint32_t i = 0; d != NULL && i < nups; i++)
+			if (seg_mark_count(&ups[i], 1) > 0)
+				d[nd++] = ups[i];
+		if (d != NULL)
+			shard_submit_updates(sh, d, nd);
+	}
 	return env.qid;
+}
+
+/*
+ * Would seg_for_append() find a segment for rec_len bytes without opening
+ * one synchronously (a directory fsync on this thread)?
+ */
+static bool
+seg_ready(const struct shard *sh, uint64_t rec_len)
+{
+	const struct seg *cur = sh->cur >= 0 ? &sh->segs[sh->cur] : NULL;
+
+	if (sh->next >= 0)
+		return true;
+	return cur != NULL && !cur->broken && (cur->end == 0 ||
+	    cur->end + rec_len <= sh->cfg->queue.segment_size ||
+	    sh->next_opening);
+}
+
+/*
+ * Journal the delivered recipients of an update job: a mark record at the
+ * end of the current segment, which the committer writes and syncs with
+ * its next batch, so that once the job is back a crash cannot deliver
+ * them again (recovery replays the mark). Without a segment at hand (a
+ * shard that has only delivered since it started: one is opened through
+ * the ring for the next marks), or memory, the updates go unjournaled:
+ * the index still gets them, a little later.
+ */
+static void
+job_journal(struct shard *sh, struct commit_job *job)
+{
+	uint32_t n = seg_mark_count(job->ups, job->nups);
+	uint8_t *rec;
+	struct seg *s;
+	uint64_t len;
+	int err;
+
+	if (n == 0)
+		return;
+	assert(n <= SEG_MARKS_MAX);	/* one message's recipients */
+	len = seg_mark_len(n);
+	if (!seg_ready(sh, len)) {
+		seg_preopen(sh);
+		return;
+	}
+	if ((rec = malloc(len)) == NULL)
+		return;
+	if ((s = seg_for_append(sh, len, &err)) == NULL) {
+		free(rec);
+		return;
+	}
+	seg_mark_encode(rec, s->id, s->end, job->ups, job->nups);
+	job->owner = rec;
+	job->iov[0].iov_base = rec;
+	job->iov[0].iov_len = len;
+	job->seg = s;
+	job->seg_fd = s->fd;
+	job->put.seg = s->id;
+	job->put.offset = s->end;
+	job->put.rec_len = (uint32_t)len;
+	s->end += len;
+	s->refs++;
 }
 
 static void
@@ -959,6 +1034,7 @@ shard_submit_updates(struct shard *sh, struct queue_update *ups,
 	job->nups = nups;
 	job->shard = sh->id;
 	job->conn_idx = COMMIT_NO_CONN;
+	job_journal(sh, job);
 	sh->jobs_out++;
 	pending_push(sh, job);
 }

@@ -3,9 +3,11 @@
  *
  * On disk, under the spool directory:
  *   seg/SSS-NNNNNNNNNN.seg  append-only segment files, one writer (a shard)
- *                           each; a record is a seg_hdr, the encoded
- *                           envelope, then the message bytes exactly as
- *                           received (with sluice's Received: header).
+ *                           each; a message record is a seg_hdr, the
+ *                           encoded envelope, then the message bytes
+ *                           exactly as received (with sluice's Received:
+ *                           header); a mark record journals delivered
+ *                           recipients (struct seg_mark_hdr below).
  *   index/                  the LMDB environment (data.mdb, lock.mdb) with
  *                           the databases "msg", "rcpt", "quarantine", "log"
  *                           and "meta".
@@ -23,7 +25,11 @@
  * A record sluice made itself (protocol "local": a DSN, which is indexed
  * in one transaction with the bounces it reports) is not replayed: without
  * its index write the bounces are not recorded either, and they happen
- * again. A segment whose position is QUEUE_LOG_SEALED is not replayed: it
+ * again. Delivery results travel the same log: a mark record journals
+ * recipients delivered (and so the removal of a message whose recipients
+ * are then all final); recovery applies the replayed marks after every
+ * replayed message, since a mark may sit in another shard's segment than
+ * its message. A segment whose position is QUEUE_LOG_SEALED is not replayed: it
  * was sealed (or failed) and every record it holds was dealt with. A
  * record in a segment that no "msg" entry points at, below the position,
  * is garbage (delivered, deleted, or never acknowledged) and is reclaimed
@@ -160,6 +166,79 @@ void seg_path(uint64_t seg, char *out, size_t outlen);
 uint64_t seg_hdr_fill(struct seg_hdr *h, uint64_t qid, const uint8_t *env,
     uint32_t env_len, const void *msg, uint32_t msg_len);
 
+/* ---- mark records ----------------------------------------------------- */
+/*
+ * A mark record journals delivery results in a segment, between message
+ * records (a record's kind is told by its magic): a struct seg_mark_hdr,
+ * then nmarks struct seg_mark. Only what is safe to replay is journaled:
+ * a recipient delivered never becomes pending again, so applying its mark
+ * twice, or to a message gone since, changes nothing. Bounces are indexed
+ * with their DSN (which is not replayed) and deferrals only move a retry
+ * time, so neither is journaled.
+ *
+ * The checksum is XXH3-64 of the header's first 24 bytes and the marks,
+ * seeded with the record's offset in its segment; the header names the
+ * segment. So a mark record copied elsewhere, or read at a stale offset,
+ * fails even when its bytes are intact.
+ */
+#define SEG_MARK_MAGIC 0x314d4c53u	/* "SLM1" little-endian */
+#define SEG_MARK_VERSION 1
+#define SEG_MARKS_MAX 65535		/* marks per record: an item's
+					   recipients at most */
+
+struct seg_mark_hdr {
+	uint32_t magic;		/* SEG_MARK_MAGIC */
+	uint16_t version;	/* 1 */
+	uint16_t hdr_len;	/* sizeof(struct seg_mark_hdr) */
+	uint64_t seg;		/* the segment the record is in */
+	uint32_t nmarks;	/* 1..SEG_MARKS_MAX */
+	uint32_t marks_len;	/* nmarks * sizeof(struct seg_mark) */
+	uint64_t checksum;	/* see above */
+};
+static_assert(sizeof(struct seg_mark_hdr) == 32,
+    "seg_mark_hdr is an on-disk layout");
+static_assert(sizeof(struct seg_mark_hdr) == sizeof(struct seg_hdr),
+    "both record kinds start with the same 8 bytes and size");
+
+struct seg_mark {
+	uint64_t qid;
+	uint16_t idx;		/* recipient index */
+	uint16_t attempts;
+	uint16_t last_code;	/* the 2xx reply, 0..999 */
+	uint8_t state;		/* RCPT_DELIVERED */
+	uint8_t reserved;	/* 0 */
+};
+static_assert(sizeof(struct seg_mark) == 16, "seg_mark is an on-disk layout");
+
+struct queue_update;
+
+/* How many of ups[0..nups) a mark record carries (delivered recipients). */
+uint32_t seg_mark_count(const struct queue_update *ups, uint32_t nups);
+/* Bytes of a mark record of nmarks marks. */
+static inline uint64_t
+seg_mark_len(uint32_t nmarks)
+{
+	return sizeof(struct seg_mark_hdr) +
+	    (uint64_t)nmarks * sizeof(struct seg_mark);
+}
+/*
+ * Encode the mark record of ups[0..nups) for offset off of segment seg
+ * into buf, which holds seg_mark_len(seg_mark_count(ups, nups)) bytes;
+ * that count must be 1..SEG_MARKS_MAX (asserted). Returns the length.
+ */
+uint64_t seg_mark_encode(uint8_t *buf, uint64_t seg, uint64_t off,
+    const struct queue_update *ups, uint32_t nups);
+/*
+ * Is rec[0..len) a whole mark record written at offset off of segment
+ * seg? NULL if it is (len is then exactly its length), else why not:
+ * "bad mark header", "bad mark lengths", "checksum mismatch", "mark
+ * damaged" (a mark that a writer could not have made).
+ */
+const char *seg_mark_check(const uint8_t *rec, size_t len, uint64_t seg,
+    uint64_t off);
+/* The update a mark (of a record seg_mark_check() accepted) stands for. */
+void seg_mark_update(const struct seg_mark *m, struct queue_update *u);
+
 /* ---- index records --------------------------------------------------- */
 enum msg_state {
 	MSG_QUEUED = 0,		/* waiting for delivery */
@@ -205,7 +284,13 @@ static_assert(sizeof(struct rcpt_meta) == 16, "rcpt_meta is an on-disk layout");
  */
 
 /* ---- the index ------------------------------------------------------- */
-#define QUEUE_INDEX_VERSION 2	/* "meta" key "version"; 1 had no "log" */
+/*
+ * "meta" key "version". 1 had no "log"; 2 had no mark records in its
+ * segments. Both are migrated by recovery (stamped 3 once replayed), and
+ * a sluiced that knows only 2 refuses a version 3 spool (QUEUE_EFORMAT)
+ * rather than stop its replay at the first mark record.
+ */
+#define QUEUE_INDEX_VERSION 3
 struct queue_index;
 
 /*
@@ -434,6 +519,8 @@ struct queue_recovery_report {
 	uint64_t messages;		/* live messages indexed */
 	uint64_t replayed;		/* of them, indexed from the log now */
 	uint64_t dsn_dropped;		/* "local" records not replayed */
+	uint64_t marks;			/* delivered marks replayed */
+	uint64_t marks_done;		/* messages they completed (removed) */
 	uint64_t quarantined;		/* records that failed verification now */
 	uint64_t unacknowledged;	/* torn records ending a segment's log:
 					   never acknowledged, cut off */
@@ -490,6 +577,7 @@ struct queue_index {
 	int readonly;
 	int has_log;		/* "log" is open (not so: read-only, v1) */
 	int v1;			/* version 1: recovery migrates it */
+	uint32_t version;	/* as found; recovery stamps the current */
 };
 
 /* LMDB return code to 0 / QUEUE_E* / -errno. */
@@ -504,6 +592,14 @@ const char *queue_msg_value_check(const void *val, size_t len);
  */
 int queue_msg_load(struct queue_index *qi, MDB_txn *txn, const MDB_val *key,
     const MDB_val *val, struct queue_msg *m, const char **why);
+/*
+ * queue_index_write() for replay: with puts_move_log false the puts leave
+ * their segments' log positions alone (only logs[] moves them).
+ */
+int queue_index_write_ex(struct queue_index *qi, struct queue_put *puts,
+    size_t nputs, const struct queue_update *ups, size_t nups,
+    const struct queue_logpos *logs, size_t nlogs,
+    struct queue_removed *removed, size_t *nremoved, int puts_move_log);
 /* Write QUEUE_INDEX_VERSION into "meta" in txn. An LMDB code. */
 int queue_version_stamp(struct queue_index *qi, MDB_txn *txn);
 /* Segment seg's log position as of txn (0 when it has none). */

@@ -309,6 +309,14 @@ seg_mark_failed(struct committer *c, uint64_t seg, int err)
 		c->nfailed_used++;
 }
 
+/* Does the job have a record to write: a put, or a journaled update? */
+static bool
+job_writes(const struct commit_job *job)
+{
+	return job->kind == COMMIT_PUT ||
+	    (job->kind == COMMIT_UPDATE && job->put.rec_len > 0);
+}
+
 static uint32_t
 rec_bytes(const struct commit_job *job)
 {
@@ -377,13 +385,17 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct commit_job *job = jobs[i];
 
-		if (job->kind != COMMIT_PUT)
+		if (!job_writes(job))
 			continue;
 		assert(job->seg_fd >= 0);
+		/* A mark record is its iovecs. */
+		assert(job->kind != COMMIT_UPDATE ||
+		    rec_bytes(job) == job->put.rec_len);
 		job->io_res = 1;	/* in flight */
 		if ((err = seg_failed_err(c, job->put.seg)) != 0) {
 			job->seg_failed = true;
-			job->put.result = err;
+			if (job->kind == COMMIT_PUT)
+				job->put.result = err;
 			job->io_res = err;
 			continue;
 		}
@@ -407,7 +419,7 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 		for (size_t i = 0; i < n; i++) {
 			struct commit_job *job = jobs[i];
 
-			if (job->kind != COMMIT_PUT || job->io_res != 1 ||
+			if (!job_writes(job) || job->io_res != 1 ||
 			    job->chain != k)
 				continue;
 			if (r == NULL || job->put.offset != end ||
@@ -512,7 +524,9 @@ io_wait(struct committer *c, struct commit_job **jobs)
  * without being written): after a failed sync nothing written to it is
  * trusted, and after a failed write (a full disk) another record after
  * the hole would be one recovery cannot reach, since it replays a
- * segment's log only up to the first record that is not whole.
+ * segment's log only up to the first record that is not whole. A
+ * journaled update's failure only means its mark is not durable: its
+ * updates are still indexed, and its result stays 0.
  */
 static void
 io_check(struct committer *c, struct commit_job **jobs, size_t n)
@@ -521,7 +535,7 @@ io_check(struct committer *c, struct commit_job **jobs, size_t n)
 		struct commit_job *job = jobs[i];
 		int err = job->io_res, sync_res;
 
-		if (job->kind != COMMIT_PUT || job->seg_failed)
+		if (!job_writes(job) || job->seg_failed)
 			continue;
 		if (c->sync[job->chain].err != 0)
 			err = c->sync[job->chain].err;
@@ -531,7 +545,8 @@ io_check(struct committer *c, struct commit_job **jobs, size_t n)
 		if (err == 0)
 			continue;
 		job->seg_failed = true;
-		job->put.result = err;
+		if (job->kind == COMMIT_PUT)
+			job->put.result = err;
 		if (seg_failed_err(c, job->put.seg) == 0) {
 			log_warn("queue: writing segment %016llx: %s",
 			    (unsigned long long)job->put.seg, strerror(-err));
@@ -543,10 +558,30 @@ io_check(struct committer *c, struct commit_job **jobs, size_t n)
 /* ---- the hand-over to the indexer ------------------------------------ */
 
 /*
+ * Move segment seg's position to end in b: positions only move forward
+ * (sealed is the furthest), so one entry per segment, the furthest, is
+ * the same write. A batch touches a few segments and journals a mark
+ * record per delivery attempt: keep it to one entry each.
+ */
+static void
+logpos_add(struct ixbatch *b, uint64_t seg, uint64_t end)
+{
+	for (size_t i = 0; i < b->nlogs; i++)
+		if (b->logs[i].seg == seg &&
+		    b->logs[i].end != QUEUE_LOG_FORGET) {
+			if (end > b->logs[i].end)
+				b->logs[i].end = end;
+			return;
+		}
+	b->logs[b->nlogs++] = (struct queue_logpos){ seg, end };
+}
+
+/*
  * The batch's share of the index work, or NULL when it has none. Only
  * puts that are written and synced go in (with a DSN's updates), all
- * update jobs' updates, a sealed log position for each seal and for each
- * segment that failed in this batch.
+ * update jobs' updates, the position past each journaled update's mark
+ * record, a sealed log position for each seal and for each segment that
+ * failed in this batch.
  */
 static struct ixbatch *
 ixbatch_make(struct commit_job **jobs, size_t n)
@@ -563,6 +598,7 @@ ixbatch_make(struct commit_job **jobs, size_t n)
 			ns++;
 		} else if (job->kind == COMMIT_UPDATE) {
 			nu += job->nups;
+			nl += job_writes(job);
 		} else if (job->put.result == 0) {
 			np++;
 			nu += job->nups;
@@ -603,6 +639,10 @@ ixbatch_make(struct commit_job **jobs, size_t n)
 					job->put.seg, QUEUE_LOG_SEALED };
 			continue;
 		}
+		if (job->kind == COMMIT_UPDATE && job_writes(job))
+			logpos_add(b, job->put.seg, job->seg_failed ?
+			    QUEUE_LOG_SEALED : job->put.offset +
+			    job->put.rec_len);
 		if (job->kind == COMMIT_PUT) {
 			struct queue_put *put = &b->puts[b->nputs++];
 

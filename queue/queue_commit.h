@@ -35,6 +35,13 @@
  * once the unlinks are durable (a directory fsync, for many at a time)
  * their log entries go with a later write.
  *
+ * Delivery results travel the same way: a shard journals the recipients
+ * it delivered as a mark record in its current segment (a COMMIT_UPDATE
+ * with a record), which the next batch writes and syncs like a message
+ * record; the indexer applies the updates behind it. After a crash
+ * recovery replays the marks, so a message delivered just before it is not
+ * delivered again once its mark was durable.
+ *
  * Shard -> committer and committer -> shard are single-producer
  * single-consumer rings, one pair per shard; each side wakes the other with
  * an eventfd write. Committer -> indexer is a list under a mutex, one entry
@@ -57,13 +64,25 @@ struct seg;
  *                  then index put, and apply ups[] in the same transaction
  *                  if nups > 0 (a bounce's DSN and its recipients' new
  *                  states)
- *   COMMIT_UPDATE  apply ups[] (delivery results, operator commands)
+ *   COMMIT_UPDATE  apply ups[] (delivery results, operator commands). With
+ *                  put.rec_len > 0 it is journaled first: iov[] holds a
+ *                  mark record (queue.h) of those of ups[] that are
+ *                  delivered recipients, placed in segment put.seg at
+ *                  put.offset (rec_len bytes), which is written and
+ *                  synced with the batch's records like a put's; its
+ *                  index write then moves the segment's position past it.
+ *                  If that write or sync fails, seg_failed tells the shard
+ *                  to retire the segment, and ups[] are still applied,
+ *                  unjournaled (as every update was before mark records)
  *   COMMIT_SEAL    segment put.seg is closed: every record of it has been
  *                  handed over before this job, so once no indexed message
- *                  lives in it the indexer deletes the file
+ *                  lives in it the indexer deletes the file (its marks are
+ *                  indexed by then: they were handed over before the seal,
+ *                  so they are in the write that sees the seal or earlier)
  * Every job comes back to its shard, with put.result set for all kinds: a
  * put's is its write and sync's (the index follows later); an update's
- * and a seal's are 0 (the indexer retries what it cannot write yet).
+ * and a seal's are 0 (the indexer retries what it cannot write yet). A
+ * journaled update is back once its mark record is durable.
  */
 enum commit_kind {
 	COMMIT_PUT = 0,

@@ -138,8 +138,9 @@ dir_under(char *out, size_t outlen, const char *spool, const char *sub)
 
 /*
  * Open the databases and check (or, when writable, set) the version. An
- * index of version 1 (before "log") is opened too: recovery migrates it
- * (queue_log_migrate()); read-only, it reads as version 2 without a log.
+ * index of version 1 (before "log") or 2 (before mark records) is opened
+ * too: recovery migrates it (log_reset() in queue_recover.c stamps the
+ * current version); read-only, version 1 reads as one without a log.
  */
 static int
 index_open_dbs(struct queue_index *qi)
@@ -166,6 +167,7 @@ index_open_dbs(struct queue_index *qi)
 	if (rc == MDB_NOTFOUND && !qi->readonly) {
 		/* A new index: stamp it in the same txn as the databases. */
 		rc = queue_version_stamp(qi, txn);
+		qi->version = QUEUE_INDEX_VERSION;
 	} else if (rc == 0) {
 		assert(v.mv_data != NULL);
 		if (v.mv_size != sizeof(version)) {
@@ -173,11 +175,12 @@ index_open_dbs(struct queue_index *qi)
 			goto fail;
 		}
 		memcpy(&version, v.mv_data, sizeof(version));
-		if (version != QUEUE_INDEX_VERSION && version != 1) {
+		if (version < 1 || version > QUEUE_INDEX_VERSION) {
 			err = QUEUE_EFORMAT;
 			goto fail;
 		}
 		qi->v1 = version == 1;
+		qi->version = version;
 	}
 	if (rc == 0) {
 		/* Added without a version change: older builds ignore them,
@@ -820,6 +823,16 @@ queue_index_write(struct queue_index *qi, struct queue_put *puts,
     const struct queue_logpos *logs, size_t nlogs,
     struct queue_removed *removed, size_t *nremoved)
 {
+	return queue_index_write_ex(qi, puts, nputs, ups, nups, logs, nlogs,
+	    removed, nremoved, 1);
+}
+
+int
+queue_index_write_ex(struct queue_index *qi, struct queue_put *puts,
+    size_t nputs, const struct queue_update *ups, size_t nups,
+    const struct queue_logpos *logs, size_t nlogs,
+    struct queue_removed *removed, size_t *nremoved, int puts_move_log)
+{
 	MDB_txn *txn = NULL;
 	int rc = 0, err;
 	size_t i, j;
@@ -885,7 +898,8 @@ queue_index_write(struct queue_index *qi, struct queue_put *puts,
 	}
 out:
 	if (rc == 0)
-		rc = log_write(qi, txn, puts, nputs, logs, nlogs);
+		rc = log_write(qi, txn, puts, puts_move_log ? nputs : 0, logs,
+		    nlogs);
 	if (rc == 0) {
 		rc = mdb_txn_commit(txn);
 		txn = NULL;	/* freed by commit, even when it fails */

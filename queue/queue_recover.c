@@ -12,9 +12,13 @@
  *      sealed, reads the records from the position on and indexes each
  *      whole one (header, lengths, checksum, envelope) that is not indexed
  *      or quarantined already, except a "local" one (a DSN: its bounces
- *      were not recorded either, so they happen again); the first record
- *      that is not whole ends the segment's log (nothing after it was
- *      acknowledged) and is reported, one line per segment;
+ *      were not recorded either, so they happen again), and keeps the
+ *      marks of each whole mark record; the first record that is not
+ *      whole ends the segment's log (nothing after it was acknowledged)
+ *      and is reported, one line per segment. Once every segment's
+ *      messages are in, one write applies all the marks (a mark may be in
+ *      another shard's segment than its message, read earlier or later)
+ *      and moves each replayed segment's position to its log's end;
  *   2. reads every "msg" entry in one read txn, loads it (shape,
  *      recipients, envelope) and verifies its segment record (framing and
  *      checksum); for sound records it notes the highest end offset per
@@ -26,10 +30,11 @@
  *      directory after deleting, and reports the highest sequence per shard
  *      over all names seen so new segments never reuse a name;
  *   5. rewrites "log": every segment kept is sealed (shards only ever
- *      append to new ones), nothing else is listed; a version 1 index
- *      (which had no log: what it indexed was all there was) becomes
- *      version 2 in the same transaction, and its segments are not
- *      replayed in step 1.
+ *      append to new ones), nothing else is listed; an index of an older
+ *      version is stamped the current one in the same transaction (a
+ *      version 1 index had no log: what it indexed was all there was, and
+ *      its segments are not replayed in step 1; a version 2 one is
+ *      replayed like the current one, its segments hold no mark).
  * A quarantined message keeps its envelope, recipient states and a copy of
  * its raw segment record, so deleting its segment loses nothing. Files in
  * spool/seg whose names seg_path() would not produce are left alone.
@@ -658,7 +663,31 @@ struct replay {
 	size_t env_at[REPLAY_BATCH];	/* each put's envelope in env */
 	size_t n;
 	struct scratch env;
+	/* The marks of every segment, applied once all puts are in. */
+	struct queue_update *marks;
+	size_t nmarks, marks_cap;
+	/* Where each segment's whole log ends: its position after that. */
+	struct queue_logpos *ends;
+	size_t nends, ends_cap;
+	struct scratch rec;		/* one mark record */
 };
+
+/* Room for one more element of size sz in *arr (n used, *cap held). */
+static int
+grow(void **arr, size_t n, size_t *cap, size_t sz)
+{
+	void *p;
+	size_t c;
+
+	if (n < *cap)
+		return 0;
+	c = *cap ? *cap * 2 : 256;
+	if (c > SIZE_MAX / sz || (p = realloc(*arr, c * sz)) == NULL)
+		return -ENOMEM;
+	*arr = p;
+	*cap = c;
+	return 0;
+}
 
 /* Is qid in "msg" or "quarantine"? 0 (*yes set) or an error. */
 static int
@@ -701,8 +730,13 @@ replay_flush(struct replay *r)
 		return 0;
 	for (size_t i = 0; i < r->n; i++)
 		r->puts[i].env = r->env.p + r->env_at[i];
-	err = queue_index_write(r->qi, r->puts, r->n, NULL, 0, NULL, 0, NULL,
-	    NULL);
+	/*
+	 * The positions stay: they move in replay_marks(), in one write with
+	 * the marks, so that no crash in between can leave a mark behind a
+	 * position while its message is still pending.
+	 */
+	err = queue_index_write_ex(r->qi, r->puts, r->n, NULL, 0, NULL, 0,
+	    NULL, NULL, 0);
 	if (err == 0)
 		r->rep->replayed += r->n;
 	r->n = 0;
@@ -776,13 +810,101 @@ replay_record(struct replay *r, int fd, uint64_t off, uint64_t size,
 	return NULL;
 }
 
+/*
+ * The mark record at off of segment seg (the file is size bytes): NULL
+ * when it is whole, its length in *rec_len and its marks appended to
+ * r->marks; else why not. *err as for replay_record().
+ */
+static const char *
+replay_mark(struct replay *r, int fd, uint64_t seg, uint64_t off,
+    uint64_t size, uint64_t *rec_len, int *err)
+{
+	struct seg_mark_hdr h;
+	const char *why;
+
+	*err = 0;
+	if (size - off < sizeof(h) ||
+	    read_some(fd, (uint8_t *)&h, sizeof(h), off) != sizeof(h))
+		return "record cut short";
+	if (h.nmarks == 0 || h.nmarks > SEG_MARKS_MAX ||
+	    h.marks_len != h.nmarks * sizeof(struct seg_mark))
+		return "bad mark lengths";
+	*rec_len = seg_mark_len(h.nmarks);
+	if (*rec_len > size - off)
+		return "record cut short";
+	r->rec.len = 0;
+	if (scratch_room(&r->rec, (size_t)*rec_len) == NULL) {
+		*err = -ENOMEM;
+		return "out of memory";
+	}
+	if (read_some(fd, r->rec.p, (size_t)*rec_len, off) != *rec_len) {
+		*err = -EIO;
+		return "read error";
+	}
+	if ((why = seg_mark_check(r->rec.p, (size_t)*rec_len, seg, off)) !=
+	    NULL)
+		return why;
+	for (uint32_t i = 0; i < h.nmarks; i++) {
+		struct seg_mark m;
+
+		if (grow((void **)&r->marks, r->nmarks, &r->marks_cap,
+		    sizeof(*r->marks)) != 0) {
+			*err = -ENOMEM;
+			return "out of memory";
+		}
+		memcpy(&m, r->rec.p + sizeof(h) + i * sizeof(m), sizeof(m));
+		seg_mark_update(&m, &r->marks[r->nmarks++]);
+	}
+	return NULL;
+}
+
+/* Is the record at off a mark record? (Its first 4 bytes tell.) */
+static bool
+replay_is_mark(int fd, uint64_t off, uint64_t size)
+{
+	uint32_t magic;
+
+	return size - off >= sizeof(magic) && read_some(fd, (uint8_t *)&magic,
+	    sizeof(magic), off) == sizeof(magic) && magic == SEG_MARK_MAGIC;
+}
+
+/*
+ * After every segment's puts: apply the marks, and move each replayed
+ * segment's position to its log's end, in one write. Once a mark has
+ * removed a message, the message's put lies behind its position (no later
+ * replay indexes it again), and a mark is never behind a position before
+ * it is applied. Marks of messages not indexed (done, deleted, or a DSN
+ * not replayed) change nothing.
+ */
+static int
+replay_marks(struct replay *r)
+{
+	struct queue_removed *removed = NULL;
+	size_t nremoved = 0;
+	int err;
+
+	if (r->nmarks + r->nends == 0)
+		return 0;
+	if (r->nmarks > 0 &&
+	    (removed = calloc(r->nmarks, sizeof(*removed))) == NULL)
+		return -ENOMEM;
+	err = queue_index_write_ex(r->qi, NULL, 0, r->marks, r->nmarks,
+	    r->ends, r->nends, removed, &nremoved, 0);
+	free(removed);
+	if (err != 0)
+		return err;
+	r->rep->marks = r->nmarks;
+	r->rep->marks_done = nremoved;
+	return 0;
+}
+
 /* Replay one segment from its log position: see the contract above. */
 static int
 replay_segment(void *arg, int segdir, const char *name, uint64_t seg,
     const struct stat *st)
 {
 	struct replay *r = arg;
-	uint64_t off, size = (uint64_t)st->st_size;
+	uint64_t off, start, size = (uint64_t)st->st_size;
 	const char *why = NULL;
 	MDB_txn *txn;
 	int fd, err;
@@ -799,13 +921,23 @@ replay_segment(void *arg, int segdir, const char *name, uint64_t seg,
 	fd = openat(segdir, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	start = off;
 	while (off < size) {
 		struct seg_hdr h;
 		struct envelope e;
 		size_t env_at = r->env.len;
+		uint64_t rec_len;
 		bool known;
 		char id[QUEUE_ID_LEN + 1];
 
+		if (replay_is_mark(fd, off, size)) {
+			why = replay_mark(r, fd, seg, off, size, &rec_len,
+			    &err);
+			if (why != NULL)
+				break;
+			off += rec_len;
+			continue;
+		}
 		why = replay_record(r, fd, off, size, &h, &e, &err);
 		if (why != NULL)
 			break;
@@ -840,6 +972,12 @@ replay_segment(void *arg, int segdir, const char *name, uint64_t seg,
 	if (err == 0)
 		err = replay_flush(r);
 	close(fd);
+	if (err == 0 && off > start) {
+		if (grow((void **)&r->ends, r->nends, &r->ends_cap,
+		    sizeof(*r->ends)) != 0)
+			return -ENOMEM;
+		r->ends[r->nends++] = (struct queue_logpos){ seg, off };
+	}
 	if (err == 0 && why != NULL) {
 		say("sluiced: queue: segment %s: %llu byte(s) at %llu never "
 		    "acknowledged (%s): cut off\n", name,
@@ -912,7 +1050,7 @@ sweep_segments(int segdir, const struct seg_table *t,
 
 /*
  * Rewrite "log" to list exactly the segments kept, each sealed, and stamp
- * a version 1 index as version 2: one write txn.
+ * an older index with the current version: one write txn.
  */
 static int
 log_reset(struct queue_index *qi, const struct seg_table *t)
@@ -935,7 +1073,7 @@ log_reset(struct queue_index *qi, const struct seg_table *t)
 		v = (MDB_val){ sizeof(sealed), &sealed };
 		rc = mdb_put(txn, qi->log, &k, &v, 0);
 	}
-	if (rc == 0 && qi->v1)
+	if (rc == 0 && qi->version != QUEUE_INDEX_VERSION)
 		rc = queue_version_stamp(qi, txn);
 	if (rc != 0) {
 		mdb_txn_abort(txn);
@@ -945,6 +1083,7 @@ log_reset(struct queue_index *qi, const struct seg_table *t)
 	if (rc != 0)
 		return queue_lmdb_err(rc);
 	qi->v1 = 0;
+	qi->version = QUEUE_INDEX_VERSION;
 	return 0;
 }
 
@@ -973,7 +1112,12 @@ queue_recover(struct queue_index *qi, const char *spool,
 		r->qi = qi;
 		r->rep = rep;
 		err = seg_each(segdir, replay_segment, r);
+		if (err == 0)
+			err = replay_marks(r);
 		free(r->env.p);
+		free(r->rec.p);
+		free(r->marks);
+		free(r->ends);
 		free(r);
 		if (err != 0)
 			goto fail;

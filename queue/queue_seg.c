@@ -14,6 +14,10 @@
  * streams the record through a fixed buffer so that recovery's memory does
  * not grow with message size.
  *
+ * A mark record (queue.h) journals delivered recipients between message
+ * records: seg_mark_encode() builds one for its place in a segment,
+ * seg_mark_check() accepts exactly what seg_mark_encode() can produce.
+ *
  * Diagnostics: QUEUE_ECORRUPT with a reason phrase for any mismatch or short
  * read; -ENOENT (reason "segment missing") when the file is gone; -errno for
  * other I/O errors. Nothing is printed here.
@@ -26,6 +30,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +80,129 @@ seg_hdr_fill(struct seg_hdr *h, uint64_t qid, const uint8_t *env,
 	(void)rc;	/* only asserted */
 	return h->checksum;
 }
+
+/* ---- mark records ---------------------------------------------------- */
+
+static bool
+mark_journaled(const struct queue_update *u)
+{
+	return u->kind == QUEUE_UPD_RCPT && u->state == RCPT_DELIVERED;
+}
+
+uint32_t
+seg_mark_count(const struct queue_update *ups, uint32_t nups)
+{
+	uint32_t n = 0;
+
+	assert(ups != NULL || nups == 0);
+	for (uint32_t i = 0; i < nups; i++)
+		n += mark_journaled(&ups[i]);
+	return n;
+}
+
+/* The checksum of a mark record: header bytes 0..24, then the marks. */
+static uint64_t
+mark_checksum(const uint8_t *rec, size_t marks_len, uint64_t off)
+{
+	XXH3_state_t st;
+	XXH_errorcode rc;
+
+	static_assert(offsetof(struct seg_mark_hdr, checksum) == 24,
+	    "the checksum covers the header before it");
+	XXH3_INITSTATE(&st);
+	rc = XXH3_64bits_reset_withSeed(&st, off);
+	assert(rc == XXH_OK);
+	XXH3_64bits_update(&st, rec, offsetof(struct seg_mark_hdr, checksum));
+	XXH3_64bits_update(&st, rec + sizeof(struct seg_mark_hdr), marks_len);
+	(void)rc;	/* only asserted */
+	return XXH3_64bits_digest(&st);
+}
+
+uint64_t
+seg_mark_encode(uint8_t *buf, uint64_t seg, uint64_t off,
+    const struct queue_update *ups, uint32_t nups)
+{
+	struct seg_mark_hdr h = {
+		.magic = SEG_MARK_MAGIC,
+		.version = SEG_MARK_VERSION,
+		.hdr_len = sizeof(h),
+		.seg = seg,
+	};
+	uint8_t *p = buf + sizeof(h);
+
+	for (uint32_t i = 0; i < nups; i++) {
+		const struct queue_update *u = &ups[i];
+		struct seg_mark m = {
+			.qid = u->qid,
+			.idx = u->idx,
+			.attempts = u->attempts,
+			.last_code = (uint16_t)u->last_code,
+			.state = u->state,
+		};
+
+		if (!mark_journaled(u))
+			continue;
+		/* What the reader accepts: a real message, a reply code. */
+		assert(u->qid != 0);
+		assert(u->last_code <= 999);
+		memcpy(p, &m, sizeof(m));
+		p += sizeof(m);
+		h.nmarks++;
+	}
+	assert(h.nmarks >= 1 && h.nmarks <= SEG_MARKS_MAX);
+	h.marks_len = h.nmarks * (uint32_t)sizeof(struct seg_mark);
+	memcpy(buf, &h, sizeof(h));
+	h.checksum = mark_checksum(buf, h.marks_len, off);
+	memcpy(buf + offsetof(struct seg_mark_hdr, checksum), &h.checksum,
+	    sizeof(h.checksum));
+	assert(seg_mark_check(buf, (size_t)seg_mark_len(h.nmarks), seg, off)
+	    == NULL);
+	return seg_mark_len(h.nmarks);
+}
+
+const char *
+seg_mark_check(const uint8_t *rec, size_t len, uint64_t seg, uint64_t off)
+{
+	struct seg_mark_hdr h;
+
+	if (len < sizeof(h))
+		return "record cut short";
+	memcpy(&h, rec, sizeof(h));
+	if (h.magic != SEG_MARK_MAGIC || h.version != SEG_MARK_VERSION ||
+	    h.hdr_len != sizeof(h) || h.seg != seg)
+		return "bad mark header";
+	if (h.nmarks == 0 || h.nmarks > SEG_MARKS_MAX ||
+	    h.marks_len != h.nmarks * sizeof(struct seg_mark) ||
+	    len != seg_mark_len(h.nmarks))
+		return "bad mark lengths";
+	if (mark_checksum(rec, h.marks_len, off) != h.checksum)
+		return "checksum mismatch";
+	for (uint32_t i = 0; i < h.nmarks; i++) {
+		struct seg_mark m;
+
+		memcpy(&m, rec + sizeof(h) + i * sizeof(m), sizeof(m));
+		if (m.qid == 0 || m.state != RCPT_DELIVERED ||
+		    m.reserved != 0 || m.last_code > 999)
+			return "mark damaged";
+	}
+	return NULL;
+}
+
+void
+seg_mark_update(const struct seg_mark *m, struct queue_update *u)
+{
+	assert(m->state == RCPT_DELIVERED);
+	*u = (struct queue_update){
+		.qid = m->qid,
+		.last_code = m->last_code,
+		.idx = m->idx,
+		.attempts = m->attempts,
+		.kind = QUEUE_UPD_RCPT,
+		.state = m->state,
+	};
+}
+
+/* ---- message records --------------------------------------------------- */
 
 /* Read exactly n bytes at off: 0, QUEUE_ECORRUPT if the file ends, -errno. */
 static int

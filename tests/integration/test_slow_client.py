@@ -53,6 +53,7 @@ with T.case("slow EHLO and a slow message"):
     q = sluice.qid_of(r)
     if T.ok(q, "slowly sent message is queued", str(r)):
         count += 1
+        # (sluicectl takes half a second under ASAN: not idle time)
         sluice.check_stored(d, q, body, helo="slow.example", what="slow message")
 
 with T.case("silence right after the greeting"):

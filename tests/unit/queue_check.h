@@ -1,17 +1,21 @@
 /*
  * queue_check.h - helpers the queue's unit tests share: reading a
  * segment's log position and reading or writing the index's format
- * version behind the queue code's back. Needs QUEUE_INTERNAL and check.h
- * first.
+ * version behind the queue code's back, opening a segment file of a
+ * spool, and running recovery with its stderr captured. Needs
+ * QUEUE_INTERNAL and check.h first.
  */
 #ifndef SLUICE_QUEUE_CHECK_H
 #define SLUICE_QUEUE_CHECK_H
 
+#include <fcntl.h>
 #include <lmdb.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../../queue/queue.h"
 
@@ -57,6 +61,97 @@ check_index_version(const char *spool, bool set, uint32_t version)
 	CHECK_FATAL(mdb_txn_commit(txn) == 0);
 	mdb_env_close(env);
 	return version;
+}
+
+/* A message record a test writes (two recipients) and its put. */
+struct check_rec {
+	uint64_t qid;
+	bool local;		/* made by sluice: a DSN */
+	uint8_t env[512];
+	struct queue_put put;	/* set by check_append_record() */
+};
+
+/* Append a whole record for r->qid at *off in fd; fill r->put. */
+static inline void
+check_append_record(int fd, uint64_t seg, uint64_t *off,
+    struct check_rec *r, const char *body)
+{
+	static const char *rcpts[] = { "one@example.com", "two@example.com" };
+	struct envelope e = {
+		.qid = r->qid, .arrival_us = 1,
+		.sender = r->local ? "" : "s@example.org",
+		.client_addr = "127.0.0.1", .helo = "h",
+		.protocol = r->local ? "local" : "SMTP",
+		.rcpt = rcpts, .nrcpt = 2,
+	};
+	size_t env_len = envelope_encoded_len(&e), msg_len = strlen(body);
+	struct seg_hdr h;
+
+	CHECK_FATAL(env_len <= sizeof(r->env));
+	envelope_encode(&e, r->env);
+	seg_hdr_fill(&h, r->qid, r->env, (uint32_t)env_len, body,
+	    (uint32_t)msg_len);
+	CHECK_FATAL(pwrite(fd, &h, sizeof(h), (off_t)*off) == sizeof(h));
+	CHECK_FATAL(pwrite(fd, r->env, env_len, (off_t)(*off + sizeof(h))) ==
+	    (ssize_t)env_len);
+	CHECK_FATAL(pwrite(fd, body, msg_len,
+	    (off_t)(*off + sizeof(h) + env_len)) == (ssize_t)msg_len);
+	r->put = (struct queue_put){
+		.qid = r->qid, .seg = seg, .offset = *off,
+		.rec_len = (uint32_t)(sizeof(h) + env_len + msg_len),
+		.msg_len = (uint32_t)msg_len, .checksum = h.checksum,
+		.env = r->env, .env_len = (uint32_t)env_len, .nrcpt = 2,
+	};
+	*off += r->put.rec_len;
+}
+
+/* Segment seg of spool, opened read-write (created if need be). */
+static inline int
+check_seg_open(const char *spool, uint64_t seg)
+{
+	char rel[SEG_PATH_MAX], path[256];
+	int fd;
+
+	seg_path(seg, rel, sizeof(rel));
+	snprintf(path, sizeof(path), "%s/%s", spool, rel);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	CHECK_FATAL(fd >= 0);
+	return fd;
+}
+
+/* The size of segment seg of spool, -1 when it does not exist. */
+static inline off_t
+check_seg_size(const char *spool, uint64_t seg)
+{
+	char rel[SEG_PATH_MAX], path[256];
+	struct stat st;
+
+	seg_path(seg, rel, sizeof(rel));
+	snprintf(path, sizeof(path), "%s/%s", spool, rel);
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* queue_recover() with its stderr captured into out (NUL-terminated). */
+static inline int
+check_recover(struct queue_index *qi, const char *spool,
+    struct queue_recovery_report *rep, char *out, size_t outlen)
+{
+	char path[256];
+	int saved, fd, err;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/stderr", spool);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK_FATAL(fd >= 0);
+	saved = dup(STDERR_FILENO);
+	CHECK_FATAL(saved >= 0 && dup2(fd, STDERR_FILENO) >= 0);
+	err = queue_recover(qi, spool, rep);
+	CHECK_FATAL(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	n = pread(fd, out, outlen - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	close(fd);
+	return err;
 }
 
 #endif

@@ -25,6 +25,7 @@
 #include "../../queue/queue.h"
 #include "../../queue/queue_commit.h"
 #include "check.h"
+#include "commit_check.h"
 
 #define SMALL_MAP (256u << 10)
 #define BIG_MAP (64u << 20)
@@ -32,38 +33,6 @@
 #define SEG SEG_ID(0, 1)
 
 static const char *rcpt[1] = { "b@example.net" };
-
-/* A job with a real record (header, envelope, body) for qid at off. */
-static struct commit_job *
-mkjob(uint64_t qid, uint64_t off, int fd, char *body, size_t body_len)
-{
-	struct envelope e = { .qid = qid, .arrival_us = 1, .nrcpt = 1,
-	    .sender = "a@example.com", .client_addr = "127.0.0.1",
-	    .helo = "x", .protocol = "ESMTP", .rcpt = rcpt };
-	size_t el = envelope_encoded_len(&e);
-	struct commit_job *j = calloc(1, sizeof(*j) + sizeof(struct seg_hdr) +
-	    el);
-	uint8_t *env;
-
-	CHECK_FATAL(j != NULL);
-	env = j->head + sizeof(struct seg_hdr);
-	envelope_encode(&e, env);
-	j->kind = COMMIT_PUT;
-	j->put = (struct queue_put){ .qid = qid, .seg = SEG, .offset = off,
-	    .rec_len = (uint32_t)(sizeof(struct seg_hdr) + el + body_len),
-	    .msg_len = (uint32_t)body_len, .env = env,
-	    .env_len = (uint32_t)el, .nrcpt = 1 };
-	j->put.checksum = seg_hdr_fill((struct seg_hdr *)j->head, qid, env,
-	    (uint32_t)el, body, (uint32_t)body_len);
-	j->head_len = (uint32_t)(sizeof(struct seg_hdr) + el);
-	j->iov[0].iov_base = j->head;
-	j->iov[0].iov_len = j->head_len;
-	j->iov[1].iov_base = body;
-	j->iov[1].iov_len = body_len;
-	j->seg_fd = fd;
-	j->conn_idx = COMMIT_NO_CONN;
-	return j;
-}
 
 /* Submit one job and wait (bounded) for it to come back. */
 static void
@@ -112,8 +81,8 @@ main(void)
 	for (uint64_t i = 0; i < MAX_JOBS; i++) {
 		size_t n = (size_t)snprintf(bodies[i], sizeof(bodies[i]),
 		    "Subject: %llu\r\n\r\nbody\r\n", (unsigned long long)i);
-		struct commit_job *job = mkjob(0x1000 + i, off, fd, bodies[i],
-		    n);
+		struct commit_job *job = check_put_job(0x1000 + i, SEG, off, fd,
+		    rcpt, 1, bodies[i], n);
 
 		run1(cm, efd, job);
 		if (job->put.result == 0) {

@@ -29,6 +29,7 @@
 #include "../../queue/queue.h"
 #include "../../queue/queue_commit.h"
 #include "check.h"
+#include "commit_check.h"
 #include "queue_check.h"
 
 static const char *rcpt[1] = { "b@example.net" };
@@ -65,29 +66,6 @@ mkjob(uint64_t qid, uint64_t seg, int fd)
 	j->iov[0].iov_len = 24;
 	j->put.offset = (qid & 0xff) * 24;
 	return j;
-}
-
-/* Submit jobs[0..n) as one batch and wait (bounded) for all of them. */
-static void
-run(struct committer *cm, int efd, struct commit_job **jobs, int n)
-{
-	time_t deadline = time(NULL) + 10;
-	int back = 0;
-	uint64_t v;
-
-	for (int i = 0; i < n; i++)
-		CHECK_FATAL(committer_submit(cm, 0, jobs[i]));
-	committer_wake(cm);
-	while (back < n && time(NULL) < deadline) {
-		struct pollfd p = { .fd = efd, .events = POLLIN };
-
-		if (poll(&p, 1, 100) == 1) {
-			CHECK(read(efd, &v, sizeof(v)) == sizeof(v));
-			while (committer_reap(cm, 0) != NULL)
-				back++;
-		}
-	}
-	CHECK_FATAL(back == n);
 }
 
 /* Wait (bounded) until qid is indexed; true if it is. */
@@ -127,7 +105,7 @@ main(void)
 	/* A good segment: written, handed back, then indexed. */
 	jobs[0] = mkjob(0x201, 1, sfd);
 	jobs[1] = mkjob(0x202, 1, sfd);
-	run(cm, efd, jobs, 2);
+	check_commit_run(cm, efd, jobs, 2);
 	CHECK(jobs[0]->put.result == 0 && jobs[1]->put.result == 0);
 	CHECK(!jobs[0]->seg_failed && !jobs[1]->seg_failed);
 	CHECK(indexed(qi, 0x201) && indexed(qi, 0x202));
@@ -146,7 +124,7 @@ main(void)
 		jobs[0]->put.qid = 0x212;	/* reuse as a second job */
 		jobs[0]->seg_fd = rfd;
 		jobs[0]->put.seg = 3;
-		run(cm, efd, (struct commit_job *[]){ jobs[2], jobs[0] }, 2);
+		check_commit_run(cm, efd, (struct commit_job *[]){ jobs[2], jobs[0] }, 2);
 		CHECK(jobs[2]->put.result == -EBADF && jobs[2]->seg_failed);
 		CHECK(jobs[0]->put.result == -EBADF && jobs[0]->seg_failed);
 		free(jobs[2]);
@@ -158,7 +136,7 @@ main(void)
 	/* A segment that cannot be synced: failed, and not indexed. */
 	jobs[0] = mkjob(0x301, 2, pfd[1]);
 	jobs[1] = mkjob(0x302, 1, sfd);		/* same batch, good segment */
-	run(cm, efd, jobs, 2);
+	check_commit_run(cm, efd, jobs, 2);
 	CHECK(jobs[0]->put.result < 0 && jobs[0]->seg_failed);
 	CHECK(jobs[1]->put.result == 0 && !jobs[1]->seg_failed);
 	/* The indexer keeps the order: once 0x302 is in, so is all before. */
@@ -170,14 +148,14 @@ main(void)
 	CHECK(check_log_pos(qi, 2) == QUEUE_LOG_SEALED);
 	/* Later jobs of segment 2 fail at once, whatever their descriptor. */
 	jobs[2] = mkjob(0x303, 2, sfd);
-	run(cm, efd, jobs + 2, 1);
+	check_commit_run(cm, efd, jobs + 2, 1);
 	CHECK(jobs[2]->put.result < 0 && jobs[2]->seg_failed);
 	for (int i = 0; i < 3; i++)
 		free(jobs[i]);
 
 	/* DSNs: a put with the updates that bounce message 0x501. */
 	jobs[0] = mkjob(0x501, 1, sfd);
-	run(cm, efd, jobs, 1);
+	check_commit_run(cm, efd, jobs, 1);
 	CHECK(jobs[0]->put.result == 0);
 	CHECK(indexed(qi, 0x501));
 	free(jobs[0]);
@@ -194,7 +172,7 @@ main(void)
 		jobs[0]->ups = up;
 		jobs[0]->nups = 1;
 		jobs[1] = mkjob(0x504, 1, sfd);		/* a marker after it */
-		run(cm, efd, jobs, 2);
+		check_commit_run(cm, efd, jobs, 2);
 		CHECK(jobs[0]->put.result < 0 && jobs[1]->put.result == 0);
 		CHECK(indexed(qi, 0x504));
 		CHECK(queue_index_get(qi, 0x502, &m) == QUEUE_ENOTFOUND);
@@ -206,7 +184,7 @@ main(void)
 		jobs[0] = mkjob(0x503, 1, sfd);		/* a good segment */
 		jobs[0]->ups = up;
 		jobs[0]->nups = 1;
-		run(cm, efd, jobs, 1);
+		check_commit_run(cm, efd, jobs, 1);
 		CHECK(jobs[0]->put.result == 0);
 		CHECK(indexed(qi, 0x503));
 		CHECK(queue_index_get(qi, 0x501, &m) == QUEUE_ENOTFOUND);
@@ -222,7 +200,7 @@ main(void)
 	jobs[1]->put.seg = 1;
 	jobs[1]->seg_fd = -1;
 	jobs[1]->conn_idx = COMMIT_NO_CONN;
-	run(cm, efd, jobs, 2);
+	check_commit_run(cm, efd, jobs, 2);
 	CHECK(jobs[0]->put.result == 0 && jobs[1]->put.result == 0);
 	committer_stop(cm);
 	CHECK_FATAL(queue_index_get(qi, 0x401, &m) == 0);

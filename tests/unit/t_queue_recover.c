@@ -8,7 +8,8 @@
  * deletes segments with no indexed record (a sealed log is not replayed),
  * leaves foreign files alone, reports the highest segment sequence per
  * shard, seals every kept segment's log, and changes nothing when run
- * again. A version 1 index (no log) is not replayed and becomes version 2.
+ * again. A version 1 index (no log) is not replayed and becomes the
+ * current version.
  */
 #define QUEUE_INTERNAL
 #include "check.h"
@@ -26,72 +27,6 @@
 #define MAP_SIZE (64u << 20)
 
 static char spool[64];
-
-struct rec {
-	uint64_t qid;
-	bool local;		/* made by sluice: a DSN */
-	uint8_t env[512];
-	struct queue_put put;
-};
-
-static const char *rcpts[] = { "one@example.com", "two@example.com" };
-
-static int
-seg_open(uint64_t seg)
-{
-	char rel[SEG_PATH_MAX], path[128];
-	int fd;
-
-	seg_path(seg, rel, sizeof(rel));
-	snprintf(path, sizeof(path), "%s/%s", spool, rel);
-	fd = open(path, O_RDWR | O_CREAT, 0600);
-	CHECK_FATAL(fd >= 0);
-	return fd;
-}
-
-static off_t
-seg_size(uint64_t seg)
-{
-	char rel[SEG_PATH_MAX], path[128];
-	struct stat st;
-
-	seg_path(seg, rel, sizeof(rel));
-	snprintf(path, sizeof(path), "%s/%s", spool, rel);
-	return stat(path, &st) == 0 ? st.st_size : -1;
-}
-
-/* Append a whole record for r->qid at *off in fd; fill r->put. */
-static void
-append_record(int fd, uint64_t seg, uint64_t *off, struct rec *r,
-    const char *body)
-{
-	struct envelope e = {
-		.qid = r->qid, .arrival_us = 1,
-		.sender = r->local ? "" : "s@example.org",
-		.client_addr = "127.0.0.1", .helo = "h",
-		.protocol = r->local ? "local" : "SMTP",
-		.rcpt = rcpts, .nrcpt = 2,
-	};
-	size_t env_len = envelope_encoded_len(&e), msg_len = strlen(body);
-	struct seg_hdr h;
-
-	CHECK_FATAL(env_len <= sizeof(r->env));
-	envelope_encode(&e, r->env);
-	seg_hdr_fill(&h, r->qid, r->env, (uint32_t)env_len, body,
-	    (uint32_t)msg_len);
-	CHECK_FATAL(pwrite(fd, &h, sizeof(h), (off_t)*off) == sizeof(h));
-	CHECK_FATAL(pwrite(fd, r->env, env_len, (off_t)(*off + sizeof(h))) ==
-	    (ssize_t)env_len);
-	CHECK_FATAL(pwrite(fd, body, msg_len,
-	    (off_t)(*off + sizeof(h) + env_len)) == (ssize_t)msg_len);
-	r->put = (struct queue_put){
-		.qid = r->qid, .seg = seg, .offset = *off,
-		.rec_len = (uint32_t)(sizeof(h) + env_len + msg_len),
-		.msg_len = (uint32_t)msg_len, .checksum = h.checksum,
-		.env = r->env, .env_len = (uint32_t)env_len, .nrcpt = 2,
-	};
-	*off += r->put.rec_len;
-}
 
 static void
 touch(const char *name)
@@ -113,29 +48,6 @@ exists(const char *name)
 
 	snprintf(path, sizeof(path), "%s/seg/%s", spool, name);
 	return access(path, F_OK) == 0;
-}
-
-/* Run recovery with stderr captured into out (NUL-terminated). */
-static int
-recover_capture(struct queue_index *qi, struct queue_recovery_report *rep,
-    char *out, size_t outlen)
-{
-	char path[128];
-	int saved, fd, err;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "%s/stderr", spool);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	CHECK_FATAL(fd >= 0);
-	saved = dup(STDERR_FILENO);
-	CHECK_FATAL(saved >= 0 && dup2(fd, STDERR_FILENO) >= 0);
-	err = queue_recover(qi, spool, rep);
-	CHECK_FATAL(dup2(saved, STDERR_FILENO) >= 0);
-	close(saved);
-	n = pread(fd, out, outlen - 1, 0);
-	out[n > 0 ? n : 0] = '\0';
-	close(fd);
-	return err;
 }
 
 /* Check the quarantine value of qid against its layout in queue.h. */
@@ -182,7 +94,7 @@ check_quarantine_value(uint64_t qid, const char *reason, uint32_t raw_want,
 int
 main(void)
 {
-	static struct rec r1 = { .qid = 0x101 }, r2 = { .qid = 0x102 },
+	static struct check_rec r1 = { .qid = 0x101 }, r2 = { .qid = 0x102 },
 	    r3 = { .qid = 0x103 }, r4 = { .qid = 0x104 }, junk = { .qid = 0x1 },
 	    r5 = { .qid = 0x105 }, r6 = { .qid = 0x106 }, r7 = { .qid = 0x107 },
 	    r8 = { .qid = 0x108 }, dsn = { .qid = 0x1d5 };
@@ -204,18 +116,18 @@ main(void)
 	CHECK_FATAL(queue_index_open(&qi, spool, MAP_SIZE, 0) == 0);
 
 	/* A: r1 indexed, then a torn (partial, unindexed) record. */
-	fd = seg_open(seg_a);
+	fd = check_seg_open(spool, seg_a);
 	off = 0;
-	append_record(fd, seg_a, &off, &r1, "Subject: one\r\n\r\nhi\r\n");
+	check_append_record(fd, seg_a, &off, &r1, "Subject: one\r\n\r\nhi\r\n");
 	end_a = off;
-	append_record(fd, seg_a, &off, &junk, "Subject: torn\r\n\r\nlost\r\n");
+	check_append_record(fd, seg_a, &off, &junk, "Subject: torn\r\n\r\nlost\r\n");
 	torn = off - end_a - 7;
 	CHECK_FATAL(ftruncate(fd, (off_t)(end_a + torn)) == 0);
 	close(fd);
 	/* B: r2 indexed, then one byte of its message flipped at rest. */
-	fd = seg_open(seg_b);
+	fd = check_seg_open(spool, seg_b);
 	off = 64;	/* records need not start at 0 */
-	append_record(fd, seg_b, &off, &r2, "Subject: two\r\n\r\nbody\r\n");
+	check_append_record(fd, seg_b, &off, &r2, "Subject: two\r\n\r\nbody\r\n");
 	CHECK_FATAL(pread(fd, flipped, r2.put.rec_len,
 	    (off_t)r2.put.offset) == r2.put.rec_len);
 	flipped[r2.put.rec_len - 3] ^= 0x20;
@@ -223,16 +135,16 @@ main(void)
 	    (off_t)r2.put.offset) == r2.put.rec_len);
 	close(fd);
 	/* C: a whole record nothing indexes. */
-	fd = seg_open(seg_c);
+	fd = check_seg_open(spool, seg_c);
 	off = 0;
-	append_record(fd, seg_c, &off, &junk, "Subject: junk\r\n\r\n");
+	check_append_record(fd, seg_c, &off, &junk, "Subject: junk\r\n\r\n");
 	close(fd);
 	/* D: r3 indexed; r4 points at a segment that does not exist. */
-	fd = seg_open(seg_d);
+	fd = check_seg_open(spool, seg_d);
 	off = 0;
-	append_record(fd, seg_d, &off, &r3, "Subject: three\r\n\r\n3\r\n");
+	check_append_record(fd, seg_d, &off, &r3, "Subject: three\r\n\r\n3\r\n");
 	end_d = off;
-	append_record(fd, seg_gone, &off, &r4, "Subject: four\r\n\r\n");
+	check_append_record(fd, seg_gone, &off, &r4, "Subject: four\r\n\r\n");
 	CHECK_FATAL(ftruncate(fd, (off_t)end_d) == 0);
 	close(fd);
 	touch("notes.txt");
@@ -249,7 +161,7 @@ main(void)
 	CHECK(queue_index_count(qi, &n) == 0 && n == 4);
 	CHECK(check_log_pos(qi, seg_a) == end_a && check_log_pos(qi, seg_d) == end_d);
 
-	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
+	CHECK(check_recover(qi, spool, &rep, err_text, sizeof(err_text)) == 0);
 	CHECK(rep.messages == 2);
 	CHECK(rep.replayed == 0);
 	CHECK(rep.quarantined == 2);
@@ -271,10 +183,10 @@ main(void)
 	CHECK(strstr(err_text, "sluiced: queue: 0000000000000104 "
 	    "quarantined: segment missing\n") != NULL);
 
-	CHECK(seg_size(seg_a) == (off_t)end_a);
-	CHECK(seg_size(seg_b) == -1);
-	CHECK(seg_size(seg_c) == -1);
-	CHECK(seg_size(seg_d) == (off_t)end_d);
+	CHECK(check_seg_size(spool, seg_a) == (off_t)end_a);
+	CHECK(check_seg_size(spool, seg_b) == -1);
+	CHECK(check_seg_size(spool, seg_c) == -1);
+	CHECK(check_seg_size(spool, seg_d) == (off_t)end_d);
 	CHECK(exists("notes.txt"));
 	CHECK(exists("1-1.seg"));
 
@@ -296,7 +208,7 @@ main(void)
 	queue_msg_release(&m);
 
 	/* Again: nothing left to do. */
-	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
+	CHECK(check_recover(qi, spool, &rep, err_text, sizeof(err_text)) == 0);
 	CHECK(rep.messages == 2 && rep.quarantined == 0);
 	CHECK(rep.segments == 2 && rep.segments_removed == 0);
 	CHECK(rep.bytes_reclaimed == 0);
@@ -315,17 +227,17 @@ main(void)
 	 * whole, r6 whole, then r7 torn as if the crash came during its
 	 * write. r5 and r6 are indexed, the DSN is not, r7 is cut off.
 	 */
-	fd = seg_open(seg_e);
+	fd = check_seg_open(spool, seg_e);
 	off = 0;
-	append_record(fd, seg_e, &off, &r5, "Subject: five\r\n\r\n5\r\n");
+	check_append_record(fd, seg_e, &off, &r5, "Subject: five\r\n\r\n5\r\n");
 	dsn.local = true;
-	append_record(fd, seg_e, &off, &dsn, "Subject: bounce\r\n\r\n");
-	append_record(fd, seg_e, &off, &r6, "Subject: six\r\n\r\n6\r\n");
+	check_append_record(fd, seg_e, &off, &dsn, "Subject: bounce\r\n\r\n");
+	check_append_record(fd, seg_e, &off, &r6, "Subject: six\r\n\r\n6\r\n");
 	end_e = off;
-	append_record(fd, seg_e, &off, &r7, "Subject: seven\r\n\r\n7\r\n");
+	check_append_record(fd, seg_e, &off, &r7, "Subject: seven\r\n\r\n7\r\n");
 	CHECK_FATAL(ftruncate(fd, (off_t)(off - 5)) == 0);
 	close(fd);
-	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
+	CHECK(check_recover(qi, spool, &rep, err_text, sizeof(err_text)) == 0);
 	CHECK(rep.messages == 3 && rep.replayed == 2 && rep.quarantined == 0);
 	CHECK(rep.dsn_dropped == 1 && rep.unacknowledged == 1);
 	CHECK(strstr(err_text, "sluiced: queue: 00000000000001D5 (a DSN) not "
@@ -345,27 +257,27 @@ main(void)
 	queue_msg_release(&m);
 	CHECK(queue_index_get(qi, dsn.qid, &m) == QUEUE_ENOTFOUND);
 	CHECK(queue_index_get(qi, r7.qid, &m) == QUEUE_ENOTFOUND);
-	CHECK(seg_size(seg_e) == (off_t)end_e);
+	CHECK(check_seg_size(spool, seg_e) == (off_t)end_e);
 	CHECK(check_log_pos(qi, seg_e) == QUEUE_LOG_SEALED);
 	CHECK(queue_index_max_id(qi, &max) == 0 && max == r6.qid);
 	/* Again: the sealed log is not replayed. */
-	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
+	CHECK(check_recover(qi, spool, &rep, err_text, sizeof(err_text)) == 0);
 	CHECK(rep.messages == 3 && rep.replayed == 0 && err_text[0] == '\0');
 
 	/*
 	 * F, a version 1 index: what it indexed was all there was, so a
 	 * whole record in a segment without a log entry is garbage there.
 	 */
-	fd = seg_open(seg_f);
+	fd = check_seg_open(spool, seg_f);
 	off = 0;
-	append_record(fd, seg_f, &off, &r8, "Subject: eight\r\n\r\n");
+	check_append_record(fd, seg_f, &off, &r8, "Subject: eight\r\n\r\n");
 	close(fd);
 	queue_index_close(qi);
 	check_index_version(spool, true, 1);
 	CHECK_FATAL(queue_index_open(&qi, spool, MAP_SIZE, 0) == 0);
-	CHECK(recover_capture(qi, &rep, err_text, sizeof(err_text)) == 0);
+	CHECK(check_recover(qi, spool, &rep, err_text, sizeof(err_text)) == 0);
 	CHECK(rep.messages == 3 && rep.replayed == 0);
-	CHECK(seg_size(seg_f) == -1);
+	CHECK(check_seg_size(spool, seg_f) == -1);
 	CHECK(queue_index_get(qi, r8.qid, &m) == QUEUE_ENOTFOUND);
 	queue_index_close(qi);
 	CHECK(check_index_version(spool, false, 0) == QUEUE_INDEX_VERSION);

@@ -123,11 +123,12 @@ seed_record(uint8_t *seg, size_t *n)
 	    .protocol = "ESMTP", .rcpt = rcpt };
 	uint8_t *head = seg + *n;
 	size_t el = envelope_encoded_len(&e);
+	struct seg_hdr h;	/* head may be unaligned (a second record) */
 
 	envelope_encode(&e, head + sizeof(struct seg_hdr));
-	seg_hdr_fill((struct seg_hdr *)head, e.qid,
-	    head + sizeof(struct seg_hdr), (uint32_t)el, body,
-	    sizeof(body) - 1);
+	seg_hdr_fill(&h, e.qid, head + sizeof(struct seg_hdr), (uint32_t)el,
+	    body, sizeof(body) - 1);
+	memcpy(head, &h, sizeof(h));
 	memcpy(head + sizeof(struct seg_hdr) + el, body, sizeof(body) - 1);
 	*n += sizeof(struct seg_hdr) + el + sizeof(body) - 1;
 }

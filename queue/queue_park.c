@@ -304,18 +304,29 @@ unparked_free(struct unparked *u, size_t n)
 	free(u);
 }
 
-/* Commit txn, then hand each message to fn; frees u. */
+/*
+ * Take ents[0..n) out in txn, commit, then hand each message to fn. txn
+ * is ended either way. 0 or a QUEUE_E* / -errno code (nothing taken).
+ */
 static int
-commit_and_hand(MDB_txn *txn, struct unparked *u, size_t nu,
-    queue_unpark_fn fn, void *arg)
+take_and_hand(struct queue_index *qi, MDB_txn *txn, struct park_ent *ents,
+    size_t n, queue_unpark_fn fn, void *arg)
 {
-	int rc = mdb_txn_commit(txn);
+	struct unparked *u = NULL;
+	size_t nu = 0;
+	int rc = take(qi, txn, ents, n, &u, &nu);
 
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		unparked_free(u, nu);
+		return queue_lmdb_err(rc);
+	}
+	rc = mdb_txn_commit(txn);
 	if (rc == 0)
 		for (size_t i = 0; i < nu; i++)
 			fn(arg, &u[i].m, u[i].pending, u[i].next_try_us);
 	unparked_free(u, nu);
-	return rc;
+	return queue_lmdb_err(rc);
 }
 
 int
@@ -325,8 +336,7 @@ queue_index_unpark(struct queue_index *qi, unsigned shard, size_t max,
 	uint8_t kb[PARK_KEY_LEN];
 	MDB_val k = { sizeof(kb), kb }, v;
 	struct park_ent start = { .shard = (uint8_t)shard }, *ents = NULL;
-	struct unparked *u = NULL;
-	size_t n = 0, nu = 0;
+	size_t n = 0;
 	MDB_cursor *cur = NULL;
 	MDB_txn *txn = NULL;
 	bool more;
@@ -363,13 +373,10 @@ queue_index_unpark(struct queue_index *qi, unsigned shard, size_t max,
 	cur = NULL;
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		goto lmdb;
-	rc = take(qi, txn, ents, n, &u, &nu);
-	if (rc != 0)
-		goto lmdb;
+	err = take_and_hand(qi, txn, ents, n, fn, arg);
 	free(ents);
-	rc = commit_and_hand(txn, u, nu, fn, arg);
-	if (rc != 0)
-		return queue_lmdb_err(rc);
+	if (err != 0)
+		return err;
 	*left = more;
 	return (int)n;
 lmdb:
@@ -379,7 +386,6 @@ fail:
 		mdb_cursor_close(cur);
 	if (txn != NULL)
 		mdb_txn_abort(txn);
-	unparked_free(u, nu);
 	free(ents);
 	return err;
 }
@@ -389,8 +395,7 @@ queue_index_unpark_qid(struct queue_index *qi, uint64_t qid,
     queue_unpark_fn fn, void *arg)
 {
 	struct park_ent *ents = NULL;
-	struct unparked *u = NULL;
-	size_t n = 0, nu = 0, cap = 1024;
+	size_t n = 0, cap = 1024;
 	MDB_txn *txn = NULL;
 	int rc, err;
 
@@ -415,18 +420,14 @@ queue_index_unpark_qid(struct queue_index *qi, uint64_t qid,
 		free(ents);
 		cap *= 2;
 	}
-	rc = take(qi, txn, ents, n, &u, &nu);
-	if (rc != 0)
-		goto lmdb;
+	err = take_and_hand(qi, txn, ents, n, fn, arg);
 	free(ents);
-	rc = commit_and_hand(txn, u, nu, fn, arg);
-	return rc == 0 ? (int)n : queue_lmdb_err(rc);
+	return err != 0 ? err : (int)n;
 lmdb:
 	err = queue_lmdb_err(rc);
 fail:
 	if (txn != NULL)
 		mdb_txn_abort(txn);
-	unparked_free(u, nu);
 	free(ents);
 	return err;
 }

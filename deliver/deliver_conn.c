@@ -31,6 +31,11 @@
 
 /* ---- outbound connections -------------------------------------------- */
 
+/* The client declares the body the queue recorded, value for value. */
+static_assert(SMTP_BODY_7BIT == (int)QUEUE_BODY_7BIT, "body 7bit");
+static_assert(SMTP_BODY_8BITMIME == (int)QUEUE_BODY_8BITMIME, "body 8bit");
+static_assert(SMTP_BODY_BINARYMIME == (int)QUEUE_BODY_BINARYMIME,
+    "body binarymime");
 
 uint64_t
 dl_cud(unsigned op, struct dl_conn *c)
@@ -227,7 +232,7 @@ item_send(struct dl_conn *c, struct dl_item *it)
 	m.data = (const char *)c->rec + sizeof(struct seg_hdr) +
 	    it->mm.env_len;
 	m.len = it->mm.msg_len;
-	m.body = c->env.body;
+	m.body = c->env.body;	/* enum queue_body == enum smtp_body */
 	m.smtputf8 = c->env.smtputf8;
 	rc = smtp_client_send(&c->cli, &m);
 	if (rc == 0)

@@ -51,7 +51,6 @@
 #include <strings.h>
 
 #include "../lib/log.h"
-#include "../queue/queue.h"
 #include "smtp_parse.h"
 
 static_assert(SMTP_CLIENT_RCPT_MAX <= UINT32_MAX - 2, "command numbering");
@@ -719,7 +718,7 @@ emit_mail(struct smtp_client *c)
 	 * as it is, without BODY= (Postfix's default; nothing is converted).
 	 * BINARYMIME would need BDAT for every message: declared as 8BITMIME.
 	 */
-	if (m->body != QUEUE_BODY_7BIT && (c->ext & SMTP_CLIENT_EXT_8BITMIME))
+	if (m->body != SMTP_BODY_7BIT && (c->ext & SMTP_CLIENT_EXT_8BITMIME))
 		n += snprintf(params + n, sizeof(params) - (size_t)n,
 		    " BODY=8BITMIME");
 	if (m->smtputf8 && (c->ext & SMTP_CLIENT_EXT_SMTPUTF8))

@@ -177,6 +177,18 @@ struct smtp_client_reply {
 	bool local;		/* made up by the client, not said by the server */
 };
 
+/*
+ * How the message body is declared at MAIL (RFC 6152 BODY=8BITMIME; RFC
+ * 3030 BINARYMIME). proto/ knows nothing of the queue: deliver/ ties these
+ * values to the queue's enum queue_body with static_asserts, where both are
+ * visible.
+ */
+enum smtp_body {
+	SMTP_BODY_7BIT = 0,	/* plain ASCII (or BODY=7BIT) */
+	SMTP_BODY_8BITMIME = 1,
+	SMTP_BODY_BINARYMIME = 2,
+};
+
 /* The message to send; see smtp_client_send() for how long it must live. */
 struct smtp_client_msg {
 	const char *sender;		/* "" for the null sender <> */
@@ -184,7 +196,7 @@ struct smtp_client_msg {
 	uint32_t nrcpt;			/* 1..SMTP_CLIENT_RCPT_MAX */
 	const char *data;		/* headers and body, CRLF lines, not */
 	size_t len;			/*   dot-stuffed, no final "." line */
-	uint8_t body;			/* enum queue_body (queue/queue.h) */
+	uint8_t body;			/* enum smtp_body */
 	bool smtputf8;			/* needs SMTPUTF8 */
 	uint64_t size;			/* for SIZE=; 0 means len */
 };

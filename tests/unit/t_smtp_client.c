@@ -32,7 +32,6 @@
 #include <string.h>
 
 #include "../../proto/smtp_client.h"
-#include "../../queue/queue.h"
 #include "check.h"
 
 #define GOLDEN_DIR "tests/golden/client"
@@ -159,11 +158,11 @@ parse_msg(struct script *sc, const char *line)
 				m->nrcpt++;
 			}
 		} else if (!strcmp(tok, "body=8bitmime")) {
-			m->body = QUEUE_BODY_8BITMIME;
+			m->body = SMTP_BODY_8BITMIME;
 		} else if (!strcmp(tok, "body=binarymime")) {
-			m->body = QUEUE_BODY_BINARYMIME;
+			m->body = SMTP_BODY_BINARYMIME;
 		} else if (!strcmp(tok, "body=7bit")) {
-			m->body = QUEUE_BODY_7BIT;
+			m->body = SMTP_BODY_7BIT;
 		} else if (!strcmp(tok, "utf8")) {
 			m->utf8 = true;
 		} else if (!strncmp(tok, "size=", 5)) {

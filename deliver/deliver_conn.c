@@ -599,8 +599,8 @@ dl_handle_osend(struct dl_conn *c, int res)
 
 /* ---- DNS ------------------------------------------------------------- */
 
-static void
-set_port(struct sockaddr_storage *sa, uint16_t port)
+void
+dl_set_port(struct sockaddr_storage *sa, uint16_t port)
 {
 	if (sa->ss_family == AF_INET)
 		((struct sockaddr_in *)sa)->sin_port = htons(port);
@@ -608,44 +608,21 @@ set_port(struct sockaddr_storage *sa, uint16_t port)
 		((struct sockaddr_in6 *)sa)->sin6_port = htons(port);
 }
 
+/* The resolver's answer for a destination (DL_RESOLVE_FRESH_MS fresh). */
 void
 dl_dest_resolved(void *arg, const struct resolve_result *r)
 {
 	struct dl_dest *ds = arg;
-	unsigned n = 0;
 
 	ds->resolving = false;
-	ds->rstatus = (int)r->status;
-	snprintf(ds->rwhy, sizeof(ds->rwhy), "%s", r->why);
 	ds->resolved_ms = clock_mono_ms();
 	free(ds->targets);
 	ds->targets = NULL;
 	ds->ntargets = 0;
-	if (r->status == RESOLVE_OK) {
-		for (unsigned i = 0; i < r->ntargets; i++)
-			n += r->targets[i].naddr;
-		if (n > DL_TARGETS_MAX)
-			n = DL_TARGETS_MAX;
-		ds->targets = calloc(n ? n : 1, sizeof(*ds->targets));
-		for (unsigned i = 0, k = 0; ds->targets && i < r->ntargets;
-		    i++)
-			for (unsigned j = 0; j < r->targets[i].naddr && k < n;
-			    j++, k++) {
-				struct dl_target *t = &ds->targets[k];
-
-				snprintf(t->host, sizeof(t->host), "%s",
-				    r->targets[i].host);
-				t->sa = r->targets[i].addr[j];
-				/* Plain smtp routes leave the port 0. */
-				set_port(&t->sa, ds->route->transport.port ?
-				    ds->route->transport.port :
-				    ROUTE_PORT_SMTP);
-				t->salen = t->sa.ss_family == AF_INET ?
-				    sizeof(struct sockaddr_in) :
-				    sizeof(struct sockaddr_in6);
-				ds->ntargets = k + 1;
-			}
-	}
+	if (r->status == RESOLVE_OK)
+		dl_dest_targets(ds->d, ds, r);
+	else
+		dl_dest_verdict(ds, (int)r->status, r->why);
 }
 
 /* Fixed targets need no DNS: an address literal or a unix socket. */
@@ -681,7 +658,7 @@ dl_dest_literal(struct dl_dest *ds)
 		free(x);
 		return false;
 	}
-	set_port(&x->sa, t->port);
+	dl_set_port(&x->sa, t->port);
 	free(ds->targets);
 	ds->targets = x;
 	ds->ntargets = 1;

@@ -71,6 +71,7 @@ struct dl_target {
 };
 
 struct dl_dest {
+	struct deliver *d;		/* the shard's deliverer */
 	struct dl_dest *hnext;
 	struct dl_dest *rnext;		/* run list */
 	bool in_run;
@@ -90,7 +91,9 @@ struct dl_dest {
 	bool literal;			/* an address or socket: no DNS */
 	uint64_t resolved_ms;		/* 0: never */
 	int rstatus;			/* enum resolve_status */
-	char rwhy[160];
+	int rcode;			/* what its mail gets when not OK */
+	char renh[12];
+	char rwhy[256];
 	struct dl_target *targets;
 	unsigned ntargets;
 	struct smtp_client_cfg ccfg;
@@ -238,5 +241,17 @@ void dl_handle_orecv(struct dl_conn *c, int res);
 void dl_handle_osend(struct dl_conn *c, int res);
 void dl_dest_resolved(void *arg, const struct resolve_result *r);
 bool dl_dest_literal(struct dl_dest *ds);
+void dl_set_port(struct sockaddr_storage *sa, uint16_t port);
+
+/*
+ * deliver_guard.c: what a destination may dial of what DNS gave it
+ *   dl_dest_verdict  set status, the reply its mail gets (rcode, renh)
+ *                    and why
+ *   dl_dest_targets  ds->targets from r (RESOLVE_OK), without what the
+ *                    guard refuses; the verdict when nothing is left
+ */
+void dl_dest_verdict(struct dl_dest *ds, int status, const char *why);
+void dl_dest_targets(struct deliver *d, struct dl_dest *ds,
+    const struct resolve_result *r);
 
 #endif

@@ -77,4 +77,9 @@ const char config_default_yaml[] =
 	"  data_timeout: 600s         # reply after the message\n"
 	"  idle_keep: 5s              # keep an idle connection for reuse\n"
 	"  # BDAT (RFC 3030) to servers offering CHUNKING and PIPELINING.\n"
-	"  chunking: true\n";
+	"  chunking: true\n"
+	"  # Addresses an MX lookup may lead to that are never dialled\n"
+	"  # (loopback, unspecified, link-local, multicast); [] allows all.\n"
+	"  # Next hops in brackets (smtp:[host]:port) are not checked.\n"
+	"  denied_networks: [127.0.0.0/8, \"::1/128\", 0.0.0.0/8, \"::/128\",\n"
+	"    169.254.0.0/16, \"fe80::/10\", 224.0.0.0/4, \"ff00::/8\"]\n";

@@ -60,8 +60,11 @@ Servers (python3-aiosmtpd, in a thread of the test process):
       closes), idle connections closed. See the class for its records.
 
 sluiced:
-  Relay(routes, dns=None, delivery=None, hostname="sluice.test", start=True)
-      A sluice.Daemon on a YAML config with these routes (a list of dicts,
+  Relay(routes, dns=None, delivery=None, hostname="sluice.test", start=True,
+        port=None)
+      A sluice.Daemon (listening on 127.0.0.1:port, a free port if None;
+      with start=False, more `-o` options can go into .d.opts first) on a
+      YAML config with these routes (a list of dicts,
       written as given, values quoted), the delivery log in the daemon's
       dir (.dlog, a DeliveryLog), idle_keep 1s and connect_timeout 2s unless
       `delivery` says otherwise (a list value is written as a YAML list:
@@ -734,9 +737,9 @@ class Relay:
     """sluiced with a config file holding `routes` (see the module doc)."""
 
     def __init__(self, routes, dns=None, delivery=None, hostname="sluice.test",
-                 extra="", start=True, shards=2):
+                 extra="", start=True, shards=2, port=None):
         self.d = sluice.Daemon(config="/nonexistent", hostname=hostname, start=False,
-                               shards=shards, deliver=True)
+                               shards=shards, deliver=True, port=port)
         self.conf = os.path.join(self.d.dir, "sluice.yaml")
         self.d.config = self.conf
         self.port = self.d.port

@@ -10,6 +10,14 @@
 # next hops in brackets are the operator's choice and exempt. A second
 # sluiced denies only 127.0.0.1/32: part.test (MX 10 at 127.0.0.1, MX 20 at
 # 127.0.0.3) is delivered to 127.0.0.3 and 127.0.0.1 sees nothing.
+# Loops, with denied_networks [] and a sluiced listening on 127.0.0.1:RPORT
+# and 0.0.0.0:WPORT: loop.test's only MX is 127.0.0.1 on RPORT (routed
+# smtp:loop.test:RPORT), so mail for it bounces 554 5.4.6 "mail for
+# loop.test loops back to myself" (and a DSN); wild.test's MX is 127.0.0.5
+# on WPORT, which the wildcard listener takes: a loop too; backup.test
+# (MX 10 at 127.0.0.3, MX 20 ourselves: we are its backup MX) is delivered
+# to 127.0.0.3; selffirst.test (MX 10 ourselves, MX 20 127.0.0.3) bounces
+# as a loop, as RFC 5321 section 5.1 wants.
 import socket
 
 import sluice
@@ -99,5 +107,84 @@ with T.case("an MX host in denied_networks is skipped, the next one is used"):
     T.eq(lo4.conns(), [], "127.0.0.1 (denied) saw no connection")
 
 T.eq(relay2.stop(), 0, "sluiced exits 0 on SIGTERM")
+ns.stop()
+
+# ---------------------------------------------------------------- loops
+try:
+    RPORT = dl.free_port(("127.0.0.1", "127.0.0.3"))
+    WPORT = dl.free_port(("0.0.0.0",))
+except (RuntimeError, OSError) as e:
+    sluice.skip("no ports for the loop cases: %s" % e)
+backup = dl.RawServer("backup", addr="127.0.0.3", port=RPORT)
+zones = {
+    "loop.test": dnslib.zone_text("loop.test", ["@ IN MX 10 mx", "mx IN A 127.0.0.1"]),
+    "wild.test": dnslib.zone_text("wild.test", ["@ IN MX 10 mx", "mx IN A 127.0.0.5"]),
+    "backup.test": dnslib.zone_text("backup.test", [
+        "@ IN MX 10 primary", "@ IN MX 20 us", "primary IN A 127.0.0.3", "us IN A 127.0.0.1"]),
+    "selffirst.test": dnslib.zone_text("selffirst.test", [
+        "@ IN MX 10 us", "@ IN MX 20 other", "us IN A 127.0.0.1", "other IN A 127.0.0.3"]),
+}
+ns = dnslib.NSD(sluice.tmpdir(), zones)
+relay3 = dl.Relay([
+    {"domain": "sender.test", "transport": "smtp:[127.0.0.1]:%d" % cap.port, "retry": "1s"},
+    {"domain": "loop.test", "transport": "smtp:loop.test:%d" % RPORT, "retry": "1s"},
+    {"domain": "wild.test", "transport": "smtp:wild.test:%d" % WPORT, "retry": "1s"},
+    {"domain": "backup.test", "transport": "smtp:backup.test:%d" % RPORT, "retry": "1s"},
+    {"domain": "selffirst.test", "transport": "smtp:selffirst.test:%d" % RPORT, "retry": "1s"},
+], dns={"resolver": ns.spec, "timeout": "1s", "attempts": "2"},
+    delivery={"denied_networks": []}, port=RPORT, start=False)
+relay3.d.opts.append("listen.1.address=0.0.0.0:%d" % WPORT)
+relay3.start()
+L3 = relay3.dlog
+
+
+def send3(tag, rcpt, subject=None):
+    data = dl.make_message(tag, "alice@sender.test", [rcpt], subject=subject)
+    return dl.submit(relay3.port, "alice@sender.test", [rcpt], data)
+
+
+q_loop = send3("loop1", "bob@loop.test", subject="Around and around")
+q_wild = send3("wild1", "bob@wild.test")
+q_backup = send3("backup1", "bob@backup.test")
+q_first = send3("first1", "bob@selffirst.test")
+
+
+def final(L, q):
+    L.wait_for(lambda x: x.get("qid") == q and x.get("status") != "deferred", 20)
+    return [x for x in L.lines() if x.get("qid") == q]
+
+
+with T.case("an MX host that is our own listener: 5.4.6, mail loops back to myself"):
+    ls = final(L3, q_loop)
+    T.eq([(x.get("status"), x.get("code"), x.get("enhanced")) for x in ls],
+         [("bounced", 554, "5.4.6")], "delivery.log: bounced 554 5.4.6 at the first attempt")
+    T.eq([x.get("text") for x in ls], ["mail for loop.test loops back to myself"], "the line says why")
+    T.ok(all("addr" not in x for x in ls), "no connection was made", repr(ls))
+    dsn = dl.wait_until(lambda: dl.dsns_for(cap, q_loop), 15)
+    T.eq(len(dsn or []), 1, "one DSN")
+    if dsn:
+        dl.check_dsn(dsn[0], "alice@sender.test", ["bob@loop.test"], "loop DSN",
+                     status_prefix="5.4.6", subject="Around and around")
+
+with T.case("a listener on 0.0.0.0 is every local address: a loop too"):
+    ls = final(L3, q_wild)
+    T.eq([(x.get("status"), x.get("enhanced"), x.get("text")) for x in ls],
+         [("bounced", "5.4.6", "mail for wild.test loops back to myself")],
+         "delivery.log: bounced 5.4.6 (127.0.0.5 on the wildcard listener's port)")
+
+with T.case("we are the backup MX: the better MX host gets the mail"):
+    ls = final(L3, q_backup)
+    T.eq([(x.get("status"), x.get("addr")) for x in ls], [("delivered", "127.0.0.3:%d" % RPORT)],
+         "delivery.log: delivered to primary.backup.test")
+    T.eq(len(backup.msgs()), 1, "127.0.0.3 got it once")
+
+with T.case("we are the best MX: worse ones are not used either (RFC 5321 5.1)"):
+    ls = final(L3, q_first)
+    T.eq([(x.get("status"), x.get("enhanced")) for x in ls], [("bounced", "5.4.6")],
+         "delivery.log: bounced 5.4.6, other.selffirst.test not tried")
+    T.eq(len(backup.msgs()), 1, "127.0.0.3 got nothing more")
+
+T.ok(relay3.wait_empty(15), "the queue is empty")
+T.eq(relay3.stop(), 0, "sluiced exits 0 on SIGTERM")
 ns.stop()
 sluice.finish()

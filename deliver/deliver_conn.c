@@ -58,7 +58,7 @@ dl_conn_free(struct dl_conn *c)
 	if (ds != NULL) {
 		dl_set_idle(c, false);
 		ds->nconn--;
-		if (!c->connected)
+		if (c->opening)
 			ds->nconnecting--;
 		if (ds->queued > 0)
 			dl_dest_run(d, ds);
@@ -244,17 +244,11 @@ item_send(struct dl_conn *c, struct dl_item *it)
 		struct dl_rres *res;
 		uint8_t *rec;
 		struct envelope env;
+		char why[] = "message cannot be sent as is";
 
 		conn_item_detach(c, &res, &rec, &env);
-		for (uint16_t i = 0; i < it->nrcpt; i++) {
-			res[i].code = 554;
-			strcpy(res[i].enhanced, "5.6.0");
-			res[i].text = NULL;
-		}
-		res[0].text = strdup("message cannot be sent as is");
-		dl_item_done(d, it, res, rec, &env, NULL, NULL);
-		free(res[0].text);
 		free(res);
+		dl_item_done_all(d, it, 554, "5.6.0", why, rec, &env, NULL, NULL);
 		envelope_release(&env);
 		free(rec);
 	}
@@ -327,11 +321,23 @@ dl_handle_oread(struct dl_conn *c, int res)
 	c->loading = NULL;
 	c->rec = NULL;
 	if (c->closing || !smtp_client_ready(&c->cli)) {
-		free(rec);
 		if (it->dropped) {
+			free(rec);
 			free(it);	/* held or deleted while it was read */
 			return;
 		}
+		/* The peer broke the session: this was its attempt. */
+		if (c->fail_code != 0 && dl_item_verify(it, rec, res,
+		    &c->env) == NULL) {
+			dl_item_done_all(d, it, c->fail_code, c->fail_enh,
+			    c->fail_text, rec, &c->env, c->host, c->addr);
+			envelope_release(&c->env);
+			memset(&c->env, 0, sizeof(c->env));
+			free(rec);
+			return;
+		}
+		memset(&c->env, 0, sizeof(c->env));
+		free(rec);
 		it->due_ms = 0;
 		dl_item_schedule(d, it);
 		return;
@@ -361,6 +367,15 @@ cb_ready(void *arg)
 {
 	struct dl_conn *c = arg;
 
+	/*
+	 * Until its session is ready a connection counts as one on its way
+	 * to an item, so that one item waiting for a greeting does not open
+	 * one connection per loop pass (a broken peer got five at once).
+	 */
+	if (c->opening) {
+		c->opening = false;
+		c->dest->nconnecting--;
+	}
 	dl_conn_next(c);
 }
 
@@ -399,7 +414,7 @@ cb_message_done(void *arg, const struct smtp_client_reply *r,
 		return;
 	n = it->nrcpt;
 	if (t->delivered > 0)
-		dl_dest_ok(ds);
+		dl_health_ok(ds);
 	else if (t->deferred > 0 && ++ds->fails >= DL_FAIL_RUN) {
 		ds->fails = 0;
 		dl_dest_slow(d, ds);
@@ -423,18 +438,34 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 
 	log_info("deliver: %s [%s]: session failed at %s: %d %s", c->host,
 	    c->addr, smtp_client_strstage(stage), r->code, r->text);
+	/* "said" only for what the server said (docs/smtp-client.md). */
+	snprintf(text, sizeof(text), "%d %s host %s[%s]%s %s", r->code,
+	    r->enhanced, c->host, c->addr, r->local ? ":" : " said:", r->text);
 	if (stage <= SMTP_CLIENT_STAGE_AUTH && c->target + 1 < ds->ntargets &&
 	    !c->d->stopping) {
 		/* Refused before any mail: the next MX host gets a try. */
 		dl_conn_open(c->d, ds, c->target + 1);
 		return;
 	}
+	if (r->protocol_error) {
+		/*
+		 * Broken, not busy: it will break the next session too. The
+		 * item being read for this one gets this attempt's result,
+		 * the destination waits (deliver_health.c).
+		 */
+		c->fail_code = 451;
+		snprintf(c->fail_enh, sizeof(c->fail_enh), "4.5.0");
+		snprintf(c->fail_text, sizeof(c->fail_text), "%.*s",
+		    (int)sizeof(c->fail_text) - 1, text);
+		dl_health_broken(c->d, ds);
+		if (ds->nconn <= 1)
+			dl_dest_fail_ready(c->d, ds, 451, "4.5.0", text);
+		return;
+	}
 	if (r->code == 421 || stage <= SMTP_CLIENT_STAGE_AUTH)
 		dl_dest_slow(c->d, ds);
 	if (stage <= SMTP_CLIENT_STAGE_AUTH && ds->nconn <= 1) {
 		/* Nothing got through: what waits here waits longer. */
-		snprintf(text, sizeof(text), "%d %s host %s[%s] said: %s",
-		    r->code, r->enhanced, c->host, c->addr, r->text);
 		dl_dest_fail_ready(c->d, ds, r->code >= 500 ? 451 : r->code,
 		    r->code >= 500 ? "4.4.0" : r->enhanced, text);
 	}
@@ -511,8 +542,10 @@ dl_conn_open(struct deliver *d, struct dl_dest *ds, unsigned first)
 	c->target = first;
 	c->msgs = 0;
 	c->tx_off = 0;
+	c->fail_code = 0;
 	ds->nconn++;
 	ds->nconnecting++;
+	c->opening = true;
 	conn_connect(c);
 	return c->in_use && c->dest == ds && !c->closing;
 }
@@ -550,7 +583,6 @@ dl_handle_connect(struct dl_conn *c, int res)
 		return;
 	}
 	c->connected = true;
-	ds->nconnecting--;
 	smtp_client_init(&c->cli, &ds->ccfg, &client_cb, c);
 	dl_conn_deadline(c);
 	arm_orecv(c);

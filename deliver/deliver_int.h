@@ -28,6 +28,8 @@
 #define DL_HOLD_MAX_MS 60000
 #define DL_INITIAL_CONNS 5	/* connections a new destination starts with */
 #define DL_FAIL_RUN 3		/* consecutive 4xx that slow a destination */
+#define DL_BROKEN_MIN_MS 5000	/* hold-off of a next hop that breaks the */
+#define DL_BROKEN_MAX_MS 300000	/* protocol, doubling up to this */
 #define DL_SEGFD_CACHE 16
 #define DL_TARGETS_MAX 32	/* addresses tried per connection */
 #define DL_FREADS_MAX 64	/* records read back at a time for items
@@ -80,11 +82,13 @@ struct dl_dest {
 	const struct route *route;
 	struct dl_item *head, *tail;
 	uint32_t queued;
-	unsigned nconn, nconnecting, nidle;
+	unsigned nconn, nidle;
+	unsigned nconnecting;		/* opened, not yet ready for an item */
 	unsigned eff_max;
 	unsigned fails;			/* consecutive temporary failures */
 	uint64_t hold_until_ms;
 	uint64_t hold_ms;
+	uint64_t broken_ms;		/* 0, or the last broken hold-off */
 	double tokens;
 	uint64_t tokens_ms;
 	bool resolving;
@@ -109,6 +113,7 @@ struct dl_conn {
 	uint32_t gen;
 	bool in_use;
 	bool connected;
+	bool opening;		/* counted in dest->nconnecting */
 	bool closing;
 	bool idle;
 	bool timed_out;		/* connect cancelled by the deadline */
@@ -137,6 +142,11 @@ struct dl_conn {
 	const char **rcpts;
 	struct dl_rres *res;
 	uint32_t next_free;
+	/* The session failed through the peer's fault: what an item still
+	 * being read for it gets (fail_code 0: it goes back unattempted). */
+	int fail_code;
+	char fail_enh[12];
+	char fail_text[400];
 };
 
 struct deliver {
@@ -213,6 +223,9 @@ bool dl_item_read_start(struct deliver *d, struct dl_item *it, uint64_t ud,
 void dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres
     *res, const uint8_t *rec, const struct envelope *env, const char *mx,
     const char *addr);
+void dl_item_done_all(struct deliver *d, struct dl_item *it, int code,
+    const char *enh, char *text, const uint8_t *rec,
+    const struct envelope *env, const char *mx, const char *addr);
 void dl_item_unreadable(struct deliver *d, struct dl_item *it, const char
     *why);
 void dl_item_fail_all(struct deliver *d, struct dl_item *it, int code, const
@@ -242,6 +255,10 @@ void dl_handle_osend(struct dl_conn *c, int res);
 void dl_dest_resolved(void *arg, const struct resolve_result *r);
 bool dl_dest_literal(struct dl_dest *ds);
 void dl_set_port(struct sockaddr_storage *sa, uint16_t port);
+
+/* deliver_health.c: which results slow a destination down */
+void dl_health_ok(struct dl_dest *ds);
+void dl_health_broken(struct deliver *d, struct dl_dest *ds);
 
 /*
  * deliver_guard.c: what a destination may dial of what DNS gave it

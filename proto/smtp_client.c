@@ -257,6 +257,7 @@ local_reply(struct smtp_client_reply *r, int code, const char *enhanced,
 	snprintf(r->enhanced, sizeof(r->enhanced), "%s", enhanced);
 	r->text = text;
 	r->local = true;
+	r->protocol_error = false;
 }
 
 static void
@@ -270,6 +271,7 @@ reply_from_rd(struct smtp_client *c, struct smtp_client_reply *r)
 	c->rd.text[c->rd.text_len] = '\0';
 	r->text = c->rd.text;
 	r->local = false;
+	r->protocol_error = false;
 }
 
 static void
@@ -347,6 +349,7 @@ protocol_error(struct smtp_client *c, const char *why, const char *what,
 	ex[exn] = '\0';
 	snprintf(text, sizeof(text), "protocol error: %s: \"%s\"", why, ex);
 	local_reply(&r, 451, "4.5.0", text);
+	r.protocol_error = true;
 	fail_session(c, stage_of(c->state), &r, false);
 }
 
@@ -677,6 +680,7 @@ tx_reply_get(struct smtp_client *c, struct smtp_client_reply *r)
 	memcpy(r->enhanced, c->tx_enhanced, sizeof(r->enhanced));
 	r->text = c->tx_text;
 	r->local = c->tx_local;
+	r->protocol_error = false;
 }
 
 /*

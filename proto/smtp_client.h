@@ -175,6 +175,13 @@ struct smtp_client_reply {
 	char enhanced[12];	/* "2.1.5"; "C.0.0" from the code if none given */
 	const char *text;
 	bool local;		/* made up by the client, not said by the server */
+	/*
+	 * local, and the server broke the protocol: a line that is no reply,
+	 * a reply nothing asked for (extra lines after the greeting or after
+	 * a reply), a line over SMTP_CLIENT_LINE_MAX, too many lines, mixed
+	 * codes in one reply. A peer that does this is broken, not busy.
+	 */
+	bool protocol_error;
 };
 
 /*

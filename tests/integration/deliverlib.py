@@ -53,7 +53,7 @@ Servers (python3-aiosmtpd, in a thread of the test process):
                                   `seconds` of the first one
 
   RawServer(name, addr="127.0.0.1", port=None, greeting=None, drip=0.0,
-            after_greeting=b"", mail=None, idle_close=None)
+            after_greeting=b"", mail=None, idle_close=None, after_ehlo=b"")
       An SMTP server on raw asyncio streams (PIPELINING, no CHUNKING), fast
       enough for throughput tests and free to misbehave: a dripped
       greeting, unasked lines after it, scripted MAIL replies (a 421
@@ -505,6 +505,7 @@ class RawServer:
       after_greeting  bytes sent right after the greeting, unasked
       mail(n)         the reply to the n-th MAIL FROM at this server (1..),
                       or None for 250; a 421 closes the connection after it
+      after_ehlo      bytes sent right after the EHLO reply, unasked
       idle_close      seconds a connection may sit without a command after
                       a reply before the server closes it (None: never)
     Records: conns() (RawConn: .n, .t_open, .t_close, .messages,
@@ -513,7 +514,7 @@ class RawServer:
 
     def __init__(self, name="raw", addr="127.0.0.1", port=None,
                  greeting=None, drip=0.0, after_greeting=b"", mail=None,
-                 idle_close=None):
+                 idle_close=None, after_ehlo=b""):
         self.name = name
         self.addr = addr
         self.port = port or free_port((addr,))
@@ -521,6 +522,7 @@ class RawServer:
             ("220 %s.sink.test ESMTP\r\n" % name).encode()
         self.drip = drip
         self.after_greeting = after_greeting
+        self.after_ehlo = after_ehlo
         self.mail_hook = mail
         self.idle_close = idle_close
         self.lock = threading.Lock()
@@ -594,7 +596,8 @@ class RawServer:
             verb = line[:4].upper()
             if verb in (b"EHLO", b"LHLO"):
                 await self._send(writer, ("250-%s.sink.test\r\n250-PIPELINING\r\n"
-                                          "250-8BITMIME\r\n250 SMTPUTF8\r\n" % self.name).encode())
+                                          "250-8BITMIME\r\n250 SMTPUTF8\r\n" % self.name).encode()
+                                 + self.after_ehlo)
             elif verb == b"HELO":
                 await self._send(writer, b"250 ok\r\n")
             elif verb == b"MAIL":

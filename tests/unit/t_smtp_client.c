@@ -262,7 +262,9 @@ static void
 tr_reply(struct eng *e, const struct smtp_client_reply *r)
 {
 	trf(e, "%d %s %s%s\n", r->code, r->enhanced, r->text,
+	    r->protocol_error ? " (local, protocol error)" :
 	    r->local ? " (local)" : "");
+	CHECK(!r->protocol_error || r->local);
 	CHECK(r->code >= 200 && r->code <= 599);
 	CHECK(r->enhanced[0] == '0' + r->code / 100);
 	CHECK(strlen(r->text) <= SMTP_CLIENT_TEXT_MAX);

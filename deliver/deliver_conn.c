@@ -409,16 +409,14 @@ cb_message_done(void *arg, const struct smtp_client_reply *r,
 	struct envelope env;
 	uint16_t n;
 
-	(void)r;
 	if (it == NULL)
 		return;
 	n = it->nrcpt;
+	/* A 421 ends the session: cb_failed() counts it, once. */
 	if (t->delivered > 0)
 		dl_health_ok(ds);
-	else if (t->deferred > 0 && ++ds->fails >= DL_FAIL_RUN) {
-		ds->fails = 0;
-		dl_dest_slow(d, ds);
-	}
+	else if (t->deferred > 0 && r->code != 421)
+		dl_health_tx_failed(d, ds);
 	conn_item_detach(c, &res, &rec, &env);
 	dl_item_done(d, it, res, rec, &env, c->host, c->addr);
 	envelope_release(&env);
@@ -462,12 +460,22 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 			dl_dest_fail_ready(c->d, ds, 451, "4.5.0", text);
 		return;
 	}
-	if (r->code == 421 || stage <= SMTP_CLIENT_STAGE_AUTH)
-		dl_dest_slow(c->d, ds);
 	if (stage <= SMTP_CLIENT_STAGE_AUTH && ds->nconn <= 1) {
 		/* Nothing got through: what waits here waits longer. */
+		dl_health_down(c->d, ds);
 		dl_dest_fail_ready(c->d, ds, r->code >= 500 ? 451 : r->code,
 		    r->code >= 500 ? "4.4.0" : r->enhanced, text);
+	} else if (stage <= SMTP_CLIENT_STAGE_AUTH || r->code == 421) {
+		/*
+		 * Refused beside sessions that work, or a 421 in one: in
+		 * proportion (deliver_health.c). When such failures dominate
+		 * and this was the last session, what waits is deferred, as
+		 * for a destination nothing reaches.
+		 */
+		if (dl_health_soft(c->d, ds) && ds->nconn <= 1)
+			dl_dest_fail_ready(c->d, ds, r->code >= 500 ? 451 :
+			    r->code, r->code >= 500 ? "4.4.0" : r->enhanced,
+			    text);
 	}
 }
 
@@ -530,6 +538,9 @@ dl_conn_open(struct deliver *d, struct dl_dest *ds, unsigned first)
 
 	if (i == UINT32_MAX || first >= ds->ntargets)
 		return false;
+	/* After a 421, new connections wait a little (deliver_health.c). */
+	if (first == 0 && !dl_health_may_open(d, ds))
+		return false;
 	c = &d->conns[i];
 	d->free_head = c->next_free;
 	d->nactive++;
@@ -570,7 +581,10 @@ dl_handle_connect(struct dl_conn *c, int res)
 			conn_connect(c);
 			return;
 		}
-		dl_dest_slow(c->d, ds);
+		if (ds->nconn <= 1)
+			dl_health_down(c->d, ds);
+		else
+			dl_health_soft(c->d, ds);
 		if (ds->nconn <= 1) {
 			char text[600];
 

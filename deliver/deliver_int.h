@@ -30,6 +30,10 @@
 #define DL_FAIL_RUN 3		/* consecutive 4xx that slow a destination */
 #define DL_BROKEN_MIN_MS 5000	/* hold-off of a next hop that breaks the */
 #define DL_BROKEN_MAX_MS 300000	/* protocol, doubling up to this */
+#define DL_GATE_MIN_MS 250	/* no new connection after failures in a */
+#define DL_GATE_MAX_MS 4000	/* row (421s), doubling up to this */
+#define DL_RECENT 16		/* attempts whose outcome is remembered */
+#define DL_RECENT_MIN 4		/* before failures can dominate */
 #define DL_SEGFD_CACHE 16
 #define DL_TARGETS_MAX 32	/* addresses tried per connection */
 #define DL_FREADS_MAX 64	/* records read back at a time for items
@@ -89,6 +93,10 @@ struct dl_dest {
 	uint64_t hold_until_ms;
 	uint64_t hold_ms;
 	uint64_t broken_ms;		/* 0, or the last broken hold-off */
+	uint64_t gate_ms;		/* 0, or the last wait for new conns */
+	uint64_t open_after_ms;		/* no new connection before */
+	uint32_t recent;		/* outcomes, deliver_health.c */
+	uint8_t nrecent;
 	double tokens;
 	uint64_t tokens_ms;
 	bool resolving;
@@ -256,9 +264,22 @@ void dl_dest_resolved(void *arg, const struct resolve_result *r);
 bool dl_dest_literal(struct dl_dest *ds);
 void dl_set_port(struct sockaddr_storage *sa, uint16_t port);
 
-/* deliver_health.c: which results slow a destination down */
+/*
+ * deliver_health.c: which results slow a destination down
+ *   ok         a message was delivered
+ *   soft       one session failed (a 421): one connection less; true
+ *              when failures dominate and the destination is held off
+ *   tx_failed  a transaction deferred everything (not by a 421)
+ *   down       nothing gets through (connects, greetings all refused)
+ *   broken     the peer broke the protocol
+ *   may_open   whether a new connection may be opened now
+ */
 void dl_health_ok(struct dl_dest *ds);
+bool dl_health_soft(struct deliver *d, struct dl_dest *ds);
+void dl_health_tx_failed(struct deliver *d, struct dl_dest *ds);
+void dl_health_down(struct deliver *d, struct dl_dest *ds);
 void dl_health_broken(struct deliver *d, struct dl_dest *ds);
+bool dl_health_may_open(const struct deliver *d, const struct dl_dest *ds);
 
 /*
  * deliver_guard.c: what a destination may dial of what DNS gave it

@@ -503,8 +503,9 @@ class RawServer:
       greeting        bytes sent first (default a 220 line)
       drip            seconds between the greeting's bytes (0: at once)
       after_greeting  bytes sent right after the greeting, unasked
-      mail(n)         the reply to the n-th MAIL FROM at this server (1..),
-                      or None for 250; a 421 closes the connection after it
+      mail(n, sender) the reply to the n-th MAIL FROM at this server (1..;
+                      sender without brackets), or None for 250; a 421
+                      closes the connection after it
       after_ehlo      bytes sent right after the EHLO reply, unasked
       idle_close      seconds a connection may sit without a command after
                       a reply before the server closes it (None: never)
@@ -604,7 +605,9 @@ class RawServer:
                 with self.lock:
                     self._mails += 1
                     n = self._mails
-                r = self.mail_hook(n) if self.mail_hook else None
+                m = re.match(rb"(?i)MAIL FROM:\s*<([^>]*)>", line)
+                sender = m.group(1).decode("latin-1") if m else ""
+                r = self.mail_hook(n, sender) if self.mail_hook else None
                 await self._send(writer, ((r or "250 2.1.0 Ok") + "\r\n").encode())
                 if r is not None and r.startswith("421"):
                     c.closed_by_server = True

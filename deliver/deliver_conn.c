@@ -89,11 +89,18 @@ dl_conn_close(struct dl_conn *c)
 	io_uring_sqe_set_data64(sqe, uring_ud(OP_OCANCEL, 0, 0));
 }
 
+/*
+ * The deadline for what the client waits for now, from now: when a reply
+ * became expected (the connection is up, a command went out, the previous
+ * reply was taken), never when bytes arrive (conn_deadline_input()).
+ */
 void
 dl_conn_deadline(struct dl_conn *c)
 {
 	const struct delivery_cfg *dc = c->d->cfg->delivery;
 
+	c->deadline_replies = c->cli.replies;
+	c->deadline_wait = (int)smtp_client_waiting(&c->cli);
 	switch (smtp_client_waiting(&c->cli)) {
 	case SMTP_CLIENT_WAIT_DATA_END:
 		c->deadline_ms = c->d->now_ms + dc->data_timeout_ms;
@@ -108,6 +115,21 @@ dl_conn_deadline(struct dl_conn *c)
 		c->deadline_ms = c->d->now_ms + dc->reply_timeout_ms;
 		break;
 	}
+}
+
+/*
+ * After input: a new deadline only if the client took a whole reply or
+ * now waits for something else. A reply that trickles in a byte at a time
+ * must still be complete within reply_timeout (data_timeout) of when it
+ * became expected; restarting on every byte let a peer hold a connection
+ * and its message for as long as it liked.
+ */
+static void
+conn_deadline_input(struct dl_conn *c)
+{
+	if (c->cli.replies != c->deadline_replies ||
+	    (int)smtp_client_waiting(&c->cli) != c->deadline_wait)
+		dl_conn_deadline(c);
 }
 
 void
@@ -622,7 +644,7 @@ dl_handle_orecv(struct dl_conn *c, int res)
 			dl_conn_close(c);
 		return;
 	}
-	dl_conn_deadline(c);
+	conn_deadline_input(c);
 	arm_orecv(c);
 }
 
@@ -639,8 +661,15 @@ dl_handle_osend(struct dl_conn *c, int res)
 	}
 	c->tx_off += (size_t)res;
 	dl_conn_flush(c);
-	if (!c->send_armed && smtp_client_closed(&c->cli))
+	if (!c->send_armed && smtp_client_closed(&c->cli)) {
 		dl_conn_close(c);
+		return;
+	}
+	/* All of it is out: the reply to the last command is expected now
+	 * (a large message may have taken a while to send). */
+	if (!c->send_armed && c->loading == NULL &&
+	    smtp_client_waiting(&c->cli) != SMTP_CLIENT_WAIT_NONE)
+		dl_conn_deadline(c);
 }
 
 /* ---- DNS ------------------------------------------------------------- */

@@ -138,6 +138,8 @@ struct dl_conn {
 	struct buf tx;
 	size_t tx_off;
 	uint64_t deadline_ms;
+	uint64_t deadline_replies;	/* cli.replies when it was set */
+	int deadline_wait;		/* and smtp_client_waiting() */
 	unsigned msgs;
 	/* The item whose record is being read (then sent), and the read's
 	 * own descriptor of its segment. */

@@ -1158,6 +1158,7 @@ read_line(struct smtp_client *c, const char *line, size_t len)
 	}
 	rd->text_len += (uint32_t)sanitize(rd->text + rd->text_len, room, t, tn);
 	if (last) {
+		c->replies++;
 		handle_reply(c);
 		rd_reset(rd);
 		check_out(c);

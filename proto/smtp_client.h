@@ -290,6 +290,13 @@ struct smtp_client {
 	char tx_text[SMTP_CLIENT_TEXT_MAX + 1];
 
 	uint64_t messages;	/* transactions finished on this connection */
+	/*
+	 * Whole replies taken so far. The engine restarts its reply timer
+	 * when this changes (a new reply is awaited), not when bytes arrive:
+	 * a reply must be complete within its timeout, however slowly it
+	 * trickles in.
+	 */
+	uint64_t replies;
 };
 
 /*

@@ -859,8 +859,9 @@ nop_failed(void *arg, enum smtp_client_stage s,
 
 /*
  * Description: messages the client must refuse without a callback
- * (-EINVAL), names of states and stages, waiting() along a session, and
- * a client struct reused for a second connection.
+ * (-EINVAL), names of states and stages, waiting() along a session, the
+ * count of whole replies (it moves only when a reply is complete, however
+ * its bytes arrive), and a client struct reused for a second connection.
  */
 static void
 case_api(void)
@@ -883,10 +884,18 @@ case_api(void)
 	smtp_client_init(&c, &cfg, &cb, NULL);
 	CHECK(smtp_client_waiting(&c) == SMTP_CLIENT_WAIT_GREETING);
 	CHECK(!strcmp(smtp_client_strstate(c.state), "GREETING"));
-	smtp_client_input(&c, "220 x\r\n", 7);
+	CHECK(c.replies == 0);
+	smtp_client_input(&c, "2", 1);
+	smtp_client_input(&c, "20 x\r", 5);
+	CHECK(c.replies == 0);
+	smtp_client_input(&c, "\n", 1);
+	CHECK(c.replies == 1);
 	CHECK(smtp_client_waiting(&c) == SMTP_CLIENT_WAIT_REPLY);
 	CHECK(!strcmp(smtp_client_strstate(c.state), "EHLO"));
+	smtp_client_input(&c, "250-x\r\n", 7);
+	CHECK(c.replies == 1);	/* a line, not yet the whole reply */
 	smtp_client_input(&c, "250 x\r\n", 7);
+	CHECK(c.replies == 2);
 	CHECK(smtp_client_ready(&c));
 	CHECK(smtp_client_waiting(&c) == SMTP_CLIENT_WAIT_NONE);
 

@@ -448,14 +448,52 @@ cb_message_done(void *arg, const struct smtp_client_reply *r,
 	free(res);
 }
 
+/* What an item being read for c gets, the session having failed so. */
+static void
+conn_fail_items(struct dl_conn *c, int code, const char *enh,
+    const char *text)
+{
+	c->fail_code = code >= 500 ? 451 : code;
+	snprintf(c->fail_enh, sizeof(c->fail_enh), "%s", code >= 500 ?
+	    "4.4.0" : enh);
+	snprintf(c->fail_text, sizeof(c->fail_text), "%.*s",
+	    (int)sizeof(c->fail_text) - 1, text);
+}
+
+/*
+ * The session is over, not by our QUIT. Three cases:
+ *  - the peer closed (or said 421 on) a connection kept idle for reuse,
+ *    or one that had carried mail: its idle timeout, perhaps shorter than
+ *    idle_keep. Not a failure: logged at debug level only, and an item
+ *    being read for it goes back to its destination untried;
+ *  - it failed before any mail (greeting, EHLO, AUTH refused or timed
+ *    out, or closed right after them): the destination may be down. The
+ *    next MX host gets a try; else the item being read for it and, if no
+ *    other session is up, the ready items get this reply;
+ *  - it failed in or between transactions (a 421, a broken peer, a lost
+ *    connection). The transaction's recipients have their replies
+ *    already (message_done came first).
+ * deliver_health.c decides how much each slows the destination down.
+ */
 static void
 cb_failed(void *arg, enum smtp_client_stage stage,
     const struct smtp_client_reply *r)
 {
 	struct dl_conn *c = arg;
 	struct dl_dest *ds = c->dest;
+	bool idle = stage == SMTP_CLIENT_STAGE_IDLE && !r->protocol_error &&
+	    (r->code == 421 || r->local);
+	bool idle_close = idle && (c->idle || c->msgs > 0);
+	bool before_mail = stage <= SMTP_CLIENT_STAGE_AUTH ||
+	    (idle && !idle_close);
 	char text[1100];
 
+	if (idle_close) {
+		log_debug("deliver: %s [%s]: closed while idle after %u "
+		    "message(s): %d %s", c->host, c->addr, c->msgs, r->code,
+		    r->text);
+		return;
+	}
 	log_info("deliver: %s [%s]: session failed at %s: %d %s", c->host,
 	    c->addr, smtp_client_strstage(stage), r->code, r->text);
 	/* "said" only for what the server said (docs/smtp-client.md). */
@@ -473,21 +511,19 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 		 * item being read for this one gets this attempt's result,
 		 * the destination waits (deliver_health.c).
 		 */
-		c->fail_code = 451;
-		snprintf(c->fail_enh, sizeof(c->fail_enh), "4.5.0");
-		snprintf(c->fail_text, sizeof(c->fail_text), "%.*s",
-		    (int)sizeof(c->fail_text) - 1, text);
+		conn_fail_items(c, 451, "4.5.0", text);
 		dl_health_broken(c->d, ds);
 		if (ds->nconn <= 1)
 			dl_dest_fail_ready(c->d, ds, 451, "4.5.0", text);
 		return;
 	}
-	if (stage <= SMTP_CLIENT_STAGE_AUTH && ds->nconn <= 1) {
+	if (before_mail)
+		conn_fail_items(c, r->code, r->enhanced, text);
+	if (before_mail && ds->nconn <= 1) {
 		/* Nothing got through: what waits here waits longer. */
 		dl_health_down(c->d, ds);
-		dl_dest_fail_ready(c->d, ds, r->code >= 500 ? 451 : r->code,
-		    r->code >= 500 ? "4.4.0" : r->enhanced, text);
-	} else if (stage <= SMTP_CLIENT_STAGE_AUTH || r->code == 421) {
+		dl_dest_fail_ready(c->d, ds, c->fail_code, c->fail_enh, text);
+	} else if (before_mail || r->code == 421) {
 		/*
 		 * Refused beside sessions that work, or a 421 in one: in
 		 * proportion (deliver_health.c). When such failures dominate

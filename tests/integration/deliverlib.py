@@ -53,7 +53,8 @@ Servers (python3-aiosmtpd, in a thread of the test process):
                                   `seconds` of the first one
 
   RawServer(name, addr="127.0.0.1", port=None, greeting=None, drip=0.0,
-            after_greeting=b"", mail=None, idle_close=None, after_ehlo=b"")
+            after_greeting=b"", mail=None, idle_close=None, after_ehlo=b"",
+            idle_reply=b"")
       An SMTP server on raw asyncio streams (PIPELINING, no CHUNKING), fast
       enough for throughput tests and free to misbehave: a dripped
       greeting, unasked lines after it, scripted MAIL replies (a 421
@@ -509,13 +510,14 @@ class RawServer:
       after_ehlo      bytes sent right after the EHLO reply, unasked
       idle_close      seconds a connection may sit without a command after
                       a reply before the server closes it (None: never)
+      idle_reply      bytes sent before that close (e.g. a 421 line)
     Records: conns() (RawConn: .n, .t_open, .t_close, .messages,
     .closed_by_server), msgs() ((conn n, Message-ID, data) per accepted
     message), count(), mail_count()."""
 
     def __init__(self, name="raw", addr="127.0.0.1", port=None,
                  greeting=None, drip=0.0, after_greeting=b"", mail=None,
-                 idle_close=None, after_ehlo=b""):
+                 idle_close=None, after_ehlo=b"", idle_reply=b""):
         self.name = name
         self.addr = addr
         self.port = port or free_port((addr,))
@@ -526,6 +528,7 @@ class RawServer:
         self.after_ehlo = after_ehlo
         self.mail_hook = mail
         self.idle_close = idle_close
+        self.idle_reply = idle_reply
         self.lock = threading.Lock()
         self._conns = []
         self._msgs = []
@@ -591,6 +594,8 @@ class RawServer:
                     line = await reader.readline()
             except asyncio.TimeoutError:
                 c.closed_by_server = True
+                if self.idle_reply:
+                    await self._send(writer, self.idle_reply)
                 return
             if not line:
                 return

@@ -348,7 +348,8 @@ dl_handle_oread(struct dl_conn *c, int res)
 			free(it);	/* held or deleted while it was read */
 			return;
 		}
-		/* The peer broke the session: this was its attempt. */
+		/* The session failed through the peer's fault (cb_failed()):
+		 * this was the item's attempt. */
 		if (c->fail_code != 0 && dl_item_verify(it, rec, res,
 		    &c->env) == NULL) {
 			dl_item_done_all(d, it, c->fail_code, c->fail_enh,
@@ -453,9 +454,8 @@ static void
 conn_fail_items(struct dl_conn *c, int code, const char *enh,
     const char *text)
 {
-	c->fail_code = code >= 500 ? 451 : code;
-	snprintf(c->fail_enh, sizeof(c->fail_enh), "%s", code >= 500 ?
-	    "4.4.0" : enh);
+	c->fail_code = code;
+	snprintf(c->fail_enh, sizeof(c->fail_enh), "%s", enh);
 	snprintf(c->fail_text, sizeof(c->fail_text), "%.*s",
 	    (int)sizeof(c->fail_text) - 1, text);
 }
@@ -486,6 +486,10 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 	bool idle_close = idle && (c->idle || c->msgs > 0);
 	bool before_mail = stage <= SMTP_CLIENT_STAGE_AUTH ||
 	    (idle && !idle_close);
+	/* A session's failure defers, even a 5xx greeting: the mail is
+	 * fine, the destination may take it later (or another MX host). */
+	int code = r->code >= 500 ? 451 : r->code;
+	const char *enh = r->code >= 500 ? "4.4.0" : r->enhanced;
 	char text[1100];
 
 	if (idle_close) {
@@ -518,11 +522,11 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 		return;
 	}
 	if (before_mail)
-		conn_fail_items(c, r->code, r->enhanced, text);
+		conn_fail_items(c, code, enh, text);
 	if (before_mail && ds->nconn <= 1) {
 		/* Nothing got through: what waits here waits longer. */
 		dl_health_down(c->d, ds);
-		dl_dest_fail_ready(c->d, ds, c->fail_code, c->fail_enh, text);
+		dl_dest_fail_ready(c->d, ds, code, enh, text);
 	} else if (before_mail || r->code == 421) {
 		/*
 		 * Refused beside sessions that work, or a 421 in one: in
@@ -531,9 +535,7 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 		 * for a destination nothing reaches.
 		 */
 		if (dl_health_soft(c->d, ds) && ds->nconn <= 1)
-			dl_dest_fail_ready(c->d, ds, r->code >= 500 ? 451 :
-			    r->code, r->code >= 500 ? "4.4.0" : r->enhanced,
-			    text);
+			dl_dest_fail_ready(c->d, ds, code, enh, text);
 	}
 }
 
@@ -639,16 +641,16 @@ dl_handle_connect(struct dl_conn *c, int res)
 			conn_connect(c);
 			return;
 		}
-		if (ds->nconn <= 1)
-			dl_health_down(c->d, ds);
-		else
+		if (ds->nconn > 1) {
+			/* Others are up or on their way: in proportion. */
 			dl_health_soft(c->d, ds);
-		if (ds->nconn <= 1) {
+		} else {
 			char text[600];
 
 			snprintf(text, sizeof(text),
 			    "connect to %s[%s]: %s", c->host, c->addr,
 			    strerror(-res));
+			dl_health_down(c->d, ds);
 			dl_dest_fail_ready(c->d, ds, 451, "4.4.1", text);
 		}
 		dl_conn_close(c);

@@ -94,6 +94,8 @@ DSNs:
   final_recipients(dsn) -> the addresses of its Final-Recipient fields
   dsns_for(server, qid) -> the DSNs (Msg) a server got about queue id qid
       (by X-Sluice-Queue-ID)
+  one_dsn(server, qid, sender, failed, what, status_prefix, subject) -> Dsn
+      or None: waits for the one DSN about qid, checks it with check_dsn
   check_dsn(msg, sender, failed, what, status_prefix, subject) -> Dsn,
       after checking it (envelope, parts, fields) with T
 
@@ -1085,6 +1087,18 @@ def dsns_for(server, qid):
         if (d.per_message.get("x-sluice-queue-id") or "").strip() == qid:
             out.append(m)
     return out
+
+
+def one_dsn(server, qid, sender, failed, what, status_prefix="5.", subject=None,
+            timeout=15):
+    """Waits (bounded) for the DSN about qid at `server`, checks there is
+    exactly one and checks it (check_dsn). Returns the Dsn, or None."""
+    dsn = wait_until(lambda: dsns_for(server, qid), timeout)
+    T.eq(len(dsn or []), 1, what + ": one DSN")
+    if not dsn:
+        return None
+    return check_dsn(dsn[0], sender, failed, what, status_prefix=status_prefix,
+                     subject=subject)
 
 
 def ts_of(s):

@@ -95,8 +95,8 @@ with T.case("NXDOMAIN still bounces"):
     ls = [x for x in L.lines() if x.get("qid") == q["nx.test"]]
     T.eq([(x.get("status"), x.get("code"), x.get("enhanced")) for x in ls], [("bounced", 550, "5.1.2")],
          "delivery.log: bounced 550 5.1.2")
-    dsn = dl.wait_until(lambda: dl.dsns_for(cap, q["nx.test"]), 15)
-    T.eq(len(dsn or []), 1, "one DSN")
+    dl.one_dsn(cap, q["nx.test"], "alice@sender.test", ["bob@nx.test"], "NXDOMAIN DSN",
+               status_prefix="5.1.2", subject="To nx.test")
 
 ids = {m.get("id") for m in relay.d.list()}
 T.ok(all(q[d] in ids for d in ("sf.test", "cnsf.test", "cnto.test", "cnlong.test")),

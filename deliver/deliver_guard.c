@@ -2,22 +2,25 @@
  * deliver_guard.c - which of the addresses DNS gave a destination it may
  * dial, and what the destination's mail gets when it may dial none.
  *
- * A destination delivered by MX lookup (plain smtp, smtp:host) reaches
- * whatever the domain's owner put in DNS. Two kinds of address are never
- * dialled there:
- *   - sluice's own listeners: an MX host that is ourselves is a mail loop.
- *     RFC 5321 section 5.1: an MX host that is the client itself is
- *     discarded together with every MX host of the same or a higher
- *     preference (we may still be a backup MX for the domain). When
- *     nothing is left, the mail bounces 5.4.6 "mail for D loops back to
- *     myself", as Postfix says it;
+ * Whatever DNS gives a destination is what the zone's owner put there,
+ * even for a next-hop name the operator chose (smtp:[mx.partner.example]
+ * is in the partner's zone). Two kinds of address are never dialled:
  *   - delivery.denied_networks (loopback, unspecified, link-local,
- *     multicast by default): such an MX is a mistake or an attempt to
- *     reach the relay's own host or network. When nothing else is left,
- *     the mail bounces 5.4.4 naming the hosts.
- * A next hop in brackets (smtp:[host]:port, relay_host "[host]:port") and
- * every LMTP next hop are the operator's own choice and are not checked:
- * a route may send mail to our own listener or to loopback on purpose.
+ *     multicast by default), for every address found in DNS: MX hosts'
+ *     and next-hop names' alike. Such an address is a mistake or an
+ *     attempt to reach the relay's own host or network. When nothing else
+ *     is left, the mail bounces 5.4.4 naming the hosts;
+ *   - sluice's own listeners, for MX hosts (plain smtp, smtp:host): an
+ *     MX host that is ourselves is a mail loop. RFC 5321 section 5.1: an
+ *     MX host that is the client itself is discarded together with every
+ *     MX host of the same or a higher preference (we may still be a backup
+ *     MX for the domain). When nothing is left, the mail bounces 5.4.6
+ *     "mail for D loops back to myself", as Postfix says it. A next hop
+ *     in brackets is an explicit choice: a route may send mail to our
+ *     own listener on purpose.
+ * Next hops written as addresses ([192.0.2.1]:port, relay_host
+ * "[::1]:25") and unix sockets never reach this file: they need no DNS and
+ * are the operator's own choice.
  *
  * A listener on 0.0.0.0 or :: accepts on every local address: those are
  * the interfaces' addresses (getifaddrs(), re-read at most once a minute
@@ -227,7 +230,7 @@ dl_dest_targets(struct deliver *d, struct dl_dest *ds,
 	const struct cidr *deny = cfg->delivery->denied_networks;
 	size_t ndeny = cfg->delivery->ndenied_networks;
 	uint16_t port = t->port ? t->port : ROUTE_PORT_SMTP;
-	bool guard = t->mx_lookup && t->kind == ROUTE_SMTP;
+	bool mx = t->mx_lookup && t->kind == ROUTE_SMTP;
 	bool self[RESOLVE_MX_MAX] = { false }, denied[RESOLVE_MX_MAX] = { false };
 	unsigned self_pref = UINT32_MAX, k = 0, n = 0, ndenied = 0;
 	char hosts[160], why[256];
@@ -246,7 +249,7 @@ dl_dest_targets(struct deliver *d, struct dl_dest *ds,
 		return;
 	}
 	/* RFC 5321 section 5.1: ourselves, and every MX host not better. */
-	for (unsigned i = 0; guard && i < r->ntargets; i++)
+	for (unsigned i = 0; mx && i < r->ntargets; i++)
 		for (unsigned j = 0; j < r->targets[i].naddr; j++) {
 			struct sockaddr_storage sa = r->targets[i].addr[j];
 
@@ -260,12 +263,12 @@ dl_dest_targets(struct deliver *d, struct dl_dest *ds,
 	for (unsigned i = 0; i < r->ntargets; i++) {
 		const struct resolve_target *rt = &r->targets[i];
 
-		if (guard && rt->pref >= self_pref)
+		if (mx && rt->pref >= self_pref)
 			continue;
 		for (unsigned j = 0; j < rt->naddr && k < n; j++) {
 			struct dl_target *x = &ds->targets[k];
 
-			if (guard && cidr_match(deny, ndeny,
+			if (cidr_match(deny, ndeny,
 			    (const struct sockaddr *)&rt->addr[j])) {
 				denied[i] = true;
 				ndenied++;

@@ -7,7 +7,10 @@
 # (delivery.log: bounced, 550 5.4.4 "all addresses of ... are in
 # delivery.denied_networks", no addr; a DSN with Status 5.4.4). The DSN
 # itself reaches the sender's domain through a route to [127.0.0.1]:PORT:
-# next hops in brackets are the operator's choice and exempt. A second
+# next hops written as addresses are the operator's choice and exempt. A
+# next hop written as a name, smtp:[fixed.denied.test]:PORT, is looked up
+# in DNS like an MX host: its A record 127.0.0.1 is refused the same way
+# (bounced 5.4.4, no connection). A second
 # sluiced denies only 127.0.0.1/32: part.test (MX 10 at 127.0.0.1, MX 20 at
 # 127.0.0.3) is delivered to 127.0.0.3 and 127.0.0.1 sees nothing.
 # Loops, with denied_networks [] and a sluiced listening on 127.0.0.1:RPORT
@@ -49,7 +52,8 @@ good = dl.RawServer("good", addr="127.0.0.3", port=PORT)
 zones = {
     "denied.test": dnslib.zone_text("denied.test", [
         "@ IN MX 10 mx1", "@ IN MX 20 mx2", "@ IN MX 30 mx3",
-        "mx1 IN A 127.0.0.1", "mx2 IN AAAA ::1", "mx3 IN A 0.0.0.0"]),
+        "mx1 IN A 127.0.0.1", "mx2 IN AAAA ::1", "mx3 IN A 0.0.0.0",
+        "fixed IN A 127.0.0.1"]),
     "part.test": dnslib.zone_text("part.test", [
         "@ IN MX 10 bad", "@ IN MX 20 ok", "bad IN A 127.0.0.1", "ok IN A 127.0.0.3"]),
 }
@@ -59,11 +63,14 @@ DNS = {"resolver": ns.spec, "timeout": "1s", "attempts": "2"}
 relay = dl.Relay([
     {"domain": "sender.test", "transport": "smtp:[127.0.0.1]:%d" % cap.port, "retry": "1s"},
     {"domain": "denied.test", "transport": "smtp:denied.test:%d" % PORT, "retry": "1s"},
+    {"domain": "named.test", "transport": "smtp:[fixed.denied.test]:%d" % PORT, "retry": "1s"},
 ], dns=DNS)
 L = relay.dlog
 
 data = dl.make_message("denied1", "alice@sender.test", ["bob@denied.test"], subject="To loopback")
 q = dl.submit(relay.port, "alice@sender.test", ["bob@denied.test"], data)
+data = dl.make_message("named1", "alice@sender.test", ["bob@named.test"])
+q_named = dl.submit(relay.port, "alice@sender.test", ["bob@named.test"], data)
 
 with T.case("MX hosts in denied_networks: never dialled, the mail bounces"):
     got = L.wait_for(lambda x: x.get("qid") == q and x.get("status") != "deferred", 20)
@@ -82,6 +89,10 @@ with T.case("MX hosts in denied_networks: never dialled, the mail bounces"):
         T.ok("denied_networks" in (d.text_part or "") or
              any("denied_networks" in b.get("diagnostic-code", "") for b in d.per_rcpt),
              "the DSN says why", repr(d.per_rcpt))
+    ls = L.wait_for(lambda x: x.get("qid") == q_named and x.get("status") != "deferred", 20)
+    T.eq([(x.get("status"), x.get("enhanced"), x.get("text")) for x in ls],
+         [("bounced", "5.4.4", "all addresses of fixed.denied.test are in delivery.denied_networks")],
+         "a next hop named in brackets is looked up in DNS, and refused the same way")
     T.eq(lo4.conns(), [], "nothing connected to 127.0.0.1:%d (nor through 0.0.0.0)" % PORT)
     if lo6 is not None:
         T.eq(lo6.conns(), [], "nothing connected to [::1]:%d" % PORT)

@@ -285,10 +285,11 @@ dl_dest_targets(struct deliver *d, struct dl_dest *ds,
 	}
 	ds->ntargets = k;
 	if (self_pref != UINT32_MAX) {
+		/* A backup MX sees this all the time: news only if it is all. */
 		host_list(r, self, hosts, sizeof(hosts));
-		log_info("deliver: %s: MX host %s is this host (port %u): it "
-		    "and the MX hosts not better than it are not used",
-		    ds->lookup, hosts, port);
+		log_msg(k > 0 ? LOG_DEBUG : LOG_INFO, "deliver: %s: MX host %s "
+		    "is this host (port %u): it and the MX hosts not better "
+		    "than it are not used", ds->lookup, hosts, port);
 	}
 	if (ndenied > 0) {
 		host_list(r, denied, hosts, sizeof(hosts));

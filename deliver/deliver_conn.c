@@ -467,9 +467,10 @@ conn_fail_items(struct dl_conn *c, int code, const char *enh,
  *    idle_keep. Not a failure: logged at debug level only, and an item
  *    being read for it goes back to its destination untried;
  *  - it failed before any mail (greeting, EHLO, AUTH refused or timed
- *    out, or closed right after them): the destination may be down. The
- *    next MX host gets a try; else the item being read for it and, if no
- *    other session is up, the ready items get this reply;
+ *    out, closed or broken right after them): the next MX host gets a
+ *    try. At the last one the destination may be down: the item being
+ *    read for it and, if no other session is up, the ready items get
+ *    this reply;
  *  - it failed in or between transactions (a 421, a broken peer, a lost
  *    connection). The transaction's recipients have their replies
  *    already (message_done came first).
@@ -503,9 +504,13 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 	/* "said" only for what the server said (docs/smtp-client.md). */
 	snprintf(text, sizeof(text), "%d %s host %s[%s]%s %s", r->code,
 	    r->enhanced, c->host, c->addr, r->local ? ":" : " said:", r->text);
-	if (stage <= SMTP_CLIENT_STAGE_AUTH && c->target + 1 < ds->ntargets &&
-	    !c->d->stopping) {
-		/* Refused before any mail: the next MX host gets a try. */
+	if (c->msgs == 0 && stage <= SMTP_CLIENT_STAGE_IDLE &&
+	    c->target + 1 < ds->ntargets && !c->d->stopping) {
+		/*
+		 * Refused, closed or broken before any mail: the next MX
+		 * host gets a try, and an item being read for this session
+		 * goes back untried for it to take.
+		 */
 		dl_conn_open(c->d, ds, c->target + 1);
 		return;
 	}

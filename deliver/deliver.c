@@ -293,6 +293,7 @@ dest_get(struct deliver *d, struct dl_item *it)
 	ds = calloc(1, sizeof(*ds));
 	if (ds == NULL)
 		return NULL;
+	ds->d = d;
 	snprintf(ds->key, sizeof(ds->key), "%s", key);
 	snprintf(ds->lookup, sizeof(ds->lookup), "%s",
 	    r->transport.host[0] != '\0' ? r->transport.host : it->domain);
@@ -623,15 +624,12 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 			return ds->resolving ? DS_WAIT : DS_STAY;
 	}
 	if (ds->rstatus != RESOLVE_OK) {
-		bool perm = ds->rstatus != RESOLVE_TEMPFAIL;
-
+		/* The verdict (dl_dest_verdict): DNS, or nothing to dial. */
 		snprintf(text, sizeof(text), "%s", ds->rwhy[0] ? ds->rwhy :
 		    resolve_status_name((enum resolve_status)ds->rstatus));
 		ds->resolved_ms = 0;	/* ask again next time */
-		dl_dest_fail_ready(d, ds, perm ? 550 : 451,
-		    perm ? (ds->rstatus == RESOLVE_NULLMX ? "5.1.10" :
-		    "5.1.2") : "4.4.3", text);
-		if (!perm)
+		dl_dest_fail_ready(d, ds, ds->rcode, ds->renh, text);
+		if (ds->rcode < 500)
 			dl_dest_slow(d, ds);
 		return DS_DONE;
 	}

@@ -7,7 +7,14 @@
 #ifndef SLUICE_DELIVER_CFG_H
 #define SLUICE_DELIVER_CFG_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+
+#include "../lib/net.h"
+
+/* Listeners delivery knows of (the configuration allows as many). */
+#define DELIVER_LISTEN_MAX 64
 
 struct route_table;
 
@@ -29,6 +36,9 @@ struct delivery_cfg {
 	uint32_t active_recipients;	/* their recipients */
 	uint32_t destination_keep_ms;	/* an unused destination's state */
 	uint32_t chunking;		/* BDAT to servers offering CHUNKING */
+	/* Never dialled when found through an MX lookup (deliver_guard.c). */
+	struct cidr *denied_networks;
+	size_t ndenied_networks;
 };
 
 /* Everything delivery is configured with; the pointees outlive delivery. */
@@ -39,6 +49,9 @@ struct deliver_cfg {
 	const struct route_table *routes;
 	const struct dns_cfg *dns;
 	const struct delivery_cfg *delivery;
+	/* sluice's own listeners: an MX host among them is a loop. */
+	struct sockaddr_storage listen[DELIVER_LISTEN_MAX];
+	unsigned nlisten;
 };
 
 #endif

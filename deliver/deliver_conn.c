@@ -31,6 +31,11 @@
 
 /* ---- outbound connections -------------------------------------------- */
 
+/* The client declares the body the queue recorded, value for value. */
+static_assert(SMTP_BODY_7BIT == (int)QUEUE_BODY_7BIT, "body 7bit");
+static_assert(SMTP_BODY_8BITMIME == (int)QUEUE_BODY_8BITMIME, "body 8bit");
+static_assert(SMTP_BODY_BINARYMIME == (int)QUEUE_BODY_BINARYMIME,
+    "body binarymime");
 
 uint64_t
 dl_cud(unsigned op, struct dl_conn *c)
@@ -92,11 +97,18 @@ dl_conn_close(struct dl_conn *c)
 	io_uring_sqe_set_data64(sqe, uring_ud(OP_OCANCEL, 0, 0));
 }
 
+/*
+ * The deadline for what the client waits for now, from now: when a reply
+ * became expected (the connection is up, a command went out, the previous
+ * reply was taken), never when bytes arrive (conn_deadline_input()).
+ */
 void
 dl_conn_deadline(struct dl_conn *c)
 {
 	const struct delivery_cfg *dc = c->d->cfg->delivery;
 
+	c->deadline_replies = c->cli.replies;
+	c->deadline_wait = (int)smtp_client_waiting(&c->cli);
 	switch (smtp_client_waiting(&c->cli)) {
 	case SMTP_CLIENT_WAIT_DATA_END:
 		c->deadline_ms = c->d->now_ms + dc->data_timeout_ms;
@@ -111,6 +123,21 @@ dl_conn_deadline(struct dl_conn *c)
 		c->deadline_ms = c->d->now_ms + dc->reply_timeout_ms;
 		break;
 	}
+}
+
+/*
+ * After input: a new deadline only if the client took a whole reply or
+ * now waits for something else. A reply that trickles in a byte at a time
+ * must still be complete within reply_timeout (data_timeout) of when it
+ * became expected; restarting on every byte let a peer hold a connection
+ * and its message for as long as it liked.
+ */
+static void
+conn_deadline_input(struct dl_conn *c)
+{
+	if (c->cli.replies != c->deadline_replies ||
+	    (int)smtp_client_waiting(&c->cli) != c->deadline_wait)
+		dl_conn_deadline(c);
 }
 
 /* The bytes of an address that name the peer: family, port, address. */
@@ -427,7 +454,7 @@ item_send(struct dl_conn *c, struct dl_item *it)
 	m.data = (const char *)c->rec + sizeof(struct seg_hdr) +
 	    it->mm.env_len;
 	m.len = it->mm.msg_len;
-	m.body = c->env.body;
+	m.body = c->env.body;	/* enum queue_body == enum smtp_body */
 	m.smtputf8 = c->env.smtputf8;
 	rc = smtp_client_send(&c->cli, &m);
 	if (rc == 0)
@@ -439,17 +466,11 @@ item_send(struct dl_conn *c, struct dl_item *it)
 		struct dl_rres *res;
 		uint8_t *rec;
 		struct envelope env;
+		char why[] = "message cannot be sent as is";
 
 		conn_item_detach(c, &res, &rec, &env);
-		for (uint16_t i = 0; i < it->nrcpt; i++) {
-			res[i].code = 554;
-			strcpy(res[i].enhanced, "5.6.0");
-			res[i].text = NULL;
-		}
-		res[0].text = strdup("message cannot be sent as is");
-		dl_item_done(d, it, res, rec, &env, NULL, NULL);
-		free(res[0].text);
 		free(res);
+		dl_item_done_all(d, it, 554, "5.6.0", why, rec, &env, NULL, NULL);
 		envelope_release(&env);
 		free(rec);
 	}
@@ -522,11 +543,24 @@ dl_handle_oread(struct dl_conn *c, int res)
 	c->loading = NULL;
 	c->rec = NULL;
 	if (c->closing || !smtp_client_ready(&c->cli)) {
-		free(rec);
 		if (it->dropped) {
+			free(rec);
 			dl_item_free(d, it);	/* held or deleted while read */
 			return;
 		}
+		/* The session failed through the peer's fault (cb_failed()):
+		 * this was the item's attempt. */
+		if (c->fail_code != 0 && dl_item_verify(it, rec, res,
+		    &c->env) == NULL) {
+			dl_item_done_all(d, it, c->fail_code, c->fail_enh,
+			    c->fail_text, rec, &c->env, c->host, c->addr);
+			envelope_release(&c->env);
+			memset(&c->env, 0, sizeof(c->env));
+			free(rec);
+			return;
+		}
+		memset(&c->env, 0, sizeof(c->env));
+		free(rec);
 		it->due_ms = 0;
 		dl_item_schedule(d, it);
 		return;
@@ -556,6 +590,11 @@ cb_ready(void *arg)
 {
 	struct dl_conn *c = arg;
 
+	/*
+	 * Until its session is ready a connection counts as one on its way
+	 * to an item, so that one item waiting for a greeting does not open
+	 * one connection per loop pass (a broken peer got five at once).
+	 */
 	if (c->starting) {
 		c->starting = false;
 		c->dest->nstarting--;
@@ -593,16 +632,14 @@ cb_message_done(void *arg, const struct smtp_client_reply *r,
 	struct envelope env;
 	uint16_t n;
 
-	(void)r;
 	if (it == NULL)
 		return;
 	n = it->nrcpt;
+	/* A 421 ends the session: cb_failed() counts it, once. */
 	if (t->delivered > 0)
-		dl_dest_ok(ds);
-	else if (t->deferred > 0 && ++ds->fails >= DL_FAIL_RUN) {
-		ds->fails = 0;
-		dl_dest_slow(d, ds);
-	}
+		dl_health_ok(ds);
+	else if (t->deferred > 0 && r->code != 421)
+		dl_health_tx_failed(d, ds);
 	conn_item_detach(c, &res, &rec, &env);
 	dl_item_done(d, it, res, rec, &env, c->host, c->addr);
 	envelope_release(&env);
@@ -612,30 +649,100 @@ cb_message_done(void *arg, const struct smtp_client_reply *r,
 	free(res);
 }
 
+/* What an item being read for c gets, the session having failed so. */
+static void
+conn_fail_items(struct dl_conn *c, int code, const char *enh,
+    const char *text)
+{
+	c->fail_code = code;
+	snprintf(c->fail_enh, sizeof(c->fail_enh), "%s", enh);
+	snprintf(c->fail_text, sizeof(c->fail_text), "%.*s",
+	    (int)sizeof(c->fail_text) - 1, text);
+}
+
+/*
+ * The session is over, not by our QUIT. Three cases:
+ *  - the peer closed (or said 421 on) a connection kept idle for reuse,
+ *    or one that had carried mail: its idle timeout, perhaps shorter than
+ *    idle_keep. Not a failure: logged at debug level only, and an item
+ *    being read for it goes back to its destination untried;
+ *  - it failed before any mail (greeting, EHLO, AUTH refused or timed
+ *    out, closed or broken right after them): the next MX host gets a
+ *    try. At the last one the destination may be down: the item being
+ *    read for it and, if no other session is up, the ready items get
+ *    this reply;
+ *  - it failed in or between transactions (a 421, a broken peer, a lost
+ *    connection). The transaction's recipients have their replies
+ *    already (message_done came first).
+ * deliver_health.c decides how much each slows the destination down.
+ */
 static void
 cb_failed(void *arg, enum smtp_client_stage stage,
     const struct smtp_client_reply *r)
 {
 	struct dl_conn *c = arg;
 	struct dl_dest *ds = c->dest;
+	bool idle = stage == SMTP_CLIENT_STAGE_IDLE && !r->protocol_error &&
+	    (r->code == 421 || r->local);
+	bool idle_close = idle && (c->idle || c->msgs > 0);
+	bool before_mail = stage <= SMTP_CLIENT_STAGE_AUTH ||
+	    (idle && !idle_close);
+	/* A session's failure defers, even a 5xx greeting: the mail is
+	 * fine, the destination may take it later (or another MX host). */
+	int code = r->code >= 500 ? 451 : r->code;
+	const char *enh = r->code >= 500 ? "4.4.0" : r->enhanced;
 	char text[1100];
 
-	log_info("deliver: %s [%s]: session failed at %s: %d %s", c->host,
-	    c->addr, smtp_client_strstage(stage), r->code, r->text);
-	if (stage <= SMTP_CLIENT_STAGE_AUTH && c->target + 1 < ds->ntargets &&
-	    !c->d->stopping) {
-		/* Refused before any mail: the next MX host gets a try. */
-		dl_conn_open(c->d, ds, c->target + 1);
+	if (idle_close) {
+		log_debug("deliver: %s [%s]: closed while idle after %u "
+		    "message(s): %d %s", c->host, c->addr, c->msgs, r->code,
+		    r->text);
 		return;
 	}
-	if (r->code == 421 || stage <= SMTP_CLIENT_STAGE_AUTH)
-		dl_dest_slow(c->d, ds);
-	if (stage <= SMTP_CLIENT_STAGE_AUTH && ds->nconn <= 1) {
+	log_info("deliver: %s [%s]: session failed at %s: %d %s", c->host,
+	    c->addr, smtp_client_strstage(stage), r->code, r->text);
+	/* "said" only for what the server said (docs/smtp-client.md). */
+	snprintf(text, sizeof(text), "%d %s host %s[%s]%s %s", r->code,
+	    r->enhanced, c->host, c->addr, r->local ? ":" : " said:", r->text);
+	if (c->msgs == 0 && stage <= SMTP_CLIENT_STAGE_IDLE &&
+	    c->target + 1 < ds->ntargets && !c->d->stopping &&
+	    dl_conn_open(c->d, ds, c->target + 1)) {
+		/*
+		 * Refused, closed or broken before any mail: the next MX
+		 * host gets a try, and an item being read for this session
+		 * goes back untried for it to take. Without a slot for it
+		 * (every one taken), this counts as a failure below, so the
+		 * destination backs off instead of redialling the primary.
+		 */
+		return;
+	}
+	if (r->protocol_error) {
+		/*
+		 * Broken, not busy: it will break the next session too. The
+		 * item being read for this one gets this attempt's result,
+		 * the destination waits (deliver_health.c).
+		 */
+		conn_fail_items(c, 451, "4.5.0", text);
+		dl_health_broken(c->d, ds);
+		if (ds->nconn <= 1)
+			dl_dest_fail_ready(c->d, ds, 451, "4.5.0", text);
+		return;
+	}
+	if (before_mail)
+		conn_fail_items(c, code, enh, text);
+	if (before_mail && ds->nconn <= 1) {
 		/* Nothing got through: what waits here waits longer. */
-		snprintf(text, sizeof(text), "%d %s host %s[%s] said: %s",
-		    r->code, r->enhanced, c->host, c->addr, r->text);
-		dl_dest_fail_ready(c->d, ds, r->code >= 500 ? 451 : r->code,
-		    r->code >= 500 ? "4.4.0" : r->enhanced, text);
+		dl_health_down(c->d, ds);
+		dl_dest_fail_ready(c->d, ds, code, enh, text);
+	} else if (before_mail || r->code == 421) {
+		/*
+		 * Refused beside sessions that work, or a 421 in one: in
+		 * proportion (deliver_health.c). When such failures dominate
+		 * and this was the last session, what waits is deferred, as
+		 * for a destination nothing reaches.
+		 */
+		if (dl_health_soft(c->d, ds) && ds->nconn <= 1)
+			dl_dest_fail_ready(c->d, ds, code, enh, text);
 	}
 }
 
@@ -700,6 +807,9 @@ dl_conn_open(struct deliver *d, struct dl_dest *ds, unsigned first)
 
 	if (!dl_conn_slot_free(d) || first >= ds->ntargets)
 		return false;
+	/* After a 421, new connections wait a little (deliver_health.c). */
+	if (first == 0 && !dl_health_may_open(d, ds))
+		return false;
 	if (i != UINT32_MAX) {
 		c = &d->conns[i];
 		d->free_head = c->next_free;
@@ -720,6 +830,7 @@ dl_conn_open(struct deliver *d, struct dl_dest *ds, unsigned first)
 	c->target = first;
 	c->msgs = 0;
 	c->tx_off = 0;
+	c->fail_code = 0;
 	ds->nconn++;
 	ds->nstarting++;
 	conn_connect(c);
@@ -746,13 +857,16 @@ dl_handle_connect(struct dl_conn *c, int res)
 			conn_connect(c);
 			return;
 		}
-		dl_dest_slow(c->d, ds);
-		if (ds->nconn <= 1) {
+		if (ds->nconn > 1) {
+			/* Others are up or on their way: in proportion. */
+			dl_health_soft(c->d, ds);
+		} else {
 			char text[600];
 
 			snprintf(text, sizeof(text),
 			    "connect to %s[%s]: %s", c->host, c->addr,
 			    strerror(-res));
+			dl_health_down(c->d, ds);
 			dl_dest_fail_ready(c->d, ds, 451, "4.4.1", text);
 		}
 		dl_conn_close(c);
@@ -784,7 +898,7 @@ dl_handle_orecv(struct dl_conn *c, int res)
 			dl_conn_close(c);
 		return;
 	}
-	dl_conn_deadline(c);
+	conn_deadline_input(c);
 	arm_orecv(c);
 }
 
@@ -801,14 +915,21 @@ dl_handle_osend(struct dl_conn *c, int res)
 	}
 	c->tx_off += (size_t)res;
 	dl_conn_flush(c);
-	if (!c->send_armed && smtp_client_closed(&c->cli))
+	if (!c->send_armed && smtp_client_closed(&c->cli)) {
 		dl_conn_close(c);
+		return;
+	}
+	/* All of it is out: the reply to the last command is expected now
+	 * (a large message may have taken a while to send). */
+	if (!c->send_armed && c->loading == NULL &&
+	    smtp_client_waiting(&c->cli) != SMTP_CLIENT_WAIT_NONE)
+		dl_conn_deadline(c);
 }
 
 /* ---- DNS ------------------------------------------------------------- */
 
-static void
-set_port(struct sockaddr_storage *sa, uint16_t port)
+void
+dl_set_port(struct sockaddr_storage *sa, uint16_t port)
 {
 	if (sa->ss_family == AF_INET)
 		((struct sockaddr_in *)sa)->sin_port = htons(port);
@@ -816,47 +937,24 @@ set_port(struct sockaddr_storage *sa, uint16_t port)
 		((struct sockaddr_in6 *)sa)->sin6_port = htons(port);
 }
 
+/* The resolver's answer for a destination (DL_RESOLVE_FRESH_MS fresh). */
 void
 dl_dest_resolved(void *arg, const struct resolve_result *r)
 {
 	struct dl_dest *ds = arg;
-	unsigned n = 0;
 
 	ds->resolving = false;
-	if (ds->queued > 0)
-		dl_dest_run(ds->d, ds);
-	ds->rstatus = (int)r->status;
-	snprintf(ds->rwhy, sizeof(ds->rwhy), "%s", r->why);
 	ds->resolved_ms = clock_mono_ms();
 	free(ds->targets);
 	ds->targets = NULL;
 	ds->ntargets = 0;
-	if (r->status == RESOLVE_OK) {
-		for (unsigned i = 0; i < r->ntargets; i++)
-			n += r->targets[i].naddr;
-		if (n > DL_TARGETS_MAX)
-			n = DL_TARGETS_MAX;
-		ds->targets = calloc(n ? n : 1, sizeof(*ds->targets));
-		for (unsigned i = 0, k = 0; ds->targets && i < r->ntargets;
-		    i++)
-			for (unsigned j = 0; j < r->targets[i].naddr && k < n;
-			    j++, k++) {
-				struct dl_target *t = &ds->targets[k];
-
-				snprintf(t->host, sizeof(t->host), "%s",
-				    r->targets[i].host);
-				t->pref = r->targets[i].pref;
-				t->sa = r->targets[i].addr[j];
-				/* Plain smtp routes leave the port 0. */
-				set_port(&t->sa, ds->route->transport.port ?
-				    ds->route->transport.port :
-				    ROUTE_PORT_SMTP);
-				t->salen = t->sa.ss_family == AF_INET ?
-				    sizeof(struct sockaddr_in) :
-				    sizeof(struct sockaddr_in6);
-				ds->ntargets = k + 1;
-			}
-	}
+	if (r->status == RESOLVE_OK)
+		dl_dest_targets(ds->d, ds, r);
+	else
+		dl_dest_verdict(ds, (int)r->status, r->why);
+	/* Whatever waited for the answer looks again. */
+	if (ds->queued > 0)
+		dl_dest_run(ds->d, ds);
 }
 
 /* Fixed targets need no DNS: an address literal or a unix socket. */
@@ -892,7 +990,7 @@ dl_dest_literal(struct dl_dest *ds)
 		free(x);
 		return false;
 	}
-	set_port(&x->sa, t->port);
+	dl_set_port(&x->sa, t->port);
 	free(ds->targets);
 	ds->targets = x;
 	ds->ntargets = 1;

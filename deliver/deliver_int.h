@@ -36,6 +36,12 @@
 #define DL_HOLD_MAX_MS 60000
 #define DL_INITIAL_CONNS 5	/* connections a new destination starts with */
 #define DL_FAIL_RUN 3		/* consecutive 4xx that slow a destination */
+#define DL_BROKEN_MIN_MS 5000	/* hold-off of a next hop that breaks the */
+#define DL_BROKEN_MAX_MS 300000	/* protocol, doubling up to this */
+#define DL_GATE_MIN_MS 250	/* no new connection after failures in a */
+#define DL_GATE_MAX_MS 4000	/* row (421s), doubling up to this */
+#define DL_RECENT 16		/* attempts whose outcome is remembered */
+#define DL_RECENT_MIN 4		/* before failures can dominate */
 #define DL_SEGFD_CACHE 16
 #define DL_TARGETS_MAX 32	/* addresses tried per connection */
 #define DL_FREADS_MAX 64	/* records read back at a time for items
@@ -81,7 +87,7 @@ struct dl_target {
 };
 
 struct dl_dest {
-	struct deliver *d;
+	struct deliver *d;		/* the shard's deliverer */
 	struct dl_dest *hnext;
 	struct dl_dest *rnext;		/* run list */
 	bool in_run;
@@ -101,13 +107,20 @@ struct dl_dest {
 	unsigned fails;			/* consecutive temporary failures */
 	uint64_t hold_until_ms;
 	uint64_t hold_ms;
+	uint64_t broken_ms;		/* 0, or the last broken hold-off */
+	uint64_t gate_ms;		/* 0, or the last wait for new conns */
+	uint64_t open_after_ms;		/* no new connection before */
+	uint32_t recent;		/* outcomes, deliver_health.c */
+	uint8_t nrecent;
 	double tokens;
 	uint64_t tokens_ms;
 	bool resolving;
 	bool literal;			/* an address or socket: no DNS */
 	uint64_t resolved_ms;		/* 0: never */
 	int rstatus;			/* enum resolve_status */
-	char rwhy[160];
+	int rcode;			/* what its mail gets when not OK */
+	char renh[12];
+	char rwhy[256];
 	struct dl_target *targets;
 	unsigned ntargets;
 	struct smtp_client_cfg ccfg;
@@ -148,6 +161,8 @@ struct dl_conn {
 	struct buf tx;
 	size_t tx_off;
 	uint64_t deadline_ms;
+	uint64_t deadline_replies;	/* cli.replies when it was set */
+	int deadline_wait;		/* and smtp_client_waiting() */
 	unsigned msgs;
 	/* The item whose record is being read (then sent), and the read's
 	 * own descriptor of its segment. */
@@ -160,6 +175,11 @@ struct dl_conn {
 	const char **rcpts;
 	struct dl_rres *res;
 	uint32_t next_free;
+	/* The session failed through the peer's fault: what an item still
+	 * being read for it gets (fail_code 0: it goes back unattempted). */
+	int fail_code;
+	char fail_enh[12];
+	char fail_text[400];
 };
 
 struct deliver {
@@ -278,6 +298,9 @@ bool dl_item_read_start(struct deliver *d, struct dl_item *it, uint64_t ud,
 void dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres
     *res, const uint8_t *rec, const struct envelope *env, const char *mx,
     const char *addr);
+void dl_item_done_all(struct deliver *d, struct dl_item *it, int code,
+    const char *enh, char *text, const uint8_t *rec,
+    const struct envelope *env, const char *mx, const char *addr);
 void dl_item_unreadable(struct deliver *d, struct dl_item *it, const char
     *why);
 void dl_item_fail_all(struct deliver *d, struct dl_item *it, int code, const
@@ -310,6 +333,35 @@ void dl_handle_orecv(struct dl_conn *c, int res);
 void dl_handle_osend(struct dl_conn *c, int res);
 void dl_dest_resolved(void *arg, const struct resolve_result *r);
 bool dl_dest_literal(struct dl_dest *ds);
+void dl_set_port(struct sockaddr_storage *sa, uint16_t port);
+
+/*
+ * deliver_health.c: which results slow a destination down
+ *   ok         a message was delivered
+ *   soft       one session failed (a 421): one connection less; true
+ *              when failures dominate and the destination is held off
+ *   tx_failed  a transaction deferred everything (not by a 421)
+ *   down       nothing gets through (connects, greetings all refused)
+ *   broken     the peer broke the protocol
+ *   may_open   whether a new connection may be opened now
+ */
+void dl_health_ok(struct dl_dest *ds);
+bool dl_health_soft(struct deliver *d, struct dl_dest *ds);
+void dl_health_tx_failed(struct deliver *d, struct dl_dest *ds);
+void dl_health_down(struct deliver *d, struct dl_dest *ds);
+void dl_health_broken(struct deliver *d, struct dl_dest *ds);
+bool dl_health_may_open(const struct deliver *d, const struct dl_dest *ds);
+
+/*
+ * deliver_guard.c: what a destination may dial of what DNS gave it
+ *   dl_dest_verdict  set status, the reply its mail gets (rcode, renh)
+ *                    and why
+ *   dl_dest_targets  ds->targets from r (RESOLVE_OK), without what the
+ *                    guard refuses; the verdict when nothing is left
+ */
+void dl_dest_verdict(struct dl_dest *ds, int status, const char *why);
+void dl_dest_targets(struct deliver *d, struct dl_dest *ds,
+    const struct resolve_result *r);
 
 /* deliver_feed.c: the active set's feeder */
 bool dl_start_park(unsigned owner, struct dl_item *it, uint64_t next_try_us);

@@ -306,6 +306,27 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 	}
 }
 
+/* As dl_item_done(), with the same reply for every recipient. */
+void
+dl_item_done_all(struct deliver *d, struct dl_item *it, int code,
+    const char *enh, char *text, const uint8_t *rec,
+    const struct envelope *env, const char *mx, const char *addr)
+{
+	struct dl_rres *rr = calloc(it->nrcpt ? it->nrcpt : 1, sizeof(*rr));
+
+	if (rr == NULL) {
+		dl_item_unreadable(d, it, "out of memory");
+		return;
+	}
+	for (uint16_t i = 0; i < (it->nrcpt ? it->nrcpt : 1); i++) {
+		rr[i].code = code;
+		snprintf(rr[i].enhanced, sizeof(rr[i].enhanced), "%s", enh);
+		rr[i].text = text;
+	}
+	dl_item_done(d, it, rr, rec, env, mx, addr);
+	free(rr);
+}
+
 /*
  * The record could not be read back. Damage (checksum, envelope) is for
  * recovery to quarantine: the item waits for a restart. Anything else
@@ -429,7 +450,6 @@ dl_handle_fread(struct deliver *d, uint64_t ud, int res)
 {
 	uint32_t slot = URING_UD_IDX(ud);
 	struct dl_fread *f;
-	struct dl_rres *rr = NULL;
 	struct envelope env = { 0 };
 	const char *why;
 
@@ -439,23 +459,14 @@ dl_handle_fread(struct deliver *d, uint64_t ud, int res)
 	d->freads[slot] = NULL;
 	d->nfreads--;
 	close(f->fd);
-	if (f->it->dropped) {
+	if (f->it->dropped)
 		dl_item_free(d, f->it);	/* held or deleted: no results */
-	} else if ((why = dl_item_verify(f->it, f->buf, res, &env)) != NULL ||
-	    (rr = calloc(f->it->nrcpt ? f->it->nrcpt : 1,
-	    sizeof(*rr))) == NULL) {
-		dl_item_unreadable(d, f->it, why != NULL ? why : "out of memory");
-	} else {
-		for (uint16_t i = 0; i < f->it->nrcpt; i++) {
-			rr[i].code = f->code;
-			memcpy(rr[i].enhanced, f->enhanced,
-			    sizeof(rr[i].enhanced));
-			rr[i].text = f->text;
-		}
-		dl_item_done(d, f->it, rr, f->buf, &env, NULL, NULL);
-	}
+	else if ((why = dl_item_verify(f->it, f->buf, res, &env)) != NULL)
+		dl_item_unreadable(d, f->it, why);
+	else
+		dl_item_done_all(d, f->it, f->code, f->enhanced, f->text,
+		    f->buf, &env, NULL, NULL);
 	envelope_release(&env);
-	free(rr);
 	free(f->buf);
 	free(f->text);
 	free(f);

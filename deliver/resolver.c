@@ -298,6 +298,7 @@ rslv_centry_free(struct centry *e)
 	if (e == NULL)
 		return;
 	free(e->recs);
+	free(e->cname);
 	free(e);
 }
 
@@ -559,12 +560,22 @@ feed_mx(struct resolver *r, struct lookup *lk, const struct centry *e)
 		rslv_request(r, lk, SUB_AAAA(0), lk->name, DNS_T_AAAA);
 		return;
 	case DNS_KIND_NXDOMAIN:
-		decide(lk, RESOLVE_NXDOMAIN, "domain %.100s does not exist "
-		    "(NXDOMAIN)", lk->name);
+		if (lk->mx_alias[0] != '\0' || e->cname != NULL)
+			decide(lk, RESOLVE_NXDOMAIN, "domain %.80s: its CNAME "
+			    "target %.60s does not exist (NXDOMAIN)", lk->name,
+			    e->cname != NULL ? e->cname : lk->mx_alias);
+		else
+			decide(lk, RESOLVE_NXDOMAIN, "domain %.100s does not "
+			    "exist (NXDOMAIN)", lk->name);
 		return;
 	default:
-		decide(lk, RESOLVE_TEMPFAIL, "MX lookup for %.80s failed: "
-		    "%.60s", lk->name, e->why);
+		if (lk->mx_alias[0] != '\0')
+			decide(lk, RESOLVE_TEMPFAIL, "MX lookup for %.50s "
+			    "(CNAME %.40s) failed: %.50s", lk->name,
+			    lk->mx_alias, e->why);
+		else
+			decide(lk, RESOLVE_TEMPFAIL, "MX lookup for %.80s "
+			    "failed: %.60s", lk->name, e->why);
 		return;
 	}
 	if (e->null_mx) {
@@ -651,17 +662,57 @@ feed_addr(struct lookup *lk, int sub, const struct centry *e)
 	}
 }
 
+/*
+ * An answer whose CNAME chain ends at a name without the records asked
+ * for: an authoritative server answers so for a target outside its zones,
+ * and a recursive one may too. RFC 1034 section 5.3.3: the search goes on
+ * at the alias's target. Ask for it (the new request stands for sub), at
+ * most DNS_CNAME_MAX CNAMEs over the whole chain: true. Past that, false
+ * with *f the temporary failure to feed instead: a chain too long, or
+ * looping, is a broken zone that may be mended, not a missing domain.
+ */
+static bool
+chase(struct resolver *r, struct lookup *lk, int sub, const struct centry *e,
+    struct centry *f)
+{
+	uint8_t *hops = &lk->hops[sub + 1];
+
+	assert(sub + 1 >= 0 && (size_t)(sub + 1) < sizeof(lk->hops));
+	if (*hops + e->ncname > DNS_CNAME_MAX) {
+		memset(f, 0, sizeof(*f));
+		f->kind = DNS_KIND_ERROR;
+		f->type = e->type;
+		snprintf(f->name, sizeof(f->name), "%s", e->name);
+		snprintf(f->why, sizeof(f->why), "CNAME chain longer than %d",
+		    DNS_CNAME_MAX);
+		return false;
+	}
+	*hops = (uint8_t)(*hops + e->ncname);
+	if (sub == SUB_MX)
+		snprintf(lk->mx_alias, sizeof(lk->mx_alias), "%s", e->cname);
+	rslv_request(r, lk, sub, e->cname, e->type);
+	return true;
+}
+
 /* One answer for one of lk's requests. */
 void
 rslv_feed(struct resolver *r, struct lookup *lk, int sub, const struct centry *e)
 {
+	struct centry f;
+
 	assert(lk->outstanding > 0);
 	if (e->kind != DNS_KIND_ERROR)
 		lk->authenticated &= e->ad;
+	if (e->kind == DNS_KIND_NODATA && e->cname != NULL) {
+		if (chase(r, lk, sub, e, &f))
+			goto out;
+		e = &f;
+	}
 	if (sub == SUB_MX)
 		feed_mx(r, lk, e);
 	else
 		feed_addr(lk, sub, e);
+out:
 	if (--lk->outstanding == 0)
 		lookup_finish(r, lk);
 }

@@ -76,6 +76,9 @@ struct centry {
 	uint8_t kind;
 	bool ad;
 	bool null_mx;
+	uint8_t ncname;	/* CNAMEs the answer followed */
+	char *cname;	/* their last target, when the chain ends without the
+			 * records asked for (NODATA: chase it) or in NXDOMAIN */
 	unsigned n;
 	void *recs;	/* n struct dns_mx, or n addresses of 16 octets */
 	char name[DNS_NAME_MAX + 1];
@@ -100,6 +103,10 @@ struct lookup {
 	bool decided;			/* status set before the address phase */
 	bool authenticated;
 	unsigned outstanding;		/* requests not answered yet */
+	/* CNAMEs followed so far for each request (index sub + 1), over
+	 * every answer of its chain: at most DNS_CNAME_MAX in all. */
+	uint8_t hops[1 + 2 * RESOLVE_MX_MAX];
+	char mx_alias[DNS_NAME_MAX + 1];	/* the MX chain's last target */
 	enum resolve_status status;
 	char why[160];
 	char fail[96];			/* first temporary failure seen */

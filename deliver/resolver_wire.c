@@ -247,6 +247,15 @@ query_answered(struct resolver *r, struct rquery *q,
 	e->kind = (uint8_t)a->kind;
 	e->ad = a->ad;
 	e->null_mx = a->null_mx;
+	e->ncname = (uint8_t)a->ncname;
+	if (a->ncname > 0 && !a->chain_too_long &&
+	    (a->kind == DNS_KIND_NODATA || a->kind == DNS_KIND_NXDOMAIN) &&
+	    strcmp(a->name, q->name) != 0 &&
+	    (e->cname = strdup(a->name)) == NULL) {
+		free(e);
+		query_fail(r, q, "out of memory");
+		return;
+	}
 	switch (a->kind) {
 	case DNS_KIND_DATA:
 		e->ttl_s = a->ttl < RESOLVER_TTL_MAX_S ? a->ttl :

@@ -166,6 +166,12 @@ static const struct cfg_key delivery_keys[] = {
 	  FIELD(struct delivery_cfg, destination_keep_ms) },
 	{ KEY("chunking", CFG_BOOL, "true", 0, 1),
 	  FIELD(struct delivery_cfg, chunking) },
+	/* docs/configuration.md lists them; "::" needs quotes in YAML. */
+	{ KEY("denied_networks", CFG_LIST_SCALAR, "[127.0.0.0/8, \"::1/128\", "
+	  "0.0.0.0/8, \"::/128\", 169.254.0.0/16, \"fe80::/10\", 224.0.0.0/4, "
+	  "\"ff00::/8\"]", 0, 1024),
+	  LIST(struct delivery_cfg, denied_networks, ndenied_networks),
+	  .check = check_network },
 	{ .name = NULL },
 };
 
@@ -182,7 +188,8 @@ const struct cfg_key config_keys[] = {
 	  .check = check_user },
 	{ KEY("shards", CFG_UINT, "0", 0, CONFIG_SHARDS_MAX),
 	  FIELD(struct config, shards) },
-	{ KEY("listen", CFG_LIST_MAP, "[{address: \"127.0.0.1:2525\"}]", 1, 64),
+	{ KEY("listen", CFG_LIST_MAP, "[{address: \"127.0.0.1:2525\"}]", 1,
+	  DELIVER_LISTEN_MAX),
 	  LIST(struct config, listen, nlisten), .sub = listen_keys },
 	{ KEY("allowed_networks", CFG_LIST_SCALAR, "[127.0.0.0/8, \"::1/128\"]", 0, 1024),
 	  LIST(struct config, allowed_networks, nallowed_networks),
@@ -1015,6 +1022,9 @@ config_deliver_cfg(const struct config *cfg, struct deliver_cfg *out)
 		.dns = &cfg->dns,
 		.delivery = &cfg->delivery,
 	};
+	assert(cfg->nlisten <= DELIVER_LISTEN_MAX);
+	for (size_t i = 0; i < cfg->nlisten; i++)
+		out->listen[out->nlisten++] = cfg->listen[i].sa;
 }
 
 int

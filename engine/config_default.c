@@ -94,4 +94,9 @@ const char config_default_yaml[] =
 	"  # A destination nothing uses is forgotten after this long.\n"
 	"  destination_keep: 60s\n"
 	"  # BDAT (RFC 3030) to servers offering CHUNKING and PIPELINING.\n"
-	"  chunking: true\n";
+	"  chunking: true\n"
+	"  # Addresses found in DNS (MX hosts, next hops given by name) that\n"
+	"  # are never dialled: loopback, unspecified, link-local, multicast.\n"
+	"  # [] allows all. Next hops written as addresses are not checked.\n"
+	"  denied_networks: [127.0.0.0/8, \"::1/128\", 0.0.0.0/8, \"::/128\",\n"
+	"    169.254.0.0/16, \"fe80::/10\", 224.0.0.0/4, \"ff00::/8\"]\n";

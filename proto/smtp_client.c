@@ -51,7 +51,6 @@
 #include <strings.h>
 
 #include "../lib/log.h"
-#include "../queue/queue.h"
 #include "smtp_parse.h"
 
 static_assert(SMTP_CLIENT_RCPT_MAX <= UINT32_MAX - 2, "command numbering");
@@ -258,6 +257,7 @@ local_reply(struct smtp_client_reply *r, int code, const char *enhanced,
 	snprintf(r->enhanced, sizeof(r->enhanced), "%s", enhanced);
 	r->text = text;
 	r->local = true;
+	r->protocol_error = false;
 }
 
 static void
@@ -271,6 +271,7 @@ reply_from_rd(struct smtp_client *c, struct smtp_client_reply *r)
 	c->rd.text[c->rd.text_len] = '\0';
 	r->text = c->rd.text;
 	r->local = false;
+	r->protocol_error = false;
 }
 
 static void
@@ -348,6 +349,7 @@ protocol_error(struct smtp_client *c, const char *why, const char *what,
 	ex[exn] = '\0';
 	snprintf(text, sizeof(text), "protocol error: %s: \"%s\"", why, ex);
 	local_reply(&r, 451, "4.5.0", text);
+	r.protocol_error = true;
 	fail_session(c, stage_of(c->state), &r, false);
 }
 
@@ -678,6 +680,7 @@ tx_reply_get(struct smtp_client *c, struct smtp_client_reply *r)
 	memcpy(r->enhanced, c->tx_enhanced, sizeof(r->enhanced));
 	r->text = c->tx_text;
 	r->local = c->tx_local;
+	r->protocol_error = false;
 }
 
 /*
@@ -719,7 +722,7 @@ emit_mail(struct smtp_client *c)
 	 * as it is, without BODY= (Postfix's default; nothing is converted).
 	 * BINARYMIME would need BDAT for every message: declared as 8BITMIME.
 	 */
-	if (m->body != QUEUE_BODY_7BIT && (c->ext & SMTP_CLIENT_EXT_8BITMIME))
+	if (m->body != SMTP_BODY_7BIT && (c->ext & SMTP_CLIENT_EXT_8BITMIME))
 		n += snprintf(params + n, sizeof(params) - (size_t)n,
 		    " BODY=8BITMIME");
 	if (m->smtputf8 && (c->ext & SMTP_CLIENT_EXT_SMTPUTF8))
@@ -1155,6 +1158,7 @@ read_line(struct smtp_client *c, const char *line, size_t len)
 	}
 	rd->text_len += (uint32_t)sanitize(rd->text + rd->text_len, room, t, tn);
 	if (last) {
+		c->replies++;
 		handle_reply(c);
 		rd_reset(rd);
 		check_out(c);

@@ -175,6 +175,25 @@ struct smtp_client_reply {
 	char enhanced[12];	/* "2.1.5"; "C.0.0" from the code if none given */
 	const char *text;
 	bool local;		/* made up by the client, not said by the server */
+	/*
+	 * local, and the server broke the protocol: a line that is no reply,
+	 * a reply nothing asked for (extra lines after the greeting or after
+	 * a reply), a line over SMTP_CLIENT_LINE_MAX, too many lines, mixed
+	 * codes in one reply. A peer that does this is broken, not busy.
+	 */
+	bool protocol_error;
+};
+
+/*
+ * How the message body is declared at MAIL (RFC 6152 BODY=8BITMIME; RFC
+ * 3030 BINARYMIME). proto/ knows nothing of the queue: deliver/ ties these
+ * values to the queue's enum queue_body with static_asserts, where both are
+ * visible.
+ */
+enum smtp_body {
+	SMTP_BODY_7BIT = 0,	/* plain ASCII (or BODY=7BIT) */
+	SMTP_BODY_8BITMIME = 1,
+	SMTP_BODY_BINARYMIME = 2,
 };
 
 /* The message to send; see smtp_client_send() for how long it must live. */
@@ -184,7 +203,7 @@ struct smtp_client_msg {
 	uint32_t nrcpt;			/* 1..SMTP_CLIENT_RCPT_MAX */
 	const char *data;		/* headers and body, CRLF lines, not */
 	size_t len;			/*   dot-stuffed, no final "." line */
-	uint8_t body;			/* enum queue_body (queue/queue.h) */
+	uint8_t body;			/* enum smtp_body */
 	bool smtputf8;			/* needs SMTPUTF8 */
 	uint64_t size;			/* for SIZE=; 0 means len */
 };
@@ -271,6 +290,13 @@ struct smtp_client {
 	char tx_text[SMTP_CLIENT_TEXT_MAX + 1];
 
 	uint64_t messages;	/* transactions finished on this connection */
+	/*
+	 * Whole replies taken so far. The engine restarts its reply timer
+	 * when this changes (a new reply is awaited), not when bytes arrive:
+	 * a reply must be complete within its timeout, however slowly it
+	 * trickles in.
+	 */
+	uint64_t replies;
 };
 
 /*

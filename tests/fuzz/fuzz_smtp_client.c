@@ -22,7 +22,6 @@
 #include <string.h>
 
 #include "../../proto/smtp_client.h"
-#include "../../queue/queue.h"
 #include "fuzz_util.h"
 
 #define FZ_RCPT_MAX 8
@@ -61,7 +60,7 @@ fz_ready(void *arg)
 		m.data = body;
 		m.len = sizeof(body) - 1;
 		m.smtputf8 = f->next == 1;
-		m.body = f->next == 2 ? QUEUE_BODY_8BITMIME : QUEUE_BODY_7BIT;
+		m.body = f->next == 2 ? SMTP_BODY_8BITMIME : SMTP_BODY_7BIT;
 		f->cur = (int)f->next++;
 		memset(f->seen, 0, sizeof(f->seen));
 		f->nseen = 0;

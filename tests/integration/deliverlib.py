@@ -52,12 +52,25 @@ Servers (python3-aiosmtpd, in a thread of the test process):
                                   first n connections, or those within
                                   `seconds` of the first one
 
+  RawServer(name, addr="127.0.0.1", port=None, greeting=None, drip=0.0,
+            after_greeting=b"", mail=None, idle_close=None, after_ehlo=b"",
+            idle_reply=b"")
+      An SMTP server on raw asyncio streams (PIPELINING, no CHUNKING), fast
+      enough for throughput tests and free to misbehave: a dripped
+      greeting, unasked lines after it, scripted MAIL replies (a 421
+      closes), idle connections closed. See the class for its records.
+
 sluiced:
-  Relay(routes, dns=None, delivery=None, hostname="sluice.test", start=True)
-      A sluice.Daemon on a YAML config with these routes (a list of dicts,
+  Relay(routes, dns=None, delivery=None, hostname="sluice.test", start=True,
+        port=None)
+      A sluice.Daemon (listening on 127.0.0.1:port, a free port if None;
+      with start=False, more `-o` options can go into .d.opts first) on a
+      YAML config with these routes (a list of dicts,
       written as given, values quoted), the delivery log in the daemon's
       dir (.dlog, a DeliveryLog), idle_keep 1s and connect_timeout 2s unless
-      `delivery` says otherwise, `dns` as the dns map. Attributes: d (the
+      `delivery` says otherwise (a list value is written as a YAML list:
+      {"denied_networks": []} lets MX hosts on loopback be dialled), `dns`
+      as the dns map. Attributes: d (the
       Daemon), port, conf, dlog. start()/stop()/kill9() as the Daemon's.
       wait_empty(timeout) waits for `queue count` to reach 0.
   DeliveryLog(path): lines() -> list of dicts (complete lines only);
@@ -81,6 +94,8 @@ DSNs:
   final_recipients(dsn) -> the addresses of its Final-Recipient fields
   dsns_for(server, qid) -> the DSNs (Msg) a server got about queue id qid
       (by X-Sluice-Queue-ID)
+  one_dsn(server, qid, sender, failed, what, status_prefix, subject) -> Dsn
+      or None: waits for the one DSN about qid, checks it with check_dsn
   check_dsn(msg, sender, failed, what, status_prefix, subject) -> Dsn,
       after checking it (envelope, parts, fields) with T
 
@@ -143,14 +158,16 @@ def wait_until(pred, timeout, step=0.05):
 
 
 def free_port(addrs=("127.0.0.1",)):
-    """A TCP port free on every address in addrs (all loopback)."""
+    """A TCP port free on every address in addrs (all loopback; IPv6
+    ones such as "::1" too)."""
     rnd = random.Random(os.getpid() ^ int(time.time() * 1e6))
     for _ in range(300):
         port = rnd.randrange(20000, 32000)
         socks = []
         try:
             for a in addrs:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET,
+                                  socket.SOCK_STREAM)
                 socks.append(s)
                 s.bind((a, port))
             return port
@@ -469,6 +486,189 @@ class Server:
                     os.unlink(self.unix)
 
 
+class RawConn:
+    def __init__(self, n, peer):
+        self.n = n
+        self.peer = peer
+        self.t_open = time.monotonic()
+        self.t_close = None
+        self.messages = 0
+        self.closed_by_server = False
+
+    def __repr__(self):
+        return "<raw conn %d %s>" % (self.n, "open" if self.t_close is None else "closed")
+
+
+class RawServer:
+    """An SMTP next hop on raw asyncio streams, in a thread of the test:
+    fast (PIPELINING, replies as commands arrive) and free to break the
+    protocol in ways aiosmtpd will not. Hooks:
+      greeting        bytes sent first (default a 220 line)
+      drip            seconds between the greeting's bytes (0: at once)
+      after_greeting  bytes sent right after the greeting, unasked
+      mail(n, sender) the reply to the n-th MAIL FROM at this server (1..;
+                      sender without brackets), or None for 250; a 421
+                      closes the connection after it
+      after_ehlo      bytes sent right after the EHLO reply, unasked
+      idle_close      seconds a connection may sit without a command after
+                      a reply before the server closes it (None: never)
+      idle_reply      bytes sent before that close (e.g. a 421 line)
+    Records: conns() (RawConn: .n, .t_open, .t_close, .messages,
+    .closed_by_server), msgs() ((conn n, Message-ID, data) per accepted
+    message), count(), mail_count()."""
+
+    def __init__(self, name="raw", addr="127.0.0.1", port=None,
+                 greeting=None, drip=0.0, after_greeting=b"", mail=None,
+                 idle_close=None, after_ehlo=b"", idle_reply=b""):
+        self.name = name
+        self.addr = addr
+        self.port = port or free_port((addr,))
+        self.greeting = greeting if greeting is not None else \
+            ("220 %s.sink.test ESMTP\r\n" % name).encode()
+        self.drip = drip
+        self.after_greeting = after_greeting
+        self.after_ehlo = after_ehlo
+        self.mail_hook = mail
+        self.idle_close = idle_close
+        self.idle_reply = idle_reply
+        self.lock = threading.Lock()
+        self._conns = []
+        self._msgs = []
+        self._mails = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._server = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10) or self._server is None:
+            raise RuntimeError("raw server %s did not start" % name)
+        _live.append(self)
+        print("raw server %s listening on %s:%d" % (name, addr, self.port))
+
+    @property
+    def hostport(self):
+        return "%s:%d" % (self.addr, self.port)
+
+    def _run(self):
+        asyncio.set_event_loop(self._loop)
+
+        async def start():
+            try:
+                self._server = await asyncio.start_server(
+                    self._client, self.addr, self.port, reuse_address=True)
+            finally:
+                self._ready.set()
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    async def _send(self, w, data):
+        w.write(data)
+        await w.drain()
+
+    async def _client(self, reader, writer):
+        with self.lock:
+            c = RawConn(len(self._conns) + 1, writer.get_extra_info("peername"))
+            self._conns.append(c)
+        try:
+            await self._dialogue(c, reader, writer)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            with self.lock:
+                c.t_close = time.monotonic()
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _dialogue(self, c, reader, writer):
+        if self.drip:
+            for i in range(len(self.greeting)):
+                await self._send(writer, self.greeting[i:i + 1])
+                await asyncio.sleep(self.drip)
+        else:
+            await self._send(writer, self.greeting)
+        if self.after_greeting:
+            await self._send(writer, self.after_greeting)
+        while True:
+            try:
+                if self.idle_close is not None:
+                    line = await asyncio.wait_for(reader.readline(), self.idle_close)
+                else:
+                    line = await reader.readline()
+            except asyncio.TimeoutError:
+                c.closed_by_server = True
+                if self.idle_reply:
+                    await self._send(writer, self.idle_reply)
+                return
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"LHLO"):
+                await self._send(writer, ("250-%s.sink.test\r\n250-PIPELINING\r\n"
+                                          "250-8BITMIME\r\n250 SMTPUTF8\r\n" % self.name).encode()
+                                 + self.after_ehlo)
+            elif verb == b"HELO":
+                await self._send(writer, b"250 ok\r\n")
+            elif verb == b"MAIL":
+                with self.lock:
+                    self._mails += 1
+                    n = self._mails
+                m = re.match(rb"(?i)MAIL FROM:\s*<([^>]*)>", line)
+                sender = m.group(1).decode("latin-1") if m else ""
+                r = self.mail_hook(n, sender) if self.mail_hook else None
+                await self._send(writer, ((r or "250 2.1.0 Ok") + "\r\n").encode())
+                if r is not None and r.startswith("421"):
+                    c.closed_by_server = True
+                    return
+            elif verb == b"RCPT":
+                await self._send(writer, b"250 2.1.5 Ok\r\n")
+            elif verb == b"DATA":
+                await self._send(writer, b"354 go ahead\r\n")
+                data = await reader.readuntil(b"\r\n.\r\n")
+                data = data[:-3].replace(b"\r\n..", b"\r\n.")
+                if data.startswith(b".."):
+                    data = data[1:]
+                with self.lock:
+                    c.messages += 1
+                    self._msgs.append((c.n, message_id(data), data))
+                    k = len(self._msgs)
+                await self._send(writer, ("250 2.0.0 Ok: queued as %s%06d\r\n" % (self.name, k)).encode())
+            elif verb == b"RSET" or verb == b"NOOP":
+                await self._send(writer, b"250 2.0.0 Ok\r\n")
+            elif verb == b"QUIT":
+                await self._send(writer, b"221 2.0.0 Bye\r\n")
+                return
+            else:
+                await self._send(writer, b"502 5.5.2 what?\r\n")
+
+    def conns(self):
+        with self.lock:
+            return list(self._conns)
+
+    def msgs(self):
+        with self.lock:
+            return list(self._msgs)
+
+    def count(self):
+        with self.lock:
+            return len(self._msgs)
+
+    def mail_count(self):
+        with self.lock:
+            return self._mails
+
+    def stop(self):
+        if self in _live:
+            _live.remove(self)
+
+            async def close():
+                if self._server is not None:
+                    self._server.close()
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+
+
 def fail_first(n, reply="451 4.7.1 Greylisted, try again later"):
     """rcpt / LMTP data hook: `reply` for an address's first n tries."""
     return lambda address, k: reply if k <= n else None
@@ -503,7 +703,12 @@ def refuse_connections(n=None, seconds=None, reply="421 4.7.0 Too busy, try agai
 # ---------------------------------------------------------------- sluiced
 
 def _yaml_map(d):
-    return "{" + ", ".join("%s: %s" % (k, json.dumps(str(v))) for k, v in d.items()) + "}"
+    """A YAML flow map; scalars quoted, lists as flow lists of strings."""
+    def val(v):
+        if isinstance(v, (list, tuple)):
+            return json.dumps([str(x) for x in v])
+        return json.dumps(str(v))
+    return "{" + ", ".join("%s: %s" % (k, val(v)) for k, v in d.items()) + "}"
 
 
 class DeliveryLog:
@@ -545,9 +750,9 @@ class Relay:
     """sluiced with a config file holding `routes` (see the module doc)."""
 
     def __init__(self, routes, dns=None, delivery=None, hostname="sluice.test",
-                 extra="", start=True, shards=2):
+                 extra="", start=True, shards=2, port=None):
         self.d = sluice.Daemon(config="/nonexistent", hostname=hostname, start=False,
-                               shards=shards, deliver=True)
+                               shards=shards, deliver=True, port=port)
         self.conf = os.path.join(self.d.dir, "sluice.yaml")
         self.d.config = self.conf
         self.port = self.d.port
@@ -882,6 +1087,18 @@ def dsns_for(server, qid):
         if (d.per_message.get("x-sluice-queue-id") or "").strip() == qid:
             out.append(m)
     return out
+
+
+def one_dsn(server, qid, sender, failed, what, status_prefix="5.", subject=None,
+            timeout=15):
+    """Waits (bounded) for the DSN about qid at `server`, checks there is
+    exactly one and checks it (check_dsn). Returns the Dsn, or None."""
+    dsn = wait_until(lambda: dsns_for(server, qid), timeout)
+    T.eq(len(dsn or []), 1, what + ": one DSN")
+    if not dsn:
+        return None
+    return check_dsn(dsn[0], sender, failed, what, status_prefix=status_prefix,
+                     subject=subject)
 
 
 def ts_of(s):

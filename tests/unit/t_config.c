@@ -137,6 +137,23 @@ sa_port(const struct sockaddr_storage *sa)
 	return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
 }
 
+/* docs/configuration.md, delivery.denied_networks: the same list. */
+static void
+check_denied_defaults(const struct delivery_cfg *dc)
+{
+	static const char *const want[] = {
+		"127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128",
+		"169.254.0.0/16", "fe80::/10", "224.0.0.0/4", "ff00::/8",
+	};
+	struct cidr c;
+
+	CHECK_FATAL(dc->ndenied_networks == NELEM(want));
+	for (size_t i = 0; i < NELEM(want); i++) {
+		CHECK(cidr_parse(want[i], &c) == 0);
+		CHECK(memcmp(&dc->denied_networks[i], &c, sizeof c) == 0);
+	}
+}
+
 static void
 check_defaults(const struct config *cfg)
 {
@@ -177,6 +194,7 @@ check_defaults(const struct config *cfg)
 	CHECK(cfg->queue.segment_size == 64ULL << 20);
 	CHECK(cfg->queue.index_size == 4ULL << 30);
 	CHECK(cfg->shutdown_timeout_ms == 30000);
+	check_denied_defaults(&cfg->delivery);
 }
 
 /* ------------------------------------------------------------------ */
@@ -667,6 +685,34 @@ test_override_default_list(void)
 	CHECK(cfg.allowed_networks[1].family == AF_INET6);
 	CHECK(cfg.allowed_networks[2].prefix == 24);
 	config_free(&cfg);
+	config_errors_free(&errs);
+}
+
+/*
+ * delivery.denied_networks: may be emptied, takes networks only; and the
+ * listeners reach delivery's view of the configuration.
+ */
+static void
+test_denied_networks(void)
+{
+	static const char *const empty[] = { "delivery.denied_networks=[]",
+		"listen.1.address=[::]:25", NULL };
+	static const char *const bad[] = {
+		"delivery.denied_networks=[10.0.0.1/8]", NULL };
+	struct config cfg;
+	struct config_errors errs = { 0 };
+	struct deliver_cfg dc;
+
+	CHECK_FATAL(load(&cfg, &errs, "spool: /a\n", empty, NULL, NULL) == 0);
+	CHECK(cfg.delivery.ndenied_networks == 0);
+	config_deliver_cfg(&cfg, &dc);
+	CHECK_FATAL(dc.nlisten == 2);
+	CHECK(dc.listen[0].ss_family == AF_INET && sa_port(&dc.listen[0]) == 2525);
+	CHECK(dc.listen[1].ss_family == AF_INET6 && sa_port(&dc.listen[1]) == 25);
+	config_free(&cfg);
+	CHECK(load(&cfg, &errs, "spool: /a\n", bad, NULL, NULL) == 1);
+	CHECK(errs.n == 1 && strstr(errs.msg[0], "delivery.denied_networks.0") &&
+	    strstr(errs.msg[0], "host bits set"));
 	config_errors_free(&errs);
 }
 
@@ -1248,6 +1294,7 @@ main(void)
 		{ "override_lists", test_override_lists },
 		{ "override_default_list", test_override_default_list },
 		{ "override_map_merge", test_override_map_merge },
+		{ "denied_networks", test_denied_networks },
 		{ "environment", test_environment },
 		{ "routes_file", test_routes_file },
 		{ "routes_relay_host", test_routes_relay_host },

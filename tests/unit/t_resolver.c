@@ -6,7 +6,11 @@
  * cache without waiting for a tick) until their TTL runs out, NXDOMAIN is
  * cached, more queries than slots wait their turn, AD is reported only when
  * every answer had it, a failing AAAA alone does not fail a host but a
- * failing A does, too many lookups are refused, and destroying the
+ * failing A does, too many lookups are refused, an answer that ends in a
+ * CNAME without the records asked for is chased to the target (which
+ * decides: SERVFAIL or no answer there is a temporary failure, a chain of
+ * more than 8 CNAMEs or a loop too, NXDOMAIN a bounce naming the target),
+ * and destroying the
  * resolver with UDP and TCP requests in flight (or still unsubmitted) calls
  * nobody back and leaves nothing behind (ASan/LSan). Also the nameserver
  * syntax of resolver_cfg_server() and resolv.conf.
@@ -133,6 +137,31 @@ starts(const char *s, const char *prefix)
 }
 
 /*
+ * Answers that hold a CNAME and nothing else, as an authoritative server
+ * gives for a target outside its zones: the resolver asks for the target.
+ */
+static const char *
+cname_of(const char *owner)
+{
+	static const struct {
+		const char *from, *to;
+	} t[] = {
+		{ "cnsf.test.", "x.sfail.test." },	/* SERVFAIL there */
+		{ "cnto.test.", "silentcn.test." },	/* never answered */
+		{ "cnloop.test.", "cnloop2.test." },	/* a loop */
+		{ "cnloop2.test.", "cnloop.test." },
+		{ "cnok.test.", "d7.test." },		/* MX 10 mx.d7.test */
+		{ "hcn.test.", "mx.d8.test." },		/* A 127.0.0.1 */
+		{ "cnnx.test.", "nothere.test." },	/* NXDOMAIN */
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (strcmp(owner, t[i].from) == 0)
+			return t[i].to;
+	return NULL;
+}
+
+/*
  * The zone, by name:
  *   dN.test, ad.test, halfad.test, short.test, v6fail.test, v4fail.test,
  *   tc.test: MX 10 mx.NAME; mx.NAME A 127.0.0.1 (AAAA NODATA)
@@ -140,7 +169,8 @@ starts(const char *s, const char *prefix)
  *   halfad.test: AD on the MX only; v6fail: AAAA of its host SERVFAIL;
  *   v4fail: A of its host SERVFAIL, AAAA ::1
  *   tc*.test: TC over UDP (tcsilent: and no answer over TCP either)
- *   nx.test: NXDOMAIN; silent*: never answered.
+ *   nx.test: NXDOMAIN; silent*: never answered; the names of cname_of():
+ *   a CNAME only; x.sfail.test: SERVFAIL.
  * Returns the reply's length, 0 for none.
  */
 static size_t
@@ -183,7 +213,12 @@ respond(const uint8_t *q, size_t qlen, bool tcp, uint8_t *out, size_t cap)
 	ldns_pkt_push_rr(rp, LDNS_SECTION_QUESTION, copy);
 	base = starts(owner, "mx.") ? owner + 3 : owner;
 	snprintf(host, sizeof(host), "mx.%s", base);
-	if (!tcp && starts(base, "tc")) {
+	if (cname_of(owner) != NULL) {
+		add(rp, LDNS_SECTION_ANSWER, "%s 300 IN CNAME %s", owner,
+		    cname_of(owner));
+	} else if (strcmp(owner, "x.sfail.test.") == 0) {
+		ldns_pkt_set_rcode(rp, LDNS_RCODE_SERVFAIL);
+	} else if (!tcp && starts(base, "tc")) {
 		ldns_pkt_set_tc(rp, true);
 	} else if (strcmp(base, "nx.test.") == 0) {
 		ldns_pkt_set_rcode(rp, LDNS_RCODE_NXDOMAIN);
@@ -560,6 +595,38 @@ test_flags(struct io_uring *ring, struct resolver *r)
 	puts("PASS flags");
 }
 
+/* Answers that end in a CNAME: chased; failures there defer, not bounce. */
+static void
+test_cname(struct io_uring *ring, struct resolver *r)
+{
+	struct got sf, to, loop, ok, host, nx;
+	int base = total_calls;
+
+	puts("RUN cname");
+	lookup(r, "cnsf.test", true, &sf);
+	lookup(r, "cnto.test", true, &to);
+	lookup(r, "cnloop.test", true, &loop);
+	lookup(r, "cnok.test", true, &ok);
+	lookup(r, "hcn.test", false, &host);
+	lookup(r, "cnnx.test", true, &nx);
+	pump(ring, r, base + 6, 15000, true);
+	CHECK(sf.calls == 1 && sf.status == RESOLVE_TEMPFAIL);
+	CHECK(strstr(sf.why, "x.sfail.test") && strstr(sf.why, "SERVFAIL"));
+	CHECK(seen("x.sfail.test.", DNS_T_MX, false) >= 1);
+	CHECK(to.calls == 1 && to.status == RESOLVE_TEMPFAIL);
+	CHECK(seen("silentcn.test.", DNS_T_MX, false) >= 1);
+	CHECK(loop.calls == 1 && loop.status == RESOLVE_TEMPFAIL);
+	CHECK(strstr(loop.why, "CNAME chain longer than 8") != NULL);
+	CHECK(ok.calls == 1 && ok.status == RESOLVE_OK);
+	CHECK(strcmp(ok.host, "mx.d7.test") == 0 && ok.naddr == 1);
+	CHECK(host.calls == 1 && host.status == RESOLVE_OK && host.naddr == 1);
+	CHECK(nx.calls == 1 && nx.status == RESOLVE_NXDOMAIN);
+	CHECK(strcmp(nx.why, "domain cnnx.test: its CNAME target nothere.test "
+	    "does not exist (NXDOMAIN)") == 0);
+	printf("  %s\n  %s\n  %s\n", sf.why, loop.why, nx.why);
+	puts("PASS cname");
+}
+
 static void
 test_overload(struct io_uring *ring, struct resolver *r)
 {
@@ -701,6 +768,7 @@ main(void)
 	test_ttl(&ring, r);
 	test_many(&ring, r);
 	test_flags(&ring, r);
+	test_cname(&ring, r);
 	test_overload(&ring, r);
 	resolver_destroy(r);
 	pump(&ring, NULL, total_calls + 1, 200, false);

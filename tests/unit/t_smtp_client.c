@@ -32,7 +32,6 @@
 #include <string.h>
 
 #include "../../proto/smtp_client.h"
-#include "../../queue/queue.h"
 #include "check.h"
 
 #define GOLDEN_DIR "tests/golden/client"
@@ -159,11 +158,11 @@ parse_msg(struct script *sc, const char *line)
 				m->nrcpt++;
 			}
 		} else if (!strcmp(tok, "body=8bitmime")) {
-			m->body = QUEUE_BODY_8BITMIME;
+			m->body = SMTP_BODY_8BITMIME;
 		} else if (!strcmp(tok, "body=binarymime")) {
-			m->body = QUEUE_BODY_BINARYMIME;
+			m->body = SMTP_BODY_BINARYMIME;
 		} else if (!strcmp(tok, "body=7bit")) {
-			m->body = QUEUE_BODY_7BIT;
+			m->body = SMTP_BODY_7BIT;
 		} else if (!strcmp(tok, "utf8")) {
 			m->utf8 = true;
 		} else if (!strncmp(tok, "size=", 5)) {
@@ -263,7 +262,9 @@ static void
 tr_reply(struct eng *e, const struct smtp_client_reply *r)
 {
 	trf(e, "%d %s %s%s\n", r->code, r->enhanced, r->text,
+	    r->protocol_error ? " (local, protocol error)" :
 	    r->local ? " (local)" : "");
+	CHECK(!r->protocol_error || r->local);
 	CHECK(r->code >= 200 && r->code <= 599);
 	CHECK(r->enhanced[0] == '0' + r->code / 100);
 	CHECK(strlen(r->text) <= SMTP_CLIENT_TEXT_MAX);
@@ -858,8 +859,9 @@ nop_failed(void *arg, enum smtp_client_stage s,
 
 /*
  * Description: messages the client must refuse without a callback
- * (-EINVAL), names of states and stages, waiting() along a session, and
- * a client struct reused for a second connection.
+ * (-EINVAL), names of states and stages, waiting() along a session, the
+ * count of whole replies (it moves only when a reply is complete, however
+ * its bytes arrive), and a client struct reused for a second connection.
  */
 static void
 case_api(void)
@@ -882,10 +884,18 @@ case_api(void)
 	smtp_client_init(&c, &cfg, &cb, NULL);
 	CHECK(smtp_client_waiting(&c) == SMTP_CLIENT_WAIT_GREETING);
 	CHECK(!strcmp(smtp_client_strstate(c.state), "GREETING"));
-	smtp_client_input(&c, "220 x\r\n", 7);
+	CHECK(c.replies == 0);
+	smtp_client_input(&c, "2", 1);
+	smtp_client_input(&c, "20 x\r", 5);
+	CHECK(c.replies == 0);
+	smtp_client_input(&c, "\n", 1);
+	CHECK(c.replies == 1);
 	CHECK(smtp_client_waiting(&c) == SMTP_CLIENT_WAIT_REPLY);
 	CHECK(!strcmp(smtp_client_strstate(c.state), "EHLO"));
+	smtp_client_input(&c, "250-x\r\n", 7);
+	CHECK(c.replies == 1);	/* a line, not yet the whole reply */
 	smtp_client_input(&c, "250 x\r\n", 7);
+	CHECK(c.replies == 2);
 	CHECK(smtp_client_ready(&c));
 	CHECK(smtp_client_waiting(&c) == SMTP_CLIENT_WAIT_NONE);
 

@@ -45,7 +45,7 @@ routes = [{"domain": "d%d.test" % k, "transport": "smtp:d%d.test:%d" % (k, PORT)
 routes.append({"domain": "authd.test", "transport": "smtp:authd.test:%d" % PORT,
                "auth": "user:secret"})
 relay = dl.Relay(routes, dns={"resolver": ns.spec, "timeout": "1s"},
-                 delivery={"idle_keep": "30s"}, shards=1)
+                 delivery={"idle_keep": "30s", "denied_networks": []}, shards=1)
 for k in range(N):
     data = dl.make_message("share-%d" % k, "alice@sender.test", ["bob@d%d.test" % k])
     dl.submit(relay.port, "alice@sender.test", ["bob@d%d.test" % k], data)
@@ -97,7 +97,8 @@ T.eq(relay2.stop(), 0, "sluiced exits 0 on SIGTERM")
 
 # ---- (3) idle destinations are freed, and made again when needed
 relay3 = dl.Relay(routes, dns={"resolver": ns.spec, "timeout": "1s"},
-                  delivery={"idle_keep": "200ms", "destination_keep": "1s"}, shards=1)
+                  delivery={"idle_keep": "200ms", "destination_keep": "1s",
+                            "denied_networks": []}, shards=1)
 before = shared.count()
 for rnd in range(2):
     for k in range(N):

@@ -29,161 +29,10 @@
  */
 #include "shard.h"
 
-#include <arpa/inet.h>
-#include <assert.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <liburing.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-#include <xxhash.h>
+#include "shard_int.h"
 
-#include "../proto/smtp_server.h"
-#include "../queue/queue.h"
-#include "inbound.h"
-#include "../queue/queue_commit.h"
-#include "../deliver/deliver.h"
-#include "../lib/clock.h"
-#include "../lib/log.h"
-#include "../lib/uring.h"
-
-/* Ring and buffer sizes: fixed at start-up, see docs/architecture.md. */
-#define SHARD_RING_ENTRIES 4096
-#define SHARD_CQE_BATCH 256
-#define SHARD_RECV_BUFS 256		/* power of two */
-#define SHARD_RECV_BUF_SIZE 16384
-#define SHARD_BGID 1
-#define SHARD_SEGS 16			/* live segments per shard */
-#define SHARD_OUT_HIGH 65536		/* stop reading above this backlog */
-#define SHARD_TICK_MS 250
-#define SHARD_FLUSH_GRACE_MS 5000	/* to send the last reply, then close */
-#define SHARD_ACCEPT_BACKOFF_MS 100	/* after accept fails (EMFILE...) */
-#define SHARD_LISTEN_MAX 16
-
-enum op {
-	OP_ACCEPT = 1,
-	OP_RECV,
-	OP_SEND,
-	OP_WAKE,
-	OP_SEG_OPEN,
-	OP_SEG_DIRSYNC,
-	OP_CANCEL,
-};
-static_assert(OP_CANCEL < DELIVER_OP_BASE, "op kinds overlap");
-
-
-struct seg {
-	uint64_t id;
-	int fd;
-	bool in_use;
-	bool sealed;		/* no more appends; close when refs == 0 */
-	bool broken;		/* a write or fsync failed: roll over */
-	uint64_t end;		/* next append offset */
-	uint32_t refs;		/* jobs placed in it, not back from the
-				 * committer (which writes and syncs them) */
-};
-
-struct conn {
-	uint32_t gen;
-	uint32_t next_free;
-	int fd;
-	bool in_use;
-	bool closing;		/* shut down; freed when inflight == 0 */
-	bool close_after_flush;
-	bool recv_armed;
-	bool send_armed;
-	uint8_t inflight;
-	uint16_t client_bucket;
-	uint64_t deadline_ms;
-	uint64_t cmd_deadline_ms;	/* command line under way: its end by
-					 * then; 0 when none is */
-	struct buf tx;		/* bytes being sent (swapped from smtp.out) */
-	size_t tx_off;
-	struct commit_job *job;	/* record write in flight */
-	struct smtp_session smtp;
-};
-
-struct shard {
-	unsigned id;
-	const struct config *cfg;
-	struct deliver_cfg dcfg;	/* delivery's view of cfg */
-	const struct smtp_server_cfg *scfg;
-	struct committer *committer;
-	struct io_uring ring;
-	struct uring_loop loop;
-	pthread_t thread;
-
-	int lfd[SHARD_LISTEN_MAX];
-	unsigned nlisten;
-	unsigned accepts;	/* multishot accepts in flight */
-	bool accepting;
-	bool accept_retry[SHARD_LISTEN_MAX];	/* re-arm from tick() */
-	uint64_t accept_retry_ms;
-	uint64_t accept_warn_ms;	/* last "accept failed" warning */
-
-	struct conn *conns;
-	uint32_t nconns;
-	uint32_t free_head;
-	uint32_t nactive;
-
-	struct uring_bufs bufs;	/* provided buffers for recv */
-
-	int efd;
-	uint64_t efd_val;
-	atomic_bool stop_requested;
-	bool stopping;
-	uint64_t stop_deadline_ms;
-
-	int segdir_fd;
-	uint64_t seg_seq;
-	struct seg segs[SHARD_SEGS];
-	int cur;		/* index in segs, -1 when none */
-	int next;		/* pre-opened, or -1 */
-	bool next_opening;
-	uint64_t next_seq;	/* reserved for the segment being pre-opened */
-	char next_name[64];
-
-	struct queue_id_gen idgen;
-	struct smtp_id_source ids;	/* idgen, for the sessions */
-	struct commit_job *pending_head, *pending_tail;	/* for committer */
-	uint32_t jobs_out;	/* jobs not yet back from the committer */
-	uint32_t seg_ops;	/* open/dirsync in flight */
-
-	uint64_t now_ms;
-	uint64_t next_tick_ms;
-	_Atomic uint64_t n_messages;
-
-	struct deliver *deliver;
-};
-
-/*
- * Connections in total and per client address, all shards together, so
- * the limits hold however SO_REUSEPORT spreads clients over shards.
- * Collisions of the 16-bit address hash only make the per-client limit a
- * little stricter for the unlucky pair.
- */
 static _Atomic uint32_t total_conns;
 static _Atomic uint32_t client_conns[1u << 16];
-/* A counter goes one past the limit before the check takes it back. */
-static_assert(CONFIG_CONNECTIONS_MAX < UINT32_MAX,
-    "connection counters too narrow for limits.connections");
-/* Records carry 32-bit lengths: the largest message and our header fit. */
-static_assert(CONFIG_MESSAGE_SIZE_MAX <= UINT32_MAX / 2,
-    "limits.message_size may pass a record's 32-bit length");
-
-static inline struct io_uring_sqe *
-get_sqe(struct shard *sh)
-{
-	return uring_get_sqe(&sh->ring);
-}
 
 /* ---- listeners ------------------------------------------------------- */
 
@@ -464,171 +313,6 @@ handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
 		arm_recv(sh, c);
 }
 
-/* ---- the record write and its fsync ---------------------------------- */
-
-static int
-seg_open_sync(struct shard *sh)
-{
-	char name[64];
-	struct seg *s;
-	int i, fd;
-	uint64_t id;
-
-	for (i = 0; i < SHARD_SEGS; i++)
-		if (!sh->segs[i].in_use)
-			break;
-	if (i == SHARD_SEGS)
-		return -ENOSPC;
-	id = SEG_ID(sh->id, ++sh->seg_seq);
-	seg_path(id, name, sizeof(name));
-	fd = openat(sh->segdir_fd, strchr(name, '/') + 1,
-	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-	if (fd < 0)
-		return -errno;
-	/* The new name must be durable before any record in it is. */
-	if (fsync(sh->segdir_fd) < 0) {
-		close(fd);
-		return -errno;
-	}
-	s = &sh->segs[i];
-	memset(s, 0, sizeof(*s));
-	s->in_use = true;
-	s->id = id;
-	s->fd = fd;
-	return i;
-}
-
-/* Open the next segment in the background, before the current fills. */
-static void
-seg_preopen(struct shard *sh)
-{
-	struct io_uring_sqe *sqe;
-	char name[64];
-
-	if (sh->next >= 0 || sh->next_opening || sh->stopping)
-		return;
-	/* Reserve the number now: a synchronous open meanwhile must not
-	 * pick the same name. */
-	sh->next_seq = ++sh->seg_seq;
-	seg_path(SEG_ID(sh->id, sh->next_seq), name, sizeof(name));
-	snprintf(sh->next_name, sizeof(sh->next_name), "%s",
-	    strchr(name, '/') + 1);
-	sqe = get_sqe(sh);
-	io_uring_prep_openat(sqe, sh->segdir_fd, sh->next_name,
-	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-	io_uring_sqe_set_data64(sqe, uring_ud(OP_SEG_OPEN, 0, 0));
-	sh->next_opening = true;
-	sh->seg_ops++;
-}
-
-static void
-handle_seg_open(struct shard *sh, int res)
-{
-	struct io_uring_sqe *sqe;
-	int i;
-
-	sh->seg_ops--;
-	if (res < 0) {
-		log_warn("shard %u: cannot create segment %s: %s", sh->id,
-		    sh->next_name, strerror(-res));
-		sh->next_opening = false;
-		return;
-	}
-	for (i = 0; i < SHARD_SEGS; i++)
-		if (!sh->segs[i].in_use)
-			break;
-	if (i == SHARD_SEGS) {
-		close(res);
-		sh->next_opening = false;
-		return;
-	}
-	memset(&sh->segs[i], 0, sizeof(sh->segs[i]));
-	sh->segs[i].in_use = true;
-	sh->segs[i].id = SEG_ID(sh->id, sh->next_seq);
-	sh->segs[i].fd = res;
-	sqe = get_sqe(sh);
-	io_uring_prep_fsync(sqe, sh->segdir_fd, 0);
-	io_uring_sqe_set_data64(sqe, uring_ud(OP_SEG_DIRSYNC, (uint32_t)i, 0));
-	sh->seg_ops++;
-}
-
-static void
-handle_seg_dirsync(struct shard *sh, uint32_t i, int res)
-{
-	sh->seg_ops--;
-	sh->next_opening = false;
-	if (res < 0) {
-		log_warn("shard %u: fsync of the segment directory: %s",
-		    sh->id, strerror(-res));
-		close(sh->segs[i].fd);
-		sh->segs[i].in_use = false;
-		return;
-	}
-	sh->next = (int)i;
-}
-
-static void pending_push(struct shard *sh, struct commit_job *job);
-
-/*
- * A sealed segment nothing is in flight for is closed, and the committer
- * told (after every record of it, in order) so that it can delete the
- * file once no indexed message lives in it.
- */
-static void
-seg_release(struct shard *sh, struct seg *s)
-{
-	struct commit_job *job;
-
-	if (s->sealed && s->refs == 0) {
-		close(s->fd);
-		s->in_use = false;
-		job = calloc(1, sizeof(*job));
-		if (job == NULL)
-			return;	/* the file stays until a restart */
-		job->kind = COMMIT_SEAL;
-		job->put.seg = s->id;
-		job->shard = sh->id;
-		job->conn_idx = COMMIT_NO_CONN;
-		sh->jobs_out++;
-		pending_push(sh, job);
-	}
-}
-
-/*
- * The segment the next record of rec_len bytes goes to, or NULL with *err
- * set to why no segment could be had.
- */
-static struct seg *
-seg_for_append(struct shard *sh, uint64_t rec_len, int *err)
-{
-	struct seg *cur = sh->cur >= 0 ? &sh->segs[sh->cur] : NULL;
-	int i;
-
-	if (cur != NULL && !cur->broken &&
-	    (cur->end == 0 || cur->end + rec_len <= sh->cfg->queue.segment_size
-	    || (sh->next < 0 && sh->next_opening)))
-		goto ok;
-	if (sh->next >= 0) {
-		i = sh->next;
-		sh->next = -1;
-	} else if ((i = seg_open_sync(sh)) < 0) {
-		log_warn("shard %u: cannot create a segment: %s", sh->id,
-		    strerror(-i));
-		*err = i;
-		return cur != NULL && !cur->broken ? cur : NULL;
-	}
-	if (cur != NULL) {
-		cur->sealed = true;
-		seg_release(sh, cur);
-	}
-	sh->cur = i;
-	cur = &sh->segs[i];
-ok:
-	if (cur->end + rec_len > sh->cfg->queue.segment_size / 2)
-		seg_preopen(sh);
-	return cur;
-}
-
 /* Deliver a job's verdict to its connection (if it is still there). */
 static void
 job_free(struct commit_job *job)
@@ -848,7 +532,7 @@ job_write(struct shard *sh, struct commit_job *job)
 	    (err = committer_refusing(sh->committer)) != 0)
 		return err;
 	err = -EIO;
-	s = seg_for_append(sh, job->put.rec_len, &err);
+	s = shard_seg_for_append(sh, job->put.rec_len, &err);
 	if (s == NULL)
 		return err;
 	job->shard = sh->id;
@@ -859,7 +543,7 @@ job_write(struct shard *sh, struct commit_job *job)
 	s->end += job->put.rec_len;
 	s->refs++;
 	sh->jobs_out++;
-	pending_push(sh, job);
+	shard_pending_push(sh, job);
 	return 0;
 }
 
@@ -957,7 +641,7 @@ shard_queue_dsn(struct shard *sh, const char *rcpt, struct buf *msg,
 }
 
 /*
- * Would seg_for_append() find a segment for rec_len bytes without opening
+ * Would shard_seg_for_append() find a segment for rec_len bytes without opening
  * one synchronously (a directory fsync on this thread)?
  */
 static bool
@@ -995,12 +679,12 @@ job_journal(struct shard *sh, struct commit_job *job)
 	assert(n <= SEG_MARKS_MAX);	/* one message's recipients */
 	len = seg_mark_len(n);
 	if (!seg_ready(sh, len)) {
-		seg_preopen(sh);
+		shard_seg_preopen(sh);
 		return;
 	}
 	if ((rec = malloc(len)) == NULL)
 		return;
-	if ((s = seg_for_append(sh, len, &err)) == NULL) {
+	if ((s = shard_seg_for_append(sh, len, &err)) == NULL) {
 		free(rec);
 		return;
 	}
@@ -1036,7 +720,7 @@ shard_submit_updates(struct shard *sh, struct queue_update *ups,
 	job->conn_idx = COMMIT_NO_CONN;
 	job_journal(sh, job);
 	sh->jobs_out++;
-	pending_push(sh, job);
+	shard_pending_push(sh, job);
 }
 
 /* A job leaves its segment: failed, or durable and off to the committer. */
@@ -1048,11 +732,11 @@ job_leave_seg(struct shard *sh, struct commit_job *job)
 	assert(s->refs > 0);
 	s->refs--;
 	job->seg = NULL;
-	seg_release(sh, s);
+	shard_seg_release(sh, s);
 }
 
-static void
-pending_push(struct shard *sh, struct commit_job *job)
+void
+shard_pending_push(struct shard *sh, struct commit_job *job)
 {
 	job->next = NULL;
 	if (sh->pending_tail)
@@ -1246,10 +930,10 @@ dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 		handle_wake(sh);
 		break;
 	case OP_SEG_OPEN:
-		handle_seg_open(sh, res);
+		shard_handle_seg_open(sh, res);
 		break;
 	case OP_SEG_DIRSYNC:
-		handle_seg_dirsync(sh, idx, res);
+		shard_handle_seg_dirsync(sh, idx, res);
 		break;
 	case OP_CANCEL:
 		break;
@@ -1465,7 +1149,7 @@ shard_create(unsigned id, const struct config *cfg,
 	sh->segdir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (sh->segdir_fd < 0)
 		log_fatal("%s: %s", path, strerror(errno));
-	if ((rc = seg_open_sync(sh)) < 0)
+	if ((rc = shard_seg_open_sync(sh)) < 0)
 		log_fatal("shard %u: cannot create a spool segment: %s", id,
 		    strerror(-rc));
 	sh->cur = rc;

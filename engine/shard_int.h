@@ -1,0 +1,175 @@
+/*
+ * shard_int.h - what the shard's files share: its limits, its connection
+ * and segment slots, struct shard itself, and the functions one file calls
+ * in the other. Not for use outside engine/ (the interface is shard.h).
+ */
+#ifndef SLUICE_SHARD_INT_H
+#define SLUICE_SHARD_INT_H
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "../proto/smtp_server.h"
+#include "../queue/queue.h"
+#include "inbound.h"
+#include "../queue/queue_commit.h"
+#include "../deliver/deliver.h"
+#include "../lib/clock.h"
+#include "../lib/log.h"
+#include "../lib/uring.h"
+#include "shard.h"
+
+/* Ring and buffer sizes: fixed at start-up, see docs/architecture.md. */
+#define SHARD_RING_ENTRIES 4096
+#define SHARD_CQE_BATCH 256
+#define SHARD_RECV_BUFS 256		/* power of two */
+#define SHARD_RECV_BUF_SIZE 16384
+#define SHARD_BGID 1
+#define SHARD_SEGS 16			/* live segments per shard */
+#define SHARD_OUT_HIGH 65536		/* stop reading above this backlog */
+#define SHARD_TICK_MS 250
+#define SHARD_FLUSH_GRACE_MS 5000	/* to send the last reply, then close */
+#define SHARD_ACCEPT_BACKOFF_MS 100	/* after accept fails (EMFILE...) */
+#define SHARD_LISTEN_MAX 16
+
+enum op {
+	OP_ACCEPT = 1,
+	OP_RECV,
+	OP_SEND,
+	OP_WAKE,
+	OP_SEG_OPEN,
+	OP_SEG_DIRSYNC,
+	OP_CANCEL,
+};
+static_assert(OP_CANCEL < DELIVER_OP_BASE, "op kinds overlap");
+
+
+struct seg {
+	uint64_t id;
+	int fd;
+	bool in_use;
+	bool sealed;		/* no more appends; close when refs == 0 */
+	bool broken;		/* a write or fsync failed: roll over */
+	uint64_t end;		/* next append offset */
+	uint32_t refs;		/* jobs placed in it, not back from the
+				 * committer (which writes and syncs them) */
+};
+
+struct conn {
+	uint32_t gen;
+	uint32_t next_free;
+	int fd;
+	bool in_use;
+	bool closing;		/* shut down; freed when inflight == 0 */
+	bool close_after_flush;
+	bool recv_armed;
+	bool send_armed;
+	uint8_t inflight;
+	uint16_t client_bucket;
+	uint64_t deadline_ms;
+	uint64_t cmd_deadline_ms;	/* command line under way: its end by
+					 * then; 0 when none is */
+	struct buf tx;		/* bytes being sent (swapped from smtp.out) */
+	size_t tx_off;
+	struct commit_job *job;	/* record write in flight */
+	struct smtp_session smtp;
+};
+
+struct shard {
+	unsigned id;
+	const struct config *cfg;
+	struct deliver_cfg dcfg;	/* delivery's view of cfg */
+	const struct smtp_server_cfg *scfg;
+	struct committer *committer;
+	struct io_uring ring;
+	struct uring_loop loop;
+	pthread_t thread;
+
+	int lfd[SHARD_LISTEN_MAX];
+	unsigned nlisten;
+	unsigned accepts;	/* multishot accepts in flight */
+	bool accepting;
+	bool accept_retry[SHARD_LISTEN_MAX];	/* re-arm from tick() */
+	uint64_t accept_retry_ms;
+	uint64_t accept_warn_ms;	/* last "accept failed" warning */
+
+	struct conn *conns;
+	uint32_t nconns;
+	uint32_t free_head;
+	uint32_t nactive;
+
+	struct uring_bufs bufs;	/* provided buffers for recv */
+
+	int efd;
+	uint64_t efd_val;
+	atomic_bool stop_requested;
+	bool stopping;
+	uint64_t stop_deadline_ms;
+
+	int segdir_fd;
+	uint64_t seg_seq;
+	struct seg segs[SHARD_SEGS];
+	int cur;		/* index in segs, -1 when none */
+	int next;		/* pre-opened, or -1 */
+	bool next_opening;
+	uint64_t next_seq;	/* reserved for the segment being pre-opened */
+	char next_name[64];
+
+	struct queue_id_gen idgen;
+	struct smtp_id_source ids;	/* idgen, for the sessions */
+	struct commit_job *pending_head, *pending_tail;	/* for committer */
+	uint32_t jobs_out;	/* jobs not yet back from the committer */
+	uint32_t seg_ops;	/* open/dirsync in flight */
+
+	uint64_t now_ms;
+	uint64_t next_tick_ms;
+	_Atomic uint64_t n_messages;
+
+	struct deliver *deliver;
+};
+
+/*
+ * Connections in total and per client address, all shards together, so
+ * the limits hold however SO_REUSEPORT spreads clients over shards.
+ * Collisions of the 16-bit address hash only make the per-client limit a
+ * little stricter for the unlucky pair.
+ */
+/* A counter goes one past the limit before the check takes it back. */
+static_assert(CONFIG_CONNECTIONS_MAX < UINT32_MAX,
+    "connection counters too narrow for limits.connections");
+/* Records carry 32-bit lengths: the largest message and our header fit. */
+static_assert(CONFIG_MESSAGE_SIZE_MAX <= UINT32_MAX / 2,
+    "limits.message_size may pass a record's 32-bit length");
+
+static inline struct io_uring_sqe *
+get_sqe(struct shard *sh)
+{
+	return uring_get_sqe(&sh->ring);
+}
+
+/* shard_seg.c: the shard's spool segments */
+int shard_seg_open_sync(struct shard *sh);
+void shard_seg_preopen(struct shard *sh);
+void shard_handle_seg_open(struct shard *sh, int res);
+void shard_handle_seg_dirsync(struct shard *sh, uint32_t i, int res);
+void shard_seg_release(struct shard *sh, struct seg *s);
+struct seg *shard_seg_for_append(struct shard *sh, uint64_t rec_len, int *err);
+
+/* shard.c */
+void shard_pending_push(struct shard *sh, struct commit_job *job);
+
+#endif

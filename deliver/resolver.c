@@ -56,6 +56,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "../lib/errbuf.h"
 #include "../lib/clock.h"
 #include "../lib/log.h"
 #include "../lib/uring.h"
@@ -158,18 +159,6 @@ resolver_cfg_defaults(struct resolver_cfg *cfg)
 	cfg->cache_max = 10000;
 }
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* A numeric address and a decimal port into cfg->server. */
 static int
 set_server(struct resolver_cfg *cfg, const char *host, const char *port,
@@ -186,7 +175,7 @@ set_server(struct resolver_cfg *cfg, const char *host, const char *port,
 		p = p * 10 + (unsigned long)(port[i] - '0');
 	}
 	if (i == 0 || port[i] != '\0' || p == 0 || p > 65535) {
-		set_err(err, errlen, "bad port '%.16s' in nameserver '%.80s'",
+		errbuf_set(err, errlen, "bad port '%.16s' in nameserver '%.80s'",
 		    port, what);
 		return -1;
 	}
@@ -197,7 +186,7 @@ set_server(struct resolver_cfg *cfg, const char *host, const char *port,
 	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
 	rc = getaddrinfo(host, port, &hints, &ai);
 	if (rc != 0 || ai == NULL || ai->ai_addrlen > sizeof(cfg->server)) {
-		set_err(err, errlen, "nameserver '%.80s' is not a numeric "
+		errbuf_set(err, errlen, "nameserver '%.80s' is not a numeric "
 		    "IPv4 or IPv6 address", what);
 		if (ai != NULL)
 			freeaddrinfo(ai);
@@ -222,7 +211,7 @@ parse_spec(struct resolver_cfg *cfg, const char *spec, char *err,
 		const char *close = strchr(spec, ']');
 
 		if (close == NULL || (close[1] != '\0' && close[1] != ':')) {
-			set_err(err, errlen, "bad nameserver '%.80s' (expected "
+			errbuf_set(err, errlen, "bad nameserver '%.80s' (expected "
 			    "[IPv6]:port)", spec);
 			return -1;
 		}
@@ -238,7 +227,7 @@ parse_spec(struct resolver_cfg *cfg, const char *spec, char *err,
 		hlen = strlen(spec);	/* an address, maybe bare IPv6 */
 	}
 	if (hlen == 0 || hlen >= sizeof(host)) {
-		set_err(err, errlen, "bad nameserver '%.80s'", spec);
+		errbuf_set(err, errlen, "bad nameserver '%.80s'", spec);
 		return -1;
 	}
 	memcpy(host, spec, hlen);
@@ -260,7 +249,7 @@ resolver_cfg_server(struct resolver_cfg *cfg, const char *spec,
 	if (resolv_conf_path == NULL)
 		resolv_conf_path = "/etc/resolv.conf";
 	if ((f = fopen(resolv_conf_path, "re")) == NULL) {
-		set_err(err, errlen, "cannot read %.120s: %s",
+		errbuf_set(err, errlen, "cannot read %.120s: %s",
 		    resolv_conf_path, strerror(errno));
 		return -1;
 	}
@@ -274,7 +263,7 @@ resolver_cfg_server(struct resolver_cfg *cfg, const char *spec,
 	}
 	fclose(f);
 	if (!found) {
-		set_err(err, errlen, "no nameserver line in %.120s",
+		errbuf_set(err, errlen, "no nameserver line in %.120s",
 		    resolv_conf_path);
 		return -1;
 	}

@@ -17,6 +17,8 @@
  */
 #include "route.h"
 
+#include "../lib/errbuf.h"
+
 #include <arpa/inet.h>
 #include <assert.h>
 #include <stdarg.h>
@@ -31,21 +33,6 @@
 #define ROUTE_SLOTS_MIN		64
 #define ROUTE_LABEL_MAX		63	/* RFC 1035 section 2.3.4 */
 #define DAY_S			86400u
-
-static void route_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-route_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static char
 route_lower(char c)
@@ -133,7 +120,7 @@ route_parse_port(const char *s, uint16_t *port, char *err, size_t errlen)
 	*port = (uint16_t)v;
 	return 0;
 bad:
-	route_err(err, errlen, "bad port '%s'", s);
+	errbuf_set(err, errlen, "bad port '%s'", s);
 	return ROUTE_ESYNTAX;
 }
 
@@ -162,7 +149,7 @@ route_parse_bracketed(const char *in, size_t len, struct route_transport *tr,
 				goto bad4;
 		}
 		if (!route_copy_name(in, len, tr->host)) {
-			route_err(err, errlen, "bad host '%.*s'", (int)len, in);
+			errbuf_set(err, errlen, "bad host '%.*s'", (int)len, in);
 			return ROUTE_ESYNTAX;
 		}
 		return 0;
@@ -178,10 +165,10 @@ route_parse_bracketed(const char *in, size_t len, struct route_transport *tr,
 	tr->ipv6 = true;
 	return 0;
 bad4:
-	route_err(err, errlen, "bad IPv4 address '%.*s'", (int)len, in);
+	errbuf_set(err, errlen, "bad IPv4 address '%.*s'", (int)len, in);
 	return ROUTE_ESYNTAX;
 bad6:
-	route_err(err, errlen, "bad IPv6 address '%.*s'", (int)len, in);
+	errbuf_set(err, errlen, "bad IPv6 address '%.*s'", (int)len, in);
 	return ROUTE_ESYNTAX;
 }
 
@@ -197,7 +184,7 @@ route_parse_next_hop(const char *arg, uint16_t default_port,
 		const char *close = strchr(arg, ']');
 
 		if (close == NULL) {
-			route_err(err, errlen, "missing ']' in '%s'", arg);
+			errbuf_set(err, errlen, "missing ']' in '%s'", arg);
 			return ROUTE_ESYNTAX;
 		}
 		rc = route_parse_bracketed(arg + 1, (size_t)(close - arg - 1),
@@ -210,18 +197,18 @@ route_parse_next_hop(const char *arg, uint16_t default_port,
 		size_t len = strcspn(arg, ":");
 
 		if (len == 0) {
-			route_err(err, errlen, "empty next hop");
+			errbuf_set(err, errlen, "empty next hop");
 			return ROUTE_ESYNTAX;
 		}
 		/* An MX lookup of an address makes no sense: say so. */
 		if (route_looks_ipv4(arg, len)) {
-			route_err(err, errlen,
+			errbuf_set(err, errlen,
 			    "address '%.*s' needs brackets: '[%.*s]'",
 			    (int)len, arg, (int)len, arg);
 			return ROUTE_ESYNTAX;
 		}
 		if (!route_copy_name(arg, len, tr->host)) {
-			route_err(err, errlen, "bad host '%.*s'", (int)len,
+			errbuf_set(err, errlen, "bad host '%.*s'", (int)len,
 			    arg);
 			return ROUTE_ESYNTAX;
 		}
@@ -233,7 +220,7 @@ route_parse_next_hop(const char *arg, uint16_t default_port,
 		return 0;
 	}
 	if (*rest != ':') {
-		route_err(err, errlen, "unexpected '%s' after next hop", rest);
+		errbuf_set(err, errlen, "unexpected '%s' after next hop", rest);
 		return ROUTE_ESYNTAX;
 	}
 	return route_parse_port(rest + 1, &tr->port, err, errlen);
@@ -278,7 +265,7 @@ route_parse_error(const char *arg, struct route_transport *tr, char *err,
 	    route_is_digit(p[2]) && (p[3] == ' ' || p[3] == '\0')) {
 		code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
 		if (code < 400 || code > 599) {
-			route_err(err, errlen,
+			errbuf_set(err, errlen,
 			    "error code must be 4xx or 5xx, not '%.3s'", p);
 			return ROUTE_ESYNTAX;
 		}
@@ -288,7 +275,7 @@ route_parse_error(const char *arg, struct route_transport *tr, char *err,
 		snprintf(enhanced, sizeof(enhanced), "%d.0.0", code / 100);
 		if ((n = route_enhanced_len(p)) > 0) {
 			if (p[0] - '0' != code / 100) {
-				route_err(err, errlen, "enhanced code '%.*s' "
+				errbuf_set(err, errlen, "enhanced code '%.*s' "
 				    "does not match %d", (int)n, p, code);
 				return ROUTE_ESYNTAX;
 			}
@@ -297,7 +284,7 @@ route_parse_error(const char *arg, struct route_transport *tr, char *err,
 		}
 	} else if ((n = route_enhanced_len(p)) > 0) {
 		if (p[0] == '2') {
-			route_err(err, errlen, "error code must be 4xx or 5xx, "
+			errbuf_set(err, errlen, "error code must be 4xx or 5xx, "
 			    "not '%.*s'", (int)n, p);
 			return ROUTE_ESYNTAX;
 		}
@@ -308,13 +295,13 @@ route_parse_error(const char *arg, struct route_transport *tr, char *err,
 	while (*p == ' ')
 		p++;
 	if (*p == '\0') {
-		route_err(err, errlen, "error transport needs a text");
+		errbuf_set(err, errlen, "error transport needs a text");
 		return ROUTE_ESYNTAX;
 	}
 	len = snprintf(tr->text, sizeof(tr->text), "%d %s %s", code, enhanced,
 	    p);
 	if (len < 0 || (size_t)len >= sizeof(tr->text)) {
-		route_err(err, errlen, "error text longer than %d characters",
+		errbuf_set(err, errlen, "error text longer than %d characters",
 		    ROUTE_TEXT_MAX);
 		return ROUTE_ESYNTAX;
 	}
@@ -332,12 +319,12 @@ route_parse_lmtp(const char *arg, struct route_transport *tr, char *err,
 		const char *path = arg + 5;
 
 		if (path[0] != '/') {
-			route_err(err, errlen,
+			errbuf_set(err, errlen,
 			    "socket path '%s' is not absolute", path);
 			return ROUTE_ESYNTAX;
 		}
 		if (strlen(path) > ROUTE_PATH_MAX) {
-			route_err(err, errlen,
+			errbuf_set(err, errlen,
 			    "socket path longer than %d bytes", ROUTE_PATH_MAX);
 			return ROUTE_ESYNTAX;
 		}
@@ -366,7 +353,7 @@ route_parse_transport(const char *text, struct route_transport *out,
 	assert(text != NULL);
 	assert(out != NULL);
 	if (!route_printable(text)) {
-		route_err(err, errlen,
+		errbuf_set(err, errlen,
 		    "control or non-ASCII character in transport");
 		return ROUTE_ESYNTAX;
 	}
@@ -384,7 +371,7 @@ route_parse_transport(const char *text, struct route_transport *out,
 	} else if (NAME_IS("lmtp")) {
 		tr.kind = ROUTE_LMTP;
 		if (arg == NULL) {
-			route_err(err, errlen, "lmtp needs a next hop");
+			errbuf_set(err, errlen, "lmtp needs a next hop");
 			rc = ROUTE_ESYNTAX;
 		} else {
 			rc = route_parse_lmtp(arg, &tr, err, errlen);
@@ -392,7 +379,7 @@ route_parse_transport(const char *text, struct route_transport *out,
 	} else if (NAME_IS("error")) {
 		tr.kind = ROUTE_ERROR;
 		if (arg == NULL) {
-			route_err(err, errlen, "error transport needs a text");
+			errbuf_set(err, errlen, "error transport needs a text");
 			rc = ROUTE_ESYNTAX;
 		} else {
 			rc = route_parse_error(arg, &tr, err, errlen);
@@ -401,7 +388,7 @@ route_parse_transport(const char *text, struct route_transport *out,
 		tr.kind = ROUTE_DISCARD;
 		if (arg != NULL) {
 			if (strlen(arg) > ROUTE_TEXT_MAX) {
-				route_err(err, errlen, "discard text longer "
+				errbuf_set(err, errlen, "discard text longer "
 				    "than %d characters", ROUTE_TEXT_MAX);
 				rc = ROUTE_ESYNTAX;
 			} else {
@@ -409,7 +396,7 @@ route_parse_transport(const char *text, struct route_transport *out,
 			}
 		}
 	} else {
-		route_err(err, errlen, "unknown transport '%.*s'",
+		errbuf_set(err, errlen, "unknown transport '%.*s'",
 		    (int)(namelen > 64 ? 64 : namelen), text);
 		rc = ROUTE_ESYNTAX;
 	}
@@ -607,17 +594,17 @@ route_policy_set(struct route_policy *p, const char *key, const char *value,
 	} else if (strcmp(key, "auth") == 0) {
 		/* Never echo the value: it holds a password. */
 		if (!route_parse_auth(value, &tmp)) {
-			route_err(err, errlen,
+			errbuf_set(err, errlen,
 			    "bad auth: want 'user:password'");
 			return ROUTE_ESYNTAX;
 		}
 		ok = true;
 	} else {
-		route_err(err, errlen, "unknown policy '%.64s'", key);
+		errbuf_set(err, errlen, "unknown policy '%.64s'", key);
 		return ROUTE_ESYNTAX;
 	}
 	if (!ok) {
-		route_err(err, errlen, "bad %s '%.64s'", key, value);
+		errbuf_set(err, errlen, "bad %s '%.64s'", key, value);
 		return ROUTE_ESYNTAX;
 	}
 	*p = tmp;
@@ -635,7 +622,7 @@ route_policy_preset(struct route_policy *p, const char *name, char *err,
 	} else if (strcmp(name, "oneshot") == 0) {
 		p->max_attempts = 1;
 	} else {
-		route_err(err, errlen, "unknown preset '%.64s'", name);
+		errbuf_set(err, errlen, "unknown preset '%.64s'", name);
 		return ROUTE_ESYNTAX;
 	}
 	return 0;
@@ -727,7 +714,7 @@ route_table_add(struct route_table *t, const char *pattern,
 	assert(transport->kind <= ROUTE_DISCARD);
 	if (strcmp(pattern, "*") == 0) {
 		if (t->wildcard != NULL) {
-			route_err(err, errlen, "duplicate route '*'");
+			errbuf_set(err, errlen, "duplicate route '*'");
 			return ROUTE_EDUP;
 		}
 		strcpy(key, "*");
@@ -738,17 +725,17 @@ route_table_add(struct route_table *t, const char *pattern,
 		if (len > off && pattern[len - 1] == '.')
 			len--;
 		if (!route_copy_name(pattern + off, len - off, key + off)) {
-			route_err(err, errlen, "bad route pattern '%.64s'",
+			errbuf_set(err, errlen, "bad route pattern '%.64s'",
 			    pattern);
 			return ROUTE_ESYNTAX;
 		}
 		key[0] = off ? '.' : key[0];
 		if (route_probe(t, key, len) != NULL) {
-			route_err(err, errlen, "duplicate route '%s'", key);
+			errbuf_set(err, errlen, "duplicate route '%s'", key);
 			return ROUTE_EDUP;
 		}
 		if (t->count >= ROUTE_TABLE_MAX) {
-			route_err(err, errlen, "more than %u routes",
+			errbuf_set(err, errlen, "more than %u routes",
 			    ROUTE_TABLE_MAX);
 			return ROUTE_ELIMIT;
 		}
@@ -770,7 +757,7 @@ route_table_add(struct route_table *t, const char *pattern,
 	}
 	return 0;
 nomem:
-	route_err(err, errlen, "out of memory");
+	errbuf_set(err, errlen, "out of memory");
 	return ROUTE_ENOMEM;
 }
 
@@ -823,14 +810,14 @@ route_relay_host(struct route_table *t, const char *next_hop, char *err,
 	assert(t != NULL);
 	assert(next_hop != NULL);
 	if (t->wildcard != NULL) {
-		route_err(err, errlen,
+		errbuf_set(err, errlen,
 		    "relay_host conflicts with the '*' route");
 		return ROUTE_EDUP;
 	}
 	if (next_hop[0] == '\0' ||
 	    (size_t)snprintf(text, sizeof(text), "smtp:%s", next_hop) >=
 	    sizeof(text)) {
-		route_err(err, errlen, "bad relay_host '%.64s'", next_hop);
+		errbuf_set(err, errlen, "bad relay_host '%.64s'", next_hop);
 		return ROUTE_ESYNTAX;
 	}
 	rc = route_parse_transport(text, &tr, err, errlen);

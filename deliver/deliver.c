@@ -163,7 +163,7 @@ dl_share(uint32_t total)
 int
 deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
     const struct envelope *env, const bool *pending, uint16_t attempts,
-    uint64_t next_try_us, bool *discarded, unsigned flags)
+    uint64_t next_try_us, bool *discarded)
 {
 	const char *redirect = g_cfg->dev_redirect;
 	uint64_t now_us = clock_real_us(), now_ms = clock_mono_ms();
@@ -231,7 +231,6 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		memcpy(it->domain, dom, dlen);
 		it->due_ms = next_try_us > now_us ?
 		    now_ms + (next_try_us - now_us) / 1000 : 0;
-		it->keep = (flags & DELIVER_KEEP) != 0;
 		owner = (unsigned)(XXH3_64bits(key, strlen(key)) % g_nshards);
 		if (dl_start_park(owner, it, next_try_us))
 			continue;
@@ -457,7 +456,6 @@ heap_pop(struct deliver *d)
 	return top;
 }
 
-/* An item arrives on its owner, or comes back after a deferral. */
 /* An item leaves memory, counted out of the active set. */
 void
 dl_item_free(struct deliver *d, struct dl_item *it)
@@ -520,6 +518,7 @@ bouncing(const struct deliver *d, uint64_t qid)
 	return false;
 }
 
+/* An item arrives on its owner, or comes back after a deferral. */
 void
 dl_item_schedule(struct deliver *d, struct dl_item *it)
 {
@@ -542,9 +541,8 @@ dl_item_schedule(struct deliver *d, struct dl_item *it)
 	 * one (a leaf of the heap: due late rather than soon), else it is
 	 * parked itself. One for one, so the set stays at its size.
 	 */
-	if (over_limit(d) && !it->keep && !d->stopping) {
-		if (it->due_ms <= d->now_ms && d->nheap > 0 &&
-		    !d->heap[d->nheap - 1]->keep) {
+	if (over_limit(d) && !d->stopping) {
+		if (it->due_ms <= d->now_ms && d->nheap > 0) {
 			struct dl_item *victim = d->heap[--d->nheap];
 
 			if (!item_park(d, victim))
@@ -733,7 +731,7 @@ heap_take(struct deliver *d, uint64_t qid)
 static bool
 due_after(const struct dl_item *it, void *arg)
 {
-	return !it->keep && it->due_ms > *(const uint64_t *)arg;
+	return it->due_ms > *(const uint64_t *)arg;
 }
 
 /*

@@ -98,20 +98,18 @@ void deliver_park_lock(void);
 void deliver_park_unlock(void);
 /* Operator flush: every parked recipient is due now. */
 int deliver_unpark_all_now(void);
-/* Operator bounce: qid's parked recipients come back first (into memory,
- * whatever the limits), so that a BOUNCE posted after finds them. */
+/* Operator bounce: qid's parked recipients come back; posted after the
+ * BOUNCE, they are bounced as they arrive (the shard remembers it). */
 int deliver_unpark_qid(uint64_t qid);
 
 /*
  * Dispatch a message read from the index: the recipients pending[i] (NULL:
  * every pending one), with the highest attempt count among them and, when
- * next_try_us is UINT64_MAX, their latest retry time. flags:
- * DELIVER_KEEP makes the items stay in memory over the limits (an
- * operator's bounce). Returns the items posted or -ENOMEM.
+ * next_try_us is UINT64_MAX, their latest retry time. Returns the items
+ * posted or -ENOMEM.
  */
-#define DELIVER_KEEP 1u
 int deliver_dispatch_msg(const struct queue_msg *m, const bool *pending,
-    uint64_t next_try_us, unsigned flags);
+    uint64_t next_try_us);
 
 /*
  * Route a message's pending recipients and post one item per destination
@@ -124,7 +122,7 @@ int deliver_dispatch_msg(const struct queue_msg *m, const bool *pending,
  */
 int deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
     const struct envelope *env, const bool *pending, uint16_t attempts,
-    uint64_t next_try_us, bool *discarded, unsigned flags);
+    uint64_t next_try_us, bool *discarded);
 
 /*
  * Operator commands, posted to a shard's inbox (any thread):

@@ -52,7 +52,7 @@ static struct {
 
 int
 deliver_dispatch_msg(const struct queue_msg *m, const bool *pending,
-    uint64_t next_try_us, unsigned flags)
+    uint64_t next_try_us)
 {
 	uint16_t attempts = 0;
 	uint64_t next = 0;
@@ -76,7 +76,7 @@ deliver_dispatch_msg(const struct queue_msg *m, const bool *pending,
 	if (next_try_us != UINT64_MAX)
 		next = next_try_us;
 	n = any ? deliver_dispatch(&m->meta, m->qid, &m->env, want, attempts,
-	    next, NULL, flags) : 0;
+	    next, NULL) : 0;
 	free(want);
 	return n;
 }
@@ -101,7 +101,7 @@ start_unpark(const struct queue_update *ups, size_t n)
 			if (ups[j].idx < m.meta.nrcpt)
 				pending[ups[j].idx] = true;
 		if (pending == NULL || deliver_dispatch_msg(&m, pending,
-		    UINT64_MAX, 0) < 0)
+		    UINT64_MAX) < 0)
 			log_fatal("out of memory scheduling the queue");
 		free(pending);
 		queue_msg_release(&m);
@@ -254,9 +254,8 @@ static void
 unparked(void *arg, const struct queue_msg *m, const bool *pending,
     uint64_t next_try_us)
 {
-	unsigned flags = *(const unsigned *)arg;
-
-	if (deliver_dispatch_msg(m, pending, next_try_us, flags) < 0) {
+	(void)arg;
+	if (deliver_dispatch_msg(m, pending, next_try_us) < 0) {
 		char q[QUEUE_ID_LEN + 1];
 
 		queue_id_format(m->qid, q);
@@ -271,7 +270,6 @@ feed_shard(unsigned s, uint64_t now_ms)
 {
 	struct dl_feed *f = &dl_feeds[s];
 	uint32_t want = atomic_load(&f->want);
-	unsigned flags = 0;
 	uint64_t written, horizon;
 	bool left = true;
 	size_t done = 0;
@@ -288,7 +286,7 @@ feed_shard(unsigned s, uint64_t now_ms)
 
 		pthread_mutex_lock(&feed.lock);
 		rc = queue_index_unpark(dl_index, s, n, horizon, unparked,
-		    &flags, &left);
+		    NULL, &left);
 		pthread_mutex_unlock(&feed.lock);
 		if (rc < 0) {
 			log_warn("deliver: taking parked recipients of shard "
@@ -401,11 +399,10 @@ deliver_unpark_all_now(void)
 int
 deliver_unpark_qid(uint64_t qid)
 {
-	unsigned flags = DELIVER_KEEP;
 	int rc;
 
 	if (dl_index == NULL)
 		return 0;
-	rc = queue_index_unpark_qid(dl_index, qid, unparked, &flags);
+	rc = queue_index_unpark_qid(dl_index, qid, unparked, NULL);
 	return rc < 0 ? rc : 0;
 }

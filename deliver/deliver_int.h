@@ -73,7 +73,6 @@ struct dl_item {
 	uint8_t ctl;			/* enum deliver_ctl; 0: an item */
 	uint8_t upd;			/* DELIVER_CTL_UPDATE: the kind */
 	bool redirect;			/* dev_redirect: one address for all */
-	bool keep;			/* stays in memory over the limits */
 	bool dropped;			/* held or deleted while on a connection */
 	char *domain;			/* points into the allocation */
 	uint16_t rcpt[];		/* recipient indices */

@@ -152,7 +152,7 @@ run(const char *line, size_t len, char *out, size_t outlen)
 		deliver_control(0, DELIVER_CTL_UPDATE, cmd.qid,
 		    QUEUE_UPD_RELEASE);
 		rc = wait_state(cmd.qid, MSG_QUEUED);
-		if (rc && deliver_dispatch_msg(&m, NULL, 0, 0) < 0)
+		if (rc && deliver_dispatch_msg(&m, NULL, 0) < 0)
 			log_warn("control: %s released but not scheduled (out "
 			    "of memory); a restart schedules it", arg);
 	} else {

@@ -249,7 +249,7 @@ schedule_msg(void *arg, const struct queue_msg *m)
 		sc->held++;
 		return 0;
 	}
-	n = deliver_dispatch_msg(m, NULL, UINT64_MAX, 0);
+	n = deliver_dispatch_msg(m, NULL, UINT64_MAX);
 	if (n < 0)
 		log_fatal("out of memory scheduling the queue");
 	sc->messages++;

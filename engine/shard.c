@@ -352,8 +352,7 @@ job_dispatch(struct shard *sh, const struct commit_job *job)
 	}
 	discarded = calloc(env.nrcpt, sizeof(*discarded));
 	n = discarded == NULL ? -ENOMEM :
-	    deliver_dispatch(&mm, job->put.qid, &env, NULL, 0, 0, discarded,
-	    0);
+	    deliver_dispatch(&mm, job->put.qid, &env, NULL, 0, 0, discarded);
 	if (n < 0)
 		log_warn("shard %u: out of memory scheduling a message; it "
 		    "waits for a restart", sh->id);

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 
 #include "../lib/net.h"
+#include "../proto/smtp_server.h"
 #include "../deliver/deliver_cfg.h"
 #include "../deliver/route.h"
 
@@ -31,7 +32,8 @@ struct listen_cfg {
 	char *address;		/* as written: "127.0.0.1:2525", "[::1]:25" */
 	struct sockaddr_storage sa;
 	socklen_t salen;
-	/* TLS, PROXY protocol and AUTH modes will be added here. */
+	/* What its sessions ask of clients: TLS, AUTH, senders. */
+	struct smtp_listen_policy policy;
 };
 
 /*

@@ -166,7 +166,7 @@ refuse_connection(int fd, const char *host, const char *why)
 }
 
 static void
-handle_accept(struct shard *sh, int fd)
+handle_accept(struct shard *sh, int fd, unsigned listener)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -222,8 +222,9 @@ handle_accept(struct shard *sh, int fd)
 	c->cmd_deadline_ms = 0;
 	relay_ok = cidr_match(sh->cfg->allowed_networks,
 	    sh->cfg->nallowed_networks, (struct sockaddr *)&ss);
-	smtp_session_init(&c->smtp, sh->scfg, (struct sockaddr *)&ss, relay_ok,
-	    &sh->ids);
+	c->listener = (uint8_t)listener;
+	smtp_session_init(&c->smtp, sh->scfg, &sh->cfg->listen[listener].policy,
+	    (struct sockaddr *)&ss, relay_ok, &sh->ids);
 	handle_event(sh, c, smtp_session_greet(&c->smtp));
 }
 
@@ -897,7 +898,7 @@ dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 	switch ((enum op)URING_UD_OP(ud)) {
 	case OP_ACCEPT:
 		if (res >= 0) {
-			handle_accept(sh, res);
+			handle_accept(sh, res, idx);
 		} else if (res != -ECANCELED &&
 		    sh->now_ms >= sh->accept_warn_ms + 1000) {
 			/* Once a second at most: EMFILE can come in floods. */

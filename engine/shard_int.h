@@ -44,7 +44,7 @@
 #define SHARD_TICK_MS 250
 #define SHARD_FLUSH_GRACE_MS 5000	/* to send the last reply, then close */
 #define SHARD_ACCEPT_BACKOFF_MS 100	/* after accept fails (EMFILE...) */
-#define SHARD_LISTEN_MAX 16
+#define SHARD_LISTEN_MAX 16		/* fits conn.listener */
 
 enum op {
 	OP_ACCEPT = 1,
@@ -79,6 +79,7 @@ struct conn {
 	bool recv_armed;
 	bool send_armed;
 	uint8_t inflight;
+	uint8_t listener;	/* index in cfg->listen */
 	uint16_t client_bucket;
 	uint64_t deadline_ms;
 	uint64_t cmd_deadline_ms;	/* command line under way: its end by

@@ -185,9 +185,11 @@ reply_error(struct smtp_session *s, const char *fmt, ...)
 
 void
 smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
-    const struct sockaddr *peer, bool relay_ok,
-    const struct smtp_id_source *ids)
+    const struct smtp_listen_policy *pol, const struct sockaddr *peer,
+    bool relay_ok, const struct smtp_id_source *ids)
 {
+	static const struct smtp_listen_policy plain;
+
 	struct buf in = s->in, out = s->out, msg = s->msg, env = s->env;
 	int rc;
 
@@ -209,6 +211,7 @@ smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
 	s->env.max = SMTP_HELO_MAX + 1 +
 	    ((size_t)cfg->recipients + 1) * (SMTP_PATH_MAX + 1);
 	s->cfg = cfg;
+	s->pol = pol != NULL ? pol : &plain;
 	s->ids = ids;
 	s->relay_ok = relay_ok;
 	s->state = SMTP_S_INIT;

@@ -85,6 +85,38 @@ void smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
     uint64_t message_size, uint32_t recipients, uint32_t line_length,
     uint32_t errors);
 
+/*
+ * What one listener asks of its sessions: TLS, AUTH and sender rules. The
+ * engine keeps one per listener (read-only, shared by every shard) and
+ * hands it to smtp_session_init(); NULL means a plaintext listener with
+ * no AUTH, which is what the zero value says too.
+ */
+enum smtp_tls_mode {
+	SMTP_TLS_NONE = 0,	/* plaintext only, no STARTTLS offered */
+	SMTP_TLS_STARTTLS,	/* STARTTLS offered, not required */
+	SMTP_TLS_REQUIRED,	/* STARTTLS before MAIL */
+	SMTP_TLS_IMPLICIT,	/* TLS from the first byte (port 465) */
+};
+
+enum smtp_auth_mode {
+	SMTP_AUTH_OFF = 0,	/* AUTH not offered */
+	SMTP_AUTH_OPTIONAL,	/* offered; relaying still needs it */
+	SMTP_AUTH_REQUIRED,	/* MAIL refused until authenticated */
+};
+
+enum smtp_sender_rule {
+	SMTP_SENDER_ANY = 0,	/* no restriction on MAIL FROM / From: */
+	SMTP_SENDER_DOMAIN,	/* the domain must be one the user owns */
+	SMTP_SENDER_EMAIL,	/* the address must be one the user owns */
+};
+
+struct smtp_listen_policy {
+	enum smtp_tls_mode tls;
+	enum smtp_auth_mode auth;
+	bool auth_insecure;	/* offer AUTH without TLS */
+	enum smtp_sender_rule senders;
+};
+
 enum smtp_state {
 	SMTP_S_INIT = 0,	/* greeted, no HELO/EHLO yet */
 	SMTP_S_READY,		/* HELO/EHLO done, no transaction */
@@ -114,6 +146,7 @@ enum smtp_commit_result {
 
 struct smtp_session {
 	const struct smtp_server_cfg *cfg;
+	const struct smtp_listen_policy *pol;	/* never NULL once set up */
 	enum smtp_state state;
 	struct buf in;		/* unconsumed input */
 	struct buf out;		/* replies not yet sent */
@@ -132,6 +165,7 @@ struct smtp_session {
 	bool esmtp;		/* EHLO rather than HELO */
 	bool smtputf8;
 	bool shutting_down;
+	bool tls;		/* running over TLS (the engine sets it) */
 	bool failed;		/* out of memory or room: closing */
 	uint8_t body;		/* enum smtp_body */
 	uint32_t declared_size;
@@ -149,9 +183,10 @@ struct smtp_session {
 	char client_addr[64];	/* "127.0.0.1", "::1" */
 };
 
+/* pol: the listener's policy, kept by reference; NULL: plaintext, no AUTH. */
 void smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
-    const struct sockaddr *peer, bool relay_ok,
-    const struct smtp_id_source *ids);
+    const struct smtp_listen_policy *pol, const struct sockaddr *peer,
+    bool relay_ok, const struct smtp_id_source *ids);
 /*
  * The connection is gone: give back what the session holds of the memory
  * budget and free its big buffers (small ones stay for the next session

@@ -51,7 +51,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	smtp_server_cfg_init(&cfg, "fuzz.test", 64 + (data[0] & 0x3f) * 16,
 	    1 + (data[0] & 3), 512 + (data[0] >> 6) * 100, 50);
 	memset(&s, 0, sizeof(s));
-	smtp_session_init(&s, &cfg, (struct sockaddr *)&sin, data[0] & 0x80,
+	smtp_session_init(&s, &cfg, NULL, (struct sockaddr *)&sin, data[0] & 0x80,
 	    &ids);
 	smtp_session_greet(&s);
 	while (off < size && ev != SMTP_EV_CLOSE) {

@@ -212,7 +212,7 @@ run(const struct buf *wire, const struct setup *su, size_t step,
 	cfg.rcpt_refused = inbound_rcpt_refused;	/* the engine's own */
 	cfg.rcpt_ctx = (void *)&su->routes;
 	memset(&s, 0, sizeof(s));
-	smtp_session_init(&s, &cfg, (struct sockaddr *)&sin, su->relay != 0,
+	smtp_session_init(&s, &cfg, NULL, (struct sockaddr *)&sin, su->relay != 0,
 	    &ids);
 	smtp_session_greet(&s);
 	add_output(tr, &s.out);

@@ -30,7 +30,7 @@ start(struct smtp_session *s, struct smtp_server_cfg *cfg)
 
 	smtp_server_cfg_init(cfg, "mx.test", 100000, 10, 512, 20);
 	memset(s, 0, sizeof(*s));
-	smtp_session_init(s, cfg, (struct sockaddr *)&sin, true, &ids);
+	smtp_session_init(s, cfg, NULL, (struct sockaddr *)&sin, true, &ids);
 	CHECK(smtp_session_greet(s) == SMTP_EV_NONE);
 }
 

@@ -53,7 +53,7 @@
 /* Schema                                                              */
 /* ------------------------------------------------------------------ */
 
-static cfg_check_fn check_hostname, check_user, check_path, check_address, check_network,
+static cfg_check_fn check_hostname, check_mailbox, check_user, check_path, check_address, check_network,
     check_resolver;
 
 /*
@@ -205,7 +205,7 @@ const struct cfg_key config_keys[] = {
 	{ KEY("relay_host", CFG_STRING, NULL, 0, 0),
 	  FIELD(struct config, relay_host) },
 	{ KEY("dev_redirect", CFG_STRING, NULL, 0, 0),
-	  FIELD(struct config, dev_redirect) },
+	  FIELD(struct config, dev_redirect), .check = check_mailbox },
 	{ KEY("dns", CFG_MAP, NULL, 0, 0), .offset = offsetof(struct config, dns),
 	  .sub = dns_keys },
 	{ KEY("delivery", CFG_MAP, NULL, 0, 0),
@@ -299,8 +299,8 @@ parse_scaled(const char *s, enum cfg_type t, uint64_t *out)
 }
 
 /* Range ends in the unit the user writes: "1K", "64K", "100ms", "1h". */
-static void
-fmt_value(enum cfg_type t, uint64_t x, char *buf, size_t len)
+void
+cfg_fmt_value(enum cfg_type t, uint64_t x, char *buf, size_t len)
 {
 	static const struct {
 		uint64_t mult;
@@ -372,6 +372,36 @@ check_hostname(const char *s, void *obj, char *why, size_t whylen)
 		if (*p <= ' ' || *p >= 0x7f) {
 			snprintf(why, whylen, "must not contain spaces, control "
 			    "characters or non-ASCII bytes");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A mailbox to send mail to: local@domain, both parts non-empty, no
+ * spaces or control characters (the SMTP client writes it into RCPT TO
+ * as it is). A bare "root" would be sent nowhere useful: say so here.
+ */
+static int
+check_mailbox(const char *s, void *obj, char *why, size_t whylen)
+{
+	const char *at = strrchr(s, '@');
+
+	(void)obj;
+	if (at == NULL || at == s || at[1] == '\0') {
+		snprintf(why, whylen, "must be an address with a domain, "
+		    "like user@example.org");
+		return -1;
+	}
+	if (strlen(s) > 254) {
+		snprintf(why, whylen, "must be at most 254 characters");
+		return -1;
+	}
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p <= ' ' || *p == 0x7f || *p == '<' || *p == '>') {
+			snprintf(why, whylen, "must not contain spaces, "
+			    "control characters or angle brackets");
 			return -1;
 		}
 	}
@@ -603,8 +633,8 @@ convert(struct loader *ld, const struct cfg_key *k, const struct cnode *v,
 			return;
 		}
 		if (x < k->min || x > k->max) {
-			fmt_value(k->type, k->min, lo, sizeof lo);
-			fmt_value(k->type, k->max, hi, sizeof hi);
+			cfg_fmt_value(k->type, k->min, lo, sizeof lo);
+			cfg_fmt_value(k->type, k->max, hi, sizeof hi);
 			cfg_error(ld, v->origin, v->line, path,
 			    "value must be between %s and %s", lo, hi);
 			return;
@@ -872,8 +902,8 @@ check_limits(struct loader *ld, struct config *cfg, const struct cnode *root)
 	    cfg->limits.memory >= cfg->limits.message_size)
 		return;
 	assert(v != NULL);
-	fmt_value(CFG_SIZE, cfg->limits.memory, mem, sizeof mem);
-	fmt_value(CFG_SIZE, cfg->limits.message_size, size, sizeof size);
+	cfg_fmt_value(CFG_SIZE, cfg->limits.memory, mem, sizeof mem);
+	cfg_fmt_value(CFG_SIZE, cfg->limits.message_size, size, sizeof size);
 	cfg_error(ld, v->origin, v->line, "limits.memory", "%s is below "
 	    "limits.message_size (%s): no message that large could ever be "
 	    "taken", mem, size);
@@ -917,9 +947,11 @@ resolve(struct loader *ld, struct config *cfg, const struct corigin *fo)
 /* Public API                                                          */
 /* ------------------------------------------------------------------ */
 
-int
-config_load(struct config *cfg, const char *path, char *const *overrides,
-    size_t noverrides, char *const *envp, struct config_errors *errs)
+/* config_load(), and when print is not NULL, the result printed to it. */
+static int
+load(struct config *cfg, const char *path, char *const *overrides,
+    size_t noverrides, char *const *envp, struct config_errors *errs,
+    FILE *print, bool print_all)
 {
 	struct loader ld;
 	struct corigin *fo, *o;
@@ -971,6 +1003,9 @@ config_load(struct config *cfg, const char *path, char *const *overrides,
 	if (ld.nfail == 0 && !ld.oom)
 		resolve(&ld, cfg, fo);
 	cfg->source = cfg_str_dup(&ld, name, strlen(name));
+	if (print != NULL && ld.nfail == 0 && !ld.oom)
+		cfg_print_tree(print, root, cfg, path == NULL ? fo : NULL,
+		    print_all);
 finish:
 	n = cfg_flush_errors(&ld, errs);
 	cnode_free(root);
@@ -983,6 +1018,30 @@ finish:
 	}
 	if (n > 0)
 		config_free(cfg);
+	return n;
+}
+
+int
+config_load(struct config *cfg, const char *path, char *const *overrides,
+    size_t noverrides, char *const *envp, struct config_errors *errs)
+{
+	return load(cfg, path, overrides, noverrides, envp, errs, NULL, false);
+}
+
+int
+config_print(const char *path, char *const *overrides, size_t noverrides,
+    char *const *envp, bool all, FILE *out, FILE *err)
+{
+	struct config_errors errs = { 0 };
+	struct config cfg;
+	int n;
+
+	n = load(&cfg, path, overrides, noverrides, envp, &errs, out, all);
+	for (size_t i = 0; i < errs.n; i++)
+		fprintf(err, "%s\n", errs.msg[i]);
+	config_errors_free(&errs);
+	if (n == 0)
+		config_free(&cfg);
 	return n;
 }
 

@@ -18,6 +18,7 @@
 #ifndef SLUICE_CONFIG_H
 #define SLUICE_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -131,6 +132,15 @@ void config_free(struct config *cfg);
 int config_load_report(struct config *cfg, const char *path,
     char *const *overrides, size_t noverrides, char *const *envp, FILE *err);
 void config_errors_free(struct config_errors *errs);
+
+/*
+ * Load as config_load_report() does, then print the configuration as YAML
+ * to out: the keys that the file, -o options or SLUICE_* variables set
+ * (`sluiced --print-config`), or with all every key, defaults included.
+ * Returns the number of errors (printed to err; nothing goes to out).
+ */
+int config_print(const char *path, char *const *overrides, size_t noverrides,
+    char *const *envp, bool all, FILE *out, FILE *err);
 
 /* Delivery's view of cfg: pointers into it, valid while it is loaded. */
 void config_deliver_cfg(const struct config *cfg, struct deliver_cfg *out);

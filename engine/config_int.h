@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
@@ -210,6 +211,17 @@ void cfg_apply_environment(struct loader *ld, struct cnode *root,
     char *const *envp);
 void cfg_apply_options(struct loader *ld, struct cnode *root,
     char *const *overrides, size_t noverrides);
+
+/* "64K", "5m": x in the unit a user would write it (config.c). */
+void cfg_fmt_value(enum cfg_type t, uint64_t x, char *buf, size_t len);
+
+/*
+ * config_print.c: the merged tree as YAML; keys set only by nodes of
+ * origin skip (the embedded default) count as unset; all: unset keys too,
+ * with their defaults (or, lacking one, their value in cfg).
+ */
+void cfg_print_tree(FILE *out, const struct cnode *root,
+    const struct config *cfg, const struct corigin *skip, bool all);
 
 /* Read a whole file of at most CONFIG_FILE_MAX bytes. 0, or -1 (reported). */
 int cfg_read_file(struct loader *ld, const struct corigin *fo,

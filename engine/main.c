@@ -62,6 +62,7 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: sluiced [-c FILE] [-o key=value]... [-n]\n"
+	    "       sluiced [-c FILE] [-o key=value]... --print-config [--all]\n"
 	    "       sluiced --version | --help\n"
 	    "  -c FILE        read the YAML configuration FILE (default: the\n"
 	    "                 embedded configuration)\n"
@@ -69,6 +70,8 @@ usage(FILE *f)
 	    "                 e.g. -o spool=/tmp/q -o listen.0.address=127.0.0.1:2600\n"
 	    "  -n             check the configuration, print \"configuration OK\"\n"
 	    "                 or every error, and exit\n"
+	    "  --print-config print the keys the file, -o and SLUICE_* set, as\n"
+	    "                 YAML (with --all: every key, defaults included)\n"
 	    "  -h, --help     this help\n"
 	    "  --version      print the version and exit\n"
 	    "SLUICE_* environment variables override keys too, e.g.\n"
@@ -328,14 +331,23 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "print-config", no_argument, NULL, 'P' },
+		{ "all", no_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
+	int print = 0, print_all = 0;
 
 	while ((opt = getopt_long(argc, argv, "c:o:nh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'V':
 			printf("sluiced %s\n", SLUICE_VERSION);
 			return 0;
+		case 'P':
+			print = 1;
+			break;
+		case 'A':
+			print_all = 1;
+			break;
 		case 'c':
 			path = optarg;
 			break;
@@ -353,9 +365,15 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc || (print_all && !print)) {
 		usage(stderr);
 		return 2;
+	}
+	if (print) {
+		rc = config_print(path, ov, nov, environ, print_all, stdout,
+		    stderr);
+		free(ov);
+		return rc != 0 || fflush(stdout) != 0 ? 2 : 0;
 	}
 	load_config(&cfg, path, ov, nov);
 	/* A missing user is the configuration's fault: report it as such. */
@@ -363,6 +381,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: user: %s\n", cfg.source, why);
 		exit(2);
 	}
+	/* Receivers judge HELO names; a bare host name looks misconfigured. */
+	if (strchr(cfg.hostname, '.') == NULL)
+		fprintf(stderr, "%s: warning: hostname '%s' is not a fully "
+		    "qualified domain name; servers that receive mail from "
+		    "sluice expect one in EHLO (set hostname)\n", cfg.source,
+		    cfg.hostname);
 	if (check) {
 		printf("configuration OK\n");
 		config_free(&cfg);

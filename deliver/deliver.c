@@ -787,6 +787,15 @@ fifo_take(struct deliver *d, uint64_t qid)
 	return out;
 }
 
+/* The destination's backoff and cached DNS answer end now. */
+static void
+dest_flush(struct dl_dest *ds)
+{
+	ds->hold_until_ms = 0;
+	ds->hold_ms = 0;
+	ds->resolved_ms = ds->resolved_ms == UINT64_MAX ? UINT64_MAX : 0;
+}
+
 static void
 handle_ctl(struct deliver *d, struct dl_item *ctl)
 {
@@ -794,18 +803,21 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 
 	switch (ctl->ctl) {
 	case DELIVER_CTL_FLUSH:
-		/* Every deferred item is due now; no destination waits. */
-		list = heap_take(d, 0);
-		for (unsigned b = 0; b < DL_DEST_BUCKETS; b++)
-			for (struct dl_dest *ds = d->buckets[b]; ds;
-			    ds = ds->hnext) {
-				ds->hold_until_ms = 0;
-				ds->hold_ms = 0;
-				ds->resolved_ms = ds->resolved_ms == UINT64_MAX ?
-				    UINT64_MAX : 0;
-			}
+		/*
+		 * Every deferred item (qid 0), or those of one message, is
+		 * due now; their destinations stop waiting too (a flush is
+		 * the operator saying "try again now").
+		 */
+		list = heap_take(d, ctl->qid);
+		if (ctl->qid == 0)
+			for (unsigned b = 0; b < DL_DEST_BUCKETS; b++)
+				for (struct dl_dest *ds = d->buckets[b]; ds;
+				    ds = ds->hnext)
+					dest_flush(ds);
 		for (it = list; it != NULL; it = next) {
 			next = it->next;
+			if (ctl->qid != 0)
+				dest_flush(it->dest);
 			dest_push(d, it->dest, it);
 		}
 		break;

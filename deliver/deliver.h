@@ -126,7 +126,8 @@ int deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 
 /*
  * Operator commands, posted to a shard's inbox (any thread):
- *   FLUSH   every deferred item is due now, destinations stop waiting
+ *   FLUSH   the deferred items of qid (qid 0: every one) are due now,
+ *           and their destinations (0: all) stop waiting
  *   DROP    forget the items of qid (deleted or put on hold)
  *   BOUNCE  bounce the items of qid now (a DSN to the sender)
  *   UPDATE  hand the index update (upd: enum queue_upd_kind) of qid to

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../deliver/deliver.h"
+#include "../lib/clock.h"
 #include "../lib/log.h"
 #include "control_parse.h"
 
@@ -48,31 +49,6 @@ sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
-/*
- * Wait until the message is gone (want < 0) or in state want; bounded.
- * true when it got there.
- */
-static bool
-wait_state(uint64_t qid, int want)
-{
-	for (unsigned waited = 0; waited < CONTROL_WAIT_MS; waited += 20) {
-		struct queue_msg m;
-		int rc = queue_index_get(ctl.qi, qid, &m);
-
-		if (rc == QUEUE_ENOTFOUND && want < 0)
-			return true;
-		if (rc == 0) {
-			bool there = want >= 0 && m.meta.state == (uint32_t)want;
-
-			queue_msg_release(&m);
-			if (there)
-				return true;
-		}
-		sleep_ms(20);
-	}
-	return false;
-}
-
 static void
 all_shards(enum deliver_ctl what, uint64_t qid)
 {
@@ -81,33 +57,221 @@ all_shards(enum deliver_ctl what, uint64_t qid)
 			log_warn("control: out of memory");
 }
 
+/*
+ * Wait, within one shared deadline, for every acted-on id to be gone
+ * (want < 0) or in state want; the number that got there.
+ */
+static unsigned
+wait_all(const uint64_t *qid, const bool *acted, unsigned n, int want)
+{
+	uint64_t deadline = clock_mono_ms() + CONTROL_WAIT_MS;
+	unsigned done = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!acted[i])
+			continue;
+		for (;;) {
+			struct queue_msg m;
+			int rc = queue_index_get(ctl.qi, qid[i], &m);
+			bool there = rc == QUEUE_ENOTFOUND && want < 0;
+
+			if (rc == 0) {
+				there = want >= 0 && m.meta.state == (uint32_t)want;
+				queue_msg_release(&m);
+			}
+			if (there) {
+				done++;
+				break;
+			}
+			if (clock_mono_ms() >= deadline)
+				break;
+			sleep_ms(20);
+		}
+	}
+	return done;
+}
+
+/*
+ * Why one message cannot take the verb (its state), or NULL; m is the
+ * message as the index has it.
+ */
+static const char *
+refusal(enum control_verb verb, const struct queue_msg *m)
+{
+	if (verb == CONTROL_RELEASE && m->meta.state != MSG_HOLD)
+		return "is not on hold";
+	if ((verb == CONTROL_BOUNCE || verb == CONTROL_FLUSH) &&
+	    m->meta.state == MSG_HOLD)
+		return "is on hold: release it first";
+	return NULL;
+}
+
+/* Act on one message without waiting; the caller holds the park lock. */
+static void
+act(enum control_verb verb, const struct queue_msg *m)
+{
+	switch (verb) {
+	case CONTROL_DELETE:
+		all_shards(DELIVER_CTL_DROP, m->qid);
+		deliver_control(0, DELIVER_CTL_UPDATE, m->qid,
+		    QUEUE_UPD_DELETE);
+		break;
+	case CONTROL_HOLD:
+		all_shards(DELIVER_CTL_DROP, m->qid);
+		deliver_control(0, DELIVER_CTL_UPDATE, m->qid, QUEUE_UPD_HOLD);
+		break;
+	case CONTROL_RELEASE:
+		deliver_control(0, DELIVER_CTL_UPDATE, m->qid,
+		    QUEUE_UPD_RELEASE);
+		break;
+	case CONTROL_BOUNCE:
+		/* The owners bounce what they hold and, for a while, what
+		 * arrives; parked recipients are swept after (run()). */
+		all_shards(DELIVER_CTL_BOUNCE, m->qid);
+		break;
+	case CONTROL_FLUSH:
+		/* Parked recipients come back first, then all are due. */
+		if (deliver_unpark_qid(m->qid) != 0)
+			log_warn("control: flush: parked recipients keep their "
+			    "retry times");
+		all_shards(DELIVER_CTL_FLUSH, m->qid);
+		break;
+	default:
+		log_panic("control: bad verb %d", (int)verb);
+	}
+}
+
+/*
+ * The verb on each id: every message is acted on first, then the waits
+ * for the index to show the changes share one deadline, so that a bulk
+ * request of CONTROL_IDS_MAX ids costs about as long as one.
+ */
+static void
+run_ids(const struct control_cmd *cmd, char *out, size_t outlen)
+{
+	static bool acted[CONTROL_IDS_MAX];
+	static struct queue_msg m[CONTROL_IDS_MAX];
+	const char *verb = control_verb_name(cmd->verb), *why = NULL;
+	unsigned n = cmd->nqid, nact = 0, gone = 0, refused = 0, done;
+	int rc = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		acted[i] = false;
+		rc = queue_index_get(ctl.qi, cmd->qid[i], &m[i]);
+		if (rc == QUEUE_ENOTFOUND) {
+			gone++;
+			continue;
+		}
+		if (rc != 0)
+			break;
+		if ((why = refusal(cmd->verb, &m[i])) != NULL) {
+			refused++;
+			queue_msg_release(&m[i]);
+			continue;
+		}
+		acted[i] = true;
+		nact++;
+	}
+	if (rc != 0 && rc != QUEUE_ENOTFOUND) {
+		for (unsigned i = 0; i < n; i++)
+			if (acted[i])
+				queue_msg_release(&m[i]);
+		snprintf(out, outlen, "error the queue index: %s\n",
+		    queue_strerror(rc));
+		return;
+	}
+	/* No unpark crosses a drop or a bounce: see deliver_park_lock(). */
+	deliver_park_lock();
+	for (unsigned i = 0; i < n; i++)
+		if (acted[i])
+			act(cmd->verb, &m[i]);
+	switch (cmd->verb) {
+	case CONTROL_DELETE:
+		done = wait_all(cmd->qid, acted, n, -1);
+		break;
+	case CONTROL_HOLD:
+		done = wait_all(cmd->qid, acted, n, MSG_HOLD);
+		break;
+	case CONTROL_RELEASE:
+		done = wait_all(cmd->qid, acted, n, MSG_QUEUED);
+		break;
+	case CONTROL_BOUNCE:
+		/* Parked recipients out of the index, a few times, to catch
+		 * parks that were still on their way to it. */
+		for (unsigned s = 0; s < CONTROL_BOUNCE_SWEEPS; s++) {
+			if (s > 0) {
+				sleep_ms(CONTROL_BOUNCE_GAP_MS);
+				(void)committer_index_sync(ctl.committer,
+				    CONTROL_WAIT_MS);
+			}
+			for (unsigned i = 0; i < n; i++)
+				if (acted[i] &&
+				    deliver_unpark_qid(cmd->qid[i]) != 0)
+					log_warn("control: bounce: parked "
+					    "recipients bounce when next tried");
+		}
+		done = nact;
+		break;
+	default:
+		done = nact;
+		break;
+	}
+	deliver_park_unlock();
+	for (unsigned i = 0; i < n; i++) {
+		if (!acted[i])
+			continue;
+		/* Scheduled only once the index says it is queued again. */
+		if (cmd->verb == CONTROL_RELEASE &&
+		    deliver_dispatch_msg(&m[i], NULL, 0) < 0)
+			log_warn("control: a released message was not "
+			    "scheduled (out of memory); a restart schedules it");
+		queue_msg_release(&m[i]);
+	}
+	if (n == 1) {
+		/* One id: the reply names it, as it always has. */
+		if (gone)
+			snprintf(out, outlen, "error %s: %s\n", cmd->arg,
+			    queue_strerror(QUEUE_ENOTFOUND));
+		else if (refused)
+			snprintf(out, outlen, "error %s %s\n", cmd->arg, why);
+		else if (done == 0)
+			snprintf(out, outlen, "error %s: %s not done within "
+			    "%u ms\n", cmd->arg, verb, CONTROL_WAIT_MS);
+		else
+			snprintf(out, outlen, "ok %s %s\n", verb, cmd->arg);
+		if (done > 0)
+			log_info("control: %s %s", verb, cmd->arg);
+		return;
+	}
+	log_info("control: %s: %u of %u message(s) (%u not in the queue, "
+	    "%u refused)", verb, done, n, gone, refused);
+	snprintf(out, outlen, "%s %s %u %u %u %u\n",
+	    done == nact ? "ok" : "error", verb, done, gone, refused,
+	    nact - done);
+}
+
 /* Run one command; the reply goes to out. */
 static void
 run(const char *line, size_t len, char *out, size_t outlen)
 {
-	struct control_cmd cmd;
-	struct queue_msg m;
-	const char *verb, *arg;
+	static struct control_cmd cmd;
 	char why[128];
-	int rc;
 
 	if (control_parse(line, len, &cmd, why, sizeof(why)) != 0) {
 		snprintf(out, outlen, "error %s\n", why);
 		return;
 	}
-	verb = control_verb_name(cmd.verb);
-	arg = cmd.arg;
 	/* Whatever was acknowledged before the command is in the index. */
 	if (committer_index_sync(ctl.committer, CONTROL_WAIT_MS) != 0) {
 		snprintf(out, outlen, "error the queue index cannot be "
 		    "written now (see the log)\n");
 		return;
 	}
-	switch (cmd.verb) {
-	case CONTROL_SYNC:
+	if (cmd.verb == CONTROL_SYNC) {
 		snprintf(out, outlen, "ok index up to date\n");
 		return;
-	case CONTROL_FLUSH:
+	}
+	if (cmd.verb == CONTROL_FLUSH && cmd.nqid == 0) {
 		if (deliver_unpark_all_now() != 0)
 			log_warn("control: flush: parked recipients keep their "
 			    "retry times");
@@ -115,82 +279,8 @@ run(const char *line, size_t len, char *out, size_t outlen)
 		snprintf(out, outlen, "ok deferred mail is due now\n");
 		log_info("control: flush");
 		return;
-	case CONTROL_DELETE:
-	case CONTROL_HOLD:
-	case CONTROL_RELEASE:
-	case CONTROL_BOUNCE:
-		break;
-	default:
-		log_panic("control: bad verb %d", (int)cmd.verb);
 	}
-	rc = queue_index_get(ctl.qi, cmd.qid, &m);
-	if (rc != 0) {
-		snprintf(out, outlen, "error %s: %s\n", arg,
-		    queue_strerror(rc));
-		return;
-	}
-	if (cmd.verb == CONTROL_DELETE) {
-		/* No unpark crosses it: see deliver_park_lock(). */
-		deliver_park_lock();
-		all_shards(DELIVER_CTL_DROP, cmd.qid);
-		deliver_control(0, DELIVER_CTL_UPDATE, cmd.qid,
-		    QUEUE_UPD_DELETE);
-		rc = wait_state(cmd.qid, -1);
-		deliver_park_unlock();
-	} else if (cmd.verb == CONTROL_HOLD) {
-		deliver_park_lock();
-		all_shards(DELIVER_CTL_DROP, cmd.qid);
-		deliver_control(0, DELIVER_CTL_UPDATE, cmd.qid, QUEUE_UPD_HOLD);
-		rc = wait_state(cmd.qid, MSG_HOLD);
-		deliver_park_unlock();
-	} else if (cmd.verb == CONTROL_RELEASE) {
-		if (m.meta.state != MSG_HOLD) {
-			snprintf(out, outlen, "error %s is not on hold\n", arg);
-			queue_msg_release(&m);
-			return;
-		}
-		deliver_control(0, DELIVER_CTL_UPDATE, cmd.qid,
-		    QUEUE_UPD_RELEASE);
-		rc = wait_state(cmd.qid, MSG_QUEUED);
-		if (rc && deliver_dispatch_msg(&m, NULL, 0) < 0)
-			log_warn("control: %s released but not scheduled (out "
-			    "of memory); a restart schedules it", arg);
-	} else {
-		if (m.meta.state == MSG_HOLD) {
-			snprintf(out, outlen, "error %s is on hold: release it "
-			    "first\n", arg);
-			queue_msg_release(&m);
-			return;
-		}
-		/*
-		 * The owners bounce what they hold and, for a while, what
-		 * arrives: then the message's parked recipients are taken
-		 * out of the index, a few times, to catch parks that were
-		 * still on their way to it.
-		 */
-		deliver_park_lock();
-		all_shards(DELIVER_CTL_BOUNCE, cmd.qid);
-		for (unsigned i = 0; i < CONTROL_BOUNCE_SWEEPS; i++) {
-			if (i > 0) {
-				sleep_ms(CONTROL_BOUNCE_GAP_MS);
-				(void)committer_index_sync(ctl.committer,
-				    CONTROL_WAIT_MS);
-			}
-			if (deliver_unpark_qid(cmd.qid) != 0)
-				log_warn("control: bounce %s: its parked "
-				    "recipients bounce when next tried", arg);
-		}
-		deliver_park_unlock();
-		rc = true;
-	}
-	queue_msg_release(&m);
-	if (!rc) {
-		snprintf(out, outlen, "error %s: %s not done within %u ms\n",
-		    arg, verb, CONTROL_WAIT_MS);
-		return;
-	}
-	log_info("control: %s %s", verb, arg);
-	snprintf(out, outlen, "ok %s %s\n", verb, arg);
+	run_ids(&cmd, out, outlen);
 }
 
 static void

@@ -4,8 +4,12 @@
  * the index see every message acknowledged before them ("sync").
  *
  * A thread accepts on SPOOL/control.sock (mode 0600, owner only). A client
- * sends one line, "COMMAND [QUEUE-ID]\n" (grammar: control_parse.h), and
- * gets one line back: "ok TEXT" or "error TEXT". A malformed line is
+ * sends one line, "COMMAND [QUEUE-ID...]\n" (grammar: control_parse.h),
+ * and gets one line back: "ok TEXT" or "error TEXT". With one id, TEXT
+ * names it ("ok hold ID", "error ID is not on hold"); with several it is
+ * "VERB DONE GONE REFUSED LATE": messages done, not in the queue, in a
+ * state that refuses the verb (release of one not held, bounce or flush
+ * of one held) and not done in time ("ok" only when LATE is 0). A malformed line is
  * answered at once; every other command first waits until what was
  * acknowledged before it is indexed (the index follows the segments by a
  * few milliseconds); "sync" does only that. Commands act through the

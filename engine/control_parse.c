@@ -14,19 +14,19 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CONTROL_WORDS_MAX	3	/* one more than the grammar allows */
+#define CONTROL_WORDS_MAX	(CONTROL_IDS_MAX + 2)	/* one too many */
 
 static const struct {
 	const char *name;
 	enum control_verb verb;
-	bool takes_id;
+	unsigned min_ids, max_ids;
 } verbs[] = {
-	{ "sync", CONTROL_SYNC, false },
-	{ "flush", CONTROL_FLUSH, false },
-	{ "delete", CONTROL_DELETE, true },
-	{ "hold", CONTROL_HOLD, true },
-	{ "release", CONTROL_RELEASE, true },
-	{ "bounce", CONTROL_BOUNCE, true },
+	{ "sync", CONTROL_SYNC, 0, 0 },
+	{ "flush", CONTROL_FLUSH, 0, CONTROL_IDS_MAX },
+	{ "delete", CONTROL_DELETE, 1, CONTROL_IDS_MAX },
+	{ "hold", CONTROL_HOLD, 1, CONTROL_IDS_MAX },
+	{ "release", CONTROL_RELEASE, 1, CONTROL_IDS_MAX },
+	{ "bounce", CONTROL_BOUNCE, 1, CONTROL_IDS_MAX },
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
@@ -45,7 +45,7 @@ control_verb_takes_id(enum control_verb verb)
 {
 	for (size_t i = 0; i < NVERBS; i++)
 		if (verbs[i].verb == verb)
-			return verbs[i].takes_id;
+			return verbs[i].min_ids > 0;
 	return false;
 }
 
@@ -83,8 +83,8 @@ echoable(const char *s, size_t n)
 static void
 usage(char *why, size_t whylen)
 {
-	set_why(why, whylen, "usage: sync | flush | "
-	    "delete|hold|release|bounce QUEUE-ID");
+	set_why(why, whylen, "usage: sync | flush [QUEUE-ID...] | "
+	    "delete|hold|release|bounce QUEUE-ID...");
 }
 
 int
@@ -142,22 +142,25 @@ control_parse(const char *line, size_t len, struct control_cmd *cmd,
 			set_why(why, whylen, "unknown command");
 		return -EINVAL;
 	}
-	if (nword != (verbs[v].takes_id ? 2u : 1u)) {
+	if (nword - 1 < verbs[v].min_ids || nword - 1 > verbs[v].max_ids) {
 		usage(why, whylen);
 		return -EINVAL;
 	}
-	if (verbs[v].takes_id) {
-		if (wlen[1] != QUEUE_ID_LEN) {
+	for (size_t w = 1; w < nword; w++) {
+		if (wlen[w] != QUEUE_ID_LEN) {
+			memset(cmd, 0, sizeof(*cmd));
 			usage(why, whylen);
 			return -EINVAL;
 		}
-		memcpy(id, word[1], QUEUE_ID_LEN);
+		memcpy(id, word[w], QUEUE_ID_LEN);
 		id[QUEUE_ID_LEN] = '\0';
-		if (queue_id_parse(id, &cmd->qid) != 0) {
+		if (queue_id_parse(id, &cmd->qid[cmd->nqid]) != 0) {
+			memset(cmd, 0, sizeof(*cmd));
 			usage(why, whylen);
 			return -EINVAL;
 		}
-		memcpy(cmd->arg, id, sizeof(id));
+		if (cmd->nqid++ == 0)
+			memcpy(cmd->arg, id, sizeof(id));
 	}
 	cmd->verb = verbs[v].verb;
 	return 0;

@@ -7,9 +7,13 @@
  *
  * Grammar (what sluicectl sends, engine/control.h):
  *
- *   request = verb [ SP queue-id ] [ CR ] LF
- *   verb    = "sync" / "flush"                        ; no queue id
- *           / "delete" / "hold" / "release" / "bounce" ; a queue id
+ *   request = verb *( SP queue-id ) [ CR ] LF
+ *   verb    = "sync"                                  ; no queue id
+ *           / "flush"                   ; none (all), or the ids to retry
+ *           / "delete" / "hold" / "release" / "bounce" ; at least one id
+ *
+ * At most CONTROL_IDS_MAX ids a request: sluicectl sends a bulk operation
+ * (every message a filter selected) in requests of that many.
  *
  * Spaces and tabs separate the words, and more than one of them is fine.
  * Only the bytes before the first LF count; a request without an LF (the
@@ -33,8 +37,9 @@
 
 #include "../queue/queue.h"
 
-/* Longest request line the control socket reads, LF included. */
-#define CONTROL_LINE_MAX	256
+/* Queue ids in one request, and the longest request line, LF included. */
+#define CONTROL_IDS_MAX		1000
+#define CONTROL_LINE_MAX	(16 + CONTROL_IDS_MAX * (QUEUE_ID_LEN + 1) + 2)
 /* Longest verb quoted back in "unknown command '...'". */
 #define CONTROL_ECHO_MAX	32
 
@@ -49,8 +54,9 @@ enum control_verb {
 
 struct control_cmd {
 	enum control_verb verb;
-	uint64_t qid;			/* when control_verb_takes_id() */
-	char arg[QUEUE_ID_LEN + 1];	/* the id as written, "" without */
+	unsigned nqid;			/* ids given, 0..CONTROL_IDS_MAX */
+	uint64_t qid[CONTROL_IDS_MAX];
+	char arg[QUEUE_ID_LEN + 1];	/* the first id as written, or "" */
 };
 
 int control_parse(const char *line, size_t len, struct control_cmd *cmd,
@@ -59,7 +65,7 @@ int control_parse(const char *line, size_t len, struct control_cmd *cmd,
 /* "sync", "flush", ...; NULL for a value outside the enum. */
 const char *control_verb_name(enum control_verb verb);
 
-/* Does the verb need a queue id? false for values outside the enum. */
+/* Does the verb need at least one queue id? false outside the enum. */
 bool control_verb_takes_id(enum control_verb verb);
 
 #endif

@@ -29,7 +29,10 @@
 #include "../engine/config.h"
 #include "../deliver/resolver.h"
 #include "../queue/queue.h"
+#include "../lib/clock.h"
 #include "../lib/version.h"
+#include "../engine/control_parse.h"
+#include "../queue/queue_filter.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -61,16 +64,33 @@ static const char usage_text[] =
     "commands:\n"
     "  check                   check the configuration\n"
     "  queue count             print the number of queued messages\n"
-    "  queue list [--json]     list queued messages\n"
+    "  queue list [FILTER...] [--json]\n"
+    "                          list queued messages\n"
     "  queue show ID [--json]  show one message's envelope and headers\n"
     "  queue cat ID            write the stored message, byte for byte\n"
-    "  queue flush             retry all deferred mail now\n"
-    "  queue delete ID         remove a message (no DSN)\n"
-    "  queue hold ID           stop delivering a message\n"
-    "  queue release ID        deliver a held message again\n"
-    "  queue bounce ID         return a message to its sender now (DSN)\n"
+    "  queue flush [ID...|FILTER...]\n"
+    "                          retry deferred mail now (all, or these)\n"
+    "  queue delete ID...|FILTER...|--all\n"
+    "                          remove messages (no DSN)\n"
+    "  queue hold ID...|FILTER...|--all\n"
+    "                          stop delivering messages\n"
+    "  queue release ID...|FILTER...|--all\n"
+    "                          deliver held messages again\n"
+    "  queue bounce ID...|FILTER...|--all\n"
+    "                          return messages to their senders now (DSN)\n"
+    "  flush --domain DOMAIN   retry one destination's mail now\n"
     "  resolve [--resolver HOST:PORT] [--mx|--host] [--json] NAME\n"
-    "                          the hosts mail for NAME goes to (DNS)\n";
+    "                          the hosts mail for NAME goes to (DNS)\n"
+    "\n"
+    "filters (all must match; recipients count while not delivered):\n"
+    "  --from ADDR|@DOMAIN|'<>'   the sender\n"
+    "  --to ADDR|@DOMAIN          a recipient\n"
+    "  --domain DOMAIN            a recipient's domain\n"
+    "  --status queued|deferred|held\n"
+    "  --older-than AGE           arrived more than AGE ago (30m, 2h, 3d)\n"
+    "  --code N                   a recipient's last reply: 421, or 4/5\n"
+    "  --yes                      act on more than "
+    "100 messages\n";
 
 static void __attribute__((format(printf, 1, 0)))
 ctl_verr(const char *fmt, va_list ap)
@@ -305,6 +325,7 @@ cmd_queue_count(const struct config *cfg)
 }
 
 struct list_state {
+	const struct queue_filter *f;
 	int json;
 	int oom;
 	uint64_t messages;
@@ -318,8 +339,10 @@ list_one(void *arg, const struct queue_msg *m)
 	char id[QUEUE_ID_LEN + 1], at[40];
 
 	assert(m->env.nrcpt == m->meta.nrcpt);
+	if (!queue_filter_match(ls->f, m))
+		return 0;
 	if (ls->json) {
-		json_t *o = json_message(m, 0);
+		json_t *o = json_message(m, 1);
 
 		if (o == NULL) {
 			ls->oom = 1;
@@ -340,9 +363,21 @@ list_one(void *arg, const struct queue_msg *m)
 			put_str(m->env.sender);
 		putchar('\n');
 		for (unsigned i = 0; i < m->env.nrcpt; i++) {
+			const struct rcpt_meta *r = &m->rcpt[i];
+
 			fputs("    ", stdout);
 			put_str(m->env.rcpt[i]);
-			printf(" (%s)\n", rcpt_state_name(m->rcpt[i].state));
+			printf(" (%s", rcpt_state_name(r->state));
+			if (r->attempts > 0)
+				printf(", %u attempt%s", (unsigned)r->attempts,
+				    r->attempts == 1 ? "" : "s");
+			if (r->last_code != 0)
+				printf(", last %u", (unsigned)r->last_code);
+			if (r->state == RCPT_PENDING && r->next_try_us != 0) {
+				fmt_time(r->next_try_us, 0, at, sizeof(at));
+				printf(", next %s", at);
+			}
+			puts(")");
 		}
 	}
 	ls->messages++;
@@ -352,9 +387,10 @@ list_one(void *arg, const struct queue_msg *m)
 }
 
 static int
-cmd_queue_list(const struct config *cfg, int json)
+cmd_queue_list(const struct config *cfg, int json,
+    const struct queue_filter *f)
 {
-	struct list_state ls = { .json = json };
+	struct list_state ls = { .json = json, .f = f };
 	struct queue_index *qi;
 	int rc, err;
 
@@ -574,8 +610,8 @@ control_ask(const struct config *cfg, const char *cmd, const char *id,
     char *reply, size_t replylen, char *why, size_t whylen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char line[512];
-	size_t n = 0;
+	char *line;
+	size_t n = 0, len;
 	ssize_t r;
 	int fd, e;
 
@@ -594,13 +630,25 @@ control_ask(const struct config *cfg, const char *cmd, const char *id,
 			close(fd);
 		return e == ENOENT ? 1 : e == ECONNREFUSED ? 2 : -1;
 	}
-	snprintf(line, sizeof(line), "%s%s%s\n", cmd, id ? " " : "",
-	    id ? id : "");
-	if (write(fd, line, strlen(line)) < 0) {
-		snprintf(why, whylen, "control socket: %s", strerror(errno));
+	/* id may be many ids, up to CONTROL_IDS_MAX of them. */
+	len = strlen(cmd) + (id ? 1 + strlen(id) : 0) + 1;
+	if ((line = malloc(len + 1)) == NULL) {
+		snprintf(why, whylen, "out of memory");
 		close(fd);
 		return -1;
 	}
+	snprintf(line, len + 1, "%s%s%s\n", cmd, id ? " " : "",
+	    id ? id : "");
+	for (size_t off = 0; off < len; off += (size_t)r) {
+		if ((r = write(fd, line + off, len - off)) < 0) {
+			snprintf(why, whylen, "control socket: %s",
+			    strerror(errno));
+			free(line);
+			close(fd);
+			return -1;
+		}
+	}
+	free(line);
 	while (n < replylen - 1 &&
 	    (r = read(fd, reply + n, replylen - 1 - n)) > 0)
 		n += (size_t)r;
@@ -819,6 +867,180 @@ load_config(struct config *cfg, const char *path, char **ov, size_t nov)
 	return EXIT_USAGE;
 }
 
+/* ---- bulk queue commands -------------------------------------------- */
+
+/* A queue command's arguments: ids, filters and flags. */
+struct qargs {
+	const char *verb;	/* "list", "delete", ... */
+	char **ids;
+	size_t nids;
+	struct queue_filter f;
+	int json, yes, all;
+};
+
+
+/* More messages than this need --yes: a filter may say more than meant. */
+#define BULK_CONFIRM 100
+
+struct select_state {
+	const struct queue_filter *f;
+	const char *verb;
+	uint64_t *qid;
+	size_t n, cap;
+	int oom;
+};
+
+static int
+select_one(void *arg, const struct queue_msg *m)
+{
+	struct select_state *ss = arg;
+	bool held = m->meta.state == MSG_HOLD;
+
+	if (!queue_filter_match(ss->f, m))
+		return 0;
+	/* Only what the verb can act on: held ones are released, the
+	 * others flushed or bounced. */
+	if (strcmp(ss->verb, "release") == 0 ? !held :
+	    (strcmp(ss->verb, "flush") == 0 ||
+	    strcmp(ss->verb, "bounce") == 0) && held)
+		return 0;
+	if (ss->n == ss->cap) {
+		size_t cap = ss->cap ? ss->cap * 2 : 1024;
+		uint64_t *q = realloc(ss->qid, cap * sizeof(*q));
+
+		if (q == NULL) {
+			ss->oom = 1;
+			return 1;
+		}
+		ss->qid = q;
+		ss->cap = cap;
+	}
+	ss->qid[ss->n++] = m->qid;
+	return 0;
+}
+
+/* "deleted", "held", ...: what the summary line says was done. */
+static const char *
+verb_done(const char *verb)
+{
+	static const char *const done[][2] = {
+		{ "delete", "deleted" }, { "hold", "held" },
+		{ "release", "released" }, { "bounce", "bounced" },
+		{ "flush", "flushed" },
+	};
+
+	for (size_t i = 0; i < sizeof(done) / sizeof(done[0]); i++)
+		if (strcmp(verb, done[i][0]) == 0)
+			return done[i][1];
+	return verb;
+}
+
+/*
+ * The verb on many messages: those named, or those the filters select
+ * (read after the daemon indexed what it acknowledged), sent to the daemon
+ * CONTROL_IDS_MAX at a time. Prints one summary line.
+ */
+static int
+cmd_queue_bulk(const struct config *cfg, const struct qargs *q)
+{
+	struct select_state ss = { .f = &q->f, .verb = q->verb };
+	unsigned long long done = 0, gone = 0, refused = 0, late = 0;
+	static char line[CONTROL_LINE_MAX];
+	char reply[512], why[512];
+	int rc = 0;
+
+	if (q->nids > 0) {
+		ss.qid = calloc(q->nids, sizeof(*ss.qid));
+		if (ss.qid == NULL) {
+			ctl_err("out of memory");
+			return EXIT_OPERATIONAL;
+		}
+		for (size_t i = 0; i < q->nids; i++)
+			(void)queue_id_parse(q->ids[i], &ss.qid[ss.n++]);
+	} else {
+		struct queue_index *qi;
+
+		index_sync(cfg);
+		if ((rc = open_index(cfg, &qi)) != 0)
+			return rc;
+		rc = queue_index_foreach(qi, select_one, &ss);
+		queue_index_close(qi);
+		if (ss.oom || rc < 0) {
+			ctl_err("%s", ss.oom ? "out of memory" :
+			    queue_strerror(rc));
+			free(ss.qid);
+			return EXIT_OPERATIONAL;
+		}
+	}
+	if (ss.n > BULK_CONFIRM && !q->yes) {
+		ctl_err("%zu messages match: add --yes to %s them", ss.n,
+		    q->verb);
+		free(ss.qid);
+		return EXIT_OPERATIONAL;
+	}
+	for (size_t at = 0; at < ss.n && rc == 0; at += CONTROL_IDS_MAX) {
+		size_t end = ss.n - at < CONTROL_IDS_MAX ? ss.n : at +
+		    CONTROL_IDS_MAX, len = 0;
+		unsigned long long d, g, r, l;
+		char verb[16];
+
+		for (size_t i = at; i < end; i++) {
+			char id[QUEUE_ID_LEN + 1];
+
+			queue_id_format(ss.qid[i], id);
+			len += (size_t)snprintf(line + len, sizeof(line) - len,
+			    "%s%s", i > at ? " " : "", id);
+		}
+		if (control_ask(cfg, q->verb, line, reply, sizeof(reply), why,
+		    sizeof(why)) != 0) {
+			ctl_err("%s", why);
+			rc = EXIT_OPERATIONAL;
+			break;
+		}
+		if (end - at == 1) {
+			/* One id: the daemon's answer names it. */
+			if (strncmp(reply, "ok ", 3) == 0) {
+				done++;
+			} else if (strstr(reply, "not in the queue") != NULL ||
+			    strstr(reply, "not found") != NULL) {
+				gone++;
+			} else if (strstr(reply, "hold") != NULL) {
+				refused++;
+			} else {
+				ctl_err("%s", strtok(reply, "\n"));
+				late++;
+			}
+			continue;
+		}
+		if (sscanf(reply, "%*s %15s %llu %llu %llu %llu", verb, &d, &g,
+		    &r, &l) != 5 || strcmp(verb, q->verb) != 0) {
+			ctl_err("%s", strncmp(reply, "error ", 6) == 0 ?
+			    strtok(reply + 6, "\n") : "no answer from sluiced");
+			rc = EXIT_OPERATIONAL;
+			break;
+		}
+		done += d;
+		gone += g;
+		refused += r;
+		late += l;
+	}
+	free(ss.qid);
+	if (rc != 0)
+		return rc;
+	printf("%s %llu message(s)", verb_done(q->verb), done);
+	if (gone > 0)
+		printf(", %llu no longer queued", gone);
+	if (refused > 0)
+		printf(", %llu refused (%s)", refused,
+		    strcmp(q->verb, "release") == 0 ? "not on hold" :
+		    "on hold: release them first");
+	if (late > 0)
+		printf(", %llu not done in time", late);
+	putchar('\n');
+	rc = finish_output();
+	return rc != 0 ? rc : late > 0 ? EXIT_OPERATIONAL : 0;
+}
+
 /* Which command; checked before the config loads so usage errors win. */
 enum ctl_cmd {
 	CMD_CHECK,
@@ -829,47 +1051,177 @@ enum ctl_cmd {
 	CMD_QUEUE_CONTROL,	/* flush, delete, hold, release, bounce */
 };
 
+/* "90", "30s", "15m", "2h", "3d", "1w": seconds in *out; 0 or -1. */
 static int
-parse_command(int argc, char **argv, enum ctl_cmd *cmd, const char **id,
-    int *json)
+parse_age(const char *s, uint64_t *out)
 {
-	*json = 0;
-	*id = NULL;
+	char *end;
+	unsigned long long n;
+	uint64_t mult = 1;
+
+	if (s[0] < '0' || s[0] > '9')
+		return -1;
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	if (strcmp(end, "m") == 0)
+		mult = 60;
+	else if (strcmp(end, "h") == 0)
+		mult = 3600;
+	else if (strcmp(end, "d") == 0)
+		mult = 86400;
+	else if (strcmp(end, "w") == 0)
+		mult = 7 * 86400;
+	else if (end[0] != '\0' && strcmp(end, "s") != 0)
+		return -1;
+	if (n > UINT64_MAX / mult / 1000000)
+		return -1;
+	*out = n * mult;
+	return 0;
+}
+
+/* A usage error in a filter option: reported; -1. */
+static int __attribute__((format(printf, 1, 2)))
+bad_filter(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ctl_verr(fmt, ap);
+	va_end(ap);
+	fputs(usage_text, stderr);
+	return -1;
+}
+
+/*
+ * The filter option at argv[*i] and its value: 1 when taken, 0 when
+ * argv[*i] is not a filter, -1 on a usage error (reported).
+ */
+static int
+parse_filter(int argc, char **argv, int *i, struct qargs *q)
+{
+	const char *opt = argv[*i], *val;
+	uint64_t age;
+	char *end;
+
+	if (strcmp(opt, "--from") != 0 && strcmp(opt, "--to") != 0 &&
+	    strcmp(opt, "--domain") != 0 && strcmp(opt, "--status") != 0 &&
+	    strcmp(opt, "--older-than") != 0 && strcmp(opt, "--code") != 0)
+		return 0;
+	if (*i + 1 >= argc)
+		return bad_filter("%s needs a value", opt);
+	val = argv[++*i];
+	if (strcmp(opt, "--from") == 0) {
+		q->f.from = val;
+	} else if (strcmp(opt, "--to") == 0) {
+		q->f.to = val;
+	} else if (strcmp(opt, "--domain") == 0) {
+		if (val[0] == '\0' || strchr(val + (val[0] == '@'), '@'))
+			return bad_filter("--domain: not a domain '%s'", val);
+		q->f.domain = val;
+	} else if (strcmp(opt, "--status") == 0) {
+		if (queue_filter_status_parse(val, &q->f.status) != 0)
+			return bad_filter("--status: queued, deferred or "
+			    "held, not '%s'", val);
+	} else if (strcmp(opt, "--older-than") == 0) {
+		if (parse_age(val, &age) != 0)
+			return bad_filter("--older-than: an age like 30m, "
+			    "2h or 3d, not '%s'", val);
+		q->f.before_us = clock_real_us() - age * 1000000;
+		if (q->f.before_us == 0)
+			q->f.before_us = 1;
+	} else {
+		unsigned long c = strtoul(val, &end, 10);
+
+		if (*end != '\0' || !((c >= 4 && c <= 5) ||
+		    (c >= 200 && c <= 599)))
+			return bad_filter("--code: a reply code (421) or "
+			    "class (4, 5), not '%s'", val);
+		q->f.code = (unsigned)c;
+	}
+	return 1;
+}
+
+static int
+parse_command(int argc, char **argv, enum ctl_cmd *cmd, struct qargs *q)
+{
+	int rc;
+
+	memset(q, 0, sizeof(*q));
+	q->ids = calloc((size_t)argc + 1, sizeof(*q->ids));
+	if (q->ids == NULL) {
+		ctl_err("out of memory");
+		return EXIT_OPERATIONAL;
+	}
 	if (strcmp(argv[0], "check") == 0) {
 		if (argc != 1)
 			return usage_error("check takes no arguments");
 		*cmd = CMD_CHECK;
 		return 0;
 	}
-	if (strcmp(argv[0], "queue") != 0)
+	/* "flush --domain D": Postfix's postqueue -s, one destination. */
+	if (strcmp(argv[0], "flush") == 0) {
+		argv--;
+		argc++;
+	} else if (strcmp(argv[0], "queue") != 0) {
 		return usage_error("unknown command '%s'", argv[0]);
+	}
 	if (argc < 2)
 		return usage_error("queue needs a subcommand");
+	q->verb = argv[1];
 	for (int i = 2; i < argc; i++) {
+		if ((rc = parse_filter(argc, argv, &i, q)) < 0)
+			return EXIT_USAGE;
+		if (rc > 0)
+			continue;
 		if (strcmp(argv[i], "--json") == 0)
-			*json = 1;
-		else if (*id == NULL && argv[i][0] != '-')
-			*id = argv[i];
+			q->json = 1;
+		else if (strcmp(argv[i], "--yes") == 0)
+			q->yes = 1;
+		else if (strcmp(argv[i], "--all") == 0)
+			q->all = 1;
+		else if (argv[i][0] != '-')
+			q->ids[q->nids++] = argv[i];
 		else
 			return usage_error("unexpected argument '%s'",
 			    argv[i]);
 	}
-	if (strcmp(argv[1], "count") == 0 && *id == NULL && !*json)
+	bool filtered = !queue_filter_empty(&q->f) || q->all;
+	bool one = q->nids == 1 && !filtered && !q->yes;
+
+	if (strcmp(q->verb, "count") == 0 && q->nids == 0 && !filtered &&
+	    !q->json)
 		*cmd = CMD_QUEUE_COUNT;
-	else if (strcmp(argv[1], "list") == 0 && *id == NULL)
+	else if (strcmp(q->verb, "list") == 0 && q->nids == 0 && !q->all)
 		*cmd = CMD_QUEUE_LIST;
-	else if (strcmp(argv[1], "show") == 0 && *id != NULL)
+	else if (strcmp(q->verb, "show") == 0 && one)
 		*cmd = CMD_QUEUE_SHOW;
-	else if (strcmp(argv[1], "cat") == 0 && *id != NULL && !*json)
+	else if (strcmp(q->verb, "cat") == 0 && one && !q->json)
 		*cmd = CMD_QUEUE_CAT;
-	else if (strcmp(argv[1], "flush") == 0 && *id == NULL && !*json)
+	else if ((strcmp(q->verb, "flush") == 0 ||
+	    strcmp(q->verb, "delete") == 0 || strcmp(q->verb, "hold") == 0 ||
+	    strcmp(q->verb, "release") == 0 ||
+	    strcmp(q->verb, "bounce") == 0) && !q->json) {
+		if (q->nids > 0 && filtered)
+			return usage_error("queue %s: give queue ids or "
+			    "filters, not both", q->verb);
+		if (q->nids == 0 && !filtered &&
+		    strcmp(q->verb, "flush") != 0)
+			return usage_error("queue %s: which messages? give "
+			    "queue ids, filters, or --all", q->verb);
 		*cmd = CMD_QUEUE_CONTROL;
-	else if ((strcmp(argv[1], "delete") == 0 ||
-	    strcmp(argv[1], "hold") == 0 || strcmp(argv[1], "release") == 0 ||
-	    strcmp(argv[1], "bounce") == 0) && *id != NULL && !*json)
-		*cmd = CMD_QUEUE_CONTROL;
-	else
-		return usage_error("bad queue command '%s'", argv[1]);
+	} else {
+		return usage_error("bad queue command '%s'", q->verb);
+	}
+	for (size_t i = 0; i < q->nids; i++) {
+		uint64_t qid;
+
+		if (queue_id_parse(q->ids[i], &qid) != 0 && *cmd !=
+		    CMD_QUEUE_SHOW && *cmd != CMD_QUEUE_CAT &&
+		    !(one && *cmd == CMD_QUEUE_CONTROL))
+			return usage_error("not a queue id: '%s'", q->ids[i]);
+	}
 	return 0;
 }
 
@@ -882,11 +1234,12 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct config cfg;
-	const char *path = NULL, *id;
+	const char *path = NULL;
+	struct qargs q = { 0 };
 	char **ov;
 	size_t nov = 0;
 	enum ctl_cmd cmd = CMD_CHECK;
-	int c, rc, json;
+	int c, rc;
 
 	ov = calloc((size_t)argc + 1, sizeof(*ov));
 	if (ov == NULL) {
@@ -940,7 +1293,7 @@ main(int argc, char **argv)
 		config_free(&cfg);
 		return rc;
 	}
-	rc = parse_command(argc - optind, argv + optind, &cmd, &id, &json);
+	rc = parse_command(argc - optind, argv + optind, &cmd, &q);
 	if (rc == 0)
 		rc = load_config(&cfg, path, ov, nov);
 	free(ov);
@@ -957,24 +1310,32 @@ main(int argc, char **argv)
 		break;
 	case CMD_QUEUE_LIST:
 		index_sync(&cfg);
-		rc = cmd_queue_list(&cfg, json);
+		rc = cmd_queue_list(&cfg, q.json, &q.f);
 		break;
 	case CMD_QUEUE_SHOW:
 		index_sync(&cfg);
-		rc = cmd_queue_show(&cfg, id, json);
+		rc = cmd_queue_show(&cfg, q.ids[0], q.json);
 		break;
 	case CMD_QUEUE_CAT:
 		index_sync(&cfg);
-		rc = cmd_queue_cat(&cfg, id);
+		rc = cmd_queue_cat(&cfg, q.ids[0]);
 		break;
 	case CMD_QUEUE_CONTROL:
-		rc = cmd_queue_control(&cfg, argv[optind + 1], id);
+		/* One id, or flush of everything: the daemon's own answer. */
+		if ((q.nids == 1 && queue_filter_empty(&q.f) && !q.all &&
+		    !q.yes) || (q.nids == 0 && queue_filter_empty(&q.f) &&
+		    !q.all))
+			rc = cmd_queue_control(&cfg, q.verb,
+			    q.nids ? q.ids[0] : NULL);
+		else
+			rc = cmd_queue_bulk(&cfg, &q);
 		break;
 	default:
 		ctl_err("bad command %d", (int)cmd);
 		abort();
 	}
 	config_free(&cfg);
+	free(q.ids);
 	return rc;
 }
 

@@ -38,15 +38,17 @@ static void
 check_same(const struct control_cmd *a, const struct control_cmd *b)
 {
 	assert(a->verb == b->verb);
-	assert(a->qid == b->qid);
+	assert(a->nqid == b->nqid);
+	assert(memcmp(a->qid, b->qid, a->nqid * sizeof(a->qid[0])) == 0);
 }
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *line = (const char *)data;
-	struct control_cmd cmd, again;
-	char why[128], tiny[1 + (size & 7)], canon[64];
+	static struct control_cmd cmd, again;
+	static char canon[CONTROL_LINE_MAX];
+	char why[128], tiny[1 + (size & 7)];
 	const char *lf;
 	int rc, n;
 
@@ -57,27 +59,33 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The same verdict and a bounded reason with a small buffer. */
 	assert(control_parse(line, size, &again, tiny, sizeof(tiny)) == rc);
 	if (rc != 0) {
-		assert(cmd.verb == 0 && cmd.qid == 0 && cmd.arg[0] == '\0');
+		assert(cmd.verb == 0 && cmd.nqid == 0 && cmd.arg[0] == '\0');
 		check_why(why, sizeof(why));
 		check_why(tiny, sizeof(tiny));
 	} else {
 		assert(control_verb_name(cmd.verb) != NULL);
 		check_same(&cmd, &again);
-		if (control_verb_takes_id(cmd.verb)) {
-			char id[QUEUE_ID_LEN + 1];
+		assert(cmd.nqid <= CONTROL_IDS_MAX);
+		assert(!control_verb_takes_id(cmd.verb) || cmd.nqid > 0);
+		n = snprintf(canon, sizeof(canon), "%s",
+		    control_verb_name(cmd.verb));
+		if (cmd.nqid > 0) {
 			uint64_t qid;
 
 			assert(strlen(cmd.arg) == QUEUE_ID_LEN);
 			assert(queue_id_parse(cmd.arg, &qid) == 0);
-			assert(qid == cmd.qid);
-			queue_id_format(cmd.qid, id);
-			n = snprintf(canon, sizeof(canon), "%s %s\n",
-			    control_verb_name(cmd.verb), id);
+			assert(qid == cmd.qid[0]);
 		} else {
-			assert(cmd.arg[0] == '\0' && cmd.qid == 0);
-			n = snprintf(canon, sizeof(canon), "%s\n",
-			    control_verb_name(cmd.verb));
+			assert(cmd.arg[0] == '\0');
 		}
+		for (unsigned i = 0; i < cmd.nqid; i++) {
+			char id[QUEUE_ID_LEN + 1];
+
+			queue_id_format(cmd.qid[i], id);
+			n += snprintf(canon + n, sizeof(canon) - (size_t)n,
+			    " %s", id);
+		}
+		n += snprintf(canon + n, sizeof(canon) - (size_t)n, "\n");
 		assert(n > 0 && (size_t)n < sizeof(canon));
 		assert(control_parse(canon, (size_t)n, &again, why,
 		    sizeof(why)) == 0);

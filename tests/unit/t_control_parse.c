@@ -34,6 +34,9 @@ static const struct tcase {
 	{ "hold\t" ID "\r\n", 0, CONTROL_HOLD, ID_NUM, NULL },
 	{ "release  018bd2c3a4f50001 \n", 0, CONTROL_RELEASE, ID_NUM, NULL },
 	{ "bounce " ID, 0, CONTROL_BOUNCE, ID_NUM, NULL },
+	/* Several ids: the first is kept in arg and qid[0]. */
+	{ "flush " ID "\n", 0, CONTROL_FLUSH, ID_NUM, NULL },
+	{ "hold " ID " " ID "\n", 0, CONTROL_HOLD, ID_NUM, NULL },
 	/* Only the first line counts. */
 	{ "sync\nflush now\n", 0, CONTROL_SYNC, 0, NULL },
 	{ "flush\n\0junk", 11, CONTROL_FLUSH, 0, NULL },
@@ -50,9 +53,8 @@ static const struct tcase {
 	    "unknown command" },
 	{ "it's\n", 0, 0, 0, "unknown command" },
 	{ "sync now\n", 0, 0, 0, "usage:" },
-	{ "flush " ID "\n", 0, 0, 0, "usage:" },
 	{ "delete\n", 0, 0, 0, "usage:" },
-	{ "hold " ID " " ID "\n", 0, 0, 0, "usage:" },
+	{ "hold " ID " 018BD2C3A4F5000\n", 0, 0, 0, "usage:" },
 	{ "release 018BD2C3A4F5000\n", 0, 0, 0, "usage:" },
 	{ "release 018BD2C3A4F500011\n", 0, 0, 0, "usage:" },
 	{ "bounce 018BD2C3A4F5000G\n", 0, 0, 0, "usage:" },
@@ -81,7 +83,8 @@ run_one(size_t i)
 	rc = control_parse(t->line, len, &cmd, why, sizeof(why));
 	CHECK(rc == (t->verb != 0 ? 0 : -EINVAL));
 	CHECK(cmd.verb == t->verb);
-	CHECK(cmd.qid == t->qid);
+	CHECK((cmd.nqid > 0 ? cmd.qid[0] : 0) == t->qid);
+	CHECK(cmd.nqid <= 2);
 	CHECK(one_printable_line(why));
 	if (t->verb == 0) {
 		CHECK(cmd.arg[0] == '\0');
@@ -89,7 +92,7 @@ run_one(size_t i)
 		/* Nothing quoted back when it is not safe to. */
 		if (strcmp(t->why, "unknown command") == 0)
 			CHECK(strcmp(why, "unknown command") == 0);
-	} else if (control_verb_takes_id(t->verb)) {
+	} else if (cmd.nqid > 0) {
 		CHECK(why[0] == '\0');
 		CHECK(strlen(cmd.arg) == QUEUE_ID_LEN);
 		CHECK(strcasecmp(cmd.arg, ID) == 0);
@@ -97,6 +100,40 @@ run_one(size_t i)
 		CHECK(why[0] == '\0');
 		CHECK(cmd.arg[0] == '\0');
 	}
+}
+
+/* CONTROL_IDS_MAX ids pass, in order; one more is a usage error. */
+static void
+test_many_ids(void)
+{
+	static char line[CONTROL_LINE_MAX + 64];
+	static struct control_cmd cmd;
+	char why[128], id[QUEUE_ID_LEN + 1];
+	size_t n = (size_t)snprintf(line, sizeof(line), "delete");
+
+	for (unsigned i = 0; i < CONTROL_IDS_MAX; i++) {
+		queue_id_format(ID_NUM + i, id);
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " %s", id);
+	}
+	line[n++] = '\n';
+	CHECK(n <= CONTROL_LINE_MAX);
+	CHECK(control_parse(line, n, &cmd, why, sizeof(why)) == 0);
+	CHECK(cmd.nqid == CONTROL_IDS_MAX);
+	CHECK(cmd.qid[0] == ID_NUM);
+	CHECK(cmd.qid[CONTROL_IDS_MAX - 1] == ID_NUM + CONTROL_IDS_MAX - 1);
+	queue_id_format(ID_NUM, id);
+	n--;
+	n += (size_t)snprintf(line + n, sizeof(line) - n, " %s\n", id);
+	CHECK(control_parse(line, n, &cmd, why, sizeof(why)) == -EINVAL);
+	CHECK(cmd.nqid == 0 && cmd.verb == 0);
+	CHECK(strncmp(why, "usage:", 6) == 0);
+}
+
+static void
+run_many_ids(size_t i)
+{
+	(void)i;
+	test_many_ids();
 }
 
 static void
@@ -107,6 +144,7 @@ test_names(void)
 	CHECK(control_verb_name((enum control_verb)0) == NULL);
 	CHECK(control_verb_name((enum control_verb)99) == NULL);
 	CHECK(!control_verb_takes_id(CONTROL_FLUSH));
+	CHECK(!control_verb_takes_id(CONTROL_SYNC));
 	CHECK(control_verb_takes_id(CONTROL_RELEASE));
 	CHECK(!control_verb_takes_id((enum control_verb)99));
 }
@@ -153,5 +191,6 @@ main(void)
 	for (i = 0; i < NELEM(cases); i++)
 		run_case("parse", i, run_one);
 	run_case("names", 0, run_names);
+	run_case("many ids", 0, run_many_ids);
 	return check_done();
 }

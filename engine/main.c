@@ -41,6 +41,7 @@
 #include "privs.h"
 #include "../deliver/deliver.h"
 #include "../lib/log.h"
+#include "../lib/tls.h"
 #include "shard.h"
 
 /* Queue ids carry 6 bits of shard number. */
@@ -306,6 +307,7 @@ main(int argc, char **argv)
 	struct deliver_cfg dcfg;
 	struct queue_index *qi = NULL;
 	struct committer *committer;
+	struct tls_ctx *tls;
 	struct shard **shards;
 	struct config cfg;
 	const char *path = NULL;
@@ -405,8 +407,10 @@ main(int argc, char **argv)
 	efds = calloc(cfg.shards, sizeof(*efds));
 	if (shards == NULL || efds == NULL)
 		log_fatal("out of memory");
+	/* Keys are read (or made in the spool) while we are still root. */
+	tls = shard_tls_setup(&cfg);
 	for (i = 0; i < cfg.shards; i++) {
-		shards[i] = shard_create(i, &cfg, &scfg, rep.max_seq[i],
+		shards[i] = shard_create(i, &cfg, &scfg, tls, rep.max_seq[i],
 		    last_qid);
 		efds[i] = shard_eventfd(shards[i]);
 	}
@@ -463,6 +467,7 @@ main(int argc, char **argv)
 		total += shard_messages(shards[i]);
 		shard_free(shards[i]);
 	}
+	tls_ctx_free(tls);
 	committer_stats(committer, &cst);
 	committer_stop(committer);
 	deliver_global_free();

@@ -679,7 +679,7 @@ tls_input(struct tls *t, const void *p, size_t n, struct buf *plain)
 			if (err == SSL_ERROR_WANT_READ) {
 				st = TLS_WANT;
 			} else {
-				set_why(t, "handshake", err);
+				set_why(t, "handshake failed", err);
 				st = TLS_ERROR;
 			}
 			goto out;
@@ -705,7 +705,7 @@ tls_input(struct tls *t, const void *p, size_t n, struct buf *plain)
 			st = TLS_CLOSED;
 			break;
 		}
-		set_why(t, "read", err);
+		set_why(t, "read failed", err);
 		st = TLS_ERROR;
 		break;
 	}
@@ -734,7 +734,7 @@ tls_write(struct tls *t, const void *p, size_t n)
 		r = SSL_write(t->ssl, s, (int)chunk);
 		/* The BIO takes every record, so a write is whole or fails. */
 		if (r != (int)chunk) {
-			set_why(t, "write", SSL_get_error(t->ssl, r));
+			set_why(t, "write failed", SSL_get_error(t->ssl, r));
 			return -1;
 		}
 		s += chunk;

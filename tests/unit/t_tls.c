@@ -229,7 +229,7 @@ test_failures(void)
 	s = tls_new(sc, NULL);
 	CHECK(tls_input(s, http, sizeof(http) - 1, &sp) == TLS_ERROR);
 	fprintf(stderr, "  garbage: %s\n", tls_why(s));
-	CHECK(strncmp(tls_why(s), "handshake: ", 11) == 0);
+	CHECK(strncmp(tls_why(s), "handshake failed: ", 18) == 0);
 	CHECK(sp.len == 0);
 	tls_free(s);
 

@@ -11,8 +11,11 @@
 # an argument, 503 in a transaction and once over TLS. Commands pipelined
 # behind STARTTLS (RSET, MAIL) are discarded, not run after the handshake.
 # A garbage handshake is logged with the client's address and reason, and
-# the daemon goes on serving.
+# the daemon goes on serving. sluice-bench's STARTTLS (lib/tls as a client,
+# verifying the certificate) gets its messages through.
 # timeout: 180
+import json
+import os
 import re
 import smtplib
 import socket
@@ -164,6 +167,21 @@ with T.case("swaks --tls and --tls-on-connect"):
             hdr, _ = sluice.split_received(data)
             T.ok(hdr is not None and tlslib.TLS_RECEIVED_RE.match(hdr.decode("latin-1")),
                  "swaks %s: Received: with the TLS version and cipher" % flag, repr(hdr))
+
+with T.case("sluice-bench source --starttls, verifying the certificate"):
+    before = len(d.list())
+    rc, out = tlslib.run([os.path.join(sluice.BIN, "sluice-bench"), "source", "--to",
+                          "127.0.0.1:%d" % d.port, "--starttls", "--tls-verify", cert,
+                          "--connections", "4", "--messages", "200", "--per-connection", "20",
+                          "--json"], timeout=60)
+    try:
+        j = json.loads(out[out.index("{"):])
+    except ValueError:
+        j = {}
+    T.ok(rc == 0 and j.get("accepted") == 200, "200 messages accepted over STARTTLS", out[-600:])
+    T.eq(j.get("tls"), {"version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384"},
+         "the bench reports the negotiated TLS")
+    T.eq(len(d.list()), before + 200, "200 more messages queued")
 
 with T.case("STARTTLS injection: RSET pipelined behind STARTTLS is not run"):
     with tlslib.TlsConn(d.port) as c:

@@ -25,7 +25,7 @@ SAN      ?=
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror \
 	-Wshadow -Wstrict-prototypes -Wno-missing-field-initializers \
 	-pthread $(SAN) $(CFLAGS)
-LDLIBS   = -luring -llmdb -lxxhash -lyaml -ljansson -lwolfssl -lldns -pthread
+LDLIBS   = -luring -llmdb -lxxhash -lyaml -ljansson -lssl -lcrypto -lldns -pthread
 LDFLAGS  ?=
 
 BIN      = $(O)/bin
@@ -33,7 +33,7 @@ OBJ      = $(O)/build/obj
 UNIT     = $(O)/tests/unit
 
 # sluice-bench's modules, listed: they share the library with the daemon.
-BENCH_SRC = bench/bench_hist.c bench/bench_common.c bench/bench_tls.c \
+BENCH_SRC = bench/bench_hist.c bench/bench_common.c \
 	bench/bench_source.c bench/source_opts.c bench/source_msg.c \
 	bench/source_session.c bench/source_conn.c bench/source_report.c \
 	bench/bench_sink.c bench/sink_opts.c bench/sink_session.c \
@@ -47,10 +47,10 @@ UNIT_SRC = $(wildcard tests/unit/t_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(UNIT)/%.t)
 
 # Debian packages: to build, and to run the tests against real peers.
-BUILD_PKGS = gcc make pkg-config liburing-dev libwolfssl-dev libldns-dev \
+BUILD_PKGS = gcc make pkg-config liburing-dev libssl-dev libldns-dev \
 	liblmdb-dev libxxhash-dev libyaml-dev libjansson-dev libcrypt-dev
-TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2 nsd \
-	python3-aiosmtpd python3-dnspython mandoc systemd
+TEST_PKGS  = python3 swaks libnet-ssleay-perl postfix lmdb-utils clang procps \
+	iproute2 nsd python3-aiosmtpd python3-dnspython mandoc systemd
 DEPS_STAMP = build/.deps-ok
 
 .PHONY: all run test unit asan asan-unit fuzz fuzz-run deps deps-run user \

@@ -370,10 +370,8 @@ sink_teardown(struct sink *s)
 		buf_free(&c->tx);
 		buf_free(&c->msg);
 		buf_free(&c->env);
-		if (c->sha != NULL) {
-			wc_Sha256Free(c->sha);
-			free(c->sha);
-		}
+		EVP_MD_CTX_free(c->sha);
+		c->sha = NULL;
 	}
 	for (i = 0; i < SINK_STORE_JOBS; i++)
 		buf_free(&s->jobs[i].msg);

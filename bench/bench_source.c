@@ -30,12 +30,13 @@
  * and header are composed in a fixed per-connection buffer, and the body
  * (built once) or the corpus file is sent by reference with sendmsg
  * iovecs. No allocation per message. With --starttls, plaintext goes
- * through wolfSSL over memory buffers (bench_tls.h) and the ciphertext is
- * sent on the same ring.
+ * through OpenSSL over memory (lib/tls.h) and the ciphertext is sent on
+ * the same ring.
  */
 #include "source_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -45,8 +46,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/coding.h>
+#include <openssl/evp.h>
 
 #include "../lib/clock.h"
 #include "bench.h"
@@ -255,11 +255,11 @@ src_loop(struct src *s)
 static bool
 b64_line(const void *in, size_t n, char *out, size_t outlen)
 {
-	word32 len = (word32)(outlen - 3);
+	size_t len = 4 * ((n + 2) / 3);
 
-	if (outlen < 4 || Base64_Encode_NoNl(in, (word32)n, (byte *)out,
-	    &len) != 0 || len + 3 > outlen)
+	if (n > (size_t)INT_MAX / 2 || len + 3 > outlen)
 		return false;
+	(void)EVP_EncodeBlock((unsigned char *)out, in, (int)n);
 	memcpy(out + len, "\r\n", 3);
 	return true;
 }
@@ -389,7 +389,12 @@ src_init(struct src *s, const struct bench_source_opts *o, char *why,
 	if (setup_fds(s, why, whylen) < 0)
 		return -1;
 	if (o->starttls) {
-		s->tls_ctx = bench_tls_client_ctx(o->tls_verify, why, whylen);
+		struct tls_client_cfg tc = {
+			.verify = o->tls_verify != NULL,
+			.cafile = o->tls_verify,
+		};
+
+		s->tls_ctx = tls_ctx_client(&tc, why, whylen);
 		if (s->tls_ctx == NULL)
 			return o->tls_verify ? -2 : -1;
 	}
@@ -435,7 +440,7 @@ src_free(struct src *s)
 		for (i = 0; i < s->o->connections; i++) {
 			if (s->conns[i].fd >= 0)
 				close(s->conns[i].fd);
-			bench_tls_free(s->conns[i].tls);
+			tls_free(s->conns[i].tls);
 			buf_free(&s->conns[i].tls_tx);
 		}
 	}
@@ -451,7 +456,8 @@ src_free(struct src *s)
 	for (i = 0; i < s->ncorpus; i++)
 		free(s->corpus[i].data);
 	free(s->corpus);
-	bench_tls_ctx_free(s->tls_ctx);
+	tls_ctx_free(s->tls_ctx);
+	buf_free(&s->tls_plain);
 	free(s);
 }
 

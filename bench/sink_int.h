@@ -21,13 +21,12 @@
 #ifndef SLUICE_BENCH_SINK_INT_H
 #define SLUICE_BENCH_SINK_INT_H
 
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/sha256.h>
-
 #include <arpa/inet.h>
 #include <assert.h>
 #include <liburing.h>
 #include <signal.h>
+
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -134,7 +133,7 @@ struct sink_conn {
 	struct buf tx;		/* the bytes of the send in flight */
 	struct buf msg;		/* the message, or its head */
 	struct buf env;		/* --log: sender and recipients, see sink_env_add */
-	wc_Sha256 *sha;		/* --log: allocated on first use, kept */
+	EVP_MD_CTX *sha;	/* --log: SHA-256; made on first use, kept */
 	struct __kernel_timespec ts;
 };
 

@@ -18,6 +18,8 @@
 
 #include "../lib/log.h"
 
+#define SHA256_LEN 32	/* bytes of a SHA-256 digest */
+
 /*
  * Append p[0..n) to b as the body of a JSON string: quote, backslash and
  * control characters escaped, valid UTF-8 kept, any other byte written as
@@ -154,8 +156,8 @@ sink_log_message(struct sink *s, struct sink_conn *c, const char *id,
     const char *bench_id, uint64_t latency_us, uint64_t wall_us)
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char digest[WC_SHA256_DIGEST_SIZE];
-	char dhex[2 * WC_SHA256_DIGEST_SIZE + 1];
+	unsigned char digest[SHA256_LEN];
+	char dhex[2 * SHA256_LEN + 1];
 	struct buf *b = &s->logb;
 	const char *p;
 	size_t off = 0, n;
@@ -163,13 +165,13 @@ sink_log_message(struct sink *s, struct sink_conn *c, const char *id,
 	bool first = true;
 	int rc;
 
-	if (wc_Sha256Final(c->sha, digest) != 0)
+	if (c->sha == NULL || EVP_DigestFinal_ex(c->sha, digest, NULL) != 1)
 		memset(digest, 0, sizeof(digest));
-	for (i = 0; i < WC_SHA256_DIGEST_SIZE; i++) {
+	for (i = 0; i < SHA256_LEN; i++) {
 		dhex[2 * i] = hex[digest[i] >> 4];
 		dhex[2 * i + 1] = hex[digest[i] & 15];
 	}
-	dhex[2 * WC_SHA256_DIGEST_SIZE] = '\0';
+	dhex[2 * SHA256_LEN] = '\0';
 	rc = buf_printf(b, "{\"id\":\"%s\",\"listener\":\"%s\",\"conn\":%llu,"
 	    "\"mail_from\":", id, s->lst[c->listener].addr,
 	    (unsigned long long)c->serial);

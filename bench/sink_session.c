@@ -66,9 +66,9 @@ msg_begin(struct sink *s, struct sink_conn *c)
 	c->msg_too_big = false;
 	c->msg_nomem = false;
 	if (s->log_fd >= 0) {
-		if (c->sha == NULL && (c->sha = malloc(sizeof(*c->sha))) == NULL)
+		if (c->sha == NULL && (c->sha = EVP_MD_CTX_new()) == NULL)
 			c->msg_nomem = true;
-		else if (wc_InitSha256(c->sha) != 0)
+		else if (EVP_DigestInit_ex(c->sha, EVP_sha256(), NULL) != 1)
 			c->msg_nomem = true;
 	}
 	c->drop = s->o->drop_ppm > 0 && sink_rng_draw(c) < s->o->drop_ppm;
@@ -83,8 +83,8 @@ msg_absorb(struct sink *s, struct sink_conn *c)
 {
 	if (c->sha != NULL && s->log_fd >= 0 && c->msg.len > c->hashed &&
 	    !c->msg_nomem) {
-		if (wc_Sha256Update(c->sha, (const byte *)c->msg.data +
-		    c->hashed, (word32)(c->msg.len - c->hashed)) != 0)
+		if (EVP_DigestUpdate(c->sha, c->msg.data + c->hashed,
+		    c->msg.len - c->hashed) != 1)
 			c->msg_nomem = true;
 		c->hashed = c->msg.len;
 	}

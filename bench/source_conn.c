@@ -2,7 +2,7 @@
  * source_conn.c - the connections of `sluice-bench source`: opening them
  * (one connect, one recv and one send in flight at most per connection),
  * closing them with a bounded backoff before the next, counting
- * connection errors by kind, driving STARTTLS through wolfSSL, and the
+ * connection errors by kind, driving STARTTLS through lib/tls, and the
  * completion handlers that src_dispatch() runs for each CQE.
  *
  * A connection slot is reused only once nothing of it is in flight: every
@@ -65,20 +65,22 @@ src_conn_flush(struct src *s, struct src_conn *c)
 		return;
 	o = &c->out[c->fill];
 	if (c->tls != NULL) {
-		for (i = 0; i < o->niov; i++)
-			if (bench_tls_write(c->tls, o->iov[i].iov_base,
+		/* Commands wait for the handshake; its own output does not. */
+		for (i = 0; tls_established(c->tls) && i < o->niov; i++)
+			if (tls_write(c->tls, o->iov[i].iov_base,
 			    o->iov[i].iov_len) < 0) {
 				src_conn_fail(s, c, SRC_E_TLS, false, "TLS: %s",
-				    bench_tls_why(c->tls));
+				    tls_why(c->tls));
 				return;
 			}
-		src_out_reset(o);
+		if (tls_established(c->tls))
+			src_out_reset(o);
 		if (c->tls_tx_off == c->tls_tx.len) {
 			buf_reset(&c->tls_tx);
 			c->tls_tx_off = 0;
-			if (bench_tls_pending_out(c->tls) == 0)
+			if (tls_pending(c->tls) == 0)
 				return;
-			bench_tls_take(c->tls, &c->tls_tx);
+			tls_take(c->tls, &c->tls_tx);
 		}
 		sqe = src_get_sqe(s);
 		io_uring_prep_send(sqe, c->fd, c->tls_tx.data + c->tls_tx_off,
@@ -191,7 +193,7 @@ conn_release(struct src *s, struct src_conn *c)
 	c->closing = false;
 	c->gen++;
 	s->nopen--;
-	bench_tls_free(c->tls);
+	tls_free(c->tls);
 	c->tls = NULL;
 	buf_reset(&c->tls_tx);
 	c->tls_tx_off = 0;
@@ -314,48 +316,47 @@ src_conn_start(struct src *s, struct src_conn *c)
 	c->inflight++;
 }
 
+static void conn_tls_input(struct src *s, struct src_conn *c, const void *p,
+    size_t n);
+
 /* The server answered STARTTLS with 220: begin the handshake. */
 static void
 tls_start(struct src *s, struct src_conn *c)
 {
 	c->tls_pending = false;
-	c->tls = bench_tls_new(s->tls_ctx);
+	c->tls = tls_new(s->tls_ctx, NULL);
 	if (c->tls == NULL) {
 		src_conn_fail(s, c, SRC_E_TLS, false, "TLS: out of memory");
 		return;
 	}
-	if (bench_tls_handshake(c->tls) == BENCH_TLS_ERROR) {
-		src_conn_fail(s, c, SRC_E_TLS, true, "TLS: %s",
-		    bench_tls_why(c->tls));
-		return;
-	}
-	src_conn_kick(s, c);	/* the ClientHello */
+	conn_tls_input(s, c, NULL, 0);	/* the ClientHello */
 }
 
 /* Ciphertext arrived: advance the handshake, then read replies. */
 static void
-tls_input(struct src *s, struct src_conn *c)
+conn_tls_input(struct src *s, struct src_conn *c, const void *p, size_t n)
 {
-	char plain[SRC_RECV_BUF_SIZE];
-	enum bench_tls_status st;
-	ssize_t r;
+	bool was = tls_established(c->tls);
+	struct buf *plain = &s->tls_plain;
+	enum tls_status st;
 
-	if (c->send_state == SRC_S_TLS) {
-		st = bench_tls_handshake(c->tls);
-		src_conn_kick(s, c);	/* handshake output, if any */
-		if (st == BENCH_TLS_ERROR) {
-			src_conn_fail(s, c, SRC_E_TLS, true,
-			    "TLS handshake: %s", bench_tls_why(c->tls));
-			return;
-		}
-		if (st == BENCH_TLS_WANT)
-			return;
+	buf_reset(plain);
+	st = tls_input(c->tls, p, n, plain);
+	src_conn_kick(s, c);	/* handshake output, if any */
+	if (st == TLS_ERROR) {
+		src_conn_fail(s, c, SRC_E_TLS, !was, "TLS%s: %s",
+		    was ? "" : " handshake", tls_why(c->tls));
+		return;
+	}
+	if (st == TLS_WANT)
+		return;
+	if (!was) {
 		c->tls_on = true;
 		if (s->tls_version[0] == '\0') {
 			snprintf(s->tls_version, sizeof(s->tls_version), "%s",
-			    bench_tls_version(c->tls));
+			    tls_version(c->tls));
 			snprintf(s->tls_cipher, sizeof(s->tls_cipher), "%s",
-			    bench_tls_cipher(c->tls));
+			    tls_cipher(c->tls));
 		}
 		/* RFC 3207 4.2: forget what was learnt before TLS. */
 		c->cap_pipelining = c->cap_starttls = false;
@@ -363,26 +364,18 @@ tls_input(struct src *s, struct src_conn *c)
 		c->send_state = SRC_S_EHLO;
 		c->deadline_us = 0;
 	}
-	for (;;) {
-		r = bench_tls_read(c->tls, plain, sizeof(plain));
-		if (r == 0)
-			break;
-		if (r == -2) {
-			if (c->quit_sent && !conn_txn_live(c))
-				src_conn_close(s, c, SRC_AFTER_RECONNECT);
-			else
-				src_conn_fail(s, c, SRC_E_CLOSED, false, "the "
-				    "server closed the TLS session");
-			return;
-		}
-		if (r < 0) {
-			src_conn_fail(s, c, SRC_E_TLS, false, "TLS: %s",
-			    bench_tls_why(c->tls));
-			return;
-		}
-		src_replies_parse(s, c, plain, (size_t)r);
+	if (plain->len > 0) {
+		src_replies_parse(s, c, plain->data, plain->len);
 		if (c->closing)
 			return;
+	}
+	if (st == TLS_CLOSED) {
+		if (c->quit_sent && !conn_txn_live(c))
+			src_conn_close(s, c, SRC_AFTER_RECONNECT);
+		else
+			src_conn_fail(s, c, SRC_E_CLOSED, false, "the "
+			    "server closed the TLS session");
+		return;
 	}
 	src_conn_kick(s, c);
 }
@@ -450,11 +443,7 @@ handle_recv(struct src *s, struct src_conn *c, int res, uint32_t flags)
 				    "");
 		} else if (c->tls != NULL) {
 			assert(data != NULL);
-			if (bench_tls_feed(c->tls, data, (size_t)res) < 0)
-				src_conn_fail(s, c, SRC_E_TLS, false,
-				    "TLS: too much input at once");
-			else
-				tls_input(s, c);
+			conn_tls_input(s, c, data, (size_t)res);
 		} else {
 			assert(data != NULL);
 			src_replies_parse(s, c, data, (size_t)res);

@@ -32,10 +32,10 @@
 
 #include "../lib/buf.h"
 #include "../lib/log.h"
+#include "../lib/tls.h"
 #include "../lib/uring.h"
 #include "bench_hist.h"
 #include "bench_source.h"
-#include "bench_tls.h"
 
 /* ---- limits ----------------------------------------------------------- */
 
@@ -237,7 +237,7 @@ struct src_conn {
 	struct src_out out[2];	/* out[fill] composes, the other is sent */
 	unsigned fill;
 	struct msghdr msg;	/* of the plaintext send in flight */
-	struct bench_tls *tls;
+	struct tls *tls;
 	struct buf tls_tx;	/* ciphertext being sent */
 	size_t tls_tx_off;
 	uint32_t next_dirty;
@@ -274,7 +274,8 @@ struct src {
 	struct src_conn *conns;
 	char *heads;			/* every connection's out heads */
 	size_t heads_size;
-	struct bench_tls_ctx *tls_ctx;
+	struct tls_ctx *tls_ctx;
+	struct buf tls_plain;	/* decrypted replies, one recv's worth */
 
 	/* What is sent. */
 	char *body;

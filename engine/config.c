@@ -28,6 +28,7 @@
 
 #include "config_int.h"
 #include "../deliver/resolver.h"
+#include "../lib/tls.h"
 
 #define CONFIG_ROUTES_MAX	10000		/* entries in "routes" */
 
@@ -53,16 +54,37 @@
 /* Schema                                                              */
 /* ------------------------------------------------------------------ */
 
-static cfg_check_fn check_hostname, check_mailbox, check_user, check_path, check_address, check_network,
-    check_resolver;
+static cfg_check_fn check_hostname, check_mailbox, check_user, check_path,
+    check_address, check_network, check_resolver, check_tls_mode;
 
 /*
- * One listener. tls, proxy and auth will become keys here; until then they
+ * One listener. proxy and auth will become keys here; until then they
  * are unknown keys, so a config written for a later version fails loudly.
  */
 static const struct cfg_key listen_keys[] = {
 	{ KEY("address", CFG_STRING, NULL, 0, 0), FIELD(struct listen_cfg, address),
 	  .check = check_address, .flags = CFG_REQUIRED },
+	{ KEY("tls", CFG_STRING, "none", 0, 0), FIELD(struct listen_cfg, tls),
+	  .check = check_tls_mode },
+	{ .name = NULL },
+};
+
+static const struct cfg_key tls_pair_keys[] = {
+	{ KEY("cert", CFG_STRING, NULL, 0, 0), FIELD(struct tls_pair_cfg, cert),
+	  .check = check_path, .flags = CFG_REQUIRED },
+	{ KEY("key", CFG_STRING, NULL, 0, 0), FIELD(struct tls_pair_cfg, key),
+	  .check = check_path, .flags = CFG_REQUIRED },
+	{ .name = NULL },
+};
+
+/* Loaded and matched by check_tls() once the whole file is read. */
+static const struct cfg_key tls_keys[] = {
+	{ KEY("cert", CFG_STRING, NULL, 0, 0), FIELD(struct tls_cfg, cert),
+	  .check = check_path },
+	{ KEY("key", CFG_STRING, NULL, 0, 0), FIELD(struct tls_cfg, key),
+	  .check = check_path },
+	{ KEY("extra", CFG_LIST_MAP, "[]", 0, TLS_CERTS_MAX - 1),
+	  LIST(struct tls_cfg, extra, nextra), .sub = tls_pair_keys },
 	{ .name = NULL },
 };
 
@@ -198,6 +220,8 @@ const struct cfg_key config_keys[] = {
 	  .sub = limits_keys },
 	{ KEY("queue", CFG_MAP, NULL, 0, 0), .offset = offsetof(struct config, queue),
 	  .sub = queue_keys },
+	{ KEY("tls", CFG_MAP, NULL, 0, 0), .offset = offsetof(struct config, tls),
+	  .sub = tls_keys },
 	{ KEY("shutdown_timeout", CFG_DURATION, "30s", 0, HOUR_MS),
 	  FIELD(struct config, shutdown_timeout_ms) },
 	{ KEY("routes", CFG_LIST_MAP, "[]", 0, CONFIG_ROUTES_MAX),
@@ -483,6 +507,32 @@ check_address(const char *s, void *obj, char *why, size_t whylen)
 		return -1;
 	}
 	return 0;
+}
+
+/* listen.N.tls: fills policy.tls of the listen_cfg next to the string. */
+static int
+check_tls_mode(const char *s, void *obj, char *why, size_t whylen)
+{
+	static const struct {
+		const char *name;
+		enum smtp_tls_mode mode;
+	} modes[] = {
+		{ "none", SMTP_TLS_NONE },
+		{ "starttls", SMTP_TLS_STARTTLS },
+		{ "required", SMTP_TLS_REQUIRED },
+		{ "implicit", SMTP_TLS_IMPLICIT },
+	};
+	struct listen_cfg *l = obj;
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		if (strcmp(s, modes[i].name) == 0) {
+			l->policy.tls = modes[i].mode;
+			return 0;
+		}
+	}
+	snprintf(why, whylen, "invalid TLS mode '%.*s' (expected none, "
+	    "starttls, required or implicit)", CONFIG_QUOTE_MAX, s);
+	return -1;
 }
 
 static int
@@ -909,6 +959,55 @@ check_limits(struct loader *ld, struct config *cfg, const struct cnode *root)
 	    "taken", mem, size);
 }
 
+/*
+ * One certificate and key pair: both given, both readable, and the key
+ * the certificate's. Reported at the line of the certificate (or of
+ * whichever of the two was given). at: the map that holds them.
+ */
+static void
+check_tls_pair(struct loader *ld, const struct cnode *at, const char *path,
+    const char *cert, const char *key)
+{
+	const struct cnode *vc = map_value(at, "cert"), *vk = map_value(at, "key");
+	const struct cnode *v = vc != NULL ? vc : vk;
+	char why[CONFIG_WHY_MAX + PATH_MAX], p[CONFIG_PATH_MAX];
+
+	if (cert == NULL && key == NULL)
+		return;
+	assert(v != NULL);
+	if (cert == NULL || key == NULL) {
+		cfg_path_child(p, sizeof p, path, cert == NULL ? "cert" : "key");
+		cfg_error(ld, v->origin, v->line, p, "required with %s.%s",
+		    path, cert == NULL ? "key" : "cert");
+		return;
+	}
+	if (tls_check_pair(cert, key, why, sizeof why) < 0) {
+		cfg_path_child(p, sizeof p, path, "cert");
+		cfg_error(ld, v->origin, v->line, p, "%s", why);
+	}
+}
+
+/* tls.cert, tls.key and tls.extra: each pair loads and matches. */
+static void
+check_tls(struct loader *ld, struct config *cfg, const struct cnode *root)
+{
+	const struct cnode *tls = map_value(root, "tls");
+	const struct cnode *extra = map_value(tls, "extra");
+	char path[CONFIG_PATH_MAX];
+
+	check_tls_pair(ld, tls, "tls", cfg->tls.cert, cfg->tls.key);
+	if (cfg->tls.nextra > 0 && cfg->tls.cert == NULL) {
+		cfg_error(ld, extra->origin, extra->line, "tls.extra", "needs "
+		    "tls.cert and tls.key too");
+		return;
+	}
+	for (size_t i = 0; i < cfg->tls.nextra; i++) {
+		cfg_path_index(path, sizeof path, "tls.extra", i);
+		check_tls_pair(ld, extra->kids[i], path, cfg->tls.extra[i].cert,
+		    cfg->tls.extra[i].key);
+	}
+}
+
 /* Values whose default depends on the machine. */
 static void
 resolve(struct loader *ld, struct config *cfg, const struct corigin *fo)
@@ -1000,6 +1099,8 @@ load(struct config *cfg, const char *path, char *const *overrides,
 		build_routes(&ld, cfg, root);
 	if (ld.nfail == 0 && !ld.oom)
 		check_limits(&ld, cfg, root);
+	if (ld.nfail == 0 && !ld.oom)
+		check_tls(&ld, cfg, root);
 	if (ld.nfail == 0 && !ld.oom)
 		resolve(&ld, cfg, fo);
 	cfg->source = cfg_str_dup(&ld, name, strlen(name));

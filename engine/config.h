@@ -31,6 +31,7 @@
 
 struct listen_cfg {
 	char *address;		/* as written: "127.0.0.1:2525", "[::1]:25" */
+	char *tls;		/* as written; the mode is in policy.tls */
 	struct sockaddr_storage sa;
 	socklen_t salen;
 	/* What its sessions ask of clients: TLS, AUTH, senders. */
@@ -59,6 +60,24 @@ struct limits_cfg {
 	uint32_t connections;		/* inbound connections in total */
 	uint32_t connections_per_client; /* per client IP address */
 	uint64_t memory;		/* message bytes all sessions hold */
+};
+
+/* A certificate chain and its key, PEM files. */
+struct tls_pair_cfg {
+	char *cert;
+	char *key;
+};
+
+/*
+ * The server's certificates (tls.cert, tls.key, tls.extra). Checked at
+ * load: each pair must read and belong together. None given and a
+ * listener with TLS: a self-signed one is made in the spool at start.
+ */
+struct tls_cfg {
+	char *cert;
+	char *key;
+	struct tls_pair_cfg *extra;	/* more pairs: another key type */
+	size_t nextra;
 };
 
 struct queue_cfg {
@@ -95,6 +114,7 @@ struct config {
 	struct cidr *allowed_networks;
 	size_t nallowed_networks;
 	struct limits_cfg limits;
+	struct tls_cfg tls;
 	struct queue_cfg queue;
 	uint32_t shutdown_timeout_ms;
 	struct route_cfg *route_cfgs;	/* "routes" as written */

@@ -44,7 +44,7 @@ inbound_envelope(const struct smtp_session *s, struct envelope *e,
 	e->sender = s->env.data + s->sender_off;
 	e->client_addr = s->client_addr;
 	e->helo = s->env.data;
-	e->protocol = s->esmtp ? "ESMTP" : "SMTP";
+	e->protocol = smtp_session_protocol(s);
 	for (i = 0; i < s->nrcpt; i++) {
 		rcpt_array[i] = p;
 		p += strlen(p) + 1;

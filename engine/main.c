@@ -42,6 +42,7 @@
 #include "../deliver/deliver.h"
 #include "../lib/log.h"
 #include "../lib/sdnotify.h"
+#include "../lib/tls.h"
 #include "../lib/version.h"
 #include "shard.h"
 
@@ -313,6 +314,7 @@ main(int argc, char **argv)
 	struct deliver_cfg dcfg;
 	struct queue_index *qi = NULL;
 	struct committer *committer;
+	struct tls_ctx *tls;
 	struct shard **shards;
 	struct config cfg;
 	const char *path = NULL;
@@ -446,8 +448,10 @@ main(int argc, char **argv)
 	efds = calloc(cfg.shards, sizeof(*efds));
 	if (shards == NULL || efds == NULL)
 		log_fatal("out of memory");
+	/* Keys are read (or made in the spool) while we are still root. */
+	tls = shard_tls_setup(&cfg);
 	for (i = 0; i < cfg.shards; i++) {
-		shards[i] = shard_create(i, &cfg, &scfg, rep.max_seq[i],
+		shards[i] = shard_create(i, &cfg, &scfg, tls, rep.max_seq[i],
 		    last_qid);
 		efds[i] = shard_eventfd(shards[i]);
 	}
@@ -508,6 +512,7 @@ main(int argc, char **argv)
 		total += shard_messages(shards[i]);
 		shard_free(shards[i]);
 	}
+	tls_ctx_free(tls);
 	committer_stats(committer, &cst);
 	committer_stop(committer);
 	deliver_global_free();

@@ -13,9 +13,11 @@
  * send are ever in flight per connection; a session waiting for the queue
  * gets no recv armed, which bounds what a pipelining client can push.
  *
- * The seam for TLS is conn_input() and conn_flush(): a TLS layer decrypts
- * between the recv completion and smtp_session_input(), and encrypts what
- * conn_flush() takes from the session's output.
+ * The seam for TLS is handle_recv() and conn_flush(): on a TLS connection
+ * shard_tls.c decrypts between the recv completion and
+ * smtp_session_input(), and encrypts what conn_flush() takes from the
+ * session's output. A connection starts in conn_begin(): the greeting,
+ * or on an implicit-TLS listener the handshake first.
  *
  * Spool segments: the shard gives each message's record its place at the
  * end of its current segment and hands the job to the committer, which
@@ -75,6 +77,8 @@ arm_accept(struct shard *sh, unsigned i)
 /* ---- connections ----------------------------------------------------- */
 
 static void conn_flush(struct shard *sh, struct conn *c);
+static void conn_begin(struct shard *sh, struct conn *c);
+static void command_deadline(struct shard *sh, struct conn *c);
 static void handle_event(struct shard *sh, struct conn *c,
     enum smtp_event ev);
 
@@ -123,6 +127,9 @@ conn_free(struct shard *sh, struct conn *c)
 	/* Its memory back to the budget; modest buffers stay for the next. */
 	smtp_session_release(&c->smtp);
 	buf_reset(&c->tx);
+	tls_free(c->tls);
+	c->tls = NULL;
+	c->tls_plain_out = false;
 	c->next_free = sh->free_head;
 	sh->free_head = idx;
 	sh->nactive--;
@@ -225,7 +232,27 @@ handle_accept(struct shard *sh, int fd, unsigned listener)
 	c->listener = (uint8_t)listener;
 	smtp_session_init(&c->smtp, sh->scfg, &sh->cfg->listen[listener].policy,
 	    (struct sockaddr *)&ss, relay_ok, &sh->ids);
-	handle_event(sh, c, smtp_session_greet(&c->smtp));
+	conn_begin(sh, c);
+}
+
+/*
+ * The session's first step once the connection is set up: the greeting;
+ * on an implicit-TLS listener (port 465) the handshake, which greets when
+ * it completes. A step before the session (a PROXY header) goes first.
+ */
+static void
+conn_begin(struct shard *sh, struct conn *c)
+{
+	if (c->smtp.pol->tls != SMTP_TLS_IMPLICIT) {
+		handle_event(sh, c, smtp_session_greet(&c->smtp));
+		return;
+	}
+	if (!shard_tls_start(sh, c)) {
+		conn_close(sh, c);
+		return;
+	}
+	command_deadline(sh, c);
+	handle_event(sh, c, SMTP_EV_NONE);
 }
 
 /*
@@ -237,10 +264,17 @@ conn_flush(struct shard *sh, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 	struct buf t;
+	int rc;
 
 	if (c->send_armed || c->closing)
 		return;
-	if (c->tx_off == c->tx.len) {
+	if (c->tx_off == c->tx.len && c->tls != NULL && !c->tls_plain_out) {
+		rc = shard_tls_fill_tx(c);
+		if (rc < 0)
+			conn_close(sh, c);
+		if (rc <= 0)
+			return;
+	} else if (c->tx_off == c->tx.len) {
 		if (c->smtp.out.len == 0)
 			return;
 		t = c->tx;
@@ -248,6 +282,8 @@ conn_flush(struct shard *sh, struct conn *c)
 		c->smtp.out = t;
 		buf_reset(&c->smtp.out);
 		c->tx_off = 0;
+		/* The 220 to STARTTLS is out: the rest goes over TLS. */
+		c->tls_plain_out = false;
 	}
 	sqe = get_sqe(sh);
 	io_uring_prep_send(sqe, c->fd, c->tx.data + c->tx_off,
@@ -268,7 +304,9 @@ static void start_commit(struct shard *sh, struct conn *c);
 static void
 command_deadline(struct shard *sh, struct conn *c)
 {
-	if (!smtp_session_partial_command(&c->smtp))
+	/* A TLS handshake is held to the same deadline as a command. */
+	if (!smtp_session_partial_command(&c->smtp) &&
+	    (c->tls == NULL || tls_established(c->tls)))
 		c->cmd_deadline_ms = 0;
 	else if (c->cmd_deadline_ms == 0)
 		c->cmd_deadline_ms = sh->now_ms +
@@ -290,6 +328,16 @@ handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
 			c->deadline_ms = sh->now_ms + SHARD_FLUSH_GRACE_MS;
 		c->close_after_flush = true;
 		break;
+	case SMTP_EV_STARTTLS:
+		/* The 220 leaves in plaintext; the handshake follows it. */
+		if (shard_tls_start(sh, c)) {
+			c->tls_plain_out = true;
+			command_deadline(sh, c);
+		} else if (!c->close_after_flush) {
+			c->deadline_ms = sh->now_ms + SHARD_FLUSH_GRACE_MS;
+			c->close_after_flush = true;
+		}
+		break;
 	default:
 		log_panic("bad smtp event %d", (int)ev);
 	}
@@ -304,6 +352,8 @@ handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
 		c->deadline_ms = sh->now_ms + SHARD_FLUSH_GRACE_MS;
 	}
 	conn_flush(sh, c);
+	if (c->closing)
+		return;
 	if (c->close_after_flush) {
 		if (!c->send_armed)
 			conn_close(sh, c);
@@ -460,9 +510,12 @@ job_finish(struct shard *sh, struct commit_job *job)
 	live = c->in_use && c->gen == job->conn_gen;
 	if (res == SMTP_COMMIT_OK) {
 		atomic_fetch_add(&sh->n_messages, 1);
-		log_info("%s: client=[%s], size=%u, nrcpt=%u", qid,
+		log_info("%s: client=[%s], size=%u, nrcpt=%u%s%s%s%s", qid,
 		    live ? c->smtp.client_addr : "gone", job->put.msg_len,
-		    job->put.nrcpt);
+		    job->put.nrcpt, live && c->smtp.tls ? ", tls=" : "",
+		    live && c->smtp.tls ? c->smtp.tls_version : "",
+		    live && c->smtp.tls ? ", cipher=" : "",
+		    live && c->smtp.tls ? c->smtp.tls_cipher : "");
 	} else {
 		log_warn("%s: not queued: %s", qid,
 		    queue_strerror(job->put.result));
@@ -839,7 +892,8 @@ handle_recv(struct shard *sh, struct conn *c, int res, uint32_t flags)
 	data = uring_bufs_data(&sh->bufs, flags, &bid);
 	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
 	if (!c->closing) {
-		ev = smtp_session_input(&c->smtp, data, (size_t)res);
+		ev = c->tls != NULL ? shard_tls_input(sh, c, data, (size_t)res) :
+		    smtp_session_input(&c->smtp, data, (size_t)res);
 		command_deadline(sh, c);
 	} else {
 		ev = SMTP_EV_NONE;
@@ -976,6 +1030,9 @@ tick(struct shard *sh)
 			handle_event(sh, c, SMTP_EV_CLOSE);
 		} else if (c->cmd_deadline_ms != 0 &&
 		    sh->now_ms >= c->cmd_deadline_ms) {
+			if (c->tls != NULL && !tls_established(c->tls))
+				log_info("%s: TLS handshake failed: not "
+				    "completed in time", c->smtp.client_addr);
 			smtp_session_command_timeout(&c->smtp);
 			handle_event(sh, c, SMTP_EV_CLOSE);
 		}
@@ -1094,7 +1151,8 @@ shard_main(void *arg)
 
 struct shard *
 shard_create(unsigned id, const struct config *cfg,
-    const struct smtp_server_cfg *scfg, uint64_t seg_seq, uint64_t last_qid)
+    const struct smtp_server_cfg *scfg, struct tls_ctx *tls, uint64_t seg_seq,
+    uint64_t last_qid)
 {
 	struct shard *sh;
 	char path[4096];
@@ -1108,6 +1166,7 @@ shard_create(unsigned id, const struct config *cfg,
 	sh->cfg = cfg;
 	config_deliver_cfg(cfg, &sh->dcfg);
 	sh->scfg = scfg;
+	sh->tls = tls;
 	sh->cur = sh->next = -1;
 	sh->efd = -1;
 	sh->segdir_fd = -1;
@@ -1206,7 +1265,9 @@ shard_free(struct shard *sh)
 	for (i = 0; i < sh->nconns; i++) {
 		smtp_session_free(&sh->conns[i].smtp);
 		buf_free(&sh->conns[i].tx);
+		tls_free(sh->conns[i].tls);
 	}
+	buf_free(&sh->tls_plain);
 	io_uring_queue_exit(&sh->ring);
 	uring_bufs_free(&sh->bufs);
 	free(sh->conns);

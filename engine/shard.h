@@ -19,6 +19,7 @@
 struct shard;
 struct committer;
 struct smtp_server_cfg;
+struct tls_ctx;
 
 /*
  * Create shard `id`: its ring, its listening sockets, and its first spool
@@ -26,7 +27,16 @@ struct smtp_server_cfg;
  * bind, cannot create the ring) are reported and return NULL.
  */
 struct shard *shard_create(unsigned id, const struct config *cfg,
-    const struct smtp_server_cfg *scfg, uint64_t seg_seq, uint64_t last_qid);
+    const struct smtp_server_cfg *scfg, struct tls_ctx *tls, uint64_t seg_seq,
+    uint64_t last_qid);
+
+/*
+ * The TLS server context every shard shares, made once before privileges
+ * are dropped: NULL when no listener has TLS. Without tls.cert, a
+ * self-signed certificate for the host name is made in the spool at first
+ * start and reused after (logged either way). Fatal errors exit.
+ */
+struct tls_ctx *shard_tls_setup(const struct config *cfg);
 
 /* The eventfd that wakes this shard (committer results, stop). */
 int shard_eventfd(const struct shard *sh);

@@ -30,6 +30,7 @@
 #include "../deliver/deliver.h"
 #include "../lib/clock.h"
 #include "../lib/log.h"
+#include "../lib/tls.h"
 #include "../lib/uring.h"
 #include "shard.h"
 
@@ -84,8 +85,13 @@ struct conn {
 	uint64_t deadline_ms;
 	uint64_t cmd_deadline_ms;	/* command line under way: its end by
 					 * then; 0 when none is */
-	struct buf tx;		/* bytes being sent (swapped from smtp.out) */
+	struct buf tx;		/* bytes being sent (swapped from smtp.out,
+				 * or records from tls) */
 	size_t tx_off;
+	struct tls *tls;	/* NULL: plaintext (shard_tls.c) */
+	bool tls_plain_out;	/* STARTTLS taken: smtp.out (the 220) still
+				 * leaves in plaintext */
+	bool tls_failed;	/* TLS error: only OpenSSL's alert leaves */
 	struct commit_job *job;	/* record write in flight */
 	struct smtp_session smtp;
 };
@@ -114,6 +120,8 @@ struct shard {
 	uint32_t nactive;
 
 	struct uring_bufs bufs;	/* provided buffers for recv */
+	struct tls_ctx *tls;	/* shared by the shards; NULL: no TLS */
+	struct buf tls_plain;	/* decrypted input of one recv */
 
 	int efd;
 	uint64_t efd_val;
@@ -172,5 +180,21 @@ struct seg *shard_seg_for_append(struct shard *sh, uint64_t rec_len, int *err);
 
 /* shard.c */
 void shard_pending_push(struct shard *sh, struct commit_job *job);
+
+/* shard_tls.c: inbound TLS on a connection */
+/* Give c a TLS connection (implicit TLS, or STARTTLS taken). false: none. */
+bool shard_tls_start(struct shard *sh, struct conn *c);
+/*
+ * Ciphertext received on c: the handshake, then the session's input.
+ * Returns the session's event; SMTP_EV_CLOSE on a TLS failure (logged).
+ */
+enum smtp_event shard_tls_input(struct shard *sh, struct conn *c,
+    const char *p, size_t n);
+/*
+ * c's send buffer is drained: encrypt the session's output and put the
+ * records waiting (handshake included) in c->tx. 1: something to send;
+ * 0: nothing; -1: TLS failed (logged), close.
+ */
+int shard_tls_fill_tx(struct conn *c);
 
 #endif

@@ -38,17 +38,17 @@
  * check_out(). The window makes the limit a backstop: a full window of
  * the longest commands fits (static_assert below).
  */
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/coding.h>
-
 #include "smtp_client.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include <openssl/evp.h>
 
 #include "../lib/log.h"
 #include "smtp_parse.h"
@@ -527,17 +527,11 @@ send_hello(struct smtp_client *c, const char *verb, enum smtp_client_state st)
 static bool
 b64(const void *in, size_t n, char *out, size_t cap)
 {
-	word32 ol = (word32)(cap - 1);
-
 	assert(cap > 1);
-	if (n == 0) {
-		out[0] = '\0';
-		return true;
-	}
-	if (Base64_Encode_NoNl(in, (word32)n, (byte *)out, &ol) != 0 ||
-	    ol >= cap)
+	/* EVP_EncodeBlock writes 4 bytes per 3 (the last padded) and a NUL. */
+	if (n > (size_t)INT_MAX / 2 || 4 * ((n + 2) / 3) >= cap)
 		return false;
-	out[ol] = '\0';
+	(void)EVP_EncodeBlock((unsigned char *)out, in, (int)n);
 	return true;
 }
 

@@ -380,6 +380,35 @@ helo_name_ok(const char *p)
 	return true;
 }
 
+/* Is STARTTLS offered now: a listener that has it, not yet over TLS. */
+static bool
+starttls_offered(const struct smtp_session *s)
+{
+	return !s->tls && (s->pol->tls == SMTP_TLS_STARTTLS ||
+	    s->pol->tls == SMTP_TLS_REQUIRED);
+}
+
+/*
+ * The EHLO reply: the precomputed lines, with the ones that depend on
+ * the session (STARTTLS) after the first. ehlo_reply has its CRLFs;
+ * reply() adds the last.
+ */
+static void
+reply_ehlo(struct smtp_session *s)
+{
+	const char *r = s->cfg->ehlo_reply, *rest = strstr(r, "\r\n");
+	int len = (int)strlen(r) - 2;
+
+	assert(rest != NULL && len > 0);
+	rest += 2;
+	if (!starttls_offered(s)) {
+		reply(s, "%.*s", len, r);
+		return;
+	}
+	reply(s, "%.*s250-STARTTLS\r\n%.*s", (int)(rest - r), r,
+	    len - (int)(rest - r), rest);
+}
+
 static void
 cmd_helo_common(struct smtp_session *s, char *arg, bool esmtp)
 {
@@ -396,9 +425,8 @@ cmd_helo_common(struct smtp_session *s, char *arg, bool esmtp)
 	}
 	s->esmtp = esmtp;
 	enter_state(s, SMTP_S_READY);
-	if (esmtp)	/* ehlo_reply has its CRLFs; reply() adds the last */
-		reply(s, "%.*s", (int)strlen(s->cfg->ehlo_reply) - 2,
-		    s->cfg->ehlo_reply);
+	if (esmtp)
+		reply_ehlo(s);
 	else
 		reply(s, "250 %s", s->cfg->hostname);
 }
@@ -430,6 +458,11 @@ cmd_mail(struct smtp_session *s, char *arg)
 	}
 	if (s->state != SMTP_S_READY) {
 		reply_error(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	/* tls: required (RFC 3207 4: 530 until the client has TLS). */
+	if (s->pol->tls == SMTP_TLS_REQUIRED && !s->tls) {
+		reply_error(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}
 	/* SMTPUTF8 must be known before the address is judged. */
@@ -588,8 +621,8 @@ format_date(uint64_t us, char *out, size_t n)
 static bool
 begin_message(struct smtp_session *s, uint64_t expect)
 {
-	char qid[SMTP_ID_LEN + 1], date[64];
-	const char *proto = s->esmtp ? "ESMTP" : "SMTP";
+	char qid[SMTP_ID_LEN + 1], date[64], tls[128] = "";
+	const char *proto = smtp_session_protocol(s);
 
 	s->arrival_us = clock_real_us();
 	s->qid = s->ids->next(s->ids->ctx, s->arrival_us / 1000u);
@@ -601,10 +634,18 @@ begin_message(struct smtp_session *s, uint64_t expect)
 	assert(s->mem_held == 0);
 	buf_reset(&s->msg);
 	s->msg.max = 0;		/* the header is ours; the data is bounded */
-	/* RFC 5321 4.4: "from" the HELO name and address, "by" us, "id". */
-	if (buf_printf(&s->msg, "Received: from %s ([%s])\r\n"
+	/*
+	 * RFC 5321 4.4: "from" the HELO name and address, "by" us, "id".
+	 * Over TLS a comment says what was negotiated, as sendmail writes
+	 * it; the protocol says ESMTPS (RFC 3848).
+	 */
+	if (s->tls)
+		snprintf(tls, sizeof(tls), "\t(version=%s cipher=%s bits=%u)\r\n",
+		    s->tls_version, s->tls_cipher, (unsigned)s->tls_bits);
+	if (buf_printf(&s->msg, "Received: from %s ([%s])\r\n%s"
 	    "\tby %s (sluice) with %s id %s",
-	    s->env.data, s->client_addr, s->cfg->hostname, proto, qid) < 0 ||
+	    s->env.data, s->client_addr, tls, s->cfg->hostname, proto,
+	    qid) < 0 ||
 	    (s->nrcpt == 1 ?
 	    buf_printf(&s->msg, "\r\n\tfor <%s>; %s\r\n",
 	    s->env.data + s->rcpt_off0, date) :
@@ -743,6 +784,45 @@ cmd_help(struct smtp_session *s, char *arg)
 	    "NOOP QUIT VRFY HELP");
 }
 
+/*
+ * RFC 3207. Accepted, the session forgets what the client told it before
+ * (section 4.2: the EHLO name and anything of a transaction) and stops
+ * consuming input: consume() returns SMTP_EV_STARTTLS and whatever
+ * followed this line is dropped, since bytes sent before the handshake
+ * must not count as commands sent over TLS (section 5).
+ */
+static void
+cmd_starttls(struct smtp_session *s, char *arg)
+{
+	if (s->pol->tls == SMTP_TLS_NONE) {
+		reply_error(s, "502 5.5.1 Error: command not supported");
+		return;
+	}
+	if (s->tls) {
+		reply_error(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (*arg != '\0') {
+		reply_error(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->state != SMTP_S_INIT && s->state != SMTP_S_READY) {
+		reply_error(s, "503 5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	reset_transaction(s);
+	s->env.len = 0;
+	if (buf_append(&s->env, "", 1) < 0)	/* it had room for more */
+		log_panic("%s: the empty HELO name does not fit",
+		    s->client_addr);
+	s->sender_off = 1;
+	s->helo_seen = false;
+	s->esmtp = false;
+	enter_state(s, SMTP_S_INIT);
+	reply(s, "220 2.0.0 Ready to start TLS");
+	s->starttls = true;
+}
+
 static void
 cmd_not_implemented(struct smtp_session *s, char *arg)
 {
@@ -774,7 +854,7 @@ static const struct smtp_cmd {
 	{ "QUIT", cmd_quit, 0 },
 	{ "VRFY", cmd_vrfy, SMTP_CMD_JUNK },
 	{ "HELP", cmd_help, SMTP_CMD_JUNK },
-	{ "STARTTLS", cmd_not_implemented },
+	{ "STARTTLS", cmd_starttls, 0 },
 	{ "AUTH", cmd_not_implemented },
 	{ "EXPN", cmd_not_implemented },
 	{ "ETRN", cmd_not_implemented },
@@ -1008,6 +1088,11 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 			memcpy(line_buf, cur + off - ll, take);
 			line_buf[take] = '\0';
 			do_command(s, line_buf);
+			if (s->starttls) {
+				s->starttls = false;
+				*ev = SMTP_EV_STARTTLS;
+				return off;
+			}
 			break;
 		}
 		/* A zero-length BDAT chunk ends without any input. */
@@ -1044,6 +1129,21 @@ input_overflow(struct smtp_session *s, int err)
 	return SMTP_EV_CLOSE;
 }
 
+/*
+ * RFC 3207 5: what the client sent behind STARTTLS, before the handshake,
+ * is dropped unread; were it kept, a man in the middle could inject
+ * commands that would then run as if sent over TLS.
+ */
+static void
+starttls_discard(struct smtp_session *s, size_t n)
+{
+	buf_reset(&s->in);
+	s->skip_line = false;
+	if (n > 0)
+		log_info("%s: %zu byte(s) sent behind STARTTLS discarded",
+		    s->client_addr, n);
+}
+
 enum smtp_event
 smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 {
@@ -1063,10 +1163,15 @@ smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 		if (s->state == SMTP_S_COMMIT)
 			return SMTP_EV_NONE;
 		used = consume(s, s->in.data, s->in.len, &ev);
-		buf_consume(&s->in, used);
+		if (ev == SMTP_EV_STARTTLS)
+			starttls_discard(s, s->in.len - used);
+		else
+			buf_consume(&s->in, used);
 	} else {
 		used = consume(s, p, n, &ev);
-		if (used < n && ev != SMTP_EV_CLOSE &&
+		if (ev == SMTP_EV_STARTTLS)
+			starttls_discard(s, n - used);
+		else if (used < n && ev != SMTP_EV_CLOSE &&
 		    (rc = buf_append(&s->in, p + used, n - used)) < 0)
 			return input_overflow(s, rc);
 	}
@@ -1075,6 +1180,40 @@ smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 	if (ev == SMTP_EV_NONE && s->state == SMTP_S_QUIT)
 		ev = SMTP_EV_CLOSE;
 	return ev;
+}
+
+/* Printable ASCII only: the strings go into a header field. */
+static void
+copy_token(char *dst, size_t n, const char *src)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < n && src[i] != '\0'; i++)
+		dst[i] = src[i] > ' ' && src[i] < 0x7f ? src[i] : '_';
+	dst[i] = '\0';
+}
+
+void
+smtp_session_tls_started(struct smtp_session *s, const char *version,
+    const char *cipher, int bits)
+{
+	assert(!s->tls);
+	s->tls = true;
+	copy_token(s->tls_version, sizeof(s->tls_version), version);
+	copy_token(s->tls_cipher, sizeof(s->tls_cipher), cipher);
+	s->tls_bits = bits > 0 && bits < UINT16_MAX ? (uint16_t)bits : 0;
+}
+
+const char *
+smtp_session_protocol(const struct smtp_session *s)
+{
+	/* Indexed by esmtp, tls, authenticated. */
+	static const char *const names[2][2][2] = {
+		{ { "SMTP", "SMTPA" }, { "SMTPS", "SMTPSA" } },
+		{ { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } },
+	};
+
+	return names[s->esmtp][s->tls][s->authenticated];
 }
 
 void

@@ -10,8 +10,12 @@
  * arrives while blocked is kept (bounded by the engine not reading more)
  * and processed afterwards, so pipelined commands keep their order.
  *
- * This seam is also where TLS will sit: the engine decrypts before
- * smtp_session_input() and encrypts what it takes from s->out.
+ * This seam is also where TLS sits: the engine decrypts before
+ * smtp_session_input() and encrypts what it takes from s->out. The session
+ * only decides: it offers STARTTLS as its listener's policy says, answers
+ * it with 220 and SMTP_EV_STARTTLS (from then on the engine runs the
+ * handshake and nothing reaches the session until it is done), and learns
+ * of the result through smtp_session_tls_started().
  */
 #ifndef SLUICE_SMTP_SERVER_H
 #define SLUICE_SMTP_SERVER_H
@@ -135,6 +139,14 @@ enum smtp_event {
 	SMTP_EV_NONE = 0,	/* nothing for the engine but sending s->out */
 	SMTP_EV_COMMIT,		/* a message is ready: queue it */
 	SMTP_EV_CLOSE,		/* send s->out, then close */
+	/*
+	 * STARTTLS was accepted: send s->out (the 220) in plaintext, then
+	 * run the TLS handshake on the connection's next bytes and call
+	 * smtp_session_tls_started() when it completes. Input that followed
+	 * the STARTTLS line was discarded (RFC 3207 5, command injection);
+	 * the session is back at its greeted state (EHLO needed again).
+	 */
+	SMTP_EV_STARTTLS,
 };
 
 /* Results for smtp_session_commit_done(). */
@@ -166,6 +178,8 @@ struct smtp_session {
 	bool smtputf8;
 	bool shutting_down;
 	bool tls;		/* running over TLS (the engine sets it) */
+	bool authenticated;	/* AUTH succeeded */
+	bool starttls;		/* STARTTLS accepted: stop, return the event */
 	bool failed;		/* out of memory or room: closing */
 	uint8_t body;		/* enum smtp_body */
 	uint32_t declared_size;
@@ -181,6 +195,10 @@ struct smtp_session {
 	uint64_t mem_held;	/* taken from cfg->memory for msg */
 	uint64_t msg_limit;	/* msg may hold our header + message_size */
 	char client_addr[64];	/* "127.0.0.1", "::1" */
+	/* Once tls: what was negotiated, for Received: and the logs. */
+	char tls_version[16];	/* "TLSv1.3" */
+	char tls_cipher[64];	/* "TLS_AES_256_GCM_SHA384" */
+	uint16_t tls_bits;	/* the cipher's key bits */
 };
 
 /* pol: the listener's policy, kept by reference; NULL: plaintext, no AUTH. */
@@ -205,6 +223,21 @@ enum smtp_event smtp_session_greet(struct smtp_session *s);
 /* Feed received bytes (n may be 0 to resume after a commit). */
 enum smtp_event smtp_session_input(struct smtp_session *s, const char *p,
     size_t n);
+
+/*
+ * The TLS handshake completed (after SMTP_EV_STARTTLS, or before the
+ * greeting on an implicit-TLS listener): the session is over TLS from
+ * now on; version, cipher and bits are what was negotiated (copied,
+ * truncated to fit). Received: says ESMTPS (or ESMTPSA) and names them.
+ */
+void smtp_session_tls_started(struct smtp_session *s, const char *version,
+    const char *cipher, int bits);
+
+/*
+ * The protocol name of the session for Received: "with" and the queue
+ * (RFC 3848): SMTP or ESMTP, "S" added over TLS, "A" when authenticated.
+ */
+const char *smtp_session_protocol(const struct smtp_session *s);
 
 /* The queue's verdict on the message returned with SMTP_EV_COMMIT. */
 enum smtp_event smtp_session_commit_done(struct smtp_session *s,

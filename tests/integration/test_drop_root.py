@@ -12,6 +12,7 @@
 import os
 import pwd
 import subprocess
+import time
 
 import sluice
 from sluice import T
@@ -70,7 +71,12 @@ with T.case("runs as the user"):
     T.eq(st.get("Gid"), [pw.pw_gid] * 4, "Gid: all the user's group")
     T.ok(0 not in st.get("Groups", [0]) or st.get("Groups") == [], "no root group among the groups",
          repr(st.get("Groups")))
-    T.ok(os.path.exists(os.path.join(relay.d.spool, "control.sock")), "control socket created")
+    # The control thread starts just after the listeners greet: bounded wait.
+    sock = os.path.join(relay.d.spool, "control.sock")
+    deadline = time.monotonic() + 5
+    while not os.path.exists(sock) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    T.ok(os.path.exists(sock), "control socket created")
     bad = [o for o in owners(relay.d.spool) if o[1:] != (pw.pw_uid, pw.pw_gid)]
     T.ok(not bad, "everything in the spool is the user's", repr(bad[:5]))
     st = os.stat(relay.dlog_path)

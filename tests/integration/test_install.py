@@ -65,7 +65,7 @@ unit = os.path.join(prefix, "lib", "systemd", "system", "sluiced.service")
 
 with T.case("the installed configuration and unit agree"):
     p = subprocess.run([os.path.join(prefix, "sbin", "sluiced"), "-c", conf, "-n"],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30,
                        env=sluice.clean_env())
     T.eq((p.returncode, p.stdout.decode().strip()), (0, "configuration OK"),
          "sluiced -n on the installed file")

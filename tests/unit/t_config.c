@@ -313,9 +313,23 @@ static const struct error_case error_cases[] = {
 	  { "@:1: hostnme: unknown configuration key" } },
 	{ "unknown_key_nested", "limits:\n  errors: 3\n  recpients: 5\n", {0}, {0},
 	  { "@:3: limits.recpients: unknown configuration key" } },
-	{ "unknown_key_listener", "listen:\n  - address: 127.0.0.1:25\n    tls: on\n",
+	{ "unknown_key_listener", "listen:\n  - address: 127.0.0.1:25\n    tsl: on\n",
 	  {0}, {0},
-	  { "@:3: listen.0.tls: unknown configuration key" } },
+	  { "@:3: listen.0.tsl: unknown configuration key" } },
+	{ "bad_tls_mode", "listen:\n  - address: 127.0.0.1:25\n    tls: on\n",
+	  {0}, {0},
+	  { "@:3: listen.0.tls: invalid TLS mode 'on' (expected none, "
+	    "starttls, required or implicit)" } },
+	{ "tls_cert_without_key", "tls:\n  cert: /etc/hostname\n", {0}, {0},
+	  { "@:2: tls.key: required with tls.cert" } },
+	{ "tls_cert_missing", "tls:\n  cert: /nonexistent/c.pem\n"
+	  "  key: /nonexistent/k.pem\n", {0}, {0},
+	  { "@:2: tls.cert: certificate /nonexistent/c.pem: No such file or "
+	    "directory" } },
+	{ "tls_cert_not_pem", "tls:\n  cert: /etc/hostname\n"
+	  "  key: /etc/hostname\n", {0}, {0},
+	  { "@:2: tls.cert: certificate /etc/hostname: not a PEM certificate "
+	    "chain: no start line" } },
 	{ "duplicate_key", "spool: /a\nlimits:\n  errors: 1\n  errors: 2\nspool: /b\n",
 	  {0}, {0},
 	  { "@:4: limits.errors: duplicate key (first defined at line 3)",

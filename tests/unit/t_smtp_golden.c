@@ -8,7 +8,11 @@
  * .in format: one client line per line, sent with CRLF appended unless it
  * ends in \c; escapes \r \n \0 \\ \xHH; lines starting "# " are comments;
  * "%key=value" lines set the session up: relay, recipients, size, errors,
- * line, hops, junk, commit (ok, nospace, ioerr).
+ * line, hops, junk, commit (ok, nospace, ioerr), tls (none, starttls,
+ * required: the listener's policy). A "%handshake" line marks where the
+ * client's TLS handshake would be: when the session answers STARTTLS the
+ * transcript says [starttls], what is left before the mark is dropped
+ * (the engine would hand it to TLS) and the session is told TLS started.
  * SLUICE_GOLDEN_UPDATE=1 rewrites the .ref files from the current output.
  */
 #include <dirent.h>
@@ -23,6 +27,7 @@
 #include "check.h"
 
 #define GOLDEN_DIR "tests/golden/smtp"
+#define GOLDEN_CUTS 8
 
 struct setup {
 	struct route_table routes;
@@ -30,6 +35,9 @@ struct setup {
 	unsigned recipients, errors, line, hops, junk;
 	unsigned long long size;
 	enum smtp_commit_result commit;
+	struct smtp_listen_policy pol;
+	size_t cuts[GOLDEN_CUTS];	/* %handshake offsets in the wire */
+	unsigned ncuts;
 };
 
 static int
@@ -75,6 +83,9 @@ parse_input(const char *text, struct buf *wire, struct setup *su)
 			eol = p + strlen(p);
 		if (strncmp(p, "# ", 2) == 0) {
 			/* comment */
+		} else if (strncmp(p, "%handshake", 10) == 0) {
+			CHECK_FATAL(su->ncuts < GOLDEN_CUTS);
+			su->cuts[su->ncuts++] = wire->len;
 		} else if (*p == '%') {
 			char key[32], val[32];
 			if (sscanf(p, "%%%31[a-z]=%31s", key, val) == 2) {
@@ -94,6 +105,11 @@ parse_input(const char *text, struct buf *wire, struct setup *su)
 					su->size = strtoull(val, NULL, 10);
 				else if (!strcmp(key, "route"))
 					add_route(su, p);
+				else if (!strcmp(key, "tls"))
+					su->pol.tls = !strcmp(val, "required") ?
+					    SMTP_TLS_REQUIRED :
+					    !strcmp(val, "starttls") ?
+					    SMTP_TLS_STARTTLS : SMTP_TLS_NONE;
 				else if (!strcmp(key, "commit"))
 					su->commit = !strcmp(val, "nospace") ?
 					    SMTP_COMMIT_NOSPACE :
@@ -201,7 +217,8 @@ run(const struct buf *wire, const struct setup *su, size_t step,
 	struct smtp_id_source ids = { next_id, &last_id };
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	enum smtp_event ev;
-	size_t off = 0, n;
+	size_t off = 0, n, end;
+	unsigned cut = 0;
 	int closed = 0;
 
 	sin.sin_addr.s_addr = htonl(0x7f000001);
@@ -212,16 +229,27 @@ run(const struct buf *wire, const struct setup *su, size_t step,
 	cfg.rcpt_refused = inbound_rcpt_refused;	/* the engine's own */
 	cfg.rcpt_ctx = (void *)&su->routes;
 	memset(&s, 0, sizeof(s));
-	smtp_session_init(&s, &cfg, NULL, (struct sockaddr *)&sin, su->relay != 0,
-	    &ids);
+	smtp_session_init(&s, &cfg, &su->pol, (struct sockaddr *)&sin,
+	    su->relay != 0, &ids);
 	smtp_session_greet(&s);
 	add_output(tr, &s.out);
 	while (off < wire->len && !closed) {
-		n = wire->len - off < step ? wire->len - off : step;
+		/* No read crosses a handshake mark. */
+		while (cut < su->ncuts && su->cuts[cut] <= off)
+			cut++;
+		end = cut < su->ncuts ? su->cuts[cut] : wire->len;
+		n = end - off < step ? end - off : step;
 		ev = smtp_session_input(&s, wire->data + off, n);
 		off += n;
 		for (;;) {
 			add_output(tr, &s.out);
+			if (ev == SMTP_EV_STARTTLS) {
+				buf_puts(tr, "[starttls]\n");
+				off = end;	/* the rest went to TLS */
+				smtp_session_tls_started(&s, "TLSv1.3",
+				    "TLS_AES_256_GCM_SHA384", 256);
+				break;
+			}
 			if (ev == SMTP_EV_CLOSE) {
 				buf_puts(tr, "[closed]\n");
 				closed = 1;

@@ -3,7 +3,9 @@
  * behind a message waiting for the queue is kept up to the input ceiling;
  * past it the session answers 421 4.7.0 and closes instead of growing. A
  * reply that does not fit in the output buffer leaves no half line: the
- * replies before it stay whole and the session closes.
+ * replies before it stay whole and the session closes. Over TLS the
+ * Received: header says ESMTPS (ESMTPSA when authenticated) and names the
+ * version, cipher and bits; the protocol the queue stores says the same.
  */
 #include <netinet/in.h>
 #include <string.h>
@@ -119,9 +121,44 @@ reply_does_not_fit(void)
 	smtp_session_free(&s);
 }
 
+static void
+received_tls(void)
+{
+	static const char cmds[] = "EHLO c.example\r\nMAIL FROM:<a@b.c>\r\n"
+	    "RCPT TO:<d@e.f>\r\nDATA\r\nhi\r\n.\r\n";
+	struct smtp_listen_policy pol = { .tls = SMTP_TLS_IMPLICIT };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct smtp_server_cfg cfg;
+	struct smtp_session s;
+	struct buf m = { 0 };
+
+	printf("RUN Received: over TLS\n");
+	smtp_server_cfg_init(&cfg, "mx.test", 100000, 10, 512, 20);
+	memset(&s, 0, sizeof(s));
+	smtp_session_init(&s, &cfg, &pol, (struct sockaddr *)&sin, true, &ids);
+	CHECK(strcmp(smtp_session_protocol(&s), "SMTP") == 0);
+	smtp_session_tls_started(&s, "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256);
+	CHECK(smtp_session_greet(&s) == SMTP_EV_NONE);
+	CHECK(smtp_session_input(&s, cmds, sizeof(cmds) - 1) ==
+	    SMTP_EV_COMMIT);
+	/* Implicit TLS: no STARTTLS offered. */
+	CHECK(memmem(s.out.data, s.out.len, "STARTTLS", 8) == NULL);
+	CHECK(strcmp(smtp_session_protocol(&s), "ESMTPS") == 0);
+	CHECK(buf_append(&m, s.msg.data, s.msg.len) == 0 &&
+	    buf_append(&m, "", 1) == 0);
+	CHECK(strstr(m.data, "Received: from c.example ([0.0.0.0])\r\n"
+	    "\t(version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256)\r\n"
+	    "\tby mx.test (sluice) with ESMTPS id ") == m.data);
+	s.authenticated = true;
+	CHECK(strcmp(smtp_session_protocol(&s), "ESMTPSA") == 0);
+	buf_free(&m);
+	smtp_session_free(&s);
+}
+
 int
 main(void)
 {
+	received_tls();
 	pipelined_flood();
 	reply_does_not_fit();
 	return check_done();

@@ -230,8 +230,9 @@ listen_summary(const struct config *cfg, char *out, size_t n)
 
 	out[0] = '\0';
 	for (i = 0; i < cfg->nlisten && off < n; i++)
-		off += (size_t)snprintf(out + off, n - off, "%s%s",
-		    i ? ", " : "", cfg->listen[i].address);
+		off += (size_t)snprintf(out + off, n - off, "%s%s%s",
+		    i ? ", " : "", cfg->listen[i].address,
+		    cfg->listen[i].proxy_protocol ? " (PROXY protocol)" : "");
 }
 
 struct sched_count {

@@ -46,7 +46,7 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(UNIT)/%.t)
 # Debian packages: to build, and to run the tests against real peers.
 BUILD_PKGS = gcc make pkg-config liburing-dev libwolfssl-dev libldns-dev \
 	liblmdb-dev libxxhash-dev libyaml-dev libjansson-dev libcrypt-dev
-TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2 nsd \
+TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2 nsd haproxy \
 	python3-aiosmtpd python3-dnspython
 DEPS_STAMP = build/.deps-ok
 

@@ -35,17 +35,32 @@ UNTRUSTED = "127.0.0.9"     # not in proxy_trusted
 PER_CLIENT = 2
 PROXY_TIMEOUT_S = 1
 
-pport = sluice.free_port()
+
+def distinct_ports(n):
+    """n free ports, all different: two listeners on one port
+    (SO_REUSEPORT) would split the connections between them."""
+    ports = []
+    while len(ports) < n:
+        p = sluice.free_port()
+        if p not in ports:
+            ports.append(p)
+        else:
+            time.sleep(0.002)
+    return ports
+
+
+dport, pport, f1, f2, f3 = distinct_ports(5)
 d = sluice.Daemon(
     "allowed_networks=[%s/32]" % ALLOWED,
     "limits.connections_per_client=%d" % PER_CLIENT,
     'listen.1={address: "127.0.0.1:%d", proxy_protocol: true, '
-    'proxy_trusted: [127.0.0.1/32], proxy_timeout: %ds}' % (pport, PROXY_TIMEOUT_S))
+    'proxy_trusted: [127.0.0.1/32], proxy_timeout: %ds}' % (pport, PROXY_TIMEOUT_S),
+    port=dport)
 
 # ---------------------------------------------------------------- HAProxy
 
 hdir = sluice.tmpdir()
-fronts = {name: sluice.free_port() for name in ("v1", "v2", "v2tlv")}
+fronts = {"v1": f1, "v2": f2, "v2tlv": f3}
 stats = os.path.join(hdir, "stats.sock")
 cfg = """global
     maxconn 200

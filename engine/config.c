@@ -58,14 +58,23 @@ static cfg_check_fn check_hostname, check_mailbox, check_user, check_path,
     check_address, check_network, check_resolver, check_tls_mode;
 
 /*
- * One listener. proxy and auth will become keys here; until then they
- * are unknown keys, so a config written for a later version fails loudly.
+ * One listener. auth will become a key here; until then it is an
+ * unknown key, so a config written for a later version fails loudly.
  */
 static const struct cfg_key listen_keys[] = {
 	{ KEY("address", CFG_STRING, NULL, 0, 0), FIELD(struct listen_cfg, address),
 	  .check = check_address, .flags = CFG_REQUIRED },
 	{ KEY("tls", CFG_STRING, "none", 0, 0), FIELD(struct listen_cfg, tls),
 	  .check = check_tls_mode },
+	/* check_listeners(): proxy_trusted may not be empty when it is on. */
+	{ KEY("proxy_protocol", CFG_BOOL, "false", 0, 1),
+	  FIELD(struct listen_cfg, proxy_protocol) },
+	{ KEY("proxy_trusted", CFG_LIST_SCALAR, "[]", 0, 1024),
+	  LIST(struct listen_cfg, proxy_trusted, nproxy_trusted),
+	  .check = check_network },
+	/* Postfix's smtpd_upstream_proxy_timeout, and its default. */
+	{ KEY("proxy_timeout", CFG_DURATION, "5s", 100, 5 * MIN_MS),
+	  FIELD(struct listen_cfg, proxy_timeout_ms) },
 	{ .name = NULL },
 };
 
@@ -1008,6 +1017,37 @@ check_tls(struct loader *ld, struct config *cfg, const struct cnode *root)
 	}
 }
 
+/*
+ * A PROXY protocol listener trusts the header's address only from the
+ * load balancers it names: with none named it could trust nobody, or
+ * (worse, if read as "anybody") let any client choose its own address.
+ */
+static void
+check_listeners(struct loader *ld, struct config *cfg, const struct cnode *root)
+{
+	const struct cnode *list = map_value(root, "listen");
+	char path[CONFIG_PATH_MAX];
+
+	for (size_t i = 0; i < cfg->nlisten; i++) {
+		const struct listen_cfg *l = &cfg->listen[i];
+		const struct cnode *item = NULL, *v;
+
+		if (!l->proxy_protocol || l->nproxy_trusted > 0)
+			continue;
+		/* Only a value written somewhere turns it on: say where. */
+		if (list != NULL && list->kind == CNODE_LIST && i < list->n)
+			item = list->kids[i];
+		v = map_value(item, "proxy_protocol");
+		if (v == NULL)
+			v = item != NULL ? item : list != NULL ? list : root;
+		cfg_path_index(path, sizeof path, "listen", i);
+		cfg_path_append(path, sizeof path, "proxy_trusted",
+		    strlen("proxy_trusted"));
+		cfg_error(ld, v->origin, v->line, path, "must list the load "
+		    "balancers' networks (CIDR) when proxy_protocol is true");
+	}
+}
+
 /* Values whose default depends on the machine. */
 static void
 resolve(struct loader *ld, struct config *cfg, const struct corigin *fo)
@@ -1099,6 +1139,9 @@ load(struct config *cfg, const char *path, char *const *overrides,
 		build_routes(&ld, cfg, root);
 	if (ld.nfail == 0 && !ld.oom)
 		check_limits(&ld, cfg, root);
+	/* Safe on a partial load: a listener that failed is all zero. */
+	if (!ld.oom)
+		check_listeners(&ld, cfg, root);
 	if (ld.nfail == 0 && !ld.oom)
 		check_tls(&ld, cfg, root);
 	if (ld.nfail == 0 && !ld.oom)

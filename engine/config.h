@@ -36,6 +36,15 @@ struct listen_cfg {
 	socklen_t salen;
 	/* What its sessions ask of clients: TLS, AUTH, senders. */
 	struct smtp_listen_policy policy;
+	/*
+	 * PROXY protocol: every connection starts with a header from a
+	 * load balancer in proxy_trusted (never empty when on), read within
+	 * proxy_timeout_ms, and the address in it is the client's.
+	 */
+	uint32_t proxy_protocol;	/* 0/1 */
+	struct cidr *proxy_trusted;
+	size_t nproxy_trusted;
+	uint32_t proxy_timeout_ms;
 };
 
 /*

@@ -238,8 +238,9 @@ listen_summary(const struct config *cfg, char *out, size_t n)
 
 	out[0] = '\0';
 	for (i = 0; i < cfg->nlisten && off < n; i++)
-		off += (size_t)snprintf(out + off, n - off, "%s%s",
-		    i ? ", " : "", cfg->listen[i].address);
+		off += (size_t)snprintf(out + off, n - off, "%s%s%s",
+		    i ? ", " : "", cfg->listen[i].address,
+		    cfg->listen[i].proxy_protocol ? " (PROXY protocol)" : "");
 }
 
 struct sched_count {
@@ -319,6 +320,7 @@ main(int argc, char **argv)
 	struct config cfg;
 	const char *path = NULL;
 	char **ov = NULL, lsum[512], why[512], dlog[4096];
+	char ready[sizeof(lsum) + 64];
 	struct privs pv;
 	size_t nov = 0;
 	uint64_t last_qid = 0, total = 0;
@@ -479,8 +481,8 @@ main(int argc, char **argv)
 	listen_summary(&cfg, lsum, sizeof(lsum));
 	log_info("ready: listening on %s, %u shard(s), spool %s, "
 	    "hostname %s", lsum, cfg.shards, cfg.spool, cfg.hostname);
-	snprintf(why, sizeof(why), "READY=1\nSTATUS=listening on %s", lsum);
-	if ((rc = sdnotify(why)) < 0)
+	snprintf(ready, sizeof(ready), "READY=1\nSTATUS=listening on %s", lsum);
+	if ((rc = sdnotify(ready)) < 0)
 		log_warn("NOTIFY_SOCKET: %s", strerror(-rc));
 
 	for (;;) {

@@ -19,6 +19,11 @@
  * session's output. A connection starts in conn_begin(): the greeting,
  * or on an implicit-TLS listener the handshake first.
  *
+ * On a listener with proxy_protocol the session does not exist yet when
+ * the first bytes arrive: they are the load balancer's PROXY header
+ * (conn_proxy(), shard_proxy.c), and the session starts, for the client
+ * the header names, only once it is whole, with the bytes behind it.
+ *
  * Spool segments: the shard gives each message's record its place at the
  * end of its current segment and hands the job to the committer, which
  * writes the records of a batch and fdatasyncs their segments (io_uring,
@@ -77,7 +82,6 @@ arm_accept(struct shard *sh, unsigned i)
 /* ---- connections ----------------------------------------------------- */
 
 static void conn_flush(struct shard *sh, struct conn *c);
-static void conn_begin(struct shard *sh, struct conn *c);
 static void command_deadline(struct shard *sh, struct conn *c);
 static void handle_event(struct shard *sh, struct conn *c,
     enum smtp_event ev);
@@ -119,10 +123,13 @@ conn_free(struct shard *sh, struct conn *c)
 	assert(c->inflight == 0);
 	assert(c->job == NULL);
 	close(c->fd);
-	atomic_fetch_sub(&client_conns[c->client_bucket], 1);
+	if (c->client_counted)
+		atomic_fetch_sub(&client_conns[c->client_bucket], 1);
 	atomic_fetch_sub(&total_conns, 1);
 	c->fd = -1;
 	c->in_use = false;
+	c->client_counted = false;
+	shard_proxy_end(c);
 	c->gen++;
 	/* Its memory back to the budget; modest buffers stay for the next. */
 	smtp_session_release(&c->smtp);
@@ -158,31 +165,89 @@ conn_op_done(struct shard *sh, struct conn *c)
 		conn_free(sh, c);
 }
 
+/* A best-effort one-line reply on a socket with nothing sent yet. */
 static void
-refuse_connection(int fd, const char *host, const char *why)
+refuse_reply(int fd, const char *host, const char *why)
 {
 	char line[512];
 	int n;
 
-	/* A best-effort one-line reply on a fresh socket; never blocks. */
+	/* Never blocks: what the socket buffer cannot take is lost. */
 	n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: %s\r\n", host,
 	    why);
 	if (n > 0 && send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		log_debug("refused connection: send: %s", strerror(errno));
-	close(fd);
 }
 
 static void
+refuse_connection(int fd, const char *host, const char *why)
+{
+	refuse_reply(fd, host, why);
+	close(fd);
+}
+
+/*
+ * Count one more connection from this client address, all shards
+ * together; false, with nothing counted, past connections_per_client.
+ */
+static bool
+client_take(struct shard *sh, const struct sockaddr_storage *ss,
+    uint16_t *bucket)
+{
+	*bucket = client_bucket(ss);
+	if (atomic_fetch_add(&client_conns[*bucket], 1) <
+	    sh->cfg->limits.connections_per_client)
+		return true;
+	atomic_fetch_sub(&client_conns[*bucket], 1);
+	return false;
+}
+
+/*
+ * The session starts, for client ss (the socket's peer, or the one a
+ * PROXY header named): its greeting, or on an implicit-TLS listener (port
+ * 465) the handshake, which greets when it completes. The event for
+ * handle_event().
+ */
+static enum smtp_event
+conn_begin(struct shard *sh, struct conn *c, const struct sockaddr_storage *ss)
+{
+	bool relay_ok;
+
+	relay_ok = cidr_match(sh->cfg->allowed_networks,
+	    sh->cfg->nallowed_networks, (const struct sockaddr *)ss);
+	smtp_session_init(&c->smtp, sh->scfg, &sh->cfg->listen[c->listener].policy,
+	    (const struct sockaddr *)ss, relay_ok, &sh->ids);
+	if (c->smtp.pol->tls != SMTP_TLS_IMPLICIT)
+		return smtp_session_greet(&c->smtp);
+	if (!shard_tls_start(sh, c))
+		return SMTP_EV_CLOSE;
+	command_deadline(sh, c);
+	return SMTP_EV_NONE;
+}
+
+/*
+ * A new connection. On a PROXY protocol listener only the load balancers
+ * in proxy_trusted get a slot, and the session waits for the header
+ * (conn_proxy()); the per-client limit then counts the client it names,
+ * not the balancer, which carries every client.
+ */
+static void
 handle_accept(struct shard *sh, int fd, unsigned listener)
 {
+	const struct listen_cfg *lc = &sh->cfg->listen[listener];
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct conn *c;
-	uint16_t bucket;
-	bool relay_ok;
+	uint16_t bucket = 0;
 	int one = 1;
 
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		close(fd);
+		return;
+	}
+	if (lc->proxy_protocol && !cidr_match(lc->proxy_trusted,
+	    lc->nproxy_trusted, (struct sockaddr *)&ss)) {
+		shard_proxy_refused(sh, listener, &ss, "not in proxy_trusted");
 		close(fd);
 		return;
 	}
@@ -201,10 +266,7 @@ handle_accept(struct shard *sh, int fd, unsigned listener)
 		    "too many connections");
 		return;
 	}
-	bucket = client_bucket(&ss);
-	if (atomic_fetch_add(&client_conns[bucket], 1) >=
-	    sh->cfg->limits.connections_per_client) {
-		atomic_fetch_sub(&client_conns[bucket], 1);
+	if (!lc->proxy_protocol && !client_take(sh, &ss, &bucket)) {
 		atomic_fetch_sub(&total_conns, 1);
 		refuse_connection(fd, sh->cfg->hostname,
 		    "too many connections");
@@ -223,36 +285,62 @@ handle_accept(struct shard *sh, int fd, unsigned listener)
 	c->send_armed = false;
 	c->inflight = 0;
 	c->client_bucket = bucket;
+	c->client_counted = !lc->proxy_protocol;
 	c->tx_off = 0;
 	c->job = NULL;
 	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
 	c->cmd_deadline_ms = 0;
-	relay_ok = cidr_match(sh->cfg->allowed_networks,
-	    sh->cfg->nallowed_networks, (struct sockaddr *)&ss);
 	c->listener = (uint8_t)listener;
-	smtp_session_init(&c->smtp, sh->scfg, &sh->cfg->listen[listener].policy,
-	    (struct sockaddr *)&ss, relay_ok, &sh->ids);
-	conn_begin(sh, c);
+	c->proxy_wait = lc->proxy_protocol;
+	if (c->proxy_wait) {
+		/* The header's deadline, from the connection's start. */
+		c->deadline_ms = sh->now_ms + lc->proxy_timeout_ms;
+		arm_recv(sh, c);
+		return;
+	}
+	handle_event(sh, c, conn_begin(sh, c, &ss));
 }
 
 /*
- * The session's first step once the connection is set up: the greeting;
- * on an implicit-TLS listener (port 465) the handshake, which greets when
- * it completes. A step before the session (a PROXY header) goes first.
+ * Bytes for a connection still waiting for its PROXY header. Once the
+ * header is whole its client is counted and greeted, and the bytes
+ * behind the header are the session's first input, before any later
+ * read: nothing the client sent early is lost or reordered.
  */
-static void
-conn_begin(struct shard *sh, struct conn *c)
+static enum smtp_event
+conn_proxy(struct shard *sh, struct conn *c, const char *data, size_t n)
 {
-	if (c->smtp.pol->tls != SMTP_TLS_IMPLICIT) {
-		handle_event(sh, c, smtp_session_greet(&c->smtp));
-		return;
-	}
-	if (!shard_tls_start(sh, c)) {
+	struct sockaddr_storage peer;
+	enum proxy_status st;
+	enum smtp_event ev;
+	const char *rest;
+	size_t nrest;
+
+	st = shard_proxy_input(sh, c, data, n, &peer, &rest, &nrest);
+	if (st == PROXY_MORE)
+		return SMTP_EV_NONE;
+	if (st == PROXY_BAD) {
 		conn_close(sh, c);
-		return;
+		return SMTP_EV_NONE;
 	}
-	command_deadline(sh, c);
-	handle_event(sh, c, SMTP_EV_NONE);
+	if (!client_take(sh, &peer, &c->client_bucket)) {
+		/* The header is trusted: the client may be told why. */
+		refuse_reply(c->fd, sh->cfg->hostname, "too many connections");
+		conn_close(sh, c);
+		return SMTP_EV_NONE;
+	}
+	c->client_counted = true;
+	c->proxy_wait = false;
+	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
+	ev = conn_begin(sh, c, &peer);
+	/* The client's first bytes: SMTP, or its TLS ClientHello (465). */
+	if (ev == SMTP_EV_NONE && nrest > 0) {
+		ev = c->tls != NULL ? shard_tls_input(sh, c, rest, nrest) :
+		    smtp_session_input(&c->smtp, rest, nrest);
+		command_deadline(sh, c);
+	}
+	shard_proxy_end(c);
+	return ev;
 }
 
 /*
@@ -317,6 +405,17 @@ command_deadline(struct shard *sh, struct conn *c)
 static void
 handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
 {
+	/* No session yet: read the header, unless the server stops. */
+	if (c->proxy_wait) {
+		assert(ev == SMTP_EV_NONE);
+		if (c->closing)
+			return;
+		if (sh->stopping)
+			conn_close(sh, c);
+		else if (!c->recv_armed)
+			arm_recv(sh, c);
+		return;
+	}
 	switch (ev) {
 	case SMTP_EV_NONE:
 		break;
@@ -885,18 +984,23 @@ handle_recv(struct shard *sh, struct conn *c, int res, uint32_t flags)
 		return;
 	}
 	if (res <= 0) {
+		if (c->proxy_wait && !c->closing)
+			shard_proxy_eof(sh, c, res);
 		conn_close(sh, c);
 		conn_op_done(sh, c);
 		return;
 	}
 	data = uring_bufs_data(&sh->bufs, flags, &bid);
-	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
-	if (!c->closing) {
+	if (c->closing) {
+		ev = SMTP_EV_NONE;
+	} else if (c->proxy_wait) {
+		/* Bytes do not extend the header's deadline. */
+		ev = conn_proxy(sh, c, data, (size_t)res);
+	} else {
+		c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
 		ev = c->tls != NULL ? shard_tls_input(sh, c, data, (size_t)res) :
 		    smtp_session_input(&c->smtp, data, (size_t)res);
 		command_deadline(sh, c);
-	} else {
-		ev = SMTP_EV_NONE;
 	}
 	/* The session copied what it keeps: the buffer goes back now. */
 	uring_bufs_recycle(&sh->bufs, bid);
@@ -1016,6 +1120,13 @@ tick(struct shard *sh)
 			conn_close(sh, c);
 			continue;
 		}
+		if (c->proxy_wait) {
+			if (sh->now_ms >= c->deadline_ms) {
+				shard_proxy_expired(sh, c);
+				conn_close(sh, c);
+			}
+			continue;
+		}
 		/* A client that does not read its last reply is let go. */
 		if (c->close_after_flush) {
 			if (sh->now_ms >= c->deadline_ms)
@@ -1037,6 +1148,7 @@ tick(struct shard *sh)
 			handle_event(sh, c, SMTP_EV_CLOSE);
 		}
 	}
+	shard_proxy_tick(sh);
 	/* Accepts that failed for want of descriptors are retried here. */
 	for (i = 0; i < sh->nlisten; i++) {
 		if (sh->accept_retry[i] && sh->accepting &&
@@ -1266,6 +1378,7 @@ shard_free(struct shard *sh)
 		smtp_session_free(&sh->conns[i].smtp);
 		buf_free(&sh->conns[i].tx);
 		tls_free(sh->conns[i].tls);
+		buf_free(&sh->conns[i].proxy_hdr);
 	}
 	buf_free(&sh->tls_plain);
 	io_uring_queue_exit(&sh->ring);

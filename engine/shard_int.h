@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "../proto/proxy.h"
 #include "../proto/smtp_server.h"
 #include "../queue/queue.h"
 #include "inbound.h"
@@ -82,6 +83,14 @@ struct conn {
 	uint8_t inflight;
 	uint8_t listener;	/* index in cfg->listen */
 	uint16_t client_bucket;
+	bool client_counted;	/* holds one of client_conns[client_bucket] */
+	/*
+	 * A PROXY protocol listener's connection before its header is
+	 * whole: no session yet (c->smtp is not set up), nothing sent,
+	 * deadline_ms is the header's (shard_proxy.c).
+	 */
+	bool proxy_wait;
+	struct buf proxy_hdr;	/* a header split over reads, kept whole */
 	uint64_t deadline_ms;
 	uint64_t cmd_deadline_ms;	/* command line under way: its end by
 					 * then; 0 when none is */
@@ -149,6 +158,11 @@ struct shard {
 	_Atomic uint64_t n_messages;
 
 	struct deliver *deliver;
+
+	/* Refused PROXY connections: log lines this second, and not. */
+	uint64_t proxy_log_sec;
+	uint32_t proxy_log_n;
+	uint32_t proxy_log_dropped;
 };
 
 /*
@@ -196,5 +210,30 @@ enum smtp_event shard_tls_input(struct shard *sh, struct conn *c,
  * 0: nothing; -1: TLS failed (logged), close.
  */
 int shard_tls_fill_tx(struct conn *c);
+
+/*
+ * shard_proxy.c: the PROXY protocol header a listener with
+ * proxy_protocol reads before the session starts.
+ *
+ * shard_proxy_input() takes n received bytes of c (c->proxy_wait) and
+ * returns PROXY_MORE (keep reading), PROXY_BAD (logged: close it without
+ * a word) or PROXY_DONE: *peer is the client's address (the header's, or
+ * the connection's own for a LOCAL or UNKNOWN header) and rest[0..nrest)
+ * the client's own bytes behind the header, valid until
+ * shard_proxy_end() or the recv buffer's release, whichever is first.
+ */
+enum proxy_status shard_proxy_input(struct shard *sh, struct conn *c,
+    const char *data, size_t n, struct sockaddr_storage *peer,
+    const char **rest, size_t *nrest);
+/* The header is done with: its buffer's memory back. */
+void shard_proxy_end(struct conn *c);
+/* Log (rate-limited) why a connection to a PROXY listener is closed. */
+void shard_proxy_refused(struct shard *sh, unsigned listener,
+    const struct sockaddr_storage *from, const char *why);
+/* c's header did not come whole: its deadline passed, or EOF (res). */
+void shard_proxy_expired(struct shard *sh, struct conn *c);
+void shard_proxy_eof(struct shard *sh, struct conn *c, int res);
+/* From the tick: say how many refusals went unlogged. */
+void shard_proxy_tick(struct shard *sh);
 
 #endif

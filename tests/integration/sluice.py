@@ -186,12 +186,17 @@ def tmpdir():
     return p
 
 
+# One generator per process: seeded afresh on every call, two calls in the
+# same millisecond gave the same port, and two listeners on one port
+# (SO_REUSEPORT) silently share its connections.
+_port_rnd = random.Random(os.getpid() ^ int(time.time() * 1000))
+
+
 def free_port():
     """A loopback port below the ephemeral range, so that client sockets
     of concurrent tests cannot take it between our probe and a restart."""
-    rnd = random.Random(os.getpid() ^ int(time.time() * 1000))
     for _ in range(200):
-        port = rnd.randrange(20000, 32000)
+        port = _port_rnd.randrange(20000, 32000)
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             s.bind(("127.0.0.1", port))

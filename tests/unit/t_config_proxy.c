@@ -1,0 +1,212 @@
+/*
+ * Description: the listeners' PROXY protocol keys. Off by default with
+ * no trusted networks and a 5 s header deadline; proxy_protocol,
+ * proxy_trusted and proxy_timeout are read per listener (from the file,
+ * -o and the environment); proxy_protocol: true with proxy_trusted
+ * absent, empty or null is an error at the line that turned it on, for
+ * every listener that does it; bad networks and timeouts are errors with
+ * file and line.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "../../engine/config.h"
+
+static char path[64];
+
+/* Load yaml from a temporary file (its name in path) with -o options. */
+static int
+load(struct config *cfg, struct config_errors *errs, const char *yaml,
+    const char *const *ovr, const char *const *env)
+{
+	size_t novr = 0;
+	int fd, n;
+
+	snprintf(path, sizeof(path), "/tmp/t_config_proxy.XXXXXX");
+	fd = mkstemp(path);
+	CHECK_FATAL(fd >= 0);
+	CHECK_FATAL(write(fd, yaml, strlen(yaml)) == (ssize_t)strlen(yaml));
+	CHECK_FATAL(close(fd) == 0);
+	while (ovr != NULL && ovr[novr] != NULL)
+		novr++;
+	memset(errs, 0, sizeof(*errs));
+	n = config_load(cfg, path, (char *const *)ovr, novr,
+	    (char *const *)env, errs);
+	unlink(path);
+	return n;
+}
+
+/* The errors are exactly want[] ("@" is the file), in order. */
+static void
+expect(const struct config_errors *errs, const char *const *want)
+{
+	size_t n = 0;
+	bool ok;
+
+	while (want[n] != NULL)
+		n++;
+	ok = errs->n == n;
+	for (size_t i = 0; ok && i < n; i++) {
+		char buf[512];
+		const char *at = strchr(want[i], '@');
+
+		if (at != NULL)
+			snprintf(buf, sizeof(buf), "%.*s%s%s",
+			    (int)(at - want[i]), want[i], path, at + 1);
+		else
+			snprintf(buf, sizeof(buf), "%s", want[i]);
+		ok = strcmp(errs->msg[i], buf) == 0;
+	}
+	if (!ok) {
+		fprintf(stderr, "errors got:\n");
+		for (size_t i = 0; i < errs->n; i++)
+			fprintf(stderr, "  %s\n", errs->msg[i]);
+		fprintf(stderr, "expected:\n");
+		for (size_t i = 0; i < n; i++)
+			fprintf(stderr, "  %s\n", want[i]);
+	}
+	CHECK(ok);
+}
+
+static void
+test_defaults(void)
+{
+	struct config cfg;
+	struct config_errors errs;
+
+	printf("RUN defaults\n");
+	CHECK_FATAL(load(&cfg, &errs, "listen:\n  - address: 127.0.0.1:25\n",
+	    NULL, NULL) == 0);
+	CHECK(cfg.listen[0].proxy_protocol == 0);
+	CHECK(cfg.listen[0].nproxy_trusted == 0);
+	CHECK(cfg.listen[0].proxy_trusted == NULL);
+	CHECK(cfg.listen[0].proxy_timeout_ms == 5000);
+	config_free(&cfg);
+}
+
+static void
+test_values(void)
+{
+	static const char yaml[] =
+	    "listen:\n"
+	    "  - address: 127.0.0.1:25\n"
+	    "  - address: 127.0.0.1:2526\n"
+	    "    proxy_protocol: true\n"
+	    "    proxy_trusted: [10.0.0.0/8, \"fd00::/8\"]\n"
+	    "    proxy_timeout: 3s\n";
+	static const char *const ovr[] = {
+		"listen.0.proxy_protocol=yes",
+		"listen.0.proxy_trusted=[127.0.0.1]",
+		NULL,
+	};
+	static const char *const env[] = {
+		"SLUICE_LISTEN_1_PROXY_TIMEOUT=1500ms", NULL,
+	};
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct config cfg;
+	struct config_errors errs;
+	struct cidr c;
+
+	printf("RUN values from the file, -o and the environment\n");
+	CHECK_FATAL(load(&cfg, &errs, yaml, ovr, env) == 0);
+	CHECK_FATAL(cfg.nlisten == 2);
+	CHECK(cfg.listen[0].proxy_protocol == 1);
+	CHECK_FATAL(cfg.listen[0].nproxy_trusted == 1);
+	CHECK(cidr_parse("127.0.0.1/32", &c) == 0);
+	CHECK(memcmp(&cfg.listen[0].proxy_trusted[0], &c, sizeof(c)) == 0);
+	CHECK(cfg.listen[1].proxy_protocol == 1);
+	CHECK_FATAL(cfg.listen[1].nproxy_trusted == 2);
+	CHECK(cidr_parse("fd00::/8", &c) == 0);
+	CHECK(memcmp(&cfg.listen[1].proxy_trusted[1], &c, sizeof(c)) == 0);
+	CHECK(cfg.listen[1].proxy_timeout_ms == 1500);
+	inet_pton(AF_INET, "10.20.30.40", &sin.sin_addr);
+	CHECK(cidr_match(cfg.listen[1].proxy_trusted,
+	    cfg.listen[1].nproxy_trusted, (struct sockaddr *)&sin));
+	CHECK(!cidr_match(cfg.listen[0].proxy_trusted,
+	    cfg.listen[0].nproxy_trusted, (struct sockaddr *)&sin));
+	config_free(&cfg);
+}
+
+static void
+test_errors(void)
+{
+	static const char untrusted[] =
+	    "listen:\n"
+	    "  - address: 127.0.0.1:25\n"
+	    "    proxy_protocol: true\n"
+	    "  - address: 127.0.0.1:26\n"
+	    "    proxy_protocol: on\n"
+	    "    proxy_trusted: []\n"
+	    "  - address: 127.0.0.1:27\n"
+	    "    proxy_trusted: ~\n"
+	    "    proxy_protocol: true\n"
+	    "  - address: 127.0.0.1:28\n"
+	    "    proxy_protocol: false\n";
+	static const char *const want_untrusted[] = {
+		"@:3: listen.0.proxy_trusted: must list the load balancers' "
+		"networks (CIDR) when proxy_protocol is true",
+		"@:5: listen.1.proxy_trusted: must list the load balancers' "
+		"networks (CIDR) when proxy_protocol is true",
+		"@:9: listen.2.proxy_trusted: must list the load balancers' "
+		"networks (CIDR) when proxy_protocol is true",
+		NULL,
+	};
+	static const char *const ovr_on[] = {
+		"listen.0.proxy_protocol=true", NULL,
+	};
+	static const char *const want_ovr[] = {
+		"-o listen.0.proxy_protocol: listen.0.proxy_trusted: must list "
+		"the load balancers' networks (CIDR) when proxy_protocol is "
+		"true",
+		NULL,
+	};
+	static const char bad_values[] =
+	    "listen:\n"
+	    "  - address: 127.0.0.1:25\n"
+	    "    proxy_protocol: maybe\n"
+	    "    proxy_trusted: [10.0.0.1/8, haproxy.example]\n"
+	    "    proxy_timeout: 2h\n"
+	    "hostname: mx.example\n";
+	static const char *const want_bad[] = {
+		"@:3: listen.0.proxy_protocol: invalid boolean 'maybe' "
+		"(expected true or false)",
+		"@:4: listen.0.proxy_trusted.0: invalid network '10.0.0.1/8': "
+		"host bits set beyond the prefix",
+		"@:4: listen.0.proxy_trusted.1: invalid network "
+		"'haproxy.example': not a numeric IPv4 or IPv6 address",
+		"@:5: listen.0.proxy_timeout: value must be between 100ms and "
+		"5m",
+		NULL,
+	};
+	struct config cfg;
+	struct config_errors errs;
+
+	printf("RUN proxy_protocol without proxy_trusted\n");
+	CHECK(load(&cfg, &errs, untrusted, NULL, NULL) == 3);
+	expect(&errs, want_untrusted);
+	config_errors_free(&errs);
+
+	printf("RUN turned on by -o\n");
+	CHECK(load(&cfg, &errs, "hostname: mx.example\n", ovr_on, NULL) == 1);
+	expect(&errs, want_ovr);
+	config_errors_free(&errs);
+
+	printf("RUN bad values\n");
+	CHECK(load(&cfg, &errs, bad_values, NULL, NULL) == 4);
+	expect(&errs, want_bad);
+	config_errors_free(&errs);
+}
+
+int
+main(void)
+{
+	test_defaults();
+	test_values();
+	test_errors();
+	return check_done();
+}

@@ -11,6 +11,9 @@
 #   make asan       all tests against an ASan+UBSan build (build/asan)
 #   make fuzz       build the libFuzzer targets (clang, build/fuzz)
 #   make fuzz-run   run only the fuzz targets, FUZZ_SECONDS (60) each
+#   make install    install programs, man pages, /etc/sluice/sluice.yaml
+#                   (kept if present), the systemd unit and the spool;
+#                   PREFIX (/usr/local), SYSCONFDIR (/etc), DESTDIR
 #
 # O= puts binaries and objects under another directory (make asan uses it).
 
@@ -47,10 +50,11 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(UNIT)/%.t)
 BUILD_PKGS = gcc make pkg-config liburing-dev libssl-dev libldns-dev \
 	liblmdb-dev libxxhash-dev libyaml-dev libjansson-dev libcrypt-dev
 TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2 nsd \
-	python3-aiosmtpd python3-dnspython
+	python3-aiosmtpd python3-dnspython mandoc systemd
 DEPS_STAMP = build/.deps-ok
 
-.PHONY: all run test unit asan asan-unit fuzz fuzz-run deps user clean
+.PHONY: all run test unit asan asan-unit fuzz fuzz-run deps deps-run user \
+	install clean
 # Keep object files make considers intermediate (the tests' own): deleting
 # them costs a rebuild and prints after the test summary.
 .SECONDARY:
@@ -85,10 +89,11 @@ $(UNIT)/%.t: $(OBJ)/tests/unit/%.o $(LIB)
 
 unit: $(UNIT_BIN)
 
-# Install only what is missing, so `make run` works offline once set up.
-deps: $(DEPS_STAMP)
-$(DEPS_STAMP): Makefile
-	@missing=""; for p in $(BUILD_PKGS) $(TEST_PKGS); do \
+# Install only what is missing, so `make run` works offline once set up:
+# `make run` the build packages alone, `make test` the test peers too.
+DEPS_RUN_STAMP = build/.deps-run-ok
+define install_missing
+	@missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
 		grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -99,7 +104,15 @@ $(DEPS_STAMP): Makefile
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+deps-run: $(DEPS_RUN_STAMP)
+$(DEPS_RUN_STAMP): Makefile
+	$(call install_missing,$(BUILD_PKGS))
 	@mkdir -p build && touch $@
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): Makefile
+	$(call install_missing,$(BUILD_PKGS) $(TEST_PKGS))
+	@mkdir -p build && touch $@ $(DEPS_RUN_STAMP)
 
 # The unprivileged user sluiced becomes after binding (config key user).
 SLUICE_USER = sluice
@@ -109,8 +122,50 @@ user:
 			--home-dir /nonexistent --shell /usr/sbin/nologin \
 			$(SLUICE_USER)
 
-run: deps all user
+run: deps-run
+	$(MAKE) all user
 	$(BIN)/sluiced
+
+# Installed layout. The unit and the configuration name the installed
+# paths; an existing /etc/sluice/sluice.yaml is never overwritten.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+SPOOLDIR   ?= /var/spool/sluice
+DESTDIR    ?=
+SBINDIR     = $(PREFIX)/sbin
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+MANDIR      = $(PREFIX)/share/man
+DOCDIR      = $(PREFIX)/share/doc/sluice
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/sluice
+	install -m 0755 $(BIN)/sluiced $(BIN)/sluicectl $(DESTDIR)$(SBINDIR)/
+	install -m 0755 $(BIN)/sluice-bench $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 docs/man/sluice-bench.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 docs/man/sluice.yaml.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 docs/man/sluiced.8 docs/man/sluicectl.8 \
+		$(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		-e 's|/var/spool/sluice|$(SPOOLDIR)|g' \
+		tools/dist/sluiced.service.in > $(DESTDIR)$(UNITDIR)/sluiced.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/sluiced.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml"; \
+	else \
+		sed -e 's|/var/spool/sluice|$(SPOOLDIR)|g' tools/dist/sluice.yaml \
+			> $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml && \
+		chmod 0644 $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml; \
+	fi
+	install -d -m 0750 $(DESTDIR)$(SPOOLDIR)
+	@if [ -z "$(DESTDIR)" ]; then \
+		$(MAKE) --no-print-directory user && \
+		chown $(SLUICE_USER): $(SPOOLDIR) && \
+		{ command -v systemctl >/dev/null && \
+		  systemctl daemon-reload 2>/dev/null || true; }; \
+	fi
 
 # The ASan+UBSan build: objects and binaries under build/asan.
 ASAN_DIR  = build/asan

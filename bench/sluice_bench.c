@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../lib/version.h"
 #include "bench.h"
 
 static const char usage_text[] =
     "usage: sluice-bench source --to HOST:PORT [options]\n"
     "       sluice-bench sink --listen ADDR:PORT [options]\n"
+    "       sluice-bench --version | --help\n"
     "Run `sluice-bench source --help` or `sluice-bench sink --help` for the\n"
     "options of each.\n";
 
@@ -28,6 +30,10 @@ main(int argc, char **argv)
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
 	    strcmp(argv[1], "-h") == 0)) {
 		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+		printf("sluice-bench %s\n", SLUICE_VERSION);
 		return 0;
 	}
 	fputs(usage_text, stderr);

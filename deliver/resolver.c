@@ -14,6 +14,9 @@
  *             flight waits on the same query (coalescing). A query is sent
  *             over UDP; an answer with TC moves it to TCP. Each try has
  *             cfg.timeout_ms; cfg.attempts tries in all, then it fails.
+ *             Within a try a UDP datagram is sent again after a timeout
+ *             taken from the measured round trip (RESOLVER_RESENDS_MAX),
+ *             so a lost datagram costs a round trip, not timeout_ms.
  *             When all slots are busy, requests wait in a FIFO.
  *   cache     answers by (name, type) for their TTL, capped at an hour,
  *             negative ones (NXDOMAIN, NODATA) per RFC 2308, SERVFAIL and
@@ -887,6 +890,22 @@ resolver_complete(struct resolver *r, uint64_t user_data, int res,
 	run_done(r);
 }
 
+/*
+ * Room for a burst of answers (RESOLVER_UDP_RCVBUF). SO_RCVBUFFORCE
+ * passes net.core.rmem_max when we may (still root); else the kernel caps
+ * what SO_RCVBUF asks at rmem_max, and retransmission covers the rest.
+ */
+static void
+rslv_udp_rcvbuf(int fd)
+{
+	int want = RESOLVER_UDP_RCVBUF;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want,
+	    sizeof(want)) < 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want)) < 0)
+		log_debug("resolver: SO_RCVBUF: %s", strerror(errno));
+}
+
 void
 resolver_tick(struct resolver *r, uint64_t now_ms)
 {
@@ -899,9 +918,12 @@ resolver_tick(struct resolver *r, uint64_t now_ms)
 	for (unsigned i = 0; i < RESOLVER_QUERIES_MAX; i++) {
 		struct rquery *q = &r->q[i];
 
-		if (!q->used || q->finished || q->tries == 0 ||
-		    now_ms < q->deadline_ms)
+		if (!q->used || q->finished || q->tries == 0)
 			continue;
+		if (now_ms < q->deadline_ms) {
+			rslv_udp_resend_due(r, q);
+			continue;
+		}
 		if (q->tcp && q->tconn >= 0) {
 			struct tconn *c = &r->tc[q->tconn];
 
@@ -984,6 +1006,7 @@ resolver_create(struct resolver **rp, struct io_uring *ring, unsigned op,
 		rc = -errno;
 		goto fail;
 	}
+	rslv_udp_rcvbuf(r->udp_fd);
 	/* Connected: only the server's datagrams reach us, and ICMP errors
 	 * come back as ECONNREFUSED. */
 	if (connect(r->udp_fd, (const struct sockaddr *)&cfg->server,

@@ -24,6 +24,23 @@
 #define RESOLVER_UDP_BUF	65536	/* any UDP datagram fits */
 #define RESOLVER_TCP_BUF_MIN	1024
 #define RESOLVER_TIMEOUT_MS_MAX	60000
+/*
+ * A burst of RESOLVER_QUERIES_MAX answers must fit the UDP socket's
+ * receive buffer while the shard is busy elsewhere, or the kernel drops
+ * them (each small datagram costs about 2 KiB of buffer on loopback).
+ */
+#define RESOLVER_UDP_RCVBUF	(RESOLVER_QUERIES_MAX * 4096)
+/*
+ * Within a try a UDP query is sent again after the retransmission timeout
+ * (from the server's measured round trip, RFC 6298's way), doubling each
+ * time, at most RESOLVER_RESENDS_MAX times: a lost datagram costs about
+ * a round trip or two, not the try's whole timeout_ms. Never sooner than
+ * RESOLVER_RTO_MIN_MS (a recursive server may be working on it), never
+ * later than half the try's timeout.
+ */
+#define RESOLVER_RESENDS_MAX	3
+#define RESOLVER_RTO_MIN_MS	200
+#define RESOLVER_RTO_INIT_MS	500
 #define RESOLVER_ATTEMPTS_MAX	10
 #define RESOLVER_CACHE_MAX	1000000
 #define RESOLVER_SYNC_OP	1	/* the op of resolver_lookup_sync's ring */
@@ -151,6 +168,8 @@ struct rquery {
 	uint16_t type;
 	uint16_t id;
 	unsigned tries;
+	unsigned resends;	/* early resends in the current try */
+	uint64_t sent_ms;	/* the current try's first send */
 	uint64_t deadline_ms;	/* of the current try */
 	int last_err;		/* errno of the last failed try */
 	struct waiter *waiters;
@@ -189,6 +208,7 @@ struct resolver {
 	bool recv_retry;	/* re-arm at the next tick */
 	bool wake_armed;
 	uint64_t now_ms;
+	uint32_t srtt_ms, rttvar_ms;	/* the server's round trip; 0: none yet */
 	uint8_t *udp_buf;
 	struct dns_answer *ans;	/* parse scratch */
 	struct rquery *q;	/* RESOLVER_QUERIES_MAX */
@@ -207,6 +227,9 @@ struct resolver {
 	size_t rnd_left;
 	uint64_t rnd_counter;
 };
+
+/* resolver_wire.c */
+void rslv_udp_resend_due(struct resolver *r, struct rquery *q);
 
 /* resolver.c: helpers, the cache, lookups */
 uint32_t rslv_rnd32(struct resolver *r);

@@ -76,11 +76,58 @@ udp_send(struct resolver *r, struct rquery *q)
 	q->sending = true;
 }
 
+/* The retransmission timeout now; see RESOLVER_RESENDS_MAX. */
+static uint64_t
+udp_rto(const struct resolver *r)
+{
+	uint64_t rto = r->srtt_ms == 0 ? RESOLVER_RTO_INIT_MS :
+	    (uint64_t)r->srtt_ms + 4u * r->rttvar_ms;
+
+	if (rto > r->cfg.timeout_ms / 2)
+		rto = r->cfg.timeout_ms / 2;
+	return rto < RESOLVER_RTO_MIN_MS ? RESOLVER_RTO_MIN_MS : rto;
+}
+
+/* An answer to a query sent once: a clean round-trip sample (Karn). */
+static void
+rtt_sample(struct resolver *r, uint64_t rtt)
+{
+	uint32_t m = rtt > 60000 ? 60000 : (uint32_t)rtt;
+
+	if (r->srtt_ms == 0) {
+		r->srtt_ms = m > 0 ? m : 1;
+		r->rttvar_ms = m / 2;
+	} else {
+		uint32_t err = m > r->srtt_ms ? m - r->srtt_ms : r->srtt_ms - m;
+
+		r->rttvar_ms = (3 * r->rttvar_ms + err) / 4;
+		r->srtt_ms = (7 * r->srtt_ms + m) / 8;
+		if (r->srtt_ms == 0)
+			r->srtt_ms = 1;
+	}
+}
+
+/*
+ * From resolver_tick(): the current try's datagram may be lost; send it
+ * again when the (doubling) retransmission timeout has passed.
+ */
+void
+rslv_udp_resend_due(struct resolver *r, struct rquery *q)
+{
+	if (q->tcp || q->sending || q->resends >= RESOLVER_RESENDS_MAX ||
+	    r->now_ms < q->sent_ms + (udp_rto(r) << q->resends))
+		return;
+	q->resends++;
+	udp_send(r, q);
+}
+
 /* Starts one more try over UDP. */
 static void
 query_try_udp(struct resolver *r, struct rquery *q)
 {
 	q->tries++;
+	q->resends = 0;
+	q->sent_ms = r->now_ms;
 	q->deadline_ms = r->now_ms + r->cfg.timeout_ms;
 	if (q->sending)
 		q->resend = true;	/* the previous send still holds wire */
@@ -433,6 +480,8 @@ udp_answer(struct resolver *r, const uint8_t *msg, size_t len)
 	}
 	if (q == NULL)
 		return;		/* late, duplicate or forged */
+	if (q->tries == 1 && q->resends == 0 && r->now_ms >= q->sent_ms)
+		rtt_sample(r, r->now_ms - q->sent_ms);
 	rc = dns_answer_parse(msg, len, q->id, q->name, q->type, r->ans);
 	if (rc != 0) {
 		/* Not an answer to q: keep waiting for the real one. */

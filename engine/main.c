@@ -41,6 +41,8 @@
 #include "privs.h"
 #include "../deliver/deliver.h"
 #include "../lib/log.h"
+#include "../lib/sdnotify.h"
+#include "../lib/version.h"
 #include "shard.h"
 
 /* Queue ids carry 6 bits of shard number. */
@@ -60,13 +62,15 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: sluiced [-c FILE] [-o key=value]... [-n]\n"
+	    "       sluiced --version | --help\n"
 	    "  -c FILE        read the YAML configuration FILE (default: the\n"
 	    "                 embedded configuration)\n"
 	    "  -o key=value   override a configuration key by its dotted path,\n"
 	    "                 e.g. -o spool=/tmp/q -o listen.0.address=127.0.0.1:2600\n"
 	    "  -n             check the configuration, print \"configuration OK\"\n"
 	    "                 or every error, and exit\n"
-	    "  -h             this help\n"
+	    "  -h, --help     this help\n"
+	    "  --version      print the version and exit\n"
 	    "SLUICE_* environment variables override keys too, e.g.\n"
 	    "SLUICE_LIMITS_MESSAGE_SIZE=20M. See docs/configuration.md.\n");
 }
@@ -321,8 +325,17 @@ main(int argc, char **argv)
 	ov = calloc((size_t)argc, sizeof(*ov));
 	if (ov == NULL)
 		log_fatal("out of memory");
-	while ((opt = getopt(argc, argv, "c:o:nh")) != -1) {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+
+	while ((opt = getopt_long(argc, argv, "c:o:nh", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 'V':
+			printf("sluiced %s\n", SLUICE_VERSION);
+			return 0;
 		case 'c':
 			path = optarg;
 			break;
@@ -356,6 +369,10 @@ main(int argc, char **argv)
 		free(ov);
 		return 0;
 	}
+
+	/* Before any thread starts: it edits the environment. */
+	if ((rc = sdnotify_init()) < 0)
+		log_warn("NOTIFY_SOCKET: %s; not notifying", strerror(-rc));
 
 	/* Signals are taken by sigwait() here; every thread inherits this. */
 	sigemptyset(&set);
@@ -434,6 +451,9 @@ main(int argc, char **argv)
 	listen_summary(&cfg, lsum, sizeof(lsum));
 	log_info("ready: listening on %s, %u shard(s), spool %s, "
 	    "hostname %s", lsum, cfg.shards, cfg.spool, cfg.hostname);
+	snprintf(why, sizeof(why), "READY=1\nSTATUS=listening on %s", lsum);
+	if ((rc = sdnotify(why)) < 0)
+		log_warn("NOTIFY_SOCKET: %s", strerror(-rc));
 
 	for (;;) {
 		struct timespec every = { MAIN_TRIM_S, 0 };
@@ -452,6 +472,7 @@ main(int argc, char **argv)
 	}
 	log_info("stopping (signal %d): no new connections, up to %u ms "
 	    "for sessions to finish", sig, cfg.shutdown_timeout_ms);
+	sdnotify("STOPPING=1\nSTATUS=stopping");
 	control_stop();
 	deliver_feed_stop();
 	shard_request_stop(shards, cfg.shards);

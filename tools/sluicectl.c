@@ -29,6 +29,7 @@
 #include "../engine/config.h"
 #include "../deliver/resolver.h"
 #include "../queue/queue.h"
+#include "../lib/version.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -55,6 +56,7 @@ static const char usage_text[] =
     "  -c FILE         configuration file (default: the embedded one)\n"
     "  -o key=value    override a configuration key (repeatable)\n"
     "  -h, --help      show this help\n"
+    "  --version       print the version and exit\n"
     "\n"
     "commands:\n"
     "  check                   check the configuration\n"
@@ -876,6 +878,7 @@ main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct config cfg;
@@ -902,6 +905,10 @@ main(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
+			free(ov);
+			return finish_output();
+		case 'V':
+			printf("sluicectl %s\n", SLUICE_VERSION);
 			free(ov);
 			return finish_output();
 		case '?':
@@ -970,3 +977,4 @@ main(int argc, char **argv)
 	config_free(&cfg);
 	return rc;
 }
+

@@ -57,11 +57,11 @@ ZONES = {
 }
 
 
-def resolve(spec, name, *flags, timeout=60):
-    """Runs sluicectl resolve --json; returns (exit code, parsed JSON or None,
-    stderr, seconds)."""
-    argv = [sluice.SLUICECTL, "resolve", "--resolver", spec, "--json"] + \
-        list(flags) + [name]
+def resolve(spec, name, *flags, timeout=60, opts=()):
+    """Runs sluicectl [-o OPT]... resolve --json; returns (exit code, parsed
+    JSON or None, stderr, seconds)."""
+    argv = [sluice.SLUICECTL] + [a for o in opts for a in ("-o", o)] + \
+        ["resolve", "--resolver", spec, "--json"] + list(flags) + [name]
     t0 = time.monotonic()
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        stdin=subprocess.DEVNULL, timeout=timeout,
@@ -193,7 +193,36 @@ with T.case("silence is temporary after the tries"):
         check_status(rc, doc, 75, "tempfail", "no answer")
         T.ok(doc and "no answer" in doc["why"], "why says no answer", str(doc))
         T.ok(4.0 <= secs < 20, "3 tries of 2 s (%.1fs)" % secs)
-        T.eq(sum(1 for _, t, _tcp in silent.log if t == "MX"), 3, "3 tries over UDP")
+        # Each 2 s try: sent, then again after 0.5 s and 1 s more (no
+        # round trip measured yet: 500 ms, doubling).
+        T.eq(sum(1 for _, t, _tcp in silent.log if t == "MX"), 9,
+             "3 tries over UDP, each datagram sent 3 times")
+
+with T.case("a lost datagram costs a retransmission, not the try's timeout"):
+    records = {("lossy.test.", "MX"): ["10 mx.lossy.test."],
+               ("mx.lossy.test.", "A"): ["127.0.0.43"]}
+    seen = set()
+    import dns.message, dns.rdatatype, dns.rrset
+
+    def lossy(q, tcp):
+        """Drops the first datagram of every question, answers the next."""
+        key = (q.question[0].name.to_text().lower(), q.question[0].rdtype)
+        if key not in seen:
+            seen.add(key)
+            return None
+        r = dns.message.make_response(q)
+        rd = records.get((key[0], dns.rdatatype.to_text(key[1])))
+        if rd:
+            r.answer.append(dns.rrset.from_text_list(
+                key[0], 300, "IN", dns.rdatatype.to_text(key[1]), rd))
+        return r
+    with dnslib.Responder(lossy) as srv:
+        rc, doc, err, secs = resolve(srv.spec, "lossy.test", opts=["dns.timeout=5s"])
+        check_status(rc, doc, 0, "ok", "lossy.test")
+        T.eq(hosts(doc), ["mx.lossy.test"], "the answer after the loss")
+        # Two lost datagrams (MX, then A) at 0.5 s each; one 5 s try
+        # without retransmission would take 10 s.
+        T.ok(secs < 3.5, "resent within the try (%.1fs)" % secs)
 
 with T.case("a truncated answer is asked again over TCP"):
     handler = dnslib.truncating_handler({

@@ -80,6 +80,8 @@ static const char *const state_names[] = {
 	[SMTP_C_EHLO] = "EHLO",
 	[SMTP_C_HELO] = "HELO",
 	[SMTP_C_LHLO] = "LHLO",
+	[SMTP_C_STARTTLS] = "STARTTLS",
+	[SMTP_C_TLS] = "TLS",
 	[SMTP_C_AUTH] = "AUTH",
 	[SMTP_C_READY] = "READY",
 	[SMTP_C_MAIL] = "MAIL",
@@ -96,6 +98,7 @@ static const char *const stage_names[] = {
 	[SMTP_CLIENT_STAGE_CONNECT] = "connect",
 	[SMTP_CLIENT_STAGE_GREETING] = "greeting",
 	[SMTP_CLIENT_STAGE_EHLO] = "ehlo",
+	[SMTP_CLIENT_STAGE_TLS] = "tls",
 	[SMTP_CLIENT_STAGE_AUTH] = "auth",
 	[SMTP_CLIENT_STAGE_IDLE] = "idle",
 	[SMTP_CLIENT_STAGE_MAIL] = "mail",
@@ -146,6 +149,9 @@ stage_of(enum smtp_client_state st)
 	case SMTP_C_HELO:
 	case SMTP_C_LHLO:
 		return SMTP_CLIENT_STAGE_EHLO;
+	case SMTP_C_STARTTLS:
+	case SMTP_C_TLS:
+		return SMTP_CLIENT_STAGE_TLS;
 	case SMTP_C_AUTH:
 		return SMTP_CLIENT_STAGE_AUTH;
 	case SMTP_C_READY:
@@ -183,6 +189,10 @@ what_for(enum smtp_client_state st)
 		return "HELO";
 	case SMTP_C_LHLO:
 		return "LHLO";
+	case SMTP_C_STARTTLS:
+		return "STARTTLS";
+	case SMTP_C_TLS:
+		return "the TLS handshake";
 	case SMTP_C_AUTH:
 		return "AUTH";
 	case SMTP_C_READY:
@@ -602,6 +612,41 @@ auth_login_send(struct smtp_client *c, const char *s)
 	explicit_bzero(enc, sizeof(enc));
 }
 
+/* TLS is settled (used, refused, or not wanted): AUTH if configured. */
+static void
+tls_settled(struct smtp_client *c)
+{
+	if (c->cfg->auth_user == NULL || c->cfg->auth_user[0] == '\0') {
+		go_ready(c);
+		return;
+	}
+	/*
+	 * Credentials are for encrypted sessions only, unless the operator
+	 * said otherwise: a 4xx, so the mail waits for the operator or for
+	 * the server to offer STARTTLS again, never bounces.
+	 */
+	if (!c->tls && !c->cfg->auth_insecure) {
+		auth_fail_local(c, (c->ext & SMTP_CLIENT_EXT_STARTTLS) ?
+		    "authentication is configured but the session is not "
+		    "encrypted (TLS is off for this host; auth_insecure is "
+		    "not set)" : "authentication is configured but the remote "
+		    "host offers no STARTTLS, and credentials are not sent in "
+		    "plaintext (auth_insecure is not set)");
+		return;
+	}
+	start_auth(c);
+}
+
+/* TLS is required and cannot be had: 4.7.4, as Postfix says it. */
+static void
+tls_missing(struct smtp_client *c, const char *text)
+{
+	struct smtp_client_reply r;
+
+	local_reply(&r, 451, "4.7.4", text);
+	fail_session(c, SMTP_CLIENT_STAGE_TLS, &r, true);
+}
+
 static void
 hello_done(struct smtp_client *c, bool esmtp)
 {
@@ -609,10 +654,49 @@ hello_done(struct smtp_client *c, bool esmtp)
 	c->ext = esmtp ? c->ext_pending : 0;
 	c->auth_mechs = esmtp ? c->mechs_pending : 0;
 	c->size_max = esmtp ? c->size_pending : 0;
-	if (c->cfg->auth_user != NULL && c->cfg->auth_user[0] != '\0')
-		start_auth(c);
-	else
-		go_ready(c);
+	if (!c->tls && c->starttls != SMTP_CLIENT_STARTTLS_NEVER) {
+		if (c->ext & SMTP_CLIENT_EXT_STARTTLS) {
+			(void)emit(c, "STARTTLS\r\n");
+			enter_state(c, SMTP_C_STARTTLS);
+			return;
+		}
+		if (c->starttls == SMTP_CLIENT_STARTTLS_MUST) {
+			tls_missing(c, "TLS is required, but was not offered "
+			    "by the remote host");
+			return;
+		}
+	}
+	tls_settled(c);
+}
+
+/* The reply to STARTTLS: 220, go; else plaintext (may) or give up. */
+static void
+starttls_reply(struct smtp_client *c, const struct smtp_client_reply *r)
+{
+	char text[SMTP_CLIENT_TEXT_MAX + 1];
+	int cls = r->code / 100;
+
+	if (cls == 2) {
+		/* The engine takes over until smtp_client_tls_done(). */
+		enter_state(c, SMTP_C_TLS);
+		buf_reset(&c->in);
+		return;
+	}
+	if (cls != 4 && cls != 5) {
+		unexpected(c, r);
+		return;
+	}
+	if (c->starttls == SMTP_CLIENT_STARTTLS_MUST) {
+		snprintf(text, sizeof(text), "TLS is required, but the remote "
+		    "host refused STARTTLS: %d %s %s", r->code, r->enhanced,
+		    r->text);
+		tls_missing(c, text);
+		return;
+	}
+	/* Opportunistic: the session is still in step, go on without. */
+	c->ext &= ~(uint32_t)SMTP_CLIENT_EXT_STARTTLS;
+	c->starttls = SMTP_CLIENT_STARTTLS_NEVER;
+	tls_settled(c);
 }
 
 static void
@@ -1062,6 +1146,9 @@ handle_reply(struct smtp_client *c)
 		else
 			unexpected(c, &r);
 		break;
+	case SMTP_C_STARTTLS:
+		starttls_reply(c, &r);
+		break;
 	case SMTP_C_AUTH:
 		auth_reply(c, &r);
 		break;
@@ -1182,6 +1269,7 @@ smtp_client_init(struct smtp_client *c, const struct smtp_client_cfg *cfg,
 	c->cb = cb;
 	c->arg = arg;
 	c->state = SMTP_C_GREETING;
+	c->starttls = cfg->starttls;
 	rd_reset(&c->rd);
 }
 
@@ -1214,7 +1302,7 @@ smtp_client_input(struct smtp_client *c, const char *p, size_t n)
 	const char *lf;
 	size_t off = 0, seg;
 
-	while (off < n && c->state != SMTP_C_CLOSED) {
+	while (off < n && c->state != SMTP_C_CLOSED && c->state != SMTP_C_TLS) {
 		lf = memchr(p + off, '\n', n - off);
 		if (lf == NULL) {
 			/* Keep the partial line, within the line limit. */
@@ -1246,8 +1334,55 @@ smtp_client_input(struct smtp_client *c, const char *p, size_t n)
 		}
 		off += seg + 1;
 	}
+	if (c->state == SMTP_C_TLS)
+		return SMTP_CLIENT_EV_STARTTLS;
 	return c->state == SMTP_C_CLOSED ? SMTP_CLIENT_EV_CLOSE :
 	    SMTP_CLIENT_EV_NONE;
+}
+
+void
+smtp_client_set_starttls(struct smtp_client *c, enum smtp_client_starttls s)
+{
+	assert(c->state == SMTP_C_GREETING);
+	c->starttls = (uint8_t)s;
+}
+
+void
+smtp_client_tls_done(struct smtp_client *c)
+{
+	if (c->state == SMTP_C_GREETING) {
+		/* Implicit TLS: the greeting comes encrypted. */
+		c->tls = true;
+		return;
+	}
+	assert(c->state == SMTP_C_TLS);
+	c->tls = true;
+	/* RFC 3207 4.2: discard what the server said in plaintext. */
+	c->esmtp = false;
+	c->ext = 0;
+	c->auth_mechs = 0;
+	c->size_max = 0;
+	send_hello(c, c->cfg->lmtp ? "LHLO" : "EHLO",
+	    c->cfg->lmtp ? SMTP_C_LHLO : SMTP_C_EHLO);
+	check_out(c);
+}
+
+void
+smtp_client_tls_failed(struct smtp_client *c, const char *why)
+{
+	char text[SMTP_CLIENT_TEXT_MAX + 1];
+	struct smtp_client_reply r;
+	size_t n;
+
+	if (c->state == SMTP_C_CLOSED)
+		return;
+	n = (size_t)snprintf(text, sizeof(text), "TLS handshake failed: ");
+	if (n < sizeof(text) - 1) {
+		n += sanitize(text + n, sizeof(text) - 1 - n, why, strlen(why));
+		text[n] = '\0';
+	}
+	local_reply(&r, 454, "4.7.5", text);
+	fail_session(c, SMTP_CLIENT_STAGE_TLS, &r, false);
 }
 
 static bool
@@ -1388,6 +1523,8 @@ smtp_client_timeout(struct smtp_client *c)
 	else if (c->state == SMTP_C_GREETING)
 		snprintf(text, sizeof(text), "timed out waiting for the "
 		    "server greeting");
+	else if (c->state == SMTP_C_TLS)
+		snprintf(text, sizeof(text), "timed out in the TLS handshake");
 	else
 		snprintf(text, sizeof(text), "timed out waiting for the reply "
 		    "to %s", what_for(c->state));
@@ -1404,6 +1541,8 @@ smtp_client_waiting(const struct smtp_client *c)
 	case SMTP_C_EHLO:
 	case SMTP_C_HELO:
 	case SMTP_C_LHLO:
+	case SMTP_C_STARTTLS:
+	case SMTP_C_TLS:
 	case SMTP_C_AUTH:
 	case SMTP_C_MAIL:
 	case SMTP_C_RCPT:

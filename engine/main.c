@@ -435,6 +435,8 @@ main(int argc, char **argv)
 
 	config_deliver_cfg(&cfg, &dcfg);
 	deliver_global_init(&dcfg, cfg.shards, efds, qi);
+	if (deliver_tls_init(&dcfg, why, sizeof why) < 0)
+		log_fatal("outbound TLS: %s", why);
 	schedule_queue(qi);
 	if ((rc = committer_start(&committer, qi, cfg.shards, efds,
 	    cfg.spool)) < 0)
@@ -487,6 +489,7 @@ main(int argc, char **argv)
 	committer_stats(committer, &cst);
 	committer_stop(committer);
 	deliver_global_free();
+	deliver_tls_free();
 	queue_index_close(qi);
 	log_info("stopped: %llu message(s) queued in this run, "
 	    "%llu sync batch(es) (%.0f us each), "

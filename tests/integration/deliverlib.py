@@ -285,7 +285,7 @@ class _Handler:
                 envelope.mail_options)
         # TLS under the transaction (STARTTLS or implicit), and who logged in.
         m.tls = server.transport.get_extra_info("ssl_object") is not None
-        m.login = getattr(session, "login_data", None)
+        m.login = getattr(getattr(session, "auth_data", None), "login", None)
         with srv.lock:
             k = m.msgid or sluice.sha256(data)
             srv._data_n[k] = srv._data_n.get(k, 0) + 1

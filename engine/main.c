@@ -435,8 +435,12 @@ main(int argc, char **argv)
 
 	config_deliver_cfg(&cfg, &dcfg);
 	deliver_global_init(&dcfg, cfg.shards, efds, qi);
-	if (deliver_tls_init(&dcfg, why, sizeof why) < 0)
-		log_fatal("outbound TLS: %s", why);
+	{
+		char twhy[256];
+
+		if (deliver_tls_init(&dcfg, twhy, sizeof twhy) < 0)
+			log_fatal("outbound TLS: %s", twhy);
+	}
 	schedule_queue(qi);
 	if ((rc = committer_start(&committer, qi, cfg.shards, efds,
 	    cfg.spool)) < 0)

@@ -429,18 +429,19 @@ main(int argc, char **argv)
 	}
 	/* Root's part is done: listeners bound, spool open and recovered. */
 	dlog_path(&cfg, dlog, sizeof(dlog));
-	privs_prepare(&pv, cfg.spool, dlog);
-	privs_drop(&pv);
-	privs_check_access(&pv, cfg.spool, dlog);
-
+	/* CA files (outbound TLS) may be root's: read while root. */
 	config_deliver_cfg(&cfg, &dcfg);
-	deliver_global_init(&dcfg, cfg.shards, efds, qi);
 	{
 		char twhy[256];
 
 		if (deliver_tls_init(&dcfg, twhy, sizeof twhy) < 0)
 			log_fatal("outbound TLS: %s", twhy);
 	}
+	privs_prepare(&pv, cfg.spool, dlog);
+	privs_drop(&pv);
+	privs_check_access(&pv, cfg.spool, dlog);
+
+	deliver_global_init(&dcfg, cfg.shards, efds, qi);
 	schedule_queue(qi);
 	if ((rc = committer_start(&committer, qi, cfg.shards, efds,
 	    cfg.spool)) < 0)

@@ -50,7 +50,7 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(UNIT)/%.t)
 BUILD_PKGS = gcc make pkg-config liburing-dev libssl-dev libldns-dev \
 	liblmdb-dev libxxhash-dev libyaml-dev libjansson-dev libcrypt-dev
 TEST_PKGS  = python3 swaks libnet-ssleay-perl postfix lmdb-utils clang procps \
-	iproute2 nsd haproxy python3-aiosmtpd python3-dnspython mandoc systemd
+	iproute2 nsd haproxy python3-aiosmtpd python3-dnspython mandoc systemd openssl
 DEPS_STAMP = build/.deps-ok
 
 .PHONY: all run test unit asan asan-unit fuzz fuzz-run deps deps-run user \

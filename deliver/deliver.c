@@ -313,6 +313,7 @@ dest_get(struct deliver *d, struct dl_item *it)
 		ds->ccfg.auth_user = r->policy.auth_user;
 		ds->ccfg.auth_pass = r->policy.auth_password;
 	}
+	dl_tls_policy(ds);
 	ds->hnext = d->buckets[h];
 	d->buckets[h] = ds;
 	d->ndests++;
@@ -533,7 +534,7 @@ dl_item_schedule(struct deliver *d, struct dl_item *it)
 	}
 	if (d->nbouncing > 0 && bouncing(d, it->qid)) {
 		dl_item_fail_all(d, it, 550, "5.0.0",
-		    "550 5.0.0 message bounced by the operator");
+		    "550 5.0.0 message bounced by the operator", NULL);
 		return;
 	}
 	/*
@@ -585,7 +586,7 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 		/* Routes changed since the message was accepted. */
 		dl_dest_fail_ready(d, ds, t->kind == ROUTE_ERROR ? t->code : 250,
 		    t->kind == ROUTE_ERROR ? "5.0.0" : "2.0.0",
-		    t->kind == ROUTE_ERROR ? t->text : "discarded");
+		    t->kind == ROUTE_ERROR ? t->text : "discarded", NULL);
 		return DS_DONE;
 	}
 	if (d->now_ms < ds->hold_until_ms)
@@ -610,7 +611,7 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 		if (!ds->resolving) {
 			if (d->res == NULL) {
 				dl_dest_fail_ready(d, ds, 451, "4.4.3",
-				    d->resolver_err);
+				    d->resolver_err, NULL);
 				return DS_DONE;
 			}
 			ds->resolving = true;
@@ -626,7 +627,7 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 		snprintf(text, sizeof(text), "%s", ds->rwhy[0] ? ds->rwhy :
 		    resolve_status_name((enum resolve_status)ds->rstatus));
 		ds->resolved_ms = 0;	/* ask again next time */
-		dl_dest_fail_ready(d, ds, ds->rcode, ds->renh, text);
+		dl_dest_fail_ready(d, ds, ds->rcode, ds->renh, text, NULL);
 		if (ds->rcode < 500)
 			dl_dest_slow(d, ds);
 		return DS_DONE;
@@ -868,7 +869,7 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 			next = it->next;
 			/* Gives up at once: counts as the last attempt. */
 			dl_item_fail_all(d, it, 550, "5.0.0",
-			    "550 5.0.0 message bounced by the operator");
+			    "550 5.0.0 message bounced by the operator", NULL);
 		}
 		break;
 	case DELIVER_CTL_UPDATE: {
@@ -1045,7 +1046,7 @@ deliver_tick(struct deliver *d, uint64_t now_ms)
 			dl_conn_deadline(c);
 			continue;
 		}
-		smtp_client_timeout(&c->cli);
+		dl_conn_timeout(c);
 		dl_conn_close(c);
 	}
 }
@@ -1189,6 +1190,12 @@ deliver_destroy(struct deliver *d)
 		    (unsigned long long)d->opened,
 		    (unsigned long long)d->reused,
 		    (unsigned long long)d->parked, d->ndests);
+	if (d->tls_handshakes > 0 || d->tls_failed > 0)
+		log_info("deliver: shard %u: %llu TLS handshake(s), %llu "
+		    "resumed, %llu failed", d->id,
+		    (unsigned long long)d->tls_handshakes,
+		    (unsigned long long)d->tls_resumed,
+		    (unsigned long long)d->tls_failed);
 	resolver_destroy(d->res);
 	d->res = NULL;
 	for (uint32_t i = 0; i < d->conn_hw; i++) {
@@ -1201,6 +1208,7 @@ deliver_destroy(struct deliver *d)
 			free(cur);
 			smtp_client_free(&c->cli);
 			buf_free(&c->tx);
+			dl_tls_conn_free(c);
 			if (c->fd >= 0)
 				close(c->fd);
 		}
@@ -1230,6 +1238,7 @@ deliver_destroy(struct deliver *d)
 		dlog_write(&d->log, &d->logbuf);
 	buf_free(&d->logbuf);
 	dlog_close(&d->log);
+	dl_tls_cache_free(d);
 	free(d->heap);
 	free(d->conns);
 	free(d);

@@ -66,6 +66,14 @@ void deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
 void deliver_global_free(void);
 
 /*
+ * After deliver_global_init(), before any shard runs: the TLS client
+ * contexts every route (and MX delivery) will use, CA files read now.
+ * 0, or -1 with why. deliver_tls_free() after the shards are gone.
+ */
+int deliver_tls_init(const struct deliver_cfg *cfg, char *why, size_t whylen);
+void deliver_tls_free(void);
+
+/*
  * The active set. Each shard keeps at most its share of
  * delivery.active_messages items and delivery.active_recipients
  * recipients in memory (destination FIFOs, the deferred heap, connections).

@@ -36,6 +36,9 @@ struct delivery_cfg {
 	uint32_t active_recipients;	/* their recipients */
 	uint32_t destination_keep_ms;	/* an unused destination's state */
 	uint32_t chunking;		/* BDAT to servers offering CHUNKING */
+	char *tls;			/* none, may, encrypt, verify */
+	uint32_t tls_level;		/* the same as an enum route_tls */
+	char *tls_ca_file;		/* NULL: the system's CA store */
 	/* Never dialled when found through an MX lookup (deliver_guard.c). */
 	struct cidr *denied_networks;
 	size_t ndenied_networks;

@@ -55,6 +55,7 @@ dl_conn_free(struct dl_conn *c)
 	c->fd = -1;
 	smtp_client_free(&c->cli);
 	buf_free(&c->tx);
+	dl_tls_conn_free(c);
 	if (ds != NULL) {
 		dl_set_idle(c, false);
 		ds->nconn--;
@@ -141,8 +142,8 @@ conn_deadline_input(struct dl_conn *c)
 }
 
 /* The bytes of an address that name the peer: family, port, address. */
-static size_t
-sa_key(const struct sockaddr_storage *sa, uint8_t key[20])
+size_t
+dl_sa_key(const struct sockaddr_storage *sa, uint8_t key[20])
 {
 	const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
 	const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
@@ -165,7 +166,7 @@ static uint32_t
 sa_bucket(const struct sockaddr_storage *sa)
 {
 	uint8_t key[20];
-	size_t n = sa_key(sa, key);
+	size_t n = dl_sa_key(sa, key);
 
 	return (uint32_t)XXH3_64bits(key, n) & (DL_ADDR_BUCKETS - 1);
 }
@@ -174,7 +175,7 @@ static bool
 sa_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
 	uint8_t ka[20], kb[20];
-	size_t na = sa_key(a, ka), nb = sa_key(b, kb);
+	size_t na = dl_sa_key(a, ka), nb = dl_sa_key(b, kb);
 
 	return a->ss_family != AF_UNIX && na == nb && memcmp(ka, kb, na) == 0;
 }
@@ -252,13 +253,17 @@ ccfg_same(const struct smtp_client_cfg *a, const struct smtp_client_cfg *b)
 	const char *bp = b->auth_pass ? b->auth_pass : "";
 
 	return a->lmtp == b->lmtp && a->chunking == b->chunking &&
+	    a->starttls == b->starttls &&
+	    a->auth_insecure == b->auth_insecure &&
 	    strcmp(a->helo_name, b->helo_name) == 0 && strcmp(au, bu) == 0 &&
 	    strcmp(ap, bp) == 0;
 }
 
 /*
  * An idle connection of another destination to one of ds's best hosts
- * (the addresses of its lowest MX preference), set up the same way, moved
+ * (the addresses of its lowest MX preference), set up the same way (the
+ * same client settings, the same TLS policy, and under verify a session
+ * verified for the name ds would check), moved
  * to ds, as Postfix's connection cache reuses a session by address: many
  * domains share their provider's MX hosts. NULL when there is none.
  */
@@ -276,6 +281,7 @@ dl_conn_reuse(struct deliver *d, struct dl_dest *ds)
 
 			if (old == ds || c->closing || !sa_same(&c->sa, &t->sa) ||
 			    !ccfg_same(&old->ccfg, &ds->ccfg) ||
+			    !dl_tls_same(c, old, ds, t) ||
 			    !smtp_client_ready(&c->cli))
 				continue;
 			dl_set_idle(c, false);
@@ -364,6 +370,12 @@ dl_conn_flush(struct dl_conn *c)
 	if (c->tx_off == c->tx.len) {
 		buf_reset(&c->tx);
 		c->tx_off = 0;
+		if (c->tls != NULL) {
+			/* Records, not the client's bytes (deliver_tls.c). */
+			if (dl_tls_output(c) < 0 || c->tx.len == 0)
+				return;
+			goto send;
+		}
 		if (c->cli.out.len == 0)
 			return;
 		/* Swap: the client appends to an empty buffer meanwhile. */
@@ -372,6 +384,7 @@ dl_conn_flush(struct dl_conn *c)
 		c->tx = c->cli.out;
 		c->cli.out = t;
 	}
+send:
 	sqe = uring_get_sqe(c->d->ring);
 	io_uring_prep_send(sqe, c->fd, c->tx.data + c->tx_off,
 	    c->tx.len - c->tx_off, MSG_NOSIGNAL);
@@ -470,7 +483,7 @@ item_send(struct dl_conn *c, struct dl_item *it)
 
 		conn_item_detach(c, &res, &rec, &env);
 		free(res);
-		dl_item_done_all(d, it, 554, "5.6.0", why, rec, &env, NULL, NULL);
+		dl_item_done_all(d, it, 554, "5.6.0", why, rec, &env, NULL);
 		envelope_release(&env);
 		free(rec);
 	}
@@ -552,8 +565,11 @@ dl_handle_oread(struct dl_conn *c, int res)
 		 * this was the item's attempt. */
 		if (c->fail_code != 0 && dl_item_verify(it, rec, res,
 		    &c->env) == NULL) {
+			struct dl_peer peer;
+
+			dl_conn_peer(c, &peer);
 			dl_item_done_all(d, it, c->fail_code, c->fail_enh,
-			    c->fail_text, rec, &c->env, c->host, c->addr);
+			    c->fail_text, rec, &c->env, &peer);
 			envelope_release(&c->env);
 			memset(&c->env, 0, sizeof(c->env));
 			free(rec);
@@ -630,6 +646,7 @@ cb_message_done(void *arg, const struct smtp_client_reply *r,
 	struct dl_rres *res;
 	uint8_t *rec;
 	struct envelope env;
+	struct dl_peer peer;
 	uint16_t n;
 
 	if (it == NULL)
@@ -641,7 +658,8 @@ cb_message_done(void *arg, const struct smtp_client_reply *r,
 	else if (t->deferred > 0 && r->code != 421)
 		dl_health_tx_failed(d, ds);
 	conn_item_detach(c, &res, &rec, &env);
-	dl_item_done(d, it, res, rec, &env, c->host, c->addr);
+	dl_conn_peer(c, &peer);
+	dl_item_done(d, it, res, rec, &env, &peer);
 	envelope_release(&env);
 	free(rec);
 	for (uint16_t i = 0; res != NULL && i < n; i++)
@@ -691,13 +709,30 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 	 * fine, the destination may take it later (or another MX host). */
 	int code = r->code >= 500 ? 451 : r->code;
 	const char *enh = r->code >= 500 ? "4.4.0" : r->enhanced;
+	struct dl_peer peer;
 	char text[1100];
 
+	dl_conn_peer(c, &peer);
 	if (idle_close) {
 		log_debug("deliver: %s [%s]: closed while idle after %u "
 		    "message(s): %d %s", c->host, c->addr, c->msgs, r->code,
 		    r->text);
 		return;
+	}
+	if (stage == SMTP_CLIENT_STAGE_TLS && ds->tls.level == ROUTE_TLS_MAY &&
+	    !c->tls_plain) {
+		/*
+		 * Opportunistic TLS that failed (a broken handshake, a
+		 * STARTTLS that never completes): the same host again in
+		 * plaintext on a new connection, as Postfix does, and in
+		 * plaintext for a while (deliver_tls.c) rather than failing
+		 * the same way every time.
+		 */
+		dl_tls_plain_remember(c->d, &c->sa);
+		log_info("deliver: %s [%s]: %s; again without TLS", c->host,
+		    c->addr, r->text);
+		if (!c->d->stopping && dl_conn_open(c->d, ds, c->target))
+			return;
 	}
 	log_info("deliver: %s [%s]: session failed at %s: %d %s", c->host,
 	    c->addr, smtp_client_strstage(stage), r->code, r->text);
@@ -725,7 +760,7 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 		conn_fail_items(c, 451, "4.5.0", text);
 		dl_health_broken(c->d, ds);
 		if (ds->nconn <= 1)
-			dl_dest_fail_ready(c->d, ds, 451, "4.5.0", text);
+			dl_dest_fail_ready(c->d, ds, 451, "4.5.0", text, &peer);
 		return;
 	}
 	if (before_mail)
@@ -733,7 +768,7 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 	if (before_mail && ds->nconn <= 1) {
 		/* Nothing got through: what waits here waits longer. */
 		dl_health_down(c->d, ds);
-		dl_dest_fail_ready(c->d, ds, code, enh, text);
+		dl_dest_fail_ready(c->d, ds, code, enh, text, &peer);
 	} else if (before_mail || r->code == 421) {
 		/*
 		 * Refused beside sessions that work, or a 421 in one: in
@@ -742,7 +777,7 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 		 * for a destination nothing reaches.
 		 */
 		if (dl_health_soft(c->d, ds) && ds->nconn <= 1)
-			dl_dest_fail_ready(c->d, ds, code, enh, text);
+			dl_dest_fail_ready(c->d, ds, code, enh, text, &peer);
 	}
 }
 
@@ -867,15 +902,35 @@ dl_handle_connect(struct dl_conn *c, int res)
 			    "connect to %s[%s]: %s", c->host, c->addr,
 			    strerror(-res));
 			dl_health_down(c->d, ds);
-			dl_dest_fail_ready(c->d, ds, 451, "4.4.1", text);
+			dl_dest_fail_ready(c->d, ds, 451, "4.4.1", text, NULL);
 		}
 		dl_conn_close(c);
 		return;
 	}
 	c->connected = true;
 	smtp_client_init(&c->cli, &ds->ccfg, &client_cb, c);
+	dl_tls_conn_start(c);
 	dl_conn_deadline(c);
+	dl_conn_flush(c);
+	if (smtp_client_closed(&c->cli)) {
+		dl_conn_close(c);
+		return;
+	}
 	arm_orecv(c);
+}
+
+/*
+ * The deadline passed (deliver_tick()). A handshake that never ends is a
+ * TLS failure (under "may", plaintext next), whatever the client waited
+ * for: with implicit TLS it still waits for the greeting.
+ */
+void
+dl_conn_timeout(struct dl_conn *c)
+{
+	if (c->tls != NULL && !c->tls_up)
+		smtp_client_tls_failed(&c->cli, "timed out");
+	else
+		smtp_client_timeout(&c->cli);
 }
 
 void
@@ -887,11 +942,29 @@ dl_handle_orecv(struct dl_conn *c, int res)
 	if (c->closing)
 		return;
 	if (res <= 0) {
-		smtp_client_eof(&c->cli);
+		if (c->tls != NULL && !c->tls_up)
+			smtp_client_tls_failed(&c->cli, res == 0 ? "the remote "
+			    "host closed the connection" : strerror(-res));
+		else
+			smtp_client_eof(&c->cli);
 		dl_conn_close(c);
 		return;
 	}
-	ev = smtp_client_input(&c->cli, c->rbuf, (size_t)res);
+	if (c->tls != NULL) {
+		ev = dl_tls_input(c, c->rbuf, (size_t)res);
+	} else {
+		ev = smtp_client_input(&c->cli, c->rbuf, (size_t)res);
+		/*
+		 * 220 to STARTTLS: whatever else came in this read was sent
+		 * before our ClientHello and is not TLS (RFC 3207 5): it is
+		 * dropped with the rest of the read.
+		 */
+		if (ev == SMTP_CLIENT_EV_STARTTLS) {
+			dl_tls_handshake(c);
+			ev = smtp_client_closed(&c->cli) ?
+			    SMTP_CLIENT_EV_CLOSE : SMTP_CLIENT_EV_NONE;
+		}
+	}
 	dl_conn_flush(c);
 	if (ev == SMTP_CLIENT_EV_CLOSE || smtp_client_closed(&c->cli)) {
 		if (!c->send_armed)

@@ -58,6 +58,33 @@ enum {
 };
 
 struct dl_dest;
+struct dl_tls_cache;
+struct tls;
+struct tls_ctx;
+
+/* A destination's TLS, from its route and delivery.tls (deliver_tls.c). */
+struct dl_tls_policy {
+	uint8_t level;			/* enum route_tls, never DEFAULT */
+	bool implicit;			/* handshake before the greeting */
+	struct tls_ctx *ctx;		/* NULL with level none */
+	const char *name;		/* tls_name, or NULL: the host's */
+};
+
+/* Who an attempt talked to, for the delivery log; NULL: no connection. */
+struct dl_peer {
+	const char *mx;
+	const char *addr;
+	const char *tls;		/* "TLSv1.3 TLS_AES_...", "none" */
+	const char *tls_verify;		/* verify: "verified" or why not */
+};
+
+/* The same, copied, for items whose results come after the session. */
+struct dl_peer_buf {
+	char mx[RESOLVE_HOST_MAX + 1];
+	char addr[ROUTE_PATH_MAX + 8];
+	char tls[96];
+	char tls_verify[128];
+};
 
 struct dl_item {
 	struct dl_item *next;
@@ -123,6 +150,7 @@ struct dl_dest {
 	struct dl_target *targets;
 	unsigned ntargets;
 	struct smtp_client_cfg ccfg;
+	struct dl_tls_policy tls;
 };
 
 struct dl_rres {			/* one recipient's reply this attempt */
@@ -179,6 +207,20 @@ struct dl_conn {
 	int fail_code;
 	char fail_enh[12];
 	char fail_text[400];
+	/*
+	 * TLS (deliver_tls.c): NULL until the session asks for the
+	 * handshake. tplain: what records decrypt to; ptx: the client's
+	 * output being encrypted, from ptx_off.
+	 */
+	struct tls *tls;
+	bool tls_up;			/* the handshake is over */
+	bool tls_plain;			/* "may" host that failed: plaintext */
+	struct buf tplain;
+	struct buf ptx;
+	size_t ptx_off;
+	char tls_peer[RESOLVE_HOST_MAX + 1];	/* name sent and checked */
+	char tls_desc[96];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
+	char tls_verify[128];		/* verify level: the result */
 };
 
 struct deliver {
@@ -229,6 +271,8 @@ struct deliver {
 	int segdir;
 	struct { uint64_t seg; int fd; } segfd[DL_SEGFD_CACHE];
 	struct route default_route;
+	struct dl_tls_cache *tls_cache;	/* sessions, hosts without TLS */
+	uint64_t tls_handshakes, tls_resumed, tls_failed;
 };
 
 /*
@@ -239,6 +283,7 @@ struct deliver {
  */
 struct dl_fread {
 	struct dl_item *it;
+	struct dl_peer_buf *peer;	/* NULL: no session */
 	uint8_t *buf;
 	char *text;
 	int fd;
@@ -254,6 +299,7 @@ struct dl_fread {
 struct dl_fwait {
 	struct dl_fwait *next;
 	struct dl_item *it;
+	struct dl_peer_buf *peer;
 	int code;
 	char enhanced[12];
 	char text[];
@@ -295,18 +341,18 @@ const char *dl_item_verify(const struct dl_item *it, const uint8_t *buf,
 bool dl_item_read_start(struct deliver *d, struct dl_item *it, uint64_t ud,
     int *fd, uint8_t **buf);
 void dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres
-    *res, const uint8_t *rec, const struct envelope *env, const char *mx,
-    const char *addr);
+    *res, const uint8_t *rec, const struct envelope *env,
+    const struct dl_peer *peer);
 void dl_item_done_all(struct deliver *d, struct dl_item *it, int code,
     const char *enh, char *text, const uint8_t *rec,
-    const struct envelope *env, const char *mx, const char *addr);
+    const struct envelope *env, const struct dl_peer *peer);
 void dl_item_unreadable(struct deliver *d, struct dl_item *it, const char
     *why);
 void dl_item_fail_all(struct deliver *d, struct dl_item *it, int code, const
-    char *enh, const char *text);
+    char *enh, const char *text, const struct dl_peer *peer);
 void dl_handle_fread(struct deliver *d, uint64_t ud, int res);
 void dl_dest_fail_ready(struct deliver *d, struct dl_dest *ds, int code, const
-    char *enh, const char *text);
+    char *enh, const char *text, const struct dl_peer *peer);
 void dl_dest_refill(struct deliver *d, struct dl_dest *ds);
 
 /*
@@ -333,6 +379,38 @@ void dl_handle_osend(struct dl_conn *c, int res);
 void dl_dest_resolved(void *arg, const struct resolve_result *r);
 bool dl_dest_literal(struct dl_dest *ds);
 void dl_set_port(struct sockaddr_storage *sa, uint16_t port);
+size_t dl_sa_key(const struct sockaddr_storage *sa, uint8_t key[20]);
+void dl_conn_timeout(struct dl_conn *c);
+
+/*
+ * deliver_tls.c: TLS to next hops
+ *   dl_tls_policy        ds->tls and the TLS bits of ds->ccfg
+ *   dl_tls_peer_name     the name a certificate must carry for host
+ *   dl_tls_same          may c (of old) serve ds at target t as it is?
+ *   dl_tls_conn_start    after smtp_client_init(): plaintext fallback,
+ *                        implicit TLS
+ *   dl_tls_handshake     start the handshake (the ClientHello waits)
+ *   dl_tls_input         records in, plaintext to the client
+ *   dl_tls_output        records for c->tx (empty), 0 or -1
+ *   dl_tls_conn_free     the session kept, the TLS state freed
+ *   dl_tls_plain_*       hosts whose handshake failed under "may"
+ *   dl_conn_peer         the delivery log's view of c
+ */
+void dl_tls_policy(struct dl_dest *ds);
+const char *dl_tls_peer_name(const struct dl_dest *ds, const char *host);
+bool dl_tls_same(const struct dl_conn *c, const struct dl_dest *old,
+    const struct dl_dest *ds, const struct dl_target *t);
+void dl_tls_conn_start(struct dl_conn *c);
+void dl_tls_handshake(struct dl_conn *c);
+enum smtp_client_event dl_tls_input(struct dl_conn *c, const char *p,
+    size_t n);
+int dl_tls_output(struct dl_conn *c);
+void dl_tls_conn_free(struct dl_conn *c);
+bool dl_tls_plain_wanted(struct deliver *d, const struct sockaddr_storage *sa);
+void dl_tls_plain_remember(struct deliver *d,
+    const struct sockaddr_storage *sa);
+void dl_tls_cache_free(struct deliver *d);
+void dl_conn_peer(const struct dl_conn *c, struct dl_peer *p);
 
 /*
  * deliver_health.c: which results slow a destination down

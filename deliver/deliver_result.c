@@ -115,7 +115,7 @@ dl_item_read_start(struct deliver *d, struct dl_item *it, uint64_t ud, int *fd,
 static void
 log_line(struct deliver *d, const struct dl_item *it, const char *sender,
     const char *rcpt, enum dlog_status st, int code, const char *enh,
-    const char *text, const char *mx, const char *addr, uint64_t next_us,
+    const char *text, const struct dl_peer *peer, uint64_t next_us,
     const char *dsn_qid)
 {
 	char qid[QUEUE_ID_LEN + 1];
@@ -129,8 +129,10 @@ log_line(struct deliver *d, const struct dl_item *it, const char *sender,
 		.transport = it->route->transport.kind == ROUTE_LMTP ? "lmtp" :
 		    it->route->transport.kind == ROUTE_DISCARD ? "discard" :
 		    "smtp",
-		.mx = mx,
-		.addr = addr,
+		.mx = peer != NULL ? peer->mx : NULL,
+		.addr = peer != NULL ? peer->addr : NULL,
+		.tls = peer != NULL ? peer->tls : NULL,
+		.tls_verify = peer != NULL ? peer->tls_verify : NULL,
 		.status = st,
 		.code = code,
 		.enhanced = enh,
@@ -157,8 +159,7 @@ log_line(struct deliver *d, const struct dl_item *it, const char *sender,
  */
 void
 dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
-    const uint8_t *rec, const struct envelope *env, const char *mx,
-    const char *addr)
+    const uint8_t *rec, const struct envelope *env, const struct dl_peer *peer)
 {
 	const struct route_policy *pol = &it->route->policy;
 	uint64_t now_us = clock_real_us();
@@ -222,7 +223,7 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 				if (!dsn_status_valid(b->status))
 					b->status = r->code >= 500 ? "5.0.0" :
 					    "4.0.0";
-				b->remote_mta = mx;
+				b->remote_mta = peer != NULL ? peer->mx : NULL;
 				b->diagnostic = r->text;
 				b->last_attempt_us = now_us;
 			}
@@ -287,7 +288,7 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 
 		log_line(d, it, sender, rcpt, sts[i], r->code,
 		    sts[i] == DLOG_EXPIRED ? "4.4.7" : r->enhanced, r->text,
-		    mx, addr, sts[i] == DLOG_DEFERRED ? next_us : 0,
+		    peer, sts[i] == DLOG_DEFERRED ? next_us : 0,
 		    sts[i] == DLOG_BOUNCED || sts[i] == DLOG_EXPIRED ?
 		    (dsnq[0] ? dsnq : NULL) : NULL);
 	}
@@ -310,7 +311,7 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 void
 dl_item_done_all(struct deliver *d, struct dl_item *it, int code,
     const char *enh, char *text, const uint8_t *rec,
-    const struct envelope *env, const char *mx, const char *addr)
+    const struct envelope *env, const struct dl_peer *peer)
 {
 	struct dl_rres *rr = calloc(it->nrcpt ? it->nrcpt : 1, sizeof(*rr));
 
@@ -323,7 +324,7 @@ dl_item_done_all(struct deliver *d, struct dl_item *it, int code,
 		snprintf(rr[i].enhanced, sizeof(rr[i].enhanced), "%s", enh);
 		rr[i].text = text;
 	}
-	dl_item_done(d, it, rr, rec, env, mx, addr);
+	dl_item_done(d, it, rr, rec, env, peer);
 	free(rr);
 }
 
@@ -374,18 +375,49 @@ fread_slot(struct deliver *d)
 }
 
 static void fread_begin(struct deliver *d, struct dl_item *it, int code,
-    const char *enh, const char *text);
+    const char *enh, const char *text, struct dl_peer_buf *peer);
 
-/* Every recipient of the item gets the same reply (no session). */
+/* A copy of p that outlives its connection (NULL for none, or no memory). */
+static struct dl_peer_buf *
+peer_copy(const struct dl_peer *p)
+{
+	struct dl_peer_buf *b;
+
+	if (p == NULL || (b = malloc(sizeof(*b))) == NULL)
+		return NULL;
+	snprintf(b->mx, sizeof(b->mx), "%s", p->mx ? p->mx : "");
+	snprintf(b->addr, sizeof(b->addr), "%s", p->addr ? p->addr : "");
+	snprintf(b->tls, sizeof(b->tls), "%s", p->tls ? p->tls : "");
+	snprintf(b->tls_verify, sizeof(b->tls_verify), "%s",
+	    p->tls_verify ? p->tls_verify : "");
+	return b;
+}
+
+static const struct dl_peer *
+peer_view(const struct dl_peer_buf *b, struct dl_peer *p)
+{
+	if (b == NULL)
+		return NULL;
+	p->mx = b->mx[0] ? b->mx : NULL;
+	p->addr = b->addr[0] ? b->addr : NULL;
+	p->tls = b->tls[0] ? b->tls : NULL;
+	p->tls_verify = b->tls_verify[0] ? b->tls_verify : NULL;
+	return p;
+}
+
+/*
+ * Every recipient of the item gets the same reply; peer: the session
+ * that failed so, or NULL (no connection).
+ */
 void
 dl_item_fail_all(struct deliver *d, struct dl_item *it, int code,
-    const char *enh, const char *text)
+    const char *enh, const char *text, const struct dl_peer *peer)
 {
 	struct dl_fwait *w;
 	size_t tl;
 
 	if (d->nfreads < DL_FREADS_MAX && d->fwait_head == NULL) {
-		fread_begin(d, it, code, enh, text);
+		fread_begin(d, it, code, enh, text, peer_copy(peer));
 		return;
 	}
 	tl = strlen(text);
@@ -395,6 +427,7 @@ dl_item_fail_all(struct deliver *d, struct dl_item *it, int code,
 	}
 	w->next = NULL;
 	w->it = it;
+	w->peer = peer_copy(peer);
 	w->code = code;
 	snprintf(w->enhanced, sizeof(w->enhanced), "%s", enh);
 	memcpy(w->text, text, tl + 1);
@@ -411,7 +444,7 @@ fwait_run(struct deliver *d)
 	while (d->nfreads < DL_FREADS_MAX && (w = d->fwait_head) != NULL) {
 		if ((d->fwait_head = w->next) == NULL)
 			d->fwait_tail = &d->fwait_head;
-		fread_begin(d, w->it, w->code, w->enhanced, w->text);
+		fread_begin(d, w->it, w->code, w->enhanced, w->text, w->peer);
 		free(w);
 	}
 }
@@ -419,7 +452,7 @@ fwait_run(struct deliver *d)
 /* Read the item's record back through the ring; dl_handle_fread() goes on. */
 static void
 fread_begin(struct deliver *d, struct dl_item *it, int code,
-    const char *enh, const char *text)
+    const char *enh, const char *text, struct dl_peer_buf *peer)
 {
 	struct dl_fread *f = calloc(1, sizeof(*f));
 	uint32_t slot = f != NULL ? fread_slot(d) : UINT32_MAX;
@@ -427,6 +460,7 @@ fread_begin(struct deliver *d, struct dl_item *it, int code,
 	if (f == NULL || slot == UINT32_MAX ||
 	    (f->text = strdup(text)) == NULL) {
 		free(f);
+		free(peer);
 		dl_item_unreadable(d, it, "out of memory");
 		return;
 	}
@@ -435,8 +469,10 @@ fread_begin(struct deliver *d, struct dl_item *it, int code,
 	    &f->buf)) {
 		free(f->text);
 		free(f);
+		free(peer);
 		return;
 	}
+	f->peer = peer;
 	f->it = it;
 	f->code = code;
 	snprintf(f->enhanced, sizeof(f->enhanced), "%s", enh);
@@ -451,6 +487,7 @@ dl_handle_fread(struct deliver *d, uint64_t ud, int res)
 	uint32_t slot = URING_UD_IDX(ud);
 	struct dl_fread *f;
 	struct envelope env = { 0 };
+	struct dl_peer pv;
 	const char *why;
 
 	assert(slot < d->freads_cap && d->freads[slot] != NULL &&
@@ -465,10 +502,11 @@ dl_handle_fread(struct deliver *d, uint64_t ud, int res)
 		dl_item_unreadable(d, f->it, why);
 	else
 		dl_item_done_all(d, f->it, f->code, f->enhanced, f->text,
-		    f->buf, &env, NULL, NULL);
+		    f->buf, &env, peer_view(f->peer, &pv));
 	envelope_release(&env);
 	free(f->buf);
 	free(f->text);
+	free(f->peer);
 	free(f);
 	fwait_run(d);
 }
@@ -476,12 +514,12 @@ dl_handle_fread(struct deliver *d, uint64_t ud, int res)
 /* Defer (or bounce, if 5xx) every ready item of a destination. */
 void
 dl_dest_fail_ready(struct deliver *d, struct dl_dest *ds, int code,
-    const char *enh, const char *text)
+    const char *enh, const char *text, const struct dl_peer *peer)
 {
 	struct dl_item *it;
 
 	while ((it = dl_dest_pop(ds)) != NULL)
-		dl_item_fail_all(d, it, code, enh, text);
+		dl_item_fail_all(d, it, code, enh, text, peer);
 }
 
 /* The rate bucket: max_rate tokens a second, at most a second's worth. */

@@ -564,10 +564,100 @@ route_parse_auth(const char *s, struct route_policy *p)
 	return true;
 }
 
+static const char *const route_tls_names[] = {
+	[ROUTE_TLS_NONE] = "none",
+	[ROUTE_TLS_MAY] = "may",
+	[ROUTE_TLS_ENCRYPT] = "encrypt",
+	[ROUTE_TLS_VERIFY] = "verify",
+};
+
+const char *
+route_tls_name(unsigned tls)
+{
+	if (tls == ROUTE_TLS_DEFAULT ||
+	    tls >= sizeof(route_tls_names) / sizeof(route_tls_names[0]))
+		return NULL;
+	return route_tls_names[tls];
+}
+
+int
+route_tls_parse(const char *s)
+{
+	for (unsigned i = ROUTE_TLS_NONE; i <= ROUTE_TLS_VERIFY; i++)
+		if (strcmp(s, route_tls_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+static bool
+route_parse_bool(const char *s, bool *out)
+{
+	if (strcmp(s, "true") == 0 || strcmp(s, "yes") == 0 ||
+	    strcmp(s, "on") == 0)
+		*out = true;
+	else if (strcmp(s, "false") == 0 || strcmp(s, "no") == 0 ||
+	    strcmp(s, "off") == 0)
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
+int
+route_policy_auth(struct route_policy *p, const char *user,
+    const char *password, char *err, size_t errlen)
+{
+	size_t ul = strlen(user), pl = strlen(password);
+
+	assert(p != NULL);
+	if (ul == 0 || ul > ROUTE_AUTH_MAX || !route_printable(user)) {
+		errbuf_set(err, errlen, "bad auth user: 1 to %d printable "
+		    "characters", ROUTE_AUTH_MAX);
+		return ROUTE_ESYNTAX;
+	}
+	if (pl == 0 || pl > ROUTE_AUTH_MAX ||
+	    strpbrk(password, "\r\n") != NULL) {
+		errbuf_set(err, errlen, "bad auth password: 1 to %d bytes, no "
+		    "line break", ROUTE_AUTH_MAX);
+		return ROUTE_ESYNTAX;
+	}
+	memcpy(p->auth_user, user, ul + 1);
+	memcpy(p->auth_password, password, pl + 1);
+	p->auth = true;
+	return 0;
+}
+
+int
+route_policy_check(const struct route_policy *p,
+    const struct route_transport *t, char *err, size_t errlen)
+{
+	if (p->tls_implicit && (p->tls == ROUTE_TLS_NONE ||
+	    p->tls == ROUTE_TLS_MAY)) {
+		errbuf_set(err, errlen, "tls_implicit needs tls: encrypt or "
+		    "verify, not %s", route_tls_name(p->tls));
+		return ROUTE_ESYNTAX;
+	}
+	if (t != NULL && t->unix_socket && (p->tls_implicit ||
+	    p->tls == ROUTE_TLS_ENCRYPT || p->tls == ROUTE_TLS_VERIFY)) {
+		errbuf_set(err, errlen, "no TLS over a unix socket: tls must "
+		    "be none or may");
+		return ROUTE_ESYNTAX;
+	}
+	if (p->auth && p->tls == ROUTE_TLS_NONE && !p->auth_insecure) {
+		errbuf_set(err, errlen, "auth with tls: none would send the "
+		    "password in plaintext; use tls: may, encrypt or verify, "
+		    "or set auth_insecure: true");
+		return ROUTE_ESYNTAX;
+	}
+	return 0;
+}
+
 int
 route_policy_set(struct route_policy *p, const char *key, const char *value,
     char *err, size_t errlen)
 {
+	int lvl;
+
 	struct route_policy tmp;
 	unsigned long v = 0;
 	bool ok;
@@ -599,6 +689,32 @@ route_policy_set(struct route_policy *p, const char *key, const char *value,
 			return ROUTE_ESYNTAX;
 		}
 		ok = true;
+	} else if (strcmp(key, "auth_insecure") == 0) {
+		ok = route_parse_bool(value, &tmp.auth_insecure);
+	} else if (strcmp(key, "tls") == 0) {
+		/* "implicit" (also "smtps"): port 465 style, encrypted. */
+		if (strcmp(value, "implicit") == 0 ||
+		    strcmp(value, "smtps") == 0) {
+			tmp.tls = ROUTE_TLS_ENCRYPT;
+			tmp.tls_implicit = true;
+			ok = true;
+		} else if ((lvl = route_tls_parse(value)) < 0) {
+			errbuf_set(err, errlen, "bad tls '%.64s': want none, "
+			    "may, encrypt, verify or implicit", value);
+			return ROUTE_ESYNTAX;
+		} else {
+			tmp.tls = (uint8_t)lvl;
+			ok = true;
+		}
+	} else if (strcmp(key, "tls_implicit") == 0) {
+		ok = route_parse_bool(value, &tmp.tls_implicit);
+	} else if (strcmp(key, "tls_ca_file") == 0) {
+		ok = value[0] == '/' && strlen(value) <= ROUTE_CAFILE_MAX &&
+		    route_printable(value);
+		if (ok)
+			strcpy(tmp.tls_ca_file, value);
+	} else if (strcmp(key, "tls_name") == 0) {
+		ok = route_copy_name(value, strlen(value), tmp.tls_name);
 	} else {
 		errbuf_set(err, errlen, "unknown policy '%.64s'", key);
 		return ROUTE_ESYNTAX;

@@ -39,6 +39,7 @@
 /* RFC 5321 section 4.5.3.1.5: a reply line is 512 octets with CRLF. */
 #define ROUTE_TEXT_MAX		510
 #define ROUTE_AUTH_MAX		255
+#define ROUTE_CAFILE_MAX	255
 #define ROUTE_RETRY_MAX		16
 #define ROUTE_TABLE_MAX		(1u << 20)
 #define ROUTE_PORT_SMTP		25
@@ -89,6 +90,21 @@ struct route_retry {
 	uint32_t delay_s[ROUTE_RETRY_MAX];
 };
 
+/*
+ * TLS to the next hop (docs/routing.md), Postfix's smtp_tls_security_level:
+ * none; may (STARTTLS when offered, plaintext otherwise or when the
+ * handshake fails); encrypt (TLS or no delivery, any certificate);
+ * verify (TLS with a chain that verifies and names the host). DEFAULT:
+ * the route says nothing, delivery.tls decides.
+ */
+enum route_tls {
+	ROUTE_TLS_DEFAULT = 0,
+	ROUTE_TLS_NONE,
+	ROUTE_TLS_MAY,
+	ROUTE_TLS_ENCRYPT,
+	ROUTE_TLS_VERIFY,
+};
+
 /* Limits for one route; 0 means unlimited where noted. */
 struct route_policy {
 	unsigned max_connections;		/* >= 1; relaylim: 1 */
@@ -100,6 +116,11 @@ struct route_policy {
 	bool auth;
 	char auth_user[ROUTE_AUTH_MAX + 1];
 	char auth_password[ROUTE_AUTH_MAX + 1];
+	bool auth_insecure;			/* AUTH even without TLS */
+	uint8_t tls;				/* enum route_tls */
+	bool tls_implicit;			/* TLS from the first byte (465) */
+	char tls_ca_file[ROUTE_CAFILE_MAX + 1];	/* "": delivery.tls_ca_file */
+	char tls_name[ROUTE_HOST_MAX + 1];	/* "": the next hop's name */
 };
 
 struct route {
@@ -140,12 +161,42 @@ route_policy_defaults(void);
  * max_messages_per_connection, max_rate ("10/s", "600/m", "36000/h",
  * "10" = per second), retry ("exponential", "exponential:5m:4h",
  * "1m,5m,15m,1h"), max_age ("5d", "12h", "90m", "30s", "3600"),
- * max_attempts, auth ("user:password"). ROUTE_ESYNTAX on an unknown key
- * or a bad value; the policy is unchanged then.
+ * max_attempts, auth ("user:password"), auth_insecure ("true"/"false"),
+ * tls ("none", "may", "encrypt", "verify", or "implicit": encrypt with
+ * tls_implicit), tls_implicit, tls_ca_file (an absolute path), tls_name
+ * (a host name). ROUTE_ESYNTAX on an unknown key or a bad value; the
+ * policy is unchanged then.
  */
 int
 route_policy_set(struct route_policy *p, const char *key, const char *value,
     char *err, size_t errlen);
+
+/*
+ * Sets the credentials (user without control characters, password
+ * without CR or LF, each 1..ROUTE_AUTH_MAX bytes). ROUTE_ESYNTAX with a
+ * reason that never repeats the password.
+ */
+int
+route_policy_auth(struct route_policy *p, const char *user,
+    const char *password, char *err, size_t errlen);
+
+/*
+ * Keys that only make sense together, once all are set: tls_implicit
+ * needs tls encrypt or verify (or none set); a unix socket takes no TLS
+ * but none or may; auth with tls none needs auth_insecure. ROUTE_ESYNTAX
+ * with the reason.
+ */
+int
+route_policy_check(const struct route_policy *p,
+    const struct route_transport *t, char *err, size_t errlen);
+
+/* "none", "may", "encrypt", "verify"; NULL for DEFAULT or out of range. */
+const char *
+route_tls_name(unsigned tls);
+
+/* Parses "none", "may", "encrypt", "verify": the enum value, or -1. */
+int
+route_tls_parse(const char *s);
 
 /* Applies a named preset: "relaylim" (max_connections 1) or "oneshot"
  * (max_attempts 1). ROUTE_ESYNTAX on an unknown name. */

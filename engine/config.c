@@ -20,10 +20,12 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config_int.h"
@@ -55,7 +57,22 @@
 /* ------------------------------------------------------------------ */
 
 static cfg_check_fn check_hostname, check_mailbox, check_user, check_path,
-    check_address, check_network, check_resolver, check_tls_mode;
+    check_address, check_network, check_resolver, check_tls_mode,
+    check_auth_line, check_delivery_tls, check_relay_tls, check_ca_file;
+
+
+/*
+ * Credentials for a next hop: a map, or the one-line "user:password"
+ * (check_auth_line) that older configurations use.
+ */
+static const struct cfg_key auth_keys[] = {
+	{ KEY("user", CFG_STRING, NULL, 0, 0), FIELD(struct auth_cfg, user) },
+	{ KEY("password", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct auth_cfg, password) },
+	{ KEY("password_file", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct auth_cfg, password_file), .check = check_path },
+	{ .name = NULL },
+};
 
 /*
  * One listener. auth will become a key here; until then it is an
@@ -115,7 +132,14 @@ static const struct cfg_key route_keys[] = {
 	ROUTE_KEY(retry, CFG_POLICY),
 	ROUTE_KEY(max_age, CFG_POLICY),
 	ROUTE_KEY(max_attempts, CFG_POLICY),
-	ROUTE_KEY(auth, CFG_POLICY),
+	ROUTE_KEY(tls, CFG_POLICY),
+	ROUTE_KEY(tls_implicit, CFG_POLICY),
+	ROUTE_KEY(tls_ca_file, CFG_POLICY),
+	ROUTE_KEY(tls_name, CFG_POLICY),
+	ROUTE_KEY(auth_insecure, CFG_POLICY),
+	{ KEY("auth", CFG_MAP, NULL, 0, 0),
+	  .offset = offsetof(struct route_cfg, auth), .sub = auth_keys,
+	  .check = check_auth_line },
 	{ .name = NULL },
 };
 #undef ROUTE_KEY
@@ -197,6 +221,11 @@ static const struct cfg_key delivery_keys[] = {
 	  FIELD(struct delivery_cfg, destination_keep_ms) },
 	{ KEY("chunking", CFG_BOOL, "true", 0, 1),
 	  FIELD(struct delivery_cfg, chunking) },
+	/* Postfix's smtp_tls_security_level, and its usual setting. */
+	{ KEY("tls", CFG_STRING, "may", 0, 0), FIELD(struct delivery_cfg, tls),
+	  .check = check_delivery_tls },
+	{ KEY("tls_ca_file", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct delivery_cfg, tls_ca_file), .check = check_ca_file },
 	/* docs/configuration.md lists them; "::" needs quotes in YAML. */
 	{ KEY("denied_networks", CFG_LIST_SCALAR, "[127.0.0.0/8, \"::1/128\", "
 	  "0.0.0.0/8, \"::/128\", 169.254.0.0/16, \"fe80::/10\", 224.0.0.0/4, "
@@ -237,6 +266,11 @@ const struct cfg_key config_keys[] = {
 	  LIST(struct config, route_cfgs, nroute_cfgs), .sub = route_keys },
 	{ KEY("relay_host", CFG_STRING, NULL, 0, 0),
 	  FIELD(struct config, relay_host) },
+	{ KEY("relay_tls", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct config, relay_tls), .check = check_relay_tls },
+	{ KEY("relay_auth", CFG_MAP, NULL, 0, 0),
+	  .offset = offsetof(struct config, relay_auth), .sub = auth_keys,
+	  .check = check_auth_line },
 	{ KEY("dev_redirect", CFG_STRING, NULL, 0, 0),
 	  FIELD(struct config, dev_redirect), .check = check_mailbox },
 	{ KEY("dns", CFG_MAP, NULL, 0, 0), .offset = offsetof(struct config, dns),
@@ -504,6 +538,77 @@ check_resolver(const char *s, void *obj, char *why, size_t whylen)
 	return 0;
 }
 
+/*
+ * The one-line form of auth, "user:password" (the password may hold ':').
+ * Never quotes the value: it holds a password.
+ */
+static int
+check_auth_line(const char *s, void *obj, char *why, size_t whylen)
+{
+	struct auth_cfg *a = obj;
+	const char *colon = strchr(s, ':');
+
+	if (colon == NULL || colon == s || colon[1] == '\0') {
+		snprintf(why, whylen, "bad auth: want 'user:password' or a map "
+		    "{user: NAME, password_file: PATH}");
+		return -1;
+	}
+	free(a->user);
+	free(a->password);
+	a->user = strndup(s, (size_t)(colon - s));
+	a->password = strdup(colon + 1);
+	if (a->user == NULL || a->password == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* delivery.tls: a level, kept as its enum route_tls value too. */
+static int
+check_delivery_tls(const char *s, void *obj, char *why, size_t whylen)
+{
+	struct delivery_cfg *dc = obj;
+	int lvl = route_tls_parse(s);
+
+	if (lvl < 0) {
+		snprintf(why, whylen, "bad tls '%.*s': want none, may, encrypt "
+		    "or verify", CONFIG_QUOTE_MAX, s);
+		return -1;
+	}
+	dc->tls_level = (uint32_t)lvl;
+	return 0;
+}
+
+/* relay_tls: what a route's tls takes. */
+static int
+check_relay_tls(const char *s, void *obj, char *why, size_t whylen)
+{
+	struct route_policy p = route_policy_defaults();
+
+	(void)obj;
+	return route_policy_set(&p, "tls", s, why, whylen) == 0 ? 0 : -1;
+}
+
+/*
+ * A CA file must load now: delivery would otherwise find out at its
+ * first verified connection (and read the disk on a shard to do it).
+ */
+static int
+check_ca_file(const char *s, void *obj, char *why, size_t whylen)
+{
+	struct tls_client_cfg tc = { .verify = true, .cafile = s };
+	struct tls_ctx *ctx;
+
+	(void)obj;
+	if (check_path(s, NULL, why, whylen) < 0)
+		return -1;
+	if ((ctx = tls_ctx_client(&tc, why, whylen)) == NULL)
+		return -1;
+	tls_ctx_free(ctx);
+	return 0;
+}
+
 /* Fills sa/salen of the listen_cfg next to the address string. */
 static int
 check_address(const char *s, void *obj, char *why, size_t whylen)
@@ -721,6 +826,14 @@ convert(struct loader *ld, const struct cfg_key *k, const struct cnode *v,
 		return;
 
 	case CFG_MAP:
+		/* A map that also takes a one-line form (auth). */
+		if (k->check != NULL && v->kind == CNODE_SCALAR) {
+			if (!want_text(ld, v, path))
+				return;
+			if (k->check(v->text, field, why, sizeof why) < 0)
+				cfg_error(ld, v->origin, v->line, path, "%s", why);
+			return;
+		}
 		if (want_kind(ld, k, v, CNODE_MAP, path))
 			validate_map(ld, k->sub, v, path, field);
 		return;
@@ -858,6 +971,131 @@ route_error(struct loader *ld, const struct cnode *item, size_t idx,
 }
 
 /*
+ * A password file: one line (a final newline is not part of it), a
+ * regular file nobody but its owner may read or write, as ssh asks of a
+ * private key; the secret never appears in a message.
+ */
+static int
+read_password_file(const char *path, char *out, size_t cap, char *why,
+    size_t whylen)
+{
+	struct stat st;
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot open password file %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "password file %s is not a regular file",
+		    path);
+		goto fail;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		snprintf(why, whylen, "password file %s has mode %04o: group "
+		    "or others may read or change it (chmod 600 it)", path,
+		    (unsigned)(st.st_mode & 07777));
+		goto fail;
+	}
+	while (len < cap - 1 && (n = read(fd, out + len, cap - 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(why, whylen, "cannot read password file %s: "
+			    "%s", path, strerror(errno));
+			goto fail;
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	out[len] = '\0';
+	if (len > 0 && out[len - 1] == '\n')
+		out[--len] = '\0';
+	if (len > 0 && out[len - 1] == '\r')
+		out[--len] = '\0';
+	if (len == 0 || len > ROUTE_AUTH_MAX || strlen(out) != len ||
+	    strpbrk(out, "\r\n") != NULL) {
+		snprintf(why, whylen, "password file %s must hold one line of "
+		    "1 to %d bytes", path, ROUTE_AUTH_MAX);
+		explicit_bzero(out, cap);
+		return -1;
+	}
+	return 0;
+fail:
+	close(fd);
+	return -1;
+}
+
+/*
+ * Credentials a (written at node, under path) into pol. Every error is
+ * reported at the line of the key it is about; false if there was one.
+ */
+static bool
+apply_auth(struct loader *ld, const struct cnode *node, const char *path,
+    const struct auth_cfg *a, struct route_policy *pol)
+{
+	char pw[ROUTE_AUTH_MAX + 3], why[CONFIG_WHY_MAX], kpath[CONFIG_PATH_MAX];
+	const struct cnode *at = node;
+	int rv;
+
+	if (a->user == NULL && a->password == NULL && a->password_file == NULL)
+		return true;
+	if (a->user == NULL ||
+	    (a->password == NULL) == (a->password_file == NULL)) {
+		cfg_error(ld, node->origin, node->line, path, "auth needs a "
+		    "user and one of password_file and password");
+		return false;
+	}
+	if (a->password_file != NULL) {
+		if (node->kind == CNODE_MAP && map_value(node,
+		    "password_file") != NULL)
+			at = map_value(node, "password_file");
+		cfg_path_child(kpath, sizeof kpath, path, "password_file");
+		if (read_password_file(a->password_file, pw, sizeof pw, why,
+		    sizeof why) < 0) {
+			cfg_error(ld, at->origin, at->line, kpath, "%s", why);
+			return false;
+		}
+	} else {
+		snprintf(pw, sizeof pw, "%s", a->password);
+	}
+	rv = route_policy_auth(pol, a->user, pw, why, sizeof why);
+	explicit_bzero(pw, sizeof pw);
+	if (rv != 0) {
+		cfg_error(ld, node->origin, node->line, path, "%s", why);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The route's keys together (route_policy_check()), with the tls level
+ * delivery.tls gives a route that sets none; a tls_ca_file must load.
+ */
+static bool
+check_policy(struct loader *ld, const struct config *cfg,
+    const struct cnode *at, const char *path, const struct route_policy *pol,
+    const struct route_transport *tr)
+{
+	struct route_policy eff = *pol;
+	char why[CONFIG_WHY_MAX];
+
+	if (eff.tls == ROUTE_TLS_DEFAULT && !eff.tls_implicit)
+		eff.tls = (uint8_t)cfg->delivery.tls_level;
+	if (route_policy_check(&eff, tr, why, sizeof why) != 0 ||
+	    (pol->tls_ca_file[0] != '\0' &&
+	    check_ca_file(pol->tls_ca_file, NULL, why, sizeof why) < 0)) {
+		cfg_error(ld, at->origin, at->line, path, "%s", why);
+		return false;
+	}
+	return true;
+}
+
+/*
  * Parse route i and add it to cfg->routes. Every bad value is reported;
  * the route is added only when all of them are good, so that a duplicate
  * is only ever reported against a route that would otherwise load.
@@ -869,7 +1107,7 @@ build_route(struct loader *ld, struct config *cfg, const struct cnode *item,
 	const struct route_cfg *rc = &cfg->route_cfgs[i];
 	struct route_policy pol = route_policy_defaults();
 	struct route_transport tr;
-	char why[CONFIG_WHY_MAX];
+	char why[CONFIG_WHY_MAX], path[CONFIG_PATH_MAX], kpath[CONFIG_PATH_MAX];
 	const struct cfg_key *k;
 	bool ok = true;
 	int rv;
@@ -898,6 +1136,15 @@ build_route(struct loader *ld, struct config *cfg, const struct cnode *item,
 			ok = false;
 		}
 	}
+	cfg_path_index(path, sizeof path, "routes", i);
+	if (map_value(item, "auth") != NULL) {
+		cfg_path_child(kpath, sizeof kpath, path, "auth");
+		ok = apply_auth(ld, map_value(item, "auth"), kpath, &rc->auth,
+		    &pol) && ok;
+	}
+	if (ok && !check_policy(ld, cfg, map_value(item, "tls") ?
+	    map_value(item, "tls") : item, path, &pol, &tr))
+		ok = false;
 	if (!ok)
 		return;
 	rv = route_table_add(&cfg->routes, rc->domain, &tr, &pol, why,
@@ -906,6 +1153,31 @@ build_route(struct loader *ld, struct config *cfg, const struct cnode *item,
 		ld->oom = true;
 	else if (rv != 0)
 		route_error(ld, item, i, "domain", why);
+}
+
+/* relay_tls and relay_auth: the policy of the "*" route relay_host made. */
+static void
+relay_policy(struct loader *ld, const struct config *cfg,
+    const struct cnode *root, struct route *r)
+{
+	struct route_policy pol = r->policy;
+	const struct cnode *at = map_value(root, "relay_host");
+	char why[CONFIG_WHY_MAX];
+
+	if (cfg->relay_tls != NULL) {
+		at = map_value(root, "relay_tls");
+		/* Checked already (check_relay_tls()). */
+		if (route_policy_set(&pol, "tls", cfg->relay_tls, why,
+		    sizeof why) != 0)
+			return;
+	}
+	if (map_value(root, "relay_auth") != NULL &&
+	    !apply_auth(ld, map_value(root, "relay_auth"), "relay_auth",
+	    &cfg->relay_auth, &pol))
+		return;
+	if (check_policy(ld, cfg, at, cfg->relay_tls ? "relay_tls" :
+	    "relay_host", &pol, &r->transport))
+		r->policy = pol;
 }
 
 /*
@@ -933,8 +1205,14 @@ build_routes(struct loader *ld, struct config *cfg, const struct cnode *root)
 		if (before == NULL && cfg->routes.wildcard != NULL)
 			wild = i;
 	}
-	if (cfg->relay_host == NULL)
+	if (cfg->relay_host == NULL) {
+		if ((v = map_value(root, "relay_tls")) != NULL ||
+		    (v = map_value(root, "relay_auth")) != NULL)
+			cfg_error(ld, v->origin, v->line, cfg->relay_tls ?
+			    "relay_tls" : "relay_auth", "only with relay_host "
+			    "(for a route, use its own tls and auth keys)");
 		return;
+	}
 	v = map_value(root, "relay_host");
 	assert(v != NULL);
 	rv = route_relay_host(&cfg->routes, cfg->relay_host, why, sizeof why);
@@ -946,6 +1224,8 @@ build_routes(struct loader *ld, struct config *cfg, const struct cnode *root)
 		    "%s (routes.%zu.domain at %s)", why, wild, loc);
 	} else if (rv != 0) {
 		cfg_error(ld, v->origin, v->line, "relay_host", "%s", why);
+	} else {
+		relay_policy(ld, cfg, root, cfg->routes.wildcard);
 	}
 }
 

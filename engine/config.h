@@ -95,6 +95,17 @@ struct queue_cfg {
 };
 
 /*
+ * Credentials for a next hop as written: the map {user, password_file}
+ * (or {user, password}), or the one-line "user:password". Only the loader
+ * reads these; the result is the route's policy.
+ */
+struct auth_cfg {
+	char *user;
+	char *password;
+	char *password_file;	/* mode checked: no group or other access */
+};
+
+/*
  * One entry of "routes" as written; each string is NULL when absent. Only
  * the loader reads these: the result is config.routes.
  */
@@ -108,7 +119,12 @@ struct route_cfg {
 	char *retry;
 	char *max_age;
 	char *max_attempts;
-	char *auth;
+	char *auth_insecure;
+	char *tls;
+	char *tls_implicit;
+	char *tls_ca_file;
+	char *tls_name;
+	struct auth_cfg auth;
 };
 
 struct config {
@@ -129,6 +145,8 @@ struct config {
 	struct route_cfg *route_cfgs;	/* "routes" as written */
 	size_t nroute_cfgs;
 	char *relay_host;		/* NULL: not set */
+	char *relay_tls;		/* its tls policy, NULL: delivery.tls */
+	struct auth_cfg relay_auth;	/* its credentials */
 	char *dev_redirect;		/* NULL: off; else every message goes
 					   to this one address */
 	struct dns_cfg dns;

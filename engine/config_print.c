@@ -127,9 +127,14 @@ put_block(FILE *out, const struct cnode *n, unsigned indent)
 	}
 }
 
-/* The value the loader settled on for a key with no written default. */
-static void
-put_resolved(FILE *out, const struct cfg_key *k, const void *base)
+/*
+ * The value the loader settled on for a key with no written default; a
+ * string that stayed unset prints as a comment ("#relay_host: ~"), so the
+ * output still loads as the same configuration. 1 when a value printed.
+ */
+static int
+put_resolved(FILE *out, const struct cfg_key *k, const void *base,
+    unsigned indent)
 {
 	const char *field = (const char *)base + k->offset;
 	char text[64];
@@ -139,13 +144,13 @@ put_resolved(FILE *out, const struct cfg_key *k, const void *base)
 		const char *s = *(char *const *)(const void *)field;
 
 		if (s == NULL) {
-			fputs(" ~\n", out);
-			return;
+			fprintf(out, "%*s#%s: ~\n", (int)indent, "", k->name);
+			return 0;
 		}
-		fputc(' ', out);
+		fprintf(out, "%*s%s: ", (int)indent, "", k->name);
 		put_scalar(out, s, strlen(s));
 		fputc('\n', out);
-		return;
+		return 1;
 	}
 	if (k->size == 8)
 		memcpy(&x, field, 8);
@@ -159,13 +164,17 @@ put_resolved(FILE *out, const struct cfg_key *k, const void *base)
 		snprintf(text, sizeof(text), "%s", x ? "true" : "false");
 	else
 		cfg_fmt_value(k->type, x, text, sizeof(text));
-	fprintf(out, " %s\n", text);
+	fprintf(out, "%*s%s: %s\n", (int)indent, "", k->name, text);
+	return 1;
 }
 
-static void
+/* The keys of tbl; the number of lines that are not comments. */
+static int
 put_table(FILE *out, const struct cfg_key *tbl, const struct cnode *map,
     const void *base, const struct corigin *skip, bool all, unsigned indent)
 {
+	int lines = 0;
+
 	for (const struct cfg_key *k = tbl; k->name != NULL; k++) {
 		const struct cnode *v = NULL;
 		int j;
@@ -177,36 +186,41 @@ put_table(FILE *out, const struct cfg_key *tbl, const struct cnode *map,
 			char *sub = NULL;
 			size_t sublen = 0;
 			FILE *s = open_memstream(&sub, &sublen);
+			int n;
 
 			if (s == NULL)
 				continue;
-			put_table(s, k->sub, v != NULL &&
+			n = put_table(s, k->sub, v != NULL &&
 			    v->kind == CNODE_MAP ? v : NULL,
 			    (const char *)base + k->offset, skip, all,
 			    indent + 2);
 			fclose(s);
+			/* A map with nothing set stays a comment too. */
 			if (sublen > 0)
-				fprintf(out, "%*s%s:\n%s", (int)indent, "",
-				    k->name, sub);
+				fprintf(out, "%*s%s%s:\n%s", (int)indent, "",
+				    n > 0 ? "" : "#", k->name, sub);
+			lines += n;
 			free(sub);
 			continue;
 		}
 		if (!cnode_is_null(v) && (skip == NULL || v->origin != skip)) {
 			fprintf(out, "%*s%s:", (int)indent, "", k->name);
 			put_value(out, v, indent + 2);
+			lines++;
 		} else if (all && k->def != NULL) {
 			fprintf(out, "%*s%s: %s\n", (int)indent, "", k->name,
 			    k->def);
+			lines++;
 		} else if (all && !cfg_type_is_list(k->type)) {
-			fprintf(out, "%*s%s:", (int)indent, "", k->name);
-			put_resolved(out, k, base);
+			lines += put_resolved(out, k, base, indent);
 		}
 	}
+	return lines;
 }
 
 void
 cfg_print_tree(FILE *out, const struct cnode *root, const struct config *cfg,
     const struct corigin *skip, bool all)
 {
-	put_table(out, config_keys, root, cfg, skip, all, 0);
+	(void)put_table(out, config_keys, root, cfg, skip, all, 0);
 }

@@ -459,11 +459,18 @@ main(int argc, char **argv)
 	}
 	/* Root's part is done: listeners bound, spool open and recovered. */
 	dlog_path(&cfg, dlog, sizeof(dlog));
+	/* CA files (outbound TLS) may be root's: read while root. */
+	config_deliver_cfg(&cfg, &dcfg);
+	{
+		char twhy[256];
+
+		if (deliver_tls_init(&dcfg, twhy, sizeof twhy) < 0)
+			log_fatal("outbound TLS: %s", twhy);
+	}
 	privs_prepare(&pv, cfg.spool, dlog);
 	privs_drop(&pv);
 	privs_check_access(&pv, cfg.spool, dlog);
 
-	config_deliver_cfg(&cfg, &dcfg);
 	deliver_global_init(&dcfg, cfg.shards, efds, qi);
 	schedule_queue(qi);
 	if ((rc = committer_start(&committer, qi, cfg.shards, efds,
@@ -518,6 +525,7 @@ main(int argc, char **argv)
 	committer_stats(committer, &cst);
 	committer_stop(committer);
 	deliver_global_free();
+	deliver_tls_free();
 	queue_index_close(qi);
 	log_info("stopped: %llu message(s) queued in this run, "
 	    "%llu sync batch(es) (%.0f us each), "

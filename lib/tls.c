@@ -405,6 +405,12 @@ fail:
 	return NULL;
 }
 
+const char *
+tls_default_ca_file(void)
+{
+	return X509_get_default_cert_file();
+}
+
 void
 tls_ctx_free(struct tls_ctx *c)
 {
@@ -822,6 +828,14 @@ tls_peer_verified(const struct tls *t, char *why, size_t whylen)
 	}
 	snprintf(why, whylen, "verified");
 	return true;
+}
+
+const char *
+tls_verify_error(const struct tls *t)
+{
+	long v = SSL_get_verify_result(t->ssl);
+
+	return v == X509_V_OK ? NULL : X509_verify_cert_error_string(v);
 }
 
 const char *

@@ -109,6 +109,15 @@ struct tls_ctx *tls_ctx_server(const struct tls_server_cfg *cfg, char *why,
 /* A client context (see struct tls_client_cfg). NULL on failure, why. */
 struct tls_ctx *tls_ctx_client(const struct tls_client_cfg *cfg, char *why,
     size_t whylen);
+/*
+ * The file of the system's CA certificates as OpenSSL was built to find
+ * it (Debian: /usr/lib/ssl/cert.pem, the ca-certificates bundle). Given
+ * as cafile it is read whole when the context is made, where the
+ * directory of the default paths would be read certificate by
+ * certificate during handshakes.
+ */
+const char *tls_default_ca_file(void);
+
 /* Drop the caller's reference; connections made from it keep theirs. */
 void tls_ctx_free(struct tls_ctx *ctx);
 
@@ -194,6 +203,13 @@ int tls_cipher_bits(const struct tls *t);
  * mismatch", "no certificate").
  */
 bool tls_peer_verified(const struct tls *t, char *why, size_t whylen);
+
+/*
+ * Client side, also after a failed handshake: why the server's chain or
+ * name did not verify ("hostname mismatch", "certificate has expired"),
+ * or NULL when nothing failed verification.
+ */
+const char *tls_verify_error(const struct tls *t);
 
 /* The last failure, "no error" when there was none. */
 const char *tls_why(const struct tls *t);

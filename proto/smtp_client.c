@@ -31,11 +31,11 @@
  * whole transaction leaves in one write and its replies come back in
  * one; the BDAT reply is then what the final dot's would be.
  *
- * Every receive-state change goes through enter_state(). Commands go
- * through emit(), which keeps c->out under SMTP_CLIENT_OUT_CMD_MAX plus
+ * Every receive-state change goes through smtpc_enter_state(). Commands go
+ * through smtpc_emit(), which keeps c->out under SMTP_CLIENT_OUT_CMD_MAX plus
  * the last message appended (which the engine may not have sent yet); a
  * failure there is sticky (out_err) and ends the session at the next
- * check_out(). The window makes the limit a backstop: a full window of
+ * smtpc_check_out(). The window makes the limit a backstop: a full window of
  * the longest commands fits (static_assert below).
  */
 #include "smtp_client.h"
@@ -48,9 +48,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/evp.h>
-
 #include "../lib/log.h"
+#include "smtp_client_int.h"
 #include "smtp_parse.h"
 
 static_assert(SMTP_CLIENT_RCPT_MAX <= UINT32_MAX - 2, "command numbering");
@@ -66,20 +65,13 @@ enum {
 	RS_DONE,		/* rcpt_done has fired */
 };
 
-/* AUTH progress (c->auth_step). */
-enum {
-	AUTH_NONE = 0,
-	AUTH_PLAIN_SENT,	/* AUTH PLAIN <initial response>: want 235 */
-	AUTH_LOGIN_SENT,	/* AUTH LOGIN: want 334 (user name) */
-	AUTH_USER_SENT,		/* user name sent: want 334 (password) */
-	AUTH_PASS_SENT,		/* password sent: want 235 */
-};
-
 static const char *const state_names[] = {
 	[SMTP_C_GREETING] = "GREETING",
 	[SMTP_C_EHLO] = "EHLO",
 	[SMTP_C_HELO] = "HELO",
 	[SMTP_C_LHLO] = "LHLO",
+	[SMTP_C_STARTTLS] = "STARTTLS",
+	[SMTP_C_TLS] = "TLS",
 	[SMTP_C_AUTH] = "AUTH",
 	[SMTP_C_READY] = "READY",
 	[SMTP_C_MAIL] = "MAIL",
@@ -96,6 +88,7 @@ static const char *const stage_names[] = {
 	[SMTP_CLIENT_STAGE_CONNECT] = "connect",
 	[SMTP_CLIENT_STAGE_GREETING] = "greeting",
 	[SMTP_CLIENT_STAGE_EHLO] = "ehlo",
+	[SMTP_CLIENT_STAGE_TLS] = "tls",
 	[SMTP_CLIENT_STAGE_AUTH] = "auth",
 	[SMTP_CLIENT_STAGE_IDLE] = "idle",
 	[SMTP_CLIENT_STAGE_MAIL] = "mail",
@@ -123,8 +116,8 @@ smtp_client_strstage(enum smtp_client_stage stage)
 	return "?";
 }
 
-static void
-enter_state(struct smtp_client *c, enum smtp_client_state st)
+void
+smtpc_enter_state(struct smtp_client *c, enum smtp_client_state st)
 {
 	enum smtp_client_state from = c->state;
 
@@ -146,6 +139,9 @@ stage_of(enum smtp_client_state st)
 	case SMTP_C_HELO:
 	case SMTP_C_LHLO:
 		return SMTP_CLIENT_STAGE_EHLO;
+	case SMTP_C_STARTTLS:
+	case SMTP_C_TLS:
+		return SMTP_CLIENT_STAGE_TLS;
 	case SMTP_C_AUTH:
 		return SMTP_CLIENT_STAGE_AUTH;
 	case SMTP_C_READY:
@@ -183,6 +179,10 @@ what_for(enum smtp_client_state st)
 		return "HELO";
 	case SMTP_C_LHLO:
 		return "LHLO";
+	case SMTP_C_STARTTLS:
+		return "STARTTLS";
+	case SMTP_C_TLS:
+		return "the TLS handshake";
 	case SMTP_C_AUTH:
 		return "AUTH";
 	case SMTP_C_READY:
@@ -209,17 +209,17 @@ what_for(enum smtp_client_state st)
 
 /* ---- output ----------------------------------------------------------- */
 
-static bool
-emit(struct smtp_client *c, const char *fmt, ...)
+bool
+smtpc_emit(struct smtp_client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /*
  * Append a command. On failure (no memory, or the command bytes would pass
  * SMTP_CLIENT_OUT_CMD_MAX) nothing is appended and out_err is set; the
- * caller carries on as if it were sent and check_out() ends the session.
+ * caller carries on as if it were sent and smtpc_check_out() ends the session.
  */
-static bool
-emit(struct smtp_client *c, const char *fmt, ...)
+bool
+smtpc_emit(struct smtp_client *c, const char *fmt, ...)
 {
 	size_t before = c->out.len;
 	va_list ap;
@@ -249,8 +249,8 @@ derive_enhanced(int code, char out[12])
 	memcpy(out + 1, ".0.0", 5);
 }
 
-static void
-local_reply(struct smtp_client_reply *r, int code, const char *enhanced,
+void
+smtpc_local_reply(struct smtp_client_reply *r, int code, const char *enhanced,
     const char *text)
 {
 	r->code = code;
@@ -285,8 +285,8 @@ rd_reset(struct smtp_client_rd *rd)
 }
 
 /* Copy printable text, control characters as '?', at most n bytes. */
-static size_t
-sanitize(char *dst, size_t cap, const char *src, size_t n)
+size_t
+smtpc_sanitize(char *dst, size_t cap, const char *src, size_t n)
 {
 	size_t i;
 
@@ -327,9 +327,6 @@ enhanced_len(const char *t, size_t n, int code)
 	return i;
 }
 
-static void fail_session(struct smtp_client *c, enum smtp_client_stage stage,
-    const struct smtp_client_reply *r, bool quit);
-
 /* The session cannot go on: a reply we cannot read or did not expect. */
 static void
 protocol_error(struct smtp_client *c, const char *why, const char *what,
@@ -341,21 +338,21 @@ protocol_error(struct smtp_client *c, const char *why, const char *what,
 
 	if (c->state == SMTP_C_QUIT) {
 		/* Whatever QUIT got back, the session is over. */
-		enter_state(c, SMTP_C_CLOSED);
+		smtpc_enter_state(c, SMTP_C_CLOSED);
 		buf_reset(&c->in);
 		return;
 	}
-	exn = sanitize(ex, sizeof(ex) - 1, what, what_len);
+	exn = smtpc_sanitize(ex, sizeof(ex) - 1, what, what_len);
 	ex[exn] = '\0';
 	snprintf(text, sizeof(text), "protocol error: %s: \"%s\"", why, ex);
-	local_reply(&r, 451, "4.5.0", text);
+	smtpc_local_reply(&r, 451, "4.5.0", text);
 	r.protocol_error = true;
-	fail_session(c, stage_of(c->state), &r, false);
+	smtpc_fail_session(c, stage_of(c->state), &r, false);
 }
 
 /* A well-formed reply that makes no sense here. */
-static void
-unexpected(struct smtp_client *c, const struct smtp_client_reply *r)
+void
+smtpc_unexpected(struct smtp_client *c, const struct smtp_client_reply *r)
 {
 	char why[64], what[SMTP_CLIENT_TEXT_MAX + 8];
 
@@ -365,16 +362,16 @@ unexpected(struct smtp_client *c, const struct smtp_client_reply *r)
 	protocol_error(c, why, what, strlen(what));
 }
 
-static void
-check_out(struct smtp_client *c)
+void
+smtpc_check_out(struct smtp_client *c)
 {
 	struct smtp_client_reply r;
 
 	if (!c->out_err)
 		return;
 	c->out_err = false;
-	local_reply(&r, 451, "4.3.0", "out of memory for output");
-	fail_session(c, stage_of(c->state), &r, false);
+	smtpc_local_reply(&r, 451, "4.3.0", "out of memory for output");
+	smtpc_fail_session(c, stage_of(c->state), &r, false);
 }
 
 /* ---- session end -------------------------------------------------------- */
@@ -414,8 +411,8 @@ accepted_result(struct smtp_client *c, const struct smtp_client_reply *r)
  * 451 4.4.2), then message_done, then failed. quit: the stream is in step
  * and the server is not closing, so say goodbye politely.
  */
-static void
-fail_session(struct smtp_client *c, enum smtp_client_stage stage,
+void
+smtpc_fail_session(struct smtp_client *c, enum smtp_client_stage stage,
     const struct smtp_client_reply *r, bool quit)
 {
 	struct smtp_client_reply lost;
@@ -427,7 +424,7 @@ fail_session(struct smtp_client *c, enum smtp_client_stage stage,
 		return;
 	if (c->in_tx) {
 		if (r->code / 100 != 4 && r->code / 100 != 5) {
-			local_reply(&lost, 451, "4.4.2", "connection lost");
+			smtpc_local_reply(&lost, 451, "4.4.2", "connection lost");
 			rr = &lost;
 		}
 		for (i = 0; i < c->msg.nrcpt; i++)
@@ -440,220 +437,18 @@ fail_session(struct smtp_client *c, enum smtp_client_stage stage,
 	}
 	c->out_err = false;
 	if (quit)
-		(void)emit(c, "QUIT\r\n");
+		(void)smtpc_emit(c, "QUIT\r\n");
 	c->out_err = false;
-	enter_state(c, SMTP_C_CLOSED);
+	smtpc_enter_state(c, SMTP_C_CLOSED);
 	buf_reset(&c->in);
 	c->cb->failed(c->arg, stage, r);
 }
 
-static void
-go_ready(struct smtp_client *c)
+void
+smtpc_go_ready(struct smtp_client *c)
 {
-	enter_state(c, SMTP_C_READY);
+	smtpc_enter_state(c, SMTP_C_READY);
 	c->cb->ready(c->arg);
-}
-
-/* ---- greeting, EHLO, AUTH ----------------------------------------------- */
-
-static bool
-keyword_is(const char *t, size_t n, const char *kw)
-{
-	return strlen(kw) == n && strncasecmp(t, kw, n) == 0;
-}
-
-/* One line (not the first) of a positive EHLO/LHLO reply (RFC 5321 4.1.1.1). */
-static void
-ehlo_keyword(struct smtp_client *c, const char *t, size_t n)
-{
-	size_t kl = 0, i, j;
-	const char *arg;
-	size_t an;
-	char num[24];
-	unsigned long long v;
-
-	while (kl < n && t[kl] != ' ' && t[kl] != '=')
-		kl++;
-	arg = t + (kl < n ? kl + 1 : kl);
-	an = n - (size_t)(arg - t);
-	if (keyword_is(t, kl, "PIPELINING")) {
-		c->ext_pending |= SMTP_CLIENT_EXT_PIPELINING;
-	} else if (keyword_is(t, kl, "SIZE")) {
-		/* RFC 1870: "SIZE" alone or "SIZE 0" announce no fixed limit. */
-		c->ext_pending |= SMTP_CLIENT_EXT_SIZE;
-		for (i = 0; i < an && i < sizeof(num) - 1 && arg[i] != ' '; i++)
-			num[i] = arg[i];
-		num[i] = '\0';
-		c->size_pending = smtp_parse_u64(num, &v) ? v : 0;
-	} else if (keyword_is(t, kl, "8BITMIME")) {
-		c->ext_pending |= SMTP_CLIENT_EXT_8BITMIME;
-	} else if (keyword_is(t, kl, "SMTPUTF8")) {
-		c->ext_pending |= SMTP_CLIENT_EXT_SMTPUTF8;
-	} else if (keyword_is(t, kl, "ENHANCEDSTATUSCODES")) {
-		c->ext_pending |= SMTP_CLIENT_EXT_ENHANCEDSTATUSCODES;
-	} else if (keyword_is(t, kl, "CHUNKING")) {
-		c->ext_pending |= SMTP_CLIENT_EXT_CHUNKING;
-	} else if (keyword_is(t, kl, "STARTTLS")) {
-		c->ext_pending |= SMTP_CLIENT_EXT_STARTTLS;
-	} else if (keyword_is(t, kl, "DSN")) {
-		c->ext_pending |= SMTP_CLIENT_EXT_DSN;
-	} else if (keyword_is(t, kl, "AUTH")) {
-		/* "AUTH PLAIN LOGIN", or the old "AUTH=PLAIN LOGIN". */
-		c->ext_pending |= SMTP_CLIENT_EXT_AUTH;
-		for (i = 0; i < an; i = j) {
-			while (i < an && arg[i] == ' ')
-				i++;
-			for (j = i; j < an && arg[j] != ' '; j++)
-				;
-			if (keyword_is(arg + i, j - i, "PLAIN"))
-				c->mechs_pending |= SMTP_CLIENT_AUTH_PLAIN;
-			else if (keyword_is(arg + i, j - i, "LOGIN"))
-				c->mechs_pending |= SMTP_CLIENT_AUTH_LOGIN;
-		}
-	}
-}
-
-static void
-send_hello(struct smtp_client *c, const char *verb, enum smtp_client_state st)
-{
-	c->ext_pending = 0;
-	c->mechs_pending = 0;
-	c->size_pending = 0;
-	(void)emit(c, "%s %s\r\n", verb, c->cfg->helo_name);
-	enter_state(c, st);
-}
-
-/* base64 (RFC 4648) of in[0..n) into out, NUL-terminated; false if no room. */
-static bool
-b64(const void *in, size_t n, char *out, size_t cap)
-{
-	assert(cap > 1);
-	/* EVP_EncodeBlock writes 4 bytes per 3 (the last padded) and a NUL. */
-	if (n > (size_t)INT_MAX / 2 || 4 * ((n + 2) / 3) >= cap)
-		return false;
-	(void)EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-	return true;
-}
-
-static void
-auth_fail_local(struct smtp_client *c, const char *text)
-{
-	struct smtp_client_reply r;
-
-	/*
-	 * 4xx: the remote host may offer a mechanism later (typically only
-	 * after STARTTLS), and a credentials problem is the operator's to
-	 * fix, not a reason to bounce mail (cf. Postfix's
-	 * smtp_sasl_auth_soft_bounce).
-	 */
-	local_reply(&r, 454, "4.7.0", text);
-	fail_session(c, SMTP_CLIENT_STAGE_AUTH, &r, true);
-}
-
-/* RFC 4954: PLAIN (RFC 4616) with an initial response if offered, else LOGIN. */
-static void
-start_auth(struct smtp_client *c)
-{
-	const char *user = c->cfg->auth_user, *pass = c->cfg->auth_pass;
-	size_t ul = strlen(user), pl = pass ? strlen(pass) : 0;
-	char plain[2 * SMTP_CLIENT_AUTH_MAX + 2];
-	char enc[4 * (sizeof(plain) / 3 + 1) + 1];
-
-	if (ul > SMTP_CLIENT_AUTH_MAX || pl > SMTP_CLIENT_AUTH_MAX) {
-		auth_fail_local(c, "authentication user name or password "
-		    "too long");
-		return;
-	}
-	if (!(c->ext & SMTP_CLIENT_EXT_AUTH) ||
-	    !(c->auth_mechs & (SMTP_CLIENT_AUTH_PLAIN | SMTP_CLIENT_AUTH_LOGIN))) {
-		auth_fail_local(c, "authentication is configured but the "
-		    "remote host offers no supported mechanism (PLAIN, LOGIN)");
-		return;
-	}
-	if (c->auth_mechs & SMTP_CLIENT_AUTH_PLAIN) {
-		/* authzid (empty) NUL authcid NUL passwd */
-		plain[0] = '\0';
-		memcpy(plain + 1, user, ul);
-		plain[1 + ul] = '\0';
-		if (pl > 0)
-			memcpy(plain + 2 + ul, pass, pl);
-		if (!b64(plain, 2 + ul + pl, enc, sizeof(enc)))
-			log_panic("base64 of %zu bytes failed", 2 + ul + pl);
-		(void)emit(c, "AUTH PLAIN %s\r\n", enc);
-		explicit_bzero(plain, sizeof(plain));
-		explicit_bzero(enc, sizeof(enc));
-		c->auth_step = AUTH_PLAIN_SENT;
-	} else {
-		(void)emit(c, "AUTH LOGIN\r\n");
-		c->auth_step = AUTH_LOGIN_SENT;
-	}
-	enter_state(c, SMTP_C_AUTH);
-}
-
-/* A LOGIN step: the user name or password, base64, as a line of its own. */
-static void
-auth_login_send(struct smtp_client *c, const char *s)
-{
-	char enc[4 * (SMTP_CLIENT_AUTH_MAX / 3 + 1) + 1];
-
-	if (!b64(s, s ? strlen(s) : 0, enc, sizeof(enc)))
-		log_panic("base64 of a credential failed");
-	(void)emit(c, "%s\r\n", enc);
-	explicit_bzero(enc, sizeof(enc));
-}
-
-static void
-hello_done(struct smtp_client *c, bool esmtp)
-{
-	c->esmtp = esmtp;
-	c->ext = esmtp ? c->ext_pending : 0;
-	c->auth_mechs = esmtp ? c->mechs_pending : 0;
-	c->size_max = esmtp ? c->size_pending : 0;
-	if (c->cfg->auth_user != NULL && c->cfg->auth_user[0] != '\0')
-		start_auth(c);
-	else
-		go_ready(c);
-}
-
-static void
-auth_reply(struct smtp_client *c, const struct smtp_client_reply *r)
-{
-	char text[SMTP_CLIENT_TEXT_MAX + 1];
-	struct smtp_client_reply f;
-	int cls = r->code / 100;
-
-	if (cls == 4 || cls == 5) {
-		snprintf(text, sizeof(text), "authentication failed: %s",
-		    r->text);
-		f = *r;
-		f.text = text;
-		fail_session(c, SMTP_CLIENT_STAGE_AUTH, &f, true);
-		return;
-	}
-	switch (c->auth_step) {
-	case AUTH_PLAIN_SENT:
-	case AUTH_PASS_SENT:
-		if (cls != 2)
-			break;
-		c->auth_step = AUTH_NONE;
-		go_ready(c);
-		return;
-	case AUTH_LOGIN_SENT:
-		if (r->code != 334)
-			break;
-		auth_login_send(c, c->cfg->auth_user);
-		c->auth_step = AUTH_USER_SENT;
-		return;
-	case AUTH_USER_SENT:
-		if (r->code != 334)
-			break;
-		auth_login_send(c, c->cfg->auth_pass);
-		c->auth_step = AUTH_PASS_SENT;
-		return;
-	default:
-		log_panic("bad auth step %d", (int)c->auth_step);
-	}
-	unexpected(c, r);
 }
 
 /* ---- transactions ------------------------------------------------------- */
@@ -693,10 +488,10 @@ finish_tx(struct smtp_client *c, const struct smtp_client_reply *r, bool rset)
 	c->messages++;
 	c->cb->message_done(c->arg, r, &t);
 	if (rset) {
-		(void)emit(c, "RSET\r\n");
-		enter_state(c, SMTP_C_RSET);
+		(void)smtpc_emit(c, "RSET\r\n");
+		smtpc_enter_state(c, SMTP_C_RSET);
 	} else {
-		go_ready(c);
+		smtpc_go_ready(c);
 	}
 }
 
@@ -723,7 +518,7 @@ emit_mail(struct smtp_client *c)
 		n += snprintf(params + n, sizeof(params) - (size_t)n,
 		    " SMTPUTF8");
 	assert(n >= 0 && (size_t)n < sizeof(params));
-	(void)emit(c, "MAIL FROM:<%s>%s\r\n", m->sender, params);
+	(void)smtpc_emit(c, "MAIL FROM:<%s>%s\r\n", m->sender, params);
 }
 
 /*
@@ -739,7 +534,7 @@ append_bdat(struct smtp_client *c)
 	size_t len = c->msg.len;
 	bool crlf = len >= 2 && d[len - 2] == '\r' && d[len - 1] == '\n';
 
-	if (!emit(c, "BDAT %zu LAST\r\n", len + (crlf || len == 0 ? 0 : 2)))
+	if (!smtpc_emit(c, "BDAT %zu LAST\r\n", len + (crlf || len == 0 ? 0 : 2)))
 		return;
 	if (buf_append(&c->out, d, len) < 0 ||
 	    (!crlf && len > 0 && buf_append(&c->out, "\r\n", 2) < 0)) {
@@ -757,7 +552,7 @@ enter_recv_state(struct smtp_client *c)
 	uint32_t i = c->recv_idx;
 
 	assert(i < c->send_idx);
-	enter_state(c, i == 0 ? SMTP_C_MAIL :
+	smtpc_enter_state(c, i == 0 ? SMTP_C_MAIL :
 	    i <= c->msg.nrcpt ? SMTP_C_RCPT :
 	    c->bdat ? SMTP_C_BDAT : SMTP_C_DATA);
 }
@@ -783,7 +578,7 @@ pump(struct smtp_client *c)
 		if (c->send_idx == 0) {
 			emit_mail(c);
 		} else if (c->send_idx <= n) {
-			(void)emit(c, "RCPT TO:<%s>\r\n",
+			(void)smtpc_emit(c, "RCPT TO:<%s>\r\n",
 			    c->msg.rcpt[c->send_idx - 1]);
 		} else {
 			assert(c->send_idx == n + 1);
@@ -794,7 +589,7 @@ pump(struct smtp_client *c)
 			if (c->bdat)
 				append_bdat(c);
 			else
-				(void)emit(c, "DATA\r\n");
+				(void)smtpc_emit(c, "DATA\r\n");
 		}
 		c->send_idx++;
 	}
@@ -869,23 +664,23 @@ data_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 			assert(!c->mail_failed);
 			if (!append_message(c))
 				c->out_err = true;
-			enter_state(c, SMTP_C_DOT);
+			smtpc_enter_state(c, SMTP_C_DOT);
 			return;
 		}
 		if (c->cfg->lmtp) {
 			/* RFC 2033 4.2: DATA MUST fail without recipients,
 			 * and there would be no reply to count after the dot. */
-			unexpected(c, r);
+			smtpc_unexpected(c, r);
 			return;
 		}
 		/* RFC 2920 3.1: an empty message, whose reply means nothing. */
-		(void)emit(c, ".\r\n");
+		(void)smtpc_emit(c, ".\r\n");
 		c->dot_discard = true;
-		enter_state(c, SMTP_C_DOT);
+		smtpc_enter_state(c, SMTP_C_DOT);
 		return;
 	}
 	if (cls != 4 && cls != 5) {
-		unexpected(c, r);
+		smtpc_unexpected(c, r);
 		return;
 	}
 	if (c->naccepted > 0) {
@@ -912,7 +707,7 @@ bdat_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 	int cls = r->code / 100;
 
 	if (cls != 2 && cls != 4 && cls != 5) {
-		unexpected(c, r);
+		smtpc_unexpected(c, r);
 		return;
 	}
 	if (c->naccepted > 0) {
@@ -943,7 +738,7 @@ tx_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 		return;
 	}
 	if (cls != 2 && cls != 4 && cls != 5 && !c->mail_failed) {
-		unexpected(c, r);
+		smtpc_unexpected(c, r);
 		return;
 	}
 	c->recv_idx++;
@@ -987,7 +782,7 @@ dot_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 	uint32_t i, n = c->msg.nrcpt;
 
 	if (cls != 2 && cls != 4 && cls != 5) {
-		unexpected(c, r);
+		smtpc_unexpected(c, r);
 		return;
 	}
 	if (c->dot_discard) {
@@ -1022,55 +817,58 @@ handle_reply(struct smtp_client *c)
 	cls = r.code / 100;
 	if (c->state == SMTP_C_QUIT) {
 		/* Whatever QUIT got back, the session is over. */
-		enter_state(c, SMTP_C_CLOSED);
+		smtpc_enter_state(c, SMTP_C_CLOSED);
 		buf_reset(&c->in);
 		return;
 	}
 	if (r.code == 421) {
 		/* RFC 5321 3.8: the server is closing, whatever we asked. */
-		fail_session(c, stage_of(c->state), &r, false);
+		smtpc_fail_session(c, stage_of(c->state), &r, false);
 		return;
 	}
 	switch (c->state) {
 	case SMTP_C_GREETING:
 		if (cls == 2)
-			send_hello(c, c->cfg->lmtp ? "LHLO" : "EHLO",
+			smtpc_send_hello(c, c->cfg->lmtp ? "LHLO" : "EHLO",
 			    c->cfg->lmtp ? SMTP_C_LHLO : SMTP_C_EHLO);
 		else if (cls == 4 || cls == 5)
 			/* RFC 5321 3.1: after a 554 greeting, QUIT. */
-			fail_session(c, SMTP_CLIENT_STAGE_GREETING, &r, true);
+			smtpc_fail_session(c, SMTP_CLIENT_STAGE_GREETING, &r, true);
 		else
-			unexpected(c, &r);
+			smtpc_unexpected(c, &r);
 		break;
 	case SMTP_C_EHLO:
 		if (cls == 2)
-			hello_done(c, true);
+			smtpc_hello_done(c, true);
 		else if (cls == 5)
 			/* RFC 5321 4.1.4: a server without EHLO says 500/502. */
-			send_hello(c, "HELO", SMTP_C_HELO);
+			smtpc_send_hello(c, "HELO", SMTP_C_HELO);
 		else if (cls == 4)
-			fail_session(c, SMTP_CLIENT_STAGE_EHLO, &r, true);
+			smtpc_fail_session(c, SMTP_CLIENT_STAGE_EHLO, &r, true);
 		else
-			unexpected(c, &r);
+			smtpc_unexpected(c, &r);
 		break;
 	case SMTP_C_HELO:
 	case SMTP_C_LHLO:
 		if (cls == 2)
-			hello_done(c, c->state == SMTP_C_LHLO);
+			smtpc_hello_done(c, c->state == SMTP_C_LHLO);
 		else if (cls == 4 || cls == 5)
-			fail_session(c, SMTP_CLIENT_STAGE_EHLO, &r, true);
+			smtpc_fail_session(c, SMTP_CLIENT_STAGE_EHLO, &r, true);
 		else
-			unexpected(c, &r);
+			smtpc_unexpected(c, &r);
+		break;
+	case SMTP_C_STARTTLS:
+		smtpc_starttls_reply(c, &r);
 		break;
 	case SMTP_C_AUTH:
-		auth_reply(c, &r);
+		smtpc_auth_reply(c, &r);
 		break;
 	case SMTP_C_READY:
 		/* Nothing was asked: only a server giving up talks now. */
 		if (cls == 4 || cls == 5)
-			fail_session(c, SMTP_CLIENT_STAGE_IDLE, &r, false);
+			smtpc_fail_session(c, SMTP_CLIENT_STAGE_IDLE, &r, false);
 		else
-			unexpected(c, &r);
+			smtpc_unexpected(c, &r);
 		break;
 	case SMTP_C_MAIL:
 	case SMTP_C_RCPT:
@@ -1083,11 +881,11 @@ handle_reply(struct smtp_client *c)
 		break;
 	case SMTP_C_RSET:
 		if (cls == 2)
-			go_ready(c);
+			smtpc_go_ready(c);
 		else if (cls == 4 || cls == 5)
-			fail_session(c, SMTP_CLIENT_STAGE_RSET, &r, true);
+			smtpc_fail_session(c, SMTP_CLIENT_STAGE_RSET, &r, true);
 		else
-			unexpected(c, &r);
+			smtpc_unexpected(c, &r);
 		break;
 	default:
 		log_panic("bad client state %d", (int)c->state);
@@ -1132,7 +930,7 @@ read_line(struct smtp_client *c, const char *line, size_t len)
 	tn = len > 4 ? len - 4 : 0;
 	if (rd->lines > 1 && code / 100 == 2 &&
 	    (c->state == SMTP_C_EHLO || c->state == SMTP_C_LHLO))
-		ehlo_keyword(c, t, tn);
+		smtpc_ehlo_keyword(c, t, tn);
 	if ((el = enhanced_len(t, tn, code)) > 0) {
 		if (rd->lines == 1) {
 			memcpy(rd->enhanced, t, el);
@@ -1150,12 +948,12 @@ read_line(struct smtp_client *c, const char *line, size_t len)
 		rd->text[rd->text_len++] = ' ';
 		room--;
 	}
-	rd->text_len += (uint32_t)sanitize(rd->text + rd->text_len, room, t, tn);
+	rd->text_len += (uint32_t)smtpc_sanitize(rd->text + rd->text_len, room, t, tn);
 	if (last) {
 		c->replies++;
 		handle_reply(c);
 		rd_reset(rd);
-		check_out(c);
+		smtpc_check_out(c);
 	}
 }
 
@@ -1182,6 +980,7 @@ smtp_client_init(struct smtp_client *c, const struct smtp_client_cfg *cfg,
 	c->cb = cb;
 	c->arg = arg;
 	c->state = SMTP_C_GREETING;
+	c->starttls = cfg->starttls;
 	rd_reset(&c->rd);
 }
 
@@ -1214,7 +1013,7 @@ smtp_client_input(struct smtp_client *c, const char *p, size_t n)
 	const char *lf;
 	size_t off = 0, seg;
 
-	while (off < n && c->state != SMTP_C_CLOSED) {
+	while (off < n && c->state != SMTP_C_CLOSED && c->state != SMTP_C_TLS) {
 		lf = memchr(p + off, '\n', n - off);
 		if (lf == NULL) {
 			/* Keep the partial line, within the line limit. */
@@ -1224,7 +1023,7 @@ smtp_client_input(struct smtp_client *c, const char *p, size_t n)
 			}
 			if (buf_append(&c->in, p + off, n - off) < 0) {
 				c->out_err = true;
-				check_out(c);
+				smtpc_check_out(c);
 			}
 			break;
 		}
@@ -1236,7 +1035,7 @@ smtp_client_input(struct smtp_client *c, const char *p, size_t n)
 		if (c->in.len > 0) {
 			if (buf_append(&c->in, p + off, seg) < 0) {
 				c->out_err = true;
-				check_out(c);
+				smtpc_check_out(c);
 				break;
 			}
 			read_line(c, c->in.data, c->in.len);
@@ -1246,9 +1045,12 @@ smtp_client_input(struct smtp_client *c, const char *p, size_t n)
 		}
 		off += seg + 1;
 	}
+	if (c->state == SMTP_C_TLS)
+		return SMTP_CLIENT_EV_STARTTLS;
 	return c->state == SMTP_C_CLOSED ? SMTP_CLIENT_EV_CLOSE :
 	    SMTP_CLIENT_EV_NONE;
 }
+
 
 static bool
 addr_ok(const char *a)
@@ -1273,7 +1075,7 @@ refuse_local(struct smtp_client *c, int code, const char *enhanced,
 	struct smtp_client_tally t;
 	uint32_t i;
 
-	local_reply(&r, code, enhanced, text);
+	smtpc_local_reply(&r, code, enhanced, text);
 	for (i = 0; i < c->msg.nrcpt; i++)
 		rcpt_result(c, i, &r);
 	c->in_tx = false;
@@ -1337,7 +1139,7 @@ smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg)
 		    "not supported by the remote host");
 	pump(c);
 	enter_recv_state(c);
-	check_out(c);
+	smtpc_check_out(c);
 	return 0;
 }
 
@@ -1347,12 +1149,12 @@ smtp_client_quit(struct smtp_client *c)
 	if (c->state == SMTP_C_QUIT || c->state == SMTP_C_CLOSED)
 		return;
 	assert(c->state == SMTP_C_READY);
-	(void)emit(c, "QUIT\r\n");
-	enter_state(c, SMTP_C_QUIT);
+	(void)smtpc_emit(c, "QUIT\r\n");
+	smtpc_enter_state(c, SMTP_C_QUIT);
 	if (c->out_err) {
 		/* Could not even say goodbye: just close. */
 		c->out_err = false;
-		enter_state(c, SMTP_C_CLOSED);
+		smtpc_enter_state(c, SMTP_C_CLOSED);
 	}
 }
 
@@ -1364,11 +1166,11 @@ smtp_client_eof(struct smtp_client *c)
 	if (c->state == SMTP_C_CLOSED)
 		return;
 	if (c->state == SMTP_C_QUIT) {
-		enter_state(c, SMTP_C_CLOSED);
+		smtpc_enter_state(c, SMTP_C_CLOSED);
 		return;
 	}
-	local_reply(&r, 451, "4.4.2", "connection lost");
-	fail_session(c, stage_of(c->state), &r, false);
+	smtpc_local_reply(&r, 451, "4.4.2", "connection lost");
+	smtpc_fail_session(c, stage_of(c->state), &r, false);
 }
 
 void
@@ -1380,7 +1182,7 @@ smtp_client_timeout(struct smtp_client *c)
 	if (c->state == SMTP_C_CLOSED)
 		return;
 	if (c->state == SMTP_C_QUIT) {
-		enter_state(c, SMTP_C_CLOSED);
+		smtpc_enter_state(c, SMTP_C_CLOSED);
 		return;
 	}
 	if (c->state == SMTP_C_READY)
@@ -1388,11 +1190,13 @@ smtp_client_timeout(struct smtp_client *c)
 	else if (c->state == SMTP_C_GREETING)
 		snprintf(text, sizeof(text), "timed out waiting for the "
 		    "server greeting");
+	else if (c->state == SMTP_C_TLS)
+		snprintf(text, sizeof(text), "timed out in the TLS handshake");
 	else
 		snprintf(text, sizeof(text), "timed out waiting for the reply "
 		    "to %s", what_for(c->state));
-	local_reply(&r, 451, "4.4.2", text);
-	fail_session(c, stage_of(c->state), &r, false);
+	smtpc_local_reply(&r, 451, "4.4.2", text);
+	smtpc_fail_session(c, stage_of(c->state), &r, false);
 }
 
 enum smtp_client_wait
@@ -1404,6 +1208,8 @@ smtp_client_waiting(const struct smtp_client *c)
 	case SMTP_C_EHLO:
 	case SMTP_C_HELO:
 	case SMTP_C_LHLO:
+	case SMTP_C_STARTTLS:
+	case SMTP_C_TLS:
 	case SMTP_C_AUTH:
 	case SMTP_C_MAIL:
 	case SMTP_C_RCPT:

@@ -49,9 +49,27 @@
  * while the session runs becomes a session failure 451 4.3.0; misuse (send
  * while not ready, a bad message) fails an assertion or returns -EINVAL.
  *
- * TLS will sit at the same seam as the server's: the engine decrypts
- * before smtp_client_input() and encrypts what it takes from c->out.
- * STARTTLS is recorded when offered and not yet used.
+ * TLS sits at the same seam as the server's: the engine decrypts before
+ * smtp_client_input() and encrypts what it takes from c->out; the client
+ * never sees a record. STARTTLS (RFC 3207), when cfg->starttls asks for
+ * it, goes after EHLO/LHLO:
+ *
+ *   EHLO -> 250 ... STARTTLS -> "STARTTLS" -> 220
+ *        smtp_client_input() returns SMTP_CLIENT_EV_STARTTLS: the engine
+ *        sends what is in c->out (nothing, by then), drops the rest of
+ *        the bytes it read (the server may not speak before our
+ *        ClientHello: anything there is an injection attempt) and runs
+ *        the handshake;
+ *   smtp_client_tls_done()   handshake over: EHLO again, the extensions
+ *                            re-read from its reply, then AUTH, ready;
+ *   smtp_client_tls_failed() handshake failed: the session fails at
+ *                            SMTP_CLIENT_STAGE_TLS with 454 4.7.5.
+ *
+ * Implicit TLS (port 465) is the engine's alone: it runs the handshake
+ * before the greeting and calls smtp_client_tls_done() then, which only
+ * records that the session is encrypted. AUTH is never sent over a
+ * session that is not (unless cfg->auth_insecure): the session fails
+ * at the AUTH stage with a 4xx instead.
  */
 #ifndef SLUICE_SMTP_CLIENT_H
 #define SLUICE_SMTP_CLIENT_H
@@ -92,6 +110,21 @@ struct smtp_client_cfg {
 	 * no dot-stuffing. Otherwise DATA.
 	 */
 	bool chunking;
+	/*
+	 * STARTTLS after EHLO/LHLO (enum smtp_client_starttls): never, when
+	 * offered (a refusal is shrugged off, the session goes on in
+	 * plaintext), or required (not offered or refused: the session
+	 * fails at SMTP_CLIENT_STAGE_TLS with 4.7.4).
+	 */
+	uint8_t starttls;
+	/* AUTH may go over a session that is not encrypted. */
+	bool auth_insecure;
+};
+
+enum smtp_client_starttls {
+	SMTP_CLIENT_STARTTLS_NEVER = 0,
+	SMTP_CLIENT_STARTTLS_MAY,
+	SMTP_CLIENT_STARTTLS_MUST,
 };
 
 /* What the server offered in its EHLO/LHLO reply. */
@@ -122,6 +155,8 @@ enum smtp_client_state {
 	SMTP_C_EHLO,		/* EHLO sent */
 	SMTP_C_HELO,		/* HELO sent (EHLO got 5xx) */
 	SMTP_C_LHLO,		/* LHLO sent */
+	SMTP_C_STARTTLS,	/* STARTTLS sent: waiting for the 220 */
+	SMTP_C_TLS,		/* the engine runs the TLS handshake */
 	SMTP_C_AUTH,		/* an AUTH step sent */
 	SMTP_C_READY,		/* idle: nothing outstanding */
 	SMTP_C_MAIL,		/* waiting for MAIL's reply */
@@ -141,6 +176,7 @@ enum smtp_client_stage {
 	SMTP_CLIENT_STAGE_CONNECT = 0,	/* never from the client: engine's own */
 	SMTP_CLIENT_STAGE_GREETING,
 	SMTP_CLIENT_STAGE_EHLO,		/* EHLO, HELO or LHLO */
+	SMTP_CLIENT_STAGE_TLS,		/* STARTTLS, the handshake, implicit TLS */
 	SMTP_CLIENT_STAGE_AUTH,
 	SMTP_CLIENT_STAGE_IDLE,		/* between transactions */
 	SMTP_CLIENT_STAGE_MAIL,
@@ -262,6 +298,8 @@ struct smtp_client {
 	uint32_t mechs_pending;
 	uint64_t size_pending;
 	bool esmtp;		/* EHLO/LHLO succeeded (not HELO) */
+	bool tls;		/* the session is encrypted (tls_done) */
+	uint8_t starttls;	/* enum smtp_client_starttls, this session */
 	bool out_err;		/* an append to out failed: session ends */
 	size_t out_allow;	/* message bytes c->out may hold on top */
 	uint8_t auth_step;
@@ -312,12 +350,39 @@ void smtp_client_free(struct smtp_client *c);
 enum smtp_client_event {
 	SMTP_CLIENT_EV_NONE = 0,	/* send c->out, keep reading */
 	SMTP_CLIENT_EV_CLOSE,		/* send c->out (maybe a QUIT), close */
+	SMTP_CLIENT_EV_STARTTLS,	/* 220 to STARTTLS: run the handshake */
 };
+
+/*
+ * This session only, before the greeting: lower (or raise) what
+ * cfg->starttls asks, e.g. plaintext again to a host whose handshake
+ * failed under "may".
+ */
+void smtp_client_set_starttls(struct smtp_client *c,
+    enum smtp_client_starttls s);
+
+/*
+ * The handshake the engine ran is over: after SMTP_CLIENT_EV_STARTTLS,
+ * the client forgets what the server offered and says EHLO (LHLO) again
+ * (RFC 3207 4.2); before the greeting (implicit TLS) it only records that
+ * the session is encrypted.
+ */
+void smtp_client_tls_done(struct smtp_client *c);
+
+/*
+ * The handshake failed (why: the TLS layer's reason): every open
+ * recipient and the session fail at SMTP_CLIENT_STAGE_TLS with
+ * 454 4.7.5 "TLS handshake failed: why". The connection cannot be used
+ * further: close it.
+ */
+void smtp_client_tls_failed(struct smtp_client *c, const char *why);
 
 /*
  * Feed bytes received from the server (any split). Fires callbacks.
  * Returns SMTP_CLIENT_EV_CLOSE once the session is over (QUIT answered, or
- * failed); input after that is ignored.
+ * failed); input after that is ignored. Returns SMTP_CLIENT_EV_STARTTLS
+ * while the client waits for the engine's handshake (after the 220 to
+ * STARTTLS); plaintext input then is ignored too.
  */
 enum smtp_client_event smtp_client_input(struct smtp_client *c,
     const char *p, size_t n);

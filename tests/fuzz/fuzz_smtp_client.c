@@ -127,7 +127,17 @@ feed(struct fz *f, const char *p, size_t n)
 	enum smtp_client_event ev = smtp_client_input(&f->c, p, n);
 
 	assert((ev == SMTP_CLIENT_EV_CLOSE) == smtp_client_closed(&f->c));
+	assert((ev == SMTP_CLIENT_EV_STARTTLS) == (f->c.state == SMTP_C_TLS));
 	fz_check_out(&f->c.out);
+	/* The engine's handshake: done, or failed on an odd length. */
+	if (ev == SMTP_CLIENT_EV_STARTTLS) {
+		assert(f->c.out.len == 0);
+		if (n & 1)
+			smtp_client_tls_failed(&f->c, "fuzz");
+		else
+			smtp_client_tls_done(&f->c);
+		fz_check_out(&f->c.out);
+	}
 }
 
 int
@@ -147,14 +157,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[0] & 2) {
 		cfg.auth_user = "user";
 		cfg.auth_pass = "pass";
+		cfg.auth_insecure = (data[0] & 1) != 0;
 	}
+	/* STARTTLS offered (below) and wanted, or required. */
+	cfg.starttls = (data[0] & 8) ? ((data[0] & 2) ? SMTP_CLIENT_STARTTLS_MUST :
+	    SMTP_CLIENT_STARTTLS_MAY) : SMTP_CLIENT_STARTTLS_NEVER;
 	memset(&f, 0, sizeof(f));
 	f.cur = -1;
 	f.nrcpt = 1 + (data[0] >> 5);
 	smtp_client_init(&f.c, &cfg, &fz_cb, &f);
 	feed(&f, "220 fuzz ESMTP\r\n", 16);
-	n = snprintf(ehlo, sizeof(ehlo), "250-fuzz\r\n%s%s%s%s250-CHUNKING\r\n"
+	n = snprintf(ehlo, sizeof(ehlo), "250-fuzz\r\n%s%s%s%s%s250-CHUNKING\r\n"
 	    "250 %s\r\n",
+	    (data[0] & 12) == 12 ? "250-STARTTLS\r\n" : "",
 	    data[0] & 4 ? "250-PIPELINING\r\n" : "",
 	    data[0] & 8 ? "250-SIZE 100\r\n" : "",
 	    data[0] & 16 ? "250-8BITMIME\r\n250-SMTPUTF8\r\n" : "",

@@ -94,6 +94,8 @@ static const int stage_for[SMTP_C_CLOSED + 1] = {
 	[SMTP_C_EHLO] = SMTP_CLIENT_STAGE_EHLO,
 	[SMTP_C_HELO] = SMTP_CLIENT_STAGE_EHLO,
 	[SMTP_C_LHLO] = SMTP_CLIENT_STAGE_EHLO,
+	[SMTP_C_STARTTLS] = SMTP_CLIENT_STAGE_TLS,
+	[SMTP_C_TLS] = SMTP_CLIENT_STAGE_TLS,
 	[SMTP_C_AUTH] = SMTP_CLIENT_STAGE_AUTH,
 	[SMTP_C_READY] = SMTP_CLIENT_STAGE_IDLE,
 	[SMTP_C_MAIL] = SMTP_CLIENT_STAGE_MAIL,
@@ -414,6 +416,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[0] & 2) {
 		cfg.auth_user = "user";
 		cfg.auth_pass = "pass";
+		/* No STARTTLS here: AUTH must be allowed in plaintext. */
+		cfg.auth_insecure = true;
 	}
 	for (int s = 0; s < FZ_SESSIONS && (s == 0 || f.off < size); s++) {
 		smtp_client_init(&f.c, &cfg, &fz_cb, &f);

@@ -7,9 +7,11 @@ Servers (python3-aiosmtpd, in a thread of the test process):
 
   Server(name, addr="127.0.0.1", port=None, lmtp=False, unix=None,
          greeting=None, mail=None, rcpt=None, data=None, data_delay=0.0,
-         pipelining=True)
+         pipelining=True, smtp_kw=None, ssl_context=None)
       An SMTP (lmtp=True: LMTP) server on addr:port (port None: a free
-      one), or on the Unix socket `unix`. It records everything and
+      one), or on the Unix socket `unix`. smtp_kw: more keyword arguments
+      for aiosmtpd's SMTP (tls_context for STARTTLS, authenticator,
+      auth_require_tls...); ssl_context: TLS from the first byte (465). It records everything and
       answers as scripted; every hook may return None for the normal
       reply, or a reply line such as "451 4.7.1 try later":
         greeting(conn)      instead of the 220 greeting: the reply is sent
@@ -32,6 +34,8 @@ Servers (python3-aiosmtpd, in a thread of the test process):
                         .mail_from ("" for <>), .rcpts (accepted at RCPT),
                         .delivered (recipients that got a 2xx in the end),
                         .data (bytes after dot-unstuffing, CRLF), .reply,
+                        .tls (the transaction was under TLS), .login (the
+                        AUTH user, or None),
                         .attempt, .mail_options, .msgid
         refused()       transactions whose end-of-data reply was not 2xx
         rcpt_log()      (t, conn number, address, reply) for every RCPT
@@ -279,6 +283,9 @@ class _Handler:
         data = bytes(envelope.original_content)
         m = Msg(c.n, _norm_sender(envelope.mail_from), envelope.rcpt_tos, data,
                 envelope.mail_options)
+        # TLS under the transaction (STARTTLS or implicit), and who logged in.
+        m.tls = server.transport.get_extra_info("ssl_object") is not None
+        m.login = getattr(getattr(session, "auth_data", None), "login", None)
         with srv.lock:
             k = m.msgid or sluice.sha256(data)
             srv._data_n[k] = srv._data_n.get(k, 0) + 1
@@ -353,7 +360,7 @@ class _Track:
 class Server:
     def __init__(self, name="srv", addr="127.0.0.1", port=None, lmtp=False, unix=None,
                  greeting=None, mail=None, rcpt=None, data=None, data_delay=0.0,
-                 pipelining=True):
+                 pipelining=True, smtp_kw=None, ssl_context=None):
         self.name = name
         self.addr = addr
         self.unix = unix
@@ -387,9 +394,12 @@ class Server:
             self.port = None
         else:
             self.port = port or free_port((addr,))
+            if ssl_context is not None:
+                kw["ssl_context"] = ssl_context
             self.ctl = Controller(handler, hostname=addr, port=self.port, **kw)
         skw = dict(hostname=hostname, enable_SMTPUTF8=True, decode_data=False,
                    data_size_limit=64 * 1024 * 1024, timeout=120)
+        skw.update(smtp_kw or {})
         self.ctl.factory = lambda: proto(handler, **skw)
         self.ctl.start()
         with self.lock:

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -497,7 +498,8 @@ static const struct error_case error_cases[] = {
 	  "    auth: nopassword\n", {0}, {0},
 	  { "@:4: routes.0.max_rate: bad max_rate '10/d'",
 	    "@:5: routes.0.preset: unknown preset 'fast'",
-	    "@:6: routes.0.auth: bad auth: want 'user:password'" } },
+	    "@:6: routes.0.auth: bad auth: want 'user:password' or a map "
+	    "{user: NAME, password_file: PATH}" } },
 	{ "route_bad_domain", "routes:\n  - domain: \"exa mple.com\"\n"
 	  "    transport: smtp\n", {0}, {0},
 	  { "@:2: routes.0.domain: bad route pattern 'exa mple.com'" } },
@@ -893,6 +895,172 @@ test_routes_relay_host(void)
 	CHECK(cfg.routes.wildcard->transport.port == 25);
 	config_free(&cfg);
 	config_errors_free(&errs);
+}
+
+/* A password file of mode mode holding text; its name in out. */
+static void
+password_file(char *out, size_t len, const char *text, mode_t mode)
+{
+	int fd;
+
+	snprintf(out, len, "/tmp/t_config_pw.XXXXXX");
+	fd = mkstemp(out);
+	CHECK_FATAL(fd >= 0);
+	CHECK_FATAL(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	CHECK_FATAL(fchmod(fd, mode) == 0);
+	CHECK_FATAL(close(fd) == 0);
+}
+
+/*
+ * Outbound TLS and credentials: delivery.tls, the route keys, relay_tls
+ * and relay_auth (a map with a password file whose mode is checked, or
+ * the one-line form), and the errors for keys that do not go together.
+ */
+static void
+test_routes_tls_auth(void)
+{
+	char pw[64], pw_open[64], yaml[1024], want[256];
+	struct config cfg;
+	struct config_errors errs = { 0 };
+	const struct route *r;
+	const char *file;
+
+	password_file(pw, sizeof pw, "s3cr:et\n", 0600);
+	password_file(pw_open, sizeof pw_open, "s3cret\n", 0644);
+
+	CHECK_FATAL(load(&cfg, &errs, NULL, NULL, NULL, NULL) == 0);
+	CHECK(strcmp(cfg.delivery.tls, "may") == 0);
+	CHECK(cfg.delivery.tls_level == ROUTE_TLS_MAY);
+	CHECK(cfg.delivery.tls_ca_file == NULL);
+	config_free(&cfg);
+
+	snprintf(yaml, sizeof yaml,
+	    "delivery: {tls: encrypt}\n"
+	    "relay_host: \"[smtp.provider.example]:587\"\n"
+	    "relay_tls: verify\n"
+	    "relay_auth:\n"
+	    "  user: apikey\n"
+	    "  password_file: %s\n"
+	    "routes:\n"
+	    "  - domain: partner.example\n"
+	    "    transport: \"smtp:[mx.partner.example]:465\"\n"
+	    "    tls: implicit\n"
+	    "    tls_name: mail.partner.example\n"
+	    "    auth: \"u:p:w\"\n"
+	    "  - domain: lan.example\n"
+	    "    transport: \"smtp:[10.0.0.1]:25\"\n"
+	    "    tls: none\n"
+	    "    auth: {user: u, password: pw}\n"
+	    "    auth_insecure: true\n", pw);
+	CHECK_FATAL(load(&cfg, &errs, yaml, NULL, NULL, NULL) == 0);
+	CHECK(cfg.delivery.tls_level == ROUTE_TLS_ENCRYPT);
+	r = cfg.routes.wildcard;
+	CHECK_FATAL(r != NULL);
+	CHECK(r->policy.tls == ROUTE_TLS_VERIFY && !r->policy.tls_implicit);
+	CHECK(r->policy.auth && strcmp(r->policy.auth_user, "apikey") == 0);
+	/* The final newline is not part of the password. */
+	CHECK(strcmp(r->policy.auth_password, "s3cr:et") == 0);
+	r = route_lookup(&cfg.routes, "partner.example");
+	CHECK_FATAL(r != NULL);
+	CHECK(r->policy.tls == ROUTE_TLS_ENCRYPT && r->policy.tls_implicit);
+	CHECK(strcmp(r->policy.tls_name, "mail.partner.example") == 0);
+	CHECK(strcmp(r->policy.auth_user, "u") == 0);
+	CHECK(strcmp(r->policy.auth_password, "p:w") == 0);
+	r = route_lookup(&cfg.routes, "lan.example");
+	CHECK_FATAL(r != NULL);
+	CHECK(r->policy.tls == ROUTE_TLS_NONE && r->policy.auth_insecure);
+	CHECK(strcmp(r->policy.auth_password, "pw") == 0);
+	config_free(&cfg);
+
+	/* The environment reaches into the map. */
+	{
+		char e1[96];
+		const char *env[] = {
+			"SLUICE_RELAY_HOST=[smtp.provider.example]:465",
+			"SLUICE_RELAY_TLS=implicit",
+			"SLUICE_RELAY_AUTH_USER=apikey",
+			e1, NULL,
+		};
+
+		snprintf(e1, sizeof e1, "SLUICE_RELAY_AUTH_PASSWORD_FILE=%s",
+		    pw);
+		CHECK_FATAL(load(&cfg, &errs, NULL, NULL, env, NULL) == 0);
+		r = cfg.routes.wildcard;
+		CHECK_FATAL(r != NULL);
+		CHECK(r->policy.tls_implicit && r->policy.auth);
+		CHECK(strcmp(r->policy.auth_password, "s3cr:et") == 0);
+		config_free(&cfg);
+	}
+
+	/* A password file others can read is refused, at its line. */
+	snprintf(yaml, sizeof yaml,
+	    "relay_host: \"[smtp.provider.example]:587\"\n"
+	    "relay_auth:\n"
+	    "  user: apikey\n"
+	    "  password_file: %s\n", pw_open);
+	CHECK(load(&cfg, &errs, yaml, NULL, NULL, &file) == 1);
+	snprintf(want, sizeof want, "@:4: relay_auth.password_file: password "
+	    "file %s has mode 0644: group or others may read or change it "
+	    "(chmod 600 it)", pw_open);
+	{
+		const char *w[] = { want, NULL };
+
+		expect_errors(&errs, file, w);
+	}
+	config_errors_free(&errs);
+
+	snprintf(yaml, sizeof yaml,
+	    "delivery: {tls: none, tls_ca_file: /nonexistent/ca.pem}\n"
+	    "relay_tls: encrypt\n"
+	    "routes:\n"
+	    "  - domain: a.example\n"
+	    "    transport: smtp\n"
+	    "    auth: {user: u, password_file: /nonexistent/pw}\n"
+	    "  - domain: b.example\n"
+	    "    transport: smtp\n"
+	    "    tls: may\n"
+	    "    tls_implicit: true\n"
+	    "  - domain: c.example\n"
+	    "    transport: smtp\n"
+	    "    auth: {password: x}\n"
+	    "  - domain: d.example\n"
+	    "    transport: smtp\n"
+	    "    auth: u:p\n"
+	    "  - domain: e.example\n"
+	    "    transport: lmtp:unix:/run/x.sock\n"
+	    "    tls: encrypt\n"
+	    "  - domain: f.example\n"
+	    "    transport: smtp\n"
+	    "    tls: sometimes\n");
+	CHECK(load(&cfg, &errs, yaml, NULL, NULL, &file) > 0);
+	{
+		const char *w[] = {
+			"@:1: delivery.tls_ca_file: CA file "
+			    "/nonexistent/ca.pem: No such file or directory",
+			"@:2: relay_tls: only with relay_host (for a route, "
+			    "use its own tls and auth keys)",
+			"@:6: routes.0.auth.password_file: cannot open "
+			    "password file /nonexistent/pw: No such file or "
+			    "directory",
+			"@:9: routes.1: tls_implicit needs tls: encrypt or "
+			    "verify, not may",
+			"@:13: routes.2.auth: auth needs a user and one of "
+			    "password_file and password",
+			"@:14: routes.3: auth with tls: none would send the "
+			    "password in plaintext; use tls: may, encrypt or "
+			    "verify, or set auth_insecure: true",
+			"@:19: routes.4: no TLS over a unix socket: tls must "
+			    "be none or may",
+			"@:22: routes.5.tls: bad tls 'sometimes': want none, "
+			    "may, encrypt, verify or implicit",
+			NULL,
+		};
+
+		expect_errors(&errs, file, w);
+	}
+	config_errors_free(&errs);
+	unlink(pw);
+	unlink(pw_open);
 }
 
 static void
@@ -1313,6 +1481,7 @@ main(void)
 		{ "routes_file", test_routes_file },
 		{ "routes_relay_host", test_routes_relay_host },
 		{ "routes_override", test_routes_override },
+		{ "routes_tls_auth", test_routes_tls_auth },
 		{ "limits_memory", test_limits_memory },
 		{ "cidr_parse", test_cidr_parse },
 		{ "cidr_match", test_cidr_match },

@@ -10,12 +10,18 @@
  * .in format, one directive per line:
  *   # comment
  *   %helo=NAME  %lmtp  %auth=USER PASS  %noquit  %chunking (cfg.chunking)
+ *   %starttls=may|must  %auth_insecure  %implicit (tls_done before the
+ *               greeting)
  *   %msg from=ADDR to=A,B,... [body=7bit|8bitmime|binarymime] [utf8]
  *        [size=N]  -- then the message, one line per line (CRLF added
  *        unless the line ends in \c), up to a line "%end"
  *   S: TEXT     server bytes (CRLF added unless \c); consecutive S: lines
  *               arrive as one read
  *   !eof  !timeout  !state   (the last prints state and waiting())
+ *   !tls  !tlsfail   (the engine's handshake: smtp_client_tls_done(),
+ *               smtp_client_tls_failed())
+ * EV_STARTTLS prints "[starttls]" once, when the client first asks for
+ * the handshake; server bytes fed while it waits must be ignored.
  * Escapes in S: and message lines: \r \n \\ \xHH \c, and \RNNNc for NNN
  * times the byte c.
  * The harness acts as the engine: on `ready` it sends the next %msg, or
@@ -51,7 +57,8 @@ struct tmsg {
 
 /* An action of the script: a group of server bytes or a directive. */
 struct step {
-	enum { ST_FEED, ST_EOF, ST_TIMEOUT, ST_STATE } kind;
+	enum { ST_FEED, ST_EOF, ST_TIMEOUT, ST_STATE, ST_TLS, ST_TLSFAIL }
+	    kind;
 	struct buf bytes;	/* ST_FEED: the server's bytes */
 	struct buf echo;	/* ST_FEED: the S: lines as written */
 };
@@ -60,6 +67,7 @@ struct script {
 	struct smtp_client_cfg cfg;
 	char helo[128], user[300], pass[300];
 	bool noquit;
+	bool implicit;
 	struct tmsg msgs[MSGS_MAX];
 	unsigned nmsgs;
 	struct step steps[64];
@@ -78,6 +86,7 @@ struct eng {
 	unsigned done_msgs;
 	bool failed;
 	bool closed_reported;
+	bool starttls_reported;
 	/* for the C cases */
 	struct smtp_client_msg *auto_msg;
 	uint32_t rcpt_codes[6];
@@ -215,6 +224,18 @@ parse_script(struct script *sc, const char *text)
 				sc->steps[sc->nsteps++].kind = ST_TIMEOUT;
 			} else if (!strncmp(p, "!state", 6)) {
 				sc->steps[sc->nsteps++].kind = ST_STATE;
+			} else if (!strncmp(p, "!tlsfail", 8)) {
+				sc->steps[sc->nsteps++].kind = ST_TLSFAIL;
+			} else if (!strncmp(p, "!tls", 4)) {
+				sc->steps[sc->nsteps++].kind = ST_TLS;
+			} else if (!strncmp(p, "%starttls=may", 13)) {
+				sc->cfg.starttls = SMTP_CLIENT_STARTTLS_MAY;
+			} else if (!strncmp(p, "%starttls=must", 14)) {
+				sc->cfg.starttls = SMTP_CLIENT_STARTTLS_MUST;
+			} else if (!strncmp(p, "%auth_insecure", 14)) {
+				sc->cfg.auth_insecure = true;
+			} else if (!strncmp(p, "%implicit", 9)) {
+				sc->implicit = true;
 			} else if (!strncmp(p, "%helo=", 6)) {
 				snprintf(sc->helo, sizeof(sc->helo), "%.*s",
 				    (int)n - 6, p + 6);
@@ -445,6 +466,14 @@ feed(struct eng *e, const char *p, size_t n)
 
 	/* CLOSE exactly when the client says it is over. */
 	CHECK((ev == SMTP_CLIENT_EV_CLOSE) == smtp_client_closed(&e->c));
+	/* STARTTLS exactly while it waits for the handshake. */
+	CHECK((ev == SMTP_CLIENT_EV_STARTTLS) == (e->c.state == SMTP_C_TLS));
+	if (ev == SMTP_CLIENT_EV_STARTTLS && !e->starttls_reported) {
+		/* Nothing may be left to send before the handshake. */
+		CHECK(e->c.out.len == 0);
+		trf(e, "[starttls]\n");
+		e->starttls_reported = true;
+	}
 }
 
 /* What the server offered, as the client recorded it (from READY on). */
@@ -472,7 +501,7 @@ tr_ext(struct eng *e)
 		trf(e, "\n");
 		return;
 	}
-	trf(e, " esmtp=%d ext=", e->c.esmtp);
+	trf(e, " esmtp=%d tls=%d ext=", e->c.esmtp, e->c.tls);
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (e->c.ext & names[i].bit)
 			trf(e, "%s,", names[i].name);
@@ -496,6 +525,8 @@ run(const struct script *sc, size_t split, struct buf *tr)
 	e.tr = tr;
 	e.cur = -1;
 	smtp_client_init(&e.c, &sc->cfg, &eng_cb, &e);
+	if (sc->implicit)
+		smtp_client_tls_done(&e.c);
 	for (i = 0; i < sc->nsteps; i++) {
 		const struct step *st = &sc->steps[i];
 		size_t off, n;
@@ -521,6 +552,15 @@ run(const struct script *sc, size_t split, struct buf *tr)
 		case ST_TIMEOUT:
 			trf(&e, "timeout\n");
 			smtp_client_timeout(&e.c);
+			break;
+		case ST_TLS:
+			trf(&e, "tls done\n");
+			smtp_client_tls_done(&e.c);
+			e.starttls_reported = false;
+			break;
+		case ST_TLSFAIL:
+			trf(&e, "tls failed\n");
+			smtp_client_tls_failed(&e.c, "bad record mac\r\n");
 			break;
 		case ST_STATE:
 			trf(&e, "state %s waiting %s",

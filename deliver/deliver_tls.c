@@ -1,0 +1,520 @@
+/*
+ * deliver_tls.c - TLS to next hops: the policy each destination gets,
+ * the client contexts (made once, before the shards start), a shard's
+ * sessions kept per next hop for resumption, the hosts whose handshake
+ * failed under "may" (plaintext for a while), and the records of one
+ * connection moved between its socket buffers and its smtp_client.
+ *
+ * The plaintext path pays nothing for this: a connection only gets a
+ * struct tls when its session asks for the handshake (STARTTLS offered
+ * and wanted, or implicit TLS), and until then dl_conn_flush() and
+ * dl_handle_orecv() take the path they always took.
+ *
+ * Records, in and out (lib/tls.h):
+ *
+ *	c->rbuf --tls_input--> c->tplain --smtp_client_input--> client
+ *	client --c->cli.out--> c->ptx --tls_write (DL_TLS_CHUNK at a
+ *	    time)--> records --tls_take--> c->tx --send-->
+ *
+ * A message is encrypted a slice at a time as the socket takes it, so
+ * the records waiting never pass TLS_OUT_MAX whatever the message size.
+ */
+#include "deliver_int.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "../lib/log.h"
+#include "../lib/tls.h"
+
+/* Plaintext encrypted per send: a few records, not a whole message. */
+#define DL_TLS_CHUNK (256u * 1024)
+/* Sessions kept per shard for resumption (direct-mapped; power of 2). */
+#define DL_TLS_SESSIONS 1024
+/* Hosts remembered as unable to do TLS under "may" (power of 2). */
+#define DL_TLS_PLAIN 256
+/* ... and for how long: then the handshake is tried again. */
+#define DL_TLS_PLAIN_MS (60u * 60 * 1000)
+/* Verify contexts: one per distinct CA file. */
+#define DL_TLS_CAFILES_MAX 64
+
+struct dl_tls_sess {
+	uint64_t key;		/* 0: empty */
+	struct tls_session *s;
+};
+
+struct dl_tls_plain {
+	uint8_t sa[20];
+	uint8_t salen;		/* 0: empty */
+	uint64_t until_ms;
+};
+
+/* What a shard keeps: allocated with the first TLS connection. */
+struct dl_tls_cache {
+	struct dl_tls_sess sess[DL_TLS_SESSIONS];
+	struct dl_tls_plain plain[DL_TLS_PLAIN];
+};
+
+/* The contexts: read-only once made, shared by every shard. */
+static struct tls_ctx *g_ctx_any;	/* may, encrypt: any certificate */
+static struct {
+	const char *cafile;
+	struct tls_ctx *ctx;
+} g_verify[DL_TLS_CAFILES_MAX];
+static unsigned g_nverify;
+
+/* ---- contexts (main thread, before the shards) ------------------------ */
+
+static struct tls_ctx *
+verify_ctx(const char *cafile)
+{
+	for (unsigned i = 0; i < g_nverify; i++)
+		if (strcmp(g_verify[i].cafile, cafile) == 0)
+			return g_verify[i].ctx;
+	return NULL;
+}
+
+static int
+add_verify_ctx(const char *cafile, char *why, size_t whylen)
+{
+	struct tls_client_cfg tc = { .verify = true, .cafile = cafile };
+	struct tls_ctx *ctx;
+
+	if (verify_ctx(cafile) != NULL)
+		return 0;
+	if (g_nverify == DL_TLS_CAFILES_MAX) {
+		snprintf(why, whylen, "more than %d different tls_ca_file",
+		    DL_TLS_CAFILES_MAX);
+		return -1;
+	}
+	if ((ctx = tls_ctx_client(&tc, why, whylen)) == NULL)
+		return -1;
+	g_verify[g_nverify].cafile = cafile;
+	g_verify[g_nverify].ctx = ctx;
+	g_nverify++;
+	return 0;
+}
+
+/* The CA file a verify policy uses: the route's, delivery's, the system's. */
+static const char *
+policy_cafile(const struct deliver_cfg *cfg, const struct route_policy *p)
+{
+	if (p->tls_ca_file[0] != '\0')
+		return p->tls_ca_file;
+	if (cfg->delivery->tls_ca_file != NULL)
+		return cfg->delivery->tls_ca_file;
+	return tls_default_ca_file();
+}
+
+static unsigned
+policy_level(const struct deliver_cfg *cfg, const struct route_policy *p)
+{
+	unsigned lvl = p->tls != ROUTE_TLS_DEFAULT ? p->tls :
+	    cfg->delivery->tls_level;
+
+	/* Implicit TLS is encrypted or nothing (route_policy_check()). */
+	if (p->tls_implicit && lvl < ROUTE_TLS_ENCRYPT)
+		lvl = ROUTE_TLS_ENCRYPT;
+	return lvl;
+}
+
+/* Every context a route of the table (or MX delivery) may need. */
+static int
+route_ctxs(const struct deliver_cfg *cfg, const struct route *r, char *why,
+    size_t whylen)
+{
+	struct tls_client_cfg any = { .verify = false };
+	unsigned lvl;
+
+	if (r == NULL || r->transport.kind == ROUTE_ERROR ||
+	    r->transport.kind == ROUTE_DISCARD)
+		return 0;
+	lvl = policy_level(cfg, &r->policy);
+	if (lvl == ROUTE_TLS_VERIFY)
+		return add_verify_ctx(policy_cafile(cfg, &r->policy), why,
+		    whylen);
+	if (lvl != ROUTE_TLS_NONE && g_ctx_any == NULL &&
+	    (g_ctx_any = tls_ctx_client(&any, why, whylen)) == NULL)
+		return -1;
+	return 0;
+}
+
+int
+deliver_tls_init(const struct deliver_cfg *cfg, char *why, size_t whylen)
+{
+	const struct route_table *t = cfg->routes;
+	struct route mx = { .transport = { .kind = ROUTE_SMTP } };
+
+	mx.policy = route_policy_defaults();
+	if (route_ctxs(cfg, &mx, why, whylen) < 0 ||
+	    route_ctxs(cfg, t->wildcard, why, whylen) < 0)
+		return -1;
+	for (size_t i = 0; i < t->cap; i++)
+		if (route_ctxs(cfg, t->slots[i], why, whylen) < 0)
+			return -1;
+	return 0;
+}
+
+void
+deliver_tls_free(void)
+{
+	tls_ctx_free(g_ctx_any);
+	g_ctx_any = NULL;
+	for (unsigned i = 0; i < g_nverify; i++)
+		tls_ctx_free(g_verify[i].ctx);
+	g_nverify = 0;
+}
+
+/* ---- a destination's policy -------------------------------------------- */
+
+void
+dl_tls_policy(struct dl_dest *ds)
+{
+	const struct deliver_cfg *cfg = ds->d->cfg;
+	const struct route *r = ds->route;
+	struct dl_tls_policy *tp = &ds->tls;
+	unsigned lvl = policy_level(cfg, &r->policy);
+
+	memset(tp, 0, sizeof(*tp));
+	/* A unix socket is local: nothing to encrypt, nobody to listen. */
+	if (r->transport.unix_socket)
+		lvl = ROUTE_TLS_NONE;
+	tp->level = (uint8_t)lvl;
+	tp->implicit = r->policy.tls_implicit && lvl != ROUTE_TLS_NONE;
+	tp->name = r->policy.tls_name[0] != '\0' ? r->policy.tls_name : NULL;
+	if (lvl == ROUTE_TLS_VERIFY)
+		tp->ctx = verify_ctx(policy_cafile(cfg, &r->policy));
+	else if (lvl != ROUTE_TLS_NONE)
+		tp->ctx = g_ctx_any;
+	if (tp->ctx == NULL) {
+		/* deliver_tls_init() made every context a route needs. */
+		assert(lvl == ROUTE_TLS_NONE);
+		tp->level = ROUTE_TLS_NONE;
+		tp->implicit = false;
+	}
+	ds->ccfg.starttls = tp->implicit || lvl == ROUTE_TLS_NONE ?
+	    SMTP_CLIENT_STARTTLS_NEVER : lvl == ROUTE_TLS_MAY ?
+	    SMTP_CLIENT_STARTTLS_MAY : SMTP_CLIENT_STARTTLS_MUST;
+	ds->ccfg.auth_insecure = r->policy.auth_insecure ||
+	    r->transport.unix_socket;
+}
+
+/* The name the certificate must carry (and SNI): MX host or next hop. */
+const char *
+dl_tls_peer_name(const struct dl_dest *ds, const char *host)
+{
+	return ds->tls.name != NULL ? ds->tls.name : host;
+}
+
+bool
+dl_tls_same(const struct dl_conn *c, const struct dl_dest *old,
+    const struct dl_dest *ds, const struct dl_target *t)
+{
+	if (old->tls.level != ds->tls.level ||
+	    old->tls.implicit != ds->tls.implicit ||
+	    old->tls.ctx != ds->tls.ctx)
+		return false;
+	/* A session verified for one name proves nothing of another. */
+	if (ds->tls.level == ROUTE_TLS_VERIFY)
+		return c->tls != NULL && strcasecmp(c->tls_peer,
+		    dl_tls_peer_name(ds, t->host)) == 0;
+	return true;
+}
+
+/* ---- a shard's memory: sessions, hosts that fail -------------------------- */
+
+static struct dl_tls_cache *
+cache(struct deliver *d)
+{
+	if (d->tls_cache == NULL)
+		d->tls_cache = calloc(1, sizeof(*d->tls_cache));
+	return d->tls_cache;
+}
+
+/* A session is for one address, one name, one context: never shared. */
+static uint64_t
+sess_key(const struct dl_conn *c)
+{
+	uint8_t k[20 + sizeof(void *) + RESOLVE_HOST_MAX + 1];
+	size_t n = dl_sa_key(&c->sa, k), pl = strlen(c->tls_peer);
+	uint64_t h;
+
+	memcpy(k + n, &c->dest->tls.ctx, sizeof(void *));
+	n += sizeof(void *);
+	memcpy(k + n, c->tls_peer, pl);
+	h = XXH3_64bits(k, n + pl);
+	return h != 0 ? h : 1;
+}
+
+/* The newest session the server gave, kept for the next connection. */
+static void
+sess_keep(struct dl_conn *c)
+{
+	struct tls_session *s = tls_session_take(c->tls);
+	struct dl_tls_cache *tc;
+	struct dl_tls_sess *e;
+	uint64_t k;
+
+	if (s == NULL)
+		return;
+	if ((tc = cache(c->d)) == NULL) {
+		tls_session_free(s);
+		return;
+	}
+	k = sess_key(c);
+	e = &tc->sess[k & (DL_TLS_SESSIONS - 1)];
+	if (e->s != NULL)
+		tls_session_free(e->s);
+	e->key = k;
+	e->s = s;
+}
+
+static void
+sess_offer(struct dl_conn *c)
+{
+	struct dl_tls_cache *tc = c->d->tls_cache;
+	struct dl_tls_sess *e;
+	uint64_t k;
+
+	if (tc == NULL)
+		return;
+	k = sess_key(c);
+	e = &tc->sess[k & (DL_TLS_SESSIONS - 1)];
+	if (e->key == k && e->s != NULL && tls_session_set(c->tls, e->s) < 0) {
+		/* Expired or unusable: a full handshake, and forget it. */
+		tls_session_free(e->s);
+		e->s = NULL;
+		e->key = 0;
+	}
+}
+
+static struct dl_tls_plain *
+plain_slot(struct dl_tls_cache *tc, const struct sockaddr_storage *sa,
+    uint8_t k[20], size_t *n)
+{
+	*n = dl_sa_key(sa, k);
+	return &tc->plain[XXH3_64bits(k, *n) & (DL_TLS_PLAIN - 1)];
+}
+
+bool
+dl_tls_plain_wanted(struct deliver *d, const struct sockaddr_storage *sa)
+{
+	struct dl_tls_plain *p;
+	uint8_t k[20];
+	size_t n;
+
+	if (d->tls_cache == NULL)
+		return false;
+	p = plain_slot(d->tls_cache, sa, k, &n);
+	return p->salen == n && memcmp(p->sa, k, n) == 0 &&
+	    d->now_ms < p->until_ms;
+}
+
+void
+dl_tls_plain_remember(struct deliver *d, const struct sockaddr_storage *sa)
+{
+	struct dl_tls_cache *tc = cache(d);
+	struct dl_tls_plain *p;
+	uint8_t k[20];
+	size_t n;
+
+	if (tc == NULL)
+		return;
+	p = plain_slot(tc, sa, k, &n);
+	memcpy(p->sa, k, n);
+	p->salen = (uint8_t)n;
+	p->until_ms = d->now_ms + DL_TLS_PLAIN_MS;
+}
+
+void
+dl_tls_cache_free(struct deliver *d)
+{
+	struct dl_tls_cache *tc = d->tls_cache;
+
+	if (tc == NULL)
+		return;
+	for (unsigned i = 0; i < DL_TLS_SESSIONS; i++)
+		if (tc->sess[i].s != NULL)
+			tls_session_free(tc->sess[i].s);
+	free(tc);
+	d->tls_cache = NULL;
+}
+
+/* ---- one connection ---------------------------------------------------- */
+
+/*
+ * A new session on c: under "may", plaintext to a host whose handshake
+ * failed lately; with implicit TLS, the handshake now, before the
+ * greeting. After smtp_client_init().
+ */
+void
+dl_tls_conn_start(struct dl_conn *c)
+{
+	struct dl_dest *ds = c->dest;
+
+	c->tls_plain = false;
+	c->tls_desc[0] = '\0';
+	c->tls_verify[0] = '\0';
+	if (ds->tls.level == ROUTE_TLS_MAY &&
+	    dl_tls_plain_wanted(c->d, &c->sa)) {
+		smtp_client_set_starttls(&c->cli, SMTP_CLIENT_STARTTLS_NEVER);
+		c->tls_plain = true;
+	}
+	if (ds->tls.implicit)
+		dl_tls_handshake(c);
+}
+
+void
+dl_tls_handshake(struct dl_conn *c)
+{
+	struct dl_dest *ds = c->dest;
+	enum tls_status st;
+
+	assert(c->tls == NULL && ds->tls.ctx != NULL);
+	snprintf(c->tls_peer, sizeof(c->tls_peer), "%s",
+	    dl_tls_peer_name(ds, c->host));
+	c->tls_up = false;
+	c->tls = tls_new(ds->tls.ctx, c->tls_peer);
+	if (c->tls == NULL) {
+		smtp_client_tls_failed(&c->cli, "out of memory");
+		return;
+	}
+	sess_offer(c);
+	/* The ClientHello: dl_conn_flush() sends it. */
+	st = tls_input(c->tls, NULL, 0, &c->tplain);
+	if (st == TLS_ERROR)
+		smtp_client_tls_failed(&c->cli, tls_why(c->tls));
+}
+
+/* The handshake is over: what the log says of it, the session kept. */
+static void
+established(struct dl_conn *c)
+{
+	char why[128];
+	bool ok;
+
+	c->tls_up = true;
+	c->d->tls_handshakes++;
+	if (tls_resumed(c->tls))
+		c->d->tls_resumed++;
+	snprintf(c->tls_desc, sizeof(c->tls_desc), "%s %s",
+	    tls_version(c->tls), tls_cipher(c->tls));
+	if (c->dest->tls.level == ROUTE_TLS_VERIFY) {
+		ok = tls_peer_verified(c->tls, why, sizeof(why));
+		snprintf(c->tls_verify, sizeof(c->tls_verify), "%s", ok ?
+		    "verified" : why);
+	}
+	log_debug("deliver: %s [%s]: %s%s", c->host, c->addr, c->tls_desc,
+	    tls_resumed(c->tls) ? " (resumed)" : "");
+	sess_keep(c);
+	smtp_client_tls_done(&c->cli);
+}
+
+/* The handshake failed: say why, in the log line's terms too. */
+static void
+handshake_failed(struct dl_conn *c)
+{
+	const char *why = tls_verify_error(c->tls);
+
+	if (c->dest->tls.level == ROUTE_TLS_VERIFY && why != NULL)
+		snprintf(c->tls_verify, sizeof(c->tls_verify), "%s", why);
+	c->d->tls_failed++;
+	smtp_client_tls_failed(&c->cli, tls_why(c->tls));
+}
+
+enum smtp_client_event
+dl_tls_input(struct dl_conn *c, const char *p, size_t n)
+{
+	enum smtp_client_event ev = SMTP_CLIENT_EV_NONE;
+	enum tls_status st;
+
+	st = tls_input(c->tls, p, n, &c->tplain);
+	if (!c->tls_up && tls_established(c->tls))
+		established(c);
+	if (st == TLS_ERROR && !c->tls_up) {
+		handshake_failed(c);
+		buf_reset(&c->tplain);
+		return SMTP_CLIENT_EV_CLOSE;
+	}
+	if (c->tplain.len > 0 && !smtp_client_closed(&c->cli))
+		ev = smtp_client_input(&c->cli, c->tplain.data,
+		    c->tplain.len);
+	buf_reset(&c->tplain);
+	if (st == TLS_ERROR || st == TLS_CLOSED) {
+		if (st == TLS_ERROR)
+			log_info("deliver: %s [%s]: TLS: %s", c->host,
+			    c->addr, tls_why(c->tls));
+		smtp_client_eof(&c->cli);
+		return SMTP_CLIENT_EV_CLOSE;
+	}
+	/* TLS 1.3 servers send their tickets after the handshake. */
+	if (c->tls_up)
+		sess_keep(c);
+	return smtp_client_closed(&c->cli) ? SMTP_CLIENT_EV_CLOSE : ev;
+}
+
+/*
+ * c->tx is empty: fill it with records, from the client's output a slice
+ * at a time once established (handshake flights before). -1 when the
+ * records cannot be made (out of memory): the session is over.
+ */
+int
+dl_tls_output(struct dl_conn *c)
+{
+	size_t n;
+
+	if (c->tls_up) {
+		if (c->ptx_off == c->ptx.len) {
+			struct buf t = c->ptx;
+
+			buf_reset(&t);
+			c->ptx = c->cli.out;
+			c->cli.out = t;
+			c->ptx_off = 0;
+		}
+		n = c->ptx.len - c->ptx_off;
+		if (n > DL_TLS_CHUNK)
+			n = DL_TLS_CHUNK;
+		if (n > 0 && tls_write(c->tls, c->ptx.data + c->ptx_off,
+		    n) < 0) {
+			log_info("deliver: %s [%s]: TLS: %s", c->host, c->addr,
+			    tls_why(c->tls));
+			smtp_client_eof(&c->cli);
+			return -1;
+		}
+		c->ptx_off += n;
+	}
+	if (tls_pending(c->tls) > 0)
+		tls_take(c->tls, &c->tx);
+	return 0;
+}
+
+/* The connection is done with: its session kept, its TLS state freed. */
+void
+dl_tls_conn_free(struct dl_conn *c)
+{
+	if (c->tls != NULL) {
+		if (c->tls_up)
+			sess_keep(c);
+		tls_free(c->tls);
+		c->tls = NULL;
+	}
+	c->tls_up = false;
+	buf_free(&c->tplain);
+	buf_free(&c->ptx);
+	c->ptx_off = 0;
+}
+
+void
+dl_conn_peer(const struct dl_conn *c, struct dl_peer *p)
+{
+	p->mx = c->host;
+	p->addr = c->addr;
+	p->tls = c->tls_up ? c->tls_desc : "none";
+	p->tls_verify = c->tls_verify[0] != '\0' ? c->tls_verify : NULL;
+}

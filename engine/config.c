@@ -53,16 +53,20 @@
 /* Schema                                                              */
 /* ------------------------------------------------------------------ */
 
-static cfg_check_fn check_hostname, check_user, check_path, check_address, check_network,
+static cfg_check_fn check_hostname, check_user, check_address, check_network,
     check_resolver;
 
 /*
- * One listener. tls, proxy and auth will become keys here; until then they
- * are unknown keys, so a config written for a later version fails loudly.
+ * One listener. tls and proxy will become keys here; until then they are
+ * unknown keys, so a config written for a later version fails loudly.
  */
 static const struct cfg_key listen_keys[] = {
 	{ KEY("address", CFG_STRING, NULL, 0, 0), FIELD(struct listen_cfg, address),
 	  .check = check_address, .flags = CFG_REQUIRED },
+	{ KEY("auth", CFG_STRING, "none", 0, 0), FIELD(struct listen_cfg, auth),
+	  .check = cfg_check_auth_mode },
+	{ KEY("auth_insecure", CFG_BOOL, "false", 0, 1),
+	  FIELD(struct listen_cfg, auth_insecure) },
 	{ .name = NULL },
 };
 
@@ -122,6 +126,11 @@ static const struct cfg_key limits_keys[] = {
 	 */
 	{ KEY("memory", CFG_SIZE, NULL, MiB, TiB),
 	  FIELD(struct limits_cfg, memory) },
+	/* Failed logins from one address before 421 (engine/auth.c). */
+	{ KEY("auth_failures", CFG_UINT, "5", 1, 1000),
+	  FIELD(struct limits_cfg, auth_failures) },
+	{ KEY("auth_failure_window", CFG_DURATION, "15m", SEC_MS, 24 * HOUR_MS),
+	  FIELD(struct limits_cfg, auth_failure_window_ms) },
 	{ .name = NULL },
 };
 
@@ -183,7 +192,7 @@ const struct cfg_key config_keys[] = {
 	{ KEY("hostname", CFG_STRING, NULL, 0, 0), FIELD(struct config, hostname),
 	  .check = check_hostname },
 	{ KEY("spool", CFG_STRING, "./var/spool", 0, 0), FIELD(struct config, spool),
-	  .check = check_path },
+	  .check = cfg_check_path },
 	{ KEY("user", CFG_STRING, "sluice", 0, 0), FIELD(struct config, user),
 	  .check = check_user },
 	{ KEY("shards", CFG_UINT, "0", 0, CONFIG_SHARDS_MAX),
@@ -194,6 +203,16 @@ const struct cfg_key config_keys[] = {
 	{ KEY("allowed_networks", CFG_LIST_SCALAR, "[127.0.0.0/8, \"::1/128\"]", 0, 1024),
 	  LIST(struct config, allowed_networks, nallowed_networks),
 	  .check = check_network },
+	{ KEY("relay_domains", CFG_LIST_SCALAR, "[]", 0, 1024),
+	  LIST(struct config, relay_domains, nrelay_domains),
+	  .check = cfg_check_domain_pattern },
+	{ KEY("users", CFG_LIST_MAP, "[]", 0, CONFIG_USERS_MAX),
+	  LIST(struct config, users, nusers), .sub = config_user_keys },
+	{ KEY("users_file", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct config, users_file), .check = cfg_check_path },
+	{ KEY("sender_restrictions", CFG_STRING, "none", 0, 0),
+	  FIELD(struct config, sender_restrictions),
+	  .check = cfg_check_sender_rule },
 	{ KEY("limits", CFG_MAP, NULL, 0, 0), .offset = offsetof(struct config, limits),
 	  .sub = limits_keys },
 	{ KEY("queue", CFG_MAP, NULL, 0, 0), .offset = offsetof(struct config, queue),
@@ -410,8 +429,8 @@ check_user(const char *s, void *obj, char *why, size_t whylen)
 	return 0;
 }
 
-static int
-check_path(const char *s, void *obj, char *why, size_t whylen)
+int
+cfg_check_path(const char *s, void *obj, char *why, size_t whylen)
 {
 	(void)obj;
 	if (s[0] == '\0') {
@@ -966,6 +985,8 @@ config_load(struct config *cfg, const char *path, char *const *overrides,
 	validate_map(&ld, config_keys, root, "", cfg);
 	if (!ld.oom)
 		build_routes(&ld, cfg, root);
+	if (!ld.oom)
+		cfg_auth_finish(&ld, cfg, root);
 	if (ld.nfail == 0 && !ld.oom)
 		check_limits(&ld, cfg, root);
 	if (ld.nfail == 0 && !ld.oom)

@@ -9,6 +9,7 @@
  *   queue flush               retry deferred mail now (running daemon)
  *   queue delete|hold|release|bounce ID   act on one message (running daemon)
  *   resolve [...] NAME        MX/A/AAAA as delivery sees them (exit 75: temp)
+ *   hash-password             a crypt(3) hash for users / users_file
  *
  * The commands that change the queue talk to the running sluiced through
  * SPOOL/control.sock (engine/control.h): it owns the schedule and the
@@ -29,6 +30,7 @@
 #include "../engine/config.h"
 #include "../deliver/resolver.h"
 #include "../queue/queue.h"
+#include "hash_password.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -68,7 +70,10 @@ static const char usage_text[] =
     "  queue release ID        deliver a held message again\n"
     "  queue bounce ID         return a message to its sender now (DSN)\n"
     "  resolve [--resolver HOST:PORT] [--mx|--host] [--json] NAME\n"
-    "                          the hosts mail for NAME goes to (DNS)\n";
+    "                          the hosts mail for NAME goes to (DNS)\n"
+    "  hash-password           read a password (twice, without echo, from\n"
+    "                          a terminal; else one line of stdin) and\n"
+    "                          print its hash for users/users_file\n";
 
 static void __attribute__((format(printf, 1, 0)))
 ctl_verr(const char *fmt, va_list ap)
@@ -923,6 +928,11 @@ main(int argc, char **argv)
 		fputs(usage_text, stderr);
 		free(ov);
 		return EXIT_USAGE;
+	}
+	/* Needs no configuration: it runs anywhere, even without one. */
+	if (strcmp(argv[optind], "hash-password") == 0) {
+		free(ov);
+		return ctl_hash_password(argc - optind, argv + optind);
 	}
 	if (strcmp(argv[optind], "resolve") == 0) {
 		rc = load_config(&cfg, path, ov, nov);

@@ -80,10 +80,10 @@ read_hidden(const char *prompt, char *buf, size_t len)
 	struct termios t;
 	int rc;
 
-	fputs(prompt, stderr);
-	fflush(stderr);
-	if (tcgetattr(STDIN_FILENO, &saved) < 0)
+	if (tcgetattr(STDIN_FILENO, &saved) < 0) {
+		fputs(prompt, stderr);
 		return read_line(buf, len);
+	}
 	t = saved;
 	t.c_lflag &= ~(tcflag_t)ECHO;
 	t.c_lflag |= ECHONL;
@@ -91,7 +91,10 @@ read_hidden(const char *prompt, char *buf, size_t len)
 	signal(SIGTERM, restore_echo);
 	signal(SIGTSTP, restore_echo);
 	echo_off = 1;
+	/* Echo off before the prompt: nothing typed after it is shown. */
 	(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
+	fputs(prompt, stderr);
+	fflush(stderr);
 	rc = read_line(buf, len);
 	(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
 	echo_off = 0;

@@ -84,16 +84,30 @@ auth_addr_key(const char *client_addr)
 	return XXH3_64bits(client_addr, strlen(client_addr));
 }
 
+/*
+ * Does the failure record v still count at now_ms? Each shard has its
+ * own idea of now (its loop's last wake-up), so another shard may have
+ * stored a time a little ahead of ours: that is "just now", not "long
+ * ago" (an unsigned wrap here would forgive every failure).
+ */
+static bool
+fail_recent(uint64_t v, uint64_t now_ms)
+{
+	uint64_t last = v & FAIL_TIME_MASK;
+
+	if (v == 0)
+		return false;
+	return now_ms <= last ||
+	    now_ms - last < pool.cfg->limits.auth_failure_window_ms;
+}
+
 /* Failures from key still within the window at now_ms. */
 static uint32_t
 fail_count(uint64_t key, uint64_t now_ms)
 {
 	uint64_t v = atomic_load(&fail_table[key % FAIL_SLOTS]);
-	uint64_t last = v & FAIL_TIME_MASK;
 
-	if (v == 0 || now_ms - last >= pool.cfg->limits.auth_failure_window_ms)
-		return 0;
-	return (uint32_t)(v >> FAIL_TIME_BITS);
+	return fail_recent(v, now_ms) ? (uint32_t)(v >> FAIL_TIME_BITS) : 0;
 }
 
 uint64_t
@@ -105,8 +119,7 @@ auth_fail_delay_ms(uint64_t key, uint64_t now_ms)
 
 	do {
 		n = 1;
-		if (v != 0 && now_ms - (v & FAIL_TIME_MASK) <
-		    pool.cfg->limits.auth_failure_window_ms)
+		if (fail_recent(v, now_ms))
 			n = (uint32_t)(v >> FAIL_TIME_BITS) + 1;
 		if (n > 0xffff)
 			n = 0xffff;

@@ -135,7 +135,8 @@ domain_name(const char *s, size_t n, char *out)
 			return false;
 		}
 		if (out != NULL)
-			out[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+			out[i] = (c >= 'A' && c <= 'Z') ?
+			    (char)(c - 'A' + 'a') : c;
 	}
 	if (out != NULL)
 		out[n] = '\0';

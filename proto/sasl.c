@@ -98,7 +98,7 @@ sasl_plain_decode(const char *in, size_t len, char user[SASL_FIELD_MAX + 1],
 	    !field_ok(authc, (size_t)(nul2 - authc), true) ||
 	    !field_ok(pw, (size_t)(end - pw), false))
 		goto out;
-	if (nul1 != authz && ((size_t)(nul1 - authz) != (size_t)(nul2 - authc) ||
+	if (nul1 != authz && (nul1 - authz != nul2 - authc ||
 	    memcmp(authz, authc, (size_t)(nul1 - authz)) != 0)) {
 		res = SASL_AUTHZID;
 		goto out;

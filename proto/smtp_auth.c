@@ -82,7 +82,7 @@ auth_decoded(struct smtp_session *s, enum sasl_result r)
 	}
 }
 
-/* "334 Password:" and the step that reads the answer. */
+/* "334 Password:" (in base64) and the step that reads the answer. */
 static void
 auth_ask_password(struct smtp_session *s)
 {
@@ -110,8 +110,8 @@ smtp_cmd_auth(struct smtp_session *s, char *arg)
 		return;
 	}
 	if (!smtp_session_auth_offered(s)) {
-		smtp_reply_error(s, "538 5.7.11 Encryption required for requested "
-		    "authentication mechanism");
+		smtp_reply_error(s, "538 5.7.11 Encryption required for "
+		    "requested authentication mechanism");
 		return;
 	}
 	if (s->authenticated) {
@@ -119,7 +119,8 @@ smtp_cmd_auth(struct smtp_session *s, char *arg)
 		return;
 	}
 	if (smtp_session_in_transaction(s)) {
-		smtp_reply_error(s, "503 5.5.1 Error: MAIL transaction in progress");
+		smtp_reply_error(s, "503 5.5.1 Error: MAIL transaction in "
+		    "progress");
 		return;
 	}
 	if ((sp = strchr(arg, ' ')) != NULL) {
@@ -150,7 +151,8 @@ smtp_cmd_auth(struct smtp_session *s, char *arg)
 		if (resp == NULL) {
 			s->auth_step = AUTH_STEP_LOGIN_USER;
 			smtp_enter_state(s, SMTP_S_AUTH);
-			smtp_reply(s, "334 VXNlcm5hbWU6");	/* "Username:" */
+			/* "Username:" */
+			smtp_reply(s, "334 VXNlcm5hbWU6");
 			return;
 		}
 		/* What Python's smtplib and others send: the user name. */
@@ -160,7 +162,8 @@ smtp_cmd_auth(struct smtp_session *s, char *arg)
 		else
 			auth_decoded(s, r);
 	} else {
-		smtp_reply_error(s, "504 5.5.4 Unrecognized authentication type");
+		smtp_reply_error(s, "504 5.5.4 Unrecognized authentication "
+		    "type");
 	}
 }
 

@@ -42,7 +42,8 @@ smtp_domain_listed(const struct smtp_pat *pats, size_t n, const char *domain)
 				return true;
 			continue;
 		}
-		/* ".example.com": a.example.com, a.b.example.com; not itself. */
+		/* ".example.com": a.example.com, a.b.example.com, not
+		 * example.com itself. */
 		if (pl > 1 && dl > pl && domain[dl - pl] == '.' &&
 		    strncasecmp(p + 1, domain + dl - pl + 1, pl - 1) == 0)
 			return true;
@@ -215,7 +216,8 @@ from_field(const char *v, size_t n, bool (*ok)(void *, const char *),
 		case '<':
 			if (m.angle != 0)
 				return SMTP_FROM_MALFORMED;
-			m.len = 0;	/* the display name is not the address */
+			/* The display name is not the address. */
+			m.len = 0;
 			m.overflow = false;
 			m.angle = 1;
 			m.any = true;
@@ -230,7 +232,7 @@ from_field(const char *v, size_t n, bool (*ok)(void *, const char *),
 				mbox_add(&m, c);
 				break;
 			}
-			/* A group's name ("friends: a@b, c@d;"): not an address. */
+			/* A group's name ("friends: a@b, c@d;"): no address. */
 			if (m.angle == 2)
 				return SMTP_FROM_MALFORMED;
 			memset(&m, 0, sizeof(m));

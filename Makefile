@@ -25,7 +25,7 @@ SAN      ?=
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror \
 	-Wshadow -Wstrict-prototypes -Wno-missing-field-initializers \
 	-pthread $(SAN) $(CFLAGS)
-LDLIBS   = -luring -llmdb -lxxhash -lyaml -ljansson -lssl -lcrypto -lldns -pthread
+LDLIBS   = -luring -llmdb -lxxhash -lyaml -ljansson -lssl -lcrypto -lcrypt -lldns -pthread
 LDFLAGS  ?=
 
 BIN      = $(O)/bin
@@ -75,7 +75,7 @@ $(BIN)/sluiced: $(OBJ)/engine/main.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(LIB)
+$(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(OBJ)/tools/hash_password.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

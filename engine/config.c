@@ -56,7 +56,7 @@
 /* Schema                                                              */
 /* ------------------------------------------------------------------ */
 
-static cfg_check_fn check_hostname, check_mailbox, check_user, check_path,
+static cfg_check_fn check_hostname, check_mailbox, check_user,
     check_address, check_network, check_resolver, check_tls_mode,
     check_auth_line, check_delivery_tls, check_relay_tls, check_ca_file;
 
@@ -70,13 +70,12 @@ static const struct cfg_key auth_keys[] = {
 	{ KEY("password", CFG_STRING, NULL, 0, 0),
 	  FIELD(struct auth_cfg, password) },
 	{ KEY("password_file", CFG_STRING, NULL, 0, 0),
-	  FIELD(struct auth_cfg, password_file), .check = check_path },
+	  FIELD(struct auth_cfg, password_file), .check = cfg_check_path },
 	{ .name = NULL },
 };
 
 /*
- * One listener. auth will become a key here; until then it is an
- * unknown key, so a config written for a later version fails loudly.
+ * One listener: its address, TLS, PROXY protocol and AUTH.
  */
 static const struct cfg_key listen_keys[] = {
 	{ KEY("address", CFG_STRING, NULL, 0, 0), FIELD(struct listen_cfg, address),
@@ -92,23 +91,27 @@ static const struct cfg_key listen_keys[] = {
 	/* Postfix's smtpd_upstream_proxy_timeout, and its default. */
 	{ KEY("proxy_timeout", CFG_DURATION, "5s", 100, 5 * MIN_MS),
 	  FIELD(struct listen_cfg, proxy_timeout_ms) },
+	{ KEY("auth", CFG_STRING, "none", 0, 0), FIELD(struct listen_cfg, auth),
+	  .check = cfg_check_auth_mode },
+	{ KEY("auth_insecure", CFG_BOOL, "false", 0, 1),
+	  FIELD(struct listen_cfg, auth_insecure) },
 	{ .name = NULL },
 };
 
 static const struct cfg_key tls_pair_keys[] = {
 	{ KEY("cert", CFG_STRING, NULL, 0, 0), FIELD(struct tls_pair_cfg, cert),
-	  .check = check_path, .flags = CFG_REQUIRED },
+	  .check = cfg_check_path, .flags = CFG_REQUIRED },
 	{ KEY("key", CFG_STRING, NULL, 0, 0), FIELD(struct tls_pair_cfg, key),
-	  .check = check_path, .flags = CFG_REQUIRED },
+	  .check = cfg_check_path, .flags = CFG_REQUIRED },
 	{ .name = NULL },
 };
 
 /* Loaded and matched by check_tls() once the whole file is read. */
 static const struct cfg_key tls_keys[] = {
 	{ KEY("cert", CFG_STRING, NULL, 0, 0), FIELD(struct tls_cfg, cert),
-	  .check = check_path },
+	  .check = cfg_check_path },
 	{ KEY("key", CFG_STRING, NULL, 0, 0), FIELD(struct tls_cfg, key),
-	  .check = check_path },
+	  .check = cfg_check_path },
 	{ KEY("extra", CFG_LIST_MAP, "[]", 0, TLS_CERTS_MAX - 1),
 	  LIST(struct tls_cfg, extra, nextra), .sub = tls_pair_keys },
 	{ .name = NULL },
@@ -177,6 +180,11 @@ static const struct cfg_key limits_keys[] = {
 	 */
 	{ KEY("memory", CFG_SIZE, NULL, MiB, TiB),
 	  FIELD(struct limits_cfg, memory) },
+	/* Failed logins from one address before 421 (engine/auth.c). */
+	{ KEY("auth_failures", CFG_UINT, "5", 1, 1000),
+	  FIELD(struct limits_cfg, auth_failures) },
+	{ KEY("auth_failure_window", CFG_DURATION, "15m", SEC_MS, 24 * HOUR_MS),
+	  FIELD(struct limits_cfg, auth_failure_window_ms) },
 	{ .name = NULL },
 };
 
@@ -243,7 +251,7 @@ const struct cfg_key config_keys[] = {
 	{ KEY("hostname", CFG_STRING, NULL, 0, 0), FIELD(struct config, hostname),
 	  .check = check_hostname },
 	{ KEY("spool", CFG_STRING, "./var/spool", 0, 0), FIELD(struct config, spool),
-	  .check = check_path },
+	  .check = cfg_check_path },
 	{ KEY("user", CFG_STRING, "sluice", 0, 0), FIELD(struct config, user),
 	  .check = check_user },
 	{ KEY("shards", CFG_UINT, "0", 0, CONFIG_SHARDS_MAX),
@@ -254,6 +262,16 @@ const struct cfg_key config_keys[] = {
 	{ KEY("allowed_networks", CFG_LIST_SCALAR, "[127.0.0.0/8, \"::1/128\"]", 0, 1024),
 	  LIST(struct config, allowed_networks, nallowed_networks),
 	  .check = check_network },
+	{ KEY("relay_domains", CFG_LIST_SCALAR, "[]", 0, 1024),
+	  LIST(struct config, relay_domains, nrelay_domains),
+	  .check = cfg_check_domain_pattern },
+	{ KEY("users", CFG_LIST_MAP, "[]", 0, CONFIG_USERS_MAX),
+	  LIST(struct config, users, nusers), .sub = config_user_keys },
+	{ KEY("users_file", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct config, users_file), .check = cfg_check_path },
+	{ KEY("sender_restrictions", CFG_STRING, "none", 0, 0),
+	  FIELD(struct config, sender_restrictions),
+	  .check = cfg_check_sender_rule },
 	{ KEY("limits", CFG_MAP, NULL, 0, 0), .offset = offsetof(struct config, limits),
 	  .sub = limits_keys },
 	{ KEY("queue", CFG_MAP, NULL, 0, 0), .offset = offsetof(struct config, queue),
@@ -507,8 +525,8 @@ check_user(const char *s, void *obj, char *why, size_t whylen)
 	return 0;
 }
 
-static int
-check_path(const char *s, void *obj, char *why, size_t whylen)
+int
+cfg_check_path(const char *s, void *obj, char *why, size_t whylen)
 {
 	(void)obj;
 	if (s[0] == '\0') {
@@ -601,7 +619,7 @@ check_ca_file(const char *s, void *obj, char *why, size_t whylen)
 	struct tls_ctx *ctx;
 
 	(void)obj;
-	if (check_path(s, NULL, why, whylen) < 0)
+	if (cfg_check_path(s, NULL, why, whylen) < 0)
 		return -1;
 	if ((ctx = tls_ctx_client(&tc, why, whylen)) == NULL)
 		return -1;
@@ -1417,6 +1435,8 @@ load(struct config *cfg, const char *path, char *const *overrides,
 	validate_map(&ld, config_keys, root, "", cfg);
 	if (!ld.oom)
 		build_routes(&ld, cfg, root);
+	if (!ld.oom)
+		cfg_auth_finish(&ld, cfg, root);
 	if (ld.nfail == 0 && !ld.oom)
 		check_limits(&ld, cfg, root);
 	/* Safe on a partial load: a listener that failed is all zero. */

@@ -45,6 +45,19 @@ struct listen_cfg {
 	struct cidr *proxy_trusted;
 	size_t nproxy_trusted;
 	uint32_t proxy_timeout_ms;
+	char *auth;		/* as written: none, optional, required */
+	uint32_t auth_insecure;	/* copied into policy.auth_insecure */
+};
+
+/*
+ * One SMTP AUTH user: an entry of "users" or a line of users_file. The
+ * password is a crypt(3) hash (the loader refuses anything else).
+ */
+struct user_cfg {
+	char *name;
+	char *password;
+	struct smtp_pat *allowed_from;	/* "user@domain", "@domain" */
+	size_t nallowed_from;
 };
 
 /*
@@ -69,6 +82,9 @@ struct limits_cfg {
 	uint32_t connections;		/* inbound connections in total */
 	uint32_t connections_per_client; /* per client IP address */
 	uint64_t memory;		/* message bytes all sessions hold */
+	uint32_t auth_failures;		/* failed logins per address, then
+					   421 until the window passes */
+	uint32_t auth_failure_window_ms; /* how long a failure counts */
 };
 
 /* A certificate chain and its key, PEM files. */
@@ -138,6 +154,14 @@ struct config {
 	size_t nlisten;
 	struct cidr *allowed_networks;
 	size_t nallowed_networks;
+	struct smtp_pat *relay_domains;	/* anyone may send to these */
+	size_t nrelay_domains;
+	/* SMTP AUTH: "users", then users_file's; sorted by name once loaded. */
+	struct user_cfg *users;
+	size_t nusers;
+	char *users_file;
+	char *sender_restrictions;	/* as written; each listener's
+					   policy.senders has its value */
 	struct limits_cfg limits;
 	struct tls_cfg tls;
 	struct queue_cfg queue;
@@ -188,6 +212,9 @@ void config_errors_free(struct config_errors *errs);
  */
 int config_print(const char *path, char *const *overrides, size_t noverrides,
     char *const *envp, bool all, FILE *out, FILE *err);
+/* The AUTH user called name (exactly, case and all), or NULL. */
+const struct user_cfg *config_user_find(const struct config *cfg,
+    const char *name);
 
 /* Delivery's view of cfg: pointers into it, valid while it is loaded. */
 void config_deliver_cfg(const struct config *cfg, struct deliver_cfg *out);

@@ -124,6 +124,35 @@ struct cfg_key {
 /* The top-level table (config.c). */
 extern const struct cfg_key config_keys[];
 
+/* ------------------------------------------------------------------ */
+/* config_auth.c: SMTP AUTH users, sender and relay policy             */
+/* ------------------------------------------------------------------ */
+
+/* The keys of one "users" entry. */
+extern const struct cfg_key config_user_keys[];
+
+/* Users in "users" and users_file together. */
+#define CONFIG_USERS_MAX	100000
+
+/* A path: not empty, shorter than PATH_MAX (config.c). */
+cfg_check_fn cfg_check_path;
+
+/* listen[].auth: none, optional, required (sets the listener's policy). */
+cfg_check_fn cfg_check_auth_mode;
+/* sender_restrictions: none, domain, email. */
+cfg_check_fn cfg_check_sender_rule;
+/* relay_domains[]: "example.com" or ".example.com", into a smtp_pat. */
+cfg_check_fn cfg_check_domain_pattern;
+
+/*
+ * After the schema pass: read users_file into cfg->users, refuse
+ * duplicate names, sort the users for config_user_find(), and give each
+ * listener its policy's AUTH and sender settings. root: the tree, for
+ * the lines of the messages.
+ */
+void cfg_auth_finish(struct loader *ld, struct config *cfg,
+    const struct cnode *root);
+
 static inline bool
 cfg_type_is_list(enum cfg_type t)
 {

@@ -35,6 +35,7 @@
 #include "../proto/smtp_server.h"
 #include "../queue/queue.h"
 #include "../queue/queue_commit.h"
+#include "auth.h"
 #include "config.h"
 #include "control.h"
 #include "inbound.h"
@@ -446,6 +447,8 @@ main(int argc, char **argv)
 	scfg.memory = &inbound_memory;
 	scfg.rcpt_refused = inbound_rcpt_refused;
 	scfg.rcpt_ctx = &cfg.routes;
+	scfg.relay_domains = cfg.relay_domains;
+	scfg.nrelay_domains = cfg.nrelay_domains;
 	shards = calloc(cfg.shards, sizeof(*shards));
 	efds = calloc(cfg.shards, sizeof(*efds));
 	if (shards == NULL || efds == NULL)
@@ -473,6 +476,9 @@ main(int argc, char **argv)
 
 	deliver_global_init(&dcfg, cfg.shards, efds, qi);
 	schedule_queue(qi);
+	if ((rc = auth_global_init(&cfg, cfg.shards, efds)) < 0)
+		log_fatal("cannot start the password workers: %s",
+		    strerror(-rc));
 	if ((rc = committer_start(&committer, qi, cfg.shards, efds,
 	    cfg.spool)) < 0)
 		log_fatal("cannot start the committer: %s",
@@ -517,6 +523,8 @@ main(int argc, char **argv)
 	 * to another's inbox and write its eventfd. */
 	for (i = 0; i < cfg.shards; i++)
 		shard_join_thread(shards[i]);
+	/* Before the shards' eventfds close: a worker may still write. */
+	auth_global_stop();
 	for (i = 0; i < cfg.shards; i++) {
 		total += shard_messages(shards[i]);
 		shard_free(shards[i]);

@@ -94,6 +94,8 @@ struct conn {
 	uint64_t deadline_ms;
 	uint64_t cmd_deadline_ms;	/* command line under way: its end by
 					 * then; 0 when none is */
+	uint64_t auth_due_ms;	/* a failed login's 535 goes out then; 0:
+				 * none held back (engine/auth.h) */
 	struct buf tx;		/* bytes being sent (swapped from smtp.out,
 				 * or records from tls) */
 	size_t tx_off;

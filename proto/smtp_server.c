@@ -24,10 +24,13 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "../lib/clock.h"
 #include "../lib/hex.h"
 #include "../lib/log.h"
 #include "smtp_parse.h"
+#include "smtp_server_int.h"
 
 /* Longest HELO name kept; longer ones are truncated (they are only logged). */
 #define SMTP_HELO_MAX 255
@@ -60,6 +63,8 @@ static const char *const state_names[] = {
 	[SMTP_S_BDAT] = "BDAT",
 	[SMTP_S_BDAT_WAIT] = "BDAT_WAIT",
 	[SMTP_S_COMMIT] = "COMMIT",
+	[SMTP_S_AUTH] = "AUTH",
+	[SMTP_S_AUTH_WAIT] = "AUTH_WAIT",
 	[SMTP_S_QUIT] = "QUIT",
 };
 
@@ -183,6 +188,34 @@ reply_error(struct smtp_session *s, const char *fmt, ...)
 	count_error(s, "errors");
 }
 
+/* For smtp_auth.c (smtp_server_int.h): the helpers above. */
+void
+smtp_reply(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreply(s, fmt, ap);
+	va_end(ap);
+}
+
+void
+smtp_reply_error(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreply(s, fmt, ap);
+	va_end(ap);
+	count_error(s, "errors");
+}
+
+void
+smtp_enter_state(struct smtp_session *s, enum smtp_state st)
+{
+	enter_state(s, st);
+}
+
 void
 smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
     const struct smtp_listen_policy *pol, const struct sockaddr *peer,
@@ -243,6 +276,7 @@ static void mem_release(struct smtp_session *s);
 void
 smtp_session_release(struct smtp_session *s)
 {
+	OPENSSL_cleanse(s->auth_pass, sizeof(s->auth_pass));
 	if (s->cfg != NULL)
 		mem_release(s);
 	if (s->msg.cap > SMTP_MSG_KEEP)
@@ -389,24 +423,29 @@ starttls_offered(const struct smtp_session *s)
 }
 
 /*
- * The EHLO reply: the precomputed lines, with the ones that depend on
- * the session (STARTTLS) after the first. ehlo_reply has its CRLFs;
- * reply() adds the last.
+ * The EHLO reply: the precomputed lines, with what depends on the session
+ * added: STARTTLS after the first line, AUTH before the last. One reply()
+ * call: a reply that does not fit leaves nothing.
  */
 static void
 reply_ehlo(struct smtp_session *s)
 {
 	const char *r = s->cfg->ehlo_reply, *rest = strstr(r, "\r\n");
-	int len = (int)strlen(r) - 2;
+	size_t n = strlen(r);
+	const char *last;
 
-	assert(rest != NULL && len > 0);
+	assert(rest != NULL && n >= 2 && r[n - 2] == '\r');
 	rest += 2;
-	if (!starttls_offered(s)) {
-		reply(s, "%.*s", len, r);
-		return;
-	}
-	reply(s, "%.*s250-STARTTLS\r\n%.*s", (int)(rest - r), r,
-	    len - (int)(rest - r), rest);
+	/* The last line begins after the CRLF before the final one. */
+	for (last = r + n - 2; last > r && last[-1] != '\n'; last--)
+		;
+	if (last < rest)
+		last = rest;	/* a one-line reply: nothing in between */
+	reply(s, "%.*s%s%.*s%s%.*s", (int)(rest - r), r,
+	    starttls_offered(s) ? "250-STARTTLS\r\n" : "",
+	    (int)(last - rest), rest,
+	    smtp_session_auth_offered(s) ? "250-AUTH PLAIN LOGIN\r\n" : "",
+	    (int)(r + n - 2 - last), last);
 }
 
 static void
@@ -465,6 +504,11 @@ cmd_mail(struct smtp_session *s, char *arg)
 		reply_error(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}
+	/* RFC 4954 section 6: a submission listener takes mail from users. */
+	if (s->pol->auth == SMTP_AUTH_REQUIRED && !s->authenticated) {
+		reply_error(s, "530 5.7.0 Authentication required");
+		return;
+	}
 	/* SMTPUTF8 must be known before the address is judged. */
 	utf8 = s->esmtp && strcasestr(arg, " SMTPUTF8") != NULL;
 	pr = smtp_parse_path(arg, "FROM:", true, utf8, &addr, &params);
@@ -513,6 +557,14 @@ cmd_mail(struct smtp_session *s, char *arg)
 			}
 		} else if (strcasecmp(key, "SMTPUTF8") == 0 && val == NULL) {
 			utf8 = true;
+		} else if (strcasecmp(key, "AUTH") == 0 && val != NULL &&
+		    *val != '\0' && smtp_session_auth_offered(s)) {
+			/*
+			 * RFC 4954 section 5: who submitted the message at
+			 * the previous hop. Nothing here relays on that word
+			 * (the session's own AUTH is what counts): taken, and
+			 * not kept.
+			 */
 		} else {
 			reply_error(s, "555 5.5.4 Unsupported option: %s", key);
 			return;
@@ -520,6 +572,13 @@ cmd_mail(struct smtp_session *s, char *arg)
 	}
 	if (size > s->cfg->message_size) {
 		reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
+		return;
+	}
+	/* Postfix's reject_sender_login_mismatch, in its words. */
+	if (s->authenticated &&
+	    !smtp_sender_allowed(s->pol->senders, &s->sender_id, addr)) {
+		reply_error(s, "553 5.7.1 <%s>: Sender address rejected: not "
+		    "owned by user %s", addr, s->auth_user);
 		return;
 	}
 	s->env.len = s->sender_off;
@@ -580,7 +639,16 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 		reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
-	if (!s->relay_ok) {
+	/*
+	 * The one relay decision: an allowed network or AUTH relays
+	 * anywhere; anyone else may only name the relay domains, by their
+	 * literal address (smtp_rcpt_local(): no percent hack, bang path or
+	 * quoted '@'). Source routes were dropped by the parser (RFC 5321
+	 * 4.1.2), so "<@relay:u@elsewhere>" is judged as u@elsewhere.
+	 */
+	if (!s->relay_ok && !s->authenticated &&
+	    !smtp_rcpt_local(s->cfg->relay_domains, s->cfg->nrelay_domains,
+	    addr)) {
 		reply_error(s, "554 5.7.1 <%s>: Relay access denied", addr);
 		return;
 	}
@@ -651,6 +719,7 @@ begin_message(struct smtp_session *s, uint64_t expect)
 	    s->env.data + s->rcpt_off0, date) :
 	    buf_printf(&s->msg, ";\r\n\t%s\r\n", date)) < 0)
 		s->ds.nomem = true;	/* the data is read, then refused */
+	s->data_off = (uint32_t)s->msg.len;
 	s->msg_limit = s->msg.len + s->cfg->message_size;
 	s->msg.max = s->msg.len;	/* more once it is paid for */
 	if (!mem_reserve(s, s->msg.len + expect)) {
@@ -818,6 +887,10 @@ cmd_starttls(struct smtp_session *s, char *arg)
 	s->sender_off = 1;
 	s->helo_seen = false;
 	s->esmtp = false;
+	/* RFC 3207 4.2: nothing learnt before TLS, a login included. */
+	s->authenticated = false;
+	s->auth_user[0] = '\0';
+	memset(&s->sender_id, 0, sizeof(s->sender_id));
 	enter_state(s, SMTP_S_INIT);
 	reply(s, "220 2.0.0 Ready to start TLS");
 	s->starttls = true;
@@ -855,7 +928,7 @@ static const struct smtp_cmd {
 	{ "VRFY", cmd_vrfy, SMTP_CMD_JUNK },
 	{ "HELP", cmd_help, SMTP_CMD_JUNK },
 	{ "STARTTLS", cmd_starttls, 0 },
-	{ "AUTH", cmd_not_implemented },
+	{ "AUTH", smtp_cmd_auth },
 	{ "EXPN", cmd_not_implemented },
 	{ "ETRN", cmd_not_implemented },
 	{ "TURN", cmd_not_implemented },
@@ -872,6 +945,10 @@ do_command(struct smtp_session *s, char *line)
 		reply(s, "421 4.3.2 %s Service shutting down",
 		    s->cfg->hostname);
 		enter_state(s, SMTP_S_QUIT);
+		return;
+	}
+	if (s->state == SMTP_S_AUTH) {
+		smtp_auth_response(s, line);
 		return;
 	}
 	vl = strcspn(line, " ");
@@ -925,6 +1002,9 @@ refuse_message(struct smtp_session *s, bool counted, const char *line)
 static enum smtp_event
 finish_message(struct smtp_session *s)
 {
+	char line[SMTP_PATH_MAX + SASL_FIELD_MAX + 128];
+	const char *why;
+
 	if (s->ds.bare_cr || s->ds.bare_lf)
 		return refuse_message(s, true,
 		    "554 5.6.0 Error: bare CR or LF in message data");
@@ -946,6 +1026,8 @@ finish_message(struct smtp_session *s)
 	if (s->ds.nomem)
 		return refuse_message(s, false,
 		    "451 4.3.0 Error: out of memory");
+	if ((why = smtp_from_refusal(s, line, sizeof(line))) != NULL)
+		return refuse_message(s, true, why);
 	enter_state(s, SMTP_S_COMMIT);
 	return SMTP_EV_COMMIT;
 }
@@ -1012,6 +1094,16 @@ bdat_chunk_done(struct smtp_session *s)
 /* Scratch for one command line, NUL-terminated (lines are bounded). */
 static _Thread_local char line_buf[SMTP_LINE_MAX + 1];
 
+/* A line past limits.line_length; in an AUTH exchange it ends that too. */
+static void
+line_too_long(struct smtp_session *s)
+{
+	if (s->state == SMTP_S_AUTH)
+		smtp_auth_abort(s, "500 5.5.2 Error: line too long");
+	else
+		reply_error(s, "500 5.5.2 Error: line too long");
+}
+
 /*
  * Consume what we can of cur[0..len). Returns the bytes used and the event
  * that stopped us (COMMIT and CLOSE stop; NONE means "need more input").
@@ -1022,6 +1114,7 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 {
 	size_t off = 0, take, ll, max = s->cfg->line_length;
 	const char *lf;
+	bool secret;
 
 	*ev = SMTP_EV_NONE;
 	while (off < len) {
@@ -1046,6 +1139,7 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 			s->bdat_left -= take;
 			break;
 		case SMTP_S_COMMIT:
+		case SMTP_S_AUTH_WAIT:
 			return off;
 		case SMTP_S_QUIT:
 			/* Nothing after QUIT (or a fatal error) is read. */
@@ -1064,13 +1158,13 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 			if (lf == NULL) {
 				if (len - off < max)
 					return off;	/* wait for the rest */
-				reply_error(s, "500 5.5.2 Error: line too long");
+				line_too_long(s);
 				s->skip_line = true;
 				return len;
 			}
 			ll = (size_t)(lf - (cur + off)) + 1;
 			if (ll > max) {
-				reply_error(s, "500 5.5.2 Error: line too long");
+				line_too_long(s);
 				off += ll;
 				break;
 			}
@@ -1087,7 +1181,12 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 			}
 			memcpy(line_buf, cur + off - ll, take);
 			line_buf[take] = '\0';
+			/* Credentials do not stay in scratch memory. */
+			secret = s->state == SMTP_S_AUTH ||
+			    strncasecmp(line_buf, "AUTH ", 5) == 0;
 			do_command(s, line_buf);
+			if (secret)
+				OPENSSL_cleanse(line_buf, take);
 			if (s->starttls) {
 				s->starttls = false;
 				*ev = SMTP_EV_STARTTLS;
@@ -1095,6 +1194,9 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 			}
 			break;
 		}
+		/* Credentials decoded: the engine checks them. */
+		if (s->state == SMTP_S_AUTH_WAIT && *ev == SMTP_EV_NONE)
+			*ev = SMTP_EV_AUTH;
 		/* A zero-length BDAT chunk ends without any input. */
 		if (s->state == SMTP_S_BDAT && s->bdat_left == 0)
 			*ev = bdat_chunk_done(s);
@@ -1156,11 +1258,11 @@ smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 		enter_state(s, SMTP_S_QUIT);
 	if (s->state == SMTP_S_QUIT)
 		return SMTP_EV_CLOSE;
-	if (s->in.len > 0 || s->state == SMTP_S_COMMIT) {
+	if (s->in.len > 0 || smtp_session_blocked(s)) {
 		/* Earlier input waits, so the new bytes queue behind it. */
 		if (n > 0 && (rc = buf_append(&s->in, p, n)) < 0)
 			return input_overflow(s, rc);
-		if (s->state == SMTP_S_COMMIT)
+		if (smtp_session_blocked(s))
 			return SMTP_EV_NONE;
 		used = consume(s, s->in.data, s->in.len, &ev);
 		if (ev == SMTP_EV_STARTTLS)
@@ -1177,7 +1279,8 @@ smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 	}
 	if (s->failed && s->state != SMTP_S_COMMIT)
 		enter_state(s, SMTP_S_QUIT);
-	if (ev == SMTP_EV_NONE && s->state == SMTP_S_QUIT)
+	if ((ev == SMTP_EV_NONE || ev == SMTP_EV_AUTH) &&
+	    s->state == SMTP_S_QUIT)
 		ev = SMTP_EV_CLOSE;
 	return ev;
 }
@@ -1240,6 +1343,7 @@ smtp_session_partial_command(const struct smtp_session *s)
 	case SMTP_S_MAIL:
 	case SMTP_S_RCPT:
 	case SMTP_S_BDAT_WAIT:
+	case SMTP_S_AUTH:
 		/* consume() leaves only an incomplete line in `in`. */
 		return s->in.len > 0 || s->skip_line;
 	default:

@@ -16,6 +16,10 @@
  * it with 220 and SMTP_EV_STARTTLS (from then on the engine runs the
  * handshake and nothing reaches the session until it is done), and learns
  * of the result through smtp_session_tls_started().
+ *
+ * AUTH works the same way: once a client's credentials are decoded the
+ * session returns SMTP_EV_AUTH and is blocked until the engine, which
+ * checks the password off the event loop, calls smtp_session_auth_done().
  */
 #ifndef SLUICE_SMTP_SERVER_H
 #define SLUICE_SMTP_SERVER_H
@@ -27,6 +31,8 @@
 #include "../lib/budget.h"
 #include "../lib/buf.h"
 #include "data_scan.h"
+#include "sasl.h"
+#include "smtp_policy.h"
 
 /*
  * The body type a client declared with MAIL BODY= (RFC 6152; BINARYMIME is
@@ -83,6 +89,13 @@ struct smtp_server_cfg {
 	 */
 	const char *(*rcpt_refused)(void *ctx, const char *addr);
 	void *rcpt_ctx;
+	/*
+	 * relay_domains: the recipient domains any client may name. Others
+	 * need an allowed network or AUTH (see smtp_rcpt_local()). Owned
+	 * by the caller, like the hook's context.
+	 */
+	const struct smtp_pat *relay_domains;
+	size_t nrelay_domains;
 };
 
 void smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
@@ -108,12 +121,6 @@ enum smtp_auth_mode {
 	SMTP_AUTH_REQUIRED,	/* MAIL refused until authenticated */
 };
 
-enum smtp_sender_rule {
-	SMTP_SENDER_ANY = 0,	/* no restriction on MAIL FROM / From: */
-	SMTP_SENDER_DOMAIN,	/* the domain must be one the user owns */
-	SMTP_SENDER_EMAIL,	/* the address must be one the user owns */
-};
-
 struct smtp_listen_policy {
 	enum smtp_tls_mode tls;
 	enum smtp_auth_mode auth;
@@ -130,6 +137,8 @@ enum smtp_state {
 	SMTP_S_BDAT,		/* receiving a BDAT chunk */
 	SMTP_S_BDAT_WAIT,	/* between BDAT chunks */
 	SMTP_S_COMMIT,		/* message complete, awaiting the queue */
+	SMTP_S_AUTH,		/* AUTH: a 334 sent, reading the response */
+	SMTP_S_AUTH_WAIT,	/* AUTH: awaiting the engine's verdict */
 	SMTP_S_QUIT,		/* closing after the output drains */
 };
 
@@ -147,6 +156,16 @@ enum smtp_event {
 	 * the session is back at its greeted state (EHLO needed again).
 	 */
 	SMTP_EV_STARTTLS,
+	SMTP_EV_AUTH,		/* check auth_user/auth_pass, then
+				 * smtp_session_auth_done() */
+};
+
+/* Results for smtp_session_auth_done(). */
+enum smtp_auth_result {
+	SMTP_AUTH_OK = 0,	/* 235 2.7.0 */
+	SMTP_AUTH_FAILED,	/* 535 5.7.8 */
+	SMTP_AUTH_TEMPFAIL,	/* 454 4.7.0: could not check now */
+	SMTP_AUTH_LOCKED,	/* 421 4.7.0 and close: too many failures */
 };
 
 /* Results for smtp_session_commit_done(). */
@@ -178,7 +197,7 @@ struct smtp_session {
 	bool smtputf8;
 	bool shutting_down;
 	bool tls;		/* running over TLS (the engine sets it) */
-	bool authenticated;	/* AUTH succeeded */
+	bool authenticated;	/* AUTH succeeded: auth_user is the user */
 	bool starttls;		/* STARTTLS accepted: stop, return the event */
 	bool failed;		/* out of memory or room: closing */
 	uint8_t body;		/* enum smtp_body */
@@ -194,11 +213,23 @@ struct smtp_session {
 	uint64_t messages;	/* queued in this session */
 	uint64_t mem_held;	/* taken from cfg->memory for msg */
 	uint64_t msg_limit;	/* msg may hold our header + message_size */
+	uint32_t data_off;	/* in msg, where the client's data starts */
 	char client_addr[64];	/* "127.0.0.1", "::1" */
 	/* Once tls: what was negotiated, for Received: and the logs. */
 	char tls_version[16];	/* "TLSv1.3" */
 	char tls_cipher[64];	/* "TLS_AES_256_GCM_SHA384" */
 	uint16_t tls_bits;	/* the cipher's key bits */
+	/*
+	 * AUTH: the user name (kept once authenticated, for the logs and
+	 * the Received: header) and, only between SMTP_EV_AUTH and
+	 * smtp_session_auth_done(), the password, wiped then. The mechanism
+	 * ("PLAIN", "LOGIN") is a static string.
+	 */
+	const char *auth_mech;
+	uint8_t auth_step;	/* which response SMTP_S_AUTH reads */
+	char auth_user[SASL_FIELD_MAX + 1];
+	char auth_pass[SASL_FIELD_MAX + 1];
+	struct smtp_sender_id sender_id;	/* once authenticated */
 };
 
 /* pol: the listener's policy, kept by reference; NULL: plaintext, no AUTH. */
@@ -251,6 +282,19 @@ enum smtp_event smtp_session_commit_done(struct smtp_session *s,
  * header, then the data). They stay put until smtp_session_commit_done().
  */
 
+/*
+ * The verdict on the credentials returned with SMTP_EV_AUTH (state
+ * SMTP_S_AUTH_WAIT; the session reads no input until then). id: with
+ * SMTP_AUTH_OK, what the user may send as (its patterns must outlive the
+ * session; the name is auth_user's). The password is wiped here, and the
+ * session goes on with whatever input it had kept.
+ */
+enum smtp_event smtp_session_auth_done(struct smtp_session *s,
+    enum smtp_auth_result res, const struct smtp_sender_id *id);
+
+/* Is AUTH offered to this session (listener policy, and TLS)? */
+bool smtp_session_auth_offered(const struct smtp_session *s);
+
 /* The idle timer fired: queue 421 4.4.2. The engine closes after. */
 void smtp_session_timeout(struct smtp_session *s);
 
@@ -272,11 +316,11 @@ void smtp_session_command_timeout(struct smtp_session *s);
  */
 enum smtp_event smtp_session_shutdown(struct smtp_session *s);
 
-/* True while the session waits for the queue and reads nothing. */
+/* True while the session waits for the engine and reads nothing. */
 static inline bool
 smtp_session_blocked(const struct smtp_session *s)
 {
-	return s->state == SMTP_S_COMMIT;
+	return s->state == SMTP_S_COMMIT || s->state == SMTP_S_AUTH_WAIT;
 }
 
 /* True when a transaction (MAIL..end of data) is under way. */

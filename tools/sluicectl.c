@@ -9,6 +9,7 @@
  *   queue flush               retry deferred mail now (running daemon)
  *   queue delete|hold|release|bounce ID   act on one message (running daemon)
  *   resolve [...] NAME        MX/A/AAAA as delivery sees them (exit 75: temp)
+ *   hash-password             a crypt(3) hash for users / users_file
  *
  * The commands that change the queue talk to the running sluiced through
  * SPOOL/control.sock (engine/control.h): it owns the schedule and the
@@ -33,6 +34,7 @@
 #include "../lib/version.h"
 #include "../engine/control_parse.h"
 #include "../queue/queue_filter.h"
+#include "hash_password.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -81,6 +83,9 @@ static const char usage_text[] =
     "  flush --domain DOMAIN   retry one destination's mail now\n"
     "  resolve [--resolver HOST:PORT] [--mx|--host] [--json] NAME\n"
     "                          the hosts mail for NAME goes to (DNS)\n"
+    "  hash-password           read a password (twice, without echo, from\n"
+    "                          a terminal; else one line of stdin) and\n"
+    "                          print its hash for users/users_file\n"
     "\n"
     "filters (all must match; recipients count while not delivered):\n"
     "  --from ADDR|@DOMAIN|'<>'   the sender\n"
@@ -1283,6 +1288,11 @@ main(int argc, char **argv)
 		fputs(usage_text, stderr);
 		free(ov);
 		return EXIT_USAGE;
+	}
+	/* Needs no configuration: it runs anywhere, even without one. */
+	if (strcmp(argv[optind], "hash-password") == 0) {
+		free(ov);
+		return ctl_hash_password(argc - optind, argv + optind);
 	}
 	if (strcmp(argv[optind], "resolve") == 0) {
 		rc = load_config(&cfg, path, ov, nov);

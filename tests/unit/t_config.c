@@ -196,6 +196,13 @@ check_defaults(const struct config *cfg)
 	CHECK(cfg->queue.index_size == 4ULL << 30);
 	CHECK(cfg->shutdown_timeout_ms == 30000);
 	check_denied_defaults(&cfg->delivery);
+	CHECK(cfg->listen[0].policy.auth == SMTP_AUTH_OFF);
+	CHECK(!cfg->listen[0].policy.auth_insecure);
+	CHECK(cfg->listen[0].policy.senders == SMTP_SENDER_ANY);
+	CHECK(cfg->nusers == 0 && cfg->users_file == NULL);
+	CHECK(cfg->nrelay_domains == 0);
+	CHECK(cfg->limits.auth_failures == 5);
+	CHECK(cfg->limits.auth_failure_window_ms == 900000);
 }
 
 /* ------------------------------------------------------------------ */

@@ -9,10 +9,16 @@
  * ends in \c; escapes \r \n \0 \\ \xHH; lines starting "# " are comments;
  * "%key=value" lines set the session up: relay, recipients, size, errors,
  * line, hops, junk, commit (ok, nospace, ioerr), tls (none, starttls,
- * required: the listener's policy). A "%handshake" line marks where the
+ * required: the listener's policy); auth (off, optional, required),
+ * insecure (AUTH without TLS), overtls (the session runs over TLS from the
+ * start), senders (any, domain, email); relaydomain (one pattern a line)
+ * and allowed (one of the user's allowed_from a line). A "%handshake" line marks where the
  * client's TLS handshake would be: when the session answers STARTTLS the
  * transcript says [starttls], what is left before the mark is dropped
  * (the engine would hand it to TLS) and the session is told TLS started.
+ * AUTH is answered as the engine would: alice/secret is a good login,
+ * "busy" a temporary failure, "locked" an address over its failures,
+ * anything else a bad password; "[auth USER]" marks each check.
  * SLUICE_GOLDEN_UPDATE=1 rewrites the .ref files from the current output.
  */
 #include <dirent.h>
@@ -29,13 +35,18 @@
 #define GOLDEN_DIR "tests/golden/smtp"
 #define GOLDEN_CUTS 8
 
+#define SETUP_PATS 8
+
 struct setup {
 	struct route_table routes;
+	struct smtp_listen_policy pol;
+	int tls;
+	struct smtp_pat relay_domains[SETUP_PATS], allowed[SETUP_PATS];
+	size_t nrelay_domains, nallowed;
 	int relay;
 	unsigned recipients, errors, line, hops, junk;
 	unsigned long long size;
 	enum smtp_commit_result commit;
-	struct smtp_listen_policy pol;
 	size_t cuts[GOLDEN_CUTS];	/* %handshake offsets in the wire */
 	unsigned ncuts;
 };
@@ -110,6 +121,30 @@ parse_input(const char *text, struct buf *wire, struct setup *su)
 					    SMTP_TLS_REQUIRED :
 					    !strcmp(val, "starttls") ?
 					    SMTP_TLS_STARTTLS : SMTP_TLS_NONE;
+				else if (!strcmp(key, "auth"))
+					su->pol.auth = !strcmp(val, "required") ?
+					    SMTP_AUTH_REQUIRED :
+					    !strcmp(val, "optional") ?
+					    SMTP_AUTH_OPTIONAL : SMTP_AUTH_OFF;
+				else if (!strcmp(key, "insecure"))
+					su->pol.auth_insecure = atoi(val) != 0;
+				else if (!strcmp(key, "overtls"))
+					su->tls = atoi(val);
+				else if (!strcmp(key, "senders"))
+					su->pol.senders = !strcmp(val, "email") ?
+					    SMTP_SENDER_EMAIL :
+					    !strcmp(val, "domain") ?
+					    SMTP_SENDER_DOMAIN : SMTP_SENDER_ANY;
+				else if (!strcmp(key, "relaydomain") &&
+				    su->nrelay_domains < SETUP_PATS)
+					snprintf(su->relay_domains[
+					    su->nrelay_domains++].s,
+					    sizeof(su->relay_domains[0].s), "%s",
+					    val);
+				else if (!strcmp(key, "allowed") &&
+				    su->nallowed < SETUP_PATS)
+					snprintf(su->allowed[su->nallowed++].s,
+					    sizeof(su->allowed[0].s), "%s", val);
 				else if (!strcmp(key, "commit"))
 					su->commit = !strcmp(val, "nospace") ?
 					    SMTP_COMMIT_NOSPACE :
@@ -207,6 +242,25 @@ next_id(void *ctx, uint64_t now_ms)
 	return ++*last;
 }
 
+/* The engine's part of AUTH, with one user: alice, password "secret". */
+static enum smtp_event
+fake_auth(struct smtp_session *s, const struct setup *su, struct buf *tr)
+{
+	struct smtp_sender_id id = { NULL, su->allowed, su->nallowed };
+	enum smtp_auth_result res = SMTP_AUTH_FAILED;
+
+	CHECK(s->state == SMTP_S_AUTH_WAIT);
+	buf_printf(tr, "[auth %s]\n", s->auth_user);
+	if (strcmp(s->auth_user, "alice") == 0 &&
+	    strcmp(s->auth_pass, "secret") == 0)
+		res = SMTP_AUTH_OK;
+	else if (strcmp(s->auth_user, "busy") == 0)
+		res = SMTP_AUTH_TEMPFAIL;
+	else if (strcmp(s->auth_user, "locked") == 0)
+		res = SMTP_AUTH_LOCKED;
+	return smtp_session_auth_done(s, res, &id);
+}
+
 static void
 run(const struct buf *wire, const struct setup *su, size_t step,
     struct buf *tr)
@@ -228,9 +282,12 @@ run(const struct buf *wire, const struct setup *su, size_t step,
 	cfg.junk_commands = su->junk;
 	cfg.rcpt_refused = inbound_rcpt_refused;	/* the engine's own */
 	cfg.rcpt_ctx = (void *)&su->routes;
+	cfg.relay_domains = su->relay_domains;
+	cfg.nrelay_domains = su->nrelay_domains;
 	memset(&s, 0, sizeof(s));
 	smtp_session_init(&s, &cfg, &su->pol, (struct sockaddr *)&sin,
 	    su->relay != 0, &ids);
+	s.tls = su->tls != 0;
 	smtp_session_greet(&s);
 	add_output(tr, &s.out);
 	while (off < wire->len && !closed) {
@@ -254,6 +311,10 @@ run(const struct buf *wire, const struct setup *su, size_t step,
 				buf_puts(tr, "[closed]\n");
 				closed = 1;
 				break;
+			}
+			if (ev == SMTP_EV_AUTH) {
+				ev = fake_auth(&s, su, tr);
+				continue;
 			}
 			if (ev != SMTP_EV_COMMIT)
 				break;

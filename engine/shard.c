@@ -702,12 +702,17 @@ job_finish(struct shard *sh, struct commit_job *job)
 	live = c->in_use && c->gen == job->conn_gen;
 	if (res == SMTP_COMMIT_OK) {
 		atomic_fetch_add(&sh->n_messages, 1);
-		log_info("%s: client=[%s], size=%u, nrcpt=%u%s%s%s%s", qid,
+		bool tls = live && c->smtp.tls;
+		bool auth = live && c->smtp.authenticated;
+
+		/* As Postfix's: the user a message came from, if any. */
+		log_info("%s: client=[%s], size=%u, nrcpt=%u%s%s%s%s%s%s", qid,
 		    live ? c->smtp.client_addr : "gone", job->put.msg_len,
-		    job->put.nrcpt, live && c->smtp.tls ? ", tls=" : "",
-		    live && c->smtp.tls ? c->smtp.tls_version : "",
-		    live && c->smtp.tls ? ", cipher=" : "",
-		    live && c->smtp.tls ? c->smtp.tls_cipher : "");
+		    job->put.nrcpt, tls ? ", tls=" : "",
+		    tls ? c->smtp.tls_version : "", tls ? ", cipher=" : "",
+		    tls ? c->smtp.tls_cipher : "",
+		    auth ? ", sasl_username=" : "",
+		    auth ? c->smtp.auth_user : "");
 	} else {
 		log_warn("%s: not queued: %s", qid,
 		    queue_strerror(job->put.result));

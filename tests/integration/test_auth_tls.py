@@ -8,6 +8,7 @@
 # by STARTTLS (RFC 3207), so MAIL to a remote recipient is refused until
 # the client logs in again; swaks --tls --auth PLAIN and --tls-on-connect
 # --auth LOGIN deliver to the queue; a wrong password over TLS gets 535.
+# The log line of each queued message names the user (sasl_username=).
 import os
 import smtplib
 import subprocess
@@ -80,6 +81,9 @@ with T.case("AUTH only after STARTTLS; login over TLS relays; ESMTPSA"):
     T.ok(b"with ESMTPSA" in (data or b""), "Received: with ESMTPSA",
          (data or b"")[:400].decode("latin-1"))
     T.ok(b"version=TLSv1.3" in (data or b""), "Received: names TLS 1.3")
+    log = open(d.log).read()
+    T.ok(("%s: client=[127.0.0.1]" % qid) in log and "sasl_username=carol" in log,
+         "the queued line names the TLS and the user")
 
 with T.case("STARTTLS forgets a plaintext login"):
     s = smtplib.SMTP("127.0.0.1", insecure_port, local_hostname="client.example", timeout=10)

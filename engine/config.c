@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "config_int.h"
+#include "../lib/log.h"
 #include "../deliver/resolver.h"
 #include "../lib/tls.h"
 
@@ -196,6 +197,36 @@ static const struct cfg_key queue_keys[] = {
 	{ .name = NULL },
 };
 
+static int
+check_log_level(const char *s, void *obj, char *why, size_t whylen)
+{
+	(void)obj;
+	if (log_level_parse(s) < 0) {
+		snprintf(why, whylen, "must be error, warn, info or debug");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_log_format(const char *s, void *obj, char *why, size_t whylen)
+{
+	(void)obj;
+	if (strcmp(s, "text") != 0 && strcmp(s, "json") != 0) {
+		snprintf(why, whylen, "must be text or json");
+		return -1;
+	}
+	return 0;
+}
+
+static const struct cfg_key log_keys[] = {
+	{ KEY("level", CFG_STRING, "info", 0, 0), FIELD(struct log_cfg, level),
+	  .check = check_log_level },
+	{ KEY("format", CFG_STRING, "text", 0, 0),
+	  FIELD(struct log_cfg, format), .check = check_log_format },
+	{ .name = NULL },
+};
+
 static const struct cfg_key dns_keys[] = {
 	{ KEY("resolver", CFG_STRING, NULL, 0, 0),
 	  FIELD(struct dns_cfg, resolver), .check = check_resolver },
@@ -293,6 +324,8 @@ const struct cfg_key config_keys[] = {
 	  FIELD(struct config, dev_redirect), .check = check_mailbox },
 	{ KEY("dns", CFG_MAP, NULL, 0, 0), .offset = offsetof(struct config, dns),
 	  .sub = dns_keys },
+	{ KEY("log", CFG_MAP, NULL, 0, 0), .offset = offsetof(struct config, log),
+	  .sub = log_keys },
 	{ KEY("delivery", CFG_MAP, NULL, 0, 0),
 	  .offset = offsetof(struct config, delivery), .sub = delivery_keys },
 	{ .name = NULL },

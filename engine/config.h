@@ -143,6 +143,12 @@ struct route_cfg {
 	struct auth_cfg auth;
 };
 
+/* The daemon's own log on standard error (not the delivery log). */
+struct log_cfg {
+	char *level;		/* error, warn, info, debug */
+	char *format;		/* text, json */
+};
+
 struct config {
 	char *source;			/* file name, or "(embedded default)" */
 	char *hostname;
@@ -174,6 +180,7 @@ struct config {
 	char *dev_redirect;		/* NULL: off; else every message goes
 					   to this one address */
 	struct dns_cfg dns;
+	struct log_cfg log;
 	struct delivery_cfg delivery;
 	struct route_table routes;	/* built from both; see docs/routing.md */
 };

@@ -381,6 +381,8 @@ main(int argc, char **argv)
 		return rc != 0 || fflush(stdout) != 0 ? 2 : 0;
 	}
 	load_config(&cfg, path, ov, nov);
+	log_min_level = log_level_parse(cfg.log.level);
+	log_json = strcmp(cfg.log.format, "json") == 0;
 	/* A missing user is the configuration's fault: report it as such. */
 	if (privs_lookup(&pv, cfg.user, why, sizeof(why)) < 0) {
 		fprintf(stderr, "%s: user: %s\n", cfg.source, why);

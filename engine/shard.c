@@ -167,13 +167,20 @@ conn_op_done(struct shard *sh, struct conn *c)
 		conn_free(sh, c);
 }
 
-/* A best-effort one-line reply on a socket with nothing sent yet. */
+/*
+ * A best-effort one-line reply on a socket with nothing sent yet, logged
+ * as every refusal is (proto/smtp_server.c's "reject:" lines).
+ */
 static void
-refuse_reply(int fd, const char *host, const char *why)
+refuse_reply(int fd, const struct sockaddr_storage *from, const char *host,
+    const char *why)
 {
-	char line[512];
+	char line[512], addr[INET6_ADDRSTRLEN];
 	int n;
 
+	log_info("reject: CONNECT from [%s]: 421 4.7.0 %s",
+	    net_addr_text((const struct sockaddr *)from, addr, sizeof(addr)),
+	    why);
 	/* Never blocks: what the socket buffer cannot take is lost. */
 	n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: %s\r\n", host,
 	    why);
@@ -182,9 +189,10 @@ refuse_reply(int fd, const char *host, const char *why)
 }
 
 static void
-refuse_connection(int fd, const char *host, const char *why)
+refuse_connection(int fd, const struct sockaddr_storage *from,
+    const char *host, const char *why)
 {
-	refuse_reply(fd, host, why);
+	refuse_reply(fd, from, host, why);
 	close(fd);
 }
 
@@ -256,7 +264,7 @@ handle_accept(struct shard *sh, int fd, unsigned listener)
 	/* The flag, not only sh->stopping: this completion may come before
 	 * the wake-up that makes the shard begin to stop. */
 	if (sh->stopping || atomic_load(&sh->stop_requested)) {
-		refuse_connection(fd, sh->cfg->hostname,
+		refuse_connection(fd, &ss, sh->cfg->hostname,
 		    "service shutting down");
 		return;
 	}
@@ -264,13 +272,13 @@ handle_accept(struct shard *sh, int fd, unsigned listener)
 	    atomic_fetch_add(&total_conns, 1) >= sh->cfg->limits.connections) {
 		if (sh->free_head != UINT32_MAX)
 			atomic_fetch_sub(&total_conns, 1);
-		refuse_connection(fd, sh->cfg->hostname,
+		refuse_connection(fd, &ss, sh->cfg->hostname,
 		    "too many connections");
 		return;
 	}
 	if (!lc->proxy_protocol && !client_take(sh, &ss, &bucket)) {
 		atomic_fetch_sub(&total_conns, 1);
-		refuse_connection(fd, sh->cfg->hostname,
+		refuse_connection(fd, &ss, sh->cfg->hostname,
 		    "too many connections");
 		return;
 	}
@@ -328,7 +336,8 @@ conn_proxy(struct shard *sh, struct conn *c, const char *data, size_t n)
 	}
 	if (!client_take(sh, &peer, &c->client_bucket)) {
 		/* The header is trusted: the client may be told why. */
-		refuse_reply(c->fd, sh->cfg->hostname, "too many connections");
+		refuse_reply(c->fd, &peer, sh->cfg->hostname,
+		    "too many connections");
 		conn_close(sh, c);
 		return SMTP_EV_NONE;
 	}

@@ -23,23 +23,11 @@
 /* The header, and what may follow it in the read that completes it. */
 #define SHARD_PROXY_BUF_MAX	(PROXY_HDR_MAX + SHARD_RECV_BUF_SIZE)
 
-/* "192.0.2.1", "2001:db8::1"; a v4-mapped address as the IPv4 one. */
+/* The address as logs show it (lib/net.h). */
 static const char *
 addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
 {
-	const struct sockaddr_in6 *a6 = (const void *)ss;
-	const struct sockaddr_in *a4 = (const void *)ss;
-
-	if (ss->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
-		inet_ntop(AF_INET, &a6->sin6_addr.s6_addr[12], out,
-		    (socklen_t)cap);
-	else if (ss->ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &a6->sin6_addr, out, (socklen_t)cap);
-	else if (ss->ss_family == AF_INET)
-		inet_ntop(AF_INET, &a4->sin_addr, out, (socklen_t)cap);
-	else
-		snprintf(out, cap, "unknown");
-	return out;
+	return net_addr_text((const struct sockaddr *)ss, out, cap);
 }
 
 /* May one more refusal be logged this second? */

@@ -8,10 +8,26 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 int log_min_level = LOG_INFO;
+bool log_json;
+
+int
+log_level_parse(const char *s)
+{
+	static const char *const names[] = {
+		[LOG_DEBUG] = "debug", [LOG_INFO] = "info",
+		[LOG_WARN] = "warn", [LOG_ERROR] = "error",
+	};
+
+	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
 const char *log_progname = "sluiced";
 
 /*
@@ -42,22 +58,69 @@ log_buffer_flush(void)
 	tl.len = 0;
 }
 
-static void
-log_vline(const char *tag, const char *fmt, va_list ap)
+/*
+ * The JSON form of a line: text (already formatted, n bytes) escaped into
+ * the "msg" string. Returns the length written into out (cap >= 128).
+ */
+static int
+json_line(char *out, size_t cap, const char *level, const char *text,
+    size_t n)
 {
-	char line[2048];
+	struct timespec ts;
+	struct tm tm;
+	size_t o;
+	int k;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	k = snprintf(out, cap, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\","
+	    "\"level\":\"%s\",\"program\":\"%s\",\"msg\":\"",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, level, log_progname);
+	o = k > 0 && (size_t)k < cap ? (size_t)k : 0;
+	/* Room kept for the closing "}\n" and one escape. */
+	for (size_t i = 0; i < n && o + 10 < cap; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c == '"' || c == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)c;
+		} else if (c < 0x20 || c == 0x7f) {
+			o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+		} else {
+			out[o++] = (char)c;
+		}
+	}
+	memcpy(out + o, "\"}\n", 3);
+	return (int)(o + 3);
+}
+
+/* tag: the text form's prefix ("warning: "); level: the JSON form's. */
+static void
+log_vline(const char *tag, const char *level, const char *fmt, va_list ap)
+{
+	char line[2048], text[1536];
 	int n, m;
 
-	n = snprintf(line, sizeof(line), "%s: %s", log_progname, tag);
-	if (n < 0 || (size_t)n >= sizeof(line))
-		n = 0;
-	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-	if (m < 0)
-		m = 0;
-	n += m;
-	if ((size_t)n > sizeof(line) - 2)
-		n = sizeof(line) - 2;
-	line[n++] = '\n';
+	if (log_json) {
+		m = vsnprintf(text, sizeof(text), fmt, ap);
+		if (m < 0)
+			m = 0;
+		if ((size_t)m >= sizeof(text))
+			m = sizeof(text) - 1;
+		n = json_line(line, sizeof(line), level, text, (size_t)m);
+	} else {
+		n = snprintf(line, sizeof(line), "%s: %s", log_progname, tag);
+		if (n < 0 || (size_t)n >= sizeof(line))
+			n = 0;
+		m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+		if (m < 0)
+			m = 0;
+		n += m;
+		if ((size_t)n > sizeof(line) - 2)
+			n = sizeof(line) - 2;
+		line[n++] = '\n';
+	}
 	static_assert(sizeof(line) <= LOG_WRITE_MAX, "a line fits the buffer");
 	if (tl.on) {
 		if (tl.len + (size_t)n > sizeof(tl.buf))
@@ -79,7 +142,8 @@ log_msg(enum log_level lvl, const char *fmt, ...)
 	if ((int)lvl < log_min_level)
 		return;
 	va_start(ap, fmt);
-	log_vline(lvl == LOG_WARN ? "warning: " : "", fmt, ap);
+	log_vline(lvl >= LOG_WARN ? "warning: " : "", lvl >= LOG_WARN ? "warning" :
+	    lvl == LOG_INFO ? "info" : "debug", fmt, ap);
 	va_end(ap);
 }
 
@@ -89,7 +153,7 @@ log_fatal(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_vline("fatal: ", fmt, ap);
+	log_vline("fatal: ", "fatal", fmt, ap);
 	va_end(ap);
 	log_buffer_flush();
 	exit(1);

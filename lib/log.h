@@ -13,9 +13,21 @@
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
-enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN };
+#include <stdbool.h>
 
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Lines below this level are not written (fatal and panic always are). */
 extern int log_min_level;
+/*
+ * false: "sluiced: warning: TEXT" lines; true: one JSON object a line,
+ * {"ts":"2026-12-06T23:48:09.123Z","level":"warning","program":"sluiced",
+ * "msg":"TEXT"}, for log shippers.
+ */
+extern bool log_json;
+
+/* "error", "warn", "info", "debug": the level; -1 for anything else. */
+int log_level_parse(const char *s);
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,3 +217,20 @@ address_parse(const char *s, struct sockaddr_storage *sa, socklen_t *len)
 	return 0;
 }
 
+const char *
+net_addr_text(const struct sockaddr *sa, char *out, size_t cap)
+{
+	const struct sockaddr_in6 *a6 = (const void *)sa;
+	const struct sockaddr_in *a4 = (const void *)sa;
+
+	if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+		inet_ntop(AF_INET, &a6->sin6_addr.s6_addr[12], out,
+		    (socklen_t)cap);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &a6->sin6_addr, out, (socklen_t)cap);
+	else if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &a4->sin_addr, out, (socklen_t)cap);
+	else
+		snprintf(out, cap, "unknown");
+	return out;
+}

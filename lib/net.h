@@ -28,4 +28,11 @@ const char *cidr_parse_why(const char *s, struct cidr *out);
 /* Parse "host:port" / "[v6]:port" into a socket address. 0 ok, -1 bad. */
 int address_parse(const char *s, struct sockaddr_storage *sa, socklen_t *len);
 
+/*
+ * A client's address for logs and headers: "192.0.2.1", "2001:db8::1"; a
+ * v4-mapped IPv6 address as the IPv4 one (a dual-stack socket's IPv4
+ * client); "unknown" for another family. Returns out.
+ */
+const char *net_addr_text(const struct sockaddr *sa, char *out, size_t cap);
+
 #endif

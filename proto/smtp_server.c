@@ -29,6 +29,7 @@
 #include "../lib/clock.h"
 #include "../lib/hex.h"
 #include "../lib/log.h"
+#include "../lib/net.h"
 #include "smtp_parse.h"
 #include "smtp_server_int.h"
 
@@ -129,6 +130,9 @@ vreply(struct smtp_session *s, const char *fmt, va_list ap)
  * leaves no half line behind: the session fails (see session_failed()) and
  * is closed after the replies before it.
  */
+static void log_refusal(const struct smtp_session *s, const char *r,
+    size_t n);
+
 static void
 vreply(struct smtp_session *s, const char *fmt, va_list ap)
 {
@@ -141,7 +145,10 @@ vreply(struct smtp_session *s, const char *fmt, va_list ap)
 			log_warn("%s: no room for a reply (%zu bytes unsent): "
 			    "closing", s->client_addr, len);
 		s->failed = true;
+		return;
 	}
+	if (s->out.data[len] == '4' || s->out.data[len] == '5')
+		log_refusal(s, s->out.data + len, s->out.len - len - 2);
 }
 
 static void
@@ -156,6 +163,25 @@ reply(struct smtp_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vreply(s, fmt, ap);
 	va_end(ap);
+}
+
+/*
+ * Every 4xx and 5xx reply is logged, as Postfix's "reject:" lines are:
+ * the client, the command it answers, the reply, and what the session
+ * knows of the transaction (never a password: AUTH replies carry none).
+ */
+static void
+log_refusal(const struct smtp_session *s, const char *r, size_t n)
+{
+	const char *helo = s->env.len > 0 ? s->env.data : "";
+	bool mail = s->state == SMTP_S_MAIL || s->state == SMTP_S_RCPT ||
+	    s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT ||
+	    s->state == SMTP_S_BDAT_WAIT || s->state == SMTP_S_COMMIT;
+
+	log_info("reject: %s from [%s]: %.*s;%s%s%s helo=<%.64s>",
+	    s->cmd != NULL ? s->cmd : "CONNECT", s->client_addr,
+	    (int)(n > 512 ? 512 : n), r, mail ? " from=<" : "",
+	    mail ? s->env.data + s->sender_off : "", mail ? ">" : "", helo);
 }
 
 /*
@@ -248,21 +274,7 @@ smtp_session_init(struct smtp_session *s, const struct smtp_server_cfg *cfg,
 	s->ids = ids;
 	s->relay_ok = relay_ok;
 	s->state = SMTP_S_INIT;
-	if (peer->sa_family == AF_INET) {
-		const struct sockaddr_in *a = (const void *)peer;
-		inet_ntop(AF_INET, &a->sin_addr, s->client_addr,
-		    sizeof(s->client_addr));
-	} else if (peer->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const void *)peer;
-		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
-			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12],
-			    s->client_addr, sizeof(s->client_addr));
-		else
-			inet_ntop(AF_INET6, &a->sin6_addr, s->client_addr,
-			    sizeof(s->client_addr));
-	} else {
-		snprintf(s->client_addr, sizeof(s->client_addr), "unknown");
-	}
+	net_addr_text(peer, s->client_addr, sizeof(s->client_addr));
 	/* env always starts with the HELO name, empty until given. */
 	if ((rc = buf_append(&s->env, "", 1)) < 0) {
 		log_warn("%s: session: %s", s->client_addr, strerror(-rc));
@@ -948,16 +960,19 @@ do_command(struct smtp_session *s, char *line)
 		return;
 	}
 	if (s->state == SMTP_S_AUTH) {
+		s->cmd = "AUTH";
 		smtp_auth_response(s, line);
 		return;
 	}
 	vl = strcspn(line, " ");
+	s->cmd = "unknown command";
 	arg = line + vl;
 	while (*arg == ' ')
 		arg++;
 	for (i = 0; i < sizeof(smtp_cmds) / sizeof(smtp_cmds[0]); i++) {
 		if (strlen(smtp_cmds[i].verb) == vl &&
 		    strncasecmp(line, smtp_cmds[i].verb, vl) == 0) {
+			s->cmd = smtp_cmds[i].verb;
 			/* Between BDAT chunks only a few commands make sense. */
 			if (s->state == SMTP_S_BDAT_WAIT &&
 			    smtp_cmds[i].fn != cmd_bdat &&

@@ -197,6 +197,7 @@ struct smtp_session {
 	bool smtputf8;
 	bool shutting_down;
 	bool tls;		/* running over TLS (the engine sets it) */
+	const char *cmd;	/* verb being answered ("RCPT"), for the log */
 	bool authenticated;	/* AUTH succeeded: auth_user is the user */
 	bool starttls;		/* STARTTLS accepted: stop, return the event */
 	bool failed;		/* out of memory or room: closing */

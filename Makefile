@@ -22,7 +22,7 @@ SAN      ?=
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror \
 	-Wshadow -Wstrict-prototypes -Wno-missing-field-initializers \
 	-pthread $(SAN) $(CFLAGS)
-LDLIBS   = -luring -llmdb -lxxhash -lyaml -ljansson -lwolfssl -lldns -pthread
+LDLIBS   = -luring -llmdb -lxxhash -lyaml -ljansson -lwolfssl -lldns -lcrypto -pthread
 LDFLAGS  ?=
 
 BIN      = $(O)/bin
@@ -45,7 +45,8 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(UNIT)/%.t)
 
 # Debian packages: to build, and to run the tests against real peers.
 BUILD_PKGS = gcc make pkg-config liburing-dev libwolfssl-dev libldns-dev \
-	liblmdb-dev libxxhash-dev libyaml-dev libjansson-dev libcrypt-dev
+	liblmdb-dev libxxhash-dev libyaml-dev libjansson-dev libcrypt-dev \
+	libssl-dev
 TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2 nsd \
 	python3-aiosmtpd python3-dnspython
 DEPS_STAMP = build/.deps-ok

@@ -60,7 +60,8 @@ canon_relaxed(const char *f, size_t n, struct buf *out)
 	    f[name_n - 1] == '\n'))
 		name_n--;
 	for (i = 0; i < name_n; i++)
-		*o++ = lower(f[i]);
+		if (f[i] != '\r' && f[i] != '\n')
+			*o++ = lower(f[i]);
 	if (colon != NULL) {
 		*o++ = ':';
 		i = (size_t)(colon - f) + 1;

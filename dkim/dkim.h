@@ -50,6 +50,7 @@ enum dkim_alg {
 #define DKIM_FIELDS_MAX 512		/* signed field instances a message */
 #define DKIM_HEADERS_MAX 64		/* names in the signed-header list */
 #define DKIM_KEY_FILE_MAX (64u << 10)	/* bytes of a PEM key file */
+#define DKIM_NAME_MAX 63		/* a signed header field's name */
 
 const char *dkim_alg_name(enum dkim_alg a);	/* "rsa-sha256" ... */
 const char *dkim_canon_name(enum dkim_canon c);	/* "simple", "relaxed" */

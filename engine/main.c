@@ -306,6 +306,7 @@ main(int argc, char **argv)
 	struct deliver_cfg dcfg;
 	struct queue_index *qi = NULL;
 	struct committer *committer;
+	struct dkim_pool *signers = NULL;
 	struct shard **shards;
 	struct config cfg;
 	const char *path = NULL;
@@ -401,6 +402,10 @@ main(int argc, char **argv)
 	scfg.memory = &inbound_memory;
 	scfg.rcpt_refused = inbound_rcpt_refused;
 	scfg.rcpt_ctx = &cfg.routes;
+	if (cfg.dkim_policy.nentries > 0) {
+		scfg.data_tap = shard_dkim_tap;
+		scfg.tap_ctx = &cfg;
+	}
 	shards = calloc(cfg.shards, sizeof(*shards));
 	efds = calloc(cfg.shards, sizeof(*efds));
 	if (shards == NULL || efds == NULL)
@@ -423,6 +428,19 @@ main(int argc, char **argv)
 	    cfg.spool)) < 0)
 		log_fatal("cannot start the committer: %s",
 		    queue_strerror(rc));
+	if (cfg.dkim_policy.nentries > 0) {
+		unsigned nw = cfg.dkim_signing.workers != 0 ?
+		    cfg.dkim_signing.workers : cfg.shards;
+
+		if ((rc = dkim_pool_start(&signers, &cfg.dkim_policy, nw,
+		    cfg.shards, efds)) < 0)
+			log_fatal("cannot start the DKIM signers: %s",
+			    strerror(-rc));
+		for (i = 0; i < cfg.shards; i++)
+			shard_set_signer(shards[i], signers);
+		log_info("dkim: %zu key(s), %u signer thread(s)",
+		    cfg.dkim_policy.nentries, nw);
+	}
 	for (i = 0; i < cfg.shards; i++)
 		if ((rc = shard_start(shards[i], committer)) < 0)
 			log_fatal("cannot start shard %u: %s", i,
@@ -459,6 +477,8 @@ main(int argc, char **argv)
 	 * to another's inbox and write its eventfd. */
 	for (i = 0; i < cfg.shards; i++)
 		shard_join_thread(shards[i]);
+	/* Nothing is left for the signers: no shard waits for them. */
+	dkim_pool_stop(signers);
 	for (i = 0; i < cfg.shards; i++) {
 		total += shard_messages(shards[i]);
 		shard_free(shards[i]);

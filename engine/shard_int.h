@@ -87,6 +87,8 @@ struct conn {
 	struct buf tx;		/* bytes being sent (swapped from smtp.out) */
 	size_t tx_off;
 	struct commit_job *job;	/* record write in flight */
+	struct shard_dkim *dk;	/* DKIM hasher and job (shard_dkim.c) */
+	bool dk_nomem;		/* ... could not be had: 451 at the end */
 	struct smtp_session smtp;
 };
 
@@ -141,6 +143,7 @@ struct shard {
 	_Atomic uint64_t n_messages;
 
 	struct deliver *deliver;
+	struct dkim_pool *dkim;		/* NULL: no DKIM signing */
 };
 
 /*
@@ -172,5 +175,17 @@ struct seg *shard_seg_for_append(struct shard *sh, uint64_t rec_len, int *err);
 
 /* shard.c */
 void shard_pending_push(struct shard *sh, struct commit_job *job);
+
+/*
+ * shard_dkim.c: DKIM signing. submit: 1 the message went to the signers
+ * (its fields come back through shard_dkim_reap()), 0 it is not to be
+ * signed (commit it now), -1 it should be but cannot be (451). apply:
+ * put a returned job's fields in front of the message; 0, or -1 (451).
+ */
+struct dkim_job;
+int shard_dkim_submit(struct shard *sh, struct conn *c);
+struct dkim_job *shard_dkim_reap(struct shard *sh);
+int shard_dkim_apply(struct shard *sh, struct conn *c, struct dkim_job *job);
+void shard_dkim_conn_free(struct conn *c);
 
 #endif

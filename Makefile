@@ -72,7 +72,7 @@ $(BIN)/sluiced: $(OBJ)/engine/main.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(LIB)
+$(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(OBJ)/tools/sluicectl_dkim.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

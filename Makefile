@@ -48,10 +48,11 @@ BUILD_PKGS = gcc make pkg-config liburing-dev libwolfssl-dev libldns-dev \
 	liblmdb-dev libxxhash-dev libyaml-dev libjansson-dev libcrypt-dev \
 	libssl-dev
 TEST_PKGS  = python3 swaks postfix lmdb-utils clang procps iproute2 nsd \
-	python3-aiosmtpd python3-dnspython
+	python3-aiosmtpd python3-dnspython python3-dkim opendkim \
+	opendkim-tools nodejs
 DEPS_STAMP = build/.deps-ok
 
-.PHONY: all run test unit asan asan-unit fuzz fuzz-run deps user clean
+.PHONY: all run test unit asan asan-unit fuzz fuzz-run deps node-deps user clean
 # Keep object files make considers intermediate (the tests' own): deleting
 # them costs a rebuild and prints after the test summary.
 .SECONDARY:
@@ -102,6 +103,22 @@ $(DEPS_STAMP): Makefile
 	fi
 	@mkdir -p build && touch $@
 
+# mailauth, one of the three DKIM verifiers of test_dkim_verify.py, from
+# npm into build/node (ignored by git). Debian's nodejs has no npm of its
+# own: install Debian's npm package only when there is no npm at all.
+MAILAUTH_VERSION = 4.9.5
+NODE_DIR   = build/node
+NODE_STAMP = $(NODE_DIR)/.mailauth-$(MAILAUTH_VERSION)
+node-deps: $(NODE_STAMP)
+$(NODE_STAMP): | $(DEPS_STAMP)
+	@command -v npm >/dev/null || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends npm; }
+	@mkdir -p $(NODE_DIR)
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --prefix . \
+		mailauth@$(MAILAUTH_VERSION)
+	@touch $@
+
 # The unprivileged user sluiced becomes after binding (config key user).
 SLUICE_USER = sluice
 user:
@@ -131,7 +148,7 @@ FUZZ_TEST_SECONDS ?= 15
 # run of every fuzz target: one summary line for all of them. The three
 # builds go side by side (TEST_BUILD_JOBS), once the packages are there.
 TEST_BUILD_JOBS ?= 2
-test: deps user
+test: deps user node-deps
 	$(MAKE) -j$(TEST_BUILD_JOBS) all unit asan-unit fuzz
 	SLUICE_BIN=$(abspath $(BIN)) SLUICE_UNIT=$(abspath $(UNIT)) \
 		SLUICE_ASAN_UNIT=$(abspath $(ASAN_DIR)/tests/unit) \

@@ -39,11 +39,20 @@ const char *const dkim_default_headers[] = {
 
 #define FOLD_WIDTH 76		/* columns before a field line is folded */
 
+/*
+ * A key's signing context in one thread, set up at its first use and kept:
+ * setting one up costs more than an Ed25519 signature (measured: 52 us a
+ * signature with one set up each time, against 29 us for openssl speed).
+ */
+struct sign_slot {
+	EVP_PKEY_CTX *rsa;		/* EVP_PKEY_sign() with SHA-256 */
+	EVP_MD_CTX *ed;			/* one-shot EVP_DigestSign() */
+};
+
 struct dkim_signer {
 	const struct dkim_policy *pol;
 	EVP_MD_CTX *md;			/* the header hash */
-	EVP_MD_CTX *ed;			/* Ed25519 signing */
-	EVP_PKEY_CTX **rsa;		/* per policy entry, made when used */
+	struct sign_slot *slots;	/* per policy entry */
 	struct dkim_field fields[DKIM_FIELDS_MAX];
 	struct buf canon;		/* the message's canonical fields */
 	struct buf sig;			/* one DKIM-Signature being built */
@@ -278,11 +287,10 @@ dkim_signer_new(const struct dkim_policy *pol)
 		return NULL;
 	sg->pol = pol;
 	sg->md = EVP_MD_CTX_new();
-	sg->ed = EVP_MD_CTX_new();
 	if (pol != NULL && pol->nentries > 0)
-		sg->rsa = calloc(pol->nentries, sizeof(*sg->rsa));
-	if (sg->md == NULL || sg->ed == NULL ||
-	    (pol != NULL && pol->nentries > 0 && sg->rsa == NULL)) {
+		sg->slots = calloc(pol->nentries, sizeof(*sg->slots));
+	if (sg->md == NULL ||
+	    (pol != NULL && pol->nentries > 0 && sg->slots == NULL)) {
 		dkim_signer_free(sg);
 		return NULL;
 	}
@@ -294,11 +302,12 @@ dkim_signer_free(struct dkim_signer *sg)
 {
 	if (sg == NULL)
 		return;
-	for (size_t i = 0; sg->rsa != NULL && i < sg->pol->nentries; i++)
-		EVP_PKEY_CTX_free(sg->rsa[i]);
-	free(sg->rsa);
+	for (size_t i = 0; sg->slots != NULL && i < sg->pol->nentries; i++) {
+		EVP_PKEY_CTX_free(sg->slots[i].rsa);
+		EVP_MD_CTX_free(sg->slots[i].ed);
+	}
+	free(sg->slots);
 	EVP_MD_CTX_free(sg->md);
-	EVP_MD_CTX_free(sg->ed);
 	buf_free(&sg->canon);
 	buf_free(&sg->sig);
 	buf_free(&sg->sigc);
@@ -381,18 +390,29 @@ dkim_hash_headers(struct dkim_signer *sg, enum dkim_canon c,
 }
 
 static int
-sign_with(struct dkim_signer *sg, EVP_PKEY_CTX **slot,
-    const struct dkim_key *key, const uint8_t hash[DKIM_HASH_LEN],
-    uint8_t *sig, size_t *sig_len)
+sign_with(struct sign_slot *slot, const struct dkim_key *key,
+    const uint8_t hash[DKIM_HASH_LEN], uint8_t *sig, size_t *sig_len)
 {
 	EVP_PKEY_CTX *ctx;
 	size_t len = DKIM_SIG_MAX;
 
 	if (key->alg == DKIM_ED25519_SHA256) {
-		/* RFC 8463 section 3: PureEdDSA over the SHA-256 hash. */
-		if (EVP_DigestSignInit(sg->ed, NULL, NULL, NULL,
-		    key->pkey) != 1 ||
-		    EVP_DigestSign(sg->ed, sig, &len, hash,
+		/*
+		 * RFC 8463 section 3: PureEdDSA over the SHA-256 hash. A
+		 * one-shot EVP_DigestSign() leaves its context ready for the
+		 * next: it is set up once per thread and key.
+		 */
+		if (slot->ed == NULL) {
+			slot->ed = EVP_MD_CTX_new();
+			if (slot->ed == NULL ||
+			    EVP_DigestSignInit(slot->ed, NULL, NULL, NULL,
+			    key->pkey) != 1) {
+				EVP_MD_CTX_free(slot->ed);
+				slot->ed = NULL;
+				return -EIO;
+			}
+		}
+		if (EVP_DigestSign(slot->ed, sig, &len, hash,
 		    DKIM_HASH_LEN) != 1)
 			return -EIO;
 		*sig_len = len;
@@ -403,7 +423,7 @@ sign_with(struct dkim_signer *sg, EVP_PKEY_CTX **slot,
 	 * signature EVP_DigestSign() would give over the data, without a
 	 * context set up per message. The context is the thread's own.
 	 */
-	if ((ctx = *slot) == NULL) {
+	if ((ctx = slot->rsa) == NULL) {
 		ctx = EVP_PKEY_CTX_new(key->pkey, NULL);
 		if (ctx == NULL || EVP_PKEY_sign_init(ctx) != 1 ||
 		    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1 ||
@@ -411,7 +431,7 @@ sign_with(struct dkim_signer *sg, EVP_PKEY_CTX **slot,
 			EVP_PKEY_CTX_free(ctx);
 			return -EIO;
 		}
-		*slot = ctx;
+		slot->rsa = ctx;
 	}
 	if (EVP_PKEY_sign(ctx, sig, &len, hash, DKIM_HASH_LEN) != 1)
 		return -EIO;
@@ -423,15 +443,16 @@ int
 dkim_sign_hash(struct dkim_signer *sg, const struct dkim_key *key,
     const uint8_t hash[DKIM_HASH_LEN], uint8_t *sig, size_t *sig_len)
 {
-	EVP_PKEY_CTX *tmp = NULL, **slot = &tmp;
+	struct sign_slot tmp = { 0 }, *slot = &tmp;
 	int rc;
 
-	for (size_t i = 0; sg->pol != NULL && sg->rsa != NULL &&
+	for (size_t i = 0; sg->pol != NULL && sg->slots != NULL &&
 	    i < sg->pol->nentries; i++)
 		if (sg->pol->entries[i].key == key)
-			slot = &sg->rsa[i];
-	rc = sign_with(sg, slot, key, hash, sig, sig_len);
-	EVP_PKEY_CTX_free(tmp);
+			slot = &sg->slots[i];
+	rc = sign_with(slot, key, hash, sig, sig_len);
+	EVP_PKEY_CTX_free(tmp.rsa);
+	EVP_MD_CTX_free(tmp.ed);
 	return rc;
 }
 
@@ -607,7 +628,7 @@ dkim_sign_message(struct dkim_signer *sg, const char *msg,
 		if ((rc = build_field(sg, e, bh, now, &col)) < 0 ||
 		    (rc = hash_with_sig(sg, pol->hcanon, sg->sig.data,
 		    sg->sig.len, hash)) < 0 ||
-		    (rc = sign_with(sg, &sg->rsa[i], e->key, hash, sig,
+		    (rc = sign_with(&sg->slots[i], e->key, hash, sig,
 		    &sig_len)) < 0 ||
 		    (rc = buf_append(out, sg->sig.data, sg->sig.len)) < 0 ||
 		    (rc = append_b(out, col, sig, sig_len)) < 0)

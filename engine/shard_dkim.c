@@ -32,7 +32,11 @@ struct shard_dkim {
 	struct dkim_job job;
 };
 
-/* Is the session's client one of ours (see the file's comment)? */
+/*
+ * Is the session's client one of ours (see the file's comment)? An
+ * authenticated client is too: with SMTP AUTH in the session, this is
+ * relay_ok || authenticated.
+ */
 static bool
 session_ours(const struct smtp_session *s)
 {

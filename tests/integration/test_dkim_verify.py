@@ -12,8 +12,9 @@
 # goes through sluiced with relaxed/relaxed and with simple/simple, to a
 # sink; each message as delivered must pass both signatures in all three
 # verifiers, and each message changed after signing (body or a signed
-# header field) must fail in all three. Also: From is oversigned, and a
-# message that cannot be signed (too many signed fields) gets 451 4.3.0
+# header field) must fail in all three. Also: From is oversigned, x= is
+# there, a message from a domain without a key is delivered unsigned, and
+# a message that cannot be signed (too many signed fields) gets 451 4.3.0
 # and is not queued.
 import base64
 import json
@@ -279,6 +280,16 @@ for tag in sorted(files):
             else:
                 T.ok(res.get("r1") is False and res.get("e1") is False,
                      "%s: %s fails both signatures" % (tag, name), "%r %s" % (res, detail))
+
+with T.case("a domain without a key: queued unsigned"):
+    relay = relays["relaxed/relaxed"]
+    data = b"From: Ann <ann@other.test>\r\nSubject: not ours to sign\r\nX-Test-Id: nokey\r\n\r\nhi\r\n"
+    T.ok(dl.submit(relay.port, "ann@other.test", ["x@dest.test"], data), "queued")
+    T.ok(dl.wait_until(lambda: any(b"X-Test-Id: nokey" in m.data for m in srv.msgs()), 30),
+         "delivered")
+    m = [m.data for m in srv.msgs() if b"X-Test-Id: nokey" in m.data]
+    T.ok(m and b"DKIM-Signature:" not in m[0] and m[0].endswith(data),
+         "no DKIM-Signature field, the message as sent", m[:1])
 
 with T.case("a message that cannot be signed: 451 4.3.0, not queued"):
     relay = relays["relaxed/relaxed"]

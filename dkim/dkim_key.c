@@ -165,6 +165,47 @@ key_wrap(EVP_PKEY *pk, enum dkim_alg alg)
 	return k;
 }
 
+/*
+ * Inline PEM whose line ends became spaces (a YAML plain scalar folds
+ * them, an environment variable set from one line): put the line ends
+ * back, after the BEGIN line, between the base64 words and before the
+ * END line, so that the PEM reader takes it. A malloc'd copy; NULL when
+ * spec needs none (it has line ends) or has no END line.
+ */
+static char *
+pem_unfold(const char *spec)
+{
+	const char *body, *end;
+	char *copy, *o;
+
+	if (strchr(spec, '\n') != NULL)
+		return NULL;
+	body = strstr(spec + 10, "-----");	/* the BEGIN line's end */
+	end = body != NULL ? strstr(body + 5, "-----END") : NULL;
+	if (end == NULL)
+		return NULL;
+	body += 5;
+	copy = malloc(strlen(spec) + 3);
+	if (copy == NULL)
+		return NULL;
+	o = copy;
+	memcpy(o, spec, (size_t)(body - spec));
+	o += body - spec;
+	*o++ = '\n';
+	for (const char *p = body; p < end; p++) {
+		if (*p == ' ' || *p == '\t') {
+			if (o[-1] != '\n')
+				*o++ = '\n';
+		} else {
+			*o++ = *p;
+		}
+	}
+	if (o[-1] != '\n')
+		*o++ = '\n';
+	strcpy(o, end);
+	return copy;
+}
+
 int
 dkim_key_load(const char *spec, enum dkim_alg alg, struct dkim_key **out,
     char *why, size_t whylen)
@@ -178,6 +219,10 @@ dkim_key_load(const char *spec, enum dkim_alg alg, struct dkim_key **out,
 
 	*out = NULL;
 	if (inline_pem) {
+		/* Kept in text, wiped below like a file's contents. */
+		text = pem_unfold(spec);
+		if (text != NULL)
+			spec = text;
 		len = strlen(spec);
 	} else {
 		text = read_key_file(spec, &len, why, whylen);
@@ -185,6 +230,8 @@ dkim_key_load(const char *spec, enum dkim_alg alg, struct dkim_key **out,
 			return -1;
 	}
 	bio = BIO_new_mem_buf(inline_pem ? spec : text, (int)len);
+	if (inline_pem && text != NULL)
+		spec = "inline";	/* no pointer into what is wiped */
 	if (bio != NULL)
 		pk = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
 	BIO_free(bio);

@@ -2,7 +2,8 @@
  * Description: DKIM keys, the signing policy and the DKIM-Signature field.
  *   - keys: a file readable by group or others, an RSA key under 1024
  *     bits, a key of the other algorithm, an encrypted key and junk are
- *     refused with a reason; written keys are mode 0600 and never
+ *     refused with a reason; inline PEM loads, also with its line ends
+ *     turned into spaces; written keys are mode 0600 and never
  *     overwrite a file;
  *   - pick: the From: domain (display names, comments, quoted commas,
  *     case), none or two From: fields, a parent domain, a fixed domain;
@@ -86,7 +87,14 @@ test_keys(void)
 	CHECK(dkim_key_load(path, DKIM_ED25519_SHA256, &k, why,
 	    sizeof(why)) < 0);
 	CHECK(k == NULL);
-	/* Inline PEM. */
+	/* Inline PEM; also with its line ends folded into spaces (YAML,
+	 * an environment variable). */
+	CHECK(dkim_key_load(pem, DKIM_ED25519_SHA256, &k, why,
+	    sizeof(why)) == 0);
+	dkim_key_free(k);
+	for (char *p = pem; *p != '\0'; p++)
+		if (*p == '\n')
+			*p = ' ';
 	CHECK(dkim_key_load(pem, DKIM_ED25519_SHA256, &k, why,
 	    sizeof(why)) == 0);
 	dkim_key_free(k);

@@ -37,7 +37,8 @@ BENCH_SRC = bench/bench_hist.c bench/bench_common.c \
 	bench/bench_source.c bench/source_opts.c bench/source_msg.c \
 	bench/source_session.c bench/source_conn.c bench/source_report.c \
 	bench/bench_sink.c bench/sink_opts.c bench/sink_session.c \
-	bench/sink_conn.c bench/sink_record.c bench/sink_report.c
+	bench/sink_conn.c bench/sink_record.c bench/sink_report.c \
+	bench/dkim_speed.c
 LIB_SRC  = $(wildcard lib/*.c) $(filter-out engine/main.c,$(wildcard engine/*.c)) \
 	$(wildcard proto/*.c) $(wildcard queue/*.c) $(wildcard deliver/*.c) $(wildcard dkim/*.c) \
 	$(BENCH_SRC)
@@ -50,11 +51,12 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(UNIT)/%.t)
 BUILD_PKGS = gcc make pkg-config liburing-dev libssl-dev libldns-dev \
 	liblmdb-dev libxxhash-dev libyaml-dev libjansson-dev libcrypt-dev
 TEST_PKGS  = python3 swaks libnet-ssleay-perl postfix lmdb-utils clang procps \
-	iproute2 nsd haproxy python3-aiosmtpd python3-dnspython mandoc systemd openssl
+	iproute2 nsd haproxy python3-aiosmtpd python3-dnspython mandoc systemd openssl \
+	python3-dkim opendkim opendkim-tools nodejs
 DEPS_STAMP = build/.deps-ok
 
-.PHONY: all run test unit asan asan-unit fuzz fuzz-run deps deps-run user \
-	install clean
+.PHONY: all run test unit asan asan-unit fuzz fuzz-run deps deps-run node-deps \
+	user install clean
 # Keep object files make considers intermediate (the tests' own): deleting
 # them costs a rebuild and prints after the test summary.
 .SECONDARY:
@@ -75,7 +77,8 @@ $(BIN)/sluiced: $(OBJ)/engine/main.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(OBJ)/tools/hash_password.o $(LIB)
+$(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(OBJ)/tools/hash_password.o \
+	$(OBJ)/tools/sluicectl_dkim.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -113,6 +116,22 @@ deps: $(DEPS_STAMP)
 $(DEPS_STAMP): Makefile
 	$(call install_missing,$(BUILD_PKGS) $(TEST_PKGS))
 	@mkdir -p build && touch $@ $(DEPS_RUN_STAMP)
+
+# mailauth, one of the three DKIM verifiers of test_dkim_verify.py, from
+# npm into build/node (ignored by git). Debian's nodejs has no npm of its
+# own: install Debian's npm package only when there is no npm at all.
+MAILAUTH_VERSION = 4.9.5
+NODE_DIR   = build/node
+NODE_STAMP = $(NODE_DIR)/.mailauth-$(MAILAUTH_VERSION)
+node-deps: $(NODE_STAMP)
+$(NODE_STAMP): | $(DEPS_STAMP)
+	@command -v npm >/dev/null || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends npm; }
+	@mkdir -p $(NODE_DIR)
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --prefix . \
+		mailauth@$(MAILAUTH_VERSION)
+	@touch $@
 
 # The unprivileged user sluiced becomes after binding (config key user).
 SLUICE_USER = sluice
@@ -185,7 +204,7 @@ FUZZ_TEST_SECONDS ?= 15
 # run of every fuzz target: one summary line for all of them. The three
 # builds go side by side (TEST_BUILD_JOBS), once the packages are there.
 TEST_BUILD_JOBS ?= 2
-test: deps user
+test: deps user node-deps
 	$(MAKE) -j$(TEST_BUILD_JOBS) all unit asan-unit fuzz
 	SLUICE_BIN=$(abspath $(BIN)) SLUICE_UNIT=$(abspath $(UNIT)) \
 		SLUICE_ASAN_UNIT=$(abspath $(ASAN_DIR)/tests/unit) \

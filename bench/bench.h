@@ -10,5 +10,7 @@
 
 int bench_source_main(int argc, char **argv);
 int bench_sink_main(int argc, char **argv);
+/* sluice-bench dkim-speed: DKIM signatures per second (dkim_speed.c). */
+int bench_dkim_speed_main(int argc, char **argv);
 
 #endif

@@ -28,6 +28,7 @@
 #include "../proto/smtp_server.h"
 #include "../deliver/deliver_cfg.h"
 #include "../deliver/route.h"
+#include "../dkim/dkim.h"
 
 struct listen_cfg {
 	char *address;		/* as written: "127.0.0.1:2525", "[::1]:25" */
@@ -149,6 +150,33 @@ struct log_cfg {
 	char *format;		/* text, json */
 };
 
+/* One entry of "dkim": a key a domain signs with. */
+struct dkim_key_cfg {
+	char *domain;		/* lower-cased by the loader */
+	char *selector;
+	char *key;		/* a PEM file's path, or inline PEM */
+	char *algorithm;	/* rsa-sha256 (rsa), ed25519-sha256 (ed25519) */
+	enum dkim_alg alg;	/* from algorithm */
+	struct dkim_key *loaded;	/* parsed once, by the loader */
+};
+
+/* One name of dkim_signing.headers. */
+struct dkim_header_cfg {
+	char name[DKIM_NAME_MAX + 1];	/* lower-case */
+};
+
+/* "dkim_signing": what is signed, and how. */
+struct dkim_sign_cfg {
+	char *messages;		/* "ours" or "all" */
+	char *domain;		/* "from", "parent" or one domain */
+	struct dkim_header_cfg *headers;
+	size_t nheaders;
+	char *canonicalization;	/* header/body */
+	uint64_t expire_ms;	/* x= after t=; 0: none */
+	uint32_t workers;	/* signer threads; 0: one per shard */
+	uint32_t all;		/* messages: all (derived) */
+};
+
 struct config {
 	char *source;			/* file name, or "(embedded default)" */
 	char *hostname;
@@ -183,6 +211,10 @@ struct config {
 	struct log_cfg log;
 	struct delivery_cfg delivery;
 	struct route_table routes;	/* built from both; see docs/routing.md */
+	struct dkim_key_cfg *dkim;	/* "dkim" as written, keys loaded */
+	size_t ndkim;
+	struct dkim_sign_cfg dkim_signing;
+	struct dkim_policy dkim_policy;	/* built from both; nentries 0: off */
 };
 
 /* Errors collected while loading; each line is "FILE:LINE: message". */

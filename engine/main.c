@@ -317,6 +317,7 @@ main(int argc, char **argv)
 	struct queue_index *qi = NULL;
 	struct committer *committer;
 	struct tls_ctx *tls;
+	struct dkim_pool *signers = NULL;
 	struct shard **shards;
 	struct config cfg;
 	const char *path = NULL;
@@ -451,6 +452,10 @@ main(int argc, char **argv)
 	scfg.rcpt_ctx = &cfg.routes;
 	scfg.relay_domains = cfg.relay_domains;
 	scfg.nrelay_domains = cfg.nrelay_domains;
+	if (cfg.dkim_policy.nentries > 0) {
+		scfg.data_tap = shard_dkim_tap;
+		scfg.tap_ctx = &cfg;
+	}
 	shards = calloc(cfg.shards, sizeof(*shards));
 	efds = calloc(cfg.shards, sizeof(*efds));
 	if (shards == NULL || efds == NULL)
@@ -485,6 +490,19 @@ main(int argc, char **argv)
 	    cfg.spool)) < 0)
 		log_fatal("cannot start the committer: %s",
 		    queue_strerror(rc));
+	if (cfg.dkim_policy.nentries > 0) {
+		unsigned nw = cfg.dkim_signing.workers != 0 ?
+		    cfg.dkim_signing.workers : cfg.shards;
+
+		if ((rc = dkim_pool_start(&signers, &cfg.dkim_policy, nw,
+		    cfg.shards, efds)) < 0)
+			log_fatal("cannot start the DKIM signers: %s",
+			    strerror(-rc));
+		for (i = 0; i < cfg.shards; i++)
+			shard_set_signer(shards[i], signers);
+		log_info("dkim: %zu key(s), %u signer thread(s)",
+		    cfg.dkim_policy.nentries, nw);
+	}
 	for (i = 0; i < cfg.shards; i++)
 		if ((rc = shard_start(shards[i], committer)) < 0)
 			log_fatal("cannot start shard %u: %s", i,
@@ -527,6 +545,8 @@ main(int argc, char **argv)
 		shard_join_thread(shards[i]);
 	/* Before the shards' eventfds close: a worker may still write. */
 	auth_global_stop();
+	/* Nothing is left for the signers: no shard waits for them. */
+	dkim_pool_stop(signers);
 	for (i = 0; i < cfg.shards; i++) {
 		total += shard_messages(shards[i]);
 		shard_free(shards[i]);

@@ -413,6 +413,19 @@ command_deadline(struct shard *sh, struct conn *c)
 		    sh->cfg->limits.command_timeout_ms;
 }
 
+/* A complete message: to the signers first when it is to be signed. */
+static void
+commit_or_sign(struct shard *sh, struct conn *c)
+{
+	int rc = shard_dkim_submit(sh, c);
+
+	if (rc == 0)
+		start_commit(sh, c);
+	else if (rc < 0)
+		handle_event(sh, c, smtp_session_commit_done(&c->smtp,
+		    SMTP_COMMIT_SIGNFAIL));
+}
+
 /* React to what the session asked for, then keep I/O going. */
 static void
 handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
@@ -436,7 +449,7 @@ handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
 	case SMTP_EV_NONE:
 		break;
 	case SMTP_EV_COMMIT:
-		start_commit(sh, c);
+		commit_or_sign(sh, c);
 		break;
 	case SMTP_EV_CLOSE:
 		if (!c->close_after_flush)
@@ -1063,18 +1076,41 @@ begin_stop(struct shard *sh)
 	}
 }
 
+/* Signature fields are back: in front of the message, then commit. */
+static void
+dkim_done(struct shard *sh, struct dkim_job *job)
+{
+	struct conn *c = &sh->conns[job->conn_idx];
+
+	/* The slot was held for the job: it is still this connection. */
+	assert(c->in_use && c->gen == job->conn_gen);
+	if (!c->closing && c->smtp.state == SMTP_S_COMMIT) {
+		if (shard_dkim_apply(sh, c, job) == 0)
+			start_commit(sh, c);
+		else
+			handle_event(sh, c, smtp_session_commit_done(&c->smtp,
+			    SMTP_COMMIT_SIGNFAIL));
+	}
+	conn_op_done(sh, c);
+}
+
 static void
 handle_wake(struct shard *sh)
 {
-	struct auth_result *r, *next;
+	struct auth_result *r, *rnext;
 	struct commit_job *job;
+	struct dkim_job *dj, *next;
 
 	while ((job = committer_reap(sh->committer, sh->id)) != NULL)
 		job_finish(sh, job);
-	for (r = auth_reap(sh->id); r != NULL; r = next) {
-		next = r->next;
+	for (r = auth_reap(sh->id); r != NULL; r = rnext) {
+		rnext = r->next;
 		auth_finish(sh, r);
 		free(r);
+	}
+	for (dj = shard_dkim_reap(sh); dj != NULL; dj = next) {
+		next = dj->next;
+		dkim_done(sh, dj);
 	}
 	if (atomic_load(&sh->stop_requested) && !sh->stopping)
 		begin_stop(sh);
@@ -1496,6 +1532,7 @@ shard_free(struct shard *sh)
 		buf_free(&sh->conns[i].tx);
 		tls_free(sh->conns[i].tls);
 		buf_free(&sh->conns[i].proxy_hdr);
+		shard_dkim_conn_free(&sh->conns[i]);
 	}
 	buf_free(&sh->tls_plain);
 	io_uring_queue_exit(&sh->ring);

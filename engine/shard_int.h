@@ -104,6 +104,8 @@ struct conn {
 				 * leaves in plaintext */
 	bool tls_failed;	/* TLS error: only OpenSSL's alert leaves */
 	struct commit_job *job;	/* record write in flight */
+	struct shard_dkim *dk;	/* DKIM hasher and job (shard_dkim.c) */
+	bool dk_nomem;		/* ... could not be had: 451 at the end */
 	struct smtp_session smtp;
 };
 
@@ -165,6 +167,8 @@ struct shard {
 	uint64_t proxy_log_sec;
 	uint32_t proxy_log_n;
 	uint32_t proxy_log_dropped;
+
+	struct dkim_pool *dkim;		/* NULL: no DKIM signing */
 };
 
 /*
@@ -237,5 +241,17 @@ void shard_proxy_expired(struct shard *sh, struct conn *c);
 void shard_proxy_eof(struct shard *sh, struct conn *c, int res);
 /* From the tick: say how many refusals went unlogged. */
 void shard_proxy_tick(struct shard *sh);
+
+/*
+ * shard_dkim.c: DKIM signing. submit: 1 the message went to the signers
+ * (its fields come back through shard_dkim_reap()), 0 it is not to be
+ * signed (commit it now), -1 it should be but cannot be (451). apply:
+ * put a returned job's fields in front of the message; 0, or -1 (451).
+ */
+struct dkim_job;
+int shard_dkim_submit(struct shard *sh, struct conn *c);
+struct dkim_job *shard_dkim_reap(struct shard *sh);
+int shard_dkim_apply(struct shard *sh, struct conn *c, struct dkim_job *job);
+void shard_dkim_conn_free(struct conn *c);
 
 #endif

@@ -734,6 +734,8 @@ begin_message(struct smtp_session *s, uint64_t expect)
 	s->data_off = (uint32_t)s->msg.len;
 	s->msg_limit = s->msg.len + s->cfg->message_size;
 	s->msg.max = s->msg.len;	/* more once it is paid for */
+	if (s->cfg->data_tap != NULL)
+		s->cfg->data_tap(s->cfg->tap_ctx, s, NULL, 0);
 	if (!mem_reserve(s, s->msg.len + expect)) {
 		mem_release(s);
 		buf_reset(&s->msg);
@@ -1066,6 +1068,10 @@ smtp_session_commit_done(struct smtp_session *s, enum smtp_commit_result res)
 	case SMTP_COMMIT_IOERR:
 		reply(s, "451 4.3.0 Error: queue file write error");
 		break;
+	case SMTP_COMMIT_SIGNFAIL:
+		reply(s, "451 4.3.0 Error: cannot sign the message, try "
+		    "again later");
+		break;
 	default:
 		log_panic("bad commit result %d", (int)res);
 	}
@@ -1073,6 +1079,30 @@ smtp_session_commit_done(struct smtp_session *s, enum smtp_commit_result res)
 	reset_transaction(s);
 	/* Carry on with whatever the client pipelined meanwhile. */
 	return smtp_session_input(s, NULL, 0);
+}
+
+bool
+smtp_session_prepend(struct smtp_session *s, const char *p, size_t n)
+{
+	assert(s->state == SMTP_S_COMMIT);
+	/* The fields are ours, not the client's: beyond message_size. */
+	if (s->msg.len + n > s->msg_limit)
+		s->msg_limit = s->msg.len + n;
+	if (!mem_reserve(s, s->msg.len + n) || buf_reserve(&s->msg, n) < 0)
+		return false;
+	memmove(s->msg.data + n, s->msg.data, s->msg.len);
+	memcpy(s->msg.data, p, n);
+	s->msg.len += n;
+	return true;
+}
+
+/* Show the tap what was stored since `before` bytes. */
+static inline void
+tap(struct smtp_session *s, size_t before)
+{
+	if (s->cfg->data_tap != NULL && s->msg.len > before)
+		s->cfg->data_tap(s->cfg->tap_ctx, s, s->msg.data + before,
+		    s->msg.len - before);
 }
 
 static enum smtp_event
@@ -1127,7 +1157,7 @@ static size_t
 consume(struct smtp_session *s, const char *cur, size_t len,
     enum smtp_event *ev)
 {
-	size_t off = 0, take, ll, max = s->cfg->line_length;
+	size_t off = 0, take, ll, max = s->cfg->line_length, before;
 	const char *lf;
 	bool secret;
 
@@ -1137,7 +1167,9 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 		case SMTP_S_DATA:
 			/* Unstuffing only shrinks: len - off bytes at most. */
 			(void)mem_reserve(s, s->msg.len + (len - off));
+			before = s->msg.len;
 			off += data_scan(&s->ds, cur + off, len - off, &s->msg);
+			tap(s, before);
 			if (s->ds.state == DS_DONE)
 				*ev = finish_message(s);
 			break;
@@ -1148,7 +1180,9 @@ consume(struct smtp_session *s, const char *cur, size_t len,
 			if (!s->bdat_bad && !s->bdat_nostore) {
 				/* On failure msg stops at its ceiling. */
 				(void)mem_reserve(s, s->msg.len + take);
+				before = s->msg.len;
 				data_scan_raw(&s->ds, cur + off, take, &s->msg);
+				tap(s, before);
 			}
 			off += take;
 			s->bdat_left -= take;

@@ -63,6 +63,8 @@ struct smtp_id_source {
 /* Longest command line the session can take (limits.line_length). */
 #define SMTP_LINE_MAX 65536
 
+struct smtp_session;
+
 /* What the session needs to know of the server; shared, read-only. */
 struct smtp_server_cfg {
 	const char *hostname;
@@ -96,6 +98,16 @@ struct smtp_server_cfg {
 	 */
 	const struct smtp_pat *relay_domains;
 	size_t nrelay_domains;
+	/*
+	 * Shown the message's bytes as they are stored, while they stream
+	 * in: the client's data after dot-unstuffing (not our Received:
+	 * header), in the pieces it arrives in; p == NULL, n == 0 when a
+	 * message begins. The engine computes the DKIM body hash this way,
+	 * with no second pass over the message. NULL fn: no tap.
+	 */
+	void (*data_tap)(void *ctx, struct smtp_session *s, const char *p,
+	    size_t n);
+	void *tap_ctx;
 };
 
 void smtp_server_cfg_init(struct smtp_server_cfg *c, const char *hostname,
@@ -173,6 +185,7 @@ enum smtp_commit_result {
 	SMTP_COMMIT_OK = 0,
 	SMTP_COMMIT_NOSPACE,	/* 452 4.3.1 */
 	SMTP_COMMIT_IOERR,	/* 451 4.3.0 */
+	SMTP_COMMIT_SIGNFAIL,	/* 451 4.3.0: should be signed, cannot be */
 };
 
 struct smtp_session {
@@ -295,6 +308,13 @@ enum smtp_event smtp_session_auth_done(struct smtp_session *s,
 
 /* Is AUTH offered to this session (listener policy, and TLS)? */
 bool smtp_session_auth_offered(const struct smtp_session *s);
+
+/*
+ * While blocked: put n bytes (whole header fields, e.g. DKIM-Signature)
+ * in front of the message, before it is queued. The memory budget pays
+ * for them; false when it cannot (the message is as it was).
+ */
+bool smtp_session_prepend(struct smtp_session *s, const char *p, size_t n);
 
 /* The idle timer fired: queue 421 4.4.2. The engine closes after. */
 void smtp_session_timeout(struct smtp_session *s);

@@ -10,6 +10,8 @@
  *   queue delete|hold|release|bounce ID   act on one message (running daemon)
  *   resolve [...] NAME        MX/A/AAAA as delivery sees them (exit 75: temp)
  *   hash-password             a crypt(3) hash for users / users_file
+ *   dkim-keygen ...           a DKIM key and its DNS record (sluicectl_dkim.c)
+ *   dkim-check [...]          the published DKIM keys against the configured
  *
  * The commands that change the queue talk to the running sluiced through
  * SPOOL/control.sock (engine/control.h): it owns the schedule and the
@@ -35,6 +37,7 @@
 #include "../engine/control_parse.h"
 #include "../queue/queue_filter.h"
 #include "hash_password.h"
+#include "sluicectl_int.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -86,6 +89,11 @@ static const char usage_text[] =
     "  hash-password           read a password (twice, without echo, from\n"
     "                          a terminal; else one line of stdin) and\n"
     "                          print its hash for users/users_file\n"
+    "  dkim-keygen --domain D --selector S [--algorithm rsa|ed25519]\n"
+    "              [--bits N] [--out FILE]\n"
+    "                          a new DKIM key (mode 0600) and its TXT record\n"
+    "  dkim-check [--resolver HOST:PORT] [--domain D] [--selector S]\n"
+    "                          do the published DKIM keys match ours?\n"
     "\n"
     "filters (all must match; recipients count while not delivered):\n"
     "  --from ADDR|@DOMAIN|'<>'   the sender\n"
@@ -861,6 +869,37 @@ cmd_resolve(const struct config *cfg, int argc, char **argv)
 	return ro.rc;
 }
 
+/* ---- for the other files (sluicectl_int.h) ---------------------------- */
+
+void
+ctl_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ctl_verr(fmt, ap);
+	va_end(ap);
+}
+
+int
+ctl_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ctl_verr(fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fputs(usage_text, stderr);
+	return EXIT_USAGE;
+}
+
+int
+ctl_finish_output(void)
+{
+	return finish_output();
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 static int
@@ -1294,12 +1333,20 @@ main(int argc, char **argv)
 		free(ov);
 		return ctl_hash_password(argc - optind, argv + optind);
 	}
-	if (strcmp(argv[optind], "resolve") == 0) {
+	if (strcmp(argv[optind], "dkim-keygen") == 0) {
+		free(ov);
+		return ctl_dkim_keygen(argc - optind, argv + optind);
+	}
+	if (strcmp(argv[optind], "resolve") == 0 ||
+	    strcmp(argv[optind], "dkim-check") == 0) {
 		rc = load_config(&cfg, path, ov, nov);
 		free(ov);
 		if (rc != 0)
 			return rc;
-		rc = cmd_resolve(&cfg, argc - optind, argv + optind);
+		if (strcmp(argv[optind], "resolve") == 0)
+			rc = cmd_resolve(&cfg, argc - optind, argv + optind);
+		else
+			rc = ctl_dkim_check(&cfg, argc - optind, argv + optind);
 		config_free(&cfg);
 		return rc;
 	}

@@ -33,9 +33,8 @@ struct shard_dkim {
 };
 
 /*
- * Is the session's client one of ours (see the file's comment)? An
- * authenticated client is too: with SMTP AUTH in the session, this is
- * relay_ok || authenticated.
+ * Is the session's client one of ours (see the file's comment): in an
+ * allowed network, or authenticated?
  */
 static bool
 session_ours(const struct smtp_session *s)

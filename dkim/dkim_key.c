@@ -28,6 +28,7 @@
 #include <openssl/x509.h>
 
 #include "dkim_int.h"
+#include "../lib/secret.h"
 
 /* A passphrase callback that has none: encrypted keys fail to load. */
 static int
@@ -52,70 +53,19 @@ openssl_reason(char *buf, size_t len)
 	ERR_clear_error();
 }
 
-/* Read a key file into a malloc'd, NUL-terminated buffer. */
+/* A key file's text (lib/secret.h: owner only), NUL-terminated. */
 static char *
 read_key_file(const char *path, size_t *lenp, char *why, size_t whylen)
 {
-	struct stat st;
-	char *buf = NULL;
-	size_t got = 0;
-	ssize_t r;
-	int fd;
+	char *buf = secret_read(path, "key file", SECRET_OWNER_ONLY,
+	    DKIM_KEY_FILE_MAX, lenp, why, whylen);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		snprintf(why, whylen, "cannot open key file %s: %s", path,
-		    strerror(errno));
+	if (buf != NULL && *lenp == 0) {
+		snprintf(why, whylen, "key file %s is empty", path);
+		secret_free(buf, 0);
 		return NULL;
 	}
-	if (fstat(fd, &st) < 0) {
-		snprintf(why, whylen, "cannot stat key file %s: %s", path,
-		    strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(why, whylen, "key file %s is not a regular file", path);
-		goto fail;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		snprintf(why, whylen, "key file %s is accessible by group or "
-		    "others (mode %04o): chmod 600 it", path,
-		    (unsigned)(st.st_mode & 07777));
-		goto fail;
-	}
-	if (st.st_size <= 0 || (uint64_t)st.st_size > DKIM_KEY_FILE_MAX) {
-		snprintf(why, whylen, "key file %s: size %lld is not that of a "
-		    "PEM key (at most %u bytes)", path,
-		    (long long)st.st_size, DKIM_KEY_FILE_MAX);
-		goto fail;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL) {
-		snprintf(why, whylen, "out of memory");
-		goto fail;
-	}
-	while (got < (size_t)st.st_size) {
-		r = read(fd, buf + got, (size_t)st.st_size - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			snprintf(why, whylen, "cannot read key file %s: %s",
-			    path, r < 0 ? strerror(errno) : "file shrank");
-			goto fail;
-		}
-		got += (size_t)r;
-	}
-	buf[got] = '\0';
-	close(fd);
-	*lenp = got;
 	return buf;
-fail:
-	if (buf != NULL) {
-		OPENSSL_cleanse(buf, got);
-		free(buf);
-	}
-	close(fd);
-	return NULL;
 }
 
 /* The checks every key passes, loaded or generated. */

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "config_int.h"
+#include "../lib/secret.h"
 #include "../lib/log.h"
 #include "../deliver/resolver.h"
 #include "../lib/tls.h"
@@ -1202,40 +1203,14 @@ static int
 read_password_file(const char *path, char *out, size_t cap, char *why,
     size_t whylen)
 {
-	struct stat st;
-	size_t len = 0;
-	ssize_t n;
-	int fd;
+	size_t len;
+	char *buf = secret_read(path, "password file", SECRET_OWNER_ONLY,
+	    cap - 1, &len, why, whylen);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		snprintf(why, whylen, "cannot open password file %s: %s", path,
-		    strerror(errno));
+	if (buf == NULL)
 		return -1;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(why, whylen, "password file %s is not a regular file",
-		    path);
-		goto fail;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		snprintf(why, whylen, "password file %s has mode %04o: group "
-		    "or others may read or change it (chmod 600 it)", path,
-		    (unsigned)(st.st_mode & 07777));
-		goto fail;
-	}
-	while (len < cap - 1 && (n = read(fd, out + len, cap - 1 - len)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(why, whylen, "cannot read password file %s: "
-			    "%s", path, strerror(errno));
-			goto fail;
-		}
-		len += (size_t)n;
-	}
-	close(fd);
-	out[len] = '\0';
+	memcpy(out, buf, len + 1);
+	secret_free(buf, len);
 	if (len > 0 && out[len - 1] == '\n')
 		out[--len] = '\0';
 	if (len > 0 && out[len - 1] == '\r')
@@ -1248,9 +1223,6 @@ read_password_file(const char *path, char *out, size_t cap, char *why,
 		return -1;
 	}
 	return 0;
-fail:
-	close(fd);
-	return -1;
 }
 
 /*

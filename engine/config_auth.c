@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "config_int.h"
+#include "../lib/secret.h"
 
 #define USERS_LINE_MAX	4096		/* bytes in a users_file line */
 
@@ -364,9 +365,8 @@ load_users_file(struct loader *ld, struct config *cfg, struct user_src **src,
 	const char *path = cfg->users_file;
 	const struct corigin *o;
 	unsigned long line = 0;
-	char *buf = NULL;
+	char *buf = NULL, why[CONFIG_WHY_MAX + 4096];
 	size_t cap = 0;
-	struct stat st;
 	ssize_t len;
 	FILE *f;
 	int fd;
@@ -374,23 +374,12 @@ load_users_file(struct loader *ld, struct config *cfg, struct user_src **src,
 	o = cfg_origin_new(ld, cfg_str_fmt("%s", path), NULL, true);
 	if (o == NULL)
 		return;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* Password hashes: the owner's group (a mail admin's) may read. */
+	fd = secret_open(path, "users file", SECRET_NOT_OTHERS, why,
+	    sizeof(why));
 	if (fd < 0) {
-		cfg_error(ld, where->origin, where->line, "users_file",
-		    "cannot open '%.*s': %s", CONFIG_QUOTE_MAX, path,
-		    strerror(errno));
-		return;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		cfg_error(ld, o, 0, NULL, "not a regular file");
-		close(fd);
-		return;
-	}
-	if (st.st_mode & (S_IROTH | S_IWOTH)) {
-		cfg_error(ld, o, 0, NULL, "password hashes readable or "
-		    "writable by everyone (mode %04o): chmod o-rw it",
-		    (unsigned)(st.st_mode & 07777));
-		close(fd);
+		cfg_error(ld, where->origin, where->line, "users_file", "%s",
+		    why);
 		return;
 	}
 	f = fdopen(fd, "r");

@@ -203,15 +203,22 @@ static void
 reply_error(struct smtp_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* A reply that is an error: counted, the session ends at the limit. */
+static void
+vreply_error(struct smtp_session *s, const char *fmt, va_list ap)
+{
+	vreply(s, fmt, ap);
+	count_error(s, "errors");
+}
+
 static void
 reply_error(struct smtp_session *s, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vreply(s, fmt, ap);
+	vreply_error(s, fmt, ap);
 	va_end(ap);
-	count_error(s, "errors");
 }
 
 /* For smtp_auth.c (smtp_server_int.h): the helpers above. */
@@ -231,9 +238,8 @@ smtp_reply_error(struct smtp_session *s, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vreply(s, fmt, ap);
+	vreply_error(s, fmt, ap);
 	va_end(ap);
-	count_error(s, "errors");
 }
 
 void

@@ -253,15 +253,15 @@ bad_config(void)
 
 	put("users", "a:" HASH_Y "\n", 0644);
 	expect("users_file readable by everyone", "users_file: USERS\n",
-	    NULL, "%: password hashes readable or writable by everyone "
-	    "(mode 0644): chmod o-rw it\n");
+	    NULL, "@:1: users_file: users file % has mode 0644: others may "
+	    "read or change it (chmod o-rw it)\n");
 	put("users", "a:" HASH_Y "\n", 0602);
 	expect("users_file writable by everyone", "users_file: USERS\n",
-	    NULL, "%: password hashes readable or writable by everyone "
-	    "(mode 0602): chmod o-rw it\n");
+	    NULL, "@:1: users_file: users file % has mode 0602: others may "
+	    "read or change it (chmod o-rw it)\n");
 	unlink(put("users", "", 0600));
 	expect("users_file missing", "users_file: USERS\n", NULL,
-	    "@:1: users_file: cannot open '%': No such file or "
+	    "@:1: users_file: cannot open users file %: No such file or "
 	    "directory\n");
 	put("users", "# users\n"
 	    "alice:" HASH_Y "\n"

@@ -812,6 +812,15 @@ tls_cipher_bits(const struct tls *t)
 	return c != NULL ? SSL_CIPHER_get_bits(c, NULL) : 0;
 }
 
+const char *
+tls_group(const struct tls *t)
+{
+	int id = SSL_get_negotiated_group(t->ssl);
+	const char *name = id > 0 ? SSL_group_to_name(t->ssl, id) : NULL;
+
+	return name != NULL ? name : "none";
+}
+
 bool
 tls_peer_verified(const struct tls *t, char *why, size_t whylen)
 {

@@ -461,6 +461,7 @@ src_free(struct src *s)
 	free(s->corpus);
 	tls_ctx_free(s->tls_ctx);
 	buf_free(&s->tls_plain);
+	buf_free(&s->tls_gather);
 	free(s);
 }
 

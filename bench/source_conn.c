@@ -66,15 +66,23 @@ src_conn_flush(struct src *s, struct src_conn *c)
 	o = &c->out[c->fill];
 	if (c->tls != NULL) {
 		/* Commands wait for the handshake; its own output does not. */
-		for (i = 0; tls_established(c->tls) && i < o->niov; i++)
-			if (tls_write(c->tls, o->iov[i].iov_base,
-			    o->iov[i].iov_len) < 0) {
+		if (tls_established(c->tls) && o->niov > 0) {
+			buf_reset(&s->tls_gather);
+			for (i = 0; i < o->niov; i++)
+				if (buf_append(&s->tls_gather, o->iov[i].iov_base,
+				    o->iov[i].iov_len) < 0) {
+					src_conn_fail(s, c, SRC_E_TLS, false,
+					    "TLS: out of memory");
+					return;
+				}
+			if (tls_write(c->tls, s->tls_gather.data,
+			    s->tls_gather.len) < 0) {
 				src_conn_fail(s, c, SRC_E_TLS, false, "TLS: %s",
 				    tls_why(c->tls));
 				return;
 			}
-		if (tls_established(c->tls))
 			src_out_reset(o);
+		}
 		if (c->tls_tx_off == c->tls_tx.len) {
 			buf_reset(&c->tls_tx);
 			c->tls_tx_off = 0;

@@ -289,6 +289,13 @@ struct src {
 	size_t heads_size;
 	struct tls_ctx *tls_ctx;
 	struct buf tls_plain;	/* decrypted replies, one recv's worth */
+	/*
+	 * What one flush encrypts, gathered from its iovecs: one write
+	 * makes whole records (up to 16 KiB each), where a write per iovec
+	 * would make a small record of each piece, as no real client does,
+	 * and cost the server a record each.
+	 */
+	struct buf tls_gather;
 
 	/* What is sent. */
 	char *body;

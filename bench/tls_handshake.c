@@ -13,7 +13,8 @@
  * 1.3 with the server's certificate (ECDSA P-256 unless --cert says
  * otherwise) and OpenSSL's default key exchange (X25519); a resumed one
  * offers the ticket the server sent on the handshake before (PSK with
- * (EC)DHE: a key exchange, no signature).
+ * (EC)DHE: a key exchange, no signature). With --tls12 the client offers
+ * TLS 1.2 at most, whose resumption is symmetric cryptography alone.
  *
  * Each round runs --count handshakes of each kind after a few not
  * counted; the report gives per round and as the median of the rounds
@@ -43,7 +44,7 @@
 #define HS_FLIGHTS_MAX 8	/* a TLS 1.3 handshake takes 3; bounded */
 
 static const char usage_text[] =
-"usage: sluice-bench tls-handshake [--count N] [--rounds R]\n"
+"usage: sluice-bench tls-handshake [--count N] [--rounds R] [--tls12]\n"
 "                                  [--cert PEM --key PEM] [--json]\n"
 "\n"
 "Runs N full and N resumed TLS 1.3 handshakes per round between a client\n"
@@ -52,6 +53,8 @@ static const char usage_text[] =
 "\n"
 "  --count N      handshakes of each kind per round (default 2000)\n"
 "  --rounds R     rounds; the report gives their median (default 5)\n"
+"  --tls12        the client offers TLS 1.2 at most (a TLS 1.2 resumption\n"
+"                 has no key exchange; a TLS 1.3 one has)\n"
 "  --cert PEM     the server's chain (default: a new self-signed ECDSA\n"
 "  --key PEM      P-256 certificate, made in a temporary directory)\n"
 "  --json         the report as one JSON object\n";
@@ -61,6 +64,7 @@ struct hs_opts {
 	unsigned long rounds;
 	const char *cert;
 	const char *key;
+	bool tls12;
 	bool json;
 };
 
@@ -121,6 +125,10 @@ opts_parse(struct hs_opts *o, int argc, char **argv)
 			return 1;
 		if (strcmp(a, "--json") == 0) {
 			o->json = true;
+			continue;
+		}
+		if (strcmp(a, "--tls12") == 0) {
+			o->tls12 = true;
 			continue;
 		}
 		if (strcmp(a, "--count") != 0 && strcmp(a, "--rounds") != 0 &&
@@ -376,6 +384,7 @@ bench_tls_handshake_main(int argc, char **argv)
 	h.server = tls_ctx_server(&sc, h.why, sizeof(h.why));
 	if (h.server == NULL)
 		goto out;
+	cc.max_tls12 = o.tls12;
 	h.client = tls_ctx_client(&cc, h.why, sizeof(h.why));
 	if (h.client == NULL)
 		goto out;

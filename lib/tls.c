@@ -395,6 +395,11 @@ tls_ctx_client(const struct tls_client_cfg *cfg, char *why, size_t whylen)
 	}
 	SSL_CTX_set_verify(c->ctx, cfg->verify ? SSL_VERIFY_PEER :
 	    SSL_VERIFY_NONE, NULL);
+	if (cfg->max_tls12 &&
+	    SSL_CTX_set_max_proto_version(c->ctx, TLS1_2_VERSION) != 1) {
+		ctx_why(why, whylen, "cannot limit the TLS version to 1.2");
+		goto fail;
+	}
 	/* The caller keeps sessions per next hop: hand each one over. */
 	SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT |
 	    SSL_SESS_CACHE_NO_INTERNAL_STORE);

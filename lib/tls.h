@@ -91,6 +91,11 @@ struct tls_client_cfg {
 	 */
 	bool verify;
 	const char *cafile;
+	/*
+	 * Offer TLS 1.2 at most: for measurements (a TLS 1.2 resumption
+	 * needs no key exchange, a TLS 1.3 one does) and peers that need it.
+	 */
+	bool max_tls12;
 };
 
 struct tls_ctx;

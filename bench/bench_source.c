@@ -364,6 +364,7 @@ src_init(struct src *s, const struct bench_source_opts *o, char *why,
 	s->dirty_head = UINT32_MAX;
 	hist_init(&s->st.lat_txn);
 	hist_init(&s->st.lat_greet);
+	hist_init(&s->st.lat_tls);
 	s->real_off = (int64_t)clock_real_us() - (int64_t)clock_mono_us();
 	setup_run_id(s);
 	n = snprintf(s->mail_cmd, sizeof(s->mail_cmd), "MAIL FROM:<%s>\r\n",
@@ -388,7 +389,7 @@ src_init(struct src *s, const struct bench_source_opts *o, char *why,
 	}
 	if (setup_fds(s, why, whylen) < 0)
 		return -1;
-	if (o->starttls) {
+	if (o->starttls || o->tls) {
 		struct tls_client_cfg tc = {
 			.verify = o->tls_verify != NULL,
 			.cafile = o->tls_verify,
@@ -441,6 +442,8 @@ src_free(struct src *s)
 			if (s->conns[i].fd >= 0)
 				close(s->conns[i].fd);
 			tls_free(s->conns[i].tls);
+			if (s->conns[i].tls_session != NULL)
+				tls_session_free(s->conns[i].tls_session);
 			buf_free(&s->conns[i].tls_tx);
 		}
 	}
@@ -458,6 +461,7 @@ src_free(struct src *s)
 	free(s->corpus);
 	tls_ctx_free(s->tls_ctx);
 	buf_free(&s->tls_plain);
+	buf_free(&s->tls_gather);
 	free(s);
 }
 

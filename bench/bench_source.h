@@ -37,6 +37,13 @@
 #define SRC_DEF_TIMEOUT_US 30000000ull
 #define SRC_DEF_MAX_ERRORS 1000
 
+/* --auth-mech: the server's offer decides, or one mechanism only. */
+enum src_auth_mech {
+	SRC_AUTH_ANY,		/* PLAIN if offered, else LOGIN */
+	SRC_AUTH_PLAIN,
+	SRC_AUTH_LOGIN,
+};
+
 struct bench_source_opts {
 	struct sockaddr_storage to;	/* --to, numeric */
 	socklen_t to_len;
@@ -57,8 +64,11 @@ struct bench_source_opts {
 	const char *helo;		/* --helo */
 	bool lmtp;			/* --lmtp */
 	bool starttls;			/* --starttls */
+	bool tls;			/* --tls: TLS from the first byte */
+	bool tls_resume;		/* --tls-resume on|off */
 	const char *tls_verify;		/* --tls-verify CAFILE, or NULL */
 	bool auth;			/* --auth given */
+	enum src_auth_mech auth_mech;	/* --auth-mech */
 	char auth_user[SRC_AUTH_MAX + 1];
 	char auth_pass[SRC_AUTH_MAX + 1];
 	uint64_t timeout_us;		/* --timeout, per reply */
@@ -78,10 +88,12 @@ enum bench_source_parse {
  * Options take their value as the next argument or after '='
  * ("--size 20k", "--size=20k"). String values point into argv. Rejects
  * unknown options, missing or malformed values, values out of range,
- * --messages with --duration, --size with --corpus, a missing --to, a
+ * --messages with --duration, --size with --corpus, --tls with
+ * --starttls, --auth-mech without --auth, a missing --to, a
  * --rcpt with {d} but no --domains, and --domains with a --rcpt that has
  * no {d}. --domains without --rcpt makes the template
- * SRC_DEF_RCPT_DOMAINS.
+ * SRC_DEF_RCPT_DOMAINS. --tls-verify implies --starttls unless --tls
+ * is given.
  */
 enum bench_source_parse bench_source_opts_parse(struct bench_source_opts *o,
     int argc, char **argv, char *why, size_t whylen);

@@ -66,15 +66,23 @@ src_conn_flush(struct src *s, struct src_conn *c)
 	o = &c->out[c->fill];
 	if (c->tls != NULL) {
 		/* Commands wait for the handshake; its own output does not. */
-		for (i = 0; tls_established(c->tls) && i < o->niov; i++)
-			if (tls_write(c->tls, o->iov[i].iov_base,
-			    o->iov[i].iov_len) < 0) {
+		if (tls_established(c->tls) && o->niov > 0) {
+			buf_reset(&s->tls_gather);
+			for (i = 0; i < o->niov; i++)
+				if (buf_append(&s->tls_gather, o->iov[i].iov_base,
+				    o->iov[i].iov_len) < 0) {
+					src_conn_fail(s, c, SRC_E_TLS, false,
+					    "TLS: out of memory");
+					return;
+				}
+			if (tls_write(c->tls, s->tls_gather.data,
+			    s->tls_gather.len) < 0) {
 				src_conn_fail(s, c, SRC_E_TLS, false, "TLS: %s",
 				    tls_why(c->tls));
 				return;
 			}
-		if (tls_established(c->tls))
 			src_out_reset(o);
+		}
 		if (c->tls_tx_off == c->tls_tx.len) {
 			buf_reset(&c->tls_tx);
 			c->tls_tx_off = 0;
@@ -319,7 +327,10 @@ src_conn_start(struct src *s, struct src_conn *c)
 static void conn_tls_input(struct src *s, struct src_conn *c, const void *p,
     size_t n);
 
-/* The server answered STARTTLS with 220: begin the handshake. */
+/*
+ * The server answered STARTTLS with 220, or (--tls) the connection is
+ * up: begin the handshake, offering the slot's last session if any.
+ */
 static void
 tls_start(struct src *s, struct src_conn *c)
 {
@@ -329,7 +340,62 @@ tls_start(struct src *s, struct src_conn *c)
 		src_conn_fail(s, c, SRC_E_TLS, false, "TLS: out of memory");
 		return;
 	}
+	/*
+	 * Offered once: the connection holds its own reference, and a
+	 * ticket that is used up is replaced by the one this handshake
+	 * brings. One the library will not take costs a full handshake.
+	 */
+	if (c->tls_session != NULL) {
+		(void)tls_session_set(c->tls, c->tls_session);
+		tls_session_free(c->tls_session);
+		c->tls_session = NULL;
+	}
+	c->tls_start_us = s->now;
+	c->send_state = SRC_S_TLS;
+	c->deadline_us = s->now + s->o->timeout_us;
 	conn_tls_input(s, c, NULL, 0);	/* the ClientHello */
+}
+
+/* Keep the newest session the server gave c, for the next handshake. */
+static void
+tls_keep_session(struct src *s, struct src_conn *c)
+{
+	struct tls_session *ns;
+
+	if (!s->o->tls_resume || (ns = tls_session_take(c->tls)) == NULL)
+		return;
+	if (c->tls_session != NULL)
+		tls_session_free(c->tls_session);
+	c->tls_session = ns;
+}
+
+/* The handshake just completed. */
+static void
+tls_established_now(struct src *s, struct src_conn *c)
+{
+	c->tls_on = true;
+	hist_add(&s->st.lat_tls, s->now - c->tls_start_us);
+	if (tls_resumed(c->tls))
+		s->st.tls_resumed++;
+	else
+		s->st.tls_full++;
+	if (s->tls_version[0] == '\0') {
+		snprintf(s->tls_version, sizeof(s->tls_version), "%s",
+		    tls_version(c->tls));
+		snprintf(s->tls_cipher, sizeof(s->tls_cipher), "%s",
+		    tls_cipher(c->tls));
+	}
+	if (s->o->tls) {
+		/* Implicit TLS: the greeting comes now, over TLS. */
+		c->send_state = SRC_S_GREETING;
+		c->deadline_us = s->now + s->o->timeout_us;
+		return;
+	}
+	/* RFC 3207 4.2: forget what was learnt before TLS. */
+	c->cap_pipelining = c->cap_starttls = false;
+	c->cap_plain = c->cap_login = false;
+	c->send_state = SRC_S_EHLO;
+	c->deadline_us = 0;
 }
 
 /* Ciphertext arrived: advance the handshake, then read replies. */
@@ -343,6 +409,7 @@ conn_tls_input(struct src *s, struct src_conn *c, const void *p, size_t n)
 	buf_reset(plain);
 	st = tls_input(c->tls, p, n, plain);
 	src_conn_kick(s, c);	/* handshake output, if any */
+	tls_keep_session(s, c);
 	if (st == TLS_ERROR) {
 		src_conn_fail(s, c, SRC_E_TLS, !was, "TLS%s: %s",
 		    was ? "" : " handshake", tls_why(c->tls));
@@ -350,20 +417,8 @@ conn_tls_input(struct src *s, struct src_conn *c, const void *p, size_t n)
 	}
 	if (st == TLS_WANT)
 		return;
-	if (!was) {
-		c->tls_on = true;
-		if (s->tls_version[0] == '\0') {
-			snprintf(s->tls_version, sizeof(s->tls_version), "%s",
-			    tls_version(c->tls));
-			snprintf(s->tls_cipher, sizeof(s->tls_cipher), "%s",
-			    tls_cipher(c->tls));
-		}
-		/* RFC 3207 4.2: forget what was learnt before TLS. */
-		c->cap_pipelining = c->cap_starttls = false;
-		c->cap_plain = c->cap_login = false;
-		c->send_state = SRC_S_EHLO;
-		c->deadline_us = 0;
-	}
+	if (!was)
+		tls_established_now(s, c);
 	if (plain->len > 0) {
 		src_replies_parse(s, c, plain->data, plain->len);
 		if (c->closing)
@@ -413,6 +468,9 @@ handle_connect(struct src *s, struct src_conn *c, int res)
 	s->st.connects++;
 	src_expect_push(s, c, SRC_S_GREETING, 0, 1);
 	arm_recv(s, c);
+	/* --tls: the greeting comes after the handshake, over TLS. */
+	if (s->o->tls)
+		tls_start(s, c);
 }
 
 static void

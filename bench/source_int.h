@@ -227,6 +227,7 @@ struct src_conn {
 	uint32_t reply_lines;	/* lines so far of the reply being read */
 	uint32_t tsend;		/* c->txn index the send side works on */
 	uint64_t connect_us;
+	uint64_t tls_start_us;	/* when the ClientHello was made */
 	uint64_t deadline_us;	/* 0: not waiting for anything */
 	uint64_t wake_us;
 	struct src_expect expect[SRC_EXPECT_MAX];
@@ -238,6 +239,15 @@ struct src_conn {
 	unsigned fill;
 	struct msghdr msg;	/* of the plaintext send in flight */
 	struct tls *tls;
+	/*
+	 * --tls-resume: the newest session the server gave this slot's
+	 * connections (a TLS 1.3 ticket comes after the handshake, so it is
+	 * looked for after every input), offered on the slot's next
+	 * handshake. Per slot, not per run: OpenSSL's client uses a TLS 1.3
+	 * ticket once, and every resumed handshake brings the next one.
+	 * Kept across reconnects; freed with the run.
+	 */
+	struct tls_session *tls_session;
 	struct buf tls_tx;	/* ciphertext being sent */
 	size_t tls_tx_off;
 	uint32_t next_dirty;
@@ -263,6 +273,9 @@ struct src_stats {
 	uint64_t sessions;		/* sessions that reached MAIL */
 	struct hist lat_txn;		/* accepted transactions */
 	struct hist lat_greet;		/* connect to 220 */
+	struct hist lat_tls;		/* ClientHello to established */
+	uint64_t tls_full;		/* handshakes made afresh */
+	uint64_t tls_resumed;		/* handshakes that resumed a session */
 };
 
 struct src {
@@ -276,6 +289,13 @@ struct src {
 	size_t heads_size;
 	struct tls_ctx *tls_ctx;
 	struct buf tls_plain;	/* decrypted replies, one recv's worth */
+	/*
+	 * What one flush encrypts, gathered from its iovecs: one write
+	 * makes whole records (up to 16 KiB each), where a write per iovec
+	 * would make a small record of each piece, as no real client does,
+	 * and cost the server a record each.
+	 */
+	struct buf tls_gather;
 
 	/* What is sent. */
 	char *body;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../lib/log.h"
 #include "bench_common.h"
@@ -50,10 +51,17 @@ const char bench_source_usage[] =
 "  --lmtp                speak LMTP: LHLO, one reply per recipient after\n"
 "                        the data\n"
 "  --starttls            upgrade each session with STARTTLS before MAIL\n"
+"  --tls                 TLS from the first byte (port 465, \"implicit\"):\n"
+"                        the handshake, then the greeting\n"
 "  --tls-verify CAFILE   verify the server's certificate chain against\n"
-"                        CAFILE (implies --starttls; default: no check)\n"
+"                        CAFILE (implies --starttls unless --tls is given;\n"
+"                        default: no check)\n"
+"  --tls-resume on|off   offer the session of the last TLS connection on\n"
+"                        the next (default on; off: every handshake full)\n"
 "  --auth USER:PASS      AUTH PLAIN (or LOGIN if only that is offered),\n"
 "                        after STARTTLS when --starttls is given\n"
+"  --auth-mech PLAIN|LOGIN  use this mechanism only (default: PLAIN if\n"
+"                        offered, else LOGIN)\n"
 "  --timeout D           wait at most D for each reply (default 30s)\n"
 "  --max-errors N        give up after N connection errors (default 1000)\n"
 "  --json                print the report as one JSON object\n"
@@ -68,7 +76,8 @@ enum opt_id {
 	OPT_CORPUS, OPT_RECIPIENTS, OPT_PER_CONNECTION, OPT_PIPELINING,
 	OPT_RATE, OPT_FROM, OPT_RCPT, OPT_RCPT_MOD, OPT_DOMAINS, OPT_HELO,
 	OPT_LMTP,
-	OPT_STARTTLS, OPT_TLS_VERIFY, OPT_AUTH, OPT_TIMEOUT, OPT_MAX_ERRORS,
+	OPT_STARTTLS, OPT_TLS, OPT_TLS_VERIFY, OPT_TLS_RESUME, OPT_AUTH,
+	OPT_AUTH_MECH, OPT_TIMEOUT, OPT_MAX_ERRORS,
 	OPT_JSON, OPT_QUIET, OPT_HELP,
 };
 
@@ -94,8 +103,11 @@ static const struct opt_def {
 	{ "helo", OPT_HELO, true },
 	{ "lmtp", OPT_LMTP, false },
 	{ "starttls", OPT_STARTTLS, false },
+	{ "tls", OPT_TLS, false },
 	{ "tls-verify", OPT_TLS_VERIFY, true },
+	{ "tls-resume", OPT_TLS_RESUME, true },
 	{ "auth", OPT_AUTH, true },
+	{ "auth-mech", OPT_AUTH_MECH, true },
 	{ "timeout", OPT_TIMEOUT, true },
 	{ "max-errors", OPT_MAX_ERRORS, true },
 	{ "json", OPT_JSON, false },
@@ -178,6 +190,7 @@ opts_defaults(struct bench_source_opts *o)
 	o->rcpt = SRC_DEF_RCPT;
 	o->rcpt_mod = SRC_DEF_RCPT_MOD;
 	o->helo = SRC_DEF_HELO;
+	o->tls_resume = true;
 	o->timeout_us = SRC_DEF_TIMEOUT_US;
 	o->max_errors = SRC_DEF_MAX_ERRORS;
 }
@@ -301,12 +314,23 @@ opt_set(struct bench_source_opts *o, const struct opt_def *d, const char *v,
 	case OPT_STARTTLS:
 		o->starttls = true;
 		break;
+	case OPT_TLS:
+		o->tls = true;
+		break;
 	case OPT_TLS_VERIFY:
 		if (*v == '\0')
 			return usage_error(why, whylen, "--tls-verify: empty "
 			    "file name");
-		o->tls_verify = v;
-		o->starttls = true;
+		o->tls_verify = v;	/* STARTTLS, unless --tls: see below */
+		break;
+	case OPT_TLS_RESUME:
+		if (strcmp(v, "on") == 0)
+			o->tls_resume = true;
+		else if (strcmp(v, "off") == 0)
+			o->tls_resume = false;
+		else
+			return usage_error(why, whylen, "--tls-resume: '%s' "
+			    "is not on or off", v);
 		break;
 	case OPT_AUTH:
 		colon = strchr(v, ':');
@@ -319,6 +343,15 @@ opt_set(struct bench_source_opts *o, const struct opt_def *d, const char *v,
 		o->auth_user[colon - v] = '\0';
 		snprintf(o->auth_pass, sizeof(o->auth_pass), "%s", colon + 1);
 		o->auth = true;
+		break;
+	case OPT_AUTH_MECH:
+		if (strcasecmp(v, "plain") == 0)
+			o->auth_mech = SRC_AUTH_PLAIN;
+		else if (strcasecmp(v, "login") == 0)
+			o->auth_mech = SRC_AUTH_LOGIN;
+		else
+			return usage_error(why, whylen, "--auth-mech: '%s' is "
+			    "not PLAIN or LOGIN", v);
 		break;
 	case OPT_TIMEOUT:
 		if (!bench_parse_duration(v, &o->timeout_us) ||
@@ -407,6 +440,14 @@ bench_source_opts_parse(struct bench_source_opts *o, int argc, char **argv,
 	if (seen_size && o->corpus)
 		return usage_error(why, whylen, "--size and --corpus exclude "
 		    "each other");
+	if (o->tls && o->starttls)
+		return usage_error(why, whylen, "--tls and --starttls exclude "
+		    "each other");
+	if (o->tls_verify && !o->tls)
+		o->starttls = true;
+	if (o->auth_mech != SRC_AUTH_ANY && !o->auth)
+		return usage_error(why, whylen, "--auth-mech needs --auth "
+		    "USER:PASS");
 	if (o->domains && !seen_rcpt)
 		o->rcpt = SRC_DEF_RCPT_DOMAINS;
 	if (o->domains && strstr(o->rcpt, "{d}") == NULL)

@@ -120,7 +120,8 @@ src_report_text(const struct src *s)
 
 	printf("sluice-bench source: %s, %s%s%s, %u connection%s, %s loop",
 	    o->to_text, o->lmtp ? "LMTP" : "SMTP",
-	    o->starttls ? " STARTTLS" : "", o->auth ? " AUTH" : "",
+	    o->starttls ? " STARTTLS" : o->tls ? " over TLS" : "",
+	    o->auth ? " AUTH" : "",
 	    o->connections, o->connections == 1 ? "" : "s",
 	    o->rate > 0 ? "open" : "closed");
 	if (o->rate > 0)
@@ -161,6 +162,8 @@ src_report_text(const struct src *s)
 	    "p90", "p99", "p99.9", "max", "count");
 	text_latency("transaction", &st->lat_txn);
 	text_latency("connect to 220", &st->lat_greet);
+	if (o->starttls || o->tls)
+		text_latency("TLS handshake", &st->lat_tls);
 	printf("%-20s %llu opened, %llu sessions, %llu errors",
 	    "connections", (unsigned long long)st->connects,
 	    (unsigned long long)st->sessions,
@@ -185,6 +188,12 @@ src_report_text(const struct src *s)
 		    s->srv_login ? ", AUTH LOGIN" : "");
 	if (s->tls_version[0])
 		printf("%-20s %s %s\n", "tls", s->tls_version, s->tls_cipher);
+	if (o->starttls || o->tls)
+		printf("%-20s %llu full, %llu resumed (session resumption "
+		    "%s)\n", "tls handshakes",
+		    (unsigned long long)st->tls_full,
+		    (unsigned long long)st->tls_resumed,
+		    o->tls_resume ? "offered" : "off");
 	if (s->first_refusal[0])
 		printf("%-20s %s\n", "first refusal", s->first_refusal);
 	if (s->first_conn_error[0])
@@ -260,6 +269,8 @@ src_report_json(const struct src *s, int status)
 	json_object_set_new(j, "per_connection", json_u64(o->per_connection));
 	json_object_set_new(j, "pipelining", json_boolean(o->pipelining));
 	json_object_set_new(j, "starttls", json_boolean(o->starttls));
+	json_object_set_new(j, "implicit_tls", json_boolean(o->tls));
+	json_object_set_new(j, "tls_resume", json_boolean(o->tls_resume));
 	json_object_set_new(j, "auth", json_boolean(o->auth));
 	json_object_set_new(j, "loop", json_string(o->rate > 0 ? "open" :
 	    "closed"));
@@ -288,6 +299,9 @@ src_report_json(const struct src *s, int status)
 	x = json_object();
 	json_object_set_new(x, "transaction", json_hist(&st->lat_txn));
 	json_object_set_new(x, "connect_greeting", json_hist(&st->lat_greet));
+	if (o->starttls || o->tls)
+		json_object_set_new(x, "tls_handshake",
+		    json_hist(&st->lat_tls));
 	json_object_set_new(j, "latency_us", x);
 	x = json_object();
 	json_object_set_new(x, "opened", json_u64(st->connects));
@@ -313,6 +327,12 @@ src_report_json(const struct src *s, int status)
 		json_object_set_new(x, "version", json_string(s->tls_version));
 		json_object_set_new(x, "cipher", json_string(s->tls_cipher));
 		json_object_set_new(j, "tls", x);
+	}
+	if (o->starttls || o->tls) {
+		x = json_object();
+		json_object_set_new(x, "full", json_u64(st->tls_full));
+		json_object_set_new(x, "resumed", json_u64(st->tls_resumed));
+		json_object_set_new(j, "tls_handshakes", x);
 	}
 	json_object_set_new(j, "first_refusal",
 	    json_str_or_null(s->first_refusal));

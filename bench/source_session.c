@@ -398,12 +398,15 @@ setup_refused(struct src *s, struct src_conn *c, int code,
 static void
 session_ready(struct src *s, struct src_conn *c)
 {
+	const struct bench_source_opts *o = s->o;
+
 	c->backoff_n = 0;
 	s->st.sessions++;
 	if (!s->srv_known) {
 		s->srv_known = true;
 		s->srv_pipelining = c->cap_pipelining;
-		s->srv_starttls = c->cap_starttls || c->tls_on;
+		s->srv_starttls = c->cap_starttls ||
+		    (c->tls_on && o->starttls);
 		s->srv_plain = c->cap_plain;
 		s->srv_login = c->cap_login;
 	}
@@ -427,12 +430,17 @@ after_hello(struct src *s, struct src_conn *c)
 		return;
 	}
 	if (o->auth && !c->authed) {
-		if (!c->cap_plain && !c->cap_login) {
-			setup_refused(s, c, 0, "the server offers neither "
-			    "AUTH PLAIN nor AUTH LOGIN");
+		bool plain = c->cap_plain && o->auth_mech != SRC_AUTH_LOGIN;
+		bool login = c->cap_login && o->auth_mech != SRC_AUTH_PLAIN;
+
+		if (!plain && !login) {
+			setup_refused(s, c, 0, "the server offers %s",
+			    o->auth_mech == SRC_AUTH_PLAIN ? "no AUTH PLAIN" :
+			    o->auth_mech == SRC_AUTH_LOGIN ? "no AUTH LOGIN" :
+			    "neither AUTH PLAIN nor AUTH LOGIN");
 			return;
 		}
-		c->auth_login = !c->cap_plain;
+		c->auth_login = !plain;
 		c->send_state = SRC_S_AUTH;
 		return;
 	}
@@ -500,7 +508,7 @@ reply_done(struct src *s, struct src_conn *c, int code, const char *line)
 		if (code / 100 == 2) {
 			after_hello(s, c);
 		} else if (code / 100 == 5 && !s->o->lmtp &&
-		    !c->ehlo_refused && !c->tls_on) {
+		    !c->ehlo_refused && !(c->tls_on && s->o->starttls)) {
 			c->ehlo_refused = true;
 			c->send_state = SRC_S_HELO;
 		} else {

@@ -395,6 +395,11 @@ tls_ctx_client(const struct tls_client_cfg *cfg, char *why, size_t whylen)
 	}
 	SSL_CTX_set_verify(c->ctx, cfg->verify ? SSL_VERIFY_PEER :
 	    SSL_VERIFY_NONE, NULL);
+	if (cfg->max_tls12 &&
+	    SSL_CTX_set_max_proto_version(c->ctx, TLS1_2_VERSION) != 1) {
+		ctx_why(why, whylen, "cannot limit the TLS version to 1.2");
+		goto fail;
+	}
 	/* The caller keeps sessions per next hop: hand each one over. */
 	SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT |
 	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
@@ -810,6 +815,15 @@ tls_cipher_bits(const struct tls *t)
 	const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
 
 	return c != NULL ? SSL_CIPHER_get_bits(c, NULL) : 0;
+}
+
+const char *
+tls_group(const struct tls *t)
+{
+	int id = SSL_get_negotiated_group(t->ssl);
+	const char *name = id > 0 ? SSL_group_to_name(t->ssl, id) : NULL;
+
+	return name != NULL ? name : "none";
 }
 
 bool

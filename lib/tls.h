@@ -91,6 +91,11 @@ struct tls_client_cfg {
 	 */
 	bool verify;
 	const char *cafile;
+	/*
+	 * Offer TLS 1.2 at most: for measurements (a TLS 1.2 resumption
+	 * needs no key exchange, a TLS 1.3 one does) and peers that need it.
+	 */
+	bool max_tls12;
 };
 
 struct tls_ctx;
@@ -196,6 +201,11 @@ bool tls_resumed(const struct tls *t);
 const char *tls_version(const struct tls *t);
 const char *tls_cipher(const struct tls *t);
 int tls_cipher_bits(const struct tls *t);
+/*
+ * The key exchange group, once established ("X25519", "secp256r1"), or
+ * "none" (a TLS 1.2 session resumed without one). Static string.
+ */
+const char *tls_group(const struct tls *t);
 
 /*
  * Client side, once established: did the server's chain and name verify?

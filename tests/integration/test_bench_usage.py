@@ -32,7 +32,7 @@ def run(*args, timeout=10):
 
 SOURCE_OPTS = ["--to", "--connections", "--messages", "--duration", "--size", "--corpus", "--recipients",
                "--per-connection", "--pipelining", "--rate", "--from", "--rcpt", "--rcpt-mod", "--domains", "--helo",
-               "--lmtp", "--starttls", "--tls-verify", "--auth", "--timeout", "--max-errors", "--json",
+               "--lmtp", "--starttls", "--tls", "--tls-verify", "--tls-resume", "--auth", "--auth-mech", "--timeout", "--max-errors", "--json",
                "--quiet", "--help"]
 SINK_OPTS = ["--listen", "--lmtp", "--expect", "--duration", "--json", "--reply", "--delay",
              "--max-connections", "--drop-data", "--store", "--log", "--hostname", "--seed", "--max-slots",

@@ -3,7 +3,9 @@
  * option in both "--opt value" and "--opt=value" form, each rejected
  * value, the options that exclude each other, the expansion of the {n}
  * recipient counter with --rcpt-mod, and --domains: the {d} domain number
- * of each recipient, round robin over N domains.
+ * of each recipient, round robin over N domains; the TLS options (--tls,
+ * --starttls, --tls-verify, --tls-resume) and --auth-mech, alone and
+ * together.
  */
 #include <netinet/in.h>
 #include <string.h>
@@ -93,8 +95,11 @@ test_defaults(void)
 	CHECK(strcmp(o.helo, SRC_DEF_HELO) == 0);
 	CHECK(!o.lmtp);
 	CHECK(!o.starttls);
+	CHECK(!o.tls);
+	CHECK(o.tls_resume);
 	CHECK(o.tls_verify == NULL);
 	CHECK(!o.auth);
+	CHECK(o.auth_mech == SRC_AUTH_ANY);
 	CHECK(o.timeout_us == 30000000);
 	CHECK(o.max_errors == 1000);
 	CHECK(!o.json);
@@ -228,6 +233,19 @@ test_errors(void)
 		    "exclude each other" },
 		{ "--to 127.0.0.1:25 --size 5k --corpus /tmp",
 		    "exclude each other" },
+		{ "--to 127.0.0.1:25 --tls --starttls",
+		    "--tls and --starttls exclude each other" },
+		{ "--to 127.0.0.1:25 --starttls --tls",
+		    "--tls and --starttls exclude each other" },
+		{ "--to 127.0.0.1:25 --tls=yes", "--tls takes no value" },
+		{ "--to 127.0.0.1:25 --tls-resume", "--tls-resume needs a "
+		    "value" },
+		{ "--to 127.0.0.1:25 --tls-resume yes", "--tls-resume: 'yes' "
+		    "is not on or off" },
+		{ "--to 127.0.0.1:25 --auth-mech CRAM-MD5 --auth a:b",
+		    "--auth-mech: 'CRAM-MD5' is not PLAIN or LOGIN" },
+		{ "--to 127.0.0.1:25 --auth-mech plain",
+		    "--auth-mech needs --auth" },
 	};
 	int before = check_failures;
 	size_t i;
@@ -275,6 +293,52 @@ test_errors(void)
 		CHECK(parse_argv(5, a4) == BENCH_SOURCE_RUN);
 	}
 	verdict("errors", before);
+}
+
+/* --tls, --starttls, --tls-verify, --tls-resume, --auth-mech. */
+static void
+test_tls_auth(void)
+{
+	int before = check_failures;
+
+	printf("RUN tls and auth\n");
+	/* Implicit TLS: not STARTTLS, resumption on by default. */
+	CHECK(parse("--to 127.0.0.1:465 --tls") == BENCH_SOURCE_RUN);
+	CHECK(o.tls);
+	CHECK(!o.starttls);
+	CHECK(o.tls_resume);
+	CHECK(o.tls_verify == NULL);
+	/* --tls-verify with --tls verifies the implicit handshake only. */
+	CHECK(parse("--to 127.0.0.1:465 --tls-verify ca.pem --tls") ==
+	    BENCH_SOURCE_RUN);
+	CHECK(o.tls && !o.starttls);
+	CHECK(strcmp(o.tls_verify, "ca.pem") == 0);
+	CHECK(parse("--to 127.0.0.1:465 --tls --tls-verify=ca.pem") ==
+	    BENCH_SOURCE_RUN);
+	CHECK(o.tls && !o.starttls);
+	/* Without --tls it still means STARTTLS, in either order. */
+	CHECK(parse("--to 127.0.0.1:25 --tls-verify ca.pem --starttls") ==
+	    BENCH_SOURCE_RUN);
+	CHECK(o.starttls && !o.tls);
+	/* --tls-resume off|on, the later wins. */
+	CHECK(parse("--to 127.0.0.1:25 --starttls --tls-resume off") ==
+	    BENCH_SOURCE_RUN);
+	CHECK(!o.tls_resume);
+	CHECK(parse("--to 127.0.0.1:25 --tls --tls-resume=off "
+	    "--tls-resume on") == BENCH_SOURCE_RUN);
+	CHECK(o.tls_resume);
+	/* The mechanism, in any case; it needs --auth. */
+	CHECK(parse("--to 127.0.0.1:587 --starttls --auth u:p --auth-mech "
+	    "LOGIN") == BENCH_SOURCE_RUN);
+	CHECK(o.auth && o.auth_mech == SRC_AUTH_LOGIN);
+	CHECK(parse("--to 127.0.0.1:587 --auth-mech=plain --auth u:p") ==
+	    BENCH_SOURCE_RUN);
+	CHECK(o.auth_mech == SRC_AUTH_PLAIN);
+	CHECK(parse("--to 127.0.0.1:587 --auth u:p") == BENCH_SOURCE_RUN);
+	CHECK(o.auth_mech == SRC_AUTH_ANY);
+	CHECK(strstr(bench_source_usage, "--tls-resume") != NULL);
+	CHECK(strstr(bench_source_usage, "--auth-mech") != NULL);
+	verdict("tls and auth", before);
 }
 
 static void
@@ -404,6 +468,7 @@ main(void)
 	test_defaults();
 	test_every_option();
 	test_errors();
+	test_tls_auth();
 	test_rcpt_expand();
 	test_domains();
 	return check_done();

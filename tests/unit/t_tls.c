@@ -141,6 +141,9 @@ test_exchange(size_t step)
 	CHECK(strcmp(tls_version(s), "TLSv1.3") == 0);
 	CHECK(strcmp(tls_cipher(s), "TLS_AES_256_GCM_SHA384") == 0);
 	CHECK(tls_cipher_bits(s) == 256);
+	/* OpenSSL's first group, on both sides. */
+	CHECK(strcmp(tls_group(s), "x25519") == 0);
+	CHECK(strcmp(tls_group(c), "x25519") == 0);
 	CHECK(tls_peer_verified(c, why, sizeof(why)));
 	CHECK(!tls_resumed(c) && !tls_resumed(s));
 	CHECK(cp.len == 0 && sp.len == 0);

@@ -1629,11 +1629,28 @@ check_listeners(struct loader *ld, struct config *cfg, const struct cnode *root)
 		const struct listen_cfg *l = &cfg->listen[i];
 		const struct cnode *item = NULL, *v;
 
+		if (list != NULL && list->kind == CNODE_LIST && i < list->n)
+			item = list->kids[i];
+		/*
+		 * Two listeners on one address would both bind it (each
+		 * shard's socket has SO_REUSEPORT) and split its clients
+		 * between two policies: an error, not a surprise.
+		 */
+		for (size_t j = 0; j < i && l->salen > 0; j++) {
+			if (l->salen != cfg->listen[j].salen || memcmp(&l->sa,
+			    &cfg->listen[j].sa, l->salen) != 0)
+				continue;
+			v = item != NULL ? item : list != NULL ? list : root;
+			cfg_path_index(path, sizeof path, "listen", i);
+			cfg_path_append(path, sizeof path, "address",
+			    strlen("address"));
+			cfg_error(ld, v->origin, v->line, path, "'%s' is "
+			    "listen.%zu's address too", l->address, j);
+			break;
+		}
 		if (!l->proxy_protocol || l->nproxy_trusted > 0)
 			continue;
 		/* Only a value written somewhere turns it on: say where. */
-		if (list != NULL && list->kind == CNODE_LIST && i < list->n)
-			item = list->kids[i];
 		v = map_value(item, "proxy_protocol");
 		if (v == NULL)
 			v = item != NULL ? item : list != NULL ? list : root;

@@ -183,6 +183,11 @@ test_errors(void)
 		"5m",
 		NULL,
 	};
+	static const char *const want_dup[] = {
+		"@:4: listen.2.address: '127.0.0.1:25' is listen.0's address "
+		"too",
+		NULL,
+	};
 	struct config cfg;
 	struct config_errors errs;
 
@@ -199,6 +204,14 @@ test_errors(void)
 	printf("RUN bad values\n");
 	CHECK(load(&cfg, &errs, bad_values, NULL, NULL) == 4);
 	expect(&errs, want_bad);
+	config_errors_free(&errs);
+
+	/* Not only a PROXY matter: two listeners on one address. */
+	printf("RUN the same address twice\n");
+	CHECK(load(&cfg, &errs, "listen:\n  - address: 127.0.0.1:25\n"
+	    "  - address: \"[::1]:25\"\n  - address: 127.0.0.1:25\n"
+	    "hostname: mx.example\n", NULL, NULL) == 1);
+	expect(&errs, want_dup);
 	config_errors_free(&errs);
 }
 

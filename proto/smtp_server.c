@@ -29,6 +29,7 @@
 #include "../lib/clock.h"
 #include "../lib/hex.h"
 #include "../lib/log.h"
+#include "../lib/stats.h"
 #include "smtp_parse.h"
 #include "smtp_server_int.h"
 
@@ -141,7 +142,10 @@ vreply(struct smtp_session *s, const char *fmt, va_list ap)
 			log_warn("%s: no room for a reply (%zu bytes unsent): "
 			    "closing", s->client_addr, len);
 		s->failed = true;
+		return;
 	}
+	if (s->stats != NULL)
+		stats_reply(s->stats, s->out.data + len, s->out.len - len);
 }
 
 static void

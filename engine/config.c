@@ -295,6 +295,9 @@ const struct cfg_key config_keys[] = {
 	  .sub = dns_keys },
 	{ KEY("delivery", CFG_MAP, NULL, 0, 0),
 	  .offset = offsetof(struct config, delivery), .sub = delivery_keys },
+	{ KEY("metrics", CFG_MAP, NULL, 0, 0),
+	  .offset = offsetof(struct config, metrics),
+	  .sub = config_metrics_keys },
 	{ .name = NULL },
 };
 

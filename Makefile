@@ -50,7 +50,8 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(UNIT)/%.t)
 BUILD_PKGS = gcc make pkg-config liburing-dev libssl-dev libldns-dev \
 	liblmdb-dev libxxhash-dev libyaml-dev libjansson-dev libcrypt-dev
 TEST_PKGS  = python3 swaks libnet-ssleay-perl postfix lmdb-utils clang procps \
-	iproute2 nsd haproxy python3-aiosmtpd python3-dnspython mandoc systemd openssl
+	iproute2 nsd haproxy python3-aiosmtpd python3-dnspython mandoc systemd openssl \
+	prometheus
 DEPS_STAMP = build/.deps-ok
 
 .PHONY: all run test unit asan asan-unit fuzz fuzz-run deps deps-run user \
@@ -75,7 +76,8 @@ $(BIN)/sluiced: $(OBJ)/engine/main.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(OBJ)/tools/hash_password.o $(LIB)
+$(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(OBJ)/tools/hash_password.o \
+    $(OBJ)/tools/ctl_status.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

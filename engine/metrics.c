@@ -27,6 +27,8 @@
 
 #define METRICS_IO_MS 5000
 #define METRICS_BODY_MAX (4u << 20)
+#define METRICS_LINGER_MS 200		/* reading what a client still sends */
+#define METRICS_LINGER_BYTES 65536
 
 static struct {
 	const struct config *cfg;
@@ -203,6 +205,37 @@ serve(int fd)
 	free(v);
 }
 
+/*
+ * Close after the answer. Input left unread (a refused head, a body)
+ * would make the close a reset that can overtake the answer on its way
+ * to the client, so what comes is read and dropped for a moment first
+ * (bounded in bytes and time), as web servers do.
+ */
+static void
+linger_close(int fd)
+{
+	uint64_t deadline = clock_mono_ms() + METRICS_LINGER_MS;
+	size_t left = METRICS_LINGER_BYTES;
+	char sink[4096];
+
+	shutdown(fd, SHUT_WR);
+	while (left > 0) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		uint64_t now = clock_mono_ms();
+		ssize_t r;
+
+		if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) <= 0)
+			break;
+		r = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (r <= 0)
+			break;
+		left -= (size_t)r < left ? (size_t)r : left;
+	}
+	close(fd);
+}
+
 static void *
 metrics_main(void *arg)
 {
@@ -227,10 +260,7 @@ metrics_main(void *arg)
 		if (c < 0)
 			continue;
 		serve(c);
-		/* What is left unread must not turn the close into a reset
-		 * before the client has our answer. */
-		shutdown(c, SHUT_WR);
-		close(c);
+		linger_close(c);
 	}
 	return NULL;
 }

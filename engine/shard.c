@@ -658,21 +658,6 @@ dsn_failed(struct shard *sh, struct commit_job *job, const char *dsn_qid)
 	}
 }
 
-/* An acknowledged message in the counters (lib/stats.h). */
-static void
-job_count(struct shard *sh, const struct commit_job *job, uint64_t start_us)
-{
-	struct stats_shard *st = &stats_shards[sh->id];
-	uint64_t now = start_us != 0 ? clock_real_us() : 0;
-
-	stats_add(&st->messages_in, 1);
-	stats_add(&st->rcpts_in, job->put.nrcpt);
-	stats_add(&st->bytes_in, job->put.msg_len);
-	if (start_us != 0)
-		stats_observe(&st->accept, STATS_H_ACCEPT_US,
-		    now > start_us ? now - start_us : 0);
-}
-
 static void
 job_finish(struct shard *sh, struct commit_job *job)
 {
@@ -720,7 +705,8 @@ job_finish(struct shard *sh, struct commit_job *job)
 	live = c->in_use && c->gen == job->conn_gen;
 	if (res == SMTP_COMMIT_OK) {
 		atomic_fetch_add(&sh->n_messages, 1);
-		job_count(sh, job, live ? c->smtp.arrival_us : 0);
+		stats_accepted(&stats_shards[sh->id], job->put.nrcpt,
+		    job->put.msg_len, live ? c->smtp.arrival_us : 0);
 		bool tls = live && c->smtp.tls;
 		bool auth = live && c->smtp.authenticated;
 

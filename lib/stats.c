@@ -3,6 +3,8 @@
  */
 #include "stats.h"
 
+#include "clock.h"
+
 #include <assert.h>
 #include <stdbool.h>
 #include <string.h>
@@ -73,6 +75,22 @@ stats_observe(struct stats_hist *h, enum stats_hist_kind kind, uint64_t v)
 		;
 	stats_add(&h->bucket[i], 1);
 	stats_add(&h->sum, v);
+}
+
+void
+stats_accepted(struct stats_shard *s, uint32_t nrcpt, uint32_t bytes,
+    uint64_t start_us)
+{
+	uint64_t now;
+
+	stats_add(&s->messages_in, 1);
+	stats_add(&s->rcpts_in, nrcpt);
+	stats_add(&s->bytes_in, bytes);
+	if (start_us == 0)
+		return;
+	now = clock_real_us();
+	stats_observe(&s->accept, STATS_H_ACCEPT_US,
+	    now > start_us ? now - start_us : 0);
 }
 
 static bool

@@ -134,6 +134,13 @@ void stats_observe(struct stats_hist *h, enum stats_hist_kind kind,
     uint64_t v);
 
 /*
+ * A message acknowledged with 250: its recipients and bytes, and the
+ * time since start_us (real time its data began; 0: not known).
+ */
+void stats_accepted(struct stats_shard *s, uint32_t nrcpt, uint32_t bytes,
+    uint64_t start_us);
+
+/*
  * Count one reply a session sent: line is its first bytes (at least
  * "NNN"); len how many there are. Anything that is not a 2xx-5xx reply
  * is not counted. The enhanced code, when the reply has one ("NNN

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- a strict reader of the text format -------------------------------- */
 
@@ -221,6 +222,29 @@ replies(void)
 	CHECK(stats_get(&s->replies[1][STATS_SUBJECTS - 1]) == 1);
 	CHECK(stats_get(&s->replies[3][7]) == 1);
 	CHECK(stats_get(&s->replies[3][STATS_SUBJECTS - 1]) == 1);
+	free(s);
+}
+
+static void
+accepted(void)
+{
+	struct stats_shard *s = calloc(1, sizeof(*s));
+	struct stats_hist_copy c;
+	struct timespec ts;
+	uint64_t now;
+
+	CHECK_FATAL(s != NULL);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	stats_accepted(s, 3, 1000, now - 2000000);	/* 2 s ago: 2.5 s bucket */
+	stats_accepted(s, 1, 500, 0);			/* start unknown */
+	CHECK(stats_get(&s->messages_in) == 2);
+	CHECK(stats_get(&s->rcpts_in) == 4);
+	CHECK(stats_get(&s->bytes_in) == 1500);
+	stats_hist_read(&s->accept, &c);
+	CHECK(c.count == 1);
+	CHECK(c.bucket[12] == 1);			/* (1 s, 2.5 s] */
+	CHECK(c.sum >= 2000000 && c.sum < 2500000);
 	free(s);
 }
 
@@ -443,6 +467,7 @@ main(void)
 {
 	reader_strict();
 	replies();
+	accepted();
 	buckets();
 	ring();
 	exposition();

@@ -52,7 +52,8 @@ BUILD_PKGS = gcc make pkg-config liburing-dev libssl-dev libldns-dev \
 	liblmdb-dev libxxhash-dev libyaml-dev libjansson-dev libcrypt-dev
 TEST_PKGS  = python3 swaks libnet-ssleay-perl postfix lmdb-utils clang procps \
 	iproute2 nsd haproxy python3-aiosmtpd python3-dnspython mandoc systemd openssl \
-	python3-dkim opendkim opendkim-tools nodejs
+	python3-dkim opendkim opendkim-tools nodejs \
+	prometheus
 DEPS_STAMP = build/.deps-ok
 
 .PHONY: all run test unit asan asan-unit fuzz fuzz-run deps deps-run node-deps \
@@ -78,7 +79,7 @@ $(BIN)/sluiced: $(OBJ)/engine/main.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(OBJ)/tools/hash_password.o \
-	$(OBJ)/tools/sluicectl_dkim.o $(LIB)
+	$(OBJ)/tools/sluicectl_dkim.o $(OBJ)/tools/ctl_status.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

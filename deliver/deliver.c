@@ -98,7 +98,10 @@ deliver_global_free(void)
 		while (it != NULL) {
 			struct dl_item *next = it->next;
 
-			free(it);
+			if (it->ctl == DELIVER_CTL_STATS)
+				dl_stats_drop(it);
+			else
+				free(it);
 			it = next;
 		}
 	}
@@ -117,6 +120,12 @@ post(unsigned owner, struct dl_item *it)
 	if (head == NULL && write(inboxes[owner].efd, &one, sizeof(one)) < 0 &&
 	    errno != EAGAIN)
 		log_warn("deliver: eventfd write: %s", strerror(errno));
+}
+
+void
+dl_post(unsigned owner, struct dl_item *it)
+{
+	post(owner, it);
 }
 
 static const char *
@@ -270,6 +279,8 @@ deliver_log_discard(struct deliver *d, uint64_t qid,
 	queue_id_format(qid, q);
 	if (d != NULL && dlog_format(&d->logbuf, &e) != 0)
 		log_warn("deliver: cannot format a log line");
+	if (d != NULL)
+		dl_stats_line(d, NULL, DLOG_DISCARDED, 250, e.text, 0);
 }
 
 /* ---- destinations ---------------------------------------------------- */
@@ -803,6 +814,9 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 	struct dl_item *list = NULL, *it, *next;
 
 	switch (ctl->ctl) {
+	case DELIVER_CTL_STATS:
+		dl_stats_answer(d, ctl);	/* takes it */
+		return;
 	case DELIVER_CTL_FLUSH:
 		/*
 		 * Every deferred item (qid 0), or those of one message, is
@@ -1001,6 +1015,7 @@ deliver_tick(struct deliver *d, uint64_t now_ms)
 	d->now_ms = now_ms;
 	make_room(d);
 	dest_sweep(d);
+	dl_stats_publish(d);
 	/* A drained backlog leaves no big array behind (see also main's
 	 * memory_return()). */
 	if (d->nheap == 0 && d->heap_cap > DL_HEAP_KEEP) {

@@ -30,6 +30,7 @@
 
 #include "../queue/queue.h"
 #include "deliver_cfg.h"
+#include "route.h"
 
 struct buf;
 struct io_uring;
@@ -147,9 +148,68 @@ enum deliver_ctl {
 	DELIVER_CTL_DROP,
 	DELIVER_CTL_BOUNCE,
 	DELIVER_CTL_UPDATE,
+	DELIVER_CTL_STATS,	/* deliver_stats_collect() only */
 };
 int deliver_control(unsigned shard, enum deliver_ctl what, uint64_t qid,
     unsigned upd);
+
+/*
+ * Destinations as the operator sees them (sluicectl status, /metrics),
+ * from any thread but a shard's. deliver_stats_collect() posts a request
+ * to every shard's inbox (DELIVER_CTL_STATS); each shard answers on its
+ * own thread between two loop iterations: it fills its part (its top
+ * destinations by queued items, and its totals over all of them) and
+ * writes the request's eventfd. The caller waits at most timeout_ms; a
+ * shard that has not answered by then is left out (answered false), and
+ * the request is freed by whichever side lets go of it last, so a late
+ * answer never writes into freed memory.
+ */
+#define DELIVER_STATS_TOP_MAX 100
+#define DELIVER_STATS_ERR_MAX 160
+
+struct deliver_dest_stat {
+	char key[ROUTE_DEST_MAX + 1];	/* route_destination() */
+	uint32_t queued;		/* items (a message's recipients at
+					 * it) in memory: ready, deferred,
+					 * on a connection */
+	uint32_t ready;			/* of them due, waiting */
+	uint32_t conns;			/* open connections */
+	uint32_t conn_limit;		/* it may open now (slow start, AIMD) */
+	uint32_t max_conns;		/* its route's max_connections */
+	uint32_t failures;		/* temporary failures in a row */
+	uint32_t recent, recent_failed;	/* of its last attempts */
+	uint64_t hold_ms;		/* held off for this long yet */
+	const char *state;		/* static text, deliver_dest_state() */
+	double rate;			/* recipients delivered, last minute */
+	uint64_t delivered, deferred, bounced;	/* since it was made */
+	uint64_t last_error_us;		/* real time; 0: none */
+	char last_error[DELIVER_STATS_ERR_MAX];	/* "451 4.7.1 ..." */
+};
+
+struct deliver_shard_stat {
+	bool answered;
+	uint32_t ndests;		/* destinations in memory */
+	uint64_t queued, ready, conns;	/* summed over all of them */
+	uint64_t delivered, deferred, bounced;
+	double rate;
+	uint32_t nrows;
+	struct deliver_dest_stat *rows;	/* its top, by queued */
+};
+
+struct deliver_stats {
+	unsigned nshards;
+	unsigned answered;		/* shards that answered in time */
+	struct deliver_shard_stat shard[64];
+};
+
+/*
+ * The top `top` (1..DELIVER_STATS_TOP_MAX) destinations of every shard
+ * into *out (free with deliver_stats_free()). 0, -ENOMEM, or -errno of
+ * the eventfd; a shard late past timeout_ms is only left out.
+ */
+int deliver_stats_collect(unsigned top, unsigned timeout_ms,
+    struct deliver_stats **out);
+void deliver_stats_free(struct deliver_stats *st);
 
 /* One delivery log line for a recipient routed to discard. */
 void deliver_log_discard(struct deliver *d, uint64_t qid,

@@ -151,6 +151,12 @@ struct dl_dest {
 	unsigned ntargets;
 	struct smtp_client_cfg ccfg;
 	struct dl_tls_policy tls;
+	/* What the operator sees of it (deliver_stats.c). */
+	uint64_t n_delivered, n_deferred, n_bounced;
+	uint64_t rate_ms;		/* start of the current minute */
+	uint32_t rate_cur, rate_prev;	/* delivered in it, the one before */
+	uint64_t last_err_us;
+	char last_err[DELIVER_STATS_ERR_MAX];
 };
 
 struct dl_rres {			/* one recipient's reply this attempt */
@@ -439,6 +445,21 @@ bool dl_health_may_open(const struct deliver *d, const struct dl_dest *ds);
 void dl_dest_verdict(struct dl_dest *ds, int status, const char *why);
 void dl_dest_targets(struct deliver *d, struct dl_dest *ds,
     const struct resolve_result *r);
+
+/*
+ * deliver_stats.c: the counters of lib/stats.h and the operator's view
+ *   dl_stats_line     one delivery log line (enum dlog_status st) of it
+ *   dl_stats_publish  the shard's gauges, from the tick
+ *   dl_stats_answer   a DELIVER_CTL_STATS request (takes ctl)
+ *   dl_stats_drop     one never answered (the shard is gone; takes ctl)
+ *   dl_post           an item into a shard's inbox
+ */
+void dl_stats_line(struct deliver *d, struct dl_dest *ds, int st, int code,
+    const char *text, uint64_t delay_us);
+void dl_stats_publish(const struct deliver *d);
+void dl_stats_answer(struct deliver *d, struct dl_item *ctl);
+void dl_stats_drop(struct dl_item *ctl);
+void dl_post(unsigned owner, struct dl_item *it);
 
 /* deliver_feed.c: the active set's feeder */
 bool dl_start_park(unsigned owner, struct dl_item *it, uint64_t next_try_us);

@@ -148,6 +148,8 @@ log_line(struct deliver *d, const struct dl_item *it, const char *sender,
 	queue_id_format(it->qid, qid);
 	if (dlog_format(&d->logbuf, &e) != 0)
 		log_warn("deliver: cannot format a log line");
+	dl_stats_line(d, it->dest, st, code, text,
+	    now > it->arrival_us ? now - it->arrival_us : 0);
 }
 
 /*

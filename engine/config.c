@@ -371,6 +371,9 @@ const struct cfg_key config_keys[] = {
 	{ KEY("dkim_signing", CFG_MAP, NULL, 0, 0),
 	  .offset = offsetof(struct config, dkim_signing),
 	  .sub = dkim_signing_keys },
+	{ KEY("metrics", CFG_MAP, NULL, 0, 0),
+	  .offset = offsetof(struct config, metrics),
+	  .sub = config_metrics_keys },
 	{ .name = NULL },
 };
 

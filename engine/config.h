@@ -106,6 +106,13 @@ struct tls_cfg {
 	size_t nextra;
 };
 
+/* The Prometheus endpoint (engine/metrics.c); off while listen is NULL. */
+struct metrics_cfg {
+	char *listen;			/* as written: "127.0.0.1:9108" */
+	struct sockaddr_storage sa;
+	socklen_t salen;
+};
+
 struct queue_cfg {
 	uint64_t segment_size;		/* bytes before a spool segment rolls */
 	uint64_t index_size;		/* LMDB map size, bytes */
@@ -210,6 +217,7 @@ struct config {
 	struct dns_cfg dns;
 	struct log_cfg log;
 	struct delivery_cfg delivery;
+	struct metrics_cfg metrics;
 	struct route_table routes;	/* built from both; see docs/routing.md */
 	struct dkim_key_cfg *dkim;	/* "dkim" as written, keys loaded */
 	size_t ndkim;

@@ -149,4 +149,9 @@ const char config_default_yaml[] =
 	"  # are never dialled: loopback, unspecified, link-local, multicast.\n"
 	"  # [] allows all. Next hops written as addresses are not checked.\n"
 	"  denied_networks: [127.0.0.0/8, \"::1/128\", 0.0.0.0/8, \"::/128\",\n"
-	"    169.254.0.0/16, \"fe80::/10\", 224.0.0.0/4, \"ff00::/8\"]\n";
+	"    169.254.0.0/16, \"fe80::/10\", 224.0.0.0/4, \"ff00::/8\"]\n"
+	"\n"
+	"# Prometheus metrics over HTTP at /metrics (docs/operations.md); off\n"
+	"# unless listen is set. Keep it on loopback or a private network.\n"
+	"#metrics:\n"
+	"#  listen: 127.0.0.1:9108\n";

@@ -130,6 +130,8 @@ extern const struct cfg_key config_keys[];
 
 /* The keys of one "users" entry. */
 extern const struct cfg_key config_user_keys[];
+/* The "metrics" map (config_metrics.c). */
+extern const struct cfg_key config_metrics_keys[];
 
 /* Users in "users" and users_file together. */
 #define CONFIG_USERS_MAX	100000

@@ -24,6 +24,8 @@
 #include "../lib/clock.h"
 #include "../lib/log.h"
 #include "control_parse.h"
+#include "stats.h"
+#include "status.h"
 
 #define CONTROL_WAIT_MS 5000
 #define CONTROL_IO_MS 2000
@@ -39,7 +41,56 @@ static struct {
 	pthread_t thread;
 	bool running;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct stats_ring ring;		/* the totals, once a second */
+	uint64_t next_sample_ms;
 } ctl = { .fd = -1, .stop_pipe = { -1, -1 } };
+
+/* One more second of the totals in the ring (for the last minute). */
+static void
+sample(void)
+{
+	struct stats_view *v = calloc(1, sizeof(*v));
+	uint64_t vals[STATS_R_VALS], now = clock_mono_ms();
+
+	if (v == NULL)
+		return;
+	stats_sum(v, ctl.cfg->shards);
+	stats_ring_vals(v, vals);
+	stats_ring_add(&ctl.ring, now, vals);
+	ctl.next_sample_ms = now + 1000;
+	free(v);
+}
+
+/*
+ * "status": the JSON document of engine/status.c, as "ok DOCUMENT\n" in
+ * a malloc'd reply; NULL when out of memory.
+ */
+static char *
+status_reply(void)
+{
+	struct stats_view *v = calloc(1, sizeof(*v));
+	uint64_t vals[STATS_R_VALS], delta[STATS_R_VALS], window_ms;
+	char *doc = NULL, *out = NULL;
+	size_t len;
+
+	if (v == NULL)
+		return NULL;
+	stats_sum(v, ctl.cfg->shards);
+	if (stats_queue_scan(ctl.qi, &v->queue, STATS_SCAN_MS) < 0)
+		log_warn("control: status: the queue index cannot be read");
+	stats_dests(v, STATS_DEST_WAIT_MS);
+	stats_ring_vals(v, vals);
+	stats_ring_minute(&ctl.ring, clock_mono_ms(), vals, delta, &window_ms);
+	doc = status_json(ctl.cfg, v, delta, window_ms);
+	free(v);
+	if (doc == NULL)
+		return NULL;
+	len = strlen(doc);
+	if ((out = malloc(len + 5)) != NULL)
+		snprintf(out, len + 5, "ok %s\n", doc);
+	free(doc);
+	return out;
+}
 
 static void
 sleep_ms(unsigned ms)
@@ -250,15 +301,26 @@ run_ids(const struct control_cmd *cmd, char *out, size_t outlen)
 	    nact - done);
 }
 
-/* Run one command; the reply goes to out. */
+/*
+ * Run one command; the reply goes to out, or for "status" (longer) to a
+ * malloc'd *big.
+ */
 static void
-run(const char *line, size_t len, char *out, size_t outlen)
+run(const char *line, size_t len, char *out, size_t outlen, char **big)
 {
 	static struct control_cmd cmd;
 	char why[128];
 
 	if (control_parse(line, len, &cmd, why, sizeof(why)) != 0) {
 		snprintf(out, outlen, "error %s\n", why);
+		return;
+	}
+	if (cmd.verb == CONTROL_STATUS) {
+		/* What was acknowledged is counted as queued: if the index
+		 * cannot be written now, the status says so itself. */
+		(void)committer_index_sync(ctl.committer, CONTROL_WAIT_MS);
+		if ((*big = status_reply()) == NULL)
+			snprintf(out, outlen, "error out of memory\n");
 		return;
 	}
 	/* Whatever was acknowledged before the command is in the index. */
@@ -286,8 +348,9 @@ run(const char *line, size_t len, char *out, size_t outlen)
 static void
 serve(int fd)
 {
-	char line[CONTROL_LINE_MAX], out[512];
-	size_t n = 0;
+	char line[CONTROL_LINE_MAX], out[512], *big = NULL;
+	const char *reply = out;
+	size_t n = 0, left;
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 
 	/* One line, bounded in length and time. */
@@ -301,9 +364,24 @@ serve(int fd)
 			break;
 		n += (size_t)r;
 	}
-	run(line, n, out, sizeof(out));
-	if (write(fd, out, strlen(out)) < 0)
-		log_warn("control: reply: %s", strerror(errno));
+	run(line, n, out, sizeof(out), &big);
+	if (big != NULL)
+		reply = big;
+	/* Bounded: a client that does not read is given up on. */
+	for (left = strlen(reply); left > 0;) {
+		struct pollfd w = { .fd = fd, .events = POLLOUT };
+		ssize_t r;
+
+		if (poll(&w, 1, CONTROL_IO_MS) <= 0)
+			break;
+		if ((r = write(fd, reply, left)) < 0) {
+			log_warn("control: reply: %s", strerror(errno));
+			break;
+		}
+		reply += r;
+		left -= (size_t)r;
+	}
+	free(big);
 }
 
 static void *
@@ -315,10 +393,17 @@ control_main(void *arg)
 	};
 
 	(void)arg;
+	sample();
 	for (;;) {
-		int c;
+		uint64_t now = clock_mono_ms();
+		int c, wait = now >= ctl.next_sample_ms ? 0 :
+		    (int)(ctl.next_sample_ms - now);
 
-		if (poll(p, 2, -1) < 0) {
+		if (wait == 0) {
+			sample();
+			continue;
+		}
+		if ((c = poll(p, 2, wait)) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_warn("control: poll: %s", strerror(errno));
@@ -326,6 +411,8 @@ control_main(void *arg)
 		}
 		if (p[1].revents)
 			break;
+		if (c == 0)
+			continue;
 		c = accept4(ctl.fd, NULL, NULL, SOCK_CLOEXEC);
 		if (c < 0)
 			continue;
@@ -345,6 +432,7 @@ control_start(const struct config *cfg, struct queue_index *qi,
 	ctl.cfg = cfg;
 	ctl.qi = qi;
 	ctl.committer = committer;
+	(void)stats_started_us();
 	if ((size_t)snprintf(ctl.path, sizeof(ctl.path), "%s/control.sock",
 	    cfg->spool) >= sizeof(ctl.path)) {
 		log_warn("control: spool path too long for a socket; "

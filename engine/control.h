@@ -16,6 +16,10 @@
  * shards' inboxes and the committer (engine/deliver.h), never on LMDB
  * behind the committer's back, and delete/hold/release answer once the
  * index shows the change (or after 5 s, with an error).
+ *
+ * "status" is answered "ok DOCUMENT": the JSON object of engine/status.c
+ * on one line (its keys: docs/operations.md), however long. For its
+ * "last minute" the thread samples the counters once a second.
  */
 #ifndef SLUICE_CONTROL_H
 #define SLUICE_CONTROL_H

@@ -27,6 +27,7 @@ static const struct {
 	{ "hold", CONTROL_HOLD, 1, CONTROL_IDS_MAX },
 	{ "release", CONTROL_RELEASE, 1, CONTROL_IDS_MAX },
 	{ "bounce", CONTROL_BOUNCE, 1, CONTROL_IDS_MAX },
+	{ "status", CONTROL_STATUS, 0, 0 },
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
@@ -83,7 +84,7 @@ echoable(const char *s, size_t n)
 static void
 usage(char *why, size_t whylen)
 {
-	set_why(why, whylen, "usage: sync | flush [QUEUE-ID...] | "
+	set_why(why, whylen, "usage: sync | status | flush [QUEUE-ID...] | "
 	    "delete|hold|release|bounce QUEUE-ID...");
 }
 

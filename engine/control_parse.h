@@ -11,6 +11,7 @@
  *   verb    = "sync"                                  ; no queue id
  *           / "flush"                   ; none (all), or the ids to retry
  *           / "delete" / "hold" / "release" / "bounce" ; at least one id
+ *           / "status"                                ; no queue id
  *
  * At most CONTROL_IDS_MAX ids a request: sluicectl sends a bulk operation
  * (every message a filter selected) in requests of that many.
@@ -50,6 +51,7 @@ enum control_verb {
 	CONTROL_HOLD,
 	CONTROL_RELEASE,
 	CONTROL_BOUNCE,
+	CONTROL_STATUS,
 };
 
 struct control_cmd {

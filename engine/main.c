@@ -39,6 +39,7 @@
 #include "config.h"
 #include "control.h"
 #include "inbound.h"
+#include "metrics.h"
 #include "privs.h"
 #include "../deliver/deliver.h"
 #include "../lib/log.h"
@@ -347,6 +348,7 @@ main(int argc, char **argv)
 		switch (opt) {
 		case 'V':
 			printf("sluiced %s\n", SLUICE_VERSION);
+			free(ov);
 			return 0;
 		case 'P':
 			print = 1;
@@ -365,14 +367,17 @@ main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			free(ov);
 			return 0;
 		default:
+			free(ov);
 			usage(stderr);
 			return 2;
 		}
 	}
 	if (optind != argc || (print_all && !print)) {
 		usage(stderr);
+		free(ov);
 		return 2;
 	}
 	if (print) {
@@ -477,6 +482,9 @@ main(int argc, char **argv)
 		if (deliver_tls_init(&dcfg, twhy, sizeof twhy) < 0)
 			log_fatal("outbound TLS: %s", twhy);
 	}
+	if ((rc = metrics_bind(&cfg)) < 0)
+		log_fatal("cannot listen on %s (metrics.listen): %s",
+		    cfg.metrics.listen, strerror(-rc));
 	privs_prepare(&pv, cfg.spool, dlog);
 	privs_drop(&pv);
 	privs_check_access(&pv, cfg.spool, dlog);
@@ -511,6 +519,8 @@ main(int argc, char **argv)
 		log_fatal("cannot start the delivery feeder: %s",
 		    strerror(-rc));
 	control_start(&cfg, qi, committer);
+	if ((rc = metrics_start(&cfg, qi)) < 0)
+		log_fatal("cannot start the metrics thread: %s", strerror(-rc));
 	listen_summary(&cfg, lsum, sizeof(lsum));
 	log_info("ready: listening on %s, %u shard(s), spool %s, "
 	    "hostname %s", lsum, cfg.shards, cfg.spool, cfg.hostname);
@@ -536,6 +546,7 @@ main(int argc, char **argv)
 	log_info("stopping (signal %d): no new connections, up to %u ms "
 	    "for sessions to finish", sig, cfg.shutdown_timeout_ms);
 	sdnotify("STOPPING=1\nSTATUS=stopping");
+	metrics_stop();
 	control_stop();
 	deliver_feed_stop();
 	shard_request_stop(shards, cfg.shards);

@@ -128,6 +128,7 @@ conn_free(struct shard *sh, struct conn *c)
 	if (c->client_counted)
 		atomic_fetch_sub(&client_conns[c->client_bucket], 1);
 	atomic_fetch_sub(&total_conns, 1);
+	stats_add(&stats_shards[sh->id].conns_in_closed, 1);
 	c->fd = -1;
 	c->in_use = false;
 	c->client_counted = false;
@@ -172,7 +173,7 @@ conn_op_done(struct shard *sh, struct conn *c)
  * as every refusal is (proto/smtp_server.c's "reject:" lines).
  */
 static void
-refuse_reply(int fd, const struct sockaddr_storage *from, const char *host,
+refuse_reply(struct shard *sh, int fd, const struct sockaddr_storage *from,
     const char *why)
 {
 	char line[512], addr[INET6_ADDRSTRLEN];
@@ -182,17 +183,20 @@ refuse_reply(int fd, const struct sockaddr_storage *from, const char *host,
 	    net_addr_text((const struct sockaddr *)from, addr, sizeof(addr)),
 	    why);
 	/* Never blocks: what the socket buffer cannot take is lost. */
-	n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: %s\r\n", host,
-	    why);
+	n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: %s\r\n",
+	    sh->cfg->hostname, why);
+	stats_add(&stats_shards[sh->id].conns_in_refused, 1);
+	if (n > 0)
+		stats_reply(&stats_shards[sh->id], line, (size_t)n);
 	if (n > 0 && send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		log_debug("refused connection: send: %s", strerror(errno));
 }
 
 static void
-refuse_connection(int fd, const struct sockaddr_storage *from,
-    const char *host, const char *why)
+refuse_connection(struct shard *sh, int fd,
+    const struct sockaddr_storage *from, const char *why)
 {
-	refuse_reply(fd, from, host, why);
+	refuse_reply(sh, fd, from, why);
 	close(fd);
 }
 
@@ -227,6 +231,7 @@ conn_begin(struct shard *sh, struct conn *c, const struct sockaddr_storage *ss)
 	    sh->cfg->nallowed_networks, (const struct sockaddr *)ss);
 	smtp_session_init(&c->smtp, sh->scfg, &sh->cfg->listen[c->listener].policy,
 	    (const struct sockaddr *)ss, relay_ok, &sh->ids);
+	c->smtp.stats = &stats_shards[sh->id];
 	if (c->smtp.pol->tls != SMTP_TLS_IMPLICIT)
 		return smtp_session_greet(&c->smtp);
 	if (!shard_tls_start(sh, c))
@@ -264,25 +269,23 @@ handle_accept(struct shard *sh, int fd, unsigned listener)
 	/* The flag, not only sh->stopping: this completion may come before
 	 * the wake-up that makes the shard begin to stop. */
 	if (sh->stopping || atomic_load(&sh->stop_requested)) {
-		refuse_connection(fd, &ss, sh->cfg->hostname,
-		    "service shutting down");
+		refuse_connection(sh, fd, &ss, "service shutting down");
 		return;
 	}
 	if (sh->free_head == UINT32_MAX ||
 	    atomic_fetch_add(&total_conns, 1) >= sh->cfg->limits.connections) {
 		if (sh->free_head != UINT32_MAX)
 			atomic_fetch_sub(&total_conns, 1);
-		refuse_connection(fd, &ss, sh->cfg->hostname,
-		    "too many connections");
+		refuse_connection(sh, fd, &ss, "too many connections");
 		return;
 	}
 	if (!lc->proxy_protocol && !client_take(sh, &ss, &bucket)) {
 		atomic_fetch_sub(&total_conns, 1);
-		refuse_connection(fd, &ss, sh->cfg->hostname,
-		    "too many connections");
+		refuse_connection(sh, fd, &ss, "too many connections");
 		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	stats_add(&stats_shards[sh->id].conns_in, 1);
 	c = &sh->conns[sh->free_head];
 	assert(!c->in_use);
 	sh->free_head = c->next_free;
@@ -336,8 +339,7 @@ conn_proxy(struct shard *sh, struct conn *c, const char *data, size_t n)
 	}
 	if (!client_take(sh, &peer, &c->client_bucket)) {
 		/* The header is trusted: the client may be told why. */
-		refuse_reply(c->fd, &peer, sh->cfg->hostname,
-		    "too many connections");
+		refuse_reply(sh, c->fd, &peer, "too many connections");
 		conn_close(sh, c);
 		return SMTP_EV_NONE;
 	}
@@ -724,6 +726,8 @@ job_finish(struct shard *sh, struct commit_job *job)
 	live = c->in_use && c->gen == job->conn_gen;
 	if (res == SMTP_COMMIT_OK) {
 		atomic_fetch_add(&sh->n_messages, 1);
+		stats_accepted(&stats_shards[sh->id], job->put.nrcpt,
+		    job->put.msg_len, live ? c->smtp.arrival_us : 0);
 		bool tls = live && c->smtp.tls;
 		bool auth = live && c->smtp.authenticated;
 

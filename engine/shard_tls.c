@@ -143,8 +143,11 @@ shard_tls_input(struct shard *sh, struct conn *c, const char *p, size_t n)
 		/* Only the alert OpenSSL queued leaves; no more records. */
 		log_info("%s: TLS %s", c->smtp.client_addr, tls_why(c->tls));
 		c->tls_failed = true;
+		stats_add(&stats_shards[sh->id].tls_in_failed, 1);
 		return SMTP_EV_CLOSE;
 	}
+	if (!was && tls_established(c->tls))
+		stats_add(&stats_shards[sh->id].tls_in, 1);
 	if (!was && tls_established(c->tls) &&
 	    (ev = established(c)) == SMTP_EV_CLOSE)
 		return ev;

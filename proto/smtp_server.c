@@ -30,6 +30,7 @@
 #include "../lib/hex.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
+#include "../lib/stats.h"
 #include "smtp_parse.h"
 #include "smtp_server_int.h"
 
@@ -149,6 +150,8 @@ vreply(struct smtp_session *s, const char *fmt, va_list ap)
 	}
 	if (s->out.data[len] == '4' || s->out.data[len] == '5')
 		log_refusal(s, s->out.data + len, s->out.len - len - 2);
+	if (s->stats != NULL)
+		stats_reply(s->stats, s->out.data + len, s->out.len - len);
 }
 
 static void

@@ -34,6 +34,8 @@
 #include "sasl.h"
 #include "smtp_policy.h"
 
+struct stats_shard;
+
 /*
  * The body type a client declared with MAIL BODY= (RFC 6152; BINARYMIME is
  * RFC 3030's, not offered yet). The engine stores it in the envelope and
@@ -244,6 +246,9 @@ struct smtp_session {
 	char auth_user[SASL_FIELD_MAX + 1];
 	char auth_pass[SASL_FIELD_MAX + 1];
 	struct smtp_sender_id sender_id;	/* once authenticated */
+	/* Where its replies are counted (the engine sets it after
+	 * smtp_session_init(); NULL: not counted). */
+	struct stats_shard *stats;
 };
 
 /* pol: the listener's policy, kept by reference; NULL: plaintext, no AUTH. */

@@ -21,6 +21,7 @@
 #include "../lib/clock.h"
 #include "../lib/log.h"
 #include "../lib/spsc.h"
+#include "../lib/stats.h"
 
 /* Ring capacity per shard and direction; also the largest batch per shard. */
 #define COMMIT_RING 4096
@@ -715,7 +716,10 @@ commit_batch(struct committer *c, size_t n)
 	t0 = clock_mono_us();
 	io_start(c, c->batch, n);
 	io_wait(c, c->batch);
-	atomic_fetch_add(&c->sync_us, clock_mono_us() - t0);
+	t0 = clock_mono_us() - t0;
+	atomic_fetch_add(&c->sync_us, t0);
+	stats_observe(&stats_commit.batch, STATS_H_BATCH, n);
+	stats_observe(&stats_commit.sync, STATS_H_SYNC_US, t0);
 	io_check(c, c->batch, n);
 	/* The shard logs each failed message with its queue id. */
 	for (i = 0; i < n; i++)

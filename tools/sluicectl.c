@@ -3,6 +3,7 @@
  *
  * Usage: sluicectl [-c FILE] [-o key=value]... COMMAND
  *   check                     load the configuration, print "configuration OK"
+ *   status [--json]           what the running daemon is doing (ctl_status.c)
  *   queue count               number of queued messages
  *   queue list [--json]       every message, like Postfix mailq
  *   queue show ID [--json]    one message's envelope and verified headers
@@ -36,6 +37,7 @@
 #include "../lib/version.h"
 #include "../engine/control_parse.h"
 #include "../queue/queue_filter.h"
+#include "ctl_status.h"
 #include "hash_password.h"
 #include "sluicectl_int.h"
 
@@ -68,6 +70,8 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  check                   check the configuration\n"
+    "  status [--json]         what the running sluiced is doing: queue,\n"
+    "                          connections, rates, destinations\n"
     "  queue count             print the number of queued messages\n"
     "  queue list [FILTER...] [--json]\n"
     "                          list queued messages\n"
@@ -1333,6 +1337,15 @@ main(int argc, char **argv)
 		free(ov);
 		return ctl_hash_password(argc - optind, argv + optind);
 	}
+	if (strcmp(argv[optind], "status") == 0) {
+		rc = load_config(&cfg, path, ov, nov);
+		free(ov);
+		if (rc != 0)
+			return rc;
+		rc = ctl_status(&cfg, argc - optind, argv + optind);
+		config_free(&cfg);
+		return rc;
+	}
 	if (strcmp(argv[optind], "dkim-keygen") == 0) {
 		free(ov);
 		return ctl_dkim_keygen(argc - optind, argv + optind);
@@ -1354,8 +1367,10 @@ main(int argc, char **argv)
 	if (rc == 0)
 		rc = load_config(&cfg, path, ov, nov);
 	free(ov);
-	if (rc != 0)
+	if (rc != 0) {
+		free(q.ids);
 		return rc;
+	}
 	switch (cmd) {
 	case CMD_CHECK:
 		puts("configuration OK");

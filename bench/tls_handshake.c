@@ -290,7 +290,7 @@ make_cert(char *dir, size_t dirlen, char *cert, char *key, char *why,
 	snprintf(dir, dirlen, "%s/sluice-bench-tls.XXXXXX",
 	    tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
 	if (mkdtemp(dir) == NULL) {
-		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
+		snprintf(why, whylen, "%.200s: %s", dir, strerror(errno));
 		return -1;
 	}
 	snprintf(cert, PATH_MAX, "%s/cert.pem", dir);

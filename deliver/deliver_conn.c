@@ -497,11 +497,13 @@ conn_hand_over(struct dl_conn *c)
 {
 	struct dl_addr *a = c->ad;
 	struct dl_dest *old = c->dest, *prev = NULL, *w, *wn;
-	unsigned n = 0;
+	unsigned max = old->route->policy.max_messages_per_connection, n = 0;
 
 	if (a == NULL || a->whead == NULL || c->closing || c->starting ||
 	    c->item != NULL || c->d->stopping || !smtp_client_ready(&c->cli))
 		return false;
+	if (max > 0 && c->msgs >= max)
+		return false;	/* it says QUIT (dl_conn_next()) */
 	for (w = a->whead; w != NULL && n < DL_ADDR_SCAN; w = wn, n++) {
 		wn = w->awnext;
 		if (w->queued == 0) {

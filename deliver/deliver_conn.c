@@ -418,6 +418,13 @@ conn_addr_release(struct dl_conn *c)
 	c->ad = NULL;
 	assert(a->nconn > 0);
 	a->nconn--;
+	if (c->cprev != NULL)
+		c->cprev->cnext = c->cnext;
+	else
+		a->conns = c->cnext;
+	if (c->cnext != NULL)
+		c->cnext->cprev = c->cprev;
+	c->cnext = c->cprev = NULL;
 	/* Room for one: a few waiters look. With no connection left there
 	 * nothing else would wake the others. */
 	addr_wake(c->d, a, a->nconn == 0 ? UINT_MAX : DL_ADDR_WAKE);
@@ -436,9 +443,23 @@ conn_addr_set(struct dl_conn *c)
 		a->nconn++;	/* before the release: a is not freed */
 	conn_addr_release(c);
 	c->ad = a;
+	if (a != NULL) {
+		c->cprev = NULL;
+		c->cnext = a->conns;
+		if (a->conns != NULL)
+			a->conns->cprev = c;
+		a->conns = c;
+	}
 }
 
-/* May ds not open another connection to its first address? */
+/*
+ * May ds not open another connection to its first address? The cap is
+ * on sharing: a destination alone at an address (every connection there
+ * is its own) is held by its own max_connections only, so a low cap
+ * costs a big destination with a host of its own nothing. The walk ends
+ * at the first connection of another destination when the host is
+ * shared, and is at most max_connections long when it is not.
+ */
 bool
 dl_addr_full(struct deliver *d, const struct dl_dest *ds)
 {
@@ -447,7 +468,12 @@ dl_addr_full(struct deliver *d, const struct dl_dest *ds)
 	if (ds->ntargets == 0)
 		return false;
 	a = addr_find(d, &ds->targets[0].sa, false);
-	return a != NULL && a->nconn >= addr_cap(d);
+	if (a == NULL || a->nconn < addr_cap(d))
+		return false;
+	for (const struct dl_conn *c = a->conns; c != NULL; c = c->cnext)
+		if (c->dest != ds)
+			return true;
+	return false;
 }
 
 /*

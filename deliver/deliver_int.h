@@ -180,6 +180,7 @@ struct dl_conn {
 	struct sockaddr_storage sa;	/* the address connected to */
 	socklen_t salen;
 	struct dl_addr *ad;		/* counted there; NULL: a socket */
+	struct dl_conn *cnext, *cprev;	/* in ad->conns */
 	bool yielding;			/* closing to give its slot away */
 	bool starting;			/* not yet ready for its first item */
 	/* While idle: in its destination's list, in the shard's list of
@@ -295,6 +296,7 @@ struct dl_addr {
 	uint8_t key[20];		/* dl_sa_key() */
 	uint8_t klen;
 	uint32_t nconn;
+	struct dl_conn *conns;		/* those nconn */
 	struct dl_dest *whead, *wtail;	/* waiting for room, oldest first */
 };
 

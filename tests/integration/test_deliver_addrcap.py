@@ -5,10 +5,14 @@
 # routed to one address, four messages each, a server slow to answer the
 # data: with the cap at 4 (one shard) the server never sees more than four
 # connections at once, and every message arrives; with no cap (0) the same
-# load opens more than four, so the assertion can fail. (2) With the cap at
+# load opens more than four, so the assertion can fail (each domain's own
+# max_connections is 4 too: one domain alone at an address is held by its
+# own limit only, and this keeps that out of the count). (2) With the cap at
 # 1 and a long idle_keep, a destination that cannot take over the idle
 # connection at the address (another TLS policy) does not wait for
-# idle_keep: the idle one says QUIT and makes room.
+# idle_keep: the idle one says QUIT and makes room. (3) The cap is on
+# sharing: one domain alone at its address, cap 2, opens more than two
+# (up to its own max_connections).
 import time
 
 import sluice
@@ -23,8 +27,8 @@ CAP = 4
 
 def run(cap):
     srv = dl.Server("cap%s" % cap, data_delay=0.15)
-    routes = [{"domain": "d%d.test" % k, "transport": "smtp:[127.0.0.1]:%d" % srv.port}
-              for k in range(N)]
+    routes = [{"domain": "d%d.test" % k, "transport": "smtp:[127.0.0.1]:%d" % srv.port,
+               "max_connections": str(CAP)} for k in range(N)]
     relay = dl.Relay(routes, delivery={"connections_per_address": str(cap),
                                        "idle_keep": "2s"}, shards=1)
     items = []
@@ -77,6 +81,21 @@ T.ok(dl.wait_until(lambda: srv.conns()[0].t_close is not None, 5),
      "the idle connection closed to make room")
 T.ok(srv.conns()[0].quit, "it said QUIT first")
 T.ok(srv.max_concurrent() <= 1, "never two at once (%d)" % srv.max_concurrent())
+T.eq(relay.stop(), 0, "sluiced exits 0 on SIGTERM")
+srv.stop()
+
+# ---- (3) a destination alone at its address is held by its own limit
+srv = dl.Server("alone", data_delay=0.2)
+relay = dl.Relay([{"domain": "big.test", "transport": "smtp:[127.0.0.1]:%d" % srv.port}],
+                 delivery={"connections_per_address": "2"}, shards=1)
+items = [("alice@sender.test", ["u%d@big.test" % i],
+          dl.make_message("alone-%d" % i, "alice@sender.test", ["u%d@big.test" % i]))
+         for i in range(40)]
+dl.submit_many(relay.port, items, conns=4)
+T.ok(dl.wait_until(lambda: srv.count() == len(items), 60),
+     "big.test: all %d delivered (%d)" % (len(items), srv.count()), relay.dlog.dump(10))
+T.ok(srv.max_concurrent() > 2, "big.test alone at its address: more than the cap of 2 "
+     "at once (%d)" % srv.max_concurrent())
 T.eq(relay.stop(), 0, "sluiced exits 0 on SIGTERM")
 srv.stop()
 sluice.finish()

@@ -76,7 +76,8 @@ cap_warn(const struct deliver_cfg *cfg)
 
 		if (r != NULL && r->policy.max_connections > cap)
 			log_warn("route %s: max_connections %u, but at most %u "
-			    "to one address (delivery.connections_per_address)",
+			    "to an address it shares with other destinations "
+			    "(delivery.connections_per_address)",
 			    r->pattern, r->policy.max_connections, cap);
 	}
 }

@@ -12,7 +12,8 @@
 # connection at the address (another TLS policy) does not wait for
 # idle_keep: the idle one says QUIT and makes room. (3) The cap is on
 # sharing: one domain alone at its address, cap 2, opens more than two
-# (up to its own max_connections).
+# (up to its own max_connections); sluiced warns at start that its route
+# allows more than the cap.
 import time
 
 import sluice
@@ -86,8 +87,11 @@ srv.stop()
 
 # ---- (3) a destination alone at its address is held by its own limit
 srv = dl.Server("alone", data_delay=0.2)
-relay = dl.Relay([{"domain": "big.test", "transport": "smtp:[127.0.0.1]:%d" % srv.port}],
+relay = dl.Relay([{"domain": "big.test", "transport": "smtp:[127.0.0.1]:%d" % srv.port,
+                   "max_connections": "30"}],
                  delivery={"connections_per_address": "2"}, shards=1)
+T.ok("route big.test: max_connections 30, but at most 2" in relay.d.log_tail(50),
+     "sluiced warns of a route allowed more than the cap", relay.d.log_tail(5))
 items = [("alice@sender.test", ["u%d@big.test" % i],
           dl.make_message("alone-%d" % i, "alice@sender.test", ["u%d@big.test" % i]))
          for i in range(40)]

@@ -64,6 +64,24 @@ static struct route g_default_route;
 struct dl_feed dl_feeds[64];
 struct queue_index *dl_index;
 
+/* Say so, once, when a route may not have the connections it asks for. */
+static void
+cap_warn(const struct deliver_cfg *cfg)
+{
+	const struct route_table *t = cfg->routes;
+	uint32_t cap = cfg->delivery->connections_per_address;
+
+	for (size_t i = 0; cap > 0 && t != NULL && i <= t->cap; i++) {
+		const struct route *r = i < t->cap ? t->slots[i] : t->wildcard;
+
+		if (r != NULL && r->policy.max_connections > cap)
+			log_warn("route %s: max_connections %u, but at most %u "
+			    "to an address it shares with other destinations "
+			    "(delivery.connections_per_address)",
+			    r->pattern, r->policy.max_connections, cap);
+	}
+}
+
 void
 deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
     const int *efds, struct queue_index *qi)
@@ -86,6 +104,7 @@ deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
 	g_default_route.transport.mx_lookup = true;
 	g_default_route.transport.port = ROUTE_PORT_SMTP;
 	g_default_route.policy = route_policy_defaults();
+	cap_warn(cfg);
 }
 
 void
@@ -658,6 +677,13 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 				break;
 			continue;
 		}
+		if (dl_addr_full(d, ds)) {
+			/* Its host has all the connections this shard gives
+			 * one address: one moves here between two messages,
+			 * or one closing wakes it (deliver_conn.c). */
+			dl_addr_wait(d, ds);
+			return DS_WAIT;
+		}
 		if (!dl_conn_slot_free(d)) {
 			/* Every slot is taken: an idle one elsewhere yields,
 			 * and the next slot freed puts this one back. */
@@ -949,6 +975,10 @@ deliver_run(struct deliver *d, uint64_t now_ms)
 	for (pp = &d->run; !d->cfg->delivery->paused && (ds = *pp) != NULL;) {
 		enum ds_next next_step = dest_service(d, ds);
 
+		/* Woken meanwhile (a connection closed, one moved): in
+		 * front of it, for the next pass. */
+		while (*pp != ds)
+			pp = &(*pp)->rnext;
 		if (next_step == DS_STAY) {
 			pp = &ds->rnext;
 		} else {
@@ -995,6 +1025,7 @@ dest_sweep(struct deliver *d)
 		while ((ds = *pp) != NULL) {
 			if (ds->nitems > 0 || ds->queued > 0 || ds->nconn > 0 ||
 			    ds->resolving || ds->in_run || ds->slot_wait ||
+			    ds->await != NULL ||
 			    d->now_ms < ds->hold_until_ms ||
 			    d->now_ms < ds->last_used_ms +
 			    d->cfg->delivery->destination_keep_ms) {
@@ -1201,9 +1232,11 @@ deliver_destroy(struct deliver *d)
 	if (d->opened > 0 || d->parked > 0)
 		log_info("deliver: shard %u: %llu connection(s) opened, %llu "
 		    "taken over from another destination by address, %llu "
+		    "wait(s) for room at an address, %llu "
 		    "recipient(s) parked, %u destination(s) in memory", d->id,
 		    (unsigned long long)d->opened,
 		    (unsigned long long)d->reused,
+		    (unsigned long long)d->addr_waits,
 		    (unsigned long long)d->parked, d->ndests);
 	if (d->tls_handshakes > 0 || d->tls_failed > 0)
 		log_info("deliver: shard %u: %llu TLS handshake(s), %llu "
@@ -1244,6 +1277,7 @@ deliver_destroy(struct deliver *d)
 			free(ds);
 		}
 	}
+	dl_addr_free_all(d);
 	for (unsigned i = 0; i < DL_SEGFD_CACHE; i++)
 		if (d->segfd[i].fd >= 0)
 			close(d->segfd[i].fd);

@@ -32,6 +32,7 @@ struct delivery_cfg {
 	uint32_t data_timeout_ms;	/* reply after the final dot */
 	uint32_t idle_keep_ms;		/* idle connection kept for reuse */
 	uint32_t connections;		/* outbound, all shards together */
+	uint32_t connections_per_address;	/* per shard; 0: no cap */
 	uint32_t active_messages;	/* items in memory, all shards */
 	uint32_t active_recipients;	/* their recipients */
 	uint32_t destination_keep_ms;	/* an unused destination's state */

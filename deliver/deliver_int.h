@@ -29,6 +29,8 @@
 #define DL_DEST_SWEEP_MS 10000	/* idle destinations freed at least this often */
 #define DL_HEAP_KEEP 4096	/* deferred heap slots kept when empty */
 #define DL_ADDR_BUCKETS 1024	/* idle connections by address; power of 2 */
+#define DL_ADDR_WAKE 4		/* waiters woken per connection closed */
+#define DL_ADDR_SCAN 8		/* waiters looked at for a hand-over */
 #define DL_RBUF 4096
 #define DL_DEST_BUCKETS 4096	/* power of two */
 #define DL_RESOLVE_FRESH_MS 30000
@@ -58,6 +60,7 @@ enum {
 };
 
 struct dl_dest;
+struct dl_addr;
 struct dl_tls_cache;
 struct tls;
 struct tls_ctx;
@@ -119,6 +122,8 @@ struct dl_dest {
 	bool in_run;
 	bool slot_wait;			/* on d->slot_waiters */
 	struct dl_dest *wnext;
+	struct dl_addr *await;		/* on its waiters, or NULL */
+	struct dl_dest *awnext;
 	char key[ROUTE_DEST_MAX + 1];
 	char lookup[ROUTE_HOST_MAX + 1];	/* name to resolve */
 	const struct route *route;
@@ -180,6 +185,8 @@ struct dl_conn {
 	unsigned target;		/* index in dest->targets */
 	struct sockaddr_storage sa;	/* the address connected to */
 	socklen_t salen;
+	struct dl_addr *ad;		/* counted there; NULL: a socket */
+	struct dl_conn *cnext, *cprev;	/* in ad->conns */
 	bool yielding;			/* closing to give its slot away */
 	bool starting;			/* not yet ready for its first item */
 	/* While idle: in its destination's list, in the shard's list of
@@ -255,6 +262,8 @@ struct deliver {
 	uint32_t nactive;
 	struct dl_conn *idle_old, *idle_new;	/* idle, oldest first */
 	struct dl_conn *addr_idle[DL_ADDR_BUCKETS];
+	struct dl_addr *addrs[DL_ADDR_BUCKETS];	/* connections by address */
+	uint64_t addr_waits;		/* dests that waited for an address */
 	uint32_t nyielding;		/* idle ones closing for a waiter */
 	uint32_t nwaiting;		/* dests waiting for a slot, this pass */
 	uint64_t opened, reused;	/* connections: new, moved by address */
@@ -279,6 +288,22 @@ struct deliver {
 	struct route default_route;
 	struct dl_tls_cache *tls_cache;	/* sessions, hosts without TLS */
 	uint64_t tls_handshakes, tls_resumed, tls_failed;
+};
+
+/*
+ * A remote address (family, address, port) this shard has connections
+ * to, of every destination together, for delivery.connections_per_address
+ * (deliver_conn.c). It lives while connections or waiters refer to it;
+ * a destination waits on one list at a time, so a list is never longer
+ * than the shard's destinations.
+ */
+struct dl_addr {
+	struct dl_addr *next;		/* in d->addrs[bucket] */
+	uint8_t key[20];		/* dl_sa_key() */
+	uint8_t klen;
+	uint32_t nconn;
+	struct dl_conn *conns;		/* those nconn */
+	struct dl_dest *whead, *wtail;	/* waiting for room, oldest first */
 };
 
 /*
@@ -379,6 +404,9 @@ bool dl_conn_slot_free(const struct deliver *d);
 void dl_slot_wake(struct deliver *d, unsigned n);
 struct dl_conn *dl_conn_reuse(struct deliver *d, struct dl_dest *ds);
 bool dl_conn_yield(struct deliver *d, struct dl_dest *ds);
+bool dl_addr_full(struct deliver *d, const struct dl_dest *ds);
+void dl_addr_wait(struct deliver *d, struct dl_dest *ds);
+void dl_addr_free_all(struct deliver *d);
 void dl_handle_connect(struct dl_conn *c, int res);
 void dl_handle_orecv(struct dl_conn *c, int res);
 void dl_handle_osend(struct dl_conn *c, int res);

@@ -257,6 +257,8 @@ static const struct cfg_key delivery_keys[] = {
 	  FIELD(struct delivery_cfg, idle_keep_ms) },
 	{ KEY("connections", CFG_UINT, "4096", 1, 1000000),
 	  FIELD(struct delivery_cfg, connections) },
+	{ KEY("connections_per_address", CFG_UINT, "32", 0, 1000000),
+	  FIELD(struct delivery_cfg, connections_per_address) },
 	{ KEY("active_messages", CFG_UINT, "100000", 1, 100000000),
 	  FIELD(struct delivery_cfg, active_messages) },
 	{ KEY("active_recipients", CFG_UINT, "200000", 1, 100000000),

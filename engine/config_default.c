@@ -133,6 +133,8 @@ const char config_default_yaml[] =
 	"  idle_keep: 5s              # keep an idle connection for reuse\n"
 	"  # Outbound connections at once, all destinations together.\n"
 	"  connections: 4096\n"
+	"  # Per shard, to one remote address, all destinations together.\n"
+	"  connections_per_address: 32\n"
 	"  # Mail kept in memory for delivery; the rest waits in the index.\n"
 	"  active_messages: 100000\n"
 	"  active_recipients: 200000\n"

@@ -1,7 +1,8 @@
 /*
  * hex.h - 64-bit numbers as fixed-width upper-case hex, so that the text
  * sorts like the number (queue ids: queue/queue_id.c, and the inbound
- * session that prints them without depending on the queue).
+ * session that prints them without depending on the queue); and the value
+ * of one hex digit, for whatever reads hex back.
  */
 #ifndef SLUICE_HEX_H
 #define SLUICE_HEX_H
@@ -21,6 +22,19 @@ hex64_format(uint64_t v, char out[HEX64_LEN + 1])
 		v >>= 4;
 	}
 	out[HEX64_LEN] = '\0';
+}
+
+/* The value of one hex digit (either case), or -1 if c is not one. */
+static inline int
+hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
 }
 
 #endif

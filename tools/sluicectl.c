@@ -127,20 +127,6 @@ ctl_err(const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Report a usage error, then the usage; returns the exit code. */
-static int __attribute__((format(printf, 1, 2)))
-usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	ctl_verr(fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	fputs(usage_text, stderr);
-	return EXIT_USAGE;
-}
-
 /* ---- formatting ------------------------------------------------------- */
 
 /* Text from the network goes to a terminal: neutralise control bytes. */
@@ -535,7 +521,7 @@ load_verified(const struct config *cfg, const char *idtext,
 	int rc, err;
 
 	if (queue_id_parse(idtext, &qid) != 0)
-		return usage_error("not a queue id: '%s'", idtext);
+		return ctl_usage_error("not a queue id: '%s'", idtext);
 	rc = open_index(cfg, &qi);
 	if (rc != 0)
 		return rc;
@@ -847,11 +833,11 @@ cmd_resolve(const struct config *cfg, int argc, char **argv)
 		else if (argv[i][0] != '-' && ro.name == NULL)
 			ro.name = argv[i];
 		else
-			return usage_error("resolve: unexpected argument '%s'",
+			return ctl_usage_error("resolve: unexpected argument '%s'",
 			    argv[i]);
 	}
 	if (ro.name == NULL)
-		return usage_error("resolve needs a NAME");
+		return ctl_usage_error("resolve needs a NAME");
 	resolver_cfg_defaults(&rcfg);
 	/* Without --resolver: the daemon's dns.resolver, else resolv.conf. */
 	if (server == NULL)
@@ -1204,7 +1190,7 @@ parse_command(int argc, char **argv, enum ctl_cmd *cmd, struct qargs *q)
 	}
 	if (strcmp(argv[0], "check") == 0) {
 		if (argc != 1)
-			return usage_error("check takes no arguments");
+			return ctl_usage_error("check takes no arguments");
 		*cmd = CMD_CHECK;
 		return 0;
 	}
@@ -1213,10 +1199,10 @@ parse_command(int argc, char **argv, enum ctl_cmd *cmd, struct qargs *q)
 		argv--;
 		argc++;
 	} else if (strcmp(argv[0], "queue") != 0) {
-		return usage_error("unknown command '%s'", argv[0]);
+		return ctl_usage_error("unknown command '%s'", argv[0]);
 	}
 	if (argc < 2)
-		return usage_error("queue needs a subcommand");
+		return ctl_usage_error("queue needs a subcommand");
 	q->verb = argv[1];
 	for (int i = 2; i < argc; i++) {
 		if ((rc = parse_filter(argc, argv, &i, q)) < 0)
@@ -1232,7 +1218,7 @@ parse_command(int argc, char **argv, enum ctl_cmd *cmd, struct qargs *q)
 		else if (argv[i][0] != '-')
 			q->ids[q->nids++] = argv[i];
 		else
-			return usage_error("unexpected argument '%s'",
+			return ctl_usage_error("unexpected argument '%s'",
 			    argv[i]);
 	}
 	bool filtered = !queue_filter_empty(&q->f) || q->all;
@@ -1252,15 +1238,15 @@ parse_command(int argc, char **argv, enum ctl_cmd *cmd, struct qargs *q)
 	    strcmp(q->verb, "release") == 0 ||
 	    strcmp(q->verb, "bounce") == 0) && !q->json) {
 		if (q->nids > 0 && filtered)
-			return usage_error("queue %s: give queue ids or "
+			return ctl_usage_error("queue %s: give queue ids or "
 			    "filters, not both", q->verb);
 		if (q->nids == 0 && !filtered &&
 		    strcmp(q->verb, "flush") != 0)
-			return usage_error("queue %s: which messages? give "
+			return ctl_usage_error("queue %s: which messages? give "
 			    "queue ids, filters, or --all", q->verb);
 		*cmd = CMD_QUEUE_CONTROL;
 	} else {
-		return usage_error("bad queue command '%s'", q->verb);
+		return ctl_usage_error("bad queue command '%s'", q->verb);
 	}
 	for (size_t i = 0; i < q->nids; i++) {
 		uint64_t qid;
@@ -1268,7 +1254,7 @@ parse_command(int argc, char **argv, enum ctl_cmd *cmd, struct qargs *q)
 		if (queue_id_parse(q->ids[i], &qid) != 0 && *cmd !=
 		    CMD_QUEUE_SHOW && *cmd != CMD_QUEUE_CAT &&
 		    !(one && *cmd == CMD_QUEUE_CONTROL))
-			return usage_error("not a queue id: '%s'", q->ids[i]);
+			return ctl_usage_error("not a queue id: '%s'", q->ids[i]);
 	}
 	return 0;
 }
@@ -1315,12 +1301,12 @@ main(int argc, char **argv)
 		case '?':
 			free(ov);
 			if (optopt == 'c' || optopt == 'o')
-				return usage_error("option -%c needs an "
+				return ctl_usage_error("option -%c needs an "
 				    "argument", optopt);
 			if (optopt != 0)
-				return usage_error("unknown option -%c",
+				return ctl_usage_error("unknown option -%c",
 				    optopt);
-			return usage_error("unknown option %s",
+			return ctl_usage_error("unknown option %s",
 			    argv[optind - 1]);
 		default:
 			assert(!"getopt returned an undeclared option");

@@ -20,21 +20,10 @@
 #include <openssl/evp.h>
 
 #include "../../dkim/dkim.h"
+#include "../../lib/hex.h"
 #include "check.h"
 
 #define GOLDEN_DIR "tests/golden/dkim"
-
-static int
-unhex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* The .in text as message bytes. */
 static void
@@ -67,8 +56,8 @@ parse_in(const char *text, struct buf *msg)
 					crlf = 0;
 					break;
 				} else if (e == 'x' && i + 2 < n) {
-					c = (char)(unhex(p[i + 1]) * 16 +
-					    unhex(p[i + 2]));
+					c = (char)(hex_digit(p[i + 1]) * 16 +
+					    hex_digit(p[i + 2]));
 					i += 2;
 				} else
 					c = e;

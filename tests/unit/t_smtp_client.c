@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "../../proto/smtp_client.h"
+#include "../../lib/hex.h"
 #include "check.h"
 
 #define GOLDEN_DIR "tests/golden/client"
@@ -93,18 +94,6 @@ struct eng {
 	uint8_t *seen_big;
 };
 
-static int
-unhex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Unescape p[0..n) into b; CRLF appended unless it ends in \c. */
 static void
 unescape_line(struct buf *b, const char *p, size_t n)
@@ -132,7 +121,7 @@ unescape_line(struct buf *b, const char *p, size_t n)
 				q++;
 				continue;
 			} else if (e == 'x' && end - q >= 2) {
-				c = (char)(unhex(q[0]) * 16 + unhex(q[1]));
+				c = (char)(hex_digit(q[0]) * 16 + hex_digit(q[1]));
 				q += 2;
 			} else
 				c = e;

@@ -30,6 +30,7 @@
 #include "../../deliver/route.h"
 #include "../../engine/inbound.h"
 #include "../../proto/smtp_server.h"
+#include "../../lib/hex.h"
 #include "check.h"
 
 #define GOLDEN_DIR "tests/golden/smtp"
@@ -50,18 +51,6 @@ struct setup {
 	size_t cuts[GOLDEN_CUTS];	/* %handshake offsets in the wire */
 	unsigned ncuts;
 };
-
-static int
-unhex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* "%route=PATTERN TRANSPORT" (the transport may contain spaces). */
 static void
@@ -169,8 +158,8 @@ parse_input(const char *text, struct buf *wire, struct setup *su)
 						crlf = 0;
 						continue;
 					} else if (e == 'x' && eol - q >= 2) {
-						c = (char)(unhex(q[0]) * 16 +
-						    unhex(q[1]));
+						c = (char)(hex_digit(q[0]) * 16 +
+						    hex_digit(q[1]));
 						q += 2;
 					} else
 						c = e;

@@ -873,7 +873,8 @@ cmd_help(struct smtp_session *s, char *arg)
 {
 	(void)arg;
 	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET "
-	    "NOOP QUIT VRFY HELP");
+	    "NOOP QUIT VRFY HELP%s%s", starttls_offered(s) ? " STARTTLS" : "",
+	    smtp_session_auth_offered(s) ? " AUTH" : "");
 }
 
 /*

@@ -211,11 +211,16 @@ feed_simple(struct dkim_body *b, const char *p, size_t n)
 	}
 }
 
-/* relaxed (3.4.4): byte by byte, runs of WSP become one held SP. */
+/*
+ * relaxed (3.4.4): runs of WSP become one held SP; the bytes between
+ * (neither CR nor WSP, most of a body) go on as whole runs.
+ */
 static void
 feed_relaxed(struct dkim_body *b, const char *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
+	size_t i = 0;
+
+	while (i < n) {
 		char c = p[i];
 
 		if (b->cr) {
@@ -223,6 +228,7 @@ feed_relaxed(struct dkim_body *b, const char *p, size_t n)
 			if (c == '\n') {
 				b->wsp = false;	/* WSP at a line end goes */
 				b->crlf++;
+				i++;
 				continue;
 			}
 			content(b);
@@ -230,11 +236,19 @@ feed_relaxed(struct dkim_body *b, const char *p, size_t n)
 		}
 		if (c == '\r') {
 			b->cr = true;
+			i++;
 		} else if (c == ' ' || c == '\t') {
 			b->wsp = true;
+			i++;
 		} else {
+			size_t j = i + 1;
+
+			while (j < n && p[j] != '\r' && p[j] != ' ' &&
+			    p[j] != '\t')
+				j++;
 			content(b);
-			put1(b, c);
+			put(b, p + i, j - i);
+			i = j;
 		}
 	}
 }

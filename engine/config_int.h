@@ -6,9 +6,11 @@
  *                  generic tree (struct cnode), -o options and SLUICE_*
  *                  variables applied to that tree, and the error list
  *                  every step appends to (struct loader).
- *   config.c       meaning: the schema tables (struct cfg_key), conversion
- *                  and range checks of the tree into struct config, the
- *                  routing table, machine-dependent defaults, the API.
+ *   config_convert.c  the schema's mechanism: the tree checked against the
+ *                  key tables and converted into the structs they describe.
+ *   config.c       meaning: the schema tables (struct cfg_key), the checks
+ *                  of single values, the routing table, what needs the
+ *                  whole configuration, machine-dependent defaults, the API.
  *
  * The tree half only reads the schema (to walk override paths and match
  * variable names); it never converts a value.
@@ -24,6 +26,15 @@
 #include <string.h>
 
 #include "config.h"
+
+/* The units sizes and durations are written in (durations in ms). */
+#define KiB	(UINT64_C(1) << 10)
+#define MiB	(UINT64_C(1) << 20)
+#define GiB	(UINT64_C(1) << 30)
+#define TiB	(UINT64_C(1) << 40)
+#define SEC_MS	UINT64_C(1000)
+#define MIN_MS	(60 * SEC_MS)
+#define HOUR_MS	(60 * MIN_MS)
 
 #define CONFIG_FILE_MAX		(1024 * 1024)	/* bytes of YAML */
 #define CONFIG_DEPTH_MAX	32		/* nested maps/lists */
@@ -243,7 +254,16 @@ void cfg_apply_environment(struct loader *ld, struct cnode *root,
 void cfg_apply_options(struct loader *ld, struct cnode *root,
     char *const *overrides, size_t noverrides);
 
-/* "64K", "5m": x in the unit a user would write it (config.c). */
+/*
+ * config_convert.c: map (NULL: every key takes its default) checked
+ * against tbl and converted into base, errors under path; and freeing
+ * what a table's conversion allocated.
+ */
+void validate_map(struct loader *ld, const struct cfg_key *tbl,
+    const struct cnode *map, const char *path, void *base);
+void free_table(const struct cfg_key *tbl, void *base);
+
+/* "64K", "5m": x in the unit a user would write it (config_convert.c). */
 void cfg_fmt_value(enum cfg_type t, uint64_t x, char *buf, size_t len);
 
 /*

@@ -86,7 +86,6 @@ static void conn_flush(struct shard *sh, struct conn *c);
 static void command_deadline(struct shard *sh, struct conn *c);
 static void handle_event(struct shard *sh, struct conn *c,
     enum smtp_event ev);
-static enum smtp_event auth_start(struct shard *sh, struct conn *c);
 
 static uint16_t
 client_bucket(const struct sockaddr_storage *ss)
@@ -434,8 +433,11 @@ handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
 {
 	/* A loop, not recursion: each AUTH answered at once may be
 	 * followed by another the client pipelined. */
-	while (ev == SMTP_EV_AUTH)
-		ev = auth_start(sh, c);
+	if (ev == SMTP_EV_AUTH) {
+		while (ev == SMTP_EV_AUTH)
+			ev = shard_auth_start(sh, c);
+		command_deadline(sh, c);
+	}
 	/* No session yet: read the header, unless the server stops. */
 	if (c->proxy_wait) {
 		assert(ev == SMTP_EV_NONE);
@@ -492,92 +494,6 @@ handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
 	if (!c->recv_armed && !smtp_session_blocked(&c->smtp) &&
 	    c->smtp.out.len < SHARD_OUT_HIGH)
 		arm_recv(sh, c);
-}
-
-/* ---- authentication -------------------------------------------------- */
-
-/*
- * The session has credentials to check: off to the password workers
- * (engine/auth.c); the session stays blocked until auth_finish(). NONE
- * then, or the session's next event when the verdict is given at once
- * (the address is over its limit, or too many checks wait).
- */
-static enum smtp_event
-auth_start(struct shard *sh, struct conn *c)
-{
-	struct smtp_session *s = &c->smtp;
-	enum smtp_auth_result now;
-	enum smtp_event ev;
-
-	now = auth_submit(sh->id, (uint32_t)(c - sh->conns), c->gen, s,
-	    sh->now_ms);
-	if (now == SMTP_AUTH_OK)
-		return SMTP_EV_NONE;
-	log_warn("auth refused: client=[%s], sasl_method=%s, "
-	    "sasl_username=%s: %s", s->client_addr, s->auth_mech, s->auth_user,
-	    now == SMTP_AUTH_LOCKED ? "too many failed logins" :
-	    "too many logins waiting");
-	ev = smtp_session_auth_done(s, now, NULL);
-	command_deadline(sh, c);
-	return ev;
-}
-
-/* A verdict from the workers, for a connection that may be gone. */
-static void
-auth_finish(struct shard *sh, const struct auth_result *r)
-{
-	struct conn *c = &sh->conns[r->conn_idx];
-	struct smtp_sender_id id;
-	enum smtp_event ev;
-	uint64_t delay;
-	bool live;
-
-	assert(r->conn_idx < sh->nconns);
-	live = c->in_use && c->gen == r->conn_gen && !c->closing &&
-	    c->smtp.state == SMTP_S_AUTH_WAIT;
-	if (r->res == SMTP_AUTH_OK) {
-		log_info("client=[%s], sasl_method=%s, sasl_username=%s",
-		    r->client, r->mech, r->user_name);
-		if (!live)
-			return;
-		id = (struct smtp_sender_id){ NULL, r->user->allowed_from,
-		    r->user->nallowed_from };
-		ev = smtp_session_auth_done(&c->smtp, SMTP_AUTH_OK, &id);
-	} else {
-		/* Counted even when the client has left: hanging up early
-		 * must not be a way around the limit. */
-		delay = auth_fail_delay_ms(r->addr_key, sh->now_ms);
-		log_warn("auth failed: client=[%s], sasl_method=%s, "
-		    "sasl_username=%s%s", r->client, r->mech, r->user_name,
-		    delay == UINT64_MAX ? ": too many failed logins, closing" :
-		    "");
-		if (!live)
-			return;
-		if (delay != UINT64_MAX) {
-			/* tick() answers when it is due: never a sleep. */
-			c->auth_due_ms = sh->now_ms + delay;
-			return;
-		}
-		ev = smtp_session_auth_done(&c->smtp, SMTP_AUTH_LOCKED, NULL);
-	}
-	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
-	command_deadline(sh, c);
-	handle_event(sh, c, ev);
-}
-
-/* From tick(): a 535 held back is due. */
-static void
-auth_due(struct shard *sh, struct conn *c)
-{
-	enum smtp_event ev;
-
-	c->auth_due_ms = 0;
-	if (c->smtp.state != SMTP_S_AUTH_WAIT)
-		return;
-	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
-	ev = smtp_session_auth_done(&c->smtp, SMTP_AUTH_FAILED, NULL);
-	command_deadline(sh, c);
-	handle_event(sh, c, ev);
 }
 
 /* Deliver a job's verdict to its connection (if it is still there). */
@@ -1098,6 +1014,15 @@ dkim_done(struct shard *sh, struct dkim_job *job)
 	conn_op_done(sh, c);
 }
 
+/* A login's verdict reached the session: its next step. */
+static void
+auth_resume(struct shard *sh, struct conn *c, enum smtp_event ev)
+{
+	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
+	command_deadline(sh, c);
+	handle_event(sh, c, ev);
+}
+
 static void
 handle_wake(struct shard *sh)
 {
@@ -1108,8 +1033,12 @@ handle_wake(struct shard *sh)
 	while ((job = committer_reap(sh->committer, sh->id)) != NULL)
 		job_finish(sh, job);
 	for (r = auth_reap(sh->id); r != NULL; r = rnext) {
+		struct conn *c;
+		enum smtp_event ev;
+
 		rnext = r->next;
-		auth_finish(sh, r);
+		if ((c = shard_auth_finish(sh, r, &ev)) != NULL)
+			auth_resume(sh, c, ev);
 		free(r);
 	}
 	for (dj = shard_dkim_reap(sh); dj != NULL; dj = next) {
@@ -1287,7 +1216,10 @@ tick(struct shard *sh)
 			continue;
 		}
 		if (c->auth_due_ms != 0 && sh->now_ms >= c->auth_due_ms) {
-			auth_due(sh, c);
+			enum smtp_event ev;
+
+			if (shard_auth_due(c, &ev))
+				auth_resume(sh, c, ev);
 			continue;
 		}
 		/* Waiting on our own queue is not the client's idleness. */

@@ -202,6 +202,20 @@ struct seg *shard_seg_for_append(struct shard *sh, uint64_t rec_len, int *err);
 /* shard.c */
 void shard_pending_push(struct shard *sh, struct commit_job *job);
 
+/*
+ * shard_auth.c: SMTP AUTH between the session and the password workers
+ * (engine/auth.c). start: the session returned SMTP_EV_AUTH; its next
+ * event (NONE while the workers check). finish: a worker's verdict; the
+ * connection to go on with and its event, or NULL when there is nothing
+ * to do (the client left, or a failure's 535 is held back until
+ * c->auth_due_ms). due: that 535 is due; false when nothing is to do.
+ */
+struct auth_result;
+enum smtp_event shard_auth_start(struct shard *sh, struct conn *c);
+struct conn *shard_auth_finish(struct shard *sh, const struct auth_result *r,
+    enum smtp_event *ev);
+bool shard_auth_due(struct conn *c, enum smtp_event *ev);
+
 /* shard_tls.c: inbound TLS on a connection */
 /* Give c a TLS connection (implicit TLS, or STARTTLS taken). false: none. */
 bool shard_tls_start(struct shard *sh, struct conn *c);

@@ -150,10 +150,10 @@ static const char *
 refusal(enum control_verb verb, const struct queue_msg *m)
 {
 	if (verb == CONTROL_RELEASE && m->meta.state != MSG_HOLD)
-		return "is not on hold";
+		return CONTROL_NOT_HELD;
 	if ((verb == CONTROL_BOUNCE || verb == CONTROL_FLUSH) &&
 	    m->meta.state == MSG_HOLD)
-		return "is on hold: release it first";
+		return CONTROL_HELD;
 	return NULL;
 }
 

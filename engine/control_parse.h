@@ -41,6 +41,14 @@
 /* Queue ids in one request, and the longest request line, LF included. */
 #define CONTROL_IDS_MAX		1000
 #define CONTROL_LINE_MAX	(16 + CONTROL_IDS_MAX * (QUEUE_ID_LEN + 1) + 2)
+/*
+ * What a one-id reply says after the id of a message the verb cannot take
+ * ("error ID is not on hold"); a message not in the queue gets
+ * queue_strerror(QUEUE_ENOTFOUND). sluicectl reads one-id replies by them.
+ */
+#define CONTROL_NOT_HELD	"is not on hold"
+#define CONTROL_HELD		"is on hold: release it first"
+
 /* Longest verb quoted back in "unknown command '...'". */
 #define CONTROL_ECHO_MAX	32
 

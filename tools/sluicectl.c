@@ -1035,10 +1035,11 @@ cmd_queue_bulk(const struct config *cfg, const struct qargs *q)
 			/* One id: the daemon's answer names it. */
 			if (strncmp(reply, "ok ", 3) == 0) {
 				done++;
-			} else if (strstr(reply, "not in the queue") != NULL ||
-			    strstr(reply, "not found") != NULL) {
+			} else if (strstr(reply,
+			    queue_strerror(QUEUE_ENOTFOUND)) != NULL) {
 				gone++;
-			} else if (strstr(reply, "hold") != NULL) {
+			} else if (strstr(reply, CONTROL_NOT_HELD) != NULL ||
+			    strstr(reply, CONTROL_HELD) != NULL) {
 				refused++;
 			} else {
 				ctl_err("%s", strtok(reply, "\n"));

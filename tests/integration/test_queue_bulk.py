@@ -149,6 +149,20 @@ with T.case("delete and bounce in bulk"):
     T.eq(cap.count(bounces), 5, "one DSN per bounced message, to the sender")
     T.eq(ids(), sorted(qb), "only b.test's remain")
 
+with T.case("ids that are gone are counted, not errors"):
+    gone = "0000000000000001"
+    rc, out, err = ctl("queue", "hold", qb[0], gone)
+    T.eq((rc, out), (0, "held 1 message(s), 1 no longer queued\n"),
+         "two ids, one gone: " + err)
+    rc, out, err = ctl("queue", "release", "--yes", gone)
+    T.eq((rc, out), (0, "released 0 message(s), 1 no longer queued\n"),
+         "one id through the bulk path, gone: " + err)
+    rc, out, err = ctl("queue", "release", "--yes", qb[1])
+    T.eq((rc, out), (0, "released 0 message(s), 1 refused (not on hold)\n"),
+         "one id through the bulk path, not held: " + err)
+    rc, out, err = ctl("queue", "release", qb[0])
+    T.eq(rc, 0, "release the held one again: " + err)
+
 with T.case("more than 100 need --yes"):
     items = [("dan@x.test", ["m%d@many.test" % i], dl.make_message("m%d" % i, "dan@x.test",
               ["m%d@many.test" % i])) for i in range(101)]

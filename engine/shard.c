@@ -178,9 +178,10 @@ refuse_reply(struct shard *sh, int fd, const struct sockaddr_storage *from,
 	char line[512], addr[INET6_ADDRSTRLEN];
 	int n;
 
-	log_info("reject: CONNECT from [%s]: 421 4.7.0 %s",
-	    net_addr_text((const struct sockaddr *)from, addr, sizeof(addr)),
-	    why);
+	if (shard_refusal_log_ok(sh))
+		log_info("reject: CONNECT from [%s]: 421 4.7.0 %s",
+		    net_addr_text((const struct sockaddr *)from, addr,
+		    sizeof(addr)), why);
 	/* Never blocks: what the socket buffer cannot take is lost. */
 	n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: %s\r\n",
 	    sh->cfg->hostname, why);
@@ -1237,7 +1238,7 @@ tick(struct shard *sh)
 			handle_event(sh, c, SMTP_EV_CLOSE);
 		}
 	}
-	shard_proxy_tick(sh);
+	shard_refusal_log_tick(sh);
 	/* Accepts that failed for want of descriptors are retried here. */
 	for (i = 0; i < sh->nlisten; i++) {
 		if (sh->accept_retry[i] && sh->accepting &&

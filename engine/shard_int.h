@@ -165,9 +165,9 @@ struct shard {
 	struct deliver *deliver;
 
 	/* Refused PROXY connections: log lines this second, and not. */
-	uint64_t proxy_log_sec;
-	uint32_t proxy_log_n;
-	uint32_t proxy_log_dropped;
+	uint64_t refusal_log_sec;
+	uint32_t refusal_log_n;
+	uint32_t refusal_log_dropped;
 
 	struct dkim_pool *dkim;		/* NULL: no DKIM signing */
 };
@@ -216,6 +216,16 @@ struct conn *shard_auth_finish(struct shard *sh, const struct auth_result *r,
     enum smtp_event *ev);
 bool shard_auth_due(struct conn *c, enum smtp_event *ev);
 
+/*
+ * Connections refused before a greeting (limits, PROXY headers) are logged
+ * at most SHARD_REFUSAL_LOG_PER_SEC a second: a flood must not become one.
+ * ok: may one more be logged now (else it is counted); tick: say how many
+ * went unlogged in the last second.
+ */
+#define SHARD_REFUSAL_LOG_PER_SEC	20
+bool shard_refusal_log_ok(struct shard *sh);
+void shard_refusal_log_tick(struct shard *sh);
+
 /* shard_tls.c: inbound TLS on a connection */
 /* Give c a TLS connection (implicit TLS, or STARTTLS taken). false: none. */
 bool shard_tls_start(struct shard *sh, struct conn *c);
@@ -254,8 +264,7 @@ void shard_proxy_refused(struct shard *sh, unsigned listener,
 /* c's header did not come whole: its deadline passed, or EOF (res). */
 void shard_proxy_expired(struct shard *sh, struct conn *c);
 void shard_proxy_eof(struct shard *sh, struct conn *c, int res);
-/* From the tick: say how many refusals went unlogged. */
-void shard_proxy_tick(struct shard *sh);
+
 
 /*
  * shard_dkim.c: DKIM signing. submit: 1 the message went to the signers

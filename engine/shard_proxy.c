@@ -11,14 +11,42 @@
  * client's bytes behind it (its first SMTP line, or a TLS ClientHello)
  * are handed back to the shard for the session. A malformed, oversized,
  * truncated or slow header closes the connection without a greeting and
- * one log line says why, at most SHARD_PROXY_LOG_PER_SEC lines a second
+ * one log line says why, at most SHARD_REFUSAL_LOG_PER_SEC lines a second
  * per shard: a flood of bad connections must not flood the log too.
  */
 #include <stdarg.h>
 
 #include "shard_int.h"
 
-#define SHARD_PROXY_LOG_PER_SEC	20
+/* Refusals before a greeting, this one's and shard.c's: see shard_int.h. */
+bool
+shard_refusal_log_ok(struct shard *sh)
+{
+	shard_refusal_log_tick(sh);
+	if (sh->refusal_log_n >= SHARD_REFUSAL_LOG_PER_SEC) {
+		sh->refusal_log_dropped++;
+		return false;
+	}
+	sh->refusal_log_n++;
+	return true;
+}
+
+void
+shard_refusal_log_tick(struct shard *sh)
+{
+	uint64_t sec = sh->now_ms / 1000u;
+
+	if (sec == sh->refusal_log_sec)
+		return;
+	if (sh->refusal_log_dropped > 0)
+		log_warn("shard %u: %u more connection(s) refused before the "
+		    "greeting (not logged one by one)", sh->id,
+		    sh->refusal_log_dropped);
+	sh->refusal_log_sec = sec;
+	sh->refusal_log_n = 0;
+	sh->refusal_log_dropped = 0;
+}
+
 
 /* The header, and what may follow it in the read that completes it. */
 #define SHARD_PROXY_BUF_MAX	(PROXY_HDR_MAX + SHARD_RECV_BUF_SIZE)
@@ -30,34 +58,6 @@ addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
 	return net_addr_text((const struct sockaddr *)ss, out, cap);
 }
 
-/* May one more refusal be logged this second? */
-static bool
-log_allowed(struct shard *sh)
-{
-	shard_proxy_tick(sh);
-	if (sh->proxy_log_n >= SHARD_PROXY_LOG_PER_SEC) {
-		sh->proxy_log_dropped++;
-		return false;
-	}
-	sh->proxy_log_n++;
-	return true;
-}
-
-void
-shard_proxy_tick(struct shard *sh)
-{
-	uint64_t sec = sh->now_ms / 1000u;
-
-	if (sec == sh->proxy_log_sec)
-		return;
-	if (sh->proxy_log_dropped > 0)
-		log_warn("shard %u: %u more connection(s) to PROXY protocol "
-		    "listeners closed without a greeting (not logged one by "
-		    "one)", sh->id, sh->proxy_log_dropped);
-	sh->proxy_log_sec = sec;
-	sh->proxy_log_n = 0;
-	sh->proxy_log_dropped = 0;
-}
 
 static void
 refused_line(struct shard *sh, unsigned listener,
@@ -74,7 +74,7 @@ void
 shard_proxy_refused(struct shard *sh, unsigned listener,
     const struct sockaddr_storage *from, const char *why)
 {
-	if (log_allowed(sh))
+	if (shard_refusal_log_ok(sh))
 		refused_line(sh, listener, from, why);
 }
 
@@ -91,7 +91,7 @@ conn_refused(struct shard *sh, struct conn *c, const char *fmt, ...)
 	char why[160];
 	va_list ap;
 
-	if (!log_allowed(sh))
+	if (!shard_refusal_log_ok(sh))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);

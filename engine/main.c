@@ -38,9 +38,11 @@
 #include "auth.h"
 #include "config.h"
 #include "control.h"
+#include "gen.h"
 #include "inbound.h"
 #include "metrics.h"
 #include "privs.h"
+#include "reload.h"
 #include "../deliver/deliver.h"
 #include "../lib/log.h"
 #include "../lib/sdnotify.h"
@@ -313,14 +315,13 @@ main(int argc, char **argv)
 {
 	struct queue_recovery_report rep;
 	struct committer_stats cst;
-	struct smtp_server_cfg scfg;
-	struct deliver_cfg dcfg;
 	struct queue_index *qi = NULL;
 	struct committer *committer;
-	struct tls_ctx *tls;
 	struct dkim_pool *signers = NULL;
 	struct shard **shards;
-	struct config cfg;
+	struct config loaded;
+	struct config_gen *gen;
+	const struct config *cfg;
 	const char *path = NULL;
 	char **ov = NULL, lsum[512], why[512], dlog[4096];
 	char ready[sizeof(lsum) + 64];
@@ -386,26 +387,32 @@ main(int argc, char **argv)
 		free(ov);
 		return rc != 0 || fflush(stdout) != 0 ? 2 : 0;
 	}
-	load_config(&cfg, path, ov, nov);
-	log_min_level = log_level_parse(cfg.log.level);
-	log_json = strcmp(cfg.log.format, "json") == 0;
+	load_config(&loaded, path, ov, nov);
+	log_min_level = log_level_parse(loaded.log.level);
+	log_json = strcmp(loaded.log.format, "json") == 0;
 	/* A missing user is the configuration's fault: report it as such. */
-	if (privs_lookup(&pv, cfg.user, why, sizeof(why)) < 0) {
-		fprintf(stderr, "%s: user: %s\n", cfg.source, why);
+	if (privs_lookup(&pv, loaded.user, why, sizeof(why)) < 0) {
+		fprintf(stderr, "%s: user: %s\n", loaded.source, why);
 		exit(2);
 	}
 	/* Receivers judge HELO names; a bare host name looks misconfigured. */
-	if (strchr(cfg.hostname, '.') == NULL)
+	if (strchr(loaded.hostname, '.') == NULL)
 		fprintf(stderr, "%s: warning: hostname '%s' is not a fully "
 		    "qualified domain name; servers that receive mail from "
-		    "sluice expect one in EHLO (set hostname)\n", cfg.source,
-		    cfg.hostname);
+		    "sluice expect one in EHLO (set hostname)\n", loaded.source,
+		    loaded.hostname);
 	if (check) {
 		printf("configuration OK\n");
-		config_free(&cfg);
+		config_free(&loaded);
 		free(ov);
 		return 0;
 	}
+	/* From here on the configuration is generation 1 (engine/gen.h). */
+	budget_init(&inbound_memory, loaded.limits.memory);
+	if ((gen = gen_create(&loaded, NULL, &inbound_memory,
+	    loaded.shards)) == NULL)
+		log_fatal("out of memory");
+	cfg = &gen->cfg;
 
 	/* Before any thread starts: it edits the environment. */
 	if ((rc = sdnotify_init()) < 0)
@@ -419,15 +426,15 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	check_listeners(&cfg);
-	raise_fd_limit(&cfg);
-	privs_make_spool(&pv, cfg.spool);
-	if ((rc = queue_index_open(&qi, cfg.spool, cfg.queue.index_size, 0)) < 0)
-		log_fatal("cannot open the queue in %s: %s", cfg.spool,
+	check_listeners(cfg);
+	raise_fd_limit(cfg);
+	privs_make_spool(&pv, cfg->spool);
+	if ((rc = queue_index_open(&qi, cfg->spool, cfg->queue.index_size, 0)) < 0)
+		log_fatal("cannot open the queue in %s: %s", cfg->spool,
 		    queue_strerror(rc));
-	lock_spool(cfg.spool);
+	lock_spool(cfg->spool);
 	memset(&rep, 0, sizeof(rep));
-	if ((rc = queue_recover(qi, cfg.spool, &rep)) < 0)
+	if ((rc = queue_recover(qi, cfg->spool, &rep)) < 0)
 		log_fatal("queue recovery failed: %s",
 		    queue_strerror(rc));
 	if ((rc = queue_index_max_id(qi, &last_qid)) < 0)
@@ -446,84 +453,68 @@ main(int argc, char **argv)
 	    (unsigned long long)rep.dsn_dropped,
 	    (unsigned long long)rep.unacknowledged);
 
-	smtp_server_cfg_init(&scfg, cfg.hostname, cfg.limits.message_size,
-	    cfg.limits.recipients, cfg.limits.line_length, cfg.limits.errors);
-	/* error: routes already refuse at RCPT; delivery will use the rest. */
-	scfg.hops = cfg.limits.hops;
-	scfg.junk_commands = cfg.limits.junk_commands;
-	budget_init(&inbound_memory, cfg.limits.memory);
-	scfg.memory = &inbound_memory;
-	scfg.rcpt_refused = inbound_rcpt_refused;
-	scfg.rcpt_ctx = &cfg.routes;
-	scfg.relay_domains = cfg.relay_domains;
-	scfg.nrelay_domains = cfg.nrelay_domains;
-	if (cfg.dkim_policy.nentries > 0) {
-		scfg.data_tap = shard_dkim_tap;
-		scfg.tap_ctx = &cfg;
-	}
-	shards = calloc(cfg.shards, sizeof(*shards));
-	efds = calloc(cfg.shards, sizeof(*efds));
+	shards = calloc(cfg->shards, sizeof(*shards));
+	efds = calloc(cfg->shards, sizeof(*efds));
 	if (shards == NULL || efds == NULL)
 		log_fatal("out of memory");
 	/* Keys are read (or made in the spool) while we are still root. */
-	tls = shard_tls_setup(&cfg);
-	for (i = 0; i < cfg.shards; i++) {
-		shards[i] = shard_create(i, &cfg, &scfg, tls, rep.max_seq[i],
-		    last_qid);
+	gen->tls = shard_tls_setup(cfg);
+	for (i = 0; i < cfg->shards; i++) {
+		shards[i] = shard_create(i, gen, rep.max_seq[i], last_qid);
 		efds[i] = shard_eventfd(shards[i]);
 	}
 	/* Root's part is done: listeners bound, spool open and recovered. */
-	dlog_path(&cfg, dlog, sizeof(dlog));
+	dlog_path(cfg, dlog, sizeof(dlog));
 	/* CA files (outbound TLS) may be root's: read while root. */
-	config_deliver_cfg(&cfg, &dcfg);
 	{
 		char twhy[256];
 
-		if (deliver_tls_init(&dcfg, twhy, sizeof twhy) < 0)
+		if (deliver_tls_init(&gen->dcfg, twhy, sizeof twhy) < 0)
 			log_fatal("outbound TLS: %s", twhy);
 	}
-	if ((rc = metrics_bind(&cfg)) < 0)
+	if ((rc = metrics_bind(cfg)) < 0)
 		log_fatal("cannot listen on %s (metrics.listen): %s",
-		    cfg.metrics.listen, strerror(-rc));
-	privs_prepare(&pv, cfg.spool, dlog);
+		    cfg->metrics.listen, strerror(-rc));
+	privs_prepare(&pv, cfg->spool, dlog);
 	privs_drop(&pv);
-	privs_check_access(&pv, cfg.spool, dlog);
+	privs_check_access(&pv, cfg->spool, dlog);
 
-	deliver_global_init(&dcfg, cfg.shards, efds, qi);
+	deliver_global_init(&gen->dcfg, cfg->shards, efds, qi);
 	schedule_queue(qi);
-	if ((rc = auth_global_init(&cfg, cfg.shards, efds)) < 0)
+	if ((rc = auth_global_init(cfg, cfg->shards, efds)) < 0)
 		log_fatal("cannot start the password workers: %s",
 		    strerror(-rc));
-	if ((rc = committer_start(&committer, qi, cfg.shards, efds,
-	    cfg.spool)) < 0)
+	if ((rc = committer_start(&committer, qi, cfg->shards, efds,
+	    cfg->spool)) < 0)
 		log_fatal("cannot start the committer: %s",
 		    queue_strerror(rc));
-	if (cfg.dkim_policy.nentries > 0) {
-		unsigned nw = cfg.dkim_signing.workers != 0 ?
-		    cfg.dkim_signing.workers : cfg.shards;
+	if (cfg->dkim_policy.nentries > 0) {
+		unsigned nw = cfg->dkim_signing.workers != 0 ?
+		    cfg->dkim_signing.workers : cfg->shards;
 
-		if ((rc = dkim_pool_start(&signers, &cfg.dkim_policy, nw,
-		    cfg.shards, efds)) < 0)
+		if ((rc = dkim_pool_start(&signers, &cfg->dkim_policy, nw,
+		    cfg->shards, efds)) < 0)
 			log_fatal("cannot start the DKIM signers: %s",
 			    strerror(-rc));
-		for (i = 0; i < cfg.shards; i++)
+		for (i = 0; i < cfg->shards; i++)
 			shard_set_signer(shards[i], signers);
 		log_info("dkim: %zu key(s), %u signer thread(s)",
-		    cfg.dkim_policy.nentries, nw);
+		    cfg->dkim_policy.nentries, nw);
 	}
-	for (i = 0; i < cfg.shards; i++)
+	for (i = 0; i < cfg->shards; i++)
 		if ((rc = shard_start(shards[i], committer)) < 0)
 			log_fatal("cannot start shard %u: %s", i,
 			    strerror(-rc));
 	if ((rc = deliver_feed_start()) != 0)
 		log_fatal("cannot start the delivery feeder: %s",
 		    strerror(-rc));
-	control_start(&cfg, qi, committer);
-	if ((rc = metrics_start(&cfg, qi)) < 0)
+	reload_init(path, ov, nov, environ, gen, shards, cfg->shards);
+	control_start(cfg, qi, committer, reload_run);
+	if ((rc = metrics_start(cfg, qi)) < 0)
 		log_fatal("cannot start the metrics thread: %s", strerror(-rc));
-	listen_summary(&cfg, lsum, sizeof(lsum));
+	listen_summary(cfg, lsum, sizeof(lsum));
 	log_info("ready: listening on %s, %u shard(s), spool %s, "
-	    "hostname %s", lsum, cfg.shards, cfg.spool, cfg.hostname);
+	    "hostname %s", lsum, cfg->shards, cfg->spool, cfg->hostname);
 	snprintf(ready, sizeof(ready), "READY=1\nSTATUS=listening on %s", lsum);
 	if ((rc = sdnotify(ready)) < 0)
 		log_warn("NOTIFY_SOCKET: %s", strerror(-rc));
@@ -537,32 +528,39 @@ main(int argc, char **argv)
 			continue;
 		}
 		if (sig == SIGHUP) {
-			log_info("SIGHUP: configuration reload is not "
-			    "supported yet; nothing changed");
+			char *out = malloc(RELOAD_REPLY_MAX);
+
+			if (out == NULL) {
+				log_warn("SIGHUP: out of memory; not reloaded");
+				continue;
+			}
+			/* Logged by reload_run() itself, line by line. */
+			(void)reload_run(out, RELOAD_REPLY_MAX);
+			free(out);
 			continue;
 		}
 		break;
 	}
 	log_info("stopping (signal %d): no new connections, up to %u ms "
-	    "for sessions to finish", sig, cfg.shutdown_timeout_ms);
+	    "for sessions to finish", sig, cfg->shutdown_timeout_ms);
 	sdnotify("STOPPING=1\nSTATUS=stopping");
 	metrics_stop();
 	control_stop();
 	deliver_feed_stop();
-	shard_request_stop(shards, cfg.shards);
+	shard_request_stop(shards, cfg->shards);
 	/* Join all before freeing any: a shard still running may post
 	 * to another's inbox and write its eventfd. */
-	for (i = 0; i < cfg.shards; i++)
+	for (i = 0; i < cfg->shards; i++)
 		shard_join_thread(shards[i]);
 	/* Before the shards' eventfds close: a worker may still write. */
 	auth_global_stop();
 	/* Nothing is left for the signers: no shard waits for them. */
 	dkim_pool_stop(signers);
-	for (i = 0; i < cfg.shards; i++) {
+	for (i = 0; i < cfg->shards; i++) {
 		total += shard_messages(shards[i]);
 		shard_free(shards[i]);
 	}
-	tls_ctx_free(tls);
+	reload_fini();
 	committer_stats(committer, &cst);
 	committer_stop(committer);
 	deliver_global_free();
@@ -580,7 +578,7 @@ main(int argc, char **argv)
 	    (unsigned long long)cst.failures);
 	free(shards);
 	free(efds);
-	config_free(&cfg);
+	gen_retired_free();
 	free(ov);
 	return 0;
 }

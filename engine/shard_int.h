@@ -34,6 +34,7 @@
 #include "../lib/stats.h"
 #include "../lib/tls.h"
 #include "../lib/uring.h"
+#include "gen.h"
 #include "shard.h"
 
 /* Ring and buffer sizes: fixed at start-up, see docs/architecture.md. */
@@ -82,7 +83,7 @@ struct conn {
 	bool recv_armed;
 	bool send_armed;
 	uint8_t inflight;
-	uint8_t listener;	/* index in cfg->listen */
+	uint8_t listener;	/* index in cg->cfg.listen */
 	uint16_t client_bucket;
 	bool client_counted;	/* holds one of client_conns[client_bucket] */
 	/*
@@ -108,10 +109,23 @@ struct conn {
 	struct shard_dkim *dk;	/* DKIM hasher and job (shard_dkim.c) */
 	bool dk_nomem;		/* ... could not be had: 451 at the end */
 	struct smtp_session smtp;
+	/*
+	 * The configuration generation the connection was accepted under,
+	 * held until it is freed: its session's settings, listener policy,
+	 * TLS context and users stay those it started with across a reload.
+	 */
+	struct config_gen *cg;
 };
 
 struct shard {
 	unsigned id;
+	/*
+	 * The generation new connections get (held), and the fields of it
+	 * the code reads: swapped together, on this thread, when a reload
+	 * hands over gen_next (shard_swap_gen()).
+	 */
+	struct config_gen *gen;
+	_Atomic(struct config_gen *) gen_next;	/* from the main thread */
 	const struct config *cfg;
 	struct deliver_cfg dcfg;	/* delivery's view of cfg */
 	const struct smtp_server_cfg *scfg;
@@ -120,7 +134,16 @@ struct shard {
 	struct uring_loop loop;
 	pthread_t thread;
 
+	/*
+	 * Listening sockets by slot; a slot's accept carries its number.
+	 * slot_lis[slot] is its listener's index in cfg->listen, -1 for a
+	 * slot closed (its listener was removed by a reload: its accept may
+	 * still be on the ring, so the slot is reused only once it is not,
+	 * slot_armed). nlisten: slots ever used.
+	 */
 	int lfd[SHARD_LISTEN_MAX];
+	int slot_lis[SHARD_LISTEN_MAX];
+	bool slot_armed[SHARD_LISTEN_MAX];
 	unsigned nlisten;
 	unsigned accepts;	/* multishot accepts in flight */
 	bool accepting;
@@ -134,7 +157,6 @@ struct shard {
 	uint32_t nactive;
 
 	struct uring_bufs bufs;	/* provided buffers for recv */
-	struct tls_ctx *tls;	/* shared by the shards; NULL: no TLS */
 	struct buf tls_plain;	/* decrypted input of one recv */
 
 	int efd;

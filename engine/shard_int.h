@@ -225,6 +225,17 @@ struct seg *shard_seg_for_append(struct shard *sh, uint64_t rec_len, int *err);
 void shard_pending_push(struct shard *sh, struct commit_job *job);
 
 /*
+ * shard_listen.c: listening slots. arm: a multishot accept on slot i
+ * (its socket open, no accept armed). close: stop accepting on slot i
+ * (the accept cancelled, the socket closed, the slot free once the
+ * cancel completes). swap: take a reload's generation g (the reference
+ * handed over is the shard's from now on), at a safe point.
+ */
+void shard_arm_accept(struct shard *sh, unsigned i);
+void shard_slot_close(struct shard *sh, unsigned i);
+void shard_swap_gen(struct shard *sh, struct config_gen *g);
+
+/*
  * shard_auth.c: SMTP AUTH between the session and the password workers
  * (engine/auth.c). start: the session returned SMTP_EV_AUTH; its next
  * event (NONE while the workers check). finish: a worker's verdict; the

@@ -24,6 +24,7 @@
 #include "../lib/clock.h"
 #include "../lib/log.h"
 #include "control_parse.h"
+#include "reload.h"
 #include "stats.h"
 #include "status.h"
 
@@ -82,7 +83,14 @@ status_reply(void)
 	stats_dests(v, STATS_DEST_WAIT_MS);
 	stats_ring_vals(v, vals);
 	stats_ring_minute(&ctl.ring, clock_mono_ms(), vals, delta, &window_ms);
-	doc = status_json(ctl.cfg, v, delta, window_ms);
+	{
+		uint64_t gen = 1;
+		const struct config *cur = reload_config(&gen);
+
+		/* The generation in force: its listeners, its host name. */
+		doc = status_json(cur != NULL ? cur : ctl.cfg, gen, v, delta,
+		    window_ms);
+	}
 	free(v);
 	if (doc == NULL)
 		return NULL;

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ static struct {
 	size_t nov;
 	char *const *envp;
 	struct config_gen *cur;		/* the daemon's reference */
+	_Atomic(struct config_gen *) shown;	/* cur, for readers */
 	struct shard *const *shards;
 	unsigned nshards;
 } rl = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -50,8 +52,21 @@ reload_init(const char *path, char *const *overrides, size_t noverrides,
 	rl.nov = noverrides;
 	rl.envp = envp;
 	rl.cur = g;
+	atomic_store(&rl.shown, g);
 	rl.shards = shards;
 	rl.nshards = nshards;
+}
+
+const struct config *
+reload_config(uint64_t *generation)
+{
+	/* Not freed before the daemon stops, even once replaced. */
+	struct config_gen *g = atomic_load(&rl.shown);
+
+	if (g == NULL)
+		return NULL;
+	*generation = g->id;
+	return &g->cfg;
 }
 
 void
@@ -248,6 +263,7 @@ reload_run(char *out, size_t outlen)
 	for (unsigned i = 0; i < rl.nshards; i++)
 		shard_reload(rl.shards[i], gen_hold(g));
 	rl.cur = g;
+	atomic_store(&rl.shown, g);
 	wait_taken(g);
 	gen_release(old);
 	say(out, outlen, &off, "generation %llu: %s", (unsigned long long)g->id,

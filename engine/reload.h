@@ -19,6 +19,9 @@
 #define SLUICE_RELOAD_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+struct config;
 
 struct config_gen;
 struct shard;
@@ -45,6 +48,13 @@ void reload_init(const char *path, char *const *overrides, size_t noverrides,
  * lines, NUL-terminated.
  */
 int reload_run(char *out, size_t outlen);
+
+/*
+ * The configuration in force and its generation (for status): valid
+ * until the daemon stops, like every generation's. NULL before
+ * reload_init().
+ */
+const struct config *reload_config(uint64_t *generation);
 
 /* At stop, after the shards are gone: the daemon's reference dropped. */
 void reload_fini(void);

@@ -10,8 +10,10 @@
 # keeps working with the old one; a restart-only key (queue.index_size) is refused
 # by the daemon, naming the key. A listener added starts accepting; when
 # removed it stops, and a connection open on it finishes its message.
+# `sluicectl status` names the generation in force and its listeners.
 # users_file: after a reload the new password logs in and the old one no
 # longer does.
+import json
 import os
 import signal
 import smtplib
@@ -162,6 +164,10 @@ with T.case("a listener added starts accepting"):
     rc, out, err = reload()
     T.eq(rc, 0, "reload exits 0: " + out + err)
     T.ok("listeners (+1 -0" in out, "the summary counts the listener", out)
+    rc, st, err = relay.d.ctl("status", "--json")
+    doc = json.loads(st) if rc == 0 else {}
+    T.eq((doc.get("config_generation"), len(doc.get("listeners", []))), (4, 2),
+         "sluicectl status: generation 4, two listeners")
     c2 = sluice.connect(P2)
     T.code(c2.cmd("MAIL FROM:<s@example.com>"), 250)
     T.code(c2.cmd("RCPT TO:<x@r.test>"), 250)

@@ -185,11 +185,25 @@ routes_eq(const struct config *a, const struct config *b)
 }
 
 static bool
-dkim_eq(const struct config *a, const struct config *b)
+dkim_keys_eq(const struct config *a, const struct config *b)
+{
+	if (a->ndkim != b->ndkim)
+		return false;
+	for (size_t i = 0; i < a->ndkim; i++)
+		if (!str_eq(a->dkim[i].domain, b->dkim[i].domain) ||
+		    !str_eq(a->dkim[i].selector, b->dkim[i].selector) ||
+		    !str_eq(a->dkim[i].key, b->dkim[i].key) ||
+		    !str_eq(a->dkim[i].algorithm, b->dkim[i].algorithm))
+			return false;
+	return true;
+}
+
+static bool
+dkim_signing_eq(const struct config *a, const struct config *b)
 {
 	const struct dkim_sign_cfg *x = &a->dkim_signing, *y = &b->dkim_signing;
 
-	if (a->ndkim != b->ndkim || !str_eq(x->messages, y->messages) ||
+	if (!str_eq(x->messages, y->messages) ||
 	    !str_eq(x->domain, y->domain) ||
 	    !str_eq(x->canonicalization, y->canonicalization) ||
 	    x->expire_ms != y->expire_ms || x->workers != y->workers ||
@@ -197,12 +211,6 @@ dkim_eq(const struct config *a, const struct config *b)
 		return false;
 	for (size_t i = 0; i < x->nheaders; i++)
 		if (strcmp(x->headers[i].name, y->headers[i].name) != 0)
-			return false;
-	for (size_t i = 0; i < a->ndkim; i++)
-		if (!str_eq(a->dkim[i].domain, b->dkim[i].domain) ||
-		    !str_eq(a->dkim[i].selector, b->dkim[i].selector) ||
-		    !str_eq(a->dkim[i].key, b->dkim[i].key) ||
-		    !str_eq(a->dkim[i].algorithm, b->dkim[i].algorithm))
 			return false;
 	return true;
 }
@@ -252,8 +260,10 @@ gen_restart_key(const struct config *o, const struct config *n, char *why,
 		key = "delivery.connections";
 	else if (!str_eq(o->metrics.listen, n->metrics.listen))
 		key = "metrics.listen";
-	else if (!dkim_eq(o, n))
+	else if (!dkim_keys_eq(o, n))
 		key = "dkim";
+	else if (!dkim_signing_eq(o, n))
+		key = "dkim_signing";
 	else if (!any_auth(o) && any_auth(n))
 		key = "listen[].auth (no listener offered AUTH at start)";
 	if (key == NULL)

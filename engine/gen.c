@@ -116,8 +116,43 @@ gen_discard(struct config_gen *g)
 		if (g->lfd[i] >= 0)
 			close(g->lfd[i]);
 	free(g->lfd);
+	dkim_pool_stop(g->signers);
 	config_free(&g->cfg);
 	free(g);
+}
+
+int
+gen_start_signers(struct config_gen *g, const int *efds)
+{
+	const struct config *cfg = &g->cfg;
+	unsigned nw;
+	int rc;
+
+	if (cfg->dkim_policy.nentries == 0)
+		return 0;
+	nw = cfg->dkim_signing.workers != 0 ? cfg->dkim_signing.workers :
+	    g->nshards;
+	if ((rc = dkim_pool_start(&g->signers, &cfg->dkim_policy, nw,
+	    g->nshards, efds)) < 0)
+		return rc;
+	log_info("dkim: %zu key(s), %u signer thread(s) (configuration "
+	    "generation %llu)", cfg->dkim_policy.nentries, nw,
+	    (unsigned long long)g->id);
+	return 0;
+}
+
+void
+gen_retired_sweep(void)
+{
+	struct config_gen *g;
+
+	pthread_mutex_lock(&retired_lock);
+	for (g = retired; g != NULL; g = g->retired_next) {
+		/* No session of g is left, so no job of it: idle threads. */
+		dkim_pool_stop(g->signers);
+		g->signers = NULL;
+	}
+	pthread_mutex_unlock(&retired_lock);
 }
 
 void
@@ -128,6 +163,7 @@ gen_retired_free(void)
 	pthread_mutex_lock(&retired_lock);
 	while ((g = retired) != NULL) {
 		retired = g->retired_next;
+		dkim_pool_stop(g->signers);
 		config_free(&g->cfg);
 		free(g);
 	}
@@ -260,10 +296,6 @@ gen_restart_key(const struct config *o, const struct config *n, char *why,
 		key = "delivery.connections";
 	else if (!str_eq(o->metrics.listen, n->metrics.listen))
 		key = "metrics.listen";
-	else if (!dkim_keys_eq(o, n))
-		key = "dkim";
-	else if (!dkim_signing_eq(o, n))
-		key = "dkim_signing";
 	else if (!any_auth(o) && any_auth(n))
 		key = "listen[].auth (no listener offered AUTH at start)";
 	if (key == NULL)
@@ -392,6 +424,7 @@ gen_summary(const struct config *o, const struct config *n, char *out,
 	/* The files are read again whatever their names: say so. */
 	PART(!tls_eq(o, n), "tls");
 	PART(!str_eq(o->hostname, n->hostname), "hostname");
+	PART(!dkim_keys_eq(o, n) || !dkim_signing_eq(o, n), "dkim");
 	PART(!str_eq(o->log.level, n->log.level) ||
 	    !str_eq(o->log.format, n->log.format), "log");
 	if (off == 0)

@@ -57,6 +57,13 @@ struct config_gen {
 	 */
 	int *lfd;
 	unsigned nshards;
+	/*
+	 * Its DKIM signer threads over cfg.dkim_policy (NULL: no keys). A
+	 * session's message is signed by its generation's pool; a pool is
+	 * stopped once its generation is retired, by gen_retired_sweep()
+	 * on the main thread (stopping joins threads: never on a shard).
+	 */
+	struct dkim_pool *signers;
 	struct config_gen *retired_next;	/* on the retired list */
 };
 
@@ -80,6 +87,15 @@ void gen_release(struct config_gen *g);
  * is its only reference, and nothing points into its configuration.
  */
 void gen_discard(struct config_gen *g);
+
+/*
+ * Start g's DKIM signers when it has keys (efds: the shards' eventfds).
+ * 0, or -errno. Logs the key and thread counts.
+ */
+int gen_start_signers(struct config_gen *g, const int *efds);
+
+/* Main thread: stop the signers of generations nobody holds any more. */
+void gen_retired_sweep(void);
 
 /* At stop, after every holder is gone: free the parsed configurations. */
 void gen_retired_free(void);

@@ -317,7 +317,6 @@ main(int argc, char **argv)
 	struct committer_stats cst;
 	struct queue_index *qi = NULL;
 	struct committer *committer;
-	struct dkim_pool *signers = NULL;
 	struct shard **shards;
 	struct config loaded;
 	struct config_gen *gen;
@@ -488,19 +487,8 @@ main(int argc, char **argv)
 	    cfg->spool)) < 0)
 		log_fatal("cannot start the committer: %s",
 		    queue_strerror(rc));
-	if (cfg->dkim_policy.nentries > 0) {
-		unsigned nw = cfg->dkim_signing.workers != 0 ?
-		    cfg->dkim_signing.workers : cfg->shards;
-
-		if ((rc = dkim_pool_start(&signers, &cfg->dkim_policy, nw,
-		    cfg->shards, efds)) < 0)
-			log_fatal("cannot start the DKIM signers: %s",
-			    strerror(-rc));
-		for (i = 0; i < cfg->shards; i++)
-			shard_set_signer(shards[i], signers);
-		log_info("dkim: %zu key(s), %u signer thread(s)",
-		    cfg->dkim_policy.nentries, nw);
-	}
+	if ((rc = gen_start_signers(gen, efds)) < 0)
+		log_fatal("cannot start the DKIM signers: %s", strerror(-rc));
 	for (i = 0; i < cfg->shards; i++)
 		if ((rc = shard_start(shards[i], committer)) < 0)
 			log_fatal("cannot start shard %u: %s", i,
@@ -525,6 +513,8 @@ main(int argc, char **argv)
 		sig = sigtimedwait(&set, NULL, &every);
 		if (sig < 0) {
 			memory_return();
+			/* Signers of replaced configurations, now unused. */
+			gen_retired_sweep();
 			continue;
 		}
 		if (sig == SIGHUP) {
@@ -554,8 +544,6 @@ main(int argc, char **argv)
 		shard_join_thread(shards[i]);
 	/* Before the shards' eventfds close: a worker may still write. */
 	auth_global_stop();
-	/* Nothing is left for the signers: no shard waits for them. */
-	dkim_pool_stop(signers);
 	for (i = 0; i < cfg->shards; i++) {
 		total += shard_messages(shards[i]);
 		shard_free(shards[i]);

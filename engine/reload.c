@@ -40,6 +40,7 @@ static struct {
 	_Atomic(struct config_gen *) shown;	/* cur, for readers */
 	struct shard *const *shards;
 	unsigned nshards;
+	int efds[CONFIG_SHARDS_MAX];	/* the shards': for DKIM signers */
 } rl = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 void
@@ -55,6 +56,8 @@ reload_init(const char *path, char *const *overrides, size_t noverrides,
 	atomic_store(&rl.shown, g);
 	rl.shards = shards;
 	rl.nshards = nshards;
+	for (unsigned i = 0; i < nshards && i < CONFIG_SHARDS_MAX; i++)
+		rl.efds[i] = shard_eventfd(shards[i]);
 }
 
 const struct config *
@@ -240,6 +243,16 @@ reload_run(char *out, size_t outlen)
 		    "generation %llu stays in force", why,
 		    (unsigned long long)old->id);
 		log_warn("reload: %s", why);
+		gen_discard(g);
+		goto refused;
+	}
+	/* DKIM keys were read by the load: their own signer threads. */
+	if ((n = gen_start_signers(g, rl.efds)) < 0) {
+		say(out, outlen, &off, "cannot start the DKIM signers: %s; "
+		    "generation %llu stays in force", strerror(-n),
+		    (unsigned long long)old->id);
+		log_warn("reload: cannot start the DKIM signers: %s",
+		    strerror(-n));
 		gen_discard(g);
 		goto refused;
 	}

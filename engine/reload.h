@@ -7,7 +7,8 @@
  * every shard (on the main thread for SIGHUP, the control thread for
  * sluicectl). It is refused whole, and the running generation stays in
  * force, when the file has errors, a key or certificate file cannot be
- * read or used, a new listener cannot be bound, or a setting changed
+ * read or used, a new listener cannot be bound, its DKIM signer threads
+ * cannot start, or a setting changed
  * that only a restart can change (gen_restart_key()). Otherwise it
  * becomes the next generation (engine/gen.h): delivery routes by it at
  * once, and every shard takes it at its next safe point; reload_run()

@@ -68,9 +68,6 @@ int shard_eventfd(const struct shard *sh);
 /* Start the shard's thread; the committer must exist by then. */
 int shard_start(struct shard *sh, struct committer *c);
 
-/* Before shard_start(): sign messages through pool (dkim/dkim.h). */
-struct dkim_pool;
-void shard_set_signer(struct shard *sh, struct dkim_pool *pool);
 /* smtp_server_cfg.data_tap over the loaded config (ctx): the body hash. */
 struct smtp_session;
 void shard_dkim_tap(void *ctx, struct smtp_session *s, const char *p,

@@ -49,6 +49,7 @@
 #define SHARD_FLUSH_GRACE_MS 5000	/* to send the last reply, then close */
 #define SHARD_ACCEPT_BACKOFF_MS 100	/* after accept fails (EMFILE...) */
 #define SHARD_LISTEN_MAX 16		/* fits conn.listener */
+#define SHARD_DKIM_POOLS 8		/* generations' signers with jobs out */
 
 enum op {
 	OP_ACCEPT = 1,
@@ -191,7 +192,15 @@ struct shard {
 	uint32_t refusal_log_n;
 	uint32_t refusal_log_dropped;
 
-	struct dkim_pool *dkim;		/* NULL: no DKIM signing */
+	/*
+	 * The signer pools this shard has jobs out at (a session's job goes
+	 * to its generation's pool), and its current generation's; a pool
+	 * leaves once it is neither (shard_dkim.c).
+	 */
+	struct {
+		struct dkim_pool *pool;
+		uint32_t out;		/* jobs not yet reaped */
+	} dk_pools[SHARD_DKIM_POOLS];
 };
 
 /*
@@ -310,5 +319,7 @@ int shard_dkim_submit(struct shard *sh, struct conn *c);
 struct dkim_job *shard_dkim_reap(struct shard *sh);
 int shard_dkim_apply(struct shard *sh, struct conn *c, struct dkim_job *job);
 void shard_dkim_conn_free(struct conn *c);
+/* Drop the pools the shard no longer needs to reap (after a swap too). */
+void shard_dkim_prune(struct shard *sh);
 
 #endif

@@ -142,6 +142,7 @@ shard_swap_gen(struct shard *sh, struct config_gen *g)
 	sh->dcfg = g->dcfg;
 	if (sh->deliver != NULL)
 		deliver_reconfigure(sh->deliver);
+	shard_dkim_prune(sh);
 	log_debug("shard %u: configuration generation %llu (listeners +%u "
 	    "-%u)", sh->id, (unsigned long long)g->id, added, removed);
 	gen_release(prev);

@@ -41,7 +41,8 @@ gen_create(struct config *cfg, struct tls_ctx *tls, struct budget *memory,
 		g->lfd[i] = -1;
 	g->nshards = nshards;
 	atomic_init(&g->refs, 1);
-	g->id = atomic_fetch_add(&last_id, 1) + 1;
+	/* The next number; taken for good by gen_commit_id(). */
+	g->id = atomic_load(&last_id) + 1;
 	g->cfg = *cfg;
 	memset(cfg, 0, sizeof(*cfg));
 	cfg = &g->cfg;
@@ -64,6 +65,13 @@ gen_create(struct config *cfg, struct tls_ctx *tls, struct budget *memory,
 	config_deliver_cfg(cfg, &g->dcfg);
 	g->dcfg.generation = g->id;
 	return g;
+}
+
+void
+gen_commit_id(const struct config_gen *g)
+{
+	assert(g->id == atomic_load(&last_id) + 1);
+	atomic_store(&last_id, g->id);
 }
 
 struct config_gen *

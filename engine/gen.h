@@ -76,6 +76,13 @@ struct config_gen {
 struct config_gen *gen_create(struct config *cfg, struct tls_ctx *tls,
     struct budget *memory, unsigned nshards);
 
+/*
+ * g is in force: its number is taken (a generation refused before this
+ * leaves no gap). gen_create() numbers a generation one more than the
+ * last committed, so generations are made one at a time.
+ */
+void gen_commit_id(const struct config_gen *g);
+
 /* One more reference to g (which must hold one already). Returns g. */
 struct config_gen *gen_hold(struct config_gen *g);
 

@@ -110,55 +110,6 @@ dlog_path(const struct config *cfg, char *out, size_t n)
 }
 
 /*
- * Is a socket already listening on this address and port (or on the
- * wildcard address and this port)? Read from /proc/net/tcp or tcp6, which
- * print each address as 32-bit words in host order; only sockets in LISTEN
- * state (0A) count, so an earlier run's connections in TIME_WAIT do not.
- */
-static bool
-port_has_listener(const struct sockaddr_storage *ss)
-{
-	const struct sockaddr_in *a4 = (const void *)ss;
-	const struct sockaddr_in6 *a6 = (const void *)ss;
-	bool v6 = ss->ss_family == AF_INET6, found = false;
-	unsigned port = ntohs(v6 ? a6->sin6_port : a4->sin_port);
-	uint32_t want[4] = { 0 }, got[4];
-	char line[512], hex[33];
-	unsigned p, st, i, nw = v6 ? 4 : 1;
-	FILE *f;
-
-	if (v6)
-		memcpy(want, &a6->sin6_addr, 16);
-	else
-		want[0] = a4->sin_addr.s_addr;
-	f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
-	if (f == NULL)
-		return false;
-	while (!found && fgets(line, sizeof(line), f) != NULL) {
-		if (sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x",
-		    hex, &p, &st) != 3 || strlen(hex) != nw * 8)
-			continue;
-		if (p != port || st != 0x0a)
-			continue;
-		for (i = 0; i < nw; i++) {
-			char w[9];
-
-			memcpy(w, hex + i * 8, 8);
-			w[8] = '\0';
-			got[i] = (uint32_t)strtoul(w, NULL, 16);
-		}
-		found = memcmp(got, want, nw * 4) == 0;
-		for (i = 0; i < nw && !found; i++)
-			if (got[i] != 0)
-				break;
-		if (i == nw)
-			found = true;	/* a wildcard listener */
-	}
-	fclose(f);
-	return found;
-}
-
-/*
  * Shards bind with SO_REUSEPORT, which would let a second sluiced share a
  * port silently and take part of the connections. Refuse to start instead.
  */
@@ -176,7 +127,7 @@ check_listeners(const struct config *cfg)
 		 * give it up to three seconds.
 		 */
 		for (tries = 0; tries < 60; tries++) {
-			if (!port_has_listener(&cfg->listen[i].sa))
+			if (!shard_port_in_use(&cfg->listen[i].sa))
 				break;
 			nanosleep(&pause, NULL);
 		}
@@ -411,6 +362,7 @@ main(int argc, char **argv)
 	if ((gen = gen_create(&loaded, NULL, &inbound_memory,
 	    loaded.shards)) == NULL)
 		log_fatal("out of memory");
+	gen_commit_id(gen);
 	cfg = &gen->cfg;
 
 	/* Before any thread starts: it edits the environment. */

@@ -115,6 +115,13 @@ bind_added(struct config_gen *g, const struct config *old, char *why,
 		if (gen_listener_find(old, &cfg->listen[j].sa,
 		    cfg->listen[j].salen) >= 0)
 			continue;
+		/* Someone else's (another sluiced?): do not share it. */
+		if (shard_port_in_use(&cfg->listen[j].sa)) {
+			snprintf(why, whylen, "%s:%s: cannot listen on %s: "
+			    "address already in use", cfg->source, "listen",
+			    cfg->listen[j].address);
+			return -1;
+		}
 		for (unsigned s = 0; s < g->nshards; s++) {
 			int fd = shard_listen_socket(&cfg->listen[j]);
 
@@ -219,9 +226,9 @@ reload_run(char *out, size_t outlen)
 		config_free(&cfg);
 		goto refused;
 	}
-	if (cfg.nlisten > 16) {
-		say(out, outlen, &off, "configuration refused: %s: at most 16 "
-		    "listeners", cfg.source);
+	if (cfg.nlisten > SHARD_LISTEN_MAX) {
+		say(out, outlen, &off, "configuration refused: %s: at most %d "
+		    "listeners", cfg.source, SHARD_LISTEN_MAX);
 		config_free(&cfg);
 		goto refused;
 	}
@@ -269,6 +276,7 @@ reload_run(char *out, size_t outlen)
 	gen_summary(&old->cfg, &g->cfg, summary, sizeof(summary));
 
 	/* Published: from here on nothing fails. */
+	gen_commit_id(g);
 	deliver_global_reconfigure(&g->dcfg);
 	auth_reconfigure(&g->cfg);
 	log_min_level = log_level_parse(g->cfg.log.level);

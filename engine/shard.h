@@ -16,6 +16,9 @@
 
 #include "config.h"
 
+/* Listeners a shard serves at once (conn.listener is 8 bits). */
+#define SHARD_LISTEN_MAX 16
+
 struct shard;
 struct committer;
 struct smtp_server_cfg;
@@ -61,6 +64,13 @@ struct tls_ctx *shard_tls_load(const struct config *cfg, bool start,
  * Made by shard_create() at start, and by a reload for a listener it adds.
  */
 int shard_listen_socket(const struct listen_cfg *l);
+
+/*
+ * Is a socket listening on this address and port, or on the wildcard
+ * address and this port (/proc/net/tcp, tcp6)? With SO_REUSEPORT a second
+ * daemon would otherwise share a port silently.
+ */
+bool shard_port_in_use(const struct sockaddr_storage *ss);
 
 /* The eventfd that wakes this shard (committer results, stop). */
 int shard_eventfd(const struct shard *sh);

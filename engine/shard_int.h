@@ -48,7 +48,6 @@
 #define SHARD_TICK_MS 250
 #define SHARD_FLUSH_GRACE_MS 5000	/* to send the last reply, then close */
 #define SHARD_ACCEPT_BACKOFF_MS 100	/* after accept fails (EMFILE...) */
-#define SHARD_LISTEN_MAX 16		/* fits conn.listener */
 #define SHARD_DKIM_POOLS 8		/* generations' signers with jobs out */
 
 enum op {

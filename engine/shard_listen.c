@@ -11,6 +11,9 @@
  */
 #include "shard_int.h"
 
+#include <stdbool.h>
+#include <stdio.h>
+
 int
 shard_listen_socket(const struct listen_cfg *l)
 {
@@ -34,6 +37,55 @@ fail:
 	one = -errno;
 	close(fd);
 	return one;
+}
+
+/*
+ * Is a socket already listening on this address and port (or on the
+ * wildcard address and this port)? Read from /proc/net/tcp or tcp6, which
+ * print each address as 32-bit words in host order; only sockets in LISTEN
+ * state (0A) count, so an earlier run's connections in TIME_WAIT do not.
+ */
+bool
+shard_port_in_use(const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in *a4 = (const void *)ss;
+	const struct sockaddr_in6 *a6 = (const void *)ss;
+	bool v6 = ss->ss_family == AF_INET6, found = false;
+	unsigned port = ntohs(v6 ? a6->sin6_port : a4->sin_port);
+	uint32_t want[4] = { 0 }, got[4];
+	char line[512], hex[33];
+	unsigned p, st, i, nw = v6 ? 4 : 1;
+	FILE *f;
+
+	if (v6)
+		memcpy(want, &a6->sin6_addr, 16);
+	else
+		want[0] = a4->sin_addr.s_addr;
+	f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
+	if (f == NULL)
+		return false;
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x",
+		    hex, &p, &st) != 3 || strlen(hex) != nw * 8)
+			continue;
+		if (p != port || st != 0x0a)
+			continue;
+		for (i = 0; i < nw; i++) {
+			char w[9];
+
+			memcpy(w, hex + i * 8, 8);
+			w[8] = '\0';
+			got[i] = (uint32_t)strtoul(w, NULL, 16);
+		}
+		found = memcmp(got, want, nw * 4) == 0;
+		for (i = 0; i < nw && !found; i++)
+			if (got[i] != 0)
+				break;
+		if (i == nw)
+			found = true;	/* a wildcard listener */
+	}
+	fclose(f);
+	return found;
 }
 
 void

@@ -8,7 +8,8 @@
 # A). A broken file (a YAML syntax error, a missing key file) is refused
 # with FILE:LINE in sluicectl's output and its exit status, and the daemon
 # keeps working with the old one; a restart-only key (queue.index_size) is refused
-# by the daemon, naming the key. A listener added starts accepting; when
+# by the daemon, naming the key, and so is a listener on a port another
+# program listens on. A listener added starts accepting; when
 # removed it stops, and a connection open on it finishes its message.
 # `sluicectl status` names the generation in force and its listeners.
 # users_file: after a reload the new password logs in and the old one no
@@ -158,6 +159,17 @@ with T.case("a restart-only key is refused by the daemon"):
     T.ok("generation 3 stays in force" in err, "the old generation stays", err)
     dl.submit(relay.port, "s@example.com", ["x@r.test"], msg("restart"))
     T.ok(wait_count(A, 4), "mail still flows")
+
+with T.case("a listener on a port in use elsewhere is refused"):
+    other = socket.socket()
+    other.bind(("127.0.0.1", P2))
+    other.listen(1)
+    config(A, extra_listener=True)
+    rc, out, err = reload()
+    T.ok(rc != 0, "sluicectl reload exits non-zero", "rc %d" % rc)
+    T.ok("cannot listen on 127.0.0.1:%d: address already in use" % P2 in err,
+         "it names the address", err)
+    other.close()
 
 with T.case("a listener added starts accepting"):
     config(A, extra_listener=True)

@@ -124,8 +124,11 @@ main(void)
 	{
 		struct config_gen *g = gen_create(&old, NULL, &mem, 2);
 		struct config_gen *h;
+		uint64_t gid;
 
 		CHECK_FATAL(g != NULL);
+		gen_commit_id(g);
+		gid = g->id;
 		CHECK(old.spool == NULL);	/* moved in */
 		CHECK(strcmp(g->cfg.spool, "/tmp/x") == 0);
 		CHECK(g->scfg.hostname == g->cfg.hostname);
@@ -143,7 +146,13 @@ main(void)
 		load(&nw, base);
 		h = gen_create(&nw, NULL, &mem, 1);
 		CHECK_FATAL(h != NULL);
-		CHECK(h->id > 1);
+		CHECK(h->id == gid + 1);
+		gen_discard(h);
+		/* A refused one leaves no gap in the numbers. */
+		load(&nw, base);
+		h = gen_create(&nw, NULL, &mem, 1);
+		CHECK_FATAL(h != NULL);
+		CHECK(h->id == gid + 1);
 		gen_discard(h);
 	}
 	printf("%s references\n", check_failures == before ? "PASS" : "FAIL");

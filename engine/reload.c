@@ -213,7 +213,8 @@ reload_run(char *out, size_t outlen)
 		if (denied)
 			say(out, outlen, &off, "(a reload reads files as the "
 			    "user sluiced runs as, not as root: see "
-			    "\"Reload\" in docs/operations.md)");
+			    "\"Reloading the configuration\" in "
+			    "docs/operations.md)");
 		config_errors_free(&errs);
 		goto refused;
 	}

@@ -4,7 +4,8 @@
 # example.com with selector s1; the dkim entry is replaced by a new key
 # with selector s2 and `sluicectl reload` succeeds (its summary says
 # dkim): mail sent afterwards carries s=s2 and verifies (dkimpy) against
-# s2's record, mail sent before carries s=s1 and verifies against s1's.
+# s2's record, while a session opened before the reload still signs with
+# s1 (verified against s1's record).
 # A reload that removes every key stops signing, and one that names a key
 # file that does not exist is refused with file and line, the running
 # keys staying in force.
@@ -99,6 +100,7 @@ with T.case("signed with s1 at start"):
     T.ok(m1 is not None and dkim.verify(m1, dnsfunc=dnsfunc), "it verifies against s1's record")
 
 with T.case("rotated to s2 by reload"):
+    old = sluice.connect(relay.port)        # a session of generation 1
     config("s2")
     rc, out, err = relay.d.ctl("reload")
     T.eq(rc, 0, "sluicectl reload exits 0: " + out + err)
@@ -106,6 +108,21 @@ with T.case("rotated to s2 by reload"):
     m2 = send("two")
     T.eq(sel_of(m2 or b""), ["s2"], "mail sent after it: s=s2")
     T.ok(m2 is not None and dkim.verify(m2, dnsfunc=dnsfunc), "it verifies against s2's record")
+    # The session opened before the reload signs with the keys it began with.
+    body = (b"From: Joe <joe@example.com>\r\nTo: x@dest.test\r\nSubject: old\r\n"
+            b"Message-ID: <old-session@example.com>\r\n\r\nhello\r\n")
+    T.code(old.cmd("MAIL FROM:<joe@example.com>"), 250)
+    T.code(old.cmd("RCPT TO:<x@dest.test>"), 250)
+    T.code(old.cmd("DATA"), 354)
+    old.send(body + b".\r\n")
+    T.prefix(old.reply(), "250 2.0.0", "the older session's message is accepted")
+    old.cmd("QUIT")
+    old.close()
+    ok = dl.wait_until(lambda: any(dl.message_id(m.data) == dl.message_id(body)
+                                   for m in sink.msgs()), 15)
+    m_old = [m.data for m in sink.msgs() if dl.message_id(m.data) == dl.message_id(body)]
+    T.eq(sel_of(m_old[0] if m_old else b""), ["s1"], "the older session's message: s=s1")
+    T.ok(m_old and dkim.verify(m_old[0], dnsfunc=dnsfunc), "it verifies against s1's record")
 
 with T.case("a missing key file is refused; s2 stays"):
     config("s3", path=os.path.join(d, "missing.pem"))

@@ -12,6 +12,8 @@
 # program listens on. A listener added starts accepting; when
 # removed it stops, and a connection open on it finishes its message.
 # `sluicectl status` names the generation in force and its listeners.
+# A destination's max_connections raised from 1 to 4 by a reload: before,
+# its sink never sees two connections at once; after, it sees several.
 # users_file: after a reload the new password logs in and the old one no
 # longer does.
 import json
@@ -29,6 +31,7 @@ import deliverlib as dl
 
 A = dl.Server("A")
 B = dl.Server("B")
+C = dl.Server("C", data_delay=0.3)             # c.test: max_connections 1, then 4
 users = os.path.join(sluice.tmpdir(), "users")
 PW1, PW2 = "first password", "second password"
 
@@ -52,7 +55,7 @@ write_users(PW1)
 P2 = sluice.free_port()
 
 
-def config(sink, size="1M", extra_listener=False, broken="", tls_cert=None):
+def config(sink, size="1M", extra_listener=False, broken="", tls_cert=None, c_conns=1):
     lines = ["spool: %s" % relay.d.spool,
              "shards: 2",
              "listen:",
@@ -63,11 +66,13 @@ def config(sink, size="1M", extra_listener=False, broken="", tls_cert=None):
         lines.append("  - address: 127.0.0.1:%d" % P2)
     lines += ["hostname: sluice.test",
               "users_file: %s" % users,
-              "relay_domains: [r.test]",
+              "relay_domains: [r.test, c.test]",
               "delivery: {log: %s, idle_keep: 1s, connect_timeout: 2s}" % relay.dlog_path,
               "limits: {message_size: %s}" % size,
               "routes:",
-              '  - {domain: r.test, transport: "smtp:[127.0.0.1]:%d", retry: 1s}' % sink.port]
+              '  - {domain: r.test, transport: "smtp:[127.0.0.1]:%d", retry: 1s}' % sink.port,
+              '  - {domain: c.test, transport: "smtp:[127.0.0.1]:%d", max_connections: %d}'
+              % (C.port, c_conns)]
     if tls_cert:
         lines.append("tls: {cert: %s, key: %s}" % (tls_cert, tls_cert + ".key"))
     if broken:
@@ -223,6 +228,27 @@ with T.case("users_file: the new password works after a reload"):
     except smtplib.SMTPAuthenticationError as e:
         T.eq(e.smtp_code, 535, "the old password is refused")
     s.close()
+
+with T.case("a destination's limit changes; its state stays"):
+    def burst(tag, n):
+        items = [("s@example.com", ["x%d@c.test" % i],
+                  dl.make_message("%s%d" % (tag, i), "s@example.com", ["x%d@c.test" % i]))
+                 for i in range(n)]
+        qids, errors = dl.submit_many(relay.port, items, conns=4)
+        T.eq(errors, [], tag + ": all accepted")
+    t0 = time.monotonic()
+    before = C.count()
+    burst("one", 6)
+    T.ok(wait_count(C, before + 6, 30), "max_connections 1: all delivered")
+    T.eq(C.max_concurrent(t0, time.monotonic()), 1, "never more than 1 connection at once")
+    config(A, c_conns=4)
+    rc, out, err = reload()
+    T.eq(rc, 0, "reload exits 0: " + out + err)
+    t1 = time.monotonic()
+    burst("two", 16)
+    T.ok(wait_count(C, before + 22, 30), "max_connections 4: all delivered")
+    mc = C.max_concurrent(t1, time.monotonic())
+    T.ok(2 <= mc <= 4, "more than 1 connection at once, at most 4", "%d" % mc)
 
 with T.case("the daemon stops cleanly after reloads"):
     T.eq(relay.stop(), 0, "exit 0")

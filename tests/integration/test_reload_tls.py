@@ -8,10 +8,13 @@
 # files are overwritten with certificate 3 in place (same names): the
 # reload reads them again and new connections get certificate 3. A key
 # that does not belong to its certificate is refused, naming the file,
-# and certificate 3 stays.
+# and certificate 3 stays. Under NOTIFY_SOCKET the reload is announced
+# with RELOADING=1 (and MONOTONIC_USEC), then READY=1 naming generation 2.
 import os
 import shutil
+import socket
 import ssl
+import time
 
 import sluice
 import tlslib
@@ -57,7 +60,26 @@ def config(cert, key):
 
 
 config(c1.cert, c1.key)
-d = sluice.Daemon(config=conf, deliver=False)
+# The service manager's side of NOTIFY_SOCKET: what sluiced tells it.
+nsock_path = os.path.join(dir_, "notify.sock")
+nsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+nsock.bind(nsock_path)
+nsock.settimeout(0.2)
+d = sluice.Daemon(config=conf, deliver=False, env={"NOTIFY_SOCKET": nsock_path})
+
+
+def notified(until, timeout=10):
+    """Messages received until one has the line `until` (bounded)."""
+    got, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            m = nsock.recv(4096).decode()
+        except socket.timeout:
+            continue
+        got.append(m)
+        if until in m.split("\n"):
+            break
+    return got
 
 with T.case("before: certificate 1"):
     T.eq(served_cert(d.port), pem_der(c1.cert), "the certificate served")
@@ -70,9 +92,16 @@ with T.case("reload to certificate 2; the open TLS session goes on"):
     old.starttls(tlslib.client_ctx(None))
     old.ehlo()
     config(cert2, key2)
+    notified("READY=1")                      # the start's
     rc, out, err = d.ctl("reload")
     T.eq(rc, 0, "sluicectl reload exits 0: " + out + err)
     T.ok("tls" in out, "the summary says tls changed", out)
+    msgs = notified("STATUS=configuration generation 2")
+    T.ok(len(msgs) >= 2 and "RELOADING=1" in msgs[0].split("\n") and
+         any(ln.startswith("MONOTONIC_USEC=") for ln in msgs[0].split("\n")),
+         "NOTIFY_SOCKET: RELOADING=1 with MONOTONIC_USEC first", repr(msgs))
+    T.ok(msgs and "READY=1" in msgs[-1].split("\n"),
+         "then READY=1 with the generation", repr(msgs))
     T.eq(served_cert(d.port), pem_der(c2.cert), "a new connection gets certificate 2")
     T.code(old.cmd("MAIL FROM:<a@example.com>"), 250, "old session: MAIL")
     T.code(old.cmd("RCPT TO:<b@example.net>"), 250, "old session: RCPT")

@@ -195,7 +195,7 @@ reload_run(char *out, size_t outlen)
 	/* systemd's notify-reload protocol asks for the monotonic time. */
 	snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu\n"
 	    "STATUS=reloading the configuration",
-	    (unsigned long long)clock_mono_ms() * 1000u);
+	    (unsigned long long)clock_mono_us());
 	notify(state);
 	log_info("reload: reading %s", rl.path != NULL ? rl.path :
 	    "the embedded default configuration");

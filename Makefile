@@ -79,7 +79,8 @@ $(BIN)/sluiced: $(OBJ)/engine/main.o $(LIB)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(OBJ)/tools/hash_password.o \
-	$(OBJ)/tools/sluicectl_dkim.o $(OBJ)/tools/ctl_status.o $(LIB)
+	$(OBJ)/tools/sluicectl_dkim.o $(OBJ)/tools/ctl_status.o \
+	$(OBJ)/tools/ctl_reload.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

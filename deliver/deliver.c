@@ -59,7 +59,8 @@ struct inbox {
 
 static struct inbox inboxes[64];
 static unsigned g_nshards;
-static const struct deliver_cfg *g_cfg;
+/* The newest configuration: a reload swaps it (older ones stay valid). */
+static _Atomic(const struct deliver_cfg *) g_cfg;
 static struct route g_default_route;
 struct dl_feed dl_feeds[64];
 struct queue_index *dl_index;
@@ -86,7 +87,7 @@ void
 deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
     const int *efds, struct queue_index *qi)
 {
-	g_cfg = cfg;
+	atomic_store(&g_cfg, cfg);
 	g_nshards = nshards;
 	dl_index = qi;
 	for (unsigned i = 0; i < nshards; i++) {
@@ -105,6 +106,21 @@ deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
 	g_default_route.transport.port = ROUTE_PORT_SMTP;
 	g_default_route.policy = route_policy_defaults();
 	cap_warn(cfg);
+}
+
+void
+deliver_global_reconfigure(const struct deliver_cfg *cfg)
+{
+	assert(cfg->generation > atomic_load(&g_cfg)->generation);
+	atomic_store(&g_cfg, cfg);
+	cap_warn(cfg);
+}
+
+void
+deliver_reconfigure(struct deliver *d)
+{
+	d->max_items = dl_share(d->cfg->delivery->active_messages);
+	d->max_rcpts = dl_share(d->cfg->delivery->active_recipients);
 }
 
 void
@@ -170,7 +186,7 @@ dest_key(const struct route *r, const char *domain,
 const struct deliver_cfg *
 dl_cfg(void)
 {
-	return g_cfg;
+	return atomic_load(&g_cfg);
 }
 
 unsigned
@@ -193,7 +209,9 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
     const struct envelope *env, const bool *pending, uint16_t attempts,
     uint64_t next_try_us, bool *discarded)
 {
-	const char *redirect = g_cfg->dev_redirect;
+	/* One configuration for the whole message, even across a reload. */
+	const struct deliver_cfg *cfg = atomic_load(&g_cfg);
+	const char *redirect = cfg->dev_redirect;
 	uint64_t now_us = clock_real_us(), now_ms = clock_mono_ms();
 	uint16_t *idx;
 	bool *done;
@@ -218,7 +236,7 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		if (done[i] || (pending != NULL && !pending[i]))
 			continue;
 		dom = addr_domain(redirect != NULL ? redirect : env->rcpt[i]);
-		r = route_lookup(g_cfg->routes, dom);
+		r = route_lookup(cfg->routes, dom);
 		if (r == NULL)
 			r = &g_default_route;
 		/* Without a caller to mark it (start-up), a discard becomes
@@ -248,6 +266,7 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 			return -ENOMEM;
 		}
 		it->route = r;
+		it->cfg_gen = cfg->generation;
 		it->qid = qid;
 		it->mm = *mm;
 		it->arrival_us = env->arrival_us;
@@ -292,7 +311,7 @@ deliver_log_discard(struct deliver *d, uint64_t qid,
 		.size = size,
 	};
 
-	r = route_lookup(g_cfg->routes, e.destination);
+	r = route_lookup(dl_cfg()->routes, e.destination);
 	e.text = r != NULL && r->transport.text[0] ? r->transport.text :
 	    "discarded";
 	queue_id_format(qid, q);
@@ -304,6 +323,20 @@ deliver_log_discard(struct deliver *d, uint64_t qid,
 
 /* ---- destinations ---------------------------------------------------- */
 
+/* What a destination's connections take from its route and settings. */
+static void
+dest_apply_route(struct deliver *d, struct dl_dest *ds)
+{
+	const struct route *r = ds->route;
+
+	ds->ccfg.helo_name = d->cfg->hostname;
+	ds->ccfg.lmtp = r->transport.kind == ROUTE_LMTP;
+	ds->ccfg.chunking = d->cfg->delivery->chunking != 0;
+	ds->ccfg.auth_user = r->policy.auth ? r->policy.auth_user : NULL;
+	ds->ccfg.auth_pass = r->policy.auth ? r->policy.auth_password : NULL;
+	dl_tls_policy(ds);
+}
+
 static struct dl_dest *
 dest_get(struct deliver *d, struct dl_item *it)
 {
@@ -314,9 +347,25 @@ dest_get(struct deliver *d, struct dl_item *it)
 
 	dest_key(r, it->domain, key);
 	h = XXH3_64bits(key, strlen(key)) & (DL_DEST_BUCKETS - 1);
+	/*
+	 * The same destination across a reload: the same key under the
+	 * same route pattern (two routes may share a next hop, each with
+	 * its own limits). Its queue, backoff and connections stay; its
+	 * policy becomes the newest route an item brought.
+	 */
 	for (ds = d->buckets[h]; ds != NULL; ds = ds->hnext)
-		if (strcmp(ds->key, key) == 0 && ds->route == r) {
+		if (strcmp(ds->key, key) == 0 && (ds->route == r ||
+		    strcmp(ds->route->pattern, r->pattern) == 0)) {
 			ds->last_used_ms = d->now_ms;
+			if (ds->route != r && it->cfg_gen > ds->cfg_gen) {
+				ds->route = r;
+				ds->cfg_gen = it->cfg_gen;
+				if (ds->eff_max > r->policy.max_connections)
+					ds->eff_max = r->policy.max_connections;
+				if (ds->eff_max == 0)
+					ds->eff_max = 1;
+				dest_apply_route(d, ds);
+			}
 			return ds;
 		}
 	ds = calloc(1, sizeof(*ds));
@@ -327,6 +376,7 @@ dest_get(struct deliver *d, struct dl_item *it)
 	snprintf(ds->lookup, sizeof(ds->lookup), "%s",
 	    r->transport.host[0] != '\0' ? r->transport.host : it->domain);
 	ds->route = r;
+	ds->cfg_gen = it->cfg_gen;
 	ds->d = d;
 	ds->last_used_ms = d->now_ms;
 	/* Slow start, as Postfix's initial_destination_concurrency: a
@@ -336,14 +386,7 @@ dest_get(struct deliver *d, struct dl_item *it)
 	if (ds->eff_max == 0)
 		ds->eff_max = 1;
 	ds->tokens = 1;
-	ds->ccfg.helo_name = d->cfg->hostname;
-	ds->ccfg.lmtp = r->transport.kind == ROUTE_LMTP;
-	ds->ccfg.chunking = d->cfg->delivery->chunking != 0;
-	if (r->policy.auth) {
-		ds->ccfg.auth_user = r->policy.auth_user;
-		ds->ccfg.auth_pass = r->policy.auth_password;
-	}
-	dl_tls_policy(ds);
+	dest_apply_route(d, ds);
 	ds->hnext = d->buckets[h];
 	d->buckets[h] = ds;
 	d->ndests++;

@@ -65,6 +65,21 @@ struct deliver_host {
 void deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
     const int *efds, struct queue_index *qi);
 void deliver_global_free(void);
+/*
+ * A reload: mail dispatched from now on is routed by cfg (a newer
+ * generation; the one before stays valid, as items in flight point into
+ * it). Any thread; each shard then calls deliver_reconfigure() at a safe
+ * point, after pointing its deliverer's settings at the same generation.
+ */
+void deliver_global_reconfigure(const struct deliver_cfg *cfg);
+/*
+ * On the shard, after the settings its deliverer points at changed: the
+ * shard's shares of delivery.connections and the active set are taken
+ * again (a lower connection budget lets connections over it finish; no
+ * new one opens until the count is below it). Destinations, queues,
+ * backoff and connections stay.
+ */
+void deliver_reconfigure(struct deliver *d);
 
 /*
  * After deliver_global_init(), before any shard runs: the TLS client

@@ -56,6 +56,13 @@ struct deliver_cfg {
 	/* sluice's own listeners: an MX host among them is a loop. */
 	struct sockaddr_storage listen[DELIVER_LISTEN_MAX];
 	unsigned nlisten;
+	/*
+	 * Which configuration this is: a reload makes a newer one, and
+	 * every one stays valid until delivery is freed (items and
+	 * destinations point at their routes). A destination follows the
+	 * route of the newest configuration it has seen an item of.
+	 */
+	uint64_t generation;
 };
 
 #endif

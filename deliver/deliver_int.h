@@ -93,6 +93,7 @@ struct dl_item {
 	struct dl_item *next;
 	struct dl_dest *dest;		/* on the owner; NULL in transit */
 	const struct route *route;
+	uint64_t cfg_gen;		/* the configuration route came from */
 	uint64_t qid;
 	struct msg_meta mm;
 	uint64_t arrival_us;
@@ -127,6 +128,7 @@ struct dl_dest {
 	char key[ROUTE_DEST_MAX + 1];
 	char lookup[ROUTE_HOST_MAX + 1];	/* name to resolve */
 	const struct route *route;
+	uint64_t cfg_gen;		/* the configuration route came from */
 	struct dl_item *head, *tail;
 	uint32_t queued;
 	uint32_t nitems;		/* items pointing here, anywhere */

@@ -35,6 +35,7 @@
 struct auth_request {
 	struct auth_request *next;
 	unsigned shard;
+	const struct config *cfg;	/* the session's: its users */
 	char pass[SASL_FIELD_MAX + 1];
 	struct auth_result r;
 };
@@ -45,7 +46,9 @@ struct auth_inbox {
 };
 
 static struct {
-	const struct config *cfg;
+	/* The newest configuration, for the failure limits (a reload swaps
+	 * it; configurations stay valid until the daemon stops). */
+	_Atomic(const struct config *) cfg;
 	char dummy[CRYPT_OUTPUT_SIZE];	/* for users that do not exist */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -98,7 +101,7 @@ fail_recent(uint64_t v, uint64_t now_ms)
 	if (v == 0)
 		return false;
 	return now_ms <= last ||
-	    now_ms - last < pool.cfg->limits.auth_failure_window_ms;
+	    now_ms - last < atomic_load(&pool.cfg)->limits.auth_failure_window_ms;
 }
 
 /* Failures from key still within the window at now_ms. */
@@ -125,7 +128,7 @@ auth_fail_delay_ms(uint64_t key, uint64_t now_ms)
 			n = 0xffff;
 		nv = (uint64_t)n << FAIL_TIME_BITS | (now_ms & FAIL_TIME_MASK);
 	} while (!atomic_compare_exchange_weak(slot, &v, nv));
-	if (n >= pool.cfg->limits.auth_failures)
+	if (n >= atomic_load(&pool.cfg)->limits.auth_failures)
 		return UINT64_MAX;
 	/* 1 s, 2 s, 4 s ...: cheap for a typo, dear for a guesser. */
 	delay = n >= 16 ? AUTH_DELAY_MAX_MS : UINT64_C(1000) << (n - 1);
@@ -136,7 +139,7 @@ auth_fail_delay_ms(uint64_t key, uint64_t now_ms)
 static enum smtp_auth_result
 check(struct auth_request *rq, struct crypt_data *cd)
 {
-	const struct user_cfg *u = config_user_find(pool.cfg, rq->r.user_name);
+	const struct user_cfg *u = config_user_find(rq->cfg, rq->r.user_name);
 	const char *stored = u != NULL ? u->password : pool.dummy;
 	size_t len = strlen(stored);
 	const char *out;
@@ -222,6 +225,7 @@ make_dummy(void)
 	struct crypt_data *cd = calloc(1, sizeof(*cd));
 	unsigned char rnd[24];
 	char pw[sizeof(rnd) * 2 + 1], setting[CRYPT_GENSALT_OUTPUT_SIZE];
+	const struct config *cfg;
 	const char *base, *out;
 	size_t i;
 
@@ -233,7 +237,8 @@ make_dummy(void)
 	}
 	for (i = 0; i < sizeof(rnd); i++)
 		snprintf(pw + 2 * i, 3, "%02x", rnd[i]);
-	base = pool.cfg->nusers > 0 ? pool.cfg->users[0].password : NULL;
+	cfg = atomic_load(&pool.cfg);
+	base = cfg->nusers > 0 ? cfg->users[0].password : NULL;
 	if (base == NULL && crypt_gensalt_rn("$y$", 0, NULL, 0, setting,
 	    sizeof(setting)) != NULL)
 		base = setting;
@@ -254,7 +259,7 @@ auth_global_init(const struct config *cfg, unsigned nshards, const int *efds)
 
 	for (i = 0; i < cfg->nlisten; i++)
 		any |= cfg->listen[i].policy.auth != SMTP_AUTH_OFF;
-	pool.cfg = cfg;
+	atomic_store(&pool.cfg, cfg);
 	pool.nshards = nshards;
 	pool.efds = efds;
 	pool.stop = false;
@@ -312,9 +317,15 @@ auth_global_stop(void)
 	pool.inbox = NULL;
 }
 
+void
+auth_reconfigure(const struct config *cfg)
+{
+	atomic_store(&pool.cfg, cfg);
+}
+
 enum smtp_auth_result
 auth_submit(unsigned shard, uint32_t idx, uint32_t gen,
-    struct smtp_session *s, uint64_t now_ms)
+    const struct config *cfg, struct smtp_session *s, uint64_t now_ms)
 {
 	struct auth_request *rq;
 	uint64_t key = auth_addr_key(s->client_addr);
@@ -322,7 +333,8 @@ auth_submit(unsigned shard, uint32_t idx, uint32_t gen,
 	assert(s->state == SMTP_S_AUTH_WAIT);
 	assert(shard < pool.nshards);
 	/* Over the limit: no hash at all, the guessing stops here. */
-	if (fail_count(key, now_ms) >= pool.cfg->limits.auth_failures) {
+	if (fail_count(key, now_ms) >=
+	    atomic_load(&pool.cfg)->limits.auth_failures) {
 		OPENSSL_cleanse(s->auth_pass, sizeof(s->auth_pass));
 		return SMTP_AUTH_LOCKED;
 	}
@@ -333,6 +345,7 @@ auth_submit(unsigned shard, uint32_t idx, uint32_t gen,
 	}
 	memset(rq, 0, sizeof(*rq));
 	rq->shard = shard;
+	rq->cfg = cfg;
 	rq->r.conn_idx = idx;
 	rq->r.conn_gen = gen;
 	rq->r.addr_key = key;

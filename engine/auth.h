@@ -66,14 +66,21 @@ uint64_t auth_addr_key(const char *client_addr);
 
 /*
  * Hand s's credentials (state SMTP_S_AUTH_WAIT) to the workers for
- * shard's connection (idx, gen); the password is copied, and wiped from
+ * shard's connection (idx, gen), to be checked against cfg's users; the password is copied, and wiped from
  * s. Returns SMTP_AUTH_OK when the check is under way (the verdict comes
  * through auth_reap()), or a verdict to give at once: SMTP_AUTH_LOCKED
  * when the client's address is at its limit of failures, TEMPFAIL when
  * too many checks wait or memory is short.
  */
 enum smtp_auth_result auth_submit(unsigned shard, uint32_t idx, uint32_t gen,
-    struct smtp_session *s, uint64_t now_ms);
+    const struct config *cfg, struct smtp_session *s, uint64_t now_ms);
+
+/*
+ * A reload: the failure limits of cfg from now on. Checks look users up
+ * in the configuration of their session (auth_submit()'s cfg), which,
+ * like every configuration, stays valid until the daemon stops.
+ */
+void auth_reconfigure(const struct config *cfg);
 
 /* The verdicts waiting for shard, oldest first; free each with free(). */
 struct auth_result *auth_reap(unsigned shard);

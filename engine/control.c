@@ -24,6 +24,7 @@
 #include "../lib/clock.h"
 #include "../lib/log.h"
 #include "control_parse.h"
+#include "reload.h"
 #include "stats.h"
 #include "status.h"
 
@@ -36,6 +37,7 @@ static struct {
 	const struct config *cfg;
 	struct queue_index *qi;
 	struct committer *committer;
+	control_reload_fn reload;
 	int fd;
 	int stop_pipe[2];
 	pthread_t thread;
@@ -81,7 +83,14 @@ status_reply(void)
 	stats_dests(v, STATS_DEST_WAIT_MS);
 	stats_ring_vals(v, vals);
 	stats_ring_minute(&ctl.ring, clock_mono_ms(), vals, delta, &window_ms);
-	doc = status_json(ctl.cfg, v, delta, window_ms);
+	{
+		uint64_t gen = 1;
+		const struct config *cur = reload_config(&gen);
+
+		/* The generation in force: its listeners, its host name. */
+		doc = status_json(cur != NULL ? cur : ctl.cfg, gen, v, delta,
+		    window_ms);
+	}
 	free(v);
 	if (doc == NULL)
 		return NULL;
@@ -302,6 +311,34 @@ run_ids(const struct control_cmd *cmd, char *out, size_t outlen)
 }
 
 /*
+ * "reload": the verdict's first line after "ok " or "error ", the rest
+ * (a refused configuration's errors) as it is; malloc'd, NULL when out
+ * of memory. The reload itself is logged.
+ */
+static char *
+reload_reply(void)
+{
+	size_t max = 16384;
+	char *text = malloc(max), *reply;
+	int rc;
+
+	if (text == NULL)
+		return NULL;
+	if (ctl.reload == NULL) {
+		snprintf(text, max, "reload is not available\n");
+		rc = -1;
+	} else {
+		log_info("control: reload");
+		rc = ctl.reload(text, max);
+	}
+	reply = malloc(strlen(text) + 8);
+	if (reply != NULL)
+		sprintf(reply, "%s %s", rc == 0 ? "ok" : "error", text);
+	free(text);
+	return reply;
+}
+
+/*
  * Run one command; the reply goes to out, or for "status" (longer) to a
  * malloc'd *big.
  */
@@ -313,6 +350,12 @@ run(const char *line, size_t len, char *out, size_t outlen, char **big)
 
 	if (control_parse(line, len, &cmd, why, sizeof(why)) != 0) {
 		snprintf(out, outlen, "error %s\n", why);
+		return;
+	}
+	if (cmd.verb == CONTROL_RELOAD) {
+		*big = reload_reply();
+		if (*big == NULL)
+			snprintf(out, outlen, "error out of memory\n");
 		return;
 	}
 	if (cmd.verb == CONTROL_STATUS) {
@@ -424,7 +467,7 @@ control_main(void *arg)
 
 int
 control_start(const struct config *cfg, struct queue_index *qi,
-    struct committer *committer)
+    struct committer *committer, control_reload_fn reload)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int rc;
@@ -432,6 +475,7 @@ control_start(const struct config *cfg, struct queue_index *qi,
 	ctl.cfg = cfg;
 	ctl.qi = qi;
 	ctl.committer = committer;
+	ctl.reload = reload;
 	(void)stats_started_us();
 	if ((size_t)snprintf(ctl.path, sizeof(ctl.path), "%s/control.sock",
 	    cfg->spool) >= sizeof(ctl.path)) {

@@ -17,6 +17,10 @@
  * behind the committer's back, and delete/hold/release answer once the
  * index shows the change (or after 5 s, with an error).
  *
+ * "reload" reads the configuration again (engine/reload.h): "ok
+ * generation N: WHAT CHANGED", or "error REASON" and the configuration's
+ * errors on the lines after it.
+ *
  * "status" is answered "ok DOCUMENT": the JSON object of engine/status.c
  * on one line (its keys: docs/operations.md), however long. For its
  * "last minute" the thread samples the counters once a second.
@@ -28,9 +32,16 @@
 #include "../queue/queue_commit.h"
 #include "config.h"
 
+/*
+ * "reload" runs reload (engine/reload.h) on the control thread and
+ * answers "ok LINE" or "error LINE", followed by any further lines of
+ * its reply (a refused configuration's errors, one a line).
+ */
+typedef int (*control_reload_fn)(char *out, size_t outlen);
+
 /* 0, or -errno (the socket cannot be created: reported, not fatal). */
 int control_start(const struct config *cfg, struct queue_index *qi,
-    struct committer *committer);
+    struct committer *committer, control_reload_fn reload);
 void control_stop(void);
 
 #endif

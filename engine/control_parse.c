@@ -28,6 +28,7 @@ static const struct {
 	{ "release", CONTROL_RELEASE, 1, CONTROL_IDS_MAX },
 	{ "bounce", CONTROL_BOUNCE, 1, CONTROL_IDS_MAX },
 	{ "status", CONTROL_STATUS, 0, 0 },
+	{ "reload", CONTROL_RELOAD, 0, 0 },
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))

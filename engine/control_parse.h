@@ -12,6 +12,7 @@
  *           / "flush"                   ; none (all), or the ids to retry
  *           / "delete" / "hold" / "release" / "bounce" ; at least one id
  *           / "status"                                ; no queue id
+ *           / "reload"                                ; no queue id
  *
  * At most CONTROL_IDS_MAX ids a request: sluicectl sends a bulk operation
  * (every message a filter selected) in requests of that many.
@@ -60,6 +61,7 @@ enum control_verb {
 	CONTROL_RELEASE,
 	CONTROL_BOUNCE,
 	CONTROL_STATUS,
+	CONTROL_RELOAD,
 };
 
 struct control_cmd {

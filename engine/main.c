@@ -38,9 +38,11 @@
 #include "auth.h"
 #include "config.h"
 #include "control.h"
+#include "gen.h"
 #include "inbound.h"
 #include "metrics.h"
 #include "privs.h"
+#include "reload.h"
 #include "../deliver/deliver.h"
 #include "../lib/log.h"
 #include "../lib/sdnotify.h"
@@ -108,55 +110,6 @@ dlog_path(const struct config *cfg, char *out, size_t n)
 }
 
 /*
- * Is a socket already listening on this address and port (or on the
- * wildcard address and this port)? Read from /proc/net/tcp or tcp6, which
- * print each address as 32-bit words in host order; only sockets in LISTEN
- * state (0A) count, so an earlier run's connections in TIME_WAIT do not.
- */
-static bool
-port_has_listener(const struct sockaddr_storage *ss)
-{
-	const struct sockaddr_in *a4 = (const void *)ss;
-	const struct sockaddr_in6 *a6 = (const void *)ss;
-	bool v6 = ss->ss_family == AF_INET6, found = false;
-	unsigned port = ntohs(v6 ? a6->sin6_port : a4->sin_port);
-	uint32_t want[4] = { 0 }, got[4];
-	char line[512], hex[33];
-	unsigned p, st, i, nw = v6 ? 4 : 1;
-	FILE *f;
-
-	if (v6)
-		memcpy(want, &a6->sin6_addr, 16);
-	else
-		want[0] = a4->sin_addr.s_addr;
-	f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
-	if (f == NULL)
-		return false;
-	while (!found && fgets(line, sizeof(line), f) != NULL) {
-		if (sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x",
-		    hex, &p, &st) != 3 || strlen(hex) != nw * 8)
-			continue;
-		if (p != port || st != 0x0a)
-			continue;
-		for (i = 0; i < nw; i++) {
-			char w[9];
-
-			memcpy(w, hex + i * 8, 8);
-			w[8] = '\0';
-			got[i] = (uint32_t)strtoul(w, NULL, 16);
-		}
-		found = memcmp(got, want, nw * 4) == 0;
-		for (i = 0; i < nw && !found; i++)
-			if (got[i] != 0)
-				break;
-		if (i == nw)
-			found = true;	/* a wildcard listener */
-	}
-	fclose(f);
-	return found;
-}
-
-/*
  * Shards bind with SO_REUSEPORT, which would let a second sluiced share a
  * port silently and take part of the connections. Refuse to start instead.
  */
@@ -174,7 +127,7 @@ check_listeners(const struct config *cfg)
 		 * give it up to three seconds.
 		 */
 		for (tries = 0; tries < 60; tries++) {
-			if (!port_has_listener(&cfg->listen[i].sa))
+			if (!shard_port_in_use(&cfg->listen[i].sa))
 				break;
 			nanosleep(&pause, NULL);
 		}
@@ -313,14 +266,12 @@ main(int argc, char **argv)
 {
 	struct queue_recovery_report rep;
 	struct committer_stats cst;
-	struct smtp_server_cfg scfg;
-	struct deliver_cfg dcfg;
 	struct queue_index *qi = NULL;
 	struct committer *committer;
-	struct tls_ctx *tls;
-	struct dkim_pool *signers = NULL;
 	struct shard **shards;
-	struct config cfg;
+	struct config loaded;
+	struct config_gen *gen;
+	const struct config *cfg;
 	const char *path = NULL;
 	char **ov = NULL, lsum[512], why[512], dlog[4096];
 	char ready[sizeof(lsum) + 64];
@@ -386,26 +337,33 @@ main(int argc, char **argv)
 		free(ov);
 		return rc != 0 || fflush(stdout) != 0 ? 2 : 0;
 	}
-	load_config(&cfg, path, ov, nov);
-	log_min_level = log_level_parse(cfg.log.level);
-	log_json = strcmp(cfg.log.format, "json") == 0;
+	load_config(&loaded, path, ov, nov);
+	log_min_level = log_level_parse(loaded.log.level);
+	log_json = strcmp(loaded.log.format, "json") == 0;
 	/* A missing user is the configuration's fault: report it as such. */
-	if (privs_lookup(&pv, cfg.user, why, sizeof(why)) < 0) {
-		fprintf(stderr, "%s: user: %s\n", cfg.source, why);
+	if (privs_lookup(&pv, loaded.user, why, sizeof(why)) < 0) {
+		fprintf(stderr, "%s: user: %s\n", loaded.source, why);
 		exit(2);
 	}
 	/* Receivers judge HELO names; a bare host name looks misconfigured. */
-	if (strchr(cfg.hostname, '.') == NULL)
+	if (strchr(loaded.hostname, '.') == NULL)
 		fprintf(stderr, "%s: warning: hostname '%s' is not a fully "
 		    "qualified domain name; servers that receive mail from "
-		    "sluice expect one in EHLO (set hostname)\n", cfg.source,
-		    cfg.hostname);
+		    "sluice expect one in EHLO (set hostname)\n", loaded.source,
+		    loaded.hostname);
 	if (check) {
 		printf("configuration OK\n");
-		config_free(&cfg);
+		config_free(&loaded);
 		free(ov);
 		return 0;
 	}
+	/* From here on the configuration is generation 1 (engine/gen.h). */
+	budget_init(&inbound_memory, loaded.limits.memory);
+	if ((gen = gen_create(&loaded, NULL, &inbound_memory,
+	    loaded.shards)) == NULL)
+		log_fatal("out of memory");
+	gen_commit_id(gen);
+	cfg = &gen->cfg;
 
 	/* Before any thread starts: it edits the environment. */
 	if ((rc = sdnotify_init()) < 0)
@@ -419,15 +377,15 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	check_listeners(&cfg);
-	raise_fd_limit(&cfg);
-	privs_make_spool(&pv, cfg.spool);
-	if ((rc = queue_index_open(&qi, cfg.spool, cfg.queue.index_size, 0)) < 0)
-		log_fatal("cannot open the queue in %s: %s", cfg.spool,
+	check_listeners(cfg);
+	raise_fd_limit(cfg);
+	privs_make_spool(&pv, cfg->spool);
+	if ((rc = queue_index_open(&qi, cfg->spool, cfg->queue.index_size, 0)) < 0)
+		log_fatal("cannot open the queue in %s: %s", cfg->spool,
 		    queue_strerror(rc));
-	lock_spool(cfg.spool);
+	lock_spool(cfg->spool);
 	memset(&rep, 0, sizeof(rep));
-	if ((rc = queue_recover(qi, cfg.spool, &rep)) < 0)
+	if ((rc = queue_recover(qi, cfg->spool, &rep)) < 0)
 		log_fatal("queue recovery failed: %s",
 		    queue_strerror(rc));
 	if ((rc = queue_index_max_id(qi, &last_qid)) < 0)
@@ -446,84 +404,57 @@ main(int argc, char **argv)
 	    (unsigned long long)rep.dsn_dropped,
 	    (unsigned long long)rep.unacknowledged);
 
-	smtp_server_cfg_init(&scfg, cfg.hostname, cfg.limits.message_size,
-	    cfg.limits.recipients, cfg.limits.line_length, cfg.limits.errors);
-	/* error: routes already refuse at RCPT; delivery will use the rest. */
-	scfg.hops = cfg.limits.hops;
-	scfg.junk_commands = cfg.limits.junk_commands;
-	budget_init(&inbound_memory, cfg.limits.memory);
-	scfg.memory = &inbound_memory;
-	scfg.rcpt_refused = inbound_rcpt_refused;
-	scfg.rcpt_ctx = &cfg.routes;
-	scfg.relay_domains = cfg.relay_domains;
-	scfg.nrelay_domains = cfg.nrelay_domains;
-	if (cfg.dkim_policy.nentries > 0) {
-		scfg.data_tap = shard_dkim_tap;
-		scfg.tap_ctx = &cfg;
-	}
-	shards = calloc(cfg.shards, sizeof(*shards));
-	efds = calloc(cfg.shards, sizeof(*efds));
+	shards = calloc(cfg->shards, sizeof(*shards));
+	efds = calloc(cfg->shards, sizeof(*efds));
 	if (shards == NULL || efds == NULL)
 		log_fatal("out of memory");
 	/* Keys are read (or made in the spool) while we are still root. */
-	tls = shard_tls_setup(&cfg);
-	for (i = 0; i < cfg.shards; i++) {
-		shards[i] = shard_create(i, &cfg, &scfg, tls, rep.max_seq[i],
-		    last_qid);
+	gen->tls = shard_tls_setup(cfg);
+	for (i = 0; i < cfg->shards; i++) {
+		shards[i] = shard_create(i, gen, rep.max_seq[i], last_qid);
 		efds[i] = shard_eventfd(shards[i]);
 	}
 	/* Root's part is done: listeners bound, spool open and recovered. */
-	dlog_path(&cfg, dlog, sizeof(dlog));
+	dlog_path(cfg, dlog, sizeof(dlog));
 	/* CA files (outbound TLS) may be root's: read while root. */
-	config_deliver_cfg(&cfg, &dcfg);
 	{
 		char twhy[256];
 
-		if (deliver_tls_init(&dcfg, twhy, sizeof twhy) < 0)
+		if (deliver_tls_init(&gen->dcfg, twhy, sizeof twhy) < 0)
 			log_fatal("outbound TLS: %s", twhy);
 	}
-	if ((rc = metrics_bind(&cfg)) < 0)
+	if ((rc = metrics_bind(cfg)) < 0)
 		log_fatal("cannot listen on %s (metrics.listen): %s",
-		    cfg.metrics.listen, strerror(-rc));
-	privs_prepare(&pv, cfg.spool, dlog);
+		    cfg->metrics.listen, strerror(-rc));
+	privs_prepare(&pv, cfg->spool, dlog);
 	privs_drop(&pv);
-	privs_check_access(&pv, cfg.spool, dlog);
+	privs_check_access(&pv, cfg->spool, dlog);
 
-	deliver_global_init(&dcfg, cfg.shards, efds, qi);
+	deliver_global_init(&gen->dcfg, cfg->shards, efds, qi);
 	schedule_queue(qi);
-	if ((rc = auth_global_init(&cfg, cfg.shards, efds)) < 0)
+	if ((rc = auth_global_init(cfg, cfg->shards, efds)) < 0)
 		log_fatal("cannot start the password workers: %s",
 		    strerror(-rc));
-	if ((rc = committer_start(&committer, qi, cfg.shards, efds,
-	    cfg.spool)) < 0)
+	if ((rc = committer_start(&committer, qi, cfg->shards, efds,
+	    cfg->spool)) < 0)
 		log_fatal("cannot start the committer: %s",
 		    queue_strerror(rc));
-	if (cfg.dkim_policy.nentries > 0) {
-		unsigned nw = cfg.dkim_signing.workers != 0 ?
-		    cfg.dkim_signing.workers : cfg.shards;
-
-		if ((rc = dkim_pool_start(&signers, &cfg.dkim_policy, nw,
-		    cfg.shards, efds)) < 0)
-			log_fatal("cannot start the DKIM signers: %s",
-			    strerror(-rc));
-		for (i = 0; i < cfg.shards; i++)
-			shard_set_signer(shards[i], signers);
-		log_info("dkim: %zu key(s), %u signer thread(s)",
-		    cfg.dkim_policy.nentries, nw);
-	}
-	for (i = 0; i < cfg.shards; i++)
+	if ((rc = gen_start_signers(gen, efds)) < 0)
+		log_fatal("cannot start the DKIM signers: %s", strerror(-rc));
+	for (i = 0; i < cfg->shards; i++)
 		if ((rc = shard_start(shards[i], committer)) < 0)
 			log_fatal("cannot start shard %u: %s", i,
 			    strerror(-rc));
 	if ((rc = deliver_feed_start()) != 0)
 		log_fatal("cannot start the delivery feeder: %s",
 		    strerror(-rc));
-	control_start(&cfg, qi, committer);
-	if ((rc = metrics_start(&cfg, qi)) < 0)
+	reload_init(path, ov, nov, environ, gen, shards, cfg->shards);
+	control_start(cfg, qi, committer, reload_run);
+	if ((rc = metrics_start(cfg, qi)) < 0)
 		log_fatal("cannot start the metrics thread: %s", strerror(-rc));
-	listen_summary(&cfg, lsum, sizeof(lsum));
+	listen_summary(cfg, lsum, sizeof(lsum));
 	log_info("ready: listening on %s, %u shard(s), spool %s, "
-	    "hostname %s", lsum, cfg.shards, cfg.spool, cfg.hostname);
+	    "hostname %s", lsum, cfg->shards, cfg->spool, cfg->hostname);
 	snprintf(ready, sizeof(ready), "READY=1\nSTATUS=listening on %s", lsum);
 	if ((rc = sdnotify(ready)) < 0)
 		log_warn("NOTIFY_SOCKET: %s", strerror(-rc));
@@ -534,35 +465,42 @@ main(int argc, char **argv)
 		sig = sigtimedwait(&set, NULL, &every);
 		if (sig < 0) {
 			memory_return();
+			/* Signers of replaced configurations, now unused. */
+			gen_retired_sweep();
 			continue;
 		}
 		if (sig == SIGHUP) {
-			log_info("SIGHUP: configuration reload is not "
-			    "supported yet; nothing changed");
+			char *out = malloc(RELOAD_REPLY_MAX);
+
+			if (out == NULL) {
+				log_warn("SIGHUP: out of memory; not reloaded");
+				continue;
+			}
+			/* Logged by reload_run() itself, line by line. */
+			(void)reload_run(out, RELOAD_REPLY_MAX);
+			free(out);
 			continue;
 		}
 		break;
 	}
 	log_info("stopping (signal %d): no new connections, up to %u ms "
-	    "for sessions to finish", sig, cfg.shutdown_timeout_ms);
+	    "for sessions to finish", sig, cfg->shutdown_timeout_ms);
 	sdnotify("STOPPING=1\nSTATUS=stopping");
 	metrics_stop();
 	control_stop();
 	deliver_feed_stop();
-	shard_request_stop(shards, cfg.shards);
+	shard_request_stop(shards, cfg->shards);
 	/* Join all before freeing any: a shard still running may post
 	 * to another's inbox and write its eventfd. */
-	for (i = 0; i < cfg.shards; i++)
+	for (i = 0; i < cfg->shards; i++)
 		shard_join_thread(shards[i]);
 	/* Before the shards' eventfds close: a worker may still write. */
 	auth_global_stop();
-	/* Nothing is left for the signers: no shard waits for them. */
-	dkim_pool_stop(signers);
-	for (i = 0; i < cfg.shards; i++) {
+	for (i = 0; i < cfg->shards; i++) {
 		total += shard_messages(shards[i]);
 		shard_free(shards[i]);
 	}
-	tls_ctx_free(tls);
+	reload_fini();
 	committer_stats(committer, &cst);
 	committer_stop(committer);
 	deliver_global_free();
@@ -580,7 +518,7 @@ main(int argc, char **argv)
 	    (unsigned long long)cst.failures);
 	free(shards);
 	free(efds);
-	config_free(&cfg);
+	gen_retired_free();
 	free(ov);
 	return 0;
 }

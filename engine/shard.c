@@ -44,42 +44,6 @@ static _Atomic uint32_t client_conns[1u << 16];
 
 /* ---- listeners ------------------------------------------------------- */
 
-static int
-listen_socket(const struct listen_cfg *l)
-{
-	int fd, one = 1;
-
-	fd = socket(l->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
-	if (fd < 0)
-		return -errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
-		goto fail;
-	if (l->sa.ss_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
-		goto fail;
-	if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 ||
-	    listen(fd, 4096) < 0)
-		goto fail;
-	return fd;
-fail:
-	one = -errno;
-	close(fd);
-	return one;
-}
-
-static void
-arm_accept(struct shard *sh, unsigned i)
-{
-	struct io_uring_sqe *sqe = get_sqe(sh);
-
-	io_uring_prep_multishot_accept(sqe, sh->lfd[i], NULL, NULL,
-	    SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, uring_ud(OP_ACCEPT, i, 0));
-	sh->accepts++;
-}
-
 /* ---- connections ----------------------------------------------------- */
 
 static void conn_flush(struct shard *sh, struct conn *c);
@@ -139,6 +103,8 @@ conn_free(struct shard *sh, struct conn *c)
 	tls_free(c->tls);
 	c->tls = NULL;
 	c->tls_plain_out = false;
+	gen_release(c->cg);
+	c->cg = NULL;
 	c->next_free = sh->free_head;
 	sh->free_head = idx;
 	sh->nactive--;
@@ -225,11 +191,12 @@ client_take(struct shard *sh, const struct sockaddr_storage *ss,
 static enum smtp_event
 conn_begin(struct shard *sh, struct conn *c, const struct sockaddr_storage *ss)
 {
+	const struct config *cfg = &c->cg->cfg;
 	bool relay_ok;
 
-	relay_ok = cidr_match(sh->cfg->allowed_networks,
-	    sh->cfg->nallowed_networks, (const struct sockaddr *)ss);
-	smtp_session_init(&c->smtp, sh->scfg, &sh->cfg->listen[c->listener].policy,
+	relay_ok = cidr_match(cfg->allowed_networks, cfg->nallowed_networks,
+	    (const struct sockaddr *)ss);
+	smtp_session_init(&c->smtp, &c->cg->scfg, &cfg->listen[c->listener].policy,
 	    (const struct sockaddr *)ss, relay_ok, &sh->ids);
 	c->smtp.stats = &stats_shards[sh->id];
 	if (c->smtp.pol->tls != SMTP_TLS_IMPLICIT)
@@ -247,15 +214,21 @@ conn_begin(struct shard *sh, struct conn *c, const struct sockaddr_storage *ss)
  * not the balancer, which carries every client.
  */
 static void
-handle_accept(struct shard *sh, int fd, unsigned listener)
+handle_accept(struct shard *sh, int fd, unsigned slot)
 {
-	const struct listen_cfg *lc = &sh->cfg->listen[listener];
+	const struct listen_cfg *lc;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct conn *c;
 	uint16_t bucket = 0;
-	int one = 1;
+	int one = 1, listener = sh->slot_lis[slot];
 
+	/* Accepted just before a reload removed its listener. */
+	if (listener < 0) {
+		close(fd);
+		return;
+	}
+	lc = &sh->cfg->listen[listener];
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
 		close(fd);
 		return;
@@ -305,6 +278,7 @@ handle_accept(struct shard *sh, int fd, unsigned listener)
 	c->cmd_deadline_ms = 0;
 	c->auth_due_ms = 0;
 	c->listener = (uint8_t)listener;
+	c->cg = gen_hold(sh->gen);
 	c->proxy_wait = lc->proxy_protocol;
 	if (c->proxy_wait) {
 		/* The header's deadline, from the connection's start. */
@@ -974,20 +948,12 @@ arm_wake(struct shard *sh)
 static void
 begin_stop(struct shard *sh)
 {
-	struct io_uring_sqe *sqe;
 	uint32_t i;
 
 	sh->stopping = true;
 	sh->stop_deadline_ms = sh->now_ms + sh->cfg->shutdown_timeout_ms;
-	for (i = 0; i < sh->nlisten; i++) {
-		sqe = get_sqe(sh);
-		io_uring_prep_cancel64(sqe, uring_ud(OP_ACCEPT, i, 0), 0);
-		io_uring_sqe_set_data64(sqe, uring_ud(OP_CANCEL, 0, 0));
-		/* The pending accept holds the socket until it is cancelled;
-		 * after that the kernel refuses new connections. */
-		close(sh->lfd[i]);
-		sh->lfd[i] = -1;
-	}
+	for (i = 0; i < sh->nlisten; i++)
+		shard_slot_close(sh, i);
 	sh->accepting = false;
 	for (i = 0; i < sh->nconns; i++) {
 		struct conn *c = &sh->conns[i];
@@ -1030,6 +996,7 @@ handle_wake(struct shard *sh)
 	struct auth_result *r, *rnext;
 	struct commit_job *job;
 	struct dkim_job *dj, *next;
+	struct config_gen *g;
 
 	while ((job = committer_reap(sh->committer, sh->id)) != NULL)
 		job_finish(sh, job);
@@ -1046,6 +1013,8 @@ handle_wake(struct shard *sh)
 		next = dj->next;
 		dkim_done(sh, dj);
 	}
+	if ((g = atomic_exchange(&sh->gen_next, NULL)) != NULL)
+		shard_swap_gen(sh, g);
 	if (atomic_load(&sh->stop_requested) && !sh->stopping)
 		begin_stop(sh);
 	arm_wake(sh);
@@ -1149,10 +1118,12 @@ dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 		}
 		if (!(flags & IORING_CQE_F_MORE)) {
 			sh->accepts--;
-			if (!sh->accepting)
+			sh->slot_armed[idx] = false;
+			/* Not a slot a reload closed (or reused meanwhile). */
+			if (!sh->accepting || sh->lfd[idx] < 0)
 				break;
 			if (res >= 0 || res == -ECANCELED) {
-				arm_accept(sh, idx);
+				shard_arm_accept(sh, idx);
 			} else {
 				/* Retrying at once would spin: wait a tick. */
 				sh->accept_retry[idx] = true;
@@ -1242,9 +1213,10 @@ tick(struct shard *sh)
 	/* Accepts that failed for want of descriptors are retried here. */
 	for (i = 0; i < sh->nlisten; i++) {
 		if (sh->accept_retry[i] && sh->accepting &&
+		    sh->lfd[i] >= 0 && !sh->slot_armed[i] &&
 		    sh->now_ms >= sh->accept_retry_ms) {
 			sh->accept_retry[i] = false;
-			arm_accept(sh, i);
+			shard_arm_accept(sh, i);
 		}
 	}
 }
@@ -1286,7 +1258,7 @@ setup_ring(struct shard *sh)
 		log_fatal("shard %u: provided buffers: %s", sh->id,
 		    strerror(-rc));
 	for (i = 0; i < sh->nlisten; i++)
-		arm_accept(sh, i);
+		shard_arm_accept(sh, i);
 	arm_wake(sh);
 	sh->deliver = deliver_create(&shard_deliver_host, sh, &sh->ring, sh->id,
 	    &sh->dcfg);
@@ -1352,10 +1324,10 @@ shard_main(void *arg)
 /* ---- set-up ---------------------------------------------------------- */
 
 struct shard *
-shard_create(unsigned id, const struct config *cfg,
-    const struct smtp_server_cfg *scfg, struct tls_ctx *tls, uint64_t seg_seq,
+shard_create(unsigned id, struct config_gen *g, uint64_t seg_seq,
     uint64_t last_qid)
 {
+	const struct config *cfg = &g->cfg;
 	struct shard *sh;
 	char path[4096];
 	uint32_t i, per;
@@ -1365,10 +1337,11 @@ shard_create(unsigned id, const struct config *cfg,
 	if (sh == NULL)
 		log_fatal("out of memory");
 	sh->id = id;
+	sh->gen = gen_hold(g);
+	atomic_init(&sh->gen_next, NULL);
 	sh->cfg = cfg;
-	config_deliver_cfg(cfg, &sh->dcfg);
-	sh->scfg = scfg;
-	sh->tls = tls;
+	sh->dcfg = g->dcfg;
+	sh->scfg = &g->scfg;
 	sh->cur = sh->next = -1;
 	sh->efd = -1;
 	sh->segdir_fd = -1;
@@ -1398,12 +1371,17 @@ shard_create(unsigned id, const struct config *cfg,
 	sh->free_head = 0;
 	if (cfg->nlisten > SHARD_LISTEN_MAX)
 		log_fatal("at most %d listeners", SHARD_LISTEN_MAX);
+	for (i = 0; i < SHARD_LISTEN_MAX; i++) {
+		sh->lfd[i] = -1;
+		sh->slot_lis[i] = -1;
+	}
 	for (i = 0; i < cfg->nlisten; i++) {
-		rc = listen_socket(&cfg->listen[i]);
+		rc = shard_listen_socket(&cfg->listen[i]);
 		if (rc < 0)
 			log_fatal("cannot listen on %s: %s",
 			    cfg->listen[i].address, strerror(-rc));
 		sh->lfd[i] = rc;
+		sh->slot_lis[i] = (int)i;
 	}
 	sh->nlisten = (unsigned)cfg->nlisten;
 	snprintf(path, sizeof(path), "%s/seg", cfg->spool);
@@ -1465,6 +1443,7 @@ shard_free(struct shard *sh)
 		if (sh->segs[i].in_use)
 			close(sh->segs[i].fd);
 	for (i = 0; i < sh->nconns; i++) {
+		gen_release(sh->conns[i].cg);
 		smtp_session_free(&sh->conns[i].smtp);
 		buf_free(&sh->conns[i].tx);
 		tls_free(sh->conns[i].tls);
@@ -1475,6 +1454,8 @@ shard_free(struct shard *sh)
 	io_uring_queue_exit(&sh->ring);
 	uring_bufs_free(&sh->bufs);
 	free(sh->conns);
+	gen_release(atomic_exchange(&sh->gen_next, NULL));
+	gen_release(sh->gen);
 	close(sh->efd);
 	close(sh->segdir_fd);
 	free(sh);

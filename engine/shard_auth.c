@@ -12,8 +12,8 @@ shard_auth_start(struct shard *sh, struct conn *c)
 	struct smtp_session *s = &c->smtp;
 	enum smtp_auth_result now;
 
-	now = auth_submit(sh->id, (uint32_t)(c - sh->conns), c->gen, s,
-	    sh->now_ms);
+	now = auth_submit(sh->id, (uint32_t)(c - sh->conns), c->gen,
+	    &c->cg->cfg, s, sh->now_ms);
 	if (now == SMTP_AUTH_OK)
 		return SMTP_EV_NONE;	/* the workers answer */
 	log_warn("auth refused: client=[%s], sasl_method=%s, "

@@ -74,17 +74,57 @@ shard_dkim_tap(void *ctx, struct smtp_session *s, const char *p, size_t n)
 		dkim_body_feed(&dk->body, p, n);
 }
 
+/*
+ * The slot of pool in the shard's list, added when missing; -1 when the
+ * list is full (as many reloads that changed DKIM as slots, each with a
+ * job still out: the message gets a 451 and is sent again).
+ */
+static int
+pool_slot(struct shard *sh, struct dkim_pool *pool)
+{
+	int free_slot = -1;
+
+	for (int i = 0; i < SHARD_DKIM_POOLS; i++) {
+		if (sh->dk_pools[i].pool == pool)
+			return i;
+		if (sh->dk_pools[i].pool == NULL && free_slot < 0)
+			free_slot = i;
+	}
+	if (free_slot >= 0) {
+		sh->dk_pools[free_slot].pool = pool;
+		sh->dk_pools[free_slot].out = 0;
+	}
+	return free_slot;
+}
+
+/*
+ * Forget the pools with no job out that are not the current
+ * generation's: once that generation is retired the main thread stops
+ * them, and this shard must not be reaping them then.
+ */
+void
+shard_dkim_prune(struct shard *sh)
+{
+	for (int i = 0; i < SHARD_DKIM_POOLS; i++)
+		if (sh->dk_pools[i].pool != NULL && sh->dk_pools[i].out == 0 &&
+		    sh->dk_pools[i].pool != sh->gen->signers)
+			sh->dk_pools[i].pool = NULL;
+}
+
 int
 shard_dkim_submit(struct shard *sh, struct conn *c)
 {
-	const struct dkim_policy *pol = &sh->cfg->dkim_policy;
+	/* The session's generation: its keys sign its messages. */
+	const struct dkim_policy *pol = &c->cg->cfg.dkim_policy;
+	struct dkim_pool *pool = c->cg->signers;
 	struct smtp_session *s = &c->smtp;
 	struct shard_dkim *dk = c->dk;
 	enum dkim_pick_result pr;
 	char qid[SMTP_ID_LEN + 1];
 	struct dkim_job *job;
+	int slot;
 
-	if (sh->dkim == NULL)
+	if (pool == NULL)
 		return 0;
 	smtp_id_format(s->qid, qid);
 	if (c->dk_nomem) {
@@ -106,6 +146,12 @@ shard_dkim_submit(struct shard *sh, struct conn *c)
 		log_warn("%s: not signed: the body hash failed", qid);
 		return -1;
 	}
+	if ((slot = pool_slot(sh, pool)) < 0) {
+		log_warn("%s: not signed now: too many configurations' signers "
+		    "busy", qid);
+		return -1;
+	}
+	sh->dk_pools[slot].out++;
 	job->msg = s->msg.data;
 	job->now = (int64_t)(clock_real_us() / 1000000u);
 	job->shard = sh->id;
@@ -113,14 +159,29 @@ shard_dkim_submit(struct shard *sh, struct conn *c)
 	job->conn_gen = c->gen;
 	job->result = 0;
 	c->inflight++;		/* the signer reads s->msg */
-	dkim_pool_submit(sh->dkim, job);
+	dkim_pool_submit(pool, job);
 	return 1;
 }
 
 struct dkim_job *
 shard_dkim_reap(struct shard *sh)
 {
-	return sh->dkim != NULL ? dkim_pool_reap(sh->dkim, sh->id) : NULL;
+	struct dkim_job *head = NULL, **tail = &head;
+
+	for (int i = 0; i < SHARD_DKIM_POOLS; i++) {
+		struct dkim_job *j;
+
+		if (sh->dk_pools[i].out == 0)
+			continue;
+		*tail = dkim_pool_reap(sh->dk_pools[i].pool, sh->id);
+		for (j = *tail; j != NULL; j = j->next) {
+			assert(sh->dk_pools[i].out > 0);
+			sh->dk_pools[i].out--;
+			tail = &j->next;
+		}
+	}
+	shard_dkim_prune(sh);
+	return head;
 }
 
 int
@@ -154,8 +215,3 @@ shard_dkim_conn_free(struct conn *c)
 	c->dk = NULL;
 }
 
-void
-shard_set_signer(struct shard *sh, struct dkim_pool *pool)
-{
-	sh->dkim = pool;
-}

@@ -34,6 +34,7 @@
 #include "../lib/stats.h"
 #include "../lib/tls.h"
 #include "../lib/uring.h"
+#include "gen.h"
 #include "shard.h"
 
 /* Ring and buffer sizes: fixed at start-up, see docs/architecture.md. */
@@ -47,7 +48,7 @@
 #define SHARD_TICK_MS 250
 #define SHARD_FLUSH_GRACE_MS 5000	/* to send the last reply, then close */
 #define SHARD_ACCEPT_BACKOFF_MS 100	/* after accept fails (EMFILE...) */
-#define SHARD_LISTEN_MAX 16		/* fits conn.listener */
+#define SHARD_DKIM_POOLS 8		/* generations' signers with jobs out */
 
 enum op {
 	OP_ACCEPT = 1,
@@ -82,7 +83,7 @@ struct conn {
 	bool recv_armed;
 	bool send_armed;
 	uint8_t inflight;
-	uint8_t listener;	/* index in cfg->listen */
+	uint8_t listener;	/* index in cg->cfg.listen */
 	uint16_t client_bucket;
 	bool client_counted;	/* holds one of client_conns[client_bucket] */
 	/*
@@ -108,10 +109,23 @@ struct conn {
 	struct shard_dkim *dk;	/* DKIM hasher and job (shard_dkim.c) */
 	bool dk_nomem;		/* ... could not be had: 451 at the end */
 	struct smtp_session smtp;
+	/*
+	 * The configuration generation the connection was accepted under,
+	 * held until it is freed: its session's settings, listener policy,
+	 * TLS context and users stay those it started with across a reload.
+	 */
+	struct config_gen *cg;
 };
 
 struct shard {
 	unsigned id;
+	/*
+	 * The generation new connections get (held), and the fields of it
+	 * the code reads: swapped together, on this thread, when a reload
+	 * hands over gen_next (shard_swap_gen()).
+	 */
+	struct config_gen *gen;
+	_Atomic(struct config_gen *) gen_next;	/* from the main thread */
 	const struct config *cfg;
 	struct deliver_cfg dcfg;	/* delivery's view of cfg */
 	const struct smtp_server_cfg *scfg;
@@ -120,7 +134,16 @@ struct shard {
 	struct uring_loop loop;
 	pthread_t thread;
 
+	/*
+	 * Listening sockets by slot; a slot's accept carries its number.
+	 * slot_lis[slot] is its listener's index in cfg->listen, -1 for a
+	 * slot closed (its listener was removed by a reload: its accept may
+	 * still be on the ring, so the slot is reused only once it is not,
+	 * slot_armed). nlisten: slots ever used.
+	 */
 	int lfd[SHARD_LISTEN_MAX];
+	int slot_lis[SHARD_LISTEN_MAX];
+	bool slot_armed[SHARD_LISTEN_MAX];
 	unsigned nlisten;
 	unsigned accepts;	/* multishot accepts in flight */
 	bool accepting;
@@ -134,7 +157,6 @@ struct shard {
 	uint32_t nactive;
 
 	struct uring_bufs bufs;	/* provided buffers for recv */
-	struct tls_ctx *tls;	/* shared by the shards; NULL: no TLS */
 	struct buf tls_plain;	/* decrypted input of one recv */
 
 	int efd;
@@ -169,7 +191,15 @@ struct shard {
 	uint32_t refusal_log_n;
 	uint32_t refusal_log_dropped;
 
-	struct dkim_pool *dkim;		/* NULL: no DKIM signing */
+	/*
+	 * The signer pools this shard has jobs out at (a session's job goes
+	 * to its generation's pool), and its current generation's; a pool
+	 * leaves once it is neither (shard_dkim.c).
+	 */
+	struct {
+		struct dkim_pool *pool;
+		uint32_t out;		/* jobs not yet reaped */
+	} dk_pools[SHARD_DKIM_POOLS];
 };
 
 /*
@@ -201,6 +231,17 @@ struct seg *shard_seg_for_append(struct shard *sh, uint64_t rec_len, int *err);
 
 /* shard.c */
 void shard_pending_push(struct shard *sh, struct commit_job *job);
+
+/*
+ * shard_listen.c: listening slots. arm: a multishot accept on slot i
+ * (its socket open, no accept armed). close: stop accepting on slot i
+ * (the accept cancelled, the socket closed, the slot free once the
+ * cancel completes). swap: take a reload's generation g (the reference
+ * handed over is the shard's from now on), at a safe point.
+ */
+void shard_arm_accept(struct shard *sh, unsigned i);
+void shard_slot_close(struct shard *sh, unsigned i);
+void shard_swap_gen(struct shard *sh, struct config_gen *g);
 
 /*
  * shard_auth.c: SMTP AUTH between the session and the password workers
@@ -277,5 +318,7 @@ int shard_dkim_submit(struct shard *sh, struct conn *c);
 struct dkim_job *shard_dkim_reap(struct shard *sh);
 int shard_dkim_apply(struct shard *sh, struct conn *c, struct dkim_job *job);
 void shard_dkim_conn_free(struct conn *c);
+/* Drop the pools the shard no longer needs to reap (after a swap too). */
+void shard_dkim_prune(struct shard *sh);
 
 #endif

@@ -71,16 +71,24 @@ selfsigned(const struct config *cfg, char *cert, char *key)
 }
 
 struct tls_ctx *
-shard_tls_setup(const struct config *cfg)
+shard_tls_load(const struct config *cfg, bool start, char *why, size_t whylen)
 {
 	struct tls_server_cfg tc = { .ncerts = 0 };
-	char cert[PATH_MAX], key[PATH_MAX], why[PATH_MAX + 256];
-	struct tls_ctx *ctx;
+	char cert[PATH_MAX], key[PATH_MAX];
 
+	why[0] = '\0';
 	if (!tls_listeners(cfg))
 		return NULL;
 	if (cfg->tls.cert == NULL) {
-		selfsigned(cfg, cert, key);
+		/* A reload uses the one made at start; it makes none. */
+		if (start) {
+			selfsigned(cfg, cert, key);
+		} else {
+			snprintf(cert, sizeof(cert), "%s/%s", cfg->spool,
+			    SHARD_TLS_SELF_CERT);
+			snprintf(key, sizeof(key), "%s/%s", cfg->spool,
+			    SHARD_TLS_SELF_KEY);
+		}
 		tc.cert[0] = cert;
 		tc.key[0] = key;
 		tc.ncerts = 1;
@@ -93,7 +101,16 @@ shard_tls_setup(const struct config *cfg)
 			tc.key[tc.ncerts++] = cfg->tls.extra[i].key;
 		}
 	}
-	if ((ctx = tls_ctx_server(&tc, why, sizeof(why))) == NULL)
+	return tls_ctx_server(&tc, why, whylen);
+}
+
+struct tls_ctx *
+shard_tls_setup(const struct config *cfg)
+{
+	char why[PATH_MAX + 256];
+	struct tls_ctx *ctx = shard_tls_load(cfg, true, why, sizeof(why));
+
+	if (ctx == NULL && why[0] != '\0')
 		log_fatal("TLS: %s", why);
 	return ctx;
 }
@@ -102,8 +119,10 @@ bool
 shard_tls_start(struct shard *sh, struct conn *c)
 {
 	assert(c->tls == NULL);
-	assert(sh->tls != NULL);	/* main made it: a listener has TLS */
-	c->tls = tls_new(sh->tls, NULL);
+	(void)sh;
+	/* The generation that made the listener's policy made its context. */
+	assert(c->cg->tls != NULL);
+	c->tls = tls_new(c->cg->tls, NULL);
 	if (c->tls == NULL) {
 		log_warn("%s: TLS: out of memory for a connection",
 		    c->smtp.client_addr);

@@ -184,8 +184,9 @@ dest_sum(const struct stats_dests_sum *s)
 }
 
 char *
-status_json(const struct config *cfg, const struct stats_view *v,
-    const uint64_t delta[STATS_R_VALS], uint64_t window_ms)
+status_json(const struct config *cfg, uint64_t generation,
+    const struct stats_view *v, const uint64_t delta[STATS_R_VALS],
+    uint64_t window_ms)
 {
 	json_t *o = json_object(), *ds = json_array();
 	char *text;
@@ -202,6 +203,7 @@ status_json(const struct config *cfg, const struct stats_view *v,
 	json_object_set_new(o, "uptime_s",
 	    json_real(age_s(v->now_us, v->started_us)));
 	json_object_set_new(o, "shards", json_integer(v->shards));
+	json_object_set_new(o, "config_generation", u64(generation));
 	json_object_set_new(o, "listeners", listeners(cfg));
 	json_object_set_new(o, "metrics", cfg->metrics.listen != NULL ?
 	    json_string(cfg->metrics.listen) : json_null());

@@ -15,7 +15,8 @@
  * The document on one line (no newline in it): malloc'd text, or NULL
  * when out of memory. delta and window_ms: stats_ring_minute()'s.
  */
-char *status_json(const struct config *cfg, const struct stats_view *v,
-    const uint64_t delta[STATS_R_VALS], uint64_t window_ms);
+char *status_json(const struct config *cfg, uint64_t generation,
+    const struct stats_view *v, const uint64_t delta[STATS_R_VALS],
+    uint64_t window_ms);
 
 #endif

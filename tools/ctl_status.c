@@ -26,13 +26,11 @@
 #define STATUS_REPLY_MAX (4u << 20)
 #define STATUS_WAIT_MS 15000
 
-/*
- * Ask the daemon; its answer (NUL-terminated, malloc'd) in *out. 0, or
- * 1 with why filled.
- */
-static int
-ask(const struct config *cfg, char **out, char *why, size_t whylen)
+int
+ctl_ask(const struct config *cfg, const char *cmd, unsigned wait_ms,
+    char **out, char *why, size_t whylen)
 {
+	size_t len = strlen(cmd);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	size_t n = 0, cap = 65536;
 	char *buf = NULL;
@@ -56,7 +54,7 @@ ask(const struct config *cfg, char **out, char *why, size_t whylen)
 			close(fd);
 		return 1;
 	}
-	if (write(fd, "status\n", 7) != 7) {
+	if (write(fd, cmd, len) != (ssize_t)len) {
 		snprintf(why, whylen, "control socket: %s", strerror(errno));
 		close(fd);
 		return 1;
@@ -69,11 +67,11 @@ ask(const struct config *cfg, char **out, char *why, size_t whylen)
 		ssize_t r;
 
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		ms = STATUS_WAIT_MS - ((t.tv_sec - t0.tv_sec) * 1000 +
+		ms = (long)wait_ms - ((t.tv_sec - t0.tv_sec) * 1000 +
 		    (t.tv_nsec - t0.tv_nsec) / 1000000);
 		if (ms <= 0 || poll(&p, 1, (int)ms) <= 0) {
 			snprintf(why, whylen, "no answer from sluiced within "
-			    "%u s", STATUS_WAIT_MS / 1000);
+			    "%u s", wait_ms / 1000);
 			goto fail;
 		}
 		if (buf == NULL || n + 1 >= cap) {
@@ -314,7 +312,8 @@ ctl_status(const struct config *cfg, int argc, char **argv)
 		    "(usage: sluicectl status [--json])\n", argv[i]);
 		return 2;
 	}
-	if (ask(cfg, &reply, why, sizeof(why)) != 0) {
+	if (ctl_ask(cfg, "status\n", STATUS_WAIT_MS, &reply, why,
+	    sizeof(why)) != 0) {
 		fprintf(stderr, "sluicectl: status: %s\n", why);
 		return 1;
 	}

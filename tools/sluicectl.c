@@ -72,6 +72,8 @@ static const char usage_text[] =
     "  check                   check the configuration\n"
     "  status [--json]         what the running sluiced is doing: queue,\n"
     "                          connections, rates, destinations\n"
+    "  reload                  have the running sluiced read its\n"
+    "                          configuration again (as SIGHUP does)\n"
     "  queue count             print the number of queued messages\n"
     "  queue list [FILTER...] [--json]\n"
     "                          list queued messages\n"
@@ -1324,12 +1326,16 @@ main(int argc, char **argv)
 		free(ov);
 		return ctl_hash_password(argc - optind, argv + optind);
 	}
-	if (strcmp(argv[optind], "status") == 0) {
+	if (strcmp(argv[optind], "status") == 0 ||
+	    strcmp(argv[optind], "reload") == 0) {
 		rc = load_config(&cfg, path, ov, nov);
 		free(ov);
 		if (rc != 0)
 			return rc;
-		rc = ctl_status(&cfg, argc - optind, argv + optind);
+		if (strcmp(argv[optind], "reload") == 0)
+			rc = ctl_reload(&cfg, argc - optind, argv + optind);
+		else
+			rc = ctl_status(&cfg, argc - optind, argv + optind);
 		config_free(&cfg);
 		return rc;
 	}

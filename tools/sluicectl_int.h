@@ -8,6 +8,8 @@
 #define CTL_EXIT_USAGE 2
 #define CTL_EXIT_TEMPFAIL 75	/* sysexits EX_TEMPFAIL: try again later */
 
+#include <stddef.h>
+
 struct config;
 
 void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -15,6 +17,18 @@ int ctl_usage_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 /* Flush stdout; 0, or CTL_EXIT_OPERATIONAL with a message. */
 int ctl_finish_output(void);
+
+/*
+ * ctl_status.c: send cmd (one line, with its LF) on the running daemon's
+ * control socket and read its whole answer, waiting at most wait_ms:
+ * NUL-terminated and malloc'd in *out. 0, or 1 with why filled (no
+ * daemon, no answer in time).
+ */
+int ctl_ask(const struct config *cfg, const char *cmd, unsigned wait_ms,
+    char **out, char *why, size_t whylen);
+
+/* ctl_reload.c: `sluicectl reload` */
+int ctl_reload(const struct config *cfg, int argc, char **argv);
 
 /* sluicectl_dkim.c */
 int ctl_dkim_keygen(int argc, char **argv);

@@ -75,6 +75,8 @@ with T.case("the installed configuration and unit agree"):
     T.ok("ExecStart=%s/sbin/sluiced -c %s" % (prefix, conf) in u.splitlines(),
          "ExecStart names the installed sluiced and configuration")
     T.ok("Type=notify" in u, "Type=notify")
+    T.ok("ExecReload=%s/sbin/sluicectl -c %s reload" % (prefix, conf) in u.splitlines(),
+         "ExecReload waits for the verdict through the installed sluicectl")
     T.ok("ReadWritePaths=%s\n" % spool in u, "the spool is the one writable path")
     if shutil.which("systemd-analyze"):
         p = subprocess.run(["systemd-analyze", "verify", unit],

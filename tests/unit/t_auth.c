@@ -125,7 +125,7 @@ workers(void)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		printf("RUN worker verdict for %s\n", cases[i].b64);
 		auth_session(&s, &scfg, &cfg, &ids, cases[i].b64);
-		CHECK(auth_submit(0, 7, 3, &s, 1000) == SMTP_AUTH_OK);
+		CHECK(auth_submit(0, 7, 3, &cfg, &s, 1000) == SMTP_AUTH_OK);
 		CHECK(s.auth_pass[0] == '\0');	/* the session's copy wiped */
 		r = verdict(efd);
 		CHECK(r->res == cases[i].res);
@@ -148,11 +148,11 @@ workers(void)
 	CHECK(auth_fail_delay_ms(auth_addr_key("0.0.0.0"), 5000) ==
 	    UINT64_MAX);
 	auth_session(&s, &scfg, &cfg, &ids, "AGFsaWNlAHB3");
-	CHECK(auth_submit(0, 1, 1, &s, 6000) == SMTP_AUTH_LOCKED);
+	CHECK(auth_submit(0, 1, 1, &cfg, &s, 6000) == SMTP_AUTH_LOCKED);
 	CHECK(s.auth_pass[0] == '\0');
 	CHECK(auth_reap(0) == NULL);
 	/* The window passed: checked again (and right). */
-	CHECK(auth_submit(0, 1, 1, &s, 5000 + 10000) == SMTP_AUTH_OK);
+	CHECK(auth_submit(0, 1, 1, &cfg, &s, 5000 + 10000) == SMTP_AUTH_OK);
 	r = verdict(efd);
 	CHECK(r->res == SMTP_AUTH_FAILED);	/* the password was wiped */
 	free(r);

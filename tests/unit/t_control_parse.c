@@ -29,6 +29,8 @@ static const struct tcase {
 	{ "sync\n", 0, CONTROL_SYNC, 0, NULL },
 	{ "status\n", 0, CONTROL_STATUS, 0, NULL },
 	{ "status " ID "\n", 0, 0, 0, "usage" },
+	{ "reload\n", 0, CONTROL_RELOAD, 0, NULL },
+	{ "reload " ID "\n", 0, 0, 0, "usage" },
 	{ "sync", 0, CONTROL_SYNC, 0, NULL },
 	{ "flush\r\n", 0, CONTROL_FLUSH, 0, NULL },
 	{ "  flush \t\n", 0, CONTROL_FLUSH, 0, NULL },

@@ -302,3 +302,114 @@ mta_sts_mode_name(enum mta_sts_mode m)
 		return "none";
 	}
 }
+
+/* Case-insensitive: does p[0..n) start with the lower-case word w? */
+static bool
+starts(const char *p, size_t n, const char *w)
+{
+	size_t k = strlen(w);
+
+	if (n < k)
+		return false;
+	for (size_t i = 0; i < k; i++)
+		if (lower(p[i]) != w[i])
+			return false;
+	return true;
+}
+
+int
+mta_sts_http_response(const char *p, size_t n, bool eof, const char **body,
+    size_t *body_len, const char **why)
+{
+	size_t i, head = 0, clen = 0;
+	bool have_len = false, have_type = false, line1 = true;
+	int status = 0;
+
+	/* The head ends at an empty line (CRLF or bare LF). */
+	for (i = 0; i < n && i < MTA_STS_HEAD_MAX; i++)
+		if (p[i] == '\n' && ((i >= 1 && p[i - 1] == '\n') ||
+		    (i >= 2 && p[i - 1] == '\r' && p[i - 2] == '\n'))) {
+			head = i + 1;
+			break;
+		}
+	if (head == 0) {
+		if (n >= MTA_STS_HEAD_MAX)
+			return fail(why, "HTTP response head too long");
+		return eof ? fail(why, "HTTP response cut short") : 1;
+	}
+	for (i = 0; i < head;) {
+		size_t l0 = i, l1;
+
+		while (p[i] != '\n')
+			i++;
+		l1 = i++;
+		if (l1 > l0 && p[l1 - 1] == '\r')
+			l1--;
+		if (l1 == l0)
+			break;
+		if (line1) {
+			/* HTTP/1.x SP 3DIGIT ... */
+			if (l1 - l0 < 12 || !starts(p + l0, l1 - l0, "http/1.") ||
+			    p[l0 + 8] != ' ' ||
+			    !is_digit((unsigned char)p[l0 + 9]) ||
+			    !is_digit((unsigned char)p[l0 + 10]) ||
+			    !is_digit((unsigned char)p[l0 + 11]))
+				return fail(why, "malformed HTTP status line");
+			status = (p[l0 + 9] - '0') * 100 +
+			    (p[l0 + 10] - '0') * 10 + (p[l0 + 11] - '0');
+			line1 = false;
+			continue;
+		}
+		if (starts(p + l0, l1 - l0, "content-type:")) {
+			size_t v = l0 + 13;
+
+			while (v < l1 && is_wsp((unsigned char)p[v]))
+				v++;
+			/* "text/plain", then nothing or parameters. */
+			if (!starts(p + v, l1 - v, "text/plain") ||
+			    (v + 10 < l1 && p[v + 10] != ';' &&
+			    !is_wsp((unsigned char)p[v + 10])))
+				return fail(why, "policy is not text/plain");
+			have_type = true;
+		} else if (starts(p + l0, l1 - l0, "content-length:")) {
+			size_t v = l0 + 15;
+
+			while (v < l1 && is_wsp((unsigned char)p[v]))
+				v++;
+			if (v == l1)
+				return fail(why, "bad Content-Length");
+			clen = 0;
+			for (; v < l1 && !is_wsp((unsigned char)p[v]); v++) {
+				if (!is_digit((unsigned char)p[v]) ||
+				    clen > MTA_STS_POLICY_MAX)
+					return fail(why, "bad Content-Length");
+				clen = clen * 10 + (size_t)(p[v] - '0');
+			}
+			have_len = true;
+		} else if (starts(p + l0, l1 - l0, "transfer-encoding:")) {
+			return fail(why, "HTTP transfer coding not supported");
+		}
+	}
+	if (status >= 300 && status < 400)
+		return fail(why, "HTTP redirect (not followed)");
+	if (status != 200)
+		return fail(why, "HTTP status is not 200");
+	if (!have_type)
+		return fail(why, "policy is not text/plain");
+	if (have_len && clen > MTA_STS_POLICY_MAX)
+		return fail(why, "policy larger than 64 KiB");
+	if (n - head > MTA_STS_POLICY_MAX)
+		return fail(why, "policy larger than 64 KiB");
+	if (have_len) {
+		if (n - head < clen)
+			return eof ? fail(why, "HTTP body cut short") : 1;
+		*body = p + head;
+		*body_len = clen;
+		return 0;
+	}
+	if (!eof)
+		return 1;
+	*body = p + head;
+	*body_len = n - head;
+	return 0;
+}

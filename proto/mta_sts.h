@@ -71,6 +71,20 @@ bool mta_sts_mx_match(const struct mta_sts_policy *pol, const char *host);
 /* Does host match the one pattern? */
 bool mta_sts_pattern_match(const char *pattern, const char *host);
 
+/*
+ * The response to the policy's GET (sent as HTTP/1.0, so the body is
+ * neither chunked nor kept alive: it ends at EOF or Content-Length).
+ * Given everything read, p[0..n) (eof: the peer closed), fills *body and
+ * *body_len and returns 0 when the response is whole and acceptable
+ * (RFC 8461 section 3.3): status 200 (a redirect is not followed), a
+ * media type text/plain, a body of at most MTA_STS_POLICY_MAX bytes.
+ * Returns 1 when more must be read, -1 with why when it is refused (or
+ * the head is longer than MTA_STS_HEAD_MAX).
+ */
+#define MTA_STS_HEAD_MAX 8192
+int mta_sts_http_response(const char *p, size_t n, bool eof,
+    const char **body, size_t *body_len, const char **why);
+
 /* "none", "testing", "enforce". */
 const char *mta_sts_mode_name(enum mta_sts_mode m);
 

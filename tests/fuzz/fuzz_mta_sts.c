@@ -10,7 +10,9 @@
  *   "x" + its name after the '*';
  * - a refusal comes with a reason; parsing is deterministic;
  * - an accepted TXT record starts with v=STSv1 and has an id of 1..32
- *   letters and digits.
+ *   letters and digits;
+ * - as an HTTP response, an accepted body lies inside the input and
+ *   within 64 KiB, and with EOF the answer is never "read more".
  */
 #include <assert.h>
 #include <stdint.h>
@@ -60,6 +62,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		assert(n >= 1 && n <= MTA_STS_ID_MAX);
 	} else {
 		assert(why != NULL);
+	}
+	/* As an HTTP response: an accepted body lies within the input. */
+	for (int eof = 0; eof < 2; eof++) {
+		const char *body = NULL;
+		size_t blen = 0;
+
+		why = NULL;
+		rc = mta_sts_http_response(s, size, eof != 0, &body, &blen,
+		    &why);
+		if (rc == 0)
+			assert(body >= s && body + blen <= s + size &&
+			    blen <= MTA_STS_POLICY_MAX);
+		else if (rc < 0)
+			assert(why != NULL);
+		else
+			assert(!eof);
 	}
 	return 0;
 }

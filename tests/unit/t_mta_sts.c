@@ -8,7 +8,10 @@
  * version, an unknown mode, no max_age, a max_age with letters or 11
  * digits, enforce without mx, a bad mx, more than 64 KiB. mx matching:
  * exact names ignore case and a trailing dot; "*.example.com" matches
- * one label only.
+ * one label only. HTTP responses: 200 text/plain (parameters allowed)
+ * bodies to EOF or Content-Length; refused: redirects, other statuses,
+ * other media types, a length over 64 KiB, transfer codings, a body or
+ * head cut short.
  */
 #include "check.h"
 #include "../../proto/mta_sts.h"
@@ -117,9 +120,56 @@ test_match(void)
 	CHECK(!mta_sts_pattern_match("*example.net", "xexample.net"));
 }
 
+static int
+http(const char *s, bool eof, const char **body, size_t *len)
+{
+	const char *why = NULL;
+	int rc = mta_sts_http_response(s, strlen(s), eof, body, len, &why);
+
+	CHECK(rc >= 0 || (why != NULL && why[0] != '\0'));
+	return rc;
+}
+
+static void
+test_http(void)
+{
+	const char *b;
+	size_t n;
+
+	CHECK(http("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+	    "version: STSv1\n", true, &b, &n) == 0);
+	CHECK(n == 15 && strncmp(b, "version: STSv1\n", n) == 0);
+	CHECK(http("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+	    "version: STSv1\n", false, &b, &n) == 1);
+	CHECK(http("HTTP/1.1 200 OK\r\ncontent-type: TEXT/PLAIN; charset=utf-8"
+	    "\r\nContent-Length: 3\r\n\r\nabcdef", false, &b, &n) == 0);
+	CHECK(n == 3 && strncmp(b, "abc", 3) == 0);
+	CHECK(http("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: 9\r\n\r\nabc", false, &b, &n) == 1);
+	CHECK(http("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: 9\r\n\r\nabc", true, &b, &n) < 0);
+	CHECK(http("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\nx",
+	    true, &b, &n) < 0);
+	CHECK(http("HTTP/1.1 200 OK\r\nContent-Type: text/plainx\r\n\r\nx",
+	    true, &b, &n) < 0);
+	CHECK(http("HTTP/1.1 200 OK\r\n\r\nx", true, &b, &n) < 0);
+	CHECK(http("HTTP/1.1 301 Moved\r\nLocation: https://x/\r\n"
+	    "Content-Type: text/plain\r\n\r\n", true, &b, &n) < 0);
+	CHECK(http("HTTP/1.1 404 Not Found\r\nContent-Type: text/plain"
+	    "\r\n\r\n", true, &b, &n) < 0);
+	CHECK(http("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: 70000\r\n\r\n", false, &b, &n) < 0);
+	CHECK(http("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n", false, &b, &n) < 0);
+	CHECK(http("HTTP/1.1 200 OK\r\nContent-", false, &b, &n) == 1);
+	CHECK(http("HTTP/1.1 200 OK\r\nContent-", true, &b, &n) < 0);
+	CHECK(http("SSH-2.0-OpenSSH\r\n\r\n", true, &b, &n) < 0);
+}
+
 int
 main(void)
 {
+	test_http();
 	test_txt();
 	test_policy();
 	test_match();

@@ -42,6 +42,7 @@
 #include "metrics.h"
 #include "privs.h"
 #include "../deliver/deliver.h"
+#include "../deliver/mta_sts.h"
 #include "../lib/log.h"
 #include "../lib/sdnotify.h"
 #include "../lib/tls.h"
@@ -481,6 +482,9 @@ main(int argc, char **argv)
 
 		if (deliver_tls_init(&dcfg, twhy, sizeof twhy) < 0)
 			log_fatal("outbound TLS: %s", twhy);
+		/* Its fetch threads: the CA file is read now too. */
+		if (mta_sts_start(&dcfg, twhy, sizeof twhy) < 0)
+			log_fatal("MTA-STS: %s", twhy);
 	}
 	if ((rc = metrics_bind(&cfg)) < 0)
 		log_fatal("cannot listen on %s (metrics.listen): %s",
@@ -566,6 +570,7 @@ main(int argc, char **argv)
 	committer_stats(committer, &cst);
 	committer_stop(committer);
 	deliver_global_free();
+	mta_sts_stop();
 	deliver_tls_free();
 	queue_index_close(qi);
 	log_info("stopped: %llu message(s) queued in this run, "

@@ -295,6 +295,14 @@ mta_sts_start(const struct deliver_cfg *cfg, char *why, size_t whylen)
 		return 0;
 	if ((g.fetcher = mta_sts_fetcher_new(cfg, why, whylen)) == NULL)
 		return -1;
+	return 0;
+}
+
+int
+mta_sts_run(char *why, size_t whylen)
+{
+	if (g.fetcher == NULL || g.running)
+		return 0;
 	g.qhead = NULL;
 	g.qtail = &g.qhead;
 	g.stopping = false;

@@ -55,10 +55,13 @@ const char *mta_sts_result_name(enum mta_sts_result r);
 enum mta_sts_result mta_sts_result_of_verify(const char *why);
 
 /*
- * Starts the fetch threads (cfg->mta_sts enabled; else nothing). 0, or
- * -1 with why (the CA file does not load, no DNS resolver).
+ * mta_sts_start() reads the CA file and the resolver's address (as root,
+ * before privileges are dropped; nothing when cfg->mta_sts is off): 0,
+ * or -1 with why. mta_sts_run() then starts the fetch threads (after
+ * privileges are dropped, before the shards run).
  */
 int mta_sts_start(const struct deliver_cfg *cfg, char *why, size_t whylen);
+int mta_sts_run(char *why, size_t whylen);
 void mta_sts_stop(void);
 bool mta_sts_running(void);
 

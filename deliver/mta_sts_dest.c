@@ -32,7 +32,12 @@
 #include "../lib/tls.h"
 #include "mta_sts.h"
 
-/* Does MTA-STS apply at all: MX delivery to the recipient's domain. */
+/*
+ * Does MTA-STS apply at all: MX delivery, the recipient's domain (smtp)
+ * or a domain a route names (smtp:example.com), which is then the
+ * policy domain. A fixed next hop (smtp:[host], relay_host) has no MX
+ * lookup and no policy.
+ */
 static bool
 applies(const struct dl_dest *ds)
 {
@@ -40,8 +45,7 @@ applies(const struct dl_dest *ds)
 
 	if (!mta_sts_running() || r->policy.mta_sts == ROUTE_STS_OFF)
 		return false;
-	return r->transport.kind == ROUTE_SMTP && r->transport.mx_lookup &&
-	    r->transport.host[0] == '\0';
+	return r->transport.kind == ROUTE_SMTP && r->transport.mx_lookup;
 }
 
 const char *

@@ -482,7 +482,7 @@ main(int argc, char **argv)
 
 		if (deliver_tls_init(&dcfg, twhy, sizeof twhy) < 0)
 			log_fatal("outbound TLS: %s", twhy);
-		/* Its fetch threads: the CA file is read now too. */
+		/* MTA-STS's CA file too; its threads start below. */
 		if (mta_sts_start(&dcfg, twhy, sizeof twhy) < 0)
 			log_fatal("MTA-STS: %s", twhy);
 	}
@@ -492,6 +492,12 @@ main(int argc, char **argv)
 	privs_prepare(&pv, cfg.spool, dlog);
 	privs_drop(&pv);
 	privs_check_access(&pv, cfg.spool, dlog);
+	{
+		char swhy[256];
+
+		if (mta_sts_run(swhy, sizeof swhy) < 0)
+			log_fatal("MTA-STS: %s", swhy);
+	}
 
 	deliver_global_init(&dcfg, cfg.shards, efds, qi);
 	schedule_queue(qi);

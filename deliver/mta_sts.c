@@ -204,10 +204,14 @@ want_policy(const char *id, void *arg)
 	    clock_mono_ms() >= w->expires_ms;
 }
 
-static void
+/* What the spool's copy of a policy needs after store(). */
+enum keep { KEEP_AS_IS, KEEP_SAVE, KEEP_REMOVE };
+
+static enum keep
 store(struct sts_entry *e, const struct mta_sts_fetched *r, bool fetched)
 {
 	uint64_t now = clock_mono_ms();
+	bool had = e->have;
 
 	e->known = true;
 	e->next_check_ms = now + MTA_STS_RECHECK_S * 1000ull;
@@ -221,11 +225,11 @@ store(struct sts_entry *e, const struct mta_sts_fetched *r, bool fetched)
 		log_info("mta_sts: %s: policy %s, mode %s, max_age %u, %u mx",
 		    e->domain, e->id, mta_sts_mode_name(e->pol.mode),
 		    e->pol.max_age_s, e->pol.nmx);
-		return;
+		return KEEP_SAVE;
 	}
 	if (r->txt == 1 && !fetched) {
 		/* Same id, policy still valid: nothing to fetch. */
-		return;
+		return KEEP_AS_IS;
 	}
 	if (r->txt == 0 && r->why[0] == '\0') {
 		/* No record: a cached policy lives on until it expires
@@ -233,7 +237,7 @@ store(struct sts_entry *e, const struct mta_sts_fetched *r, bool fetched)
 		 * remove a policy). */
 		if (e->have && now >= e->expires_ms)
 			e->have = false;
-		return;
+		return had && !e->have ? KEEP_REMOVE : KEEP_AS_IS;
 	}
 	/* A failure: the record (TXT lookup failed, or two records), the
 	 * fetch, or the policy. An expired policy goes; a valid one stays. */
@@ -245,6 +249,7 @@ store(struct sts_entry *e, const struct mta_sts_fetched *r, bool fetched)
 		e->have = false;
 	e->next_check_ms = now + MTA_STS_RETRY_S * 1000ull;
 	log_info("mta_sts: %s: no policy fetched: %s", e->domain, r->why);
+	return had && !e->have ? KEEP_REMOVE : KEEP_AS_IS;
 }
 
 static void *
@@ -260,6 +265,7 @@ worker(void *arg)
 		struct want_arg w;
 		struct sts_entry *e;
 		char domain[MTA_STS_HOST_MAX + 1];
+		enum keep keep;
 		bool fetched;
 
 		while (!g.stopping && g.qhead == NULL)
@@ -280,21 +286,64 @@ worker(void *arg)
 		fetched = r->txt == 1 && want_policy(r->id, &w);
 
 		pthread_mutex_lock(&g.mu);
-		store(e, r, fetched);
+		keep = store(e, r, fetched);
 		e->queued = false;
+		if (keep == KEEP_AS_IS)
+			continue;
+		/* The spool's copy: file I/O, without the mutex. */
+		pthread_mutex_unlock(&g.mu);
+		if (keep == KEEP_SAVE)
+			mta_sts_store_save(domain, r->id,
+			    (uint64_t)(clock_real_us() / 1000000u), r->raw,
+			    r->raw_len);
+		else
+			mta_sts_store_remove(domain);
+		pthread_mutex_lock(&g.mu);
 	}
 	pthread_mutex_unlock(&g.mu);
 	free(r);
 	return NULL;
 }
 
+/* A policy kept in the spool: cached as if just fetched then. */
+static void
+loaded(const char *domain, const char *id, uint64_t fetched_s,
+    const struct mta_sts_policy *pol, void *arg)
+{
+	uint64_t now_s = clock_real_us() / 1000000u, left_s;
+	struct sts_entry *e;
+
+	(void)arg;
+	left_s = fetched_s + pol->max_age_s > now_s ?
+	    fetched_s + pol->max_age_s - now_s : 0;
+	pthread_mutex_lock(&g.mu);
+	if ((e = find(domain, true)) != NULL && !e->known) {
+		e->known = true;
+		e->have = true;
+		e->pol = *pol;
+		snprintf(e->id, sizeof(e->id), "%s", id);
+		e->fetched_us = fetched_s * 1000000u;
+		e->expires_ms = clock_mono_ms() + left_s * 1000u;
+		/* Its TXT record is looked at on first use, without waiting. */
+		e->next_check_ms = 0;
+	}
+	pthread_mutex_unlock(&g.mu);
+}
+
 int
 mta_sts_start(const struct deliver_cfg *cfg, char *why, size_t whylen)
 {
+	char swhy[300];
+
 	if (cfg->mta_sts == NULL || !cfg->mta_sts->enabled || g.running)
 		return 0;
 	if ((g.fetcher = mta_sts_fetcher_new(cfg, why, whylen)) == NULL)
 		return -1;
+	if (mta_sts_store_open(cfg->spool, swhy, sizeof(swhy)) < 0)
+		log_warn("mta_sts: policies are not kept across restarts: %s",
+		    swhy);
+	else
+		mta_sts_store_load(MTA_STS_ENTRIES, loaded, NULL);
 	return 0;
 }
 
@@ -351,6 +400,7 @@ mta_sts_stop(void)
 	g.qtail = &g.qhead;
 	mta_sts_fetcher_free(g.fetcher);
 	g.fetcher = NULL;
+	mta_sts_store_close();
 }
 
 /* One policy domain, as sluicectl status shows it. */

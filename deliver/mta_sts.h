@@ -81,6 +81,26 @@ void mta_sts_count(const char *domain, bool ok, enum mta_sts_result r);
 /* The operator's view: an array of one object per policy domain. */
 json_t *mta_sts_status(void);
 
+/*
+ * The copy in the spool (mta_sts_store.c), for mta_sts.c only: one file
+ * per policy domain in SPOOL/mta-sts, written by the fetch threads
+ * (blocking, never under the cache's mutex), read at start.
+ *   open    the directory (made if missing), as root before the spool
+ *           is given to the user; 0 or -1 with why
+ *   save    domain's policy as served (id, real time of the fetch)
+ *   remove  domain's file (its policy expired and could not be had)
+ *   load    fn for each file whose policy has not expired (max_age
+ *           counted from its fetch), at most max; the rest removed
+ */
+int mta_sts_store_open(const char *spool, char *why, size_t whylen);
+void mta_sts_store_close(void);
+void mta_sts_store_save(const char *domain, const char *id,
+    uint64_t fetched_s, const char *raw, size_t len);
+void mta_sts_store_remove(const char *domain);
+void mta_sts_store_load(unsigned max, void (*fn)(const char *domain,
+    const char *id, uint64_t fetched_s, const struct mta_sts_policy *pol,
+    void *arg), void *arg);
+
 /* Worker side (mta_sts_fetch.c), for mta_sts.c only. */
 struct mta_sts_fetcher;
 struct mta_sts_fetched {
@@ -90,6 +110,8 @@ struct mta_sts_fetched {
 	struct mta_sts_policy pol;
 	enum mta_sts_result fail;	/* when it was not */
 	char why[600];
+	size_t raw_len;			/* the policy as served, for the */
+	char raw[MTA_STS_POLICY_MAX];	/* copy kept in the spool */
 };
 struct mta_sts_fetcher *mta_sts_fetcher_new(const struct deliver_cfg *cfg,
     char *why, size_t whylen);

@@ -358,6 +358,8 @@ get_policy(struct mta_sts_fetcher *f, int fd, const char *host,
 		goto out;
 	}
 	out->have_policy = true;
+	memcpy(out->raw, body, blen);
+	out->raw_len = blen;
 	out->why[0] = '\0';
 out:
 	if (s != NULL) {

@@ -20,7 +20,10 @@
 #  - a TXT record but nothing listening on 443: delivered as without a
 #    policy (tls_policy "none") and counted as sts-policy-fetch-error;
 #  - status --json lists each policy domain with its mode and its counts,
-#    and the text status shows the table.
+#    and the text status shows the table;
+#  - after a restart the policies kept in SPOOL/mta-sts apply at once: the
+#    policy host answering 404 changes nothing while the TXT id is the
+#    same (no second GET), delivery is still sts-enforce and verified.
 import http.server
 import json
 import os
@@ -249,6 +252,23 @@ try:
         T.ok(rc == 0 and "MTA-STS domain" in out and "testing.test" in out
              and "certificate-host-mismatch=1" in out,
              "the text status shows the table", out + err)
+
+    with T.case("a restart keeps the policies (spool), no fetch needed"):
+        kept = os.path.join(relay.d.spool, "mta-sts", "enf.test")
+        T.ok(os.path.exists(kept), "the policy is kept in %s" % kept)
+        relay.stop()
+        POLICIES.pop("enf")               # the policy host now says 404
+        before = gets.get("mta-sts.enf.test", 0)
+        relay.start()
+        q, _ = one("enf2", "b@enf.test")
+        x = final(q)
+        T.eq((x.get("status"), x.get("tls_policy"), x.get("tls_verify")),
+             ("delivered", "sts-enforce", "verified"),
+             "delivered under the kept policy\n" + L.dump())
+        T.eq(gets.get("mta-sts.enf.test", 0), before, "not fetched again "
+             "(the TXT id did not change)")
+        T.eq(status().get("enf.test", {}).get("mode"), "enforce",
+             "status: enforce after the restart")
 finally:
     relay.stop()
     web.shutdown()

@@ -169,8 +169,10 @@ struct dl_dest {
 	/* MTA-STS (mta_sts_dest.c): its state, the policy applied (NULL
 	 * before the first look), how long it waits for a first fetch. */
 	uint8_t sts_state;		/* enum dl_sts_state */
+	bool sts_have;			/* sts_pol holds the policy */
 	struct mta_sts_policy *sts_pol;
 	uint64_t sts_wait_until_ms;
+	uint64_t sts_got_ms;		/* the cache last asked; 0: never */
 	/* What the operator sees of it (deliver_stats.c). */
 	uint64_t n_delivered, n_deferred, n_bounced;
 	uint64_t rate_ms;		/* start of the current minute */

@@ -48,6 +48,9 @@ applies(const struct dl_dest *ds)
 	return r->transport.kind == ROUTE_SMTP && r->transport.mx_lookup;
 }
 
+/* sts_wait_until_ms once a wait ran out, while the fetch still runs. */
+#define DL_STS_WAITED 1
+
 const char *
 dl_sts_policy_name(const struct dl_dest *ds)
 {
@@ -78,6 +81,8 @@ dl_sts_apply(struct deliver *d, struct dl_dest *ds, char *text, size_t len)
 	unsigned keep = 0;
 
 	if (!applies(ds)) {
+		if (ds->sts_state != DL_STS_S_OFF)
+			dl_tls_policy(ds);	/* the route's TLS again */
 		ds->sts_state = DL_STS_S_OFF;
 		return DL_STS_GO;
 	}
@@ -87,14 +92,31 @@ dl_sts_apply(struct deliver *d, struct dl_dest *ds, char *text, size_t len)
 		    "%s", ds->lookup);
 		return DL_STS_FAIL;
 	}
-	st = mta_sts_get(ds->lookup, ds->sts_pol);
+	/*
+	 * The cache at most once a second per destination: a busy one
+	 * passes here for every batch of connections, and the cache's
+	 * mutex is shared by every shard.
+	 */
+	if (ds->sts_got_ms != 0 && d->now_ms < ds->sts_got_ms + 1000 &&
+	    ds->sts_wait_until_ms <= DL_STS_WAITED) {
+		st = ds->sts_have ? MTA_STS_S_POLICY : MTA_STS_S_NONE;
+	} else {
+		st = mta_sts_get(ds->lookup, ds->sts_pol);
+		ds->sts_got_ms = d->now_ms;
+		ds->sts_have = st == MTA_STS_S_POLICY;
+	}
 	if (st == MTA_STS_S_PENDING) {
 		if (ds->sts_wait_until_ms == 0)
 			ds->sts_wait_until_ms = d->now_ms + sc->wait_ms;
-		if (d->now_ms < ds->sts_wait_until_ms)
+		if (ds->sts_wait_until_ms != DL_STS_WAITED &&
+		    d->now_ms < ds->sts_wait_until_ms)
 			return DL_STS_WAIT;
-		log_info("deliver: %s: no MTA-STS policy after %u ms: "
-		    "delivering as without one", ds->lookup, sc->wait_ms);
+		if (ds->sts_wait_until_ms != DL_STS_WAITED)
+			log_info("deliver: %s: no MTA-STS policy after %u ms: "
+			    "delivering as without one", ds->lookup,
+			    sc->wait_ms);
+		/* Waited once: not again while this fetch runs. */
+		ds->sts_wait_until_ms = DL_STS_WAITED;
 		st = MTA_STS_S_NONE;
 	} else {
 		ds->sts_wait_until_ms = 0;

@@ -9,6 +9,10 @@
  * (mta_sts.fetch_timeout): sockets get it as send and receive timeouts
  * and every loop checks it.
  *
+ * Interrupted calls are made again (within the deadline): this thread's
+ * io_uring (resolver_lookup_sync()) may leave task work that interrupts
+ * a blocking socket call, which a receive timeout turns into EINTR.
+ *
  * DNS: the TXT query is built and its answer parsed by proto/dns.c
  * (ldns), sent over UDP to the resolver delivery uses; the address of
  * mta-sts.DOMAIN comes from resolver_lookup_sync() on the same resolver,
@@ -154,8 +158,11 @@ txt_query(struct mta_sts_fetcher *f, const char *qname, uint64_t deadline,
 		while (left_ms(until) > 0) {
 			struct pollfd pfd = { .fd = fd, .events = POLLIN };
 			ssize_t n;
+			int pr = poll(&pfd, 1, left_ms(until));
 
-			if (poll(&pfd, 1, left_ms(until)) <= 0)
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr <= 0)
 				break;
 			if ((n = recv(fd, r, DNS_MSG_MAX, 0)) <= 0)
 				break;
@@ -274,7 +281,9 @@ dial(const struct sockaddr_storage *sa, uint64_t deadline)
 		goto fail;
 	pfd.fd = fd;
 	pfd.events = POLLOUT;
-	if (poll(&pfd, 1, left_ms(deadline)) <= 0 ||
+	while ((err = poll(&pfd, 1, left_ms(deadline))) < 0 && errno == EINTR)
+		;
+	if (err <= 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0 || err != 0)
 		goto fail;
 	if (fcntl(fd, F_SETFL, 0) < 0)
@@ -284,6 +293,17 @@ dial(const struct sockaddr_storage *sa, uint64_t deadline)
 fail:
 	close(fd);
 	return -1;
+}
+
+/* Was an SSL call only interrupted, with time left to make it again? */
+static bool
+again(SSL *s, int ret, uint64_t deadline)
+{
+	int e = SSL_get_error(s, ret);
+
+	return (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ||
+	    (e == SSL_ERROR_SYSCALL && errno == EINTR)) &&
+	    errno == EINTR && left_ms(deadline) > 0;
 }
 
 /* GET the policy of domain over fd; the body parsed into out. */
@@ -308,7 +328,9 @@ get_policy(struct mta_sts_fetcher *f, int fd, const char *host,
 		goto out;
 	}
 	SSL_set_hostflags(s, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-	if (SSL_connect(s) != 1) {
+	while ((k = SSL_connect(s)) != 1 && again(s, k, deadline))
+		;
+	if (k != 1) {
 		v = SSL_get_verify_result(s);
 		if (v != X509_V_OK) {
 			out->fail = MTA_STS_R_WEBPKI_INVALID;
@@ -324,14 +346,19 @@ get_policy(struct mta_sts_fetcher *f, int fd, const char *host,
 	k = snprintf(req, sizeof(req), "GET /.well-known/mta-sts.txt HTTP/1.0"
 	    "\r\nHost: %s\r\nUser-Agent: " STS_UA "\r\nAccept: text/plain\r\n"
 	    "Connection: close\r\n\r\n", host);
-	if (SSL_write(s, req, k) != k) {
+	while ((rc = SSL_write(s, req, k)) <= 0 && again(s, rc, deadline))
+		;
+	if (rc != k) {
 		snprintf(out->why, sizeof(out->why), "https://%s: write "
 		    "failed", host);
 		goto out;
 	}
+	rc = 1;
 	while (left_ms(deadline) > 0 && n < cap) {
 		int got = SSL_read(s, buf + n, (int)(cap - n));
 
+		if (got <= 0 && again(s, got, deadline))
+			continue;
 		if (got <= 0) {
 			int e = SSL_get_error(s, got);
 

@@ -19,6 +19,9 @@
 #    (a second GET), and still applies it;
 #  - a TXT record but nothing listening on 443: delivered as without a
 #    policy (tls_policy "none") and counted as sts-policy-fetch-error;
+#  - a policy host that takes 3.5 s: the first message waits
+#    mta_sts.wait (1.5 s) and goes as without a policy; once the fetch
+#    ends, the next one goes under sts-enforce;
 #  - status --json lists each policy domain with its mode and its counts,
 #    and the text status shows the table;
 #  - after a restart the policies kept in SPOOL/mta-sts apply at once: the
@@ -47,7 +50,8 @@ import tlslib
 
 WEB = "127.0.31.1"
 MX = {"enf": "127.0.31.2", "notin": "127.0.31.3", "wrong": "127.0.31.4",
-      "testing": "127.0.31.5", "exp": "127.0.31.6", "down": "127.0.31.7"}
+      "testing": "127.0.31.5", "exp": "127.0.31.6", "down": "127.0.31.7",
+      "slow": "127.0.31.8"}
 NOWEB = "127.0.31.9"            # nothing listens on 443 here
 
 try:
@@ -61,7 +65,8 @@ except (RuntimeError, OSError) as e:
 # One certificate for every name that should verify; the MX hosts of
 # wrong.test and testing.test are left out of it on purpose.
 good_names = ["mta-sts.%s.test" % d for d in MX] + [
-    "mx.enf.test", "mx.notin.test", "mx.exp.test", "mx.down.test"]
+    "mx.enf.test", "mx.notin.test", "mx.exp.test", "mx.down.test",
+    "mx.slow.test"]
 certs = tlslib.Certs(good_names)
 
 POLICIES = {
@@ -74,7 +79,10 @@ POLICIES = {
     "testing": "version: STSv1\nmode: testing\nmx: mx.testing.test\n"
                "max_age: 86400\n",
     "exp": "version: STSv1\nmode: enforce\nmx: mx.exp.test\nmax_age: 2\n",
+    "slow": "version: STSv1\nmode: enforce\nmx: mx.slow.test\n"
+            "max_age: 86400\n",
 }
+SLOW_S = 3.5                    # the slow policy host's delay
 gets = {}
 gets_lock = threading.Lock()
 
@@ -87,6 +95,8 @@ class PolicyHandler(http.server.BaseHTTPRequestHandler):
         dom = host[len("mta-sts."):-len(".test")] if host.startswith(
             "mta-sts.") and host.endswith(".test") else ""
         body = POLICIES.get(dom)
+        if dom == "slow":
+            time.sleep(SLOW_S)
         if self.path != "/.well-known/mta-sts.txt" or body is None:
             self.send_error(404)
             return
@@ -134,7 +144,7 @@ relay = dl.Relay(
       "retry": "1s"} for d in MX],
     dns={"resolver": ns.spec, "timeout": "1s", "attempts": "2"},
     delivery={"denied_networks": []},
-    extra="mta_sts: {ca_file: %s, wait: 8s, fetch_timeout: 5s}" %
+    extra="mta_sts: {ca_file: %s, wait: 1500ms, fetch_timeout: 6s}" %
     json.dumps(certs.ca))
 L = relay.dlog
 
@@ -234,6 +244,24 @@ try:
         T.eq(st.get("failures", {}).get("sts-policy-fetch-error"), 1,
              "status: one sts-policy-fetch-error (%r)" % st)
         T.eq(st.get("policy"), False, "status: no policy")
+
+    with T.case("a slow first fetch: mail waits mta_sts.wait, then goes"):
+        t0 = time.time()
+        q, _ = one("slow1", "a@slow.test")
+        x = final(q)
+        waited = time.time() - t0
+        T.eq((x.get("status"), x.get("tls_policy")), ("delivered", "none"),
+             "delivered as without a policy\n" + L.dump())
+        T.ok(1.3 <= waited < SLOW_S, "after the wait (1.5 s), before the "
+             "fetch ended: %.1f s" % waited)
+        T.ok(dl.wait_until(lambda: status().get("slow.test", {}).get(
+             "policy"), 10), "the fetch finished and the policy is cached")
+        time.sleep(1.2)          # a destination asks the cache once a second
+        q, _ = one("slow2", "b@slow.test")
+        x = final(q)
+        T.eq((x.get("status"), x.get("tls_policy")),
+             ("delivered", "sts-enforce"), "the next one under it\n"
+             + L.dump())
 
     with T.case("status: per policy domain, JSON and text"):
         st = status()

@@ -28,14 +28,14 @@ struct sts_entry {
 	char domain[MTA_STS_HOST_MAX + 1];
 	bool known;			/* a fetch has finished once */
 	bool queued;			/* on the FIFO or being fetched */
-	bool have;			/* a policy is cached */
+	bool have;			/* a policy is cached: pol */
 	char id[MTA_STS_ID_MAX + 1];
-	struct mta_sts_policy pol;
+	struct mta_sts_policy *pol;	/* allocated with the first policy */
 	uint64_t fetched_us;		/* real time of the policy's fetch */
 	uint64_t expires_ms;		/* monotonic */
 	uint64_t next_check_ms;		/* the TXT record again */
 	uint64_t fetches, fetch_failures;
-	char last_error[600];
+	char last_error[200];
 	/* RFC 8460: sessions with this policy domain. */
 	uint64_t n_ok;
 	uint64_t n_fail[MTA_STS_R_MAX];
@@ -102,6 +102,28 @@ hash(const char *domain)
 	return XXH3_64bits(k, n);
 }
 
+/*
+ * Under g.mu, the table full: make room in bucket b by forgetting a
+ * domain that has no policy and no fetch under way (most domains publish
+ * none; forgetting one costs a TXT query when it is mailed again). Its
+ * counts go with it. false when the bucket has none.
+ */
+static bool
+evict(struct sts_entry **b)
+{
+	for (struct sts_entry **pp = b, *e; (e = *pp) != NULL;
+	    pp = &e->hnext) {
+		if (e->have || e->queued)
+			continue;
+		*pp = e->hnext;
+		free(e->pol);
+		free(e);
+		g.nentries--;
+		return true;
+	}
+	return false;
+}
+
 /* Under g.mu. create: make it when missing (NULL when the table is full). */
 static struct sts_entry *
 find(const char *domain, bool create)
@@ -114,7 +136,7 @@ find(const char *domain, bool create)
 			return e;
 	if (!create || strlen(domain) > MTA_STS_HOST_MAX)
 		return NULL;
-	if (g.nentries >= MTA_STS_ENTRIES) {
+	if (g.nentries >= MTA_STS_ENTRIES && !evict(b)) {
 		if (!g.full_logged)
 			log_warn("mta_sts: %u policy domains cached: no more "
 			    "are looked up", g.nentries);
@@ -164,7 +186,7 @@ mta_sts_get(const char *domain, struct mta_sts_policy *out)
 		st = e->queued ? MTA_STS_S_PENDING : MTA_STS_S_NONE;
 	} else if (e->have) {
 		/* Expired: still applied while its refresh runs. */
-		*out = e->pol;
+		*out = *e->pol;
 		st = MTA_STS_S_POLICY;
 	} else {
 		st = MTA_STS_S_NONE;
@@ -215,16 +237,17 @@ store(struct sts_entry *e, const struct mta_sts_fetched *r, bool fetched)
 
 	e->known = true;
 	e->next_check_ms = now + MTA_STS_RECHECK_S * 1000ull;
-	if (r->txt == 1 && r->have_policy) {
+	if (r->txt == 1 && r->have_policy && (e->pol != NULL ||
+	    (e->pol = malloc(sizeof(*e->pol))) != NULL)) {
 		e->have = true;
-		e->pol = r->pol;
+		*e->pol = r->pol;
 		snprintf(e->id, sizeof(e->id), "%s", r->id);
 		e->fetched_us = clock_real_us();
 		e->expires_ms = now + r->pol.max_age_s * 1000ull;
 		e->last_error[0] = '\0';
 		log_info("mta_sts: %s: policy %s, mode %s, max_age %u, %u mx",
-		    e->domain, e->id, mta_sts_mode_name(e->pol.mode),
-		    e->pol.max_age_s, e->pol.nmx);
+		    e->domain, e->id, mta_sts_mode_name(e->pol->mode),
+		    e->pol->max_age_s, e->pol->nmx);
 		return KEEP_SAVE;
 	}
 	if (r->txt == 1 && !fetched) {
@@ -242,7 +265,7 @@ store(struct sts_entry *e, const struct mta_sts_fetched *r, bool fetched)
 	/* A failure: the record (TXT lookup failed, or two records), the
 	 * fetch, or the policy. An expired policy goes; a valid one stays. */
 	e->fetch_failures++;
-	snprintf(e->last_error, sizeof(e->last_error), "%s", r->why);
+	snprintf(e->last_error, sizeof(e->last_error), "%.199s", r->why);
 	e->n_fail[r->txt == 1 ? r->fail : r->txt == 0 ?
 	    MTA_STS_R_POLICY_INVALID : MTA_STS_R_FETCH_ERROR]++;
 	if (e->have && now >= e->expires_ms)
@@ -317,10 +340,11 @@ loaded(const char *domain, const char *id, uint64_t fetched_s,
 	left_s = fetched_s + pol->max_age_s > now_s ?
 	    fetched_s + pol->max_age_s - now_s : 0;
 	pthread_mutex_lock(&g.mu);
-	if ((e = find(domain, true)) != NULL && !e->known) {
+	if ((e = find(domain, true)) != NULL && !e->known &&
+	    (e->pol = malloc(sizeof(*e->pol))) != NULL) {
 		e->known = true;
 		e->have = true;
-		e->pol = *pol;
+		*e->pol = *pol;
 		snprintf(e->id, sizeof(e->id), "%s", id);
 		e->fetched_us = fetched_s * 1000000u;
 		e->expires_ms = clock_mono_ms() + left_s * 1000u;
@@ -391,6 +415,7 @@ mta_sts_stop(void)
 	for (unsigned i = 0; i < STS_BUCKETS; i++) {
 		for (struct sts_entry *e = g.buckets[i], *n; e != NULL; e = n) {
 			n = e->hnext;
+			free(e->pol);
 			free(e);
 		}
 		g.buckets[i] = NULL;
@@ -419,15 +444,15 @@ entry_json(const struct sts_entry *e, uint64_t now)
 	json_object_set_new(o, "domain", json_string(e->domain));
 	json_object_set_new(o, "policy", json_boolean(e->have));
 	json_object_set_new(o, "mode", json_string(e->have ?
-	    mta_sts_mode_name(e->pol.mode) : "none"));
+	    mta_sts_mode_name(e->pol->mode) : "none"));
 	json_object_set_new(o, "id", e->have ? json_string(e->id) :
 	    json_null());
 	json_object_set_new(o, "max_age", json_integer(e->have ?
-	    e->pol.max_age_s : 0));
+	    e->pol->max_age_s : 0));
 	json_object_set_new(o, "expired", json_boolean(e->have &&
 	    now >= e->expires_ms));
-	for (unsigned i = 0; e->have && i < e->pol.nmx; i++)
-		json_array_append_new(mx, json_string(e->pol.mx[i]));
+	for (unsigned i = 0; e->have && i < e->pol->nmx; i++)
+		json_array_append_new(mx, json_string(e->pol->mx[i]));
 	json_object_set_new(o, "mx", mx);
 	json_object_set_new(o, "fetches", json_integer((json_int_t)e->fetches));
 	json_object_set_new(o, "fetch_failures",

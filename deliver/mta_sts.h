@@ -10,9 +10,9 @@
  * run on MTA_STS_WORKERS threads of their own, bounded in time by
  * mta_sts.fetch_timeout; a shard never waits for one, it looks again.
  *
- * Cache (memory only: a restart fetches again, see docs/tls.md): one
- * entry per policy domain (the recipient domain), at most
- * MTA_STS_ENTRIES. An entry is fetched when first asked for, when its
+ * Cache (in memory, and a copy of each policy in the spool: docs/tls.md):
+ * one entry per policy domain (the recipient domain), at most
+ * MTA_STS_ENTRIES; when full, a domain without a policy makes room. An entry is fetched when first asked for, when its
  * TXT record was last looked at MTA_STS_RECHECK_S ago, or when its
  * policy expired (max_age). The TXT id decides whether the policy is
  * fetched again. An expired policy is still used while its refresh runs;
@@ -31,7 +31,7 @@
 #include "deliver_cfg.h"
 
 #define MTA_STS_WORKERS		2
-#define MTA_STS_ENTRIES		65536
+#define MTA_STS_ENTRIES		16384
 #define MTA_STS_RECHECK_S	3600	/* TXT looked at again after */
 #define MTA_STS_RETRY_S		300	/* after a failed fetch */
 

@@ -19,8 +19,9 @@
  *            does not verify, no STARTTLS)
  *   none     as if there were no policy
  *
- * A destination that DANE protects (usable TLSA records) uses DANE and
- * this file leaves it alone: DANE's check comes first in dl_sts_apply().
+ * A destination that DANE protects (usable TLSA records) is to use DANE
+ * and be left alone here (RFC 8461 section 2): applies() is where that
+ * check belongs, once delivery looks TLSA records up.
  */
 #include "deliver_int.h"
 

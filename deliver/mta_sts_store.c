@@ -177,8 +177,13 @@ mta_sts_store_load(unsigned max, void (*fn)(const char *domain,
 	int fd;
 
 	if (g_dirfd < 0 || buf == NULL || pol == NULL ||
-	    (fd = dup(g_dirfd)) < 0 || (dir = fdopendir(fd)) == NULL)
+	    (fd = dup(g_dirfd)) < 0)
 		goto out;
+	if ((dir = fdopendir(fd)) == NULL) {
+		close(fd);
+		goto out;
+	}
+	rewinddir(dir);		/* the offset is shared with g_dirfd */
 	while ((de = readdir(dir)) != NULL) {
 		if (de->d_name[0] == '.') {
 			if (strcmp(de->d_name, ".") != 0 &&
@@ -196,7 +201,8 @@ mta_sts_store_load(unsigned max, void (*fn)(const char *domain,
 		(void)unlinkat(g_dirfd, de->d_name, 0);
 	}
 	if (loaded > 0)
-		log_info("mta_sts: %u policies kept from the last run", loaded);
+		log_info("mta_sts: %u policy(ies) kept from the last run",
+		    loaded);
 out:
 	if (dir != NULL)
 		closedir(dir);

@@ -30,7 +30,7 @@
 #include "../proto/mta_sts.h"
 #include "deliver_cfg.h"
 
-#define MTA_STS_WORKERS		2
+#define MTA_STS_WORKERS		8
 #define MTA_STS_ENTRIES		16384
 #define MTA_STS_RECHECK_S	3600	/* TXT looked at again after */
 #define MTA_STS_RETRY_S		300	/* after a failed fetch */

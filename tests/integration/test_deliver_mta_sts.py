@@ -19,6 +19,10 @@
 #    (a second GET), and still applies it;
 #  - a TXT record but nothing listening on 443: delivered as without a
 #    policy (tls_policy "none") and counted as sts-policy-fetch-error;
+#  - a policy host whose certificate is from another CA, a policy that is
+#    HTML, a 301 to another policy: each delivered as without a policy,
+#    counted as sts-webpki-invalid, sts-policy-invalid and
+#    sts-policy-fetch-error; the redirect is not followed;
 #  - a policy host that takes 3.5 s: the first message waits
 #    mta_sts.wait (1.5 s) and goes as without a policy; once the fetch
 #    ends, the next one goes under sts-enforce;
@@ -53,6 +57,10 @@ MX = {"enf": "127.0.31.2", "notin": "127.0.31.3", "wrong": "127.0.31.4",
       "testing": "127.0.31.5", "exp": "127.0.31.6", "down": "127.0.31.7",
       "slow": "127.0.31.8"}
 NOWEB = "127.0.31.9"            # nothing listens on 443 here
+BADWEB = "127.0.31.10"          # 443 with a certificate from another CA
+# Policy domains whose fetch fails another way; their mail goes to the
+# host of down.test.
+ODD = ("untrusted", "invalid", "redirect")
 
 try:
     with socket.socket() as probe:
@@ -64,10 +72,12 @@ except (RuntimeError, OSError) as e:
 
 # One certificate for every name that should verify; the MX hosts of
 # wrong.test and testing.test are left out of it on purpose.
-good_names = ["mta-sts.%s.test" % d for d in MX] + [
+good_names = ["mta-sts.%s.test" % d for d in list(MX) + ["invalid",
+                                                     "redirect"]] + [
     "mx.enf.test", "mx.notin.test", "mx.exp.test", "mx.down.test",
     "mx.slow.test"]
 certs = tlslib.Certs(good_names)
+other_ca = tlslib.Certs(["mta-sts.untrusted.test"])
 
 POLICIES = {
     "enf": "version: STSv1\r\nmode: enforce\r\nmx: mx.enf.test\r\n"
@@ -81,6 +91,7 @@ POLICIES = {
     "exp": "version: STSv1\nmode: enforce\nmx: mx.exp.test\nmax_age: 2\n",
     "slow": "version: STSv1\nmode: enforce\nmx: mx.slow.test\n"
             "max_age: 86400\n",
+    "invalid": "<html><body>no policy here</body></html>\n",
 }
 SLOW_S = 3.5                    # the slow policy host's delay
 gets = {}
@@ -97,6 +108,13 @@ class PolicyHandler(http.server.BaseHTTPRequestHandler):
         body = POLICIES.get(dom)
         if dom == "slow":
             time.sleep(SLOW_S)
+        if dom == "redirect":
+            self.send_response(301)
+            self.send_header("Location", "https://mta-sts.enf.test/"
+                             ".well-known/mta-sts.txt")
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            return
         if self.path != "/.well-known/mta-sts.txt" or body is None:
             self.send_error(404)
             return
@@ -121,6 +139,11 @@ web.socket = certs.server_ctx().wrap_socket(web.socket, server_side=True)
 web.socket.settimeout(None)
 threading.Thread(target=web.serve_forever, kwargs={"poll_interval": 0.2},
                  daemon=True).start()
+badweb = TLSServer((BADWEB, 443), PolicyHandler)
+badweb.socket = other_ca.server_ctx().wrap_socket(badweb.socket,
+                                                  server_side=True)
+threading.Thread(target=badweb.serve_forever,
+                 kwargs={"poll_interval": 0.2}, daemon=True).start()
 
 srv = {d: dl.Server(d, addr=a, port=PORT,
                     smtp_kw={"tls_context": certs.server_ctx()})
@@ -137,11 +160,16 @@ def zone(d, txt=True, web=WEB):
 
 zones = {"%s.test" % d: zone(d) for d in MX if d != "down"}
 zones["down.test"] = zone("down", web=NOWEB)
+for d in ODD:
+    zones["%s.test" % d] = dnslib.zone_text("%s.test" % d, [
+        "@ IN MX 10 mx", "mx IN A %s" % MX["down"],
+        "mta-sts IN A %s" % (BADWEB if d == "untrusted" else WEB),
+        '_mta-sts IN TXT "v=STSv1; id=%s1;"' % d], ttl=1)
 ns = dnslib.NSD(sluice.tmpdir(), zones)
 
 relay = dl.Relay(
     [{"domain": "%s.test" % d, "transport": "smtp:%s.test:%d" % (d, PORT),
-      "retry": "1s"} for d in MX],
+      "retry": "1s"} for d in list(MX) + list(ODD)],
     dns={"resolver": ns.spec, "timeout": "1s", "attempts": "2"},
     delivery={"denied_networks": []},
     extra="mta_sts: {ca_file: %s, wait: 1500ms, fetch_timeout: 6s}" %
@@ -245,6 +273,24 @@ try:
              "status: one sts-policy-fetch-error (%r)" % st)
         T.eq(st.get("policy"), False, "status: no policy")
 
+    with T.case("an untrusted policy host, a bad policy, a redirect"):
+        want = {"untrusted": "sts-webpki-invalid",
+                "invalid": "sts-policy-invalid",
+                "redirect": "sts-policy-fetch-error"}
+        for d in ODD:
+            q, _ = one(d + "1", "a@%s.test" % d)
+            x = final(q)
+            T.eq((x.get("status"), x.get("tls_policy")), ("delivered", "none"),
+                 "%s: delivered as without a policy" % d)
+            st = status().get("%s.test" % d, {})
+            T.eq(st.get("failures", {}).get(want[d]), 1,
+                 "%s: one %s (%r)" % (d, want[d], st))
+            T.eq(st.get("policy"), False, "%s: no policy cached" % d)
+        T.ok(gets.get("mta-sts.enf.test", 0) == 1, "the redirect was not "
+             "followed (%r)" % gets)
+        T.eq(gets.get("mta-sts.untrusted.test"), None, "nothing was asked "
+             "of the untrusted host")
+
     with T.case("a slow first fetch: mail waits mta_sts.wait, then goes"):
         t0 = time.time()
         q, _ = one("slow1", "a@slow.test")
@@ -300,6 +346,7 @@ try:
 finally:
     relay.stop()
     web.shutdown()
+    badweb.shutdown()
     for s in srv.values():
         s.stop()
     ns.stop()

@@ -40,6 +40,7 @@
 #include <openssl/x509v3.h>
 
 #include "../lib/clock.h"
+#include "../lib/net.h"
 #include "../lib/tls.h"
 #include "../proto/dns.h"
 #include "resolver.h"
@@ -51,6 +52,10 @@ struct mta_sts_fetcher {
 	SSL_CTX *ctx;
 	struct resolver_cfg rc;
 	uint32_t timeout_ms;
+	/* delivery.denied_networks, copied: never dialled for a policy
+	 * either (DNS must not steer a fetch to loopback or the like). */
+	struct cidr *deny;
+	size_t ndeny;
 };
 
 struct mta_sts_fetcher *
@@ -65,6 +70,15 @@ mta_sts_fetcher_new(const struct deliver_cfg *cfg, char *why, size_t whylen)
 		return NULL;
 	}
 	f->timeout_ms = cfg->mta_sts->fetch_timeout_ms;
+	f->ndeny = cfg->delivery->ndenied_networks;
+	if (f->ndeny > 0) {
+		if ((f->deny = calloc(f->ndeny, sizeof(*f->deny))) == NULL) {
+			snprintf(why, whylen, "out of memory");
+			goto fail;
+		}
+		memcpy(f->deny, cfg->delivery->denied_networks,
+		    f->ndeny * sizeof(*f->deny));
+	}
 	resolver_cfg_defaults(&f->rc);
 	f->rc.timeout_ms = cfg->dns->timeout_ms;
 	f->rc.attempts = cfg->dns->attempts;
@@ -95,6 +109,7 @@ mta_sts_fetcher_free(struct mta_sts_fetcher *f)
 	if (f == NULL)
 		return;
 	SSL_CTX_free(f->ctx);
+	free(f->deny);
 	free(f);
 }
 
@@ -403,6 +418,7 @@ fetch_policy(struct mta_sts_fetcher *f, const char *domain, uint64_t deadline,
 {
 	char host[DNS_NAME_MAX + 1];
 	struct addrs a = { .done = false };
+	unsigned denied = 0;
 	int fd = -1;
 
 	out->fail = MTA_STS_R_FETCH_ERROR;
@@ -417,11 +433,19 @@ fetch_policy(struct mta_sts_fetcher *f, const char *domain, uint64_t deadline,
 		    a.why[0] != '\0' ? a.why : "cannot resolve");
 		return;
 	}
-	for (unsigned i = 0; i < a.n && fd < 0 && left_ms(deadline) > 0; i++)
+	for (unsigned i = 0; i < a.n && fd < 0 && left_ms(deadline) > 0;
+	    i++) {
+		if (cidr_match(f->deny, f->ndeny,
+		    (const struct sockaddr *)&a.sa[i])) {
+			denied++;
+			continue;
+		}
 		fd = dial(&a.sa[i], deadline);
+	}
 	if (fd < 0) {
-		snprintf(out->why, sizeof(out->why), "https://%s: cannot "
-		    "connect", host);
+		snprintf(out->why, sizeof(out->why), "https://%s: %s", host,
+		    denied == a.n ? "every address is in "
+		    "delivery.denied_networks" : "cannot connect");
 		return;
 	}
 	get_policy(f, fd, host, deadline, out);

@@ -22,7 +22,9 @@
 #  - a policy host whose certificate is from another CA, a policy that is
 #    HTML, a 301 to another policy: each delivered as without a policy,
 #    counted as sts-webpki-invalid, sts-policy-invalid and
-#    sts-policy-fetch-error; the redirect is not followed;
+#    sts-policy-fetch-error; the redirect is not followed; a policy host
+#    whose address is in delivery.denied_networks is not dialled
+#    (sts-policy-fetch-error, the error names denied_networks);
 #  - a policy host that takes 3.5 s: the first message waits
 #    mta_sts.wait (1.5 s) and goes as without a policy; once the fetch
 #    ends, the next one goes under sts-enforce;
@@ -60,7 +62,8 @@ NOWEB = "127.0.31.9"            # nothing listens on 443 here
 BADWEB = "127.0.31.10"          # 443 with a certificate from another CA
 # Policy domains whose fetch fails another way; their mail goes to the
 # host of down.test.
-ODD = ("untrusted", "invalid", "redirect")
+DENIED = "127.0.31.11"          # in delivery.denied_networks
+ODD = ("untrusted", "invalid", "redirect", "denied")
 
 try:
     with socket.socket() as probe:
@@ -163,7 +166,8 @@ zones["down.test"] = zone("down", web=NOWEB)
 for d in ODD:
     zones["%s.test" % d] = dnslib.zone_text("%s.test" % d, [
         "@ IN MX 10 mx", "mx IN A %s" % MX["down"],
-        "mta-sts IN A %s" % (BADWEB if d == "untrusted" else WEB),
+        "mta-sts IN A %s" % {"untrusted": BADWEB, "denied": DENIED}.get(
+            d, WEB),
         '_mta-sts IN TXT "v=STSv1; id=%s1;"' % d], ttl=1)
 ns = dnslib.NSD(sluice.tmpdir(), zones)
 
@@ -171,7 +175,7 @@ relay = dl.Relay(
     [{"domain": "%s.test" % d, "transport": "smtp:%s.test:%d" % (d, PORT),
       "retry": "1s"} for d in list(MX) + list(ODD)],
     dns={"resolver": ns.spec, "timeout": "1s", "attempts": "2"},
-    delivery={"denied_networks": []},
+    delivery={"denied_networks": [DENIED + "/32"]},
     extra="mta_sts: {ca_file: %s, wait: 1500ms, fetch_timeout: 6s}" %
     json.dumps(certs.ca))
 L = relay.dlog
@@ -276,7 +280,8 @@ try:
     with T.case("an untrusted policy host, a bad policy, a redirect"):
         want = {"untrusted": "sts-webpki-invalid",
                 "invalid": "sts-policy-invalid",
-                "redirect": "sts-policy-fetch-error"}
+                "redirect": "sts-policy-fetch-error",
+                "denied": "sts-policy-fetch-error"}
         for d in ODD:
             q, _ = one(d + "1", "a@%s.test" % d)
             x = final(q)
@@ -290,6 +295,9 @@ try:
              "followed (%r)" % gets)
         T.eq(gets.get("mta-sts.untrusted.test"), None, "nothing was asked "
              "of the untrusted host")
+        T.ok("denied_networks" in (status().get("denied.test", {}).get(
+             "last_error") or ""), "a policy host in denied_networks is "
+             "not dialled, and the error says so")
 
     with T.case("a slow first fetch: mail waits mta_sts.wait, then goes"):
         t0 = time.time()

@@ -31,6 +31,7 @@
 
 #include "../lib/log.h"
 #include "../lib/tls.h"
+#include "mta_sts.h"
 
 /* Plaintext encrypted per send: a few records, not a whole message. */
 #define DL_TLS_CHUNK (256u * 1024)
@@ -159,7 +160,8 @@ deliver_tls_init(const struct deliver_cfg *cfg, char *why, size_t whylen)
 	for (size_t i = 0; i < t->cap; i++)
 		if (route_ctxs(cfg, t->slots[i], why, whylen) < 0)
 			return -1;
-	if (cfg->mta_sts != NULL && cfg->mta_sts->enabled) {
+	if (cfg->mta_sts != NULL && cfg->mta_sts->enabled &&
+	    mta_sts_prepared()) {
 		struct tls_client_cfg sv = { .verify = true,
 		    .cafile = cfg->mta_sts->ca_file != NULL ?
 		    cfg->mta_sts->ca_file : tls_default_ca_file() };

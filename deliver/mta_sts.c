@@ -361,8 +361,19 @@ mta_sts_start(const struct deliver_cfg *cfg, char *why, size_t whylen)
 
 	if (cfg->mta_sts == NULL || !cfg->mta_sts->enabled || g.running)
 		return 0;
-	if ((g.fetcher = mta_sts_fetcher_new(cfg, why, whylen)) == NULL)
-		return -1;
+	if ((g.fetcher = mta_sts_fetcher_new(cfg, why, whylen)) == NULL) {
+		/*
+		 * A CA file the operator named must load (sluicectl check
+		 * says so too). Without one (the system's store missing, no
+		 * ca-certificates) or without a resolver, sluiced still
+		 * delivers, as it did before MTA-STS: no policy is applied.
+		 */
+		if (cfg->mta_sts->ca_file != NULL &&
+		    strstr(why, "CA file") != NULL)
+			return -1;
+		log_warn("MTA-STS is off: %s", why);
+		return 0;
+	}
 	if (mta_sts_store_open(cfg->spool, swhy, sizeof(swhy)) < 0)
 		log_warn("mta_sts: policies are not kept across restarts: %s",
 		    swhy);
@@ -392,6 +403,12 @@ mta_sts_run(char *why, size_t whylen)
 	}
 	g.running = true;
 	return 0;
+}
+
+bool
+mta_sts_prepared(void)
+{
+	return g.fetcher != NULL;
 }
 
 bool

@@ -57,11 +57,15 @@ enum mta_sts_result mta_sts_result_of_verify(const char *why);
 /*
  * mta_sts_start() reads the CA file and the resolver's address (as root,
  * before privileges are dropped; nothing when cfg->mta_sts is off): 0,
- * or -1 with why. mta_sts_run() then starts the fetch threads (after
+ * or -1 with why when mta_sts.ca_file does not load (without ca_file, a
+ * system store that does not load or no resolver only turns MTA-STS off,
+ * with a warning). mta_sts_run() then starts the fetch threads (after
  * privileges are dropped, before the shards run).
  */
 int mta_sts_start(const struct deliver_cfg *cfg, char *why, size_t whylen);
 int mta_sts_run(char *why, size_t whylen);
+/* After mta_sts_start(): will policies be fetched (the threads run)? */
+bool mta_sts_prepared(void);
 void mta_sts_stop(void);
 bool mta_sts_running(void);
 

@@ -480,11 +480,12 @@ main(int argc, char **argv)
 	{
 		char twhy[256];
 
-		if (deliver_tls_init(&dcfg, twhy, sizeof twhy) < 0)
-			log_fatal("outbound TLS: %s", twhy);
-		/* MTA-STS's CA file too; its threads start below. */
+		/* MTA-STS's CA file first: its contexts depend on it; its
+		 * threads start below. */
 		if (mta_sts_start(&dcfg, twhy, sizeof twhy) < 0)
 			log_fatal("MTA-STS: %s", twhy);
+		if (deliver_tls_init(&dcfg, twhy, sizeof twhy) < 0)
+			log_fatal("outbound TLS: %s", twhy);
 	}
 	if ((rc = metrics_bind(&cfg)) < 0)
 		log_fatal("cannot listen on %s (metrics.listen): %s",

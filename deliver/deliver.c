@@ -705,6 +705,16 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 			dl_dest_slow(d, ds);
 		return DS_DONE;
 	}
+	switch (dl_sts_apply(d, ds, text, sizeof(text))) {
+	case DL_STS_WAIT:
+		return DS_STAY;	/* its first policy fetch, mta_sts.wait */
+	case DL_STS_FAIL:
+		dl_dest_fail_ready(d, ds, 451, "4.7.5", text, NULL);
+		dl_dest_slow(d, ds);
+		return DS_DONE;
+	case DL_STS_GO:
+		break;
+	}
 	/* No token: no new connection either (it would only idle). */
 	dl_dest_refill(d, ds);
 	if (ds->route->policy.max_rate > 0 && ds->tokens < 1)
@@ -1077,6 +1087,7 @@ dest_sweep(struct deliver *d)
 			}
 			*pp = ds->hnext;
 			free(ds->targets);
+			dl_sts_free(ds);
 			free(ds);
 			d->ndests--;
 		}
@@ -1317,6 +1328,7 @@ deliver_destroy(struct deliver *d)
 			while ((it = dl_dest_pop(ds)) != NULL)
 				free(it);
 			free(ds->targets);
+			dl_sts_free(ds);
 			free(ds);
 		}
 	}

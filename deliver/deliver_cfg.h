@@ -45,6 +45,14 @@ struct delivery_cfg {
 	size_t ndenied_networks;
 };
 
+/* MTA-STS for MX delivery (deliver/mta_sts.h, docs/tls.md). */
+struct mta_sts_cfg {
+	uint32_t enabled;
+	char *ca_file;			/* NULL: the system's CA store */
+	uint32_t fetch_timeout_ms;	/* a whole fetch: TXT and HTTPS */
+	uint32_t wait_ms;		/* mail waits for a first fetch */
+};
+
 /* Everything delivery is configured with; the pointees outlive delivery. */
 struct deliver_cfg {
 	const char *hostname;		/* EHLO name, DSN reporting MTA */
@@ -53,6 +61,7 @@ struct deliver_cfg {
 	const struct route_table *routes;
 	const struct dns_cfg *dns;
 	const struct delivery_cfg *delivery;
+	const struct mta_sts_cfg *mta_sts;	/* NULL: off */
 	/* sluice's own listeners: an MX host among them is a loop. */
 	struct sockaddr_storage listen[DELIVER_LISTEN_MAX];
 	unsigned nlisten;

@@ -922,6 +922,7 @@ cb_message_done(void *arg, const struct smtp_client_reply *r,
 	else if (t->deferred > 0 && r->code != 421)
 		dl_health_tx_failed(d, ds);
 	conn_item_detach(c, &res, &rec, &env);
+	dl_sts_plain(c);
 	dl_conn_peer(c, &peer);
 	dl_item_done(d, it, res, rec, &env, &peer);
 	envelope_release(&env);
@@ -976,6 +977,8 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 	struct dl_peer peer;
 	char text[1100];
 
+	if (stage == SMTP_CLIENT_STAGE_TLS)
+		dl_sts_plain(c);	/* no STARTTLS (enforce) */
 	dl_conn_peer(c, &peer);
 	if (idle_close) {
 		log_debug("deliver: %s [%s]: closed while idle after %u "

@@ -109,6 +109,16 @@ struct dl_item {
 	uint16_t rcpt[];		/* recipient indices */
 };
 
+/* What MTA-STS made of a destination (mta_sts_dest.c). */
+enum dl_sts_state {
+	DL_STS_S_OFF = 0,	/* not an MX destination, or STS off */
+	DL_STS_S_NONE,		/* no policy, or mode none */
+	DL_STS_S_TESTING,
+	DL_STS_S_ENFORCE,
+};
+
+struct mta_sts_policy;
+
 struct dl_target {
 	char host[RESOLVE_HOST_MAX + 1];
 	uint16_t pref;			/* MX preference; 0 when fixed */
@@ -158,6 +168,13 @@ struct dl_dest {
 	unsigned ntargets;
 	struct smtp_client_cfg ccfg;
 	struct dl_tls_policy tls;
+	/* MTA-STS (mta_sts_dest.c): its state, the policy applied (NULL
+	 * before the first look), how long it waits for a first fetch. */
+	uint8_t sts_state;		/* enum dl_sts_state */
+	bool sts_have;			/* sts_pol holds the policy */
+	struct mta_sts_policy *sts_pol;
+	uint64_t sts_wait_until_ms;
+	uint64_t sts_got_ms;		/* the cache last asked; 0: never */
 	/* What the operator sees of it (deliver_stats.c). */
 	uint64_t n_delivered, n_deferred, n_bounced;
 	uint64_t rate_ms;		/* start of the current minute */
@@ -236,6 +253,7 @@ struct dl_conn {
 	char tls_peer[RESOLVE_HOST_MAX + 1];	/* name sent and checked */
 	char tls_desc[96];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
 	char tls_verify[128];		/* verify level: the result */
+	bool sts_counted;		/* its TLS-RPT result is counted */
 };
 
 struct deliver {
@@ -447,6 +465,32 @@ void dl_tls_plain_remember(struct deliver *d,
     const struct sockaddr_storage *sa);
 void dl_tls_cache_free(struct deliver *d);
 void dl_conn_peer(const struct dl_conn *c, struct dl_peer *p);
+
+/*
+ * deliver_tls.c, for MTA-STS: ds->tls raised to what a policy needs:
+ * enforce, verify (PKIX and the MX host's name) against mta_sts.ca_file;
+ * testing, the certificate checked against it without failing.
+ */
+void dl_tls_sts(struct dl_dest *ds, bool enforce);
+
+/*
+ * mta_sts_dest.c: MTA-STS on a destination and its sessions
+ *   dl_sts_apply       after DNS: GO, WAIT (a first fetch runs: stay on
+ *                      the run list) or FAIL (text: the reply for its mail)
+ *   dl_sts_policy_name the delivery log's tls_policy, or NULL
+ *   dl_sts_tls_done    a handshake finished: counted for TLS-RPT
+ *   dl_sts_tls_failed  a handshake failed (verify_why: OpenSSL's text)
+ *   dl_sts_plain       a session went on (or failed) without TLS
+ *   dl_sts_free        the destination goes
+ */
+enum dl_sts_step { DL_STS_GO, DL_STS_WAIT, DL_STS_FAIL };
+enum dl_sts_step dl_sts_apply(struct deliver *d, struct dl_dest *ds,
+    char *text, size_t len);
+const char *dl_sts_policy_name(const struct dl_dest *ds);
+void dl_sts_tls_done(struct dl_conn *c);
+void dl_sts_tls_failed(struct dl_conn *c, const char *verify_why);
+void dl_sts_plain(struct dl_conn *c);
+void dl_sts_free(struct dl_dest *ds);
 
 /*
  * deliver_health.c: which results slow a destination down

@@ -133,6 +133,8 @@ log_line(struct deliver *d, const struct dl_item *it, const char *sender,
 		.addr = peer != NULL ? peer->addr : NULL,
 		.tls = peer != NULL ? peer->tls : NULL,
 		.tls_verify = peer != NULL ? peer->tls_verify : NULL,
+		.tls_policy = it->dest != NULL ?
+		    dl_sts_policy_name(it->dest) : NULL,
 		.status = st,
 		.code = code,
 		.enhanced = enh,

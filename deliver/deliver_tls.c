@@ -31,6 +31,7 @@
 
 #include "../lib/log.h"
 #include "../lib/tls.h"
+#include "mta_sts.h"
 
 /* Plaintext encrypted per send: a few records, not a whole message. */
 #define DL_TLS_CHUNK (256u * 1024)
@@ -67,6 +68,8 @@ static struct {
 	struct tls_ctx *ctx;
 } g_verify[DL_TLS_CAFILES_MAX];
 static unsigned g_nverify;
+/* MTA-STS: enforce (verify) and testing (checked, not enforced). */
+static struct tls_ctx *g_ctx_sts_verify, *g_ctx_sts_test;
 
 /* ---- contexts (main thread, before the shards) ------------------------ */
 
@@ -157,6 +160,19 @@ deliver_tls_init(const struct deliver_cfg *cfg, char *why, size_t whylen)
 	for (size_t i = 0; i < t->cap; i++)
 		if (route_ctxs(cfg, t->slots[i], why, whylen) < 0)
 			return -1;
+	if (cfg->mta_sts != NULL && cfg->mta_sts->enabled &&
+	    mta_sts_prepared()) {
+		struct tls_client_cfg sv = { .verify = true,
+		    .cafile = cfg->mta_sts->ca_file != NULL ?
+		    cfg->mta_sts->ca_file : tls_default_ca_file() };
+		struct tls_client_cfg st = sv;
+
+		st.verify = false;
+		if ((g_ctx_sts_verify = tls_ctx_client(&sv, why,
+		    whylen)) == NULL ||
+		    (g_ctx_sts_test = tls_ctx_client(&st, why, whylen)) == NULL)
+			return -1;
+	}
 	return 0;
 }
 
@@ -168,6 +184,9 @@ deliver_tls_free(void)
 	for (unsigned i = 0; i < g_nverify; i++)
 		tls_ctx_free(g_verify[i].ctx);
 	g_nverify = 0;
+	tls_ctx_free(g_ctx_sts_verify);
+	tls_ctx_free(g_ctx_sts_test);
+	g_ctx_sts_verify = g_ctx_sts_test = NULL;
 }
 
 /* ---- a destination's policy -------------------------------------------- */
@@ -202,6 +221,26 @@ dl_tls_policy(struct dl_dest *ds)
 	    SMTP_CLIENT_STARTTLS_MAY : SMTP_CLIENT_STARTTLS_MUST;
 	ds->ccfg.auth_insecure = r->policy.auth_insecure ||
 	    r->transport.unix_socket;
+}
+
+void
+dl_tls_sts(struct dl_dest *ds, bool enforce)
+{
+	struct dl_tls_policy *tp = &ds->tls;
+
+	if (g_ctx_sts_verify == NULL)
+		return;
+	if (enforce) {
+		/* The MX host's name, never a route's tls_name. */
+		tp->level = ROUTE_TLS_VERIFY;
+		tp->implicit = false;
+		tp->name = NULL;
+		tp->ctx = g_ctx_sts_verify;
+		ds->ccfg.starttls = SMTP_CLIENT_STARTTLS_MUST;
+	} else if (tp->level == ROUTE_TLS_MAY ||
+	    tp->level == ROUTE_TLS_ENCRYPT) {
+		tp->ctx = g_ctx_sts_test;
+	}
 }
 
 /* The name the certificate must carry (and SNI): MX host or next hop. */
@@ -358,6 +397,7 @@ dl_tls_conn_start(struct dl_conn *c)
 	struct dl_dest *ds = c->dest;
 
 	c->tls_plain = false;
+	c->sts_counted = false;
 	c->tls_desc[0] = '\0';
 	c->tls_verify[0] = '\0';
 	if (ds->tls.level == ROUTE_TLS_MAY &&
@@ -411,6 +451,7 @@ established(struct dl_conn *c)
 	}
 	log_debug("deliver: %s [%s]: %s%s", c->host, c->addr, c->tls_desc,
 	    tls_resumed(c->tls) ? " (resumed)" : "");
+	dl_sts_tls_done(c);
 	sess_keep(c);
 	smtp_client_tls_done(&c->cli);
 }
@@ -424,6 +465,7 @@ handshake_failed(struct dl_conn *c)
 	if (c->dest->tls.level == ROUTE_TLS_VERIFY && why != NULL)
 		snprintf(c->tls_verify, sizeof(c->tls_verify), "%s", why);
 	c->d->tls_failed++;
+	dl_sts_tls_failed(c, why);
 	smtp_client_tls_failed(&c->cli, tls_why(c->tls));
 }
 

@@ -713,6 +713,11 @@ route_policy_set(struct route_policy *p, const char *key, const char *value,
 		    route_printable(value);
 		if (ok)
 			strcpy(tmp.tls_ca_file, value);
+	} else if (strcmp(key, "mta_sts") == 0) {
+		bool on = false;
+
+		ok = route_parse_bool(value, &on);
+		tmp.mta_sts = on ? ROUTE_STS_ON : ROUTE_STS_OFF;
 	} else if (strcmp(key, "tls_name") == 0) {
 		ok = route_copy_name(value, strlen(value), tmp.tls_name);
 	} else {

@@ -105,6 +105,13 @@ enum route_tls {
 	ROUTE_TLS_VERIFY,
 };
 
+/* MTA-STS for a route's MX delivery: mta_sts.enabled, or on, or off. */
+enum route_sts {
+	ROUTE_STS_DEFAULT = 0,
+	ROUTE_STS_ON,
+	ROUTE_STS_OFF,
+};
+
 /* Limits for one route; 0 means unlimited where noted. */
 struct route_policy {
 	unsigned max_connections;		/* >= 1; relaylim: 1 */
@@ -121,6 +128,7 @@ struct route_policy {
 	bool tls_implicit;			/* TLS from the first byte (465) */
 	char tls_ca_file[ROUTE_CAFILE_MAX + 1];	/* "": delivery.tls_ca_file */
 	char tls_name[ROUTE_HOST_MAX + 1];	/* "": the next hop's name */
+	uint8_t mta_sts;			/* enum route_sts */
 };
 
 struct route {
@@ -164,7 +172,8 @@ route_policy_defaults(void);
  * max_attempts, auth ("user:password"), auth_insecure ("true"/"false"),
  * tls ("none", "may", "encrypt", "verify", or "implicit": encrypt with
  * tls_implicit), tls_implicit, tls_ca_file (an absolute path), tls_name
- * (a host name). ROUTE_ESYNTAX on an unknown key or a bad value; the
+ * (a host name), mta_sts ("true"/"false": MTA-STS for this route's MX
+ * delivery). ROUTE_ESYNTAX on an unknown key or a bad value; the
  * policy is unchanged then.
  */
 int

@@ -138,6 +138,7 @@ static const struct cfg_key route_keys[] = {
 	ROUTE_KEY(tls_implicit, CFG_POLICY),
 	ROUTE_KEY(tls_ca_file, CFG_POLICY),
 	ROUTE_KEY(tls_name, CFG_POLICY),
+	ROUTE_KEY(mta_sts, CFG_POLICY),
 	ROUTE_KEY(auth_insecure, CFG_POLICY),
 	{ KEY("auth", CFG_MAP, NULL, 0, 0),
 	  .offset = offsetof(struct route_cfg, auth), .sub = auth_keys,
@@ -274,6 +275,19 @@ static const struct cfg_key delivery_keys[] = {
 	{ .name = NULL },
 };
 
+/* MTA-STS for MX delivery: docs/tls.md. */
+static const struct cfg_key mta_sts_keys[] = {
+	{ KEY("enabled", CFG_BOOL, "true", 0, 1),
+	  FIELD(struct mta_sts_cfg, enabled) },
+	{ KEY("ca_file", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct mta_sts_cfg, ca_file), .check = check_ca_file },
+	{ KEY("fetch_timeout", CFG_DURATION, "10s", 1000, 60000),
+	  FIELD(struct mta_sts_cfg, fetch_timeout_ms) },
+	{ KEY("wait", CFG_DURATION, "5s", 0, 60000),
+	  FIELD(struct mta_sts_cfg, wait_ms) },
+	{ .name = NULL },
+};
+
 /* One DKIM key; the key itself is loaded by build_dkim(). */
 static const struct cfg_key dkim_keys[] = {
 	{ KEY("domain", CFG_STRING, NULL, 0, 0), FIELD(struct dkim_key_cfg, domain),
@@ -361,6 +375,8 @@ const struct cfg_key config_keys[] = {
 	  .sub = log_keys },
 	{ KEY("delivery", CFG_MAP, NULL, 0, 0),
 	  .offset = offsetof(struct config, delivery), .sub = delivery_keys },
+	{ KEY("mta_sts", CFG_MAP, NULL, 0, 0),
+	  .offset = offsetof(struct config, mta_sts), .sub = mta_sts_keys },
 	{ KEY("dkim", CFG_LIST_MAP, "[]", 0, CONFIG_DKIM_MAX),
 	  LIST(struct config, dkim, ndkim), .sub = dkim_keys },
 	{ KEY("dkim_signing", CFG_MAP, NULL, 0, 0),
@@ -1431,6 +1447,7 @@ config_deliver_cfg(const struct config *cfg, struct deliver_cfg *out)
 		.routes = &cfg->routes,
 		.dns = &cfg->dns,
 		.delivery = &cfg->delivery,
+		.mta_sts = &cfg->mta_sts,
 	};
 	assert(cfg->nlisten <= DELIVER_LISTEN_MAX);
 	for (size_t i = 0; i < cfg->nlisten; i++)

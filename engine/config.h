@@ -148,6 +148,7 @@ struct route_cfg {
 	char *tls_implicit;
 	char *tls_ca_file;
 	char *tls_name;
+	char *mta_sts;
 	struct auth_cfg auth;
 };
 
@@ -217,6 +218,7 @@ struct config {
 	struct dns_cfg dns;
 	struct log_cfg log;
 	struct delivery_cfg delivery;
+	struct mta_sts_cfg mta_sts;
 	struct metrics_cfg metrics;
 	struct route_table routes;	/* built from both; see docs/routing.md */
 	struct dkim_key_cfg *dkim;	/* "dkim" as written, keys loaded */

@@ -44,6 +44,7 @@
 #include "privs.h"
 #include "reload.h"
 #include "../deliver/deliver.h"
+#include "../deliver/mta_sts.h"
 #include "../lib/log.h"
 #include "../lib/sdnotify.h"
 #include "../lib/tls.h"
@@ -420,6 +421,10 @@ main(int argc, char **argv)
 	{
 		char twhy[256];
 
+		/* MTA-STS's CA file first: its contexts depend on it; its
+		 * threads start below. */
+		if (mta_sts_start(&gen->dcfg, twhy, sizeof twhy) < 0)
+			log_fatal("MTA-STS: %s", twhy);
 		if (deliver_tls_init(&gen->dcfg, twhy, sizeof twhy) < 0)
 			log_fatal("outbound TLS: %s", twhy);
 	}
@@ -429,6 +434,12 @@ main(int argc, char **argv)
 	privs_prepare(&pv, cfg->spool, dlog);
 	privs_drop(&pv);
 	privs_check_access(&pv, cfg->spool, dlog);
+	{
+		char swhy[256];
+
+		if (mta_sts_run(swhy, sizeof swhy) < 0)
+			log_fatal("MTA-STS: %s", swhy);
+	}
 
 	deliver_global_init(&gen->dcfg, cfg->shards, efds, qi);
 	schedule_queue(qi);
@@ -504,6 +515,7 @@ main(int argc, char **argv)
 	committer_stats(committer, &cst);
 	committer_stop(committer);
 	deliver_global_free();
+	mta_sts_stop();
 	deliver_tls_free();
 	queue_index_close(qi);
 	log_info("stopped: %llu message(s) queued in this run, "

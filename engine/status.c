@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../deliver/mta_sts.h"
 #include "../lib/version.h"
 
 /* RFC 3339 UTC with milliseconds, like the delivery log's times. */
@@ -223,6 +224,8 @@ status_json(const struct config *cfg, uint64_t generation,
 	json_object_set_new(o, "destinations_other", dest_sum(&v->dests_other));
 	json_object_set_new(o, "shards_answered",
 	    json_integer(v->dests_answered));
+	/* TLS-RPT counts per MTA-STS policy domain (docs/tls.md). */
+	json_object_set_new(o, "mta_sts", mta_sts_status());
 	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	return text;

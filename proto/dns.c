@@ -246,6 +246,32 @@ dns_keep(const ldns_rr *rr, uint16_t qtype, struct dns_answer *out,
 		out->n++;
 		return true;
 	}
+	case DNS_T_TXT: {
+		/* RFC 7208 3.3, RFC 8461 3.1: the strings are joined. */
+		struct dns_txt *t;
+		size_t len = 0;
+
+		if (out->n >= DNS_RR_MAX)
+			return false;
+		t = &out->rr.txt[out->n];
+		for (size_t i = 0; i < ldns_rr_rd_count(rr); i++) {
+			size_t sz;
+
+			f = ldns_rr_rdf(rr, i);
+			if (f == NULL || ldns_rdf_get_type(f) != LDNS_RDF_TYPE_STR ||
+			    (sz = ldns_rdf_size(f)) < 1 ||
+			    ldns_rdf_data(f)[0] != sz - 1)
+				return false;
+			if (len + sz - 1 > DNS_TXT_MAX)
+				return false;
+			memcpy(t->text + len, ldns_rdf_data(f) + 1, sz - 1);
+			len += sz - 1;
+		}
+		t->text[len] = '\0';
+		t->len = (uint16_t)len;
+		out->n++;
+		return true;
+	}
 	default:
 		return false;
 	}
@@ -468,6 +494,8 @@ dns_type_name(uint16_t qtype)
 		return "AAAA";
 	case DNS_T_TLSA:
 		return "TLSA";
+	case DNS_T_TXT:
+		return "TXT";
 	case LDNS_RR_TYPE_CNAME:
 		return "CNAME";
 	case LDNS_RR_TYPE_SOA:

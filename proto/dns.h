@@ -7,7 +7,7 @@
  * what comes back to dns_answer_parse(), which reduces a whole message to
  * the few facts delivery needs: did it answer our question, the RCODE,
  * the TC and AD bits, the TTL to cache it for, and the records of the
- * asked type (MX, A, AAAA or TLSA) at the end of any CNAME chain.
+ * asked type (MX, A, AAAA, TLSA or TXT) at the end of any CNAME chain.
  *
  * Contract:
  * - Names are text without a trailing dot: letters, digits, '-' and '_',
@@ -50,6 +50,8 @@
 #define DNS_UDP_SIZE	1232
 /* Largest message (over TCP: the 16-bit length prefix). */
 #define DNS_MSG_MAX	65535
+/* TXT text kept per record (its strings joined); longer ones dropped. */
+#define DNS_TXT_MAX	255
 /* TLSA association data kept: a SHA-512 digest. */
 #define DNS_TLSA_DATA_MAX 64
 
@@ -57,6 +59,7 @@
 enum dns_type {
 	DNS_T_A = 1,
 	DNS_T_MX = 15,
+	DNS_T_TXT = 16,
 	DNS_T_AAAA = 28,
 	DNS_T_TLSA = 52,
 };
@@ -83,6 +86,11 @@ struct dns_tlsa {
 	uint8_t data[DNS_TLSA_DATA_MAX];
 };
 
+struct dns_txt {
+	uint16_t len;
+	char text[DNS_TXT_MAX + 1];	/* NUL-terminated; may hold NULs */
+};
+
 struct dns_answer {
 	uint16_t id;
 	uint16_t qtype;
@@ -104,11 +112,13 @@ struct dns_answer {
 	unsigned n;		/* records in rr (DATA only; 0 for null MX) */
 	unsigned skipped;	/* records dropped: beyond DNS_RR_MAX, an MX
 				 * exchange that is not a host name, a
-				 * malformed record, TLSA data too long */
+				 * malformed record, TLSA data or TXT
+				 * text too long */
 	union {
 		struct dns_mx mx[DNS_RR_MAX];		/* packet order */
 		uint8_t addr[DNS_RR_MAX][16];		/* A: first 4 octets */
 		struct dns_tlsa tlsa[DNS_RR_MAX];
+		struct dns_txt txt[DNS_RR_MAX];
 	} rr;
 };
 
@@ -145,7 +155,7 @@ int dns_message_id(const uint8_t *msg, size_t len, uint16_t *id);
 int dns_answer_parse(const uint8_t *msg, size_t len, uint16_t id,
     const char *qname, uint16_t qtype, struct dns_answer *out);
 
-/* "A", "MX", "AAAA", "TLSA", "CNAME", "SOA", else "?". */
+/* "A", "MX", "AAAA", "TLSA", "TXT", "CNAME", "SOA", else "?". */
 const char *dns_type_name(uint16_t qtype);
 /* "NOERROR", "SERVFAIL", "NXDOMAIN", "REFUSED", ..., else "RCODE?". */
 const char *dns_rcode_name(uint8_t rcode);

@@ -261,6 +261,37 @@ print_dests(const json_t *doc)
 		    (long long)num(o, "connections"));
 }
 
+/* MTA-STS policy domains and their TLS-RPT counts (RFC 8460). */
+static void
+print_sts(const json_t *doc)
+{
+	const json_t *a = json_object_get(doc, "mta_sts"), *d, *v;
+	const char *k;
+	size_t i;
+
+	if (json_array_size(a) == 0)
+		return;
+	printf("\n%-32s %-8s %8s %8s %s\n", "MTA-STS domain", "mode", "tls ok",
+	    "failed", "failures");
+	json_array_foreach(a, i, d) {
+		const json_t *f = json_object_get(d, "failures");
+		bool first = true;
+
+		put_safe(str(d, "domain"), 32);
+		printf(" %-8s %8lld %8lld ", str(d, "mode"),
+		    (long long)num(d, "successful_sessions"),
+		    (long long)num(d, "failed_sessions"));
+		json_object_foreach((json_t *)f, k, v) {
+			printf("%s%s=%lld", first ? "" : ", ", k,
+			    (long long)json_integer_value(v));
+			first = false;
+		}
+		if (first)
+			putchar('-');
+		putchar('\n');
+	}
+}
+
 static void
 print_text(const json_t *doc)
 {
@@ -289,6 +320,7 @@ print_text(const json_t *doc)
 	print_queue(json_object_get(doc, "queue"));
 	print_counts(doc);
 	print_dests(doc);
+	print_sts(doc);
 	if (num(doc, "shards_answered") < num(doc, "shards"))
 		printf("(%lld of %lld shard(s) answered in time: the table "
 		    "is partial)\n", (long long)num(doc, "shards_answered"),

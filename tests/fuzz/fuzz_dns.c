@@ -17,8 +17,8 @@
 
 #include "../../proto/dns.h"
 
-static const uint16_t types[4] = { DNS_T_MX, DNS_T_A, DNS_T_AAAA,
-	DNS_T_TLSA };
+static const uint16_t types[5] = { DNS_T_MX, DNS_T_A, DNS_T_AAAA,
+	DNS_T_TLSA, DNS_T_TXT };
 
 static void
 check_name(const char *s)
@@ -71,7 +71,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	msg = data + 1;
 	len = size - 1;
-	type = types[(data[0] >> 1) & 3];
+	type = types[((data[0] >> 1) & 7) % 5];
 	if ((data[0] & 1) && !own_question(msg, len, name, sizeof(name),
 	    &type))
 		return 0;
@@ -108,5 +108,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (unsigned i = 0; i < a.n; i++)
 			assert(a.rr.tlsa[i].len >= 1 &&
 			    a.rr.tlsa[i].len <= DNS_TLSA_DATA_MAX);
+	if (a.kind == DNS_KIND_DATA && type == DNS_T_TXT)
+		for (unsigned i = 0; i < a.n; i++)
+			assert(a.rr.txt[i].len <= DNS_TXT_MAX &&
+			    a.rr.txt[i].text[a.rr.txt[i].len] == '\0');
 	return 0;
 }

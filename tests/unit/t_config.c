@@ -1070,6 +1070,59 @@ test_routes_tls_auth(void)
 	unlink(pw_open);
 }
 
+/* mta_sts: its defaults, its keys, a route's override, its errors. */
+static void
+test_mta_sts(void)
+{
+	struct config cfg;
+	struct config_errors errs = { 0 };
+	const struct route *r;
+	const char *file;
+
+	CHECK(load(&cfg, &errs, "hostname: x.example\n", NULL, NULL,
+	    &file) == 0);
+	CHECK(cfg.mta_sts.enabled == 1 && cfg.mta_sts.ca_file == NULL);
+	CHECK(cfg.mta_sts.wait_ms == 5000);
+	CHECK(cfg.mta_sts.fetch_timeout_ms == 10000);
+	config_free(&cfg);
+	config_errors_free(&errs);
+
+	CHECK(load(&cfg, &errs, "mta_sts: {enabled: false, wait: 2s, "
+	    "fetch_timeout: 3s}\n"
+	    "routes:\n"
+	    "  - {domain: a.example, transport: smtp, mta_sts: false}\n"
+	    "  - {domain: b.example, transport: smtp, mta_sts: true}\n",
+	    NULL, NULL, &file) == 0);
+	CHECK(cfg.mta_sts.enabled == 0 && cfg.mta_sts.wait_ms == 2000);
+	CHECK(cfg.mta_sts.fetch_timeout_ms == 3000);
+	r = route_lookup(&cfg.routes, "a.example");
+	CHECK(r != NULL && r->policy.mta_sts == ROUTE_STS_OFF);
+	r = route_lookup(&cfg.routes, "b.example");
+	CHECK(r != NULL && r->policy.mta_sts == ROUTE_STS_ON);
+	config_free(&cfg);
+	config_errors_free(&errs);
+
+	CHECK(load(&cfg, &errs, "mta_sts: {ca_file: /nonexistent/ca.pem, "
+	    "fetch_timeout: 0}\n"
+	    "routes:\n"
+	    "  - {domain: a.example, transport: smtp, mta_sts: maybe}\n",
+	    NULL, NULL, &file) > 0);
+	{
+		const char *w[] = {
+			"@:1: mta_sts.ca_file: CA file /nonexistent/ca.pem: "
+			    "No such file or directory",
+			"@:1: mta_sts.fetch_timeout: value must be between "
+			    "1s and 1m",
+			"@:3: routes.0.mta_sts: bad mta_sts 'maybe'",
+			NULL,
+		};
+
+		expect_errors(&errs, file, w);
+	}
+	config_free(&cfg);
+	config_errors_free(&errs);
+}
+
 static void
 test_routes_override(void)
 {
@@ -1489,6 +1542,7 @@ main(void)
 		{ "routes_relay_host", test_routes_relay_host },
 		{ "routes_override", test_routes_override },
 		{ "routes_tls_auth", test_routes_tls_auth },
+		{ "mta_sts", test_mta_sts },
 		{ "limits_memory", test_limits_memory },
 		{ "cidr_parse", test_cidr_parse },
 		{ "cidr_match", test_cidr_match },

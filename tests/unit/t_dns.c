@@ -497,6 +497,38 @@ test_bounds(void)
 	puts("PASS bounds");
 }
 
+/* TXT: a record's strings joined; one longer than DNS_TXT_MAX dropped. */
+static void
+test_txt(void)
+{
+	static char longline[600];
+	struct msg m = {
+		.id = 4, .qname = "_mta-sts.example.test.",
+		.qtype = LDNS_RR_TYPE_TXT,
+		.an = {
+			"_mta-sts.example.test. 300 IN TXT \"v=STSv1; \" "
+			"\"id=20240101;\"",
+			"_mta-sts.example.test. 300 IN TXT \"other\"",
+			longline,
+		},
+	};
+	size_t n;
+
+	puts("RUN txt");
+	n = (size_t)snprintf(longline, sizeof(longline),
+	    "_mta-sts.example.test. 300 IN TXT");
+	for (int i = 0; i < 3; i++)
+		n += (size_t)snprintf(longline + n, sizeof(longline) - n,
+		    " \"%0100d\"", i);
+	CHECK(parse(&m, 4, "_mta-sts.example.test", DNS_T_TXT) == 0);
+	CHECK(ans.kind == DNS_KIND_DATA && ans.n == 2 && ans.skipped == 1);
+	CHECK(strcmp(ans.rr.txt[0].text, "v=STSv1; id=20240101;") == 0);
+	CHECK(ans.rr.txt[0].len == 21);
+	CHECK(strcmp(ans.rr.txt[1].text, "other") == 0);
+	CHECK(strcmp(dns_type_name(DNS_T_TXT), "TXT") == 0);
+	puts("PASS txt");
+}
+
 static void
 test_garbage(void)
 {
@@ -565,6 +597,7 @@ main(void)
 	test_flags();
 	test_mismatch();
 	test_bounds();
+	test_txt();
 	test_garbage();
 	return check_done();
 }

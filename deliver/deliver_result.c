@@ -231,6 +231,21 @@ hold_failures(struct deliver *d, struct dl_item *it, uint16_t n,
 }
 
 /*
+ * The reply kept for the operator: one line, control characters as
+ * spaces, cut to fit (sluicectl queue list shows it, --reason searches it).
+ */
+static void
+reply_text(char out[QUEUE_REPLY_MAX], const char *text)
+{
+	size_t i = 0;
+
+	for (; text != NULL && text[i] != '\0' && i < QUEUE_REPLY_MAX - 1; i++)
+		out[i] = (unsigned char)text[i] < 0x20 ||
+		    text[i] == 0x7f ? ' ' : text[i];
+	out[i] = '\0';
+}
+
+/*
  * The outcome of one attempt of an item: res[i] is recipient i's reply
  * (i indexes it->rcpt; with redirect, res[0] stands for all). rec and env
  * are the loaded record (NULL when it could not be read: then no DSN).
@@ -288,6 +303,8 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 		u->idx = it->rcpt[i];
 		u->attempts = attempts;
 		u->last_code = (uint32_t)r->code;
+		if (r->code >= 400)
+			reply_text(u->text, r->text);
 		if (r->code >= 200 && r->code < 300) {
 			u->state = RCPT_DELIVERED;
 			st = DLOG_DELIVERED;

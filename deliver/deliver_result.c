@@ -333,7 +333,9 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 		}
 		sts[i] = st;
 	}
-	if (nb > 0 && it->pass != NULL && hold_failures(d, it, n, ups, sts,
+	/* An item the operator held or deleted meanwhile reports at once,
+	 * as it always did: its pass's held failures were dropped. */
+	if (nb > 0 && it->pass != NULL && !it->dropped && hold_failures(d, it, n, ups, sts,
 	    ridx, res, bounced, nb, rec, env, peer, expired)) {
 		/* Held for the pass's one DSN, which writes them. */
 		held = true;

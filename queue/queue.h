@@ -607,6 +607,9 @@ int queue_lmdb_err(int rc);
 int queue_txn_begin(struct queue_index *qi, unsigned flags, MDB_txn **txn);
 /* Check a "msg" value's shape; NULL if sound, else the reason. */
 const char *queue_msg_value_check(const void *val, size_t len);
+/* Delete qid's "reply" entries in txn (the message leaves the index).
+ * 0 or an LMDB code. */
+int queue_replies_del(struct queue_index *qi, MDB_txn *txn, uint64_t qid);
 /*
  * Load the message (key, val) read in txn into m, copying everything out of
  * the map. 0, QUEUE_ECORRUPT (*why set), -ENOMEM or another error.

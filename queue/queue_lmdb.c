@@ -679,8 +679,8 @@ get_meta(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
  * (never deferred nor refused) have none, so a delivery's removal costs
  * one lookup in a small table.
  */
-static int
-replies_del(struct queue_index *qi, MDB_txn *txn, uint64_t qid)
+int
+queue_replies_del(struct queue_index *qi, MDB_txn *txn, uint64_t qid)
 {
 	uint8_t kb[10];
 	MDB_cursor *cur;
@@ -739,7 +739,7 @@ remove_if_done(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return rc;
 	}
-	rc = replies_del(qi, txn, qid);
+	rc = queue_replies_del(qi, txn, qid);
 	if (rc != 0)
 		return rc;
 	queue_key_put(kb, qid);

@@ -154,6 +154,9 @@ header_len(const uint8_t *msg, size_t len)
 	size_t max = len < DSN_HEADERS_MAX + DSN_LINE_MAX + 4 ? len :
 	    DSN_HEADERS_MAX + DSN_LINE_MAX + 4;
 
+	if (max > 0 && (msg[0] == '\n' || (msg[0] == '\r' && max > 1 &&
+	    msg[1] == '\n')))
+		return 0;	/* no header section at all */
 	for (size_t i = 0; i + 1 < max; i++)
 		if (msg[i] == '\n' && (msg[i + 1] == '\n' ||
 		    (msg[i + 1] == '\r' && i + 2 < max && msg[i + 2] == '\n')))

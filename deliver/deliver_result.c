@@ -148,7 +148,7 @@ log_entry(const struct dl_item *it, const char *qid, const char *sender,
 	return e;
 }
 
-/* Counted now; written now, or (held == true) with its pass's DSN. */
+/* One recipient's result: written to the log and counted. */
 static void
 log_line(struct deliver *d, const struct dl_item *it, const char *sender,
     const char *rcpt, enum dlog_status st, int code, const char *enh,
@@ -170,14 +170,16 @@ log_line(struct deliver *d, const struct dl_item *it, const char *sender,
 
 /*
  * The failures of an item that is part of a pass, held for the pass's one
- * DSN: the report takes the bounced updates (ups[i] with state
- * RCPT_BOUNCED, marked taken by kind 0), and their log lines are written
- * when the DSN is queued. false when they cannot be held (no room, no
- * memory): they go out now, as for an item alone.
+ * DSN (and the item settled): the report copies the bounced updates (the
+ * ups[i] with state RCPT_BOUNCED, which the caller then leaves out of its
+ * own), their DSN blocks and their log lines, written when the DSN is
+ * queued. false when they cannot be held (no room, no memory): they go
+ * out now, as for an item alone.
  */
 static bool
 hold_failures(struct deliver *d, struct dl_item *it, uint16_t n,
-    const struct queue_update *ups, const enum dlog_status *sts, const uint16_t *ridx, const struct dl_rres *res,
+    const struct queue_update *ups, const enum dlog_status *sts,
+    const uint16_t *ridx, const struct dl_rres *res,
     const struct dsn_rcpt *bounced, size_t nb, const uint8_t *rec,
     const struct envelope *env, const struct dl_peer *peer, bool expired)
 {
@@ -335,8 +337,9 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 	}
 	/* An item the operator held or deleted meanwhile reports at once,
 	 * as it always did: its pass's held failures were dropped. */
-	if (nb > 0 && it->pass != NULL && !it->dropped && hold_failures(d, it, n, ups, sts,
-	    ridx, res, bounced, nb, rec, env, peer, expired)) {
+	if (nb > 0 && it->pass != NULL && !it->dropped &&
+	    hold_failures(d, it, n, ups, sts, ridx, res, bounced, nb, rec, env,
+	    peer, expired)) {
 		/* Held for the pass's one DSN, which writes them. */
 		held = true;
 		nb = 0;

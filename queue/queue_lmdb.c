@@ -714,7 +714,9 @@ remove_if_done(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
 {
 	uint8_t kb[8], rkb[10];
 	MDB_val k = { sizeof(kb), kb }, rk = { sizeof(rkb), rkb }, rv;
-	uint32_t r;
+	uint32_t r, code;
+	uint16_t attempts;
+	bool replies = force;	/* a reply text may be there to delete */
 
 	static_assert(offsetof(struct rcpt_meta, state) == 0,
 	    "the state is the first byte");
@@ -732,6 +734,18 @@ remove_if_done(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
 		if (rv.mv_size == sizeof(struct rcpt_meta) &&
 		    *(const uint8_t *)rv.mv_data == RCPT_PENDING)
 			return 0;
+		/* Only a 4xx/5xx leaves a text ("reply"), and one a later
+		 * attempt delivered stays: a recipient delivered at its
+		 * first attempt has none, so most messages cost no lookup
+		 * there. */
+		if (rv.mv_size == sizeof(struct rcpt_meta)) {
+			memcpy(&code, (const uint8_t *)rv.mv_data +
+			    offsetof(struct rcpt_meta, last_code), sizeof(code));
+			memcpy(&attempts, (const uint8_t *)rv.mv_data +
+			    offsetof(struct rcpt_meta, attempts),
+			    sizeof(attempts));
+			replies = replies || code >= 400 || attempts > 1;
+		}
 	}
 	for (r = 0; r < nrcpt; r++) {
 		queue_rcpt_key_put(rkb, qid, r);
@@ -739,7 +753,7 @@ remove_if_done(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return rc;
 	}
-	rc = queue_replies_del(qi, txn, qid);
+	rc = replies ? queue_replies_del(qi, txn, qid) : 0;
 	if (rc != 0)
 		return rc;
 	queue_key_put(kb, qid);

@@ -4,8 +4,8 @@
  * text, a 2xx keeps none and hides an older one; queue_index_replies()
  * loads them; queue_filter's reason matches a substring without regard to
  * case, on any recipient whose last reply failed, and nothing when the
- * texts are not loaded; a message's texts leave the index with it, and
- * another message's stay.
+ * texts are not loaded; a message's texts leave the index with it (also
+ * one a later delivery left behind), and another message's stay.
  */
 #define QUEUE_INTERNAL
 #include "check.h"
@@ -145,6 +145,22 @@ main(void)
 	write1(qi, upd(201, 0, RCPT_BOUNCED, 550, "550 gone"));
 	CHECK(queue_index_get(qi, 201, &m) == QUEUE_ENOTFOUND);
 	CHECK(reply_entries(qi) == 0);
+
+	/* Deferred, then delivered at its second attempt: the message goes
+	 * on its own (every recipient delivered), and its old text too. */
+	{
+		struct queue_update u;
+
+		CHECK_FATAL(queue_index_write(qi, &puts[1], 1, NULL, 0, NULL,
+		    0, NULL, NULL) == 0);
+		write1(qi, upd(201, 0, RCPT_PENDING, 451, "451 greylisted"));
+		CHECK(reply_entries(qi) == 1);
+		u = upd(201, 0, RCPT_DELIVERED, 250, "");
+		u.attempts = 2;
+		write1(qi, u);
+		CHECK(queue_index_get(qi, 201, &m) == QUEUE_ENOTFOUND);
+		CHECK(reply_entries(qi) == 0);
+	}
 
 	queue_index_close(qi);
 	{

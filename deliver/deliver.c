@@ -133,10 +133,12 @@ deliver_global_free(void)
 		while (it != NULL) {
 			struct dl_item *next = it->next;
 
-			if (it->ctl == DELIVER_CTL_STATS)
+			if (it->ctl == DELIVER_CTL_STATS) {
 				dl_stats_drop(it);
-			else
+			} else {
+				dl_pass_leave(it);
 				free(it);
+			}
 			it = next;
 		}
 	}
@@ -215,13 +217,20 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 	uint64_t now_us = clock_real_us(), now_ms = clock_mono_ms();
 	uint16_t *idx;
 	bool *done;
-	int posted = 0;
+	struct dl_item **items;		/* to post, once all are made */
+	unsigned *owners;
+	struct dl_pass *pass = NULL;
+	int posted = 0, err = 0;
 
 	idx = malloc(env->nrcpt * sizeof(*idx));
 	done = calloc(env->nrcpt, sizeof(*done));
-	if (idx == NULL || done == NULL) {
+	items = malloc(env->nrcpt * sizeof(*items));
+	owners = malloc(env->nrcpt * sizeof(*owners));
+	if (idx == NULL || done == NULL || items == NULL || owners == NULL) {
 		free(idx);
 		free(done);
+		free(items);
+		free(owners);
 		return -ENOMEM;
 	}
 	for (uint16_t i = 0; i < env->nrcpt; i++) {
@@ -261,9 +270,8 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		dlen = strlen(dom) + 1;
 		it = calloc(1, sizeof(*it) + n * sizeof(uint16_t) + dlen);
 		if (it == NULL) {
-			free(idx);
-			free(done);
-			return -ENOMEM;
+			err = -ENOMEM;
+			break;
 		}
 		it->route = r;
 		it->cfg_gen = cfg->generation;
@@ -281,12 +289,25 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		owner = (unsigned)(XXH3_64bits(key, strlen(key)) % g_nshards);
 		if (dl_start_park(owner, it, next_try_us))
 			continue;
-		post(owner, it);
-		posted++;
+		owners[posted] = owner;
+		items[posted++] = it;
+	}
+	/*
+	 * Items at several destinations (maybe several shards) are one
+	 * pass: their failures go to the sender in one DSN. Without memory
+	 * for it, each item reports its own.
+	 */
+	if (posted >= 2 && err == 0)
+		pass = dl_pass_new((uint32_t)posted);
+	for (int i = 0; i < posted; i++) {
+		items[i]->pass = pass;
+		post(owners[i], items[i]);
 	}
 	free(idx);
 	free(done);
-	return posted;
+	free(items);
+	free(owners);
+	return err != 0 ? err : posted;
 }
 
 void
@@ -541,6 +562,8 @@ dl_item_free(struct deliver *d, struct dl_item *it)
 		assert(it->dest->nitems > 0);
 		it->dest->nitems--;
 	}
+	if (it->pass != NULL)
+		dl_pass_settle(d, it, NULL);	/* dropped, parked: no result */
 	free(it);
 }
 
@@ -916,6 +939,7 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 		}
 		break;
 	case DELIVER_CTL_DROP:
+		dl_bounce_drop(d, ctl->qid);
 		/* An attempt under way finishes, but is not tried again;
 		 * nor is one whose record is being read back. */
 		for (uint32_t i = 0; i < d->conn_hw; i++) {
@@ -1100,6 +1124,8 @@ deliver_tick(struct deliver *d, uint64_t now_ms)
 	d->now_ms = now_ms;
 	make_room(d);
 	dest_sweep(d);
+	if (d->bwait != NULL)
+		dl_bounce_tick(d, false);
 	dl_stats_publish(d);
 	/* A drained backlog leaves no big array behind (see also main's
 	 * memory_return()). */
@@ -1307,6 +1333,8 @@ deliver_destroy(struct deliver *d)
 			struct dl_item *cur = c->item;
 
 			dl_conn_item_clear(c);
+			if (cur != NULL)
+				dl_pass_leave(cur);
 			free(cur);
 			smtp_client_free(&c->cli);
 			buf_free(&c->tx);
@@ -1315,8 +1343,10 @@ deliver_destroy(struct deliver *d)
 				close(c->fd);
 		}
 	}
-	while ((it = heap_pop(d)) != NULL)
+	while ((it = heap_pop(d)) != NULL) {
+		dl_pass_leave(it);
 		free(it);
+	}
 	/* deliver_stop() waited for these: none is in flight any more. */
 	assert(d->nfreads == 0 && d->fwait_head == NULL);
 	free(d->freads);
@@ -1325,14 +1355,17 @@ deliver_destroy(struct deliver *d)
 
 		for (; ds != NULL; ds = n) {
 			n = ds->hnext;
-			while ((it = dl_dest_pop(ds)) != NULL)
+			while ((it = dl_dest_pop(ds)) != NULL) {
+				dl_pass_leave(it);
 				free(it);
+			}
 			free(ds->targets);
 			dl_sts_free(ds);
 			free(ds);
 		}
 	}
 	dl_addr_free_all(d);
+	dl_bounce_free(d);
 	for (unsigned i = 0; i < DL_SEGFD_CACHE; i++)
 		if (d->segfd[i].fd >= 0)
 			close(d->segfd[i].fd);

@@ -36,6 +36,7 @@ struct delivery_cfg {
 	uint32_t active_messages;	/* items in memory, all shards */
 	uint32_t active_recipients;	/* their recipients */
 	uint32_t destination_keep_ms;	/* an unused destination's state */
+	uint32_t bounce_wait_ms;	/* failures held for one DSN a pass */
 	uint32_t chunking;		/* BDAT to servers offering CHUNKING */
 	char *tls;			/* none, may, encrypt, verify */
 	uint32_t tls_level;		/* the same as an enum route_tls */

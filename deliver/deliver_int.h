@@ -48,6 +48,8 @@
 #define DL_TARGETS_MAX 32	/* addresses tried per connection */
 #define DL_FREADS_MAX 64	/* records read back at a time for items
 				   failing without a connection */
+#define DL_BOUNCE_WAITERS 4096	/* passes a shard holds failures for */
+#define DL_BOUNCE_BYTES (16u << 20)	/* and the bytes of those failures */
 
 enum {
 	OP_DNS = DELIVER_OP_BASE,
@@ -105,6 +107,8 @@ struct dl_item {
 	uint8_t upd;			/* DELIVER_CTL_UPDATE: the kind */
 	bool redirect;			/* dev_redirect: one address for all */
 	bool dropped;			/* held or deleted while on a connection */
+	struct dl_pass *pass;		/* the dispatch it is part of, until
+					 * settled (deliver_bounce.c) */
 	char *domain;			/* points into the allocation */
 	uint16_t rcpt[];		/* recipient indices */
 };
@@ -299,6 +303,10 @@ struct deliver {
 	struct dl_fread **freads;	/* reads for failing items, by slot */
 	uint32_t freads_cap, nfreads, fread_gen;
 	struct dl_fwait *fwait_head, **fwait_tail;	/* and waiting */
+	/* Passes this shard holds failures for (deliver_bounce.c). */
+	struct dl_bounce_wait *bwait;
+	uint32_t nbwait;
+	size_t bwait_bytes;
 	bool stopping;
 	uint64_t now_ms;
 	struct dlog log;
@@ -370,6 +378,49 @@ struct dl_feed {
 } __attribute__((aligned(64)));
 extern struct dl_feed dl_feeds[64];
 extern struct queue_index *dl_index;
+
+/*
+ * deliver_bounce.c: one DSN for the failures of a pass (the items of one
+ * dispatch of a message).
+ *   dl_pass_new     a pass of `items` items (>= 2), or NULL (memory)
+ *   dl_pass_room    may this shard hold one more report?
+ *   dl_bounce_new   a report, everything copied out of src; NULL: memory
+ *   dl_pass_settle  the item's first attempt (or its end) settled it, with
+ *                   a report of its failures or NULL; the pass's last
+ *                   item sends one DSN of every report
+ *   dl_pass_leave   an item goes without settling (the shard stops)
+ *   dl_bounce_tick  reports past delivery.bounce_wait go (force: all)
+ *   dl_bounce_drop  forget qid's reports (held or deleted)
+ *   dl_bounce_free  forget every report (the shard is gone)
+ */
+struct dl_pass;
+struct dl_bounce;
+struct dl_bounce_wait;
+struct dsn_rcpt;
+struct dl_bounce_src {
+	uint64_t qid;
+	uint64_t arrival_us;
+	bool expired;
+	unsigned max_age_days;
+	uint32_t n;
+	const struct dsn_rcpt *rcpt;	/* n of each */
+	const struct queue_update *ups;
+	const struct dlog_entry *log;
+	const char *sender;
+	const char *received_from;
+	const uint8_t *orig;		/* the message as stored */
+	size_t orig_len;
+};
+struct dl_pass *dl_pass_new(uint32_t items);
+bool dl_pass_room(const struct deliver *d);
+struct dl_bounce *dl_bounce_new(struct deliver *d,
+    const struct dl_bounce_src *src);
+void dl_pass_settle(struct deliver *d, struct dl_item *it,
+    struct dl_bounce *b);
+void dl_pass_leave(struct dl_item *it);
+void dl_bounce_tick(struct deliver *d, bool force);
+void dl_bounce_drop(struct deliver *d, uint64_t qid);
+void dl_bounce_free(struct deliver *d);
 
 /* deliver.c: destinations, the deferred heap, the scheduler */
 uint32_t dl_share(uint32_t total);

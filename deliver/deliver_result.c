@@ -112,13 +112,13 @@ dl_item_read_start(struct deliver *d, struct dl_item *it, uint64_t ud, int *fd,
 	return true;
 }
 
-static void
-log_line(struct deliver *d, const struct dl_item *it, const char *sender,
+/* The delivery log line of one recipient's result, not yet written. */
+static struct dlog_entry
+log_entry(const struct dl_item *it, const char *qid, const char *sender,
     const char *rcpt, enum dlog_status st, int code, const char *enh,
     const char *text, const struct dl_peer *peer, uint64_t next_us,
     const char *dsn_qid)
 {
-	char qid[QUEUE_ID_LEN + 1];
 	uint64_t now = clock_real_us();
 	struct dlog_entry e = {
 		.time_us = now,
@@ -147,11 +147,106 @@ log_line(struct deliver *d, const struct dl_item *it, const char *sender,
 		.size = it->mm.msg_len,
 	};
 
+	return e;
+}
+
+/* One recipient's result: written to the log and counted. */
+static void
+log_line(struct deliver *d, const struct dl_item *it, const char *sender,
+    const char *rcpt, enum dlog_status st, int code, const char *enh,
+    const char *text, const struct dl_peer *peer, uint64_t next_us,
+    const char *dsn_qid)
+{
+	char qid[QUEUE_ID_LEN + 1];
+	struct dlog_entry e;
+	uint64_t now = clock_real_us();
+
 	queue_id_format(it->qid, qid);
+	e = log_entry(it, qid, sender, rcpt, st, code, enh, text, peer,
+	    next_us, dsn_qid);
 	if (dlog_format(&d->logbuf, &e) != 0)
 		log_warn("deliver: cannot format a log line");
 	dl_stats_line(d, it->dest, st, code, text,
 	    now > it->arrival_us ? now - it->arrival_us : 0);
+}
+
+/*
+ * The failures of an item that is part of a pass, held for the pass's one
+ * DSN (and the item settled): the report copies the bounced updates (the
+ * ups[i] with state RCPT_BOUNCED, which the caller then leaves out of its
+ * own), their DSN blocks and their log lines, written when the DSN is
+ * queued. false when they cannot be held (no room, no memory): they go
+ * out now, as for an item alone.
+ */
+static bool
+hold_failures(struct deliver *d, struct dl_item *it, uint16_t n,
+    const struct queue_update *ups, const enum dlog_status *sts,
+    const uint16_t *ridx, const struct dl_rres *res,
+    const struct dsn_rcpt *bounced, size_t nb, const uint8_t *rec,
+    const struct envelope *env, const struct dl_peer *peer, bool expired)
+{
+	struct queue_update *bu = calloc(nb, sizeof(*bu));
+	struct dlog_entry *le = calloc(nb, sizeof(*le));
+	char qid[QUEUE_ID_LEN + 1], from[600];
+	struct dl_bounce *b = NULL;
+	size_t k = 0;
+
+	if (bu != NULL && le != NULL && dl_pass_room(d)) {
+		struct dl_bounce_src src = {
+			.qid = it->qid,
+			.arrival_us = it->arrival_us,
+			.expired = expired,
+			.max_age_days = it->route->policy.max_age_s / 86400,
+			.n = (uint32_t)nb,
+			.rcpt = bounced,
+			.ups = bu,
+			.log = le,
+			.sender = env->sender,
+			.received_from = from,
+			.orig = rec + sizeof(struct seg_hdr) + it->mm.env_len,
+			.orig_len = it->mm.msg_len,
+		};
+
+		queue_id_format(it->qid, qid);
+		snprintf(from, sizeof(from), "%s ([%s])", env->helo,
+		    env->client_addr);
+		for (uint16_t i = 0; i < n; i++) {
+			const struct dl_rres *r = &res[it->redirect ? 0 : i];
+
+			if (ups[i].state != RCPT_BOUNCED)
+				continue;
+			assert(k < nb);
+			bu[k] = ups[i];
+			le[k] = log_entry(it, qid, env->sender,
+			    env->rcpt[ridx[i]], sts[i], r->code,
+			    sts[i] == DLOG_EXPIRED ? "4.4.7" : r->enhanced,
+			    r->text, peer, 0, NULL);
+			k++;
+		}
+		assert(k == nb);
+		b = dl_bounce_new(d, &src);
+	}
+	free(bu);
+	free(le);
+	if (b == NULL)
+		return false;
+	dl_pass_settle(d, it, b);
+	return true;
+}
+
+/*
+ * The reply kept for the operator: one line, control characters as
+ * spaces, cut to fit (sluicectl queue list shows it, --reason searches it).
+ */
+static void
+reply_text(char out[QUEUE_REPLY_MAX], const char *text)
+{
+	size_t i = 0;
+
+	for (; text != NULL && text[i] != '\0' && i < QUEUE_REPLY_MAX - 1; i++)
+		out[i] = (unsigned char)text[i] < 0x20 ||
+		    text[i] == 0x7f ? ' ' : text[i];
+	out[i] = '\0';
 }
 
 /*
@@ -181,6 +276,7 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 	char dsnq[QUEUE_ID_LEN + 1] = "";
 	const char *sender = env != NULL ? env->sender : NULL;
 	uint16_t n = it->nrcpt, keep = 0;
+	bool held = false;
 	bool give_up = (pol->max_attempts != 0 && attempts >= pol->max_attempts)
 	    || expired;
 
@@ -211,6 +307,8 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 		u->idx = it->rcpt[i];
 		u->attempts = attempts;
 		u->last_code = (uint32_t)r->code;
+		if (r->code >= 400)
+			reply_text(u->text, r->text);
 		if (r->code >= 200 && r->code < 300) {
 			u->state = RCPT_DELIVERED;
 			st = DLOG_DELIVERED;
@@ -238,6 +336,15 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 			it->rcpt[keep++] = it->rcpt[i];
 		}
 		sts[i] = st;
+	}
+	/* An item the operator held or deleted meanwhile reports at once,
+	 * as it always did: its pass's held failures were dropped. */
+	if (nb > 0 && it->pass != NULL && !it->dropped &&
+	    hold_failures(d, it, n, ups, sts, ridx, res, bounced, nb, rec, env,
+	    peer, expired)) {
+		/* Held for the pass's one DSN, which writes them. */
+		held = true;
+		nb = 0;
 	}
 	if (nb > 0) {
 		/* One DSN for what bounced this attempt, with the updates. */
@@ -290,6 +397,12 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 		const struct dl_rres *r = &res[it->redirect ? 0 : i];
 		const char *rcpt = env != NULL ? env->rcpt[ridx[i]] : "";
 
+		if (held && ups[i].state == RCPT_BOUNCED) {
+			dl_stats_line(d, it->dest, sts[i], r->code, r->text,
+			    now_us > it->arrival_us ? now_us - it->arrival_us :
+			    0);
+			continue;
+		}
 		log_line(d, it, sender, rcpt, sts[i], r->code,
 		    sts[i] == DLOG_EXPIRED ? "4.4.7" : r->enhanced, r->text,
 		    peer, sts[i] == DLOG_DEFERRED ? next_us : 0,
@@ -298,9 +411,22 @@ dl_item_done(struct deliver *d, struct dl_item *it, const struct dl_rres *res,
 	}
 	free(sts);
 	free(ridx);
-	if (ups != NULL)
+	if (ups != NULL && held) {
+		/* The pass's DSN writes the bounced ones. */
+		uint16_t k = 0;
+
+		for (uint16_t i = 0; i < n; i++)
+			if (ups[i].state != RCPT_BOUNCED)
+				ups[k++] = ups[i];
+		n = k;
+	}
+	if (ups != NULL && n > 0)
 		d->host->submit_updates(d->host_ctx, ups, n);
+	else
+		free(ups);
 	free(bounced);
+	if (it->pass != NULL)
+		dl_pass_settle(d, it, NULL);
 	if (keep > 0 && !it->dropped) {
 		d->nrcpts -= it->nrcpt - keep;
 		it->nrcpt = keep;

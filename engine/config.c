@@ -259,6 +259,8 @@ static const struct cfg_key delivery_keys[] = {
 	  FIELD(struct delivery_cfg, active_recipients) },
 	{ KEY("destination_keep", CFG_DURATION, "60s", 100, HOUR_MS),
 	  FIELD(struct delivery_cfg, destination_keep_ms) },
+	{ KEY("bounce_wait", CFG_DURATION, "5m", 0, HOUR_MS),
+	  FIELD(struct delivery_cfg, bounce_wait_ms) },
 	{ KEY("chunking", CFG_BOOL, "true", 0, 1),
 	  FIELD(struct delivery_cfg, chunking) },
 	/* Postfix's smtp_tls_security_level, and its usual setting. */

@@ -323,8 +323,20 @@ struct queue_msg {
 	struct envelope env;
 	struct rcpt_meta *rcpt;		/* meta.nrcpt entries */
 	uint8_t *storage;
+	/* The last reply text of each recipient whose last reply was 4xx or
+	 * 5xx (NULL for the others), or NULL altogether: only
+	 * queue_index_replies() loads them. */
+	char **reply;
 };
 void queue_msg_release(struct queue_msg *m);
+
+/*
+ * Load m->reply from "reply" (the last reply text of each recipient whose
+ * last_code is 400 or more), in one read transaction. An index without
+ * "reply" (written by an older sluiced) gives every recipient NULL. 0,
+ * -ENOMEM or another error (m->reply stays NULL).
+ */
+int queue_index_replies(struct queue_index *qi, struct queue_msg *m);
 
 /*
  * Look up one message. 0, QUEUE_ENOTFOUND, QUEUE_ECORRUPT (the index entry
@@ -402,6 +414,9 @@ enum queue_upd_kind {
 	QUEUE_UPD_PARK,
 };
 
+/* A reply text kept per recipient ("reply"), with its NUL. */
+#define QUEUE_REPLY_MAX 160
+
 struct queue_update {
 	uint64_t qid;
 	uint64_t next_try_us;
@@ -410,6 +425,10 @@ struct queue_update {
 	uint16_t attempts;
 	uint8_t kind;		/* enum queue_upd_kind */
 	uint8_t state;		/* enum rcpt_state, for QUEUE_UPD_RCPT */
+	/* QUEUE_UPD_RCPT with last_code >= 400: the reply line, kept in
+	 * "reply" for the operator (sluicectl queue list --reason); "":
+	 * none. A 2xx keeps none, so delivering costs no extra write. */
+	char text[QUEUE_REPLY_MAX];
 };
 
 /* A message a write removed: its space in segment seg can be reclaimed. */
@@ -573,6 +592,8 @@ struct queue_index {
 	MDB_dbi log;
 	MDB_dbi parked;		/* (shard, next_try, qid, idx) -> "" */
 	MDB_dbi parked_q;	/* (qid, idx) -> (shard, next_try) */
+	MDB_dbi reply;		/* (qid, idx) -> last 4xx/5xx reply text;
+				 * 0: none (read-only, older index) */
 	_Atomic uint64_t parks_written[64];
 	int readonly;
 	int has_log;		/* "log" is open (not so: read-only, v1) */
@@ -586,6 +607,9 @@ int queue_lmdb_err(int rc);
 int queue_txn_begin(struct queue_index *qi, unsigned flags, MDB_txn **txn);
 /* Check a "msg" value's shape; NULL if sound, else the reason. */
 const char *queue_msg_value_check(const void *val, size_t len);
+/* Delete qid's "reply" entries in txn (the message leaves the index).
+ * 0 or an LMDB code. */
+int queue_replies_del(struct queue_index *qi, MDB_txn *txn, uint64_t qid);
 /*
  * Load the message (key, val) read in txn into m, copying everything out of
  * the map. 0, QUEUE_ECORRUPT (*why set), -ENOMEM or another error.

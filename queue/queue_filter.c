@@ -34,7 +34,7 @@ queue_filter_empty(const struct queue_filter *f)
 {
 	return f->from == NULL && f->to == NULL && f->domain == NULL &&
 	    f->status == QUEUE_FILTER_ANY && f->before_us == 0 &&
-	    f->code == 0;
+	    f->code == 0 && f->reason == NULL;
 }
 
 /*
@@ -70,6 +70,32 @@ code_match(unsigned want, uint32_t got)
 	return want < 10 ? got / 100 == want : got == want;
 }
 
+/* Does hay contain needle, ASCII letters without regard to case? */
+static bool
+contains_nocase(const char *hay, const char *needle)
+{
+	size_t n = strlen(needle);
+
+	if (n == 0)
+		return true;
+	for (; *hay != '\0'; hay++)
+		if (strncasecmp(hay, needle, n) == 0)
+			return true;
+	return false;
+}
+
+static bool
+reason_match(const char *want, const struct queue_msg *m)
+{
+	if (m->reply == NULL)
+		return false;
+	for (unsigned i = 0; i < m->meta.nrcpt; i++)
+		if (m->rcpt[i].last_code >= 400 && m->reply[i] != NULL &&
+		    contains_nocase(m->reply[i], want))
+			return true;
+	return false;
+}
+
 bool
 queue_filter_match(const struct queue_filter *f, const struct queue_msg *m)
 {
@@ -95,6 +121,8 @@ queue_filter_match(const struct queue_filter *f, const struct queue_msg *m)
 		code_ok = code_ok || code_match(f->code, r->last_code);
 	}
 	if (!to_ok || !dom_ok || !code_ok)
+		return false;
+	if (f->reason != NULL && !reason_match(f->reason, m))
 		return false;
 	switch (f->status) {
 	case QUEUE_FILTER_ANY:

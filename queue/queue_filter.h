@@ -17,6 +17,10 @@
  *   before_us arrived before this time (CLOCK_REALTIME us): --older-than
  *   code      a pending recipient's last reply: 421 exactly, or 4 / 5 for
  *             the class
+ *   reason    a recipient's last reply text (4xx or 5xx, kept in the
+ *             index's "reply") contains this, without regard to case:
+ *             "greylist", "mailbox full". Needs m->reply loaded
+ *             (queue_index_replies()); without it nothing matches.
  */
 #ifndef SLUICE_QUEUE_FILTER_H
 #define SLUICE_QUEUE_FILTER_H
@@ -40,6 +44,7 @@ struct queue_filter {
 	enum queue_filter_status status;
 	uint64_t before_us;	/* 0: any age */
 	unsigned code;		/* 0: any; 4 or 5: the class; else exact */
+	const char *reason;	/* NULL: any */
 };
 
 /* "queued", "deferred", "held" (also "hold", "active"): 0; else -1. */

@@ -196,6 +196,14 @@ index_open_dbs(struct queue_index *qi)
 		}
 	}
 	if (rc == 0) {
+		/* The same: an older index has no reply texts. */
+		rc = mdb_dbi_open(txn, "reply", dbflags, &qi->reply);
+		if (rc == MDB_NOTFOUND && qi->readonly) {
+			qi->reply = 0;
+			rc = 0;
+		}
+	}
+	if (rc == 0) {
 		rc = mdb_dbi_open(txn, "log", dbflags, &qi->log);
 		if (rc == MDB_NOTFOUND && qi->readonly && qi->v1)
 			rc = 0;		/* not migrated yet: no log */
@@ -358,6 +366,7 @@ queue_msg_release(struct queue_msg *m)
 	envelope_release(&m->env);
 	free(m->rcpt);
 	free(m->storage);
+	free(m->reply);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -397,6 +406,56 @@ rcpt_load(struct queue_index *qi, MDB_txn *txn, struct queue_msg *m)
 	}
 	mdb_cursor_close(cur);
 	return err;
+}
+
+int
+queue_index_replies(struct queue_index *qi, struct queue_msg *m)
+{
+	uint8_t kb[10];
+	MDB_val k = { sizeof(kb), kb }, v;
+	MDB_txn *txn = NULL;
+	size_t n = m->meta.nrcpt, len = n * sizeof(char *);
+	char **r, *p;
+	int rc, err = 0;
+
+	assert(m->reply == NULL);
+	if (qi->reply == 0 || n == 0)
+		return 0;
+	/* One allocation: the pointers, then room for every text that can
+	 * be there (those with a 4xx/5xx), each at most QUEUE_REPLY_MAX. */
+	for (size_t i = 0; i < n; i++)
+		if (m->rcpt[i].last_code >= 400)
+			len += QUEUE_REPLY_MAX;
+	if ((r = calloc(1, len)) == NULL)
+		return -ENOMEM;
+	p = (char *)(r + n);
+	err = queue_txn_begin(qi, MDB_RDONLY, &txn);
+	for (size_t i = 0; i < n && err == 0; i++) {
+		if (m->rcpt[i].last_code < 400)
+			continue;
+		queue_rcpt_key_put(kb, m->qid, (uint16_t)i);
+		rc = mdb_get(txn, qi->reply, &k, &v);
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if (rc != 0) {
+			err = queue_lmdb_err(rc);
+			break;
+		}
+		if (v.mv_size >= QUEUE_REPLY_MAX)
+			v.mv_size = QUEUE_REPLY_MAX - 1;
+		memcpy(p, v.mv_data, v.mv_size);
+		p[v.mv_size] = '\0';
+		r[i] = p;
+		p += v.mv_size + 1;
+	}
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	if (err != 0) {
+		free(r);
+		return err;
+	}
+	m->reply = r;
+	return 0;
 }
 
 int
@@ -616,6 +675,36 @@ get_meta(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
 }
 
 /*
+ * Remove a message's reply texts: one cursor seek, and most messages
+ * (never deferred nor refused) have none, so a delivery's removal costs
+ * one lookup in a small table.
+ */
+int
+queue_replies_del(struct queue_index *qi, MDB_txn *txn, uint64_t qid)
+{
+	uint8_t kb[10];
+	MDB_cursor *cur;
+	MDB_val k = { sizeof(kb), kb }, v;
+	int rc;
+
+	if (qi->reply == 0)
+		return 0;
+	rc = mdb_cursor_open(txn, qi->reply, &cur);
+	if (rc != 0)
+		return rc;
+	queue_rcpt_key_put(kb, qid, 0);
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0 && k.mv_size == sizeof(kb) &&
+	    memcmp(k.mv_data, kb, 8) == 0) {
+		rc = mdb_cursor_del(cur, 0);
+		if (rc == 0)	/* after a delete, NEXT is the one after */
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
  * Remove message qid (its "msg" and its nrcpt "rcpt" entries) if force is
  * set or none of its recipients is pending. *gone tells whether it was.
  */
@@ -625,7 +714,9 @@ remove_if_done(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
 {
 	uint8_t kb[8], rkb[10];
 	MDB_val k = { sizeof(kb), kb }, rk = { sizeof(rkb), rkb }, rv;
-	uint32_t r;
+	uint32_t r, code;
+	uint16_t attempts;
+	bool replies = force;	/* a reply text may be there to delete */
 
 	static_assert(offsetof(struct rcpt_meta, state) == 0,
 	    "the state is the first byte");
@@ -643,6 +734,18 @@ remove_if_done(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
 		if (rv.mv_size == sizeof(struct rcpt_meta) &&
 		    *(const uint8_t *)rv.mv_data == RCPT_PENDING)
 			return 0;
+		/* Only a 4xx/5xx leaves a text ("reply"), and one a later
+		 * attempt delivered stays: a recipient delivered at its
+		 * first attempt has none, so most messages cost no lookup
+		 * there. */
+		if (rv.mv_size == sizeof(struct rcpt_meta)) {
+			memcpy(&code, (const uint8_t *)rv.mv_data +
+			    offsetof(struct rcpt_meta, last_code), sizeof(code));
+			memcpy(&attempts, (const uint8_t *)rv.mv_data +
+			    offsetof(struct rcpt_meta, attempts),
+			    sizeof(attempts));
+			replies = replies || code >= 400 || attempts > 1;
+		}
 	}
 	for (r = 0; r < nrcpt; r++) {
 		queue_rcpt_key_put(rkb, qid, r);
@@ -650,6 +753,9 @@ remove_if_done(struct queue_index *qi, MDB_txn *txn, uint64_t qid,
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return rc;
 	}
+	rc = replies ? queue_replies_del(qi, txn, qid) : 0;
+	if (rc != 0)
+		return rc;
 	queue_key_put(kb, qid);
 	rc = mdb_del(txn, qi->msg, &k, NULL);
 	if (rc == 0)
@@ -683,7 +789,16 @@ update_one(struct queue_index *qi, MDB_txn *txn, const struct queue_update *u)
 		if (u->idx >= mm.nrcpt || u->state > RCPT_BOUNCED)
 			return MDB_NOTFOUND;
 		queue_rcpt_key_put(rkb, u->qid, u->idx);
-		return mdb_put(txn, qi->rcpt, &rk, &rv, 0);
+		rc = mdb_put(txn, qi->rcpt, &rk, &rv, 0);
+		if (rc == 0 && u->last_code >= 400 && u->text[0] != '\0') {
+			MDB_val tv = { strnlen(u->text, sizeof(u->text)),
+			    (void *)u->text };
+
+			/* A text is only read with a last_code >= 400, so
+			 * one a later 2xx left behind is never shown. */
+			rc = mdb_put(txn, qi->reply, &rk, &tv, 0);
+		}
+		return rc;
 	}
 	case QUEUE_UPD_HOLD:
 	case QUEUE_UPD_RELEASE:

@@ -376,6 +376,8 @@ quarantine_one(struct queue_index *qi, MDB_txn *txn, int segdir,
 	mm.nrcpt = (uint32_t)nrcpt;
 	memcpy(s->p, &mm, sizeof(mm));
 	rc = mdb_del(txn, qi->msg, &k, NULL);
+	if (rc == 0)
+		rc = queue_replies_del(qi, txn, qid);
 	if (rc != 0)
 		return queue_lmdb_err(rc);
 	v.mv_size = s->len;

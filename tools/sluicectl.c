@@ -108,6 +108,8 @@ static const char usage_text[] =
     "  --status queued|deferred|held\n"
     "  --older-than AGE           arrived more than AGE ago (30m, 2h, 3d)\n"
     "  --code N                   a recipient's last reply: 421, or 4/5\n"
+    "  --reason TEXT              a recipient's last 4xx/5xx reply contains\n"
+    "                             TEXT (any case): greylist, 'mailbox full'\n"
     "  --yes                      act on more than "
     "100 messages\n";
 
@@ -249,6 +251,10 @@ json_recipients(const struct queue_msg *m, int detail)
 		if (o != NULL && detail) {
 			json_object_set_new(o, "last_code",
 			    json_integer(r->last_code));
+			if (m->reply != NULL && m->reply[i] != NULL &&
+			    r->last_code >= 400)
+				json_object_set_new(o, "last_reply",
+				    json_str(m->reply[i]));
 			if (r->next_try_us != 0) {
 				char t[40];
 
@@ -329,7 +335,24 @@ cmd_queue_count(const struct config *cfg)
 	return finish_output();
 }
 
+/*
+ * A copy of m with its recipients' last reply texts (m->reply) loaded
+ * from the index, for showing them and for --reason; release with
+ * free(copy->reply). Without them (memory, an older index) the copy
+ * has none and --reason matches nothing.
+ */
+static void
+msg_with_replies(struct queue_index *qi, const struct queue_msg *m,
+    struct queue_msg *copy)
+{
+	*copy = *m;
+	copy->reply = NULL;
+	if (queue_index_replies(qi, copy) != 0)
+		copy->reply = NULL;
+}
+
 struct list_state {
+	struct queue_index *qi;
 	const struct queue_filter *f;
 	int json;
 	int oom;
@@ -338,12 +361,10 @@ struct list_state {
 };
 
 static int
-list_one(void *arg, const struct queue_msg *m)
+list_print(struct list_state *ls, const struct queue_msg *m)
 {
-	struct list_state *ls = arg;
 	char id[QUEUE_ID_LEN + 1], at[40];
 
-	assert(m->env.nrcpt == m->meta.nrcpt);
 	if (!queue_filter_match(ls->f, m))
 		return 0;
 	if (ls->json) {
@@ -383,12 +404,34 @@ list_one(void *arg, const struct queue_msg *m)
 				printf(", next %s", at);
 			}
 			puts(")");
+			/* The reason, as Postfix's mailq gives it. */
+			if (m->reply != NULL && m->reply[i] != NULL &&
+			    r->last_code >= 400) {
+				fputs("        (", stdout);
+				put_str(m->reply[i]);
+				puts(")");
+			}
 		}
 	}
 	ls->messages++;
 	ls->bytes += m->meta.msg_len;
 	/* A closed pipe: stop reading the index. */
 	return ferror(stdout) ? 1 : 0;
+}
+
+static int
+list_one(void *arg, const struct queue_msg *orig)
+{
+	struct list_state *ls = arg;
+	struct queue_msg copy;
+	const struct queue_msg *m = &copy;
+	int rc;
+
+	assert(orig->env.nrcpt == orig->meta.nrcpt);
+	msg_with_replies(ls->qi, orig, &copy);
+	rc = list_print(ls, m);
+	free(copy.reply);
+	return rc;
 }
 
 static int
@@ -402,6 +445,7 @@ cmd_queue_list(const struct config *cfg, int json,
 	rc = open_index(cfg, &qi);
 	if (rc != 0)
 		return rc;
+	ls.qi = qi;
 	if (json)
 		fputs("[\n", stdout);
 	err = queue_index_foreach(qi, list_one, &ls);
@@ -463,6 +507,12 @@ show_text(const struct queue_msg *m, const char *seg, const uint8_t *msg,
 		if (m->rcpt[i].last_code != 0)
 			printf(", last reply %" PRIu32, m->rcpt[i].last_code);
 		fputs(")\n", stdout);
+		if (m->reply != NULL && m->reply[i] != NULL &&
+		    m->rcpt[i].last_code >= 400) {
+			fputs("        (", stdout);
+			put_str(m->reply[i]);
+			fputs(")\n", stdout);
+		}
 	}
 	printf("%-16s", "client address:");
 	put_str(m->env.client_addr);
@@ -529,6 +579,8 @@ load_verified(const struct config *cfg, const char *idtext,
 		return rc;
 	queue_id_format(qid, id);
 	err = queue_index_get(qi, qid, m);
+	if (err == 0)
+		(void)queue_index_replies(qi, m);	/* shown when there */
 	queue_index_close(qi);
 	if (err == QUEUE_ENOTFOUND) {
 		ctl_err("queue id %s not found", id);
@@ -919,6 +971,7 @@ struct qargs {
 #define BULK_CONFIRM 100
 
 struct select_state {
+	struct queue_index *qi;
 	const struct queue_filter *f;
 	const char *verb;
 	uint64_t *qid;
@@ -930,9 +983,18 @@ static int
 select_one(void *arg, const struct queue_msg *m)
 {
 	struct select_state *ss = arg;
-	bool held = m->meta.state == MSG_HOLD;
+	bool held = m->meta.state == MSG_HOLD, match;
 
-	if (!queue_filter_match(ss->f, m))
+	if (ss->f->reason != NULL) {
+		struct queue_msg copy;
+
+		msg_with_replies(ss->qi, m, &copy);
+		match = queue_filter_match(ss->f, &copy);
+		free(copy.reply);
+	} else {
+		match = queue_filter_match(ss->f, m);
+	}
+	if (!match)
 		return 0;
 	/* Only what the verb can act on: held ones are released, the
 	 * others flushed or bounced. */
@@ -999,6 +1061,7 @@ cmd_queue_bulk(const struct config *cfg, const struct qargs *q)
 		index_sync(cfg);
 		if ((rc = open_index(cfg, &qi)) != 0)
 			return rc;
+		ss.qi = qi;
 		rc = queue_index_foreach(qi, select_one, &ss);
 		queue_index_close(qi);
 		if (ss.oom || rc < 0) {
@@ -1144,7 +1207,8 @@ parse_filter(int argc, char **argv, int *i, struct qargs *q)
 
 	if (strcmp(opt, "--from") != 0 && strcmp(opt, "--to") != 0 &&
 	    strcmp(opt, "--domain") != 0 && strcmp(opt, "--status") != 0 &&
-	    strcmp(opt, "--older-than") != 0 && strcmp(opt, "--code") != 0)
+	    strcmp(opt, "--older-than") != 0 && strcmp(opt, "--code") != 0 &&
+	    strcmp(opt, "--reason") != 0)
 		return 0;
 	if (*i + 1 >= argc)
 		return bad_filter("%s needs a value", opt);
@@ -1157,6 +1221,11 @@ parse_filter(int argc, char **argv, int *i, struct qargs *q)
 		if (val[0] == '\0' || strchr(val + (val[0] == '@'), '@'))
 			return bad_filter("--domain: not a domain '%s'", val);
 		q->f.domain = val;
+	} else if (strcmp(opt, "--reason") == 0) {
+		if (val[0] == '\0')
+			return bad_filter("--reason: some text of the reply, "
+			    "like greylist");
+		q->f.reason = val;
 	} else if (strcmp(opt, "--status") == 0) {
 		if (queue_filter_status_parse(val, &q->f.status) != 0)
 			return bad_filter("--status: queued, deferred or "

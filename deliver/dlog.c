@@ -19,6 +19,8 @@
  */
 #include "dlog.h"
 
+#include "../lib/wback.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -403,6 +405,7 @@ dlog_open(struct dlog *d, const char *path)
 	d->fd = fd;
 	d->open = true;
 	d->owned = true;
+	wback_add(fd);
 	return 0;
 }
 
@@ -433,6 +436,7 @@ dlog_write(struct dlog *d, struct buf *b)
 		}
 		off += (size_t)n;
 	}
+	wback_wrote(off);
 	buf_reset(b);
 	return err;
 }

@@ -5,19 +5,10 @@
  * Shard -> worker: each worker has a lock-free stack of jobs (a CAS per
  * job); a shard gives each job to the worker with the fewest queued, so
  * a batch spreads over the workers at once. The worker takes its whole
- * stack in one exchange (oldest first after a reversal) and signs it in
- * order; it sleeps on its eventfd only when the stack is empty, and a
- * shard writes that eventfd only when its push found the stack empty,
+ * stack in one exchange (oldest first after a reversal) and signs it as
+ * one batch; it sleeps on its eventfd only when the stack is empty, and
+ * a shard writes that eventfd only when its push found the stack empty,
  * so a busy worker costs no system call per job.
- *
- * Sharing: jobs are spread as they arrive, but signing times differ (a
- * message with two signatures, a worker the scheduler preempted), so one
- * worker can hold a batch while another sleeps; the last job of that
- * batch would wait for all the others (an RSA signature is ~266 us).
- * Before each job, a worker with more jobs in hand looks for workers
- * that are asleep with nothing queued and gives each an equal share of
- * what it has not started (the oldest stay with it), through their
- * stacks and eventfds as a shard would.
  *
  * Worker -> shard: one lock-free stack per shard, pushed by any worker,
  * emptied by its shard in one exchange. A worker writes the shard's
@@ -30,7 +21,6 @@
  */
 #include "dkim_int.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -41,9 +31,6 @@
 
 #include "../lib/log.h"
 
-/* Workers one busy worker shares its batch with at once. */
-#define DKIM_POOL_SHARE_MAX	16
-
 struct worker {
 	struct dkim_pool *pool;
 	pthread_t thread;
@@ -51,7 +38,6 @@ struct worker {
 	int efd;
 	_Atomic(struct dkim_job *) in;
 	atomic_uint queued;
-	atomic_bool idle;	/* asleep (or about to be) on efd */
 	struct dkim_signer *sg;
 };
 
@@ -120,68 +106,6 @@ sign_one(struct worker *w, struct dkim_job *job)
 	}
 }
 
-/*
- * w has rest (more than one job, oldest first) not started: give the
- * workers asleep with nothing queued an equal share each, the newest
- * jobs, and return what w keeps.
- */
-static struct dkim_job *
-share(struct worker *w, struct dkim_job *rest)
-{
-	struct dkim_pool *p = w->pool;
-	struct worker *to[DKIM_POOL_SHARE_MAX];
-	struct dkim_job *j, *next;
-	unsigned n = 0, nidle = 0, keep, each;
-
-	for (unsigned i = 0; i < p->nworkers && nidle < DKIM_POOL_SHARE_MAX;
-	    i++) {
-		struct worker *o = &p->w[i];
-
-		if (o != w && atomic_load_explicit(&o->idle,
-		    memory_order_relaxed) && atomic_load_explicit(&o->queued,
-		    memory_order_relaxed) == 0)
-			to[nidle++] = o;
-	}
-	if (nidle == 0)
-		return rest;
-	for (j = rest; j != NULL; j = j->next)
-		n++;
-	if (n < 2)
-		return rest;
-	each = n / (nidle + 1);
-	keep = n - each * nidle;
-	if (each == 0) {
-		/* Fewer jobs than takers: one each for as many as there are. */
-		each = 1;
-		nidle = n - 1;
-		keep = 1;
-	}
-	/* Cut after the jobs w keeps; hand out the rest in order. */
-	for (j = rest; --keep > 0; j = j->next)
-		;
-	next = j->next;
-	j->next = NULL;
-	for (unsigned t = 0; t < nidle; t++) {
-		struct worker *o = to[t];
-		bool wake = false;
-
-		atomic_store_explicit(&o->idle, false, memory_order_relaxed);
-		for (unsigned k = 0; k < each && next != NULL; k++) {
-			j = next;
-			next = j->next;
-			atomic_fetch_sub_explicit(&w->queued, 1,
-			    memory_order_relaxed);
-			atomic_fetch_add_explicit(&o->queued, 1,
-			    memory_order_relaxed);
-			wake |= stack_push(&o->in, j);
-		}
-		if (wake)
-			efd_wake(o->efd);
-	}
-	assert(next == NULL);
-	return rest;
-}
-
 static void *
 worker_main(void *arg)
 {
@@ -195,23 +119,16 @@ worker_main(void *arg)
 		if (batch == NULL) {
 			if (atomic_load(&p->stop))
 				break;
-			/* Woken by a push onto the empty stack (a shard's or
-			 * a busy worker's share), or the stop. */
-			atomic_store_explicit(&w->idle, true,
-			    memory_order_relaxed);
+			/* Woken by a push onto the empty stack, or the stop. */
 			while (read(w->efd, &v, sizeof(v)) < 0 &&
 			    errno == EINTR)
 				;
-			atomic_store_explicit(&w->idle, false,
-			    memory_order_relaxed);
 			continue;
 		}
 		for (job = batch; job != NULL; job = next) {
 			unsigned shard = job->shard;
 
 			next = job->next;
-			if (next != NULL && p->nworkers > 1)
-				next = share(w, next);
 			sign_one(w, job);
 			atomic_fetch_sub_explicit(&w->queued, 1,
 			    memory_order_relaxed);

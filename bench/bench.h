@@ -13,6 +13,8 @@ int bench_source_main(int argc, char **argv);
 int bench_sink_main(int argc, char **argv);
 /* sluice-bench dkim-speed: DKIM signatures per second (dkim_speed.c). */
 int bench_dkim_speed_main(int argc, char **argv);
+/* sluice-bench log-sync: a busy log's effect on fdatasync (log_sync.c). */
+int bench_log_sync_main(int argc, char **argv);
 /* `sluice-bench tls-handshake`: the bare TLS handshake baseline. */
 int bench_tls_handshake_main(int argc, char **argv);
 

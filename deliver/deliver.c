@@ -1138,12 +1138,14 @@ deliver_tick(struct deliver *d, uint64_t now_ms)
 		resolver_tick(d->res, now_ms);
 	/*
 	 * A cached segment the committer has unlinked (nothing lives in it
-	 * any more) would keep its disk space until its slot is reused.
+	 * any more) would keep its disk space until its slot is reused; one
+	 * with reads in flight is closed at a later tick.
 	 */
 	for (unsigned i = 0; i < DL_SEGFD_CACHE; i++) {
 		struct stat st;
 
-		if (d->segfd[i].fd >= 0 && fstat(d->segfd[i].fd, &st) == 0 &&
+		if (d->segfd[i].fd >= 0 && d->segfd[i].refs == 0 &&
+		    fstat(d->segfd[i].fd, &st) == 0 &&
 		    st.st_nlink == 0) {
 			close(d->segfd[i].fd);
 			d->segfd[i].fd = -1;

@@ -815,7 +815,7 @@ dl_handle_oread(struct dl_conn *c, int res)
 	bool sent = false;
 
 	assert(it != NULL);
-	close(c->rfd);
+	dl_segfd_put(d, c->rfd);
 	c->rfd = -1;
 	c->loading = NULL;
 	c->rec = NULL;

@@ -312,7 +312,9 @@ struct deliver {
 	struct dlog log;
 	struct buf logbuf;
 	int segdir;
-	struct { uint64_t seg; int fd; } segfd[DL_SEGFD_CACHE];
+	/* Open segments, each with the reads in flight on it (refs): one
+	 * is closed only when none is (dl_segfd_get()/dl_segfd_put()). */
+	struct { uint64_t seg; int fd; unsigned refs; } segfd[DL_SEGFD_CACHE];
 	struct route default_route;
 	struct dl_tls_cache *tls_cache;	/* sessions, hosts without TLS */
 	uint64_t tls_handshakes, tls_resumed, tls_failed;
@@ -437,7 +439,8 @@ void dl_item_schedule(struct deliver *d, struct dl_item *it);
  * deliver_result.c: results (index updates, the delivery log, DSNs),
  * records read back for failing items
  */
-int dl_segfd(struct deliver *d, uint64_t seg);
+int dl_segfd_get(struct deliver *d, uint64_t seg);
+void dl_segfd_put(struct deliver *d, int fd);
 const char *dl_item_verify(const struct dl_item *it, const uint8_t *buf,
     ssize_t n, struct envelope *env);
 bool dl_item_read_start(struct deliver *d, struct dl_item *it, uint64_t ud,

@@ -32,21 +32,51 @@
 
 /* ---- results: index updates, log, DSN -------------------------------- */
 
+/*
+ * A descriptor of segment seg for one read, or -1 (errno set); give it
+ * back with dl_segfd_put() when the read is complete. The cache keeps
+ * the segment open between reads, so a record read back costs no open,
+ * dup or close: a slot is reused only when no read is in flight on it
+ * (its descriptor cannot be closed, nor its number reused, under a read
+ * not even submitted yet). When the segment's slot is busy with another
+ * segment, this read gets a descriptor of its own, which the put closes.
+ */
 int
-dl_segfd(struct deliver *d, uint64_t seg)
+dl_segfd_get(struct deliver *d, uint64_t seg)
 {
 	unsigned i = (unsigned)(seg % DL_SEGFD_CACHE);
 	char name[SEG_PATH_MAX];
+	int fd;
 
-	if (d->segfd[i].fd >= 0 && d->segfd[i].seg == seg)
+	if (d->segfd[i].fd >= 0 && d->segfd[i].seg == seg) {
+		d->segfd[i].refs++;
 		return d->segfd[i].fd;
+	}
+	seg_path(seg, name, sizeof(name));
+	fd = openat(d->segdir, strchr(name, '/') + 1, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || d->segfd[i].refs > 0)
+		return fd;	/* -1, or one of its own */
 	if (d->segfd[i].fd >= 0)
 		close(d->segfd[i].fd);
-	seg_path(seg, name, sizeof(name));
-	d->segfd[i].fd = openat(d->segdir, strchr(name, '/') + 1,
-	    O_RDONLY | O_CLOEXEC);
+	d->segfd[i].fd = fd;
 	d->segfd[i].seg = seg;
-	return d->segfd[i].fd;
+	d->segfd[i].refs = 1;
+	return fd;
+}
+
+void
+dl_segfd_put(struct deliver *d, int fd)
+{
+	assert(fd >= 0);
+	/* A cached descriptor is open as long as it is counted, so no
+	 * descriptor of a read's own can have its number meanwhile. */
+	for (unsigned i = 0; i < DL_SEGFD_CACHE; i++) {
+		if (d->segfd[i].fd == fd && d->segfd[i].refs > 0) {
+			d->segfd[i].refs--;
+			return;
+		}
+	}
+	close(fd);
 }
 
 /*
@@ -79,9 +109,8 @@ dl_item_verify(const struct dl_item *it, const uint8_t *buf, ssize_t n,
 
 /*
  * Start reading the item's record back through the ring, into *buf (the
- * record's size) on *fd, a descriptor of its own: the cached one may be
- * closed (its slot reused, its file deleted) before the read is even
- * submitted, and the number reused. The completion comes with ud. false
+ * record's size) on *fd, from dl_segfd_get(): the completion's handler
+ * gives it back with dl_segfd_put(). The completion comes with ud. false
  * when it cannot even start: the item then went to dl_item_unreadable().
  */
 bool
@@ -92,17 +121,16 @@ dl_item_read_start(struct deliver *d, struct dl_item *it, uint64_t ud, int *fd,
 	const char *why = NULL;
 
 	*buf = NULL;
-	*fd = dl_segfd(d, it->mm.seg);
+	*fd = dl_segfd_get(d, it->mm.seg);
 	if (*fd < 0)
 		why = errno == ENOENT ? "segment missing" :
 		    "cannot open the segment";
 	else if ((*buf = malloc(it->mm.rec_len)) == NULL)
 		why = "out of memory";
-	else if ((*fd = dup(*fd)) < 0)
-		why = "cannot open the segment";
 	if (why != NULL) {
-		free(*buf);
-		*buf = NULL;
+		if (*fd >= 0)
+			dl_segfd_put(d, *fd);
+		*fd = -1;
 		dl_item_unreadable(d, it, why);
 		return false;
 	}
@@ -625,7 +653,7 @@ dl_handle_fread(struct deliver *d, uint64_t ud, int res)
 	f = d->freads[slot];
 	d->freads[slot] = NULL;
 	d->nfreads--;
-	close(f->fd);
+	dl_segfd_put(d, f->fd);
 	if (f->it->dropped)
 		dl_item_free(d, f->it);	/* held or deleted: no results */
 	else if ((why = dl_item_verify(f->it, f->buf, res, &env)) != NULL)

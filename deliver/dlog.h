@@ -7,7 +7,8 @@
  * are short and stable, and new keys may appear, old ones do not change.
  *
  * Contract: dlog_format() is pure (no I/O, no clock, no globals) and safe
- * from any thread; JSON is built and escaped by jansson. A struct dlog is
+ * from any thread (a per-thread cache of the current second is its only
+ * state). A struct dlog is
  * a file descriptor owned by one thread (each shard may have its own, on
  * the same path: O_APPEND keeps whole writes whole). The engine batches
  * the lines of one event-loop iteration in one buffer and hands it to
@@ -66,7 +67,7 @@ dlog_status_name(enum dlog_status s);
  * always there, "delay" too; string fields that are NULL and numbers that
  * are 0 are left out. Strings that are not valid UTF-8 have the bad bytes
  * replaced by U+FFFD; control characters, quotes and backslashes are
- * escaped by jansson, valid UTF-8 is kept as it is. On error out is
+ * escaped as jansson escapes them, valid UTF-8 is kept as it is. On error out is
  * unchanged. Returns 0, -ENOMEM, or -EINVAL for a status outside the enum.
  */
 int

@@ -2,9 +2,11 @@
  * log.c - see log.h.
  */
 #include "log.h"
+#include "wback.h"
 
 #include <assert.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,12 +51,29 @@ log_buffer_lines(void)
 	tl.on = true;
 }
 
+/*
+ * Every write to standard error goes through here. When that is a file,
+ * its writeback is started early and in small pieces (wback.h); the
+ * first write registers it.
+ */
+static void
+log_write(const char *p, size_t n)
+{
+	static atomic_bool seen;
+
+	if (!atomic_load_explicit(&seen, memory_order_relaxed) &&
+	    !atomic_exchange(&seen, true))
+		wback_add(STDERR_FILENO);
+	if (write(STDERR_FILENO, p, n) < 0)
+		return;		/* nowhere to report it */
+	wback_wrote(n);
+}
+
 void
 log_buffer_flush(void)
 {
-	if (tl.len > 0 && write(STDERR_FILENO, tl.buf, tl.len) < 0) {
-		/* Nowhere to report it. */
-	}
+	if (tl.len > 0)
+		log_write(tl.buf, tl.len);
 	tl.len = 0;
 }
 
@@ -130,8 +149,7 @@ log_vline(const char *tag, const char *level, const char *fmt, va_list ap)
 		return;
 	}
 	/* One write per line keeps lines whole across threads. */
-	if (write(STDERR_FILENO, line, (size_t)n) < 0)
-		return;
+	log_write(line, (size_t)n);
 }
 
 void

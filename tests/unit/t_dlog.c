@@ -5,8 +5,13 @@
  * fields are left out; every status has its name and a bad one is
  * refused; delays are rounded to the millisecond. The writer appends
  * whole buffers, shares a file through O_APPEND, reports a full disk and
- * a closed log, and empties the buffer either way. Ends with the cost per
- * line (printed, not asserted).
+ * a closed log, and empties the buffer either way. The line is written by
+ * hand, not by jansson: a reference built with jansson (as the log once
+ * was) must give the same bytes for every field over a corpus of
+ * awkward strings (every byte value, quotes, backslashes, control
+ * characters, valid and broken UTF-8, long texts), delays, integers and
+ * times, and jansson must parse every line back to the values. Ends with
+ * the cost per line of both (printed, not asserted).
  */
 #include "check.h"
 #include "../../deliver/dlog.h"
@@ -33,6 +38,9 @@ static const struct dlog_entry full = {
 	.transport = "smtp",
 	.mx = "mx1.rcpt.example",
 	.addr = "[2001:db8::25]:25",
+	.tls = "TLSv1.3",
+	.tls_verify = "verified",
+	.tls_policy = "sts-enforce",
 	.status = DLOG_DEFERRED,
 	.code = 451,
 	.enhanced = "4.7.1",
@@ -91,6 +99,283 @@ num(json_t *o, const char *key)
 	return json_is_integer(v) ? json_integer_value(v) : -1;
 }
 
+/*
+ * The reference: the line as jansson builds it (compact, in order, reals
+ * at 12 significant digits), with strings repaired to UTF-8 the way the
+ * log documents (each byte that does not start a well-formed sequence
+ * becomes U+FFFD). Only this test uses it.
+ */
+static size_t
+ref_utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f))
+			return 0;
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (n < 4 || (s[1] & 0xc0) != 0x80 ||
+		    (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+static json_t *
+ref_string(const char *s)
+{
+	size_t n = strlen(s), i = 0, o = 0, k;
+	char *fix = malloc(n * 3 + 1);
+	json_t *j;
+
+	CHECK_FATAL(fix != NULL);
+	while (i < n) {
+		k = ref_utf8_len((const unsigned char *)s + i, n - i);
+		if (k == 0) {
+			memcpy(fix + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		} else {
+			memcpy(fix + o, s + i, k);
+			o += k;
+			i += k;
+		}
+	}
+	j = json_stringn(fix, o);
+	CHECK_FATAL(j != NULL);
+	free(fix);
+	return j;
+}
+
+static json_t *
+ref_time(uint64_t us)
+{
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+	char ts[80];
+
+	if (gmtime_r(&t, &tm) == NULL)
+		memset(&tm, 0, sizeof(tm));
+	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ",
+	    (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday,
+	    tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(us % 1000000));
+	return json_string(ts);
+}
+
+static void
+ref_str(json_t *o, const char *key, const char *s)
+{
+	if (s != NULL)
+		json_object_set_new(o, key, ref_string(s));
+}
+
+static void
+ref_int(json_t *o, const char *key, json_int_t v)
+{
+	if (v != 0)
+		json_object_set_new(o, key, json_integer(v));
+}
+
+/* The reference line, malloc'd, with its "\n". */
+static char *
+ref_format(const struct dlog_entry *e)
+{
+	json_t *o = json_object();
+	double delay = e->delay_s;
+	char *s, *line;
+	size_t n;
+
+	CHECK_FATAL(o != NULL);
+	if (!(delay >= 0))
+		delay = 0;
+	if (delay > 1e9)
+		delay = 1e9;
+	delay = (double)(int64_t)(delay * 1000.0 + 0.5) / 1000.0;
+	json_object_set_new(o, "ts", ref_time(e->time_us));
+	ref_str(o, "qid", e->queue_id);
+	ref_str(o, "from", e->sender);
+	ref_str(o, "to", e->rcpt);
+	ref_str(o, "status", dlog_status_name(e->status));
+	ref_str(o, "dest", e->destination);
+	ref_str(o, "transport", e->transport);
+	ref_str(o, "mx", e->mx);
+	ref_str(o, "addr", e->addr);
+	ref_str(o, "tls", e->tls);
+	ref_str(o, "tls_verify", e->tls_verify);
+	ref_str(o, "tls_policy", e->tls_policy);
+	ref_int(o, "code", e->code);
+	ref_str(o, "enhanced", e->enhanced);
+	ref_str(o, "text", e->text);
+	ref_int(o, "attempt", e->attempt);
+	json_object_set_new(o, "delay", json_real(delay));
+	if (e->next_try_us != 0)
+		json_object_set_new(o, "next", ref_time(e->next_try_us));
+	ref_str(o, "dsn_qid", e->dsn_queue_id);
+	ref_int(o, "size", e->size);
+	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
+	    JSON_REAL_PRECISION(12));
+	CHECK_FATAL(s != NULL);
+	json_decref(o);
+	n = strlen(s);
+	line = malloc(n + 2);
+	CHECK_FATAL(line != NULL);
+	memcpy(line, s, n);
+	memcpy(line + n, "\n", 2);
+	free(s);
+	return line;
+}
+
+static unsigned same_failures;
+
+/* e formatted must be the reference's bytes and parse back. */
+static void
+same_as_ref(const struct dlog_entry *e)
+{
+	struct buf b = { 0 };
+	char *want = ref_format(e);
+	json_t *o;
+
+	CHECK_FATAL(dlog_format(&b, e) == 0);
+	if (b.len != strlen(want) || memcmp(b.data, want, b.len) != 0) {
+		if (same_failures++ < 5)
+			fprintf(stderr, "got:  %.*s\nwant: %s", (int)b.len,
+			    b.data, want);
+		check_failures++;
+	}
+	o = parse_line(&b);
+	json_decref(o);
+	free(want);
+	buf_free(&b);
+}
+
+static void
+reference(void)
+{
+	/* Every byte value alone and between others, then the hard cases. */
+	static const char *const corpus[] = {
+		"", "plain", "say \"hi\" \\ bye", "\\\\\"\"", "/slash/",
+		"a\r\nb\tc\bd\fe\x01" "f\x1f\x7fg", "\x1b[31mred\x1b[0m",
+		"Gr\xc3\xbc\xc3\x9f" "e \xe7\x94\xa8 \xf0\x9f\x98\x80",
+		"\xe2\x80\xa8\xe2\x80\xa9 line separators",
+		"\xef\xbb\xbf" "bom", "\xef\xbf\xbf\xf4\x8f\xbf\xbf max",
+		"bad \xff end", "cut \xe4\xbd", "\xe4\xbd", "\xc3",
+		"overlong \xc0\xaf \xe0\x80\xaf \xf0\x80\x80\xaf",
+		"surrogate \xed\xa0\x80 \xed\xbf\xbf",
+		"too big \xf4\x90\x80\x80 \xf5\x80\x80\x80",
+		"lone \x80\xbf continuation", "\xc2\xa0nbsp\xc2",
+		"mixed \"\xff\\\x01\xc3\xa9\"",
+		"<bob@\xd0\xbf\xd1\x80\xd0\xb8\xd0\xbc\xd0\xb5\xd1\x80.\xd1\x80\xd1\x84>",
+	};
+	static const double delays[] = {
+		0, 0.0004, 0.0005, 0.001, 0.01, 0.1, 0.5, 1, 1.2345, 1.2355,
+		2.05, 9.999, 59.9996, 300.2, 301.0, 3723.5, 86400.125,
+		432000.1234, 99999999.999, 123456789.123, 999999999.999,
+		1e9, 2e9, -1, -0.0, NAN, INFINITY, -INFINITY,
+	};
+	static const uint64_t times[] = {
+		0, 1, 999999, 1000000, NOW_US, 951782400000000ULL,
+		4102444799999999ULL, 253402300799999999ULL,
+		253402300800000000ULL, UINT64_MAX,
+	};
+	static const int64_t ints[] = { 1, 9, 10, 250, 451, 999, 65535,
+		4294967295LL, -1, -451 };
+	char bytes[8];
+	size_t i, f;
+
+	printf("RUN reference\n");
+	for (i = 1; i < 256; i++) {
+		struct dlog_entry e = full;
+
+		snprintf(bytes, sizeof(bytes), "a%cb", (int)i);
+		e.text = bytes;
+		same_as_ref(&e);
+		snprintf(bytes, sizeof(bytes), "%c", (int)i);
+		e.rcpt = bytes;
+		e.text = NULL;
+		same_as_ref(&e);
+	}
+	for (i = 0; i < NELEM(corpus); i++) {
+		/* Every string field takes every corpus entry. */
+		for (f = 0; f < 14; f++) {
+			struct dlog_entry e = full;
+			const char **fields[] = { &e.queue_id, &e.sender,
+				&e.rcpt, &e.destination, &e.transport, &e.mx,
+				&e.addr, &e.tls, &e.tls_verify, &e.tls_policy,
+				&e.enhanced, &e.text, &e.dsn_queue_id, &e.text };
+
+			*fields[f] = corpus[i];
+			if (f == 13)
+				e.rcpt = e.sender = e.mx = NULL;
+			same_as_ref(&e);
+		}
+	}
+	for (i = 0; i < NELEM(delays); i++) {
+		struct dlog_entry e = full;
+
+		e.delay_s = delays[i];
+		same_as_ref(&e);
+	}
+	for (i = 0; i < 20000; i++) {
+		struct dlog_entry e = full;
+
+		/* Milliseconds across the range, and halves between. */
+		e.delay_s = (double)(i * 7919 % 1000000) / 1000.0 +
+		    (double)(i % 3) * 0.0005 + (double)(i % 11) * 1e5;
+		same_as_ref(&e);
+	}
+	for (i = 0; i < NELEM(times); i++) {
+		struct dlog_entry e = full;
+
+		e.time_us = times[i];
+		e.next_try_us = times[NELEM(times) - 1 - i];
+		same_as_ref(&e);
+	}
+	for (i = 0; i < NELEM(ints); i++) {
+		struct dlog_entry e = full;
+
+		e.code = (int)ints[i];
+		e.attempt = (unsigned)ints[i];
+		e.size = (uint32_t)ints[i];
+		same_as_ref(&e);
+	}
+	/* Long texts: all kinds of bytes, past any fixed buffer. */
+	{
+		struct dlog_entry e = full;
+		char *text = malloc(70001);
+
+		CHECK_FATAL(text != NULL);
+		for (i = 0; i < 70000; i++)
+			text[i] = (char)(i * 131 % 255 + 1);
+		text[i] = '\0';
+		e.text = text;
+		same_as_ref(&e);
+		memset(text, '"', 70000);
+		same_as_ref(&e);
+		memset(text, '\x01', 70000);
+		same_as_ref(&e);
+		free(text);
+	}
+	/* A minimal line, and the null sender. */
+	{
+		struct dlog_entry e = { .time_us = NOW_US,
+			.status = DLOG_DISCARDED, .sender = "" };
+
+		same_as_ref(&e);
+	}
+	printf("PASS reference\n");
+}
+
 static void
 round_trip(void)
 {
@@ -100,8 +385,8 @@ round_trip(void)
 	json_t *v;
 	size_t i = 0;
 	static const char *const order[] = { "ts", "qid", "from", "to",
-		"status", "dest", "transport", "mx", "addr", "code",
-		"enhanced", "text", "attempt", "delay", "next", "dsn_qid",
+		"status", "dest", "transport", "mx", "addr", "tls",
+		"tls_verify", "tls_policy", "code", "enhanced", "text", "attempt", "delay", "next", "dsn_qid",
 		"size" };
 
 	printf("RUN round_trip\n");
@@ -116,6 +401,9 @@ round_trip(void)
 	CHECK(str_is(o, "transport", "smtp"));
 	CHECK(str_is(o, "mx", "mx1.rcpt.example"));
 	CHECK(str_is(o, "addr", "[2001:db8::25]:25"));
+	CHECK(str_is(o, "tls", "TLSv1.3"));
+	CHECK(str_is(o, "tls_verify", "verified"));
+	CHECK(str_is(o, "tls_policy", "sts-enforce"));
 	CHECK(num(o, "code") == 451);
 	CHECK(str_is(o, "enhanced", "4.7.1"));
 	CHECK(str_is(o, "text", "451 4.7.1 Greylisted, try again later"));
@@ -470,6 +758,15 @@ bench(void)
 	    (double)(t1.tv_nsec - t0.tv_nsec)) / n;
 	printf("bench: dlog_format %.0f ns/line (%.0f lines/s), %u lines\n",
 	    ns, 1e9 / ns, n);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < n / 10; i++) {
+		e.time_us = NOW_US + i;
+		free(ref_format(&e));
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("bench: the jansson reference %.0f ns/line\n",
+	    ((double)(t1.tv_sec - t0.tv_sec) * 1e9 +
+	    (double)(t1.tv_nsec - t0.tv_nsec)) / (n / 10));
 	buf_free(&b);
 	printf("PASS bench\n");
 }
@@ -477,6 +774,7 @@ bench(void)
 int
 main(void)
 {
+	reference();
 	round_trip();
 	escaping();
 	long_strings();

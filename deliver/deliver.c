@@ -1202,7 +1202,9 @@ deliver_create(const struct deliver_host *host, void *host_ctx,
 	rc.timeout_ms = cfg->dns->timeout_ms;
 	rc.attempts = cfg->dns->attempts;
 	if (resolver_cfg_server(&rc, cfg->dns->resolver, "/etc/resolv.conf",
-	    d->resolver_err, sizeof(d->resolver_err)) != 0 ||
+	    d->resolver_err, sizeof(d->resolver_err)) == 0)
+		resolver_cfg_dnssec(&rc, cfg->dns->dnssec_mode);
+	if (d->resolver_err[0] != '\0' ||
 	    resolver_create(&d->res, ring, OP_DNS, &rc) != 0) {
 		if (d->resolver_err[0] == '\0')
 			snprintf(d->resolver_err, sizeof(d->resolver_err),

@@ -22,6 +22,8 @@ struct dns_cfg {
 	char *resolver;			/* "host:port"; NULL: resolv.conf */
 	uint32_t timeout_ms;		/* per try */
 	uint32_t attempts;		/* tries before a temporary failure */
+	char *dnssec;			/* off, trust-ad; NULL: auto */
+	uint32_t dnssec_mode;		/* enum resolve_dnssec_cfg */
 };
 
 struct delivery_cfg {

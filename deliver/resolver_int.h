@@ -78,6 +78,8 @@ enum addr_state {
 #define SUB_MX		(-1)
 #define SUB_A(i)	((int)(i) * 2)
 #define SUB_AAAA(i)	((int)(i) * 2 + 1)
+#define SUB_TLSA(i)	((int)(i) + 2 * RESOLVE_MX_MAX)
+#define SUB_IS_TLSA(s)	((s) >= 2 * RESOLVE_MX_MAX)
 
 /*
  * An answer, cached or not. kind is a dns_kind; DNS_KIND_ERROR covers
@@ -92,18 +94,22 @@ struct centry {
 	uint16_t type;
 	uint8_t kind;
 	bool ad;
+	bool bogus;	/* SERVFAIL to our DO query (DNSSEC on) */
 	bool null_mx;
 	uint8_t ncname;	/* CNAMEs the answer followed */
 	char *cname;	/* their last target, when the chain ends without the
 			 * records asked for (NODATA: chase it) or in NXDOMAIN */
 	unsigned n;
-	void *recs;	/* n struct dns_mx, or n addresses of 16 octets */
+	void *recs;	/* n struct dns_mx, n addresses of 16 octets, or n
+			 * struct dns_tlsa */
 	char name[DNS_NAME_MAX + 1];
 	char why[96];
 };
 
 struct target_state {
 	uint8_t a, aaaa;		/* enum addr_state */
+	bool insecure;			/* an address answer without AD */
+	bool bogus;			/* an address answer refused (SERVFAIL) */
 	unsigned na, n6;
 	uint8_t a4[RESOLVE_ADDR_MAX][4];
 	uint8_t a6[RESOLVE_ADDR_MAX][16];
@@ -119,10 +125,13 @@ struct lookup {
 	bool implicit;			/* MX NODATA: the name itself */
 	bool decided;			/* status set before the address phase */
 	bool authenticated;
+	uint8_t mx_sec;			/* enum resolve_sec */
+	uint16_t tlsa_port;		/* 0: no TLSA lookups */
+	bool dnssec;			/* the resolver's dns.dnssec is on */
 	unsigned outstanding;		/* requests not answered yet */
 	/* CNAMEs followed so far for each request (index sub + 1), over
 	 * every answer of its chain: at most DNS_CNAME_MAX in all. */
-	uint8_t hops[1 + 2 * RESOLVE_MX_MAX];
+	uint8_t hops[1 + 3 * RESOLVE_MX_MAX];
 	char mx_alias[DNS_NAME_MAX + 1];	/* the MX chain's last target */
 	enum resolve_status status;
 	char why[160];

@@ -308,6 +308,7 @@ query_answered(struct resolver *r, struct rquery *q,
 		e->ttl_s = a->ttl < RESOLVER_TTL_MAX_S ? a->ttl :
 		    RESOLVER_TTL_MAX_S;
 		each = q->type == DNS_T_MX ? sizeof(a->rr.mx[0]) :
+		    q->type == DNS_T_TLSA ? sizeof(a->rr.tlsa[0]) :
 		    sizeof(a->rr.addr[0]);
 		if (a->n > 0) {
 			if ((e->recs = malloc(a->n * each)) == NULL) {
@@ -316,7 +317,8 @@ query_answered(struct resolver *r, struct rquery *q,
 				return;
 			}
 			memcpy(e->recs, q->type == DNS_T_MX ?
-			    (const void *)a->rr.mx : (const void *)a->rr.addr,
+			    (const void *)a->rr.mx : q->type == DNS_T_TLSA ?
+			    (const void *)a->rr.tlsa : (const void *)a->rr.addr,
 			    a->n * each);
 			e->n = a->n;
 		}
@@ -330,13 +332,18 @@ query_answered(struct resolver *r, struct rquery *q,
 		/* SERVFAIL and friends: briefly, so a broken domain is not
 		 * asked again for every message queued to it. */
 		e->kind = DNS_KIND_ERROR;
+		/* A validating resolver answers SERVFAIL to a DO query whose
+		 * answer failed validation: bogus, as far as we can tell. */
+		e->bogus = r->cfg.dnssec != RESOLVE_DNSSEC_OFF &&
+		    a->rcode == 2 && !a->chain_too_long;
 		e->ttl_s = a->chain_too_long ? 0 : RESOLVER_FAIL_TTL_S;
 		if (a->chain_too_long)
 			snprintf(e->why, sizeof(e->why), "CNAME chain longer "
 			    "than %d", DNS_CNAME_MAX);
 		else
-			snprintf(e->why, sizeof(e->why), "%s from %s",
-			    dns_rcode_name(a->rcode), r->server_text);
+			snprintf(e->why, sizeof(e->why), "%s from %s%s",
+			    dns_rcode_name(a->rcode), r->server_text,
+			    e->bogus ? " (DNSSEC validation failure?)" : "");
 		break;
 	}
 	query_finish(r, q, e);

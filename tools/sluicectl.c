@@ -849,6 +849,7 @@ cmd_resolve(const struct config *cfg, int argc, char **argv)
 		ctl_err("%s", err);
 		return server != NULL ? EXIT_USAGE : EXIT_TEMPFAIL;
 	}
+	resolver_cfg_dnssec(&rcfg, cfg->dns.dnssec_mode);
 	e = resolver_lookup_sync(&rcfg, ro.name, ro.mx, resolve_print, &ro);
 	if (e < 0) {
 		ctl_err("cannot start the resolver: %s", strerror(-e));

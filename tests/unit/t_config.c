@@ -1059,7 +1059,8 @@ test_routes_tls_auth(void)
 			"@:19: routes.4: no TLS over a unix socket: tls must "
 			    "be none or may",
 			"@:22: routes.5.tls: bad tls 'sometimes': want none, "
-			    "may, encrypt, verify or implicit",
+			    "may, encrypt, verify, dane, dane-only or "
+			    "implicit",
 			NULL,
 		};
 

@@ -240,6 +240,8 @@ dlog_format(struct buf *out, const struct dlog_entry *e)
 	dlog_set_str(o, "addr", e->addr, &err);
 	dlog_set_str(o, "tls", e->tls, &err);
 	dlog_set_str(o, "tls_verify", e->tls_verify, &err);
+	dlog_set_str(o, "tls_auth", e->tls_auth, &err);
+	dlog_set_str(o, "tlsa", e->tlsa, &err);
 	dlog_set_int(o, "code", e->code, &err);
 	dlog_set_str(o, "enhanced", e->enhanced, &err);
 	dlog_set_str(o, "text", e->text, &err);

@@ -44,6 +44,10 @@ struct dlog_entry {
 	const char *addr;		/* "192.0.2.1:25", "[2001:db8::1]:25", path */
 	const char *tls;		/* "TLSv1.3 TLS_AES_256_GCM_SHA384", "none" */
 	const char *tls_verify;		/* tls verify: "verified" or why not */
+	const char *tls_auth;		/* "dane", "pkix", "none"; NULL: no
+					 * connection */
+	const char *tlsa;		/* DANE: the TLSA record that matched,
+					 * "usage selector mtype" ("3 1 1") */
 	enum dlog_status status;
 	int code;			/* SMTP reply code, 0: none */
 	const char *enhanced;		/* "2.0.0", or NULL */

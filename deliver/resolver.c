@@ -1316,8 +1316,8 @@ sync_done(void *arg, const struct resolve_result *res)
 
 int
 resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
-    bool mx_lookup, void (*fn)(void *arg, const struct resolve_result *res),
-    void *arg)
+    bool mx_lookup, uint16_t tlsa_port,
+    void (*fn)(void *arg, const struct resolve_result *res), void *arg)
 {
 	struct sync_state s = { fn, arg, false, NULL };
 	struct io_uring ring;
@@ -1342,10 +1342,10 @@ resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
 	}
 	/* MX, then addresses, then TLSA: each phase at most attempts
 	 * tries, plus a TCP try, of timeout_ms. A bound, never normally
-	 * reached. With DNSSEC on, the TLSA records of port 25. */
+	 * reached. */
 	deadline = clock_mono_ms() + 4ull * (cfg->attempts + 1) * cfg->timeout_ms +
 	    1000;
-	resolver_lookup_tlsa(r, name, mx_lookup, 25, sync_done, &s);
+	resolver_lookup_tlsa(r, name, mx_lookup, tlsa_port, sync_done, &s);
 	while (!s.done && clock_mono_ms() < deadline) {
 		uring_loop_step(&loop, 100 * 1000);
 		if (!s.done)

@@ -1,0 +1,197 @@
+#!/usr/bin/python3
+# timeout: 240
+# Description: DNSSEC and DANE (RFC 7672) against a signed zone tree served
+# by nsd and validated by unbound, all on loopback, keys made with
+# ldns-keygen and zones signed with ldns-signzone at test time; the trust
+# anchor is the DS of the test parent zone dane.test. sluiced asks unbound
+# (dns.dnssec: trust-ad). MX hosts are aiosmtpd servers with STARTTLS and
+# a certificate made here (openssl), each on its own 127.0.0.x address.
+# Zones under dane.test, each with "MX 10 mx" and mx's TLSA records at
+# _PORT._tcp.mx (the route's port; TLSA names follow the port dialled):
+#  - sec:      signed, TLSA 3 1 1 of the server's key -> delivered, tls_auth
+#              dane, tlsa "3 1 1" in the delivery log;
+#  - mismatch: signed, TLSA 3 1 1 of another key -> deferred 4.7.5, the
+#              server gets nothing (no plaintext, no unauthenticated TLS);
+#  - pkix:     signed, only a PKIX-EE (1 1 1) record, unusable for SMTP ->
+#              TLS mandatory, unauthenticated: delivered, tls_auth none;
+#  - insec:    an unsigned delegation (no DS), TLSA present but not
+#              authenticated -> the route's may: delivered over TLS,
+#              tls_auth none; under tls: dane-only -> deferred 4.7.5;
+#  - bogus:    signed, the MX RRSIG corrupted -> unbound SERVFAIL ->
+#              deferred 4.4.3, nothing dialled;
+#  - expired:  signed with signatures that expired in 2020 -> deferred 4.4.3;
+#  - tlsafail: signed, the TLSA RRSIG corrupted -> the host is not used
+#              (4.4.3), never plaintext.
+# `sluicectl resolve` shows each answer's status (secure, insecure) and the
+# TLSA records. The decision table itself is tests/unit/t_tls_policy.c.
+import json
+import os
+import subprocess
+
+import sluice
+from sluice import T
+
+try:
+    import dnslib
+    import danelib
+except ImportError as e:
+    sluice.skip("dnslib needs dnspython: %s" % e)
+if not danelib.have_tools():
+    sluice.skip("unbound, nsd, ldns-keygen/ldns-signzone or openssl missing")
+
+import deliverlib as dl
+import tlslib
+
+HOSTS = {"sec": "127.0.0.21", "mismatch": "127.0.0.22", "pkix": "127.0.0.23",
+         "insec": "127.0.0.24", "bogus": "127.0.0.25", "expired": "127.0.0.26",
+         "tlsafail": "127.0.0.27"}
+try:
+    PORT = dl.free_port(tuple(HOSTS.values()))
+except (RuntimeError, OSError) as e:
+    sluice.skip("cannot bind 127.0.0.21-27: %s" % e)
+
+tmp = sluice.tmpdir()
+certs = tlslib.Certs(["mx.%s.dane.test" % z for z in HOSTS], ips=tuple(HOSTS.values()))
+other = tlslib.Certs(["other.test"])
+good = danelib.spki_sha256(certs.cert)
+wrong = danelib.spki_sha256(other.cert)
+
+servers = {z: dl.Server(z, addr=a, port=PORT, smtp_kw={"tls_context": certs.server_ctx()})
+           for z, a in HOSTS.items()}
+
+
+def child(z, tlsa):
+    return dnslib.zone_text("%s.dane.test" % z, [
+        "@ IN MX 10 mx", "mx IN A %s" % HOSTS[z],
+        "_%d._tcp.mx IN TLSA %s" % (PORT, tlsa)], ttl=5, neg_ttl=5)
+
+
+children = {}
+ds = {}
+for z, tlsa, kw in [("sec", "3 1 1 " + good, {}),
+                    ("mismatch", "3 1 1 " + wrong, {}),
+                    ("pkix", "1 1 1 " + good, {}),
+                    ("bogus", "3 1 1 " + good, {"corrupt_type": "MX"}),
+                    ("expired", "3 1 1 " + good, {"expired": True}),
+                    ("tlsafail", "3 1 1 " + good, {"corrupt_type": "TLSA"})]:
+    name = "%s.dane.test" % z
+    children[name], ds[name] = danelib.signed_zone(tmp, name, child(z, tlsa), **kw)
+children["insec.dane.test"] = child("insec", "3 1 1 " + good)
+
+parent = ["%s. IN NS ns.dane.test." % n for n in children] + \
+    [ln for n in ds for ln in ds[n].splitlines() if ln.strip()]
+parent_text, anchor = danelib.signed_zone(
+    tmp, "dane.test", dnslib.zone_text("dane.test", parent, ttl=5, neg_ttl=5))
+zones = dict(children)
+zones["dane.test"] = parent_text
+ns = dnslib.NSD(tmp, zones)
+ub = danelib.Unbound(tmp, ns, list(zones), anchor)
+
+routes = [{"domain": "%s.test" % z, "transport": "smtp:%s.dane.test:%d" % (z, PORT),
+           "retry": "1s"} for z in HOSTS]
+routes.append({"domain": "only.test", "transport": "smtp:insec.dane.test:%d" % PORT,
+               "retry": "1s", "tls": "dane-only"})
+routes.append({"domain": "onlysec.test", "transport": "smtp:sec.dane.test:%d" % PORT,
+               "retry": "1s", "tls": "dane-only"})
+relay = dl.Relay(routes, dns={"resolver": ub.spec, "timeout": "1s", "attempts": "2",
+                              "dnssec": "trust-ad"},
+                 delivery={"denied_networks": []})          # MX hosts on loopback
+L = relay.dlog
+
+
+def eq(got, want, what, detail=""):
+    T.ok(got == want, what, "expected %r, got %r\n%s" % (want, got, detail))
+
+
+def send(tag, rcpt):
+    data = dl.make_message(tag, "s@client.test", [rcpt])
+    return dl.submit(relay.port, "s@client.test", [rcpt], data), data
+
+
+def first(q, timeout=20):
+    got = L.wait_for(lambda x: x.get("qid") == q, timeout)
+    return got[0] if got else {}
+
+
+def got_by(z, tag):
+    return [m for m in servers[z].msgs() if m.msgid == "<%s@client.test>" % tag]
+
+
+def resolve(name):
+    p = subprocess.run([sluice.SLUICECTL, "-c", relay.conf, "resolve", "--json",
+                        "--port", str(PORT), name],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    try:
+        return p.returncode, json.loads(p.stdout.decode())
+    except ValueError:
+        return p.returncode, {"stderr": p.stderr.decode(), "stdout": p.stdout.decode()}
+
+
+try:
+    sent = {z: send(z + "1", "a@%s.test" % z) for z in HOSTS}
+    q_only, _ = send("only1", "a@only.test")
+    q_onlysec, _ = send("onlysec1", "a@onlysec.test")
+
+    with T.case("secure zone, matching TLSA 3 1 1: DANE-authenticated TLS"):
+        x = first(sent["sec"][0])
+        eq(x.get("status"), "delivered", "delivered", L.dump())
+        eq(x.get("tls_auth"), "dane", "tls_auth: dane")
+        eq(x.get("tlsa"), "3 1 1", "the TLSA record that matched")
+        eq([m.tls for m in got_by("sec", "sec1")], [True], "the server got it under TLS")
+
+    with T.case("dane-only to a secure zone with TLSA: delivered, dane"):
+        x = first(q_onlysec)
+        eq((x.get("status"), x.get("tls_auth")), ("delivered", "dane"), "delivered, dane",
+             L.dump())
+
+    with T.case("secure zone, TLSA of another key: deferred 4.7.5, nothing sent"):
+        x = first(sent["mismatch"][0])
+        eq((x.get("status"), x.get("enhanced")), ("deferred", "4.7.5"),
+             "deferred 4.7.5", L.dump())
+        T.ok("TLS handshake failed" in x.get("text", ""), "says why: %r" % x.get("text"))
+        eq(got_by("mismatch", "mismatch1"), [], "the server got nothing")
+
+    with T.case("secure zone, only PKIX-EE TLSA: TLS required, not authenticated"):
+        x = first(sent["pkix"][0])
+        eq(x.get("status"), "delivered", "delivered", L.dump())
+        eq(x.get("tls_auth"), "none", "tls_auth: none")
+        eq([m.tls for m in got_by("pkix", "pkix1")], [True], "under TLS")
+
+    with T.case("unsigned delegation: may (TLS, unauthenticated)"):
+        x = first(sent["insec"][0])
+        eq(x.get("status"), "delivered", "delivered", L.dump())
+        eq(x.get("tls_auth"), "none", "tls_auth: none (the TLSA is not trusted)")
+        T.ok(x.get("tls", "").startswith("TLSv1."), "opportunistic TLS")
+
+    with T.case("unsigned delegation under dane-only: deferred 4.7.5"):
+        x = first(q_only)
+        eq((x.get("status"), x.get("enhanced")), ("deferred", "4.7.5"),
+             "deferred 4.7.5", L.dump())
+        eq(got_by("insec", "only1"), [], "nothing reached the host")
+
+    for z, what in (("bogus", "corrupted MX signature"), ("expired", "expired signatures"),
+                    ("tlsafail", "corrupted TLSA signature")):
+        with T.case("%s: deferred 4.4.3, never dialled" % what):
+            x = first(sent[z][0])
+            eq((x.get("status"), x.get("enhanced")), ("deferred", "4.4.3"),
+                 "deferred 4.4.3", L.dump())
+            eq(len(servers[z].conns()), 0, "no connection to its host")
+
+    with T.case("sluicectl resolve shows DNSSEC status and TLSA"):
+        rc, j = resolve("sec.dane.test")
+        eq(rc, 0, "exit 0", j)
+        eq(j.get("mx_dnssec"), "secure", "the MX answer is secure", j)
+        t = (j.get("targets") or [{}])[0]
+        eq((t.get("dnssec"), t.get("tlsa_status")), ("secure", "found"),
+             "host secure, TLSA found", j)
+        eq([r.get("usage") for r in t.get("tlsa", [])], [3], "one TLSA 3 ...", j)
+        rc, j = resolve("insec.dane.test")
+        eq(j.get("mx_dnssec"), "insecure", "unsigned: insecure", j)
+        rc, j = resolve("bogus.dane.test")
+        eq(rc, 75, "bogus: temporary failure (75)", j)
+        T.ok("DNSSEC" in j.get("why", ""), "the reason names DNSSEC: %r" % j.get("why"))
+finally:
+    rc = relay.stop()
+    ub.stop()
+T.eq(rc, 0, "sluiced exits 0")
+sluice.finish()

@@ -793,12 +793,14 @@ resolve_json(const struct resolve_out *ro, const struct resolve_result *res)
 		json_object_set_new(jt, "addresses", as);
 		json_object_set_new(jt, "dnssec",
 		    json_string(resolve_sec_name(t->sec)));
-		json_object_set_new(jt, "tlsa_status",
-		    json_string(resolve_tlsa_name(t->tlsa)));
+		if (t->tlsa != RESOLVE_TLSA_UNASKED) {
+			json_object_set_new(jt, "tlsa_status",
+			    json_string(resolve_tlsa_name(t->tlsa)));
+			json_object_set_new(jt, "tlsa", tlsa_json(t));
+		}
 		if (t->tlsa == RESOLVE_TLSA_FAIL)
 			json_object_set_new(jt, "tlsa_why",
 			    json_str(t->tlsa_why));
-		json_object_set_new(jt, "tlsa", tlsa_json(t));
 		json_array_append_new(ts, jt);
 	}
 	json_object_set_new(o, "name", json_str(ro->name));
@@ -846,10 +848,14 @@ resolve_print(void *arg, const struct resolve_result *res)
 			resolve_addr_text(&t->addr[k], addr, sizeof(addr));
 			printf(" %s", addr);
 		}
-		printf(" (%s", resolve_sec_name(t->sec));
-		if (t->tlsa != RESOLVE_TLSA_UNASKED)
+		/* Unmarked: not authenticated (the status line says so). */
+		if (t->sec != RESOLVE_SEC_INSECURE)
+			printf(" (%s", resolve_sec_name(t->sec));
+		if (t->sec != RESOLVE_SEC_INSECURE &&
+		    t->tlsa != RESOLVE_TLSA_UNASKED)
 			printf(", TLSA %s", resolve_tlsa_name(t->tlsa));
-		putchar(')');
+		if (t->sec != RESOLVE_SEC_INSECURE)
+			putchar(')');
 		putchar('\n');
 		for (unsigned k = 0; k < t->ntlsa; k++) {
 			char hex[2 * DNS_TLSA_DATA_MAX + 1];

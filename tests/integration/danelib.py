@@ -9,9 +9,9 @@ danelib.py - a DNSSEC-signed test tree for DANE, on loopback only.
       signature changed (a bogus answer). Returns (signed text, DS lines
       for the parent).
 
-  Unbound(tmpdir, nsd, zones, anchor)
+  Unbound(tmpdir, nsd, zones, anchor, extra=())
       A validating unbound on 127.0.0.1 (a free port; attribute spec is
-      "127.0.0.1:PORT") that asks `nsd` (a dnslib.NSD) for every zone in
+      "127.0.0.1:PORT"), and on the interfaces in extra ("ADDR@PORT") that asks `nsd` (a dnslib.NSD) for every zone in
       `zones` (stub zones: nsd listens on a high port, so delegations
       alone could not reach it), with `anchor` (DS lines) as its only trust
       anchor. stop() ends it.
@@ -85,6 +85,20 @@ def signed_zone(tmpdir, name, text, expired=False, corrupt_type=None):
     return signed, ds
 
 
+def can_bind53(addr):
+    """Can a DNS server listen on addr:53 (UDP and TCP)?"""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((addr, 53))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
 def spki_sha256(certfile):
     pem = subprocess.run(["openssl", "x509", "-in", certfile, "-pubkey", "-noout"],
                          stdout=subprocess.PIPE, check=True, timeout=30).stdout
@@ -94,7 +108,7 @@ def spki_sha256(certfile):
 
 
 class Unbound:
-    def __init__(self, tmpdir, nsd, zones, anchor, timeout=10):
+    def __init__(self, tmpdir, nsd, zones, anchor, extra=(), timeout=10):
         self.dir = os.path.join(tmpdir, "unbound")
         os.makedirs(self.dir, exist_ok=True)
         self.port = dnslib.free_port()
@@ -104,7 +118,8 @@ class Unbound:
             f.write(anchor)
         self.log = os.path.join(self.dir, "unbound.log")
         conf = ["server:",
-                "  interface: 127.0.0.1",
+                "  interface: 127.0.0.1@%d" % self.port] + \
+               ["  interface: %s" % x for x in extra] + [
                 "  port: %d" % self.port,
                 "  do-ip6: no",
                 "  do-daemonize: no",

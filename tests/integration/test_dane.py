@@ -24,9 +24,20 @@
 #              (4.4.3), never plaintext.
 # `sluicectl resolve` shows each answer's status (secure, insecure) and the
 # TLSA records. The decision table itself is tests/unit/t_tls_policy.c.
+# Reference: a private Postfix (bench/postfix-instance) with
+# smtp_dns_support_level = dnssec and smtp_tls_security_level = dane, asking
+# the same unbound (on 127.0.0.53:53, through PF_RESOLV_CONF with "options
+# trust-ad": glibc asks port 53 only), sends to the same zones; for each
+# zone both reach the same outcome: delivered with the host authenticated
+# by DANE, delivered without authentication, or deferred with nothing
+# delivered. Left out (said so) when Postfix is missing or 127.0.0.53:53
+# is taken.
 import json
 import os
+import re
+import shutil
 import subprocess
+import time
 
 import sluice
 from sluice import T
@@ -85,7 +96,14 @@ parent_text, anchor = danelib.signed_zone(
 zones = dict(children)
 zones["dane.test"] = parent_text
 ns = dnslib.NSD(tmp, zones)
-ub = danelib.Unbound(tmp, ns, list(zones), anchor)
+PF = os.path.join(sluice.ROOT, "bench", "postfix-instance")
+PF_DNS = "127.0.0.53"
+pf_ok = shutil.which("postfix") is not None and os.geteuid() == 0 and \
+    danelib.can_bind53(PF_DNS)
+if not pf_ok:
+    print("NOTE: Postfix, root or %s:53 missing: no Postfix reference run" % PF_DNS)
+ub = danelib.Unbound(tmp, ns, list(zones), anchor,
+                     extra=("%s@53" % PF_DNS,) if pf_ok else ())
 
 routes = [{"domain": "%s.test" % z, "transport": "smtp:%s.dane.test:%d" % (z, PORT),
            "retry": "1s"} for z in HOSTS]
@@ -190,6 +208,74 @@ try:
         rc, j = resolve("bogus.dane.test")
         eq(rc, 75, "bogus: temporary failure (75)", j)
         T.ok("DNSSEC" in j.get("why", ""), "the reason names DNSSEC: %r" % j.get("why"))
+    # What sluice did, per zone: (delivered?, authenticated by DANE?).
+    ours = {}
+    for z in HOSTS:
+        x = first(sent[z][0])
+        ours[z] = (x.get("status") == "delivered", x.get("tls_auth") == "dane")
+
+    if pf_ok:
+        with T.case("Postfix (dane, dnssec) reaches the same outcome per zone"):
+            inst = sluice.tmpdir()
+            os.chmod(inst, 0o755)
+            resolv = os.path.join(inst, "resolv.conf")
+            with open(resolv, "w") as f:
+                f.write("nameserver %s\noptions trust-ad\n" % PF_DNS)
+            transport = os.path.join(inst, "transport")
+            with open(transport, "w") as f:
+                for z in HOSTS:
+                    f.write("pf%s.test smtp:%s.dane.test:%d\n" % (z, z, PORT))
+            pf_port = dl.free_port()
+            env = dict(os.environ, PF_RESOLV_CONF=resolv, PF_TRANSPORT=transport,
+                       PF_MAIN_EXTRA="\n".join([
+                           "smtp_dns_support_level = dnssec",
+                           "smtp_tls_security_level = dane",
+                           "smtp_tls_loglevel = 1",
+                           "smtp_tls_connection_reuse = no",
+                           "relay_domains = %s" % ", ".join("pf%s.test" % z
+                                                            for z in HOSTS)]))
+            # (relay_domains overrides the instance's empty default.)
+            p = subprocess.run([PF, "start", inst, str(pf_port), "mx"], env=env,
+                               capture_output=True, text=True, timeout=60)
+            T.eq(p.returncode, 0, "Postfix starts: %s" % p.stderr[-300:])
+            try:
+                for z in HOSTS:
+                    data = dl.make_message("pf" + z, "s@client.test", ["a@pf%s.test" % z])
+                    dl.submit(pf_port, "s@client.test", ["a@pf%s.test" % z], data)
+                log = os.path.join(inst, "maillog")
+
+                def statuses():
+                    try:
+                        text = open(log, errors="replace").read()
+                    except OSError:
+                        return {}
+                    got = {}
+                    for m in re.finditer(r"to=<a@pf(\w+)\.test>.*?dsn=([\d.]+), "
+                                         r"status=(\w+)", text):
+                        got.setdefault(m.group(1), (m.group(2), m.group(3)))
+                    return got
+                dl.wait_until(lambda: len(statuses()) == len(HOSTS), 60, 0.5)
+                got = statuses()
+                text = open(log, errors="replace").read() if os.path.exists(log) else ""
+                theirs = {}
+                for z in HOSTS:
+                    dsn, st = got.get(z, ("?", "?"))
+                    verified = re.search(r"Verified TLS connection established to "
+                                         r"mx\.%s\.dane\.test" % z, text) is not None
+                    theirs[z] = (st == "sent", verified and st == "sent")
+                    tl = re.search(r"(\w+) TLS connection established to "
+                                   r"mx\.%s\.dane\.test" % z, text)
+                    print("zone %-9s sluice: %-9s %-5s Postfix: %s dsn=%s %s TLS" % (
+                        z, "delivered" if ours[z][0] else "deferred",
+                        "dane" if ours[z][1] else "", st, dsn,
+                        tl.group(1) if tl else "no"))
+                for z in HOSTS:
+                    eq(theirs.get(z), ours[z], "zone %s: Postfix and sluice agree "
+                       "(delivered, DANE-authenticated)" % z,
+                       "\n".join(ln for ln in text.splitlines()
+                                  if "pf%s.test" % z in ln or ".%s.dane" % z in ln)[-1500:])
+            finally:
+                subprocess.run([PF, "stop", inst], timeout=60)
 finally:
     rc = relay.stop()
     ub.stop()

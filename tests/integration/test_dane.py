@@ -270,6 +270,9 @@ try:
                         "dane" if ours[z][1] else "", st, dsn,
                         tl.group(1) if tl else "no"))
                 for z in HOSTS:
+                    if not theirs[z][0]:
+                        eq(got_by(z, "pf" + z), [], "zone %s: Postfix sent nothing to "
+                           "the host" % z)
                     eq(theirs.get(z), ours[z], "zone %s: Postfix and sluice agree "
                        "(delivered, DANE-authenticated)" % z,
                        "\n".join(ln for ln in text.splitlines()

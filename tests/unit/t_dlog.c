@@ -91,6 +91,47 @@ num(json_t *o, const char *key)
 	return json_is_integer(v) ? json_integer_value(v) : -1;
 }
 
+/* The TLS fields: after addr, tls_auth and tlsa (DANE) after tls. */
+static void
+tls_fields(void)
+{
+	struct buf b = { 0 };
+	struct dlog_entry e = full;
+	json_t *o;
+	const char *k;
+	json_t *v;
+	size_t i = 0;
+	static const char *const order[] = { "addr", "tls", "tls_auth",
+		"tlsa", "code" };
+
+	printf("RUN tls_fields\n");
+	e.tls = "TLSv1.3 TLS_AES_256_GCM_SHA384";
+	e.tls_auth = "dane";
+	e.tlsa = "3 1 1";
+	CHECK_FATAL(dlog_format(&b, &e) == 0);
+	o = parse_line(&b);
+	CHECK(str_is(o, "tls_auth", "dane"));
+	CHECK(str_is(o, "tlsa", "3 1 1"));
+	json_object_foreach(o, k, v) {
+		(void)v;
+		if (i < NELEM(order) && strcmp(k, order[i]) == 0)
+			i++;
+	}
+	CHECK(i == NELEM(order));
+	json_decref(o);
+	buf_free(&b);
+	/* Without a connection neither appears. */
+	e.tls_auth = NULL;
+	e.tlsa = NULL;
+	CHECK_FATAL(dlog_format(&b, &e) == 0);
+	o = parse_line(&b);
+	CHECK(json_object_get(o, "tls_auth") == NULL);
+	CHECK(json_object_get(o, "tlsa") == NULL);
+	json_decref(o);
+	buf_free(&b);
+	printf("PASS tls_fields\n");
+}
+
 static void
 round_trip(void)
 {
@@ -478,6 +519,7 @@ int
 main(void)
 {
 	round_trip();
+	tls_fields();
 	escaping();
 	long_strings();
 	omitted();

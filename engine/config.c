@@ -489,9 +489,9 @@ check_dnssec(const char *s, void *obj, char *why, size_t whylen)
 	int m;
 
 	if (strcmp(s, "validate") == 0) {
-		snprintf(why, whylen, "dnssec: validate (validation by sluice "
-		    "itself) is not supported: use trust-ad with a validating "
-		    "resolver on this host");
+		snprintf(why, whylen, "validate (validation by sluice itself) "
+		    "is not supported: use trust-ad with a validating resolver "
+		    "on this host");
 		return -1;
 	}
 	if ((m = resolver_dnssec_parse(s)) < 0) {

@@ -28,6 +28,7 @@
 
 #include "check.h"
 #include "../../engine/config.h"
+#include "../../deliver/resolver.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 #define MAX_ERRS	24
@@ -328,6 +329,15 @@ static const struct error_case error_cases[] = {
 	  {0}, {0},
 	  { "@:3: listen.0.tls: invalid TLS mode 'on' (expected none, "
 	    "starttls, required or implicit)" } },
+	{ "dnssec_validate", "dns:\n  dnssec: validate\n", {0}, {0},
+	  { "@:2: dns.dnssec: validate (validation by sluice itself) is not "
+	    "supported: use trust-ad with a validating resolver on this "
+	    "host" } },
+	{ "dnssec_bad", "dns:\n  dnssec: yes\n", {0}, {0},
+	  { "@:2: dns.dnssec: bad dnssec 'yes': want off or trust-ad" } },
+	{ "delivery_tls_bad", "delivery:\n  tls: dane-ish\n", {0}, {0},
+	  { "@:2: delivery.tls: bad tls 'dane-ish': want none, may, encrypt, "
+	    "verify, dane or dane-only" } },
 	{ "tls_cert_without_key", "tls:\n  cert: /etc/hostname\n", {0}, {0},
 	  { "@:2: tls.key: required with tls.cert" } },
 	{ "tls_cert_missing", "tls:\n  cert: /nonexistent/c.pem\n"
@@ -936,9 +946,12 @@ test_routes_tls_auth(void)
 	password_file(pw_open, sizeof pw_open, "s3cret\n", 0644);
 
 	CHECK_FATAL(load(&cfg, &errs, NULL, NULL, NULL, NULL) == 0);
-	CHECK(strcmp(cfg.delivery.tls, "may") == 0);
-	CHECK(cfg.delivery.tls_level == ROUTE_TLS_MAY);
+	/* MX delivery: DANE where DNSSEC says so, may elsewhere. */
+	CHECK(strcmp(cfg.delivery.tls, "dane") == 0);
+	CHECK(cfg.delivery.tls_level == ROUTE_TLS_DANE);
 	CHECK(cfg.delivery.tls_ca_file == NULL);
+	CHECK(cfg.dns.dnssec == NULL);
+	CHECK(cfg.dns.dnssec_mode == RESOLVE_DNSSEC_CFG_AUTO);
 	config_free(&cfg);
 
 	snprintf(yaml, sizeof yaml,
@@ -1136,6 +1149,9 @@ struct value_case {
 #define F(m)	offsetof(struct config, m), sizeof(((struct config *)0)->m)
 
 static const struct value_case value_cases[] = {
+	{ "dns.dnssec=off", F(dns.dnssec_mode), 1, NULL },
+	{ "dns.dnssec=trust-ad", F(dns.dnssec_mode), 2, NULL },
+	{ "delivery.tls=dane-only", F(delivery.tls_level), 6, NULL },
 	{ "limits.message_size=1024", F(limits.message_size), 1024, NULL },
 	{ "limits.message_size=1k", F(limits.message_size), 1024, NULL },
 	{ "limits.message_size=1K", F(limits.message_size), 1024, NULL },

@@ -124,7 +124,7 @@ struct dl_target {
 	/* enum route_tls for this host (tls_policy_for_host()); 0: the
 	 * destination's level, as it has no resolved host (a literal). */
 	uint8_t tls_level;
-	uint8_t dane;			/* 1 + index in dest->dane, 0: none */
+	uint8_t dane;		/* 1 + index in dest->dane, 0: none */
 	struct sockaddr_storage sa;
 	socklen_t salen;
 };
@@ -168,7 +168,7 @@ struct dl_dest {
 	char rwhy[256];
 	struct dl_target *targets;
 	unsigned ntargets;
-	struct dl_dane *dane;		/* hosts with usable TLSA records */
+	struct dl_dane *dane;	/* hosts with usable TLSA records */
 	unsigned ndane;
 	struct smtp_client_cfg ccfg;
 	struct dl_tls_policy tls;
@@ -252,7 +252,7 @@ struct dl_conn {
 	char tls_verify[128];		/* verify level: the result */
 	uint8_t tls_level;		/* this host's: dl_tls_host_level() */
 	const char *tls_auth;		/* "dane", "pkix", "none" */
-	char tlsa[16];			/* DANE: "3 1 1", the record matched */
+	char tlsa[16];		/* DANE: "3 1 1", the record matched */
 };
 
 struct deliver {

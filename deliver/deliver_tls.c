@@ -62,7 +62,7 @@ struct dl_tls_cache {
 
 /* The contexts: read-only once made, shared by every shard. */
 static struct tls_ctx *g_ctx_any;	/* may, encrypt: any certificate */
-static struct tls_ctx *g_ctx_dane;	/* dane: TLSA records per connection */
+static struct tls_ctx *g_ctx_dane;	/* dane: TLSA records per conn. */
 static struct {
 	const char *cafile;
 	struct tls_ctx *ctx;

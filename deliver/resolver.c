@@ -1343,8 +1343,8 @@ resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
 	/* MX, then addresses, then TLSA: each phase at most attempts
 	 * tries, plus a TCP try, of timeout_ms. A bound, never normally
 	 * reached. */
-	deadline = clock_mono_ms() + 4ull * (cfg->attempts + 1) * cfg->timeout_ms +
-	    1000;
+	deadline = clock_mono_ms() +
+	    4ull * (cfg->attempts + 1) * cfg->timeout_ms + 1000;
 	resolver_lookup_tlsa(r, name, mx_lookup, tlsa_port, sync_done, &s);
 	while (!s.done && clock_mono_ms() < deadline) {
 		uring_loop_step(&loop, 100 * 1000);

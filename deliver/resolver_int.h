@@ -109,7 +109,7 @@ struct centry {
 struct target_state {
 	uint8_t a, aaaa;		/* enum addr_state */
 	bool insecure;			/* an address answer without AD */
-	bool bogus;			/* an address answer refused (SERVFAIL) */
+	bool bogus;			/* an address answer was SERVFAIL */
 	unsigned na, n6;
 	uint8_t a4[RESOLVE_ADDR_MAX][4];
 	uint8_t a6[RESOLVE_ADDR_MAX][16];
@@ -127,7 +127,7 @@ struct lookup {
 	bool authenticated;
 	uint8_t mx_sec;			/* enum resolve_sec */
 	uint16_t tlsa_port;		/* 0: no TLSA lookups */
-	bool dnssec;			/* the resolver's dns.dnssec is on */
+	bool dnssec;			/* the resolver's DNSSEC is on */
 	unsigned outstanding;		/* requests not answered yet */
 	/* CNAMEs followed so far for each request (index sub + 1), over
 	 * every answer of its chain: at most DNS_CNAME_MAX in all. */

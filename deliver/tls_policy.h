@@ -19,7 +19,7 @@
 enum tls_host_action {
 	TLS_HOST_DIAL = 0,	/* use the host at level */
 	TLS_HOST_DEFER_DNS,	/* skip it: DNS bogus or failed (4.4.3) */
-	TLS_HOST_DEFER_NODANE,	/* skip it: dane-only without DANE (4.7.5) */
+	TLS_HOST_DEFER_NODANE,	/* skip it: dane-only, no DANE (4.7.5) */
 };
 
 struct tls_host_decision {

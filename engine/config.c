@@ -553,8 +553,8 @@ check_delivery_tls(const char *s, void *obj, char *why, size_t whylen)
 	int lvl = route_tls_parse(s);
 
 	if (lvl < 0) {
-		snprintf(why, whylen, "bad tls '%.*s': want none, may, encrypt, "
-		    "verify, dane or dane-only", CONFIG_QUOTE_MAX, s);
+		snprintf(why, whylen, "bad tls '%.*s': want none, may, "
+		    "encrypt, verify, dane or dane-only", CONFIG_QUOTE_MAX, s);
 		return -1;
 	}
 	dc->tls_level = (uint32_t)lvl;

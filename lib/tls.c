@@ -640,7 +640,8 @@ tls_dane_add(struct tls *t, const char *host, unsigned usage,
     unsigned selector, unsigned mtype, const unsigned char *data,
     size_t len)
 {
-	static const size_t digest[] = { 0, 32, 64 };	/* SHA2-256, -512 */
+	/* Digest lengths by matching type: SHA2-256, SHA2-512. */
+	static const size_t digest[] = { 0, 32, 64 };
 	int rc;
 
 	assert(t != NULL && host != NULL);

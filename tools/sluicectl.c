@@ -875,9 +875,9 @@ resolve_print(void *arg, const struct resolve_result *res)
 /*
  * resolve [--resolver HOST:PORT] [--mx|--host] [--port N] [--json] NAME:
  * the hosts and addresses delivery would use, in order, with what DNSSEC
- * said of them and, for secure hosts, their TLSA records for port N (25). Exit 0 (RESOLVE_OK), 1
- * (permanent: mail would bounce), 75 (temporary: it would be deferred),
- * 2 (usage).
+ * said of them and, for secure hosts, their TLSA records for port N
+ * (25). Exit 0 (RESOLVE_OK), 1 (permanent: mail would bounce), 75
+ * (temporary: it would be deferred), 2 (usage).
  */
 static int
 cmd_resolve(const struct config *cfg, int argc, char **argv)

@@ -138,7 +138,8 @@ def got_by(z, tag):
 def resolve(name):
     p = subprocess.run([sluice.SLUICECTL, "-c", relay.conf, "resolve", "--json",
                         "--port", str(PORT), name],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+                       env=sluice.clean_env())
     try:
         return p.returncode, json.loads(p.stdout.decode())
     except ValueError:

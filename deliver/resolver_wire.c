@@ -335,11 +335,18 @@ query_answered(struct resolver *r, struct rquery *q,
 		/* A validating resolver answers SERVFAIL to a DO query whose
 		 * answer failed validation: bogus, as far as we can tell. */
 		e->bogus = r->cfg.dnssec != RESOLVE_DNSSEC_OFF &&
-		    a->rcode == 2 && !a->chain_too_long;
+		    a->rcode == 2 && !a->chain_too_long &&
+		    (a->ede == DNS_EDE_NONE || dns_ede_dnssec(a->ede));
 		e->ttl_s = a->chain_too_long ? 0 : RESOLVER_FAIL_TTL_S;
 		if (a->chain_too_long)
 			snprintf(e->why, sizeof(e->why), "CNAME chain longer "
 			    "than %d", DNS_CNAME_MAX);
+		else if (a->ede != DNS_EDE_NONE)
+			/* RFC 8914: the resolver says why, e.g. "DNSSEC
+			 * Bogus" or "Signature Expired" (unbound: ede: yes). */
+			snprintf(e->why, sizeof(e->why), "%s (%s) from %s",
+			    dns_rcode_name(a->rcode), dns_ede_name(a->ede),
+			    r->server_text);
 		else
 			snprintf(e->why, sizeof(e->why), "%s from %s%s",
 			    dns_rcode_name(a->rcode), r->server_text,

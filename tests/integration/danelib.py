@@ -131,6 +131,8 @@ class Unbound:
                 "  use-syslog: no",
                 "  verbosity: 1",
                 "  val-log-level: 2",
+                # RFC 8914: SERVFAIL says why (sluice logs it).
+                "  ede: yes",
                 "  num-threads: 1",
                 "  do-not-query-localhost: no",
                 "  access-control: 127.0.0.0/8 allow",

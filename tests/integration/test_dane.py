@@ -188,13 +188,18 @@ try:
              "deferred 4.7.5", L.dump())
         eq(got_by("insec", "only1"), [], "nothing reached the host")
 
-    for z, what in (("bogus", "corrupted MX signature"), ("expired", "expired signatures"),
-                    ("tlsafail", "corrupted TLSA signature")):
+    for z, what, ede in (("bogus", "corrupted MX signature", "DNSSEC Bogus"),
+                         ("expired", "expired signatures", "Signature Expired"),
+                         ("tlsafail", "corrupted TLSA signature", "DNSSEC Bogus")):
         with T.case("%s: deferred 4.4.3, never dialled" % what):
             x = first(sent[z][0])
             eq((x.get("status"), x.get("enhanced")), ("deferred", "4.4.3"),
                  "deferred 4.4.3", L.dump())
             eq(len(servers[z].conns()), 0, "no connection to its host")
+            # unbound's Extended DNS Error (RFC 8914) in the reason.
+            T.ok("SERVFAIL (%s)" % ede in x.get("text", "") or
+                 "SERVFAIL (%s)" % ede in relay.log_tail(200),
+                 "the reason says %r: %r" % (ede, x.get("text")))
 
     with T.case("sluicectl resolve shows DNSSEC status and TLSA"):
         rc, j = resolve("sec.dane.test")

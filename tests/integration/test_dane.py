@@ -168,6 +168,7 @@ try:
         eq((x.get("status"), x.get("enhanced")), ("deferred", "4.7.5"),
              "deferred 4.7.5", L.dump())
         T.ok("TLS handshake failed" in x.get("text", ""), "says why: %r" % x.get("text"))
+        eq(x.get("tls_verify"), "no matching DANE TLSA records", "tls_verify says why")
         eq(got_by("mismatch", "mismatch1"), [], "the server got nothing")
 
     with T.case("secure zone, only PKIX-EE TLSA: TLS required, not authenticated"):

@@ -545,11 +545,18 @@ established(struct dl_conn *c)
 	if (c->tls_level == ROUTE_TLS_DANE) {
 		unsigned u, s, m;
 
-		/* The handshake fails unless a record matched. */
-		if (tls_dane_matched(c->tls, &u, &s, &m)) {
-			c->tls_auth = "dane";
-			snprintf(c->tlsa, sizeof(c->tlsa), "%u %u %u", u, s, m);
+		/*
+		 * The handshake fails unless a record matched; should it
+		 * ever not, nothing is sent to an unauthenticated server.
+		 */
+		if (!tls_dane_matched(c->tls, &u, &s, &m)) {
+			c->d->tls_failed++;
+			smtp_client_tls_failed(&c->cli, "no TLSA record "
+			    "matched the server's certificate");
+			return;
 		}
+		c->tls_auth = "dane";
+		snprintf(c->tlsa, sizeof(c->tlsa), "%u %u %u", u, s, m);
 	}
 	log_debug("deliver: %s [%s]: %s%s", c->host, c->addr, c->tls_desc,
 	    tls_resumed(c->tls) ? " (resumed)" : "");

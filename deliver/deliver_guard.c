@@ -268,8 +268,7 @@ dl_dest_targets(struct deliver *d, struct dl_dest *ds,
 		}
 	for (unsigned i = 0; i < r->ntargets; i++) {
 		const struct resolve_target *rt = &r->targets[i];
-
-		uint8_t di = 0;
+		uint8_t di = 0;	/* 1 + its entry in ds->dane */
 
 		if (mx && rt->pref >= self_pref)
 			continue;

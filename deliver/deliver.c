@@ -1207,6 +1207,8 @@ deliver_create(const struct deliver_host *host, void *host_ctx,
 	if (resolver_cfg_server(&rc, cfg->dns->resolver, "/etc/resolv.conf",
 	    d->resolver_err, sizeof(d->resolver_err)) == 0)
 		resolver_cfg_dnssec(&rc, cfg->dns->dnssec_mode);
+	rc.trust_anchor = cfg->dns->trust_anchor != NULL ?
+	    cfg->dns->trust_anchor : RESOLVER_ROOT_KEY;
 	if (d->resolver_err[0] != '\0' ||
 	    resolver_create(&d->res, ring, OP_DNS, &rc) != 0) {
 		rc.dnssec = RESOLVE_DNSSEC_OFF;

@@ -291,6 +291,7 @@ rslv_centry_free(struct centry *e)
 		return;
 	free(e->recs);
 	free(e->cname);
+	free(e->wire);
 	free(e);
 }
 
@@ -527,6 +528,24 @@ static void
 lookup_finish(struct resolver *r, struct lookup *lk)
 {
 	assert(lk->outstanding == 0);
+	/*
+	 * validate: fetch the DS and DNSKEY records the answers need, in
+	 * rounds (each round's answers may name more), then judge them.
+	 * A hold on outstanding keeps answers from the cache, which come
+	 * back inside rslv_request(), from finishing the lookup early.
+	 */
+	while (lk->val != NULL && !lk->val->done) {
+		unsigned n;
+
+		lk->outstanding = 1;
+		n = rslv_val_step(r, lk);
+		if (--lk->outstanding > 0)
+			return;		/* the last answer calls again */
+		if (n == 0) {
+			rslv_val_apply(r, lk);
+			lk->val->done = true;
+		}
+	}
 	lookup_settle(lk);
 	lk->next = NULL;
 	if (r->done_tail != NULL)
@@ -556,6 +575,9 @@ feed_mx(struct resolver *r, struct lookup *lk, const struct centry *e)
 	 * in lk->authenticated, which demotes a chain with any hole). */
 	lk->mx_sec = e->bogus ? RESOLVE_SEC_BOGUS : e->ad && lk->authenticated ?
 	    RESOLVE_SEC_SECURE : RESOLVE_SEC_INSECURE;
+	/* validate: rslv_val_apply() says, once every answer is in. */
+	if (lk->val != NULL)
+		lk->mx_sec = RESOLVE_SEC_INSECURE;
 	switch (e->kind) {
 	case DNS_KIND_DATA:
 		break;
@@ -673,7 +695,7 @@ feed_addr(struct resolver *r, struct lookup *lk, int sub,
 	}
 	if (e->bogus)
 		ts->bogus = true;
-	else if (e->kind != DNS_KIND_ERROR && !e->ad)
+	else if (e->kind != DNS_KIND_ERROR && !e->ad && lk->val == NULL)
 		ts->insecure = true;
 	/*
 	 * RFC 7672 section 2.2: TLSA records are only looked for once the
@@ -681,7 +703,8 @@ feed_addr(struct resolver *r, struct lookup *lk, int sub,
 	 * host gets none (and no query leaks what we are about).
 	 */
 	if (ts->a != AS_WAIT && ts->aaaa != AS_WAIT && lk->tlsa_port != 0 &&
-	    ts->na + ts->n6 > 0 && target_sec(lk, ts) == RESOLVE_SEC_SECURE) {
+	    ts->na + ts->n6 > 0 && (lk->val != NULL ||
+	    target_sec(lk, ts) == RESOLVE_SEC_SECURE)) {
 		char q[DNS_NAME_MAX + 16];
 
 		if (snprintf(q, sizeof(q), "_%u._tcp.%s", lk->tlsa_port,
@@ -713,7 +736,8 @@ feed_tlsa(struct lookup *lk, int sub, const struct centry *e)
 	assert(i < lk->ntargets);
 	switch (e->kind) {
 	case DNS_KIND_DATA:
-		if (!e->ad) {
+		/* validate: taken for now, rslv_val_apply() judges. */
+		if (!e->ad && lk->val == NULL) {
 			t->tlsa = RESOLVE_TLSA_NONE;
 			break;
 		}
@@ -778,6 +802,11 @@ rslv_feed(struct resolver *r, struct lookup *lk, int sub, const struct centry *e
 	struct centry f;
 
 	assert(lk->outstanding > 0);
+	if (lk->val != NULL) {
+		rslv_val_record(lk, sub, e);
+		if (SUB_IS_VAL(sub))
+			goto out;
+	}
 	if (e->kind != DNS_KIND_ERROR && !SUB_IS_TLSA(sub))
 		lk->authenticated &= e->ad;
 	if (e->kind == DNS_KIND_NODATA && e->cname != NULL) {
@@ -857,6 +886,7 @@ run_done(struct resolver *r)
 		res.ntargets = lk->status == RESOLVE_OK ? lk->ntargets : 0;
 		res.targets = lk->targets;
 		lk->cb(lk->arg, &res);
+		rslv_val_free(lk);
 		free(lk);
 	}
 	if (r->done_head != NULL || r->early_head != NULL)
@@ -919,6 +949,9 @@ resolver_lookup_tlsa(struct resolver *r, const char *name, bool mx_lookup,
 	lk->mx = mx_lookup;
 	lk->authenticated = true;
 	lk->dnssec = r->cfg.dnssec != RESOLVE_DNSSEC_OFF;
+	if (r->cfg.dnssec == RESOLVE_DNSSEC_VALIDATE &&
+	    (lk->val = calloc(1, sizeof(*lk->val))) == NULL)
+		log_panic("resolver: out of memory");
 	lk->tlsa_port = lk->dnssec ? tlsa_port : 0;
 	/* A fixed next hop has no MX answer to doubt. */
 	lk->mx_sec = mx_lookup ? RESOLVE_SEC_INSECURE : RESOLVE_SEC_SECURE;
@@ -950,6 +983,8 @@ resolver_dnssec_parse(const char *s)
 		return RESOLVE_DNSSEC_CFG_OFF;
 	if (strcmp(s, "trust-ad") == 0)
 		return RESOLVE_DNSSEC_CFG_TRUST_AD;
+	if (strcmp(s, "validate") == 0)
+		return RESOLVE_DNSSEC_CFG_VALIDATE;
 	return -1;
 }
 
@@ -984,6 +1019,9 @@ resolver_cfg_dnssec(struct resolver_cfg *cfg, unsigned cfg_mode)
 		break;
 	case RESOLVE_DNSSEC_CFG_TRUST_AD:
 		cfg->dnssec = RESOLVE_DNSSEC_TRUST_AD;
+		break;
+	case RESOLVE_DNSSEC_CFG_VALIDATE:
+		cfg->dnssec = RESOLVE_DNSSEC_VALIDATE;
 		break;
 	default:
 		log_panic("resolver: bad dnssec mode %u", cfg_mode);
@@ -1128,7 +1166,9 @@ resolver_create(struct resolver **rp, struct io_uring *ring, unsigned op,
 	    cfg->timeout_ms > RESOLVER_TIMEOUT_MS_MAX ||
 	    cfg->attempts == 0 || cfg->attempts > RESOLVER_ATTEMPTS_MAX ||
 	    cfg->cache_max > RESOLVER_CACHE_MAX || op >= 256 ||
-	    cfg->dnssec > RESOLVE_DNSSEC_TRUST_AD)
+	    cfg->dnssec > RESOLVE_DNSSEC_VALIDATE ||
+	    (cfg->dnssec == RESOLVE_DNSSEC_VALIDATE &&
+	    cfg->trust_anchor == NULL))
 		return -EINVAL;
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return -ENOMEM;
@@ -1146,6 +1186,17 @@ resolver_create(struct resolver **rp, struct io_uring *ring, unsigned op,
 	if (r->udp_buf == NULL || r->ans == NULL || r->q == NULL) {
 		rc = -ENOMEM;
 		goto fail;
+	}
+	if (cfg->dnssec == RESOLVE_DNSSEC_VALIDATE) {
+		char why[256];
+
+		/* A small file, read once while the shard starts. */
+		if ((r->anchors = rslv_anchor_load(cfg->trust_anchor, why,
+		    sizeof(why))) == NULL) {
+			log_warn("resolver: %s", why);
+			rc = -EINVAL;
+			goto fail;
+		}
 	}
 	if (cfg->cache_max > 0) {
 		r->nbucket = 16;
@@ -1199,6 +1250,7 @@ resolver_create(struct resolver **rp, struct io_uring *ring, unsigned op,
 fail:
 	if (r->udp_fd >= 0)
 		close(r->udp_fd);
+	rslv_anchor_free(r->anchors);
 	free(r->bucket);
 	free(r->q);
 	free(r->ans);
@@ -1272,10 +1324,12 @@ resolver_destroy(struct resolver *r)
 		struct lookup *lk = r->all;
 
 		r->all = lk->anext;
+		rslv_val_free(lk);
 		free(lk);
 	}
 	while (r->lru_head != NULL)
 		cache_remove(r, r->lru_head);
+	rslv_anchor_free(r->anchors);
 	free(r->bucket);
 	free(r->q);
 	free(r->ans);

@@ -59,11 +59,15 @@ struct resolver_cfg {
 	 * answer.
 	 */
 	unsigned dnssec;	/* enum resolve_dnssec */
+	/* RESOLVE_DNSSEC_VALIDATE: DS or DNSKEY records, zone-file lines
+	 * (Debian's /usr/share/dns/root.key); read by resolver_create(). */
+	const char *trust_anchor;
 };
 
 enum resolve_dnssec {
 	RESOLVE_DNSSEC_OFF = 0,
 	RESOLVE_DNSSEC_TRUST_AD,
+	RESOLVE_DNSSEC_VALIDATE,	/* our own validation: docs/dns.md */
 };
 
 /*
@@ -75,10 +79,19 @@ enum resolve_dnssec_cfg {
 	RESOLVE_DNSSEC_CFG_AUTO = 0,
 	RESOLVE_DNSSEC_CFG_OFF,
 	RESOLVE_DNSSEC_CFG_TRUST_AD,
+	RESOLVE_DNSSEC_CFG_VALIDATE,
 };
 
-/* "off", "trust-ad" (enum resolve_dnssec_cfg), else -1. */
+/* Debian's dns-root-data: the root zone's trust anchor. */
+#define RESOLVER_ROOT_KEY	"/usr/share/dns/root.key"
+
+/* "off", "trust-ad", "validate" (enum resolve_dnssec_cfg), else -1. */
 int resolver_dnssec_parse(const char *s);
+/*
+ * Reads a trust anchor file (DS or DNSKEY records, one zone): 0, or -1
+ * with why (the file, the line). For configuration checks.
+ */
+int resolver_anchor_check(const char *path, char *why, size_t whylen);
 /* Is cfg->server a loopback address (127/8, ::1)? */
 bool resolver_server_loopback(const struct resolver_cfg *cfg);
 /* Sets cfg->dnssec from the configured mode and cfg->server. */

@@ -282,7 +282,7 @@ query_fail(struct resolver *r, struct rquery *q, const char *why)
 /* A parsed answer (not truncated) to q. */
 static void
 query_answered(struct resolver *r, struct rquery *q,
-    const struct dns_answer *a)
+    const struct dns_answer *a, const uint8_t *msg, size_t len)
 {
 	struct centry *e = centry_new(q);
 	size_t each;
@@ -290,6 +290,16 @@ query_answered(struct resolver *r, struct rquery *q,
 	if (e == NULL) {
 		query_fail(r, q, "out of memory");
 		return;
+	}
+	/* validate: the signatures are checked from the message itself. */
+	if (r->cfg.dnssec == RESOLVE_DNSSEC_VALIDATE) {
+		if ((e->wire = malloc(len)) == NULL) {
+			free(e);
+			query_fail(r, q, "out of memory");
+			return;
+		}
+		memcpy(e->wire, msg, len);
+		e->wirelen = len;
 	}
 	e->kind = (uint8_t)a->kind;
 	e->ad = a->ad;
@@ -443,8 +453,9 @@ rslv_submit_req(struct resolver *r, struct lookup *lk, int sub, const char *name
 	q->type = type;
 	snprintf(q->name, sizeof(q->name), "%s", name);
 	q->id = query_id(r);
-	rc = dns_query_build(q->wire + 2, sizeof(q->wire) - 2, q->id, name,
-	    type, &q->wirelen);
+	rc = dns_query_build_flags(q->wire + 2, sizeof(q->wire) - 2, q->id,
+	    name, type, r->cfg.dnssec == RESOLVE_DNSSEC_VALIDATE ? DNS_QF_CD :
+	    0, &q->wirelen);
 	q->waiters = w;
 	r->nquery++;
 	if (rc != 0) {
@@ -514,7 +525,7 @@ udp_answer(struct resolver *r, const uint8_t *msg, size_t len)
 		tcp_connect(r, q);
 		return;
 	}
-	query_answered(r, q, r->ans);
+	query_answered(r, q, r->ans, msg, len);
 }
 
 /* ICMP port unreachable: every UDP query in flight lost this try. */
@@ -647,6 +658,7 @@ void
 rslv_tcp_done(struct resolver *r, struct tconn *c, int res)
 {
 	struct rquery *q = &r->q[c->qidx];
+	uint8_t *copy = NULL;
 	size_t need;
 	int rc;
 
@@ -705,15 +717,23 @@ rslv_tcp_done(struct resolver *r, struct tconn *c, int res)
 			break;
 		rc = dns_answer_parse(c->buf + 2, need - 2, q->id, q->name,
 		    q->type, r->ans);
+		/* validate keeps the message: copied before the buffer goes. */
+		if (rc == 0 && r->cfg.dnssec == RESOLVE_DNSSEC_VALIDATE &&
+		    (copy = malloc(need - 2)) != NULL)
+			memcpy(copy, c->buf + 2, need - 2);
 		q->tconn = -1;
 		tcp_close(r, c);
 		if (rc != 0) {
 			rslv_try_failed(r, q, EPROTO);
 		} else if (r->ans->tc) {
 			query_fail(r, q, "answer truncated over TCP too");
+		} else if (r->cfg.dnssec == RESOLVE_DNSSEC_VALIDATE &&
+		    copy == NULL) {
+			query_fail(r, q, "out of memory");
 		} else {
-			query_answered(r, q, r->ans);
+			query_answered(r, q, r->ans, copy, need - 2);
 		}
+		free(copy);
 		return;
 	default:
 		log_panic("resolver: bad TCP state %d", (int)c->state);

@@ -54,7 +54,7 @@
 /* ------------------------------------------------------------------ */
 
 static cfg_check_fn check_hostname, check_mailbox, check_user,
-    check_address, check_network, check_resolver, check_dnssec,
+    check_address, check_network, check_resolver, check_dnssec, check_anchor,
     check_tls_mode,
     check_auth_line, check_delivery_tls, check_relay_tls, check_ca_file,
     check_dkim_alg, check_dkim_name, check_dkim_domain, check_dkim_selector,
@@ -235,6 +235,8 @@ static const struct cfg_key dns_keys[] = {
 	  FIELD(struct dns_cfg, attempts) },
 	{ KEY("dnssec", CFG_STRING, NULL, 0, 0),
 	  FIELD(struct dns_cfg, dnssec), .check = check_dnssec },
+	{ KEY("trust_anchor", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct dns_cfg, trust_anchor), .check = check_anchor },
 	{ .name = NULL },
 };
 
@@ -488,19 +490,21 @@ check_dnssec(const char *s, void *obj, char *why, size_t whylen)
 	struct dns_cfg *dc = obj;
 	int m;
 
-	if (strcmp(s, "validate") == 0) {
-		snprintf(why, whylen, "validate (validation by sluice itself) "
-		    "is not supported: use trust-ad with a validating resolver "
-		    "on this host");
-		return -1;
-	}
 	if ((m = resolver_dnssec_parse(s)) < 0) {
-		snprintf(why, whylen, "bad dnssec '%.*s': want off or trust-ad",
-		    CONFIG_QUOTE_MAX, s);
+		snprintf(why, whylen, "bad dnssec '%.*s': want off, trust-ad or "
+		    "validate", CONFIG_QUOTE_MAX, s);
 		return -1;
 	}
 	dc->dnssec_mode = (uint32_t)m;
 	return 0;
+}
+
+/* dns.trust_anchor: DS or DNSKEY records that load. */
+static int
+check_anchor(const char *s, void *obj, char *why, size_t whylen)
+{
+	(void)obj;
+	return resolver_anchor_check(s, why, whylen);
 }
 
 /* dns.resolver: what the resolver itself accepts. */

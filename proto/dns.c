@@ -72,6 +72,13 @@ int
 dns_query_build(uint8_t *buf, size_t buflen, uint16_t id, const char *qname,
     uint16_t qtype, size_t *len)
 {
+	return dns_query_build_flags(buf, buflen, id, qname, qtype, 0, len);
+}
+
+int
+dns_query_build_flags(uint8_t *buf, size_t buflen, uint16_t id,
+    const char *qname, uint16_t qtype, unsigned flags, size_t *len)
+{
 	char abs[DNS_NAME_MAX + 2];
 	ldns_pkt *pkt = NULL;
 	uint8_t *wire = NULL;
@@ -89,6 +96,7 @@ dns_query_build(uint8_t *buf, size_t buflen, uint16_t id, const char *qname,
 	if (st != LDNS_STATUS_OK)
 		return st == LDNS_STATUS_MEM_ERR ? DNS_ENOMEM : DNS_ESYNTAX;
 	ldns_pkt_set_id(pkt, id);
+	ldns_pkt_set_cd(pkt, (flags & DNS_QF_CD) != 0);
 	/* RFC 6891: EDNS0; RFC 3225: DO asks for DNSSEC records and lets a
 	 * validating resolver tell us (AD) that it validated. */
 	ldns_pkt_set_edns_udp_size(pkt, DNS_UDP_SIZE);

@@ -136,6 +136,13 @@ int dns_name_check(const char *name);
 int dns_query_build(uint8_t *buf, size_t buflen, uint16_t id,
     const char *qname, uint16_t qtype, size_t *len);
 
+/* The same with flags: DNS_QF_CD sets CD (RFC 4035 section 3.2.2: a
+ * validating resolver then hands over what fails validation too, for
+ * us to judge). */
+#define DNS_QF_CD	1u
+int dns_query_build_flags(uint8_t *buf, size_t buflen, uint16_t id,
+    const char *qname, uint16_t qtype, unsigned flags, size_t *len);
+
 /*
  * The id of a message, to find which query it may answer. 0, or
  * DNS_EFORMAT when msg is shorter than a header or is not a response.

@@ -927,6 +927,8 @@ cmd_resolve(const struct config *cfg, int argc, char **argv)
 		return server != NULL ? EXIT_USAGE : EXIT_TEMPFAIL;
 	}
 	resolver_cfg_dnssec(&rcfg, cfg->dns.dnssec_mode);
+	rcfg.trust_anchor = cfg->dns.trust_anchor != NULL ?
+	    cfg->dns.trust_anchor : RESOLVER_ROOT_KEY;
 	e = resolver_lookup_sync(&rcfg, ro.name, ro.mx, (uint16_t)port,
 	    resolve_print, &ro);
 	if (e < 0) {

@@ -115,6 +115,15 @@ relay = dl.Relay(routes, dns={"resolver": ub.spec, "timeout": "1s", "attempts": 
                               "dnssec": "trust-ad"},
                  delivery={"denied_networks": []})          # MX hosts on loopback
 L = relay.dlog
+# The same zones, validated by sluice itself: dns.dnssec: validate, asking
+# nsd directly (no validating resolver), with the test's trust anchor.
+anchor_file = os.path.join(tmp, "anchor.ds")
+with open(anchor_file, "w") as f:
+    f.write(anchor)
+vrelay = dl.Relay(routes, dns={"resolver": ns.spec, "timeout": "1s", "attempts": "2",
+                               "dnssec": "validate", "trust_anchor": anchor_file},
+                  delivery={"denied_networks": []})
+VL = vrelay.dlog
 
 
 def eq(got, want, what, detail=""):
@@ -221,6 +230,24 @@ try:
         x = first(sent[z][0])
         ours[z] = (x.get("status") == "delivered", x.get("tls_auth") == "dane")
 
+    with T.case("dns.dnssec: validate (sluice checks the signatures, asking nsd "
+                "directly) reaches the same outcome per zone"):
+        vsent = {}
+        for z in HOSTS:
+            data = dl.make_message("v" + z, "s@client.test", ["v@%s.test" % z])
+            vsent[z] = dl.submit(vrelay.port, "s@client.test", ["v@%s.test" % z], data)
+        for z in HOSTS:
+            got = VL.wait_for(lambda x, q=vsent[z]: x.get("qid") == q, 20)
+            x = got[0] if got else {}
+            mine = (x.get("status") == "delivered", x.get("tls_auth") == "dane")
+            print("zone %-9s trust-ad: %-16r validate: %r %s %s" % (
+                z, ours[z], mine, x.get("enhanced"), x.get("text", "")[:100]))
+            eq(mine, ours[z], "zone %s: validate agrees with trust-ad "
+               "(delivered, DANE-authenticated)" % z, VL.dump())
+            if not ours[z][0]:
+                eq(x.get("enhanced"), first(sent[z][0]).get("enhanced"),
+                   "zone %s: the same enhanced code" % z)
+
     if pf_ok:
         with T.case("Postfix (dane, dnssec) reaches the same outcome per zone"):
             inst = sluice.tmpdir()
@@ -287,6 +314,7 @@ try:
             finally:
                 subprocess.run([PF, "stop", inst], timeout=60)
 finally:
+    vrelay.stop()
     rc = relay.stop()
     ub.stop()
 T.eq(rc, 0, "sluiced exits 0")

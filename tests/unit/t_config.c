@@ -329,12 +329,14 @@ static const struct error_case error_cases[] = {
 	  {0}, {0},
 	  { "@:3: listen.0.tls: invalid TLS mode 'on' (expected none, "
 	    "starttls, required or implicit)" } },
-	{ "dnssec_validate", "dns:\n  dnssec: validate\n", {0}, {0},
-	  { "@:2: dns.dnssec: validate (validation by sluice itself) is not "
-	    "supported: use trust-ad with a validating resolver on this "
-	    "host" } },
 	{ "dnssec_bad", "dns:\n  dnssec: yes\n", {0}, {0},
-	  { "@:2: dns.dnssec: bad dnssec 'yes': want off or trust-ad" } },
+	  { "@:2: dns.dnssec: bad dnssec 'yes': want off, trust-ad or "
+	    "validate" } },
+	{ "trust_anchor_missing", "dns:\n  trust_anchor: /nonexistent/k\n",
+	  {0}, {0},
+	  { "@:2: dns.trust_anchor: trust anchor /nonexistent/k: cannot "
+	    "open it" } },
+
 	{ "delivery_tls_bad", "delivery:\n  tls: dane-ish\n", {0}, {0},
 	  { "@:2: delivery.tls: bad tls 'dane-ish': want none, may, encrypt, "
 	    "verify, dane or dane-only" } },
@@ -1151,6 +1153,7 @@ struct value_case {
 static const struct value_case value_cases[] = {
 	{ "dns.dnssec=off", F(dns.dnssec_mode), 1, NULL },
 	{ "dns.dnssec=trust-ad", F(dns.dnssec_mode), 2, NULL },
+	{ "dns.dnssec=validate", F(dns.dnssec_mode), 3, NULL },
 	{ "delivery.tls=dane-only", F(delivery.tls_level), 6, NULL },
 	{ "limits.message_size=1024", F(limits.message_size), 1024, NULL },
 	{ "limits.message_size=1k", F(limits.message_size), 1024, NULL },

@@ -730,10 +730,13 @@ rslv_val_apply(struct resolver *r, struct lookup *lk)
 			t->tlsa = RESOLVE_TLSA_UNASKED;
 			t->ntlsa = 0;
 		} else if (tlsa[i] == V_BOGUS && t->tlsa != RESOLVE_TLSA_FAIL) {
+			char why[sizeof(t->tlsa_why)];
+
 			t->tlsa = RESOLVE_TLSA_FAIL;
 			t->ntlsa = 0;
-			snprintf(t->tlsa_why, sizeof(t->tlsa_why), "TLSA records "
-			    "of %.60s failed DNSSEC validation", t->host);
+			snprintf(why, sizeof(why), "TLSA records of %.60s "
+			    "failed DNSSEC validation", t->host);
+			memcpy(t->tlsa_why, why, sizeof(why));
 		} else if (tlsa[i] == V_INSECURE) {
 			t->tlsa = RESOLVE_TLSA_NONE;
 			t->ntlsa = 0;

@@ -24,6 +24,9 @@
 #              (4.4.3), never plaintext.
 # `sluicectl resolve` shows each answer's status (secure, insecure) and the
 # TLSA records. The decision table itself is tests/unit/t_tls_policy.c.
+# A second sluiced with dns.dnssec: validate asks nsd directly (no
+# validating resolver) with the test's trust anchor and checks the
+# signatures itself: it reaches the same outcome as trust-ad on every zone.
 # Reference: a private Postfix (bench/postfix-instance) with
 # smtp_dns_support_level = dnssec and smtp_tls_security_level = dane, asking
 # the same unbound (on 127.0.0.53:53, through PF_RESOLV_CONF with "options
@@ -144,8 +147,8 @@ def got_by(z, tag):
     return [m for m in servers[z].msgs() if m.msgid == "<%s@client.test>" % tag]
 
 
-def resolve(name):
-    p = subprocess.run([sluice.SLUICECTL, "-c", relay.conf, "resolve", "--json",
+def resolve(name, conf=None):
+    p = subprocess.run([sluice.SLUICECTL, "-c", conf or relay.conf, "resolve", "--json",
                         "--port", str(PORT), name],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
                        env=sluice.clean_env())
@@ -221,6 +224,12 @@ try:
         eq([r.get("usage") for r in t.get("tlsa", [])], [3], "one TLSA 3 ...", j)
         rc, j = resolve("insec.dane.test")
         eq(j.get("mx_dnssec"), "insecure", "unsigned: insecure", j)
+        rc, j = resolve("sec.dane.test", vrelay.conf)
+        t = (j.get("targets") or [{}])[0]
+        eq((j.get("mx_dnssec"), t.get("dnssec"), t.get("tlsa_status")),
+           ("secure", "secure", "found"), "validate: the same marks", j)
+        rc, j = resolve("bogus.dane.test", vrelay.conf)
+        eq(j.get("mx_dnssec"), "bogus", "validate: the corrupted MX is bogus", j)
         rc, j = resolve("bogus.dane.test")
         eq(rc, 75, "bogus: temporary failure (75)", j)
         T.ok("DNSSEC" in j.get("why", ""), "the reason names DNSSEC: %r" % j.get("why"))
@@ -314,8 +323,9 @@ try:
             finally:
                 subprocess.run([PF, "stop", inst], timeout=60)
 finally:
-    vrelay.stop()
+    vrc = vrelay.stop()
     rc = relay.stop()
     ub.stop()
 T.eq(rc, 0, "sluiced exits 0")
+T.eq(vrc, 0, "sluiced (validate) exits 0")
 sluice.finish()

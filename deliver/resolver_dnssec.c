@@ -306,6 +306,19 @@ under(const ldns_rdf *name, const ldns_rdf *zone)
 	    ldns_dname_is_subdomain(name, zone);
 }
 
+/* Does a signature in sigs name zone as its signer? */
+static bool
+signed_by(const ldns_rr_list *sigs, const ldns_rdf *zone)
+{
+	for (size_t i = 0; i < ldns_rr_list_rr_count(sigs); i++) {
+		ldns_rdf *s = ldns_rr_rrsig_signame(ldns_rr_list_rr(sigs, i));
+
+		if (s != NULL && ldns_dname_compare(s, zone) == 0)
+			return true;
+	}
+	return false;
+}
+
 static const ldns_rdf *
 anchor_zone(const struct vctx *c)
 {
@@ -338,6 +351,29 @@ check_rrset(struct vctx *c, ldns_rr_list *set, ldns_rr_list *sigs,
 	    V_SECURE : V_BOGUS;
 }
 
+/*
+ * An NSEC that cannot speak for the question, whatever its signature
+ * (RFC 4035 section 5.4; RFC 6840 section 4.1): one at a delegation (NS,
+ * no SOA) denies nothing below the cut, which is the child's; one at a
+ * zone apex (SOA) denies no DS there, which is the parent's to deny.
+ */
+static bool
+wrong_side(const ldns_rr *nsec, const ldns_rr *q)
+{
+	const ldns_rdf *owner = ldns_rr_owner(nsec), *qn = ldns_rr_owner(q);
+	ldns_rdf *bm = ldns_nsec_get_bitmap(nsec);
+	bool ns, soa;
+
+	if (bm == NULL)
+		return true;
+	ns = ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_NS);
+	soa = ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_SOA);
+	if (ns && !soa && ldns_dname_is_subdomain(qn, owner))
+		return true;
+	return soa && ldns_rr_get_type(q) == LDNS_RR_TYPE_DS &&
+	    ldns_dname_compare(owner, qn) == 0;
+}
+
 /* NSEC records of a denial, each checked, then the denial itself. */
 static enum vres
 check_denial(struct vctx *c, ldns_pkt *p, ldns_rr *q, unsigned depth)
@@ -368,8 +404,14 @@ check_denial(struct vctx *c, ldns_pkt *p, ldns_rr *q, unsigned depth)
 	}
 	for (size_t i = 0; i < ldns_rr_list_rr_count(nsecs); i++) {
 		ldns_rr *n = ldns_rr_list_rr(nsecs, i);
-		ldns_rr_list *set = ldns_rr_list_new();
-		ldns_rr_list *s = ldns_rr_list_new();
+		ldns_rr_list *set, *s;
+
+		if (wrong_side(n, q)) {
+			res = V_BOGUS;
+			goto out;
+		}
+		set = ldns_rr_list_new();
+		s = ldns_rr_list_new();
 
 		if (set == NULL || s == NULL) {
 			ldns_rr_list_free(set);
@@ -461,7 +503,9 @@ insecure_proof(struct vctx *c, const ldns_rdf *owner, unsigned depth)
 			st = V_BOGUS;
 			if (set != NULL && sigs != NULL) {
 				rrset_of(auth, l, LDNS_RR_TYPE_NSEC, set, sigs);
-				if (ldns_rr_list_rr_count(sigs) > 0)
+				/* The parent's NSEC, not one l signs. */
+				if (ldns_rr_list_rr_count(sigs) > 0 &&
+				    !signed_by(sigs, l))
 					st = check_rrset(c, set, sigs, l,
 					    depth);
 			}
@@ -497,7 +541,9 @@ ds_of(struct vctx *c, const ldns_rdf *zone, ldns_rr_list *ds, unsigned depth)
 	}
 	rrset_of(ldns_pkt_answer(p), zone, LDNS_RR_TYPE_DS, ds, sigs);
 	if (ldns_rr_list_rr_count(ds) > 0) {
-		st = check_rrset(c, ds, sigs, zone, depth);
+		/* The parent signs a DS set, never the zone itself. */
+		st = signed_by(sigs, zone) ? V_BOGUS :
+		    check_rrset(c, ds, sigs, zone, depth);
 	} else {
 		ldns_rr *q = ldns_rr_list_rr(ldns_pkt_question(p), 0);
 

@@ -21,7 +21,9 @@
 #              deferred 4.4.3, nothing dialled;
 #  - expired:  signed with signatures that expired in 2020 -> deferred 4.4.3;
 #  - tlsafail: signed, the TLSA RRSIG corrupted -> the host is not used
-#              (4.4.3), never plaintext.
+#              (4.4.3), never plaintext;
+#  - stripped: signed (its DS in the parent) but served without any
+#              signature -> bogus, deferred 4.4.3 (not taken for unsigned).
 # `sluicectl resolve` shows each answer's status (secure, insecure) and the
 # TLSA records. The decision table itself is tests/unit/t_tls_policy.c.
 # A second sluiced with dns.dnssec: validate asks nsd directly (no
@@ -58,11 +60,11 @@ import tlslib
 
 HOSTS = {"sec": "127.0.0.21", "mismatch": "127.0.0.22", "pkix": "127.0.0.23",
          "insec": "127.0.0.24", "bogus": "127.0.0.25", "expired": "127.0.0.26",
-         "tlsafail": "127.0.0.27"}
+         "tlsafail": "127.0.0.27", "stripped": "127.0.0.28"}
 try:
     PORT = dl.free_port(tuple(HOSTS.values()))
 except (RuntimeError, OSError) as e:
-    sluice.skip("cannot bind 127.0.0.21-27: %s" % e)
+    sluice.skip("cannot bind 127.0.0.21-28: %s" % e)
 
 tmp = sluice.tmpdir()
 certs = tlslib.Certs(["mx.%s.dane.test" % z for z in HOSTS], ips=tuple(HOSTS.values()))
@@ -91,6 +93,11 @@ for z, tlsa, kw in [("sec", "3 1 1 " + good, {}),
     name = "%s.dane.test" % z
     children[name], ds[name] = danelib.signed_zone(tmp, name, child(z, tlsa), **kw)
 children["insec.dane.test"] = child("insec", "3 1 1 " + good)
+# Signed, its DS in the parent, but served without signatures (stripped
+# on the way): a downgrade that must be bogus, never insecure.
+_, ds["stripped.dane.test"] = danelib.signed_zone(
+    tmp, "stripped.dane.test", child("stripped", "3 1 1 " + good))
+children["stripped.dane.test"] = child("stripped", "3 1 1 " + good)
 
 parent = ["%s. IN NS ns.dane.test." % n for n in children] + \
     [ln for n in ds for ln in ds[n].splitlines() if ln.strip()]
@@ -201,7 +208,8 @@ try:
              "deferred 4.7.5", L.dump())
         eq(got_by("insec", "only1"), [], "nothing reached the host")
 
-    for z, what, ede in (("bogus", "corrupted MX signature", "DNSSEC Bogus"),
+    for z, what, ede in (("stripped", "signatures stripped", "DNSKEY Missing"),
+                         ("bogus", "corrupted MX signature", "DNSSEC Bogus"),
                          ("expired", "expired signatures", "Signature Expired"),
                          ("tlsafail", "corrupted TLSA signature", "DNSSEC Bogus")):
         with T.case("%s: deferred 4.4.3, never dialled" % what):

@@ -13,7 +13,9 @@
  *
  * Input: byte 0 - attempts (bits 0-1, 1..3), cache on (bit 2), destroy
  * the resolver part-way (bit 3; byte 1 says after how many steps); bits
- * 4-5: how many lookups (1..4); bit 6: DNSSEC (trust-ad) on. One input
+ * 4-5: how many lookups (1..4); bit 6: DNSSEC (trust-ad) on; bit 7:
+ * DNSSEC validate, with a trust anchor for example.test (the answers'
+ * signatures, DS and DNSKEY sets are then the input's). One input
  * byte each from byte 2: the name (from a small list that includes a
  * mixed-case duplicate with a trailing dot and an invalid name), MX or
  * address lookup, whether its callback starts the same lookup again (so
@@ -113,6 +115,7 @@ static struct {
 	struct uring_loop loop;
 	int udp, tcp;			/* -1: closed */
 	struct sockaddr_in addr;
+	char anchor[64];		/* validate's trust anchor file */
 } h;
 
 static struct {
@@ -122,7 +125,7 @@ static struct {
 	struct lk lk[LOOKUPS_MAX];
 	unsigned nlk;
 	bool in_lookup;			/* inside resolver_lookup() */
-	bool dnssec;			/* trust-ad */
+	bool dnssec;			/* trust-ad or validate */
 	bool destroyed;
 	unsigned answers;		/* messages sent that could answer */
 	uint8_t *sent;			/* every answer sent, concatenated */
@@ -141,7 +144,18 @@ setup(void)
 	int one = 1;
 
 	if (!h.ring_ok) {
+		FILE *f;
+
 		assert(uring_init(&h.ring, 256, 1024) == 0);
+		/* validate's trust anchor: a DS for example.test. */
+		snprintf(h.anchor, sizeof(h.anchor), "/tmp/fuzz_resolver.%d.ds",
+		    (int)getpid());
+		f = fopen(h.anchor, "w");
+		assert(f != NULL);
+		fputs("example.test. 3600 IN DS 2371 13 2 "
+		    "0123456789abcdef0123456789abcdef"
+		    "0123456789abcdef0123456789abcdef\n", f);
+		fclose(f);
 		s.sent = malloc(SENT_MAX);
 		assert(s.sent != NULL);
 		for (int i = 0; i < TCP_CONNS_MAX; i++)
@@ -592,8 +606,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.timeout_ms = TIMEOUT_MS;
 	cfg.attempts = 1 + (data[0] & 3) % 3;
 	cfg.cache_max = data[0] & 4 ? 16 : 0;
-	s.dnssec = data[0] & 64;
-	cfg.dnssec = s.dnssec ? RESOLVE_DNSSEC_TRUST_AD : RESOLVE_DNSSEC_OFF;
+	s.dnssec = data[0] & (64 | 128);
+	cfg.dnssec = data[0] & 128 ? RESOLVE_DNSSEC_VALIDATE : s.dnssec ?
+	    RESOLVE_DNSSEC_TRUST_AD : RESOLVE_DNSSEC_OFF;
+	cfg.trust_anchor = h.anchor;
 	if (data[0] & 8)
 		destroy_at = 1 + data[1] % 16;
 	nlook = 1 + ((data[0] >> 4) & 3);

@@ -161,6 +161,10 @@ def dane_tlsa():
     chunks.append(t.chunk())
     chunks.append(Answer("_25._tcp.mx2.example.test", rcode=2).chunk())
     write("dane-tlsa", [0x40 | 0x04, 0, 0x08 | 0x10 | 0x20], chunks)
+    # The same under validate (trust anchor: example.test's DS): unsigned
+    # answers, so sluice asks for the DS sets that could prove them
+    # insecure; those queries get what follows (nothing: they time out).
+    write("validate-unsigned", [0x80 | 0x04, 0, 0x08 | 0x20], chunks)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,12 @@ static struct {
 
 /* The ring once; the nameserver's sockets whenever they are missing. */
 static void
+anchor_unlink(void)
+{
+	unlink(h.anchor);
+}
+
+static void
 setup(void)
 {
 	socklen_t len;
@@ -156,6 +162,7 @@ setup(void)
 		    "0123456789abcdef0123456789abcdef"
 		    "0123456789abcdef0123456789abcdef\n", f);
 		fclose(f);
+		atexit(anchor_unlink);
 		s.sent = malloc(SENT_MAX);
 		assert(s.sent != NULL);
 		for (int i = 0; i < TCP_CONNS_MAX; i++)

@@ -306,6 +306,27 @@ under(const ldns_rdf *name, const ldns_rdf *zone)
 	    ldns_dname_is_subdomain(name, zone);
 }
 
+/* Has the authority section an NSEC at zone saying NS, no DS, no SOA? */
+static bool
+delegation_nsec(ldns_pkt *p, const ldns_rdf *zone)
+{
+	const ldns_rr_list *auth = ldns_pkt_authority(p);
+
+	for (size_t i = 0; i < ldns_rr_list_rr_count(auth); i++) {
+		ldns_rr *n = ldns_rr_list_rr(auth, i);
+		ldns_rdf *bm;
+
+		if (ldns_rr_get_type(n) != LDNS_RR_TYPE_NSEC ||
+		    ldns_dname_compare(ldns_rr_owner(n), zone) != 0 ||
+		    (bm = ldns_nsec_get_bitmap(n)) == NULL)
+			continue;
+		return ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_NS) &&
+		    !ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_DS) &&
+		    !ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_SOA);
+	}
+	return false;
+}
+
 /* Does a signature in sigs name zone as its signer? */
 static bool
 signed_by(const ldns_rr_list *sigs, const ldns_rdf *zone)
@@ -342,8 +363,13 @@ check_rrset(struct vctx *c, ldns_rr_list *set, ldns_rr_list *sigs,
 	if (ldns_rr_list_rr_count(sigs) == 0)
 		return insecure_proof(c, owner, depth);
 	signer = ldns_rr_rrsig_signame(ldns_rr_list_rr(sigs, 0));
-	/* The signer is the zone: the owner's name or an ancestor. */
-	if (signer == NULL || !under(owner, signer))
+	/*
+	 * The signer is the zone: the owner's name or an ancestor, and
+	 * inside the anchor's tree when the owner is (a signer above the
+	 * anchor would make signed data look merely insecure).
+	 */
+	if (signer == NULL || !under(owner, signer) ||
+	    (under(owner, anchor_zone(c)) && !under(signer, anchor_zone(c))))
 		return V_BOGUS;
 	if ((z = zone_keys(c, signer, &keys, depth + 1)) != V_SECURE)
 		return z;
@@ -548,9 +574,13 @@ ds_of(struct vctx *c, const ldns_rdf *zone, ldns_rr_list *ds, unsigned depth)
 		ldns_rr *q = ldns_rr_list_rr(ldns_pkt_question(p), 0);
 
 		st = q == NULL ? V_BOGUS : check_denial(c, p, q, depth);
-		/* Securely no DS: the zone below is insecure. */
+		/*
+		 * Securely no DS at a delegation (its NSEC has NS): the zone
+		 * below is insecure. No DS at a name that is no zone cut
+		 * says nothing of signatures claiming it as their zone.
+		 */
 		if (st == V_SECURE)
-			st = V_INSECURE;
+			st = delegation_nsec(p, zone) ? V_INSECURE : V_BOGUS;
 	}
 	ldns_rr_list_free(sigs);
 	return st;

@@ -16,6 +16,9 @@ danelib.py - a DNSSEC-signed test tree for DANE, on loopback only.
       alone could not reach it), with `anchor` (DS lines) as its only trust
       anchor. stop() ends it.
 
+  resign_as(signed, rtype, owner_prefix, signer)
+      The signed text with one RRSIG's signer name replaced (a forgery).
+
   spki_sha256(certfile)
       The hex SHA-256 of a certificate's SubjectPublicKeyInfo: the data of
       a TLSA 3 1 1 (or 2 1 1) record.
@@ -52,6 +55,22 @@ def _run(argv, cwd):
         raise RuntimeError("%s failed (%d): %s" % (argv[0], p.returncode,
                                                    p.stderr.decode(errors="replace")))
     return p.stdout.decode()
+
+
+def resign_as(signed, rtype, owner_prefix, signer):
+    """signed with the signer name of the RRSIG over rtype, at the owner
+    starting with owner_prefix, changed to signer: a forged claim."""
+    out, done = [], False
+    for ln in signed.splitlines():
+        f = ln.split()
+        if (not done and len(f) > 12 and f[3] == "RRSIG" and f[4] == rtype and
+                f[0].startswith(owner_prefix)):
+            f[11] = signer
+            ln, done = "\t".join(f), True
+        out.append(ln)
+    if not done:
+        raise RuntimeError("no RRSIG over %s at %s*" % (rtype, owner_prefix))
+    return "\n".join(out) + "\n"
 
 
 def signed_zone(tmpdir, name, text, expired=False, corrupt_type=None):

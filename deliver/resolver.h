@@ -176,7 +176,7 @@ enum resolve_sec {
 
 /* A host's TLSA lookup (_PORT._tcp.HOST), made only for secure hosts. */
 enum resolve_tlsa {
-	RESOLVE_TLSA_UNASKED = 0,	/* insecure host, DNSSEC off, unwanted */
+	RESOLVE_TLSA_UNASKED = 0,	/* insecure host, or not wanted */
 	RESOLVE_TLSA_NONE,	/* secure denial, or records without AD */
 	RESOLVE_TLSA_FOUND,	/* secure records (ntlsa 0: none parsed) */
 	RESOLVE_TLSA_FAIL,	/* SERVFAIL (bogus?), timeout: defer host */
@@ -188,7 +188,7 @@ const char *resolve_tlsa_name(unsigned st);
 struct resolve_target {		/* one host to try, in order */
 	char host[RESOLVE_HOST_MAX + 1];	/* MX exchange or the host */
 	uint16_t pref;		/* MX preference; 0 for implicit/fixed */
-	uint8_t sec;		/* enum resolve_sec: MX (if any), addresses */
+	uint8_t sec;		/* enum resolve_sec: MX and addresses */
 	uint8_t tlsa;		/* enum resolve_tlsa */
 	unsigned ntlsa;
 	struct dns_tlsa tlsa_rr[RESOLVE_TLSA_MAX];

@@ -51,7 +51,7 @@ enum vres {
 struct vzone {
 	ldns_rdf *name;		/* owned: the messages come and go */
 	enum vres res;
-	ldns_rr_list *keys;	/* V_SECURE: its DNSKEY set (not owned rrs) */
+	ldns_rr_list *keys;	/* V_SECURE: its DNSKEY set (not the rrs) */
 };
 
 struct vctx {
@@ -154,7 +154,7 @@ resolver_anchor_check(const char *path, char *why, size_t whylen)
 	return a != NULL ? 0 : -1;
 }
 
-/* ---- what a lookup gathers ------------------------------------------------ */
+/* ---- what a lookup gathers ----------------------------------------------- */
 
 static uint8_t *
 dup_wire(const struct centry *e)
@@ -211,7 +211,7 @@ rslv_val_free(struct lookup *lk)
 	lk->val = NULL;
 }
 
-/* ---- one walk ------------------------------------------------------------- */
+/* ---- one walk ------------------------------------------------------------ */
 
 /* "a.b" of an ldns name, lower case, no trailing dot; false if unfit. */
 static bool
@@ -306,6 +306,15 @@ under(const ldns_rdf *name, const ldns_rdf *zone)
 	    ldns_dname_is_subdomain(name, zone);
 }
 
+/* An NSEC type bitmap of a delegation without DS: NS, no DS, no SOA. */
+static bool
+deleg_bits(const ldns_rdf *bm)
+{
+	return ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_NS) &&
+	    !ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_DS) &&
+	    !ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_SOA);
+}
+
 /* Has the authority section an NSEC at zone saying NS, no DS, no SOA? */
 static bool
 delegation_nsec(ldns_pkt *p, const ldns_rdf *zone)
@@ -320,9 +329,7 @@ delegation_nsec(ldns_pkt *p, const ldns_rdf *zone)
 		    ldns_dname_compare(ldns_rr_owner(n), zone) != 0 ||
 		    (bm = ldns_nsec_get_bitmap(n)) == NULL)
 			continue;
-		return ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_NS) &&
-		    !ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_DS) &&
-		    !ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_SOA);
+		return deleg_bits(bm);
 	}
 	return false;
 }
@@ -518,12 +525,9 @@ insecure_proof(struct vctx *c, const ldns_rdf *owner, unsigned depth)
 			    ldns_dname_compare(ldns_rr_owner(nsec), l) != 0)
 				continue;
 			bm = ldns_nsec_get_bitmap(nsec);
-			deleg = bm != NULL &&
-			    ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_NS) &&
-			    !ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_DS) &&
-			    !ldns_nsec_bitmap_covers_type(bm, LDNS_RR_TYPE_SOA);
+			deleg = bm != NULL && deleg_bits(bm);
 			if (!deleg)
-				break;	/* l is no delegation without DS */
+				break;	/* not a delegation without DS */
 			set = ldns_rr_list_new();
 			sigs = ldns_rr_list_new();
 			st = V_BOGUS;

@@ -264,7 +264,7 @@ struct resolver {
 	size_t nbucket;		/* power of two, 0: no cache */
 	unsigned ncache;
 	struct centry *lru_head, *lru_tail;
-	void *anchors;		/* ldns_rr_list: validate mode's trust anchor */
+	void *anchors;		/* validate: an ldns_rr_list */
 	uint8_t rnd[256];
 	size_t rnd_left;
 	uint64_t rnd_counter;

@@ -104,7 +104,7 @@ enum route_tls {
 	ROUTE_TLS_MAY,
 	ROUTE_TLS_ENCRYPT,
 	ROUTE_TLS_VERIFY,
-	ROUTE_TLS_DANE,		/* DANE where DNSSEC and TLSA allow, else may */
+	ROUTE_TLS_DANE,		/* DANE where DNSSEC allows, else may */
 	ROUTE_TLS_DANE_ONLY,	/* DANE-authenticated TLS or no delivery */
 };
 

@@ -491,8 +491,8 @@ check_dnssec(const char *s, void *obj, char *why, size_t whylen)
 	int m;
 
 	if ((m = resolver_dnssec_parse(s)) < 0) {
-		snprintf(why, whylen, "bad dnssec '%.*s': want off, trust-ad or "
-		    "validate", CONFIG_QUOTE_MAX, s);
+		snprintf(why, whylen, "bad dnssec '%.*s': want off, trust-ad "
+		    "or validate", CONFIG_QUOTE_MAX, s);
 		return -1;
 	}
 	dc->dnssec_mode = (uint32_t)m;

@@ -27,7 +27,7 @@ struct msg {
 	bool tc, ad, query;
 	const char *an[40];		/* zone-file lines, NULL-terminated */
 	const char *ns[4];
-	size_t ede_len;			/* an EDE option (RFC 8914) of these */
+	size_t ede_len;			/* an EDE option (RFC 8914): */
 	const uint8_t *ede;		/* octets: INFO-CODE, EXTRA-TEXT */
 };
 

@@ -53,7 +53,7 @@ BUILD_PKGS = gcc make pkg-config liburing-dev libssl-dev libldns-dev \
 TEST_PKGS  = python3 swaks libnet-ssleay-perl postfix lmdb-utils clang procps \
 	iproute2 nsd haproxy python3-aiosmtpd python3-dnspython mandoc systemd openssl \
 	python3-dkim opendkim opendkim-tools nodejs \
-	prometheus
+	prometheus unbound ldnsutils dns-root-data
 DEPS_STAMP = build/.deps-ok
 
 .PHONY: all run test unit asan asan-unit fuzz fuzz-run deps deps-run node-deps \

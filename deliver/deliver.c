@@ -711,8 +711,8 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 				return DS_DONE;
 			}
 			ds->resolving = true;
-			resolver_lookup(d->res, ds->lookup, t->mx_lookup,
-			    dl_dest_resolved, ds);
+			resolver_lookup_tlsa(d->res, ds->lookup, t->mx_lookup,
+			    dl_tls_tlsa_port(ds), dl_dest_resolved, ds);
 		}
 		/* The answer puts it back (dl_dest_resolved()). */
 		if (ds->resolved_ms == 0 || ds->resolving)
@@ -1112,6 +1112,9 @@ dest_sweep(struct deliver *d)
 			*pp = ds->hnext;
 			free(ds->targets);
 			dl_sts_free(ds);
+			free(ds->dane);
+			ds->dane = NULL;
+			ds->ndane = 0;
 			free(ds);
 			d->ndests--;
 		}
@@ -1284,8 +1287,13 @@ deliver_create(const struct deliver_host *host, void *host_ctx,
 	rc.timeout_ms = cfg->dns->timeout_ms;
 	rc.attempts = cfg->dns->attempts;
 	if (resolver_cfg_server(&rc, cfg->dns->resolver, "/etc/resolv.conf",
-	    d->resolver_err, sizeof(d->resolver_err)) != 0 ||
+	    d->resolver_err, sizeof(d->resolver_err)) == 0)
+		resolver_cfg_dnssec(&rc, cfg->dns->dnssec_mode);
+	rc.trust_anchor = cfg->dns->trust_anchor != NULL ?
+	    cfg->dns->trust_anchor : RESOLVER_ROOT_KEY;
+	if (d->resolver_err[0] != '\0' ||
 	    resolver_create(&d->res, ring, OP_DNS, &rc) != 0) {
+		rc.dnssec = RESOLVE_DNSSEC_OFF;
 		if (d->resolver_err[0] == '\0')
 			snprintf(d->resolver_err, sizeof(d->resolver_err),
 			    "no DNS resolver");
@@ -1293,6 +1301,7 @@ deliver_create(const struct deliver_host *host, void *host_ctx,
 		    d->resolver_err);
 		d->res = NULL;
 	}
+	d->dnssec = rc.dnssec != RESOLVE_DNSSEC_OFF;
 	if (strcmp(cfg->delivery->log, "-") == 0 || cfg->delivery->log[0] == '/')
 		snprintf(path, sizeof(path), "%s", cfg->delivery->log);
 	else
@@ -1363,6 +1372,9 @@ deliver_destroy(struct deliver *d)
 			}
 			free(ds->targets);
 			dl_sts_free(ds);
+			free(ds->dane);
+			ds->dane = NULL;
+			ds->ndane = 0;
 			free(ds);
 		}
 	}

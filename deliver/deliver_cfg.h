@@ -22,6 +22,9 @@ struct dns_cfg {
 	char *resolver;			/* "host:port"; NULL: resolv.conf */
 	uint32_t timeout_ms;		/* per try */
 	uint32_t attempts;		/* tries before a temporary failure */
+	char *dnssec;			/* NULL: auto (docs/dns.md) */
+	uint32_t dnssec_mode;		/* enum resolve_dnssec_cfg */
+	char *trust_anchor;		/* NULL: RESOLVER_ROOT_KEY */
 };
 
 struct delivery_cfg {

@@ -986,7 +986,7 @@ cb_failed(void *arg, enum smtp_client_stage stage,
 		    r->text);
 		return;
 	}
-	if (stage == SMTP_CLIENT_STAGE_TLS && ds->tls.level == ROUTE_TLS_MAY &&
+	if (stage == SMTP_CLIENT_STAGE_TLS && c->tls_level == ROUTE_TLS_MAY &&
 	    !c->tls_plain) {
 		/*
 		 * Opportunistic TLS that failed (a broken handshake, a
@@ -1288,6 +1288,9 @@ dl_dest_resolved(void *arg, const struct resolve_result *r)
 	ds->resolved_ms = clock_mono_ms();
 	free(ds->targets);
 	ds->targets = NULL;
+	free(ds->dane);
+	ds->dane = NULL;
+	ds->ndane = 0;
 	ds->ntargets = 0;
 	if (r->status == RESOLVE_OK)
 		dl_dest_targets(ds->d, ds, r);

@@ -28,6 +28,7 @@
  * themselves (a connect to 0.0.0.0 reaches this host).
  */
 #include "deliver_int.h"
+#include "tls_policy.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -233,7 +234,9 @@ dl_dest_targets(struct deliver *d, struct dl_dest *ds,
 	bool mx = t->mx_lookup && t->kind == ROUTE_SMTP;
 	bool self[RESOLVE_MX_MAX] = { false }, denied[RESOLVE_MX_MAX] = { false };
 	unsigned self_pref = UINT32_MAX, k = 0, n = 0, ndenied = 0;
-	char hosts[160], why[256];
+	unsigned nskipped = 0;
+	struct tls_host_decision dec;
+	char hosts[160], why[256], skipped[160] = "", skipped_enh[12] = "";
 
 	assert(r->status == RESOLVE_OK && r->ntargets <= RESOLVE_MX_MAX);
 	free(ds->targets);
@@ -244,7 +247,10 @@ dl_dest_targets(struct deliver *d, struct dl_dest *ds,
 	if (n > DL_TARGETS_MAX)
 		n = DL_TARGETS_MAX;
 	ds->targets = calloc(n ? n : 1, sizeof(*ds->targets));
-	if (ds->targets == NULL) {
+	free(ds->dane);
+	ds->ndane = 0;
+	ds->dane = calloc(r->ntargets ? r->ntargets : 1, sizeof(*ds->dane));
+	if (ds->targets == NULL || ds->dane == NULL) {
 		dl_dest_verdict(ds, RESOLVE_TEMPFAIL, "out of memory");
 		return;
 	}
@@ -262,9 +268,32 @@ dl_dest_targets(struct deliver *d, struct dl_dest *ds,
 		}
 	for (unsigned i = 0; i < r->ntargets; i++) {
 		const struct resolve_target *rt = &r->targets[i];
+		uint8_t di = 0;	/* 1 + its entry in ds->dane */
 
 		if (mx && rt->pref >= self_pref)
 			continue;
+		/* DANE first (deliver/tls_policy.c): a host may be skipped. */
+		tls_policy_for_host(ds->tls.level, d->dnssec, rt, &dec);
+		if (dec.action != TLS_HOST_DIAL) {
+			log_info("deliver: %s: MX host %s not used: %s",
+			    ds->lookup, rt->host, dec.why);
+			if (nskipped++ == 0) {
+				snprintf(skipped, sizeof(skipped), "%s",
+				    dec.why);
+				snprintf(skipped_enh, sizeof(skipped_enh), "%s",
+				    dec.action == TLS_HOST_DEFER_DNS ?
+				    "4.4.3" : "4.7.5");
+			}
+			continue;
+		}
+		if (dec.level == ROUTE_TLS_DANE) {
+			struct dl_dane *dn = &ds->dane[ds->ndane++];
+
+			for (unsigned j = 0; j < rt->ntlsa; j++)
+				if (tls_tlsa_usable(&rt->tlsa_rr[j]))
+					dn->rr[dn->n++] = rt->tlsa_rr[j];
+			di = (uint8_t)ds->ndane;
+		}
 		for (unsigned j = 0; j < rt->naddr && k < n; j++) {
 			struct dl_target *x = &ds->targets[k];
 
@@ -275,6 +304,8 @@ dl_dest_targets(struct deliver *d, struct dl_dest *ds,
 				continue;
 			}
 			snprintf(x->host, sizeof(x->host), "%s", rt->host);
+			x->tls_level = (uint8_t)dec.level;
+			x->dane = di;
 			x->sa = rt->addr[j];
 			dl_set_port(&x->sa, port);
 			x->salen = x->sa.ss_family == AF_INET ?
@@ -299,6 +330,14 @@ dl_dest_targets(struct deliver *d, struct dl_dest *ds,
 	}
 	if (k > 0) {
 		dl_dest_verdict(ds, RESOLVE_OK, "");
+		return;
+	}
+	if (nskipped > 0) {
+		/* DNSSEC or DANE left no host to try: later, never without. */
+		snprintf(why, sizeof(why), "%s%s", skipped, nskipped > 1 ?
+		    " (and the other MX hosts likewise)" : "");
+		dl_dest_verdict(ds, RESOLVE_TEMPFAIL, why);
+		snprintf(ds->renh, sizeof(ds->renh), "%s", skipped_enh);
 		return;
 	}
 	if (self_pref != UINT32_MAX) {

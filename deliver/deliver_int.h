@@ -81,6 +81,8 @@ struct dl_peer {
 	const char *addr;
 	const char *tls;		/* "TLSv1.3 TLS_AES_...", "none" */
 	const char *tls_verify;		/* verify: "verified" or why not */
+	const char *tls_auth;		/* "dane", "pkix", "none" */
+	const char *tlsa;		/* DANE: "3 1 1", the record matched */
 };
 
 /* The same, copied, for items whose results come after the session. */
@@ -89,6 +91,8 @@ struct dl_peer_buf {
 	char addr[ROUTE_PATH_MAX + 8];
 	char tls[96];
 	char tls_verify[128];
+	char tls_auth[8];
+	char tlsa[16];
 };
 
 struct dl_item {
@@ -123,9 +127,19 @@ enum dl_sts_state {
 
 struct mta_sts_policy;
 
+/* A host's usable TLSA records (RFC 7672), shared by its addresses. */
+struct dl_dane {
+	unsigned n;
+	struct dns_tlsa rr[RESOLVE_TLSA_MAX];
+};
+
 struct dl_target {
 	char host[RESOLVE_HOST_MAX + 1];
 	uint16_t pref;			/* MX preference; 0 when fixed */
+	/* enum route_tls for this host (tls_policy_for_host()); 0: the
+	 * destination's level, as it has no resolved host (a literal). */
+	uint8_t tls_level;
+	uint8_t dane;		/* 1 + index in dest->dane, 0: none */
 	struct sockaddr_storage sa;
 	socklen_t salen;
 };
@@ -170,6 +184,8 @@ struct dl_dest {
 	char rwhy[256];
 	struct dl_target *targets;
 	unsigned ntargets;
+	struct dl_dane *dane;	/* hosts with usable TLSA records */
+	unsigned ndane;
 	struct smtp_client_cfg ccfg;
 	struct dl_tls_policy tls;
 	/* MTA-STS (mta_sts_dest.c): its state, the policy applied (NULL
@@ -258,6 +274,9 @@ struct dl_conn {
 	char tls_desc[96];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
 	char tls_verify[128];		/* verify level: the result */
 	bool sts_counted;		/* its TLS-RPT result is counted */
+	uint8_t tls_level;		/* this host's: dl_tls_host_level() */
+	const char *tls_auth;		/* "dane", "pkix", "none" */
+	char tlsa[16];		/* DANE: "3 1 1", the record matched */
 };
 
 struct deliver {
@@ -267,6 +286,7 @@ struct deliver {
 	unsigned id;
 	const struct deliver_cfg *cfg;
 	struct resolver *res;
+	bool dnssec;			/* its answers say secure or not */
 	char resolver_err[160];
 	struct dl_dest *buckets[DL_DEST_BUCKETS];
 	struct dl_dest *run;		/* dests with ready items */
@@ -505,6 +525,9 @@ void dl_conn_timeout(struct dl_conn *c);
  *   dl_conn_peer         the delivery log's view of c
  */
 void dl_tls_policy(struct dl_dest *ds);
+unsigned dl_tls_host_level(const struct dl_dest *ds,
+    const struct dl_target *t);
+uint16_t dl_tls_tlsa_port(const struct dl_dest *ds);
 const char *dl_tls_peer_name(const struct dl_dest *ds, const char *host);
 bool dl_tls_same(const struct dl_conn *c, const struct dl_dest *old,
     const struct dl_dest *ds, const struct dl_target *t);

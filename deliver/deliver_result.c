@@ -163,6 +163,8 @@ log_entry(const struct dl_item *it, const char *qid, const char *sender,
 		.tls_verify = peer != NULL ? peer->tls_verify : NULL,
 		.tls_policy = it->dest != NULL ?
 		    dl_sts_policy_name(it->dest) : NULL,
+		.tls_auth = peer != NULL ? peer->tls_auth : NULL,
+		.tlsa = peer != NULL ? peer->tlsa : NULL,
 		.status = st,
 		.code = code,
 		.enhanced = enh,
@@ -548,6 +550,9 @@ peer_copy(const struct dl_peer *p)
 	snprintf(b->tls, sizeof(b->tls), "%s", p->tls ? p->tls : "");
 	snprintf(b->tls_verify, sizeof(b->tls_verify), "%s",
 	    p->tls_verify ? p->tls_verify : "");
+	snprintf(b->tls_auth, sizeof(b->tls_auth), "%s",
+	    p->tls_auth ? p->tls_auth : "");
+	snprintf(b->tlsa, sizeof(b->tlsa), "%s", p->tlsa ? p->tlsa : "");
 	return b;
 }
 
@@ -560,6 +565,8 @@ peer_view(const struct dl_peer_buf *b, struct dl_peer *p)
 	p->addr = b->addr[0] ? b->addr : NULL;
 	p->tls = b->tls[0] ? b->tls : NULL;
 	p->tls_verify = b->tls_verify[0] ? b->tls_verify : NULL;
+	p->tls_auth = b->tls_auth[0] ? b->tls_auth : NULL;
+	p->tlsa = b->tlsa[0] ? b->tlsa : NULL;
 	return p;
 }
 

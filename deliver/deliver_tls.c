@@ -63,6 +63,7 @@ struct dl_tls_cache {
 
 /* The contexts: read-only once made, shared by every shard. */
 static struct tls_ctx *g_ctx_any;	/* may, encrypt: any certificate */
+static struct tls_ctx *g_ctx_dane;	/* dane: TLSA records per conn. */
 static struct {
 	const char *cafile;
 	struct tls_ctx *ctx;
@@ -121,7 +122,8 @@ policy_level(const struct deliver_cfg *cfg, const struct route_policy *p)
 	    cfg->delivery->tls_level;
 
 	/* Implicit TLS is encrypted or nothing (route_policy_check()). */
-	if (p->tls_implicit && lvl < ROUTE_TLS_ENCRYPT)
+	if (p->tls_implicit && lvl != ROUTE_TLS_ENCRYPT &&
+	    lvl != ROUTE_TLS_VERIFY)
 		lvl = ROUTE_TLS_ENCRYPT;
 	return lvl;
 }
@@ -132,6 +134,7 @@ route_ctxs(const struct deliver_cfg *cfg, const struct route *r, char *why,
     size_t whylen)
 {
 	struct tls_client_cfg any = { .verify = false };
+	struct tls_client_cfg dane = { .verify = false, .dane = true };
 	unsigned lvl;
 
 	if (r == NULL || r->transport.kind == ROUTE_ERROR ||
@@ -141,10 +144,40 @@ route_ctxs(const struct deliver_cfg *cfg, const struct route *r, char *why,
 	if (lvl == ROUTE_TLS_VERIFY)
 		return add_verify_ctx(policy_cafile(cfg, &r->policy), why,
 		    whylen);
+	if ((lvl == ROUTE_TLS_DANE || lvl == ROUTE_TLS_DANE_ONLY) &&
+	    g_ctx_dane == NULL &&
+	    (g_ctx_dane = tls_ctx_client(&dane, why, whylen)) == NULL)
+		return -1;
+	/* Under dane, hosts without DANE get may, or encrypt. */
 	if (lvl != ROUTE_TLS_NONE && g_ctx_any == NULL &&
 	    (g_ctx_any = tls_ctx_client(&any, why, whylen)) == NULL)
 		return -1;
 	return 0;
+}
+
+/*
+ * What DANE can rely on, said once at start: the AD bit only means
+ * something from a resolver on this host (or over a channel we trust).
+ */
+static void
+dnssec_notice(const struct deliver_cfg *cfg)
+{
+	struct resolver_cfg rc;
+	char err[160];
+
+	resolver_cfg_defaults(&rc);
+	if (resolver_cfg_server(&rc, cfg->dns->resolver, "/etc/resolv.conf",
+	    err, sizeof(err)) != 0)
+		return;
+	if (resolver_server_loopback(&rc))
+		return;
+	if (cfg->dns->dnssec_mode == RESOLVE_DNSSEC_CFG_TRUST_AD)
+		log_warn("dns.dnssec is trust-ad but the resolver is not on "
+		    "loopback: its AD bit can be forged on the way, and DANE "
+		    "trusts it");
+	else if (cfg->dns->dnssec_mode == RESOLVE_DNSSEC_CFG_AUTO)
+		log_info("DNSSEC off (the resolver is not on loopback): no "
+		    "DANE; set dns.dnssec: trust-ad to trust it anyway");
 }
 
 int
@@ -153,6 +186,7 @@ deliver_tls_init(const struct deliver_cfg *cfg, char *why, size_t whylen)
 	const struct route_table *t = cfg->routes;
 	struct route mx = { .transport = { .kind = ROUTE_SMTP } };
 
+	dnssec_notice(cfg);
 	mx.policy = route_policy_defaults();
 	if (route_ctxs(cfg, &mx, why, whylen) < 0 ||
 	    route_ctxs(cfg, t->wildcard, why, whylen) < 0)
@@ -181,6 +215,8 @@ deliver_tls_free(void)
 {
 	tls_ctx_free(g_ctx_any);
 	g_ctx_any = NULL;
+	tls_ctx_free(g_ctx_dane);
+	g_ctx_dane = NULL;
 	for (unsigned i = 0; i < g_nverify; i++)
 		tls_ctx_free(g_verify[i].ctx);
 	g_nverify = 0;
@@ -216,9 +252,11 @@ dl_tls_policy(struct dl_dest *ds)
 		tp->level = ROUTE_TLS_NONE;
 		tp->implicit = false;
 	}
+	/* dane: each connection sets its host's (dl_tls_conn_start()). */
 	ds->ccfg.starttls = tp->implicit || lvl == ROUTE_TLS_NONE ?
-	    SMTP_CLIENT_STARTTLS_NEVER : lvl == ROUTE_TLS_MAY ?
-	    SMTP_CLIENT_STARTTLS_MAY : SMTP_CLIENT_STARTTLS_MUST;
+	    SMTP_CLIENT_STARTTLS_NEVER : lvl == ROUTE_TLS_MAY ||
+	    lvl == ROUTE_TLS_DANE ? SMTP_CLIENT_STARTTLS_MAY :
+	    SMTP_CLIENT_STARTTLS_MUST;
 	ds->ccfg.auth_insecure = r->policy.auth_insecure ||
 	    r->transport.unix_socket;
 }
@@ -238,9 +276,45 @@ dl_tls_sts(struct dl_dest *ds, bool enforce)
 		tp->ctx = g_ctx_sts_verify;
 		ds->ccfg.starttls = SMTP_CLIENT_STARTTLS_MUST;
 	} else if (tp->level == ROUTE_TLS_MAY ||
-	    tp->level == ROUTE_TLS_ENCRYPT) {
+	    tp->level == ROUTE_TLS_ENCRYPT || tp->level == ROUTE_TLS_DANE) {
 		tp->ctx = g_ctx_sts_test;
 	}
+}
+
+/*
+ * The level one host gets: what tls_policy_for_host() made of it when
+ * the destination was resolved, or, for a host never resolved (an
+ * address literal, a socket), the destination's, where dane (nothing to
+ * look TLSA up for) is may and dane-only is left to fail (no records: no
+ * DANE authentication, no delivery).
+ */
+unsigned
+dl_tls_host_level(const struct dl_dest *ds, const struct dl_target *t)
+{
+	if (ds->tls.level == ROUTE_TLS_NONE)
+		return ROUTE_TLS_NONE;
+	/* DANE wins (RFC 8461 section 2); then an enforced MTA-STS policy,
+	 * which dl_sts_apply() only sets where no host has DANE. */
+	if (t->tls_level == ROUTE_TLS_DANE)
+		return ROUTE_TLS_DANE;
+	if (ds->sts_state == DL_STS_S_ENFORCE)
+		return ROUTE_TLS_VERIFY;
+	if (t->tls_level != ROUTE_TLS_DEFAULT)
+		return t->tls_level;
+	return ds->tls.level == ROUTE_TLS_DANE ? ROUTE_TLS_MAY : ds->tls.level;
+}
+
+/* The port whose TLSA records a lookup fetches: 0 when DANE is off. */
+uint16_t
+dl_tls_tlsa_port(const struct dl_dest *ds)
+{
+	const struct route_transport *t = &ds->route->transport;
+
+	if ((ds->tls.level != ROUTE_TLS_DANE &&
+	    ds->tls.level != ROUTE_TLS_DANE_ONLY) || t->unix_socket ||
+	    !ds->d->dnssec)
+		return 0;
+	return t->port ? t->port : ROUTE_PORT_SMTP;
 }
 
 /* The name the certificate must carry (and SNI): MX host or next hop. */
@@ -257,6 +331,12 @@ dl_tls_same(const struct dl_conn *c, const struct dl_dest *old,
 	if (old->tls.level != ds->tls.level ||
 	    old->tls.implicit != ds->tls.implicit ||
 	    old->tls.ctx != ds->tls.ctx)
+		return false;
+	/* DANE: the same host name (the same TLSA records), the same
+	 * decision for it. */
+	if (c->tls_level != dl_tls_host_level(ds, t) ||
+	    (c->tls_level == ROUTE_TLS_DANE &&
+	    strcasecmp(c->host, t->host) != 0))
 		return false;
 	/* A session verified for one name proves nothing of another. */
 	if (ds->tls.level == ROUTE_TLS_VERIFY)
@@ -400,13 +480,62 @@ dl_tls_conn_start(struct dl_conn *c)
 	c->sts_counted = false;
 	c->tls_desc[0] = '\0';
 	c->tls_verify[0] = '\0';
-	if (ds->tls.level == ROUTE_TLS_MAY &&
+	c->tls_auth = "none";
+	c->tlsa[0] = '\0';
+	c->tls_level = (uint8_t)dl_tls_host_level(ds,
+	    &ds->targets[c->target]);
+	/* Under dane the host's own level says whether TLS is a must. */
+	if (!ds->tls.implicit && c->tls_level != ROUTE_TLS_NONE)
+		smtp_client_set_starttls(&c->cli, c->tls_level ==
+		    ROUTE_TLS_MAY ? SMTP_CLIENT_STARTTLS_MAY :
+		    SMTP_CLIENT_STARTTLS_MUST);
+	if (c->tls_level == ROUTE_TLS_MAY &&
 	    dl_tls_plain_wanted(c->d, &c->sa)) {
 		smtp_client_set_starttls(&c->cli, SMTP_CLIENT_STARTTLS_NEVER);
 		c->tls_plain = true;
 	}
 	if (ds->tls.implicit)
 		dl_tls_handshake(c);
+}
+
+/*
+ * A DANE session: the host's usable TLSA records on a connection of the
+ * DANE context (RFC 7672 section 3). No records at all (dane-only to a
+ * host never resolved) fails at once: there is nothing to authenticate
+ * the server with, and no fallback. -1 when the session failed.
+ */
+static int
+dane_start(struct dl_conn *c)
+{
+	struct dl_dest *ds = c->dest;
+	const struct dl_target *t = &ds->targets[c->target];
+	const struct dl_dane *dn;
+	unsigned taken = 0;
+
+	if (t->dane == 0 || t->dane > ds->ndane || g_ctx_dane == NULL) {
+		smtp_client_tls_failed(&c->cli, "no DANE TLSA records for "
+		    "this host (tls: dane-only)");
+		return -1;
+	}
+	dn = &ds->dane[t->dane - 1];
+	if ((c->tls = tls_new(g_ctx_dane, c->tls_peer)) == NULL)
+		return 0;
+	for (unsigned i = 0; i < dn->n; i++) {
+		int rc = tls_dane_add(c->tls, c->host, dn->rr[i].usage,
+		    dn->rr[i].selector, dn->rr[i].mtype, dn->rr[i].data,
+		    dn->rr[i].len);
+
+		if (rc < 0) {
+			smtp_client_tls_failed(&c->cli, tls_why(c->tls));
+			return -1;
+		}
+		taken += (unsigned)rc;
+	}
+	if (taken == 0) {
+		smtp_client_tls_failed(&c->cli, "no usable TLSA record");
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -419,12 +548,20 @@ dl_tls_handshake(struct dl_conn *c)
 	snprintf(c->tls_peer, sizeof(c->tls_peer), "%s",
 	    dl_tls_peer_name(ds, c->host));
 	c->tls_up = false;
-	c->tls = tls_new(ds->tls.ctx, c->tls_peer);
+	if (c->tls_level == ROUTE_TLS_DANE || c->tls_level ==
+	    ROUTE_TLS_DANE_ONLY) {
+		if (dane_start(c) < 0)
+			return;
+	} else {
+		c->tls = tls_new(ds->tls.ctx, c->tls_peer);
+	}
 	if (c->tls == NULL) {
 		smtp_client_tls_failed(&c->cli, "out of memory");
 		return;
 	}
-	sess_offer(c);
+	/* A resumed session skips the TLSA check: DANE does it afresh. */
+	if (c->tls_level != ROUTE_TLS_DANE)
+		sess_offer(c);
 	/* The ClientHello: dl_conn_flush() sends it. */
 	st = tls_input(c->tls, NULL, 0, &c->tplain);
 	if (st == TLS_ERROR)
@@ -444,10 +581,28 @@ established(struct dl_conn *c)
 		c->d->tls_resumed++;
 	snprintf(c->tls_desc, sizeof(c->tls_desc), "%s %s",
 	    tls_version(c->tls), tls_cipher(c->tls));
-	if (c->dest->tls.level == ROUTE_TLS_VERIFY) {
+	if (c->tls_level == ROUTE_TLS_VERIFY) {
 		ok = tls_peer_verified(c->tls, why, sizeof(why));
 		snprintf(c->tls_verify, sizeof(c->tls_verify), "%s", ok ?
 		    "verified" : why);
+		if (ok)
+			c->tls_auth = "pkix";
+	}
+	if (c->tls_level == ROUTE_TLS_DANE) {
+		unsigned u, s, m;
+
+		/*
+		 * The handshake fails unless a record matched; should it
+		 * ever not, nothing is sent to an unauthenticated server.
+		 */
+		if (!tls_dane_matched(c->tls, &u, &s, &m)) {
+			c->d->tls_failed++;
+			smtp_client_tls_failed(&c->cli, "no TLSA record "
+			    "matched the server's certificate");
+			return;
+		}
+		c->tls_auth = "dane";
+		snprintf(c->tlsa, sizeof(c->tlsa), "%u %u %u", u, s, m);
 	}
 	log_debug("deliver: %s [%s]: %s%s", c->host, c->addr, c->tls_desc,
 	    tls_resumed(c->tls) ? " (resumed)" : "");
@@ -462,7 +617,8 @@ handshake_failed(struct dl_conn *c)
 {
 	const char *why = tls_verify_error(c->tls);
 
-	if (c->dest->tls.level == ROUTE_TLS_VERIFY && why != NULL)
+	if ((c->tls_level == ROUTE_TLS_VERIFY ||
+	    c->tls_level == ROUTE_TLS_DANE) && why != NULL)
 		snprintf(c->tls_verify, sizeof(c->tls_verify), "%s", why);
 	c->d->tls_failed++;
 	dl_sts_tls_failed(c, why);
@@ -559,4 +715,6 @@ dl_conn_peer(const struct dl_conn *c, struct dl_peer *p)
 	p->addr = c->addr;
 	p->tls = c->tls_up ? c->tls_desc : "none";
 	p->tls_verify = c->tls_verify[0] != '\0' ? c->tls_verify : NULL;
+	p->tls_auth = c->tls_up && c->tls_auth != NULL ? c->tls_auth : "none";
+	p->tlsa = c->tlsa[0] != '\0' ? c->tlsa : NULL;
 }

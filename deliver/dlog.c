@@ -367,6 +367,8 @@ dlog_format(struct buf *out, const struct dlog_entry *e)
 	dlog_str(&w, "addr", e->addr);
 	dlog_str(&w, "tls", e->tls);
 	dlog_str(&w, "tls_verify", e->tls_verify);
+	dlog_str(&w, "tls_auth", e->tls_auth);
+	dlog_str(&w, "tlsa", e->tlsa);
 	dlog_str(&w, "tls_policy", e->tls_policy);
 	dlog_int(&w, "code", e->code);
 	dlog_str(&w, "enhanced", e->enhanced);

@@ -47,6 +47,10 @@ struct dlog_entry {
 	const char *tls_verify;		/* tls verify: "verified" or why not */
 	const char *tls_policy;		/* "sts-enforce", "sts-testing", "none";
 					 * NULL: not MX delivery, or STS off */
+	const char *tls_auth;		/* "dane", "pkix", "none"; NULL: no
+					 * connection */
+	const char *tlsa;		/* DANE: the TLSA record that matched,
+					 * "usage selector mtype" ("3 1 1") */
 	enum dlog_status status;
 	int code;			/* SMTP reply code, 0: none */
 	const char *enhanced;		/* "2.0.0", or NULL */

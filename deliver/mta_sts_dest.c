@@ -19,9 +19,9 @@
  *            does not verify, no STARTTLS)
  *   none     as if there were no policy
  *
- * A destination that DANE protects (usable TLSA records) is to use DANE
- * and be left alone here (RFC 8461 section 2): applies() is where that
- * check belongs, once delivery looks TLSA records up.
+ * A destination that DANE protects (a host with usable TLSA records in
+ * a signed zone) uses DANE and is left alone here (RFC 8461 section 2):
+ * applies() says no to it.
  */
 #include "deliver_int.h"
 
@@ -44,7 +44,8 @@ applies(const struct dl_dest *ds)
 {
 	const struct route *r = ds->route;
 
-	if (!mta_sts_running() || r->policy.mta_sts == ROUTE_STS_OFF)
+	if (!mta_sts_running() || r->policy.mta_sts == ROUTE_STS_OFF ||
+	    ds->ndane > 0)
 		return false;
 	return r->transport.kind == ROUTE_SMTP && r->transport.mx_lookup;
 }

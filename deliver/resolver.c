@@ -291,6 +291,7 @@ rslv_centry_free(struct centry *e)
 		return;
 	free(e->recs);
 	free(e->cname);
+	free(e->wire);
 	free(e);
 }
 
@@ -447,6 +448,19 @@ target_addrs(const struct target_state *ts, struct resolve_target *t)
 	}
 }
 
+/* A host is as secure as its MX answer and every address answer. */
+static uint8_t
+target_sec(const struct lookup *lk, const struct target_state *ts)
+{
+	if (!lk->dnssec)
+		return RESOLVE_SEC_INSECURE;
+	if (ts->bogus || lk->mx_sec == RESOLVE_SEC_BOGUS)
+		return RESOLVE_SEC_BOGUS;
+	if (ts->insecure || lk->mx_sec != RESOLVE_SEC_SECURE)
+		return RESOLVE_SEC_INSECURE;
+	return RESOLVE_SEC_SECURE;
+}
+
 /* All requests answered: settle the status and the target list. */
 static void
 lookup_settle(struct lookup *lk)
@@ -475,6 +489,7 @@ lookup_settle(struct lookup *lk)
 				tempfail = true;
 			continue;
 		}
+		lk->targets[i].sec = target_sec(lk, ts);
 		if (ok != i) {
 			lk->targets[ok] = lk->targets[i];
 			lk->ts[ok] = *ts;
@@ -513,6 +528,24 @@ static void
 lookup_finish(struct resolver *r, struct lookup *lk)
 {
 	assert(lk->outstanding == 0);
+	/*
+	 * validate: fetch the DS and DNSKEY records the answers need, in
+	 * rounds (each round's answers may name more), then judge them.
+	 * A hold on outstanding keeps answers from the cache, which come
+	 * back inside rslv_request(), from finishing the lookup early.
+	 */
+	while (lk->val != NULL && !lk->val->done) {
+		unsigned n;
+
+		lk->outstanding = 1;
+		n = rslv_val_step(r, lk);
+		if (--lk->outstanding > 0)
+			return;		/* the last answer calls again */
+		if (n == 0) {
+			rslv_val_apply(r, lk);
+			lk->val->done = true;
+		}
+	}
 	lookup_settle(lk);
 	lk->next = NULL;
 	if (r->done_tail != NULL)
@@ -538,6 +571,13 @@ feed_mx(struct resolver *r, struct lookup *lk, const struct centry *e)
 	const struct dns_mx *mx = e->recs;
 	unsigned idx[DNS_RR_MAX], n = e->n, i, j, start;
 
+	/* The last answer of a CNAME chain decides (each one is AD-checked
+	 * in lk->authenticated, which demotes a chain with any hole). */
+	lk->mx_sec = e->bogus ? RESOLVE_SEC_BOGUS : e->ad && lk->authenticated ?
+	    RESOLVE_SEC_SECURE : RESOLVE_SEC_INSECURE;
+	/* validate: rslv_val_apply() says, once every answer is in. */
+	if (lk->val != NULL)
+		lk->mx_sec = RESOLVE_SEC_INSECURE;
 	switch (e->kind) {
 	case DNS_KIND_DATA:
 		break;
@@ -621,7 +661,8 @@ feed_mx(struct resolver *r, struct lookup *lk, const struct centry *e)
 }
 
 static void
-feed_addr(struct lookup *lk, int sub, const struct centry *e)
+feed_addr(struct resolver *r, struct lookup *lk, int sub,
+    const struct centry *e)
 {
 	unsigned i = (unsigned)sub / 2;
 	bool v6 = sub & 1;
@@ -651,6 +692,74 @@ feed_addr(struct lookup *lk, int sub, const struct centry *e)
 		*st = AS_FAIL;
 		note_fail(lk, e->name, e->type, e->why);
 		break;
+	}
+	if (e->bogus)
+		ts->bogus = true;
+	else if (e->kind != DNS_KIND_ERROR && !e->ad && lk->val == NULL)
+		ts->insecure = true;
+	/*
+	 * RFC 7672 section 2.2: TLSA records are only looked for once the
+	 * host's name and addresses are known to be secure; an insecure
+	 * host gets none (and no query leaks what we are about).
+	 */
+	if (ts->a != AS_WAIT && ts->aaaa != AS_WAIT && lk->tlsa_port != 0 &&
+	    ts->na + ts->n6 > 0 && (lk->val != NULL ||
+	    target_sec(lk, ts) == RESOLVE_SEC_SECURE)) {
+		char q[DNS_NAME_MAX + 16];
+
+		if (snprintf(q, sizeof(q), "_%u._tcp.%s", lk->tlsa_port,
+		    lk->targets[i].host) > DNS_NAME_MAX) {
+			lk->targets[i].tlsa = RESOLVE_TLSA_FAIL;
+			snprintf(lk->targets[i].tlsa_why,
+			    sizeof(lk->targets[i].tlsa_why), "TLSA name too "
+			    "long");
+			return;
+		}
+		rslv_request(r, lk, SUB_TLSA(i), q, DNS_T_TLSA);
+	}
+}
+
+/*
+ * The TLSA answer of target i. Only authenticated records count; a
+ * secure denial (NXDOMAIN, NODATA) or an unsigned answer is "none"
+ * (RFC 7672 section 2.2.2); a failure, SERVFAIL above all (what a
+ * validating resolver answers when the records are bogus), leaves the
+ * host's DANE state unknown: delivery defers it, never goes plaintext.
+ */
+static void
+feed_tlsa(struct lookup *lk, int sub, const struct centry *e)
+{
+	unsigned i = (unsigned)(sub - SUB_TLSA(0));
+	struct resolve_target *t = &lk->targets[i];
+	const struct dns_tlsa *rr = e->recs;
+
+	assert(i < lk->ntargets);
+	switch (e->kind) {
+	case DNS_KIND_DATA:
+		/* validate: taken for now, rslv_val_apply() judges. */
+		if (!e->ad && lk->val == NULL) {
+			t->tlsa = RESOLVE_TLSA_NONE;
+			break;
+		}
+		t->tlsa = RESOLVE_TLSA_FOUND;
+		t->ntlsa = 0;
+		for (unsigned k = 0; k < e->n && t->ntlsa < RESOLVE_TLSA_MAX;
+		    k++)
+			t->tlsa_rr[t->ntlsa++] = rr[k];
+		break;
+	case DNS_KIND_NODATA:
+	case DNS_KIND_NXDOMAIN:
+		t->tlsa = RESOLVE_TLSA_NONE;
+		break;
+	default: {
+		char why[sizeof(t->tlsa_why)];
+
+		t->tlsa = RESOLVE_TLSA_FAIL;
+		snprintf(why, sizeof(why), "TLSA lookup for %.40s failed: "
+		    "%.60s", t->host, e->why);
+		memcpy(t->tlsa_why, why, sizeof(why));
+		break;
+	}
 	}
 }
 
@@ -693,7 +802,12 @@ rslv_feed(struct resolver *r, struct lookup *lk, int sub, const struct centry *e
 	struct centry f;
 
 	assert(lk->outstanding > 0);
-	if (e->kind != DNS_KIND_ERROR)
+	if (lk->val != NULL) {
+		rslv_val_record(lk, sub, e);
+		if (SUB_IS_VAL(sub))
+			goto out;
+	}
+	if (e->kind != DNS_KIND_ERROR && !SUB_IS_TLSA(sub))
 		lk->authenticated &= e->ad;
 	if (e->kind == DNS_KIND_NODATA && e->cname != NULL) {
 		if (chase(r, lk, sub, e, &f))
@@ -702,8 +816,10 @@ rslv_feed(struct resolver *r, struct lookup *lk, int sub, const struct centry *e
 	}
 	if (sub == SUB_MX)
 		feed_mx(r, lk, e);
+	else if (SUB_IS_TLSA(sub))
+		feed_tlsa(lk, sub, e);
 	else
-		feed_addr(lk, sub, e);
+		feed_addr(r, lk, sub, e);
 out:
 	if (--lk->outstanding == 0)
 		lookup_finish(r, lk);
@@ -765,10 +881,12 @@ run_done(struct resolver *r)
 		res.status = lk->status;
 		res.authenticated = lk->status == RESOLVE_OK &&
 		    lk->authenticated;
+		res.mx_sec = lk->mx_sec;
 		snprintf(res.why, sizeof(res.why), "%s", lk->why);
 		res.ntargets = lk->status == RESOLVE_OK ? lk->ntargets : 0;
 		res.targets = lk->targets;
 		lk->cb(lk->arg, &res);
+		rslv_val_free(lk);
 		free(lk);
 	}
 	if (r->done_head != NULL || r->early_head != NULL)
@@ -803,6 +921,13 @@ void
 resolver_lookup(struct resolver *r, const char *name, bool mx_lookup,
     resolve_cb cb, void *arg)
 {
+	resolver_lookup_tlsa(r, name, mx_lookup, 0, cb, arg);
+}
+
+void
+resolver_lookup_tlsa(struct resolver *r, const char *name, bool mx_lookup,
+    uint16_t tlsa_port, resolve_cb cb, void *arg)
+{
 	struct lookup *lk;
 	char norm[DNS_NAME_MAX + 1];
 
@@ -823,6 +948,13 @@ resolver_lookup(struct resolver *r, const char *name, bool mx_lookup,
 	lk->arg = arg;
 	lk->mx = mx_lookup;
 	lk->authenticated = true;
+	lk->dnssec = r->cfg.dnssec != RESOLVE_DNSSEC_OFF;
+	if (r->cfg.dnssec == RESOLVE_DNSSEC_VALIDATE &&
+	    (lk->val = calloc(1, sizeof(*lk->val))) == NULL)
+		log_panic("resolver: out of memory");
+	lk->tlsa_port = lk->dnssec ? tlsa_port : 0;
+	/* A fixed next hop has no MX answer to doubt. */
+	lk->mx_sec = mx_lookup ? RESOLVE_SEC_INSECURE : RESOLVE_SEC_SECURE;
 	memcpy(lk->name, norm, sizeof(norm));
 	lk->anext = r->all;
 	if (r->all != NULL)
@@ -842,6 +974,90 @@ resolver_lookup(struct resolver *r, const char *name, bool mx_lookup,
 	}
 	if (--lk->outstanding == 0)
 		lookup_finish(r, lk);
+}
+
+int
+resolver_dnssec_parse(const char *s)
+{
+	if (strcmp(s, "off") == 0)
+		return RESOLVE_DNSSEC_CFG_OFF;
+	if (strcmp(s, "trust-ad") == 0)
+		return RESOLVE_DNSSEC_CFG_TRUST_AD;
+	if (strcmp(s, "validate") == 0)
+		return RESOLVE_DNSSEC_CFG_VALIDATE;
+	return -1;
+}
+
+bool
+resolver_server_loopback(const struct resolver_cfg *cfg)
+{
+	if (cfg->server.ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)&cfg->server;
+
+		return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (cfg->server.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)&cfg->server;
+
+		return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) ||
+		    (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) &&
+		    s6->sin6_addr.s6_addr[12] == 127);
+	}
+	return false;
+}
+
+void
+resolver_cfg_dnssec(struct resolver_cfg *cfg, unsigned cfg_mode)
+{
+	switch (cfg_mode) {
+	case RESOLVE_DNSSEC_CFG_AUTO:
+		cfg->dnssec = resolver_server_loopback(cfg) ?
+		    RESOLVE_DNSSEC_TRUST_AD : RESOLVE_DNSSEC_OFF;
+		break;
+	case RESOLVE_DNSSEC_CFG_OFF:
+		cfg->dnssec = RESOLVE_DNSSEC_OFF;
+		break;
+	case RESOLVE_DNSSEC_CFG_TRUST_AD:
+		cfg->dnssec = RESOLVE_DNSSEC_TRUST_AD;
+		break;
+	case RESOLVE_DNSSEC_CFG_VALIDATE:
+		cfg->dnssec = RESOLVE_DNSSEC_VALIDATE;
+		break;
+	default:
+		log_panic("resolver: bad dnssec mode %u", cfg_mode);
+	}
+}
+
+const char *
+resolve_sec_name(unsigned sec)
+{
+	switch (sec) {
+	case RESOLVE_SEC_INSECURE:
+		return "insecure";
+	case RESOLVE_SEC_SECURE:
+		return "secure";
+	case RESOLVE_SEC_BOGUS:
+		return "bogus";
+	default:
+		return "?";
+	}
+}
+
+const char *
+resolve_tlsa_name(unsigned st)
+{
+	switch (st) {
+	case RESOLVE_TLSA_UNASKED:
+		return "unasked";
+	case RESOLVE_TLSA_NONE:
+		return "none";
+	case RESOLVE_TLSA_FOUND:
+		return "found";
+	case RESOLVE_TLSA_FAIL:
+		return "fail";
+	default:
+		return "?";
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -949,7 +1165,10 @@ resolver_create(struct resolver **rp, struct io_uring *ring, unsigned op,
 	    cfg->server.ss_family != AF_INET6) || cfg->timeout_ms == 0 ||
 	    cfg->timeout_ms > RESOLVER_TIMEOUT_MS_MAX ||
 	    cfg->attempts == 0 || cfg->attempts > RESOLVER_ATTEMPTS_MAX ||
-	    cfg->cache_max > RESOLVER_CACHE_MAX || op >= 256)
+	    cfg->cache_max > RESOLVER_CACHE_MAX || op >= 256 ||
+	    cfg->dnssec > RESOLVE_DNSSEC_VALIDATE ||
+	    (cfg->dnssec == RESOLVE_DNSSEC_VALIDATE &&
+	    cfg->trust_anchor == NULL))
 		return -EINVAL;
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return -ENOMEM;
@@ -967,6 +1186,17 @@ resolver_create(struct resolver **rp, struct io_uring *ring, unsigned op,
 	if (r->udp_buf == NULL || r->ans == NULL || r->q == NULL) {
 		rc = -ENOMEM;
 		goto fail;
+	}
+	if (cfg->dnssec == RESOLVE_DNSSEC_VALIDATE) {
+		char why[256];
+
+		/* A small file, read once while the shard starts. */
+		if ((r->anchors = rslv_anchor_load(cfg->trust_anchor, why,
+		    sizeof(why))) == NULL) {
+			log_warn("resolver: %s", why);
+			rc = -EINVAL;
+			goto fail;
+		}
 	}
 	if (cfg->cache_max > 0) {
 		r->nbucket = 16;
@@ -1020,6 +1250,7 @@ resolver_create(struct resolver **rp, struct io_uring *ring, unsigned op,
 fail:
 	if (r->udp_fd >= 0)
 		close(r->udp_fd);
+	rslv_anchor_free(r->anchors);
 	free(r->bucket);
 	free(r->q);
 	free(r->ans);
@@ -1093,10 +1324,12 @@ resolver_destroy(struct resolver *r)
 		struct lookup *lk = r->all;
 
 		r->all = lk->anext;
+		rslv_val_free(lk);
 		free(lk);
 	}
 	while (r->lru_head != NULL)
 		cache_remove(r, r->lru_head);
+	rslv_anchor_free(r->anchors);
 	free(r->bucket);
 	free(r->q);
 	free(r->ans);
@@ -1137,8 +1370,8 @@ sync_done(void *arg, const struct resolve_result *res)
 
 int
 resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
-    bool mx_lookup, void (*fn)(void *arg, const struct resolve_result *res),
-    void *arg)
+    bool mx_lookup, uint16_t tlsa_port,
+    void (*fn)(void *arg, const struct resolve_result *res), void *arg)
 {
 	struct sync_state s = { fn, arg, false, NULL };
 	struct io_uring ring;
@@ -1161,11 +1394,12 @@ resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
 		io_uring_queue_exit(&ring);
 		return rc;
 	}
-	/* MX, then addresses: each phase at most attempts tries, plus a
-	 * TCP try, of timeout_ms. A bound, never normally reached. */
-	deadline = clock_mono_ms() + 3ull * (cfg->attempts + 1) * cfg->timeout_ms +
-	    1000;
-	resolver_lookup(r, name, mx_lookup, sync_done, &s);
+	/* MX, then addresses, then TLSA: each phase at most attempts
+	 * tries, plus a TCP try, of timeout_ms. A bound, never normally
+	 * reached. */
+	deadline = clock_mono_ms() +
+	    4ull * (cfg->attempts + 1) * cfg->timeout_ms + 1000;
+	resolver_lookup_tlsa(r, name, mx_lookup, tlsa_port, sync_done, &s);
 	while (!s.done && clock_mono_ms() < deadline) {
 		uring_loop_step(&loop, 100 * 1000);
 		if (!s.done)

@@ -39,6 +39,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "../proto/dns.h"
+
 /* Addresses kept per host, and MX hosts kept per domain. */
 #define RESOLVE_ADDR_MAX	8
 #define RESOLVE_MX_MAX		10
@@ -50,7 +52,51 @@ struct resolver_cfg {
 	uint32_t timeout_ms;	/* per try, e.g. 2000 */
 	unsigned attempts;	/* tries (UDP, or TCP after TC) per query */
 	unsigned cache_max;	/* entries; 0: no cache */
+	/*
+	 * DNSSEC (docs/dns.md): RESOLVE_DNSSEC_OFF marks nothing secure and
+	 * looks up no TLSA; RESOLVE_DNSSEC_TRUST_AD takes the resolver's AD
+	 * bit as proof and its SERVFAIL to a DO query as a possibly bogus
+	 * answer.
+	 */
+	unsigned dnssec;	/* enum resolve_dnssec */
+	/* RESOLVE_DNSSEC_VALIDATE: DS or DNSKEY records, zone-file lines
+	 * (Debian's /usr/share/dns/root.key); read by resolver_create(). */
+	const char *trust_anchor;
 };
+
+enum resolve_dnssec {
+	RESOLVE_DNSSEC_OFF = 0,
+	RESOLVE_DNSSEC_TRUST_AD,
+	RESOLVE_DNSSEC_VALIDATE,	/* our own validation: docs/dns.md */
+};
+
+/*
+ * dns.dnssec as configured: "auto" (the key unset) is trust-ad when the
+ * resolver is on loopback (only a resolver on this host can be trusted
+ * with the AD bit without TSIG or a secure channel) and off otherwise.
+ */
+enum resolve_dnssec_cfg {
+	RESOLVE_DNSSEC_CFG_AUTO = 0,
+	RESOLVE_DNSSEC_CFG_OFF,
+	RESOLVE_DNSSEC_CFG_TRUST_AD,
+	RESOLVE_DNSSEC_CFG_VALIDATE,
+};
+
+/* Debian's dns-root-data: the root zone's trust anchor. */
+#define RESOLVER_ROOT_KEY	"/usr/share/dns/root.key"
+
+/* "off", "trust-ad", "validate" (enum resolve_dnssec_cfg), else -1. */
+int resolver_dnssec_parse(const char *s);
+/*
+ * Reads a trust anchor file (DS or DNSKEY records, one zone): 0, or -1
+ * with why (the file, the line). For configuration checks.
+ */
+int resolver_anchor_check(const char *path, char *why, size_t whylen);
+/* Is cfg->server a loopback address (127/8, ::1)? */
+bool resolver_server_loopback(const struct resolver_cfg *cfg);
+/* Sets cfg->dnssec from the configured mode and cfg->server. */
+void resolver_cfg_dnssec(struct resolver_cfg *cfg, unsigned cfg_mode);
+
 
 /* Timeout 2000 ms, 3 attempts, 10000 cache entries; server unset. */
 void resolver_cfg_defaults(struct resolver_cfg *cfg);
@@ -114,9 +160,39 @@ enum resolve_status {
 /* "ok", "nxdomain", "nullmx", "noaddr", "tempfail". */
 const char *resolve_status_name(enum resolve_status st);
 
+/* TLSA records kept per host (RFC 7672 section 2.2). */
+#define RESOLVE_TLSA_MAX	8
+
+/*
+ * What DNSSEC says of an answer. SECURE: authenticated (AD). INSECURE:
+ * not (an unsigned zone, or DNSSEC off). BOGUS: the validating resolver
+ * refused it (SERVFAIL to a DO query): never used, the lookup defers.
+ */
+enum resolve_sec {
+	RESOLVE_SEC_INSECURE = 0,
+	RESOLVE_SEC_SECURE,
+	RESOLVE_SEC_BOGUS,
+};
+
+/* A host's TLSA lookup (_PORT._tcp.HOST), made only for secure hosts. */
+enum resolve_tlsa {
+	RESOLVE_TLSA_UNASKED = 0,	/* insecure host, or not wanted */
+	RESOLVE_TLSA_NONE,	/* secure denial, or records without AD */
+	RESOLVE_TLSA_FOUND,	/* secure records (ntlsa 0: none parsed) */
+	RESOLVE_TLSA_FAIL,	/* SERVFAIL (bogus?), timeout: defer host */
+};
+
+const char *resolve_sec_name(unsigned sec);
+const char *resolve_tlsa_name(unsigned st);
+
 struct resolve_target {		/* one host to try, in order */
 	char host[RESOLVE_HOST_MAX + 1];	/* MX exchange or the host */
 	uint16_t pref;		/* MX preference; 0 for implicit/fixed */
+	uint8_t sec;		/* enum resolve_sec: MX and addresses */
+	uint8_t tlsa;		/* enum resolve_tlsa */
+	unsigned ntlsa;
+	struct dns_tlsa tlsa_rr[RESOLVE_TLSA_MAX];
+	char tlsa_why[128];	/* RESOLVE_TLSA_FAIL: what failed */
 	unsigned naddr;		/* >= 1 */
 	/* IPv4 first, then IPv6; port 0: the caller sets the port. */
 	struct sockaddr_storage addr[RESOLVE_ADDR_MAX];
@@ -125,6 +201,8 @@ struct resolve_target {		/* one host to try, in order */
 struct resolve_result {
 	enum resolve_status status;
 	bool authenticated;	/* every answer used had the AD bit */
+	uint8_t mx_sec;		/* enum resolve_sec of the MX answer (MX
+				 * lookups; a fixed next hop: SECURE) */
 	char why[160];		/* for logs and DSNs, e.g. "domain x.test does
 				 * not exist (NXDOMAIN)"; "" when OK */
 	unsigned ntargets;	/* RESOLVE_OK: >= 1; else 0 */
@@ -148,12 +226,22 @@ void resolver_lookup(struct resolver *r, const char *name, bool mx_lookup,
     resolve_cb cb, void *arg);
 
 /*
+ * The same, and for every host whose MX and address answers are secure
+ * (DNSSEC on), the TLSA records of _tlsa_port._tcp.HOST (RFC 7672
+ * section 2.2.1) in its target. tlsa_port 0: no TLSA, resolver_lookup().
+ */
+void resolver_lookup_tlsa(struct resolver *r, const char *name,
+    bool mx_lookup, uint16_t tlsa_port, resolve_cb cb, void *arg);
+
+/*
  * For tools and tests: a private ring and resolver, one lookup run to
- * completion (bounded by the timeouts), fn called exactly once. Returns 0,
+ * completion (bounded by the timeouts), fn called exactly once; with
+ * tlsa_port (and DNSSEC on), the TLSA records of secure hosts as
+ * resolver_lookup_tlsa() fetches them. Returns 0,
  * or -errno when the ring or resolver cannot be created (fn not called).
  */
 int resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
-    bool mx_lookup, void (*fn)(void *arg, const struct resolve_result *res),
-    void *arg);
+    bool mx_lookup, uint16_t tlsa_port,
+    void (*fn)(void *arg, const struct resolve_result *res), void *arg);
 
 #endif

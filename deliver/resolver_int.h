@@ -78,6 +78,13 @@ enum addr_state {
 #define SUB_MX		(-1)
 #define SUB_A(i)	((int)(i) * 2)
 #define SUB_AAAA(i)	((int)(i) * 2 + 1)
+#define SUB_TLSA(i)	((int)(i) + 2 * RESOLVE_MX_MAX)
+#define SUB_IS_TLSA(s)	((s) >= 2 * RESOLVE_MX_MAX && (s) < SUB_VAL(0))
+/* validate: the DS and DNSKEY records fetched to check the answers. */
+#define VAL_FETCH_MAX	32
+#define VAL_ANS_MAX	64
+#define SUB_VAL(k)	((int)(k) + 3 * RESOLVE_MX_MAX)
+#define SUB_IS_VAL(s)	((s) >= SUB_VAL(0))
 
 /*
  * An answer, cached or not. kind is a dns_kind; DNS_KIND_ERROR covers
@@ -92,18 +99,24 @@ struct centry {
 	uint16_t type;
 	uint8_t kind;
 	bool ad;
+	bool bogus;	/* SERVFAIL to our DO query (DNSSEC on) */
+	uint8_t *wire;	/* validate: the message itself, for its RRSIGs */
+	size_t wirelen;
 	bool null_mx;
 	uint8_t ncname;	/* CNAMEs the answer followed */
 	char *cname;	/* their last target, when the chain ends without the
 			 * records asked for (NODATA: chase it) or in NXDOMAIN */
 	unsigned n;
-	void *recs;	/* n struct dns_mx, or n addresses of 16 octets */
+	void *recs;	/* n struct dns_mx, n addresses of 16 octets, or n
+			 * struct dns_tlsa */
 	char name[DNS_NAME_MAX + 1];
 	char why[96];
 };
 
 struct target_state {
 	uint8_t a, aaaa;		/* enum addr_state */
+	bool insecure;			/* an address answer without AD */
+	bool bogus;			/* an address answer was SERVFAIL */
 	unsigned na, n6;
 	uint8_t a4[RESOLVE_ADDR_MAX][4];
 	uint8_t a6[RESOLVE_ADDR_MAX][16];
@@ -119,10 +132,14 @@ struct lookup {
 	bool implicit;			/* MX NODATA: the name itself */
 	bool decided;			/* status set before the address phase */
 	bool authenticated;
+	uint8_t mx_sec;			/* enum resolve_sec */
+	uint16_t tlsa_port;		/* 0: no TLSA lookups */
+	bool dnssec;			/* the resolver's DNSSEC is on */
 	unsigned outstanding;		/* requests not answered yet */
 	/* CNAMEs followed so far for each request (index sub + 1), over
 	 * every answer of its chain: at most DNS_CNAME_MAX in all. */
-	uint8_t hops[1 + 2 * RESOLVE_MX_MAX];
+	uint8_t hops[1 + 3 * RESOLVE_MX_MAX + VAL_FETCH_MAX];
+	struct rslv_val *val;		/* validate mode, else NULL */
 	char mx_alias[DNS_NAME_MAX + 1];	/* the MX chain's last target */
 	enum resolve_status status;
 	char why[160];
@@ -197,6 +214,30 @@ struct tconn {
 	size_t len, cap;
 };
 
+/* One answer used by a lookup, or one record set fetched to check them. */
+struct val_msg {
+	int sub;		/* the request it answered */
+	uint8_t *wire;		/* NULL: the query failed */
+	size_t len;
+};
+
+struct val_fetch {
+	char name[DNS_NAME_MAX + 1];
+	uint16_t type;		/* DS or DNSKEY */
+	bool done;
+	struct val_msg m;
+};
+
+/* A lookup's validation (resolver_dnssec.c). */
+struct rslv_val {
+	struct val_msg ans[VAL_ANS_MAX];
+	unsigned nans;
+	bool overflow;		/* more answers than kept: bogus */
+	struct val_fetch f[VAL_FETCH_MAX];
+	unsigned nf;
+	bool done;
+};
+
 struct resolver {
 	struct io_uring *ring;
 	unsigned op;
@@ -223,6 +264,7 @@ struct resolver {
 	size_t nbucket;		/* power of two, 0: no cache */
 	unsigned ncache;
 	struct centry *lru_head, *lru_tail;
+	void *anchors;		/* validate: an ldns_rr_list */
 	uint8_t rnd[256];
 	size_t rnd_left;
 	uint64_t rnd_counter;
@@ -245,6 +287,14 @@ void rslv_feed(struct resolver *r, struct lookup *lk, int sub,
     const struct centry *e);
 void rslv_feed_local_fail(struct resolver *r, struct lookup *lk, int sub,
     const char *name, uint16_t type, const char *why);
+
+/* resolver_dnssec.c: validate mode */
+void *rslv_anchor_load(const char *path, char *why, size_t whylen);
+void rslv_anchor_free(void *anchors);
+void rslv_val_record(struct lookup *lk, int sub, const struct centry *e);
+unsigned rslv_val_step(struct resolver *r, struct lookup *lk);
+void rslv_val_apply(struct resolver *r, struct lookup *lk);
+void rslv_val_free(struct lookup *lk);
 
 /* resolver_wire.c: queries on the wire, UDP and TCP */
 void rslv_tcp_abort(struct resolver *r, struct tconn *c);

@@ -282,7 +282,7 @@ query_fail(struct resolver *r, struct rquery *q, const char *why)
 /* A parsed answer (not truncated) to q. */
 static void
 query_answered(struct resolver *r, struct rquery *q,
-    const struct dns_answer *a)
+    const struct dns_answer *a, const uint8_t *msg, size_t len)
 {
 	struct centry *e = centry_new(q);
 	size_t each;
@@ -290,6 +290,16 @@ query_answered(struct resolver *r, struct rquery *q,
 	if (e == NULL) {
 		query_fail(r, q, "out of memory");
 		return;
+	}
+	/* validate: the signatures are checked from the message itself. */
+	if (r->cfg.dnssec == RESOLVE_DNSSEC_VALIDATE) {
+		if ((e->wire = malloc(len)) == NULL) {
+			free(e);
+			query_fail(r, q, "out of memory");
+			return;
+		}
+		memcpy(e->wire, msg, len);
+		e->wirelen = len;
 	}
 	e->kind = (uint8_t)a->kind;
 	e->ad = a->ad;
@@ -308,6 +318,7 @@ query_answered(struct resolver *r, struct rquery *q,
 		e->ttl_s = a->ttl < RESOLVER_TTL_MAX_S ? a->ttl :
 		    RESOLVER_TTL_MAX_S;
 		each = q->type == DNS_T_MX ? sizeof(a->rr.mx[0]) :
+		    q->type == DNS_T_TLSA ? sizeof(a->rr.tlsa[0]) :
 		    sizeof(a->rr.addr[0]);
 		if (a->n > 0) {
 			if ((e->recs = malloc(a->n * each)) == NULL) {
@@ -316,7 +327,8 @@ query_answered(struct resolver *r, struct rquery *q,
 				return;
 			}
 			memcpy(e->recs, q->type == DNS_T_MX ?
-			    (const void *)a->rr.mx : (const void *)a->rr.addr,
+			    (const void *)a->rr.mx : q->type == DNS_T_TLSA ?
+			    (const void *)a->rr.tlsa : (const void *)a->rr.addr,
 			    a->n * each);
 			e->n = a->n;
 		}
@@ -330,13 +342,25 @@ query_answered(struct resolver *r, struct rquery *q,
 		/* SERVFAIL and friends: briefly, so a broken domain is not
 		 * asked again for every message queued to it. */
 		e->kind = DNS_KIND_ERROR;
+		/* A validating resolver answers SERVFAIL to a DO query whose
+		 * answer failed validation: bogus, as far as we can tell. */
+		e->bogus = r->cfg.dnssec != RESOLVE_DNSSEC_OFF &&
+		    a->rcode == 2 && !a->chain_too_long &&
+		    (a->ede == DNS_EDE_NONE || dns_ede_dnssec(a->ede));
 		e->ttl_s = a->chain_too_long ? 0 : RESOLVER_FAIL_TTL_S;
 		if (a->chain_too_long)
 			snprintf(e->why, sizeof(e->why), "CNAME chain longer "
 			    "than %d", DNS_CNAME_MAX);
+		else if (a->ede != DNS_EDE_NONE)
+			/* RFC 8914: the resolver says why, e.g. "DNSSEC
+			 * Bogus" or "Signature Expired" (unbound: ede: yes). */
+			snprintf(e->why, sizeof(e->why), "%s (%s) from %s",
+			    dns_rcode_name(a->rcode), dns_ede_name(a->ede),
+			    r->server_text);
 		else
-			snprintf(e->why, sizeof(e->why), "%s from %s",
-			    dns_rcode_name(a->rcode), r->server_text);
+			snprintf(e->why, sizeof(e->why), "%s from %s%s",
+			    dns_rcode_name(a->rcode), r->server_text,
+			    e->bogus ? " (DNSSEC validation failure?)" : "");
 		break;
 	}
 	query_finish(r, q, e);
@@ -429,8 +453,9 @@ rslv_submit_req(struct resolver *r, struct lookup *lk, int sub, const char *name
 	q->type = type;
 	snprintf(q->name, sizeof(q->name), "%s", name);
 	q->id = query_id(r);
-	rc = dns_query_build(q->wire + 2, sizeof(q->wire) - 2, q->id, name,
-	    type, &q->wirelen);
+	rc = dns_query_build_flags(q->wire + 2, sizeof(q->wire) - 2, q->id,
+	    name, type, r->cfg.dnssec == RESOLVE_DNSSEC_VALIDATE ? DNS_QF_CD :
+	    0, &q->wirelen);
 	q->waiters = w;
 	r->nquery++;
 	if (rc != 0) {
@@ -500,7 +525,7 @@ udp_answer(struct resolver *r, const uint8_t *msg, size_t len)
 		tcp_connect(r, q);
 		return;
 	}
-	query_answered(r, q, r->ans);
+	query_answered(r, q, r->ans, msg, len);
 }
 
 /* ICMP port unreachable: every UDP query in flight lost this try. */
@@ -633,6 +658,7 @@ void
 rslv_tcp_done(struct resolver *r, struct tconn *c, int res)
 {
 	struct rquery *q = &r->q[c->qidx];
+	uint8_t *copy = NULL;
 	size_t need;
 	int rc;
 
@@ -691,15 +717,23 @@ rslv_tcp_done(struct resolver *r, struct tconn *c, int res)
 			break;
 		rc = dns_answer_parse(c->buf + 2, need - 2, q->id, q->name,
 		    q->type, r->ans);
+		/* validate keeps the message: copied before the buffer goes. */
+		if (rc == 0 && r->cfg.dnssec == RESOLVE_DNSSEC_VALIDATE &&
+		    (copy = malloc(need - 2)) != NULL)
+			memcpy(copy, c->buf + 2, need - 2);
 		q->tconn = -1;
 		tcp_close(r, c);
 		if (rc != 0) {
 			rslv_try_failed(r, q, EPROTO);
 		} else if (r->ans->tc) {
 			query_fail(r, q, "answer truncated over TCP too");
+		} else if (r->cfg.dnssec == RESOLVE_DNSSEC_VALIDATE &&
+		    copy == NULL) {
+			query_fail(r, q, "out of memory");
 		} else {
-			query_answered(r, q, r->ans);
+			query_answered(r, q, r->ans, copy, need - 2);
 		}
+		free(copy);
 		return;
 	default:
 		log_panic("resolver: bad TCP state %d", (int)c->state);

@@ -569,6 +569,8 @@ static const char *const route_tls_names[] = {
 	[ROUTE_TLS_MAY] = "may",
 	[ROUTE_TLS_ENCRYPT] = "encrypt",
 	[ROUTE_TLS_VERIFY] = "verify",
+	[ROUTE_TLS_DANE] = "dane",
+	[ROUTE_TLS_DANE_ONLY] = "dane-only",
 };
 
 const char *
@@ -583,7 +585,7 @@ route_tls_name(unsigned tls)
 int
 route_tls_parse(const char *s)
 {
-	for (unsigned i = ROUTE_TLS_NONE; i <= ROUTE_TLS_VERIFY; i++)
+	for (unsigned i = ROUTE_TLS_NONE; i <= ROUTE_TLS_DANE_ONLY; i++)
 		if (strcmp(s, route_tls_names[i]) == 0)
 			return (int)i;
 	return -1;
@@ -632,13 +634,15 @@ route_policy_check(const struct route_policy *p,
     const struct route_transport *t, char *err, size_t errlen)
 {
 	if (p->tls_implicit && (p->tls == ROUTE_TLS_NONE ||
-	    p->tls == ROUTE_TLS_MAY)) {
+	    p->tls == ROUTE_TLS_MAY || p->tls == ROUTE_TLS_DANE ||
+	    p->tls == ROUTE_TLS_DANE_ONLY)) {
 		errbuf_set(err, errlen, "tls_implicit needs tls: encrypt or "
 		    "verify, not %s", route_tls_name(p->tls));
 		return ROUTE_ESYNTAX;
 	}
 	if (t != NULL && t->unix_socket && (p->tls_implicit ||
-	    p->tls == ROUTE_TLS_ENCRYPT || p->tls == ROUTE_TLS_VERIFY)) {
+	    p->tls == ROUTE_TLS_ENCRYPT || p->tls == ROUTE_TLS_VERIFY ||
+	    p->tls == ROUTE_TLS_DANE_ONLY)) {
 		errbuf_set(err, errlen, "no TLS over a unix socket: tls must "
 		    "be none or may");
 		return ROUTE_ESYNTAX;
@@ -700,7 +704,8 @@ route_policy_set(struct route_policy *p, const char *key, const char *value,
 			ok = true;
 		} else if ((lvl = route_tls_parse(value)) < 0) {
 			errbuf_set(err, errlen, "bad tls '%.64s': want none, "
-			    "may, encrypt, verify or implicit", value);
+			    "may, encrypt, verify, dane, dane-only or "
+			    "implicit", value);
 			return ROUTE_ESYNTAX;
 		} else {
 			tmp.tls = (uint8_t)lvl;

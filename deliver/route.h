@@ -94,7 +94,8 @@ struct route_retry {
  * TLS to the next hop (docs/routing.md), Postfix's smtp_tls_security_level:
  * none; may (STARTTLS when offered, plaintext otherwise or when the
  * handshake fails); encrypt (TLS or no delivery, any certificate);
- * verify (TLS with a chain that verifies and names the host). DEFAULT:
+ * verify (TLS with a chain that verifies and names the host); dane and
+ * dane-only (RFC 7672, per MX host: deliver_tls.c). DEFAULT:
  * the route says nothing, delivery.tls decides.
  */
 enum route_tls {
@@ -103,6 +104,8 @@ enum route_tls {
 	ROUTE_TLS_MAY,
 	ROUTE_TLS_ENCRYPT,
 	ROUTE_TLS_VERIFY,
+	ROUTE_TLS_DANE,		/* DANE where DNSSEC allows, else may */
+	ROUTE_TLS_DANE_ONLY,	/* DANE-authenticated TLS or no delivery */
 };
 
 /* MTA-STS for a route's MX delivery: mta_sts.enabled, or on, or off. */
@@ -170,7 +173,8 @@ route_policy_defaults(void);
  * "10" = per second), retry ("exponential", "exponential:5m:4h",
  * "1m,5m,15m,1h"), max_age ("5d", "12h", "90m", "30s", "3600"),
  * max_attempts, auth ("user:password"), auth_insecure ("true"/"false"),
- * tls ("none", "may", "encrypt", "verify", or "implicit": encrypt with
+ * tls ("none", "may", "encrypt", "verify", "dane", "dane-only", or
+ * "implicit": encrypt with
  * tls_implicit), tls_implicit, tls_ca_file (an absolute path), tls_name
  * (a host name), mta_sts ("true"/"false": MTA-STS for this route's MX
  * delivery). ROUTE_ESYNTAX on an unknown key or a bad value; the

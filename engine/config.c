@@ -54,7 +54,8 @@
 /* ------------------------------------------------------------------ */
 
 static cfg_check_fn check_hostname, check_mailbox, check_user,
-    check_address, check_network, check_resolver, check_tls_mode,
+    check_address, check_network, check_resolver, check_dnssec, check_anchor,
+    check_tls_mode,
     check_auth_line, check_delivery_tls, check_relay_tls, check_ca_file,
     check_dkim_alg, check_dkim_name, check_dkim_domain, check_dkim_selector,
     check_dkim_messages, check_dkim_canon;
@@ -233,6 +234,10 @@ static const struct cfg_key dns_keys[] = {
 	  FIELD(struct dns_cfg, timeout_ms) },
 	{ KEY("attempts", CFG_UINT, "3", 1, 10),
 	  FIELD(struct dns_cfg, attempts) },
+	{ KEY("dnssec", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct dns_cfg, dnssec), .check = check_dnssec },
+	{ KEY("trust_anchor", CFG_STRING, NULL, 0, 0),
+	  FIELD(struct dns_cfg, trust_anchor), .check = check_anchor },
 	{ .name = NULL },
 };
 
@@ -264,7 +269,7 @@ static const struct cfg_key delivery_keys[] = {
 	{ KEY("chunking", CFG_BOOL, "true", 0, 1),
 	  FIELD(struct delivery_cfg, chunking) },
 	/* Postfix's smtp_tls_security_level, and its usual setting. */
-	{ KEY("tls", CFG_STRING, "may", 0, 0), FIELD(struct delivery_cfg, tls),
+	{ KEY("tls", CFG_STRING, "dane", 0, 0), FIELD(struct delivery_cfg, tls),
 	  .check = check_delivery_tls },
 	{ KEY("tls_ca_file", CFG_STRING, NULL, 0, 0),
 	  FIELD(struct delivery_cfg, tls_ca_file), .check = check_ca_file },
@@ -496,6 +501,30 @@ cfg_check_path(const char *s, void *obj, char *why, size_t whylen)
 	return 0;
 }
 
+/* dns.dnssec: fills dnssec_mode of the dns_cfg next to the string. */
+static int
+check_dnssec(const char *s, void *obj, char *why, size_t whylen)
+{
+	struct dns_cfg *dc = obj;
+	int m;
+
+	if ((m = resolver_dnssec_parse(s)) < 0) {
+		snprintf(why, whylen, "bad dnssec '%.*s': want off, trust-ad "
+		    "or validate", CONFIG_QUOTE_MAX, s);
+		return -1;
+	}
+	dc->dnssec_mode = (uint32_t)m;
+	return 0;
+}
+
+/* dns.trust_anchor: DS or DNSKEY records that load. */
+static int
+check_anchor(const char *s, void *obj, char *why, size_t whylen)
+{
+	(void)obj;
+	return resolver_anchor_check(s, why, whylen);
+}
+
 /* dns.resolver: what the resolver itself accepts. */
 static int
 check_resolver(const char *s, void *obj, char *why, size_t whylen)
@@ -546,8 +575,8 @@ check_delivery_tls(const char *s, void *obj, char *why, size_t whylen)
 	int lvl = route_tls_parse(s);
 
 	if (lvl < 0) {
-		snprintf(why, whylen, "bad tls '%.*s': want none, may, encrypt "
-		    "or verify", CONFIG_QUOTE_MAX, s);
+		snprintf(why, whylen, "bad tls '%.*s': want none, may, "
+		    "encrypt, verify, dane or dane-only", CONFIG_QUOTE_MAX, s);
 		return -1;
 	}
 	dc->tls_level = (uint32_t)lvl;

@@ -69,6 +69,7 @@ struct tls {
 	bool established;
 	bool closed;			/* close_notify queued */
 	bool out_failed;		/* the BIO could not keep a record */
+	bool dane;			/* SSL_dane_enable() done */
 	char why[192];
 };
 
@@ -393,7 +394,12 @@ tls_ctx_client(const struct tls_client_cfg *cfg, char *why, size_t whylen)
 		ctx_why(why, whylen, what);
 		goto fail;
 	}
-	SSL_CTX_set_verify(c->ctx, cfg->verify ? SSL_VERIFY_PEER :
+	if (cfg->dane && SSL_CTX_dane_enable(c->ctx) <= 0) {
+		ctx_why(why, whylen, "cannot enable DANE");
+		goto fail;
+	}
+	/* DANE: a connection with TLSA records must match one of them. */
+	SSL_CTX_set_verify(c->ctx, cfg->verify || cfg->dane ? SSL_VERIFY_PEER :
 	    SSL_VERIFY_NONE, NULL);
 	if (cfg->max_tls12 &&
 	    SSL_CTX_set_max_proto_version(c->ctx, TLS1_2_VERSION) != 1) {
@@ -627,6 +633,57 @@ fail:
 	drain_errors();
 	tls_free(t);
 	return NULL;
+}
+
+int
+tls_dane_add(struct tls *t, const char *host, unsigned usage,
+    unsigned selector, unsigned mtype, const unsigned char *data,
+    size_t len)
+{
+	/* Digest lengths by matching type: SHA2-256, SHA2-512. */
+	static const size_t digest[] = { 0, 32, 64 };
+	int rc;
+
+	assert(t != NULL && host != NULL);
+	/* RFC 7672 section 3.1.3: PKIX-TA(0) and PKIX-EE(1) are unusable. */
+	if ((usage != 2 && usage != 3) || selector > 1 || mtype > 2 ||
+	    len == 0 || (mtype > 0 && len != digest[mtype]))
+		return 0;
+	if (!t->dane) {
+		/* The first record: DANE on for this connection. */
+		if (SSL_dane_enable(t->ssl, host) <= 0) {
+			set_why(t, "cannot enable DANE on the connection", 0);
+			return -1;
+		}
+		t->dane = true;
+		/* RFC 7672 section 3.1.1: DANE-EE binds the key, not a name. */
+		SSL_dane_set_flags(t->ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+	}
+	rc = SSL_dane_tlsa_add(t->ssl, (uint8_t)usage, (uint8_t)selector,
+	    (uint8_t)mtype, data, len);
+	if (rc < 0) {
+		set_why(t, "cannot add a TLSA record", 0);
+		return -1;
+	}
+	/* 0: OpenSSL found it unusable (an unknown digest, say). */
+	drain_errors();
+	return rc > 0 ? 1 : 0;
+}
+
+bool
+tls_dane_matched(const struct tls *t, unsigned *usage, unsigned *selector,
+    unsigned *mtype)
+{
+	uint8_t u, s, m;
+
+	if (!t->established || !t->dane ||
+	    SSL_get0_dane_authority(t->ssl, NULL, NULL) < 0 ||
+	    SSL_get0_dane_tlsa(t->ssl, &u, &s, &m, NULL, NULL) < 0)
+		return false;
+	*usage = u;
+	*selector = s;
+	*mtype = m;
+	return true;
 }
 
 void

@@ -96,6 +96,13 @@ struct tls_client_cfg {
 	 * needs no key exchange, a TLS 1.3 one does) and peers that need it.
 	 */
 	bool max_tls12;
+	/*
+	 * DANE (RFC 7672): the context can take TLSA records per connection
+	 * (tls_dane_add()); a connection given usable records verifies the
+	 * server against them and fails the handshake when none matches.
+	 * No CA store is loaded for it: PKIX plays no part in SMTP DANE.
+	 */
+	bool dane;
 };
 
 struct tls_ctx;
@@ -220,6 +227,26 @@ bool tls_peer_verified(const struct tls *t, char *why, size_t whylen);
  * or NULL when nothing failed verification.
  */
 const char *tls_verify_error(const struct tls *t);
+
+/*
+ * DANE, client side, before the first tls_input() on a connection of a
+ * context made with dane: one TLSA record (usage, selector, matching
+ * type, association data) for the server named host (the MX host: the
+ * reference name for DANE-TA, RFC 7672 section 3.2.3; DANE-EE checks no
+ * name, section 3.1.1). Returns 1 when the record was taken, 0 when it is
+ * unusable (PKIX-TA/PKIX-EE, RFC 7672 section 3.1.3; an unknown
+ * selector or matching type; data of the wrong length), -1 on failure
+ * (tls_why()). A connection given no usable record is not verified.
+ */
+int tls_dane_add(struct tls *t, const char *host, unsigned usage,
+    unsigned selector, unsigned mtype, const unsigned char *data,
+    size_t len);
+/*
+ * Once established: did a TLSA record authenticate the server? When so,
+ * its usage, selector and matching type.
+ */
+bool tls_dane_matched(const struct tls *t, unsigned *usage,
+    unsigned *selector, unsigned *mtype);
 
 /* The last failure, "no error" when there was none. */
 const char *tls_why(const struct tls *t);

@@ -72,6 +72,13 @@ int
 dns_query_build(uint8_t *buf, size_t buflen, uint16_t id, const char *qname,
     uint16_t qtype, size_t *len)
 {
+	return dns_query_build_flags(buf, buflen, id, qname, qtype, 0, len);
+}
+
+int
+dns_query_build_flags(uint8_t *buf, size_t buflen, uint16_t id,
+    const char *qname, uint16_t qtype, unsigned flags, size_t *len)
+{
 	char abs[DNS_NAME_MAX + 2];
 	ldns_pkt *pkt = NULL;
 	uint8_t *wire = NULL;
@@ -89,6 +96,7 @@ dns_query_build(uint8_t *buf, size_t buflen, uint16_t id, const char *qname,
 	if (st != LDNS_STATUS_OK)
 		return st == LDNS_STATUS_MEM_ERR ? DNS_ENOMEM : DNS_ESYNTAX;
 	ldns_pkt_set_id(pkt, id);
+	ldns_pkt_set_cd(pkt, (flags & DNS_QF_CD) != 0);
 	/* RFC 6891: EDNS0; RFC 3225: DO asks for DNSSEC records and lets a
 	 * validating resolver tell us (AD) that it validated. */
 	ldns_pkt_set_edns_udp_size(pkt, DNS_UDP_SIZE);
@@ -379,6 +387,35 @@ dns_matches(const ldns_pkt *pkt, uint16_t id, const ldns_rdf *want,
 	return 0;
 }
 
+/* The first Extended DNS Error of the OPT record (RFC 8914 section 2). */
+static void
+dns_ede(ldns_pkt *pkt, struct dns_answer *out)
+{
+	ldns_edns_option_list *opts;
+	size_t n;
+
+	out->ede = DNS_EDE_NONE;
+	if (!ldns_pkt_edns(pkt) ||
+	    (opts = ldns_pkt_edns_get_option_list(pkt)) == NULL)
+		return;
+	n = ldns_edns_option_list_get_count(opts);
+	for (size_t i = 0; i < n; i++) {
+		ldns_edns_option *o = ldns_edns_option_list_get_option(opts, i);
+		const uint8_t *d;
+		size_t len;
+
+		if (o == NULL || ldns_edns_get_code(o) != LDNS_EDNS_EDE)
+			continue;
+		len = ldns_edns_get_size(o);
+		d = ldns_edns_get_data(o);
+		/* INFO-CODE (2 octets), then EXTRA-TEXT (maybe empty). */
+		if (d == NULL || len < 2)
+			continue;
+		out->ede = (int32_t)(d[0] << 8 | d[1]);
+		return;
+	}
+}
+
 int
 dns_answer_parse(const uint8_t *msg, size_t len, uint16_t id,
     const char *qname, uint16_t qtype, struct dns_answer *out)
@@ -395,6 +432,7 @@ dns_answer_parse(const uint8_t *msg, size_t len, uint16_t id,
 
 	assert(msg != NULL && qname != NULL && out != NULL);
 	memset(out, 0, offsetof(struct dns_answer, rr));
+	out->ede = DNS_EDE_NONE;
 	out->id = id;
 	out->qtype = qtype;
 	if (len < LDNS_HEADER_SIZE || len > DNS_MSG_MAX || !LDNS_QR_WIRE(msg))
@@ -429,6 +467,7 @@ dns_answer_parse(const uint8_t *msg, size_t len, uint16_t id,
 	out->rcode = (uint8_t)ldns_pkt_get_rcode(pkt);
 	out->tc = ldns_pkt_tc(pkt);
 	out->ad = ldns_pkt_ad(pkt);
+	dns_ede(pkt, out);
 
 	/* Follow the chain from the question name, at most DNS_CNAME_MAX. */
 	an = ldns_pkt_answer(pkt);
@@ -503,6 +542,34 @@ dns_type_name(uint16_t qtype)
 	default:
 		return "?";
 	}
+}
+
+/* RFC 8914 section 4, the registry's first 25 codes. */
+static const char *const ede_names[] = {
+	"Other Error", "Unsupported DNSKEY Algorithm",
+	"Unsupported DS Digest Type", "Stale Answer", "Forged Answer",
+	"DNSSEC Indeterminate", "DNSSEC Bogus", "Signature Expired",
+	"Signature Not Yet Valid", "DNSKEY Missing", "RRSIGs Missing",
+	"No Zone Key Bit Set", "NSEC Missing", "Cached Error", "Not Ready",
+	"Blocked", "Censored", "Filtered", "Prohibited",
+	"Stale NXDOMAIN Answer", "Not Authoritative", "Not Supported",
+	"No Reachable Authority", "Network Error", "Invalid Data",
+};
+
+const char *
+dns_ede_name(int32_t code)
+{
+	size_t n = sizeof(ede_names) / sizeof(ede_names[0]);
+
+	if (code < 0 || (size_t)code >= n)
+		return "Unknown Error";
+	return ede_names[code];
+}
+
+bool
+dns_ede_dnssec(int32_t code)
+{
+	return code == 1 || code == 2 || (code >= 5 && code <= 12);
 }
 
 const char *

@@ -54,6 +54,8 @@
 #define DNS_TXT_MAX	255
 /* TLSA association data kept: a SHA-512 digest. */
 #define DNS_TLSA_DATA_MAX 64
+/* No Extended DNS Error in the answer. */
+#define DNS_EDE_NONE	(-1)
 
 /* The types sluice asks for (RFC 1035, RFC 3596, RFC 6698). */
 enum dns_type {
@@ -99,6 +101,13 @@ struct dns_answer {
 	bool ad;		/* the resolver validated it (DNSSEC) */
 	bool null_mx;		/* RFC 7505: one MX, preference 0, exchange "." */
 	bool chain_too_long;	/* more than DNS_CNAME_MAX CNAMEs */
+	/*
+	 * RFC 8914: the INFO-CODE of the first Extended DNS Error option of
+	 * the OPT record, 0..65535, or DNS_EDE_NONE. A validating resolver
+	 * says so why it answered SERVFAIL (6: DNSSEC Bogus, 7: Signature
+	 * Expired...). Its EXTRA-TEXT is not kept.
+	 */
+	int32_t ede;
 	enum dns_kind kind;
 	/*
 	 * Seconds the answer may be cached: DATA: the smallest TTL of the
@@ -137,6 +146,13 @@ int dns_name_check(const char *name);
 int dns_query_build(uint8_t *buf, size_t buflen, uint16_t id,
     const char *qname, uint16_t qtype, size_t *len);
 
+/* The same with flags: DNS_QF_CD sets CD (RFC 4035 section 3.2.2: a
+ * validating resolver then hands over what fails validation too, for
+ * us to judge). */
+#define DNS_QF_CD	1u
+int dns_query_build_flags(uint8_t *buf, size_t buflen, uint16_t id,
+    const char *qname, uint16_t qtype, unsigned flags, size_t *len);
+
 /*
  * The id of a message, to find which query it may answer. 0, or
  * DNS_EFORMAT when msg is shorter than a header or is not a response.
@@ -157,6 +173,14 @@ int dns_answer_parse(const uint8_t *msg, size_t len, uint16_t id,
 
 /* "A", "MX", "AAAA", "TLSA", "TXT", "CNAME", "SOA", else "?". */
 const char *dns_type_name(uint16_t qtype);
+/*
+ * RFC 8914 section 4's name of an INFO-CODE ("DNSSEC Bogus"), else
+ * "Unknown Error".
+ */
+const char *dns_ede_name(int32_t code);
+/* Is the INFO-CODE one that says DNSSEC validation failed (1, 2, 5-12)? */
+bool dns_ede_dnssec(int32_t code);
+
 /* "NOERROR", "SERVFAIL", "NXDOMAIN", "REFUSED", ..., else "RCODE?". */
 const char *dns_rcode_name(uint8_t rcode);
 

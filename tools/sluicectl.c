@@ -90,7 +90,7 @@ static const char usage_text[] =
     "  queue bounce ID...|FILTER...|--all\n"
     "                          return messages to their senders now (DSN)\n"
     "  flush --domain DOMAIN   retry one destination's mail now\n"
-    "  resolve [--resolver HOST:PORT] [--mx|--host] [--json] NAME\n"
+    "  resolve [--resolver HOST:PORT] [--mx|--host] [--port N] [--json] NAME\n"
     "                          the hosts mail for NAME goes to (DNS)\n"
     "  hash-password           read a password (twice, without echo, from\n"
     "                          a terminal; else one line of stdin) and\n"
@@ -791,6 +791,42 @@ resolve_addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
 		snprintf(out, len, "?");
 }
 
+/* The association data in hex (at most DNS_TLSA_DATA_MAX octets). */
+static void
+tlsa_hex(const struct dns_tlsa *rr, char out[2 * DNS_TLSA_DATA_MAX + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+	unsigned n = rr->len < DNS_TLSA_DATA_MAX ? rr->len : DNS_TLSA_DATA_MAX;
+
+	for (unsigned i = 0; i < n; i++) {
+		out[2 * i] = digits[rr->data[i] >> 4];
+		out[2 * i + 1] = digits[rr->data[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static json_t *
+tlsa_json(const struct resolve_target *t)
+{
+	json_t *a = json_array();
+	char hex[2 * DNS_TLSA_DATA_MAX + 1];
+
+	for (unsigned k = 0; a != NULL && k < t->ntlsa; k++) {
+		json_t *r = json_object();
+
+		tlsa_hex(&t->tlsa_rr[k], hex);
+		json_object_set_new(r, "usage",
+		    json_integer(t->tlsa_rr[k].usage));
+		json_object_set_new(r, "selector",
+		    json_integer(t->tlsa_rr[k].selector));
+		json_object_set_new(r, "mtype",
+		    json_integer(t->tlsa_rr[k].mtype));
+		json_object_set_new(r, "data", json_string(hex));
+		json_array_append_new(a, r);
+	}
+	return a;
+}
+
 static void
 resolve_json(const struct resolve_out *ro, const struct resolve_result *res)
 {
@@ -809,6 +845,16 @@ resolve_json(const struct resolve_out *ro, const struct resolve_result *res)
 		json_object_set_new(jt, "host", json_str(t->host));
 		json_object_set_new(jt, "pref", json_integer(t->pref));
 		json_object_set_new(jt, "addresses", as);
+		json_object_set_new(jt, "dnssec",
+		    json_string(resolve_sec_name(t->sec)));
+		if (t->tlsa != RESOLVE_TLSA_UNASKED) {
+			json_object_set_new(jt, "tlsa_status",
+			    json_string(resolve_tlsa_name(t->tlsa)));
+			json_object_set_new(jt, "tlsa", tlsa_json(t));
+		}
+		if (t->tlsa == RESOLVE_TLSA_FAIL)
+			json_object_set_new(jt, "tlsa_why",
+			    json_str(t->tlsa_why));
 		json_array_append_new(ts, jt);
 	}
 	json_object_set_new(o, "name", json_str(ro->name));
@@ -817,6 +863,8 @@ resolve_json(const struct resolve_out *ro, const struct resolve_result *res)
 	    json_string(resolve_status_name(res->status)));
 	json_object_set_new(o, "authenticated",
 	    json_boolean(res->authenticated));
+	json_object_set_new(o, "mx_dnssec",
+	    json_string(resolve_sec_name(res->mx_sec)));
 	json_object_set_new(o, "why", json_str(res->why));
 	json_object_set_new(o, "targets", ts);
 	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -854,15 +902,36 @@ resolve_print(void *arg, const struct resolve_result *res)
 			resolve_addr_text(&t->addr[k], addr, sizeof(addr));
 			printf(" %s", addr);
 		}
+		/* Unmarked: not authenticated (the status line says so). */
+		if (t->sec != RESOLVE_SEC_INSECURE)
+			printf(" (%s", resolve_sec_name(t->sec));
+		if (t->sec != RESOLVE_SEC_INSECURE &&
+		    t->tlsa != RESOLVE_TLSA_UNASKED)
+			printf(", TLSA %s", resolve_tlsa_name(t->tlsa));
+		if (t->sec != RESOLVE_SEC_INSECURE)
+			putchar(')');
 		putchar('\n');
+		for (unsigned k = 0; k < t->ntlsa; k++) {
+			char hex[2 * DNS_TLSA_DATA_MAX + 1];
+
+			tlsa_hex(&t->tlsa_rr[k], hex);
+			printf("    TLSA %u %u %u %s\n", t->tlsa_rr[k].usage,
+			    t->tlsa_rr[k].selector, t->tlsa_rr[k].mtype, hex);
+		}
+		if (t->tlsa == RESOLVE_TLSA_FAIL) {
+			fputs("    ", stdout);
+			put_str(t->tlsa_why);
+			putchar('\n');
+		}
 	}
 }
 
 /*
- * resolve [--resolver HOST:PORT] [--mx|--host] [--json] NAME: the hosts
- * and addresses delivery would use, in order. Exit 0 (RESOLVE_OK), 1
- * (permanent: mail would bounce), 75 (temporary: it would be deferred),
- * 2 (usage).
+ * resolve [--resolver HOST:PORT] [--mx|--host] [--port N] [--json] NAME:
+ * the hosts and addresses delivery would use, in order, with what DNSSEC
+ * said of them and, for secure hosts, their TLSA records for port N
+ * (25). Exit 0 (RESOLVE_OK), 1 (permanent: mail would bounce), 75
+ * (temporary: it would be deferred), 2 (usage).
  */
 static int
 cmd_resolve(const struct config *cfg, int argc, char **argv)
@@ -870,7 +939,8 @@ cmd_resolve(const struct config *cfg, int argc, char **argv)
 	struct resolver_cfg rcfg;
 	struct resolve_out ro = { NULL, true, 0, EXIT_OPERATIONAL };
 	const char *server = NULL;
-	char err[256];
+	char err[256], *end;
+	unsigned long port = 25;
 	int e;
 
 	for (int i = 1; i < argc; i++) {
@@ -878,7 +948,14 @@ cmd_resolve(const struct config *cfg, int argc, char **argv)
 			server = argv[++i];
 		else if (strncmp(argv[i], "--resolver=", 11) == 0)
 			server = argv[i] + 11;
-		else if (strcmp(argv[i], "--mx") == 0)
+		else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+			errno = 0;
+			port = strtoul(argv[++i], &end, 10);
+			if (errno != 0 || *end != '\0' || port == 0 ||
+			    port > 65535)
+				return ctl_usage_error("resolve: bad --port "
+				    "'%s'", argv[i]);
+		} else if (strcmp(argv[i], "--mx") == 0)
 			ro.mx = true;
 		else if (strcmp(argv[i], "--host") == 0)
 			ro.mx = false;
@@ -903,7 +980,11 @@ cmd_resolve(const struct config *cfg, int argc, char **argv)
 		ctl_err("%s", err);
 		return server != NULL ? EXIT_USAGE : EXIT_TEMPFAIL;
 	}
-	e = resolver_lookup_sync(&rcfg, ro.name, ro.mx, resolve_print, &ro);
+	resolver_cfg_dnssec(&rcfg, cfg->dns.dnssec_mode);
+	rcfg.trust_anchor = cfg->dns.trust_anchor != NULL ?
+	    cfg->dns.trust_anchor : RESOLVER_ROOT_KEY;
+	e = resolver_lookup_sync(&rcfg, ro.name, ro.mx, (uint16_t)port,
+	    resolve_print, &ro);
 	if (e < 0) {
 		ctl_err("cannot start the resolver: %s", strerror(-e));
 		return EXIT_TEMPFAIL;

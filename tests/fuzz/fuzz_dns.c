@@ -91,6 +91,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	assert(a.n <= DNS_RR_MAX);
 	assert(a.ncname <= DNS_CNAME_MAX);
 	assert(a.rcode <= 15);
+	/* RFC 8914: an INFO-CODE, or none; every code has a name. */
+	assert(a.ede == DNS_EDE_NONE || (a.ede >= 0 && a.ede <= 65535));
+	assert(dns_ede_name(a.ede) != NULL);
 	if (a.kind != DNS_KIND_DATA)
 		assert(a.n == 0 && !a.null_mx);
 	if (a.kind == DNS_KIND_ERROR)

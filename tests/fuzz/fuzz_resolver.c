@@ -13,10 +13,14 @@
  *
  * Input: byte 0 - attempts (bits 0-1, 1..3), cache on (bit 2), destroy
  * the resolver part-way (bit 3; byte 1 says after how many steps); bits
- * 4-5: how many lookups (1..4), one input byte each from byte 2: the name
- * (from a small list that includes a mixed-case duplicate with a trailing
- * dot and an invalid name), MX or address lookup, and whether its
- * callback starts the same lookup again (so that the cache answers it).
+ * 4-5: how many lookups (1..4); bit 6: DNSSEC (trust-ad) on; bit 7:
+ * DNSSEC validate, with a trust anchor for example.test (the answers'
+ * signatures, DS and DNSKEY sets are then the input's). One input
+ * byte each from byte 2: the name (from a small list that includes a
+ * mixed-case duplicate with a trailing dot and an invalid name), MX or
+ * address lookup, whether its callback starts the same lookup again (so
+ * that the cache answers it), and (bit 5) whether TLSA records are asked
+ * for the secure hosts.
  * The rest, split at 0xFE bytes, is one chunk per query, in the order the
  * queries arrive; its first byte says what to do with it:
  *   bits 0-1  0: answer - the query's id and question, then the chunk:
@@ -49,7 +53,11 @@
  *   in preference order, with 1..RESOLVE_ADDR_MAX addresses, IPv4 before
  *   IPv6, port 0, and each address occurs in some answer the harness
  *   sent (nothing made up); an address lookup has one target, the name
- *   itself, preference 0.
+ *   itself, preference 0;
+ * - DNSSEC: each target's status and TLSA state are in range; with DNSSEC
+ *   off every host is insecure and no TLSA is asked; TLSA records only
+ *   for secure hosts of lookups that asked, at most RESOLVE_TLSA_MAX; a
+ *   failed TLSA lookup says why.
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -87,6 +95,7 @@ struct lk {
 	bool valid;			/* a valid name */
 	bool mx;
 	bool again;			/* the callback starts it again */
+	bool tlsa;			/* TLSA for the secure hosts */
 	char norm[DNS_NAME_MAX + 1];	/* lower case, no trailing dot */
 	const char *name;
 	unsigned calls;
@@ -106,6 +115,7 @@ static struct {
 	struct uring_loop loop;
 	int udp, tcp;			/* -1: closed */
 	struct sockaddr_in addr;
+	char anchor[64];		/* validate's trust anchor file */
 } h;
 
 static struct {
@@ -115,6 +125,7 @@ static struct {
 	struct lk lk[LOOKUPS_MAX];
 	unsigned nlk;
 	bool in_lookup;			/* inside resolver_lookup() */
+	bool dnssec;			/* trust-ad or validate */
 	bool destroyed;
 	unsigned answers;		/* messages sent that could answer */
 	uint8_t *sent;			/* every answer sent, concatenated */
@@ -127,13 +138,31 @@ static struct {
 
 /* The ring once; the nameserver's sockets whenever they are missing. */
 static void
+anchor_unlink(void)
+{
+	unlink(h.anchor);
+}
+
+static void
 setup(void)
 {
 	socklen_t len;
 	int one = 1;
 
 	if (!h.ring_ok) {
+		FILE *f;
+
 		assert(uring_init(&h.ring, 256, 1024) == 0);
+		/* validate's trust anchor: a DS for example.test. */
+		snprintf(h.anchor, sizeof(h.anchor), "/tmp/fuzz_resolver.%d.ds",
+		    (int)getpid());
+		f = fopen(h.anchor, "w");
+		assert(f != NULL);
+		fputs("example.test. 3600 IN DS 2371 13 2 "
+		    "0123456789abcdef0123456789abcdef"
+		    "0123456789abcdef0123456789abcdef\n", f);
+		fclose(f);
+		atexit(anchor_unlink);
 		s.sent = malloc(SENT_MAX);
 		assert(s.sent != NULL);
 		for (int i = 0; i < TCP_CONNS_MAX; i++)
@@ -266,9 +295,26 @@ lookup_done(void *arg, const struct resolve_result *res)
 	}
 	if (!l->mx && res->status == RESOLVE_OK)
 		assert(res->ntargets == 1);
+	assert(res->mx_sec <= RESOLVE_SEC_BOGUS);
 	for (unsigned i = 0; i < res->ntargets; i++) {
 		const struct resolve_target *t = &res->targets[i];
 		bool v6 = false;
+
+		assert(t->sec <= RESOLVE_SEC_BOGUS);
+		assert(t->tlsa <= RESOLVE_TLSA_FAIL);
+		assert(t->ntlsa <= RESOLVE_TLSA_MAX);
+		if (!s.dnssec)
+			assert(t->sec == RESOLVE_SEC_INSECURE);
+		if (!s.dnssec || !l->tlsa)
+			assert(t->tlsa == RESOLVE_TLSA_UNASKED);
+		if (t->tlsa != RESOLVE_TLSA_UNASKED)
+			assert(t->sec == RESOLVE_SEC_SECURE);
+		if (t->tlsa != RESOLVE_TLSA_FOUND)
+			assert(t->ntlsa == 0);
+		if (t->tlsa == RESOLVE_TLSA_FAIL)
+			assert(t->tlsa_why[0] != '\0' &&
+			    strnlen(t->tlsa_why, sizeof(t->tlsa_why)) <
+			    sizeof(t->tlsa_why));
 
 		assert(lower_host(t->host));
 		if (!l->mx)
@@ -316,7 +362,8 @@ lookup_start(unsigned i)
 	struct lk *l = &s.lk[i];
 
 	s.in_lookup = true;
-	resolver_lookup(s.r, l->name, l->mx, lookup_done, l);
+	resolver_lookup_tlsa(s.r, l->name, l->mx, l->tlsa ? 25 : 0,
+	    lookup_done, l);
 	s.in_lookup = false;
 }
 
@@ -566,6 +613,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.timeout_ms = TIMEOUT_MS;
 	cfg.attempts = 1 + (data[0] & 3) % 3;
 	cfg.cache_max = data[0] & 4 ? 16 : 0;
+	s.dnssec = data[0] & (64 | 128);
+	cfg.dnssec = data[0] & 128 ? RESOLVE_DNSSEC_VALIDATE : s.dnssec ?
+	    RESOLVE_DNSSEC_TRUST_AD : RESOLVE_DNSSEC_OFF;
+	cfg.trust_anchor = h.anchor;
 	if (data[0] & 8)
 		destroy_at = 1 + data[1] % 16;
 	nlook = 1 + ((data[0] >> 4) & 3);
@@ -593,6 +644,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		l->name = names[b & 7];
 		l->mx = b & 8;
 		l->again = b & 16;
+		l->tlsa = b & 32;
 		l->valid = dns_name_check(l->name) == 0;
 		if (l->valid) {
 			n = strlen(l->name);

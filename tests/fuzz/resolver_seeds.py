@@ -51,7 +51,8 @@ class Answer:
                 counts + self.body)
 
 
-A, MX, CNAME, SOA, AAAA = 1, 15, 5, 6, 28
+A, MX, CNAME, SOA, AAAA, TLSA = 1, 15, 5, 6, 28, 52
+AD = 0x0020  # authenticated data: what a validating resolver sets
 
 
 def mx_rdata(pref, host_bytes):
@@ -140,6 +141,32 @@ def many_over_tcp():
     write("tcp-many", [0x02, 0, 0x02 | 0x08], chunks)
 
 
+def dane_tlsa():
+    # DNSSEC on: MX of example.test, 10 mx1 and 20 mx2, every answer with
+    # AD; mx1's TLSA (_25._tcp.mx1.example.test) 3 1 1 and a PKIX-EE
+    # record; mx2's TLSA query SERVFAIL (bogus); the callback asks again.
+    m = Answer("example.test", flags=0x8180 | AD)
+    m.rr(0, ptr(Q), MX, mx_rdata(10, b"\x03mx1" + ptr(Q)))
+    m.rr(0, ptr(Q), MX, mx_rdata(20, b"\x03mx2" + ptr(Q)))
+    chunks = [m.chunk()]
+    for h in ("mx1", "mx2"):
+        a = Answer("%s.example.test" % h, flags=0x8180 | AD)
+        a.rr(0, ptr(Q), A, bytes([192, 0, 2, 1 if h == "mx1" else 2]))
+        aaaa = Answer("%s.example.test" % h, flags=0x8180 | AD)
+        soa(aaaa)
+        chunks += [a.chunk(), aaaa.chunk()]
+    t = Answer("_25._tcp.mx1.example.test", flags=0x8180 | AD)
+    t.rr(0, ptr(Q), TLSA, bytes([3, 1, 1]) + bytes(range(32)))
+    t.rr(0, ptr(Q), TLSA, bytes([1, 1, 1]) + bytes(32))
+    chunks.append(t.chunk())
+    chunks.append(Answer("_25._tcp.mx2.example.test", rcode=2).chunk())
+    write("dane-tlsa", [0x40 | 0x04, 0, 0x08 | 0x10 | 0x20], chunks)
+    # The same under validate (trust anchor: example.test's DS): unsigned
+    # answers, so sluice asks for the DS sets that could prove them
+    # insecure; those queries get what follows (nothing: they time out).
+    write("validate-unsigned", [0x80 | 0x04, 0, 0x08 | 0x20], chunks)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     mx_two_hosts()
@@ -147,3 +174,4 @@ if __name__ == "__main__":
     truncated_then_tcp()
     nxdomain_implicit()
     many_over_tcp()
+    dane_tlsa()

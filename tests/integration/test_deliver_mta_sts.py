@@ -2,8 +2,8 @@
 # timeout: 180
 # Description: MTA-STS (RFC 8461) for MX delivery, all on loopback: a real
 # nsd serves the _mta-sts TXT records, the MX records and the hosts'
-# addresses (127.0.31.x); a Python HTTPS server on 127.0.31.1:443 serves
-# every mta-sts.DOMAIN policy, with a certificate from a test CA
+# addresses (127.0.31.x or another free /24); a Python HTTPS server on
+# its .1:443 serves every mta-sts.DOMAIN policy, with a certificate from a test CA
 # (mta_sts.ca_file); the MX hosts are aiosmtpd servers with STARTTLS and a
 # certificate from the same CA. Routes are `smtp:DOMAIN:PORT` (an MX
 # lookup of DOMAIN, the policy domain, on a test port).
@@ -54,24 +54,39 @@ if not dnslib.have_nsd():
 import deliverlib as dl
 import tlslib
 
-WEB = "127.0.31.1"
-MX = {"enf": "127.0.31.2", "notin": "127.0.31.3", "wrong": "127.0.31.4",
-      "testing": "127.0.31.5", "exp": "127.0.31.6", "down": "127.0.31.7",
-      "slow": "127.0.31.8"}
-NOWEB = "127.0.31.9"            # nothing listens on 443 here
-BADWEB = "127.0.31.10"          # 443 with a certificate from another CA
+# The policy URL has no port: the HTTPS server must have 443 on its own
+# address. Another run of this test (a second checkout) may hold one
+# subnet, so the first /24 of a few whose port 443 is free is taken.
+def pick_net():
+    err = None
+    for net in ("127.0.31.", "127.0.131.", "127.0.231.", "127.0.71."):
+        try:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((net + "1", 443))
+            return net
+        except OSError as e:
+            err = e
+    sluice.skip("cannot bind port 443 on 127.0.x.1 (it needs root): %s"
+                % err)
+
+
+NET = pick_net()
+WEB = NET + "1"
+MX = {"enf": NET + "2", "notin": NET + "3", "wrong": NET + "4",
+      "testing": NET + "5", "exp": NET + "6", "down": NET + "7",
+      "slow": NET + "8"}
+NOWEB = NET + "9"               # nothing listens on 443 here
+BADWEB = NET + "10"             # 443 with a certificate from another CA
 # Policy domains whose fetch fails another way; their mail goes to the
 # host of down.test.
-DENIED = "127.0.31.11"          # in delivery.denied_networks
+DENIED = NET + "11"             # in delivery.denied_networks
 ODD = ("untrusted", "invalid", "redirect", "denied")
 
 try:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((WEB, 443))
     PORT = dl.free_port(tuple(MX.values()))
 except (RuntimeError, OSError) as e:
-    sluice.skip("cannot bind 127.0.31.x (port 443 needs root): %s" % e)
+    sluice.skip("no free port on %sx: %s" % (NET, e))
 
 # One certificate for every name that should verify; the MX hosts of
 # wrong.test and testing.test are left out of it on purpose.

@@ -128,7 +128,7 @@ with dnslib.NSD(tmp, ZONES) as ns:
         check_status(rc, doc, 0, "ok", "aonly.test")
         if doc:
             T.eq(doc["targets"], [{"host": "aonly.test", "pref": 0,
-                                   "addresses": ["127.0.0.20"]}], "one implicit target")
+                                   "addresses": ["127.0.0.20"], "dnssec": "insecure"}], "one implicit target")
 
     with T.case("text output and trailing dot / upper case"):
         p = subprocess.run([sluice.SLUICECTL, "resolve", "--resolver", ns.spec, "MX.Test."],
@@ -145,7 +145,8 @@ with dnslib.NSD(tmp, ZONES) as ns:
         check_status(rc, doc, 0, "ok", "--host mx2.mx.test")
         if doc:
             T.eq(doc["targets"], [{"host": "mx2.mx.test", "pref": 0,
-                                   "addresses": ["127.0.0.12"]}], "the host itself")
+                                   "addresses": ["127.0.0.12"],
+                                   "dnssec": "insecure"}], "the host itself")
         rc, doc, err, _ = resolve(ns.spec, "alias.mx.test", "--host")
         check_status(rc, doc, 0, "ok", "--host alias.mx.test")
         if doc:
@@ -236,8 +237,10 @@ with T.case("a truncated answer is asked again over TCP"):
         check_status(rc, doc, 0, "ok", "big.test over TCP")
         if doc:
             T.eq(doc["targets"], [
-                {"host": "mx1.big.test", "pref": 10, "addresses": ["127.0.0.41"]},
-                {"host": "mx2.big.test", "pref": 20, "addresses": ["127.0.0.42", "::1"]},
+                {"host": "mx1.big.test", "pref": 10, "addresses": ["127.0.0.41"],
+                 "dnssec": "insecure"},
+                {"host": "mx2.big.test", "pref": 20, "addresses": ["127.0.0.42", "::1"],
+                 "dnssec": "insecure"},
             ], "the TCP answers are used")
         T.ok(("big.test.", "MX", False) in tc.log and ("big.test.", "MX", True) in tc.log,
              "MX asked over UDP, then over TCP", str(tc.log))

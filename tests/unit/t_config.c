@@ -28,6 +28,7 @@
 
 #include "check.h"
 #include "../../engine/config.h"
+#include "../../deliver/resolver.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 #define MAX_ERRS	24
@@ -328,6 +329,17 @@ static const struct error_case error_cases[] = {
 	  {0}, {0},
 	  { "@:3: listen.0.tls: invalid TLS mode 'on' (expected none, "
 	    "starttls, required or implicit)" } },
+	{ "dnssec_bad", "dns:\n  dnssec: yes\n", {0}, {0},
+	  { "@:2: dns.dnssec: bad dnssec 'yes': want off, trust-ad or "
+	    "validate" } },
+	{ "trust_anchor_missing", "dns:\n  trust_anchor: /nonexistent/k\n",
+	  {0}, {0},
+	  { "@:2: dns.trust_anchor: trust anchor /nonexistent/k: cannot "
+	    "open it" } },
+
+	{ "delivery_tls_bad", "delivery:\n  tls: dane-ish\n", {0}, {0},
+	  { "@:2: delivery.tls: bad tls 'dane-ish': want none, may, encrypt, "
+	    "verify, dane or dane-only" } },
 	{ "tls_cert_without_key", "tls:\n  cert: /etc/hostname\n", {0}, {0},
 	  { "@:2: tls.key: required with tls.cert" } },
 	{ "tls_cert_missing", "tls:\n  cert: /nonexistent/c.pem\n"
@@ -936,9 +948,12 @@ test_routes_tls_auth(void)
 	password_file(pw_open, sizeof pw_open, "s3cret\n", 0644);
 
 	CHECK_FATAL(load(&cfg, &errs, NULL, NULL, NULL, NULL) == 0);
-	CHECK(strcmp(cfg.delivery.tls, "may") == 0);
-	CHECK(cfg.delivery.tls_level == ROUTE_TLS_MAY);
+	/* MX delivery: DANE where DNSSEC says so, may elsewhere. */
+	CHECK(strcmp(cfg.delivery.tls, "dane") == 0);
+	CHECK(cfg.delivery.tls_level == ROUTE_TLS_DANE);
 	CHECK(cfg.delivery.tls_ca_file == NULL);
+	CHECK(cfg.dns.dnssec == NULL);
+	CHECK(cfg.dns.dnssec_mode == RESOLVE_DNSSEC_CFG_AUTO);
 	config_free(&cfg);
 
 	snprintf(yaml, sizeof yaml,
@@ -1059,7 +1074,8 @@ test_routes_tls_auth(void)
 			"@:19: routes.4: no TLS over a unix socket: tls must "
 			    "be none or may",
 			"@:22: routes.5.tls: bad tls 'sometimes': want none, "
-			    "may, encrypt, verify or implicit",
+			    "may, encrypt, verify, dane, dane-only or "
+			    "implicit",
 			NULL,
 		};
 
@@ -1188,6 +1204,10 @@ struct value_case {
 #define F(m)	offsetof(struct config, m), sizeof(((struct config *)0)->m)
 
 static const struct value_case value_cases[] = {
+	{ "dns.dnssec=off", F(dns.dnssec_mode), 1, NULL },
+	{ "dns.dnssec=trust-ad", F(dns.dnssec_mode), 2, NULL },
+	{ "dns.dnssec=validate", F(dns.dnssec_mode), 3, NULL },
+	{ "delivery.tls=dane-only", F(delivery.tls_level), 6, NULL },
 	{ "limits.message_size=1024", F(limits.message_size), 1024, NULL },
 	{ "limits.message_size=1k", F(limits.message_size), 1024, NULL },
 	{ "limits.message_size=1K", F(limits.message_size), 1024, NULL },

@@ -213,6 +213,8 @@ ref_format(const struct dlog_entry *e)
 	ref_str(o, "addr", e->addr);
 	ref_str(o, "tls", e->tls);
 	ref_str(o, "tls_verify", e->tls_verify);
+	ref_str(o, "tls_auth", e->tls_auth);
+	ref_str(o, "tlsa", e->tlsa);
 	ref_str(o, "tls_policy", e->tls_policy);
 	ref_int(o, "code", e->code);
 	ref_str(o, "enhanced", e->enhanced);
@@ -307,15 +309,16 @@ reference(void)
 	}
 	for (i = 0; i < NELEM(corpus); i++) {
 		/* Every string field takes every corpus entry. */
-		for (f = 0; f < 14; f++) {
+		for (f = 0; f < 16; f++) {
 			struct dlog_entry e = full;
 			const char **fields[] = { &e.queue_id, &e.sender,
 				&e.rcpt, &e.destination, &e.transport, &e.mx,
-				&e.addr, &e.tls, &e.tls_verify, &e.tls_policy,
-				&e.enhanced, &e.text, &e.dsn_queue_id, &e.text };
+				&e.addr, &e.tls, &e.tls_verify, &e.tls_auth,
+				&e.tlsa, &e.tls_policy, &e.enhanced, &e.text,
+				&e.dsn_queue_id, &e.text };
 
 			*fields[f] = corpus[i];
-			if (f == 13)
+			if (f == 15)
 				e.rcpt = e.sender = e.mx = NULL;
 			same_as_ref(&e);
 		}
@@ -374,6 +377,47 @@ reference(void)
 		same_as_ref(&e);
 	}
 	printf("PASS reference\n");
+}
+
+/* The TLS fields: after addr, tls_auth and tlsa (DANE) after tls. */
+static void
+tls_fields(void)
+{
+	struct buf b = { 0 };
+	struct dlog_entry e = full;
+	json_t *o;
+	const char *k;
+	json_t *v;
+	size_t i = 0;
+	static const char *const order[] = { "addr", "tls", "tls_auth",
+		"tlsa", "code" };
+
+	printf("RUN tls_fields\n");
+	e.tls = "TLSv1.3 TLS_AES_256_GCM_SHA384";
+	e.tls_auth = "dane";
+	e.tlsa = "3 1 1";
+	CHECK_FATAL(dlog_format(&b, &e) == 0);
+	o = parse_line(&b);
+	CHECK(str_is(o, "tls_auth", "dane"));
+	CHECK(str_is(o, "tlsa", "3 1 1"));
+	json_object_foreach(o, k, v) {
+		(void)v;
+		if (i < NELEM(order) && strcmp(k, order[i]) == 0)
+			i++;
+	}
+	CHECK(i == NELEM(order));
+	json_decref(o);
+	buf_free(&b);
+	/* Without a connection neither appears. */
+	e.tls_auth = NULL;
+	e.tlsa = NULL;
+	CHECK_FATAL(dlog_format(&b, &e) == 0);
+	o = parse_line(&b);
+	CHECK(json_object_get(o, "tls_auth") == NULL);
+	CHECK(json_object_get(o, "tlsa") == NULL);
+	json_decref(o);
+	buf_free(&b);
+	printf("PASS tls_fields\n");
 }
 
 static void
@@ -776,6 +820,7 @@ main(void)
 {
 	reference();
 	round_trip();
+	tls_fields();
 	escaping();
 	long_strings();
 	omitted();

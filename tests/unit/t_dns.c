@@ -3,8 +3,9 @@
  * asked name and type) and parses answers built with ldns: MX with
  * several preferences, null MX, CNAME chains (and loops), NXDOMAIN and
  * NODATA with their SOA TTL, the TC and AD bits, records of other owners
- * ignored, mismatched id/question/opcode rejected, truncated and random
- * garbage rejected without crashing.
+ * ignored, the Extended DNS Error of a SERVFAIL (RFC 8914), mismatched
+ * id/question/opcode rejected, truncated and random garbage rejected
+ * without crashing.
  */
 #include "check.h"
 #include "../../proto/dns.h"
@@ -26,6 +27,8 @@ struct msg {
 	bool tc, ad, query;
 	const char *an[40];		/* zone-file lines, NULL-terminated */
 	const char *ns[4];
+	size_t ede_len;			/* an EDE option (RFC 8914): */
+	const uint8_t *ede;		/* octets: INFO-CODE, EXTRA-TEXT */
 };
 
 /* Builds m with ldns into wire; returns the length. */
@@ -67,6 +70,16 @@ build(const struct msg *m)
 		CHECK_FATAL(ldns_rr_new_frm_str(&rr, m->ns[i], 0, NULL, NULL) ==
 		    LDNS_STATUS_OK);
 		CHECK_FATAL(ldns_pkt_push_rr(p, LDNS_SECTION_AUTHORITY, rr));
+	}
+	if (m->ede != NULL) {
+		ldns_edns_option_list *l = ldns_edns_option_list_new();
+		ldns_edns_option *o = ldns_edns_new_from_data(LDNS_EDNS_EDE,
+		    m->ede_len, m->ede);
+
+		CHECK_FATAL(l != NULL && o != NULL);
+		CHECK_FATAL(ldns_edns_option_list_push(l, o));
+		ldns_pkt_set_edns_udp_size(p, 1232);
+		ldns_pkt_set_edns_option_list(p, l);
 	}
 	CHECK_FATAL(ldns_pkt2wire(&w, p, &n) == LDNS_STATUS_OK);
 	CHECK_FATAL(n <= sizeof(wire));
@@ -373,6 +386,55 @@ test_negative(void)
 	puts("PASS negative");
 }
 
+/* RFC 8914: the Extended DNS Error a validating resolver adds. */
+static void
+test_ede(void)
+{
+	static const uint8_t expired[] = { 0, 7, 'e', 'x', 'p', '\n' };
+	static const uint8_t short_opt[] = { 7 };
+	static const uint8_t big[] = { 0xff, 0xfe };
+	static const struct msg sf = {
+		.id = 21, .qname = "expired.test.", .qtype = LDNS_RR_TYPE_MX,
+		.rcode = LDNS_RCODE_SERVFAIL, .ede = expired,
+		.ede_len = sizeof(expired),
+	};
+	static const struct msg bad = {
+		.id = 22, .qname = "x.test.", .qtype = LDNS_RR_TYPE_MX,
+		.rcode = LDNS_RCODE_SERVFAIL, .ede = short_opt,
+		.ede_len = sizeof(short_opt),
+	};
+	static const struct msg unknown = {
+		.id = 23, .qname = "x.test.", .qtype = LDNS_RR_TYPE_TLSA,
+		.rcode = LDNS_RCODE_SERVFAIL, .ede = big,
+		.ede_len = sizeof(big),
+	};
+	static const struct msg none = {
+		.id = 24, .qname = "x.test.", .qtype = LDNS_RR_TYPE_MX,
+		.rcode = LDNS_RCODE_SERVFAIL,
+	};
+
+	puts("RUN ede");
+	CHECK(parse(&sf, 21, "expired.test", DNS_T_MX) == 0);
+	CHECK(ans.kind == DNS_KIND_ERROR && ans.rcode == 2);
+	CHECK(ans.ede == 7);
+	CHECK(strcmp(dns_ede_name(ans.ede), "Signature Expired") == 0);
+	CHECK(dns_ede_dnssec(ans.ede));
+	/* An option too short for its INFO-CODE is no EDE. */
+	CHECK(parse(&bad, 22, "x.test", DNS_T_MX) == 0);
+	CHECK(ans.ede == DNS_EDE_NONE);
+	CHECK(parse(&unknown, 23, "x.test", DNS_T_TLSA) == 0);
+	CHECK(ans.ede == 0xfffe);
+	CHECK(strcmp(dns_ede_name(ans.ede), "Unknown Error") == 0);
+	CHECK(!dns_ede_dnssec(ans.ede));
+	CHECK(parse(&none, 24, "x.test", DNS_T_MX) == 0);
+	CHECK(ans.ede == DNS_EDE_NONE);
+	CHECK(strcmp(dns_ede_name(6), "DNSSEC Bogus") == 0);
+	CHECK(strcmp(dns_ede_name(24), "Invalid Data") == 0);
+	CHECK(dns_ede_dnssec(6) && dns_ede_dnssec(1) && !dns_ede_dnssec(22));
+	CHECK(!dns_ede_dnssec(DNS_EDE_NONE));
+	puts("PASS ede");
+}
+
 static void
 test_flags(void)
 {
@@ -595,6 +657,7 @@ main(void)
 	test_cname();
 	test_negative();
 	test_flags();
+	test_ede();
 	test_mismatch();
 	test_bounds();
 	test_txt();

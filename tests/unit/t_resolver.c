@@ -13,7 +13,11 @@
  * and destroying the
  * resolver with UDP and TCP requests in flight (or still unsubmitted) calls
  * nobody back and leaves nothing behind (ASan/LSan). Also the nameserver
- * syntax of resolver_cfg_server() and resolv.conf.
+ * syntax of resolver_cfg_server() and resolv.conf. DNSSEC (trust-ad): a
+ * host is secure only when its MX and address answers carried AD, bogus
+ * when one was SERVFAIL; TLSA records are asked for secure hosts only
+ * (_25._tcp.HOST), kept when authenticated, "none" for an authenticated
+ * NXDOMAIN, "fail" (with why) for a SERVFAIL; with DNSSEC off none are.
  * timeout: 120
  */
 #include "check.h"
@@ -173,6 +177,54 @@ cname_of(const char *owner)
  *   a CNAME only; x.sfail.test: SERVFAIL.
  * Returns the reply's length, 0 for none.
  */
+/*
+ * ZONE.dnssec.test, as a validating resolver would answer: MX 10
+ * mx.ZONE (AD); mx.ZONE A 127.0.0.1 (AD, except insecaddr), AAAA none
+ * (AD; SERVFAIL for bogusaddr); _25._tcp.mx.ZONE TLSA 3 1 1 and 1 1 1
+ * (sec), NXDOMAIN (notlsa), SERVFAIL (tlsafail). Returns the AD bit.
+ */
+static bool
+dnssec_answer(ldns_pkt *rp, const char *owner, uint16_t type)
+{
+	static const char dig[] = "0123456789abcdef0123456789abcdef"
+	    "0123456789abcdef0123456789abcdef";
+	bool tlsa = starts(owner, "_25._tcp.mx.");
+	bool mx = !tlsa && starts(owner, "mx.");
+	const char *zone = tlsa ? owner + 12 : mx ? owner + 3 : owner;
+
+	if (tlsa && type == DNS_T_TLSA) {
+		if (starts(zone, "tlsafail.")) {
+			ldns_pkt_set_rcode(rp, LDNS_RCODE_SERVFAIL);
+			return false;
+		}
+		if (starts(zone, "notlsa.")) {
+			ldns_pkt_set_rcode(rp, LDNS_RCODE_NXDOMAIN);
+			soa(rp);
+			return true;
+		}
+		add(rp, LDNS_SECTION_ANSWER, "%s 300 IN TLSA 3 1 1 %s", owner,
+		    dig);
+		add(rp, LDNS_SECTION_ANSWER, "%s 300 IN TLSA 1 1 1 %s", owner,
+		    dig);
+		return true;
+	}
+	if (!tlsa && !mx && type == DNS_T_MX) {
+		add(rp, LDNS_SECTION_ANSWER, "%s 300 IN MX 10 mx.%s", owner,
+		    owner);
+		return true;
+	}
+	if (mx && type == DNS_T_A) {
+		add(rp, LDNS_SECTION_ANSWER, "%s 300 IN A 127.0.0.1", owner);
+		return !starts(zone, "insecaddr.");
+	}
+	if (mx && type == DNS_T_AAAA && starts(zone, "bogusaddr.")) {
+		ldns_pkt_set_rcode(rp, LDNS_RCODE_SERVFAIL);
+		return false;
+	}
+	soa(rp);
+	return true;
+}
+
 static size_t
 respond(const uint8_t *q, size_t qlen, bool tcp, uint8_t *out, size_t cap)
 {
@@ -213,7 +265,9 @@ respond(const uint8_t *q, size_t qlen, bool tcp, uint8_t *out, size_t cap)
 	ldns_pkt_push_rr(rp, LDNS_SECTION_QUESTION, copy);
 	base = starts(owner, "mx.") ? owner + 3 : owner;
 	snprintf(host, sizeof(host), "mx.%s", base);
-	if (cname_of(owner) != NULL) {
+	if (strstr(owner, ".dnssec.test.") != NULL) {
+		ad = dnssec_answer(rp, owner, type);
+	} else if (cname_of(owner) != NULL) {
 		add(rp, LDNS_SECTION_ANSWER, "%s 300 IN CNAME %s", owner,
 		    cname_of(owner));
 	} else if (strcmp(owner, "x.sfail.test.") == 0) {
@@ -396,6 +450,10 @@ struct got {
 	char host[256];
 	unsigned naddr;
 	char why[160];
+	uint8_t mx_sec, sec, tlsa;	/* DNSSEC: of the first target */
+	unsigned ntlsa;
+	struct dns_tlsa tlsa_rr[RESOLVE_TLSA_MAX];
+	char tlsa_why[128];
 };
 
 static bool in_lookup;
@@ -413,9 +471,17 @@ got_cb(void *arg, const struct resolve_result *res)
 	g->authenticated = res->authenticated;
 	g->ntargets = res->ntargets;
 	snprintf(g->why, sizeof(g->why), "%s", res->why);
+	g->mx_sec = res->mx_sec;
 	if (res->ntargets > 0) {
-		snprintf(g->host, sizeof(g->host), "%s", res->targets[0].host);
-		g->naddr = res->targets[0].naddr;
+		const struct resolve_target *t = &res->targets[0];
+
+		snprintf(g->host, sizeof(g->host), "%s", t->host);
+		g->naddr = t->naddr;
+		g->sec = t->sec;
+		g->tlsa = t->tlsa;
+		g->ntlsa = t->ntlsa;
+		memcpy(g->tlsa_rr, t->tlsa_rr, sizeof(g->tlsa_rr));
+		snprintf(g->tlsa_why, sizeof(g->tlsa_why), "%s", t->tlsa_why);
 	}
 }
 
@@ -595,6 +661,71 @@ test_flags(struct io_uring *ring, struct resolver *r)
 	puts("PASS flags");
 }
 
+static void
+lookup_tlsa(struct resolver *r, const char *name, struct got *g)
+{
+	memset(g, 0, sizeof(*g));
+	in_lookup = true;
+	resolver_lookup_tlsa(r, name, true, 25, got_cb, g);
+	in_lookup = false;
+	CHECK(g->calls == 0);
+}
+
+/* DNSSEC: each host's status, and TLSA for the secure ones only. */
+static void
+test_dnssec(struct io_uring *ring, bool on)
+{
+	struct resolver_cfg cfg;
+	struct resolver *r;
+	struct got sec, notlsa, fail, insec, bogus;
+	int base = total_calls;
+
+	printf("RUN dnssec/%s\n", on ? "trust-ad" : "off");
+	server_cfg(&cfg, 1000);
+	cfg.dnssec = on ? RESOLVE_DNSSEC_TRUST_AD : RESOLVE_DNSSEC_OFF;
+	CHECK_FATAL(resolver_create(&r, ring, OP, &cfg) == 0);
+	lookup_tlsa(r, on ? "sec.dnssec.test" : "sec2.dnssec.test", &sec);
+	lookup_tlsa(r, "notlsa.dnssec.test", &notlsa);
+	lookup_tlsa(r, "tlsafail.dnssec.test", &fail);
+	lookup_tlsa(r, "insecaddr.dnssec.test", &insec);
+	lookup_tlsa(r, "bogusaddr.dnssec.test", &bogus);
+	pump(ring, r, base + 5, 10000, true);
+	CHECK(sec.status == RESOLVE_OK && notlsa.status == RESOLVE_OK &&
+	    fail.status == RESOLVE_OK && insec.status == RESOLVE_OK &&
+	    bogus.status == RESOLVE_OK);
+	if (!on) {
+		CHECK(sec.sec == RESOLVE_SEC_INSECURE);
+		CHECK(sec.tlsa == RESOLVE_TLSA_UNASKED && sec.ntlsa == 0);
+		CHECK(bogus.sec == RESOLVE_SEC_INSECURE);
+		CHECK(seen("_25._tcp.mx.sec2.dnssec.test.", DNS_T_TLSA,
+		    false) == 0);
+		goto out;
+	}
+	CHECK(sec.mx_sec == RESOLVE_SEC_SECURE);
+	CHECK(sec.sec == RESOLVE_SEC_SECURE);
+	CHECK(sec.tlsa == RESOLVE_TLSA_FOUND && sec.ntlsa == 2);
+	CHECK(sec.tlsa_rr[0].usage == 3 && sec.tlsa_rr[0].selector == 1 &&
+	    sec.tlsa_rr[0].mtype == 1 && sec.tlsa_rr[0].len == 32);
+	CHECK(sec.tlsa_rr[1].usage == 1);
+	CHECK(notlsa.sec == RESOLVE_SEC_SECURE);
+	CHECK(notlsa.tlsa == RESOLVE_TLSA_NONE && notlsa.ntlsa == 0);
+	CHECK(fail.sec == RESOLVE_SEC_SECURE && fail.tlsa == RESOLVE_TLSA_FAIL);
+	CHECK(strstr(fail.tlsa_why, "SERVFAIL") != NULL);
+	CHECK(strstr(fail.tlsa_why, "mx.tlsafail.dnssec.test") != NULL);
+	/* Not secure: no TLSA query at all (RFC 7672 section 2.2). */
+	CHECK(insec.sec == RESOLVE_SEC_INSECURE);
+	CHECK(insec.tlsa == RESOLVE_TLSA_UNASKED);
+	CHECK(seen("_25._tcp.mx.insecaddr.dnssec.test.", DNS_T_TLSA,
+	    false) == 0);
+	CHECK(bogus.sec == RESOLVE_SEC_BOGUS);
+	CHECK(bogus.tlsa == RESOLVE_TLSA_UNASKED);
+	CHECK(seen("_25._tcp.mx.sec.dnssec.test.", DNS_T_TLSA, false) == 1);
+out:
+	resolver_destroy(r);
+	pump(ring, NULL, total_calls + 1, 200, false);
+	printf("PASS dnssec/%s\n", on ? "trust-ad" : "off");
+}
+
 /* Answers that end in a CNAME: chased; failures there defer, not bounce. */
 static void
 test_cname(struct io_uring *ring, struct resolver *r)
@@ -772,6 +903,8 @@ main(void)
 	test_overload(&ring, r);
 	resolver_destroy(r);
 	pump(&ring, NULL, total_calls + 1, 200, false);
+	test_dnssec(&ring, true);
+	test_dnssec(&ring, false);
 	test_destroy(&ring);
 	io_uring_queue_exit(&ring);
 	srv_stop();

@@ -137,6 +137,7 @@ deliver_global_free(void)
 				dl_stats_drop(it);
 			} else {
 				dl_pass_leave(it);
+				rbuf_put(it->rec);
 				free(it);
 			}
 			it = next;
@@ -209,7 +210,7 @@ dl_share(uint32_t total)
 int
 deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
     const struct envelope *env, const bool *pending, uint16_t attempts,
-    uint64_t next_try_us, bool *discarded)
+    uint64_t next_try_us, bool *discarded, struct rbuf *rec)
 {
 	/* One configuration for the whole message, even across a reload. */
 	const struct deliver_cfg *cfg = atomic_load(&g_cfg);
@@ -275,6 +276,7 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		}
 		it->route = r;
 		it->cfg_gen = cfg->generation;
+		it->rec = rec != NULL ? rbuf_ref(rec) : NULL;
 		it->qid = qid;
 		it->mm = *mm;
 		it->arrival_us = env->arrival_us;
@@ -564,6 +566,7 @@ dl_item_free(struct deliver *d, struct dl_item *it)
 	}
 	if (it->pass != NULL)
 		dl_pass_settle(d, it, NULL);	/* dropped, parked: no result */
+	rbuf_put(it->rec);
 	free(it);
 }
 
@@ -1356,6 +1359,7 @@ deliver_destroy(struct deliver *d)
 	}
 	while ((it = heap_pop(d)) != NULL) {
 		dl_pass_leave(it);
+		rbuf_put(it->rec);
 		free(it);
 	}
 	/* deliver_stop() waited for these: none is in flight any more. */
@@ -1368,6 +1372,7 @@ deliver_destroy(struct deliver *d)
 			n = ds->hnext;
 			while ((it = dl_dest_pop(ds)) != NULL) {
 				dl_pass_leave(it);
+				rbuf_put(it->rec);
 				free(it);
 			}
 			free(ds->targets);

@@ -37,6 +37,7 @@ struct io_uring;
 struct deliver;
 struct queue_index;
 struct queue_update;
+struct rbuf;
 
 /*
  * What delivery asks of the shard it runs on (engine/shard.c provides it):
@@ -141,12 +142,15 @@ int deliver_dispatch_msg(const struct queue_msg *m, const bool *pending,
  * delivered (NULL: all are); attempts and next_try_us come from the index
  * (0 for a new message). Recipients routed to discard are reported through
  * *discarded (a bitmap of nrcpt bits the caller marks delivered); may be
- * NULL when the caller has none to mark. Returns the number of items
- * posted, or -ENOMEM.
+ * NULL when the caller has none to mark. rec (may be NULL): the record's
+ * bytes in memory, exactly as written to the spool; each item takes a
+ * reference and its first attempt sends from it instead of reading the
+ * record back (the caller keeps its own reference). Returns the number of
+ * items posted, or -ENOMEM.
  */
 int deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
     const struct envelope *env, const bool *pending, uint16_t attempts,
-    uint64_t next_try_us, bool *discarded);
+    uint64_t next_try_us, bool *discarded, struct rbuf *rec);
 
 /*
  * Operator commands, posted to a shard's inbox (any thread):

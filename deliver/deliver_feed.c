@@ -76,7 +76,7 @@ deliver_dispatch_msg(const struct queue_msg *m, const bool *pending,
 	if (next_try_us != UINT64_MAX)
 		next = next_try_us;
 	n = any ? deliver_dispatch(&m->meta, m->qid, &m->env, want, attempts,
-	    next, NULL) : 0;
+	    next, NULL, NULL) : 0;
 	free(want);
 	return n;
 }
@@ -192,6 +192,7 @@ dl_start_park(unsigned owner, struct dl_item *it, uint64_t next_try_us)
 	}
 	atomic_fetch_add(&dl_feeds[owner].submitted, it->nrcpt);
 	feed.start_parked += it->nrcpt;
+	rbuf_put(it->rec);
 	free(it);
 	if (feed.nstart_ups >= START_PARK_BATCH)
 		start_flush();

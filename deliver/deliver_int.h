@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "../lib/buf.h"
+#include "../lib/rbuf.h"
 #include "../proto/smtp_client.h"
 #include "deliver.h"
 #include "dlog.h"
@@ -111,6 +112,10 @@ struct dl_item {
 	uint8_t upd;			/* DELIVER_CTL_UPDATE: the kind */
 	bool redirect;			/* dev_redirect: one address for all */
 	bool dropped;			/* held or deleted while on a connection */
+	bool from_mem;			/* its record being read came from rec */
+	struct rbuf *rec;		/* the record in memory (a reference),
+					 * until its first read; NULL: read
+					 * it back from the spool */
 	struct dl_pass *pass;		/* the dispatch it is part of, until
 					 * settled (deliver_bounce.c) */
 	char *domain;			/* points into the allocation */

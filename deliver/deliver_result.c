@@ -27,6 +27,7 @@
 
 #include "../lib/clock.h"
 #include "../lib/log.h"
+#include "../lib/stats.h"
 #include "../lib/uring.h"
 #include "dsn.h"
 
@@ -67,7 +68,8 @@ dl_segfd_get(struct deliver *d, uint64_t seg)
 void
 dl_segfd_put(struct deliver *d, int fd)
 {
-	assert(fd >= 0);
+	if (fd < 0)
+		return;		/* the record came from memory */
 	/* A cached descriptor is open as long as it is counted, so no
 	 * descriptor of a read's own can have its number meanwhile. */
 	for (unsigned i = 0; i < DL_SEGFD_CACHE; i++) {
@@ -91,6 +93,19 @@ dl_item_verify(const struct dl_item *it, const uint8_t *buf, ssize_t n,
 	const struct seg_hdr *h = (const struct seg_hdr *)buf;
 	struct seg_hdr chk;
 
+	if (it->from_mem) {
+		/*
+		 * The bytes the accepting shard checksummed and had written
+		 * (and synced) before the 250: no disk in between to check.
+		 * Framing still, against the item.
+		 */
+		if (h->magic != SEG_MAGIC || h->qid != it->qid ||
+		    h->env_len != it->mm.env_len ||
+		    h->msg_len != it->mm.msg_len ||
+		    h->checksum != it->mm.checksum)
+			return "checksum mismatch";
+		goto decode;
+	}
 	if (n < 0)
 		return "cannot read the segment";
 	if (n != (ssize_t)it->mm.rec_len)
@@ -101,6 +116,7 @@ dl_item_verify(const struct dl_item *it, const uint8_t *buf, ssize_t n,
 	    buf + sizeof(*h) + h->env_len, h->msg_len) != h->checksum ||
 	    h->checksum != it->mm.checksum)
 		return "checksum mismatch";
+decode:
 	if (envelope_decode(buf + sizeof(*h), h->env_len, env) != 0)
 		return "envelope damaged";
 	return NULL;
@@ -108,10 +124,42 @@ dl_item_verify(const struct dl_item *it, const uint8_t *buf, ssize_t n,
 
 
 /*
- * Start reading the item's record back through the ring, into *buf (the
+ * The item's record from memory, into *buf (*fd -1): a copy of the bytes
+ * the accepting shard kept, whose reference the item gives up now (a
+ * retry reads the spool, so a deferred item holds no memory budget). The
+ * completion is a NOP with ud, so the caller's path is the same as for a
+ * read. false when there is no memory for the copy: read it back.
+ */
+static bool
+item_read_mem(struct deliver *d, struct dl_item *it, uint64_t ud, int *fd,
+    uint8_t **buf)
+{
+	struct rbuf *r = it->rec;
+	struct io_uring_sqe *sqe;
+
+	it->rec = NULL;
+	if (r->len != it->mm.rec_len || (*buf = malloc(r->len)) == NULL) {
+		rbuf_put(r);
+		return false;
+	}
+	memcpy(*buf, r->data, r->len);
+	rbuf_put(r);
+	*fd = -1;
+	it->from_mem = true;
+	stats_add(&stats_shards[d->id].read_mem, 1);
+	sqe = uring_get_sqe(d->ring);
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data64(sqe, ud);
+	return true;
+}
+
+/*
+ * Start reading the item's record: from memory when the accepting shard
+ * kept it (item_read_mem()), else back through the ring, into *buf (the
  * record's size) on *fd, from dl_segfd_get(): the completion's handler
- * gives it back with dl_segfd_put(). The completion comes with ud. false
- * when it cannot even start: the item then went to dl_item_unreadable().
+ * gives it back with dl_segfd_put() (a no-op for -1). The completion
+ * comes with ud. false when it cannot even start: the item then went to
+ * dl_item_unreadable().
  */
 bool
 dl_item_read_start(struct deliver *d, struct dl_item *it, uint64_t ud, int *fd,
@@ -121,6 +169,10 @@ dl_item_read_start(struct deliver *d, struct dl_item *it, uint64_t ud, int *fd,
 	const char *why = NULL;
 
 	*buf = NULL;
+	it->from_mem = false;
+	if (it->rec != NULL && item_read_mem(d, it, ud, fd, buf))
+		return true;
+	stats_add(&stats_shards[d->id].read_back, 1);
 	*fd = dl_segfd_get(d, it->mm.seg);
 	if (*fd < 0)
 		why = errno == ENOENT ? "segment missing" :

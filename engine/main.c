@@ -521,12 +521,14 @@ main(int argc, char **argv)
 	log_info("stopped: %llu message(s) queued in this run, "
 	    "%llu sync batch(es) (%.0f us each), "
 	    "%llu index commit(s) (%llu updates, %.0f us each), "
+	    "%llu delivered before indexing (never indexed), "
 	    "%llu failed message(s)",
 	    (unsigned long long)total, (unsigned long long)cst.batches,
 	    cst.batches ? (double)cst.sync_us / (double)cst.batches : 0.0,
 	    (unsigned long long)cst.index_writes,
 	    (unsigned long long)cst.updates,
 	    cst.index_writes ? (double)cst.write_us / (double)cst.index_writes : 0.0,
+	    (unsigned long long)cst.cancelled,
 	    (unsigned long long)cst.failures);
 	free(shards);
 	free(efds);

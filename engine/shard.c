@@ -485,9 +485,37 @@ static uint64_t shard_queue_dsn(struct shard *sh, const char *rcpt,
 static void shard_submit_updates(struct shard *sh, struct queue_update *ups,
     uint32_t nups);
 
-/* A message is queued: hand its recipients to their owners. */
+/*
+ * A copy of the job's record (header, envelope, message: the bytes just
+ * written and synced) for delivery to send from memory, or NULL (no room
+ * in the budget, no memory: delivery reads the record back). Call only
+ * while the message bytes are still valid, i.e. before the session that
+ * owns them moves on. Copies take at most half of limits.memory, so
+ * sessions always keep the other half for accepting mail.
+ */
+static struct rbuf *
+job_keep(struct shard *sh, const struct commit_job *job)
+{
+	struct budget *b = sh->scfg->memory;
+	struct rbuf *r;
+
+	assert(job->kind == COMMIT_PUT);
+	assert(job->head_len + (uint64_t)job->put.msg_len == job->put.rec_len);
+	r = rbuf_new(b, b != NULL ? b->max / 2 : 0, job->put.rec_len);
+	if (r == NULL)
+		return NULL;
+	memcpy(r->data, job->head, job->head_len);
+	memcpy(r->data + job->head_len, job->msg, job->put.msg_len);
+	return r;
+}
+
+/*
+ * A message is queued: hand its recipients to their owners. rec (may be
+ * NULL): its record in memory, from job_keep(); this reference is
+ * dropped here (the items hold their own).
+ */
 static void
-job_dispatch(struct shard *sh, const struct commit_job *job)
+job_dispatch(struct shard *sh, const struct commit_job *job, struct rbuf *rec)
 {
 	struct envelope env;
 	struct msg_meta mm = {
@@ -506,11 +534,14 @@ job_dispatch(struct shard *sh, const struct commit_job *job)
 	if (envelope_decode(job->put.env, job->put.env_len, &env) != 0) {
 		log_warn("shard %u: cannot decode an envelope just queued",
 		    sh->id);
+		rbuf_put(rec);
 		return;
 	}
 	discarded = calloc(env.nrcpt, sizeof(*discarded));
 	n = discarded == NULL ? -ENOMEM :
-	    deliver_dispatch(&mm, job->put.qid, &env, NULL, 0, 0, discarded);
+	    deliver_dispatch(&mm, job->put.qid, &env, NULL, 0, 0, discarded,
+	    rec);
+	rbuf_put(rec);
 	if (n < 0)
 		log_warn("shard %u: out of memory scheduling a message; it "
 		    "waits for a restart", sh->id);
@@ -577,6 +608,7 @@ job_finish(struct shard *sh, struct commit_job *job)
 	enum smtp_commit_result res;
 	char qid[QUEUE_ID_LEN + 1];
 	enum smtp_event ev;
+	struct rbuf *rec = NULL;
 	bool live, held;
 
 	assert(sh->jobs_out > 0);
@@ -590,8 +622,10 @@ job_finish(struct shard *sh, struct commit_job *job)
 	if (job->kind != COMMIT_PUT || job->conn_idx == COMMIT_NO_CONN) {
 		if (job->kind == COMMIT_PUT) {
 			queue_id_format(job->put.qid, qid);
+			/* A DSN: its bytes are the job's until job_free(). */
 			if (job->put.result == 0)
-				job_dispatch(sh, job);
+				job_dispatch(sh, job, job->msg != NULL ?
+				    job_keep(sh, job) : NULL);
 			else
 				dsn_failed(sh, job, qid);
 		} else if (job->put.result != 0) {
@@ -634,6 +668,10 @@ job_finish(struct shard *sh, struct commit_job *job)
 		log_warn("%s: not queued: %s", qid,
 		    queue_strerror(job->put.result));
 	}
+	/* Keep the record for delivery before the session moves on (its
+	 * next transaction reuses the message buffer). */
+	if (res == SMTP_COMMIT_OK && held)
+		rec = job_keep(sh, job);
 	if (live && !c->closing && c->smtp.state == SMTP_S_COMMIT) {
 		c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
 		ev = smtp_session_commit_done(&c->smtp, res);
@@ -641,7 +679,7 @@ job_finish(struct shard *sh, struct commit_job *job)
 		handle_event(sh, c, ev);
 	}
 	if (res == SMTP_COMMIT_OK)
-		job_dispatch(sh, job);
+		job_dispatch(sh, job, rec);
 	if (held)
 		conn_op_done(sh, c);
 	free(job);

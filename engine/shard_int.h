@@ -31,6 +31,7 @@
 #include "../deliver/deliver.h"
 #include "../lib/clock.h"
 #include "../lib/log.h"
+#include "../lib/rbuf.h"
 #include "../lib/stats.h"
 #include "../lib/tls.h"
 #include "../lib/uring.h"

@@ -53,6 +53,8 @@ stats_sum(struct stats_view *v, unsigned shards)
 		v->tls_out += stats_get(&s->tls_out);
 		v->tls_out_failed += stats_get(&s->tls_out_failed);
 		v->parked += stats_get(&s->parked);
+		v->read_mem += stats_get(&s->read_mem);
+		v->read_back += stats_get(&s->read_back);
 		v->g_conns_out += stats_get(&s->g_conns_out);
 		v->g_items += stats_get(&s->g_items);
 		v->g_rcpts += stats_get(&s->g_rcpts);

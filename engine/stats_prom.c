@@ -243,6 +243,13 @@ stats_prom_write(struct buf *out, const struct stats_view *v)
 		    out_class[c], (unsigned long long)v->reply_out[c]);
 	metric(&w, "sluice_recipients_parked_total", "Recipients moved out of "
 	    "the active set into the index.", "counter", v->parked);
+	family(&w, "sluice_delivery_records_total", "counter", "Records "
+	    "delivery took for an attempt, by where from: memory (kept since "
+	    "acceptance) or spool (read back).");
+	put(&w, "sluice_delivery_records_total{from=\"memory\"} %llu\n",
+	    (unsigned long long)v->read_mem);
+	put(&w, "sluice_delivery_records_total{from=\"spool\"} %llu\n",
+	    (unsigned long long)v->read_back);
 
 	/* The queue. */
 	family(&w, "sluice_queue_messages", "gauge", "Messages in the queue "

@@ -120,7 +120,7 @@ totals(const struct stats_view *v)
 		r5 += v->replies[3][j];
 	}
 	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
-	    "s:o, s:o, s:o, s:o}",
+	    "s:o, s:o, s:o, s:o, s:o, s:o}",
 	    "accepted", u64(v->messages_in),
 	    "recipients", u64(v->rcpts_in),
 	    "bytes", u64(v->bytes_in),
@@ -133,7 +133,9 @@ totals(const struct stats_view *v)
 	    "connections_refused", u64(v->conns_in_refused),
 	    "connections_out", u64(v->conns_out),
 	    "replies_4xx", u64(r4),
-	    "replies_5xx", u64(r5));
+	    "replies_5xx", u64(r5),
+	    "delivered_from_memory", u64(v->read_mem),
+	    "read_back", u64(v->read_back));
 }
 
 static json_t *

@@ -83,6 +83,8 @@ struct stats_shard {
 	_Atomic uint64_t tls_out;
 	_Atomic uint64_t tls_out_failed;
 	_Atomic uint64_t parked;		/* recipients parked, ever */
+	_Atomic uint64_t read_mem;		/* records sent from memory */
+	_Atomic uint64_t read_back;		/* records read from the spool */
 	/* Gauges, published at the tick. */
 	_Atomic uint64_t g_conns_out;		/* open now */
 	_Atomic uint64_t g_items;		/* the active set */

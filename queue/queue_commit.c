@@ -93,6 +93,24 @@ struct ixbatch {
 	uint8_t *env;
 };
 
+/*
+ * ix_cancel()'s view of a write: the recipient updates of messages put in
+ * the same write (ixc), and those messages (ixq, sorted by qid).
+ */
+struct ixc {
+	uint64_t qid;
+	uint32_t ord;		/* the update's place in the write */
+	uint16_t idx;
+	bool final;		/* delivered or bounced */
+};
+struct ixq {
+	uint64_t qid;
+	uint32_t nrcpt;
+	uint32_t nfinal;	/* recipients whose last update is final */
+	bool keep;		/* touched by more than recipient updates */
+	bool cancel;
+};
+
 /* One writev: records runjob[first..first+n) of chain, at offset. */
 struct wrun {
 	uint64_t offset;
@@ -116,7 +134,8 @@ struct committer {
 	pthread_t thread;
 	struct commit_job **batch;
 	_Atomic uint64_t n_batches, n_messages, n_failures, n_updates,
-	    n_removed, n_segs_removed, n_writes, write_us, sync_us;
+	    n_removed, n_segs_removed, n_writes, write_us, sync_us,
+	    n_cancelled;
 	struct io_uring ring;		/* segment writes and fdatasyncs */
 	bool ring_ok;
 	/* The batch's write chains, one per segment: its descriptor, the
@@ -153,6 +172,9 @@ struct committer {
 	struct queue_logpos *logs;
 	struct queue_removed *removed;
 	size_t puts_cap, ups_cap, logs_cap;
+	struct ixc *cx;			/* ix_cancel()'s work arrays */
+	struct ixq *cq;
+	size_t cx_cap, cq_cap;
 	int segdir;			/* -1: no reclamation */
 	struct segref *segs;
 	size_t segs_cap, segs_used;	/* used counts tombstones too */
@@ -830,6 +852,7 @@ ix_reserve(struct committer *c, const struct ixbatch *b)
 		c->ups = malloc(c->ups_cap * sizeof(*c->ups));
 		c->removed = malloc(c->ups_cap * sizeof(*c->removed));
 	}
+	nl += np;	/* ix_cancel() turns a put into a log position */
 	if (nl > c->logs_cap) {
 		free(c->logs);
 		c->logs_cap = nl * 2;
@@ -909,6 +932,141 @@ room_check(struct committer *c)
 	refuse_update(c);
 }
 
+static int
+ixq_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct ixq *)a)->qid;
+	uint64_t y = ((const struct ixq *)b)->qid;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+ixc_cmp(const void *a, const void *b)
+{
+	const struct ixc *x = a, *y = b;
+
+	if (x->qid != y->qid)
+		return x->qid < y->qid ? -1 : 1;
+	if (x->idx != y->idx)
+		return x->idx < y->idx ? -1 : 1;
+	return x->ord < y->ord ? -1 : x->ord > y->ord;
+}
+
+static struct ixq *
+ixq_find(struct committer *c, size_t n, uint64_t qid)
+{
+	struct ixq key = { .qid = qid };
+
+	return bsearch(&key, c->cq, n, sizeof(*c->cq), ixq_cmp);
+}
+
+/*
+ * A message put and finished in the same write (every recipient's last
+ * update there delivered or bounced: delivery was quicker than the
+ * indexer's interval) would be inserted and deleted in one transaction.
+ * Leave both out: drop its put and its updates from c->puts/c->ups, and
+ * in place of the put move its segment's log position past its record,
+ * exactly as the put would have. Recovery then sees what it would have
+ * seen after the insert and delete: the record behind its position, not
+ * replayed, and its mark (if any) behind its own. A message touched by
+ * anything but recipient updates (a park, an operator's command) is
+ * written as usual. *np, *nu, *nl are updated; returns the messages left
+ * out. Nothing is left out when the work arrays cannot be had.
+ */
+static size_t
+ix_cancel(struct committer *c, size_t *np, size_t *nu, size_t *nl)
+{
+	size_t nq = *np, ncx = 0, ncan = 0, kp = 0, ku = 0;
+
+	if (*np == 0 || *nu == 0)
+		return 0;
+	if (nq > c->cq_cap) {
+		free(c->cq);
+		c->cq_cap = nq * 2;
+		c->cq = malloc(c->cq_cap * sizeof(*c->cq));
+	}
+	if (*nu > c->cx_cap) {
+		free(c->cx);
+		c->cx_cap = *nu * 2;
+		c->cx = malloc(c->cx_cap * sizeof(*c->cx));
+	}
+	if (c->cq == NULL || c->cx == NULL) {
+		free(c->cq);
+		free(c->cx);
+		c->cq = NULL;
+		c->cx = NULL;
+		c->cq_cap = c->cx_cap = 0;
+		return 0;
+	}
+	for (size_t i = 0; i < nq; i++)
+		c->cq[i] = (struct ixq){ .qid = c->puts[i].qid,
+		    .nrcpt = c->puts[i].nrcpt };
+	qsort(c->cq, nq, sizeof(*c->cq), ixq_cmp);
+	for (size_t i = 0; i < *nu; i++) {
+		const struct queue_update *u = &c->ups[i];
+		struct ixq *q = ixq_find(c, nq, u->qid);
+
+		if (q == NULL)
+			continue;
+		if (u->kind != QUEUE_UPD_RCPT) {
+			q->keep = true;
+			continue;
+		}
+		c->cx[ncx++] = (struct ixc){ .qid = u->qid, .ord = (uint32_t)i,
+		    .idx = u->idx, .final = u->state == RCPT_DELIVERED ||
+		    u->state == RCPT_BOUNCED };
+	}
+	if (ncx == 0)
+		return 0;
+	/* Per recipient, its last update says. */
+	qsort(c->cx, ncx, sizeof(*c->cx), ixc_cmp);
+	for (size_t i = 0; i < ncx; i++) {
+		struct ixq *q;
+
+		if (i + 1 < ncx && c->cx[i + 1].qid == c->cx[i].qid &&
+		    c->cx[i + 1].idx == c->cx[i].idx)
+			continue;
+		q = ixq_find(c, nq, c->cx[i].qid);
+		assert(q != NULL);
+		if (c->cx[i].final && c->cx[i].idx < q->nrcpt)
+			q->nfinal++;
+	}
+	for (size_t i = 0; i < nq; i++) {
+		c->cq[i].cancel = !c->cq[i].keep && c->cq[i].nrcpt > 0 &&
+		    c->cq[i].nfinal == c->cq[i].nrcpt;
+		ncan += c->cq[i].cancel;
+	}
+	if (ncan == 0)
+		return 0;
+	for (size_t i = 0; i < *np; i++) {
+		const struct queue_put *p = &c->puts[i];
+
+		if (ixq_find(c, nq, p->qid)->cancel) {
+			assert(*nl < c->logs_cap);
+			c->logs[(*nl)++] = (struct queue_logpos){ p->seg,
+			    p->offset + p->rec_len };
+			continue;
+		}
+		if (kp != i)
+			c->puts[kp] = *p;
+		kp++;
+	}
+	for (size_t i = 0; i < *nu; i++) {
+		const struct ixq *q = ixq_find(c, nq, c->ups[i].qid);
+
+		if (q != NULL && q->cancel)
+			continue;
+		if (ku != i)
+			c->ups[ku] = c->ups[i];
+		ku++;
+	}
+	assert(*np - kp == ncan);
+	*np = kp;
+	*nu = ku;
+	return ncan;
+}
+
 /*
  * One index write for the whole list at b: every put, every update, the
  * log positions, and the log entries of segments whose unlink is durable.
@@ -918,6 +1076,7 @@ static int
 ix_write(struct committer *c, const struct ixbatch *b)
 {
 	size_t np = 0, nu = 0, nl = 0, nrem = 0, nf = c->nforget_synced;
+	size_t ncan;
 	uint64_t t0;
 	int rc;
 
@@ -936,6 +1095,7 @@ ix_write(struct committer *c, const struct ixbatch *b)
 			    x->nlogs * sizeof(*x->logs));
 		nl += x->nlogs;
 	}
+	ncan = ix_cancel(c, &np, &nu, &nl);
 	for (size_t i = 0; i < nf; i++)
 		c->logs[nl++] = (struct queue_logpos){ c->forget[i],
 		    QUEUE_LOG_FORGET };
@@ -962,7 +1122,8 @@ ix_write(struct committer *c, const struct ixbatch *b)
 			segref_seal(c, x->seals[i]);
 	atomic_fetch_add(&c->n_messages, np);
 	atomic_fetch_add(&c->n_updates, nu);
-	atomic_fetch_add(&c->n_removed, nrem);
+	atomic_fetch_add(&c->n_removed, nrem + ncan);
+	atomic_fetch_add(&c->n_cancelled, ncan);
 	return 0;
 }
 
@@ -1215,6 +1376,8 @@ fail:
 	free(c->ups);
 	free(c->logs);
 	free(c->removed);
+	free(c->cx);
+	free(c->cq);
 	free(c->forget);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->work);
@@ -1283,6 +1446,8 @@ committer_stop(struct committer *c)
 	free(c->ups);
 	free(c->logs);
 	free(c->removed);
+	free(c->cx);
+	free(c->cq);
 	free(c->to);
 	free(c->from);
 	free(c->batch);
@@ -1326,6 +1491,7 @@ committer_stats(struct committer *c, struct committer_stats *st)
 	st->failures = atomic_load(&c->n_failures);
 	st->updates = atomic_load(&c->n_updates);
 	st->removed = atomic_load(&c->n_removed);
+	st->cancelled = atomic_load(&c->n_cancelled);
 	st->segments_removed = atomic_load(&c->n_segs_removed);
 	st->index_writes = atomic_load(&c->n_writes);
 	st->write_us = atomic_load(&c->write_us);

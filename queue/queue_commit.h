@@ -164,6 +164,8 @@ struct committer_stats {
 	uint64_t failures;
 	uint64_t updates;
 	uint64_t removed;		/* messages done and deleted */
+	uint64_t cancelled;		/* of them, never indexed: put and
+					 * removal in the same write */
 	uint64_t segments_removed;
 	uint64_t index_writes;		/* index transactions committed */
 	uint64_t write_us;		/* time in index transactions */

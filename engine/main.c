@@ -516,7 +516,6 @@ main(int argc, char **argv)
 	committer_stop(committer);
 	deliver_global_free();
 	mta_sts_stop();
-	deliver_tls_free();
 	queue_index_close(qi);
 	log_info("stopped: %llu message(s) queued in this run, "
 	    "%llu sync batch(es) (%.0f us each), "

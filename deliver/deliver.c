@@ -433,7 +433,9 @@ dest_get(struct deliver *d, struct dl_item *it)
 		if (strcmp(ds->key, key) == 0 && (ds->route == r ||
 		    strcmp(ds->route->pattern, r->pattern) == 0)) {
 			ds->last_used_ms = d->now_ms;
-			if (ds->route != r && it->cfg_gen > ds->cfg_gen) {
+			/* Newer, even with the same route (the default one):
+			 * its TLS contexts, and the older one can go. */
+			if (it->cfg_gen > ds->cfg_gen) {
 				dl_cfg_hold(it->cfg);
 				dl_cfg_drop(ds->cfg);
 				ds->route = r;

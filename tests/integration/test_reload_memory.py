@@ -10,7 +10,9 @@
 # generation it was routed under). The verified-TLS route's CA file is
 # replaced in place by another CA's: a message sent before does not go
 # (its server's certificate is not from the CA in the file), and after a
-# reload (same file name) it and a new one arrive, over TLS. Under ASan
+# reload (same file name) it and a new one arrive, over TLS. A reload that
+# changes mta_sts.fetch_timeout or mta_sts.enabled is refused naming the
+# key; one that changes mta_sts.wait is not. Under ASan
 # (SLUICE_BIN of an ASan build) the resident size is not compared (freed
 # memory sits in ASan's quarantine); any use of a freed configuration
 # is reported there instead.
@@ -41,14 +43,14 @@ shutil.copyfile(certs1.ca, cafile)
 relay = dl.Relay([], start=False)
 
 
-def config(i):
+def config(i, extra=()):
     lines = ["spool: %s" % relay.d.spool,
              "shards: 2",
              "hostname: sluice.test",
              'listen: [{address: "127.0.0.1:%d"}]' % relay.port,
              "relay_domains: [r.test, d.test, v.test]",
              "delivery: {log: %s, idle_keep: 1s, connect_timeout: 2s}"
-             % relay.dlog_path,
+             % relay.dlog_path] + list(extra) + [
              "routes:",
              '  - {domain: r.test, transport: "smtp:[127.0.0.1]:%d", '
              "max_connections: %d, retry: 1s}" % (A.port, 1 + i % 5),
@@ -83,8 +85,8 @@ def arrived(srv, tag):
     return [m for m in srv.msgs() if m.msgid == "<%s@client.test>" % tag]
 
 
-def reload(i):
-    config(i)
+def reload(i, extra=()):
+    config(i, extra)
     return relay.d.ctl("reload")
 
 
@@ -145,6 +147,18 @@ try:
              relay.dlog.dump() if hasattr(relay.dlog, "dump") else "")
         T.eq([m.tls for m in arrived(V, "v1") + arrived(V, "v2")],
              [True, True], "over TLS")
+    with T.case("MTA-STS: the fetcher's settings need a restart, wait does not"):
+        for key, extra in (("mta_sts.fetch_timeout", "mta_sts: {fetch_timeout: 20s}"),
+                           ("mta_sts.enabled", "mta_sts: {enabled: false}")):
+            rc, out, err = reload(RELOADS + 2, [extra])
+            T.eq(rc, 1, "a reload changing %s is refused" % key)
+            T.ok("%s cannot change without a restart" % key in out + err,
+                 "the answer names %s" % key, out + err)
+        rc, out, err = reload(RELOADS + 2, ["mta_sts: {wait: 1s}"])
+        T.eq(rc, 0, "a reload changing mta_sts.wait succeeds: " + out + err)
+        send("after", "after@r.test")
+        T.ok(dl.wait_until(lambda: arrived(A, "after"), 20),
+             "mail still flows after the refused reloads")
     rc = relay.stop()
     T.eq(rc, 0, "sluiced stops cleanly")
 finally:

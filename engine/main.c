@@ -475,9 +475,10 @@ main(int argc, char **argv)
 
 		sig = sigtimedwait(&set, NULL, &every);
 		if (sig < 0) {
-			memory_return();
-			/* Signers of replaced configurations, now unused. */
+			/* Signers and configurations of replaced generations,
+			 * now unused; then what they freed goes back. */
 			gen_retired_sweep();
+			memory_return();
 			continue;
 		}
 		if (sig == SIGHUP) {

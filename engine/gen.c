@@ -466,6 +466,7 @@ gen_summary(const struct config *o, const struct config *n, char *out,
 	PART(!dkim_keys_eq(o, n) || !dkim_signing_eq(o, n), "dkim");
 	PART(!str_eq(o->log.level, n->log.level) ||
 	    !str_eq(o->log.format, n->log.format), "log");
+	PART(o->mta_sts.wait_ms != n->mta_sts.wait_ms, "mta_sts");
 	if (off == 0)
 		snprintf(out, outlen, "no setting changed (files read again)");
 #undef PART

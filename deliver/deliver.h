@@ -67,8 +67,8 @@ void deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
 void deliver_global_free(void);
 /*
  * A reload: mail dispatched from now on is routed by cfg (a newer
- * generation; the one before stays valid, as items in flight point into
- * it). Any thread; each shard then calls deliver_reconfigure() at a safe
+ * generation; an older one stays valid while items and destinations
+ * hold it, see deliver_cfg_unused()). Any thread; each shard then calls deliver_reconfigure() at a safe
  * point, after pointing its deliverer's settings at the same generation.
  */
 void deliver_global_reconfigure(const struct deliver_cfg *cfg);

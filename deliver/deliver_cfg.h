@@ -56,7 +56,10 @@ struct mta_sts_cfg {
 	uint32_t wait_ms;		/* mail waits for a first fetch */
 };
 
-/* Everything delivery is configured with; the pointees outlive delivery. */
+/*
+ * Everything delivery is configured with. The pointees stay as long as
+ * this does: for the whole run, or (a reload's) while it is held.
+ */
 struct deliver_cfg {
 	const char *hostname;		/* EHLO name, DSN reporting MTA */
 	const char *spool;		/* segments and a relative log path */

@@ -385,7 +385,9 @@ deliver_log_discard(struct deliver *d, uint64_t qid,
 		.size = size,
 	};
 
-	r = route_lookup(dl_cfg()->routes, e.destination);
+	/* A shard's own configuration: it holds that one. */
+	r = route_lookup((d != NULL ? d->cfg : dl_cfg())->routes,
+	    e.destination);
 	e.text = r != NULL && r->transport.text[0] ? r->transport.text :
 	    "discarded";
 	queue_id_format(qid, q);

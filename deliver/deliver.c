@@ -59,8 +59,11 @@ struct inbox {
 
 static struct inbox inboxes[64];
 static unsigned g_nshards;
-/* The newest configuration: a reload swaps it (older ones stay valid). */
+/* The newest configuration: a reload swaps it (older ones stay valid
+ * while items or destinations hold them, see deliver_cfg_unused()). */
 static _Atomic(const struct deliver_cfg *) g_cfg;
+/* Dispatches under way: each may have read g_cfg before a swap. */
+static _Atomic unsigned g_dispatching;
 static struct route g_default_route;
 struct dl_feed dl_feeds[64];
 struct queue_index *dl_index;
@@ -117,6 +120,49 @@ deliver_global_reconfigure(const struct deliver_cfg *cfg)
 }
 
 void
+dl_cfg_hold(const struct deliver_cfg *cfg)
+{
+	if (cfg != NULL && cfg->holds != NULL)
+		atomic_fetch_add_explicit(cfg->holds, 1, memory_order_relaxed);
+}
+
+void
+dl_cfg_drop(const struct deliver_cfg *cfg)
+{
+	uint64_t was;
+
+	if (cfg == NULL || cfg->holds == NULL)
+		return;
+	/* Release: what this holder read of cfg is done before a free. */
+	was = atomic_fetch_sub_explicit(cfg->holds, 1, memory_order_release);
+	assert(was > 0);
+	(void)was;
+}
+
+bool
+deliver_cfg_unused(const struct deliver_cfg *cfg)
+{
+	/*
+	 * Ordered (seq_cst) against deliver_dispatch(): a dispatch that
+	 * read cfg as the newest has either taken its holds before its
+	 * count went back down, or counts itself still; one that starts
+	 * after this reads the newer configuration.
+	 */
+	if (atomic_load(&g_cfg) == cfg || atomic_load(&g_dispatching) != 0)
+		return false;
+	return cfg->holds == NULL ||
+	    atomic_load_explicit(cfg->holds, memory_order_acquire) == 0;
+}
+
+void
+dl_item_destroy(struct dl_item *it)
+{
+	dl_cfg_drop(it->cfg);
+	rbuf_put(it->rec);
+	free(it);
+}
+
+void
 deliver_reconfigure(struct deliver *d)
 {
 	d->max_items = dl_share(d->cfg->delivery->active_messages);
@@ -137,8 +183,7 @@ deliver_global_free(void)
 				dl_stats_drop(it);
 			} else {
 				dl_pass_leave(it);
-				rbuf_put(it->rec);
-				free(it);
+				dl_item_destroy(it);
 			}
 			it = next;
 		}
@@ -212,9 +257,8 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
     const struct envelope *env, const bool *pending, uint16_t attempts,
     uint64_t next_try_us, bool *discarded, struct rbuf *rec)
 {
-	/* One configuration for the whole message, even across a reload. */
-	const struct deliver_cfg *cfg = atomic_load(&g_cfg);
-	const char *redirect = cfg->dev_redirect;
+	const struct deliver_cfg *cfg;
+	const char *redirect;
 	uint64_t now_us = clock_real_us(), now_ms = clock_mono_ms();
 	uint16_t *idx;
 	bool *done;
@@ -223,6 +267,11 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 	struct dl_pass *pass = NULL;
 	int posted = 0, err = 0;
 
+	/* One configuration for the whole message, even across a reload;
+	 * counted as under way until its items hold it. */
+	atomic_fetch_add(&g_dispatching, 1);
+	cfg = atomic_load(&g_cfg);
+	redirect = cfg->dev_redirect;
 	idx = malloc(env->nrcpt * sizeof(*idx));
 	done = calloc(env->nrcpt, sizeof(*done));
 	items = malloc(env->nrcpt * sizeof(*items));
@@ -232,6 +281,7 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		free(done);
 		free(items);
 		free(owners);
+		atomic_fetch_sub(&g_dispatching, 1);
 		return -ENOMEM;
 	}
 	for (uint16_t i = 0; i < env->nrcpt; i++) {
@@ -277,6 +327,8 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		it->route = r;
 		it->cfg_gen = cfg->generation;
 		it->rec = rec != NULL ? rbuf_ref(rec) : NULL;
+		it->cfg = cfg;
+		dl_cfg_hold(cfg);
 		it->qid = qid;
 		it->mm = *mm;
 		it->arrival_us = env->arrival_us;
@@ -305,6 +357,7 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		items[i]->pass = pass;
 		post(owners[i], items[i]);
 	}
+	atomic_fetch_sub(&g_dispatching, 1);
 	free(idx);
 	free(done);
 	free(items);
@@ -334,7 +387,9 @@ deliver_log_discard(struct deliver *d, uint64_t qid,
 		.size = size,
 	};
 
-	r = route_lookup(dl_cfg()->routes, e.destination);
+	/* A shard's own configuration: it holds that one. */
+	r = route_lookup((d != NULL ? d->cfg : dl_cfg())->routes,
+	    e.destination);
 	e.text = r != NULL && r->transport.text[0] ? r->transport.text :
 	    "discarded";
 	queue_id_format(qid, q);
@@ -352,7 +407,9 @@ dest_apply_route(struct deliver *d, struct dl_dest *ds)
 {
 	const struct route *r = ds->route;
 
-	ds->ccfg.helo_name = d->cfg->hostname;
+	/* The route's generation's name: the destination holds that one. */
+	ds->ccfg.helo_name = ds->cfg != NULL ? ds->cfg->hostname :
+	    d->cfg->hostname;
 	ds->ccfg.lmtp = r->transport.kind == ROUTE_LMTP;
 	ds->ccfg.chunking = d->cfg->delivery->chunking != 0;
 	ds->ccfg.auth_user = r->policy.auth ? r->policy.auth_user : NULL;
@@ -380,9 +437,14 @@ dest_get(struct deliver *d, struct dl_item *it)
 		if (strcmp(ds->key, key) == 0 && (ds->route == r ||
 		    strcmp(ds->route->pattern, r->pattern) == 0)) {
 			ds->last_used_ms = d->now_ms;
-			if (ds->route != r && it->cfg_gen > ds->cfg_gen) {
+			/* Newer, even with the same route (the default one):
+			 * its TLS contexts, and the older one can go. */
+			if (it->cfg_gen > ds->cfg_gen) {
+				dl_cfg_hold(it->cfg);
+				dl_cfg_drop(ds->cfg);
 				ds->route = r;
 				ds->cfg_gen = it->cfg_gen;
+				ds->cfg = it->cfg;
 				if (ds->eff_max > r->policy.max_connections)
 					ds->eff_max = r->policy.max_connections;
 				if (ds->eff_max == 0)
@@ -400,6 +462,8 @@ dest_get(struct deliver *d, struct dl_item *it)
 	    r->transport.host[0] != '\0' ? r->transport.host : it->domain);
 	ds->route = r;
 	ds->cfg_gen = it->cfg_gen;
+	ds->cfg = it->cfg;
+	dl_cfg_hold(ds->cfg);
 	ds->d = d;
 	ds->last_used_ms = d->now_ms;
 	/* Slow start, as Postfix's initial_destination_concurrency: a
@@ -566,8 +630,7 @@ dl_item_free(struct deliver *d, struct dl_item *it)
 	}
 	if (it->pass != NULL)
 		dl_pass_settle(d, it, NULL);	/* dropped, parked: no result */
-	rbuf_put(it->rec);
-	free(it);
+	dl_item_destroy(it);
 }
 
 /* Over this shard's share of the active set? */
@@ -1118,6 +1181,7 @@ dest_sweep(struct deliver *d)
 			free(ds->dane);
 			ds->dane = NULL;
 			ds->ndane = 0;
+			dl_cfg_drop(ds->cfg);
 			free(ds);
 			d->ndests--;
 		}
@@ -1349,7 +1413,8 @@ deliver_destroy(struct deliver *d)
 			dl_conn_item_clear(c);
 			if (cur != NULL)
 				dl_pass_leave(cur);
-			free(cur);
+			if (cur != NULL)
+				dl_item_destroy(cur);
 			smtp_client_free(&c->cli);
 			buf_free(&c->tx);
 			dl_tls_conn_free(c);
@@ -1359,8 +1424,7 @@ deliver_destroy(struct deliver *d)
 	}
 	while ((it = heap_pop(d)) != NULL) {
 		dl_pass_leave(it);
-		rbuf_put(it->rec);
-		free(it);
+		dl_item_destroy(it);
 	}
 	/* deliver_stop() waited for these: none is in flight any more. */
 	assert(d->nfreads == 0 && d->fwait_head == NULL);
@@ -1372,14 +1436,11 @@ deliver_destroy(struct deliver *d)
 			n = ds->hnext;
 			while ((it = dl_dest_pop(ds)) != NULL) {
 				dl_pass_leave(it);
-				rbuf_put(it->rec);
-				free(it);
+				dl_item_destroy(it);
 			}
 			free(ds->targets);
 			dl_sts_free(ds);
-			free(ds->dane);
-			ds->dane = NULL;
-			ds->ndane = 0;
+			dl_cfg_drop(ds->cfg);
 			free(ds);
 		}
 	}

@@ -68,8 +68,8 @@ void deliver_global_init(const struct deliver_cfg *cfg, unsigned nshards,
 void deliver_global_free(void);
 /*
  * A reload: mail dispatched from now on is routed by cfg (a newer
- * generation; the one before stays valid, as items in flight point into
- * it). Any thread; each shard then calls deliver_reconfigure() at a safe
+ * generation; an older one stays valid while items and destinations
+ * hold it, see deliver_cfg_unused()). Any thread; each shard then calls deliver_reconfigure() at a safe
  * point, after pointing its deliverer's settings at the same generation.
  */
 void deliver_global_reconfigure(const struct deliver_cfg *cfg);
@@ -83,12 +83,23 @@ void deliver_global_reconfigure(const struct deliver_cfg *cfg);
 void deliver_reconfigure(struct deliver *d);
 
 /*
- * After deliver_global_init(), before any shard runs: the TLS client
- * contexts every route (and MX delivery) will use, CA files read now.
- * 0, or -1 with why. deliver_tls_free() after the shards are gone.
+ * Before cfg is published (at start, before any shard runs; at a reload,
+ * before deliver_global_reconfigure()): the TLS client contexts every
+ * route of cfg (and MX delivery) will use, CA files read now, kept in
+ * cfg->tls. 0, or -1 with why (cfg->tls unchanged). deliver_tls_free()
+ * once nothing uses cfg (deliver_cfg_unused(), or the shards are gone).
  */
-int deliver_tls_init(const struct deliver_cfg *cfg, char *why, size_t whylen);
-void deliver_tls_free(void);
+int deliver_tls_init(struct deliver_cfg *cfg, char *why, size_t whylen);
+void deliver_tls_free(struct deliver_cfg *cfg);
+
+/*
+ * Can cfg, an older configuration than the one dispatch uses, be freed?
+ * True when no item or destination holds it and no dispatch is under
+ * way that may have read it as the newest (it then stays unused: nothing
+ * takes a new hold on an older configuration). Any thread. The caller
+ * must also know that no shard runs its deliverer under cfg any more.
+ */
+bool deliver_cfg_unused(const struct deliver_cfg *cfg);
 
 /*
  * The active set. Each shard keeps at most its share of

@@ -7,6 +7,7 @@
 #ifndef SLUICE_DELIVER_CFG_H
 #define SLUICE_DELIVER_CFG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -17,6 +18,7 @@
 #define DELIVER_LISTEN_MAX 64
 
 struct route_table;
+struct deliver_tls_ctxs;
 
 struct dns_cfg {
 	char *resolver;			/* "host:port"; NULL: resolv.conf */
@@ -57,7 +59,10 @@ struct mta_sts_cfg {
 	uint32_t wait_ms;		/* mail waits for a first fetch */
 };
 
-/* Everything delivery is configured with; the pointees outlive delivery. */
+/*
+ * Everything delivery is configured with. The pointees stay as long as
+ * this does: for the whole run, or (a reload's) while it is held.
+ */
 struct deliver_cfg {
 	const char *hostname;		/* EHLO name, DSN reporting MTA */
 	const char *spool;		/* segments and a relative log path */
@@ -70,12 +75,20 @@ struct deliver_cfg {
 	struct sockaddr_storage listen[DELIVER_LISTEN_MAX];
 	unsigned nlisten;
 	/*
-	 * Which configuration this is: a reload makes a newer one, and
-	 * every one stays valid until delivery is freed (items and
-	 * destinations point at their routes). A destination follows the
-	 * route of the newest configuration it has seen an item of.
+	 * Which configuration this is: a reload makes a newer one. A
+	 * destination follows the route of the newest configuration it has
+	 * seen an item of.
 	 */
 	uint64_t generation;
+	/*
+	 * Items and destinations that point into this configuration (their
+	 * routes, its TLS contexts) count themselves here, so that its owner
+	 * knows when an older one can go (deliver_cfg_unused()). NULL: not
+	 * counted, it lives as long as delivery.
+	 */
+	_Atomic uint64_t *holds;
+	/* Outbound TLS contexts, deliver_tls_init(); read-only after. */
+	struct deliver_tls_ctxs *tls;
 };
 
 #endif

@@ -192,8 +192,7 @@ dl_start_park(unsigned owner, struct dl_item *it, uint64_t next_try_us)
 	}
 	atomic_fetch_add(&dl_feeds[owner].submitted, it->nrcpt);
 	feed.start_parked += it->nrcpt;
-	rbuf_put(it->rec);
-	free(it);
+	dl_item_destroy(it);
 	if (feed.nstart_ups >= START_PARK_BATCH)
 		start_flush();
 	return true;

@@ -73,6 +73,7 @@ struct dl_tls_policy {
 	uint8_t level;			/* enum route_tls, never DEFAULT */
 	bool implicit;			/* handshake before the greeting */
 	struct tls_ctx *ctx;		/* NULL with level none */
+	uint64_t serial;		/* ctx's table, deliver_tls.c */
 	const char *name;		/* tls_name, or NULL: the host's */
 };
 
@@ -101,6 +102,7 @@ struct dl_item {
 	struct dl_dest *dest;		/* on the owner; NULL in transit */
 	const struct route *route;
 	uint64_t cfg_gen;		/* the configuration route came from */
+	const struct deliver_cfg *cfg;	/* ... held: dl_item_destroy() */
 	uint64_t qid;
 	struct msg_meta mm;
 	uint64_t arrival_us;
@@ -162,6 +164,7 @@ struct dl_dest {
 	char lookup[ROUTE_HOST_MAX + 1];	/* name to resolve */
 	const struct route *route;
 	uint64_t cfg_gen;		/* the configuration route came from */
+	const struct deliver_cfg *cfg;	/* ... held while route is */
 	struct dl_item *head, *tail;
 	uint32_t queued;
 	uint32_t nitems;		/* items pointing here, anywhere */
@@ -454,6 +457,11 @@ uint32_t dl_share(uint32_t total);
 const struct deliver_cfg *dl_cfg(void);
 unsigned dl_nshards(void);
 void dl_item_free(struct deliver *d, struct dl_item *it);
+/* An item's memory and its hold on its configuration, not counted. */
+void dl_item_destroy(struct dl_item *it);
+/* A hold on cfg's memory (its routes, TLS contexts); NULL: none. */
+void dl_cfg_hold(const struct deliver_cfg *cfg);
+void dl_cfg_drop(const struct deliver_cfg *cfg);
 void dl_dest_run(struct deliver *d, struct dl_dest *ds);
 struct dl_item *dl_dest_pop(struct dl_dest *ds);
 void dl_dest_slow(struct deliver *d, struct dl_dest *ds);

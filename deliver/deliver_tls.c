@@ -1,6 +1,7 @@
 /*
  * deliver_tls.c - TLS to next hops: the policy each destination gets,
- * the client contexts (made once, before the shards start), a shard's
+ * the client contexts (one table per configuration generation, made
+ * before it is published), a shard's
  * sessions kept per next hop for resumption, the hosts whose handshake
  * failed under "may" (plaintext for a while), and the records of one
  * connection moved between its socket buffers and its smtp_client.
@@ -61,46 +62,64 @@ struct dl_tls_cache {
 	struct dl_tls_plain plain[DL_TLS_PLAIN];
 };
 
-/* The contexts: read-only once made, shared by every shard. */
-static struct tls_ctx *g_ctx_any;	/* may, encrypt: any certificate */
-static struct tls_ctx *g_ctx_dane;	/* dane: TLSA records per conn. */
-static struct {
-	const char *cafile;
-	struct tls_ctx *ctx;
-} g_verify[DL_TLS_CAFILES_MAX];
-static unsigned g_nverify;
-/* MTA-STS: enforce (verify) and testing (checked, not enforced). */
-static struct tls_ctx *g_ctx_sts_verify, *g_ctx_sts_test;
+/*
+ * The contexts of one configuration generation: made (every CA file
+ * read) before the generation is published, read-only after, freed with
+ * it. A reload makes a table of its own, so a CA file changed in place is
+ * read again, and shards never see a table while it grows.
+ */
+struct deliver_tls_ctxs {
+	uint64_t serial;		/* unique among tables, never reused */
+	struct tls_ctx *any;		/* may, encrypt: any certificate */
+	struct tls_ctx *dane;		/* dane: TLSA records per conn. */
+	struct {
+		char *cafile;
+		struct tls_ctx *ctx;
+	} verify[DL_TLS_CAFILES_MAX];
+	unsigned nverify;
+	/* MTA-STS: enforce (verify) and testing (checked, not enforced). */
+	struct tls_ctx *sts_verify, *sts_test;
+};
 
-/* ---- contexts (main thread, before the shards) ------------------------ */
+static _Atomic uint64_t g_serial;
+
+/* ---- contexts (before the generation is published) -------------------- */
 
 static struct tls_ctx *
-verify_ctx(const char *cafile)
+verify_ctx(const struct deliver_tls_ctxs *t, const char *cafile)
 {
-	for (unsigned i = 0; i < g_nverify; i++)
-		if (strcmp(g_verify[i].cafile, cafile) == 0)
-			return g_verify[i].ctx;
+	for (unsigned i = 0; i < t->nverify; i++)
+		if (strcmp(t->verify[i].cafile, cafile) == 0)
+			return t->verify[i].ctx;
 	return NULL;
 }
 
 static int
-add_verify_ctx(const char *cafile, char *why, size_t whylen)
+add_verify_ctx(struct deliver_tls_ctxs *t, const char *cafile, char *why,
+    size_t whylen)
 {
 	struct tls_client_cfg tc = { .verify = true, .cafile = cafile };
 	struct tls_ctx *ctx;
+	char *name;
 
-	if (verify_ctx(cafile) != NULL)
+	if (verify_ctx(t, cafile) != NULL)
 		return 0;
-	if (g_nverify == DL_TLS_CAFILES_MAX) {
+	if (t->nverify == DL_TLS_CAFILES_MAX) {
 		snprintf(why, whylen, "more than %d different tls_ca_file",
 		    DL_TLS_CAFILES_MAX);
 		return -1;
 	}
-	if ((ctx = tls_ctx_client(&tc, why, whylen)) == NULL)
+	if ((name = strdup(cafile)) == NULL) {
+		snprintf(why, whylen, "out of memory");
 		return -1;
-	g_verify[g_nverify].cafile = cafile;
-	g_verify[g_nverify].ctx = ctx;
-	g_nverify++;
+	}
+	if ((ctx = tls_ctx_client(&tc, why, whylen)) == NULL) {
+		free(name);
+		return -1;
+	}
+	t->verify[t->nverify].cafile = name;
+	t->verify[t->nverify].ctx = ctx;
+	t->nverify++;
 	return 0;
 }
 
@@ -130,8 +149,8 @@ policy_level(const struct deliver_cfg *cfg, const struct route_policy *p)
 
 /* Every context a route of the table (or MX delivery) may need. */
 static int
-route_ctxs(const struct deliver_cfg *cfg, const struct route *r, char *why,
-    size_t whylen)
+route_ctxs(struct deliver_tls_ctxs *t, const struct deliver_cfg *cfg,
+    const struct route *r, char *why, size_t whylen)
 {
 	struct tls_client_cfg any = { .verify = false };
 	struct tls_client_cfg dane = { .verify = false, .dane = true };
@@ -142,15 +161,15 @@ route_ctxs(const struct deliver_cfg *cfg, const struct route *r, char *why,
 		return 0;
 	lvl = policy_level(cfg, &r->policy);
 	if (lvl == ROUTE_TLS_VERIFY)
-		return add_verify_ctx(policy_cafile(cfg, &r->policy), why,
+		return add_verify_ctx(t, policy_cafile(cfg, &r->policy), why,
 		    whylen);
 	if ((lvl == ROUTE_TLS_DANE || lvl == ROUTE_TLS_DANE_ONLY) &&
-	    g_ctx_dane == NULL &&
-	    (g_ctx_dane = tls_ctx_client(&dane, why, whylen)) == NULL)
+	    t->dane == NULL &&
+	    (t->dane = tls_ctx_client(&dane, why, whylen)) == NULL)
 		return -1;
 	/* Under dane, hosts without DANE get may, or encrypt. */
-	if (lvl != ROUTE_TLS_NONE && g_ctx_any == NULL &&
-	    (g_ctx_any = tls_ctx_client(&any, why, whylen)) == NULL)
+	if (lvl != ROUTE_TLS_NONE && t->any == NULL &&
+	    (t->any = tls_ctx_client(&any, why, whylen)) == NULL)
 		return -1;
 	return 0;
 }
@@ -180,20 +199,44 @@ dnssec_notice(const struct deliver_cfg *cfg)
 		    "DANE; set dns.dnssec: trust-ad to trust it anyway");
 }
 
-int
-deliver_tls_init(const struct deliver_cfg *cfg, char *why, size_t whylen)
+static void
+ctxs_free(struct deliver_tls_ctxs *t)
 {
-	const struct route_table *t = cfg->routes;
-	struct route mx = { .transport = { .kind = ROUTE_SMTP } };
+	if (t == NULL)
+		return;
+	/* A connection's SSL holds OpenSSL's own reference to its context. */
+	tls_ctx_free(t->any);
+	tls_ctx_free(t->dane);
+	for (unsigned i = 0; i < t->nverify; i++) {
+		tls_ctx_free(t->verify[i].ctx);
+		free(t->verify[i].cafile);
+	}
+	tls_ctx_free(t->sts_verify);
+	tls_ctx_free(t->sts_test);
+	free(t);
+}
 
-	dnssec_notice(cfg);
-	mx.policy = route_policy_defaults();
-	if (route_ctxs(cfg, &mx, why, whylen) < 0 ||
-	    route_ctxs(cfg, t->wildcard, why, whylen) < 0)
+int
+deliver_tls_init(struct deliver_cfg *cfg, char *why, size_t whylen)
+{
+	const struct route_table *rt = cfg->routes;
+	struct route mx = { .transport = { .kind = ROUTE_SMTP } };
+	struct deliver_tls_ctxs *t = calloc(1, sizeof(*t));
+
+	if (t == NULL) {
+		snprintf(why, whylen, "out of memory");
 		return -1;
-	for (size_t i = 0; i < t->cap; i++)
-		if (route_ctxs(cfg, t->slots[i], why, whylen) < 0)
-			return -1;
+	}
+	t->serial = atomic_fetch_add(&g_serial, 1) + 1;
+	if (cfg->tls == NULL)
+		dnssec_notice(cfg);	/* once: dns.* needs a restart */
+	mx.policy = route_policy_defaults();
+	if (route_ctxs(t, cfg, &mx, why, whylen) < 0 ||
+	    route_ctxs(t, cfg, rt->wildcard, why, whylen) < 0)
+		goto fail;
+	for (size_t i = 0; i < rt->cap; i++)
+		if (route_ctxs(t, cfg, rt->slots[i], why, whylen) < 0)
+			goto fail;
 	if (cfg->mta_sts != NULL && cfg->mta_sts->enabled &&
 	    mta_sts_prepared()) {
 		struct tls_client_cfg sv = { .verify = true,
@@ -202,27 +245,24 @@ deliver_tls_init(const struct deliver_cfg *cfg, char *why, size_t whylen)
 		struct tls_client_cfg st = sv;
 
 		st.verify = false;
-		if ((g_ctx_sts_verify = tls_ctx_client(&sv, why,
+		if ((t->sts_verify = tls_ctx_client(&sv, why,
 		    whylen)) == NULL ||
-		    (g_ctx_sts_test = tls_ctx_client(&st, why, whylen)) == NULL)
-			return -1;
+		    (t->sts_test = tls_ctx_client(&st, why, whylen)) == NULL)
+			goto fail;
 	}
+	ctxs_free(cfg->tls);
+	cfg->tls = t;
 	return 0;
+fail:
+	ctxs_free(t);
+	return -1;
 }
 
 void
-deliver_tls_free(void)
+deliver_tls_free(struct deliver_cfg *cfg)
 {
-	tls_ctx_free(g_ctx_any);
-	g_ctx_any = NULL;
-	tls_ctx_free(g_ctx_dane);
-	g_ctx_dane = NULL;
-	for (unsigned i = 0; i < g_nverify; i++)
-		tls_ctx_free(g_verify[i].ctx);
-	g_nverify = 0;
-	tls_ctx_free(g_ctx_sts_verify);
-	tls_ctx_free(g_ctx_sts_test);
-	g_ctx_sts_verify = g_ctx_sts_test = NULL;
+	ctxs_free(cfg->tls);
+	cfg->tls = NULL;
 }
 
 /* ---- a destination's policy -------------------------------------------- */
@@ -230,7 +270,9 @@ deliver_tls_free(void)
 void
 dl_tls_policy(struct dl_dest *ds)
 {
-	const struct deliver_cfg *cfg = ds->d->cfg;
+	/* The route's own generation: its CA files are in its table. */
+	const struct deliver_cfg *cfg = ds->cfg != NULL ? ds->cfg : ds->d->cfg;
+	const struct deliver_tls_ctxs *t = cfg->tls;
 	const struct route *r = ds->route;
 	struct dl_tls_policy *tp = &ds->tls;
 	unsigned lvl = policy_level(cfg, &r->policy);
@@ -242,10 +284,13 @@ dl_tls_policy(struct dl_dest *ds)
 	tp->level = (uint8_t)lvl;
 	tp->implicit = r->policy.tls_implicit && lvl != ROUTE_TLS_NONE;
 	tp->name = r->policy.tls_name[0] != '\0' ? r->policy.tls_name : NULL;
-	if (lvl == ROUTE_TLS_VERIFY)
-		tp->ctx = verify_ctx(policy_cafile(cfg, &r->policy));
+	tp->serial = t != NULL ? t->serial : 0;
+	if (t == NULL)
+		tp->ctx = NULL;
+	else if (lvl == ROUTE_TLS_VERIFY)
+		tp->ctx = verify_ctx(t, policy_cafile(cfg, &r->policy));
 	else if (lvl != ROUTE_TLS_NONE)
-		tp->ctx = g_ctx_any;
+		tp->ctx = t->any;
 	if (tp->ctx == NULL) {
 		/* deliver_tls_init() made every context a route needs. */
 		assert(lvl == ROUTE_TLS_NONE);
@@ -265,19 +310,21 @@ void
 dl_tls_sts(struct dl_dest *ds, bool enforce)
 {
 	struct dl_tls_policy *tp = &ds->tls;
+	const struct deliver_cfg *cfg = ds->cfg != NULL ? ds->cfg : ds->d->cfg;
+	const struct deliver_tls_ctxs *t = cfg->tls;
 
-	if (g_ctx_sts_verify == NULL)
+	if (t == NULL || t->sts_verify == NULL)
 		return;
 	if (enforce) {
 		/* The MX host's name, never a route's tls_name. */
 		tp->level = ROUTE_TLS_VERIFY;
 		tp->implicit = false;
 		tp->name = NULL;
-		tp->ctx = g_ctx_sts_verify;
+		tp->ctx = t->sts_verify;
 		ds->ccfg.starttls = SMTP_CLIENT_STARTTLS_MUST;
 	} else if (tp->level == ROUTE_TLS_MAY ||
 	    tp->level == ROUTE_TLS_ENCRYPT || tp->level == ROUTE_TLS_DANE) {
-		tp->ctx = g_ctx_sts_test;
+		tp->ctx = t->sts_test;
 	}
 }
 
@@ -359,12 +406,16 @@ cache(struct deliver *d)
 static uint64_t
 sess_key(const struct dl_conn *c)
 {
-	uint8_t k[20 + sizeof(void *) + RESOLVE_HOST_MAX + 1];
+	uint8_t k[20 + sizeof(void *) + 8 + RESOLVE_HOST_MAX + 1];
 	size_t n = dl_sa_key(&c->sa, k), pl = strlen(c->tls_peer);
 	uint64_t h;
 
+	/* The table's serial too: a freed context's address may come back
+	 * for another one, with other verify settings. */
 	memcpy(k + n, &c->dest->tls.ctx, sizeof(void *));
 	n += sizeof(void *);
+	memcpy(k + n, &c->dest->tls.serial, 8);
+	n += 8;
 	memcpy(k + n, c->tls_peer, pl);
 	h = XXH3_64bits(k, n + pl);
 	return h != 0 ? h : 1;
@@ -509,16 +560,19 @@ dane_start(struct dl_conn *c)
 {
 	struct dl_dest *ds = c->dest;
 	const struct dl_target *t = &ds->targets[c->target];
+	/* The route's own generation's contexts, as dl_tls_policy(). */
+	const struct deliver_cfg *cfg = ds->cfg != NULL ? ds->cfg : ds->d->cfg;
+	struct tls_ctx *ctx = cfg->tls != NULL ? cfg->tls->dane : NULL;
 	const struct dl_dane *dn;
 	unsigned taken = 0;
 
-	if (t->dane == 0 || t->dane > ds->ndane || g_ctx_dane == NULL) {
+	if (t->dane == 0 || t->dane > ds->ndane || ctx == NULL) {
 		smtp_client_tls_failed(&c->cli, "no DANE TLSA records for "
 		    "this host (tls: dane-only)");
 		return -1;
 	}
 	dn = &ds->dane[t->dane - 1];
-	if ((c->tls = tls_new(g_ctx_dane, c->tls_peer)) == NULL)
+	if ((c->tls = tls_new(ctx, c->tls_peer)) == NULL)
 		return 0;
 	for (unsigned i = 0; i < dn->n; i++) {
 		int rc = tls_dane_add(c->tls, c->host, dn->rr[i].usage,

@@ -46,9 +46,10 @@ struct auth_inbox {
 };
 
 static struct {
-	/* The newest configuration, for the failure limits (a reload swaps
-	 * it; configurations stay valid until the daemon stops). */
-	_Atomic(const struct config *) cfg;
+	/* The newest configuration's failure limits (a reload sets them:
+	 * copies, as an older configuration is freed once unused). */
+	_Atomic uint32_t failures;
+	_Atomic uint64_t failure_window_ms;
 	char dummy[CRYPT_OUTPUT_SIZE];	/* for users that do not exist */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -101,7 +102,8 @@ fail_recent(uint64_t v, uint64_t now_ms)
 	if (v == 0)
 		return false;
 	return now_ms <= last ||
-	    now_ms - last < atomic_load(&pool.cfg)->limits.auth_failure_window_ms;
+	    now_ms - last < atomic_load_explicit(&pool.failure_window_ms,
+	    memory_order_relaxed);
 }
 
 /* Failures from key still within the window at now_ms. */
@@ -128,7 +130,7 @@ auth_fail_delay_ms(uint64_t key, uint64_t now_ms)
 			n = 0xffff;
 		nv = (uint64_t)n << FAIL_TIME_BITS | (now_ms & FAIL_TIME_MASK);
 	} while (!atomic_compare_exchange_weak(slot, &v, nv));
-	if (n >= atomic_load(&pool.cfg)->limits.auth_failures)
+	if (n >= atomic_load_explicit(&pool.failures, memory_order_relaxed))
 		return UINT64_MAX;
 	/* 1 s, 2 s, 4 s ...: cheap for a typo, dear for a guesser. */
 	delay = n >= 16 ? AUTH_DELAY_MAX_MS : UINT64_C(1000) << (n - 1);
@@ -220,12 +222,11 @@ worker_main(void *arg)
 
 /* A hash of a random password at the cost of the first user's. */
 static int
-make_dummy(void)
+make_dummy(const struct config *cfg)
 {
 	struct crypt_data *cd = calloc(1, sizeof(*cd));
 	unsigned char rnd[24];
 	char pw[sizeof(rnd) * 2 + 1], setting[CRYPT_GENSALT_OUTPUT_SIZE];
-	const struct config *cfg;
 	const char *base, *out;
 	size_t i;
 
@@ -237,7 +238,6 @@ make_dummy(void)
 	}
 	for (i = 0; i < sizeof(rnd); i++)
 		snprintf(pw + 2 * i, 3, "%02x", rnd[i]);
-	cfg = atomic_load(&pool.cfg);
 	base = cfg->nusers > 0 ? cfg->users[0].password : NULL;
 	if (base == NULL && crypt_gensalt_rn("$y$", 0, NULL, 0, setting,
 	    sizeof(setting)) != NULL)
@@ -259,7 +259,7 @@ auth_global_init(const struct config *cfg, unsigned nshards, const int *efds)
 
 	for (i = 0; i < cfg->nlisten; i++)
 		any |= cfg->listen[i].policy.auth != SMTP_AUTH_OFF;
-	atomic_store(&pool.cfg, cfg);
+	auth_reconfigure(cfg);
 	pool.nshards = nshards;
 	pool.efds = efds;
 	pool.stop = false;
@@ -271,7 +271,7 @@ auth_global_init(const struct config *cfg, unsigned nshards, const int *efds)
 	/* No listener offers AUTH: no thread, and no check ever comes. */
 	if (!any)
 		return 0;
-	if ((rc = make_dummy()) < 0)
+	if ((rc = make_dummy(cfg)) < 0)
 		return rc;
 	want = nshards < AUTH_WORKERS_MAX ? nshards : AUTH_WORKERS_MAX;
 	for (i = 0; i < want; i++) {
@@ -320,7 +320,10 @@ auth_global_stop(void)
 void
 auth_reconfigure(const struct config *cfg)
 {
-	atomic_store(&pool.cfg, cfg);
+	atomic_store_explicit(&pool.failures, cfg->limits.auth_failures,
+	    memory_order_relaxed);
+	atomic_store_explicit(&pool.failure_window_ms,
+	    cfg->limits.auth_failure_window_ms, memory_order_relaxed);
 }
 
 enum smtp_auth_result
@@ -334,7 +337,7 @@ auth_submit(unsigned shard, uint32_t idx, uint32_t gen,
 	assert(shard < pool.nshards);
 	/* Over the limit: no hash at all, the guessing stops here. */
 	if (fail_count(key, now_ms) >=
-	    atomic_load(&pool.cfg)->limits.auth_failures) {
+	    atomic_load_explicit(&pool.failures, memory_order_relaxed)) {
 		OPENSSL_cleanse(s->auth_pass, sizeof(s->auth_pass));
 		return SMTP_AUTH_LOCKED;
 	}

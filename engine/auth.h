@@ -76,9 +76,9 @@ enum smtp_auth_result auth_submit(unsigned shard, uint32_t idx, uint32_t gen,
     const struct config *cfg, struct smtp_session *s, uint64_t now_ms);
 
 /*
- * A reload: the failure limits of cfg from now on. Checks look users up
- * in the configuration of their session (auth_submit()'s cfg), which,
- * like every configuration, stays valid until the daemon stops.
+ * A reload: the failure limits of cfg from now on (copied). Checks look
+ * users up in the configuration of their session (auth_submit()'s cfg),
+ * whose generation the session, and so the check, holds.
  */
 void auth_reconfigure(const struct config *cfg);
 

@@ -24,6 +24,7 @@
 #include "../lib/clock.h"
 #include "../lib/log.h"
 #include "control_parse.h"
+#include "gen.h"
 #include "reload.h"
 #include "stats.h"
 #include "status.h"
@@ -84,12 +85,12 @@ status_reply(void)
 	stats_ring_vals(v, vals);
 	stats_ring_minute(&ctl.ring, clock_mono_ms(), vals, delta, &window_ms);
 	{
-		uint64_t gen = 1;
-		const struct config *cur = reload_config(&gen);
+		struct config_gen *g = reload_gen_hold();
 
 		/* The generation in force: its listeners, its host name. */
-		doc = status_json(cur != NULL ? cur : ctl.cfg, gen, v, delta,
-		    window_ms);
+		doc = status_json(g != NULL ? &g->cfg : ctl.cfg,
+		    g != NULL ? g->id : 1, v, delta, window_ms);
+		gen_release(g);
 	}
 	free(v);
 	if (doc == NULL)

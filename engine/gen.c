@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../deliver/deliver.h"
 #include "../lib/log.h"
 #include "../lib/tls.h"
 #include "inbound.h"
@@ -64,6 +65,8 @@ gen_create(struct config *cfg, struct tls_ctx *tls, struct budget *memory,
 	}
 	config_deliver_cfg(cfg, &g->dcfg);
 	g->dcfg.generation = g->id;
+	atomic_init(&g->dl_holds, 0);
+	g->dcfg.holds = &g->dl_holds;
 	return g;
 }
 
@@ -125,6 +128,7 @@ gen_discard(struct config_gen *g)
 			close(g->lfd[i]);
 	free(g->lfd);
 	dkim_pool_stop(g->signers);
+	deliver_tls_free(&g->dcfg);
 	config_free(&g->cfg);
 	free(g);
 }
@@ -152,15 +156,34 @@ gen_start_signers(struct config_gen *g, const int *efds)
 void
 gen_retired_sweep(void)
 {
-	struct config_gen *g;
+	struct config_gen *g, **pp, *gone = NULL;
 
 	pthread_mutex_lock(&retired_lock);
-	for (g = retired; g != NULL; g = g->retired_next) {
+	for (pp = &retired; (g = *pp) != NULL;) {
 		/* No session of g is left, so no job of it: idle threads. */
 		dkim_pool_stop(g->signers);
 		g->signers = NULL;
+		/*
+		 * Retired: no shard runs under it and dispatch has a newer
+		 * one, so a count of zero stays zero. Freed outside the lock.
+		 */
+		if (g->id != 1 && deliver_cfg_unused(&g->dcfg)) {
+			*pp = g->retired_next;
+			g->retired_next = gone;
+			gone = g;
+			continue;
+		}
+		pp = &g->retired_next;
 	}
 	pthread_mutex_unlock(&retired_lock);
+	while ((g = gone) != NULL) {
+		gone = g->retired_next;
+		log_debug("configuration generation %llu freed",
+		    (unsigned long long)g->id);
+		deliver_tls_free(&g->dcfg);
+		config_free(&g->cfg);
+		free(g);
+	}
 }
 
 void
@@ -172,6 +195,7 @@ gen_retired_free(void)
 	while ((g = retired) != NULL) {
 		retired = g->retired_next;
 		dkim_pool_stop(g->signers);
+		deliver_tls_free(&g->dcfg);
 		config_free(&g->cfg);
 		free(g);
 	}
@@ -304,6 +328,13 @@ gen_restart_key(const struct config *o, const struct config *n, char *why,
 		key = "delivery.connections";
 	else if (!str_eq(o->metrics.listen, n->metrics.listen))
 		key = "metrics.listen";
+	/* The MTA-STS fetcher threads, their resolver and HTTPS context. */
+	else if (o->mta_sts.enabled != n->mta_sts.enabled)
+		key = "mta_sts.enabled";
+	else if (!str_eq(o->mta_sts.ca_file, n->mta_sts.ca_file))
+		key = "mta_sts.ca_file";
+	else if (o->mta_sts.fetch_timeout_ms != n->mta_sts.fetch_timeout_ms)
+		key = "mta_sts.fetch_timeout";
 	else if (!any_auth(o) && any_auth(n))
 		key = "listen[].auth (no listener offered AUTH at start)";
 	if (key == NULL)
@@ -435,6 +466,7 @@ gen_summary(const struct config *o, const struct config *n, char *out,
 	PART(!dkim_keys_eq(o, n) || !dkim_signing_eq(o, n), "dkim");
 	PART(!str_eq(o->log.level, n->log.level) ||
 	    !str_eq(o->log.format, n->log.format), "log");
+	PART(o->mta_sts.wait_ms != n->mta_sts.wait_ms, "mta_sts");
 	if (off == 0)
 		snprintf(out, outlen, "no setting changed (files read again)");
 #undef PART

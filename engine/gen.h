@@ -17,11 +17,13 @@
  *
  * When the last holder lets go, the generation's inbound TLS context
  * (its private keys) and its listening sockets are released at once; the
- * parsed configuration itself is kept until gen_retired_free() at stop,
- * because delivery keeps pointers to routes (queued items, destinations
- * and connections refer to the route they were dispatched under). A
- * reload therefore costs the memory of one parsed configuration, mostly
- * its routing table.
+ * parsed configuration itself (and delivery's TLS contexts) goes once
+ * delivery no longer points into it: queued items and destinations hold
+ * the configuration their route came from (dcfg.holds), and the main
+ * thread frees a retired generation whose count is down to zero
+ * (gen_retired_sweep()). Generation 1 is never freed before the stop:
+ * the start-up code, control and metrics keep its settings (only ones a
+ * reload cannot change) for the daemon's life.
  *
  * Contract: gen_create() and gen_release() of the last reference run on
  * any thread; loading (files, keys, sockets) is done by the caller of
@@ -64,6 +66,8 @@ struct config_gen {
 	 * on the main thread (stopping joins threads: never on a shard).
 	 */
 	struct dkim_pool *signers;
+	/* Items and destinations pointing into cfg: dcfg.holds. */
+	_Atomic uint64_t dl_holds;
 	struct config_gen *retired_next;	/* on the retired list */
 };
 
@@ -101,7 +105,10 @@ void gen_discard(struct config_gen *g);
  */
 int gen_start_signers(struct config_gen *g, const int *efds);
 
-/* Main thread: stop the signers of generations nobody holds any more. */
+/*
+ * Main thread: stop the signers of generations nobody holds any more,
+ * and free those delivery no longer points into (not generation 1).
+ */
 void gen_retired_sweep(void);
 
 /* At stop, after every holder is gone: free the parsed configurations. */

@@ -475,9 +475,10 @@ main(int argc, char **argv)
 
 		sig = sigtimedwait(&set, NULL, &every);
 		if (sig < 0) {
-			memory_return();
-			/* Signers of replaced configurations, now unused. */
+			/* Signers and configurations of replaced generations,
+			 * now unused; then what they freed goes back. */
 			gen_retired_sweep();
+			memory_return();
 			continue;
 		}
 		if (sig == SIGHUP) {
@@ -516,7 +517,6 @@ main(int argc, char **argv)
 	committer_stop(committer);
 	deliver_global_free();
 	mta_sts_stop();
-	deliver_tls_free();
 	queue_index_close(qi);
 	log_info("stopped: %llu message(s) queued in this run, "
 	    "%llu sync batch(es) (%.0f us each), "

@@ -37,11 +37,23 @@ static struct {
 	size_t nov;
 	char *const *envp;
 	struct config_gen *cur;		/* the daemon's reference */
-	_Atomic(struct config_gen *) shown;	/* cur, for readers */
+	/* cur, for readers: taken with a hold under shown_lock, never
+	 * under lock (held across a whole reload). */
+	pthread_mutex_t shown_lock;
+	struct config_gen *shown;
 	struct shard *const *shards;
 	unsigned nshards;
 	int efds[CONFIG_SHARDS_MAX];	/* the shards': for DKIM signers */
-} rl = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} rl = { .lock = PTHREAD_MUTEX_INITIALIZER,
+	.shown_lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void
+show(struct config_gen *g)
+{
+	pthread_mutex_lock(&rl.shown_lock);
+	rl.shown = g;
+	pthread_mutex_unlock(&rl.shown_lock);
+}
 
 void
 reload_init(const char *path, char *const *overrides, size_t noverrides,
@@ -53,29 +65,30 @@ reload_init(const char *path, char *const *overrides, size_t noverrides,
 	rl.nov = noverrides;
 	rl.envp = envp;
 	rl.cur = g;
-	atomic_store(&rl.shown, g);
+	show(g);
 	rl.shards = shards;
 	rl.nshards = nshards;
 	for (unsigned i = 0; i < nshards && i < CONFIG_SHARDS_MAX; i++)
 		rl.efds[i] = shard_eventfd(shards[i]);
 }
 
-const struct config *
-reload_config(uint64_t *generation)
+struct config_gen *
+reload_gen_hold(void)
 {
-	/* Not freed before the daemon stops, even once replaced. */
-	struct config_gen *g = atomic_load(&rl.shown);
+	struct config_gen *g;
 
-	if (g == NULL)
-		return NULL;
-	*generation = g->id;
-	return &g->cfg;
+	/* shown is replaced before the daemon's reference to it goes. */
+	pthread_mutex_lock(&rl.shown_lock);
+	g = rl.shown != NULL ? gen_hold(rl.shown) : NULL;
+	pthread_mutex_unlock(&rl.shown_lock);
+	return g;
 }
 
 void
 reload_fini(void)
 {
 	pthread_mutex_lock(&rl.lock);
+	show(NULL);
 	gen_release(rl.cur);
 	rl.cur = NULL;
 	pthread_mutex_unlock(&rl.lock);
@@ -264,14 +277,13 @@ reload_run(char *out, size_t outlen)
 		gen_discard(g);
 		goto refused;
 	}
-	/* Outbound TLS contexts for CA files not seen before; the ones
-	 * made stay (they may name g's strings: g is kept, not freed). */
+	/* Outbound TLS contexts of g's own, every CA file read again. */
 	if (deliver_tls_init(&g->dcfg, why, sizeof(why)) < 0) {
 		say(out, outlen, &off, "configuration refused: outbound TLS: "
 		    "%s; generation %llu stays in force", why,
 		    (unsigned long long)old->id);
 		log_warn("reload: outbound TLS: %s", why);
-		gen_release(g);
+		gen_discard(g);
 		goto refused;
 	}
 	gen_summary(&old->cfg, &g->cfg, summary, sizeof(summary));
@@ -280,12 +292,14 @@ reload_run(char *out, size_t outlen)
 	gen_commit_id(g);
 	deliver_global_reconfigure(&g->dcfg);
 	auth_reconfigure(&g->cfg);
-	log_min_level = log_level_parse(g->cfg.log.level);
-	log_json = strcmp(g->cfg.log.format, "json") == 0;
+	atomic_store_explicit(&log_min_level, log_level_parse(g->cfg.log.level),
+	    memory_order_relaxed);
+	atomic_store_explicit(&log_json, strcmp(g->cfg.log.format, "json") == 0,
+	    memory_order_relaxed);
 	for (unsigned i = 0; i < rl.nshards; i++)
 		shard_reload(rl.shards[i], gen_hold(g));
 	rl.cur = g;
-	atomic_store(&rl.shown, g);
+	show(g);
 	wait_taken(g);
 	gen_release(old);
 	say(out, outlen, &off, "generation %llu: %s", (unsigned long long)g->id,

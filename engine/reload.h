@@ -51,11 +51,11 @@ void reload_init(const char *path, char *const *overrides, size_t noverrides,
 int reload_run(char *out, size_t outlen);
 
 /*
- * The configuration in force and its generation (for status): valid
- * until the daemon stops, like every generation's. NULL before
- * reload_init().
+ * The generation in force (for status), held: gen_release() it when
+ * done (an older generation is freed once nothing holds it). NULL
+ * before reload_init() and once the daemon stops.
  */
-const struct config *reload_config(uint64_t *generation);
+struct config_gen *reload_gen_hold(void);
 
 /* At stop, after the shards are gone: the daemon's reference dropped. */
 void reload_fini(void);

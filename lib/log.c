@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-int log_min_level = LOG_INFO;
-bool log_json;
+_Atomic int log_min_level = LOG_INFO;
+_Atomic bool log_json;
 
 int
 log_level_parse(const char *s)
@@ -121,7 +121,7 @@ log_vline(const char *tag, const char *level, const char *fmt, va_list ap)
 	char line[2048], text[1536];
 	int n, m;
 
-	if (log_json) {
+	if (atomic_load_explicit(&log_json, memory_order_relaxed)) {
 		m = vsnprintf(text, sizeof(text), fmt, ap);
 		if (m < 0)
 			m = 0;
@@ -157,7 +157,8 @@ log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	va_list ap;
 
-	if ((int)lvl < log_min_level)
+	if ((int)lvl < atomic_load_explicit(&log_min_level,
+	    memory_order_relaxed))
 		return;
 	va_start(ap, fmt);
 	log_vline(lvl >= LOG_WARN ? "warning: " : "", lvl >= LOG_WARN ? "warning" :

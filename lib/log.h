@@ -13,18 +13,24 @@
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
-/* Lines below this level are not written (fatal and panic always are). */
-extern int log_min_level;
+/*
+ * Lines below this level are not written (fatal and panic always are).
+ * Both settings are atomics: a reload changes them while every thread
+ * logs. Each is read on its own (relaxed is enough: a line written just
+ * after a reload in the old format is fine, a torn value is not).
+ */
+extern _Atomic int log_min_level;
 /*
  * false: "sluiced: warning: TEXT" lines; true: one JSON object a line,
  * {"ts":"2026-12-06T23:48:09.123Z","level":"warning","program":"sluiced",
  * "msg":"TEXT"}, for log shippers.
  */
-extern bool log_json;
+extern _Atomic bool log_json;
 
 /* "error", "warn", "info", "debug": the level; -1 for anything else. */
 int log_level_parse(const char *s);

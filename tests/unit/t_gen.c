@@ -74,6 +74,11 @@ static const struct {
 	{ "hostname", { "hostname=mx.example.org", NULL }, NULL, "hostname" },
 	{ "log", { "log.level=debug", NULL }, NULL, "log" },
 	{ "idle keep", { "delivery.idle_keep=7s", NULL }, NULL, "delivery" },
+	{ "mta-sts on/off", { "mta_sts.enabled=false", NULL },
+	    "mta_sts.enabled", NULL },
+	{ "mta-sts fetch timeout", { "mta_sts.fetch_timeout=20s", NULL },
+	    "mta_sts.fetch_timeout", NULL },
+	{ "mta-sts wait", { "mta_sts.wait=1s", NULL }, NULL, "mta_sts" },
 };
 
 int

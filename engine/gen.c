@@ -24,6 +24,8 @@
 static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct config_gen *retired;
 static _Atomic uint64_t last_id;
+/* Generations in memory, in force or retired: sluicectl status shows it. */
+static _Atomic unsigned live;
 
 struct config_gen *
 gen_create(struct config *cfg, struct tls_ctx *tls, struct budget *memory,
@@ -40,6 +42,7 @@ gen_create(struct config *cfg, struct tls_ctx *tls, struct budget *memory,
 	}
 	for (size_t i = 0; i < n; i++)
 		g->lfd[i] = -1;
+	atomic_fetch_add(&live, 1);
 	g->nshards = nshards;
 	atomic_init(&g->refs, 1);
 	/* The next number; taken for good by gen_commit_id(). */
@@ -131,6 +134,7 @@ gen_discard(struct config_gen *g)
 	deliver_tls_free(&g->dcfg);
 	config_free(&g->cfg);
 	free(g);
+	atomic_fetch_sub(&live, 1);
 }
 
 int
@@ -183,6 +187,7 @@ gen_retired_sweep(void)
 		deliver_tls_free(&g->dcfg);
 		config_free(&g->cfg);
 		free(g);
+		atomic_fetch_sub(&live, 1);
 	}
 }
 
@@ -198,6 +203,7 @@ gen_retired_free(void)
 		deliver_tls_free(&g->dcfg);
 		config_free(&g->cfg);
 		free(g);
+		atomic_fetch_sub(&live, 1);
 	}
 	pthread_mutex_unlock(&retired_lock);
 }
@@ -470,4 +476,10 @@ gen_summary(const struct config *o, const struct config *n, char *out,
 	if (off == 0)
 		snprintf(out, outlen, "no setting changed (files read again)");
 #undef PART
+}
+
+unsigned
+gen_live(void)
+{
+	return atomic_load(&live);
 }

@@ -114,6 +114,10 @@ void gen_retired_sweep(void);
 /* At stop, after every holder is gone: free the parsed configurations. */
 void gen_retired_free(void);
 
+/* How many generations are in memory: the one in force and the retired
+ * ones not yet freed (sluicectl status: config_generations_kept). */
+unsigned gen_live(void);
+
 /*
  * Settings a running daemon cannot change: the first one whose value
  * differs between old and new is named in why ("spool"); false when

@@ -16,6 +16,7 @@
 
 #include "../deliver/mta_sts.h"
 #include "../lib/version.h"
+#include "gen.h"
 
 /* RFC 3339 UTC with milliseconds, like the delivery log's times. */
 static json_t *
@@ -207,6 +208,8 @@ status_json(const struct config *cfg, uint64_t generation,
 	    json_real(age_s(v->now_us, v->started_us)));
 	json_object_set_new(o, "shards", json_integer(v->shards));
 	json_object_set_new(o, "config_generation", u64(generation));
+	json_object_set_new(o, "config_generations_kept",
+	    json_integer(gen_live()));
 	json_object_set_new(o, "listeners", listeners(cfg));
 	json_object_set_new(o, "metrics", cfg->metrics.listen != NULL ?
 	    json_string(cfg->metrics.listen) : json_null());

@@ -353,6 +353,7 @@ dest_apply_route(struct deliver *d, struct dl_dest *ds)
 	ds->ccfg.helo_name = d->cfg->hostname;
 	ds->ccfg.lmtp = r->transport.kind == ROUTE_LMTP;
 	ds->ccfg.chunking = d->cfg->delivery->chunking != 0;
+	ds->ccfg.pipeline_depth = (uint8_t)d->cfg->delivery->pipeline_depth;
 	ds->ccfg.auth_user = r->policy.auth ? r->policy.auth_user : NULL;
 	ds->ccfg.auth_pass = r->policy.auth ? r->policy.auth_password : NULL;
 	dl_tls_policy(ds);
@@ -951,6 +952,8 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 			if (c->in_use && c->loading != NULL &&
 			    c->loading->qid == ctl->qid)
 				c->loading->dropped = true;
+			if (c->in_use)
+				dl_conn_pipe_drop(c, ctl->qid);
 		}
 		for (uint32_t i = 0; i < d->freads_cap; i++)
 			if (d->freads[i] != NULL &&
@@ -1338,6 +1341,7 @@ deliver_destroy(struct deliver *d)
 			if (cur != NULL)
 				dl_pass_leave(cur);
 			free(cur);
+			dl_conn_pipe_free(c);
 			smtp_client_free(&c->cli);
 			buf_free(&c->tx);
 			dl_tls_conn_free(c);

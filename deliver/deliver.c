@@ -1323,6 +1323,10 @@ deliver_destroy(struct deliver *d)
 		    (unsigned long long)d->reused,
 		    (unsigned long long)d->addr_waits,
 		    (unsigned long long)d->parked, d->ndests);
+	if (d->pipelined > 0)
+		log_info("deliver: shard %u: %llu message(s) sent behind "
+		    "another on its connection (delivery.pipeline_depth)",
+		    d->id, (unsigned long long)d->pipelined);
 	if (d->tls_handshakes > 0 || d->tls_failed > 0)
 		log_info("deliver: shard %u: %llu TLS handshake(s), %llu "
 		    "resumed, %llu failed", d->id,

@@ -902,8 +902,10 @@ conn_pipe_send(struct dl_conn *c, struct dl_item *it, uint8_t *rec, int res)
 	}
 	c->psending = false;
 	ptx_swap(c, p);
-	if (p->item != NULL)
+	if (p->item != NULL) {
 		c->npq++;	/* under way */
+		d->pipelined++;
+	}
 }
 
 void

@@ -312,6 +312,7 @@ struct deliver {
 	uint32_t nyielding;		/* idle ones closing for a waiter */
 	uint32_t nwaiting;		/* dests waiting for a slot, this pass */
 	uint64_t opened, reused;	/* connections: new, moved by address */
+	uint64_t pipelined;		/* items sent behind another in flight */
 	/* The active set: items and their recipients in memory, limits. */
 	uint32_t nitems, max_items;
 	uint32_t nrcpts, max_rcpts;

@@ -31,6 +31,15 @@
  * whole transaction leaves in one write and its replies come back in
  * one; the BDAT reply is then what the final dot's would be.
  *
+ * Several transactions (cfg->pipeline_depth): once a BDAT transaction is
+ * whole on the wire, smtp_client_send() may put the next one behind it
+ * (send_pipelined()). Its message waits in c->pend[] until the one under
+ * way is finished; finish_tx() then makes it current (start_tx()) with
+ * every command already counted as sent, and its replies are read as any.
+ * No RSET can go between the two: after_fail marks a transaction that
+ * followed a failed one, whose MAIL refusal then defers rather than
+ * bounces (the server may have kept the failed transaction's state).
+ *
  * Every receive-state change goes through smtpc_enter_state(). Commands go
  * through smtpc_emit(), which keeps c->out under SMTP_CLIENT_OUT_CMD_MAX plus
  * the last message appended (which the engine may not have sent yet); a

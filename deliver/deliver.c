@@ -412,6 +412,7 @@ dest_apply_route(struct deliver *d, struct dl_dest *ds)
 	    d->cfg->hostname;
 	ds->ccfg.lmtp = r->transport.kind == ROUTE_LMTP;
 	ds->ccfg.chunking = d->cfg->delivery->chunking != 0;
+	ds->ccfg.pipeline_depth = (uint8_t)d->cfg->delivery->pipeline_depth;
 	ds->ccfg.auth_user = r->policy.auth ? r->policy.auth_user : NULL;
 	ds->ccfg.auth_pass = r->policy.auth ? r->policy.auth_password : NULL;
 	dl_tls_policy(ds);
@@ -1017,6 +1018,8 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 			if (c->in_use && c->loading != NULL &&
 			    c->loading->qid == ctl->qid)
 				c->loading->dropped = true;
+			if (c->in_use)
+				dl_conn_pipe_drop(c, ctl->qid);
 		}
 		for (uint32_t i = 0; i < d->freads_cap; i++)
 			if (d->freads[i] != NULL &&
@@ -1396,6 +1399,10 @@ deliver_destroy(struct deliver *d)
 		    (unsigned long long)d->reused,
 		    (unsigned long long)d->addr_waits,
 		    (unsigned long long)d->parked, d->ndests);
+	if (d->pipelined > 0)
+		log_info("deliver: shard %u: %llu message(s) sent behind "
+		    "another on its connection (delivery.pipeline_depth)",
+		    d->id, (unsigned long long)d->pipelined);
 	if (d->tls_handshakes > 0 || d->tls_failed > 0)
 		log_info("deliver: shard %u: %llu TLS handshake(s), %llu "
 		    "resumed, %llu failed", d->id,
@@ -1415,6 +1422,7 @@ deliver_destroy(struct deliver *d)
 				dl_pass_leave(cur);
 			if (cur != NULL)
 				dl_item_destroy(cur);
+			dl_conn_pipe_free(c);
 			smtp_client_free(&c->cli);
 			buf_free(&c->tx);
 			dl_tls_conn_free(c);

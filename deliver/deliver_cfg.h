@@ -29,6 +29,9 @@ struct dns_cfg {
 	char *trust_anchor;		/* NULL: RESOLVER_ROOT_KEY */
 };
 
+/* The client's SMTP_CLIENT_DEPTH_MAX (static_assert in deliver_conn.c). */
+#define DELIVERY_PIPELINE_DEPTH_MAX 4
+
 struct delivery_cfg {
 	uint32_t paused;		/* accept and queue, deliver nothing */
 	char *log;			/* delivery log path, "-": stderr */
@@ -43,6 +46,8 @@ struct delivery_cfg {
 	uint32_t destination_keep_ms;	/* an unused destination's state */
 	uint32_t bounce_wait_ms;	/* failures held for one DSN a pass */
 	uint32_t chunking;		/* BDAT to servers offering CHUNKING */
+	uint32_t pipeline_depth;	/* transactions in flight per connection,
+					 * 1..DELIVERY_PIPELINE_DEPTH_MAX */
 	char *tls;			/* none, may, encrypt, verify */
 	uint32_t tls_level;		/* the same as an enum route_tls */
 	char *tls_ca_file;		/* NULL: the system's CA store */

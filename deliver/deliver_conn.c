@@ -39,6 +39,8 @@ static_assert(SMTP_BODY_7BIT == (int)QUEUE_BODY_7BIT, "body 7bit");
 static_assert(SMTP_BODY_8BITMIME == (int)QUEUE_BODY_8BITMIME, "body 8bit");
 static_assert(SMTP_BODY_BINARYMIME == (int)QUEUE_BODY_BINARYMIME,
     "body binarymime");
+static_assert(DELIVERY_PIPELINE_DEPTH_MAX == SMTP_CLIENT_DEPTH_MAX,
+    "delivery.pipeline_depth within the client's limit");
 
 uint64_t
 dl_cud(unsigned op, struct dl_conn *c)
@@ -53,6 +55,8 @@ dl_conn_free(struct dl_conn *c)
 	struct dl_dest *ds = c->dest;
 
 	assert(c->inflight == 0);
+	/* The client settles every transaction before the session ends. */
+	assert(c->npq == 0);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -708,7 +712,8 @@ item_send(struct dl_conn *c, struct dl_item *it)
 		dl_conn_item_clear(c);
 		it->due_ms = d->now_ms + 1000;
 		dl_item_schedule(d, it);
-		smtp_client_quit(&c->cli);
+		if (smtp_client_ready(&c->cli))
+			smtp_client_quit(&c->cli);
 		return true;
 	}
 	for (uint16_t i = 0; i < it->nrcpt; i++)
@@ -728,6 +733,15 @@ item_send(struct dl_conn *c, struct dl_item *it)
 		return true;
 	if (rc == 1)
 		return false;	/* refused here; results are in */
+	if (rc == -EAGAIN || rc == -ENOMEM) {
+		/* Not behind the others after all (too many commands in
+		 * flight): back to its destination, untried. */
+		dl_conn_item_clear(c);
+		c->msgs--;
+		it->due_ms = 0;
+		dl_item_schedule(d, it);
+		return false;
+	}
 	/* A message the client cannot send at all: bounce it. */
 	{
 		struct dl_rres *res;
@@ -792,11 +806,134 @@ dl_conn_next(struct dl_conn *c)
 			continue;
 		c->inflight++;
 		c->loading = it;
-		c->rec = buf;
+		c->lrec = buf;
 		c->rfd = fd;
 		dl_set_idle(c, false);
 		return;
 	}
+}
+
+/* Swap the current transaction's fields with p's. */
+static void
+ptx_swap(struct dl_conn *c, struct dl_ptx *p)
+{
+	struct dl_ptx t = *p;
+
+	p->item = c->item;
+	p->rec = c->rec;
+	p->env = c->env;
+	p->rcpts = c->rcpts;
+	p->res = c->res;
+	c->item = t.item;
+	c->rec = t.rec;
+	c->env = t.env;
+	c->rcpts = t.rcpts;
+	c->res = t.res;
+}
+
+/*
+ * While a transaction is in flight and the client can take another behind
+ * it (smtp_client_can_pipeline()), read the next item of the destination,
+ * so that it goes out before the replies to the first come back: a
+ * connection then always has a message on the wire, and one write and one
+ * wake-up carry the end of one message and the start of the next. The
+ * limits are those of dl_conn_next(); when one of them says no, the
+ * connection takes no more now and dl_conn_next() decides at `ready`.
+ */
+static void
+conn_pipe_more(struct dl_conn *c)
+{
+	struct deliver *d = c->d;
+	struct dl_dest *ds = c->dest;
+	const struct route_policy *pol = &ds->route->policy;
+	struct dl_item *it;
+	uint8_t *buf;
+	int fd;
+
+	if (c->closing || c->loading != NULL || c->item == NULL ||
+	    c->npq + 1 >= DL_PIPE_MAX || !smtp_client_can_pipeline(&c->cli))
+		return;
+	if (d->stopping || (pol->max_messages_per_connection &&
+	    c->msgs >= pol->max_messages_per_connection) ||
+	    ds->nconn > ds->eff_max || (c->ad != NULL && c->ad->whead != NULL))
+		return;
+	dl_dest_refill(d, ds);
+	while (ds->queued > 0 && (pol->max_rate == 0 || ds->tokens >= 1) &&
+	    d->now_ms >= ds->hold_until_ms) {
+		it = dl_dest_pop(ds);
+		if (pol->max_rate > 0)
+			ds->tokens -= 1;
+		if (!dl_item_read_start(d, it, dl_cud(OP_OREAD, c), &fd, &buf))
+			continue;
+		c->inflight++;
+		c->loading = it;
+		c->lrec = buf;
+		c->rfd = fd;
+		return;
+	}
+}
+
+/*
+ * The record of an item to pipeline behind c->item was read: it takes the
+ * current fields for the send (the callbacks of a local refusal are about
+ * it), then goes behind the others.
+ */
+static void
+conn_pipe_send(struct dl_conn *c, struct dl_item *it, uint8_t *rec, int res)
+{
+	struct deliver *d = c->d;
+	struct dl_ptx *p = &c->pq[c->npq];
+	const char *why;
+
+	assert(c->npq + 1 < DL_PIPE_MAX);
+	memset(p, 0, sizeof(*p));
+	ptx_swap(c, p);
+	c->psending = true;
+	if (it->dropped) {
+		free(rec);
+		dl_item_free(d, it);
+	} else if ((why = dl_item_verify(it, rec, res, &c->env)) != NULL) {
+		free(rec);
+		memset(&c->env, 0, sizeof(c->env));
+		dl_item_unreadable(d, it, why);
+	} else {
+		c->rec = rec;
+		(void)item_send(c, it);
+	}
+	c->psending = false;
+	ptx_swap(c, p);
+	if (p->item != NULL) {
+		c->npq++;	/* under way */
+		d->pipelined++;
+	}
+}
+
+void
+dl_conn_pipe_drop(struct dl_conn *c, uint64_t qid)
+{
+	for (unsigned i = 0; i < c->npq; i++)
+		if (c->pq[i].item != NULL && c->pq[i].item->qid == qid)
+			c->pq[i].item->dropped = true;
+}
+
+void
+dl_conn_pipe_free(struct dl_conn *c)
+{
+	for (unsigned i = 0; i < c->npq; i++) {
+		struct dl_ptx *p = &c->pq[i];
+		struct dl_item *it = p->item;
+
+		ptx_swap(c, p);
+		dl_conn_item_clear(c);
+		ptx_swap(c, p);
+		if (it != NULL) {
+			dl_pass_leave(it);
+			dl_item_destroy(it);
+		}
+	}
+	c->npq = 0;
+	free(c->lrec);
+	c->lrec = NULL;
 }
 
 /*
@@ -810,7 +947,7 @@ dl_handle_oread(struct dl_conn *c, int res)
 {
 	struct deliver *d = c->d;
 	struct dl_item *it = c->loading;
-	uint8_t *rec = c->rec;
+	uint8_t *rec = c->lrec;
 	const char *why;
 	bool sent = false;
 
@@ -818,7 +955,31 @@ dl_handle_oread(struct dl_conn *c, int res)
 	dl_segfd_put(d, c->rfd);
 	c->rfd = -1;
 	c->loading = NULL;
-	c->rec = NULL;
+	c->lrec = NULL;
+	if (c->item != NULL) {
+		/* Read to go behind the transaction in flight. */
+		if (c->closing || !smtp_client_can_pipeline(&c->cli)) {
+			/* It cannot now (its predecessor failed, or the
+			 * session did): back, untried, for `ready`. */
+			free(rec);
+			if (it->dropped) {
+				dl_item_free(d, it);
+				return;
+			}
+			it->due_ms = 0;
+			dl_item_schedule(d, it);
+			if (!c->closing && smtp_client_ready(&c->cli))
+				dl_conn_next(c);
+		} else {
+			conn_pipe_send(c, it, rec, res);
+			conn_pipe_more(c);
+		}
+		if (!c->closing) {
+			dl_conn_flush(c);
+			dl_conn_deadline(c);
+		}
+		return;
+	}
 	if (c->closing || !smtp_client_ready(&c->cli)) {
 		if (it->dropped) {
 			free(rec);
@@ -858,6 +1019,8 @@ dl_handle_oread(struct dl_conn *c, int res)
 	}
 	if (!sent)
 		dl_conn_next(c);
+	else
+		conn_pipe_more(c);
 	dl_conn_flush(c);
 	dl_conn_deadline(c);
 }
@@ -879,6 +1042,10 @@ cb_ready(void *arg)
 		c->starting = false;
 		c->dest->nstarting--;
 	}
+	/* An item read to go behind the last transaction: it goes now,
+	 * when the read completes (dl_handle_oread()). */
+	if (c->loading != NULL)
+		return;
 	dl_conn_next(c);
 }
 
@@ -930,6 +1097,14 @@ cb_message_done(void *arg, const struct smtp_client_reply *r,
 	for (uint16_t i = 0; res != NULL && i < n; i++)
 		free(res[i].text);
 	free(res);
+	/* The next one in flight is now the one the callbacks are about. */
+	if (!c->psending && c->npq > 0) {
+		ptx_swap(c, &c->pq[0]);
+		memmove(&c->pq[0], &c->pq[1], (size_t)(c->npq - 1) *
+		    sizeof(c->pq[0]));
+		c->npq--;
+		memset(&c->pq[c->npq], 0, sizeof(c->pq[0]));
+	}
 }
 
 /* What an item being read for c gets, the session having failed so. */
@@ -1233,6 +1408,8 @@ dl_handle_orecv(struct dl_conn *c, int res)
 			    SMTP_CLIENT_EV_CLOSE : SMTP_CLIENT_EV_NONE;
 		}
 	}
+	if (ev == SMTP_CLIENT_EV_NONE)
+		conn_pipe_more(c);
 	dl_conn_flush(c);
 	if (ev == SMTP_CLIENT_EV_CLOSE || smtp_client_closed(&c->cli)) {
 		if (!c->send_armed)

@@ -32,6 +32,8 @@
 #define DL_ADDR_BUCKETS 1024	/* idle connections by address; power of 2 */
 #define DL_ADDR_WAKE 4		/* waiters woken per connection closed */
 #define DL_ADDR_SCAN 8		/* waiters looked at for a hand-over */
+/* Transactions in flight on one connection (delivery.pipeline_depth). */
+#define DL_PIPE_MAX SMTP_CLIENT_DEPTH_MAX
 #define DL_RBUF 4096
 #define DL_DEST_BUCKETS 4096	/* power of two */
 #define DL_RESOLVE_FRESH_MS 30000
@@ -217,6 +219,15 @@ struct dl_rres {			/* one recipient's reply this attempt */
 	char *text;
 };
 
+/* A transaction in flight on a connection: its item and what it borrows. */
+struct dl_ptx {
+	struct dl_item *item;
+	uint8_t *rec;			/* the record, read back */
+	struct envelope env;
+	const char **rcpts;
+	struct dl_rres *res;
+};
+
 struct dl_conn {
 	uint32_t gen;
 	bool in_use;
@@ -255,12 +266,22 @@ struct dl_conn {
 	 * own descriptor of its segment. */
 	struct dl_item *loading;
 	int rfd;
+	uint8_t *lrec;			/* the buffer it is read into */
 	/* The item being sent. */
 	struct dl_item *item;
 	uint8_t *rec;			/* the record, read back */
 	struct envelope env;
 	const char **rcpts;
 	struct dl_rres *res;
+	/*
+	 * Transactions pipelined behind `item` (smtp_client_can_pipeline()),
+	 * oldest first: the client's callbacks are about `item`, and when it
+	 * is done pq[0] takes its place. psending: a pipelined send is under
+	 * way, its item sits in `item` meanwhile (conn_pipe_send()).
+	 */
+	struct dl_ptx pq[DL_PIPE_MAX - 1];
+	uint8_t npq;
+	bool psending;
 	uint32_t next_free;
 	/* The session failed through the peer's fault: what an item still
 	 * being read for it gets (fail_code 0: it goes back unattempted). */
@@ -319,6 +340,7 @@ struct deliver {
 	uint32_t nyielding;		/* idle ones closing for a waiter */
 	uint32_t nwaiting;		/* dests waiting for a slot, this pass */
 	uint64_t opened, reused;	/* connections: new, moved by address */
+	uint64_t pipelined;		/* items sent behind another in flight */
 	/* The active set: items and their recipients in memory, limits. */
 	uint32_t nitems, max_items;
 	uint32_t nrcpts, max_rcpts;
@@ -504,6 +526,10 @@ void dl_conn_deadline(struct dl_conn *c);
 void dl_set_idle(struct dl_conn *c, bool idle);
 void dl_conn_flush(struct dl_conn *c);
 void dl_conn_item_clear(struct dl_conn *c);
+/* The items pipelined behind the current one: marked dropped (qid), or
+ * released at shutdown (their attempts never finish). */
+void dl_conn_pipe_drop(struct dl_conn *c, uint64_t qid);
+void dl_conn_pipe_free(struct dl_conn *c);
 void dl_conn_next(struct dl_conn *c);
 void dl_handle_oread(struct dl_conn *c, int res);
 bool dl_conn_open(struct deliver *d, struct dl_dest *ds, unsigned first);

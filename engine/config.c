@@ -268,6 +268,8 @@ static const struct cfg_key delivery_keys[] = {
 	  FIELD(struct delivery_cfg, bounce_wait_ms) },
 	{ KEY("chunking", CFG_BOOL, "true", 0, 1),
 	  FIELD(struct delivery_cfg, chunking) },
+	{ KEY("pipeline_depth", CFG_UINT, "2", 1, DELIVERY_PIPELINE_DEPTH_MAX),
+	  FIELD(struct delivery_cfg, pipeline_depth) },
 	/* Postfix's smtp_tls_security_level, and its usual setting. */
 	{ KEY("tls", CFG_STRING, "dane", 0, 0), FIELD(struct delivery_cfg, tls),
 	  .check = check_delivery_tls },

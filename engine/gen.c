@@ -406,7 +406,8 @@ delivery_eq(const struct delivery_cfg *a, const struct delivery_cfg *b)
 	    a->active_messages == b->active_messages &&
 	    a->active_recipients == b->active_recipients &&
 	    a->destination_keep_ms == b->destination_keep_ms &&
-	    a->chunking == b->chunking && str_eq(a->tls, b->tls) &&
+	    a->chunking == b->chunking &&
+	    a->pipeline_depth == b->pipeline_depth && str_eq(a->tls, b->tls) &&
 	    str_eq(a->tls_ca_file, b->tls_ca_file) &&
 	    a->ndenied_networks == b->ndenied_networks &&
 	    (a->ndenied_networks == 0 || memcmp(a->denied_networks,

@@ -31,6 +31,15 @@
  * whole transaction leaves in one write and its replies come back in
  * one; the BDAT reply is then what the final dot's would be.
  *
+ * Several transactions (cfg->pipeline_depth): once a BDAT transaction is
+ * whole on the wire, smtp_client_send() may put the next one behind it
+ * (send_pipelined()). Its message waits in c->pend[] until the one under
+ * way is finished; finish_tx() then makes it current (start_tx()) with
+ * every command already counted as sent, and its replies are read as any.
+ * No RSET can go between the two: after_fail marks a transaction that
+ * followed a failed one, whose MAIL refusal then defers rather than
+ * bounces (the server may have kept the failed transaction's state).
+ *
  * Every receive-state change goes through smtpc_enter_state(). Commands go
  * through smtpc_emit(), which keeps c->out under SMTP_CLIENT_OUT_CMD_MAX plus
  * the last message appended (which the engine may not have sent yet); a
@@ -407,6 +416,29 @@ accepted_result(struct smtp_client *c, const struct smtp_client_reply *r)
 }
 
 /*
+ * A message that never became the transaction under way (pipelined behind
+ * it, or refused locally before it was sent) gets r for every recipient.
+ */
+static void
+settle_msg(struct smtp_client *c, const struct smtp_client_msg *m,
+    const struct smtp_client_reply *r)
+{
+	struct smtp_client_tally t;
+	int cls = r->code / 100;
+
+	assert(cls == 4 || cls == 5);
+	memset(&t, 0, sizeof(t));
+	for (uint32_t i = 0; i < m->nrcpt; i++) {
+		if (cls == 4)
+			t.deferred++;
+		else
+			t.bounced++;
+		c->cb->rcpt_done(c->arg, i, r);
+	}
+	c->cb->message_done(c->arg, r, &t);
+}
+
+/*
  * End the session: every open recipient gets r when it is 4xx/5xx (else
  * 451 4.4.2), then message_done, then failed. quit: the stream is in step
  * and the server is not closing, so say goodbye politely.
@@ -422,11 +454,13 @@ smtpc_fail_session(struct smtp_client *c, enum smtp_client_stage stage,
 
 	if (c->state == SMTP_C_CLOSED)
 		return;
-	if (c->in_tx) {
+	if (c->in_tx || c->npend > 0) {
 		if (r->code / 100 != 4 && r->code / 100 != 5) {
 			smtpc_local_reply(&lost, 451, "4.4.2", "connection lost");
 			rr = &lost;
 		}
+	}
+	if (c->in_tx) {
 		for (i = 0; i < c->msg.nrcpt; i++)
 			if (c->rstat.data[i] != RS_DONE)
 				rcpt_result(c, i, rr);
@@ -435,6 +469,16 @@ smtpc_fail_session(struct smtp_client *c, enum smtp_client_stage stage,
 		t = c->tally;
 		c->cb->message_done(c->arg, rr, &t);
 	}
+	/* Those pipelined behind it: in order, none of them answered. */
+	while (c->npend > 0) {
+		const struct smtp_client_msg *m = &c->pend[c->pend_head];
+
+		c->pend_head = (uint8_t)((c->pend_head + 1) %
+		    (SMTP_CLIENT_DEPTH_MAX - 1));
+		c->npend--;
+		settle_msg(c, m, rr);
+	}
+	c->pend_cmds = 0;
 	c->out_err = false;
 	if (quit)
 		(void)smtpc_emit(c, "QUIT\r\n");
@@ -477,6 +521,9 @@ tx_reply_get(struct smtp_client *c, struct smtp_client_reply *r)
  * ended before (or instead of) a real end of data, so the server may
  * still hold a half transaction.
  */
+static void start_tx(struct smtp_client *c, const struct smtp_client_msg *msg);
+static void enter_recv_state(struct smtp_client *c);
+
 static void
 finish_tx(struct smtp_client *c, const struct smtp_client_reply *r, bool rset)
 {
@@ -487,6 +534,27 @@ finish_tx(struct smtp_client *c, const struct smtp_client_reply *r, bool rset)
 	c->in_tx = false;
 	c->messages++;
 	c->cb->message_done(c->arg, r, &t);
+	if (c->npend > 0) {
+		/*
+		 * The next transaction is on the wire already, its replies
+		 * are next: no RSET can go between (see after_fail).
+		 */
+		struct smtp_client_msg m = c->pend[c->pend_head];
+		uint32_t cmds = m.nrcpt + 2;
+
+		c->pend_head = (uint8_t)((c->pend_head + 1) %
+		    (SMTP_CLIENT_DEPTH_MAX - 1));
+		c->npend--;
+		assert(c->pend_cmds >= cmds);
+		c->pend_cmds -= cmds;
+		start_tx(c, &m);
+		c->bdat = true;
+		c->send_idx = cmds;
+		c->send_done = true;
+		c->after_fail = rset;
+		enter_recv_state(c);
+		return;
+	}
 	if (rset) {
 		(void)smtpc_emit(c, "RSET\r\n");
 		smtpc_enter_state(c, SMTP_C_RSET);
@@ -496,9 +564,8 @@ finish_tx(struct smtp_client *c, const struct smtp_client_reply *r, bool rset)
 }
 
 static void
-emit_mail(struct smtp_client *c)
+emit_mail(struct smtp_client *c, const struct smtp_client_msg *m)
 {
-	const struct smtp_client_msg *m = &c->msg;
 	char params[96];
 	int n = 0;
 
@@ -528,10 +595,10 @@ emit_mail(struct smtp_client *c)
  * without CRLF gets one, as with DATA, so both ways deliver the same bytes.
  */
 static void
-append_bdat(struct smtp_client *c)
+append_bdat(struct smtp_client *c, const struct smtp_client_msg *m)
 {
-	const char *d = c->msg.data;
-	size_t len = c->msg.len;
+	const char *d = m->data;
+	size_t len = m->len;
 	bool crlf = len >= 2 && d[len - 2] == '\r' && d[len - 1] == '\n';
 
 	if (!smtpc_emit(c, "BDAT %zu LAST\r\n", len + (crlf || len == 0 ? 0 : 2)))
@@ -541,8 +608,11 @@ append_bdat(struct smtp_client *c)
 		c->out_err = true;
 		return;
 	}
-	/* Commands after it may find it not yet sent: allow for it. */
-	c->out_allow = len + 2;
+	/*
+	 * Commands after it may find it not yet sent: allow for it, and for
+	 * a message pipelined before it that may not be sent either.
+	 */
+	c->out_allow = c->out.len;
 }
 
 /* The receive state that matches recv_idx (something is outstanding). */
@@ -576,7 +646,7 @@ pump(struct smtp_client *c)
 			break;
 		}
 		if (c->send_idx == 0) {
-			emit_mail(c);
+			emit_mail(c, &c->msg);
 		} else if (c->send_idx <= n) {
 			(void)smtpc_emit(c, "RCPT TO:<%s>\r\n",
 			    c->msg.rcpt[c->send_idx - 1]);
@@ -587,7 +657,7 @@ pump(struct smtp_client *c)
 			if (c->recv_idx > n && c->naccepted == 0)
 				break;
 			if (c->bdat)
-				append_bdat(c);
+				append_bdat(c, &c->msg);
 			else
 				(void)smtpc_emit(c, "DATA\r\n");
 		}
@@ -725,7 +795,8 @@ static void
 tx_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 {
 	uint32_t idx = c->recv_idx, n = c->msg.nrcpt, i;
-	struct smtp_client_reply saved;
+	struct smtp_client_reply saved, after;
+	char after_text[SMTP_CLIENT_TEXT_MAX + 1];
 	int cls = r->code / 100;
 
 	assert(idx < c->send_idx);
@@ -742,6 +813,19 @@ tx_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 		return;
 	}
 	c->recv_idx++;
+	if (idx == 0 && cls != 2 && c->after_fail) {
+		/*
+		 * Pipelined behind a transaction that failed, with no RSET
+		 * between: the refusal may be about the server's leftover
+		 * state ("nested MAIL command"), not this message. Defer.
+		 */
+		snprintf(after_text, sizeof(after_text), "MAIL FROM pipelined "
+		    "after a failed transaction got %d %s %s", r->code,
+		    r->enhanced, r->text);
+		smtpc_local_reply(&after, 451, "4.5.0", after_text);
+		r = &after;
+		cls = 4;
+	}
 	if (idx == 0) {
 		if (cls != 2) {
 			/* Every recipient gets MAIL's reply; what the
@@ -1084,24 +1168,54 @@ refuse_local(struct smtp_client *c, int code, const char *enhanced,
 	return 1;
 }
 
-int
-smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg)
+static bool
+msg_ok(const struct smtp_client_msg *msg)
 {
-	char text[160];
-	uint32_t i;
-
-	assert(c->state == SMTP_C_READY);
-	assert(!c->in_tx);
 	if (msg->nrcpt == 0 || msg->nrcpt > SMTP_CLIENT_RCPT_MAX ||
 	    msg->sender == NULL || !addr_ok(msg->sender))
-		return -EINVAL;
-	for (i = 0; i < msg->nrcpt; i++)
+		return false;
+	for (uint32_t i = 0; i < msg->nrcpt; i++)
 		if (msg->rcpt[i] == NULL || msg->rcpt[i][0] == '\0' ||
 		    !addr_ok(msg->rcpt[i]))
-			return -EINVAL;
+			return false;
+	return true;
+}
+
+/*
+ * Why msg cannot go to this server at all (written to text), or NULL:
+ * RFC 1870 6, do not send what the server said it will not take; RFC 6531
+ * 3.4, no downgrade.
+ */
+static const char *
+local_refusal(const struct smtp_client *c, const struct smtp_client_msg *m,
+    char *text, size_t cap, int *code)
+{
+	uint64_t size = m->size != 0 ? m->size : m->len;
+
+	if ((c->ext & SMTP_CLIENT_EXT_SIZE) && c->size_max > 0 &&
+	    size > c->size_max) {
+		snprintf(text, cap, "message size %llu exceeds size limit "
+		    "%llu of the remote host", (unsigned long long)size,
+		    (unsigned long long)c->size_max);
+		*code = 552;
+		return "5.3.4";
+	}
+	if (m->smtputf8 && !(c->ext & SMTP_CLIENT_EXT_SMTPUTF8)) {
+		snprintf(text, cap, "SMTPUTF8 is required but not supported "
+		    "by the remote host");
+		*code = 550;
+		return "5.6.7";
+	}
+	return NULL;
+}
+
+/* msg becomes the transaction under way; its rstat fits (reserved). */
+static void
+start_tx(struct smtp_client *c, const struct smtp_client_msg *msg)
+{
 	buf_reset(&c->rstat);
 	if (buf_reserve(&c->rstat, msg->nrcpt) < 0)
-		return -ENOMEM;
+		log_panic("client: recipient state not reserved");
 	memset(c->rstat.data, RS_OPEN, msg->nrcpt);
 	c->rstat.len = msg->nrcpt;
 
@@ -1123,20 +1237,83 @@ smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg)
 	memset(&c->tally, 0, sizeof(c->tally));
 	c->tx_code = 0;
 	c->tx_text[0] = '\0';
+	c->after_fail = false;
+}
 
-	/* RFC 1870 6: do not send what the server said it will not take. */
-	if ((c->ext & SMTP_CLIENT_EXT_SIZE) && c->size_max > 0 &&
-	    c->msg.size > c->size_max) {
-		snprintf(text, sizeof(text), "message size %llu exceeds size "
-		    "limit %llu of the remote host",
-		    (unsigned long long)c->msg.size,
-		    (unsigned long long)c->size_max);
-		return refuse_local(c, 552, "5.3.4", text);
+bool
+smtp_client_can_pipeline(const struct smtp_client *c)
+{
+	unsigned depth = c->cfg->pipeline_depth;
+
+	if (depth > SMTP_CLIENT_DEPTH_MAX)
+		depth = SMTP_CLIENT_DEPTH_MAX;
+	return depth > 1 && c->in_tx && c->bdat && c->send_done &&
+	    !c->mail_failed && !c->out_err && 1u + c->npend < depth &&
+	    (c->state == SMTP_C_MAIL || c->state == SMTP_C_RCPT ||
+	    c->state == SMTP_C_BDAT);
+}
+
+/*
+ * A transaction behind the one under way (smtp_client_can_pipeline()):
+ * all of it goes out now, its replies come after the others'.
+ */
+static int
+send_pipelined(struct smtp_client *c, const struct smtp_client_msg *msg)
+{
+	struct smtp_client_reply r;
+	struct smtp_client_msg m = *msg;
+	char text[160];
+	const char *enh;
+	uint32_t i, cmds = m.nrcpt + 2;
+	int code;
+
+	if (m.size == 0)
+		m.size = m.len;
+	if ((c->send_idx - c->recv_idx) + c->pend_cmds + cmds >
+	    SMTP_CLIENT_PIPE_MAX)
+		return -EAGAIN;
+	/* Room for its state when it comes first (start_tx()). */
+	if (buf_reserve(&c->rstat, m.nrcpt) < 0)
+		return -ENOMEM;
+	if ((enh = local_refusal(c, &m, text, sizeof(text), &code)) != NULL) {
+		smtpc_local_reply(&r, code, enh, text);
+		settle_msg(c, &m, &r);
+		return 1;
 	}
-	/* RFC 6531 3.4: no downgrade; the message cannot go this way. */
-	if (msg->smtputf8 && !(c->ext & SMTP_CLIENT_EXT_SMTPUTF8))
-		return refuse_local(c, 550, "5.6.7", "SMTPUTF8 is required but "
-		    "not supported by the remote host");
+	emit_mail(c, &m);
+	for (i = 0; i < m.nrcpt; i++)
+		(void)smtpc_emit(c, "RCPT TO:<%s>\r\n", m.rcpt[i]);
+	append_bdat(c, &m);
+	/* A failed append (out_err) ends the session at the next reply,
+	 * which settles this message too. */
+	c->pend[(c->pend_head + c->npend) % (SMTP_CLIENT_DEPTH_MAX - 1)] = m;
+	c->npend++;
+	c->pend_cmds += cmds;
+	return 0;
+}
+
+int
+smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg)
+{
+	char text[160];
+	const char *enh;
+	int code;
+
+	if (!msg_ok(msg))
+		return -EINVAL;
+	if (c->state != SMTP_C_READY) {
+		assert(smtp_client_can_pipeline(c));
+		return send_pipelined(c, msg);
+	}
+	assert(!c->in_tx);
+	assert(c->npend == 0);
+	buf_reset(&c->rstat);
+	if (buf_reserve(&c->rstat, msg->nrcpt) < 0)
+		return -ENOMEM;
+	start_tx(c, msg);
+	if ((enh = local_refusal(c, &c->msg, text, sizeof(text), &code)) !=
+	    NULL)
+		return refuse_local(c, code, enh, text);
 	pump(c);
 	enter_recv_state(c);
 	smtpc_check_out(c);

@@ -96,6 +96,8 @@
 #define SMTP_CLIENT_PIPE_MAX 1000
 /* Command bytes c->out may hold; the message data comes on top of it. */
 #define SMTP_CLIENT_OUT_CMD_MAX (1024 * 1024)
+/* Most transactions in flight at once (cfg->pipeline_depth). */
+#define SMTP_CLIENT_DEPTH_MAX 4
 
 /* Shared, read-only; outlives every client that points to it. */
 struct smtp_client_cfg {
@@ -119,6 +121,13 @@ struct smtp_client_cfg {
 	uint8_t starttls;
 	/* AUTH may go over a session that is not encrypted. */
 	bool auth_insecure;
+	/*
+	 * Transactions in flight at once, 1..SMTP_CLIENT_DEPTH_MAX (0 counts
+	 * as 1). Above 1, when a transaction goes out with BDAT (so it is
+	 * whole on the wire the moment it is sent) the next one may follow
+	 * before its replies come back: smtp_client_can_pipeline().
+	 */
+	uint8_t pipeline_depth;
 };
 
 enum smtp_client_starttls {
@@ -327,6 +336,22 @@ struct smtp_client {
 	char tx_enhanced[12];
 	char tx_text[SMTP_CLIENT_TEXT_MAX + 1];
 
+	/*
+	 * Transactions sent behind the one above (pipelined, all of their
+	 * commands on the wire, no reply to them read yet), oldest first
+	 * from pend_head. The one above is always the oldest in flight:
+	 * the callbacks are about it.
+	 */
+	struct smtp_client_msg pend[SMTP_CLIENT_DEPTH_MAX - 1];
+	uint8_t npend, pend_head;
+	uint32_t pend_cmds;	/* commands of the pending ones */
+	/*
+	 * The transaction was pipelined behind one that failed and could
+	 * not be followed by RSET: a refusal of its MAIL may be the
+	 * server's leftover state, not a verdict on this message.
+	 */
+	bool after_fail;
+
 	uint64_t messages;	/* transactions finished on this connection */
 	/*
 	 * Whole replies taken so far. The engine restarts its reply timer
@@ -388,7 +413,8 @@ enum smtp_client_event smtp_client_input(struct smtp_client *c,
     const char *p, size_t n);
 
 /*
- * Start a transaction; only when smtp_client_ready(c). The struct is
+ * Start a transaction; only when smtp_client_ready(c) or
+ * smtp_client_can_pipeline(c). The struct is
  * copied, but the strings, the rcpt array and the data must stay valid
  * until message_done fires. Returns:
  *   0        under way: callbacks follow as replies arrive (or, if the
@@ -407,6 +433,23 @@ enum smtp_client_event smtp_client_input(struct smtp_client *c,
  * On a negative return no callback fired and nothing changed.
  */
 int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg);
+
+/*
+ * Whether smtp_client_send() may start another transaction now, before
+ * the replies to the one under way: cfg->pipeline_depth allows it, the
+ * transaction under way went out with BDAT and whole, and its MAIL was
+ * not refused. Such a send puts MAIL, the RCPTs and BDAT LAST with the
+ * message behind it in c->out (RFC 2920, RFC 3030); its replies are read
+ * after the earlier transactions'. Callbacks keep coming in order: each
+ * rcpt_done/message_done is about the oldest transaction in flight. A
+ * pipelined send fires callbacks only when it returns 1 (refused
+ * locally, about the message it was given); it may also return -EAGAIN
+ * (too many commands in flight for this message now: send it when
+ * ready). When the transaction before a pipelined one needed a reset
+ * (RSET could not go between them), a refusal of the pipelined MAIL
+ * defers its recipients (4xx) instead of bouncing them.
+ */
+bool smtp_client_can_pipeline(const struct smtp_client *c);
 
 /*
  * Send QUIT when ready; a no-op when QUIT is out already or the session

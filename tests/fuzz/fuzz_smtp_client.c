@@ -8,7 +8,10 @@
  * well-formed greeting and EHLO reply are fed first, so the client has
  * sent its first message (or AUTH) when the fuzzer's bytes arrive; after
  * that, each 0xFE byte marks a read boundary. The fake engine sends up to
- * three messages (one needing SMTPUTF8, one 8-bit) and then QUIT.
+ * three messages (one needing SMTPUTF8, one 8-bit) and then QUIT. An
+ * input of odd length sets pipeline_depth 2: with BDAT the next message
+ * goes out behind the one under way whenever the client takes it, and
+ * the callbacks must keep to their order, message by message.
  *
  * Properties checked beyond "no crash": every recipient of every message
  * handed over gets exactly one rcpt_done with a 2xx/4xx/5xx code before
@@ -30,9 +33,14 @@ struct fz {
 	struct smtp_client c;
 	unsigned next;		/* messages handed over so far */
 	int cur;		/* message under way, -1 none */
+	/* Pipelined behind cur (cfg.pipeline_depth 2), and the one a
+	 * pipelined send is about while it runs. */
+	int later[3];
+	unsigned nlater;
+	int psend;
 	uint32_t nrcpt;
-	uint8_t seen[FZ_RCPT_MAX];
-	uint32_t nseen;
+	uint8_t seen[3][FZ_RCPT_MAX];
+	uint32_t nseen[3];
 	int failed;
 };
 
@@ -45,25 +53,48 @@ static const char body[] = "Subject: fuzz\r\n\r\n.leading dot\r\n..\r\n"
     "last line";
 
 static void
+fz_msg(struct fz *f, struct smtp_client_msg *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->sender = f->next == 1 ? "" : "s@fuzz.test";
+	m->rcpt = rcpts;
+	m->nrcpt = f->nrcpt;
+	m->data = body;
+	m->len = sizeof(body) - 1;
+	m->smtputf8 = f->next == 1;
+	m->body = f->next == 2 ? SMTP_BODY_8BITMIME : SMTP_BODY_7BIT;
+}
+
+/* Messages behind the one under way while the client takes them. */
+static void
+fz_pipe(struct fz *f)
+{
+	struct smtp_client_msg m;
+	int rc;
+
+	while (f->cur >= 0 && f->next < 3 && !smtp_client_closed(&f->c) &&
+	    smtp_client_can_pipeline(&f->c)) {
+		fz_msg(f, &m);
+		f->psend = (int)f->next++;
+		rc = smtp_client_send(&f->c, &m);
+		f->psend = -1;
+		assert(rc == 0 || rc == 1);
+		if (rc == 0)
+			f->later[f->nlater++] = (int)f->next - 1;
+	}
+}
+
+static void
 fz_ready(void *arg)
 {
 	struct fz *f = arg;
 	struct smtp_client_msg m;
 	int rc;
 
-	assert(!f->failed && f->cur == -1);
+	assert(!f->failed && f->cur == -1 && f->nlater == 0);
 	while (f->next < 3) {
-		memset(&m, 0, sizeof(m));
-		m.sender = f->next == 1 ? "" : "s@fuzz.test";
-		m.rcpt = rcpts;
-		m.nrcpt = f->nrcpt;
-		m.data = body;
-		m.len = sizeof(body) - 1;
-		m.smtputf8 = f->next == 1;
-		m.body = f->next == 2 ? SMTP_BODY_8BITMIME : SMTP_BODY_7BIT;
+		fz_msg(f, &m);
 		f->cur = (int)f->next++;
-		memset(f->seen, 0, sizeof(f->seen));
-		f->nseen = 0;
 		rc = smtp_client_send(&f->c, &m);
 		assert(rc == 0 || rc == 1);
 		if (rc == 0)
@@ -77,15 +108,15 @@ static void
 fz_rcpt_done(void *arg, uint32_t i, const struct smtp_client_reply *r)
 {
 	struct fz *f = arg;
-	int cls = r->code / 100;
+	int cls = r->code / 100, cur = f->psend >= 0 ? f->psend : f->cur;
 
-	assert(!f->failed && f->cur >= 0);
-	assert(i < f->nrcpt && !f->seen[i]);
+	assert(!f->failed && cur >= 0);
+	assert(i < f->nrcpt && !f->seen[cur][i]);
 	assert(cls == 2 || cls == 4 || cls == 5);
 	assert(r->enhanced[0] == '0' + cls);
 	assert(strlen(r->text) <= SMTP_CLIENT_TEXT_MAX);
-	f->seen[i] = 1;
-	f->nseen++;
+	f->seen[cur][i] = 1;
+	f->nseen[cur]++;
 }
 
 static void
@@ -94,11 +125,20 @@ fz_message_done(void *arg, const struct smtp_client_reply *r,
 {
 	struct fz *f = arg;
 
+	int cur = f->psend >= 0 ? f->psend : f->cur;
+
 	(void)r;
-	assert(!f->failed && f->cur >= 0);
-	assert(f->nseen == f->nrcpt);
+	assert(!f->failed && cur >= 0);
+	assert(f->nseen[cur] == f->nrcpt);
 	assert(t->delivered + t->deferred + t->bounced == f->nrcpt);
+	if (f->psend >= 0)
+		return;
+	/* The next in flight is the one the callbacks are about now. */
 	f->cur = -1;
+	if (f->nlater > 0) {
+		f->cur = f->later[0];
+		memmove(f->later, f->later + 1, --f->nlater * sizeof(int));
+	}
 }
 
 static void
@@ -108,7 +148,7 @@ fz_failed(void *arg, enum smtp_client_stage stage,
 	struct fz *f = arg;
 
 	(void)stage;
-	assert(!f->failed && f->cur == -1);
+	assert(!f->failed && f->cur == -1 && f->nlater == 0);
 	assert(r->code >= 200 && r->code <= 599);
 	assert(smtp_client_closed(&f->c));
 	f->failed = 1;
@@ -138,6 +178,8 @@ feed(struct fz *f, const char *p, size_t n)
 			smtp_client_tls_done(&f->c);
 		fz_check_out(&f->c.out);
 	}
+	fz_pipe(f);
+	fz_check_out(&f->c.out);
 }
 
 int
@@ -162,8 +204,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* STARTTLS offered (below) and wanted, or required. */
 	cfg.starttls = (data[0] & 8) ? ((data[0] & 2) ? SMTP_CLIENT_STARTTLS_MUST :
 	    SMTP_CLIENT_STARTTLS_MAY) : SMTP_CLIENT_STARTTLS_NEVER;
+	/* Odd inputs: two transactions in flight when BDAT is used. */
+	cfg.pipeline_depth = (size & 1) ? 2 : 1;
 	memset(&f, 0, sizeof(f));
 	f.cur = -1;
+	f.psend = -1;
 	f.nrcpt = 1 + (data[0] >> 5);
 	smtp_client_init(&f.c, &cfg, &fz_cb, &f);
 	feed(&f, "220 fuzz ESMTP\r\n", 16);

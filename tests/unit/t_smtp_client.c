@@ -10,6 +10,8 @@
  * .in format, one directive per line:
  *   # comment
  *   %helo=NAME  %lmtp  %auth=USER PASS  %noquit  %chunking (cfg.chunking)
+ *   %pipe=N     (cfg.pipeline_depth: the harness sends the next message
+ *               whenever smtp_client_can_pipeline() says it may)
  *   %starttls=may|must  %auth_insecure  %implicit (tls_done before the
  *               greeting)
  *   %msg from=ADDR to=A,B,... [body=7bit|8bitmime|binarymime] [utf8]
@@ -82,6 +84,13 @@ struct eng {
 	struct buf *tr;
 	unsigned next_msg;	/* next message to send */
 	int cur;		/* message under way, -1 none */
+	/* Messages pipelined behind cur, oldest first; psend: the one a
+	 * pipelined send is about (its callbacks, if refused locally). */
+	int later[MSGS_MAX];
+	unsigned nlater;
+	int psend;
+	uint8_t mseen[MSGS_MAX][RCPTS_MAX];
+	uint32_t mnseen[MSGS_MAX];
 	uint8_t seen[RCPTS_MAX];
 	uint32_t nseen;
 	unsigned done_msgs;
@@ -232,6 +241,8 @@ parse_script(struct script *sc, const char *text)
 				sc->cfg.lmtp = true;
 			} else if (!strncmp(p, "%noquit", 7)) {
 				sc->noquit = true;
+			} else if (!strncmp(p, "%pipe=", 6)) {
+				sc->cfg.pipeline_depth = (uint8_t)atoi(p + 6);
 			} else if (!strncmp(p, "%chunking", 9)) {
 				sc->cfg.chunking = true;
 			} else if (!strncmp(p, "%auth=", 6)) {
@@ -315,27 +326,59 @@ take_output(struct eng *e)
 }
 
 static void
+tmsg_to(const struct tmsg *t, struct smtp_client_msg *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->sender = t->from;
+	m->rcpt = t->to;
+	m->nrcpt = t->nrcpt;
+	m->data = t->data.data ? t->data.data : "";
+	m->len = t->data.len;
+	m->body = t->body;
+	m->smtputf8 = t->utf8;
+	m->size = t->size;
+}
+
+/* Messages behind the one under way, while the client takes them. */
+static void
+eng_pipe(struct eng *e)
+{
+	while (e->cur >= 0 && e->next_msg < e->sc->nmsgs &&
+	    smtp_client_can_pipeline(&e->c)) {
+		struct smtp_client_msg m;
+		int num = (int)++e->next_msg, rc;
+
+		tmsg_to(&e->sc->msgs[num - 1], &m);
+		e->psend = num - 1;
+		trf(e, "send %d (pipelined)\n", num);
+		rc = smtp_client_send(&e->c, &m);
+		e->psend = -1;
+		if (rc == 1) {
+			trf(e, "send %d: refused locally\n", num);
+			continue;
+		}
+		CHECK(rc == 0);
+		CHECK(e->nlater < MSGS_MAX);
+		e->later[e->nlater++] = num - 1;
+	}
+}
+
+static void
 eng_send_next(struct eng *e)
 {
 	while (e->next_msg < e->sc->nmsgs) {
-		const struct tmsg *t = &e->sc->msgs[e->next_msg];
-		struct smtp_client_msg m = {
-			.sender = t->from, .rcpt = t->to, .nrcpt = t->nrcpt,
-			.data = t->data.data ? t->data.data : "",
-			.len = t->data.len, .body = t->body,
-			.smtputf8 = t->utf8, .size = t->size,
-		};
+		struct smtp_client_msg m;
 		int rc;
 
 		int num = (int)++e->next_msg;
 
+		tmsg_to(&e->sc->msgs[num - 1], &m);
 		e->cur = num - 1;
-		memset(e->seen, 0, sizeof(e->seen));
-		e->nseen = 0;
 		trf(e, "send %d\n", num);
 		rc = smtp_client_send(&e->c, &m);
 		if (rc != 1) {
 			CHECK(rc == 0);
+			eng_pipe(e);
 			return;
 		}
 		/* Refused locally: its callbacks ran; still ready. */
@@ -366,16 +409,18 @@ cb_rcpt_done(void *arg, uint32_t index, const struct smtp_client_reply *r)
 {
 	struct eng *e = arg;
 
+	int cur = e->psend >= 0 ? e->psend : e->cur;
+
 	CHECK(!e->failed);
-	CHECK(e->cur >= 0);
-	if (e->cur < 0)
+	CHECK(cur >= 0);
+	if (cur < 0)
 		return;
-	CHECK(index < e->sc->msgs[e->cur].nrcpt);
-	CHECK(index < RCPTS_MAX && !e->seen[index]);
+	CHECK(index < e->sc->msgs[cur].nrcpt);
+	CHECK(index < RCPTS_MAX && !e->mseen[cur][index]);
 	if (index < RCPTS_MAX)
-		e->seen[index] = 1;
-	e->nseen++;
-	trf(e, "rcpt_done %d.%u ", e->cur + 1, index);
+		e->mseen[cur][index] = 1;
+	e->mnseen[cur]++;
+	trf(e, "rcpt_done %d.%u ", cur + 1, index);
 	tr_reply(e, r);
 }
 
@@ -385,17 +430,26 @@ cb_message_done(void *arg, const struct smtp_client_reply *r,
 {
 	struct eng *e = arg;
 
+	int cur = e->psend >= 0 ? e->psend : e->cur;
+
 	CHECK(!e->failed);
-	CHECK(e->cur >= 0);
-	if (e->cur < 0)
+	CHECK(cur >= 0);
+	if (cur < 0)
 		return;
-	CHECK(e->nseen == e->sc->msgs[e->cur].nrcpt);
-	CHECK(t->delivered + t->deferred + t->bounced == e->nseen);
+	CHECK(e->mnseen[cur] == e->sc->msgs[cur].nrcpt);
+	CHECK(t->delivered + t->deferred + t->bounced == e->mnseen[cur]);
 	trf(e, "message_done %d delivered=%u deferred=%u bounced=%u ",
-	    e->cur + 1, t->delivered, t->deferred, t->bounced);
+	    cur + 1, t->delivered, t->deferred, t->bounced);
 	tr_reply(e, r);
-	e->cur = -1;
 	e->done_msgs++;
+	if (e->psend >= 0)
+		return;
+	/* The next in flight is the one the callbacks are about now. */
+	e->cur = -1;
+	if (e->nlater > 0) {
+		e->cur = e->later[0];
+		memmove(e->later, e->later + 1, --e->nlater * sizeof(int));
+	}
 }
 
 static void
@@ -513,6 +567,7 @@ run(const struct script *sc, size_t split, struct buf *tr)
 	e.sc = sc;
 	e.tr = tr;
 	e.cur = -1;
+	e.psend = -1;
 	smtp_client_init(&e.c, &sc->cfg, &eng_cb, &e);
 	if (sc->implicit)
 		smtp_client_tls_done(&e.c);
@@ -533,6 +588,7 @@ run(const struct script *sc, size_t split, struct buf *tr)
 			} else {
 				feed(&e, st->bytes.data, st->bytes.len);
 			}
+			eng_pipe(&e);
 			break;
 		case ST_EOF:
 			trf(&e, "eof\n");
@@ -571,6 +627,7 @@ run(const struct script *sc, size_t split, struct buf *tr)
 	}
 	/* Every message handed over was finished. */
 	CHECK(e.cur == -1);
+	CHECK(e.nlater == 0);
 	smtp_client_free(&e.c);
 }
 

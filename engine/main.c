@@ -360,6 +360,7 @@ main(int argc, char **argv)
 	}
 	/* From here on the configuration is generation 1 (engine/gen.h). */
 	budget_init(&inbound_memory, loaded.limits.memory);
+	shard_kept_budget_init(loaded.limits.memory / 4);
 	if ((gen = gen_create(&loaded, NULL, &inbound_memory,
 	    loaded.shards)) == NULL)
 		log_fatal("out of memory");

@@ -490,18 +490,30 @@ static void shard_submit_updates(struct shard *sh, struct queue_update *ups,
  * written and synced) for delivery to send from memory, or NULL (no room
  * in the budget, no memory: delivery reads the record back). Call only
  * while the message bytes are still valid, i.e. before the session that
- * owns them moves on. Copies take at most half of limits.memory, so
- * sessions always keep the other half for accepting mail.
+ * owns them moves on. Copies are paid from a budget of their own
+ * (shard_kept_budget_init(): a quarter of limits.memory), not from the
+ * sessions': a copy waiting for a slow first attempt must never make a
+ * client wait for memory.
  */
+static struct budget kept_memory;
+
+void
+shard_kept_budget_init(uint64_t max)
+{
+	budget_init(&kept_memory, max);
+}
+
 static struct rbuf *
 job_keep(struct shard *sh, const struct commit_job *job)
 {
-	struct budget *b = sh->scfg->memory;
 	struct rbuf *r;
 
+	(void)sh;
 	assert(job->kind == COMMIT_PUT);
 	assert(job->head_len + (uint64_t)job->put.msg_len == job->put.rec_len);
-	r = rbuf_new(b, b != NULL ? b->max / 2 : 0, job->put.rec_len);
+	if (kept_memory.max == 0)
+		return NULL;
+	r = rbuf_new(&kept_memory, kept_memory.max, job->put.rec_len);
 	if (r == NULL)
 		return NULL;
 	memcpy(r->data, job->head, job->head_len);

@@ -78,6 +78,11 @@ int shard_eventfd(const struct shard *sh);
 /* Start the shard's thread; the committer must exist by then. */
 int shard_start(struct shard *sh, struct committer *c);
 
+/* Before any shard starts: the bytes that copies of freshly accepted
+ * records (sent by delivery from memory) may take, all shards together;
+ * 0: none are kept. */
+void shard_kept_budget_init(uint64_t max);
+
 /* smtp_server_cfg.data_tap over the loaded config (ctx): the body hash. */
 struct smtp_session;
 void shard_dkim_tap(void *ctx, struct smtp_session *s, const char *p,

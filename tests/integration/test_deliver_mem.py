@@ -3,7 +3,7 @@
 # shard kept in memory, not read back from the spool: after a burst, status
 # --json counts every delivery in totals.delivered_from_memory and none in
 # read_back, and the sink got exactly the bytes sent. Messages too big for
-# the share of limits.memory copies may take are read back and arrive
+# the share of limits.memory copies may take (a quarter) are read back and arrive
 # intact. After a restart, queued mail (deferred before it) comes from the
 # spool: read_back counts it, and it arrives intact too.
 import json
@@ -97,7 +97,7 @@ big = {}
 with T.case("a tiny limits.memory forces read-back, nothing is lost"):
     for i in range(3):
         tag = "big%d" % i
-        # Over half of limits.memory: no copy may be kept.
+        # Over the quarter of limits.memory copies get: none is kept.
         big[tag] = dl.make_message(tag, "carol@sender.test", ["w%d@big.test" % i], size=600000)
         dl.submit(relay3.port, "carol@sender.test", ["w%d@big.test" % i], big[tag])
     T.ok(dl.wait_until(lambda: big_sink.count() >= 3, 20), "all three delivered",

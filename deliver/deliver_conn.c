@@ -759,6 +759,31 @@ item_send(struct dl_conn *c, struct dl_item *it)
 }
 
 /*
+ * Take the destination's next item (and a rate token) and start reading
+ * its record for c, which then waits for it in c->loading. false when
+ * the read could not even start (the item went to dl_item_unreadable()):
+ * the caller tries the next one.
+ */
+static bool
+conn_load(struct dl_conn *c)
+{
+	struct dl_dest *ds = c->dest;
+	struct dl_item *it = dl_dest_pop(ds);
+	uint8_t *buf;
+	int fd;
+
+	if (ds->route->policy.max_rate > 0)
+		ds->tokens -= 1;
+	if (!dl_item_read_start(c->d, it, dl_cud(OP_OREAD, c), &fd, &buf))
+		return false;
+	c->inflight++;
+	c->loading = it;
+	c->lrec = buf;
+	c->rfd = fd;
+	return true;
+}
+
+/*
  * Give the connection its next item, or leave it idle. The item's record
  * is read through the ring (the loop never waits on the disk); the send
  * continues in dl_handle_oread().
@@ -769,9 +794,6 @@ dl_conn_next(struct dl_conn *c)
 	struct deliver *d = c->d;
 	struct dl_dest *ds;
 	const struct route_policy *pol;
-	struct dl_item *it;
-	uint8_t *buf;
-	int fd;
 
 	assert(c->loading == NULL);
 	conn_hand_over(c);
@@ -799,15 +821,8 @@ dl_conn_next(struct dl_conn *c)
 			dl_set_idle(c, true);
 			return;
 		}
-		it = dl_dest_pop(ds);
-		if (pol->max_rate > 0)
-			ds->tokens -= 1;
-		if (!dl_item_read_start(d, it, dl_cud(OP_OREAD, c), &fd, &buf))
+		if (!conn_load(c))
 			continue;
-		c->inflight++;
-		c->loading = it;
-		c->lrec = buf;
-		c->rfd = fd;
 		dl_set_idle(c, false);
 		return;
 	}
@@ -846,9 +861,6 @@ conn_pipe_more(struct dl_conn *c)
 	struct deliver *d = c->d;
 	struct dl_dest *ds = c->dest;
 	const struct route_policy *pol = &ds->route->policy;
-	struct dl_item *it;
-	uint8_t *buf;
-	int fd;
 
 	if (c->closing || c->loading != NULL || c->item == NULL ||
 	    c->npq + 1 >= DL_PIPE_MAX || !smtp_client_can_pipeline(&c->cli))
@@ -860,16 +872,8 @@ conn_pipe_more(struct dl_conn *c)
 	dl_dest_refill(d, ds);
 	while (ds->queued > 0 && (pol->max_rate == 0 || ds->tokens >= 1) &&
 	    d->now_ms >= ds->hold_until_ms) {
-		it = dl_dest_pop(ds);
-		if (pol->max_rate > 0)
-			ds->tokens -= 1;
-		if (!dl_item_read_start(d, it, dl_cud(OP_OREAD, c), &fd, &buf))
-			continue;
-		c->inflight++;
-		c->loading = it;
-		c->lrec = buf;
-		c->rfd = fd;
-		return;
+		if (conn_load(c))
+			return;
 	}
 }
 

@@ -1448,6 +1448,7 @@ deliver_destroy(struct deliver *d)
 			}
 			free(ds->targets);
 			dl_sts_free(ds);
+			free(ds->dane);
 			dl_cfg_drop(ds->cfg);
 			free(ds);
 		}

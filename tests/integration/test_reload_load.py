@@ -68,7 +68,9 @@ with T.case("a sustained stream while the configuration is reloaded"):
         else:
             outs.append(relay.d.ctl("reload"))
     th.join(60)
-    T.ok(len(outs) >= 8, "reloads ran during the stream", "%d" % len(outs))
+    # Six at least (the sixth is a SIGHUP): an ASan build on a busy
+    # machine fits about seven into the stream.
+    T.ok(len(outs) >= 6, "reloads ran during the stream", "%d" % len(outs))
     bad = [o for o in outs if o[0] != 0]
     T.eq(bad, [], "every sluicectl reload succeeded")
     rc, rep, err = results.get("source", (None, None, ""))

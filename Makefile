@@ -80,7 +80,7 @@ $(BIN)/sluiced: $(OBJ)/engine/main.o $(LIB)
 
 $(BIN)/sluicectl: $(OBJ)/tools/sluicectl.o $(OBJ)/tools/hash_password.o \
 	$(OBJ)/tools/sluicectl_dkim.o $(OBJ)/tools/ctl_status.o \
-	$(OBJ)/tools/ctl_reload.o $(LIB)
+	$(OBJ)/tools/ctl_reload.o $(OBJ)/tools/ctl_resolve.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -759,6 +759,32 @@ item_send(struct dl_conn *c, struct dl_item *it)
 }
 
 /*
+ * The record of it was read (res bytes, or -errno): an item dropped
+ * meanwhile is let go, a damaged record gives the item up (as
+ * dl_item_unreadable() says), a sound one is sent. What item_send()
+ * says, or false when nothing was sent.
+ */
+static bool
+record_send(struct dl_conn *c, struct dl_item *it, uint8_t *rec, int res)
+{
+	const char *why;
+
+	if (it->dropped) {
+		free(rec);
+		dl_item_free(c->d, it);
+		return false;
+	}
+	if ((why = dl_item_verify(it, rec, res, &c->env)) != NULL) {
+		free(rec);
+		memset(&c->env, 0, sizeof(c->env));
+		dl_item_unreadable(c->d, it, why);
+		return false;
+	}
+	c->rec = rec;
+	return item_send(c, it);
+}
+
+/*
  * Take the destination's next item (and a rate token) and start reading
  * its record for c, which then waits for it in c->loading. false when
  * the read could not even start (the item went to dl_item_unreadable()):
@@ -887,23 +913,12 @@ conn_pipe_send(struct dl_conn *c, struct dl_item *it, uint8_t *rec, int res)
 {
 	struct deliver *d = c->d;
 	struct dl_ptx *p = &c->pq[c->npq];
-	const char *why;
 
 	assert(c->npq + 1 < DL_PIPE_MAX);
 	memset(p, 0, sizeof(*p));
 	ptx_swap(c, p);
 	c->psending = true;
-	if (it->dropped) {
-		free(rec);
-		dl_item_free(d, it);
-	} else if ((why = dl_item_verify(it, rec, res, &c->env)) != NULL) {
-		free(rec);
-		memset(&c->env, 0, sizeof(c->env));
-		dl_item_unreadable(d, it, why);
-	} else {
-		c->rec = rec;
-		(void)item_send(c, it);
-	}
+	(void)record_send(c, it, rec, res);
 	c->psending = false;
 	ptx_swap(c, p);
 	if (p->item != NULL) {
@@ -952,7 +967,6 @@ dl_handle_oread(struct dl_conn *c, int res)
 	struct deliver *d = c->d;
 	struct dl_item *it = c->loading;
 	uint8_t *rec = c->lrec;
-	const char *why;
 	bool sent = false;
 
 	assert(it != NULL);
@@ -1010,17 +1024,7 @@ dl_handle_oread(struct dl_conn *c, int res)
 		dl_item_schedule(d, it);
 		return;
 	}
-	if (it->dropped) {
-		free(rec);
-		dl_item_free(d, it);
-	} else if ((why = dl_item_verify(it, rec, res, &c->env)) != NULL) {
-		free(rec);
-		memset(&c->env, 0, sizeof(c->env));
-		dl_item_unreadable(d, it, why);
-	} else {
-		c->rec = rec;
-		sent = item_send(c, it);
-	}
+	sent = record_send(c, it, rec, res);
 	if (!sent)
 		dl_conn_next(c);
 	else

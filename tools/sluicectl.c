@@ -148,8 +148,8 @@ put_safe(const char *s, size_t n)
 	}
 }
 
-static void
-put_str(const char *s)
+void
+ctl_put_str(const char *s)
 {
 	put_safe(s, strlen(s));
 }
@@ -174,8 +174,8 @@ json_bytes(const char *s, size_t n)
 	return j;
 }
 
-static json_t *
-json_str(const char *s)
+json_t *
+ctl_json_str(const char *s)
 {
 	return json_bytes(s, strlen(s));
 }
@@ -244,7 +244,7 @@ json_recipients(const struct queue_msg *m, int detail)
 	for (unsigned i = 0; a != NULL && i < m->env.nrcpt; i++) {
 		const struct rcpt_meta *r = &m->rcpt[i];
 		json_t *o = json_pack("{s:o, s:s, s:I}",
-		    "address", json_str(m->env.rcpt[i]),
+		    "address", ctl_json_str(m->env.rcpt[i]),
 		    "state", rcpt_state_name(r->state),
 		    "attempts", (json_int_t)r->attempts);
 
@@ -254,7 +254,7 @@ json_recipients(const struct queue_msg *m, int detail)
 			if (m->reply != NULL && m->reply[i] != NULL &&
 			    r->last_code >= 400)
 				json_object_set_new(o, "last_reply",
-				    json_str(m->reply[i]));
+				    ctl_json_str(m->reply[i]));
 			if (r->next_try_us != 0) {
 				char t[40];
 
@@ -284,9 +284,9 @@ json_message(const struct queue_msg *m, int detail)
 	    "size", (json_int_t)m->meta.msg_len,
 	    "arrival", at,
 	    "state", msg_state_name(m->meta.state),
-	    "sender", json_str(m->env.sender),
-	    "client_address", json_str(m->env.client_addr),
-	    "helo", json_str(m->env.helo),
+	    "sender", ctl_json_str(m->env.sender),
+	    "client_address", ctl_json_str(m->env.client_addr),
+	    "helo", ctl_json_str(m->env.helo),
 	    "recipients", json_recipients(m, detail));
 }
 
@@ -386,13 +386,13 @@ list_print(struct list_state *ls, const struct queue_msg *m)
 		if (m->env.sender[0] == '\0')
 			fputs("<>", stdout);
 		else
-			put_str(m->env.sender);
+			ctl_put_str(m->env.sender);
 		putchar('\n');
 		for (unsigned i = 0; i < m->env.nrcpt; i++) {
 			const struct rcpt_meta *r = &m->rcpt[i];
 
 			fputs("    ", stdout);
-			put_str(m->env.rcpt[i]);
+			ctl_put_str(m->env.rcpt[i]);
 			printf(" (%s", rcpt_state_name(r->state));
 			if (r->attempts > 0)
 				printf(", %u attempt%s", (unsigned)r->attempts,
@@ -408,7 +408,7 @@ list_print(struct list_state *ls, const struct queue_msg *m)
 			if (m->reply != NULL && m->reply[i] != NULL &&
 			    r->last_code >= 400) {
 				fputs("        (", stdout);
-				put_str(m->reply[i]);
+				ctl_put_str(m->reply[i]);
 				puts(")");
 			}
 		}
@@ -497,11 +497,11 @@ show_text(const struct queue_msg *m, const char *seg, const uint8_t *msg,
 	printf("%-16s%s\n", "arrival:", at);
 	printf("%-16s%" PRIu32 "\n", "size:", m->meta.msg_len);
 	printf("%-16s<", "sender:");
-	put_str(m->env.sender);
+	ctl_put_str(m->env.sender);
 	printf(">\nrecipients:\n");
 	for (unsigned i = 0; i < m->env.nrcpt; i++) {
 		fputs("    ", stdout);
-		put_str(m->env.rcpt[i]);
+		ctl_put_str(m->env.rcpt[i]);
 		printf(" (%s, %u attempts", rcpt_state_name(m->rcpt[i].state),
 		    m->rcpt[i].attempts);
 		if (m->rcpt[i].last_code != 0)
@@ -510,16 +510,16 @@ show_text(const struct queue_msg *m, const char *seg, const uint8_t *msg,
 		if (m->reply != NULL && m->reply[i] != NULL &&
 		    m->rcpt[i].last_code >= 400) {
 			fputs("        (", stdout);
-			put_str(m->reply[i]);
+			ctl_put_str(m->reply[i]);
 			fputs(")\n", stdout);
 		}
 	}
 	printf("%-16s", "client address:");
-	put_str(m->env.client_addr);
+	ctl_put_str(m->env.client_addr);
 	printf("\n%-16s", "helo:");
-	put_str(m->env.helo);
+	ctl_put_str(m->env.helo);
 	printf("\n%-16s", "protocol:");
-	put_str(m->env.protocol);
+	ctl_put_str(m->env.protocol);
 	printf("\n%-16s%s\n", "body type:", body_name(m->env.body));
 	printf("%-16s%s\n", "smtputf8:", m->env.smtputf8 ? "yes" : "no");
 	printf("%-16s%s offset %" PRIu64 "\n", "segment:", seg,
@@ -537,7 +537,7 @@ show_json(const struct queue_msg *m, const char *seg, const uint8_t *msg,
 	json_t *o = json_message(m, 1);
 
 	if (o == NULL ||
-	    json_object_set_new(o, "protocol", json_str(m->env.protocol)) < 0 ||
+	    json_object_set_new(o, "protocol", ctl_json_str(m->env.protocol)) < 0 ||
 	    json_object_set_new(o, "body_type",
 	    json_string(body_name(m->env.body))) < 0 ||
 	    json_object_set_new(o, "smtputf8",
@@ -767,231 +767,6 @@ index_sync(const struct config *cfg)
 		    0 ? strtok(line + 6, "\n") : "no answer from sluiced");
 	fprintf(stderr, "sluicectl: warning: %s; the newest messages may be "
 	    "missing\n", why);
-}
-
-/* ---- resolve ---------------------------------------------------------- */
-
-#define EXIT_TEMPFAIL 75	/* sysexits EX_TEMPFAIL: try again later */
-
-struct resolve_out {
-	const char *name;
-	bool mx;
-	int json;
-	int rc;
-};
-
-static void
-resolve_addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
-{
-	const void *a = ss->ss_family == AF_INET ?
-	    (const void *)&((const struct sockaddr_in *)ss)->sin_addr :
-	    (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
-
-	if (inet_ntop(ss->ss_family, a, out, (socklen_t)len) == NULL)
-		snprintf(out, len, "?");
-}
-
-/* The association data in hex (at most DNS_TLSA_DATA_MAX octets). */
-static void
-tlsa_hex(const struct dns_tlsa *rr, char out[2 * DNS_TLSA_DATA_MAX + 1])
-{
-	static const char digits[] = "0123456789abcdef";
-	unsigned n = rr->len < DNS_TLSA_DATA_MAX ? rr->len : DNS_TLSA_DATA_MAX;
-
-	for (unsigned i = 0; i < n; i++) {
-		out[2 * i] = digits[rr->data[i] >> 4];
-		out[2 * i + 1] = digits[rr->data[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static json_t *
-tlsa_json(const struct resolve_target *t)
-{
-	json_t *a = json_array();
-	char hex[2 * DNS_TLSA_DATA_MAX + 1];
-
-	for (unsigned k = 0; a != NULL && k < t->ntlsa; k++) {
-		json_t *r = json_object();
-
-		tlsa_hex(&t->tlsa_rr[k], hex);
-		json_object_set_new(r, "usage",
-		    json_integer(t->tlsa_rr[k].usage));
-		json_object_set_new(r, "selector",
-		    json_integer(t->tlsa_rr[k].selector));
-		json_object_set_new(r, "mtype",
-		    json_integer(t->tlsa_rr[k].mtype));
-		json_object_set_new(r, "data", json_string(hex));
-		json_array_append_new(a, r);
-	}
-	return a;
-}
-
-static void
-resolve_json(const struct resolve_out *ro, const struct resolve_result *res)
-{
-	json_t *o = json_object(), *ts = json_array();
-	char addr[INET6_ADDRSTRLEN];
-
-	for (unsigned i = 0; o != NULL && ts != NULL && i < res->ntargets;
-	    i++) {
-		const struct resolve_target *t = &res->targets[i];
-		json_t *jt = json_object(), *as = json_array();
-
-		for (unsigned k = 0; k < t->naddr; k++) {
-			resolve_addr_text(&t->addr[k], addr, sizeof(addr));
-			json_array_append_new(as, json_string(addr));
-		}
-		json_object_set_new(jt, "host", json_str(t->host));
-		json_object_set_new(jt, "pref", json_integer(t->pref));
-		json_object_set_new(jt, "addresses", as);
-		json_object_set_new(jt, "dnssec",
-		    json_string(resolve_sec_name(t->sec)));
-		if (t->tlsa != RESOLVE_TLSA_UNASKED) {
-			json_object_set_new(jt, "tlsa_status",
-			    json_string(resolve_tlsa_name(t->tlsa)));
-			json_object_set_new(jt, "tlsa", tlsa_json(t));
-		}
-		if (t->tlsa == RESOLVE_TLSA_FAIL)
-			json_object_set_new(jt, "tlsa_why",
-			    json_str(t->tlsa_why));
-		json_array_append_new(ts, jt);
-	}
-	json_object_set_new(o, "name", json_str(ro->name));
-	json_object_set_new(o, "lookup", json_string(ro->mx ? "mx" : "host"));
-	json_object_set_new(o, "status",
-	    json_string(resolve_status_name(res->status)));
-	json_object_set_new(o, "authenticated",
-	    json_boolean(res->authenticated));
-	json_object_set_new(o, "mx_dnssec",
-	    json_string(resolve_sec_name(res->mx_sec)));
-	json_object_set_new(o, "why", json_str(res->why));
-	json_object_set_new(o, "targets", ts);
-	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	putchar('\n');
-	json_decref(o);
-}
-
-static void
-resolve_print(void *arg, const struct resolve_result *res)
-{
-	struct resolve_out *ro = arg;
-	char addr[INET6_ADDRSTRLEN];
-
-	ro->rc = res->status == RESOLVE_OK ? 0 :
-	    res->status == RESOLVE_TEMPFAIL ? EXIT_TEMPFAIL : EXIT_OPERATIONAL;
-	if (ro->json) {
-		resolve_json(ro, res);
-		return;
-	}
-	put_str(ro->name);
-	printf(": %s (%s lookup, %sauthenticated)",
-	    resolve_status_name(res->status), ro->mx ? "mx" : "host",
-	    res->authenticated ? "" : "not ");
-	if (res->why[0] != '\0') {
-		fputs(": ", stdout);
-		put_str(res->why);
-	}
-	putchar('\n');
-	for (unsigned i = 0; i < res->ntargets; i++) {
-		const struct resolve_target *t = &res->targets[i];
-
-		printf("  %u ", (unsigned)t->pref);
-		put_str(t->host);
-		for (unsigned k = 0; k < t->naddr; k++) {
-			resolve_addr_text(&t->addr[k], addr, sizeof(addr));
-			printf(" %s", addr);
-		}
-		/* Unmarked: not authenticated (the status line says so). */
-		if (t->sec != RESOLVE_SEC_INSECURE)
-			printf(" (%s", resolve_sec_name(t->sec));
-		if (t->sec != RESOLVE_SEC_INSECURE &&
-		    t->tlsa != RESOLVE_TLSA_UNASKED)
-			printf(", TLSA %s", resolve_tlsa_name(t->tlsa));
-		if (t->sec != RESOLVE_SEC_INSECURE)
-			putchar(')');
-		putchar('\n');
-		for (unsigned k = 0; k < t->ntlsa; k++) {
-			char hex[2 * DNS_TLSA_DATA_MAX + 1];
-
-			tlsa_hex(&t->tlsa_rr[k], hex);
-			printf("    TLSA %u %u %u %s\n", t->tlsa_rr[k].usage,
-			    t->tlsa_rr[k].selector, t->tlsa_rr[k].mtype, hex);
-		}
-		if (t->tlsa == RESOLVE_TLSA_FAIL) {
-			fputs("    ", stdout);
-			put_str(t->tlsa_why);
-			putchar('\n');
-		}
-	}
-}
-
-/*
- * resolve [--resolver HOST:PORT] [--mx|--host] [--port N] [--json] NAME:
- * the hosts and addresses delivery would use, in order, with what DNSSEC
- * said of them and, for secure hosts, their TLSA records for port N
- * (25). Exit 0 (RESOLVE_OK), 1 (permanent: mail would bounce), 75
- * (temporary: it would be deferred), 2 (usage).
- */
-static int
-cmd_resolve(const struct config *cfg, int argc, char **argv)
-{
-	struct resolver_cfg rcfg;
-	struct resolve_out ro = { NULL, true, 0, EXIT_OPERATIONAL };
-	const char *server = NULL;
-	char err[256], *end;
-	unsigned long port = 25;
-	int e;
-
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--resolver") == 0 && i + 1 < argc)
-			server = argv[++i];
-		else if (strncmp(argv[i], "--resolver=", 11) == 0)
-			server = argv[i] + 11;
-		else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
-			errno = 0;
-			port = strtoul(argv[++i], &end, 10);
-			if (errno != 0 || *end != '\0' || port == 0 ||
-			    port > 65535)
-				return ctl_usage_error("resolve: bad --port "
-				    "'%s'", argv[i]);
-		} else if (strcmp(argv[i], "--mx") == 0)
-			ro.mx = true;
-		else if (strcmp(argv[i], "--host") == 0)
-			ro.mx = false;
-		else if (strcmp(argv[i], "--json") == 0)
-			ro.json = 1;
-		else if (argv[i][0] != '-' && ro.name == NULL)
-			ro.name = argv[i];
-		else
-			return ctl_usage_error("resolve: unexpected argument '%s'",
-			    argv[i]);
-	}
-	if (ro.name == NULL)
-		return ctl_usage_error("resolve needs a NAME");
-	resolver_cfg_defaults(&rcfg);
-	/* Without --resolver: the daemon's dns.resolver, else resolv.conf. */
-	if (server == NULL)
-		server = cfg->dns.resolver;
-	rcfg.timeout_ms = cfg->dns.timeout_ms;
-	rcfg.attempts = cfg->dns.attempts;
-	if (resolver_cfg_server(&rcfg, server, "/etc/resolv.conf", err,
-	    sizeof(err)) != 0) {
-		ctl_err("%s", err);
-		return server != NULL ? EXIT_USAGE : EXIT_TEMPFAIL;
-	}
-	resolver_cfg_dnssec(&rcfg, cfg->dns.dnssec_mode);
-	rcfg.trust_anchor = cfg->dns.trust_anchor != NULL ?
-	    cfg->dns.trust_anchor : RESOLVER_ROOT_KEY;
-	e = resolver_lookup_sync(&rcfg, ro.name, ro.mx, (uint16_t)port,
-	    resolve_print, &ro);
-	if (e < 0) {
-		ctl_err("cannot start the resolver: %s", strerror(-e));
-		return EXIT_TEMPFAIL;
-	}
-	if (finish_output() != 0)
-		return EXIT_OPERATIONAL;
-	return ro.rc;
 }
 
 /* ---- for the other files (sluicectl_int.h) ---------------------------- */
@@ -1500,7 +1275,7 @@ main(int argc, char **argv)
 		if (rc != 0)
 			return rc;
 		if (strcmp(argv[optind], "resolve") == 0)
-			rc = cmd_resolve(&cfg, argc - optind, argv + optind);
+			rc = ctl_resolve(&cfg, argc - optind, argv + optind);
 		else
 			rc = ctl_dkim_check(&cfg, argc - optind, argv + optind);
 		config_free(&cfg);

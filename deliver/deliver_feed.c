@@ -27,6 +27,7 @@
 
 #include "../lib/clock.h"
 #include "../lib/log.h"
+#include "../lib/thread.h"
 #include "../queue/queue.h"
 
 #define FEED_BATCH 1024		/* recipients per unpark transaction */
@@ -310,6 +311,7 @@ static void *
 feed_main(void *arg)
 {
 	(void)arg;
+	thread_name("feed", -1);
 	while (!atomic_load(&feed.stop)) {
 		struct pollfd p = { .fd = atomic_load(&feed.efd),
 		    .events = POLLIN };

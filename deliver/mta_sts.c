@@ -19,6 +19,7 @@
 
 #include "../lib/clock.h"
 #include "../lib/log.h"
+#include "../lib/thread.h"
 
 #define STS_BUCKETS 4096	/* power of two */
 
@@ -281,6 +282,7 @@ worker(void *arg)
 	struct mta_sts_fetched *r = malloc(sizeof(*r));
 
 	(void)arg;
+	thread_name("sts", -1);
 	if (r == NULL)
 		return NULL;
 	pthread_mutex_lock(&g.mu);

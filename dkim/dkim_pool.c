@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "../lib/thread.h"
 
 struct worker {
 	struct dkim_pool *pool;
@@ -114,6 +115,7 @@ worker_main(void *arg)
 	struct dkim_job *batch, *job, *next;
 	uint64_t v;
 
+	thread_name("dkim", (int)(w - p->w));
 	for (;;) {
 		batch = stack_take(&w->in);
 		if (batch == NULL) {

@@ -27,6 +27,7 @@
 #include <openssl/rand.h>
 
 #include "../lib/log.h"
+#include "../lib/thread.h"
 
 /* Workers run this much nicer than the shards: mail flow comes first. */
 #define AUTH_NICE 5
@@ -185,6 +186,7 @@ worker_main(void *arg)
 	struct auth_result *r;
 
 	(void)arg;
+	thread_name("auth", -1);
 	if (cd == NULL)
 		log_fatal("auth: out of memory");
 	/* Per thread on Linux; failing to be nicer is no error. */

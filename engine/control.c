@@ -23,6 +23,7 @@
 #include "../deliver/deliver.h"
 #include "../lib/clock.h"
 #include "../lib/log.h"
+#include "../lib/thread.h"
 #include "control_parse.h"
 #include "gen.h"
 #include "reload.h"
@@ -437,6 +438,7 @@ control_main(void *arg)
 	};
 
 	(void)arg;
+	thread_name("control", -1);
 	sample();
 	for (;;) {
 		uint64_t now = clock_mono_ms();

@@ -22,6 +22,7 @@
 #include "../lib/buf.h"
 #include "../lib/clock.h"
 #include "../lib/log.h"
+#include "../lib/thread.h"
 #include "../proto/http.h"
 #include "stats.h"
 
@@ -245,6 +246,7 @@ metrics_main(void *arg)
 	};
 
 	(void)arg;
+	thread_name("metrics", -1);
 	for (;;) {
 		int c;
 

@@ -1332,6 +1332,7 @@ shard_main(void *arg)
 	struct shard *sh = arg;
 	char name[32];
 
+	thread_name("shard", (int)sh->id);
 	setup_ring(sh);
 	snprintf(name, sizeof(name), "shard %u", sh->id);
 	if (uring_loop_init(&sh->loop, &sh->ring, SHARD_CQE_BATCH,

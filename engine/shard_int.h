@@ -34,6 +34,7 @@
 #include "../lib/rbuf.h"
 #include "../lib/stats.h"
 #include "../lib/tls.h"
+#include "../lib/thread.h"
 #include "../lib/uring.h"
 #include "gen.h"
 #include "shard.h"

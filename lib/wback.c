@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "thread.h"
+
 /* With less than a chunk written, the rest is pushed after this long. */
 #define WBACK_IDLE_MS	1000
 
@@ -85,6 +87,7 @@ wback_main(void *arg)
 	uint64_t v;
 
 	(void)arg;
+	thread_name("wback", -1);
 	if (page <= 0)
 		page = 4096;
 	for (;;) {

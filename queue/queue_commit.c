@@ -22,6 +22,7 @@
 #include "../lib/log.h"
 #include "../lib/spsc.h"
 #include "../lib/stats.h"
+#include "../lib/thread.h"
 
 /* Ring capacity per shard and direction; also the largest batch per shard. */
 #define COMMIT_RING 4096
@@ -797,6 +798,7 @@ committer_main(void *arg)
 	uint64_t v;
 	size_t n;
 
+	thread_name("commit", -1);
 	for (;;) {
 		int ready = poll(&pfd, 1, -1);
 
@@ -1154,6 +1156,7 @@ indexer_main(void *arg)
 	uint64_t next_us = 0;
 	bool stopping = false;
 
+	thread_name("index", -1);
 	for (;;) {
 		size_t nputs = 0, nbatches = 0;
 		int rc;

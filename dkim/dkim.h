@@ -291,6 +291,7 @@ struct dkim_job {
 	int result;			/* 0 or -errno */
 	struct buf sig;			/* the fields to prepend */
 	uint32_t conn_idx, conn_gen;	/* the shard's, untouched */
+	uint64_t submit_us;		/* the shard's, untouched */
 };
 
 struct dkim_pool;

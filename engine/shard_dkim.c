@@ -158,6 +158,7 @@ shard_dkim_submit(struct shard *sh, struct conn *c)
 	job->conn_idx = (uint32_t)(c - sh->conns);
 	job->conn_gen = c->gen;
 	job->result = 0;
+	job->submit_us = clock_mono_us();
 	c->inflight++;		/* the signer reads s->msg */
 	dkim_pool_submit(pool, job);
 	return 1;
@@ -189,7 +190,8 @@ shard_dkim_apply(struct shard *sh, struct conn *c, struct dkim_job *job)
 {
 	char qid[SMTP_ID_LEN + 1];
 
-	(void)sh;
+	stats_observe(&stats_shards[sh->id].sign, STATS_H_SIGN_US,
+	    clock_mono_us() - job->submit_us);
 	smtp_id_format(c->smtp.qid, qid);
 	if (job->result != 0) {
 		log_warn("%s: not signed: %s", qid, strerror(-job->result));

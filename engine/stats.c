@@ -64,6 +64,8 @@ stats_sum(struct stats_view *v, unsigned shards)
 		stats_hist_add(&v->accept, &h);
 		stats_hist_read(&s->delay, &h);
 		stats_hist_add(&v->delay, &h);
+		stats_hist_read(&s->sign, &h);
+		stats_hist_add(&v->sign, &h);
 	}
 	stats_hist_read(&stats_commit.batch, &v->batch);
 	stats_hist_read(&stats_commit.sync, &v->sync);

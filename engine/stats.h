@@ -70,7 +70,7 @@ struct stats_view {
 	uint64_t conns_out, tls_out, tls_out_failed, parked;
 	uint64_t read_mem, read_back;	/* records sent from memory / spool */
 	uint64_t g_conns_out, g_items, g_rcpts, g_deferred, g_dests;
-	struct stats_hist_copy accept, delay, batch, sync;
+	struct stats_hist_copy accept, delay, batch, sync, sign;
 	struct stats_queue queue;
 	/* The destinations: answered of shards, the top ones merged. */
 	bool dests_read;

@@ -293,6 +293,10 @@ stats_prom_write(struct buf *out, const struct stats_view *v)
 	    STATS_H_BATCH, &v->batch, false);
 	histogram(&w, "sluice_commit_sync_seconds", "A group commit's "
 	    "writes and fdatasync.", STATS_H_SYNC_US, &v->sync, true);
+	histogram(&w, "sluice_dkim_sign_seconds", "From the end of a "
+	    "message's data to its DKIM signature back on its shard (the "
+	    "wait for a signer and the signing).", STATS_H_SIGN_US, &v->sign,
+	    true);
 
 	destinations(&w, v);
 	return w.err;

@@ -57,6 +57,10 @@ stats_bounds(enum stats_hist_kind kind, unsigned *n)
 	case STATS_H_SYNC_US:
 		*n = NB(sync_us);
 		return sync_us;
+	case STATS_H_SIGN_US:
+		/* A signature is part of the accept latency: its bounds. */
+		*n = NB(accept_us);
+		return accept_us;
 	default:
 		assert(!"bad histogram kind");
 		*n = 0;

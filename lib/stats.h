@@ -54,6 +54,7 @@ enum stats_hist_kind {
 	STATS_H_DELAY_US,		/* arrival to delivery */
 	STATS_H_BATCH,			/* records per group commit */
 	STATS_H_SYNC_US,		/* a group commit's write and sync */
+	STATS_H_SIGN_US,		/* end of data to its DKIM fields back */
 	STATS_H_KINDS
 };
 
@@ -93,6 +94,7 @@ struct stats_shard {
 	_Atomic uint64_t g_dests;		/* destinations in memory */
 	struct stats_hist accept;		/* STATS_H_ACCEPT_US */
 	struct stats_hist delay;		/* STATS_H_DELAY_US */
+	struct stats_hist sign;			/* STATS_H_SIGN_US */
 } __attribute__((aligned(64)));
 
 struct stats_commit {

@@ -15,7 +15,8 @@
 # header field) must fail in all three. Also: From is oversigned, x= is
 # there, a message from a domain without a key is delivered unsigned, and
 # a message that cannot be signed (too many signed fields) gets 451 4.3.0
-# and is not queued.
+# and is not queued. /metrics' sluice_dkim_sign_seconds counts each signed
+# message once and an unsigned one not at all.
 import base64
 import json
 import os
@@ -27,6 +28,7 @@ import sluice
 from sluice import T
 
 import deliverlib as dl
+import metricslib as ml
 
 NODE_DIR = os.path.join(sluice.ROOT, "build", "node")
 MAILAUTH_JS = os.path.join(sluice.ROOT, "tests", "integration", "dkim_mailauth.js")
@@ -77,12 +79,15 @@ def dnsfunc(name, timeout=5):
 
 srv = dl.Server("sink")
 relays = {}
+MPORT = sluice.free_port()
 for canon in ("relaxed/relaxed", "simple/simple"):
     extra = "dkim:\n" + "".join(
         "  - {domain: example.com, selector: %s, key: %s, algorithm: %s}\n"
         % (sel, path, "rsa" if sel.startswith("r") else "ed25519")
         for sel, (path, _) in keys.items())
     extra += "dkim_signing: {canonicalization: %s, expire: 168h}\n" % canon
+    if canon == "relaxed/relaxed":
+        extra += 'metrics: {listen: "127.0.0.1:%d"}\n' % MPORT
     relays[canon] = dl.Relay([{"domain": "dest.test",
                                "transport": "smtp:[127.0.0.1]:%d" % srv.port}], extra=extra)
 
@@ -281,8 +286,15 @@ for tag in sorted(files):
                 T.ok(res.get("r1") is False and res.get("e1") is False,
                      "%s: %s fails both signatures" % (tag, name), "%r %s" % (res, detail))
 
+def signed_count():
+    return ml.sample(ml.get_metrics(MPORT)[1], "sluice_dkim_sign_seconds_count")
+
+
 with T.case("a domain without a key: queued unsigned"):
     relay = relays["relaxed/relaxed"]
+    signs_before = signed_count()
+    T.ok(signs_before is not None and signs_before >= 1,
+         "/metrics counts the corpus's signatures (sluice_dkim_sign_seconds)", signs_before)
     data = b"From: Ann <ann@other.test>\r\nSubject: not ours to sign\r\nX-Test-Id: nokey\r\n\r\nhi\r\n"
     T.ok(dl.submit(relay.port, "ann@other.test", ["x@dest.test"], data), "queued")
     T.ok(dl.wait_until(lambda: any(b"X-Test-Id: nokey" in m.data for m in srv.msgs()), 30),
@@ -290,6 +302,10 @@ with T.case("a domain without a key: queued unsigned"):
     m = [m.data for m in srv.msgs() if b"X-Test-Id: nokey" in m.data]
     T.ok(m and b"DKIM-Signature:" not in m[0] and m[0].endswith(data),
          "no DKIM-Signature field, the message as sent", m[:1])
+    T.eq(signed_count(), signs_before, "an unsigned message is not in the signing histogram")
+    data = FROM + "Subject: one more\r\nX-Test-Id: onemore\r\n\r\nsigned\r\n"
+    T.ok(dl.submit(relay.port, "joe@example.com", ["x@dest.test"], data.encode()), "queued")
+    T.eq(signed_count(), signs_before + 1, "a signed message is one more observation")
 
 with T.case("a message that cannot be signed: 451 4.3.0, not queued"):
     relay = relays["relaxed/relaxed"]

@@ -38,7 +38,7 @@ BENCH_SRC = bench/bench_hist.c bench/bench_common.c \
 	bench/source_session.c bench/source_conn.c bench/source_report.c \
 	bench/bench_sink.c bench/sink_opts.c bench/sink_session.c \
 	bench/sink_conn.c bench/sink_record.c bench/sink_report.c \
-	bench/dkim_speed.c bench/tls_handshake.c bench/log_sync.c
+	bench/dkim_speed.c bench/tls_handshake.c bench/log_sync.c bench/seg_sync.c
 LIB_SRC  = $(wildcard lib/*.c) $(filter-out engine/main.c,$(wildcard engine/*.c)) \
 	$(wildcard proto/*.c) $(wildcard queue/*.c) $(wildcard deliver/*.c) $(wildcard dkim/*.c) \
 	$(BENCH_SRC)

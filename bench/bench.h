@@ -15,6 +15,9 @@ int bench_sink_main(int argc, char **argv);
 int bench_dkim_speed_main(int argc, char **argv);
 /* sluice-bench log-sync: a busy log's effect on fdatasync (log_sync.c). */
 int bench_log_sync_main(int argc, char **argv);
+/* sluice-bench seg-sync: fdatasync after an append vs. into allocated
+ * space (seg_sync.c). */
+int bench_seg_sync_main(int argc, char **argv);
 /* `sluice-bench tls-handshake`: the bare TLS handshake baseline. */
 int bench_tls_handshake_main(int argc, char **argv);
 

@@ -6,6 +6,7 @@
  *   sluice-bench dkim-speed [options]              DKIM signatures/s
  *   sluice-bench tls-handshake [options]           TLS handshakes alone
  *   sluice-bench log-sync --dir DIR [options]      a busy log vs. fdatasync
+ *   sluice-bench seg-sync --dir DIR [options]      appended vs. allocated
  *
  * See `sluice-bench source --help`, `sluice-bench sink --help` and the
  * README. Exit status: 0 done, 1 failed, 2 usage error.
@@ -23,6 +24,8 @@ static const char usage_text[] =
     "       sluice-bench tls-handshake [--count N] [--rounds R] [--json]\n"
     "       sluice-bench log-sync --dir DIR [--seconds 40] [--log-mb 8]\n"
     "                             [--sync-every-ms 2] [--wback]\n"
+    "       sluice-bench seg-sync --dir DIR [--records 2000] [--size 1024]\n"
+    "                             [--rounds 3]\n"
     "       sluice-bench --version | --help\n"
     "Run `sluice-bench source --help` or `sluice-bench sink --help` for the\n"
     "options of each.\n";
@@ -38,6 +41,8 @@ main(int argc, char **argv)
 		return bench_dkim_speed_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "log-sync") == 0)
 		return bench_log_sync_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "seg-sync") == 0)
+		return bench_seg_sync_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "tls-handshake") == 0)
 		return bench_tls_handshake_main(argc - 1, argv + 1);
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||

@@ -1194,6 +1194,9 @@ dispatch(struct shard *sh, uint64_t ud, int res, uint32_t flags)
 	case OP_SEG_OPEN:
 		shard_handle_seg_open(sh, res);
 		break;
+	case OP_SEG_ALLOC:
+		shard_handle_seg_alloc(sh, idx, res);
+		break;
 	case OP_SEG_DIRSYNC:
 		shard_handle_seg_dirsync(sh, idx, res);
 		break;

@@ -59,6 +59,7 @@ enum op {
 	OP_WAKE,
 	OP_SEG_OPEN,
 	OP_SEG_DIRSYNC,
+	OP_SEG_ALLOC,
 	OP_CANCEL,
 };
 static_assert(OP_CANCEL < DELIVER_OP_BASE, "op kinds overlap");
@@ -227,6 +228,7 @@ get_sqe(struct shard *sh)
 int shard_seg_open_sync(struct shard *sh);
 void shard_seg_preopen(struct shard *sh);
 void shard_handle_seg_open(struct shard *sh, int res);
+void shard_handle_seg_alloc(struct shard *sh, uint32_t i, int res);
 void shard_handle_seg_dirsync(struct shard *sh, uint32_t i, int res);
 void shard_seg_release(struct shard *sh, struct seg *s);
 struct seg *shard_seg_for_append(struct shard *sh, uint64_t rec_len, int *err);

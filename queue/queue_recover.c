@@ -860,14 +860,16 @@ replay_mark(struct replay *r, int fd, uint64_t seg, uint64_t off,
 	return NULL;
 }
 
-/* Is the record at off a mark record? (Its first 4 bytes tell.) */
+/*
+ * The first 4 bytes at off, which tell a message record (SEG_MAGIC) from a
+ * mark record (SEG_MARK_MAGIC) and both from space allocated ahead that
+ * nothing was written to (0); false when fewer than 4 bytes are left.
+ */
 static bool
-replay_is_mark(int fd, uint64_t off, uint64_t size)
+replay_magic(int fd, uint64_t off, uint64_t size, uint32_t *magic)
 {
-	uint32_t magic;
-
-	return size - off >= sizeof(magic) && read_some(fd, (uint8_t *)&magic,
-	    sizeof(magic), off) == sizeof(magic) && magic == SEG_MARK_MAGIC;
+	return size - off >= sizeof(*magic) && read_some(fd, (uint8_t *)magic,
+	    sizeof(*magic), off) == sizeof(*magic);
 }
 
 /*
@@ -931,8 +933,20 @@ replay_segment(void *arg, int segdir, const char *name, uint64_t seg,
 		uint64_t rec_len;
 		bool known;
 		char id[QUEUE_ID_LEN + 1];
+		uint32_t magic;
+		bool has_magic = replay_magic(fd, off, size, &magic);
 
-		if (replay_is_mark(fd, off, size)) {
+		/*
+		 * Zero: space the shard allocated with the segment and did
+		 * not write yet, where its next record would have gone. The
+		 * log ends there quietly (the sweep cuts the space off); it
+		 * is no torn record, whose header is not zero when it got to
+		 * the disk, and one whose header did not was never
+		 * acknowledged either, as a sync covers all written before.
+		 */
+		if (has_magic && magic == 0)
+			break;
+		if (has_magic && magic == SEG_MARK_MAGIC) {
 			why = replay_mark(r, fd, seg, off, size, &rec_len,
 			    &err);
 			if (why != NULL)

@@ -132,6 +132,8 @@ struct committer {
 	const int *shard_efd;
 	int efd;
 	atomic_bool stop;
+	/* Waiting on efd, or about to: a shard must write it. */
+	atomic_bool asleep;
 	pthread_t thread;
 	struct commit_job **batch;
 	_Atomic uint64_t n_batches, n_messages, n_failures, n_updates,
@@ -800,23 +802,37 @@ committer_main(void *arg)
 
 	thread_name("commit", -1);
 	for (;;) {
-		int ready = poll(&pfd, 1, -1);
+		int ready;
 
+		/* Jobs that arrive while we write form the next batch. */
+		while ((n = gather(c)) > 0)
+			commit_batch(c, n);
+		if (atomic_load(&c->stop))
+			break;
+		/*
+		 * Only now may shards need to wake us: while we work they
+		 * skip the eventfd write (a system call, and a wake-up of a
+		 * thread that was not asleep). A job pushed before a shard
+		 * could see the flag woke nobody, so look once more after
+		 * setting it (the fences pair with committer_wake()'s).
+		 */
+		atomic_store(&c->asleep, true);
+		atomic_thread_fence(memory_order_seq_cst);
+		if ((n = gather(c)) > 0) {
+			atomic_store(&c->asleep, false);
+			commit_batch(c, n);
+			continue;
+		}
+		ready = poll(&pfd, 1, -1);
+		atomic_store(&c->asleep, false);
 		if (ready > 0 && read(c->efd, &v, sizeof(v)) < 0 &&
 		    errno != EINTR && errno != EAGAIN)
 			log_fatal("committer: eventfd read: %s",
 			    strerror(errno));
-		/* Jobs that arrive while we write form the next batch. */
-		while ((n = gather(c)) > 0)
-			commit_batch(c, n);
-		if (atomic_load(&c->stop)) {
-			if ((n = gather(c)) > 0) {
-				commit_batch(c, n);
-				continue;
-			}
-			break;
-		}
 	}
+	/* Stopping: what the shards handed over last is written too. */
+	while ((n = gather(c)) > 0)
+		commit_batch(c, n);
 	return NULL;
 }
 
@@ -1344,6 +1360,7 @@ committer_start(struct committer **out, struct queue_index *qi,
 		    "they run one by one", strerror(-rc));
 	c->ring_ok = rc == 0;
 	atomic_init(&c->stop, false);
+	atomic_init(&c->asleep, false);
 	room_check(c);
 	if ((rc = -pthread_create(&c->ithread, NULL, indexer_main, c)) != 0)
 		goto fail;
@@ -1401,7 +1418,10 @@ committer_submit(struct committer *c, unsigned shard, struct commit_job *job)
 void
 committer_wake(struct committer *c)
 {
-	efd_signal(c->efd);
+	/* The push before this call, then the flag: see committer_main(). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&c->asleep, memory_order_relaxed))
+		efd_signal(c->efd);
 }
 
 struct commit_job *

@@ -31,7 +31,8 @@
  * eventfd. A segment stays open while any job of it is away, and a
  * session's message buffer stays put while its job is. Delivery results
  * take the same way: the recipients an attempt delivered become a mark
- * record placed at the end of the current segment (job_journal()), so
+ * record placed at the end of the current segment (job_journal() in
+ * shard_commit.c), so
  * that once the committer synced it a crash cannot deliver them again.
  */
 #include "shard.h"
@@ -47,9 +48,6 @@ static _Atomic uint32_t client_conns[1u << 16];
 /* ---- connections ----------------------------------------------------- */
 
 static void conn_flush(struct shard *sh, struct conn *c);
-static void command_deadline(struct shard *sh, struct conn *c);
-static void handle_event(struct shard *sh, struct conn *c,
-    enum smtp_event ev);
 
 static uint16_t
 client_bucket(const struct sockaddr_storage *ss)
@@ -124,8 +122,8 @@ conn_close(struct shard *sh, struct conn *c)
 }
 
 /* An operation on c finished; free it if it was the last one. */
-static void
-conn_op_done(struct shard *sh, struct conn *c)
+void
+shard_conn_op_done(struct shard *sh, struct conn *c)
 {
 	assert(c->inflight > 0);
 	c->inflight--;
@@ -186,7 +184,7 @@ client_take(struct shard *sh, const struct sockaddr_storage *ss,
  * The session starts, for client ss (the socket's peer, or the one a
  * PROXY header named): its greeting, or on an implicit-TLS listener (port
  * 465) the handshake, which greets when it completes. The event for
- * handle_event().
+ * shard_handle_event().
  */
 static enum smtp_event
 conn_begin(struct shard *sh, struct conn *c, const struct sockaddr_storage *ss)
@@ -203,7 +201,7 @@ conn_begin(struct shard *sh, struct conn *c, const struct sockaddr_storage *ss)
 		return smtp_session_greet(&c->smtp);
 	if (!shard_tls_start(sh, c))
 		return SMTP_EV_CLOSE;
-	command_deadline(sh, c);
+	shard_command_deadline(sh, c);
 	return SMTP_EV_NONE;
 }
 
@@ -286,7 +284,7 @@ handle_accept(struct shard *sh, int fd, unsigned slot)
 		arm_recv(sh, c);
 		return;
 	}
-	handle_event(sh, c, conn_begin(sh, c, &ss));
+	shard_handle_event(sh, c, conn_begin(sh, c, &ss));
 }
 
 /*
@@ -325,7 +323,7 @@ conn_proxy(struct shard *sh, struct conn *c, const char *data, size_t n)
 	if (ev == SMTP_EV_NONE && nrest > 0) {
 		ev = c->tls != NULL ? shard_tls_input(sh, c, rest, nrest) :
 		    smtp_session_input(&c->smtp, rest, nrest);
-		command_deadline(sh, c);
+		shard_command_deadline(sh, c);
 	}
 	shard_proxy_end(c);
 	return ev;
@@ -370,15 +368,13 @@ conn_flush(struct shard *sh, struct conn *c)
 	c->inflight++;
 }
 
-static void start_commit(struct shard *sh, struct conn *c);
-
 /*
  * After the session took input: a command line begun starts the command
  * deadline (once: it runs from the line's first byte, however slowly the
  * rest drips in); none under way stops it.
  */
-static void
-command_deadline(struct shard *sh, struct conn *c)
+void
+shard_command_deadline(struct shard *sh, struct conn *c)
 {
 	/* A TLS handshake is held to the same deadline as a command. */
 	if (!smtp_session_partial_command(&c->smtp) &&
@@ -396,22 +392,22 @@ commit_or_sign(struct shard *sh, struct conn *c)
 	int rc = shard_dkim_submit(sh, c);
 
 	if (rc == 0)
-		start_commit(sh, c);
+		shard_start_commit(sh, c);
 	else if (rc < 0)
-		handle_event(sh, c, smtp_session_commit_done(&c->smtp,
+		shard_handle_event(sh, c, smtp_session_commit_done(&c->smtp,
 		    SMTP_COMMIT_SIGNFAIL));
 }
 
 /* React to what the session asked for, then keep I/O going. */
-static void
-handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
+void
+shard_handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
 {
 	/* A loop, not recursion: each AUTH answered at once may be
 	 * followed by another the client pipelined. */
 	if (ev == SMTP_EV_AUTH) {
 		while (ev == SMTP_EV_AUTH)
 			ev = shard_auth_start(sh, c);
-		command_deadline(sh, c);
+		shard_command_deadline(sh, c);
 	}
 	/* No session yet: read the header, unless the server stops. */
 	if (c->proxy_wait) {
@@ -439,7 +435,7 @@ handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
 		/* The 220 leaves in plaintext; the handshake follows it. */
 		if (shard_tls_start(sh, c)) {
 			c->tls_plain_out = true;
-			command_deadline(sh, c);
+			shard_command_deadline(sh, c);
 		} else if (!c->close_after_flush) {
 			c->deadline_ms = sh->now_ms + SHARD_FLUSH_GRACE_MS;
 			c->close_after_flush = true;
@@ -471,519 +467,6 @@ handle_event(struct shard *sh, struct conn *c, enum smtp_event ev)
 		arm_recv(sh, c);
 }
 
-/* Deliver a job's verdict to its connection (if it is still there). */
-static void
-job_free(struct commit_job *job)
-{
-	free(job->ups);
-	free(job->owner);
-	free(job);
-}
-
-static uint64_t shard_queue_dsn(struct shard *sh, const char *rcpt,
-    struct buf *msg, struct queue_update *ups, uint32_t nups);
-static void shard_submit_updates(struct shard *sh, struct queue_update *ups,
-    uint32_t nups);
-
-/*
- * A copy of the job's record (header, envelope, message: the bytes just
- * written and synced) for delivery to send from memory, or NULL (no room
- * in the budget, no memory: delivery reads the record back). Call only
- * while the message bytes are still valid, i.e. before the session that
- * owns them moves on. Copies are paid from a budget of their own
- * (shard_kept_budget_init(): a quarter of limits.memory), not from the
- * sessions': a copy waiting for a slow first attempt must never make a
- * client wait for memory.
- */
-static struct budget kept_memory;
-
-void
-shard_kept_budget_init(uint64_t max)
-{
-	budget_init(&kept_memory, max);
-}
-
-static struct rbuf *
-job_keep(struct shard *sh, const struct commit_job *job)
-{
-	struct rbuf *r;
-
-	(void)sh;
-	assert(job->kind == COMMIT_PUT);
-	assert(job->head_len + (uint64_t)job->put.msg_len == job->put.rec_len);
-	if (kept_memory.max == 0)
-		return NULL;
-	r = rbuf_new(&kept_memory, kept_memory.max, job->put.rec_len);
-	if (r == NULL)
-		return NULL;
-	memcpy(r->data, job->head, job->head_len);
-	memcpy(r->data + job->head_len, job->msg, job->put.msg_len);
-	return r;
-}
-
-/*
- * A message is queued: hand its recipients to their owners. rec (may be
- * NULL): its record in memory, from job_keep(); this reference is
- * dropped here (the items hold their own).
- */
-static void
-job_dispatch(struct shard *sh, const struct commit_job *job, struct rbuf *rec)
-{
-	struct envelope env;
-	struct msg_meta mm = {
-		.version = MSG_META_VERSION,
-		.seg = job->put.seg,
-		.offset = job->put.offset,
-		.rec_len = job->put.rec_len,
-		.msg_len = job->put.msg_len,
-		.checksum = job->put.checksum,
-		.env_len = job->put.env_len,
-		.nrcpt = job->put.nrcpt,
-	};
-	bool *discarded;
-	int n;
-
-	if (envelope_decode(job->put.env, job->put.env_len, &env) != 0) {
-		log_warn("shard %u: cannot decode an envelope just queued",
-		    sh->id);
-		rbuf_put(rec);
-		return;
-	}
-	discarded = calloc(env.nrcpt, sizeof(*discarded));
-	n = discarded == NULL ? -ENOMEM :
-	    deliver_dispatch(&mm, job->put.qid, &env, NULL, 0, 0, discarded,
-	    rec);
-	rbuf_put(rec);
-	if (n < 0)
-		log_warn("shard %u: out of memory scheduling a message; it "
-		    "waits for a restart", sh->id);
-	else if (discarded != NULL) {
-		struct queue_update *ups = calloc(env.nrcpt, sizeof(*ups));
-		uint32_t nd = 0;
-
-		for (uint16_t i = 0; ups != NULL && i < env.nrcpt; i++)
-			if (discarded[i]) {
-				deliver_log_discard(sh->deliver,
-				    job->put.qid, &env, i, job->put.msg_len);
-				ups[nd].kind = QUEUE_UPD_RCPT;
-				ups[nd].qid = job->put.qid;
-				ups[nd].idx = i;
-				ups[nd].state = RCPT_DELIVERED;
-				ups[nd++].last_code = 250;
-			}
-		if (nd > 0)
-			shard_submit_updates(sh, ups, nd);
-		else
-			free(ups);
-	}
-	free(discarded);
-	envelope_release(&env);
-}
-
-static void job_leave_seg(struct shard *sh, struct commit_job *job);
-
-/*
- * A DSN could not be queued. Its job carried the results of the attempt
- * that bounced: record the others (a delivered recipient must not be
- * delivered again), and leave the bounced ones pending in the index, to
- * be tried again (and bounced, with a DSN) after the next start: their
- * item is gone from the schedule.
- */
-static void
-dsn_failed(struct shard *sh, struct commit_job *job, const char *dsn_qid)
-{
-	char qid[QUEUE_ID_LEN + 1] = "?";
-	uint32_t kept = 0, bounced = 0;
-
-	for (uint32_t i = 0; i < job->nups; i++) {
-		if (job->ups[i].kind == QUEUE_UPD_RCPT &&
-		    job->ups[i].state == RCPT_BOUNCED) {
-			queue_id_format(job->ups[i].qid, qid);
-			bounced++;
-			continue;
-		}
-		job->ups[kept++] = job->ups[i];
-	}
-	log_warn("%s: DSN not queued: %s; %u bounced recipient(s) of %s stay "
-	    "queued until the next start", dsn_qid,
-	    queue_strerror(job->put.result), bounced, qid);
-	if (kept > 0) {
-		shard_submit_updates(sh, job->ups, kept);
-		job->ups = NULL;	/* the update job owns them now */
-	}
-}
-
-static void
-job_finish(struct shard *sh, struct commit_job *job)
-{
-	struct conn *c;
-	enum smtp_commit_result res;
-	char qid[QUEUE_ID_LEN + 1];
-	enum smtp_event ev;
-	struct rbuf *rec = NULL;
-	bool live, held;
-
-	assert(sh->jobs_out > 0);
-	sh->jobs_out--;
-	if (job->seg != NULL) {
-		/* Back from the committer: the segment may close now. */
-		if (job->seg_failed)
-			job->seg->broken = true;
-		job_leave_seg(sh, job);
-	}
-	if (job->kind != COMMIT_PUT || job->conn_idx == COMMIT_NO_CONN) {
-		if (job->kind == COMMIT_PUT) {
-			queue_id_format(job->put.qid, qid);
-			/* A DSN: its bytes are the job's until job_free(). */
-			if (job->put.result == 0)
-				job_dispatch(sh, job, job->msg != NULL ?
-				    job_keep(sh, job) : NULL);
-			else
-				dsn_failed(sh, job, qid);
-		} else if (job->put.result != 0) {
-			log_warn("shard %u: queue update failed: %s", sh->id,
-			    queue_strerror(job->put.result));
-		}
-		job_free(job);
-		return;
-	}
-	c = &sh->conns[job->conn_idx];
-	/* The committer wrote from the session's buffer: the slot was held. */
-	held = c->in_use && c->job == job;
-	if (held)
-		c->job = NULL;
-	if (job->put.result == 0)
-		res = SMTP_COMMIT_OK;
-	else if (job->put.result == QUEUE_EFULL ||
-	    job->put.result == -ENOSPC || job->put.result == -EDQUOT)
-		res = SMTP_COMMIT_NOSPACE;
-	else
-		res = SMTP_COMMIT_IOERR;
-	queue_id_format(job->put.qid, qid);
-	live = c->in_use && c->gen == job->conn_gen;
-	if (res == SMTP_COMMIT_OK) {
-		atomic_fetch_add(&sh->n_messages, 1);
-		stats_accepted(&stats_shards[sh->id], job->put.nrcpt,
-		    job->put.msg_len, live ? c->smtp.arrival_us : 0);
-		bool tls = live && c->smtp.tls;
-		bool auth = live && c->smtp.authenticated;
-
-		/* As Postfix's: the user a message came from, if any. */
-		log_info("%s: client=[%s], size=%u, nrcpt=%u%s%s%s%s%s%s", qid,
-		    live ? c->smtp.client_addr : "gone", job->put.msg_len,
-		    job->put.nrcpt, tls ? ", tls=" : "",
-		    tls ? c->smtp.tls_version : "", tls ? ", cipher=" : "",
-		    tls ? c->smtp.tls_cipher : "",
-		    auth ? ", sasl_username=" : "",
-		    auth ? c->smtp.auth_user : "");
-	} else {
-		log_warn("%s: not queued: %s", qid,
-		    queue_strerror(job->put.result));
-	}
-	/* Keep the record for delivery before the session moves on (its
-	 * next transaction reuses the message buffer). */
-	if (res == SMTP_COMMIT_OK && held)
-		rec = job_keep(sh, job);
-	if (live && !c->closing && c->smtp.state == SMTP_S_COMMIT) {
-		c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
-		ev = smtp_session_commit_done(&c->smtp, res);
-		command_deadline(sh, c);
-		handle_event(sh, c, ev);
-	}
-	if (res == SMTP_COMMIT_OK)
-		job_dispatch(sh, job, rec);
-	if (held)
-		conn_op_done(sh, c);
-	free(job);
-}
-
-/* A job for a record of (env, msg); NULL when out of memory. */
-static struct commit_job *
-job_new(const struct envelope *env, const void *msg, size_t msg_len)
-{
-	struct commit_job *job;
-	size_t env_len = envelope_encoded_len(env);
-	uint64_t rec_len;
-
-	job = malloc(sizeof(*job) + sizeof(struct seg_hdr) + env_len);
-	if (job == NULL)
-		return NULL;
-	memset(job, 0, sizeof(*job));
-	envelope_encode(env, job->head + sizeof(struct seg_hdr));
-	job->head_len = (uint32_t)(sizeof(struct seg_hdr) + env_len);
-	rec_len = (uint64_t)job->head_len + msg_len;
-	/* Records carry 32-bit lengths; config keeps messages far below. */
-	if (rec_len > UINT32_MAX)
-		log_panic("record of %llu bytes", (unsigned long long)rec_len);
-	job->kind = COMMIT_PUT;
-	job->put.qid = env->qid;
-	job->put.msg_len = (uint32_t)msg_len;
-	job->put.rec_len = (uint32_t)rec_len;
-	job->put.env = job->head + sizeof(struct seg_hdr);
-	job->put.env_len = (uint32_t)env_len;
-	job->put.nrcpt = env->nrcpt;
-	job->put.checksum = seg_hdr_fill((struct seg_hdr *)job->head, env->qid,
-	    job->put.env, (uint32_t)env_len, msg, (uint32_t)msg_len);
-	job->msg = msg;
-	job->iov[0].iov_base = job->head;
-	job->iov[0].iov_len = job->head_len;
-	job->iov[1].iov_base = (void *)msg;
-	job->iov[1].iov_len = msg_len;
-	return job;
-}
-
-/*
- * Give the job's record its place at the end of the current segment and
- * hand it to the committer, which writes it there (one writev) and syncs
- * it; the segment stays open until the job is back. -errno when no
- * segment can be had: the job is untouched then.
- */
-static int
-job_write(struct shard *sh, struct commit_job *job)
-{
-	struct seg *s;
-	int err = -EIO;
-
-	/* The index cannot take more now: refuse before placing it. */
-	if (sh->committer != NULL &&
-	    (err = committer_refusing(sh->committer)) != 0)
-		return err;
-	err = -EIO;
-	s = shard_seg_for_append(sh, job->put.rec_len, &err);
-	if (s == NULL)
-		return err;
-	job->shard = sh->id;
-	job->seg = s;
-	job->seg_fd = s->fd;
-	job->put.seg = s->id;
-	job->put.offset = s->end;
-	s->end += job->put.rec_len;
-	s->refs++;
-	sh->jobs_out++;
-	shard_pending_push(sh, job);
-	return 0;
-}
-
-static void
-start_commit(struct shard *sh, struct conn *c)
-{
-	struct smtp_session *ss = &c->smtp;
-	struct commit_job *job;
-	struct envelope env;
-	const char **rcpt;
-	int err;
-
-	rcpt = malloc(ss->nrcpt * sizeof(*rcpt));
-	if (rcpt == NULL)
-		goto nomem;
-	inbound_envelope(ss, &env, rcpt);
-	job = job_new(&env, ss->msg.data, ss->msg.len);
-	free(rcpt);
-	if (job == NULL)
-		goto nomem;
-	job->conn_idx = (uint32_t)(c - sh->conns);
-	job->conn_gen = c->gen;
-	job->shard = sh->id;
-	err = job_write(sh, job);
-	if (err != 0) {
-		sh->jobs_out++;		/* job_finish counts it back */
-		job->put.result = err;
-		job_finish(sh, job);
-		return;
-	}
-	/* The message bytes are the session's until the job is back. */
-	c->job = job;
-	c->inflight++;
-	return;
-nomem:
-	handle_event(sh, c, smtp_session_commit_done(ss, SMTP_COMMIT_IOERR));
-}
-
-static bool
-is_ascii(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)p[i] >= 0x80)
-			return false;
-	return true;
-}
-
-static uint64_t
-shard_queue_dsn(struct shard *sh, const char *rcpt, struct buf *msg,
-    struct queue_update *ups, uint32_t nups)
-{
-	const char *rcpts[1] = { rcpt };
-	struct commit_job *job;
-	struct envelope env = {
-		.body = is_ascii(msg->data, msg->len) ? QUEUE_BODY_7BIT :
-		    QUEUE_BODY_8BITMIME,
-		.smtputf8 = !is_ascii(rcpt, strlen(rcpt)),
-		.nrcpt = 1,
-		.sender = "",
-		.client_addr = "127.0.0.1",
-		.helo = sh->cfg->hostname,
-		.protocol = "local",
-		.rcpt = rcpts,
-	};
-
-	if (sh->stopping)
-		return 0;
-	env.arrival_us = clock_real_us();
-	env.qid = queue_id_next(&sh->idgen, env.arrival_us / 1000u);
-	job = job_new(&env, msg->data, msg->len);
-	if (job == NULL)
-		return 0;
-	job->conn_idx = COMMIT_NO_CONN;
-	job->ups = ups;
-	job->nups = nups;
-	if (job_write(sh, job) != 0) {
-		free(job);
-		return 0;
-	}
-	/* The job owns the message bytes and the updates from here. */
-	job->owner = msg->data;
-	*msg = (struct buf){ 0 };
-	/* The recipients delivered in the same attempt are journaled too. */
-	if (seg_mark_count(ups, nups) > 0) {
-		struct queue_update *d = malloc(nups * sizeof(*d));
-		uint32_t nd = 0;
-
-		for (uint32_t i = 0; d != NULL && i < nups; i++)
-			if (seg_mark_count(&ups[i], 1) > 0)
-				d[nd++] = ups[i];
-		if (d != NULL)
-			shard_submit_updates(sh, d, nd);
-	}
-	return env.qid;
-}
-
-/*
- * Would shard_seg_for_append() find a segment for rec_len bytes without opening
- * one synchronously (a directory fsync on this thread)?
- */
-static bool
-seg_ready(const struct shard *sh, uint64_t rec_len)
-{
-	const struct seg *cur = sh->cur >= 0 ? &sh->segs[sh->cur] : NULL;
-
-	if (sh->next >= 0)
-		return true;
-	return cur != NULL && !cur->broken && (cur->end == 0 ||
-	    cur->end + rec_len <= sh->cfg->queue.segment_size ||
-	    sh->next_opening);
-}
-
-/*
- * Journal the delivered recipients of an update job: a mark record at the
- * end of the current segment, which the committer writes and syncs with
- * its next batch, so that once the job is back a crash cannot deliver
- * them again (recovery replays the mark). Without a segment at hand (a
- * shard that has only delivered since it started: one is opened through
- * the ring for the next marks), or memory, the updates go unjournaled:
- * the index still gets them, a little later.
- */
-static void
-job_journal(struct shard *sh, struct commit_job *job)
-{
-	uint32_t n = seg_mark_count(job->ups, job->nups);
-	uint8_t *rec;
-	struct seg *s;
-	uint64_t len;
-	int err;
-
-	if (n == 0)
-		return;
-	assert(n <= SEG_MARKS_MAX);	/* one message's recipients */
-	len = seg_mark_len(n);
-	if (!seg_ready(sh, len)) {
-		shard_seg_preopen(sh);
-		return;
-	}
-	if ((rec = malloc(len)) == NULL)
-		return;
-	if ((s = shard_seg_for_append(sh, len, &err)) == NULL) {
-		free(rec);
-		return;
-	}
-	seg_mark_encode(rec, s->id, s->end, job->ups, job->nups);
-	job->owner = rec;
-	job->iov[0].iov_base = rec;
-	job->iov[0].iov_len = len;
-	job->seg = s;
-	job->seg_fd = s->fd;
-	job->put.seg = s->id;
-	job->put.offset = s->end;
-	job->put.rec_len = (uint32_t)len;
-	s->end += len;
-	s->refs++;
-}
-
-static void
-shard_submit_updates(struct shard *sh, struct queue_update *ups,
-    uint32_t nups)
-{
-	struct commit_job *job = calloc(1, sizeof(*job));
-
-	if (job == NULL) {
-		log_warn("shard %u: out of memory: %u delivery result(s) "
-		    "not recorded", sh->id, nups);
-		free(ups);
-		return;
-	}
-	job->kind = COMMIT_UPDATE;
-	job->ups = ups;
-	job->nups = nups;
-	job->shard = sh->id;
-	job->conn_idx = COMMIT_NO_CONN;
-	job_journal(sh, job);
-	sh->jobs_out++;
-	shard_pending_push(sh, job);
-}
-
-/* A job leaves its segment: failed, or durable and off to the committer. */
-static void
-job_leave_seg(struct shard *sh, struct commit_job *job)
-{
-	struct seg *s = job->seg;
-
-	assert(s->refs > 0);
-	s->refs--;
-	job->seg = NULL;
-	shard_seg_release(sh, s);
-}
-
-void
-shard_pending_push(struct shard *sh, struct commit_job *job)
-{
-	job->next = NULL;
-	if (sh->pending_tail)
-		sh->pending_tail->next = job;
-	else
-		sh->pending_head = job;
-	sh->pending_tail = job;
-}
-
-/* Hand durable jobs to the committer; what does not fit waits. */
-static void
-pending_flush(struct shard *sh)
-{
-	struct commit_job *job;
-	bool any = false;
-
-	while ((job = sh->pending_head) != NULL) {
-		struct commit_job *next = job->next;
-
-		if (!committer_submit(sh->committer, sh->id, job))
-			break;
-		sh->pending_head = next;
-		if (next == NULL)
-			sh->pending_tail = NULL;
-		any = true;
-	}
-	if (any)
-		committer_wake(sh->committer);
-}
-
 /* ---- completions ----------------------------------------------------- */
 
 static void
@@ -1009,7 +492,7 @@ begin_stop(struct shard *sh)
 		struct conn *c = &sh->conns[i];
 
 		if (c->in_use && !c->closing)
-			handle_event(sh, c, SMTP_EV_NONE);
+			shard_handle_event(sh, c, SMTP_EV_NONE);
 	}
 }
 
@@ -1023,12 +506,12 @@ dkim_done(struct shard *sh, struct dkim_job *job)
 	assert(c->in_use && c->gen == job->conn_gen);
 	if (!c->closing && c->smtp.state == SMTP_S_COMMIT) {
 		if (shard_dkim_apply(sh, c, job) == 0)
-			start_commit(sh, c);
+			shard_start_commit(sh, c);
 		else
-			handle_event(sh, c, smtp_session_commit_done(&c->smtp,
+			shard_handle_event(sh, c, smtp_session_commit_done(&c->smtp,
 			    SMTP_COMMIT_SIGNFAIL));
 	}
-	conn_op_done(sh, c);
+	shard_conn_op_done(sh, c);
 }
 
 /* A login's verdict reached the session: its next step. */
@@ -1036,8 +519,8 @@ static void
 auth_resume(struct shard *sh, struct conn *c, enum smtp_event ev)
 {
 	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
-	command_deadline(sh, c);
-	handle_event(sh, c, ev);
+	shard_command_deadline(sh, c);
+	shard_handle_event(sh, c, ev);
 }
 
 static void
@@ -1049,7 +532,7 @@ handle_wake(struct shard *sh)
 	struct config_gen *g;
 
 	while ((job = committer_reap(sh->committer, sh->id)) != NULL)
-		job_finish(sh, job);
+		shard_job_finish(sh, job);
 	for (r = auth_reap(sh->id); r != NULL; r = rnext) {
 		struct conn *c;
 		enum smtp_event ev;
@@ -1080,16 +563,16 @@ handle_recv(struct shard *sh, struct conn *c, int res, uint32_t flags)
 	c->recv_armed = false;
 	if (res == -ENOBUFS) {
 		/* Every buffer is busy for the moment; try again. */
-		conn_op_done(sh, c);
+		shard_conn_op_done(sh, c);
 		if (c->in_use && !c->closing)
-			handle_event(sh, c, SMTP_EV_NONE);
+			shard_handle_event(sh, c, SMTP_EV_NONE);
 		return;
 	}
 	if (res <= 0) {
 		if (c->proxy_wait && !c->closing)
 			shard_proxy_eof(sh, c, res);
 		conn_close(sh, c);
-		conn_op_done(sh, c);
+		shard_conn_op_done(sh, c);
 		return;
 	}
 	data = uring_bufs_data(&sh->bufs, flags, &bid);
@@ -1102,7 +585,7 @@ handle_recv(struct shard *sh, struct conn *c, int res, uint32_t flags)
 		c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
 		ev = c->tls != NULL ? shard_tls_input(sh, c, data, (size_t)res) :
 		    smtp_session_input(&c->smtp, data, (size_t)res);
-		command_deadline(sh, c);
+		shard_command_deadline(sh, c);
 	}
 	/* The session copied what it keeps: the buffer goes back now. */
 	uring_bufs_recycle(&sh->bufs, bid);
@@ -1112,7 +595,7 @@ handle_recv(struct shard *sh, struct conn *c, int res, uint32_t flags)
 			conn_free(sh, c);
 		return;
 	}
-	handle_event(sh, c, ev);
+	shard_handle_event(sh, c, ev);
 }
 
 static void
@@ -1121,7 +604,7 @@ handle_send(struct shard *sh, struct conn *c, int res)
 	c->send_armed = false;
 	if (res < 0) {
 		conn_close(sh, c);
-		conn_op_done(sh, c);
+		shard_conn_op_done(sh, c);
 		return;
 	}
 	c->tx_off += (size_t)res;
@@ -1135,7 +618,7 @@ handle_send(struct shard *sh, struct conn *c, int res)
 		buf_reset(&c->tx);
 		c->tx_off = 0;
 	}
-	handle_event(sh, c, SMTP_EV_NONE);
+	shard_handle_event(sh, c, SMTP_EV_NONE);
 }
 
 static void
@@ -1252,14 +735,14 @@ tick(struct shard *sh)
 			continue;
 		if (sh->now_ms >= c->deadline_ms) {
 			smtp_session_timeout(&c->smtp);
-			handle_event(sh, c, SMTP_EV_CLOSE);
+			shard_handle_event(sh, c, SMTP_EV_CLOSE);
 		} else if (c->cmd_deadline_ms != 0 &&
 		    sh->now_ms >= c->cmd_deadline_ms) {
 			if (c->tls != NULL && !tls_established(c->tls))
 				log_info("%s: TLS handshake failed: not "
 				    "completed in time", c->smtp.client_addr);
 			smtp_session_command_timeout(&c->smtp);
-			handle_event(sh, c, SMTP_EV_CLOSE);
+			shard_handle_event(sh, c, SMTP_EV_CLOSE);
 		}
 	}
 	shard_refusal_log_tick(sh);
@@ -1345,12 +828,12 @@ shard_main(void *arg)
 	sh->now_ms = clock_mono_ms();
 	sh->next_tick_ms = sh->now_ms + SHARD_TICK_MS;
 	for (;;) {
-		pending_flush(sh);
+		shard_pending_flush(sh);
 		/* Done when nothing is left in flight, accepts included:
 		 * their completion releases the listening sockets. */
 		if (sh->deliver != NULL)
 			deliver_run(sh->deliver, sh->now_ms);
-		pending_flush(sh);
+		shard_pending_flush(sh);
 		if (sh->stopping && sh->nactive == 0 && sh->jobs_out == 0 &&
 		    sh->seg_ops == 0 && sh->accepts == 0 &&
 		    (sh->deliver == NULL || deliver_stop(sh->deliver,

@@ -233,8 +233,21 @@ void shard_handle_seg_dirsync(struct shard *sh, uint32_t i, int res);
 void shard_seg_release(struct shard *sh, struct seg *s);
 struct seg *shard_seg_for_append(struct shard *sh, uint64_t rec_len, int *err);
 
-/* shard.c */
+/* shard.c: what the session asked for, its command deadline, an
+ * operation of the connection done (it may be freed then) */
+void shard_handle_event(struct shard *sh, struct conn *c, enum smtp_event ev);
+void shard_command_deadline(struct shard *sh, struct conn *c);
+void shard_conn_op_done(struct shard *sh, struct conn *c);
+
+/* shard_commit.c: commit jobs, their way to the committer and back */
+void shard_start_commit(struct shard *sh, struct conn *c);
+void shard_job_finish(struct shard *sh, struct commit_job *job);
+uint64_t shard_queue_dsn(struct shard *sh, const char *rcpt, struct buf *msg,
+    struct queue_update *ups, uint32_t nups);
+void shard_submit_updates(struct shard *sh, struct queue_update *ups,
+    uint32_t nups);
 void shard_pending_push(struct shard *sh, struct commit_job *job);
+void shard_pending_flush(struct shard *sh);
 
 /*
  * shard_listen.c: listening slots. arm: a multishot accept on slot i

@@ -75,7 +75,9 @@ main(void)
 	CHECK(check_seg_size(spool, seg_a) == (off_t)end_a);
 	CHECK(check_seg_size(spool, seg_b) == (off_t)end_b);
 	CHECK(queue_index_count(qi, &n) == 0 && n == 3);
-	CHECK(queue_index_get(qi, r2.qid, &m) == 0 && m.meta.seg == seg_a);
+	CHECK_FATAL(queue_index_get(qi, r2.qid, &m) == 0);
+	CHECK(m.meta.seg == seg_a);
+	queue_msg_release(&m);
 	CHECK(queue_index_get(qi, r4.qid, &m) == QUEUE_ENOTFOUND);
 
 	/* Again: nothing to do. */

@@ -214,7 +214,8 @@ log_entry(const struct dl_item *it, const char *qid, const char *sender,
 		.tls = peer != NULL ? peer->tls : NULL,
 		.tls_verify = peer != NULL ? peer->tls_verify : NULL,
 		.tls_policy = it->dest != NULL ?
-		    dl_sts_policy_name(it->dest) : NULL,
+		    dl_sts_policy_name(it->dest, peer != NULL ? peer->mx :
+		    NULL) : NULL,
 		.tls_auth = peer != NULL ? peer->tls_auth : NULL,
 		.tlsa = peer != NULL ? peer->tlsa : NULL,
 		.status = st,

@@ -340,8 +340,8 @@ dl_tls_host_level(const struct dl_dest *ds, const struct dl_target *t)
 {
 	if (ds->tls.level == ROUTE_TLS_NONE)
 		return ROUTE_TLS_NONE;
-	/* DANE wins (RFC 8461 section 2); then an enforced MTA-STS policy,
-	 * which dl_sts_apply() only sets where no host has DANE. */
+	/* DANE wins (RFC 8461 section 2), host by host; then an enforced
+	 * MTA-STS policy, on the hosts without DANE (dl_sts_apply()). */
 	if (t->tls_level == ROUTE_TLS_DANE)
 		return ROUTE_TLS_DANE;
 	if (ds->sts_state == DL_STS_S_ENFORCE)

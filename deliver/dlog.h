@@ -45,8 +45,9 @@ struct dlog_entry {
 	const char *addr;		/* "192.0.2.1:25", "[2001:db8::1]:25", path */
 	const char *tls;		/* "TLSv1.3 TLS_AES_256_GCM_SHA384", "none" */
 	const char *tls_verify;		/* tls verify: "verified" or why not */
-	const char *tls_policy;		/* "sts-enforce", "sts-testing", "none";
-					 * NULL: not MX delivery, or STS off */
+	const char *tls_policy;		/* "sts-enforce", "sts-testing", "none",
+					 * "dane" (a DANE host); NULL: not MX
+					 * delivery, or STS off */
 	const char *tls_auth;		/* "dane", "pkix", "none"; NULL: no
 					 * connection */
 	const char *tlsa;		/* DANE: the TLSA record that matched,

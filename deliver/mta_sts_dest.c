@@ -19,15 +19,19 @@
  *            does not verify, no STARTTLS)
  *   none     as if there were no policy
  *
- * A destination that DANE protects (a host with usable TLSA records in
- * a signed zone) uses DANE and is left alone here (RFC 8461 section 2):
- * applies() says no to it.
+ * DANE comes first, host by host (RFC 8461 section 2): an MX host with
+ * usable TLSA records in a signed zone is DANE's, whatever the policy
+ * says of it (kept when enforce filters the hosts, its sessions not
+ * counted here), and dl_tls_host_level() gives it DANE. The domain's
+ * other MX hosts stay under the policy: a DANE host that is down must
+ * not leave them to "may", where nothing protects them from a downgrade.
  */
 #include "deliver_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../lib/log.h"
 #include "../lib/tls.h"
@@ -44,8 +48,7 @@ applies(const struct dl_dest *ds)
 {
 	const struct route *r = ds->route;
 
-	if (!mta_sts_running() || r->policy.mta_sts == ROUTE_STS_OFF ||
-	    ds->ndane > 0)
+	if (!mta_sts_running() || r->policy.mta_sts == ROUTE_STS_OFF)
 		return false;
 	return r->transport.kind == ROUTE_SMTP && r->transport.mx_lookup;
 }
@@ -53,9 +56,22 @@ applies(const struct dl_dest *ds)
 /* sts_wait_until_ms once a wait ran out, while the fetch still runs. */
 #define DL_STS_WAITED 1
 
-const char *
-dl_sts_policy_name(const struct dl_dest *ds)
+/* Is host one of the destination's DANE hosts (not under the policy)? */
+static bool
+dane_host(const struct dl_dest *ds, const char *host)
 {
+	for (unsigned i = 0; host != NULL && i < ds->ntargets; i++)
+		if (ds->targets[i].tls_level == ROUTE_TLS_DANE &&
+		    strcasecmp(ds->targets[i].host, host) == 0)
+			return true;
+	return false;
+}
+
+const char *
+dl_sts_policy_name(const struct dl_dest *ds, const char *mx)
+{
+	if (ds->sts_state != DL_STS_S_OFF && dane_host(ds, mx))
+		return "dane";
 	switch (ds->sts_state) {
 	case DL_STS_S_ENFORCE:
 		return "sts-enforce";
@@ -136,7 +152,8 @@ dl_sts_apply(struct deliver *d, struct dl_dest *ds, char *text, size_t len)
 	}
 	ds->sts_state = DL_STS_S_ENFORCE;
 	for (unsigned i = 0; i < ds->ntargets; i++)
-		if (mta_sts_mx_match(ds->sts_pol, ds->targets[i].host))
+		if (ds->targets[i].tls_level == ROUTE_TLS_DANE ||
+		    mta_sts_mx_match(ds->sts_pol, ds->targets[i].host))
 			ds->targets[keep++] = ds->targets[i];
 	if (keep == 0) {
 		mta_sts_count(ds->lookup, false, MTA_STS_R_VALIDATION_FAILURE);
@@ -160,10 +177,12 @@ count(struct dl_conn *c, bool ok, enum mta_sts_result r)
 	mta_sts_count(c->dest->lookup, ok, r);
 }
 
+/* A DANE host's sessions are DANE's, not the policy's. */
 static bool
 counted_here(const struct dl_conn *c)
 {
-	return !c->sts_counted && (c->dest->sts_state == DL_STS_S_ENFORCE ||
+	return !c->sts_counted && c->tls_level != ROUTE_TLS_DANE &&
+	    (c->dest->sts_state == DL_STS_S_ENFORCE ||
 	    c->dest->sts_state == DL_STS_S_TESTING);
 }
 

@@ -16,6 +16,13 @@ danelib.py - a DNSSEC-signed test tree for DANE, on loopback only.
       alone could not reach it), with `anchor` (DS lines) as its only trust
       anchor. stop() ends it.
 
+  signed_tree(tmpdir, parent, children)
+      The zones of a test tree under `parent`: children is {name: (zone
+      text as served, DS lines for the parent or None for an unsigned
+      delegation)}; the parent gets an NS record and the DS lines of
+      each child and is signed here. Returns (zones {name: text} for
+      dnslib.NSD, the parent's DS lines: the trust anchor).
+
   resign_as(signed, rtype, owner_prefix, signer)
       The signed text with one RRSIG's signer name replaced (a forgery).
 
@@ -104,6 +111,17 @@ def signed_zone(tmpdir, name, text, expired=False, corrupt_type=None):
     return signed, ds
 
 
+def signed_tree(tmpdir, parent, children):
+    recs = ["%s. IN NS ns.%s." % (n, parent) for n in children]
+    for _, ds in children.values():
+        recs += [ln for ln in (ds or "").splitlines() if ln.strip()]
+    text, anchor = signed_zone(tmpdir, parent,
+                               dnslib.zone_text(parent, recs, ttl=5, neg_ttl=5))
+    zones = {n: t for n, (t, _) in children.items()}
+    zones[parent] = text
+    return zones, anchor
+
+
 def can_bind53(addr):
     """Can a DNS server listen on addr:53 (UDP and TCP)?"""
     for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
@@ -128,6 +146,7 @@ def spki_sha256(certfile):
 
 class Unbound:
     def __init__(self, tmpdir, nsd, zones, anchor, extra=(), timeout=10):
+        zones = list(zones)
         self.dir = os.path.join(tmpdir, "unbound")
         os.makedirs(self.dir, exist_ok=True)
         self.port = dnslib.free_port()
@@ -180,7 +199,7 @@ class Unbound:
                 raise RuntimeError("unbound exited with %s: %s" % (self.proc.returncode,
                                                                  self.log_tail()))
             try:
-                dnslib.query(self.port, "dane.test", "SOA", timeout=0.5)
+                dnslib.query(self.port, zones[-1], "SOA", timeout=0.5)
                 return
             except Exception:
                 time.sleep(0.1)

@@ -111,12 +111,8 @@ for z, rtype, prefix, signer in (("abovesig", "MX", "abovesig.", "test."),
         tmp, "%s.dane.test" % z, child(z, "3 1 1 " + good))
     children["%s.dane.test" % z] = danelib.resign_as(text, rtype, prefix, signer)
 
-parent = ["%s. IN NS ns.dane.test." % n for n in children] + \
-    [ln for n in ds for ln in ds[n].splitlines() if ln.strip()]
-parent_text, anchor = danelib.signed_zone(
-    tmp, "dane.test", dnslib.zone_text("dane.test", parent, ttl=5, neg_ttl=5))
-zones = dict(children)
-zones["dane.test"] = parent_text
+zones, anchor = danelib.signed_tree(tmp, "dane.test",
+                                   {n: (t, ds.get(n)) for n, t in children.items()})
 ns = dnslib.NSD(tmp, zones)
 PF = os.path.join(sluice.ROOT, "bench", "postfix-instance")
 PF_DNS = "127.0.0.53"

@@ -33,12 +33,8 @@
 #  - after a restart the policies kept in SPOOL/mta-sts apply at once: the
 #    policy host answering 404 changes nothing while the TXT id is the
 #    same (no second GET), delivery is still sts-enforce and verified.
-import http.server
 import json
 import os
-import socket
-import ssl
-import threading
 import time
 
 import sluice
@@ -52,26 +48,12 @@ if not dnslib.have_nsd():
     sluice.skip("nsd is not installed")
 
 import deliverlib as dl
+import stslib
 import tlslib
 
 # The policy URL has no port: the HTTPS server must have 443 on its own
-# address. Another run of this test (a second checkout) may hold one
-# subnet, so the first /24 of a few whose port 443 is free is taken.
-def pick_net():
-    err = None
-    for net in ("127.0.31.", "127.0.131.", "127.0.231.", "127.0.71."):
-        try:
-            with socket.socket() as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.bind((net + "1", 443))
-            return net
-        except OSError as e:
-            err = e
-    sluice.skip("cannot bind port 443 on 127.0.x.1 (it needs root): %s"
-                % err)
-
-
-NET = pick_net()
+# address (stslib.pick_net).
+NET = stslib.pick_net(("127.0.31.", "127.0.131.", "127.0.231.", "127.0.71."))
 WEB = NET + "1"
 MX = {"enf": NET + "2", "notin": NET + "3", "wrong": NET + "4",
       "testing": NET + "5", "exp": NET + "6", "down": NET + "7",
@@ -97,71 +79,27 @@ good_names = ["mta-sts.%s.test" % d for d in list(MX) + ["invalid",
 certs = tlslib.Certs(good_names)
 other_ca = tlslib.Certs(["mta-sts.untrusted.test"])
 
+# Served by policy domain; the test takes enf.test's away later.
 POLICIES = {
-    "enf": "version: STSv1\r\nmode: enforce\r\nmx: mx.enf.test\r\n"
-           "max_age: 86400\r\n",
-    "notin": "version: STSv1\nmode: enforce\nmx: other.notin.test\n"
-             "max_age: 86400\n",
-    "wrong": "version: STSv1\nmode: enforce\nmx: *.wrong.test\n"
-             "max_age: 86400\n",
-    "testing": "version: STSv1\nmode: testing\nmx: mx.testing.test\n"
-               "max_age: 86400\n",
-    "exp": "version: STSv1\nmode: enforce\nmx: mx.exp.test\nmax_age: 2\n",
-    "slow": "version: STSv1\nmode: enforce\nmx: mx.slow.test\n"
-            "max_age: 86400\n",
-    "invalid": "<html><body>no policy here</body></html>\n",
+    "enf.test": "version: STSv1\r\nmode: enforce\r\nmx: mx.enf.test\r\n"
+                "max_age: 86400\r\n",
+    "notin.test": "version: STSv1\nmode: enforce\nmx: other.notin.test\n"
+                  "max_age: 86400\n",
+    "wrong.test": "version: STSv1\nmode: enforce\nmx: *.wrong.test\n"
+                  "max_age: 86400\n",
+    "testing.test": "version: STSv1\nmode: testing\nmx: mx.testing.test\n"
+                    "max_age: 86400\n",
+    "exp.test": "version: STSv1\nmode: enforce\nmx: mx.exp.test\nmax_age: 2\n",
+    "slow.test": "version: STSv1\nmode: enforce\nmx: mx.slow.test\n"
+                 "max_age: 86400\n",
+    "invalid.test": "<html><body>no policy here</body></html>\n",
 }
 SLOW_S = 3.5                    # the slow policy host's delay
-gets = {}
-gets_lock = threading.Lock()
-
-
-class PolicyHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        host = (self.headers.get("Host") or "").lower()
-        with gets_lock:
-            gets[host] = gets.get(host, 0) + 1
-        dom = host[len("mta-sts."):-len(".test")] if host.startswith(
-            "mta-sts.") and host.endswith(".test") else ""
-        body = POLICIES.get(dom)
-        if dom == "slow":
-            time.sleep(SLOW_S)
-        if dom == "redirect":
-            self.send_response(301)
-            self.send_header("Location", "https://mta-sts.enf.test/"
-                             ".well-known/mta-sts.txt")
-            self.send_header("Content-Type", "text/plain")
-            self.end_headers()
-            return
-        if self.path != "/.well-known/mta-sts.txt" or body is None:
-            self.send_error(404)
-            return
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, fmt, *args):
-        print("https: " + fmt % args)
-
-
-class TLSServer(http.server.ThreadingHTTPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-
-
-web = TLSServer((WEB, 443), PolicyHandler)
-web.socket = certs.server_ctx().wrap_socket(web.socket, server_side=True)
-web.socket.settimeout(None)
-threading.Thread(target=web.serve_forever, kwargs={"poll_interval": 0.2},
-                 daemon=True).start()
-badweb = TLSServer((BADWEB, 443), PolicyHandler)
-badweb.socket = other_ca.server_ctx().wrap_socket(badweb.socket,
-                                                  server_side=True)
-threading.Thread(target=badweb.serve_forever,
-                 kwargs={"poll_interval": 0.2}, daemon=True).start()
+web = stslib.PolicyServer(
+    WEB, certs.server_ctx(), POLICIES, delays={"slow.test": SLOW_S},
+    redirects={"redirect.test": "https://mta-sts.enf.test/.well-known/mta-sts.txt"})
+badweb = stslib.PolicyServer(BADWEB, other_ca.server_ctx(), POLICIES)
+gets = web.get
 
 srv = {d: dl.Server(d, addr=a, port=PORT,
                     smtp_kw={"tls_context": certs.server_ctx()})
@@ -232,7 +170,7 @@ try:
         T.eq([m.tls for m in ms], [True], "the MX got it once, under TLS")
         if ms:
             T.eq(dl.check_tail(ms[0].data, data), None, "the bytes are intact")
-        T.eq(gets.get("mta-sts.enf.test"), 1, "the policy was fetched once")
+        T.eq(gets("mta-sts.enf.test"), 1, "the policy was fetched once")
 
     with T.case("enforce, MX not in the policy: deferred 4.7.5"):
         q, _ = one("notin1", "a@notin.test")
@@ -272,14 +210,14 @@ try:
         q, _ = one("exp1", "a@exp.test")
         T.eq(final(q).get("status"), "delivered", "first delivered\n"
              + L.dump())
-        T.eq(gets.get("mta-sts.exp.test"), 1, "one fetch so far")
+        T.eq(gets("mta-sts.exp.test"), 1, "one fetch so far")
         time.sleep(3)                     # max_age 2
         q, _ = one("exp2", "b@exp.test")
         x = final(q)
         T.eq(x.get("status"), "delivered", "second delivered")
         T.eq(x.get("tls_policy"), "sts-enforce", "still sts-enforce")
-        T.ok(dl.wait_until(lambda: gets.get("mta-sts.exp.test", 0) >= 2, 10),
-             "the policy was fetched again (%r)" % gets)
+        T.ok(dl.wait_until(lambda: gets("mta-sts.exp.test", 0) >= 2, 10),
+             "the policy was fetched again (%r)" % web.gets)
 
     with T.case("policy fetch fails, nothing cached: delivered, counted"):
         q, _ = one("down1", "a@down.test")
@@ -306,9 +244,9 @@ try:
             T.eq(st.get("failures", {}).get(want[d]), 1,
                  "%s: one %s (%r)" % (d, want[d], st))
             T.eq(st.get("policy"), False, "%s: no policy cached" % d)
-        T.ok(gets.get("mta-sts.enf.test", 0) == 1, "the redirect was not "
-             "followed (%r)" % gets)
-        T.eq(gets.get("mta-sts.untrusted.test"), None, "nothing was asked "
+        T.ok(gets("mta-sts.enf.test", 0) == 1, "the redirect was not "
+             "followed (%r)" % web.gets)
+        T.eq(gets("mta-sts.untrusted.test"), None, "nothing was asked "
              "of the untrusted host")
         T.ok("denied_networks" in (status().get("denied.test", {}).get(
              "last_error") or ""), "a policy host in denied_networks is "
@@ -354,22 +292,22 @@ try:
         kept = os.path.join(relay.d.spool, "mta-sts", "enf.test")
         T.ok(os.path.exists(kept), "the policy is kept in %s" % kept)
         relay.stop()
-        POLICIES.pop("enf")               # the policy host now says 404
-        before = gets.get("mta-sts.enf.test", 0)
+        POLICIES.pop("enf.test")               # the policy host now says 404
+        before = gets("mta-sts.enf.test", 0)
         relay.start()
         q, _ = one("enf2", "b@enf.test")
         x = final(q)
         T.eq((x.get("status"), x.get("tls_policy"), x.get("tls_verify")),
              ("delivered", "sts-enforce", "verified"),
              "delivered under the kept policy\n" + L.dump())
-        T.eq(gets.get("mta-sts.enf.test", 0), before, "not fetched again "
+        T.eq(gets("mta-sts.enf.test", 0), before, "not fetched again "
              "(the TXT id did not change)")
         T.eq(status().get("enf.test", {}).get("mode"), "enforce",
              "status: enforce after the restart")
 finally:
     relay.stop()
-    web.shutdown()
-    badweb.shutdown()
+    web.stop()
+    badweb.stop()
     for s in srv.values():
         s.stop()
     ns.stop()

@@ -67,6 +67,8 @@ static _Atomic unsigned g_dispatching;
 static struct route g_default_route;
 struct dl_feed dl_feeds[64];
 struct queue_index *dl_index;
+/* The shard this thread dispatches for (its lane), or -1: none. */
+static _Thread_local int dl_here = -1;
 
 /* Say so, once, when a route may not have the connections it asks for. */
 static void
@@ -78,7 +80,9 @@ cap_warn(const struct deliver_cfg *cfg)
 	for (size_t i = 0; cap > 0 && t != NULL && i <= t->cap; i++) {
 		const struct route *r = i < t->cap ? t->slots[i] : t->wildcard;
 
-		if (r != NULL && r->policy.max_connections > cap)
+		/* Spread, each shard's lane has its part of the limit. */
+		if (r != NULL && r->policy.max_connections /
+		    dl_lanes(cfg, r) > cap)
 			log_warn("route %s: max_connections %u, but at most %u "
 			    "to an address it shares with other destinations "
 			    "(delivery.connections_per_address)",
@@ -243,6 +247,69 @@ dl_nshards(void)
 	return g_nshards;
 }
 
+void
+dl_dispatch_as(int shard)
+{
+	dl_here = shard;
+}
+
+/*
+ * Lanes: a next hop that takes all the mail (a relay_host) would keep one
+ * shard's loop busy delivering while the others idle if it belonged to
+ * one shard. So the destination of a route with a fixed next hop that
+ * allows at least two connections per shard is delivered by every shard:
+ * each delivers, in its own lane (its own struct dl_dest of that key),
+ * the items dispatched on it, with max_connections / shards connections,
+ * so the lanes together never exceed max_connections. Not spread: MX
+ * delivery by recipient domain (many domains spread over the shards by
+ * their hash already, and a lane each would double the connections and
+ * handshakes of every small domain), serial and small limits, max_rate
+ * (a rate split evenly would hold back the lane that gets more than its
+ * part), oneshot routes, error and discard.
+ */
+unsigned
+dl_lanes(const struct deliver_cfg *cfg, const struct route *r)
+{
+	const struct route_policy *p = &r->policy;
+
+	if (g_nshards < 2 || cfg == NULL || !cfg->delivery->spread ||
+	    (r->transport.kind != ROUTE_SMTP &&
+	    r->transport.kind != ROUTE_LMTP) ||
+	    r->transport.host[0] == '\0' ||
+	    p->max_connections < 2 * g_nshards || p->max_rate > 0 ||
+	    p->max_attempts == 1)
+		return 1;
+	return g_nshards;
+}
+
+/* A destination's connection limit: its route's, or its lane's part. */
+unsigned
+dl_dest_max(const struct dl_dest *ds)
+{
+	unsigned max = ds->route->policy.max_connections;
+
+	if (ds->lanes > 1)
+		max /= ds->lanes;
+	return max > 0 ? max : 1;
+}
+
+/*
+ * The shard that delivers an item: its lane's (the shard dispatching,
+ * or for a dispatch from another thread, one picked by the message),
+ * or the owner of its destination.
+ */
+static unsigned
+item_owner(const struct deliver_cfg *cfg, const struct route *r,
+    const char *key, uint64_t qid)
+{
+	if (dl_lanes(cfg, r) > 1) {
+		if (dl_here >= 0 && (unsigned)dl_here < g_nshards)
+			return (unsigned)dl_here;
+		return (unsigned)(XXH3_64bits(&qid, sizeof(qid)) % g_nshards);
+	}
+	return (unsigned)(XXH3_64bits(key, strlen(key)) % g_nshards);
+}
+
 /* A shard's share of a limit of the whole daemon (at least 1). */
 uint32_t
 dl_share(uint32_t total)
@@ -340,7 +407,7 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		memcpy(it->domain, dom, dlen);
 		it->due_ms = next_try_us > now_us ?
 		    now_ms + (next_try_us - now_us) / 1000 : 0;
-		owner = (unsigned)(XXH3_64bits(key, strlen(key)) % g_nshards);
+		owner = item_owner(cfg, r, key, qid);
 		if (dl_start_park(owner, it, next_try_us))
 			continue;
 		owners[posted] = owner;
@@ -418,6 +485,57 @@ dest_apply_route(struct deliver *d, struct dl_dest *ds)
 	dl_tls_policy(ds);
 }
 
+/* A newer configuration's route for the same destination (held). */
+static void
+dest_adopt(struct deliver *d, struct dl_dest *ds, const struct route *r,
+    const struct deliver_cfg *cfg)
+{
+	dl_cfg_hold(cfg);
+	dl_cfg_drop(ds->cfg);
+	ds->route = r;
+	ds->cfg_gen = cfg->generation;
+	ds->gen_seen = cfg->generation;
+	ds->cfg = cfg;
+	ds->lanes = dl_lanes(cfg, r);
+	if (ds->eff_max > dl_dest_max(ds))
+		ds->eff_max = dl_dest_max(ds);
+	dest_apply_route(d, ds);
+}
+
+/*
+ * A lane of a destination whose mail came before a reload: the items of
+ * the newer configuration may all go to the other lanes (they are
+ * dispatched on other shards), so the lane takes the newest route itself
+ * when it is the same destination (the same key under the same pattern),
+ * as an owner does with the first newer item (dest_get()): its mail
+ * waiting for a retry goes with the new TLS contexts too. Once per
+ * configuration this shard takes.
+ */
+static void
+lane_refresh(struct deliver *d, struct dl_dest *ds)
+{
+	const struct deliver_cfg *cfg;
+	const struct route *r;
+	char key[ROUTE_DEST_MAX + 1];
+
+	ds->gen_seen = d->cfg->generation;
+	if (ds->head == NULL)
+		return;
+	/* Counted as a dispatch: the newest one stays while it is held. */
+	atomic_fetch_add(&g_dispatching, 1);
+	cfg = atomic_load(&g_cfg);
+	if (cfg->generation > ds->cfg_gen) {
+		r = route_lookup(cfg->routes, ds->head->domain);
+		if (r == NULL)
+			r = &g_default_route;
+		dest_key(r, ds->head->domain, key);
+		if (strcmp(key, ds->key) == 0 &&
+		    strcmp(r->pattern, ds->route->pattern) == 0)
+			dest_adopt(d, ds, r, cfg);
+	}
+	atomic_fetch_sub(&g_dispatching, 1);
+}
+
 static struct dl_dest *
 dest_get(struct deliver *d, struct dl_item *it)
 {
@@ -440,18 +558,8 @@ dest_get(struct deliver *d, struct dl_item *it)
 			ds->last_used_ms = d->now_ms;
 			/* Newer, even with the same route (the default one):
 			 * its TLS contexts, and the older one can go. */
-			if (it->cfg_gen > ds->cfg_gen) {
-				dl_cfg_hold(it->cfg);
-				dl_cfg_drop(ds->cfg);
-				ds->route = r;
-				ds->cfg_gen = it->cfg_gen;
-				ds->cfg = it->cfg;
-				if (ds->eff_max > r->policy.max_connections)
-					ds->eff_max = r->policy.max_connections;
-				if (ds->eff_max == 0)
-					ds->eff_max = 1;
-				dest_apply_route(d, ds);
-			}
+			if (it->cfg_gen > ds->cfg_gen)
+				dest_adopt(d, ds, r, it->cfg);
 			return ds;
 		}
 	ds = calloc(1, sizeof(*ds));
@@ -463,16 +571,18 @@ dest_get(struct deliver *d, struct dl_item *it)
 	    r->transport.host[0] != '\0' ? r->transport.host : it->domain);
 	ds->route = r;
 	ds->cfg_gen = it->cfg_gen;
+	ds->gen_seen = it->cfg_gen;
 	ds->cfg = it->cfg;
 	dl_cfg_hold(ds->cfg);
 	ds->d = d;
 	ds->last_used_ms = d->now_ms;
 	/* Slow start, as Postfix's initial_destination_concurrency: a
-	 * destination earns its full limit by accepting mail. */
-	ds->eff_max = r->policy.max_connections < DL_INITIAL_CONNS ?
-	    r->policy.max_connections : DL_INITIAL_CONNS;
-	if (ds->eff_max == 0)
-		ds->eff_max = 1;
+	 * destination earns its full limit by accepting mail. Its lanes
+	 * together start with about as many. */
+	ds->lanes = dl_lanes(it->cfg, r);
+	ds->eff_max = (DL_INITIAL_CONNS + ds->lanes - 1) / ds->lanes;
+	if (ds->eff_max > dl_dest_max(ds))
+		ds->eff_max = dl_dest_max(ds);
 	ds->tokens = 1;
 	dest_apply_route(d, ds);
 	ds->hnext = d->buckets[h];
@@ -543,7 +653,7 @@ dl_dest_slow(struct deliver *d, struct dl_dest *ds)
 void
 dl_dest_ok(struct dl_dest *ds)
 {
-	unsigned max = ds->route->policy.max_connections;
+	unsigned max = dl_dest_max(ds);
 
 	ds->fails = 0;
 	ds->hold_ms = 0;
@@ -745,6 +855,10 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 
 	if (ds->queued == 0)
 		return DS_DONE;
+	if (ds->lanes > 1 && d->cfg->generation > ds->gen_seen) {
+		lane_refresh(d, ds);
+		t = &ds->route->transport;
+	}
 	if (t->kind == ROUTE_ERROR || t->kind == ROUTE_DISCARD) {
 		/* Routes changed since the message was accepted. */
 		dl_dest_fail_ready(d, ds, t->kind == ROUTE_ERROR ? t->code : 250,
@@ -1334,6 +1448,8 @@ deliver_create(const struct deliver_host *host, void *host_ctx,
 	d->id = shard_id;
 	d->cfg = cfg;
 	d->fwait_tail = &d->fwait_head;
+	/* On the shard's thread: what it dispatches goes to its lanes. */
+	dl_dispatch_as((int)shard_id);
 	/* This shard's part of the budget; slots are set up when first
 	 * used, so an unused one costs no memory. */
 	d->conn_max = (cfg->delivery->connections + g_nshards - 1) / g_nshards;
@@ -1390,11 +1506,13 @@ deliver_destroy(struct deliver *d)
 
 	if (d == NULL)
 		return;
-	if (d->opened > 0 || d->parked > 0)
-		log_info("deliver: shard %u: %llu connection(s) opened, %llu "
+	if (d->opened > 0 || d->parked > 0 || d->delivered > 0)
+		log_info("deliver: shard %u: %llu recipient(s) delivered, %llu "
+		    "connection(s) opened, %llu "
 		    "taken over from another destination by address, %llu "
 		    "wait(s) for room at an address, %llu "
 		    "recipient(s) parked, %u destination(s) in memory", d->id,
+		    (unsigned long long)d->delivered,
 		    (unsigned long long)d->opened,
 		    (unsigned long long)d->reused,
 		    (unsigned long long)d->addr_waits,

@@ -69,6 +69,8 @@ struct dl_feed dl_feeds[64];
 struct queue_index *dl_index;
 /* The shard this thread dispatches for (its lane), or -1: none. */
 static _Thread_local int dl_here = -1;
+/* The shard whose loop this thread runs, or -1 (deliver_create()). */
+static _Thread_local int dl_loop = -1;
 
 /* Say so, once, when a route may not have the connections it asks for. */
 static void
@@ -204,7 +206,14 @@ post(unsigned owner, struct dl_item *it)
 		it->next = head;
 	} while (!atomic_compare_exchange_weak(&inboxes[owner].head, &head,
 	    it));
-	if (head == NULL && write(inboxes[owner].efd, &one, sizeof(one)) < 0 &&
+	/*
+	 * Posted by the owner's own loop (a shard's items for its own lanes,
+	 * from a committer verdict it is handling): it takes the inbox in
+	 * deliver_run() before it waits again, so no wake-up, which would
+	 * cost a write here and a spurious turn of its loop after.
+	 */
+	if (head == NULL && (int)owner != dl_loop &&
+	    write(inboxes[owner].efd, &one, sizeof(one)) < 0 &&
 	    errno != EAGAIN)
 		log_warn("deliver: eventfd write: %s", strerror(errno));
 }
@@ -578,9 +587,11 @@ dest_get(struct deliver *d, struct dl_item *it)
 	ds->last_used_ms = d->now_ms;
 	/* Slow start, as Postfix's initial_destination_concurrency: a
 	 * destination earns its full limit by accepting mail. Its lanes
-	 * together start with about as many. */
+	 * together start with no more (one each at least). */
 	ds->lanes = dl_lanes(it->cfg, r);
-	ds->eff_max = (DL_INITIAL_CONNS + ds->lanes - 1) / ds->lanes;
+	ds->eff_max = DL_INITIAL_CONNS / (ds->lanes > 0 ? ds->lanes : 1);
+	if (ds->eff_max == 0)
+		ds->eff_max = 1;
 	if (ds->eff_max > dl_dest_max(ds))
 		ds->eff_max = dl_dest_max(ds);
 	ds->tokens = 1;
@@ -1450,6 +1461,7 @@ deliver_create(const struct deliver_host *host, void *host_ctx,
 	d->fwait_tail = &d->fwait_head;
 	/* On the shard's thread: what it dispatches goes to its lanes. */
 	dl_dispatch_as((int)shard_id);
+	dl_loop = (int)shard_id;
 	/* This shard's part of the budget; slots are set up when first
 	 * used, so an unused one costs no memory. */
 	d->conn_max = (cfg->delivery->connections + g_nshards - 1) / g_nshards;

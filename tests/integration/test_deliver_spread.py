@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # timeout: 240
-# Description: a busy destination is delivered by every shard
-# (delivery.spread). With shards: 2, 2,000 messages submitted over 16
+# Description: with delivery.spread: true a busy next hop is delivered by
+# every shard. With shards: 2, 2,000 messages submitted over 16
 # connections to one next hop (max_connections 20) all arrive exactly once,
 # and each shard's end-of-run line counts recipients it delivered itself,
 # adding up to 2,000; `sluicectl status --json` shows that destination as
@@ -9,11 +9,11 @@
 # within max_connections). A serial route (relaylim) still never has two
 # sessions open at once and is delivered by one shard. A route with
 # max_connections 4 (two lanes of 2) never has more than 4 sessions open at
-# once at a sink that holds each message 50 ms, though both shards deliver
-# to it. A next hop that breaks the protocol, with 40 messages for it
+# once at a sink that holds each message 50 ms, though both shards
+# deliver to it. A next hop that breaks the protocol, with 40 messages for it
 # accepted on both shards, gets at most 5 connections per lane in 12 s
-# (each lane backs off on its own). With delivery.spread: false the same hot destination is delivered
-# by one shard only; a reload that would turn it on is refused (the key
+# (each lane backs off on its own). By default (delivery.spread: false)
+# the same hot destination is delivered by one shard only; a reload that would turn it on is refused (the key
 # needs a restart) and `sluiced -n` refuses `spread: maybe` with the file
 # and line.
 import collections
@@ -43,7 +43,7 @@ relay = dl.Relay([
     {"domain": "four.test", "transport": "smtp:[127.0.0.1]:%d" % four.port,
      "max_connections": "4", "retry": "1s"},
     {"domain": "broken.test", "transport": "smtp:[127.0.0.1]:%d" % broken.port, "retry": "1s"},
-], shards=2)
+], delivery={"spread": "true"}, shards=2)
 
 
 def items(prefix, domain, n, size=600):
@@ -151,10 +151,10 @@ with T.case("both shards delivered the hot destination"):
     T.ok(all(v >= N // 20 for v in per.values()),
          "each shard delivered a real part (at least 5%% of %d)" % N, repr(per))
 
-with T.case("delivery.spread: false: one shard delivers it"):
+with T.case("delivery.spread: false (the default): one shard delivers it"):
     off_sink = dl.RawServer("off")
     off = dl.Relay([{"domain": "hot.test", "transport": "smtp:[127.0.0.1]:%d" % off_sink.port,
-                     "retry": "1s"}], delivery={"spread": "false"}, shards=2)
+                     "retry": "1s"}], shards=2)
     n_off = 400
     off_items = items("off", "hot.test", n_off)
     qids, errors = dl.submit_many(off.port, off_items, conns=CONNS)
@@ -165,16 +165,16 @@ with T.case("delivery.spread: false: one shard delivers it"):
     with open(off.conf) as f:
         text = f.read()
     with open(off.conf, "w") as f:
-        f.write(text.replace('spread: "false"', 'spread: "true"'))
+        f.write(text.replace('connect_timeout: "2s"', 'connect_timeout: "2s", spread: "true"'))
     rc, out, err = off.d.ctl("reload")
     T.ok(rc != 0 and "delivery.spread cannot change without a restart" in out + err,
          "a reload that turns spread on is refused, naming the key", "rc %d %s" % (rc, out + err))
     with open(off.conf, "w") as f:
-        f.write(text.replace('spread: "false"', 'spread: "maybe"'))
+        f.write(text.replace('connect_timeout: "2s"', 'connect_timeout: "2s", spread: "maybe"'))
     p = subprocess.run([sluice.SLUICED, "-c", off.conf, "-n"], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=30, env=sluice.clean_env())
     err = p.stderr.decode("utf-8", "replace")
-    line = next(i + 1 for i, ln in enumerate(text.splitlines()) if "spread" in ln)
+    line = next(i + 1 for i, ln in enumerate(text.splitlines()) if "connect_timeout" in ln)
     T.ok(p.returncode != 0 and ("%s:%d" % (off.conf, line)) in err and "spread" in err,
          "sluiced -n refuses spread: maybe with the file and line", err)
     T.eq(off.stop(), 0, "sluiced stops cleanly")

@@ -676,69 +676,6 @@ dl_dest_ok(struct dl_dest *ds)
 	}
 }
 
-/* ---- the deferred heap ----------------------------------------------- */
-
-static void
-heap_swap(struct deliver *d, uint32_t a, uint32_t b)
-{
-	struct dl_item *t = d->heap[a];
-
-	d->heap[a] = d->heap[b];
-	d->heap[b] = t;
-	d->heap[a]->heap_idx = a;
-	d->heap[b]->heap_idx = b;
-}
-
-static int
-heap_push(struct deliver *d, struct dl_item *it)
-{
-	uint32_t i;
-
-	if (d->nheap == d->heap_cap) {
-		uint32_t cap = d->heap_cap ? d->heap_cap * 2 : 1024;
-		struct dl_item **h = realloc(d->heap, cap * sizeof(*h));
-
-		if (h == NULL)
-			return -ENOMEM;
-		d->heap = h;
-		d->heap_cap = cap;
-	}
-	i = d->nheap++;
-	d->heap[i] = it;
-	it->heap_idx = i;
-	while (i > 0 && d->heap[(i - 1) / 2]->due_ms > d->heap[i]->due_ms) {
-		heap_swap(d, i, (i - 1) / 2);
-		i = (i - 1) / 2;
-	}
-	return 0;
-}
-
-static struct dl_item *
-heap_pop(struct deliver *d)
-{
-	struct dl_item *top;
-	uint32_t i = 0;
-
-	if (d->nheap == 0)
-		return NULL;
-	top = d->heap[0];
-	d->heap[0] = d->heap[--d->nheap];
-	d->heap[0]->heap_idx = 0;
-	for (;;) {
-		uint32_t l = 2 * i + 1, r = l + 1, m = i;
-
-		if (l < d->nheap && d->heap[l]->due_ms < d->heap[m]->due_ms)
-			m = l;
-		if (r < d->nheap && d->heap[r]->due_ms < d->heap[m]->due_ms)
-			m = r;
-		if (m == i)
-			break;
-		heap_swap(d, i, m);
-		i = m;
-	}
-	return top;
-}
-
 /* An item leaves memory, counted out of the active set. */
 void
 dl_item_free(struct deliver *d, struct dl_item *it)
@@ -837,7 +774,7 @@ dl_item_schedule(struct deliver *d, struct dl_item *it)
 		}
 	}
 	if (it->due_ms > d->now_ms) {
-		if (heap_push(d, it) == 0)
+		if (dl_heap_push(d, it) == 0)
 			return;
 	}
 	dest_push(d, it->dest, it);
@@ -975,65 +912,6 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 	return ds->nconn > 0 ? DS_WAIT : DS_STAY;
 }
 
-/*
- * Take out of the heap every item for which take(it, arg) holds, at most
- * max of them, and heapify what is left: O(heap size).
- */
-static struct dl_item *
-heap_take_if(struct deliver *d, bool (*take)(const struct dl_item *, void *),
-    void *arg, uint32_t max)
-{
-	struct dl_item *out = NULL;
-	uint32_t i, n = 0, taken = 0;
-
-	for (i = 0; i < d->nheap; i++) {
-		struct dl_item *it = d->heap[i];
-
-		if (taken < max && take(it, arg)) {
-			it->next = out;
-			out = it;
-			taken++;
-		} else {
-			d->heap[n] = it;
-			it->heap_idx = n++;
-		}
-	}
-	d->nheap = n;
-	/* Heapify what is left: sift every parent down. */
-	for (i = n / 2; i-- > 0;) {
-		uint32_t j = i;
-
-		for (;;) {
-			uint32_t l = 2 * j + 1, r = l + 1, m = j;
-
-			if (l < n && d->heap[l]->due_ms < d->heap[m]->due_ms)
-				m = l;
-			if (r < n && d->heap[r]->due_ms < d->heap[m]->due_ms)
-				m = r;
-			if (m == j)
-				break;
-			heap_swap(d, j, m);
-			j = m;
-		}
-	}
-	return out;
-}
-
-static bool
-is_qid(const struct dl_item *it, void *arg)
-{
-	uint64_t qid = *(const uint64_t *)arg;
-
-	return qid == 0 || it->qid == qid;
-}
-
-/* Take out of the heap every item that matches (qid 0: all). */
-static struct dl_item *
-heap_take(struct deliver *d, uint64_t qid)
-{
-	return heap_take_if(d, is_qid, &qid, UINT32_MAX);
-}
-
 static bool
 due_after(const struct dl_item *it, void *arg)
 {
@@ -1058,11 +936,11 @@ make_room(struct deliver *d)
 	if (d->stopping || !dl_feed_parked(d) ||
 	    (free_i >= want_i && free_r >= want_r))
 		return;
-	list = heap_take_if(d, due_after, &after,
+	list = dl_heap_take_if(d, due_after, &after,
 	    want_i > free_i ? want_i - free_i : 1);
 	for (it = list; it != NULL; it = next) {
 		next = it->next;
-		if (!item_park(d, it) && heap_push(d, it) != 0)
+		if (!item_park(d, it) && dl_heap_push(d, it) != 0)
 			dest_push(d, it->dest, it);
 	}
 }
@@ -1117,7 +995,7 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 		 * due now; their destinations stop waiting too (a flush is
 		 * the operator saying "try again now").
 		 */
-		list = heap_take(d, ctl->qid);
+		list = dl_heap_take(d, ctl->qid);
 		if (ctl->qid == 0)
 			for (unsigned b = 0; b < DL_DEST_BUCKETS; b++)
 				for (struct dl_dest *ds = d->buckets[b]; ds;
@@ -1153,7 +1031,7 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 		for (struct dl_fwait *w = d->fwait_head; w; w = w->next)
 			if (w->it->qid == ctl->qid)
 				w->it->dropped = true;
-		list = heap_take(d, ctl->qid);
+		list = dl_heap_take(d, ctl->qid);
 		for (it = list; it != NULL; it = next) {
 			next = it->next;
 			dl_item_free(d, it);
@@ -1171,7 +1049,7 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 		d->bouncing[d->nbouncing % DL_BOUNCING].until_ms =
 		    d->now_ms + DL_BOUNCING_MS;
 		d->nbouncing++;
-		list = heap_take(d, ctl->qid);
+		list = dl_heap_take(d, ctl->qid);
 		for (it = list; it != NULL; it = next) {
 			next = it->next;
 			dest_push(d, it->dest, it);
@@ -1239,7 +1117,7 @@ deliver_run(struct deliver *d, uint64_t now_ms)
 		dl_item_schedule(d, it);
 	}
 	while (d->nheap > 0 && d->heap[0]->due_ms <= now_ms) {
-		it = heap_pop(d);
+		it = dl_heap_pop(d);
 		dest_push(d, it->dest, it);
 	}
 	d->nwaiting = 0;
@@ -1560,7 +1438,7 @@ deliver_destroy(struct deliver *d)
 				close(c->fd);
 		}
 	}
-	while ((it = heap_pop(d)) != NULL) {
+	while ((it = dl_heap_pop(d)) != NULL) {
 		dl_pass_leave(it);
 		dl_item_destroy(it);
 	}

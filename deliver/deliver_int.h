@@ -503,6 +503,20 @@ void dl_dest_ok(struct dl_dest *ds);
 void dl_item_schedule(struct deliver *d, struct dl_item *it);
 
 /*
+ * deliver_heap.c: the deferred heap, by due time
+ *   dl_heap_push     0, or -ENOMEM
+ *   dl_heap_pop      the item due first, or NULL
+ *   dl_heap_take_if  every item for which take(it, arg) holds, at most
+ *                    max of them, as a list; the rest heapified again
+ *   dl_heap_take     every item of qid (0: all), as a list
+ */
+int dl_heap_push(struct deliver *d, struct dl_item *it);
+struct dl_item *dl_heap_pop(struct deliver *d);
+struct dl_item *dl_heap_take_if(struct deliver *d,
+    bool (*take)(const struct dl_item *, void *), void *arg, uint32_t max);
+struct dl_item *dl_heap_take(struct deliver *d, uint64_t qid);
+
+/*
  * deliver_result.c: results (index updates, the delivery log, DSNs),
  * records read back for failing items
  */

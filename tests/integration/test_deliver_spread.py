@@ -8,17 +8,22 @@
 # one row (the shards' lanes added up, delivered 2,000, a connection limit
 # within max_connections). A serial route (relaylim) still never has two
 # sessions open at once and is delivered by one shard. A route with
-# max_connections 4 (two lanes of 2) never has more than 4 sessions open at
-# once at a sink that holds each message 50 ms, though both shards
-# deliver to it. A next hop that breaks the protocol, with 40 messages for it
-# accepted on both shards, gets at most 5 connections per lane in 12 s
-# (each lane backs off on its own). By default (delivery.spread: false)
-# the same hot destination is delivered by one shard only; a reload that would turn it on is refused (the key
+# max_connections 4 (two lanes of 2) never has more than 4 sessions open
+# at once at a sink that holds each message 50 ms, though both shards
+# deliver to it. A next hop that breaks the protocol, with 40 messages for
+# it accepted on both shards, gets at most 5 connections per lane in 12 s
+# (each lane backs off on its own). Mail deferred in both lanes (a CA file
+# that did not issue the next hop's certificate) is delivered once a
+# reload reads the right one, though new mail reaches one lane only. By
+# default (delivery.spread: false) the same hot destination is delivered
+# by one shard only; a reload that would turn it on is refused (the key
 # needs a restart) and `sluiced -n` refuses `spread: maybe` with the file
 # and line.
 import collections
 import json
+import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -26,6 +31,7 @@ import sluice
 from sluice import T
 
 import deliverlib as dl
+import tlslib
 
 N = 2000
 CONNS = 16
@@ -150,6 +156,41 @@ with T.case("both shards delivered the hot destination"):
     T.eq(sum(per.values()), total, "the shards' counts add up to every message")
     T.ok(all(v >= N // 20 for v in per.values()),
          "each shard delivered a real part (at least 5%% of %d)" % N, repr(per))
+
+with T.case("after a reload, every lane's deferred mail takes the new CA file"):
+    certs1 = tlslib.Certs(["mx.v.test"])
+    certs2 = tlslib.Certs(["mx.v.test"])
+    vsrv = dl.Server("V", smtp_kw={"tls_context": certs2.server_ctx()})
+    cafile = os.path.join(sluice.tmpdir(), "ca.pem")
+    shutil.copyfile(certs1.ca, cafile)
+    vrelay = dl.Relay([{"domain": "v.test", "transport": "smtp:[127.0.0.1]:%d" % vsrv.port,
+                        "retry": "1s", "tls": "verify", "tls_name": "mx.v.test",
+                        "tls_ca_file": cafile}], delivery={"spread": "true"}, shards=2)
+    n_v = 20
+    qids, errors = dl.submit_many(vrelay.port, items("vca", "v.test", n_v), conns=CONNS)
+    T.eq(errors, [], "every message was accepted")
+    T.ok(dl.wait_until(lambda: len({ln.get("qid") for ln in vrelay.dlog.lines()
+                                    if ln.get("status") == "deferred"}) >= n_v, 20, 0.2),
+         "each was deferred: the CA file did not issue the server's certificate",
+         vrelay.dlog.dump(5))
+    T.eq(vsrv.count(), 0, "nothing delivered yet")
+    shutil.copyfile(certs2.ca, cafile + ".new")
+    os.rename(cafile + ".new", cafile)
+    rc, out, err = vrelay.d.ctl("reload")
+    T.eq(rc, 0, "reload: " + out + err)
+    # One message of the new generation reaches one lane only: the other
+    # lane's mail must take the new contexts by itself.
+    qids, errors = dl.submit_many(vrelay.port, items("vnew", "v.test", 1), conns=1)
+    T.ok(dl.wait_until(lambda: vsrv.count() >= n_v + 1, 30, 0.2),
+         "all %d deferred messages and the new one arrived" % n_v,
+         "%d arrived; %s" % (vsrv.count(), vrelay.dlog.dump(4)))
+    once_each([m.msgid for m in vsrv.msgs() if m.msgid.startswith("<vca")], "vca", n_v,
+              "v.test")
+    T.eq(vrelay.stop(), 0, "sluiced stops cleanly")
+    per = shard_lines(vrelay.d, 0)
+    print("delivered per shard: %r" % per)
+    T.ok(len(per) == 2 and all(v > 0 for v in per.values()),
+         "both shards' lanes had mail, and delivered it", repr(per))
 
 with T.case("delivery.spread: false (the default): one shard delivers it"):
     off_sink = dl.RawServer("off")

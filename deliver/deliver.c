@@ -67,6 +67,10 @@ static _Atomic unsigned g_dispatching;
 static struct route g_default_route;
 struct dl_feed dl_feeds[64];
 struct queue_index *dl_index;
+/* The shard this thread dispatches for (its lane), or -1: none. */
+static _Thread_local int dl_here = -1;
+/* The shard whose loop this thread runs, or -1 (deliver_create()). */
+static _Thread_local int dl_loop = -1;
 
 /* Say so, once, when a route may not have the connections it asks for. */
 static void
@@ -78,7 +82,9 @@ cap_warn(const struct deliver_cfg *cfg)
 	for (size_t i = 0; cap > 0 && t != NULL && i <= t->cap; i++) {
 		const struct route *r = i < t->cap ? t->slots[i] : t->wildcard;
 
-		if (r != NULL && r->policy.max_connections > cap)
+		/* Spread, each shard's lane has its part of the limit. */
+		if (r != NULL && r->policy.max_connections /
+		    dl_lanes(cfg, r) > cap)
 			log_warn("route %s: max_connections %u, but at most %u "
 			    "to an address it shares with other destinations "
 			    "(delivery.connections_per_address)",
@@ -200,7 +206,14 @@ post(unsigned owner, struct dl_item *it)
 		it->next = head;
 	} while (!atomic_compare_exchange_weak(&inboxes[owner].head, &head,
 	    it));
-	if (head == NULL && write(inboxes[owner].efd, &one, sizeof(one)) < 0 &&
+	/*
+	 * Posted by the owner's own loop (a shard's items for its own lanes,
+	 * from a committer verdict it is handling): it takes the inbox in
+	 * deliver_run() before it waits again, so no wake-up, which would
+	 * cost a write here and a spurious turn of its loop after.
+	 */
+	if (head == NULL && (int)owner != dl_loop &&
+	    write(inboxes[owner].efd, &one, sizeof(one)) < 0 &&
 	    errno != EAGAIN)
 		log_warn("deliver: eventfd write: %s", strerror(errno));
 }
@@ -241,6 +254,69 @@ unsigned
 dl_nshards(void)
 {
 	return g_nshards;
+}
+
+void
+dl_dispatch_as(int shard)
+{
+	dl_here = shard;
+}
+
+/*
+ * Lanes: a next hop that takes all the mail (a relay_host) would keep one
+ * shard's loop busy delivering while the others idle if it belonged to
+ * one shard. So the destination of a route with a fixed next hop that
+ * allows at least two connections per shard is delivered by every shard:
+ * each delivers, in its own lane (its own struct dl_dest of that key),
+ * the items dispatched on it, with max_connections / shards connections,
+ * so the lanes together never exceed max_connections. Not spread: MX
+ * delivery by recipient domain (many domains spread over the shards by
+ * their hash already, and a lane each would double the connections and
+ * handshakes of every small domain), serial and small limits, max_rate
+ * (a rate split evenly would hold back the lane that gets more than its
+ * part), oneshot routes, error and discard.
+ */
+unsigned
+dl_lanes(const struct deliver_cfg *cfg, const struct route *r)
+{
+	const struct route_policy *p = &r->policy;
+
+	if (g_nshards < 2 || cfg == NULL || !cfg->delivery->spread ||
+	    (r->transport.kind != ROUTE_SMTP &&
+	    r->transport.kind != ROUTE_LMTP) ||
+	    r->transport.host[0] == '\0' ||
+	    p->max_connections < 2 * g_nshards || p->max_rate > 0 ||
+	    p->max_attempts == 1)
+		return 1;
+	return g_nshards;
+}
+
+/* A destination's connection limit: its route's, or its lane's part. */
+unsigned
+dl_dest_max(const struct dl_dest *ds)
+{
+	unsigned max = ds->route->policy.max_connections;
+
+	if (ds->lanes > 1)
+		max /= ds->lanes;
+	return max > 0 ? max : 1;
+}
+
+/*
+ * The shard that delivers an item: its lane's (the shard dispatching,
+ * or for a dispatch from another thread, one picked by the message),
+ * or the owner of its destination.
+ */
+static unsigned
+item_owner(const struct deliver_cfg *cfg, const struct route *r,
+    const char *key, uint64_t qid)
+{
+	if (dl_lanes(cfg, r) > 1) {
+		if (dl_here >= 0 && (unsigned)dl_here < g_nshards)
+			return (unsigned)dl_here;
+		return (unsigned)(XXH3_64bits(&qid, sizeof(qid)) % g_nshards);
+	}
+	return (unsigned)(XXH3_64bits(key, strlen(key)) % g_nshards);
 }
 
 /* A shard's share of a limit of the whole daemon (at least 1). */
@@ -340,7 +416,7 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		memcpy(it->domain, dom, dlen);
 		it->due_ms = next_try_us > now_us ?
 		    now_ms + (next_try_us - now_us) / 1000 : 0;
-		owner = (unsigned)(XXH3_64bits(key, strlen(key)) % g_nshards);
+		owner = item_owner(cfg, r, key, qid);
 		if (dl_start_park(owner, it, next_try_us))
 			continue;
 		owners[posted] = owner;
@@ -418,6 +494,57 @@ dest_apply_route(struct deliver *d, struct dl_dest *ds)
 	dl_tls_policy(ds);
 }
 
+/* A newer configuration's route for the same destination (held). */
+static void
+dest_adopt(struct deliver *d, struct dl_dest *ds, const struct route *r,
+    const struct deliver_cfg *cfg)
+{
+	dl_cfg_hold(cfg);
+	dl_cfg_drop(ds->cfg);
+	ds->route = r;
+	ds->cfg_gen = cfg->generation;
+	ds->gen_seen = cfg->generation;
+	ds->cfg = cfg;
+	ds->lanes = dl_lanes(cfg, r);
+	if (ds->eff_max > dl_dest_max(ds))
+		ds->eff_max = dl_dest_max(ds);
+	dest_apply_route(d, ds);
+}
+
+/*
+ * A lane of a destination whose mail came before a reload: the items of
+ * the newer configuration may all go to the other lanes (they are
+ * dispatched on other shards), so the lane takes the newest route itself
+ * when it is the same destination (the same key under the same pattern),
+ * as an owner does with the first newer item (dest_get()): its mail
+ * waiting for a retry goes with the new TLS contexts too. Once per
+ * configuration this shard takes.
+ */
+static void
+lane_refresh(struct deliver *d, struct dl_dest *ds)
+{
+	const struct deliver_cfg *cfg;
+	const struct route *r;
+	char key[ROUTE_DEST_MAX + 1];
+
+	ds->gen_seen = d->cfg->generation;
+	if (ds->head == NULL)
+		return;
+	/* Counted as a dispatch: the newest one stays while it is held. */
+	atomic_fetch_add(&g_dispatching, 1);
+	cfg = atomic_load(&g_cfg);
+	if (cfg->generation > ds->cfg_gen) {
+		r = route_lookup(cfg->routes, ds->head->domain);
+		if (r == NULL)
+			r = &g_default_route;
+		dest_key(r, ds->head->domain, key);
+		if (strcmp(key, ds->key) == 0 &&
+		    strcmp(r->pattern, ds->route->pattern) == 0)
+			dest_adopt(d, ds, r, cfg);
+	}
+	atomic_fetch_sub(&g_dispatching, 1);
+}
+
 static struct dl_dest *
 dest_get(struct deliver *d, struct dl_item *it)
 {
@@ -440,18 +567,8 @@ dest_get(struct deliver *d, struct dl_item *it)
 			ds->last_used_ms = d->now_ms;
 			/* Newer, even with the same route (the default one):
 			 * its TLS contexts, and the older one can go. */
-			if (it->cfg_gen > ds->cfg_gen) {
-				dl_cfg_hold(it->cfg);
-				dl_cfg_drop(ds->cfg);
-				ds->route = r;
-				ds->cfg_gen = it->cfg_gen;
-				ds->cfg = it->cfg;
-				if (ds->eff_max > r->policy.max_connections)
-					ds->eff_max = r->policy.max_connections;
-				if (ds->eff_max == 0)
-					ds->eff_max = 1;
-				dest_apply_route(d, ds);
-			}
+			if (it->cfg_gen > ds->cfg_gen)
+				dest_adopt(d, ds, r, it->cfg);
 			return ds;
 		}
 	ds = calloc(1, sizeof(*ds));
@@ -463,16 +580,20 @@ dest_get(struct deliver *d, struct dl_item *it)
 	    r->transport.host[0] != '\0' ? r->transport.host : it->domain);
 	ds->route = r;
 	ds->cfg_gen = it->cfg_gen;
+	ds->gen_seen = it->cfg_gen;
 	ds->cfg = it->cfg;
 	dl_cfg_hold(ds->cfg);
 	ds->d = d;
 	ds->last_used_ms = d->now_ms;
 	/* Slow start, as Postfix's initial_destination_concurrency: a
-	 * destination earns its full limit by accepting mail. */
-	ds->eff_max = r->policy.max_connections < DL_INITIAL_CONNS ?
-	    r->policy.max_connections : DL_INITIAL_CONNS;
+	 * destination earns its full limit by accepting mail. Its lanes
+	 * together start with no more (one each at least). */
+	ds->lanes = dl_lanes(it->cfg, r);
+	ds->eff_max = DL_INITIAL_CONNS / (ds->lanes > 0 ? ds->lanes : 1);
 	if (ds->eff_max == 0)
 		ds->eff_max = 1;
+	if (ds->eff_max > dl_dest_max(ds))
+		ds->eff_max = dl_dest_max(ds);
 	ds->tokens = 1;
 	dest_apply_route(d, ds);
 	ds->hnext = d->buckets[h];
@@ -543,7 +664,7 @@ dl_dest_slow(struct deliver *d, struct dl_dest *ds)
 void
 dl_dest_ok(struct dl_dest *ds)
 {
-	unsigned max = ds->route->policy.max_connections;
+	unsigned max = dl_dest_max(ds);
 
 	ds->fails = 0;
 	ds->hold_ms = 0;
@@ -553,69 +674,6 @@ dl_dest_ok(struct dl_dest *ds)
 		if (ds->queued > ds->nstarting)
 			dl_dest_run(ds->d, ds);
 	}
-}
-
-/* ---- the deferred heap ----------------------------------------------- */
-
-static void
-heap_swap(struct deliver *d, uint32_t a, uint32_t b)
-{
-	struct dl_item *t = d->heap[a];
-
-	d->heap[a] = d->heap[b];
-	d->heap[b] = t;
-	d->heap[a]->heap_idx = a;
-	d->heap[b]->heap_idx = b;
-}
-
-static int
-heap_push(struct deliver *d, struct dl_item *it)
-{
-	uint32_t i;
-
-	if (d->nheap == d->heap_cap) {
-		uint32_t cap = d->heap_cap ? d->heap_cap * 2 : 1024;
-		struct dl_item **h = realloc(d->heap, cap * sizeof(*h));
-
-		if (h == NULL)
-			return -ENOMEM;
-		d->heap = h;
-		d->heap_cap = cap;
-	}
-	i = d->nheap++;
-	d->heap[i] = it;
-	it->heap_idx = i;
-	while (i > 0 && d->heap[(i - 1) / 2]->due_ms > d->heap[i]->due_ms) {
-		heap_swap(d, i, (i - 1) / 2);
-		i = (i - 1) / 2;
-	}
-	return 0;
-}
-
-static struct dl_item *
-heap_pop(struct deliver *d)
-{
-	struct dl_item *top;
-	uint32_t i = 0;
-
-	if (d->nheap == 0)
-		return NULL;
-	top = d->heap[0];
-	d->heap[0] = d->heap[--d->nheap];
-	d->heap[0]->heap_idx = 0;
-	for (;;) {
-		uint32_t l = 2 * i + 1, r = l + 1, m = i;
-
-		if (l < d->nheap && d->heap[l]->due_ms < d->heap[m]->due_ms)
-			m = l;
-		if (r < d->nheap && d->heap[r]->due_ms < d->heap[m]->due_ms)
-			m = r;
-		if (m == i)
-			break;
-		heap_swap(d, i, m);
-		i = m;
-	}
-	return top;
 }
 
 /* An item leaves memory, counted out of the active set. */
@@ -716,7 +774,7 @@ dl_item_schedule(struct deliver *d, struct dl_item *it)
 		}
 	}
 	if (it->due_ms > d->now_ms) {
-		if (heap_push(d, it) == 0)
+		if (dl_heap_push(d, it) == 0)
 			return;
 	}
 	dest_push(d, it->dest, it);
@@ -745,6 +803,10 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 
 	if (ds->queued == 0)
 		return DS_DONE;
+	if (ds->lanes > 1 && d->cfg->generation > ds->gen_seen) {
+		lane_refresh(d, ds);
+		t = &ds->route->transport;
+	}
 	if (t->kind == ROUTE_ERROR || t->kind == ROUTE_DISCARD) {
 		/* Routes changed since the message was accepted. */
 		dl_dest_fail_ready(d, ds, t->kind == ROUTE_ERROR ? t->code : 250,
@@ -850,65 +912,6 @@ dest_service(struct deliver *d, struct dl_dest *ds)
 	return ds->nconn > 0 ? DS_WAIT : DS_STAY;
 }
 
-/*
- * Take out of the heap every item for which take(it, arg) holds, at most
- * max of them, and heapify what is left: O(heap size).
- */
-static struct dl_item *
-heap_take_if(struct deliver *d, bool (*take)(const struct dl_item *, void *),
-    void *arg, uint32_t max)
-{
-	struct dl_item *out = NULL;
-	uint32_t i, n = 0, taken = 0;
-
-	for (i = 0; i < d->nheap; i++) {
-		struct dl_item *it = d->heap[i];
-
-		if (taken < max && take(it, arg)) {
-			it->next = out;
-			out = it;
-			taken++;
-		} else {
-			d->heap[n] = it;
-			it->heap_idx = n++;
-		}
-	}
-	d->nheap = n;
-	/* Heapify what is left: sift every parent down. */
-	for (i = n / 2; i-- > 0;) {
-		uint32_t j = i;
-
-		for (;;) {
-			uint32_t l = 2 * j + 1, r = l + 1, m = j;
-
-			if (l < n && d->heap[l]->due_ms < d->heap[m]->due_ms)
-				m = l;
-			if (r < n && d->heap[r]->due_ms < d->heap[m]->due_ms)
-				m = r;
-			if (m == j)
-				break;
-			heap_swap(d, j, m);
-			j = m;
-		}
-	}
-	return out;
-}
-
-static bool
-is_qid(const struct dl_item *it, void *arg)
-{
-	uint64_t qid = *(const uint64_t *)arg;
-
-	return qid == 0 || it->qid == qid;
-}
-
-/* Take out of the heap every item that matches (qid 0: all). */
-static struct dl_item *
-heap_take(struct deliver *d, uint64_t qid)
-{
-	return heap_take_if(d, is_qid, &qid, UINT32_MAX);
-}
-
 static bool
 due_after(const struct dl_item *it, void *arg)
 {
@@ -933,11 +936,11 @@ make_room(struct deliver *d)
 	if (d->stopping || !dl_feed_parked(d) ||
 	    (free_i >= want_i && free_r >= want_r))
 		return;
-	list = heap_take_if(d, due_after, &after,
+	list = dl_heap_take_if(d, due_after, &after,
 	    want_i > free_i ? want_i - free_i : 1);
 	for (it = list; it != NULL; it = next) {
 		next = it->next;
-		if (!item_park(d, it) && heap_push(d, it) != 0)
+		if (!item_park(d, it) && dl_heap_push(d, it) != 0)
 			dest_push(d, it->dest, it);
 	}
 }
@@ -992,7 +995,7 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 		 * due now; their destinations stop waiting too (a flush is
 		 * the operator saying "try again now").
 		 */
-		list = heap_take(d, ctl->qid);
+		list = dl_heap_take(d, ctl->qid);
 		if (ctl->qid == 0)
 			for (unsigned b = 0; b < DL_DEST_BUCKETS; b++)
 				for (struct dl_dest *ds = d->buckets[b]; ds;
@@ -1028,7 +1031,7 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 		for (struct dl_fwait *w = d->fwait_head; w; w = w->next)
 			if (w->it->qid == ctl->qid)
 				w->it->dropped = true;
-		list = heap_take(d, ctl->qid);
+		list = dl_heap_take(d, ctl->qid);
 		for (it = list; it != NULL; it = next) {
 			next = it->next;
 			dl_item_free(d, it);
@@ -1046,7 +1049,7 @@ handle_ctl(struct deliver *d, struct dl_item *ctl)
 		d->bouncing[d->nbouncing % DL_BOUNCING].until_ms =
 		    d->now_ms + DL_BOUNCING_MS;
 		d->nbouncing++;
-		list = heap_take(d, ctl->qid);
+		list = dl_heap_take(d, ctl->qid);
 		for (it = list; it != NULL; it = next) {
 			next = it->next;
 			dest_push(d, it->dest, it);
@@ -1114,7 +1117,7 @@ deliver_run(struct deliver *d, uint64_t now_ms)
 		dl_item_schedule(d, it);
 	}
 	while (d->nheap > 0 && d->heap[0]->due_ms <= now_ms) {
-		it = heap_pop(d);
+		it = dl_heap_pop(d);
 		dest_push(d, it->dest, it);
 	}
 	d->nwaiting = 0;
@@ -1334,6 +1337,9 @@ deliver_create(const struct deliver_host *host, void *host_ctx,
 	d->id = shard_id;
 	d->cfg = cfg;
 	d->fwait_tail = &d->fwait_head;
+	/* On the shard's thread: what it dispatches goes to its lanes. */
+	dl_dispatch_as((int)shard_id);
+	dl_loop = (int)shard_id;
 	/* This shard's part of the budget; slots are set up when first
 	 * used, so an unused one costs no memory. */
 	d->conn_max = (cfg->delivery->connections + g_nshards - 1) / g_nshards;
@@ -1390,11 +1396,13 @@ deliver_destroy(struct deliver *d)
 
 	if (d == NULL)
 		return;
-	if (d->opened > 0 || d->parked > 0)
-		log_info("deliver: shard %u: %llu connection(s) opened, %llu "
+	if (d->opened > 0 || d->parked > 0 || d->delivered > 0)
+		log_info("deliver: shard %u: %llu recipient(s) delivered, %llu "
+		    "connection(s) opened, %llu "
 		    "taken over from another destination by address, %llu "
 		    "wait(s) for room at an address, %llu "
 		    "recipient(s) parked, %u destination(s) in memory", d->id,
+		    (unsigned long long)d->delivered,
 		    (unsigned long long)d->opened,
 		    (unsigned long long)d->reused,
 		    (unsigned long long)d->addr_waits,
@@ -1430,7 +1438,7 @@ deliver_destroy(struct deliver *d)
 				close(c->fd);
 		}
 	}
-	while ((it = heap_pop(d)) != NULL) {
+	while ((it = dl_heap_pop(d)) != NULL) {
 		dl_pass_leave(it);
 		dl_item_destroy(it);
 	}

@@ -4,7 +4,10 @@
  *
  * Ownership: every destination (route_destination(): a domain, or a next
  * hop "[host]:port") belongs to the shard chosen by an xxHash of its name,
- * so per-destination limits hold without locks. A message's recipients
+ * so per-destination limits hold without locks; under delivery.spread a
+ * fixed next hop with room for two connections per shard has a lane on
+ * every shard instead, each with its part of the limit, and an item goes
+ * to the lane of the shard that dispatches it. A message's recipients
  * are grouped by destination into items; each item is posted to its
  * owner's inbox (a lock-free list, woken through the owner's eventfd),
  * from the shard that accepted the message, from a DSN, or at start-up
@@ -253,7 +256,11 @@ void deliver_destroy(struct deliver *d);
 
 /* A completion with op >= DELIVER_OP_BASE. */
 void deliver_complete(struct deliver *d, uint64_t ud, int res, uint32_t flags);
-/* Before the shard sleeps: take the inbox, start what can start. */
+/*
+ * Before the shard sleeps: take the inbox, start what can start. Items a
+ * shard's own thread dispatches to itself (outside deliver_run()) do not
+ * wake it: this call takes them.
+ */
 void deliver_run(struct deliver *d, uint64_t now_ms);
 /* Every tick: timeouts, retries, the resolver. */
 void deliver_tick(struct deliver *d, uint64_t now_ms);

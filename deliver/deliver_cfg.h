@@ -48,6 +48,7 @@ struct delivery_cfg {
 	uint32_t chunking;		/* BDAT to servers offering CHUNKING */
 	uint32_t pipeline_depth;	/* transactions in flight per connection,
 					 * 1..DELIVERY_PIPELINE_DEPTH_MAX */
+	uint32_t spread;		/* big destinations: a lane per shard */
 	char *tls;			/* none, may, encrypt, verify */
 	uint32_t tls_level;		/* the same as an enum route_tls */
 	char *tls_ca_file;		/* NULL: the system's CA store */

@@ -281,6 +281,8 @@ feed_shard(unsigned s, uint64_t now_ms)
 	 * empty, all of those are taken out. */
 	written = queue_index_parks_written(dl_index, s);
 	horizon = clock_real_us() + DELIVER_FEED_HORIZON_S * 1000000ull;
+	/* What s parked comes back to s, its lanes' mail included. */
+	dl_dispatch_as((int)s);
 	while (done < want && left) {
 		size_t n = want - done < FEED_BATCH ? want - done : FEED_BATCH;
 		int rc;
@@ -300,6 +302,7 @@ feed_shard(unsigned s, uint64_t now_ms)
 			break;
 		done += (size_t)rc;
 	}
+	dl_dispatch_as(-1);
 	if (!left)
 		atomic_store(&f->drained, written);
 	else if (done == 0)

@@ -167,6 +167,8 @@ struct dl_dest {
 	const struct route *route;
 	uint64_t cfg_gen;		/* the configuration route came from */
 	const struct deliver_cfg *cfg;	/* ... held while route is */
+	unsigned lanes;			/* shards it is spread over, dl_lanes() */
+	uint64_t gen_seen;		/* newest configuration looked at */
 	struct dl_item *head, *tail;
 	uint32_t queued;
 	uint32_t nitems;		/* items pointing here, anywhere */
@@ -341,6 +343,7 @@ struct deliver {
 	uint32_t nwaiting;		/* dests waiting for a slot, this pass */
 	uint64_t opened, reused;	/* connections: new, moved by address */
 	uint64_t pipelined;		/* items sent behind another in flight */
+	uint64_t delivered;		/* recipients, for the log at the end */
 	/* The active set: items and their recipients in memory, limits. */
 	uint32_t nitems, max_items;
 	uint32_t nrcpts, max_rcpts;
@@ -478,6 +481,15 @@ void dl_bounce_free(struct deliver *d);
 uint32_t dl_share(uint32_t total);
 const struct deliver_cfg *dl_cfg(void);
 unsigned dl_nshards(void);
+/*
+ * Lanes (deliver.c): how many shards deliver r's destinations (1: its
+ * owner alone; else every shard, each what it dispatched), the limit of
+ * one lane, and which shard this thread dispatches for (-1: none; the
+ * feeder sets the shard it refills).
+ */
+unsigned dl_lanes(const struct deliver_cfg *cfg, const struct route *r);
+unsigned dl_dest_max(const struct dl_dest *ds);
+void dl_dispatch_as(int shard);
 void dl_item_free(struct deliver *d, struct dl_item *it);
 /* An item's memory and its hold on its configuration, not counted. */
 void dl_item_destroy(struct dl_item *it);
@@ -489,6 +501,20 @@ struct dl_item *dl_dest_pop(struct dl_dest *ds);
 void dl_dest_slow(struct deliver *d, struct dl_dest *ds);
 void dl_dest_ok(struct dl_dest *ds);
 void dl_item_schedule(struct deliver *d, struct dl_item *it);
+
+/*
+ * deliver_heap.c: the deferred heap, by due time
+ *   dl_heap_push     0, or -ENOMEM
+ *   dl_heap_pop      the item due first, or NULL
+ *   dl_heap_take_if  every item for which take(it, arg) holds, at most
+ *                    max of them, as a list; the rest heapified again
+ *   dl_heap_take     every item of qid (0: all), as a list
+ */
+int dl_heap_push(struct deliver *d, struct dl_item *it);
+struct dl_item *dl_heap_pop(struct deliver *d);
+struct dl_item *dl_heap_take_if(struct deliver *d,
+    bool (*take)(const struct dl_item *, void *), void *arg, uint32_t max);
+struct dl_item *dl_heap_take(struct deliver *d, uint64_t qid);
 
 /*
  * deliver_result.c: results (index updates, the delivery log, DSNs),

@@ -105,8 +105,10 @@ dl_stats_line(struct deliver *d, struct dl_dest *ds, int st, int code,
 		return;
 	stats_add(&s->outcomes[st], 1);
 	stats_add(&s->reply_out[cls], 1);
-	if (st == STATS_DELIVERED)
+	if (st == STATS_DELIVERED) {
 		stats_observe(&s->delay, STATS_H_DELAY_US, delay_us);
+		d->delivered++;
+	}
 	if (ds == NULL)
 		return;
 	switch (st) {
@@ -166,7 +168,7 @@ dest_state(const struct deliver *d, const struct dl_dest *ds)
 		return "unresolved";
 	if (d->now_ms < ds->open_after_ms)
 		return "gated";
-	if (ds->eff_max < ds->route->policy.max_connections &&
+	if (ds->eff_max < dl_dest_max(ds) &&
 	    (ds->fails > 0 || ds->nrecent > 0) &&
 	    (ds->recent & ((1u << ds->nrecent) - 1)) != 0)
 		return "slowed";
@@ -277,6 +279,81 @@ dl_stats_drop(struct dl_item *ctl)
 
 /* ---- the asking side --------------------------------------------------- */
 
+/* The same destination's row in an earlier shard's answer, or NULL. */
+static struct deliver_dest_stat *
+lane_find(struct deliver_stats *st, unsigned before,
+    const struct deliver_dest_stat *row)
+{
+	for (unsigned j = 0; j < before; j++) {
+		struct deliver_shard_stat *sh = &st->shard[j];
+
+		for (unsigned r = 0; sh->answered && r < sh->nrows; r++)
+			if (sh->rows[r].max_conns == row->max_conns &&
+			    strcmp(sh->rows[r].key, row->key) == 0)
+				return &sh->rows[r];
+	}
+	return NULL;
+}
+
+/* Two lanes of one destination seen as one. */
+static void
+lane_add(struct deliver_dest_stat *to, const struct deliver_dest_stat *row)
+{
+	to->queued += row->queued;
+	to->ready += row->ready;
+	to->conns += row->conns;
+	to->conn_limit += row->conn_limit;
+	if (row->failures > to->failures)
+		to->failures = row->failures;
+	to->recent += row->recent;
+	to->recent_failed += row->recent_failed;
+	if (row->hold_ms > to->hold_ms)
+		to->hold_ms = row->hold_ms;
+	if (strcmp(to->state, "ok") == 0)
+		to->state = row->state;
+	to->rate += row->rate;
+	to->delivered += row->delivered;
+	to->deferred += row->deferred;
+	to->bounced += row->bounced;
+	if (row->last_error_us > to->last_error_us) {
+		to->last_error_us = row->last_error_us;
+		memcpy(to->last_error, row->last_error, sizeof(to->last_error));
+	}
+}
+
+/*
+ * A destination spread over the shards (dl_lanes()) has a lane in each:
+ * the operator sees one row of it, in the first shard that has one, with
+ * the other lanes added (connections, limits, counts), and counted once.
+ * Only lanes within each shard's top are found so.
+ */
+static void
+lanes_merge(struct deliver_stats *st)
+{
+	for (unsigned i = 1; i < st->nshards; i++) {
+		struct deliver_shard_stat *sh = &st->shard[i];
+		unsigned keep = 0;
+
+		if (!sh->answered)
+			continue;
+		for (unsigned r = 0; r < sh->nrows; r++) {
+			struct deliver_dest_stat *to = lane_find(st, i,
+			    &sh->rows[r]);
+
+			if (to == NULL) {
+				if (keep != r)
+					sh->rows[keep] = sh->rows[r];
+				keep++;
+				continue;
+			}
+			lane_add(to, &sh->rows[r]);
+			if (sh->ndests > 0)
+				sh->ndests--;
+		}
+		sh->nrows = keep;
+	}
+}
+
 int
 deliver_stats_collect(unsigned top, unsigned timeout_ms,
     struct deliver_stats **out)
@@ -351,6 +428,7 @@ deliver_stats_collect(unsigned top, unsigned timeout_ms,
 		res->answered++;
 	}
 	request_put(rq);
+	lanes_merge(res);
 	*out = res;
 	return 0;
 nomem:

@@ -270,6 +270,8 @@ static const struct cfg_key delivery_keys[] = {
 	  FIELD(struct delivery_cfg, chunking) },
 	{ KEY("pipeline_depth", CFG_UINT, "2", 1, DELIVERY_PIPELINE_DEPTH_MAX),
 	  FIELD(struct delivery_cfg, pipeline_depth) },
+	{ KEY("spread", CFG_BOOL, "false", 0, 1),
+	  FIELD(struct delivery_cfg, spread) },
 	/* Postfix's smtp_tls_security_level, and its usual setting. */
 	{ KEY("tls", CFG_STRING, "dane", 0, 0), FIELD(struct delivery_cfg, tls),
 	  .check = check_delivery_tls },

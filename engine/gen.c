@@ -332,6 +332,9 @@ gen_restart_key(const struct config *o, const struct config *n, char *why,
 		key = "delivery.log";
 	else if (o->delivery.connections != n->delivery.connections)
 		key = "delivery.connections";
+	/* Which shard a destination's mail goes to (deliver_dispatch()). */
+	else if (o->delivery.spread != n->delivery.spread)
+		key = "delivery.spread";
 	else if (!str_eq(o->metrics.listen, n->metrics.listen))
 		key = "metrics.listen";
 	/* The MTA-STS fetcher threads, their resolver and HTTPS context. */

@@ -77,6 +77,9 @@ sluiced:
       as the dns map. Attributes: d (the
       Daemon), port, conf, dlog. start()/stop()/kill9() as the Daemon's.
       wait_empty(timeout) waits for `queue count` to reach 0.
+      ctl(*args, timeout=120) runs sluicectl -c conf: (rc, stdout, stderr);
+      listing(*filters) is `queue list --json` with those filters, checked
+      to succeed (T), as a list of messages; ids(*filters) their sorted ids.
   DeliveryLog(path): lines() -> list of dicts (complete lines only);
       for_rcpt(addr), with_(**fields), wait_for(pred, timeout) -> the
       matching lines once there is one (bounded), dump(n, pred) for
@@ -812,6 +815,23 @@ class Relay:
 
     def log_tail(self, n=30):
         return self.d.log_tail(n)
+
+    def ctl(self, *args, timeout=120):
+        """sluicectl on this relay's config file; (rc, stdout, stderr)."""
+        p = subprocess.run([sluice.SLUICECTL, "-c", self.conf] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, timeout=timeout,
+                           env=sluice.clean_env())
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    def listing(self, *filters):
+        """The messages `queue list --json FILTERS` shows; a failure is one."""
+        rc, out, err = self.ctl("queue", "list", "--json", *filters)
+        T.eq(rc, 0, "queue list %s: %s" % (" ".join(filters), err))
+        return json.loads(out) if rc == 0 else []
+
+    def ids(self, *filters):
+        return sorted(m["id"] for m in self.listing(*filters))
 
 
 # ---------------------------------------------------------------- messages

@@ -34,8 +34,9 @@ Servers (python3-aiosmtpd, in a thread of the test process):
                         .mail_from ("" for <>), .rcpts (accepted at RCPT),
                         .delivered (recipients that got a 2xx in the end),
                         .data (bytes after dot-unstuffing, CRLF), .reply,
-                        .tls (the transaction was under TLS), .login (the
-                        AUTH user, or None),
+                        .tls (the transaction was under TLS),
+                        .tls_resumed (its handshake resumed a session; None
+                        without TLS), .login (the AUTH user, or None),
                         .attempt, .mail_options, .msgid
         refused()       transactions whose end-of-data reply was not 2xx
         rcpt_log()      (t, conn number, address, reply) for every RCPT
@@ -286,8 +287,11 @@ class _Handler:
         data = bytes(envelope.original_content)
         m = Msg(c.n, _norm_sender(envelope.mail_from), envelope.rcpt_tos, data,
                 envelope.mail_options)
-        # TLS under the transaction (STARTTLS or implicit), and who logged in.
-        m.tls = server.transport.get_extra_info("ssl_object") is not None
+        # TLS under the transaction (STARTTLS or implicit), whether its
+        # handshake resumed a session, and who logged in.
+        tls = server.transport.get_extra_info("ssl_object")
+        m.tls = tls is not None
+        m.tls_resumed = tls.session_reused if tls is not None else None
         m.login = getattr(getattr(session, "auth_data", None), "login", None)
         with srv.lock:
             k = m.msgid or sluice.sha256(data)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "../../lib/buf.h"
+#include "../../lib/hex.h"
 
 #define T_EXIT_PASS 0
 #define T_EXIT_FAIL 1
@@ -69,6 +70,60 @@ check_slurp(const char *path, size_t *len)
 		*len = b.len;
 	buf_append(&b, "", 1);
 	return b.data;
+}
+
+/*
+ * One line p[0..n) of a golden .in file, as the bytes it stands for,
+ * appended to b: \r \n \t \0, \xHH the byte HH, \RNNNc NNN times the
+ * byte c, any other \c the character c; then CRLF, unless the line ends
+ * in \c. A malformed escape fails the test rather than mean a byte.
+ */
+static inline void
+check_unescape(struct buf *b, const char *p, size_t n)
+{
+	const char *q = p, *end = p + n;
+	int crlf = 1;
+
+	while (q < end) {
+		char c = *q++;
+		size_t k = 1;
+
+		if (c == '\\' && q < end) {
+			char e = *q++;
+
+			if (e == 'r') {
+				c = '\r';
+			} else if (e == 'n') {
+				c = '\n';
+			} else if (e == 't') {
+				c = '\t';
+			} else if (e == '0') {
+				c = '\0';
+			} else if (e == 'c' && q == end) {
+				crlf = 0;
+				continue;
+			} else if (e == 'x' && end - q >= 2) {
+				CHECK_FATAL(hex_digit(q[0]) >= 0 &&
+				    hex_digit(q[1]) >= 0);
+				c = (char)(hex_digit(q[0]) * 16 + hex_digit(q[1]));
+				q += 2;
+			} else if (e == 'R') {
+				char *num_end;
+				long r = strtol(q, &num_end, 10);
+
+				CHECK_FATAL(r > 0 && num_end < end);
+				k = (size_t)r;
+				q = num_end;
+				c = *q++;
+			} else {
+				c = e;
+			}
+		}
+		while (k-- > 0)
+			CHECK_FATAL(buf_append(b, &c, 1) == 0);
+	}
+	if (crlf)
+		CHECK_FATAL(buf_append(b, "\r\n", 2) == 0);
 }
 
 #endif

@@ -20,7 +20,6 @@
 #include <openssl/evp.h>
 
 #include "../../dkim/dkim.h"
-#include "../../lib/hex.h"
 #include "check.h"
 
 #define GOLDEN_DIR "tests/golden/dkim"
@@ -34,38 +33,12 @@ parse_in(const char *text, struct buf *msg)
 	while (*p != '\0') {
 		const char *eol = strchr(p, '\n');
 		size_t n = eol != NULL ? (size_t)(eol - p) : strlen(p);
-		int crlf = 1;
 
 		if (n >= 2 && p[0] == '#' && p[1] == ' ') {
 			p += n + (eol != NULL);
 			continue;
 		}
-		for (size_t i = 0; i < n; i++) {
-			char c = p[i];
-
-			if (c == '\\' && i + 1 < n) {
-				char e = p[++i];
-
-				if (e == 'r')
-					c = '\r';
-				else if (e == 'n')
-					c = '\n';
-				else if (e == 't')
-					c = '\t';
-				else if (e == 'c' && i + 1 == n) {
-					crlf = 0;
-					break;
-				} else if (e == 'x' && i + 2 < n) {
-					c = (char)(hex_digit(p[i + 1]) * 16 +
-					    hex_digit(p[i + 2]));
-					i += 2;
-				} else
-					c = e;
-			}
-			CHECK(buf_append(msg, &c, 1) == 0);
-		}
-		if (crlf)
-			CHECK(buf_append(msg, "\r\n", 2) == 0);
+		check_unescape(msg, p, n);
 		p += n + (eol != NULL);
 	}
 }

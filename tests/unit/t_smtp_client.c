@@ -40,7 +40,6 @@
 #include <string.h>
 
 #include "../../proto/smtp_client.h"
-#include "../../lib/hex.h"
 #include "check.h"
 
 #define GOLDEN_DIR "tests/golden/client"
@@ -103,44 +102,6 @@ struct eng {
 	uint8_t *seen_big;
 };
 
-/* Unescape p[0..n) into b; CRLF appended unless it ends in \c. */
-static void
-unescape_line(struct buf *b, const char *p, size_t n)
-{
-	const char *q = p, *end = p + n;
-	int crlf = 1;
-
-	while (q < end) {
-		char c = *q++;
-		if (c == '\\' && q < end) {
-			char e = *q++;
-			if (e == 'r')
-				c = '\r';
-			else if (e == 'n')
-				c = '\n';
-			else if (e == 'c' && q == end) {
-				crlf = 0;
-				continue;
-			} else if (e == 'R') {
-				/* \RNNNc: NNN times the byte c */
-				long k = strtol(q, (char **)&q, 10);
-				CHECK_FATAL(k > 0 && q < end);
-				while (k-- > 0)
-					buf_append(b, q, 1);
-				q++;
-				continue;
-			} else if (e == 'x' && end - q >= 2) {
-				c = (char)(hex_digit(q[0]) * 16 + hex_digit(q[1]));
-				q += 2;
-			} else
-				c = e;
-		}
-		buf_append(b, &c, 1);
-	}
-	if (crlf)
-		buf_append(b, "\r\n", 2);
-}
-
 static void
 parse_msg(struct script *sc, const char *line)
 {
@@ -202,14 +163,14 @@ parse_script(struct script *sc, const char *text)
 			if (n == 4 && !strncmp(p, "%end", 4))
 				in_msg = NULL;
 			else
-				unescape_line(&in_msg->data, p, n);
+				check_unescape(&in_msg->data, p, n);
 		} else if (n >= 3 && !strncmp(p, "S: ", 3)) {
 			if (feed == NULL) {
 				CHECK_FATAL(sc->nsteps < 64);
 				feed = &sc->steps[sc->nsteps++];
 				feed->kind = ST_FEED;
 			}
-			unescape_line(&feed->bytes, p + 3, n - 3);
+			check_unescape(&feed->bytes, p + 3, n - 3);
 			buf_append(&feed->echo, p, n);
 			buf_append(&feed->echo, "\n", 1);
 		} else {

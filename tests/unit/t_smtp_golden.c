@@ -30,7 +30,6 @@
 #include "../../deliver/route.h"
 #include "../../engine/inbound.h"
 #include "../../proto/smtp_server.h"
-#include "../../lib/hex.h"
 #include "check.h"
 
 #define GOLDEN_DIR "tests/golden/smtp"
@@ -141,33 +140,7 @@ parse_input(const char *text, struct buf *wire, struct setup *su)
 					    SMTP_COMMIT_IOERR : SMTP_COMMIT_OK;
 			}
 		} else {
-			const char *q = p;
-			int crlf = 1;
-
-			while (q < eol) {
-				char c = *q++;
-				if (c == '\\' && q < eol) {
-					char e = *q++;
-					if (e == 'r')
-						c = '\r';
-					else if (e == 'n')
-						c = '\n';
-					else if (e == '0')
-						c = '\0';
-					else if (e == 'c' && q == eol) {
-						crlf = 0;
-						continue;
-					} else if (e == 'x' && eol - q >= 2) {
-						c = (char)(hex_digit(q[0]) * 16 +
-						    hex_digit(q[1]));
-						q += 2;
-					} else
-						c = e;
-				}
-				buf_append(wire, &c, 1);
-			}
-			if (crlf)
-				buf_append(wire, "\r\n", 2);
+			check_unescape(wire, p, (size_t)(eol - p));
 		}
 		p = *eol ? eol + 1 : eol;
 	}

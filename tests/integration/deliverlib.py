@@ -47,6 +47,8 @@ Servers (python3-aiosmtpd, in a thread of the test process):
                         once (within [t0, t1] if given)
         attempts(t0=None, t1=None)  connections opened (refused included)
         count(pred=None)   number of accepted transactions
+        tagged(tag)     accepted transactions of make_message(tag, ...)'s
+                        message (by its Message-ID)
       The connection aiosmtpd makes to itself at start is not recorded.
       stop() ends it (also at exit). Scripting helpers:
         fail_first(n, reply)    for rcpt/LMTP data: reply for the first n
@@ -78,13 +80,16 @@ sluiced:
       as the dns map. Attributes: d (the
       Daemon), port, conf, dlog. start()/stop()/kill9() as the Daemon's.
       wait_empty(timeout) waits for `queue count` to reach 0.
+      send_one(tag, rcpt, sender="s@client.test", **make_message options)
+      submits one message: (qid, data).
       ctl(*args, timeout=120) runs sluicectl -c conf: (rc, stdout, stderr);
       listing(*filters) is `queue list --json` with those filters, checked
       to succeed (T), as a list of messages; ids(*filters) their sorted ids.
   DeliveryLog(path): lines() -> list of dicts (complete lines only);
       for_rcpt(addr), with_(**fields), wait_for(pred, timeout) -> the
-      matching lines once there is one (bounded), dump(n, pred) for
-      failure messages. ts_of(ts) turns a log time into epoch seconds.
+      matching lines once there is one (bounded), last_for(qid,
+      timeout=20) -> the newest line about qid once there is one, or {},
+      dump(n, pred) for failure messages. ts_of(ts) turns a log time into epoch seconds.
 
 Messages:
   make_message(tag, sender, rcpts, subject=None, size=600, rnd=None,
@@ -443,6 +448,10 @@ class Server:
         with self.lock:
             return list(self._msgs)
 
+    def tagged(self, tag):
+        """The accepted transactions of make_message(tag, ...)'s message."""
+        return [m for m in self.msgs() if m.msgid == "<%s@client.test>" % tag]
+
     def refused(self):
         with self.lock:
             return list(self._refused)
@@ -758,6 +767,11 @@ class DeliveryLog:
             return [x for x in self.lines() if pred(x)]
         return wait_until(f, timeout, 0.1) or []
 
+    def last_for(self, qid, timeout=20):
+        """The newest line about qid, once there is one (bounded); {} if none."""
+        got = self.wait_for(lambda x: x.get("qid") == qid, timeout)
+        return got[-1] if got else {}
+
     def dump(self, n=40, pred=None):
         ls = [x for x in self.lines() if pred is None or pred(x)]
         return "\n".join(json.dumps(x) for x in ls[-n:])
@@ -819,6 +833,11 @@ class Relay:
 
     def log_tail(self, n=30):
         return self.d.log_tail(n)
+
+    def send_one(self, tag, rcpt, sender="s@client.test", **kw):
+        """make_message(tag, sender, [rcpt], **kw) submitted: (qid, data)."""
+        data = make_message(tag, sender, [rcpt], **kw)
+        return submit(self.port, sender, [rcpt], data), data
 
     def ctl(self, *args, timeout=120):
         """sluicectl on this relay's config file; (rc, stdout, stderr)."""

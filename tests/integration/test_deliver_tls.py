@@ -56,9 +56,7 @@ relay = dl.Relay([
 L = relay.dlog
 
 
-def one(tag, rcpt):
-    data = dl.make_message(tag, "s@client.test", [rcpt])
-    return dl.submit(relay.port, "s@client.test", [rcpt], data), data
+one = relay.send_one
 
 
 def eq(got, want, what, detail=""):
@@ -67,9 +65,7 @@ def eq(got, want, what, detail=""):
                                                     "\n" + detail if detail else ""))
 
 
-def final(qid, timeout=20):
-    got = L.wait_for(lambda x: x.get("qid") == qid, timeout)
-    return got[-1] if got else {}
+final = L.last_for
 
 
 try:

@@ -8,6 +8,7 @@
 #ifndef SLUICE_CHECK_H
 #define SLUICE_CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -70,6 +71,22 @@ check_slurp(const char *path, size_t *len)
 		*len = b.len;
 	buf_append(&b, "", 1);
 	return b.data;
+}
+
+/*
+ * Pseudo-random numbers for the tests that try many inputs: xorshift64*
+ * from a fixed seed, the same sequence in every run, so that a failure
+ * can be run again. One sequence per test program.
+ */
+static uint64_t check_rng = 0x9e3779b97f4a7c15u;
+
+static inline uint64_t
+check_rand(void)
+{
+	check_rng ^= check_rng >> 12;
+	check_rng ^= check_rng << 25;
+	check_rng ^= check_rng >> 27;
+	return check_rng * 0x2545f4914f6cdd1du;
 }
 
 /*

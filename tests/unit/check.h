@@ -8,6 +8,7 @@
 #ifndef SLUICE_CHECK_H
 #define SLUICE_CHECK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,24 @@ check_slurp(const char *path, size_t *len)
 }
 
 /*
+ * One named case of a table-driven test: "RUN name", fn, then "PASS name"
+ * or "FAIL name" by whether a CHECK failed in it. Returns true if it
+ * passed. stdout is flushed first, so that the lines stay in order with
+ * stderr's.
+ */
+static inline bool
+check_run(const char *name, void (*fn)(void))
+{
+	int before = check_failures;
+
+	printf("RUN %s\n", name);
+	fflush(stdout);
+	fn();
+	printf("%s %s\n", check_failures != before ? "FAIL" : "PASS", name);
+	return check_failures == before;
+}
+
+/*
  * Pseudo-random numbers for the tests that try many inputs: xorshift64*
  * from a fixed seed, the same sequence in every run, so that a failure
  * can be run again. One sequence per test program.
@@ -122,7 +141,8 @@ check_unescape(struct buf *b, const char *p, size_t n)
 			} else if (e == 'x' && end - q >= 2) {
 				CHECK_FATAL(hex_digit(q[0]) >= 0 &&
 				    hex_digit(q[1]) >= 0);
-				c = (char)(hex_digit(q[0]) * 16 + hex_digit(q[1]));
+				c = (char)(hex_digit(q[0]) * 16 +
+				    hex_digit(q[1]));
 				q += 2;
 			} else if (e == 'R') {
 				char *num_end;

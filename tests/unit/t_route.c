@@ -530,17 +530,6 @@ test_large_table(void)
 
 static int failed;
 
-static void
-run(const char *name, void (*fn)(void))
-{
-	int before = check_failures;
-
-	printf("RUN %s\n", name);
-	fn();
-	printf("%s %s\n", check_failures != before ? "FAIL" : "PASS", name);
-	failed += check_failures != before;
-}
-
 int
 main(void)
 {
@@ -589,7 +578,7 @@ main(void)
 		failed += check_failures != before;
 	}
 	for (i = 0; i < NELEM(tests); i++)
-		run(tests[i].name, tests[i].fn);
+		failed += !check_run(tests[i].name, tests[i].fn);
 	printf("%d failed\n", failed);
 	return check_done();
 }

@@ -92,6 +92,27 @@ check_run(const char *name, void (*fn)(void))
 	return check_failures == before;
 }
 
+struct check_case {
+	const char *name;
+	void (*fn)(void);
+};
+
+/*
+ * Every case of a table, in order; returns how many failed. stdout is
+ * made line-buffered first, to keep RUN/PASS lines whole when stderr is
+ * merged into it.
+ */
+static inline int
+check_run_table(const struct check_case *c, size_t n)
+{
+	int failed = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (size_t i = 0; i < n; i++)
+		failed += !check_run(c[i].name, c[i].fn);
+	return failed;
+}
+
 /*
  * Pseudo-random numbers for the tests that try many inputs: xorshift64*
  * from a fixed seed, the same sequence in every run, so that a failure

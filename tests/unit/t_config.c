@@ -1056,10 +1056,7 @@ static int failed;
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct check_case tests[] = {
 		{ "embedded_default", test_embedded_default },
 		{ "empty_file", test_empty_file },
 		{ "full_file", test_full_file },
@@ -1079,10 +1076,7 @@ main(void)
 	};
 	size_t i;
 
-	/* Keep RUN/PASS lines whole when stderr is merged into stdout. */
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (i = 0; i < NELEM(tests); i++)
-		failed += !check_run(tests[i].name, tests[i].fn);
+	failed = check_run_table(tests, NELEM(tests));
 	for (i = 0; i < NELEM(error_cases); i++) {
 		int before = check_failures;
 

@@ -400,22 +400,14 @@ test_routes_override(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct check_case tests[] = {
 		{ "routes_file", test_routes_file },
 		{ "routes_relay_host", test_routes_relay_host },
 		{ "routes_override", test_routes_override },
 		{ "routes_tls_auth", test_routes_tls_auth },
 		{ "mta_sts", test_mta_sts },
 	};
-	int failed = 0;
 
-	/* Keep RUN/PASS lines whole when stderr is merged into stdout. */
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (size_t i = 0; i < NELEM(tests); i++)
-		failed += !check_run(tests[i].name, tests[i].fn);
-	printf("%d failed\n", failed);
+	printf("%d failed\n", check_run_table(tests, NELEM(tests)));
 	return check_done();
 }

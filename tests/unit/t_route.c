@@ -533,10 +533,7 @@ static int failed;
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct check_case tests[] = {
 		{ "policy_defaults", test_policy_defaults },
 		{ "policy_values", test_policy_values },
 		{ "presets", test_presets },
@@ -577,8 +574,7 @@ main(void)
 		    "PASS", policy_cases[i].key, policy_cases[i].value);
 		failed += check_failures != before;
 	}
-	for (i = 0; i < NELEM(tests); i++)
-		failed += !check_run(tests[i].name, tests[i].fn);
+	failed += check_run_table(tests, NELEM(tests));
 	printf("%d failed\n", failed);
 	return check_done();
 }

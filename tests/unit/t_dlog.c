@@ -15,6 +15,7 @@
  */
 #include "check.h"
 #include "../../deliver/dlog.h"
+#include "../fuzz/fuzz_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -103,43 +104,9 @@ num(json_t *o, const char *key)
  * The reference: the line as jansson builds it (compact, in order, reals
  * at 12 significant digits), with strings repaired to UTF-8 the way the
  * log documents (each byte that does not start a well-formed sequence
- * becomes U+FFFD). Only this test uses it.
+ * becomes U+FFFD), judged by the fuzz targets' UTF-8 oracle, which is
+ * written apart from dlog.c's check.
  */
-/*
- * Written apart from dlog.c's table of lead bytes, so that the two do not
- * share a mistake: decode the sequence its lead byte announces, then
- * refuse what RFC 3629 refuses (overlong forms, surrogates, code points
- * above U+10FFFF).
- */
-static size_t
-ref_utf8_len(const unsigned char *s, size_t n)
-{
-	uint32_t cp, min;
-	size_t len, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0) {
-		len = 2, cp = s[0] & 0x1f, min = 0x80;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		len = 3, cp = s[0] & 0x0f, min = 0x800;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		len = 4, cp = s[0] & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 static json_t *
 ref_string(const char *s)
 {
@@ -149,7 +116,7 @@ ref_string(const char *s)
 
 	CHECK_FATAL(fix != NULL);
 	while (i < n) {
-		k = ref_utf8_len((const unsigned char *)s + i, n - i);
+		k = fz_utf8_len((const unsigned char *)s + i, n - i);
 		if (k == 0) {
 			memcpy(fix + o, "\xef\xbf\xbd", 3);
 			o += 3;

@@ -8,10 +8,12 @@
 #ifndef SLUICE_CHECK_H
 #define SLUICE_CHECK_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../../lib/buf.h"
 #include "../../lib/hex.h"
@@ -127,6 +129,57 @@ check_rand(void)
 	check_rng ^= check_rng << 25;
 	check_rng ^= check_rng >> 27;
 	return check_rng * 0x2545f4914f6cdd1du;
+}
+
+/*
+ * The next case of a golden directory: the NAME of its next NAME.in (in
+ * readdir order) into name[0..cap); false when there is none.
+ */
+static inline bool
+check_golden_next(DIR *d, char *name, size_t cap)
+{
+	struct dirent *de;
+
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+
+		if (n < 4 || strcmp(de->d_name + n - 3, ".in") != 0 ||
+		    n - 3 >= cap)
+			continue;
+		memcpy(name, de->d_name, n - 3);
+		name[n - 3] = '\0';
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Is got[0..len) the golden file path holds? If not, says so on stderr
+ * with both texts. SLUICE_GOLDEN_UPDATE=1 rewrites the file from got
+ * first: review the change with git diff.
+ */
+static inline bool
+check_golden(const char *name, const char *path, const char *got, size_t len)
+{
+	const char *up = getenv("SLUICE_GOLDEN_UPDATE");
+	size_t rlen = 0;
+	char *ref;
+	bool same;
+
+	if (up != NULL && strcmp(up, "1") == 0) {
+		FILE *f = fopen(path, "wb");
+
+		CHECK_FATAL(f != NULL);
+		CHECK_FATAL(fwrite(got, 1, len, f) == len);
+		CHECK_FATAL(fclose(f) == 0);
+	}
+	ref = check_slurp(path, &rlen);
+	same = ref != NULL && rlen == len && memcmp(ref, got, len) == 0;
+	if (!same)
+		fprintf(stderr, "--- %s expected (%s):\n%s--- got:\n%.*s", name,
+		    path, ref != NULL ? ref : "(none)\n", (int)len, got);
+	free(ref);
+	return same;
 }
 
 /*

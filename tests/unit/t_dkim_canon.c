@@ -90,13 +90,13 @@ body(const struct buf *msg, enum dkim_canon c, size_t step, struct buf *copy,
 }
 
 static int
-run_case(const char *name, int update)
+run_case(const char *name)
 {
 	static const size_t steps[] = { 1, 2, 3, 7, 64 };
 	char path[512], b64[64], b64s[64];
 	struct buf msg = { 0 }, out = { 0 }, copy = { 0 }, c2 = { 0 };
 	struct dkim_field f[64];
-	char *in, *ref;
+	char *in;
 	size_t hlen;
 	int nf, fails = check_failures;
 
@@ -131,25 +131,7 @@ run_case(const char *name, int update)
 		}
 	}
 	snprintf(path, sizeof(path), "%s/%s.ref", GOLDEN_DIR, name);
-	if (update) {
-		FILE *fp = fopen(path, "wb");
-
-		CHECK_FATAL(fp != NULL);
-		fwrite(out.data, 1, out.len, fp);
-		fclose(fp);
-	} else {
-		size_t rl;
-
-		ref = check_slurp(path, &rl);
-		CHECK(ref != NULL);
-		if (ref != NULL && (rl != out.len ||
-		    memcmp(ref, out.data, rl) != 0)) {
-			fprintf(stderr, "%s: output differs from %s:\n%.*s",
-			    name, path, (int)out.len, out.data);
-			check_failures++;
-		}
-		free(ref);
-	}
+	CHECK(check_golden(name, path, out.data, out.len));
 	free(in);
 	buf_free(&msg);
 	buf_free(&out);
@@ -161,24 +143,14 @@ run_case(const char *name, int update)
 int
 main(void)
 {
-	const char *up = getenv("SLUICE_GOLDEN_UPDATE");
-	int update = up != NULL && strcmp(up, "1") == 0, ncases = 0;
-	struct dirent *de;
 	DIR *d = opendir(GOLDEN_DIR);
+	char name[256];
+	int ncases = 0;
 
 	CHECK_FATAL(d != NULL);
-	while ((de = readdir(d)) != NULL) {
-		size_t n = strlen(de->d_name);
-		char name[256];
-
-		if (n < 4 || strcmp(de->d_name + n - 3, ".in") != 0 ||
-		    n - 3 >= sizeof(name))
-			continue;
-		memcpy(name, de->d_name, n - 3);
-		name[n - 3] = '\0';
+	while (check_golden_next(d, name, sizeof(name))) {
 		printf("RUN %s\n", name);
-		printf("%s %s\n", run_case(name, update) ? "PASS" : "FAIL",
-		    name);
+		printf("%s %s\n", run_case(name) ? "PASS" : "FAIL", name);
 		ncases++;
 	}
 	closedir(d);

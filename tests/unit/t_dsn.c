@@ -491,7 +491,6 @@ python_check(struct buf *dsns, size_t ndsn)
 static void
 golden_cases(void)
 {
-	const char *update = getenv("SLUICE_GOLDEN_UPDATE");
 	struct buf dsns[NELEM(cases)];
 	size_t i;
 
@@ -501,8 +500,6 @@ golden_cases(void)
 		struct dsn_info info = case_info(c);
 		struct buf orig = { 0 }, lf = { 0 };
 		char refpath[256];
-		char *ref;
-		size_t reflen = 0;
 		bool ok = true;
 		int rc;
 
@@ -528,25 +525,10 @@ golden_cases(void)
 		}
 		snprintf(refpath, sizeof(refpath), "%s/%s.ref", GOLDEN_DIR,
 		    c->name);
-		if (update) {
-			FILE *f = fopen(refpath, "wb");
-
-			CHECK_FATAL(f != NULL);
-			fwrite(lf.data, 1, lf.len, f);
-			fclose(f);
-		}
-		ref = check_slurp(refpath, &reflen);
-		if (ref == NULL || reflen != lf.len ||
-		    memcmp(ref, lf.data, lf.len) != 0) {
-			fprintf(stderr, "--- %s expected:\n%s--- got:\n%.*s",
-			    c->name, ref ? ref : "(no .ref)\n", (int)lf.len,
-			    lf.data);
-			ok = false;
-		}
+		ok &= check_golden(c->name, refpath, lf.data, lf.len);
 		if (!ok)
 			check_failures++;
 		printf("%s %s\n", ok ? "PASS" : "FAIL", c->name);
-		free(ref);
 		buf_free(&orig);
 		buf_free(&lf);
 	}

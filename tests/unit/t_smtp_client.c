@@ -608,26 +608,22 @@ free_script(struct script *sc)
 static int
 golden(void)
 {
-	const char *update = getenv("SLUICE_GOLDEN_UPDATE");
-	struct dirent *de;
+	char name[256];
 	int ncases = 0;
 	DIR *d;
 
 	d = opendir(GOLDEN_DIR);
 	CHECK_FATAL(d != NULL);
-	while ((de = readdir(d)) != NULL) {
-		char path[512], refpath[512], name[256];
+	while (check_golden_next(d, name, sizeof(name))) {
+		char path[512], refpath[512];
 		struct script *sc;
 		struct buf whole = { 0 }, other = { 0 };
-		char *text, *ref;
-		size_t l = strlen(de->d_name), maxlen = 0, k;
+		char *text;
+		size_t maxlen = 0, k;
 		unsigned i;
 		int ok;
 
-		if (l < 4 || strcmp(de->d_name + l - 3, ".in") != 0)
-			continue;
-		snprintf(name, sizeof(name), "%.*s", (int)(l - 3), de->d_name);
-		snprintf(path, sizeof(path), "%s/%s", GOLDEN_DIR, de->d_name);
+		snprintf(path, sizeof(path), "%s/%s.in", GOLDEN_DIR, name);
 		snprintf(refpath, sizeof(refpath), "%s/%s.ref", GOLDEN_DIR,
 		    name);
 		printf("RUN %s\n", name);
@@ -638,18 +634,8 @@ golden(void)
 		CHECK_FATAL(sc != NULL);
 		parse_script(sc, text);
 		run(sc, 0, &whole);
+		ok = check_golden(name, refpath, whole.data, whole.len);
 		buf_append(&whole, "", 1);
-		if (update) {
-			FILE *f = fopen(refpath, "wb");
-			CHECK_FATAL(f != NULL);
-			fputs(whole.data, f);
-			fclose(f);
-		}
-		ref = check_slurp(refpath, NULL);
-		ok = ref != NULL && strcmp(ref, whole.data) == 0;
-		if (!ok)
-			fprintf(stderr, "--- %s expected:\n%s--- got (whole):\n"
-			    "%s", name, ref ? ref : "(no .ref)\n", whole.data);
 		for (i = 0; i < sc->nsteps; i++)
 			if (sc->steps[i].bytes.len > maxlen)
 				maxlen = sc->steps[i].bytes.len;
@@ -668,7 +654,6 @@ golden(void)
 			check_failures++;
 		printf("%s %s\n", ok ? "PASS" : "FAIL", name);
 		free(text);
-		free(ref);
 		free_script(sc);
 		free(sc);
 		buf_free(&whole);

@@ -3,7 +3,12 @@
  *
  * A unit test is one program per behaviour, tests/unit/t_NAME.c, built as
  * tests/unit/t_NAME.t. Exit 0: pass; 1: fail; 77: skip. Table-driven tests
- * print "RUN name" / "PASS name" / "FAIL name" per case.
+ * print "RUN name" / "PASS name" / "FAIL name" per case (check_run(),
+ * check_run_table()). Also here: golden files (check_slurp(), the NAME.in
+ * walk, the .ref compare, the escapes of .in lines) and a fixed
+ * pseudo-random sequence. The queue's, the committer's and the config
+ * loader's tests share more in queue_check.h, commit_check.h and
+ * config_check.h.
  */
 #ifndef SLUICE_CHECK_H
 #define SLUICE_CHECK_H

@@ -40,13 +40,6 @@
 
 #define DEFAULT_SOURCE		"(embedded default)"
 
-#define KEY(nm, ty, df, lo, hi) \
-	.name = (nm), .type = (ty), .def = (df), .min = (lo), .max = (hi)
-#define FIELD(st, m) \
-	.offset = offsetof(st, m), .size = sizeof(((st *)0)->m)
-#define LIST(st, m, cnt) \
-	.offset = offsetof(st, m), .count_offset = offsetof(st, cnt), \
-	.elem_size = sizeof(*((st *)0)->m)
 
 
 /* ------------------------------------------------------------------ */
@@ -56,9 +49,7 @@
 static cfg_check_fn check_hostname, check_mailbox, check_user,
     check_address, check_network, check_resolver, check_dnssec, check_anchor,
     check_tls_mode,
-    check_auth_line, check_delivery_tls, check_relay_tls, check_ca_file,
-    check_dkim_alg, check_dkim_name, check_dkim_domain, check_dkim_selector,
-    check_dkim_messages, check_dkim_canon;
+    check_auth_line, check_delivery_tls, check_relay_tls, check_ca_file;
 
 
 /*
@@ -299,39 +290,6 @@ static const struct cfg_key mta_sts_keys[] = {
 	{ .name = NULL },
 };
 
-/* One DKIM key; the key itself is loaded by build_dkim(). */
-static const struct cfg_key dkim_keys[] = {
-	{ KEY("domain", CFG_STRING, NULL, 0, 0), FIELD(struct dkim_key_cfg, domain),
-	  .check = check_dkim_domain, .flags = CFG_REQUIRED },
-	{ KEY("selector", CFG_STRING, NULL, 0, 0),
-	  FIELD(struct dkim_key_cfg, selector), .check = check_dkim_selector,
-	  .flags = CFG_REQUIRED },
-	{ KEY("key", CFG_STRING, NULL, 0, 0), FIELD(struct dkim_key_cfg, key),
-	  .flags = CFG_REQUIRED },
-	{ KEY("algorithm", CFG_STRING, "rsa-sha256", 0, 0),
-	  FIELD(struct dkim_key_cfg, algorithm), .check = check_dkim_alg },
-	{ .name = NULL },
-};
-
-/* The default signed headers: dkim_default_headers[] (dkim/dkim_sign.c). */
-static const struct cfg_key dkim_signing_keys[] = {
-	{ KEY("messages", CFG_STRING, "ours", 0, 0),
-	  FIELD(struct dkim_sign_cfg, messages), .check = check_dkim_messages },
-	{ KEY("domain", CFG_STRING, "from", 0, 0),
-	  FIELD(struct dkim_sign_cfg, domain) },
-	{ KEY("headers", CFG_LIST_SCALAR, NULL, 1, DKIM_HEADERS_MAX),
-	  LIST(struct dkim_sign_cfg, headers, nheaders),
-	  .check = check_dkim_name },
-	{ KEY("canonicalization", CFG_STRING, "relaxed/relaxed", 0, 0),
-	  FIELD(struct dkim_sign_cfg, canonicalization),
-	  .check = check_dkim_canon },
-	{ KEY("expire", CFG_DURATION, "0", 0, 10 * 366 * 24 * HOUR_MS),
-	  FIELD(struct dkim_sign_cfg, expire_ms) },
-	{ KEY("workers", CFG_UINT, "0", 0, CONFIG_SHARDS_MAX),
-	  FIELD(struct dkim_sign_cfg, workers) },
-	{ .name = NULL },
-};
-
 /*
  * The "::1/128" default is quoted: in a YAML flow list a plain scalar may
  * not start with ':'.
@@ -389,10 +347,10 @@ const struct cfg_key config_keys[] = {
 	{ KEY("mta_sts", CFG_MAP, NULL, 0, 0),
 	  .offset = offsetof(struct config, mta_sts), .sub = mta_sts_keys },
 	{ KEY("dkim", CFG_LIST_MAP, "[]", 0, CONFIG_DKIM_MAX),
-	  LIST(struct config, dkim, ndkim), .sub = dkim_keys },
+	  LIST(struct config, dkim, ndkim), .sub = config_dkim_keys },
 	{ KEY("dkim_signing", CFG_MAP, NULL, 0, 0),
 	  .offset = offsetof(struct config, dkim_signing),
-	  .sub = dkim_signing_keys },
+	  .sub = config_dkim_signing_keys },
 	{ KEY("metrics", CFG_MAP, NULL, 0, 0),
 	  .offset = offsetof(struct config, metrics),
 	  .sub = config_metrics_keys },
@@ -669,158 +627,16 @@ check_network(const char *s, void *obj, char *why, size_t whylen)
 	return 0;
 }
 
-/* dkim.N.algorithm: fills alg next to it. */
-static int
-check_dkim_alg(const char *s, void *obj, char *why, size_t whylen)
-{
-	struct dkim_key_cfg *k = obj;
-
-	if (strcmp(s, "rsa-sha256") == 0 || strcmp(s, "rsa") == 0) {
-		k->alg = DKIM_RSA_SHA256;
-	} else if (strcmp(s, "ed25519-sha256") == 0 ||
-	    strcmp(s, "ed25519") == 0) {
-		k->alg = DKIM_ED25519_SHA256;
-	} else {
-		snprintf(why, whylen, "unknown algorithm '%.*s' (expected "
-		    "rsa-sha256 or ed25519-sha256; rsa-sha1 is never used)",
-		    CONFIG_QUOTE_MAX, s);
-		return -1;
-	}
-	return 0;
-}
-
-/* A domain as DKIM's d= takes it: LDH labels, dots, at most 253. */
-static bool
-dkim_domain_ok(const char *s)
-{
-	size_t n = strlen(s), label = 0;
-
-	if (n == 0 || n > 253 || s[0] == '.' || s[n - 1] == '.')
-		return false;
-	for (; *s != '\0'; s++) {
-		char c = *s;
-
-		if (c == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_') ||
-		    ++label > 63)
-			return false;
-	}
-	return true;
-}
-
-static int
-check_dkim_domain(const char *s, void *obj, char *why, size_t whylen)
-{
-	(void)obj;
-	if (!dkim_domain_ok(s)) {
-		snprintf(why, whylen, "invalid domain '%.*s' (letters, digits, "
-		    "'-' and dots; IDNs in their xn-- form)", CONFIG_QUOTE_MAX,
-		    s);
-		return -1;
-	}
-	return 0;
-}
-
-/* RFC 6376 3.1: a selector is a sub-domain of labels. */
-static int
-check_dkim_selector(const char *s, void *obj, char *why, size_t whylen)
-{
-	(void)obj;
-	if (!dkim_domain_ok(s) || strlen(s) > 63) {
-		snprintf(why, whylen, "invalid selector '%.*s' (letters, "
-		    "digits, '-', dots)", CONFIG_QUOTE_MAX, s);
-		return -1;
-	}
-	return 0;
-}
-
-static int
-check_dkim_messages(const char *s, void *obj, char *why, size_t whylen)
-{
-	struct dkim_sign_cfg *d = obj;
-
-	if (strcmp(s, "ours") == 0) {
-		d->all = 0;
-	} else if (strcmp(s, "all") == 0) {
-		d->all = 1;
-	} else {
-		snprintf(why, whylen, "expected 'ours' (authenticated clients "
-		    "and allowed_networks) or 'all', not '%.*s'",
-		    CONFIG_QUOTE_MAX, s);
-		return -1;
-	}
-	return 0;
-}
-
-static int
-check_dkim_canon(const char *s, void *obj, char *why, size_t whylen)
-{
-	(void)obj;
-	if (strcmp(s, "relaxed/relaxed") != 0 &&
-	    strcmp(s, "relaxed/simple") != 0 &&
-	    strcmp(s, "simple/relaxed") != 0 &&
-	    strcmp(s, "simple/simple") != 0) {
-		snprintf(why, whylen, "expected header/body, each simple or "
-		    "relaxed (e.g. relaxed/relaxed), not '%.*s'",
-		    CONFIG_QUOTE_MAX, s);
-		return -1;
-	}
-	return 0;
-}
-
-/* A header field name (RFC 5322 2.2: printable ASCII but ':'), lowered. */
-static int
-check_dkim_name(const char *s, void *obj, char *why, size_t whylen)
-{
-	struct dkim_header_cfg *h = obj;
-	size_t n = strlen(s), i;
-
-	if (n == 0 || n > DKIM_NAME_MAX) {
-		snprintf(why, whylen, "a header name has 1 to %d characters",
-		    DKIM_NAME_MAX);
-		return -1;
-	}
-	for (i = 0; i < n; i++) {
-		if (s[i] <= ' ' || s[i] >= 0x7f || s[i] == ':') {
-			snprintf(why, whylen, "invalid header name '%.*s'",
-			    CONFIG_QUOTE_MAX, s);
-			return -1;
-		}
-		h->name[i] = s[i] >= 'A' && s[i] <= 'Z' ?
-		    (char)(s[i] - 'A' + 'a') : s[i];
-	}
-	h->name[n] = '\0';
-	return 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* Routes: struct route_cfg -> struct route_table                      */
 /* ------------------------------------------------------------------ */
-
-/* The value of key name in map; NULL if map is not a map or lacks it. */
-static const struct cnode *
-map_value(const struct cnode *map, const char *name)
-{
-	int j;
-
-	if (map == NULL || map->kind != CNODE_MAP)
-		return NULL;
-	j = cnode_map_find(map, name, strlen(name));
-	return j < 0 ? NULL : map->kids[j];
-}
 
 /* A route module error about the value of item.name (which was stored). */
 static void
 route_error(struct loader *ld, const struct cnode *item, size_t idx,
     const char *name, const char *why)
 {
-	const struct cnode *v = map_value(item, name);
+	const struct cnode *v = cnode_map_value(item, name);
 	char path[CONFIG_PATH_MAX];
 
 	assert(v != NULL);
@@ -881,9 +697,9 @@ apply_auth(struct loader *ld, const struct cnode *node, const char *path,
 		return false;
 	}
 	if (a->password_file != NULL) {
-		if (node->kind == CNODE_MAP && map_value(node,
+		if (node->kind == CNODE_MAP && cnode_map_value(node,
 		    "password_file") != NULL)
-			at = map_value(node, "password_file");
+			at = cnode_map_value(node, "password_file");
 		cfg_path_child(kpath, sizeof kpath, path, "password_file");
 		if (read_password_file(a->password_file, pw, sizeof pw, why,
 		    sizeof why) < 0) {
@@ -967,13 +783,13 @@ build_route(struct loader *ld, struct config *cfg, const struct cnode *item,
 		}
 	}
 	cfg_path_index(path, sizeof path, "routes", i);
-	if (map_value(item, "auth") != NULL) {
+	if (cnode_map_value(item, "auth") != NULL) {
 		cfg_path_child(kpath, sizeof kpath, path, "auth");
-		ok = apply_auth(ld, map_value(item, "auth"), kpath, &rc->auth,
-		    &pol) && ok;
+		ok = apply_auth(ld, cnode_map_value(item, "auth"), kpath,
+		    &rc->auth, &pol) && ok;
 	}
-	if (ok && !check_policy(ld, cfg, map_value(item, "tls") ?
-	    map_value(item, "tls") : item, path, &pol, &tr))
+	if (ok && !check_policy(ld, cfg, cnode_map_value(item, "tls") ?
+	    cnode_map_value(item, "tls") : item, path, &pol, &tr))
 		ok = false;
 	if (!ok)
 		return;
@@ -991,18 +807,18 @@ relay_policy(struct loader *ld, const struct config *cfg,
     const struct cnode *root, struct route *r)
 {
 	struct route_policy pol = r->policy;
-	const struct cnode *at = map_value(root, "relay_host");
+	const struct cnode *at = cnode_map_value(root, "relay_host");
 	char why[CONFIG_WHY_MAX];
 
 	if (cfg->relay_tls != NULL) {
-		at = map_value(root, "relay_tls");
+		at = cnode_map_value(root, "relay_tls");
 		/* Checked already (check_relay_tls()). */
 		if (route_policy_set(&pol, "tls", cfg->relay_tls, why,
 		    sizeof why) != 0)
 			return;
 	}
-	if (map_value(root, "relay_auth") != NULL &&
-	    !apply_auth(ld, map_value(root, "relay_auth"), "relay_auth",
+	if (cnode_map_value(root, "relay_auth") != NULL &&
+	    !apply_auth(ld, cnode_map_value(root, "relay_auth"), "relay_auth",
 	    &cfg->relay_auth, &pol))
 		return;
 	if (check_policy(ld, cfg, at, cfg->relay_tls ? "relay_tls" :
@@ -1017,7 +833,7 @@ relay_policy(struct loader *ld, const struct config *cfg,
 static void
 build_routes(struct loader *ld, struct config *cfg, const struct cnode *root)
 {
-	const struct cnode *list = map_value(root, "routes"), *v;
+	const struct cnode *list = cnode_map_value(root, "routes"), *v;
 	char why[CONFIG_WHY_MAX], loc[CONFIG_PATH_MAX];
 	size_t i, wild = SIZE_MAX;
 	int rv;
@@ -1036,20 +852,21 @@ build_routes(struct loader *ld, struct config *cfg, const struct cnode *root)
 			wild = i;
 	}
 	if (cfg->relay_host == NULL) {
-		if ((v = map_value(root, "relay_tls")) != NULL ||
-		    (v = map_value(root, "relay_auth")) != NULL)
+		if ((v = cnode_map_value(root, "relay_tls")) != NULL ||
+		    (v = cnode_map_value(root, "relay_auth")) != NULL)
 			cfg_error(ld, v->origin, v->line, cfg->relay_tls ?
 			    "relay_tls" : "relay_auth", "only with relay_host "
 			    "(for a route, use its own tls and auth keys)");
 		return;
 	}
-	v = map_value(root, "relay_host");
+	v = cnode_map_value(root, "relay_host");
 	assert(v != NULL);
 	rv = route_relay_host(&cfg->routes, cfg->relay_host, why, sizeof why);
 	if (rv == ROUTE_ENOMEM) {
 		ld->oom = true;
 	} else if (rv == ROUTE_EDUP && wild != SIZE_MAX) {
-		cnode_where(map_value(list->kids[wild], "domain"), loc, sizeof loc);
+		cnode_where(cnode_map_value(list->kids[wild], "domain"), loc,
+		    sizeof loc);
 		cfg_error(ld, v->origin, v->line, "relay_host",
 		    "%s (routes.%zu.domain at %s)", why, wild, loc);
 	} else if (rv != 0) {
@@ -1059,133 +876,12 @@ build_routes(struct loader *ld, struct config *cfg, const struct cnode *root)
 	}
 }
 
-/* ------------------------------------------------------------------ */
-/* DKIM: keys loaded once, the policy built                            */
-/* ------------------------------------------------------------------ */
-
-static void
-dkim_error(struct loader *ld, const struct cnode *root, size_t idx,
-    const char *name, const char *why)
-{
-	const struct cnode *list = map_value(root, "dkim"), *v = NULL;
-	char path[CONFIG_PATH_MAX];
-
-	if (list != NULL && list->kind == CNODE_LIST && idx < list->n)
-		v = map_value(list->kids[idx], name);
-	if (v == NULL)
-		v = list != NULL ? list : root;
-	cfg_path_index(path, sizeof path, "dkim", idx);
-	cfg_path_append(path, sizeof path, name, strlen(name));
-	cfg_error(ld, v->origin, v->line, path, "%s", why);
-}
-
-/*
- * Load every key (here, once: the signer threads share them) and build
- * the signing policy. Runs after validation, so every string is there.
- */
-static void
-build_dkim(struct loader *ld, struct config *cfg, const struct cnode *root)
-{
-	struct dkim_sign_cfg *ds = &cfg->dkim_signing;
-	const struct cnode *sv = map_value(root, "dkim_signing");
-	struct dkim_entry *e = NULL;
-	const char *names[DKIM_HEADERS_MAX];
-	char why[CONFIG_WHY_MAX];
-	size_t i, j;
-
-	for (i = 0; i < cfg->ndkim; i++) {
-		struct dkim_key_cfg *k = &cfg->dkim[i];
-
-		if (k->domain == NULL || k->selector == NULL ||
-		    k->key == NULL || k->algorithm == NULL)
-			continue;	/* reported already */
-		for (char *p = k->domain; *p != '\0'; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p = (char)(*p - 'A' + 'a');
-		for (j = 0; j < i; j++)
-			if (cfg->dkim[j].domain != NULL &&
-			    cfg->dkim[j].selector != NULL &&
-			    strcmp(cfg->dkim[j].domain, k->domain) == 0 &&
-			    strcasecmp(cfg->dkim[j].selector, k->selector) == 0) {
-				snprintf(why, sizeof why, "domain %s has selector "
-				    "%s already (dkim.%zu)", k->domain,
-				    k->selector, j);
-				dkim_error(ld, root, i, "selector", why);
-			}
-		why[0] = '\0';
-		if (dkim_key_load(k->key, k->alg, &k->loaded, why,
-		    sizeof why) < 0)
-			dkim_error(ld, root, i, "key", why);
-	}
-	if (ld->nfail > 0 || ld->oom)
-		return;
-	if (cfg->ndkim > 0 && (e = calloc(cfg->ndkim, sizeof(*e))) == NULL) {
-		ld->oom = true;
-		return;
-	}
-	for (i = 0; i < cfg->ndkim; i++)
-		e[i] = (struct dkim_entry){ .domain = cfg->dkim[i].domain,
-		    .selector = cfg->dkim[i].selector,
-		    .key = cfg->dkim[i].loaded };
-	if (dkim_policy_init(&cfg->dkim_policy, e, cfg->ndkim) != 0) {
-		free(e);
-		ld->oom = true;
-		return;
-	}
-	free(e);
-	if (strcmp(ds->domain, "from") == 0) {
-		cfg->dkim_policy.mode = DKIM_DOMAIN_FROM;
-	} else if (strcmp(ds->domain, "parent") == 0) {
-		cfg->dkim_policy.mode = DKIM_DOMAIN_PARENT;
-	} else {
-		const struct cnode *v = map_value(sv, "domain");
-		size_t first;
-
-		for (char *p = ds->domain; *p != '\0'; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p = (char)(*p - 'A' + 'a');
-		cfg->dkim_policy.mode = DKIM_DOMAIN_FIXED;
-		cfg->dkim_policy.fixed = ds->domain;
-		for (first = 0; first < cfg->ndkim; first++)
-			if (strcmp(cfg->dkim[first].domain, ds->domain) == 0)
-				break;
-		if (first == cfg->ndkim)
-			cfg_error(ld, v != NULL ? v->origin : &ld->def_origin,
-			    v != NULL ? v->line : 0, "dkim_signing.domain",
-			    "'%.*s' is not 'from' or 'parent', nor a domain "
-			    "with a key in dkim", CONFIG_QUOTE_MAX, ds->domain);
-	}
-	if (ds->nheaders > 0) {
-		for (i = 0; i < ds->nheaders; i++)
-			names[i] = ds->headers[i].name;
-		if (dkim_policy_headers(&cfg->dkim_policy, names,
-		    ds->nheaders) != 0) {
-			const struct cnode *v = map_value(sv, "headers");
-
-			cfg_error(ld, v != NULL ? v->origin : &ld->def_origin,
-			    v != NULL ? v->line : 0, "dkim_signing.headers",
-			    "must include from (RFC 6376 section 5.4)");
-		}
-	}
-	cfg->dkim_policy.hcanon = strncmp(ds->canonicalization, "simple/", 7) ==
-	    0 ? DKIM_SIMPLE : DKIM_RELAXED;
-	cfg->dkim_policy.bcanon = strcmp(strchr(ds->canonicalization, '/') + 1,
-	    "simple") == 0 ? DKIM_SIMPLE : DKIM_RELAXED;
-	cfg->dkim_policy.expire_s = (uint32_t)(ds->expire_ms / SEC_MS);
-	if (ds->expire_ms != 0 && ds->expire_ms < SEC_MS) {
-		const struct cnode *v = map_value(sv, "expire");
-
-		cfg_error(ld, v != NULL ? v->origin : &ld->def_origin,
-		    v != NULL ? v->line : 0, "dkim_signing.expire",
-		    "x= counts seconds: 0 (none) or at least 1s");
-	}
-}
-
 /* Limits that must agree with each other. */
 static void
 check_limits(struct loader *ld, struct config *cfg, const struct cnode *root)
 {
-	const struct cnode *v = map_value(map_value(root, "limits"), "memory");
+	const struct cnode *v = cnode_map_value(cnode_map_value(root, "limits"),
+	    "memory");
 	char mem[32], size[32];
 
 	/* Not set (0 until resolve()): it follows message_size. */
@@ -1209,7 +905,8 @@ static void
 check_tls_pair(struct loader *ld, const struct cnode *at, const char *path,
     const char *cert, const char *key)
 {
-	const struct cnode *vc = map_value(at, "cert"), *vk = map_value(at, "key");
+	const struct cnode *vc = cnode_map_value(at, "cert");
+	const struct cnode *vk = cnode_map_value(at, "key");
 	const struct cnode *v = vc != NULL ? vc : vk;
 	char why[CONFIG_WHY_MAX + PATH_MAX], p[CONFIG_PATH_MAX];
 
@@ -1232,8 +929,8 @@ check_tls_pair(struct loader *ld, const struct cnode *at, const char *path,
 static void
 check_tls(struct loader *ld, struct config *cfg, const struct cnode *root)
 {
-	const struct cnode *tls = map_value(root, "tls");
-	const struct cnode *extra = map_value(tls, "extra");
+	const struct cnode *tls = cnode_map_value(root, "tls");
+	const struct cnode *extra = cnode_map_value(tls, "extra");
 	char path[CONFIG_PATH_MAX];
 
 	check_tls_pair(ld, tls, "tls", cfg->tls.cert, cfg->tls.key);
@@ -1257,7 +954,7 @@ check_tls(struct loader *ld, struct config *cfg, const struct cnode *root)
 static void
 check_listeners(struct loader *ld, struct config *cfg, const struct cnode *root)
 {
-	const struct cnode *list = map_value(root, "listen");
+	const struct cnode *list = cnode_map_value(root, "listen");
 	char path[CONFIG_PATH_MAX];
 
 	for (size_t i = 0; i < cfg->nlisten; i++) {
@@ -1286,7 +983,7 @@ check_listeners(struct loader *ld, struct config *cfg, const struct cnode *root)
 		if (!l->proxy_protocol || l->nproxy_trusted > 0)
 			continue;
 		/* Only a value written somewhere turns it on: say where. */
-		v = map_value(item, "proxy_protocol");
+		v = cnode_map_value(item, "proxy_protocol");
 		if (v == NULL)
 			v = item != NULL ? item : list != NULL ? list : root;
 		cfg_path_index(path, sizeof path, "listen", i);
@@ -1396,7 +1093,7 @@ load(struct config *cfg, const char *path, char *const *overrides,
 	if (ld.nfail == 0 && !ld.oom)
 		check_tls(&ld, cfg, root);
 	if (!ld.oom)
-		build_dkim(&ld, cfg, root);
+		cfg_dkim_build(&ld, cfg, root);
 	if (ld.nfail == 0 && !ld.oom)
 		resolve(&ld, cfg, fo);
 	cfg->source = cfg_str_dup(&ld, name, strlen(name));

@@ -425,17 +425,6 @@ load_users_file(struct loader *ld, struct config *cfg, struct user_src **src,
 /* After the schema pass                                               */
 /* ------------------------------------------------------------------ */
 
-static const struct cnode *
-child(const struct cnode *map, const char *name)
-{
-	int j;
-
-	if (map == NULL || map->kind != CNODE_MAP)
-		return NULL;
-	j = cnode_map_find(map, name, strlen(name));
-	return j < 0 ? NULL : map->kids[j];
-}
-
 static int
 user_cmp(const void *a, const void *b)
 {
@@ -496,7 +485,8 @@ out:
 void
 cfg_auth_finish(struct loader *ld, struct config *cfg, const struct cnode *root)
 {
-	const struct cnode *users = child(root, "users"), *listen, *l, *v;
+	const struct cnode *users = cnode_map_value(root, "users");
+	const struct cnode *listen, *l, *v;
 	struct user_src *src = NULL;
 	enum smtp_sender_rule rule = SMTP_SENDER_ANY;
 	char path[CONFIG_PATH_MAX];
@@ -511,13 +501,14 @@ cfg_auth_finish(struct loader *ld, struct config *cfg, const struct cnode *root)
 		}
 		for (i = 0; i < cfg->nusers; i++) {
 			v = users != NULL && users->kind == CNODE_LIST &&
-			    i < users->n ? child(users->kids[i], "name") : NULL;
+			    i < users->n ?
+			    cnode_map_value(users->kids[i], "name") : NULL;
 			src[i] = v != NULL ? (struct user_src){ v->origin,
 			    v->line } : (struct user_src){ root->origin, 0 };
 		}
 	}
 	if (cfg->users_file != NULL) {
-		v = child(root, "users_file");
+		v = cnode_map_value(root, "users_file");
 		load_users_file(ld, cfg, &src, v != NULL ? v : root);
 	}
 	if (!ld->oom)
@@ -525,7 +516,7 @@ cfg_auth_finish(struct loader *ld, struct config *cfg, const struct cnode *root)
 	free(src);
 	if (cfg->sender_restrictions != NULL)
 		(void)sender_rule(cfg->sender_restrictions, &rule);
-	listen = child(root, "listen");
+	listen = cnode_map_value(root, "listen");
 	for (i = 0; i < cfg->nlisten; i++) {
 		struct listen_cfg *lc = &cfg->listen[i];
 
@@ -535,7 +526,7 @@ cfg_auth_finish(struct loader *ld, struct config *cfg, const struct cnode *root)
 			continue;
 		l = listen != NULL && listen->kind == CNODE_LIST &&
 		    i < listen->n ? listen->kids[i] : NULL;
-		v = child(l, "auth");
+		v = cnode_map_value(l, "auth");
 		if (v == NULL)
 			v = l != NULL ? l : root;
 		cfg_path_index(path, sizeof(path), "listen", i);

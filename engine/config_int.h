@@ -11,6 +11,9 @@
  *   config.c       meaning: the schema tables (struct cfg_key), the checks
  *                  of single values, the routing table, what needs the
  *                  whole configuration, machine-dependent defaults, the API.
+ *   config_auth.c, config_dkim.c, config_metrics.c  the same for one
+ *                  part each: SMTP AUTH and sender policy, DKIM signing,
+ *                  the metrics endpoint.
  *
  * The tree half only reads the schema (to walk override paths and match
  * variable names); it never converts a value.
@@ -132,6 +135,15 @@ struct cfg_key {
 	unsigned flags;
 };
 
+/* Table entries: the key, then its field (or list and count) in st. */
+#define KEY(nm, ty, df, lo, hi) \
+	.name = (nm), .type = (ty), .def = (df), .min = (lo), .max = (hi)
+#define FIELD(st, m) \
+	.offset = offsetof(st, m), .size = sizeof(((st *)0)->m)
+#define LIST(st, m, cnt) \
+	.offset = offsetof(st, m), .count_offset = offsetof(st, cnt), \
+	.elem_size = sizeof(*((st *)0)->m)
+
 /* The top-level table (config.c). */
 extern const struct cfg_key config_keys[];
 
@@ -192,6 +204,22 @@ cfg_key_find(const struct cfg_key *tbl, const char *s, size_t n)
 }
 
 /* ------------------------------------------------------------------ */
+/* config_dkim.c: DKIM keys and signing                                */
+/* ------------------------------------------------------------------ */
+
+/* The keys of one "dkim" entry, and the "dkim_signing" map. */
+extern const struct cfg_key config_dkim_keys[];
+extern const struct cfg_key config_dkim_signing_keys[];
+
+/*
+ * After the schema pass: load every key (once: the signer threads share
+ * them) and build cfg->dkim_policy. Every string is there by then; root:
+ * the tree, for the lines of the messages.
+ */
+void cfg_dkim_build(struct loader *ld, struct config *cfg,
+    const struct cnode *root);
+
+/* ------------------------------------------------------------------ */
 /* config_tree.c                                                       */
 /* ------------------------------------------------------------------ */
 
@@ -230,6 +258,8 @@ struct cnode *cnode_new(struct loader *ld, enum cnode_kind kind,
     const struct corigin *o, unsigned long line);
 /* Index of key s[0..n) in a map, or -1. */
 int cnode_map_find(const struct cnode *map, const char *s, size_t n);
+/* The value of key name in map; NULL if map is not a map or lacks it. */
+const struct cnode *cnode_map_value(const struct cnode *map, const char *name);
 /* Absent, or a null scalar: the key takes its default. */
 bool cnode_is_null(const struct cnode *n);
 /* "a map", "a list", "a scalar", "an empty value": for messages. */

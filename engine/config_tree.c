@@ -370,6 +370,17 @@ cnode_map_find(const struct cnode *map, const char *s, size_t n)
 	return -1;
 }
 
+const struct cnode *
+cnode_map_value(const struct cnode *map, const char *name)
+{
+	int j;
+
+	if (map == NULL || map->kind != CNODE_MAP)
+		return NULL;
+	j = cnode_map_find(map, name, strlen(name));
+	return j < 0 ? NULL : map->kids[j];
+}
+
 bool
 cnode_is_null(const struct cnode *n)
 {

@@ -34,8 +34,9 @@ Servers (python3-aiosmtpd, in a thread of the test process):
                         .mail_from ("" for <>), .rcpts (accepted at RCPT),
                         .delivered (recipients that got a 2xx in the end),
                         .data (bytes after dot-unstuffing, CRLF), .reply,
-                        .tls (the transaction was under TLS), .login (the
-                        AUTH user, or None),
+                        .tls (the transaction was under TLS),
+                        .tls_resumed (its handshake resumed a session; None
+                        without TLS), .login (the AUTH user, or None),
                         .attempt, .mail_options, .msgid
         refused()       transactions whose end-of-data reply was not 2xx
         rcpt_log()      (t, conn number, address, reply) for every RCPT
@@ -46,6 +47,8 @@ Servers (python3-aiosmtpd, in a thread of the test process):
                         once (within [t0, t1] if given)
         attempts(t0=None, t1=None)  connections opened (refused included)
         count(pred=None)   number of accepted transactions
+        tagged(tag)     accepted transactions of make_message(tag, ...)'s
+                        message (by its Message-ID)
       The connection aiosmtpd makes to itself at start is not recorded.
       stop() ends it (also at exit). Scripting helpers:
         fail_first(n, reply)    for rcpt/LMTP data: reply for the first n
@@ -77,10 +80,16 @@ sluiced:
       as the dns map. Attributes: d (the
       Daemon), port, conf, dlog. start()/stop()/kill9() as the Daemon's.
       wait_empty(timeout) waits for `queue count` to reach 0.
+      send_one(tag, rcpt, sender="s@client.test", **make_message options)
+      submits one message: (qid, data).
+      ctl(*args, timeout=120) runs sluicectl -c conf: (rc, stdout, stderr);
+      listing(*filters) is `queue list --json` with those filters, checked
+      to succeed (T), as a list of messages; ids(*filters) their sorted ids.
   DeliveryLog(path): lines() -> list of dicts (complete lines only);
       for_rcpt(addr), with_(**fields), wait_for(pred, timeout) -> the
-      matching lines once there is one (bounded), dump(n, pred) for
-      failure messages. ts_of(ts) turns a log time into epoch seconds.
+      matching lines once there is one (bounded), last_for(qid,
+      timeout=20) -> the newest line about qid once there is one, or {},
+      dump(n, pred) for failure messages. ts_of(ts) turns a log time into epoch seconds.
 
 Messages:
   make_message(tag, sender, rcpts, subject=None, size=600, rnd=None,
@@ -283,8 +292,11 @@ class _Handler:
         data = bytes(envelope.original_content)
         m = Msg(c.n, _norm_sender(envelope.mail_from), envelope.rcpt_tos, data,
                 envelope.mail_options)
-        # TLS under the transaction (STARTTLS or implicit), and who logged in.
-        m.tls = server.transport.get_extra_info("ssl_object") is not None
+        # TLS under the transaction (STARTTLS or implicit), whether its
+        # handshake resumed a session, and who logged in.
+        tls = server.transport.get_extra_info("ssl_object")
+        m.tls = tls is not None
+        m.tls_resumed = tls.session_reused if tls is not None else None
         m.login = getattr(getattr(session, "auth_data", None), "login", None)
         with srv.lock:
             k = m.msgid or sluice.sha256(data)
@@ -435,6 +447,10 @@ class Server:
     def msgs(self):
         with self.lock:
             return list(self._msgs)
+
+    def tagged(self, tag):
+        """The accepted transactions of make_message(tag, ...)'s message."""
+        return [m for m in self.msgs() if m.msgid == "<%s@client.test>" % tag]
 
     def refused(self):
         with self.lock:
@@ -751,6 +767,11 @@ class DeliveryLog:
             return [x for x in self.lines() if pred(x)]
         return wait_until(f, timeout, 0.1) or []
 
+    def last_for(self, qid, timeout=20):
+        """The newest line about qid, once there is one (bounded); {} if none."""
+        got = self.wait_for(lambda x: x.get("qid") == qid, timeout)
+        return got[-1] if got else {}
+
     def dump(self, n=40, pred=None):
         ls = [x for x in self.lines() if pred is None or pred(x)]
         return "\n".join(json.dumps(x) for x in ls[-n:])
@@ -812,6 +833,28 @@ class Relay:
 
     def log_tail(self, n=30):
         return self.d.log_tail(n)
+
+    def send_one(self, tag, rcpt, sender="s@client.test", **kw):
+        """make_message(tag, sender, [rcpt], **kw) submitted: (qid, data)."""
+        data = make_message(tag, sender, [rcpt], **kw)
+        return submit(self.port, sender, [rcpt], data), data
+
+    def ctl(self, *args, timeout=120):
+        """sluicectl on this relay's config file; (rc, stdout, stderr)."""
+        p = subprocess.run([sluice.SLUICECTL, "-c", self.conf] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, timeout=timeout,
+                           env=sluice.clean_env())
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    def listing(self, *filters):
+        """The messages `queue list --json FILTERS` shows; a failure is one."""
+        rc, out, err = self.ctl("queue", "list", "--json", *filters)
+        T.eq(rc, 0, "queue list %s: %s" % (" ".join(filters), err))
+        return json.loads(out) if rc == 0 else []
+
+    def ids(self, *filters):
+        return sorted(m["id"] for m in self.listing(*filters))
 
 
 # ---------------------------------------------------------------- messages

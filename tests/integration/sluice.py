@@ -20,6 +20,12 @@ Contract:
     reply (up to a final `NNN ` line) with a timeout, cmd(line) does both.
   - T (a Checker) records checks; finish() prints a summary and exits
     0 (all passed), 1 (any failed) or 77 (skip()).
+  - dkim_keygen(dir, sel, alg) makes a key with `sluicectl dkim-keygen`
+    for example.com: (its path, its TXT record's text); dkim_dns(keys)
+    answers python3-dkim's DNS queries from {sel: (path, txt)}.
+  - system_user(name="sluice") is the pwd entry of the system user a
+    daemon drops root for, created (as `make test` does) if it is
+    missing; the test is skipped unless it runs as root.
   - At exit every daemon still running is killed; temporary directories are
     removed unless a check failed (their path is printed then), and the tail
     of every daemon log is printed on failure.
@@ -34,6 +40,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pwd
 import random
 import re
 import shutil
@@ -178,6 +185,44 @@ def _cleanup():
 
 
 atexit.register(_cleanup)
+
+
+def dkim_keygen(d, sel, alg="ed25519", domain="example.com"):
+    """A new DKIM key in d by `sluicectl dkim-keygen`: (path, the text of
+    the TXT record it printed, its strings joined)."""
+    path = os.path.join(d, sel + ".pem")
+    r = subprocess.run([SLUICECTL, "dkim-keygen", "--domain", domain,
+                        "--selector", sel, "--algorithm", alg, "--out", path],
+                       capture_output=True, text=True, timeout=60, env=clean_env(),
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    return path, "".join(re.findall(r'"([^"]*)"', r.stdout))
+
+
+def dkim_dns(keys, domain="example.com"):
+    """A dnsfunc for python3-dkim: SEL._domainkey.DOMAIN answered from
+    keys {sel: (path, txt)} as they are when asked."""
+    def dnsfunc(name, timeout=5):
+        name = name.decode() if isinstance(name, bytes) else name
+        for sel, (_, txt) in keys.items():
+            if name.rstrip(".").lower() == "%s._domainkey.%s" % (sel, domain):
+                return txt.encode()
+        return None
+    return dnsfunc
+
+
+def system_user(name="sluice"):
+    """The pwd entry of system user name, made if missing; skips the test
+    unless it runs as root (only root can drop root)."""
+    if os.geteuid() != 0:
+        skip("needs root to drop it")
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                        name], check=True, timeout=30)
+        return pwd.getpwnam(name)
 
 
 def tmpdir():

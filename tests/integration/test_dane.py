@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
 import sluice
 from sluice import T
@@ -148,9 +147,7 @@ def eq(got, want, what, detail=""):
     T.ok(got == want, what, "expected %r, got %r\n%s" % (want, got, detail))
 
 
-def send(tag, rcpt):
-    data = dl.make_message(tag, "s@client.test", [rcpt])
-    return dl.submit(relay.port, "s@client.test", [rcpt], data), data
+send = relay.send_one
 
 
 def first(q, timeout=20):
@@ -159,7 +156,7 @@ def first(q, timeout=20):
 
 
 def got_by(z, tag):
-    return [m for m in servers[z].msgs() if m.msgid == "<%s@client.test>" % tag]
+    return servers[z].tagged(tag)
 
 
 def resolve(name, conf=None):

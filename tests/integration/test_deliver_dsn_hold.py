@@ -7,7 +7,6 @@
 # `queue hold` while a.test's failure is held; slow.test's delivery then
 # ends the pass and no DSN goes out; `queue release` tries x@a.test again,
 # and exactly one DSN reports it (and not the delivered recipient).
-import subprocess
 import time
 
 import sluice
@@ -26,12 +25,7 @@ relay = dl.Relay([
 ], delivery={"bounce_wait": "30s"}, shards=2)
 
 
-def ctl(*args):
-    p = subprocess.run([sluice.SLUICECTL, "-c", relay.conf] + list(args),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
-                       env=sluice.clean_env())
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
-
+ctl = relay.ctl
 
 rcpts = ["x@a.test", "s@slow.test"]
 data = dl.make_message("held-hold", "alice@sender.test", rcpts, subject="Held then on hold")

@@ -134,18 +134,14 @@ relay = dl.Relay(
 L = relay.dlog
 
 
-def one(tag, rcpt):
-    data = dl.make_message(tag, "s@client.test", [rcpt])
-    return dl.submit(relay.port, "s@client.test", [rcpt], data), data
+one = relay.send_one
 
 
-def final(qid, timeout=20):
-    got = L.wait_for(lambda x: x.get("qid") == qid, timeout)
-    return got[-1] if got else {}
+final = L.last_for
 
 
 def got(d, tag):
-    return [m for m in srv[d].msgs() if m.msgid == "<%s@client.test>" % tag]
+    return srv[d].tagged(tag)
 
 
 def status():

@@ -52,14 +52,11 @@ L = relay.dlog
 
 
 def one(tag, rcpt, size=2000):
-    data = dl.make_message(tag, "s@client.test", [rcpt], size=size,
-                           leading_dots=True)
-    return dl.submit(relay.port, "s@client.test", [rcpt], data), data
+    return relay.send_one(tag, rcpt, size=size, leading_dots=True)
 
 
-def final(qid, timeout=30):
-    got = L.wait_for(lambda x: x.get("qid") == qid, timeout)
-    return got[-1] if got else {}
+def final(qid):
+    return L.last_for(qid, 30)
 
 
 def at_sink(tag, timeout=30):

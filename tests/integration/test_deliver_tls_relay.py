@@ -12,7 +12,6 @@
 #    the message is deferred (4.7.0, "not sent in plaintext") and stays
 #    queued; a route with auth_insecure: true to that server delivers;
 #  - a wrong password: 535 from the server, deferred (never bounced).
-import os
 
 import sluice
 from sluice import T
@@ -60,18 +59,14 @@ relay = dl.Relay([
 L = relay.dlog
 
 
-def one(tag, rcpt):
-    data = dl.make_message(tag, "s@client.test", [rcpt])
-    return dl.submit(relay.port, "s@client.test", [rcpt], data), data
+one = relay.send_one
 
 
-def final(qid, timeout=20):
-    got = L.wait_for(lambda x: x.get("qid") == qid, timeout)
-    return got[-1] if got else {}
+final = L.last_for
 
 
 def got(srv, tag):
-    return [m for m in srv.msgs() if m.msgid == "<%s@client.test>" % tag]
+    return srv.tagged(tag)
 
 
 try:

@@ -17,7 +17,6 @@
 # a message that cannot be signed (too many signed fields) gets 451 4.3.0
 # and is not queued. /metrics' sluice_dkim_sign_seconds counts each signed
 # message once and an unsigned one not at all.
-import base64
 import json
 import os
 import re
@@ -51,30 +50,14 @@ d = sluice.tmpdir()
 env = sluice.clean_env()
 
 
-def keygen(sel, alg):
-    path = os.path.join(d, sel + ".pem")
-    r = subprocess.run([sluice.SLUICECTL, "dkim-keygen", "--domain", "example.com",
-                        "--selector", sel, "--algorithm", alg, "--out", path],
-                       capture_output=True, text=True, timeout=60, env=env,
-                       stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, r.stderr
-    txt = "".join(re.findall(r'"([^"]*)"', r.stdout))
-    return path, txt
-
-
-keys = {"r1": keygen("r1", "rsa"), "e1": keygen("e1", "ed25519")}
+keys = {"r1": sluice.dkim_keygen(d, "r1", "rsa"), "e1": sluice.dkim_keygen(d, "e1")}
 keyfile = os.path.join(d, "keys.txt")
 with open(keyfile, "w") as f:
     for sel, (_, txt) in keys.items():
         f.write("%s._domainkey.example.com %s\n" % (sel, txt))
 
 
-def dnsfunc(name, timeout=5):
-    name = name.decode() if isinstance(name, bytes) else name
-    for sel, (_, txt) in keys.items():
-        if name.rstrip(".").lower() == "%s._domainkey.example.com" % sel:
-            return txt.encode()
-    return None
+dnsfunc = sluice.dkim_dns(keys)
 
 
 srv = dl.Server("sink")

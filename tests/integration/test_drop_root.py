@@ -10,7 +10,6 @@
 # it is missing (as `make test` does).
 # timeout: 120
 import os
-import pwd
 import subprocess
 import time
 
@@ -20,16 +19,7 @@ from sluice import T
 import deliverlib as dl
 
 USER = "sluice"
-
-if os.geteuid() != 0:
-    sluice.skip("needs root to drop it")
-try:
-    pw = pwd.getpwnam(USER)
-except KeyError:
-    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
-                    "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", USER],
-                   check=True, timeout=30)
-    pw = pwd.getpwnam(USER)
+pw = sluice.system_user(USER)
 T.ok(pw.pw_uid != 0 and pw.pw_gid != 0, "user %s is not root (uid %d, gid %d)" % (USER, pw.pw_uid, pw.pw_gid))
 
 

@@ -12,8 +12,6 @@
 # and filters together, or a bulk verb without either, are usage errors;
 # more than 100 selected messages need --yes; a released message keeps
 # its attempt count; bounce writes one DSN per message to the sender.
-import json
-import subprocess
 import time
 
 import sluice
@@ -37,21 +35,7 @@ relay = dl.Relay([
 d = relay.d
 
 
-def ctl(*args):
-    p = subprocess.run([sluice.SLUICECTL, "-c", relay.conf] + list(args),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
-                       env=sluice.clean_env())
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
-
-
-def listing(*filters):
-    rc, out, err = ctl("queue", "list", "--json", *filters)
-    T.eq(rc, 0, "queue list %s: %s" % (" ".join(filters), err))
-    return json.loads(out) if rc == 0 else []
-
-
-def ids(*filters):
-    return sorted(m["id"] for m in listing(*filters))
+ctl, listing, ids = relay.ctl, relay.listing, relay.ids
 
 
 def send(sender, rcpt, tag):

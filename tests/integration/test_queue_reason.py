@@ -10,9 +10,6 @@
 # `delete --reason "mailbox full" --yes` deletes exactly the messages
 # with a b.test recipient and prints that count; a reason nobody gave
 # selects nothing, and an empty --reason is a usage error.
-import json
-import subprocess
-import time
 
 import sluice
 from sluice import T
@@ -28,21 +25,7 @@ relay = dl.Relay([
 ])
 
 
-def ctl(*args):
-    p = subprocess.run([sluice.SLUICECTL, "-c", relay.conf] + list(args),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
-                       env=sluice.clean_env())
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
-
-
-def listing(*filters):
-    rc, out, err = ctl("queue", "list", "--json", *filters)
-    T.eq(rc, 0, "queue list %s: %s" % (" ".join(filters), err))
-    return json.loads(out) if rc == 0 else []
-
-
-def ids(*filters):
-    return sorted(m["id"] for m in listing(*filters))
+ctl, listing, ids = relay.ctl, relay.listing, relay.ids
 
 
 def send(rcpts, tag):

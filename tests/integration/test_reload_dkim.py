@@ -11,7 +11,6 @@
 # keys staying in force.
 import os
 import re
-import subprocess
 
 import sluice
 from sluice import T
@@ -25,29 +24,8 @@ except ImportError:
     sluice.finish()
 
 d = sluice.tmpdir()
-keys = {}
-
-
-def keygen(sel):
-    path = os.path.join(d, sel + ".pem")
-    r = subprocess.run([sluice.SLUICECTL, "dkim-keygen", "--domain", "example.com",
-                        "--selector", sel, "--algorithm", "ed25519", "--out", path],
-                       capture_output=True, text=True, timeout=60, env=sluice.clean_env(),
-                       stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, r.stderr
-    keys[sel] = (path, "".join(re.findall(r'"([^"]*)"', r.stdout)))
-
-
-keygen("s1")
-keygen("s2")
-
-
-def dnsfunc(name, timeout=5):
-    name = name.decode() if isinstance(name, bytes) else name
-    for sel, (_, txt) in keys.items():
-        if name.rstrip(".").lower() == "%s._domainkey.example.com" % sel:
-            return txt.encode()
-    return None
+keys = {sel: sluice.dkim_keygen(d, sel) for sel in ("s1", "s2")}
+dnsfunc = sluice.dkim_dns(keys)
 
 
 sink = dl.Server("sink")

@@ -10,10 +10,8 @@
 # port needs a restart; mail still flows. The test creates the system
 # user `sluice` if it is missing (as `make test` does).
 import os
-import pwd
 import random
 import ssl
-import subprocess
 
 import sluice
 import tlslib
@@ -22,15 +20,7 @@ from sluice import T
 import deliverlib as dl
 
 USER = "sluice"
-if os.geteuid() != 0:
-    sluice.skip("needs root to drop it")
-try:
-    pw = pwd.getpwnam(USER)
-except KeyError:
-    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
-                    "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", USER],
-                   check=True, timeout=30)
-    pw = pwd.getpwnam(USER)
+pw = sluice.system_user(USER)
 
 certs = tlslib.Certs(["one.example"])
 os.chown(certs.key, 0, 0)

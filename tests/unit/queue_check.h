@@ -1,7 +1,8 @@
 /*
  * queue_check.h - helpers the queue's unit tests share: reading a
  * segment's log position and reading or writing the index's format
- * version behind the queue code's back, opening a segment file of a
+ * version behind the queue code's back, the put of a message the index
+ * alone knows, writing a whole record, opening a segment file of a
  * spool, and running recovery with its stderr captured. Needs
  * QUEUE_INTERNAL and check.h first.
  */
@@ -61,6 +62,32 @@ check_index_version(const char *spool, bool set, uint32_t version)
 	CHECK_FATAL(mdb_txn_commit(txn) == 0);
 	mdb_env_close(env);
 	return version;
+}
+
+/*
+ * The put of a message known only to the index (no record is written:
+ * the index never reads the segment): its envelope, with the recipients
+ * rcpt[0..n), encoded into env[0..cap), which must outlive the put.
+ */
+static inline struct queue_put
+check_index_put(uint8_t *env, size_t cap, uint64_t qid, uint64_t seg,
+    const char **rcpt, uint16_t n)
+{
+	struct envelope e = {
+		.qid = qid, .arrival_us = 1, .sender = "s@example.org",
+		.client_addr = "127.0.0.1", .helo = "h", .protocol = "ESMTP",
+		.rcpt = rcpt, .nrcpt = n,
+	};
+	size_t len = envelope_encoded_len(&e);
+
+	CHECK_FATAL(len <= cap);
+	CHECK_FATAL(envelope_encode(&e, env) == len);
+	return (struct queue_put){
+		.qid = qid, .seg = seg, .offset = 0,
+		.rec_len = (uint32_t)(32 + len + 10), .msg_len = 10,
+		.checksum = 1, .env = env, .env_len = (uint32_t)len,
+		.nrcpt = n,
+	};
 }
 
 /* A message record a test writes (two recipients) and its put. */

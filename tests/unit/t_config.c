@@ -27,109 +27,11 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "config_check.h"
 #include "../../engine/config.h"
-#include "../../deliver/resolver.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 #define MAX_ERRS	24
-
-static char tmp_path[64];
-
-/* Write text to a fresh temporary file; its name is in tmp_path. */
-static const char *
-write_tmp(const char *text, size_t len)
-{
-	const char *dir = "/tmp";
-	int fd;
-
-	snprintf(tmp_path, sizeof tmp_path, "%s/t_config.XXXXXX", dir);
-	fd = mkstemp(tmp_path);
-	CHECK_FATAL(fd >= 0);
-	CHECK_FATAL(write(fd, text, len) == (ssize_t)len);
-	CHECK_FATAL(close(fd) == 0);
-	return tmp_path;
-}
-
-/* Replace each "@" in want by file. */
-static void
-expand(const char *want, const char *file, char *out, size_t len)
-{
-	size_t o = 0;
-
-	for (; *want != '\0' && o + 1 < len; want++) {
-		if (*want == '@') {
-			size_t n = strlen(file);
-
-			if (n > len - 1 - o)
-				n = len - 1 - o;
-			memcpy(out + o, file, n);
-			o += n;
-		} else {
-			out[o++] = *want;
-		}
-	}
-	out[o] = '\0';
-}
-
-/* errs must hold exactly want[] (NULL-terminated), in that order. */
-static void
-expect_errors(const struct config_errors *errs, const char *file,
-    const char *const *want)
-{
-	char buf[1024];
-	size_t i, n = 0;
-	bool ok;
-
-	while (want[n] != NULL)
-		n++;
-	ok = errs->n == n;
-	for (i = 0; i < n && i < errs->n; i++) {
-		expand(want[i], file, buf, sizeof buf);
-		if (strcmp(errs->msg[i], buf) != 0)
-			ok = false;
-	}
-	if (ok)
-		return;
-	fprintf(stderr, "  errors differ; got %zu:\n", errs->n);
-	for (i = 0; i < errs->n; i++)
-		fprintf(stderr, "    %s\n", errs->msg[i]);
-	fprintf(stderr, "  expected %zu:\n", n);
-	for (i = 0; i < n; i++) {
-		expand(want[i], file, buf, sizeof buf);
-		fprintf(stderr, "    %s\n", buf);
-	}
-	CHECK(ok);
-}
-
-/*
- * Load yaml (NULL: embedded default) with overrides and environment.
- * Returns config_load()'s result; file name in *file (tmp_path or NULL).
- */
-static int
-load(struct config *cfg, struct config_errors *errs, const char *yaml,
-    const char *const *ovr, const char *const *env, const char **file)
-{
-	size_t novr = 0;
-	const char *path = NULL;
-	int n;
-
-	while (ovr != NULL && ovr[novr] != NULL)
-		novr++;
-	if (yaml != NULL)
-		path = write_tmp(yaml, strlen(yaml));
-	n = config_load(cfg, path, (char *const *)ovr, novr, (char *const *)env,
-	    errs);
-	if (path != NULL)
-		unlink(path);
-	if (file != NULL)
-		*file = path;
-	/* The contract: the count is what was appended, cfg freed on error. */
-	CHECK((size_t)n == errs->n);
-	if (n > 0)
-		CHECK(cfg->source == NULL && cfg->listen == NULL &&
-		    cfg->spool == NULL);
-	return n;
-}
 
 static uint16_t
 sa_port(const struct sockaddr_storage *sa)
@@ -214,7 +116,7 @@ test_embedded_default(void)
 	struct config cfg;
 	struct config_errors errs = { 0 };
 
-	CHECK_FATAL(load(&cfg, &errs, NULL, NULL, NULL, NULL) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs, NULL, NULL, NULL, NULL) == 0);
 	CHECK(strcmp(cfg.source, "(embedded default)") == 0);
 	check_defaults(&cfg);
 	config_free(&cfg);
@@ -234,7 +136,8 @@ test_empty_file(void)
 	size_t i;
 
 	for (i = 0; i < NELEM(texts); i++) {
-		CHECK_FATAL(load(&cfg, &errs, texts[i], NULL, NULL, &file) == 0);
+		CHECK_FATAL(check_load(&cfg, &errs, texts[i], NULL, NULL,
+		    &file) == 0);
 		CHECK(strcmp(cfg.source, file) == 0);
 		check_defaults(&cfg);
 		config_free(&cfg);
@@ -272,7 +175,7 @@ test_full_file(void)
 	struct config_errors errs = { 0 };
 	const struct sockaddr_in6 *sin6;
 
-	CHECK_FATAL(load(&cfg, &errs, yaml, NULL, NULL, NULL) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs, yaml, NULL, NULL, NULL) == 0);
 	CHECK(strcmp(cfg.hostname, "mx.example.org") == 0);
 	CHECK(strcmp(cfg.spool, "/var/spool/sluice") == 0);
 	CHECK(cfg.shards == 4);
@@ -554,13 +457,13 @@ run_error_case(const struct error_case *c)
 	struct config cfg;
 	struct config_errors errs = { 0 };
 	const char *file = NULL;
-	char saved[sizeof tmp_path];
+	char saved[sizeof check_tmp_path];
 	int n;
 
-	n = load(&cfg, &errs, c->yaml, c->ovr, c->env, &file);
+	n = check_load(&cfg, &errs, c->yaml, c->ovr, c->env, &file);
 	snprintf(saved, sizeof saved, "%s", file ? file : "(embedded default)");
 	CHECK(n > 0);
-	expect_errors(&errs, saved, c->want);
+	check_errors(&errs, saved, c->want);
 	config_errors_free(&errs);
 	CHECK(errs.msg == NULL && errs.n == 0);
 }
@@ -581,10 +484,10 @@ test_cannot_open(void)
 
 	CHECK(config_load(&cfg, "/nonexistent/sluice.yaml", (char *const *)ovr,
 	    1, NULL, &errs) == 1);
-	expect_errors(&errs, "", want_missing);
+	check_errors(&errs, "", want_missing);
 	config_errors_free(&errs);
 	CHECK(config_load(&cfg, "/", NULL, 0, NULL, &errs) == 1);
-	expect_errors(&errs, "", want_dir);
+	check_errors(&errs, "", want_dir);
 	config_errors_free(&errs);
 }
 
@@ -597,14 +500,14 @@ test_file_too_large(void)
 	struct config cfg;
 	struct config_errors errs = { 0 };
 	size_t len = 1024 * 1024 + 1;
-	char *big = malloc(len), path[sizeof tmp_path];
+	char *big = malloc(len), path[sizeof check_tmp_path];
 
 	CHECK_FATAL(big != NULL);
 	memset(big, '#', len);
-	write_tmp(big, len);
-	snprintf(path, sizeof path, "%s", tmp_path);
+	check_write_tmp(big, len);
+	snprintf(path, sizeof path, "%s", check_tmp_path);
 	CHECK(config_load(&cfg, path, NULL, 0, NULL, &errs) == 1);
-	expect_errors(&errs, path, want);
+	check_errors(&errs, path, want);
 	unlink(path);
 	free(big);
 	config_errors_free(&errs);
@@ -657,7 +560,7 @@ test_override_scalar_nested(void)
 	struct config cfg;
 	struct config_errors errs = { 0 };
 
-	CHECK_FATAL(load(&cfg, &errs, base_yaml, ovr, NULL, NULL) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs, base_yaml, ovr, NULL, NULL) == 0);
 	CHECK(strcmp(cfg.spool, "/tmp/spool") == 0);
 	CHECK(cfg.limits.errors == 7);
 	CHECK(cfg.shards == 3);
@@ -682,7 +585,7 @@ test_override_lists(void)
 	struct config cfg;
 	struct config_errors errs = { 0 };
 
-	CHECK_FATAL(load(&cfg, &errs, base_yaml, ovr, NULL, NULL) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs, base_yaml, ovr, NULL, NULL) == 0);
 	CHECK_FATAL(cfg.nlisten == 4);
 	CHECK(strcmp(cfg.listen[0].address, "0.0.0.0:2500") == 0);
 	CHECK(sa_port(&cfg.listen[0].sa) == 2500);
@@ -711,7 +614,8 @@ test_override_default_list(void)
 	struct config cfg;
 	struct config_errors errs = { 0 };
 
-	CHECK_FATAL(load(&cfg, &errs, "spool: /a\n", ovr, NULL, NULL) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs, "spool: /a\n", ovr, NULL,
+	    NULL) == 0);
 	CHECK_FATAL(cfg.nlisten == 2);
 	CHECK(strcmp(cfg.listen[0].address, "10.1.1.1:25") == 0);
 	CHECK(strcmp(cfg.listen[1].address, "10.1.1.2:25") == 0);
@@ -738,14 +642,15 @@ test_denied_networks(void)
 	struct config_errors errs = { 0 };
 	struct deliver_cfg dc;
 
-	CHECK_FATAL(load(&cfg, &errs, "spool: /a\n", empty, NULL, NULL) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs, "spool: /a\n", empty, NULL,
+	    NULL) == 0);
 	CHECK(cfg.delivery.ndenied_networks == 0);
 	config_deliver_cfg(&cfg, &dc);
 	CHECK_FATAL(dc.nlisten == 2);
 	CHECK(dc.listen[0].ss_family == AF_INET && sa_port(&dc.listen[0]) == 2525);
 	CHECK(dc.listen[1].ss_family == AF_INET6 && sa_port(&dc.listen[1]) == 25);
 	config_free(&cfg);
-	CHECK(load(&cfg, &errs, "spool: /a\n", bad, NULL, NULL) == 1);
+	CHECK(check_load(&cfg, &errs, "spool: /a\n", bad, NULL, NULL) == 1);
 	CHECK(errs.n == 1 && strstr(errs.msg[0], "delivery.denied_networks.0") &&
 	    strstr(errs.msg[0], "host bits set"));
 	config_errors_free(&errs);
@@ -761,7 +666,7 @@ test_override_map_merge(void)
 	struct config cfg;
 	struct config_errors errs = { 0 };
 
-	CHECK_FATAL(load(&cfg, &errs, base_yaml, ovr, NULL, NULL) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs, base_yaml, ovr, NULL, NULL) == 0);
 	CHECK(cfg.limits.errors == 5);
 	CHECK(cfg.limits.recipients == 7);
 	CHECK(cfg.limits.connections == 9);
@@ -796,7 +701,7 @@ test_environment(void)
 	struct config cfg;
 	struct config_errors errs = { 0 };
 
-	CHECK_FATAL(load(&cfg, &errs, base_yaml, ovr, env, NULL) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs, base_yaml, ovr, env, NULL) == 0);
 	CHECK(cfg.limits.message_size == 20ULL << 20);
 	CHECK(cfg.limits.connections_per_client == 7);
 	CHECK(cfg.limits.connections == 70);
@@ -811,381 +716,6 @@ test_environment(void)
 	CHECK_FATAL(cfg.nallowed_networks == 2);
 	CHECK(cfg.allowed_networks[0].prefix == 8);
 	CHECK(cfg.allowed_networks[1].prefix == 16);
-	config_free(&cfg);
-	config_errors_free(&errs);
-}
-
-/* ------------------------------------------------------------------ */
-/* Routes and relay_host.                                             */
-/* ------------------------------------------------------------------ */
-
-static void
-test_routes_file(void)
-{
-	/* preset comes last in the file but applies before max_connections. */
-	static const char yaml[] =
-	    "routes:\n"
-	    "  - domain: legacy.example\n"
-	    "    transport: smtp:[old-relay.example]:25\n"
-	    "    max_connections: 4\n"
-	    "    preset: relaylim\n"
-	    "  - domain: .alerts.example\n"
-	    "    transport: smtp\n"
-	    "    preset: oneshot\n"
-	    "    max_rate: 600/m\n"
-	    "    retry: 1m, 5m, 15m\n"
-	    "  - domain: \"*\"\n"
-	    "    transport: lmtp:unix:/run/lmtp.sock\n"
-	    "    max_age: 12h\n"
-	    "    auth: \"user:pa:ss\"\n";
-	struct config cfg;
-	struct config_errors errs = { 0 };
-	const struct route *r;
-
-	CHECK_FATAL(load(&cfg, &errs, yaml, NULL, NULL, NULL) == 0);
-	CHECK(cfg.nroute_cfgs == 3);
-	CHECK(cfg.relay_host == NULL);
-	CHECK(cfg.routes.count == 2);
-	r = route_lookup(&cfg.routes, "LEGACY.example.");
-	CHECK_FATAL(r != NULL);
-	CHECK(strcmp(r->pattern, "legacy.example") == 0);
-	CHECK(r->transport.kind == ROUTE_SMTP && !r->transport.mx_lookup);
-	CHECK(strcmp(r->transport.host, "old-relay.example") == 0);
-	CHECK(r->policy.max_connections == 4);
-	CHECK(r->policy.max_attempts == 0);
-	r = route_lookup(&cfg.routes, "pager.alerts.example");
-	CHECK_FATAL(r != NULL);
-	CHECK(strcmp(r->pattern, ".alerts.example") == 0);
-	CHECK(r->policy.max_attempts == 1);
-	CHECK(r->policy.max_connections == 20);
-	CHECK(r->policy.max_rate == 10.0);
-	CHECK(!r->policy.retry.exponential && r->policy.retry.count == 3);
-	CHECK(route_retry_delay(&r->policy.retry, 3) == 900);
-	/* ".alerts.example" does not match alerts.example itself. */
-	r = route_lookup(&cfg.routes, "alerts.example");
-	CHECK_FATAL(r != NULL);
-	CHECK(r == cfg.routes.wildcard);
-	CHECK(r->transport.kind == ROUTE_LMTP && r->transport.unix_socket);
-	CHECK(strcmp(r->transport.host, "/run/lmtp.sock") == 0);
-	CHECK(r->policy.max_age_s == 12 * 3600);
-	CHECK(r->policy.auth && strcmp(r->policy.auth_password, "pa:ss") == 0);
-	config_free(&cfg);
-	CHECK(cfg.routes.wildcard == NULL && cfg.routes.slots == NULL);
-	config_errors_free(&errs);
-}
-
-/* No routes: an empty table; relay_host alone is the "*" route. */
-static void
-test_routes_relay_host(void)
-{
-	static const char *const ovr[] = { "relay_host=[h]:25", NULL };
-	static const char *const env[] = {
-		"SLUICE_RELAY_HOST=[smarthost.example]:587", NULL,
-	};
-	struct config cfg;
-	struct config_errors errs = { 0 };
-	const struct route *r;
-
-	CHECK_FATAL(load(&cfg, &errs, NULL, NULL, NULL, NULL) == 0);
-	CHECK(cfg.routes.count == 0 && cfg.routes.wildcard == NULL);
-	CHECK(route_lookup(&cfg.routes, "example.com") == NULL);
-	config_free(&cfg);
-
-	CHECK_FATAL(load(&cfg, &errs,
-	    "relay_host: \"[smarthost.example]:587\"\n", NULL, NULL,
-	    NULL) == 0);
-	r = route_lookup(&cfg.routes, "example.com");
-	CHECK_FATAL(r != NULL && r == cfg.routes.wildcard);
-	CHECK(r->transport.kind == ROUTE_SMTP && r->transport.bracketed);
-	CHECK(strcmp(r->transport.host, "smarthost.example") == 0);
-	CHECK(r->transport.port == 587);
-	CHECK(r->policy.max_connections == 20);
-	config_free(&cfg);
-
-	/* The environment, then -o on top of it. */
-	CHECK_FATAL(load(&cfg, &errs, NULL, NULL, env, NULL) == 0);
-	CHECK(strcmp(cfg.relay_host, "[smarthost.example]:587") == 0);
-	CHECK(cfg.routes.wildcard != NULL &&
-	    cfg.routes.wildcard->transport.port == 587);
-	config_free(&cfg);
-	CHECK_FATAL(load(&cfg, &errs, NULL, ovr, env, NULL) == 0);
-	CHECK_FATAL(cfg.routes.wildcard != NULL);
-	CHECK(strcmp(cfg.routes.wildcard->transport.host, "h") == 0);
-	CHECK(cfg.routes.wildcard->transport.port == 25);
-	config_free(&cfg);
-	config_errors_free(&errs);
-}
-
-/* A password file of mode mode holding text; its name in out. */
-static void
-password_file(char *out, size_t len, const char *text, mode_t mode)
-{
-	int fd;
-
-	snprintf(out, len, "/tmp/t_config_pw.XXXXXX");
-	fd = mkstemp(out);
-	CHECK_FATAL(fd >= 0);
-	CHECK_FATAL(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
-	CHECK_FATAL(fchmod(fd, mode) == 0);
-	CHECK_FATAL(close(fd) == 0);
-}
-
-/*
- * Outbound TLS and credentials: delivery.tls, the route keys, relay_tls
- * and relay_auth (a map with a password file whose mode is checked, or
- * the one-line form), and the errors for keys that do not go together.
- */
-static void
-test_routes_tls_auth(void)
-{
-	char pw[64], pw_open[64], yaml[1024], want[256];
-	struct config cfg;
-	struct config_errors errs = { 0 };
-	const struct route *r;
-	const char *file;
-
-	password_file(pw, sizeof pw, "s3cr:et\n", 0600);
-	password_file(pw_open, sizeof pw_open, "s3cret\n", 0644);
-
-	CHECK_FATAL(load(&cfg, &errs, NULL, NULL, NULL, NULL) == 0);
-	/* MX delivery: DANE where DNSSEC says so, may elsewhere. */
-	CHECK(strcmp(cfg.delivery.tls, "dane") == 0);
-	CHECK(cfg.delivery.tls_level == ROUTE_TLS_DANE);
-	CHECK(cfg.delivery.tls_ca_file == NULL);
-	CHECK(cfg.dns.dnssec == NULL);
-	CHECK(cfg.dns.dnssec_mode == RESOLVE_DNSSEC_CFG_AUTO);
-	config_free(&cfg);
-
-	snprintf(yaml, sizeof yaml,
-	    "delivery: {tls: encrypt}\n"
-	    "relay_host: \"[smtp.provider.example]:587\"\n"
-	    "relay_tls: verify\n"
-	    "relay_auth:\n"
-	    "  user: apikey\n"
-	    "  password_file: %s\n"
-	    "routes:\n"
-	    "  - domain: partner.example\n"
-	    "    transport: \"smtp:[mx.partner.example]:465\"\n"
-	    "    tls: implicit\n"
-	    "    tls_name: mail.partner.example\n"
-	    "    auth: \"u:p:w\"\n"
-	    "  - domain: lan.example\n"
-	    "    transport: \"smtp:[10.0.0.1]:25\"\n"
-	    "    tls: none\n"
-	    "    auth: {user: u, password: pw}\n"
-	    "    auth_insecure: true\n", pw);
-	CHECK_FATAL(load(&cfg, &errs, yaml, NULL, NULL, NULL) == 0);
-	CHECK(cfg.delivery.tls_level == ROUTE_TLS_ENCRYPT);
-	r = cfg.routes.wildcard;
-	CHECK_FATAL(r != NULL);
-	CHECK(r->policy.tls == ROUTE_TLS_VERIFY && !r->policy.tls_implicit);
-	CHECK(r->policy.auth && strcmp(r->policy.auth_user, "apikey") == 0);
-	/* The final newline is not part of the password. */
-	CHECK(strcmp(r->policy.auth_password, "s3cr:et") == 0);
-	r = route_lookup(&cfg.routes, "partner.example");
-	CHECK_FATAL(r != NULL);
-	CHECK(r->policy.tls == ROUTE_TLS_ENCRYPT && r->policy.tls_implicit);
-	CHECK(strcmp(r->policy.tls_name, "mail.partner.example") == 0);
-	CHECK(strcmp(r->policy.auth_user, "u") == 0);
-	CHECK(strcmp(r->policy.auth_password, "p:w") == 0);
-	r = route_lookup(&cfg.routes, "lan.example");
-	CHECK_FATAL(r != NULL);
-	CHECK(r->policy.tls == ROUTE_TLS_NONE && r->policy.auth_insecure);
-	CHECK(strcmp(r->policy.auth_password, "pw") == 0);
-	config_free(&cfg);
-
-	/* The environment reaches into the map. */
-	{
-		char e1[96];
-		const char *env[] = {
-			"SLUICE_RELAY_HOST=[smtp.provider.example]:465",
-			"SLUICE_RELAY_TLS=implicit",
-			"SLUICE_RELAY_AUTH_USER=apikey",
-			e1, NULL,
-		};
-
-		snprintf(e1, sizeof e1, "SLUICE_RELAY_AUTH_PASSWORD_FILE=%s",
-		    pw);
-		CHECK_FATAL(load(&cfg, &errs, NULL, NULL, env, NULL) == 0);
-		r = cfg.routes.wildcard;
-		CHECK_FATAL(r != NULL);
-		CHECK(r->policy.tls_implicit && r->policy.auth);
-		CHECK(strcmp(r->policy.auth_password, "s3cr:et") == 0);
-		config_free(&cfg);
-	}
-
-	/* A password file others can read is refused, at its line. */
-	snprintf(yaml, sizeof yaml,
-	    "relay_host: \"[smtp.provider.example]:587\"\n"
-	    "relay_auth:\n"
-	    "  user: apikey\n"
-	    "  password_file: %s\n", pw_open);
-	CHECK(load(&cfg, &errs, yaml, NULL, NULL, &file) == 1);
-	snprintf(want, sizeof want, "@:4: relay_auth.password_file: password "
-	    "file %s has mode 0644: group or others may read or change it "
-	    "(chmod 600 it)", pw_open);
-	{
-		const char *w[] = { want, NULL };
-
-		expect_errors(&errs, file, w);
-	}
-	config_errors_free(&errs);
-
-	snprintf(yaml, sizeof yaml,
-	    "delivery: {tls: none, tls_ca_file: /nonexistent/ca.pem}\n"
-	    "relay_tls: encrypt\n"
-	    "routes:\n"
-	    "  - domain: a.example\n"
-	    "    transport: smtp\n"
-	    "    auth: {user: u, password_file: /nonexistent/pw}\n"
-	    "  - domain: b.example\n"
-	    "    transport: smtp\n"
-	    "    tls: may\n"
-	    "    tls_implicit: true\n"
-	    "  - domain: c.example\n"
-	    "    transport: smtp\n"
-	    "    auth: {password: x}\n"
-	    "  - domain: d.example\n"
-	    "    transport: smtp\n"
-	    "    auth: u:p\n"
-	    "  - domain: e.example\n"
-	    "    transport: lmtp:unix:/run/x.sock\n"
-	    "    tls: encrypt\n"
-	    "  - domain: f.example\n"
-	    "    transport: smtp\n"
-	    "    tls: sometimes\n");
-	CHECK(load(&cfg, &errs, yaml, NULL, NULL, &file) > 0);
-	{
-		const char *w[] = {
-			"@:1: delivery.tls_ca_file: CA file "
-			    "/nonexistent/ca.pem: No such file or directory",
-			"@:2: relay_tls: only with relay_host (for a route, "
-			    "use its own tls and auth keys)",
-			"@:6: routes.0.auth.password_file: cannot open "
-			    "password file /nonexistent/pw: No such file or "
-			    "directory",
-			"@:9: routes.1: tls_implicit needs tls: encrypt or "
-			    "verify, not may",
-			"@:13: routes.2.auth: auth needs a user and one of "
-			    "password_file and password",
-			"@:14: routes.3: auth with tls: none would send the "
-			    "password in plaintext; use tls: may, encrypt or "
-			    "verify, or set auth_insecure: true",
-			"@:19: routes.4: no TLS over a unix socket: tls must "
-			    "be none or may",
-			"@:22: routes.5.tls: bad tls 'sometimes': want none, "
-			    "may, encrypt, verify, dane, dane-only or "
-			    "implicit",
-			NULL,
-		};
-
-		expect_errors(&errs, file, w);
-	}
-	config_errors_free(&errs);
-	unlink(pw);
-	unlink(pw_open);
-}
-
-/* mta_sts: its defaults, its keys, a route's override, its errors. */
-static void
-test_mta_sts(void)
-{
-	struct config cfg;
-	struct config_errors errs = { 0 };
-	const struct route *r;
-	const char *file;
-
-	CHECK(load(&cfg, &errs, "hostname: x.example\n", NULL, NULL,
-	    &file) == 0);
-	CHECK(cfg.mta_sts.enabled == 1 && cfg.mta_sts.ca_file == NULL);
-	CHECK(cfg.mta_sts.wait_ms == 5000);
-	CHECK(cfg.mta_sts.fetch_timeout_ms == 10000);
-	config_free(&cfg);
-	config_errors_free(&errs);
-
-	CHECK(load(&cfg, &errs, "mta_sts: {enabled: false, wait: 2s, "
-	    "fetch_timeout: 3s}\n"
-	    "routes:\n"
-	    "  - {domain: a.example, transport: smtp, mta_sts: false}\n"
-	    "  - {domain: b.example, transport: smtp, mta_sts: true}\n",
-	    NULL, NULL, &file) == 0);
-	CHECK(cfg.mta_sts.enabled == 0 && cfg.mta_sts.wait_ms == 2000);
-	CHECK(cfg.mta_sts.fetch_timeout_ms == 3000);
-	r = route_lookup(&cfg.routes, "a.example");
-	CHECK(r != NULL && r->policy.mta_sts == ROUTE_STS_OFF);
-	r = route_lookup(&cfg.routes, "b.example");
-	CHECK(r != NULL && r->policy.mta_sts == ROUTE_STS_ON);
-	config_free(&cfg);
-	config_errors_free(&errs);
-
-	CHECK(load(&cfg, &errs, "mta_sts: {ca_file: /nonexistent/ca.pem, "
-	    "fetch_timeout: 0}\n"
-	    "routes:\n"
-	    "  - {domain: a.example, transport: smtp, mta_sts: maybe}\n",
-	    NULL, NULL, &file) > 0);
-	{
-		const char *w[] = {
-			"@:1: mta_sts.ca_file: CA file /nonexistent/ca.pem: "
-			    "No such file or directory",
-			"@:1: mta_sts.fetch_timeout: value must be between "
-			    "1s and 1m",
-			"@:3: routes.0.mta_sts: bad mta_sts 'maybe'",
-			NULL,
-		};
-
-		expect_errors(&errs, file, w);
-	}
-	config_free(&cfg);
-	config_errors_free(&errs);
-}
-
-static void
-test_routes_override(void)
-{
-	static const char yaml[] =
-	    "routes:\n"
-	    "  - domain: example.org\n"
-	    "    transport: smtp\n";
-	static const char *const ovr[] = {
-		"routes.0.preset=relaylim",
-		"routes.1.domain=example.com",
-		"routes.1.transport=error:no such domain",
-		"routes.2={domain: \"*\", transport: \"smtp:[relay.example]:587\"}",
-		"routes.2.max_messages_per_connection=100",
-		NULL,
-	};
-	static const char *const ovr0[] = {
-		"routes.0.domain=example.com", "routes.0.transport=error:no", NULL,
-	};
-	static const char *const env[] = {
-		"SLUICE_ROUTES_0_MAX_RATE=5", NULL,
-	};
-	struct config cfg;
-	struct config_errors errs = { 0 };
-	const struct route *r;
-
-	CHECK_FATAL(load(&cfg, &errs, yaml, ovr, env, NULL) == 0);
-	CHECK_FATAL(cfg.nroute_cfgs == 3);
-	r = route_lookup(&cfg.routes, "example.org");
-	CHECK_FATAL(r != NULL);
-	CHECK(r->policy.max_connections == 1);
-	CHECK(r->policy.max_rate == 5.0);
-	r = route_lookup(&cfg.routes, "example.com");
-	CHECK_FATAL(r != NULL);
-	CHECK(r->transport.kind == ROUTE_ERROR && r->transport.code == 550);
-	r = route_lookup(&cfg.routes, "example.net");
-	CHECK_FATAL(r != NULL && r == cfg.routes.wildcard);
-	CHECK(r->transport.port == 587);
-	CHECK(r->policy.max_messages_per_connection == 100);
-	config_free(&cfg);
-
-	/* On the embedded default: index 0 appends to the empty list. */
-	CHECK_FATAL(load(&cfg, &errs, NULL, ovr0, NULL, NULL) == 0);
-	r = route_lookup(&cfg.routes, "example.com");
-	CHECK_FATAL(r != NULL);
-	CHECK(r->transport.kind == ROUTE_ERROR);
-	CHECK(r->transport.code == 550);
-	CHECK(route_lookup(&cfg.routes, "example.org") == NULL);
 	config_free(&cfg);
 	config_errors_free(&errs);
 }
@@ -1285,10 +815,10 @@ run_value_case(const struct value_case *c)
 	uint32_t got32;
 	int n;
 
-	n = load(&cfg, &errs, NULL, ovr, NULL, NULL);
+	n = check_load(&cfg, &errs, NULL, ovr, NULL, NULL);
 	if (c->err != NULL) {
 		CHECK(n == 1);
-		expect_errors(&errs, "", want);
+		check_errors(&errs, "", want);
 	} else {
 		CHECK_FATAL(n == 0);
 		if (c->size == sizeof got32) {
@@ -1323,17 +853,17 @@ test_limits_memory(void)
 	struct config cfg;
 	struct config_errors errs = { 0 };
 
-	CHECK_FATAL(load(&cfg, &errs, "", NULL, NULL, NULL) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs, "", NULL, NULL, NULL) == 0);
 	CHECK(cfg.limits.memory == 512ULL << 20);
 	config_free(&cfg);
-	CHECK_FATAL(load(&cfg, &errs, "", big, NULL, NULL) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs, "", big, NULL, NULL) == 0);
 	CHECK(cfg.limits.memory == 1ULL << 30);
 	config_free(&cfg);
-	CHECK_FATAL(load(&cfg, &errs, "", set, NULL, NULL) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs, "", set, NULL, NULL) == 0);
 	CHECK(cfg.limits.memory == 64ULL << 20);
 	config_free(&cfg);
-	CHECK(load(&cfg, &errs, "", low, NULL, NULL) == 1);
-	expect_errors(&errs, "", want_low);
+	CHECK(check_load(&cfg, &errs, "", low, NULL, NULL) == 1);
+	check_errors(&errs, "", want_low);
 	config_errors_free(&errs);
 }
 
@@ -1523,29 +1053,10 @@ test_address_parse(void)
 
 static int failed;
 
-static void
-run(const char *name, void (*fn)(void))
-{
-	int before = check_failures;
-
-	printf("RUN %s\n", name);
-	fflush(stdout);
-	fn();
-	if (check_failures != before) {
-		printf("FAIL %s\n", name);
-		failed++;
-	} else {
-		printf("PASS %s\n", name);
-	}
-}
-
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct check_case tests[] = {
 		{ "embedded_default", test_embedded_default },
 		{ "empty_file", test_empty_file },
 		{ "full_file", test_full_file },
@@ -1558,11 +1069,6 @@ main(void)
 		{ "override_map_merge", test_override_map_merge },
 		{ "denied_networks", test_denied_networks },
 		{ "environment", test_environment },
-		{ "routes_file", test_routes_file },
-		{ "routes_relay_host", test_routes_relay_host },
-		{ "routes_override", test_routes_override },
-		{ "routes_tls_auth", test_routes_tls_auth },
-		{ "mta_sts", test_mta_sts },
 		{ "limits_memory", test_limits_memory },
 		{ "cidr_parse", test_cidr_parse },
 		{ "cidr_match", test_cidr_match },
@@ -1570,10 +1076,7 @@ main(void)
 	};
 	size_t i;
 
-	/* Keep RUN/PASS lines whole when stderr is merged into stdout. */
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (i = 0; i < NELEM(tests); i++)
-		run(tests[i].name, tests[i].fn);
+	failed = check_run_table(tests, NELEM(tests));
 	for (i = 0; i < NELEM(error_cases); i++) {
 		int before = check_failures;
 

@@ -15,73 +15,18 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "config_check.h"
 #include "../../engine/config.h"
-
-static char path[64];
-
-/* Load yaml from a temporary file (its name in path) with -o options. */
-static int
-load(struct config *cfg, struct config_errors *errs, const char *yaml,
-    const char *const *ovr, const char *const *env)
-{
-	size_t novr = 0;
-	int fd, n;
-
-	snprintf(path, sizeof(path), "/tmp/t_config_proxy.XXXXXX");
-	fd = mkstemp(path);
-	CHECK_FATAL(fd >= 0);
-	CHECK_FATAL(write(fd, yaml, strlen(yaml)) == (ssize_t)strlen(yaml));
-	CHECK_FATAL(close(fd) == 0);
-	while (ovr != NULL && ovr[novr] != NULL)
-		novr++;
-	memset(errs, 0, sizeof(*errs));
-	n = config_load(cfg, path, (char *const *)ovr, novr,
-	    (char *const *)env, errs);
-	unlink(path);
-	return n;
-}
-
-/* The errors are exactly want[] ("@" is the file), in order. */
-static void
-expect(const struct config_errors *errs, const char *const *want)
-{
-	size_t n = 0;
-	bool ok;
-
-	while (want[n] != NULL)
-		n++;
-	ok = errs->n == n;
-	for (size_t i = 0; ok && i < n; i++) {
-		char buf[512];
-		const char *at = strchr(want[i], '@');
-
-		if (at != NULL)
-			snprintf(buf, sizeof(buf), "%.*s%s%s",
-			    (int)(at - want[i]), want[i], path, at + 1);
-		else
-			snprintf(buf, sizeof(buf), "%s", want[i]);
-		ok = strcmp(errs->msg[i], buf) == 0;
-	}
-	if (!ok) {
-		fprintf(stderr, "errors got:\n");
-		for (size_t i = 0; i < errs->n; i++)
-			fprintf(stderr, "  %s\n", errs->msg[i]);
-		fprintf(stderr, "expected:\n");
-		for (size_t i = 0; i < n; i++)
-			fprintf(stderr, "  %s\n", want[i]);
-	}
-	CHECK(ok);
-}
 
 static void
 test_defaults(void)
 {
 	struct config cfg;
-	struct config_errors errs;
+	struct config_errors errs = { 0 };
 
 	printf("RUN defaults\n");
-	CHECK_FATAL(load(&cfg, &errs, "listen:\n  - address: 127.0.0.1:25\n",
-	    NULL, NULL) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs,
+	    "listen:\n  - address: 127.0.0.1:25\n", NULL, NULL, NULL) == 0);
 	CHECK(cfg.listen[0].proxy_protocol == 0);
 	CHECK(cfg.listen[0].nproxy_trusted == 0);
 	CHECK(cfg.listen[0].proxy_trusted == NULL);
@@ -109,11 +54,11 @@ test_values(void)
 	};
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct config cfg;
-	struct config_errors errs;
+	struct config_errors errs = { 0 };
 	struct cidr c;
 
 	printf("RUN values from the file, -o and the environment\n");
-	CHECK_FATAL(load(&cfg, &errs, yaml, ovr, env) == 0);
+	CHECK_FATAL(check_load(&cfg, &errs, yaml, ovr, env, NULL) == 0);
 	CHECK_FATAL(cfg.nlisten == 2);
 	CHECK(cfg.listen[0].proxy_protocol == 1);
 	CHECK_FATAL(cfg.listen[0].nproxy_trusted == 1);
@@ -189,29 +134,34 @@ test_errors(void)
 		NULL,
 	};
 	struct config cfg;
-	struct config_errors errs;
+	struct config_errors errs = { 0 };
+	const char *file = NULL;
 
 	printf("RUN proxy_protocol without proxy_trusted\n");
-	CHECK(load(&cfg, &errs, untrusted, NULL, NULL) == 3);
-	expect(&errs, want_untrusted);
+	CHECK(check_load(&cfg, &errs, untrusted, NULL, NULL,
+	    &file) == 3);
+	check_errors(&errs, file, want_untrusted);
 	config_errors_free(&errs);
 
 	printf("RUN turned on by -o\n");
-	CHECK(load(&cfg, &errs, "hostname: mx.example\n", ovr_on, NULL) == 1);
-	expect(&errs, want_ovr);
+	CHECK(check_load(&cfg, &errs, "hostname: mx.example\n", ovr_on,
+	    NULL, &file) == 1);
+	check_errors(&errs, file, want_ovr);
 	config_errors_free(&errs);
 
 	printf("RUN bad values\n");
-	CHECK(load(&cfg, &errs, bad_values, NULL, NULL) == 4);
-	expect(&errs, want_bad);
+	CHECK(check_load(&cfg, &errs, bad_values, NULL, NULL,
+	    &file) == 4);
+	check_errors(&errs, file, want_bad);
 	config_errors_free(&errs);
 
 	/* Not only a PROXY matter: two listeners on one address. */
 	printf("RUN the same address twice\n");
-	CHECK(load(&cfg, &errs, "listen:\n  - address: 127.0.0.1:25\n"
+	CHECK(check_load(&cfg, &errs,
+	    "listen:\n  - address: 127.0.0.1:25\n"
 	    "  - address: \"[::1]:25\"\n  - address: 127.0.0.1:25\n"
-	    "hostname: mx.example\n", NULL, NULL) == 1);
-	expect(&errs, want_dup);
+	    "hostname: mx.example\n", NULL, NULL, &file) == 1);
+	check_errors(&errs, file, want_dup);
 	config_errors_free(&errs);
 }
 

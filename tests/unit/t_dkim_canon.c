@@ -20,7 +20,6 @@
 #include <openssl/evp.h>
 
 #include "../../dkim/dkim.h"
-#include "../../lib/hex.h"
 #include "check.h"
 
 #define GOLDEN_DIR "tests/golden/dkim"
@@ -34,38 +33,12 @@ parse_in(const char *text, struct buf *msg)
 	while (*p != '\0') {
 		const char *eol = strchr(p, '\n');
 		size_t n = eol != NULL ? (size_t)(eol - p) : strlen(p);
-		int crlf = 1;
 
 		if (n >= 2 && p[0] == '#' && p[1] == ' ') {
 			p += n + (eol != NULL);
 			continue;
 		}
-		for (size_t i = 0; i < n; i++) {
-			char c = p[i];
-
-			if (c == '\\' && i + 1 < n) {
-				char e = p[++i];
-
-				if (e == 'r')
-					c = '\r';
-				else if (e == 'n')
-					c = '\n';
-				else if (e == 't')
-					c = '\t';
-				else if (e == 'c' && i + 1 == n) {
-					crlf = 0;
-					break;
-				} else if (e == 'x' && i + 2 < n) {
-					c = (char)(hex_digit(p[i + 1]) * 16 +
-					    hex_digit(p[i + 2]));
-					i += 2;
-				} else
-					c = e;
-			}
-			CHECK(buf_append(msg, &c, 1) == 0);
-		}
-		if (crlf)
-			CHECK(buf_append(msg, "\r\n", 2) == 0);
+		check_unescape(msg, p, n);
 		p += n + (eol != NULL);
 	}
 }
@@ -117,13 +90,13 @@ body(const struct buf *msg, enum dkim_canon c, size_t step, struct buf *copy,
 }
 
 static int
-run_case(const char *name, int update)
+run_case(const char *name)
 {
 	static const size_t steps[] = { 1, 2, 3, 7, 64 };
 	char path[512], b64[64], b64s[64];
 	struct buf msg = { 0 }, out = { 0 }, copy = { 0 }, c2 = { 0 };
 	struct dkim_field f[64];
-	char *in, *ref;
+	char *in;
 	size_t hlen;
 	int nf, fails = check_failures;
 
@@ -158,25 +131,7 @@ run_case(const char *name, int update)
 		}
 	}
 	snprintf(path, sizeof(path), "%s/%s.ref", GOLDEN_DIR, name);
-	if (update) {
-		FILE *fp = fopen(path, "wb");
-
-		CHECK_FATAL(fp != NULL);
-		fwrite(out.data, 1, out.len, fp);
-		fclose(fp);
-	} else {
-		size_t rl;
-
-		ref = check_slurp(path, &rl);
-		CHECK(ref != NULL);
-		if (ref != NULL && (rl != out.len ||
-		    memcmp(ref, out.data, rl) != 0)) {
-			fprintf(stderr, "%s: output differs from %s:\n%.*s",
-			    name, path, (int)out.len, out.data);
-			check_failures++;
-		}
-		free(ref);
-	}
+	CHECK(check_golden(name, path, out.data, out.len));
 	free(in);
 	buf_free(&msg);
 	buf_free(&out);
@@ -188,24 +143,14 @@ run_case(const char *name, int update)
 int
 main(void)
 {
-	const char *up = getenv("SLUICE_GOLDEN_UPDATE");
-	int update = up != NULL && strcmp(up, "1") == 0, ncases = 0;
-	struct dirent *de;
 	DIR *d = opendir(GOLDEN_DIR);
+	char name[256];
+	int ncases = 0;
 
 	CHECK_FATAL(d != NULL);
-	while ((de = readdir(d)) != NULL) {
-		size_t n = strlen(de->d_name);
-		char name[256];
-
-		if (n < 4 || strcmp(de->d_name + n - 3, ".in") != 0 ||
-		    n - 3 >= sizeof(name))
-			continue;
-		memcpy(name, de->d_name, n - 3);
-		name[n - 3] = '\0';
+	while (check_golden_next(d, name, sizeof(name))) {
 		printf("RUN %s\n", name);
-		printf("%s %s\n", run_case(name, update) ? "PASS" : "FAIL",
-		    name);
+		printf("%s %s\n", run_case(name) ? "PASS" : "FAIL", name);
 		ncases++;
 	}
 	closedir(d);

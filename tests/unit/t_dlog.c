@@ -15,6 +15,7 @@
  */
 #include "check.h"
 #include "../../deliver/dlog.h"
+#include "../fuzz/fuzz_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -103,35 +104,9 @@ num(json_t *o, const char *key)
  * The reference: the line as jansson builds it (compact, in order, reals
  * at 12 significant digits), with strings repaired to UTF-8 the way the
  * log documents (each byte that does not start a well-formed sequence
- * becomes U+FFFD). Only this test uses it.
+ * becomes U+FFFD), judged by the fuzz targets' UTF-8 oracle, which is
+ * written apart from dlog.c's check.
  */
-static size_t
-ref_utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-			return 0;
-		if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f))
-			return 0;
-		return 3;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		if (n < 4 || (s[1] & 0xc0) != 0x80 ||
-		    (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
-			return 0;
-		if ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
 static json_t *
 ref_string(const char *s)
 {
@@ -141,7 +116,7 @@ ref_string(const char *s)
 
 	CHECK_FATAL(fix != NULL);
 	while (i < n) {
-		k = ref_utf8_len((const unsigned char *)s + i, n - i);
+		k = fz_utf8_len((const unsigned char *)s + i, n - i);
 		if (k == 0) {
 			memcpy(fix + o, "\xef\xbf\xbd", 3);
 			o += 3;

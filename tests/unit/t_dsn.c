@@ -491,7 +491,6 @@ python_check(struct buf *dsns, size_t ndsn)
 static void
 golden_cases(void)
 {
-	const char *update = getenv("SLUICE_GOLDEN_UPDATE");
 	struct buf dsns[NELEM(cases)];
 	size_t i;
 
@@ -501,8 +500,6 @@ golden_cases(void)
 		struct dsn_info info = case_info(c);
 		struct buf orig = { 0 }, lf = { 0 };
 		char refpath[256];
-		char *ref;
-		size_t reflen = 0;
 		bool ok = true;
 		int rc;
 
@@ -528,25 +525,10 @@ golden_cases(void)
 		}
 		snprintf(refpath, sizeof(refpath), "%s/%s.ref", GOLDEN_DIR,
 		    c->name);
-		if (update) {
-			FILE *f = fopen(refpath, "wb");
-
-			CHECK_FATAL(f != NULL);
-			fwrite(lf.data, 1, lf.len, f);
-			fclose(f);
-		}
-		ref = check_slurp(refpath, &reflen);
-		if (ref == NULL || reflen != lf.len ||
-		    memcmp(ref, lf.data, lf.len) != 0) {
-			fprintf(stderr, "--- %s expected:\n%s--- got:\n%.*s",
-			    c->name, ref ? ref : "(no .ref)\n", (int)lf.len,
-			    lf.data);
-			ok = false;
-		}
+		ok &= check_golden(c->name, refpath, lf.data, lf.len);
 		if (!ok)
 			check_failures++;
 		printf("%s %s\n", ok ? "PASS" : "FAIL", c->name);
-		free(ref);
 		buf_free(&orig);
 		buf_free(&lf);
 	}
@@ -676,17 +658,6 @@ reply_parsing(void)
 	printf("PASS reply_parsing\n");
 }
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-
-static uint64_t
-next_rand(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
 /* Random bytes, rich in CR, LF, spaces, '-' and 8-bit; no NUL if text. */
 static void
 random_bytes(char *p, size_t n, bool text)
@@ -695,7 +666,7 @@ random_bytes(char *p, size_t n, bool text)
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		uint64_t r = next_rand();
+		uint64_t r = check_rand();
 
 		p[i] = r % 3 == 0 ? pick[(r >> 8) % (sizeof(pick) - 1)] :
 		    (char)(r >> 16);
@@ -718,11 +689,11 @@ random_inputs(void)
 	printf("RUN random_inputs\n");
 	for (iter = 0; iter < 500 && ok; iter++) {
 		struct buf out = { 0 }, lf = { 0 };
-		size_t olen = next_rand() % sizeof(orig);
+		size_t olen = check_rand() % sizeof(orig);
 
 		random_bytes((char *)orig, olen, false);
 		for (k = 0; k < 3; k++) {
-			size_t alen = 1 + next_rand() % (sizeof(addr[k]) - 1);
+			size_t alen = 1 + check_rand() % (sizeof(addr[k]) - 1);
 
 			random_bytes(addr[k], alen, true);
 			addr[k][alen] = '\0';
@@ -733,13 +704,13 @@ random_inputs(void)
 			    .orig_rcpt = k == 1 ? addr[0] : NULL,
 			    .last_attempt_us = NOW_US };
 		}
-		k = (unsigned)(next_rand() % (sizeof(diag) - 1));
+		k = (unsigned)(check_rand() % (sizeof(diag) - 1));
 		random_bytes(diag, k, true);
 		diag[k] = '\0';
-		k = (unsigned)(next_rand() % (sizeof(mta) - 1));
+		k = (unsigned)(check_rand() % (sizeof(mta) - 1));
 		random_bytes(mta, k, true);
 		mta[k] = '\0';
-		k = 1 + (unsigned)(next_rand() % (sizeof(from) - 1));
+		k = 1 + (unsigned)(check_rand() % (sizeof(from) - 1));
 		random_bytes(from, k, true);
 		from[k] = '\0';
 		info.sender = from;

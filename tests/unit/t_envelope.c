@@ -10,17 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-
-static uint64_t
-next_rand(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
 static void
 check_same(const struct envelope *a, const struct envelope *b)
 {
@@ -223,7 +212,7 @@ test_garbage(void)
 
 			CHECK_FATAL(p != NULL);
 			for (size_t i = 0; i < n; i++)
-				p[i] = (uint8_t)next_rand();
+				p[i] = (uint8_t)check_rand();
 			/* Make some pass the version check to go deeper. */
 			if (n > 0 && round % 2)
 				p[0] = ENVELOPE_VERSION;

@@ -110,16 +110,10 @@ good_v1(const char *line)
 	good(line, (const uint8_t *)line, strlen(line));
 }
 
-/* xorshift64*: a fixed sequence, so a failure can be run again. */
-static uint64_t rng = 0x9e3779b97f4a7c15u;
-
 static uint32_t
 rnd(void)
 {
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return (uint32_t)((rng * 0x2545f4914f6cdd1du) >> 32);
+	return (uint32_t)(check_rand() >> 32);
 }
 
 /* The prefix rules on n bytes; cheap enough for inputs up to ~2 KiB. */

@@ -9,8 +9,10 @@
  * now" rewrites every due time to 0; an entry whose message went is
  * dropped; clear forgets them all.
  */
+#define QUEUE_INTERNAL
 #include "check.h"
 #include "../../queue/queue.h"
+#include "queue_check.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,19 +23,8 @@ static uint8_t envbuf[8][512];
 static struct queue_put
 mkput(int slot, uint64_t qid, const char **rcpt, uint16_t n)
 {
-	struct envelope e = {
-		.qid = qid, .arrival_us = 1, .sender = "s@example.org",
-		.client_addr = "127.0.0.1", .helo = "h", .protocol = "ESMTP",
-		.rcpt = rcpt, .nrcpt = n,
-	};
-	size_t len = envelope_encode(&e, envbuf[slot]);
-
-	return (struct queue_put){
-		.qid = qid, .seg = 1, .offset = 0,
-		.rec_len = (uint32_t)(32 + len + 10), .msg_len = 10,
-		.checksum = 1, .env = envbuf[slot], .env_len = (uint32_t)len,
-		.nrcpt = n,
-	};
+	return check_index_put(envbuf[slot], sizeof(envbuf[slot]), qid, 1,
+	    rcpt, n);
 }
 
 static struct queue_update

@@ -6,8 +6,10 @@
  * message state; delete removes whatever the recipients' states; a put
  * and updates in one call land together.
  */
+#define QUEUE_INTERNAL
 #include "check.h"
 #include "../../queue/queue.h"
+#include "queue_check.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,19 +20,8 @@ static uint8_t envbuf[4][512];
 static struct queue_put
 mkput(int slot, uint64_t qid, uint64_t seg, const char **rcpt, uint16_t n)
 {
-	struct envelope e = {
-		.qid = qid, .arrival_us = 1, .sender = "s@example.org",
-		.client_addr = "127.0.0.1", .helo = "h", .protocol = "ESMTP",
-		.rcpt = rcpt, .nrcpt = n,
-	};
-	size_t len = envelope_encode(&e, envbuf[slot]);
-
-	return (struct queue_put){
-		.qid = qid, .seg = seg, .offset = 0,
-		.rec_len = (uint32_t)(32 + len + 10), .msg_len = 10,
-		.checksum = 1, .env = envbuf[slot], .env_len = (uint32_t)len,
-		.nrcpt = n,
-	};
+	return check_index_put(envbuf[slot], sizeof(envbuf[slot]), qid, seg,
+	    rcpt, n);
 }
 
 static struct queue_update

@@ -530,24 +530,10 @@ test_large_table(void)
 
 static int failed;
 
-static void
-run(const char *name, void (*fn)(void))
-{
-	int before = check_failures;
-
-	printf("RUN %s\n", name);
-	fn();
-	printf("%s %s\n", check_failures != before ? "FAIL" : "PASS", name);
-	failed += check_failures != before;
-}
-
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct check_case tests[] = {
 		{ "policy_defaults", test_policy_defaults },
 		{ "policy_values", test_policy_values },
 		{ "presets", test_presets },
@@ -588,8 +574,7 @@ main(void)
 		    "PASS", policy_cases[i].key, policy_cases[i].value);
 		failed += check_failures != before;
 	}
-	for (i = 0; i < NELEM(tests); i++)
-		run(tests[i].name, tests[i].fn);
+	failed += check_run_table(tests, NELEM(tests));
 	printf("%d failed\n", failed);
 	return check_done();
 }

@@ -40,7 +40,6 @@
 #include <string.h>
 
 #include "../../proto/smtp_client.h"
-#include "../../lib/hex.h"
 #include "check.h"
 
 #define GOLDEN_DIR "tests/golden/client"
@@ -103,44 +102,6 @@ struct eng {
 	uint8_t *seen_big;
 };
 
-/* Unescape p[0..n) into b; CRLF appended unless it ends in \c. */
-static void
-unescape_line(struct buf *b, const char *p, size_t n)
-{
-	const char *q = p, *end = p + n;
-	int crlf = 1;
-
-	while (q < end) {
-		char c = *q++;
-		if (c == '\\' && q < end) {
-			char e = *q++;
-			if (e == 'r')
-				c = '\r';
-			else if (e == 'n')
-				c = '\n';
-			else if (e == 'c' && q == end) {
-				crlf = 0;
-				continue;
-			} else if (e == 'R') {
-				/* \RNNNc: NNN times the byte c */
-				long k = strtol(q, (char **)&q, 10);
-				CHECK_FATAL(k > 0 && q < end);
-				while (k-- > 0)
-					buf_append(b, q, 1);
-				q++;
-				continue;
-			} else if (e == 'x' && end - q >= 2) {
-				c = (char)(hex_digit(q[0]) * 16 + hex_digit(q[1]));
-				q += 2;
-			} else
-				c = e;
-		}
-		buf_append(b, &c, 1);
-	}
-	if (crlf)
-		buf_append(b, "\r\n", 2);
-}
-
 static void
 parse_msg(struct script *sc, const char *line)
 {
@@ -202,14 +163,14 @@ parse_script(struct script *sc, const char *text)
 			if (n == 4 && !strncmp(p, "%end", 4))
 				in_msg = NULL;
 			else
-				unescape_line(&in_msg->data, p, n);
+				check_unescape(&in_msg->data, p, n);
 		} else if (n >= 3 && !strncmp(p, "S: ", 3)) {
 			if (feed == NULL) {
 				CHECK_FATAL(sc->nsteps < 64);
 				feed = &sc->steps[sc->nsteps++];
 				feed->kind = ST_FEED;
 			}
-			unescape_line(&feed->bytes, p + 3, n - 3);
+			check_unescape(&feed->bytes, p + 3, n - 3);
 			buf_append(&feed->echo, p, n);
 			buf_append(&feed->echo, "\n", 1);
 		} else {
@@ -647,26 +608,22 @@ free_script(struct script *sc)
 static int
 golden(void)
 {
-	const char *update = getenv("SLUICE_GOLDEN_UPDATE");
-	struct dirent *de;
+	char name[256];
 	int ncases = 0;
 	DIR *d;
 
 	d = opendir(GOLDEN_DIR);
 	CHECK_FATAL(d != NULL);
-	while ((de = readdir(d)) != NULL) {
-		char path[512], refpath[512], name[256];
+	while (check_golden_next(d, name, sizeof(name))) {
+		char path[512], refpath[512];
 		struct script *sc;
 		struct buf whole = { 0 }, other = { 0 };
-		char *text, *ref;
-		size_t l = strlen(de->d_name), maxlen = 0, k;
+		char *text;
+		size_t maxlen = 0, k;
 		unsigned i;
 		int ok;
 
-		if (l < 4 || strcmp(de->d_name + l - 3, ".in") != 0)
-			continue;
-		snprintf(name, sizeof(name), "%.*s", (int)(l - 3), de->d_name);
-		snprintf(path, sizeof(path), "%s/%s", GOLDEN_DIR, de->d_name);
+		snprintf(path, sizeof(path), "%s/%s.in", GOLDEN_DIR, name);
 		snprintf(refpath, sizeof(refpath), "%s/%s.ref", GOLDEN_DIR,
 		    name);
 		printf("RUN %s\n", name);
@@ -677,18 +634,8 @@ golden(void)
 		CHECK_FATAL(sc != NULL);
 		parse_script(sc, text);
 		run(sc, 0, &whole);
+		ok = check_golden(name, refpath, whole.data, whole.len);
 		buf_append(&whole, "", 1);
-		if (update) {
-			FILE *f = fopen(refpath, "wb");
-			CHECK_FATAL(f != NULL);
-			fputs(whole.data, f);
-			fclose(f);
-		}
-		ref = check_slurp(refpath, NULL);
-		ok = ref != NULL && strcmp(ref, whole.data) == 0;
-		if (!ok)
-			fprintf(stderr, "--- %s expected:\n%s--- got (whole):\n"
-			    "%s", name, ref ? ref : "(no .ref)\n", whole.data);
 		for (i = 0; i < sc->nsteps; i++)
 			if (sc->steps[i].bytes.len > maxlen)
 				maxlen = sc->steps[i].bytes.len;
@@ -707,7 +654,6 @@ golden(void)
 			check_failures++;
 		printf("%s %s\n", ok ? "PASS" : "FAIL", name);
 		free(text);
-		free(ref);
 		free_script(sc);
 		free(sc);
 		buf_free(&whole);

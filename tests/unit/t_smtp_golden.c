@@ -30,7 +30,6 @@
 #include "../../deliver/route.h"
 #include "../../engine/inbound.h"
 #include "../../proto/smtp_server.h"
-#include "../../lib/hex.h"
 #include "check.h"
 
 #define GOLDEN_DIR "tests/golden/smtp"
@@ -141,33 +140,7 @@ parse_input(const char *text, struct buf *wire, struct setup *su)
 					    SMTP_COMMIT_IOERR : SMTP_COMMIT_OK;
 			}
 		} else {
-			const char *q = p;
-			int crlf = 1;
-
-			while (q < eol) {
-				char c = *q++;
-				if (c == '\\' && q < eol) {
-					char e = *q++;
-					if (e == 'r')
-						c = '\r';
-					else if (e == 'n')
-						c = '\n';
-					else if (e == '0')
-						c = '\0';
-					else if (e == 'c' && q == eol) {
-						crlf = 0;
-						continue;
-					} else if (e == 'x' && eol - q >= 2) {
-						c = (char)(hex_digit(q[0]) * 16 +
-						    hex_digit(q[1]));
-						q += 2;
-					} else
-						c = e;
-				}
-				buf_append(wire, &c, 1);
-			}
-			if (crlf)
-				buf_append(wire, "\r\n", 2);
+			check_unescape(wire, p, (size_t)(eol - p));
 		}
 		p = *eol ? eol + 1 : eol;
 	}
@@ -318,26 +291,21 @@ run(const struct buf *wire, const struct setup *su, size_t step,
 int
 main(void)
 {
-	const char *update = getenv("SLUICE_GOLDEN_UPDATE");
-	struct dirent *de;
+	char name[256];
 	int ncases = 0;
 	DIR *d;
 
 	d = opendir(GOLDEN_DIR);
 	CHECK_FATAL(d != NULL);
-	while ((de = readdir(d)) != NULL) {
-		char path[512], refpath[512], name[256];
+	while (check_golden_next(d, name, sizeof(name))) {
+		char path[512], refpath[512];
 		struct setup su = { .relay = 1, .recipients = 100, .errors = 10,
 		    .line = 512, .size = 1000, .commit = SMTP_COMMIT_OK };
 		struct buf wire = { 0 }, whole = { 0 }, bytewise = { 0 };
-		char *text, *ref;
-		size_t l = strlen(de->d_name);
+		char *text;
 		int ok;
 
-		if (l < 4 || strcmp(de->d_name + l - 3, ".in") != 0)
-			continue;
-		snprintf(name, sizeof(name), "%.*s", (int)(l - 3), de->d_name);
-		snprintf(path, sizeof(path), "%s/%s", GOLDEN_DIR, de->d_name);
+		snprintf(path, sizeof(path), "%s/%s.in", GOLDEN_DIR, name);
 		snprintf(refpath, sizeof(refpath), "%s/%s.ref", GOLDEN_DIR,
 		    name);
 		printf("RUN %s\n", name);
@@ -347,27 +315,17 @@ main(void)
 		parse_input(text, &wire, &su);
 		run(&wire, &su, wire.len ? wire.len : 1, &whole);
 		run(&wire, &su, 1, &bytewise);
-		buf_append(&whole, "", 1);
-		buf_append(&bytewise, "", 1);
-		if (update) {
-			FILE *f = fopen(refpath, "wb");
-			CHECK_FATAL(f != NULL);
-			fputs(whole.data, f);
-			fclose(f);
+		ok = check_golden(name, refpath, whole.data, whole.len);
+		if (whole.len != bytewise.len ||
+		    memcmp(whole.data, bytewise.data, whole.len) != 0) {
+			fprintf(stderr, "--- %s byte by byte differs:\n%.*s",
+			    name, (int)bytewise.len, bytewise.data);
+			ok = 0;
 		}
-		ref = check_slurp(refpath, NULL);
-		ok = ref != NULL && strcmp(ref, whole.data) == 0 &&
-		    strcmp(whole.data, bytewise.data) == 0;
-		if (!ok) {
-			fprintf(stderr, "--- %s expected:\n%s--- got (whole):\n"
-			    "%s--- got (byte by byte):\n%s", name,
-			    ref ? ref : "(no .ref)\n", whole.data,
-			    bytewise.data);
+		if (!ok)
 			check_failures++;
-		}
 		printf("%s %s\n", ok ? "PASS" : "FAIL", name);
 		free(text);
-		free(ref);
 		route_table_free(&su.routes);
 		buf_free(&wire);
 		buf_free(&whole);

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/clock.h"
 #include "../lib/wback.h"
 #include "bench_hist.h"
 
@@ -43,19 +44,10 @@ struct ls_opts {
 
 static atomic_bool ls_stop;
 
-static uint64_t
-ls_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void
 ls_sleep_until(uint64_t t)
 {
-	uint64_t now = ls_now_us();
+	uint64_t now = clock_mono_us();
 	struct timespec ts;
 
 	if (t <= now)
@@ -78,7 +70,7 @@ ls_write_main(void *arg)
 {
 	struct ls_writer *w = arg;
 	char line[LS_LINE];
-	uint64_t t = ls_now_us(), per_step = (uint64_t)w->log_mb * 1000000u /
+	uint64_t t = clock_mono_us(), per_step = (uint64_t)w->log_mb * 1000000u /
 	    100u / LS_LINE;
 
 	memset(line, 'x', sizeof(line));
@@ -168,16 +160,16 @@ bench_log_sync_main(int argc, char **argv)
 	if (pthread_create(&t, NULL, ls_write_main, &w) != 0)
 		goto out;
 	memset(block, 'r', sizeof(block));
-	next = ls_now_us();
+	next = clock_mono_us();
 	end = next + (uint64_t)o.seconds * 1000000u;
-	while ((t0 = ls_now_us()) < end) {
+	while ((t0 = clock_mono_us()) < end) {
 		if (pwrite(sfd, block, sizeof(block), (off_t)off) !=
 		    (ssize_t)sizeof(block) || fdatasync(sfd) != 0) {
 			fprintf(stderr, "log-sync: spool: %s\n",
 			    strerror(errno));
 			break;
 		}
-		hist_add(h, ls_now_us() - t0);
+		hist_add(h, clock_mono_us() - t0);
 		off = (off + sizeof(block)) % (64u << 20);
 		next += (uint64_t)o.every_ms * 1000u;
 		ls_sleep_until(next);

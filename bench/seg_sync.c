@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/clock.h"
 #include "bench_hist.h"
 
 #define SS_RECORDS_MAX	100000u
@@ -38,15 +39,6 @@ struct ss_result {
 	double wall_us[SS_ROUNDS_MAX], cpu_us[SS_ROUNDS_MAX];
 	uint64_t p99;
 };
-
-static uint64_t
-ss_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static uint64_t
 ss_cpu_us(void)
@@ -92,17 +84,17 @@ ss_round(const char *dir, bool allocated, unsigned records, unsigned size,
 	if (err == 0 && fsync(fd) < 0)
 		err = -errno;
 	hist_init(h);
-	t0 = ss_now_us();
+	t0 = clock_mono_us();
 	c0 = ss_cpu_us();
 	for (unsigned i = 0; err == 0 && i < records; i++) {
-		uint64_t t = ss_now_us();
+		uint64_t t = clock_mono_us();
 
 		if (pwrite(fd, rec, size, (off_t)i * size) != (ssize_t)size ||
 		    fdatasync(fd) < 0)
 			err = errno != 0 ? -errno : -EIO;
-		hist_add(h, ss_now_us() - t);
+		hist_add(h, clock_mono_us() - t);
 	}
-	r->wall_us[round] = (double)(ss_now_us() - t0) / records;
+	r->wall_us[round] = (double)(clock_mono_us() - t0) / records;
 	r->cpu_us[round] = (double)(ss_cpu_us() - c0) / records;
 	r->p99 = hist_percentile(h, 99);
 	close(fd);

@@ -562,10 +562,10 @@ bool dl_conn_open(struct deliver *d, struct dl_dest *ds, unsigned first);
 bool dl_conn_slot_free(const struct deliver *d);
 void dl_slot_wake(struct deliver *d, unsigned n);
 struct dl_conn *dl_conn_reuse(struct deliver *d, struct dl_dest *ds);
+bool dl_conn_fits(const struct dl_conn *c, const struct dl_dest *ds,
+    unsigned k);
+void dl_conn_move(struct dl_conn *c, struct dl_dest *ds, unsigned k);
 bool dl_conn_yield(struct deliver *d, struct dl_dest *ds);
-bool dl_addr_full(struct deliver *d, const struct dl_dest *ds);
-void dl_addr_wait(struct deliver *d, struct dl_dest *ds);
-void dl_addr_free_all(struct deliver *d);
 void dl_handle_connect(struct dl_conn *c, int res);
 void dl_handle_orecv(struct dl_conn *c, int res);
 void dl_handle_osend(struct dl_conn *c, int res);
@@ -573,7 +573,22 @@ void dl_dest_resolved(void *arg, const struct resolve_result *r);
 bool dl_dest_literal(struct dl_dest *ds);
 void dl_set_port(struct sockaddr_storage *sa, uint16_t port);
 size_t dl_sa_key(const struct sockaddr_storage *sa, uint8_t key[20]);
+uint32_t dl_sa_bucket(const struct sockaddr_storage *sa);
 void dl_conn_timeout(struct dl_conn *c);
+
+/*
+ * deliver_addr.c: connections by address (connections_per_address)
+ *   dl_addr_full/wait    is ds's address at its cap; wait on it
+ *   dl_conn_addr_set     count c against its address (on connect)
+ *   dl_conn_addr_release give c's place back, waking a waiter
+ *   dl_conn_hand_over    move c to a destination waiting on its address
+ */
+bool dl_addr_full(struct deliver *d, const struct dl_dest *ds);
+void dl_addr_wait(struct deliver *d, struct dl_dest *ds);
+void dl_addr_free_all(struct deliver *d);
+void dl_conn_addr_set(struct dl_conn *c);
+void dl_conn_addr_release(struct dl_conn *c);
+bool dl_conn_hand_over(struct dl_conn *c);
 
 /*
  * deliver_tls.c: TLS to next hops

@@ -230,6 +230,26 @@ class Msg:
                                                    self.rcpts, self.conn)
 
 
+def _peak(ev):
+    """Most at once of (time, +1 open / -1 close) events."""
+    ev.sort(key=lambda e: (e[0], e[1]))
+    cur = best = 0
+    for _, d in ev:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def max_open(spans):
+    """Most of the (t_open, t_close) spans open at once (t_close None:
+    still open)."""
+    ev = []
+    for a, b in spans:
+        ev.append((a, 1))
+        ev.append((b if b is not None else float("inf"), -1))
+    return _peak(ev)
+
+
 def message_id(data):
     m = re.search(rb"(?im)^Message-ID:[ \t]*(<[^>\r\n]*>)", data.split(b"\r\n\r\n", 1)[0])
     return m.group(1).decode("latin-1") if m else None
@@ -489,12 +509,7 @@ class Server:
                 if a <= b:
                     ev.append((a, 1))
                     ev.append((b, -1))
-        ev.sort(key=lambda e: (e[0], e[1]))
-        cur = best = 0
-        for _, d in ev:
-            cur += d
-            best = max(best, cur)
-        return best
+        return _peak(ev)
 
     def attempts(self, t0=None, t1=None):
         """Connections opened in [t0, t1] (refused ones included)."""

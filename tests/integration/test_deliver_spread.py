@@ -71,20 +71,6 @@ def once_each(got_ids, prefix, n, what):
                                             if k not in want or v != 1}))
 
 
-def max_open(conns):
-    """Most sessions open at once, from (t_open, t_close) at the sink."""
-    ev = []
-    for a, b in conns:
-        ev.append((a, 1))
-        ev.append((b if b is not None else float("inf"), -1))
-    ev.sort(key=lambda e: (e[0], e[1]))
-    cur = best = 0
-    for _, d in ev:
-        cur += d
-        best = max(best, cur)
-    return best
-
-
 def shard_lines(daemon, since):
     """{shard: recipients delivered} from the lines sluiced logs as it ends."""
     with open(daemon.log, "rb") as f:
@@ -115,7 +101,7 @@ with T.case("2,000 messages to one next hop, over 16 connections"):
     once_each([m[1] for m in hot.msgs()], "hot", N, "hot.test")
     once_each([m.msgid for m in ser.msgs()], "ser", 150, "serial.test")
     once_each([m.msgid for m in four.msgs()], "four", 300, "four.test")
-    hot_open = max_open([(c.t_open, c.t_close) for c in hot.conns()])
+    hot_open = dl.max_open([(c.t_open, c.t_close) for c in hot.conns()])
     T.ok(hot_open <= 20, "hot.test: at most max_connections (20) sessions at once",
          "%d" % hot_open)
 

@@ -828,6 +828,11 @@ shard_main(void *arg)
 	sh->now_ms = clock_mono_ms();
 	sh->next_tick_ms = sh->now_ms + SHARD_TICK_MS;
 	for (;;) {
+		struct commit_job *job;
+
+		/* Verdicts come back without a wake-up while we run. */
+		while ((job = committer_reap(sh->committer, sh->id)) != NULL)
+			shard_job_finish(sh, job);
 		shard_pending_flush(sh);
 		/* Done when nothing is left in flight, accepts included:
 		 * their completion releases the listening sockets. */
@@ -840,7 +845,15 @@ shard_main(void *arg)
 		    sh->now_ms >= sh->stop_deadline_ms)))
 			break;
 		log_buffer_flush();
-		uring_loop_step(&sh->loop, SHARD_TICK_MS * 1000u);
+		/*
+		 * The committer writes our eventfd only while we wait: say so,
+		 * then look at its ring once more, and do not wait if a
+		 * verdict came in between.
+		 */
+		committer_shard_waits(sh->committer, sh->id, true);
+		uring_loop_step(&sh->loop, committer_has_results(sh->committer,
+		    sh->id) ? 0 : SHARD_TICK_MS * 1000u);
+		committer_shard_waits(sh->committer, sh->id, false);
 		sh->now_ms = sh->loop.now_us / 1000u;
 		if (sh->now_ms >= sh->next_tick_ms) {
 			tick(sh);

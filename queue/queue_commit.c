@@ -470,8 +470,12 @@ commit_batch(struct committer *c, size_t n)
 		}
 		wake[job->shard] = true;
 	}
+	/* The pushes, then the flags: see committer_shard_waits(). A shard
+	 * that runs takes its jobs before it waits again. */
+	atomic_thread_fence(memory_order_seq_cst);
 	for (i = 0; i < c->nshards; i++)
-		if (wake[i])
+		if (wake[i] && atomic_load_explicit(&c->shard_waits[i],
+		    memory_order_relaxed))
 			efd_signal(c->shard_efd[i]);
 	atomic_fetch_add(&c->n_batches, 1);
 }
@@ -614,6 +618,8 @@ committer_start(struct committer **out, struct queue_index *qi,
 	c->ring_ok = rc == 0;
 	atomic_init(&c->stop, false);
 	atomic_init(&c->asleep, false);
+	for (i = 0; i < 64; i++)
+		atomic_init(&c->shard_waits[i], true);
 	ix_room_check(c);
 	if ((rc = -pthread_create(&c->ithread, NULL, ix_main, c)) != 0)
 		goto fail;
@@ -682,6 +688,25 @@ committer_reap(struct committer *c, unsigned shard)
 {
 	assert(shard < c->nshards);
 	return spsc_pop(&c->from[shard]);
+}
+
+void
+committer_shard_waits(struct committer *c, unsigned shard, bool waits)
+{
+	assert(shard < c->nshards);
+	atomic_store_explicit(&c->shard_waits[shard], waits,
+	    memory_order_relaxed);
+	/* The flag, then the look at the ring (committer_has_results()),
+	 * against the committer's pushes, then its look at the flag. */
+	if (waits)
+		atomic_thread_fence(memory_order_seq_cst);
+}
+
+bool
+committer_has_results(struct committer *c, unsigned shard)
+{
+	assert(shard < c->nshards);
+	return !spsc_empty(&c->from[shard]);
 }
 
 void

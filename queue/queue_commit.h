@@ -137,6 +137,15 @@ bool committer_submit(struct committer *c, unsigned shard,
 void committer_wake(struct committer *c);
 /* Shard side: take back a finished job, NULL when none. */
 struct commit_job *committer_reap(struct committer *c, unsigned shard);
+/*
+ * Shard side: the shard is about to wait on its eventfd (true), or runs
+ * its loop and takes its finished jobs there (false), so the committer
+ * need not write the eventfd for them. A shard that never says so is
+ * taken to be waiting: it is woken for every batch.
+ */
+void committer_shard_waits(struct committer *c, unsigned shard, bool waits);
+/* Shard side: are finished jobs waiting to be reaped? */
+bool committer_has_results(struct committer *c, unsigned shard);
 
 /*
  * Shard side: 0, or the error new messages are refused with while the

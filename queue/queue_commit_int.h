@@ -140,6 +140,8 @@ struct committer {
 	atomic_bool stop;
 	/* Waiting on efd, or about to: a shard must write it. */
 	atomic_bool asleep;
+	/* The same, per shard, for its eventfd (committer_shard_waits()). */
+	atomic_bool shard_waits[64];
 	pthread_t thread;
 	struct commit_job **batch;
 	_Atomic uint64_t n_batches, n_messages, n_failures, n_updates,

@@ -25,7 +25,7 @@ static const char usage_text[] =
     "       sluice-bench log-sync --dir DIR [--seconds 40] [--log-mb 8]\n"
     "                             [--sync-every-ms 2] [--wback]\n"
     "       sluice-bench seg-sync --dir DIR [--records 2000] [--size 1024]\n"
-    "                             [--rounds 3]\n"
+    "                             [--rounds 3] [--writers 1]\n"
     "       sluice-bench --version | --help\n"
     "Run `sluice-bench source --help` or `sluice-bench sink --help` for the\n"
     "options of each.\n";

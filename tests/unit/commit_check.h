@@ -1,12 +1,14 @@
 /*
  * commit_check.h - helpers the committer's unit tests share: a put job of
- * a real record, and one batch submitted and waited for. Needs check.h
+ * a real record, a mark job, whether a message is indexed, and one batch
+ * submitted and waited for. Needs check.h
  * first; the tests run one shard (0).
  */
 #ifndef SLUICE_COMMIT_CHECK_H
 #define SLUICE_COMMIT_CHECK_H
 
 #include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
@@ -50,6 +52,62 @@ check_put_job(uint64_t qid, uint64_t seg, uint64_t off, int fd,
 	j->seg_fd = fd;
 	j->conn_idx = COMMIT_NO_CONN;
 	return j;
+}
+
+/*
+ * A journaled update: recipients 0..n-1 of qid delivered, its mark record
+ * at off of seg written to fd (the shard's way: engine/shard_commit.c).
+ * Free it with check_job_free().
+ */
+static inline struct commit_job *
+check_mark_job(uint64_t qid, uint16_t n, uint64_t seg, uint64_t off, int fd)
+{
+	struct commit_job *j = calloc(1, sizeof(*j));
+	struct queue_update *u = calloc(n, sizeof(*u));
+	uint8_t *rec;
+	uint64_t len;
+
+	CHECK_FATAL(j != NULL && u != NULL);
+	for (uint16_t i = 0; i < n; i++)
+		u[i] = (struct queue_update){ .kind = QUEUE_UPD_RCPT,
+		    .qid = qid, .idx = i, .state = RCPT_DELIVERED,
+		    .attempts = 1, .last_code = 250 };
+	len = seg_mark_len(seg_mark_count(u, n));
+	rec = malloc(len);
+	CHECK_FATAL(rec != NULL);
+	CHECK_FATAL(seg_mark_encode(rec, seg, off, u, n) == len);
+	j->kind = COMMIT_UPDATE;
+	j->ups = u;
+	j->nups = n;
+	j->owner = rec;
+	j->put.seg = seg;
+	j->put.offset = off;
+	j->put.rec_len = (uint32_t)len;
+	j->iov[0] = (struct iovec){ rec, len };
+	j->seg_fd = fd;
+	j->conn_idx = COMMIT_NO_CONN;
+	return j;
+}
+
+/* A job of check_put_job() or check_mark_job(), with what it owns. */
+static inline void
+check_job_free(struct commit_job *j)
+{
+	free(j->ups);
+	free(j->owner);
+	free(j);
+}
+
+/* Is qid in the index now? */
+static inline bool
+check_indexed(struct queue_index *qi, uint64_t qid)
+{
+	struct queue_msg m;
+
+	if (queue_index_get(qi, qid, &m) != 0)
+		return false;
+	queue_msg_release(&m);
+	return true;
 }
 
 /*

@@ -31,49 +31,6 @@ static const char *rcpts[2] = { "a@example.net", "b@example.net" };
 static char spool[] = "/tmp/sluice-t-committer-cancel-XXXXXX";
 static const char body[] = "Subject: c\r\n\r\nbody\r\n";
 
-/* A journaled update: recipients 0..n-1 of qid delivered, its mark
- * record at off of seg (as engine/shard.c makes it). */
-static struct commit_job *
-mkmarks(uint64_t qid, uint16_t n, uint64_t seg, uint64_t off, int fd)
-{
-	struct commit_job *j = calloc(1, sizeof(*j));
-	struct queue_update *u = calloc(n, sizeof(*u));
-	uint8_t *rec;
-	uint64_t len;
-
-	CHECK_FATAL(j != NULL && u != NULL);
-	for (uint16_t i = 0; i < n; i++)
-		u[i] = (struct queue_update){ .kind = QUEUE_UPD_RCPT,
-		    .qid = qid, .idx = i, .state = RCPT_DELIVERED,
-		    .attempts = 1, .last_code = 250 };
-	len = seg_mark_len(seg_mark_count(u, n));
-	rec = malloc(len);
-	CHECK_FATAL(rec != NULL);
-	CHECK_FATAL(seg_mark_encode(rec, seg, off, u, n) == len);
-	j->kind = COMMIT_UPDATE;
-	j->ups = u;
-	j->nups = n;
-	j->owner = rec;
-	j->put.seg = seg;
-	j->put.offset = off;
-	j->put.rec_len = (uint32_t)len;
-	j->iov[0] = (struct iovec){ rec, len };
-	j->seg_fd = fd;
-	j->conn_idx = COMMIT_NO_CONN;
-	return j;
-}
-
-static bool
-is_indexed(struct queue_index *qi, uint64_t qid)
-{
-	struct queue_msg m;
-
-	if (queue_index_get(qi, qid, &m) != 0)
-		return false;
-	queue_msg_release(&m);
-	return true;
-}
-
 int
 main(void)
 {
@@ -102,8 +59,8 @@ main(void)
 	jobs[1] = check_put_job(0x202, s1, jobs[0]->put.rec_len, f1, rcpts, 2,
 	    body, sizeof(body) - 1);
 	end1 = jobs[1]->put.offset + jobs[1]->put.rec_len;
-	jobs[2] = mkmarks(0x201, 2, s2, 0, f2);
-	jobs[3] = mkmarks(0x202, 1, s2, jobs[2]->put.rec_len, f2);
+	jobs[2] = check_mark_job(0x201, 2, s2, 0, f2);
+	jobs[3] = check_mark_job(0x202, 1, s2, jobs[2]->put.rec_len, f2);
 	end2 = jobs[3]->put.offset + jobs[3]->put.rec_len;
 	check_commit_run(cm, efd, jobs, 4);
 	for (int i = 0; i < 4; i++)
@@ -111,8 +68,8 @@ main(void)
 
 	/* Until the index has B and both positions, A never shows. */
 	for (time_t deadline = time(NULL) + 10; time(NULL) < deadline;) {
-		seen |= is_indexed(qi, 0x201);
-		if (is_indexed(qi, 0x202) && check_log_pos(qi, s1) == end1 &&
+		seen |= check_indexed(qi, 0x201);
+		if (check_indexed(qi, 0x202) && check_log_pos(qi, s1) == end1 &&
 		    check_log_pos(qi, s2) == end2) {
 			done = true;
 			break;
@@ -121,7 +78,7 @@ main(void)
 	}
 	CHECK(done);
 	CHECK(!seen);
-	CHECK(!is_indexed(qi, 0x201));
+	CHECK(!check_indexed(qi, 0x201));
 	committer_stats(cm, &st);
 	CHECK(st.cancelled == 1);
 	CHECK(st.messages == 1);
@@ -133,9 +90,7 @@ main(void)
 	}
 	queue_msg_release(&m);
 	for (int i = 0; i < 4; i++) {
-		free(jobs[i]->ups);
-		free(jobs[i]->owner);
-		free(jobs[i]);
+		check_job_free(jobs[i]);
 	}
 	committer_stop(cm);
 
@@ -144,7 +99,7 @@ main(void)
 	CHECK(rep.replayed == 0);
 	CHECK(rep.marks == 0);
 	CHECK(rep.messages == 1);
-	CHECK(!is_indexed(qi, 0x201) && is_indexed(qi, 0x202));
+	CHECK(!check_indexed(qi, 0x201) && check_indexed(qi, 0x202));
 
 	queue_index_close(qi);
 	close(f1);

@@ -52,40 +52,6 @@ mkput(uint64_t qid, uint64_t seg, uint64_t off, int fd)
 	    sizeof(body) - 1);
 }
 
-/*
- * A journaled update: both recipients of qid delivered, its mark record
- * at off of seg (the shard's way: engine/shard.c).
- */
-static struct commit_job *
-mkmarks(uint64_t qid, uint64_t seg, uint64_t off, int fd)
-{
-	struct commit_job *j = calloc(1, sizeof(*j));
-	struct queue_update *u = calloc(2, sizeof(*u));
-	uint8_t *rec;
-	uint64_t len;
-
-	CHECK_FATAL(j != NULL && u != NULL);
-	for (uint16_t i = 0; i < 2; i++)
-		u[i] = (struct queue_update){ .kind = QUEUE_UPD_RCPT,
-		    .qid = qid, .idx = i, .state = RCPT_DELIVERED,
-		    .attempts = 1, .last_code = 250 };
-	len = seg_mark_len(seg_mark_count(u, 2));
-	rec = malloc(len);
-	CHECK_FATAL(rec != NULL);
-	CHECK_FATAL(seg_mark_encode(rec, seg, off, u, 2) == len);
-	j->kind = COMMIT_UPDATE;
-	j->ups = u;
-	j->nups = 2;
-	j->owner = rec;
-	j->put.seg = seg;
-	j->put.offset = off;
-	j->put.rec_len = (uint32_t)len;
-	j->iov[0] = (struct iovec){ rec, len };
-	j->seg_fd = fd;
-	j->conn_idx = COMMIT_NO_CONN;
-	return j;
-}
-
 static struct commit_job *
 mkseal(uint64_t seg)
 {
@@ -99,32 +65,13 @@ mkseal(uint64_t seg)
 	return j;
 }
 
-static void
-job_free(struct commit_job *j)
-{
-	free(j->ups);
-	free(j->owner);
-	free(j);
-}
-
-static bool
-is_indexed(struct queue_index *qi, uint64_t qid)
-{
-	struct queue_msg m;
-
-	if (queue_index_get(qi, qid, &m) != 0)
-		return false;
-	queue_msg_release(&m);
-	return true;
-}
-
 /* Wait (bounded) until qid's presence in the index is want. */
 static bool
 wait_indexed(struct queue_index *qi, uint64_t qid, bool want)
 {
 	time_t deadline = time(NULL) + 10;
 
-	while (is_indexed(qi, qid) != want) {
+	while (check_indexed(qi, qid) != want) {
 		if (time(NULL) >= deadline)
 			return false;
 		usleep(2000);
@@ -159,10 +106,10 @@ crash_recover(const char *snap, uint64_t qid)
 	snprintf(cmd, sizeof(cmd), "cp %s/seg/*.seg %s/seg/", spool, snap);
 	CHECK_FATAL(system(cmd) == 0);
 	CHECK_FATAL(queue_index_open(&qi, snap, 1ull << 26, 0) == 0);
-	CHECK(is_indexed(qi, qid));	/* as the index was at the crash */
+	CHECK(check_indexed(qi, qid));	/* as the index was at the crash */
 	CHECK(queue_recover(qi, snap, &rep) == 0);
 	CHECK(rep.marks == 2 && rep.marks_done == 1);
-	CHECK(!is_indexed(qi, qid));
+	CHECK(!check_indexed(qi, qid));
 	queue_index_close(qi);
 }
 
@@ -191,7 +138,7 @@ main(void)
 	check_commit_run(cm, efd, jobs, 1);
 	CHECK(jobs[0]->put.result == 0);
 	CHECK(wait_indexed(qi, 0x101, true));
-	job_free(jobs[0]);
+	check_job_free(jobs[0]);
 	/* The index as a crash would find it after the mark's sync. */
 	snprintf(snap, sizeof(snap), "%s.snap", spool);
 	snprintf(path, sizeof(path), "mkdir -p %s/index %s/seg", snap, snap);
@@ -200,13 +147,13 @@ main(void)
 	CHECK_FATAL(mdb_env_copy(qi->env, path) == 0);
 
 	/* P's mark in segment 2 (shard 1): durable when back, then indexed. */
-	jobs[0] = mkmarks(0x101, s2, 0, f2);
+	jobs[0] = check_mark_job(0x101, 2, s2, 0, f2);
 	mark_len = jobs[0]->put.rec_len;
 	check_commit_run(cm, efd, jobs, 1);
 	CHECK(jobs[0]->put.result == 0 && !jobs[0]->seg_failed);
 	CHECK(pread(f2, rec, sizeof(rec), 0) == (ssize_t)mark_len);
 	CHECK(seg_mark_check(rec, (size_t)mark_len, s2, 0) == NULL);
-	job_free(jobs[0]);
+	check_job_free(jobs[0]);
 	crash_recover(snap, 0x101);
 	CHECK(wait_indexed(qi, 0x101, false));
 	CHECK(check_log_pos(qi, s2) == mark_len);
@@ -229,14 +176,14 @@ main(void)
 	jobs[0] = mkput(0x102, s3, 0, f3);
 	check_commit_run(cm, efd, jobs, 1);
 	CHECK(wait_indexed(qi, 0x102, true));
-	job_free(jobs[0]);
-	jobs[0] = mkmarks(0x102, s4, 0, f4);
+	check_job_free(jobs[0]);
+	jobs[0] = check_mark_job(0x102, 2, s4, 0, f4);
 	jobs[1] = mkseal(s4);
 	CHECK_FATAL(committer_submit(cm, 0, jobs[0]) &&
 	    committer_submit(cm, 0, jobs[1]));
 	committer_wake(cm);
 	for (time_t deadline = time(NULL) + 10; time(NULL) < deadline;) {
-		bool gone = !seg_exists(s4), live = is_indexed(qi, 0x102);
+		bool gone = !seg_exists(s4), live = check_indexed(qi, 0x102);
 
 		if (gone && live)
 			bad = true;
@@ -244,7 +191,7 @@ main(void)
 			break;
 	}
 	CHECK(!bad);
-	CHECK(!seg_exists(s4) && !is_indexed(qi, 0x102));
+	CHECK(!seg_exists(s4) && !check_indexed(qi, 0x102));
 	for (int back = 0; back < 2;) {
 		struct pollfd p = { .fd = efd, .events = POLLIN };
 		uint64_t v;
@@ -254,7 +201,7 @@ main(void)
 		while (committer_reap(cm, 0) != NULL)
 			back++;
 	}
-	job_free(jobs[0]);
+	check_job_free(jobs[0]);
 	free(jobs[1]);
 	CHECK(seg_exists(s3));
 	jobs[0] = mkseal(s3);
@@ -270,13 +217,13 @@ main(void)
 	jobs[0] = mkput(0x103, s5, 0, f5);
 	check_commit_run(cm, efd, jobs, 1);
 	CHECK(wait_indexed(qi, 0x103, true));
-	job_free(jobs[0]);
-	jobs[0] = mkmarks(0x103, s6, 0, pfd[1]);
+	check_job_free(jobs[0]);
+	jobs[0] = check_mark_job(0x103, 2, s6, 0, pfd[1]);
 	check_commit_run(cm, efd, jobs, 1);
 	CHECK(jobs[0]->seg_failed && jobs[0]->put.result == 0);
 	CHECK(wait_indexed(qi, 0x103, false));
 	CHECK(check_log_pos(qi, s6) == QUEUE_LOG_SEALED);
-	job_free(jobs[0]);
+	check_job_free(jobs[0]);
 
 	committer_stop(cm);
 	queue_index_close(qi);

@@ -153,6 +153,33 @@ bind_added(struct config_gen *g, const struct config *old, char *why,
 	return 0;
 }
 
+/*
+ * What g needs of its own before it can be published, each of which can
+ * fail: the listeners added, its DKIM signer threads (the load read the
+ * keys), its outbound TLS contexts (every CA file read again). -1 with
+ * why set to what failed.
+ */
+static int
+gen_prepare(struct config_gen *g, const struct config *old, char *why,
+    size_t len)
+{
+	char e[512];
+	int n;
+
+	if (bind_added(g, old, why, len) < 0)
+		return -1;
+	if ((n = gen_start_signers(g, rl.efds)) < 0) {
+		snprintf(why, len, "cannot start the DKIM signers: %s",
+		    strerror(-n));
+		return -1;
+	}
+	if (deliver_tls_init(&g->dcfg, e, sizeof(e)) < 0) {
+		snprintf(why, len, "outbound TLS: %.*s", (int)sizeof(e), e);
+		return -1;
+	}
+	return 0;
+}
+
 /* Wait (bounded) until every shard runs g: then the old one is unused. */
 static void
 wait_taken(const struct config_gen *g)
@@ -259,30 +286,11 @@ reload_run(char *out, size_t outlen)
 		say(out, outlen, &off, "out of memory: not reloaded");
 		goto refused;
 	}
-	if (bind_added(g, &old->cfg, why, sizeof(why)) < 0) {
+	if (gen_prepare(g, &old->cfg, why, sizeof(why)) < 0) {
 		say(out, outlen, &off, "configuration refused: %s; "
 		    "generation %llu stays in force", why,
 		    (unsigned long long)old->id);
 		log_warn("reload: %s", why);
-		gen_discard(g);
-		goto refused;
-	}
-	/* DKIM keys were read by the load: their own signer threads. */
-	if ((n = gen_start_signers(g, rl.efds)) < 0) {
-		say(out, outlen, &off, "cannot start the DKIM signers: %s; "
-		    "generation %llu stays in force", strerror(-n),
-		    (unsigned long long)old->id);
-		log_warn("reload: cannot start the DKIM signers: %s",
-		    strerror(-n));
-		gen_discard(g);
-		goto refused;
-	}
-	/* Outbound TLS contexts of g's own, every CA file read again. */
-	if (deliver_tls_init(&g->dcfg, why, sizeof(why)) < 0) {
-		say(out, outlen, &off, "configuration refused: outbound TLS: "
-		    "%s; generation %llu stays in force", why,
-		    (unsigned long long)old->id);
-		log_warn("reload: outbound TLS: %s", why);
 		gen_discard(g);
 		goto refused;
 	}

@@ -527,12 +527,10 @@ static void
 handle_wake(struct shard *sh)
 {
 	struct auth_result *r, *rnext;
-	struct commit_job *job;
 	struct dkim_job *dj, *next;
 	struct config_gen *g;
 
-	while ((job = committer_reap(sh->committer, sh->id)) != NULL)
-		shard_job_finish(sh, job);
+	/* The committer's verdicts are taken at the top of the loop. */
 	for (r = auth_reap(sh->id); r != NULL; r = rnext) {
 		struct conn *c;
 		enum smtp_event ev;

@@ -177,10 +177,9 @@ dl_bounce_new(struct deliver *d, const struct dl_bounce_src *src)
 
 		strs += slen(r->addr) + slen(r->orig_rcpt) + slen(r->status) +
 		    slen(r->remote_mta) + slen(r->diagnostic);
-		strs += slen(e->queue_id) + slen(e->sender) + slen(e->rcpt) +
-		    slen(e->destination) + slen(e->transport) + slen(e->mx) +
-		    slen(e->addr) + slen(e->tls) + slen(e->tls_verify) +
-		    slen(e->enhanced) + slen(e->text);
+#define ENTRY_LEN(f) strs += slen(e->f);
+		DLOG_ENTRY_STRINGS(ENTRY_LEN)
+#undef ENTRY_LEN
 	}
 	strs += slen(src->sender) + slen(src->received_from) + hl;
 	sz += src->n * (sizeof(struct dsn_rcpt) + sizeof(struct queue_update) +
@@ -213,17 +212,9 @@ dl_bounce_new(struct deliver *d, const struct dl_bounce_src *src)
 		br->remote_mta = arena_dup(b, r->remote_mta);
 		br->diagnostic = arena_dup(b, r->diagnostic);
 		*be = *e;
-		be->queue_id = arena_dup(b, e->queue_id);
-		be->sender = arena_dup(b, e->sender);
-		be->rcpt = arena_dup(b, e->rcpt);
-		be->destination = arena_dup(b, e->destination);
-		be->transport = arena_dup(b, e->transport);
-		be->mx = arena_dup(b, e->mx);
-		be->addr = arena_dup(b, e->addr);
-		be->tls = arena_dup(b, e->tls);
-		be->tls_verify = arena_dup(b, e->tls_verify);
-		be->enhanced = arena_dup(b, e->enhanced);
-		be->text = arena_dup(b, e->text);
+#define ENTRY_DUP(f) be->f = arena_dup(b, e->f);
+		DLOG_ENTRY_STRINGS(ENTRY_DUP)
+#undef ENTRY_DUP
 	}
 	b->sender = arena_dup(b, src->sender);
 	b->received_from = arena_dup(b, src->received_from);

@@ -34,6 +34,15 @@ enum dlog_status {
 	DLOG_DISCARDED,		/* "discarded": discard transport */
 };
 
+/*
+ * Every string field of struct dlog_entry, for code that copies an entry
+ * (a bounce held for its DSN keeps its lines): X(field) for each. A new
+ * string field goes here too, or the copy keeps the caller's pointer.
+ */
+#define DLOG_ENTRY_STRINGS(X) X(queue_id) X(sender) X(rcpt) \
+	X(destination) X(transport) X(mx) X(addr) X(tls) X(tls_verify) \
+	X(tls_policy) X(tls_auth) X(tlsa) X(enhanced) X(text)
+
 struct dlog_entry {
 	uint64_t time_us;		/* CLOCK_REALTIME microseconds */
 	const char *queue_id;		/* 16 hex digits */

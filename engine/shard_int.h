@@ -218,6 +218,17 @@ static_assert(CONFIG_CONNECTIONS_MAX < UINT32_MAX,
 static_assert(CONFIG_MESSAGE_SIZE_MAX <= UINT32_MAX / 2,
     "limits.message_size may pass a record's 32-bit length");
 
+/*
+ * The listener c was accepted on, in the configuration it was accepted
+ * under (c->listener indexes that one: after a reload the shard's own
+ * list may differ).
+ */
+static inline const struct listen_cfg *
+conn_listen(const struct conn *c)
+{
+	return &c->cg->cfg.listen[c->listener];
+}
+
 static inline struct io_uring_sqe *
 get_sqe(struct shard *sh)
 {

@@ -60,13 +60,13 @@ addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
 
 
 static void
-refused_line(struct shard *sh, unsigned listener,
+refused_line(const struct listen_cfg *lc,
     const struct sockaddr_storage *from, const char *why)
 {
 	char a[INET6_ADDRSTRLEN];
 
 	log_warn("listener %s: connection from %s closed without a greeting: "
-	    "%s", sh->cfg->listen[listener].address,
+	    "%s", lc->address,
 	    addr_text(from, a, sizeof(a)), why);
 }
 
@@ -75,7 +75,7 @@ shard_proxy_refused(struct shard *sh, unsigned listener,
     const struct sockaddr_storage *from, const char *why)
 {
 	if (shard_refusal_log_ok(sh))
-		refused_line(sh, listener, from, why);
+		refused_line(&sh->cfg->listen[listener], from, why);
 }
 
 /* The same for a connection that holds a slot: its peer is asked again. */
@@ -98,7 +98,7 @@ conn_refused(struct shard *sh, struct conn *c, const char *fmt, ...)
 	va_end(ap);
 	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0)
 		ss.ss_family = AF_UNSPEC;
-	refused_line(sh, c->listener, &ss, why);
+	refused_line(conn_listen(c), &ss, why);
 }
 
 enum proxy_status
@@ -157,7 +157,7 @@ shard_proxy_input(struct shard *sh, struct conn *c, const char *data,
 		char a[INET6_ADDRSTRLEN];
 
 		log_debug("listener %s: PROXY %s: client %s",
-		    sh->cfg->listen[c->listener].address, proxy_describe(&h),
+		    conn_listen(c)->address, proxy_describe(&h),
 		    addr_text(peer, a, sizeof(a)));
 	}
 	return PROXY_DONE;
@@ -175,7 +175,7 @@ shard_proxy_expired(struct shard *sh, struct conn *c)
 {
 	assert(c->proxy_wait);
 	conn_refused(sh, c, "no complete PROXY header within %u ms (%zu "
-	    "byte(s))", sh->cfg->listen[c->listener].proxy_timeout_ms,
+	    "byte(s))", conn_listen(c)->proxy_timeout_ms,
 	    c->proxy_hdr.len);
 }
 
@@ -189,7 +189,7 @@ shard_proxy_eof(struct shard *sh, struct conn *c, int res)
 	assert(c->proxy_wait);
 	if (c->proxy_hdr.len == 0 && res == 0) {
 		log_debug("listener %s: connection closed before any byte",
-		    sh->cfg->listen[c->listener].address);
+		    conn_listen(c)->address);
 		return;
 	}
 	if (res < 0)

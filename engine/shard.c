@@ -317,7 +317,7 @@ conn_proxy(struct shard *sh, struct conn *c, const char *data, size_t n)
 	}
 	c->client_counted = true;
 	c->proxy_wait = false;
-	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
+	c->deadline_ms = sh->now_ms + c->cg->cfg.limits.idle_timeout_ms;
 	ev = conn_begin(sh, c, &peer);
 	/* The client's first bytes: SMTP, or its TLS ClientHello (465). */
 	if (ev == SMTP_EV_NONE && nrest > 0) {
@@ -382,7 +382,7 @@ shard_command_deadline(struct shard *sh, struct conn *c)
 		c->cmd_deadline_ms = 0;
 	else if (c->cmd_deadline_ms == 0)
 		c->cmd_deadline_ms = sh->now_ms +
-		    sh->cfg->limits.command_timeout_ms;
+		    c->cg->cfg.limits.command_timeout_ms;
 }
 
 /* A complete message: to the signers first when it is to be signed. */
@@ -518,7 +518,7 @@ dkim_done(struct shard *sh, struct dkim_job *job)
 static void
 auth_resume(struct shard *sh, struct conn *c, enum smtp_event ev)
 {
-	c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
+	c->deadline_ms = sh->now_ms + c->cg->cfg.limits.idle_timeout_ms;
 	shard_command_deadline(sh, c);
 	shard_handle_event(sh, c, ev);
 }
@@ -580,7 +580,7 @@ handle_recv(struct shard *sh, struct conn *c, int res, uint32_t flags)
 		/* Bytes do not extend the header's deadline. */
 		ev = conn_proxy(sh, c, data, (size_t)res);
 	} else {
-		c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
+		c->deadline_ms = sh->now_ms + c->cg->cfg.limits.idle_timeout_ms;
 		ev = c->tls != NULL ? shard_tls_input(sh, c, data, (size_t)res) :
 		    smtp_session_input(&c->smtp, data, (size_t)res);
 		shard_command_deadline(sh, c);

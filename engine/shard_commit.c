@@ -218,7 +218,7 @@ shard_job_finish(struct shard *sh, struct commit_job *job)
 	if (res == SMTP_COMMIT_OK && held)
 		rec = job_keep(sh, job);
 	if (live && !c->closing && c->smtp.state == SMTP_S_COMMIT) {
-		c->deadline_ms = sh->now_ms + sh->cfg->limits.idle_timeout_ms;
+		c->deadline_ms = sh->now_ms + c->cg->cfg.limits.idle_timeout_ms;
 		ev = smtp_session_commit_done(&c->smtp, res);
 		shard_command_deadline(sh, c);
 		shard_handle_event(sh, c, ev);

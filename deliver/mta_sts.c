@@ -308,7 +308,8 @@ worker(void *arg)
 		pthread_mutex_unlock(&g.mu);
 
 		mta_sts_fetch(g.fetcher, domain, want_policy, &w, r);
-		fetched = r->txt == 1 && want_policy(r->id, &w);
+		/* Its answer, not a second one against a later clock. */
+		fetched = r->asked;
 
 		pthread_mutex_lock(&g.mu);
 		keep = store(e, r, fetched);

@@ -110,6 +110,8 @@ struct mta_sts_fetcher;
 struct mta_sts_fetched {
 	int txt;			/* 1: one STS record, 0: none, -1: failed */
 	char id[MTA_STS_ID_MAX + 1];
+	bool asked;			/* want_policy() said yes: the policy
+					 * was asked for (have_policy: got) */
 	bool have_policy;		/* the policy was fetched and parsed */
 	struct mta_sts_policy pol;
 	enum mta_sts_result fail;	/* when it was not */

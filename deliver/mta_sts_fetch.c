@@ -463,5 +463,6 @@ mta_sts_fetch(struct mta_sts_fetcher *f, const char *domain,
 	fetch_txt(f, domain, deadline, out);
 	if (out->txt != 1 || !want_policy(out->id, arg))
 		return;
+	out->asked = true;
 	fetch_policy(f, domain, deadline, out);
 }

@@ -36,16 +36,15 @@ shard_kept_budget_init(uint64_t max)
 }
 
 static struct rbuf *
-job_keep(struct shard *sh, const struct commit_job *job)
+job_keep(const struct commit_job *job)
 {
 	struct rbuf *r;
 
-	(void)sh;
 	assert(job->kind == COMMIT_PUT);
 	assert(job->head_len + (uint64_t)job->put.msg_len == job->put.rec_len);
 	if (kept_memory.max == 0)
 		return NULL;
-	r = rbuf_new(&kept_memory, kept_memory.max, job->put.rec_len);
+	r = rbuf_new(&kept_memory, job->put.rec_len);
 	if (r == NULL)
 		return NULL;
 	memcpy(r->data, job->head, job->head_len);
@@ -170,7 +169,7 @@ shard_job_finish(struct shard *sh, struct commit_job *job)
 			/* A DSN: its bytes are the job's until job_free(). */
 			if (job->put.result == 0)
 				job_dispatch(sh, job, job->msg != NULL ?
-				    job_keep(sh, job) : NULL);
+				    job_keep(job) : NULL);
 			else
 				dsn_failed(sh, job, qid);
 		} else if (job->put.result != 0) {
@@ -216,7 +215,7 @@ shard_job_finish(struct shard *sh, struct commit_job *job)
 	/* Keep the record for delivery before the session moves on (its
 	 * next transaction reuses the message buffer). */
 	if (res == SMTP_COMMIT_OK && held)
-		rec = job_keep(sh, job);
+		rec = job_keep(job);
 	if (live && !c->closing && c->smtp.state == SMTP_S_COMMIT) {
 		c->deadline_ms = sh->now_ms + c->cg->cfg.limits.idle_timeout_ms;
 		ev = smtp_session_commit_done(&c->smtp, res);

@@ -42,25 +42,6 @@ budget_take(struct budget *b, uint64_t n)
 	return true;
 }
 
-/*
- * Take n bytes only while the total stays at or below ceiling (itself at
- * most max): for takers that must leave the rest of the budget to others.
- */
-static inline bool
-budget_take_below(struct budget *b, uint64_t n, uint64_t ceiling)
-{
-	uint64_t u = atomic_load_explicit(&b->used, memory_order_relaxed);
-
-	if (ceiling > b->max)
-		ceiling = b->max;
-	do {
-		if (n > ceiling || u > ceiling - n)
-			return false;
-	} while (!atomic_compare_exchange_weak_explicit(&b->used, &u, u + n,
-	    memory_order_relaxed, memory_order_relaxed));
-	return true;
-}
-
 /* Give back n bytes taken before. */
 static inline void
 budget_give(struct budget *b, uint64_t n)

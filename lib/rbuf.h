@@ -9,10 +9,9 @@
  * reference; the last rbuf_put() frees the block and gives its bytes back
  * to the budget, on whichever thread that is.
  *
- * rbuf_new() takes from the budget only while what is taken stays at or
- * below `ceiling` (lower than the budget's max), so kept copies can never
- * take the share that sessions need to accept mail. No block: the reader
- * falls back to the spool, so a refusal costs a read, never a message.
+ * The budget is the copies' own (never the sessions'), so a copy never
+ * makes a client wait. No block: the reader falls back to the spool, so
+ * a refusal costs a read, never a message.
  */
 #ifndef SLUICE_RBUF_H
 #define SLUICE_RBUF_H
@@ -34,15 +33,15 @@ struct rbuf {
 
 /*
  * A block of len bytes (contents undefined) with one reference, or NULL
- * when the budget has no room below ceiling or malloc fails.
+ * when the budget has no room or malloc fails.
  */
 static inline struct rbuf *
-rbuf_new(struct budget *b, uint64_t ceiling, uint32_t len)
+rbuf_new(struct budget *b, uint32_t len)
 {
 	uint64_t cost = sizeof(struct rbuf) + (uint64_t)len;
 	struct rbuf *r;
 
-	if (b != NULL && !budget_take_below(b, cost, ceiling))
+	if (b != NULL && !budget_take(b, cost))
 		return NULL;
 	r = malloc(cost);
 	if (r == NULL) {

@@ -31,6 +31,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int rc = mta_sts_policy_parse(s, size, &p, &why);
 
 	assert(rc == mta_sts_policy_parse(s, size, &p2, NULL));
+	/* Deterministic: the same input gives the same policy. */
+	assert(rc < 0 || (p.mode == p2.mode && p.max_age_s == p2.max_age_s &&
+	    p.nmx == p2.nmx));
+	for (unsigned i = 0; rc >= 0 && i < p.nmx; i++)
+		assert(strcmp(p.mx[i], p2.mx[i]) == 0);
 	if (rc < 0) {
 		assert(why != NULL && why[0] != '\0');
 	} else {
@@ -60,6 +65,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		assert(mta_sts_txt_is_sts(s, size));
 		assert(n >= 1 && n <= MTA_STS_ID_MAX);
+		for (size_t j = 0; j < n; j++)
+			assert((id[j] >= '0' && id[j] <= '9') ||
+			    (id[j] >= 'a' && id[j] <= 'z') ||
+			    (id[j] >= 'A' && id[j] <= 'Z'));
 	} else {
 		assert(why != NULL);
 	}

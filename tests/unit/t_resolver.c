@@ -678,7 +678,7 @@ test_dnssec(struct io_uring *ring, bool on)
 	struct resolver_cfg cfg;
 	struct resolver *r;
 	struct got sec, notlsa, fail, insec, bogus;
-	int base = total_calls;
+	int base = total_calls, failures = check_failures;
 
 	printf("RUN dnssec/%s\n", on ? "trust-ad" : "off");
 	server_cfg(&cfg, 1000);
@@ -723,7 +723,8 @@ test_dnssec(struct io_uring *ring, bool on)
 out:
 	resolver_destroy(r);
 	pump(ring, NULL, total_calls + 1, 200, false);
-	printf("PASS dnssec/%s\n", on ? "trust-ad" : "off");
+	printf("%s dnssec/%s\n", check_failures == failures ? "PASS" : "FAIL",
+	    on ? "trust-ad" : "off");
 }
 
 /* Answers that end in a CNAME: chased; failures there defer, not bounce. */

@@ -428,6 +428,10 @@ list_one(void *arg, const struct queue_msg *orig)
 	int rc;
 
 	assert(orig->env.nrcpt == orig->meta.nrcpt);
+	/* Replies are read for the messages listed, not for every one the
+	 * filter drops (a --reason filter needs them to decide). */
+	if (ls->f->reason == NULL && !queue_filter_match(ls->f, orig))
+		return 0;
 	msg_with_replies(ls->qi, orig, &copy);
 	rc = list_print(ls, m);
 	free(copy.reply);

@@ -37,6 +37,7 @@ struct auth_request {
 	struct auth_request *next;
 	unsigned shard;
 	const struct config *cfg;	/* the session's: its users */
+	const char *dummy;		/* and its dummy hash */
 	char pass[SASL_FIELD_MAX + 1];
 	struct auth_result r;
 };
@@ -51,7 +52,6 @@ static struct {
 	 * copies, as an older configuration is freed once unused). */
 	_Atomic uint32_t failures;
 	_Atomic uint64_t failure_window_ms;
-	char dummy[CRYPT_OUTPUT_SIZE];	/* for users that do not exist */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct auth_request *head, *tail;
@@ -143,7 +143,7 @@ static enum smtp_auth_result
 check(struct auth_request *rq, struct crypt_data *cd)
 {
 	const struct user_cfg *u = config_user_find(rq->cfg, rq->r.user_name);
-	const char *stored = u != NULL ? u->password : pool.dummy;
+	const char *stored = u != NULL ? u->password : rq->dummy;
 	size_t len = strlen(stored);
 	const char *out;
 	bool ok;
@@ -222,14 +222,24 @@ worker_main(void *arg)
 	return NULL;
 }
 
-/* A hash of a random password at the cost of the first user's. */
-static int
-make_dummy(const struct config *cfg)
+_Static_assert(AUTH_DUMMY_MAX >= CRYPT_OUTPUT_SIZE, "AUTH_DUMMY_MAX");
+
+bool
+auth_offered(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nlisten; i++)
+		if (cfg->listen[i].policy.auth != SMTP_AUTH_OFF)
+			return true;
+	return false;
+}
+
+int
+auth_dummy_make(const struct config *cfg, char *out, size_t len)
 {
 	struct crypt_data *cd = calloc(1, sizeof(*cd));
 	unsigned char rnd[24];
 	char pw[sizeof(rnd) * 2 + 1], setting[CRYPT_GENSALT_OUTPUT_SIZE];
-	const char *base, *out;
+	const char *base, *h;
 	size_t i;
 
 	if (cd == NULL)
@@ -240,27 +250,26 @@ make_dummy(const struct config *cfg)
 	}
 	for (i = 0; i < sizeof(rnd); i++)
 		snprintf(pw + 2 * i, 3, "%02x", rnd[i]);
+	/* The first user's hash as the setting: its method, cost and salt. */
 	base = cfg->nusers > 0 ? cfg->users[0].password : NULL;
 	if (base == NULL && crypt_gensalt_rn("$y$", 0, NULL, 0, setting,
 	    sizeof(setting)) != NULL)
 		base = setting;
-	out = base != NULL ? crypt_rn(pw, base, cd, (int)sizeof(*cd)) : NULL;
-	if (out != NULL)
-		snprintf(pool.dummy, sizeof(pool.dummy), "%s", out);
+	h = base != NULL ? crypt_rn(pw, base, cd, (int)sizeof(*cd)) : NULL;
+	if (h != NULL && (size_t)snprintf(out, len, "%s", h) >= len)
+		h = NULL;
 	OPENSSL_cleanse(cd, sizeof(*cd));
+	OPENSSL_cleanse(pw, sizeof(pw));
 	free(cd);
-	return out != NULL ? 0 : -EINVAL;
+	return h != NULL ? 0 : -EINVAL;
 }
 
 int
 auth_global_init(const struct config *cfg, unsigned nshards, const int *efds)
 {
 	unsigned i, want;
-	bool any = false;
 	int rc;
 
-	for (i = 0; i < cfg->nlisten; i++)
-		any |= cfg->listen[i].policy.auth != SMTP_AUTH_OFF;
 	auth_reconfigure(cfg);
 	pool.nshards = nshards;
 	pool.efds = efds;
@@ -271,10 +280,8 @@ auth_global_init(const struct config *cfg, unsigned nshards, const int *efds)
 	for (i = 0; i < nshards; i++)
 		pthread_mutex_init(&pool.inbox[i].lock, NULL);
 	/* No listener offers AUTH: no thread, and no check ever comes. */
-	if (!any)
+	if (!auth_offered(cfg))
 		return 0;
-	if ((rc = make_dummy(cfg)) < 0)
-		return rc;
 	want = nshards < AUTH_WORKERS_MAX ? nshards : AUTH_WORKERS_MAX;
 	for (i = 0; i < want; i++) {
 		rc = pthread_create(&pool.workers[i], NULL, worker_main, NULL);
@@ -330,7 +337,8 @@ auth_reconfigure(const struct config *cfg)
 
 enum smtp_auth_result
 auth_submit(unsigned shard, uint32_t idx, uint32_t gen,
-    const struct config *cfg, struct smtp_session *s, uint64_t now_ms)
+    const struct config *cfg, const char *dummy, struct smtp_session *s,
+    uint64_t now_ms)
 {
 	struct auth_request *rq;
 	uint64_t key = auth_addr_key(s->client_addr);
@@ -351,6 +359,7 @@ auth_submit(unsigned shard, uint32_t idx, uint32_t gen,
 	memset(rq, 0, sizeof(*rq));
 	rq->shard = shard;
 	rq->cfg = cfg;
+	rq->dummy = dummy;
 	rq->r.conn_idx = idx;
 	rq->r.conn_gen = gen;
 	rq->r.addr_key = key;

@@ -6,8 +6,10 @@
  * no shard computes one: a shard whose session returned SMTP_EV_AUTH
  * hands the credentials to auth_submit(), a small pool of worker threads
  * hashes them with crypt_rn() against the user's stored hash (an unknown
- * user against a dummy hash of the same cost, so that the time taken
- * does not tell which users exist) and compares in constant time, and
+ * user against a dummy hash of the same method and cost, made for each
+ * configuration generation from its first user's, so that the time taken
+ * does not tell which users exist, before or after a reload that changed
+ * the users' hashes) and compares in constant time, and
  * the verdict comes back through the shard's eventfd: the shard then
  * calls auth_reap() from handle_wake(), as it does for the committer.
  *
@@ -28,6 +30,8 @@
 #ifndef SLUICE_AUTH_H
 #define SLUICE_AUTH_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../proto/smtp_server.h"
@@ -37,6 +41,8 @@
 #define AUTH_WORKERS_MAX	4
 /* Checks waiting for a worker, all shards together; then 454 4.7.0. */
 #define AUTH_QUEUE_MAX		256
+/* Room for a dummy hash (auth_dummy_make()): crypt's CRYPT_OUTPUT_SIZE. */
+#define AUTH_DUMMY_MAX		384
 /* The longest a 535 is held back. */
 #define AUTH_DELAY_MAX_MS	30000
 
@@ -61,19 +67,33 @@ int auth_global_init(const struct config *cfg, unsigned nshards,
     const int *efds);
 void auth_global_stop(void);
 
+/* Does any of cfg's listeners offer AUTH? */
+bool auth_offered(const struct config *cfg);
+
+/*
+ * The hash of a random password at the method, cost and salt of cfg's
+ * first user (yescrypt's default cost when it has none), into out (len
+ * at least AUTH_DUMMY_MAX): an unknown user's login is checked against
+ * it and takes as long as a known user's. 0 or -errno.
+ */
+int auth_dummy_make(const struct config *cfg, char *out, size_t len);
+
 /* The key of a client address ("192.0.2.1", "2001:db8::1") for counts. */
 uint64_t auth_addr_key(const char *client_addr);
 
 /*
  * Hand s's credentials (state SMTP_S_AUTH_WAIT) to the workers for
- * shard's connection (idx, gen), to be checked against cfg's users; the password is copied, and wiped from
- * s. Returns SMTP_AUTH_OK when the check is under way (the verdict comes
+ * shard's connection (idx, gen), to be checked against cfg's users, and
+ * against dummy (auth_dummy_make() of cfg) for a name none of them has;
+ * cfg and dummy must outlive the check (the session's generation holds
+ * both). The password is copied, and wiped from s. Returns SMTP_AUTH_OK when the check is under way (the verdict comes
  * through auth_reap()), or a verdict to give at once: SMTP_AUTH_LOCKED
  * when the client's address is at its limit of failures, TEMPFAIL when
  * too many checks wait or memory is short.
  */
 enum smtp_auth_result auth_submit(unsigned shard, uint32_t idx, uint32_t gen,
-    const struct config *cfg, struct smtp_session *s, uint64_t now_ms);
+    const struct config *cfg, const char *dummy, struct smtp_session *s,
+    uint64_t now_ms);
 
 /*
  * A reload: the failure limits of cfg from now on (copied). Checks look

@@ -289,15 +289,6 @@ dkim_signing_eq(const struct config *a, const struct config *b)
 	return true;
 }
 
-static bool
-any_auth(const struct config *c)
-{
-	for (size_t i = 0; i < c->nlisten; i++)
-		if (c->listen[i].policy.auth != SMTP_AUTH_OFF)
-			return true;
-	return false;
-}
-
 bool
 gen_restart_key(const struct config *o, const struct config *n, char *why,
     size_t whylen)
@@ -344,7 +335,7 @@ gen_restart_key(const struct config *o, const struct config *n, char *why,
 		key = "mta_sts.ca_file";
 	else if (o->mta_sts.fetch_timeout_ms != n->mta_sts.fetch_timeout_ms)
 		key = "mta_sts.fetch_timeout";
-	else if (!any_auth(o) && any_auth(n))
+	else if (!auth_offered(o) && auth_offered(n))
 		key = "listen[].auth (no listener offered AUTH at start)";
 	if (key == NULL)
 		return false;

@@ -39,6 +39,7 @@
 
 #include "../deliver/deliver_cfg.h"
 #include "../proto/smtp_server.h"
+#include "auth.h"
 #include "config.h"
 
 struct tls_ctx;
@@ -51,6 +52,8 @@ struct config_gen {
 	struct smtp_server_cfg scfg;	/* the sessions' settings */
 	struct tls_ctx *tls;		/* NULL: no listener has TLS */
 	struct deliver_cfg dcfg;	/* delivery's view of cfg */
+	/* With AUTH offered: the check's hash for unknown users (auth.h). */
+	char auth_dummy[AUTH_DUMMY_MAX];
 	/*
 	 * Listening sockets made for this generation, one per listener and
 	 * shard (lfd[listener * nshards + shard]), -1 where the shard keeps

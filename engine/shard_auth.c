@@ -13,7 +13,7 @@ shard_auth_start(struct shard *sh, struct conn *c)
 	enum smtp_auth_result now;
 
 	now = auth_submit(sh->id, (uint32_t)(c - sh->conns), c->gen,
-	    &c->cg->cfg, s, sh->now_ms);
+	    &c->cg->cfg, c->cg->auth_dummy, s, sh->now_ms);
 	if (now == SMTP_AUTH_OK)
 		return SMTP_EV_NONE;	/* the workers answer */
 	log_warn("auth refused: client=[%s], sasl_method=%s, "

@@ -6,8 +6,11 @@
  * failed logins from one address are held back 1 s, 2 s, 4 s, then
  * refused at limits.auth_failures, per address (IPv6 per /64), until the
  * window passes; a clock a little behind another shard's still counts.
+ * An unknown user is checked against a dummy hash made with the first
+ * user's method, cost and salt, whichever method that is.
  */
 #include <crypt.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -26,9 +29,13 @@ next_id(void *ctx, uint64_t now_ms)
 	return ++*(uint64_t *)ctx;
 }
 
-/* A config with one AUTH listener and the user alice (password "pw"). */
+/*
+ * A config with one AUTH listener and the user alice (password "pw"),
+ * hashed with method (crypt_gensalt's prefix) at cost count.
+ */
 static void
-load(struct config *cfg, const char *extra)
+load_hashed(struct config *cfg, const char *method, unsigned long count,
+    const char *extra)
 {
 	char setting[CRYPT_GENSALT_OUTPUT_SIZE], path[] = "/tmp/t_auth.XXXXXX";
 	struct config_errors errs = { 0 };
@@ -38,8 +45,7 @@ load(struct config *cfg, const char *extra)
 	int fd;
 
 	memset(&cd, 0, sizeof(cd));
-	/* bcrypt at its lowest cost: a test has no guesser to slow down. */
-	CHECK_FATAL(crypt_gensalt_rn("$2b$", 4, NULL, 0, setting,
+	CHECK_FATAL(crypt_gensalt_rn(method, count, NULL, 0, setting,
 	    sizeof(setting)) != NULL);
 	hash = crypt_rn("pw", setting, &cd, (int)sizeof(cd));
 	CHECK_FATAL(hash != NULL);
@@ -60,6 +66,13 @@ load(struct config *cfg, const char *extra)
 	}
 	config_errors_free(&errs);
 	unlink(path);
+}
+
+/* bcrypt at its lowest cost: a test has no guesser to slow down. */
+static void
+load(struct config *cfg, const char *extra)
+{
+	load_hashed(cfg, "$2b$", 4, extra);
 }
 
 /* A session that has sent AUTH PLAIN for user/pass and waits. */
@@ -115,17 +128,20 @@ workers(void)
 	struct smtp_session s;
 	struct auth_result *r;
 	struct config cfg;
+	char dummy[AUTH_DUMMY_MAX];
 	int efd = eventfd(0, EFD_CLOEXEC);
 	size_t i;
 
 	CHECK_FATAL(efd >= 0);
 	load(&cfg, "");
+	CHECK_FATAL(auth_dummy_make(&cfg, dummy, sizeof(dummy)) == 0);
 	smtp_server_cfg_init(&scfg, "mx.test", 100000, 10, 2048, 20);
 	CHECK_FATAL(auth_global_init(&cfg, 1, &efd) == 0);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		printf("RUN worker verdict for %s\n", cases[i].b64);
 		auth_session(&s, &scfg, &cfg, &ids, cases[i].b64);
-		CHECK(auth_submit(0, 7, 3, &cfg, &s, 1000) == SMTP_AUTH_OK);
+		CHECK(auth_submit(0, 7, 3, &cfg, dummy, &s, 1000) ==
+		    SMTP_AUTH_OK);
 		CHECK(s.auth_pass[0] == '\0');	/* the session's copy wiped */
 		r = verdict(efd);
 		CHECK(r->res == cases[i].res);
@@ -148,11 +164,13 @@ workers(void)
 	CHECK(auth_fail_delay_ms(auth_addr_key("0.0.0.0"), 5000) ==
 	    UINT64_MAX);
 	auth_session(&s, &scfg, &cfg, &ids, "AGFsaWNlAHB3");
-	CHECK(auth_submit(0, 1, 1, &cfg, &s, 6000) == SMTP_AUTH_LOCKED);
+	CHECK(auth_submit(0, 1, 1, &cfg, dummy, &s, 6000) ==
+	    SMTP_AUTH_LOCKED);
 	CHECK(s.auth_pass[0] == '\0');
 	CHECK(auth_reap(0) == NULL);
 	/* The window passed: checked again (and right). */
-	CHECK(auth_submit(0, 1, 1, &cfg, &s, 5000 + 10000) == SMTP_AUTH_OK);
+	CHECK(auth_submit(0, 1, 1, &cfg, dummy, &s, 5000 + 10000) ==
+	    SMTP_AUTH_OK);
 	r = verdict(efd);
 	CHECK(r->res == SMTP_AUTH_FAILED);	/* the password was wiped */
 	free(r);
@@ -200,9 +218,59 @@ throttle(void)
 	config_free(&cfg);
 }
 
+/* The dummy's setting (all before its last '$') is the first user's. */
+static void
+dummies(void)
+{
+	static const struct {
+		const char *method;
+		unsigned long count;
+		const char *prefix;
+	} cases[] = {
+		{ "$2b$", 4, "$2b$04$" },
+		{ "$6$", 1000, "$6$rounds=1000$" },
+		{ "$y$", 3, "$y$j7T$" },
+	};
+	char dummy[AUTH_DUMMY_MAX], again[AUTH_DUMMY_MAX];
+	struct config cfg;
+	const char *pw;
+	size_t i, n;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		printf("RUN the dummy hash follows a first user of %s\n",
+		    cases[i].prefix);
+		load_hashed(&cfg, cases[i].method, cases[i].count, "");
+		pw = cfg.users[0].password;
+		CHECK_FATAL(strncmp(pw, cases[i].prefix,
+		    strlen(cases[i].prefix)) == 0);
+		CHECK_FATAL(auth_dummy_make(&cfg, dummy, sizeof(dummy)) == 0);
+		CHECK_FATAL(auth_dummy_make(&cfg, again, sizeof(again)) == 0);
+		n = (size_t)(strrchr(pw, '$') - pw);
+		CHECK(strlen(dummy) == strlen(pw));
+		CHECK(strncmp(dummy, pw, n) == 0);
+		CHECK(strcmp(dummy, pw) != 0);	/* not alice's password */
+		CHECK(strcmp(dummy, again) != 0);	/* a random one each time */
+		config_free(&cfg);
+	}
+
+	printf("RUN with no users, the dummy is a yescrypt hash\n");
+	load(&cfg, "");
+	cfg.nusers = 0;
+	CHECK(auth_dummy_make(&cfg, dummy, sizeof(dummy)) == 0);
+	CHECK(strncmp(dummy, "$y$", 3) == 0);
+	cfg.nusers = 1;
+	config_free(&cfg);
+
+	printf("RUN a dummy too long for its room is an error\n");
+	load(&cfg, "");
+	CHECK(auth_dummy_make(&cfg, dummy, 20) == -EINVAL);
+	config_free(&cfg);
+}
+
 int
 main(void)
 {
+	dummies();
 	throttle();
 	workers();
 	return check_done();

@@ -9,7 +9,13 @@
 # Zones under dane.test, each with "MX 10 mx" and mx's TLSA records at
 # _PORT._tcp.mx (the route's port; TLSA names follow the port dialled):
 #  - sec:      signed, TLSA 3 1 1 of the server's key -> delivered, tls_auth
-#              dane, tlsa "3 1 1" in the delivery log;
+#              dane, tlsa "3 1 1" in the delivery log; a recipient it
+#              refuses with 550 bounces, held for its DSN until the same
+#              message's other recipient (at a slow plain server) is
+#              delivered, after the DANE connection has closed: the
+#              bounce's line, written when the DSN is queued from the copy
+#              the bounce held, still names that connection's TLS (tls,
+#              tls_auth, tlsa);
 #  - mismatch: signed, TLSA 3 1 1 of another key -> deferred 4.7.5, the
 #              server gets nothing (no plaintext, no unauthenticated TLS);
 #  - pkix:     signed, only a PKIX-EE (1 1 1) record, unusable for SMTP ->
@@ -74,7 +80,12 @@ other = tlslib.Certs(["other.test"])
 good = danelib.spki_sha256(certs.cert)
 wrong = danelib.spki_sha256(other.cert)
 
-servers = {z: dl.Server(z, addr=a, port=PORT, smtp_kw={"tls_context": certs.server_ctx()})
+def no_such_user(address, n):
+    return "550 5.1.1 No such user" if address.lower().startswith("nobody@") else None
+
+
+servers = {z: dl.Server(z, addr=a, port=PORT, smtp_kw={"tls_context": certs.server_ctx()},
+                        rcpt=no_such_user if z == "sec" else None)
            for z, a in HOSTS.items()}
 
 
@@ -141,6 +152,17 @@ vrelay = dl.Relay(routes, dns={"resolver": ns.spec, "timeout": "1s", "attempts":
                                "dnssec": "validate", "trust_anchor": anchor_file},
                   delivery={"denied_networks": []})
 VL = vrelay.dlog
+# A bounce held past its connection's close: one shard (one list of free
+# connection slots), sec.test and a slow plain server (slower than the
+# DANE connection's idle_keep, 1 s).
+slow = dl.Server("slow", data_delay=3.0)
+brelay = dl.Relay([{"domain": "sec.test", "transport": "smtp:sec.dane.test:%d" % PORT,
+                    "retry": "1s"},
+                   {"domain": "slow.test", "transport": "smtp:[127.0.0.1]:%d" % slow.port,
+                    "retry": "1s"}],
+                  dns={"resolver": ub.spec, "timeout": "1s", "attempts": "2",
+                       "dnssec": "trust-ad"},
+                  delivery={"denied_networks": []}, shards=1)
 
 
 def eq(got, want, what, detail=""):
@@ -228,6 +250,41 @@ try:
             T.ok(ede is None or "SERVFAIL (%s)" % ede in x.get("text", "") or
                  "SERVFAIL (%s)" % ede in relay.log_tail(200),
                  "the reason says %r: %r" % (ede, x.get("text")))
+
+    with T.case("a bounce held past its DANE connection's close keeps its TLS"):
+        # nobody@sec.test is refused (550) at once; its bounce waits for
+        # a@slow.test (3 s) to have one DSN. Meanwhile the connection to
+        # sec.test closes (idle_keep) and a second message to slow.test
+        # opens a connection in its freed slot: the held line must not
+        # point into it.
+        b_rcpts = ["nobody@sec.test", "a@slow.test"]
+        q_bounce = dl.submit(brelay.port, "s@client.test", b_rcpts,
+                             dl.make_message("secb1", "s@client.test", b_rcpts))
+        def refusal():
+            return [r for r in servers["sec"].rcpt_log() if r[2] == "nobody@sec.test"]
+        T.ok(dl.wait_until(refusal, 10), "sec.test refused nobody@",
+             repr(servers["sec"].rcpt_log()))
+        n = refusal()[0][1] if refusal() else None
+        T.ok(dl.wait_until(lambda: any(c.n == n and c.t_close
+                                       for c in servers["sec"].conns()), 10),
+             "that connection closed", repr(servers["sec"].conns()))
+        q2 = dl.submit(brelay.port, "s@client.test", ["b@slow.test"],
+                       dl.make_message("slow2", "s@client.test", ["b@slow.test"]))
+        BL = brelay.dlog
+        got = BL.wait_for(lambda x: x.get("qid") == q_bounce and
+                          x.get("to") == "nobody@sec.test", 30)
+        x = got[0] if got else {}
+        eq((x.get("status"), x.get("enhanced")), ("bounced", "5.1.1"), "bounced 5.1.1",
+           BL.dump())
+        T.ok(re.match(r"[0-9A-F]{16}$", x.get("dsn_qid", "")),
+             "a DSN was queued: %r" % x.get("dsn_qid"))
+        eq(BL.last_for(q2).get("status"), "delivered", "the second message delivered")
+        T.ok(len(slow.conns()) >= 2, "it went on a second connection to slow.test",
+             repr(slow.conns()))
+        T.ok(re.match(r"TLSv1\.[23] \S+$", x.get("tls", "")),
+             "tls is the version and cipher: %r" % x.get("tls"))
+        eq((x.get("tls_auth"), x.get("tlsa")), ("dane", "3 1 1"),
+           "tls_auth dane and the TLSA that matched", json.dumps(x))
 
     with T.case("sluicectl resolve shows DNSSEC status and TLSA"):
         rc, j = resolve("sec.dane.test")
@@ -339,8 +396,10 @@ try:
                 subprocess.run([PF, "stop", inst], timeout=60)
 finally:
     vrc = vrelay.stop()
+    brc = brelay.stop()
     rc = relay.stop()
     ub.stop()
 T.eq(rc, 0, "sluiced exits 0")
 T.eq(vrc, 0, "sluiced (validate) exits 0")
+T.eq(brc, 0, "sluiced (one shard) exits 0")
 sluice.finish()

@@ -427,8 +427,8 @@ fetch_policy(struct mta_sts_fetcher *f, const char *domain, uint64_t deadline,
 		snprintf(out->why, sizeof(out->why), "name too long");
 		return;
 	}
-	if (resolver_lookup_sync(&f->rc, host, false, 0, addrs_done, &a) != 0 ||
-	    a.n == 0) {
+	if (resolver_lookup_sync(&f->rc, host, false, 0, deadline, addrs_done,
+	    &a) != 0 || a.n == 0) {
 		snprintf(out->why, sizeof(out->why), "%s: %s", host,
 		    a.why[0] != '\0' ? a.why : "cannot resolve");
 		return;

@@ -1370,7 +1370,7 @@ sync_done(void *arg, const struct resolve_result *res)
 
 int
 resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
-    bool mx_lookup, uint16_t tlsa_port,
+    bool mx_lookup, uint16_t tlsa_port, uint64_t until_ms,
     void (*fn)(void *arg, const struct resolve_result *res), void *arg)
 {
 	struct sync_state s = { fn, arg, false, NULL };
@@ -1399,6 +1399,8 @@ resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
 	 * reached. */
 	deadline = clock_mono_ms() +
 	    4ull * (cfg->attempts + 1) * cfg->timeout_ms + 1000;
+	if (until_ms != 0 && until_ms < deadline)
+		deadline = until_ms;
 	resolver_lookup_tlsa(r, name, mx_lookup, tlsa_port, sync_done, &s);
 	while (!s.done && clock_mono_ms() < deadline) {
 		uring_loop_step(&loop, 100 * 1000);

@@ -237,11 +237,12 @@ void resolver_lookup_tlsa(struct resolver *r, const char *name,
  * For tools and tests: a private ring and resolver, one lookup run to
  * completion (bounded by the timeouts), fn called exactly once; with
  * tlsa_port (and DNSSEC on), the TLSA records of secure hosts as
- * resolver_lookup_tlsa() fetches them. Returns 0,
+ * resolver_lookup_tlsa() fetches them; until_ms (CLOCK_MONOTONIC), when
+ * not 0, ends it sooner (fn then gets a TEMPFAIL). Returns 0,
  * or -errno when the ring or resolver cannot be created (fn not called).
  */
 int resolver_lookup_sync(const struct resolver_cfg *cfg, const char *name,
-    bool mx_lookup, uint16_t tlsa_port,
+    bool mx_lookup, uint16_t tlsa_port, uint64_t until_ms,
     void (*fn)(void *arg, const struct resolve_result *res), void *arg);
 
 #endif

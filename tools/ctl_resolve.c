@@ -226,7 +226,7 @@ ctl_resolve(const struct config *cfg, int argc, char **argv)
 	resolver_cfg_dnssec(&rcfg, cfg->dns.dnssec_mode);
 	rcfg.trust_anchor = cfg->dns.trust_anchor != NULL ?
 	    cfg->dns.trust_anchor : RESOLVER_ROOT_KEY;
-	e = resolver_lookup_sync(&rcfg, ro.name, ro.mx, (uint16_t)port,
+	e = resolver_lookup_sync(&rcfg, ro.name, ro.mx, (uint16_t)port, 0,
 	    resolve_print, &ro);
 	if (e < 0) {
 		ctl_error("cannot start the resolver: %s", strerror(-e));

@@ -18,6 +18,8 @@
  * when one was SERVFAIL; TLSA records are asked for secure hosts only
  * (_25._tcp.HOST), kept when authenticated, "none" for an authenticated
  * NXDOMAIN, "fail" (with why) for a SERVFAIL; with DNSSEC off none are.
+ * A one-off lookup (resolver_lookup_sync()) ends by its caller's deadline
+ * when one is given, long before its own bound.
  * timeout: 120
  */
 #include "check.h"
@@ -884,6 +886,35 @@ test_cfg(void)
 	puts("PASS cfg");
 }
 
+/* A one-off lookup, bounded by its caller's deadline or by its own. */
+static void
+test_sync(void)
+{
+	struct resolver_cfg cfg;
+	struct got g;
+	uint64_t t0;
+
+	puts("RUN sync lookup answered");
+	server_cfg(&cfg, 1000);
+	memset(&g, 0, sizeof(g));
+	CHECK(resolver_lookup_sync(&cfg, "d1.test", true, 0, 0, got_cb,
+	    &g) == 0);
+	CHECK(g.calls == 1 && g.status == RESOLVE_OK);
+
+	puts("RUN sync lookup of a silent name ends at the caller's deadline");
+	memset(&g, 0, sizeof(g));
+	t0 = mono_ms();
+	CHECK(resolver_lookup_sync(&cfg, "silent9.test", true, 0, t0 + 300,
+	    got_cb, &g) == 0);
+	printf("  returned after %llu ms\n",
+	    (unsigned long long)(mono_ms() - t0));
+	/* Its own bound: 4 x (attempts + 1) x 1 s + 1 s, 13 s and more. */
+	CHECK(mono_ms() - t0 < 2500);
+	CHECK(g.calls == 1 && g.status == RESOLVE_TEMPFAIL);
+	CHECK(strstr(g.why, "did not finish in time") != NULL);
+	puts("PASS sync");
+}
+
 int
 main(void)
 {
@@ -907,6 +938,7 @@ main(void)
 	test_dnssec(&ring, true);
 	test_dnssec(&ring, false);
 	test_destroy(&ring);
+	test_sync();
 	io_uring_queue_exit(&ring);
 	srv_stop();
 	return check_done();

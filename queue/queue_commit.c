@@ -208,7 +208,9 @@ io_start(struct committer *c, struct commit_job **jobs, size_t n)
 
 /*
  * Wait for the writes and syncs io_start() began (a sync completes after
- * the writes linked before it).
+ * the writes linked before it). One wait for all that is left, and then
+ * every completion that is in: one io_uring_enter() a batch instead of
+ * one per segment's write and one per sync.
  */
 static void
 io_wait(struct committer *c, struct commit_job **jobs)
@@ -221,24 +223,29 @@ io_wait(struct committer *c, struct commit_job **jobs)
 	if (c->ring_ok)
 		left += c->nruns;
 	while (left > 0) {
-		int rc = io_uring_wait_cqe(&c->ring, &cqe);
-		uint64_t ud;
+		int rc = io_uring_wait_cqe_nr(&c->ring, &cqe, (unsigned)left);
+		unsigned head, seen = 0;
 
 		if (rc == -EINTR)
 			continue;
 		if (rc < 0)
-			log_fatal("committer: io_uring_wait_cqe: %s",
+			log_fatal("committer: io_uring_wait_cqe_nr: %s",
 			    strerror(-rc));
-		ud = cqe->user_data;
-		if (ud & IO_SYNC_BIT) {
-			assert((ud & ~IO_SYNC_BIT) < c->nsync);
-			c->sync[ud & ~IO_SYNC_BIT].res = cqe->res;
-		} else {
-			assert(ud < c->nruns);
-			run_done(c, jobs, &c->runs[ud], cqe->res);
+		io_uring_for_each_cqe(&c->ring, head, cqe) {
+			uint64_t ud = cqe->user_data;
+
+			if (ud & IO_SYNC_BIT) {
+				assert((ud & ~IO_SYNC_BIT) < c->nsync);
+				c->sync[ud & ~IO_SYNC_BIT].res = cqe->res;
+			} else {
+				assert(ud < c->nruns);
+				run_done(c, jobs, &c->runs[ud], cqe->res);
+			}
+			seen++;
 		}
-		left--;
-		io_uring_cqe_seen(&c->ring, cqe);
+		assert(seen <= left);
+		io_uring_cq_advance(&c->ring, seen);
+		left -= seen;
 	}
 }
 

@@ -208,17 +208,6 @@ dlog_str(struct dlog_w *w, const char *key, const char *s)
 	w->b->data[w->b->len++] = '"';
 }
 
-/* Decimal digits of v, right-aligned to end; returns the first. */
-static char *
-dlog_digits(uint64_t v, char *end)
-{
-	do {
-		*--end = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	return end;
-}
-
 /* "key":v; 0 leaves the key out (every integer field means "none"). */
 static void
 dlog_int(struct dlog_w *w, const char *key, int64_t v)
@@ -228,7 +217,7 @@ dlog_int(struct dlog_w *w, const char *key, int64_t v)
 
 	if (v == 0 || !dlog_room(w, DLOG_KEY_FRAME + klen + DLOG_NUM_MAX))
 		return;
-	p = dlog_digits(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, end);
+	p = dec_digits(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, end);
 	if (v < 0)
 		*--p = '-';
 	dlog_key(w, key, klen);
@@ -264,7 +253,7 @@ dlog_ms(struct dlog_w *w, const char *key, int64_t ms)
 		memcpy(end, d, nd);
 		*--end = '.';
 	}
-	p = dlog_digits((uint64_t)ms / 1000, end);
+	p = dec_digits((uint64_t)ms / 1000, end);
 	/* 1e9 s, the cap, is the only value of 10 integer digits, and it
 	 * has no fraction: 12 significant digits always suffice. */
 	dlog_key(w, key, klen);

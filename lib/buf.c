@@ -67,6 +67,26 @@ buf_append(struct buf *b, const void *p, size_t n)
 }
 
 int
+buf_puts_all(struct buf *b, const char *const *parts, size_t n)
+{
+	size_t len[32], total = 0, i;
+	int rc;
+
+	assert(n <= sizeof(len) / sizeof(len[0]));
+	for (i = 0; i < n; i++)
+		total += len[i] = strlen(parts[i]);
+	if (total == 0)
+		return 0;
+	if ((rc = buf_reserve(b, total)) < 0)
+		return rc;
+	for (i = 0; i < n; i++) {
+		memcpy(b->data + b->len, parts[i], len[i]);
+		b->len += len[i];
+	}
+	return 0;
+}
+
+int
 buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
 	va_list ap2;

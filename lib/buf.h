@@ -18,6 +18,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #ifdef SLUICE_BUF_CHECKED
@@ -42,6 +43,26 @@ static inline int
 buf_puts(struct buf *b, const char *s)
 {
 	return buf_append(b, s, strlen(s));
+}
+/*
+ * Append the n strings of parts one after the other, all or none (for
+ * a hot path, where printf's parsing of a format would cost more than
+ * the copying). 0, -ENOBUFS (past max), -ENOMEM.
+ */
+int buf_puts_all(struct buf *b, const char *const *parts, size_t n)
+    BUF_MUST_CHECK;
+/*
+ * The decimal digits of v, right-aligned to end (no NUL is written);
+ * returns the first. end needs 20 bytes before it.
+ */
+static inline char *
+dec_digits(uint64_t v, char *end)
+{
+	do {
+		*--end = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return end;
 }
 /* Append formatted text. 0, -ENOBUFS (past max), -ENOMEM, -EINVAL. */
 int buf_printf(struct buf *b, const char *fmt, ...)

@@ -227,6 +227,17 @@ smtpc_emit(struct smtp_client *c, const char *fmt, ...)
  * SMTP_CLIENT_OUT_CMD_MAX) nothing is appended and out_err is set; the
  * caller carries on as if it were sent and smtpc_check_out() ends the session.
  */
+static bool
+emitted(struct smtp_client *c, size_t before, int rc)
+{
+	if (rc < 0 || c->out.len > SMTP_CLIENT_OUT_CMD_MAX + c->out_allow) {
+		c->out.len = before;
+		c->out_err = true;
+		return false;
+	}
+	return true;
+}
+
 bool
 smtpc_emit(struct smtp_client *c, const char *fmt, ...)
 {
@@ -239,12 +250,18 @@ smtpc_emit(struct smtp_client *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	rc = buf_vprintf(&c->out, fmt, ap);
 	va_end(ap);
-	if (rc < 0 || c->out.len > SMTP_CLIENT_OUT_CMD_MAX + c->out_allow) {
-		c->out.len = before;
-		c->out_err = true;
+	return emitted(c, before, rc);
+}
+
+/* Every message's MAIL, RCPT and BDAT come this way. */
+bool
+smtpc_emit_all(struct smtp_client *c, const char *const *parts, size_t n)
+{
+	size_t before = c->out.len;
+
+	if (c->out_err)
 		return false;
-	}
-	return true;
+	return emitted(c, before, buf_puts_all(&c->out, parts, n));
 }
 
 /* ---- replies ------------------------------------------------------------ */
@@ -566,26 +583,34 @@ finish_tx(struct smtp_client *c, const struct smtp_client_reply *r, bool rset)
 static void
 emit_mail(struct smtp_client *c, const struct smtp_client_msg *m)
 {
-	char params[96];
-	int n = 0;
-
-	params[0] = '\0';
-	if (c->ext & SMTP_CLIENT_EXT_SIZE)
-		n += snprintf(params + n, sizeof(params) - (size_t)n,
-		    " SIZE=%llu", (unsigned long long)m->size);
+	char size[21];
+	const bool with_size = (c->ext & SMTP_CLIENT_EXT_SIZE) != 0;
 	/*
 	 * RFC 6152. An 8-bit message to a server without 8BITMIME goes out
 	 * as it is, without BODY= (Postfix's default; nothing is converted).
 	 * BINARYMIME would need BDAT for every message: declared as 8BITMIME.
 	 */
-	if (m->body != SMTP_BODY_7BIT && (c->ext & SMTP_CLIENT_EXT_8BITMIME))
-		n += snprintf(params + n, sizeof(params) - (size_t)n,
-		    " BODY=8BITMIME");
-	if (m->smtputf8 && (c->ext & SMTP_CLIENT_EXT_SMTPUTF8))
-		n += snprintf(params + n, sizeof(params) - (size_t)n,
-		    " SMTPUTF8");
-	assert(n >= 0 && (size_t)n < sizeof(params));
-	(void)smtpc_emit(c, "MAIL FROM:<%s>%s\r\n", m->sender, params);
+	const bool body8 = m->body != SMTP_BODY_7BIT &&
+	    (c->ext & SMTP_CLIENT_EXT_8BITMIME);
+	const bool utf8 = m->smtputf8 && (c->ext & SMTP_CLIENT_EXT_SMTPUTF8);
+	const char *parts[] = {
+		"MAIL FROM:<", m->sender, ">",
+		with_size ? " SIZE=" : "", "",
+		body8 ? " BODY=8BITMIME" : "", utf8 ? " SMTPUTF8" : "", "\r\n",
+	};
+
+	size[sizeof(size) - 1] = '\0';
+	if (with_size)
+		parts[4] = dec_digits(m->size, size + sizeof(size) - 1);
+	(void)smtpc_emit_all(c, parts, sizeof(parts) / sizeof(parts[0]));
+}
+
+static void
+emit_rcpt(struct smtp_client *c, const char *rcpt)
+{
+	const char *parts[] = { "RCPT TO:<", rcpt, ">\r\n" };
+
+	(void)smtpc_emit_all(c, parts, sizeof(parts) / sizeof(parts[0]));
 }
 
 /*
@@ -601,7 +626,13 @@ append_bdat(struct smtp_client *c, const struct smtp_client_msg *m)
 	size_t len = m->len;
 	bool crlf = len >= 2 && d[len - 2] == '\r' && d[len - 1] == '\n';
 
-	if (!smtpc_emit(c, "BDAT %zu LAST\r\n", len + (crlf || len == 0 ? 0 : 2)))
+	char num[21];
+	const char *parts[] = { "BDAT ", NULL, " LAST\r\n" };
+
+	num[sizeof(num) - 1] = '\0';
+	parts[1] = dec_digits(len + (crlf || len == 0 ? 0 : 2),
+	    num + sizeof(num) - 1);
+	if (!smtpc_emit_all(c, parts, sizeof(parts) / sizeof(parts[0])))
 		return;
 	if (buf_append(&c->out, d, len) < 0 ||
 	    (!crlf && len > 0 && buf_append(&c->out, "\r\n", 2) < 0)) {
@@ -648,8 +679,7 @@ pump(struct smtp_client *c)
 		if (c->send_idx == 0) {
 			emit_mail(c, &c->msg);
 		} else if (c->send_idx <= n) {
-			(void)smtpc_emit(c, "RCPT TO:<%s>\r\n",
-			    c->msg.rcpt[c->send_idx - 1]);
+			emit_rcpt(c, c->msg.rcpt[c->send_idx - 1]);
 		} else {
 			assert(c->send_idx == n + 1);
 			c->send_done = true;
@@ -1282,7 +1312,7 @@ send_pipelined(struct smtp_client *c, const struct smtp_client_msg *msg)
 	}
 	emit_mail(c, &m);
 	for (i = 0; i < m.nrcpt; i++)
-		(void)smtpc_emit(c, "RCPT TO:<%s>\r\n", m.rcpt[i]);
+		emit_rcpt(c, m.rcpt[i]);
 	append_bdat(c, &m);
 	/* A failed append (out_err) ends the session at the next reply,
 	 * which settles this message too. */

@@ -13,6 +13,9 @@ void smtpc_enter_state(struct smtp_client *c, enum smtp_client_state st);
 /* Append a command; false (and out_err, sticky) when it cannot be. */
 bool smtpc_emit(struct smtp_client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The same for a command in n pieces (buf_puts_all()): no format. */
+bool smtpc_emit_all(struct smtp_client *c, const char *const *parts,
+    size_t n);
 void smtpc_local_reply(struct smtp_client_reply *r, int code,
     const char *enhanced, const char *text);
 /* Printable copy of src[0..n) into dst (at most cap), its length. */

@@ -138,9 +138,15 @@ static void
 vreply(struct smtp_session *s, const char *fmt, va_list ap)
 {
 	size_t len = s->out.len;
+	/* Most replies are fixed text ("250 2.1.5 Ok"): no format then. */
+	const char *parts[] = { fmt, "\r\n" };
+	int rc;
 
-	if (buf_vprintf(&s->out, fmt, ap) < 0 ||
-	    buf_puts(&s->out, "\r\n") < 0) {
+	if (strchr(fmt, '%') == NULL)
+		rc = buf_puts_all(&s->out, parts, 2);
+	else if ((rc = buf_vprintf(&s->out, fmt, ap)) == 0)
+		rc = buf_puts(&s->out, "\r\n");
+	if (rc < 0) {
 		s->out.len = len;
 		if (!s->failed)
 			log_warn("%s: no room for a reply (%zu bytes unsent): "
@@ -692,14 +698,27 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 	reply(s, "250 2.1.5 Ok");
 }
 
+/*
+ * The RFC 5322 date of us, into out. A thread formats each second once:
+ * its sessions' messages of the same second share the text.
+ */
 static void
 format_date(uint64_t us, char *out, size_t n)
 {
+	static _Thread_local time_t last = -1;
+	static _Thread_local char text[64];
 	time_t t = (time_t)(us / 1000000u);
-	struct tm tm;
 
-	gmtime_r(&t, &tm);
-	strftime(out, n, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	if (t != last) {
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		if (strftime(text, sizeof(text),
+		    "%a, %d %b %Y %H:%M:%S +0000", &tm) == 0)
+			text[0] = '\0';
+		last = t;
+	}
+	snprintf(out, n, "%s", text);
 }
 
 /*
@@ -731,15 +750,22 @@ begin_message(struct smtp_session *s, uint64_t expect)
 	if (s->tls)
 		snprintf(tls, sizeof(tls), "\t(version=%s cipher=%s bits=%u)\r\n",
 		    s->tls_version, s->tls_cipher, (unsigned)s->tls_bits);
-	if (buf_printf(&s->msg, "Received: from %s ([%s])\r\n%s"
-	    "\tby %s (sluice) with %s id %s",
-	    s->env.data, s->client_addr, tls, s->cfg->hostname, proto,
-	    qid) < 0 ||
-	    (s->nrcpt == 1 ?
-	    buf_printf(&s->msg, "\r\n\tfor <%s>; %s\r\n",
-	    s->env.data + s->rcpt_off0, date) :
-	    buf_printf(&s->msg, ";\r\n\t%s\r\n", date)) < 0)
-		s->ds.nomem = true;	/* the data is read, then refused */
+	{
+		/* Once a message: pieces, not a format to parse. */
+		const bool one = s->nrcpt == 1;
+		const char *parts[] = {
+			"Received: from ", s->env.data, " ([", s->client_addr,
+			"])\r\n", tls, "\tby ", s->cfg->hostname,
+			" (sluice) with ", proto, " id ", qid,
+			one ? "\r\n\tfor <" : ";\r\n\t",
+			one ? s->env.data + s->rcpt_off0 : "",
+			one ? ">; " : "", date, "\r\n",
+		};
+
+		if (buf_puts_all(&s->msg, parts,
+		    sizeof(parts) / sizeof(parts[0])) < 0)
+			s->ds.nomem = true; /* the data is read, then refused */
+	}
 	s->data_off = (uint32_t)s->msg.len;
 	s->msg_limit = s->msg.len + s->cfg->message_size;
 	s->msg.max = s->msg.len;	/* more once it is paid for */

@@ -4,7 +4,8 @@
  * with -ENOBUFS and leaves the contents as they were; an exact fit
  * succeeds (also for buf_printf, whose NUL may sit past max); the
  * allocation stays within max + 1; max 0 is no ceiling; buf_reset and
- * buf_free keep max.
+ * buf_free keep max. buf_puts_all appends its pieces in order, or
+ * nothing when they would pass max.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -52,6 +53,22 @@ main(void)
 	CHECK(b.len == 2 && buf_append(&b, "ab", 2) == 0);
 	CHECK(buf_append(&b, "c", 1) == -ENOBUFS);
 	buf_free(&b);
+
+	printf("RUN pieces: all or none\n");
+	{
+		const char *fit[] = { "ab", "", "cde", "f" };
+		const char *over[] = { "gh", "ijk" };
+
+		b.max = 8;
+		CHECK(buf_puts_all(&b, fit, 4) == 0);
+		CHECK(b.len == 6 && memcmp(b.data, "abcdef", 6) == 0);
+		CHECK(buf_puts_all(&b, over, 2) == -ENOBUFS);
+		CHECK(b.len == 6);	/* not even "gh" */
+		CHECK(buf_puts_all(&b, over, 1) == 0);
+		CHECK(b.len == 8 && memcmp(b.data, "abcdefgh", 8) == 0);
+		CHECK(buf_puts_all(&b, fit + 1, 1) == 0);	/* "" fits */
+		buf_free(&b);
+	}
 
 	printf("RUN no ceiling\n");
 	for (i = 0; i < 100000; i++)

@@ -328,6 +328,17 @@ dl_share(uint32_t total)
 	return n > 0 ? n : 1;
 }
 
+/* deliver_dispatch()'s notes on one recipient of the message. */
+struct dispatch_rcpt {
+	struct dl_item *item;		/* the items to post, once all are made */
+	unsigned owner;			/* and their owners */
+	uint16_t idx;			/* the current item's recipients */
+	bool done;			/* in an item, or discarded */
+};
+
+/* Recipients whose notes fit on the stack: most messages have one. */
+#define DISPATCH_STACK_RCPTS 16
+
 int
 deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
     const struct envelope *env, const bool *pending, uint16_t attempts,
@@ -336,30 +347,20 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 	const struct deliver_cfg *cfg;
 	const char *redirect;
 	uint64_t now_us = clock_real_us(), now_ms = clock_mono_ms();
-	uint16_t *idx;
-	bool *done;
-	struct dl_item **items;		/* to post, once all are made */
-	unsigned *owners;
+	struct dispatch_rcpt small[DISPATCH_STACK_RCPTS], *nr = small;
 	struct dl_pass *pass = NULL;
 	int posted = 0, err = 0;
 
+	if (env->nrcpt > DISPATCH_STACK_RCPTS &&
+	    (nr = malloc(env->nrcpt * sizeof(*nr))) == NULL)
+		return -ENOMEM;
+	for (uint16_t i = 0; i < env->nrcpt; i++)
+		nr[i].done = false;
 	/* One configuration for the whole message, even across a reload;
 	 * counted as under way until its items hold it. */
 	atomic_fetch_add(&g_dispatching, 1);
 	cfg = atomic_load(&g_cfg);
 	redirect = cfg->dev_redirect;
-	idx = malloc(env->nrcpt * sizeof(*idx));
-	done = calloc(env->nrcpt, sizeof(*done));
-	items = malloc(env->nrcpt * sizeof(*items));
-	owners = malloc(env->nrcpt * sizeof(*owners));
-	if (idx == NULL || done == NULL || items == NULL || owners == NULL) {
-		free(idx);
-		free(done);
-		free(items);
-		free(owners);
-		atomic_fetch_sub(&g_dispatching, 1);
-		return -ENOMEM;
-	}
 	for (uint16_t i = 0; i < env->nrcpt; i++) {
 		const char *dom;
 		const struct route *r;
@@ -369,7 +370,7 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		unsigned owner;
 		size_t dlen;
 
-		if (done[i] || (pending != NULL && !pending[i]))
+		if (nr[i].done || (pending != NULL && !pending[i]))
 			continue;
 		dom = addr_domain(redirect != NULL ? redirect : env->rcpt[i]);
 		r = route_lookup(cfg->routes, dom);
@@ -379,19 +380,19 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		 * an item that its owner marks delivered. */
 		if (r->transport.kind == ROUTE_DISCARD && redirect == NULL &&
 		    discarded != NULL) {
-			done[i] = true;
+			nr[i].done = true;
 			discarded[i] = true;
 			continue;
 		}
 		/* Everything else with the same route and domain joins. */
 		for (uint16_t j = i; j < env->nrcpt; j++) {
-			if (done[j] || (pending != NULL && !pending[j]))
+			if (nr[j].done || (pending != NULL && !pending[j]))
 				continue;
 			if (redirect == NULL && j != i &&
 			    strcasecmp(addr_domain(env->rcpt[j]), dom) != 0)
 				continue;
-			done[j] = true;
-			idx[n++] = j;
+			nr[j].done = true;
+			nr[n++].idx = j;
 		}
 		dest_key(r, dom, key);
 		dlen = strlen(dom) + 1;
@@ -411,7 +412,8 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		it->attempts = attempts;
 		it->nrcpt = n;
 		it->redirect = redirect != NULL;
-		memcpy(it->rcpt, idx, n * sizeof(uint16_t));
+		for (uint16_t k = 0; k < n; k++)
+			it->rcpt[k] = nr[k].idx;
 		it->domain = (char *)(it->rcpt + n);
 		memcpy(it->domain, dom, dlen);
 		it->due_ms = next_try_us > now_us ?
@@ -419,8 +421,8 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 		owner = item_owner(cfg, r, key, qid);
 		if (dl_start_park(owner, it, next_try_us))
 			continue;
-		owners[posted] = owner;
-		items[posted++] = it;
+		nr[posted].owner = owner;
+		nr[posted++].item = it;
 	}
 	/*
 	 * Items at several destinations (maybe several shards) are one
@@ -430,14 +432,12 @@ deliver_dispatch(const struct msg_meta *mm, uint64_t qid,
 	if (posted >= 2 && err == 0)
 		pass = dl_pass_new((uint32_t)posted);
 	for (int i = 0; i < posted; i++) {
-		items[i]->pass = pass;
-		post(owners[i], items[i]);
+		nr[i].item->pass = pass;
+		post(nr[i].owner, nr[i].item);
 	}
 	atomic_fetch_sub(&g_dispatching, 1);
-	free(idx);
-	free(done);
-	free(items);
-	free(owners);
+	if (nr != small)
+		free(nr);
 	return err != 0 ? err : posted;
 }
 

@@ -2,7 +2,8 @@
 # timeout: 200
 # Description: delivery end to end. 300 messages (300 B - 100 KiB, leading
 # dots, 8-bit lines, some with two recipients on one or two destinations)
-# go in over 3 smtplib sessions and out to sluice-bench sink (--log --store)
+# go in over 3 smtplib sessions (a few with 40 recipients on two
+# destinations, taking turns) and out to sluice-bench sink (--log --store)
 # (which offers CHUNKING: BDAT, unstuffed) and to Postfix's smtp-sink (-d,
 # no CHUNKING: DATA, dot-stuffed): every message arrives exactly once per
 # destination with the recipients it should have, and what arrives is
@@ -66,6 +67,10 @@ for i in range(N):
         rc = ["r%da@a.test" % i, "r%dp@pf.test" % i]
     elif k == 1:
         rc = ["r%da@a.test" % i, "r%db@a.test" % i]
+    elif k == 2 and i < 50:
+        # 40 recipients, the two destinations taking turns.
+        rc = ["r%dx%d@%s" % (i, j, "pf.test" if pf and j % 2 else "a.test")
+              for j in range(40)]
     elif i % 2 == 0 or not pf:
         rc = ["r%d@a.test" % i]
     else:

@@ -49,6 +49,7 @@
 #include "../lib/log.h"
 #include "../lib/uring.h"
 #include "dsn.h"
+#include "../lib/efd.h"
 
 /* ---- global: owners and their inboxes ------------------------------- */
 
@@ -200,7 +201,7 @@ static void
 post(unsigned owner, struct dl_item *it)
 {
 	struct dl_item *head = atomic_load(&inboxes[owner].head);
-	uint64_t one = 1;
+	int rc;
 
 	do {
 		it->next = head;
@@ -213,9 +214,8 @@ post(unsigned owner, struct dl_item *it)
 	 * cost a write here and a spurious turn of its loop after.
 	 */
 	if (head == NULL && (int)owner != dl_loop &&
-	    write(inboxes[owner].efd, &one, sizeof(one)) < 0 &&
-	    errno != EAGAIN)
-		log_warn("deliver: eventfd write: %s", strerror(errno));
+	    (rc = efd_wake(inboxes[owner].efd)) < 0)
+		log_warn("deliver: eventfd write: %s", strerror(-rc));
 }
 
 void

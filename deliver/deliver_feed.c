@@ -29,6 +29,7 @@
 #include "../lib/log.h"
 #include "../lib/thread.h"
 #include "../queue/queue.h"
+#include "../lib/efd.h"
 
 #define FEED_BATCH 1024		/* recipients per unpark transaction */
 #define FEED_IDLE_MS 1000	/* a shard with nothing due: looked at again */
@@ -220,7 +221,7 @@ dl_feed_ask(struct deliver *d)
 {
 	struct dl_feed *f = &dl_feeds[d->id];
 	uint32_t room_i, room_r, room;
-	uint64_t one = 1;
+	int rc;
 	int efd;
 
 	if (d->stopping || d->now_ms < d->feed_next_ms ||
@@ -236,8 +237,8 @@ dl_feed_ask(struct deliver *d)
 	d->feed_next_ms = d->now_ms + FEED_ASK_MS;
 	atomic_store(&f->want, room);
 	efd = atomic_load(&feed.efd);
-	if (efd >= 0 && write(efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("deliver: feeder eventfd write: %s", strerror(errno));
+	if (efd >= 0 && (rc = efd_wake(efd)) < 0)
+		log_warn("deliver: feeder eventfd write: %s", strerror(-rc));
 }
 
 /* Has this shard parked recipients the feeder has not found drained? */
@@ -356,14 +357,13 @@ deliver_feed_start(void)
 void
 deliver_feed_stop(void)
 {
-	uint64_t one = 1;
+	int rc;
 
 	if (!feed.running)
 		return;
 	atomic_store(&feed.stop, true);
-	if (write(atomic_load(&feed.efd), &one, sizeof(one)) < 0 &&
-	    errno != EAGAIN)
-		log_warn("deliver: feeder eventfd write: %s", strerror(errno));
+	if ((rc = efd_wake(atomic_load(&feed.efd))) < 0)
+		log_warn("deliver: feeder eventfd write: %s", strerror(-rc));
 	pthread_join(feed.thread, NULL);
 	feed.running = false;
 	/* The eventfd stays open: a shard may still write it. */

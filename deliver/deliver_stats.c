@@ -28,6 +28,7 @@
 #include "../lib/clock.h"
 #include "../lib/log.h"
 #include "../lib/stats.h"
+#include "../lib/efd.h"
 
 #define RATE_WINDOW_MS 60000u
 
@@ -230,7 +231,7 @@ dl_stats_answer(struct deliver *d, struct dl_item *ctl)
 	struct deliver_shard_stat *me = &rq->st.shard[d->id];
 	const struct dl_dest **top;
 	unsigned ntop = 0, want = rq->top;
-	uint64_t one = 1;
+	int rc;
 
 	free(ctl);
 	/* The top few by insertion: a table of thousands, a top of 20. */
@@ -263,8 +264,8 @@ dl_stats_answer(struct deliver *d, struct dl_item *ctl)
 	free(top);
 	atomic_store_explicit(&rq->done[d->id], true, memory_order_release);
 	/* Never blocks: a nonblocking eventfd far from its limit. */
-	if (write(rq->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("deliver: stats: eventfd write: %s", strerror(errno));
+	if ((rc = efd_wake(rq->efd)) < 0)
+		log_warn("deliver: stats: eventfd write: %s", strerror(-rc));
 	request_put(rq);
 }
 

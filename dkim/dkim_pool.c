@@ -31,6 +31,7 @@
 
 #include "../lib/log.h"
 #include "../lib/thread.h"
+#include "../lib/efd.h"
 
 struct worker {
 	struct dkim_pool *pool;
@@ -51,15 +52,6 @@ struct dkim_pool {
 	atomic_bool stop;
 	_Atomic uint64_t signed_msgs, signatures, failed;
 };
-
-static void
-efd_wake(int fd)
-{
-	uint64_t one = 1;
-
-	while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
-		;
-}
 
 /* Push onto a stack; true when it was empty (the consumer needs a wake). */
 static bool
@@ -135,7 +127,7 @@ worker_main(void *arg)
 			atomic_fetch_sub_explicit(&w->queued, 1,
 			    memory_order_relaxed);
 			if (stack_push(&p->out[shard], job))
-				efd_wake(p->shard_efd[shard]);
+				(void)efd_wake(p->shard_efd[shard]);
 		}
 	}
 	return NULL;
@@ -205,7 +197,7 @@ dkim_pool_submit(struct dkim_pool *p, struct dkim_job *job)
 	}
 	atomic_fetch_add_explicit(&best->queued, 1, memory_order_relaxed);
 	if (stack_push(&best->in, job))
-		efd_wake(best->efd);
+		(void)efd_wake(best->efd);
 }
 
 struct dkim_job *
@@ -224,7 +216,7 @@ dkim_pool_stop(struct dkim_pool *p)
 	atomic_store(&p->stop, true);
 	for (unsigned i = 0; p->w != NULL && i < p->nworkers; i++)
 		if (p->w[i].efd >= 0)
-			efd_wake(p->w[i].efd);
+			(void)efd_wake(p->w[i].efd);
 	for (unsigned i = 0; p->w != NULL && i < p->nworkers; i++) {
 		struct worker *w = &p->w[i];
 

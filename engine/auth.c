@@ -28,6 +28,7 @@
 
 #include "../lib/log.h"
 #include "../lib/thread.h"
+#include "../lib/efd.h"
 
 /* Workers run this much nicer than the shards: mail flow comes first. */
 #define AUTH_NICE 5
@@ -163,7 +164,7 @@ static void
 deliver_result(unsigned shard, struct auth_result *r)
 {
 	struct auth_inbox *in = &pool.inbox[shard];
-	uint64_t one = 1;
+	int rc;
 
 	r->next = NULL;
 	pthread_mutex_lock(&in->lock);
@@ -173,9 +174,9 @@ deliver_result(unsigned shard, struct auth_result *r)
 		in->head = r;
 	in->tail = r;
 	pthread_mutex_unlock(&in->lock);
-	if (write(pool.efds[shard], &one, sizeof(one)) < 0)
+	if ((rc = efd_wake(pool.efds[shard])) < 0)
 		log_warn("auth: cannot wake shard %u: %s", shard,
-		    strerror(errno));
+		    strerror(-rc));
 }
 
 static void *

@@ -39,6 +39,7 @@
 
 #include "auth.h"
 #include "shard_int.h"
+#include "../lib/efd.h"
 
 static _Atomic uint32_t total_conns;
 static _Atomic uint32_t client_conns[1u << 16];
@@ -960,7 +961,7 @@ shard_start(struct shard *sh, struct committer *c)
 void
 shard_request_stop(struct shard *const *shards, unsigned n)
 {
-	uint64_t one = 1;
+	int rc;
 
 	/* Every flag before any wake: a shard woken first sends its 421s at
 	 * once, and a client that then connects to another shard must be
@@ -968,9 +969,9 @@ shard_request_stop(struct shard *const *shards, unsigned n)
 	for (unsigned i = 0; i < n; i++)
 		atomic_store(&shards[i]->stop_requested, true);
 	for (unsigned i = 0; i < n; i++)
-		if (write(shards[i]->efd, &one, sizeof(one)) < 0)
+		if ((rc = efd_wake(shards[i]->efd)) < 0)
 			log_warn("shard %u: wake: %s", shards[i]->id,
-			    strerror(errno));
+			    strerror(-rc));
 }
 
 void

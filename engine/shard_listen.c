@@ -10,6 +10,7 @@
  * closed meanwhile is recognised (lfd < 0). See shard_int.h.
  */
 #include "shard_int.h"
+#include "../lib/efd.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -203,11 +204,11 @@ shard_swap_gen(struct shard *sh, struct config_gen *g)
 void
 shard_reload(struct shard *sh, struct config_gen *g)
 {
-	uint64_t one = 1;
+	int rc;
 
 	gen_release(atomic_exchange(&sh->gen_next, g));
-	if (write(sh->efd, &one, sizeof(one)) < 0)
-		log_warn("shard %u: wake: %s", sh->id, strerror(errno));
+	if ((rc = efd_wake(sh->efd)) < 0)
+		log_warn("shard %u: wake: %s", sh->id, strerror(-rc));
 }
 
 bool

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "thread.h"
+#include "efd.h"
 
 /* With less than a chunk written, the rest is pushed after this long. */
 #define WBACK_IDLE_MS	1000
@@ -174,15 +175,12 @@ wback_wrote(size_t n)
 {
 	uint_fast64_t old = atomic_fetch_add_explicit(&wb.total, n,
 	    memory_order_relaxed);
-	uint64_t one = 1;
 	int efd;
 
 	if (old / WBACK_CHUNK == (old + n) / WBACK_CHUNK)
 		return;
 	/* A chunk boundary crossed: wake the thread (an eventfd write
 	 * does not block while its counter is below 2^64 - 2). */
-	if ((efd = atomic_load_explicit(&wb.efd, memory_order_relaxed)) >= 0 &&
-	    write(efd, &one, sizeof(one)) < 0) {
-		/* EAGAIN: the counter is full, the thread is awake. */
-	}
+	if ((efd = atomic_load_explicit(&wb.efd, memory_order_relaxed)) >= 0)
+		(void)efd_wake(efd);	/* a log's writeback: no more to do */
 }

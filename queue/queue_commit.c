@@ -3,15 +3,15 @@
  * queue_indexer.c), and starting and stopping both; see queue_commit.h.
  */
 #include "queue_commit_int.h"
+#include "../lib/efd.h"
 
 static void
 efd_signal(int fd)
 {
-	uint64_t one = 1;
+	int rc = efd_wake(fd);
 
-	/* EAGAIN means the counter is already huge: the reader wakes. */
-	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("committer: eventfd write: %s", strerror(errno));
+	if (rc < 0)
+		log_warn("committer: eventfd write: %s", strerror(-rc));
 }
 
 /* The error segment seg failed with, or 0. */

@@ -637,7 +637,7 @@ void dl_tls_sts(struct dl_dest *ds, bool enforce);
  *   dl_sts_policy_name the delivery log's tls_policy of an attempt to MX
  *                      host mx (NULL: none made), or NULL
  *   dl_sts_tls_done    a handshake finished: counted for TLS-RPT
- *   dl_sts_tls_failed  a handshake failed (verify_why: OpenSSL's text)
+ *   dl_sts_tls_failed  a handshake failed: counted, by what failed
  *   dl_sts_plain       a session went on (or failed) without TLS
  *   dl_sts_free        the destination goes
  */
@@ -646,7 +646,7 @@ enum dl_sts_step dl_sts_apply(struct deliver *d, struct dl_dest *ds,
     char *text, size_t len);
 const char *dl_sts_policy_name(const struct dl_dest *ds, const char *mx);
 void dl_sts_tls_done(struct dl_conn *c);
-void dl_sts_tls_failed(struct dl_conn *c, const char *verify_why);
+void dl_sts_tls_failed(struct dl_conn *c);
 void dl_sts_plain(struct dl_conn *c);
 void dl_sts_free(struct dl_dest *ds);
 

@@ -675,7 +675,7 @@ handshake_failed(struct dl_conn *c)
 	    c->tls_level == ROUTE_TLS_DANE) && why != NULL)
 		snprintf(c->tls_verify, sizeof(c->tls_verify), "%s", why);
 	c->d->tls_failed++;
-	dl_sts_tls_failed(c, why);
+	dl_sts_tls_failed(c);
 	smtp_client_tls_failed(&c->cli, tls_why(c->tls));
 }
 

@@ -73,22 +73,18 @@ mta_sts_result_name(enum mta_sts_result r)
 }
 
 enum mta_sts_result
-mta_sts_result_of_verify(const char *why)
+mta_sts_result_of_verify(enum tls_verify_kind k)
 {
-	if (why == NULL)
-		return MTA_STS_R_VALIDATION_FAILURE;
-	/* X509_verify_cert_error_string()'s texts. */
-	if (strcasestr(why, "hostname mismatch") != NULL)
+	switch (k) {
+	case TLS_VERIFY_NAME:
 		return MTA_STS_R_HOST_MISMATCH;
-	if (strcasestr(why, "expired") != NULL)
+	case TLS_VERIFY_EXPIRED:
 		return MTA_STS_R_EXPIRED;
-	if (strcasestr(why, "issuer") != NULL ||
-	    strcasestr(why, "self-signed") != NULL ||
-	    strcasestr(why, "self signed") != NULL ||
-	    strcasestr(why, "untrusted") != NULL ||
-	    strcasestr(why, "not trusted") != NULL)
+	case TLS_VERIFY_UNTRUSTED:
 		return MTA_STS_R_NOT_TRUSTED;
-	return MTA_STS_R_VALIDATION_FAILURE;
+	default:
+		return MTA_STS_R_VALIDATION_FAILURE;
+	}
 }
 
 static uint64_t

@@ -27,6 +27,7 @@
 
 #include <jansson.h>
 
+#include "../lib/tls.h"
 #include "../proto/mta_sts.h"
 #include "deliver_cfg.h"
 
@@ -51,8 +52,12 @@ enum mta_sts_result {
 /* "starttls-not-supported", "certificate-host-mismatch", ... */
 const char *mta_sts_result_name(enum mta_sts_result r);
 
-/* The result type of a certificate check's failure (OpenSSL's text). */
-enum mta_sts_result mta_sts_result_of_verify(const char *why);
+/*
+ * The result type (RFC 8460 4.3) of a failed certificate check; a check
+ * that passed, for a session that failed all the same, is a
+ * validation-failure.
+ */
+enum mta_sts_result mta_sts_result_of_verify(enum tls_verify_kind k);
 
 /*
  * mta_sts_start() reads the CA file and the resolver's address (as root,

@@ -194,7 +194,8 @@ dl_sts_tls_done(struct dl_conn *c)
 	if (!counted_here(c))
 		return;
 	if (!tls_peer_verified(c->tls, why, sizeof(why))) {
-		count(c, false, mta_sts_result_of_verify(why));
+		count(c, false, mta_sts_result_of_verify(tls_verify_kind(
+		    c->tls)));
 		if (c->dest->sts_state == DL_STS_S_TESTING)
 			log_info("deliver: %s [%s]: MTA-STS (testing) would "
 			    "refuse: %s", c->host, c->addr, why);
@@ -211,10 +212,11 @@ dl_sts_tls_done(struct dl_conn *c)
 }
 
 void
-dl_sts_tls_failed(struct dl_conn *c, const char *verify_why)
+dl_sts_tls_failed(struct dl_conn *c)
 {
 	if (counted_here(c))
-		count(c, false, mta_sts_result_of_verify(verify_why));
+		count(c, false, mta_sts_result_of_verify(tls_verify_kind(
+		    c->tls)));
 }
 
 void

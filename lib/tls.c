@@ -901,6 +901,41 @@ tls_peer_verified(const struct tls *t, char *why, size_t whylen)
 	return true;
 }
 
+enum tls_verify_kind
+tls_verify_kind_of(long v)
+{
+	switch (v) {
+	case X509_V_OK:
+		return TLS_VERIFY_PASSED;
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+		return TLS_VERIFY_NAME;
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return TLS_VERIFY_EXPIRED;
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_CERT_UNTRUSTED:
+	case X509_V_ERR_CERT_REJECTED:
+		return TLS_VERIFY_UNTRUSTED;
+	default:
+		return TLS_VERIFY_OTHER;
+	}
+}
+
+enum tls_verify_kind
+tls_verify_kind(const struct tls *t)
+{
+	long v = SSL_get_verify_result(t->ssl);
+
+	if (v == X509_V_OK && tls_established(t) &&
+	    SSL_get0_peer_certificate(t->ssl) == NULL)
+		return TLS_VERIFY_NO_CERT;
+	return tls_verify_kind_of(v);
+}
+
 const char *
 tls_verify_error(const struct tls *t)
 {

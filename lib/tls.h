@@ -228,6 +228,24 @@ bool tls_peer_verified(const struct tls *t, char *why, size_t whylen);
  */
 const char *tls_verify_error(const struct tls *t);
 
+/* What a failed check of the server's certificate found, by kind. */
+enum tls_verify_kind {
+	TLS_VERIFY_PASSED,	/* nothing failed verification */
+	TLS_VERIFY_NO_CERT,	/* the server sent none */
+	TLS_VERIFY_NAME,	/* it is for another name */
+	TLS_VERIFY_EXPIRED,	/* out of its validity period */
+	TLS_VERIFY_UNTRUSTED,	/* no chain to a trusted root */
+	TLS_VERIFY_OTHER,	/* anything else (a bad signature, ...) */
+};
+
+/*
+ * Client side, also after a failed handshake: the kind of what failed,
+ * from OpenSSL's verify result (never its text); tls_verify_kind_of()
+ * maps one X509_V_ERR_* code.
+ */
+enum tls_verify_kind tls_verify_kind(const struct tls *t);
+enum tls_verify_kind tls_verify_kind_of(long verify_result);
+
 /*
  * DANE, client side, before the first tls_input() on a connection of a
  * context made with dane: one TLSA record (usage, selector, matching

@@ -6,7 +6,9 @@
  * loaded and its file is removed, as are a file that does not parse, a
  * file with a bad head and a leftover temporary file; a domain unfit as a
  * file name is never written; remove() removes; load() stops at max.
- * OpenSSL's verify texts map to RFC 8460's result types.
+ * OpenSSL's verify results (codes, not texts) map to RFC 8460's result
+ * types; a session that failed with its certificate verified is a
+ * validation-failure.
  */
 #include "check.h"
 #include "../../deliver/mta_sts.h"
@@ -18,6 +20,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/x509_vfy.h>
 
 #define POL "version: STSv1\nmode: enforce\nmx: mx.a.test\nmax_age: 600\n"
 
@@ -109,17 +113,23 @@ test_store(void)
 static void
 test_results(void)
 {
-	CHECK(mta_sts_result_of_verify("hostname mismatch") ==
-	    MTA_STS_R_HOST_MISMATCH);
-	CHECK(mta_sts_result_of_verify("certificate has expired") ==
-	    MTA_STS_R_EXPIRED);
-	CHECK(mta_sts_result_of_verify("unable to get local issuer "
-	    "certificate") == MTA_STS_R_NOT_TRUSTED);
-	CHECK(mta_sts_result_of_verify("self-signed certificate") ==
+	CHECK(mta_sts_result_of_verify(tls_verify_kind_of(
+	    X509_V_ERR_HOSTNAME_MISMATCH)) == MTA_STS_R_HOST_MISMATCH);
+	CHECK(mta_sts_result_of_verify(tls_verify_kind_of(
+	    X509_V_ERR_CERT_HAS_EXPIRED)) == MTA_STS_R_EXPIRED);
+	CHECK(mta_sts_result_of_verify(tls_verify_kind_of(
+	    X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY)) ==
 	    MTA_STS_R_NOT_TRUSTED);
-	CHECK(mta_sts_result_of_verify("certificate signature failure") ==
+	CHECK(mta_sts_result_of_verify(tls_verify_kind_of(
+	    X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT)) == MTA_STS_R_NOT_TRUSTED);
+	CHECK(mta_sts_result_of_verify(tls_verify_kind_of(
+	    X509_V_ERR_CERT_SIGNATURE_FAILURE)) ==
 	    MTA_STS_R_VALIDATION_FAILURE);
-	CHECK(mta_sts_result_of_verify(NULL) == MTA_STS_R_VALIDATION_FAILURE);
+	/* A session that failed with its certificate verified. */
+	CHECK(mta_sts_result_of_verify(tls_verify_kind_of(X509_V_OK)) ==
+	    MTA_STS_R_VALIDATION_FAILURE);
+	CHECK(mta_sts_result_of_verify(TLS_VERIFY_NO_CERT) ==
+	    MTA_STS_R_VALIDATION_FAILURE);
 	CHECK(strcmp(mta_sts_result_name(MTA_STS_R_FETCH_ERROR),
 	    "sts-policy-fetch-error") == 0);
 	CHECK(strcmp(mta_sts_result_name(MTA_STS_R_STARTTLS_NOT_SUPPORTED),

@@ -27,6 +27,9 @@
 #define T_EXIT_FAIL 1
 #define T_EXIT_SKIP 77
 
+/* The number of elements of array a. */
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
 static int check_failures;
 
 #define CHECK(cond)                                                         \

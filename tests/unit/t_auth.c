@@ -137,7 +137,7 @@ workers(void)
 	CHECK_FATAL(auth_dummy_make(&cfg, dummy, sizeof(dummy)) == 0);
 	smtp_server_cfg_init(&scfg, "mx.test", 100000, 10, 2048, 20);
 	CHECK_FATAL(auth_global_init(&cfg, 1, &efd) == 0);
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < NELEM(cases); i++) {
 		printf("RUN worker verdict for %s\n", cases[i].b64);
 		auth_session(&s, &scfg, &cfg, &ids, cases[i].b64);
 		CHECK(auth_submit(0, 7, 3, &cfg, dummy, &s, 1000) ==
@@ -236,7 +236,7 @@ dummies(void)
 	const char *pw;
 	size_t i, n;
 
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < NELEM(cases); i++) {
 		printf("RUN the dummy hash follows a first user of %s\n",
 		    cases[i].prefix);
 		load_hashed(&cfg, cases[i].method, cases[i].count, "");

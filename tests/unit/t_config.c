@@ -30,7 +30,6 @@
 #include "config_check.h"
 #include "../../engine/config.h"
 
-#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 #define MAX_ERRS	24
 
 static uint16_t

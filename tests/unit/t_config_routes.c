@@ -23,8 +23,6 @@
 #include "../../engine/config.h"
 #include "../../deliver/resolver.h"
 
-#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
-
 static void
 test_routes_file(void)
 {

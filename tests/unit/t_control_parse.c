@@ -14,7 +14,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 #define ID		"018BD2C3A4F50001"
 #define ID_NUM		0x018BD2C3A4F50001ull
 

@@ -27,7 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 #define NOW_US		1700000000123456ULL	/* 2023-11-14 22:13:20.123456 */
 
 static const struct dlog_entry full = {

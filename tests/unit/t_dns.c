@@ -14,8 +14,6 @@
 #include <ldns/ldns.h>
 #include <string.h>
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-
 static uint8_t wire[DNS_MSG_MAX];
 static struct dns_answer ans;
 

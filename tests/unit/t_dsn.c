@@ -23,7 +23,6 @@
 
 #define GOLDEN_DIR	"tests/golden/dsn"
 #define PYTHON		"/usr/bin/python3"
-#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
 #define NOW_US		1700000000123456ULL	/* 2023-11-14 22:13:20 UTC */
 #define HOUR_US		3600000000ULL

@@ -14,8 +14,6 @@
 
 #include <string.h>
 
-#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
-
 static const struct tcase {
 	const char *name;
 	const char *in;

@@ -9,8 +9,6 @@
 
 #include <string.h>
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-
 /* ------------------------------------------------------------------ */
 
 static const struct good_transport {

@@ -10,8 +10,6 @@
 
 #include <string.h>
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-
 enum tl { T_NONE, T_EE311, T_PKIX_ONLY, T_TA201, T_BADLEN };
 
 static const struct tcase {

@@ -251,7 +251,7 @@ test_errors(void)
 	size_t i;
 
 	printf("RUN errors\n");
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	for (i = 0; i < NELEM(cases); i++)
 		CHECK(refused(cases[i].line, cases[i].why));
 
 	/* Values that need an argv of their own: empty, spaces, length. */

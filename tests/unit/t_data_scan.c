@@ -178,7 +178,7 @@ main(void)
 			check_failures++;
 	}
 
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < NELEM(cases); i++) {
 		const struct scan_case *c = &cases[i];
 
 		printf("RUN %s\n", c->name);

@@ -89,7 +89,7 @@ main(void)
 	char why[256], sum[512];
 
 	load(&old, base);
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < NELEM(cases); i++) {
 		const char *ov[16];
 		size_t n = 0;
 		bool restart;

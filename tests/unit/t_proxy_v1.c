@@ -156,7 +156,7 @@ main(void)
 	struct proxy_header h;
 	char a[64];
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	for (size_t i = 0; i < NELEM(cases); i++)
 		run(&cases[i]);
 
 	printf("RUN client bytes after the line\n");

@@ -47,7 +47,7 @@ relay_cases(void)
 	};
 	size_t i;
 
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < NELEM(cases); i++) {
 		int before = check_failures;
 
 		printf("RUN rcpt '%s'\n", cases[i].addr);
@@ -100,7 +100,7 @@ sender_cases(void)
 	struct smtp_sender_id plain = { "dave", NULL, 0 };
 	size_t i;
 
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < NELEM(cases); i++) {
 		int before = check_failures;
 
 		printf("RUN sender %d '%s'\n", (int)cases[i].rule,
@@ -225,7 +225,7 @@ from_cases(void)
 	char bad[64];
 	size_t i;
 
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < NELEM(cases); i++) {
 		struct seen seen = { "" };
 		enum smtp_from_result r;
 		int before = check_failures;

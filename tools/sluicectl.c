@@ -1191,6 +1191,23 @@ parse_command(int argc, char **argv, enum ctl_cmd *cmd, struct qargs *q)
 	return 0;
 }
 
+/*
+ * Commands that parse their own arguments: with a configuration (run),
+ * or without one (bare).
+ */
+static const struct {
+	const char *name;
+	int (*run)(const struct config *cfg, int argc, char **argv);
+	int (*bare)(int argc, char **argv);
+} own_args[] = {
+	{ "hash-password", NULL, ctl_hash_password },
+	{ "dkim-keygen", NULL, ctl_dkim_keygen },
+	{ "status", ctl_status, NULL },
+	{ "reload", ctl_reload, NULL },
+	{ "resolve", ctl_resolve, NULL },
+	{ "dkim-check", ctl_dkim_check, NULL },
+};
+
 int
 main(int argc, char **argv)
 {
@@ -1250,38 +1267,20 @@ main(int argc, char **argv)
 		free(ov);
 		return EXIT_USAGE;
 	}
-	/* Needs no configuration: it runs anywhere, even without one. */
-	if (strcmp(argv[optind], "hash-password") == 0) {
-		free(ov);
-		return ctl_hash_password(argc - optind, argv + optind);
-	}
-	if (strcmp(argv[optind], "status") == 0 ||
-	    strcmp(argv[optind], "reload") == 0) {
+	for (size_t i = 0; i < sizeof(own_args) / sizeof(own_args[0]); i++) {
+		if (strcmp(argv[optind], own_args[i].name) != 0)
+			continue;
+		/* Those without a configuration run anywhere, even without
+		 * one. */
+		if (own_args[i].bare != NULL) {
+			free(ov);
+			return own_args[i].bare(argc - optind, argv + optind);
+		}
 		rc = load_config(&cfg, path, ov, nov);
 		free(ov);
 		if (rc != 0)
 			return rc;
-		if (strcmp(argv[optind], "reload") == 0)
-			rc = ctl_reload(&cfg, argc - optind, argv + optind);
-		else
-			rc = ctl_status(&cfg, argc - optind, argv + optind);
-		config_free(&cfg);
-		return rc;
-	}
-	if (strcmp(argv[optind], "dkim-keygen") == 0) {
-		free(ov);
-		return ctl_dkim_keygen(argc - optind, argv + optind);
-	}
-	if (strcmp(argv[optind], "resolve") == 0 ||
-	    strcmp(argv[optind], "dkim-check") == 0) {
-		rc = load_config(&cfg, path, ov, nov);
-		free(ov);
-		if (rc != 0)
-			return rc;
-		if (strcmp(argv[optind], "resolve") == 0)
-			rc = ctl_resolve(&cfg, argc - optind, argv + optind);
-		else
-			rc = ctl_dkim_check(&cfg, argc - optind, argv + optind);
+		rc = own_args[i].run(&cfg, argc - optind, argv + optind);
 		config_free(&cfg);
 		return rc;
 	}

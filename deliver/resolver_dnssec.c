@@ -54,14 +54,26 @@ struct vzone {
 	ldns_rr_list *keys;	/* V_SECURE: its DNSKEY set (not the rrs) */
 };
 
+/*
+ * What one lookup's walks have worked out, kept from walk to walk (a
+ * walk runs again each time the DS and DNSKEY sets it asked for are in):
+ * the fetched messages parsed, and each zone's verdict and keys, so that
+ * a zone's key set is verified once per lookup, not once per walk. A
+ * fetched message never changes once in, so neither does what follows
+ * from it; a zone still waiting for one (V_NEED) is not kept.
+ */
+struct val_memo {
+	struct vzone z[VAL_ZONES_MAX];
+	unsigned nz;
+	ldns_pkt *pk[VAL_FETCH_MAX];	/* fetched messages, parsed */
+};
+
 struct vctx {
 	struct resolver *r;
 	struct lookup *lk;
 	struct rslv_val *v;
 	unsigned issued;	/* fetches asked in this walk */
-	struct vzone z[VAL_ZONES_MAX];
-	unsigned nz;
-	ldns_pkt *pk[VAL_FETCH_MAX];	/* fetched messages, parsed */
+	struct val_memo *m;	/* v's */
 };
 
 static enum vres
@@ -207,6 +219,15 @@ rslv_val_free(struct lookup *lk)
 		free(v->ans[i].wire);
 	for (unsigned i = 0; i < v->nf; i++)
 		free(v->f[i].m.wire);
+	if (v->memo != NULL) {
+		for (unsigned i = 0; i < v->memo->nz; i++) {
+			ldns_rr_list_free(v->memo->z[i].keys);
+			ldns_rdf_deep_free(v->memo->z[i].name);
+		}
+		for (unsigned i = 0; i < VAL_FETCH_MAX; i++)
+			ldns_pkt_free(v->memo->pk[i]);
+		free(v->memo);
+	}
 	free(v);
 	lk->val = NULL;
 }
@@ -269,12 +290,12 @@ fetched(struct vctx *c, const ldns_rdf *name, uint16_t type, enum vres *st)
 	}
 	if (v->f[k].m.wire == NULL)
 		return NULL;
-	if (c->pk[k] == NULL && ldns_wire2pkt(&c->pk[k], v->f[k].m.wire,
+	if (c->m->pk[k] == NULL && ldns_wire2pkt(&c->m->pk[k], v->f[k].m.wire,
 	    v->f[k].m.len) != LDNS_STATUS_OK) {
-		c->pk[k] = NULL;
+		c->m->pk[k] = NULL;
 		return NULL;
 	}
-	return c->pk[k];
+	return c->m->pk[k];
 }
 
 /* The records of (owner, type) in a section, and the RRSIGs over them. */
@@ -602,10 +623,10 @@ zone_keys(struct vctx *c, const ldns_rdf *zone, ldns_rr_list **keys,
 	enum vres res;
 	ldns_pkt *p;
 
-	for (unsigned i = 0; i < c->nz; i++)
-		if (ldns_dname_compare(c->z[i].name, zone) == 0) {
-			*keys = c->z[i].keys;
-			return c->z[i].res;
+	for (unsigned i = 0; i < c->m->nz; i++)
+		if (ldns_dname_compare(c->m->z[i].name, zone) == 0) {
+			*keys = c->m->z[i].keys;
+			return c->m->z[i].res;
 		}
 	if (depth > VAL_DEPTH_MAX)
 		return V_BOGUS;
@@ -647,9 +668,9 @@ zone_keys(struct vctx *c, const ldns_rdf *zone, ldns_rr_list **keys,
 		    LDNS_STATUS_OK)
 			res = V_BOGUS;
 	}
-	if (c->nz < VAL_ZONES_MAX &&
-	    (c->z[c->nz].name = ldns_rdf_clone(zone)) != NULL) {
-		z = &c->z[c->nz++];
+	if (c->m->nz < VAL_ZONES_MAX &&
+	    (c->m->z[c->m->nz].name = ldns_rdf_clone(zone)) != NULL) {
+		z = &c->m->z[c->m->nz++];
 		z->res = res;
 		z->keys = res == V_SECURE ? dnskeys : NULL;
 		if (res == V_SECURE)
@@ -719,24 +740,21 @@ check_msg(struct vctx *c, const struct val_msg *m)
 	return res;
 }
 
-static void
+/* False without memory for the memo: the lookup is then bogus. */
+static bool
 ctx_init(struct vctx *c, struct resolver *r, struct lookup *lk)
 {
 	memset(c, 0, sizeof(*c));
 	c->r = r;
 	c->lk = lk;
 	c->v = lk->val;
-}
-
-static void
-ctx_free(struct vctx *c)
-{
-	for (unsigned i = 0; i < c->nz; i++) {
-		ldns_rr_list_free(c->z[i].keys);
-		ldns_rdf_deep_free(c->z[i].name);
+	if (c->v->memo == NULL &&
+	    (c->v->memo = calloc(1, sizeof(*c->v->memo))) == NULL) {
+		c->v->overflow = true;
+		return false;
 	}
-	for (unsigned i = 0; i < VAL_FETCH_MAX; i++)
-		ldns_pkt_free(c->pk[i]);
+	c->m = c->v->memo;
+	return true;
 }
 
 unsigned
@@ -745,11 +763,11 @@ rslv_val_step(struct resolver *r, struct lookup *lk)
 	struct vctx c;
 	unsigned n;
 
-	ctx_init(&c, r, lk);
+	if (!ctx_init(&c, r, lk))
+		return 0;	/* judged bogus at once */
 	for (unsigned i = 0; i < lk->val->nans; i++)
 		(void)check_msg(&c, &lk->val->ans[i]);
 	n = c.issued;
-	ctx_free(&c);
 	return n;
 }
 
@@ -770,7 +788,7 @@ rslv_val_apply(struct resolver *r, struct lookup *lk)
 
 	for (unsigned i = 0; i < RESOLVE_MX_MAX; i++)
 		tlsa[i] = V_SECURE;
-	ctx_init(&c, r, lk);
+	(void)ctx_init(&c, r, lk);	/* without memory: overflow, bogus */
 	for (unsigned i = 0; i < v->nans; i++) {
 		const struct val_msg *m = &v->ans[i];
 		enum vres res = v->overflow ? V_BOGUS : check_msg(&c, m);
@@ -792,7 +810,6 @@ rslv_val_apply(struct resolver *r, struct lookup *lk)
 				lk->ts[t].insecure = true;
 		}
 	}
-	ctx_free(&c);
 	if (lk->mx)
 		lk->mx_sec = mx_seen ? sec_of(mx) : RESOLVE_SEC_INSECURE;
 	lk->authenticated = lk->mx_sec == RESOLVE_SEC_SECURE;

@@ -236,6 +236,8 @@ struct rslv_val {
 	struct val_fetch f[VAL_FETCH_MAX];
 	unsigned nf;
 	bool done;
+	/* What the walks so far worked out (resolver_dnssec.c). */
+	struct val_memo *memo;
 };
 
 struct resolver {

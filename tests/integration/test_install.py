@@ -33,7 +33,11 @@ vars_ = ["PREFIX=" + prefix, "SYSCONFDIR=" + etc, "SPOOLDIR=" + spool,
 
 
 def make_install():
-    return subprocess.run(["make", "-s", "-C", ROOT, "install"] + vars_,
+    # -o all: install the binaries as they are. Without it, make rebuilt
+    # BIN's programs from the plain build's objects whenever those were
+    # newer, overwriting (under `make asan`) the sanitizer build other
+    # tests were running at that moment.
+    return subprocess.run(["make", "-s", "-C", ROOT, "-o", "all", "install"] + vars_,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           timeout=120, env=sluice.clean_env())
 

@@ -699,11 +699,12 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 }
 
 /*
- * The RFC 5322 date of us, into out. A thread formats each second once:
- * its sessions' messages of the same second share the text.
+ * The RFC 5322 date of us, valid until this thread's next call. A thread
+ * formats each second once: its sessions' messages of the same second
+ * share the text.
  */
-static void
-format_date(uint64_t us, char *out, size_t n)
+static const char *
+date_text(uint64_t us)
 {
 	static _Thread_local time_t last = -1;
 	static _Thread_local char text[64];
@@ -718,7 +719,7 @@ format_date(uint64_t us, char *out, size_t n)
 			text[0] = '\0';
 		last = t;
 	}
-	snprintf(out, n, "%s", text);
+	return text;
 }
 
 /*
@@ -729,14 +730,13 @@ format_date(uint64_t us, char *out, size_t n)
 static bool
 begin_message(struct smtp_session *s, uint64_t expect)
 {
-	char qid[SMTP_ID_LEN + 1], date[64], tls[128] = "";
+	char qid[SMTP_ID_LEN + 1], tls[128] = "";
 	const char *proto = smtp_session_protocol(s);
 
 	s->arrival_us = clock_real_us();
 	s->qid = s->ids->next(s->ids->ctx, s->arrival_us / 1000u);
 	assert(s->qid != 0);
 	smtp_id_format(s->qid, qid);
-	format_date(s->arrival_us, date, sizeof(date));
 	data_scan_init(&s->ds, s->cfg->message_size);
 	s->ds.hops_max = s->cfg->hops;
 	assert(s->mem_held == 0);
@@ -759,7 +759,7 @@ begin_message(struct smtp_session *s, uint64_t expect)
 			" (sluice) with ", proto, " id ", qid,
 			one ? "\r\n\tfor <" : ";\r\n\t",
 			one ? s->env.data + s->rcpt_off0 : "",
-			one ? ">; " : "", date, "\r\n",
+			one ? ">; " : "", date_text(s->arrival_us), "\r\n",
 		};
 
 		if (buf_puts_all(&s->msg, parts,

@@ -237,13 +237,17 @@ auth_offered(const struct config *cfg)
 int
 auth_dummy_make(const struct config *cfg, char *out, size_t len)
 {
-	struct crypt_data *cd = calloc(1, sizeof(*cd));
+	struct crypt_data *cd;
 	unsigned char rnd[24];
 	char pw[sizeof(rnd) * 2 + 1], setting[CRYPT_GENSALT_OUTPUT_SIZE];
 	const char *base, *h;
 	size_t i;
 
-	if (cd == NULL)
+	if (len > 0)
+		out[0] = '\0';
+	if (!auth_offered(cfg))
+		return 0;	/* no login is ever checked */
+	if ((cd = calloc(1, sizeof(*cd))) == NULL)
 		return -ENOMEM;
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
 		free(cd);

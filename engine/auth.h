@@ -74,7 +74,8 @@ bool auth_offered(const struct config *cfg);
  * The hash of a random password at the method, cost and salt of cfg's
  * first user (yescrypt's default cost when it has none), into out (len
  * at least AUTH_DUMMY_MAX): an unknown user's login is checked against
- * it and takes as long as a known user's. 0 or -errno.
+ * it and takes as long as a known user's. When no listener offers AUTH,
+ * out is left empty and no hash is made. 0 or -errno.
  */
 int auth_dummy_make(const struct config *cfg, char *out, size_t len);
 

@@ -444,7 +444,7 @@ main(int argc, char **argv)
 
 	deliver_global_init(&gen->dcfg, cfg->shards, efds, qi);
 	schedule_queue(qi);
-	if (auth_offered(cfg) && (rc = auth_dummy_make(cfg, gen->auth_dummy,
+	if ((rc = auth_dummy_make(cfg, gen->auth_dummy,
 	    sizeof(gen->auth_dummy))) < 0)
 		log_fatal("cannot hash a password for unknown users: %s",
 		    strerror(-rc));

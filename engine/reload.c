@@ -177,8 +177,8 @@ gen_prepare(struct config_gen *g, const struct config *old, char *why,
 		snprintf(why, len, "outbound TLS: %.*s", (int)sizeof(e), e);
 		return -1;
 	}
-	if (auth_offered(&g->cfg) && (n = auth_dummy_make(&g->cfg,
-	    g->auth_dummy, sizeof(g->auth_dummy))) < 0) {
+	if ((n = auth_dummy_make(&g->cfg, g->auth_dummy,
+	    sizeof(g->auth_dummy))) < 0) {
 		snprintf(why, len, "cannot hash a password for unknown users: "
 		    "%s", strerror(-n));
 		return -1;

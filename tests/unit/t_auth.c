@@ -261,6 +261,14 @@ dummies(void)
 	cfg.nusers = 1;
 	config_free(&cfg);
 
+	printf("RUN no listener offers AUTH: no dummy is made\n");
+	load(&cfg, "");
+	cfg.listen[0].policy.auth = SMTP_AUTH_OFF;
+	strcpy(dummy, "x");
+	CHECK(auth_dummy_make(&cfg, dummy, sizeof(dummy)) == 0);
+	CHECK(dummy[0] == '\0');
+	config_free(&cfg);
+
 	printf("RUN a dummy too long for its room is an error\n");
 	load(&cfg, "");
 	CHECK(auth_dummy_make(&cfg, dummy, 20) == -EINVAL);
